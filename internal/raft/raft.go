@@ -1,0 +1,1060 @@
+package raft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+// None is the placeholder member id: no leader, no vote.
+const None uint64 = 0
+
+// StateType is a member's role.
+type StateType uint8
+
+const (
+	StateFollower StateType = iota
+	StatePreCandidate
+	StateCandidate
+	StateLeader
+)
+
+func (s StateType) String() string {
+	return [...]string{"StateFollower", "StatePreCandidate", "StateCandidate", "StateLeader"}[s]
+}
+
+// Proposal errors. Each wraps ErrProposalDropped, so a caller can test for
+// "not accepted" once and map the reason to etcd's errors (ErrNoLeader ->
+// "etcdserver: no leader", ErrTooManyRequests -> "etcdserver: too many
+// requests", ErrTransferInProgress -> "etcdserver: leader changed").
+var (
+	ErrProposalDropped    = errors.New("raft: proposal dropped")
+	ErrNoLeader           = fmt.Errorf("%w: no leader", ErrProposalDropped)
+	ErrTooManyRequests    = fmt.Errorf("%w: too many requests (uncommitted log over its limit)", ErrProposalDropped)
+	ErrTransferInProgress = fmt.Errorf("%w: leadership transfer in progress", ErrProposalDropped)
+	ErrConfChangePending  = fmt.Errorf("%w: a configuration change is already pending", ErrProposalDropped)
+	// ErrStepPeerNotFound: a response from a member the leader has no
+	// progress for (removed, or never a member).
+	ErrStepPeerNotFound = errors.New("raft: message from an unknown member")
+	// ErrBadMessage: a message that no correct peer sends (a term-less
+	// message of a type that must carry a term).
+	ErrBadMessage = errors.New("raft: malformed message")
+)
+
+// campaignTransfer marks the votes of a campaign started by MsgTimeoutNow:
+// voters must not ignore them on account of a leader lease.
+var campaignTransfer = []byte("CampaignTransfer")
+
+type campaignType uint8
+
+const (
+	campaignPreElection campaignType = iota
+	campaignElection
+	campaignTransferLeader
+)
+
+// confPoint is a configuration change at a log index.
+type confPoint struct {
+	index uint64
+	conf  raftpb.ConfState
+}
+
+// raft is the consensus state machine of one member. It has no goroutines,
+// no clock and no I/O: it changes only through tick, Step and the Node
+// methods, and its output accumulates in msgs and readStates until the Node
+// hands them out in a Ready.
+type raft struct {
+	id uint64
+
+	term uint64
+	vote uint64
+
+	raftLog *raftLog
+	trk     tracker
+
+	// Membership follows §4.1 of Ongaro's dissertation: a member uses the
+	// latest configuration in its log, committed or not. baseConf is the
+	// configuration as of the log's start (the snapshot); confLog the
+	// configuration changes in the log after it, oldest first. Truncating
+	// the log drops the points it removes, reverting the configuration.
+	baseConf raftpb.ConfState
+	confLog  []confPoint
+
+	state StateType
+	// lead is the leader of the current term, as far as this member knows.
+	lead uint64
+	// leadTransferee is the member leadership is being handed to, or None.
+	leadTransferee uint64
+	// termStartIndex is the index of the empty entry this member appended on
+	// becoming leader. Until it is committed, the leader refuses
+	// configuration changes (the dissertation's fix for single-server
+	// changes across leader changes) and holds ReadIndex requests.
+	termStartIndex uint64
+
+	// uncommittedSize is the payload the leader has appended in its term and
+	// not yet seen applied; proposals beyond maxUncommittedSize are refused.
+	uncommittedSize    uint64
+	maxUncommittedSize uint64
+	maxMsgSize         uint64
+	maxInflightMsgs    int
+	maxInflightBytes   uint64
+
+	reads readOnly
+
+	msgs       []raftpb.Message
+	readStates []ReadState
+
+	// electionElapsed counts ticks since the last valid message from a
+	// leader (followers), since the election started (candidates), or since
+	// the last check-quorum round (leader).
+	electionElapsed  int
+	heartbeatElapsed int
+
+	checkQuorum bool
+	preVote     bool
+
+	heartbeatTimeout int
+	electionTimeout  int
+	// randomizedElectionTimeout is in [electionTimeout, 2*electionTimeout),
+	// redrawn whenever the member resets its term state.
+	randomizedElectionTimeout int
+	rand                      Rand
+
+	tick func()
+	step func(r *raft, m raftpb.Message) error
+}
+
+func newRaft(c *Config) (*raft, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	raftLog, err := newLog(c.Storage, c.MaxCommittedSizePerReady)
+	if err != nil {
+		return nil, err
+	}
+	hs, cs, err := c.Storage.InitialState()
+	if err != nil {
+		return nil, err
+	}
+	r := &raft{
+		id:                 c.ID,
+		raftLog:            raftLog,
+		maxMsgSize:         c.MaxSizePerMsg,
+		maxUncommittedSize: c.MaxUncommittedEntriesSize,
+		maxInflightMsgs:    c.MaxInflightMsgs,
+		maxInflightBytes:   c.MaxInflightBytes,
+		checkQuorum:        c.CheckQuorum,
+		preVote:            c.PreVote,
+		heartbeatTimeout:   c.HeartbeatTicks,
+		electionTimeout:    c.ElectionTicks,
+		rand:               c.Rand,
+		trk:                tracker{progress: map[uint64]*Progress{}, votes: map[uint64]bool{}},
+		reads:              readOnly{maxPending: c.MaxPendingReads},
+	}
+	if err := r.loadConf(cs); err != nil {
+		return nil, err
+	}
+	if !hs.IsEmpty() {
+		if hs.Commit < raftLog.committed || hs.Commit > raftLog.lastIndex() {
+			return nil, fmt.Errorf("raft: hard state commit %d is out of range [%d, %d]", hs.Commit, raftLog.committed, raftLog.lastIndex())
+		}
+		raftLog.committed = hs.Commit
+		r.term = hs.Term
+		r.vote = hs.Vote
+	}
+	if c.Applied > 0 {
+		raftLog.appliedTo(c.Applied)
+	}
+	r.becomeFollower(r.term, None)
+	return r, nil
+}
+
+// loadConf rebuilds the configuration on start: the snapshot's, then every
+// configuration change in the log after it.
+func (r *raft) loadConf(snapConf raftpb.ConfState) error {
+	r.baseConf = snapConf.Clone()
+	snap, err := r.raftLog.storage.Snapshot()
+	if err != nil {
+		return err
+	}
+	first := r.raftLog.firstIndex()
+	if first > snap.Metadata.Index+1 {
+		return fmt.Errorf("raft: storage holds no entries between snapshot %d and first index %d", snap.Metadata.Index, first)
+	}
+	lo, hi := snap.Metadata.Index+1, r.raftLog.lastIndex()+1
+	for lo < hi {
+		ents, err := r.raftLog.slice(lo, hi, 16<<20)
+		if err != nil {
+			return err
+		}
+		r.noteAppended(ents)
+		lo += uint64(len(ents))
+	}
+	r.applyConf()
+	return nil
+}
+
+func (r *raft) conf() raftpb.ConfState {
+	if n := len(r.confLog); n > 0 {
+		return r.confLog[n-1].conf
+	}
+	return r.baseConf
+}
+
+// latestConfIndex is the index of the last configuration change in the
+// log, or 0 if there is none after the snapshot.
+func (r *raft) latestConfIndex() uint64 {
+	if n := len(r.confLog); n > 0 {
+		return r.confLog[n-1].index
+	}
+	return 0
+}
+
+// noteAppended records the configuration changes among entries that were
+// just written to the log at ents[0].Index on. Configuration points at or
+// after that index belonged to a suffix the write replaced.
+// It does not update the tracker; call applyConf after.
+func (r *raft) noteAppended(ents []raftpb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	from := ents[0].Index
+	for n := len(r.confLog); n > 0 && r.confLog[n-1].index >= from; n-- {
+		r.confLog = r.confLog[:n-1]
+	}
+	for i := range ents {
+		if ents[i].Type != raftpb.EntryConfChange {
+			continue
+		}
+		next, err := ApplyConfChange(r.conf(), confChangeOf(&ents[i]))
+		if err != nil {
+			continue // an invalid change is a no-op everywhere
+		}
+		r.confLog = append(r.confLog, confPoint{index: ents[i].Index, conf: next})
+	}
+}
+
+// applyConf makes the tracker follow r.conf(): progress for new members,
+// none for removed ones.
+func (r *raft) applyConf() {
+	cs := r.conf()
+	if r.trk.conf.Equal(cs) && len(r.trk.ids) == len(cs.Voters)+len(cs.Learners) {
+		return
+	}
+	r.trk.conf = cs.Clone()
+	members := map[uint64]bool{}
+	for _, id := range cs.Voters {
+		members[id] = false
+	}
+	for _, id := range cs.Learners {
+		members[id] = true
+	}
+	for id := range r.trk.progress {
+		if _, ok := members[id]; !ok {
+			delete(r.trk.progress, id)
+		}
+	}
+	r.trk.ids = r.trk.ids[:0]
+	for id, learner := range members {
+		pr := r.trk.progress[id]
+		if pr == nil {
+			// A new member is presumed active, so that adding it does not
+			// make the leader fail its next check-quorum round.
+			pr = &Progress{
+				Next:         r.raftLog.lastIndex() + 1,
+				Inflights:    newInflights(r.maxInflightMsgs, r.maxInflightBytes),
+				RecentActive: true,
+			}
+			if id == r.id {
+				pr.Match = r.raftLog.stableLastIndex()
+			}
+			r.trk.progress[id] = pr
+		}
+		pr.IsLearner = learner
+		r.trk.ids = append(r.trk.ids, id)
+	}
+	sortIDs(r.trk.ids)
+
+	if r.state != StateLeader {
+		return
+	}
+	if r.leadTransferee != None && !cs.IsVoter(r.leadTransferee) {
+		r.abortLeaderTransfer()
+	}
+	// A smaller quorum may already have stored more.
+	r.commitAndBroadcast()
+}
+
+func sortIDs(ids []uint64) {
+	for i := 1; i < len(ids); i++ {
+		for j := i; j > 0 && ids[j] < ids[j-1]; j-- {
+			ids[j], ids[j-1] = ids[j-1], ids[j]
+		}
+	}
+}
+
+// promotable reports whether this member may campaign. Voters of the
+// latest configuration may. So may a member that the latest configuration
+// removes (or demotes) while that configuration is uncommitted: it may
+// still be needed to elect anyone (§4.2.2, Figure 4.6); it campaigns for
+// the new configuration's votes and does not count its own.
+func (r *raft) promotable() bool {
+	if r.trk.conf.IsVoter(r.id) {
+		return true
+	}
+	n := len(r.confLog)
+	if n == 0 || r.confLog[n-1].index <= r.raftLog.committed {
+		return false
+	}
+	prev := r.baseConf
+	if n > 1 {
+		prev = r.confLog[n-2].conf
+	}
+	return prev.IsVoter(r.id)
+}
+
+func (r *raft) softState() SoftState { return SoftState{Lead: r.lead, RaftState: r.state} }
+
+func (r *raft) hardState() raftpb.HardState {
+	return raftpb.HardState{Term: r.term, Vote: r.vote, Commit: r.raftLog.committed}
+}
+
+// send queues m for the caller to deliver, stamping the sender and, for
+// everything but pre-vote traffic (which names a future term), our term.
+func (r *raft) send(m raftpb.Message) {
+	m.From = r.id
+	switch m.Type {
+	case raftpb.MsgVote, raftpb.MsgVoteResp, raftpb.MsgPreVote, raftpb.MsgPreVoteResp:
+		if m.Term == 0 {
+			panic(fmt.Sprintf("raft: %s must carry its term", m.Type))
+		}
+	default:
+		if m.Term != 0 {
+			panic(fmt.Sprintf("raft: %s term set by sender (%d)", m.Type, m.Term))
+		}
+		// A forwarded proposal carries no term: it is valid in any term.
+		if m.Type != raftpb.MsgProp && m.Type != raftpb.MsgReadIndex && m.Type != raftpb.MsgTransferLeader {
+			m.Term = r.term
+		}
+	}
+	r.msgs = append(r.msgs, m)
+}
+
+// sendAppend sends to a member the entries it lacks, or a snapshot.
+func (r *raft) sendAppend(to uint64) { r.maybeSendAppend(to, true) }
+
+// maybeSendAppend sends one MsgApp (or MsgSnap) to `to` unless its progress
+// is paused. With sendIfEmpty false, it sends nothing when there are no new
+// entries. It reports whether it sent.
+func (r *raft) maybeSendAppend(to uint64, sendIfEmpty bool) bool {
+	pr := r.trk.progress[to]
+	if pr.isPaused() {
+		return false
+	}
+	prevIndex := pr.Next - 1
+	prevTerm, errTerm := r.raftLog.term(prevIndex)
+	var ents []raftpb.Entry
+	var errEnts error
+	if pr.State != StateReplicate || !pr.Inflights.full() {
+		ents, errEnts = r.raftLog.entries(pr.Next, r.maxMsgSize)
+	}
+	if len(ents) == 0 && !sendIfEmpty {
+		return false
+	}
+	if errTerm != nil || errEnts != nil {
+		return r.maybeSendSnapshot(to, pr)
+	}
+	r.send(raftpb.Message{
+		Type: raftpb.MsgApp, To: to,
+		Index: prevIndex, LogTerm: prevTerm,
+		Entries: ents, Commit: r.raftLog.committed,
+	})
+	switch pr.State {
+	case StateReplicate:
+		if n := len(ents); n > 0 {
+			last := ents[n-1].Index
+			pr.Next = last + 1
+			pr.Inflights.add(last, payloadSize(ents))
+		}
+	case StateProbe:
+		pr.ProbeSent = true
+	}
+	return true
+}
+
+// maybeSendSnapshot sends the latest snapshot to a member whose next entry
+// is compacted away.
+func (r *raft) maybeSendSnapshot(to uint64, pr *Progress) bool {
+	if !pr.RecentActive {
+		// Don't ship a snapshot to a member that may be down.
+		return false
+	}
+	snap, err := r.raftLog.snapshot()
+	if errors.Is(err, ErrSnapshotTemporarilyUnavailable) {
+		return false
+	} else if err != nil {
+		panic(err)
+	}
+	if snap.IsEmpty() {
+		panic("raft: need a non-empty snapshot for a compacted log")
+	}
+	pr.becomeSnapshot(snap.Metadata.Index)
+	r.send(raftpb.Message{Type: raftpb.MsgSnap, To: to, Snapshot: &snap})
+	return true
+}
+
+// sendHeartbeat tells a member the commit index it can safely use (never
+// past what it is known to hold) and the current read round.
+func (r *raft) sendHeartbeat(to uint64) {
+	pr := r.trk.progress[to]
+	r.send(raftpb.Message{
+		Type:    raftpb.MsgHeartbeat,
+		To:      to,
+		Commit:  min(pr.Match, r.raftLog.committed),
+		Context: r.reads.roundContext(),
+	})
+}
+
+func (r *raft) bcastAppend() {
+	for _, id := range r.trk.ids {
+		if id != r.id {
+			r.sendAppend(id)
+		}
+	}
+}
+
+func (r *raft) bcastHeartbeat() {
+	r.reads.sentRound()
+	if pr := r.trk.progress[r.id]; pr != nil {
+		pr.ReadAck = r.reads.round
+	}
+	for _, id := range r.trk.ids {
+		if id != r.id {
+			r.sendHeartbeat(id)
+		}
+	}
+	r.releaseReads()
+}
+
+// maybeCommit advances the commit index to what a quorum stores, and reacts
+// to it. It reports whether the commit index moved.
+func (r *raft) maybeCommit() bool {
+	if !r.raftLog.maybeCommit(r.trk.committed(), r.term) {
+		return false
+	}
+	if r.reads.hasWaiting() && r.committedInTerm() {
+		r.reads.admitWaiting(r.raftLog.committed)
+		r.releaseReads()
+	}
+	return true
+}
+
+// commitAndBroadcast advances the commit index if a quorum allows it, tells
+// every member, and steps down if that committed our own removal. It
+// reports whether the commit index moved.
+func (r *raft) commitAndBroadcast() bool {
+	if !r.maybeCommit() {
+		return false
+	}
+	r.bcastAppend()
+	r.maybeStepDownRemoved()
+	return true
+}
+
+// committedInTerm reports whether this leader has committed an entry of its
+// own term, the point from which its commit index covers every entry
+// committed by earlier leaders.
+func (r *raft) committedInTerm() bool {
+	return r.raftLog.committed >= r.termStartIndex
+}
+
+func (r *raft) reset(term uint64) {
+	if r.term != term {
+		r.term = term
+		r.vote = None
+	}
+	r.lead = None
+	r.electionElapsed = 0
+	r.heartbeatElapsed = 0
+	r.resetRandomizedElectionTimeout()
+	r.abortLeaderTransfer()
+	clear(r.trk.votes)
+	stable := r.raftLog.stableLastIndex()
+	for id, pr := range r.trk.progress {
+		*pr = Progress{
+			Next:      r.raftLog.lastIndex() + 1,
+			Inflights: pr.Inflights,
+			IsLearner: pr.IsLearner,
+		}
+		pr.Inflights.reset()
+		if id == r.id {
+			pr.Match = stable
+		}
+	}
+	r.uncommittedSize = 0
+	r.reads.reset()
+}
+
+func (r *raft) resetRandomizedElectionTimeout() {
+	r.randomizedElectionTimeout = r.electionTimeout + r.rand.IntN(r.electionTimeout)
+}
+
+func (r *raft) abortLeaderTransfer() { r.leadTransferee = None }
+
+func (r *raft) becomeFollower(term, lead uint64) {
+	r.step = stepFollower
+	r.reset(term)
+	r.tick = r.tickElection
+	r.lead = lead
+	r.state = StateFollower
+}
+
+func (r *raft) becomeCandidate() {
+	if r.state == StateLeader {
+		panic("raft: invalid transition [leader -> candidate]")
+	}
+	r.step = stepCandidate
+	r.reset(r.term + 1)
+	r.tick = r.tickElection
+	r.vote = r.id
+	r.state = StateCandidate
+}
+
+func (r *raft) becomePreCandidate() {
+	if r.state == StateLeader {
+		panic("raft: invalid transition [leader -> pre-candidate]")
+	}
+	// A pre-candidate changes neither its term nor its vote.
+	r.step = stepCandidate
+	clear(r.trk.votes)
+	r.tick = r.tickElection
+	r.lead = None
+	r.state = StatePreCandidate
+}
+
+func (r *raft) becomeLeader() {
+	if r.state == StateFollower {
+		panic("raft: invalid transition [follower -> leader]")
+	}
+	r.step = stepLeader
+	r.reset(r.term)
+	r.tick = r.tickHeartbeat
+	r.lead = r.id
+	r.state = StateLeader
+	// Followers' logs are unknown; our own is known to match itself.
+	if pr := r.trk.progress[r.id]; pr != nil {
+		pr.becomeReplicate()
+		pr.RecentActive = true
+	}
+	// §5.4.2 / §6.4: an empty entry of our term, committed as soon as
+	// possible, commits everything before it and lets reads proceed.
+	r.termStartIndex = r.raftLog.lastIndex() + 1
+	r.appendEntries([]raftpb.Entry{{}})
+}
+
+// appendEntries appends the leader's new entries, stamping term and index.
+func (r *raft) appendEntries(ents []raftpb.Entry) {
+	last := r.raftLog.lastIndex()
+	for i := range ents {
+		ents[i].Term = r.term
+		ents[i].Index = last + 1 + uint64(i)
+	}
+	r.raftLog.append(ents...)
+	r.noteAppended(ents)
+	r.applyConf()
+	// The leader's own Match moves when the caller reports the entries
+	// durable (Node.Advance): only then do they count toward a quorum.
+}
+
+func (r *raft) tickElection() {
+	r.electionElapsed++
+	if r.promotable() && r.electionElapsed >= r.randomizedElectionTimeout {
+		r.electionElapsed = 0
+		r.hup(campaignPreElection)
+	}
+}
+
+func (r *raft) tickHeartbeat() {
+	r.heartbeatElapsed++
+	r.electionElapsed++
+	if r.electionElapsed >= r.electionTimeout {
+		r.electionElapsed = 0
+		if r.checkQuorum {
+			if !r.trk.quorumActive() {
+				// We cannot hear from a quorum: a newer leader may exist.
+				r.becomeFollower(r.term, None)
+				return
+			}
+			for id, pr := range r.trk.progress {
+				pr.RecentActive = id == r.id
+			}
+		}
+		// A transfer that did not finish within an election timeout failed.
+		r.abortLeaderTransfer()
+	}
+	if r.heartbeatElapsed >= r.heartbeatTimeout {
+		r.heartbeatElapsed = 0
+		r.bcastHeartbeat()
+	}
+}
+
+// hup starts an election, with a pre-vote round first if configured.
+func (r *raft) hup(t campaignType) {
+	if r.state == StateLeader || !r.promotable() {
+		return
+	}
+	if t == campaignPreElection && !r.preVote {
+		t = campaignElection
+	}
+	r.campaign(t)
+}
+
+func (r *raft) campaign(t campaignType) {
+	var term uint64
+	var voteMsg raftpb.MessageType
+	if t == campaignPreElection {
+		r.becomePreCandidate()
+		voteMsg = raftpb.MsgPreVote
+		term = r.term + 1 // the term we would campaign in
+	} else {
+		r.becomeCandidate()
+		voteMsg = raftpb.MsgVote
+		term = r.term
+	}
+	r.trk.votes[r.id] = true
+	if _, _, res := r.trk.tallyVotes(); res == voteWon {
+		// A single-voter cluster: we won already.
+		if t == campaignPreElection {
+			r.campaign(campaignElection)
+		} else {
+			r.becomeLeader()
+		}
+		return
+	}
+	var ctx []byte
+	if t == campaignTransferLeader {
+		ctx = campaignTransfer
+	}
+	for _, id := range r.trk.conf.Voters {
+		if id == r.id {
+			continue
+		}
+		r.send(raftpb.Message{
+			Type: voteMsg, To: id, Term: term,
+			Index: r.raftLog.lastIndex(), LogTerm: r.raftLog.lastTerm(),
+			Context: ctx,
+		})
+	}
+}
+
+// Step advances the state machine by one message from a peer.
+func (r *raft) Step(m raftpb.Message) error {
+	switch {
+	case m.Term == 0:
+		// Only forwarded requests carry no term.
+		if m.Type != raftpb.MsgProp && m.Type != raftpb.MsgReadIndex && m.Type != raftpb.MsgTransferLeader {
+			return fmt.Errorf("%w: %s without a term", ErrBadMessage, m.Type)
+		}
+	case m.Term > r.term:
+		if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
+			force := bytes.Equal(m.Context, campaignTransfer)
+			inLease := r.checkQuorum && r.lead != None && r.electionElapsed < r.electionTimeout
+			if !force && inLease {
+				// We heard from a leader within the election timeout: this
+				// candidate would only disrupt it (§4.2.3). Say nothing.
+				return nil
+			}
+		}
+		switch {
+		case m.Type == raftpb.MsgPreVote:
+			// Pre-votes change no state.
+		case m.Type == raftpb.MsgPreVoteResp && !m.Reject:
+			// A granted pre-vote names the term we would campaign in.
+		case m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat || m.Type == raftpb.MsgSnap:
+			r.becomeFollower(m.Term, m.From)
+		default:
+			r.becomeFollower(m.Term, None)
+		}
+	case m.Term < r.term:
+		switch {
+		case (r.checkQuorum || r.preVote) && (m.Type == raftpb.MsgHeartbeat || m.Type == raftpb.MsgApp):
+			// A stale leader, perhaps back from a partition. With pre-vote
+			// or check-quorum our term did not disrupt it, so tell it the
+			// term or it would never step down.
+			r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From})
+		case m.Type == raftpb.MsgPreVote:
+			r.send(raftpb.Message{Type: raftpb.MsgPreVoteResp, To: m.From, Term: r.term, Reject: true})
+		}
+		return nil
+	}
+
+	switch m.Type {
+	case raftpb.MsgVote, raftpb.MsgPreVote:
+		r.handleVote(m)
+		return nil
+	}
+	return r.step(r, m)
+}
+
+func (r *raft) handleVote(m raftpb.Message) {
+	canVote := r.vote == m.From ||
+		(r.vote == None && r.lead == None) ||
+		(m.Type == raftpb.MsgPreVote && m.Term > r.term)
+	respType := raftpb.MsgVoteResp
+	if m.Type == raftpb.MsgPreVote {
+		respType = raftpb.MsgPreVoteResp
+	}
+	if canVote && r.raftLog.isUpToDate(m.Index, m.LogTerm) {
+		// A granted vote names the candidate's term (for a pre-vote, the
+		// future term the candidate will campaign in).
+		r.send(raftpb.Message{Type: respType, To: m.From, Term: m.Term})
+		if m.Type == raftpb.MsgVote {
+			r.electionElapsed = 0
+			r.vote = m.From
+		}
+		return
+	}
+	r.send(raftpb.Message{Type: respType, To: m.From, Term: r.term, Reject: true})
+}
+
+func stepLeader(r *raft, m raftpb.Message) error {
+	switch m.Type {
+	case raftpb.MsgProp:
+		// A forwarded proposal that cannot be taken is dropped; its
+		// proposer times out and retries, as with a lost message.
+		_ = r.propose(m.Entries)
+		return nil
+	case raftpb.MsgReadIndex:
+		r.handleReadIndex(m.From, m.Context)
+		return nil
+	case raftpb.MsgTransferLeader:
+		r.transferLeader(m.Index)
+		return nil
+	}
+
+	pr := r.trk.progress[m.From]
+	if pr == nil {
+		return ErrStepPeerNotFound
+	}
+	switch m.Type {
+	case raftpb.MsgAppResp:
+		r.handleAppendResponse(m, pr)
+	case raftpb.MsgHeartbeatResp:
+		pr.RecentActive = true
+		pr.ProbeSent = false
+		if pr.State == StateReplicate && pr.Inflights.full() {
+			// The follower is alive but nothing it was sent has been
+			// acknowledged: the appends may be lost. Free one slot so one
+			// more goes out; it is acknowledged, or rejected, which drops
+			// back to probing from Match.
+			pr.Inflights.freeFirst()
+		}
+		if ack, ok := decodeRound(m.Context); ok && ack > pr.ReadAck {
+			pr.ReadAck = ack
+			r.releaseReads()
+		}
+		if pr.Match < r.raftLog.lastIndex() {
+			r.sendAppend(m.From)
+		}
+	}
+	return nil
+}
+
+func (r *raft) handleAppendResponse(m raftpb.Message, pr *Progress) {
+	pr.RecentActive = true
+	if m.Reject {
+		// The follower's log does not match at m.Index. Its hint
+		// (RejectHint, LogTerm) says where it might: probe there.
+		next := m.RejectHint
+		if m.LogTerm > 0 {
+			next, _ = r.raftLog.findConflictByTerm(m.RejectHint, m.LogTerm)
+		}
+		if pr.maybeDecrTo(m.Index, next) {
+			if pr.State == StateReplicate {
+				pr.becomeProbe()
+			}
+			r.sendAppend(m.From)
+		}
+		return
+	}
+	if !pr.maybeUpdate(m.Index) && !(pr.State == StateProbe && pr.Match == m.Index) {
+		return // stale
+	}
+	switch pr.State {
+	case StateProbe:
+		pr.becomeReplicate()
+	case StateSnapshot:
+		if pr.Match+1 >= r.raftLog.firstIndex() {
+			// The follower caught up (through the snapshot or otherwise).
+			pr.becomeProbe()
+			pr.becomeReplicate()
+		}
+	case StateReplicate:
+		pr.Inflights.freeLE(m.Index)
+	}
+	if r.commitAndBroadcast() && r.state != StateLeader {
+		return
+	}
+	for r.maybeSendAppend(m.From, false) {
+	}
+	if m.From == r.leadTransferee && pr.Match == r.raftLog.lastIndex() {
+		r.send(raftpb.Message{Type: raftpb.MsgTimeoutNow, To: m.From})
+	}
+}
+
+// maybeStepDownRemoved steps a leader down once the configuration that
+// removed it is committed (§4.2.2); until then it manages the cluster
+// without counting itself. It hands leadership to the most caught-up voter
+// so the cluster does not wait an election timeout.
+func (r *raft) maybeStepDownRemoved() bool {
+	if r.trk.conf.IsVoter(r.id) || r.latestConfIndex() > r.raftLog.committed {
+		return false
+	}
+	var best uint64
+	for _, id := range r.trk.conf.Voters {
+		if pr := r.trk.progress[id]; pr != nil && pr.Match == r.raftLog.lastIndex() {
+			best = id
+			break
+		}
+	}
+	if best != None {
+		r.send(raftpb.Message{Type: raftpb.MsgTimeoutNow, To: best})
+	}
+	r.becomeFollower(r.term, None)
+	return true
+}
+
+func stepCandidate(r *raft, m raftpb.Message) error {
+	myVoteResp := raftpb.MsgVoteResp
+	if r.state == StatePreCandidate {
+		myVoteResp = raftpb.MsgPreVoteResp
+	}
+	switch m.Type {
+	case raftpb.MsgProp, raftpb.MsgReadIndex, raftpb.MsgTransferLeader:
+		return ErrNoLeader
+	case raftpb.MsgApp:
+		r.becomeFollower(m.Term, m.From)
+		r.handleAppend(m)
+	case raftpb.MsgHeartbeat:
+		r.becomeFollower(m.Term, m.From)
+		r.handleHeartbeat(m)
+	case raftpb.MsgSnap:
+		r.becomeFollower(m.Term, m.From)
+		r.handleSnapshot(m)
+	case myVoteResp:
+		if _, ok := r.trk.votes[m.From]; !ok {
+			r.trk.votes[m.From] = !m.Reject
+		}
+		switch _, _, res := r.trk.tallyVotes(); res {
+		case voteWon:
+			if r.state == StatePreCandidate {
+				r.campaign(campaignElection)
+			} else {
+				r.becomeLeader()
+				r.bcastAppend()
+			}
+		case voteLost:
+			r.becomeFollower(r.term, None)
+		}
+	}
+	return nil
+}
+
+func stepFollower(r *raft, m raftpb.Message) error {
+	switch m.Type {
+	case raftpb.MsgReadIndex:
+		// A read forwarded to us by a member that took us for the leader.
+		// Forwarding it again would make us its requester (From is always
+		// the sender) and deliver the answer here: drop it; the requester
+		// times out and asks the real leader.
+		return ErrNoLeader
+	case raftpb.MsgProp, raftpb.MsgTransferLeader:
+		if r.lead == None {
+			return ErrNoLeader
+		}
+		m.To = r.lead
+		m.Term = 0
+		r.send(m)
+	case raftpb.MsgApp:
+		r.electionElapsed = 0
+		r.lead = m.From
+		r.handleAppend(m)
+	case raftpb.MsgHeartbeat:
+		r.electionElapsed = 0
+		r.lead = m.From
+		r.handleHeartbeat(m)
+	case raftpb.MsgSnap:
+		r.electionElapsed = 0
+		r.lead = m.From
+		r.handleSnapshot(m)
+	case raftpb.MsgTimeoutNow:
+		// The leader hands us leadership: campaign at once, without a
+		// pre-vote and past the voters' leases.
+		r.hup(campaignTransferLeader)
+	case raftpb.MsgReadIndexResp:
+		r.readStates = append(r.readStates, ReadState{Index: m.Index, RequestCtx: m.Context})
+	}
+	return nil
+}
+
+func (r *raft) handleAppend(m raftpb.Message) {
+	if m.Index < r.raftLog.committed {
+		r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: r.raftLog.committed})
+		return
+	}
+	lastNew, from, ok := r.raftLog.maybeAppend(m.Index, m.LogTerm, m.Commit, m.Entries)
+	if ok {
+		if from != 0 {
+			r.noteAppended(m.Entries[from-m.Index-1:])
+			r.applyConf()
+		}
+		r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: lastNew})
+		return
+	}
+	hintIndex := min(m.Index, r.raftLog.lastIndex())
+	hintIndex, hintTerm := r.raftLog.findConflictByTerm(hintIndex, m.LogTerm)
+	r.send(raftpb.Message{
+		Type: raftpb.MsgAppResp, To: m.From,
+		Index: m.Index, Reject: true, RejectHint: hintIndex, LogTerm: hintTerm,
+	})
+}
+
+func (r *raft) handleHeartbeat(m raftpb.Message) {
+	r.raftLog.commitTo(m.Commit)
+	r.send(raftpb.Message{Type: raftpb.MsgHeartbeatResp, To: m.From, Context: m.Context})
+}
+
+func (r *raft) handleSnapshot(m raftpb.Message) {
+	if m.Snapshot == nil {
+		return
+	}
+	if r.restore(*m.Snapshot) {
+		r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: r.raftLog.lastIndex()})
+		return
+	}
+	r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: r.raftLog.committed})
+}
+
+// restore installs a snapshot if it carries something we lack.
+func (r *raft) restore(s raftpb.Snapshot) bool {
+	if s.Metadata.Index <= r.raftLog.committed {
+		return false
+	}
+	if r.raftLog.matchTerm(s.Metadata.Index, s.Metadata.Term) {
+		// We have the snapshot's last entry: just learn it is committed.
+		r.raftLog.commitTo(s.Metadata.Index)
+		return false
+	}
+	r.raftLog.restore(s)
+	r.baseConf = s.Metadata.ConfState.Clone()
+	r.confLog = nil
+	r.applyConf()
+	return true
+}
+
+// propose appends a leader's proposal, local or forwarded.
+func (r *raft) propose(ents []raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	if r.leadTransferee != None {
+		return ErrTransferInProgress
+	}
+	if pr := r.trk.progress[r.id]; pr == nil && r.trk.conf.IsVoter(r.id) {
+		panic("raft: leader has no progress for itself")
+	}
+	for i := range ents {
+		if ents[i].Type != raftpb.EntryConfChange {
+			continue
+		}
+		var cc raftpb.ConfChange
+		if err := cc.Unmarshal(ents[i].Data); err != nil {
+			return fmt.Errorf("%w: conf change does not decode: %v", ErrInvalidConfChange, err)
+		}
+		if r.latestConfIndex() > r.raftLog.committed || !r.committedInTerm() {
+			return ErrConfChangePending
+		}
+		if _, err := ApplyConfChange(r.conf(), cc); err != nil {
+			return err
+		}
+		for j := i + 1; j < len(ents); j++ {
+			if ents[j].Type == raftpb.EntryConfChange {
+				return ErrConfChangePending
+			}
+		}
+	}
+	size := payloadSize(ents)
+	if r.uncommittedSize > 0 && size > 0 && r.uncommittedSize+size > r.maxUncommittedSize {
+		return ErrTooManyRequests
+	}
+	r.uncommittedSize += size
+	r.appendEntries(ents)
+	r.bcastAppend()
+	return nil
+}
+
+// transferLeader starts handing leadership to transferee (§3.10).
+func (r *raft) transferLeader(transferee uint64) {
+	pr := r.trk.progress[transferee]
+	if pr == nil || pr.IsLearner || transferee == r.id || transferee == r.leadTransferee {
+		return
+	}
+	r.abortLeaderTransfer()
+	// The transfer must finish within an election timeout (tickHeartbeat).
+	r.electionElapsed = 0
+	r.leadTransferee = transferee
+	if pr.Match == r.raftLog.lastIndex() {
+		r.send(raftpb.Message{Type: raftpb.MsgTimeoutNow, To: transferee})
+	} else {
+		r.sendAppend(transferee)
+	}
+}
+
+// handleReadIndex answers a read request (§6.4): its read index is the
+// commit index now, valid once a quorum confirms we are still the leader in
+// a heartbeat round that starts after this moment.
+func (r *raft) handleReadIndex(from uint64, ctx []byte) {
+	if len(r.trk.conf.Voters) == 1 && r.trk.conf.IsVoter(r.id) && r.committedInTerm() {
+		// No one else could have been elected: answer at once.
+		r.answerRead(readRequest{index: r.raftLog.committed, from: from, ctx: ctx})
+		return
+	}
+	// Over the pending-read bound the request is dropped; the requester
+	// times out and retries. The heartbeat round that confirms it goes out
+	// with the next Ready, shared by every request that arrived before.
+	r.reads.add(readRequest{from: from, ctx: ctx}, r.committedInTerm(), r.raftLog.committed)
+}
+
+func (r *raft) answerRead(req readRequest) {
+	if req.from == r.id || req.from == None {
+		r.readStates = append(r.readStates, ReadState{Index: req.index, RequestCtx: req.ctx})
+		return
+	}
+	r.send(raftpb.Message{Type: raftpb.MsgReadIndexResp, To: req.from, Index: req.index, Context: req.ctx})
+}
+
+// releaseReads answers the read requests whose round a quorum has acked.
+func (r *raft) releaseReads() {
+	if !r.reads.hasConfirmable() {
+		return
+	}
+	acked := r.trk.quorumIndex(func(id uint64) uint64 {
+		if pr := r.trk.progress[id]; pr != nil {
+			return pr.ReadAck
+		}
+		return 0
+	})
+	for _, req := range r.reads.release(acked) {
+		r.answerRead(req)
+	}
+}
+
+func decodeRound(ctx []byte) (uint64, bool) {
+	if len(ctx) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(ctx), true
+}

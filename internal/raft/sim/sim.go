@@ -1,0 +1,868 @@
+package sim
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/cairn-db/cairn/internal/raft"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+// Config is one simulated run. Everything it does follows from Seed.
+type Config struct {
+	Seed uint64
+	// Members is the founding cluster size (3 or 5).
+	Members int
+	// Steps is the number of scheduler steps of the chaotic phase.
+	Steps int
+	// StabilizeEvery starts a stabilization phase (faults off, liveness
+	// asserted) after this many steps; 0 means only at the end.
+	StabilizeEvery int
+	// Trace, if not nil, receives a line per step and per event.
+	Trace io.Writer
+}
+
+const (
+	electionTicks  = 10
+	heartbeatTicks = 1
+	// progressTicks bounds how long a healed, fault-free cluster may take
+	// to elect a leader and commit a write everywhere. Elections can be
+	// split a few times; 40 election timeouts is generous.
+	progressTicks = 40 * electionTicks
+	maxVoters     = 7
+)
+
+// member is one simulated server: a raft core, its durable storage (which
+// survives crashes) and its state machine (which, like Cairn's backend,
+// durably records what it applied).
+type member struct {
+	id      uint64
+	node    *raft.Node // nil while crashed
+	storage *raft.MemoryStorage
+	// appliedIndex and conf are the state machine: the last applied index and
+	// the configuration as of it.
+	appliedIndex uint64
+	conf         raftpb.ConfState
+	// removed: this member applied its own removal and shut down for good.
+	removed bool
+}
+
+type envelope struct {
+	m         raftpb.Message
+	deliverAt uint64
+}
+
+type readRequest struct {
+	member uint64
+	// minIndex is the highest acknowledged write when the read started: the
+	// read index must cover it.
+	minIndex uint64
+}
+
+// Sim is a deterministic cluster: a seeded scheduler interleaves ticks,
+// message deliveries, Ready handling, client requests and faults, and
+// checks the safety invariants after every step.
+type Sim struct {
+	cfg  Config
+	rng  *rand.Rand
+	now  uint64 // ticks
+	step int
+
+	members map[uint64]*member
+	ids     []uint64 // every member ever created, in creation order
+	nextID  uint64
+
+	inflight []envelope
+	// blocked[from][to]: the network drops messages from -> to.
+	blocked  map[[2]uint64]bool
+	dropRate float64
+	dupRate  float64
+	maxDelay uint64
+	faults   bool
+
+	// Checker state.
+	//
+	// log is every committed entry any member has revealed (through its
+	// commit index or by applying), indexed from 1: log[i-1] is entry i.
+	// Invariant: no member ever reveals a different entry at a committed
+	// index, and log never shrinks.
+	log []raftpb.Entry
+	// leaders maps a term to the member that led it.
+	leaders map[uint64]uint64
+	// proposals maps a write's payload to the member it was proposed to;
+	// acked is the highest index of a write acknowledged to its client
+	// (applied at that member).
+	proposals map[string]uint64
+	acked     uint64
+	reads     map[string]readRequest
+	nextReq   uint64
+
+	stats Stats
+}
+
+// Stats summarize a run, for the test log and to prove the run did work.
+type Stats struct {
+	Steps, Ticks                        int
+	Elections, Proposed, Committed      int
+	ReadsServed, Crashes, Restarts      int
+	ConfChanges, Transfers, Snapshots   int
+	SnapshotsSent, Stabilizations       int
+	MessagesSent, Dropped, Duplicated   int
+	MaxTerm, MaxInflight, MembersJoined uint64
+}
+
+// New builds a cluster of cfg.Members founding voters.
+func New(cfg Config) *Sim {
+	s := &Sim{
+		cfg:       cfg,
+		rng:       rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
+		members:   map[uint64]*member{},
+		blocked:   map[[2]uint64]bool{},
+		leaders:   map[uint64]uint64{},
+		proposals: map[string]uint64{},
+		reads:     map[string]readRequest{},
+		faults:    true,
+		dropRate:  0.05,
+		dupRate:   0.02,
+		maxDelay:  3,
+	}
+	voters := make([]uint64, cfg.Members)
+	for i := range voters {
+		voters[i] = uint64(i + 1)
+	}
+	s.nextID = uint64(cfg.Members) + 1
+	for _, id := range voters {
+		m := &member{id: id, storage: raft.NewMemoryStorage()}
+		if err := raft.Bootstrap(m.storage, voters); err != nil {
+			panic(err)
+		}
+		s.members[id] = m
+		s.ids = append(s.ids, id)
+		s.start(m)
+	}
+	return s
+}
+
+func (s *Sim) tracef(format string, args ...any) {
+	if s.cfg.Trace != nil {
+		fmt.Fprintf(s.cfg.Trace, "[%d t=%d] %s\n", s.step, s.now, fmt.Sprintf(format, args...))
+	}
+}
+
+// fail reports an invariant violation with enough context to replay.
+func (s *Sim) fail(format string, args ...any) {
+	panic(fmt.Sprintf("seed %d step %d tick %d: %s", s.cfg.Seed, s.step, s.now, fmt.Sprintf(format, args...)))
+}
+
+// start (re)creates a member's core from its durable storage.
+func (s *Sim) start(m *member) {
+	// A snapshot persisted but not applied before a crash is applied now,
+	// as a restarting server restores its state machine from a snapshot
+	// newer than its own applied index.
+	if snap, _ := m.storage.Snapshot(); snap.Metadata.Index > m.appliedIndex {
+		m.appliedIndex = snap.Metadata.Index
+		m.conf = snap.Metadata.ConfState.Clone()
+	}
+	n, err := raft.NewNode(raft.Config{
+		ID:             m.id,
+		ElectionTicks:  electionTicks,
+		HeartbeatTicks: heartbeatTicks,
+		Storage:        m.storage,
+		Applied:        m.appliedIndex,
+		// Small limits, so the simulation exercises them.
+		MaxSizePerMsg:             256,
+		MaxInflightMsgs:           4,
+		MaxUncommittedEntriesSize: 4096,
+		MaxPendingReads:           64,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Rand:                      rand.New(rand.NewPCG(s.rng.Uint64(), m.id)),
+	})
+	if err != nil {
+		s.fail("restart %d: %v", m.id, err)
+	}
+	m.node = n
+}
+
+// Run runs the chaotic phase, with periodic stabilizations, and a final
+// stabilization. It panics on an invariant violation.
+func (s *Sim) Run() Stats {
+	for s.step = 1; s.step <= s.cfg.Steps; s.step++ {
+		s.randomStep()
+		s.checkLeaders()
+		if s.cfg.StabilizeEvery > 0 && s.step%s.cfg.StabilizeEvery == 0 {
+			s.stabilize()
+		}
+	}
+	s.stabilize()
+	s.stats.Steps = s.cfg.Steps
+	s.stats.Ticks = int(s.now)
+	s.stats.Committed = len(s.log)
+	return s.stats
+}
+
+func (s *Sim) up() []*member {
+	var out []*member
+	for _, id := range s.ids {
+		if m := s.members[id]; m.node != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *Sim) pick(ms []*member) *member {
+	if len(ms) == 0 {
+		return nil
+	}
+	return ms[s.rng.IntN(len(ms))]
+}
+
+// leader returns an up member that believes it leads the highest term.
+func (s *Sim) leader() *member {
+	var best *member
+	var bestTerm uint64
+	for _, m := range s.up() {
+		st := m.node.BasicStatus()
+		if st.RaftState == raft.StateLeader && st.Term >= bestTerm {
+			best, bestTerm = m, st.Term
+		}
+	}
+	return best
+}
+
+func (s *Sim) randomStep() {
+	r := s.rng.IntN(1000)
+	switch {
+	case r < 300:
+		s.tickAll()
+	case r < 650:
+		s.deliverOne()
+	case r < 900:
+		s.readyOne()
+	case r < 950:
+		s.propose()
+	case r < 970:
+		s.read()
+	default:
+		if s.faults {
+			s.fault()
+		}
+	}
+}
+
+func (s *Sim) fault() {
+	switch r := s.rng.IntN(100); {
+	case r < 12:
+		s.crash()
+	case r < 30:
+		s.restartOne()
+	case r < 40:
+		s.partition()
+	case r < 55:
+		s.heal()
+	case r < 70:
+		s.confChange()
+	case r < 78:
+		s.transfer()
+	default:
+		s.snapshot()
+	}
+}
+
+func (s *Sim) tickAll() {
+	s.now++
+	for _, m := range s.up() {
+		// Clock skew: a member occasionally misses a tick.
+		if s.faults && s.rng.IntN(20) == 0 {
+			continue
+		}
+		m.node.Tick()
+	}
+}
+
+func (s *Sim) send(msgs []raftpb.Message) {
+	for _, m := range msgs {
+		s.stats.MessagesSent++
+		// A snapshot is lost at delivery, where the transport reports it.
+		if s.faults && m.Type != raftpb.MsgSnap && s.rng.Float64() < s.dropRate {
+			s.stats.Dropped++
+			s.tracef("drop %s", raft.DescribeMessage(m))
+			continue
+		}
+		copies := 1
+		if s.faults && s.rng.Float64() < s.dupRate {
+			copies = 2
+			s.stats.Duplicated++
+		}
+		for range copies {
+			var delay uint64
+			if s.maxDelay > 0 {
+				delay = s.rng.Uint64N(s.maxDelay + 1)
+			}
+			s.inflight = append(s.inflight, envelope{m: m, deliverAt: s.now + delay})
+		}
+	}
+	s.stats.MaxInflight = max(s.stats.MaxInflight, uint64(len(s.inflight)))
+}
+
+// deliverOne delivers a random message that is due: any order among them.
+func (s *Sim) deliverOne() {
+	var due []int
+	for i, e := range s.inflight {
+		if e.deliverAt <= s.now {
+			due = append(due, i)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	i := due[s.rng.IntN(len(due))]
+	e := s.inflight[i]
+	s.inflight = slices.Delete(s.inflight, i, i+1)
+	s.deliver(e.m)
+}
+
+func (s *Sim) deliver(m raftpb.Message) {
+	to := s.members[m.To]
+	ok := to != nil && to.node != nil && !s.blocked[[2]uint64{m.From, m.To}]
+	if m.Type == raftpb.MsgSnap {
+		ok = ok && !(s.faults && s.rng.Float64() < s.dropRate)
+		s.stats.SnapshotsSent++
+		// The transport reports how a snapshot send ended.
+		if from := s.members[m.From]; from != nil && from.node != nil {
+			defer from.node.ReportSnapshot(m.To, ok)
+		}
+	}
+	if !ok {
+		s.tracef("lost %s", raft.DescribeMessage(m))
+		return
+	}
+	s.tracef("deliver %s", raft.DescribeMessage(m))
+	// Errors are a peer's message being refused (a stale proposal, an
+	// unknown member's response): normal in a faulty network.
+	_ = to.node.Step(m)
+}
+
+func (s *Sim) readyOne() {
+	var ready []*member
+	for _, m := range s.up() {
+		if m.node.HasReady() {
+			ready = append(ready, m)
+		}
+	}
+	if m := s.pick(ready); m != nil {
+		s.handleReady(m)
+	}
+}
+
+// handleReady does what Cairn's raft node will do with a Ready, in the
+// documented order, and checks what it reveals.
+func (s *Sim) handleReady(m *member) {
+	rd := m.node.Ready()
+	if s.cfg.Trace != nil {
+		s.tracef("ready %d:\n%s", m.id, strings.TrimRight(raft.DescribeReady(rd, "    "), "\n"))
+	}
+	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader {
+		s.checkNewLeader(m)
+	}
+	// 1. Persist.
+	if !rd.Snapshot.IsEmpty() {
+		if err := m.storage.ApplySnapshot(rd.Snapshot); err != nil {
+			s.fail("member %d: apply snapshot: %v", m.id, err)
+		}
+	}
+	if len(rd.Entries) > 0 && rd.Entries[0].Index <= m.storage.HardState().Commit {
+		s.fail("member %d overwrites committed entry %d (commit %d)", m.id, rd.Entries[0].Index, m.storage.HardState().Commit)
+	}
+	if err := m.storage.Append(rd.Entries); err != nil {
+		s.fail("member %d: append: %v", m.id, err)
+	}
+	if !rd.HardState.IsEmpty() {
+		m.storage.SetHardState(rd.HardState)
+		s.checkCommitted(m, rd.HardState.Commit)
+	}
+	// A crash here loses the messages and the apply, but not the write.
+	if s.faults && s.rng.IntN(200) == 0 {
+		s.tracef("crash %d after persisting, before sending", m.id)
+		s.stats.Crashes++
+		m.node = nil
+		return
+	}
+	// 2. Send.
+	s.send(rd.Messages)
+	// 3. Apply.
+	if !rd.Snapshot.IsEmpty() {
+		s.applySnapshot(m, rd.Snapshot)
+	}
+	for _, e := range rd.CommittedEntries {
+		s.apply(m, e)
+		if m.removed {
+			return
+		}
+	}
+	// 4. Serve reads.
+	for _, rs := range rd.ReadStates {
+		s.readState(m, rs)
+	}
+	m.node.Advance()
+}
+
+// record notes that entry e is committed, or checks it against what is.
+func (s *Sim) record(who uint64, e raftpb.Entry) {
+	switch i := e.Index; {
+	case i == 0:
+		s.fail("member %d revealed an entry with index 0", who)
+	case i <= uint64(len(s.log)):
+		g := s.log[i-1]
+		if g.Term != e.Term || g.Type != e.Type || string(g.Data) != string(e.Data) {
+			s.fail("member %d has %s at committed index %d, where %s was committed",
+				who, raft.DescribeEntry(e), i, raft.DescribeEntry(g))
+		}
+	case i == uint64(len(s.log))+1:
+		s.log = append(s.log, raftpb.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: slices.Clone(e.Data)})
+	default:
+		s.fail("member %d revealed committed entry %d but only %d are known", who, i, len(s.log))
+	}
+}
+
+// checkCommitted checks a member's log up to its new commit index against
+// the committed log, extending it.
+func (s *Sim) checkCommitted(m *member, commit uint64) {
+	first, _ := m.storage.FirstIndex()
+	last, _ := m.storage.LastIndex()
+	if commit > last {
+		s.fail("member %d persisted commit %d past its last index %d", m.id, commit, last)
+	}
+	known := uint64(len(s.log))
+	if first > known+1 {
+		// Only a snapshot explains a log starting past the known committed
+		// prefix, and the leader that made it applied (revealed) all of it.
+		s.fail("member %d's log starts at %d but only %d entries are known committed", m.id, first, known)
+	}
+	lo := max(first, known+1)
+	if lo > commit {
+		// Nothing new: spot-check the commit point itself.
+		if commit >= first {
+			ents, _ := m.storage.Entries(commit, commit+1, 1<<30)
+			s.record(m.id, ents[0])
+		}
+		return
+	}
+	ents, err := m.storage.Entries(lo, commit+1, 1<<30)
+	if err != nil {
+		s.fail("member %d: read committed entries: %v", m.id, err)
+	}
+	for _, e := range ents {
+		s.record(m.id, e)
+	}
+}
+
+// checkNewLeader checks Leader Completeness (§5.4.3): a new leader's log
+// holds every committed entry.
+func (s *Sim) checkNewLeader(m *member) {
+	st := m.node.BasicStatus()
+	s.stats.Elections++
+	s.stats.MaxTerm = max(s.stats.MaxTerm, st.Term)
+	first, _ := m.storage.FirstIndex()
+	last, _ := m.storage.LastIndex()
+	// The new leader's log is its storage plus, possibly, the empty entry
+	// it just appended (not yet persisted). Committed entries are all in
+	// storage.
+	if uint64(len(s.log)) > last {
+		s.fail("leader %d (term %d) has last index %d, but %d entries are committed", m.id, st.Term, last, len(s.log))
+	}
+	for i := max(first, 1); i <= uint64(len(s.log)); i++ {
+		t, err := m.storage.Term(i)
+		if err != nil || t != s.log[i-1].Term {
+			s.fail("leader %d (term %d) lacks committed entry %s (has term %d, %v)", m.id, st.Term, raft.DescribeEntry(s.log[i-1]), t, err)
+		}
+	}
+}
+
+// checkLeaders checks Election Safety: at most one leader per term.
+func (s *Sim) checkLeaders() {
+	for _, m := range s.up() {
+		st := m.node.BasicStatus()
+		if st.RaftState != raft.StateLeader {
+			continue
+		}
+		if prev, ok := s.leaders[st.Term]; ok && prev != m.id {
+			s.fail("two leaders in term %d: %d and %d", st.Term, prev, m.id)
+		}
+		s.leaders[st.Term] = m.id
+	}
+}
+
+// apply applies a committed entry to a member's state machine: in order,
+// exactly once, and equal to what every other member applied there.
+func (s *Sim) apply(m *member, e raftpb.Entry) {
+	if e.Index != m.appliedIndex+1 {
+		s.fail("member %d applies %d after %d", m.id, e.Index, m.appliedIndex)
+	}
+	s.record(m.id, e)
+	m.appliedIndex = e.Index
+	switch e.Type {
+	case raftpb.EntryConfChange:
+		var cc raftpb.ConfChange
+		if err := cc.Unmarshal(e.Data); err != nil {
+			s.fail("member %d: conf change %d: %v", m.id, e.Index, err)
+		}
+		next, err := raft.ApplyConfChange(m.conf, cc)
+		if err != nil {
+			return // a no-op everywhere
+		}
+		m.conf = next
+		if cc.Type == raftpb.ConfChangeRemoveNode && cc.NodeID == m.id {
+			// Like etcd, a member that applies its own removal shuts down.
+			s.tracef("member %d applied its removal and stops", m.id)
+			m.removed = true
+			m.node = nil
+		}
+	case raftpb.EntryNormal:
+		if proposer, ok := s.proposals[string(e.Data)]; ok && proposer == m.id {
+			// The client that proposed it through m gets its answer now.
+			delete(s.proposals, string(e.Data))
+			s.acked = max(s.acked, e.Index)
+		}
+	}
+}
+
+func (s *Sim) applySnapshot(m *member, snap raftpb.Snapshot) {
+	i := snap.Metadata.Index
+	if i <= m.appliedIndex {
+		s.fail("member %d installs snapshot %d at applied %d", m.id, i, m.appliedIndex)
+	}
+	if i > uint64(len(s.log)) || s.log[i-1].Term != snap.Metadata.Term {
+		s.fail("member %d installs snapshot %d/%d that is not of the committed log", m.id, snap.Metadata.Term, i)
+	}
+	if binary.BigEndian.Uint64(snap.Data) != i {
+		s.fail("member %d: snapshot data is not the state at %d", m.id, i)
+	}
+	m.appliedIndex = i
+	m.conf = snap.Metadata.ConfState.Clone()
+}
+
+func (s *Sim) propose() {
+	m := s.pick(s.up())
+	if m == nil {
+		return
+	}
+	s.stats.Proposed++
+	data := fmt.Sprintf("w%d", s.stats.Proposed)
+	if err := m.node.Propose([]byte(data)); err == nil {
+		s.proposals[data] = m.id
+		s.tracef("propose %s at %d", data, m.id)
+	}
+}
+
+func (s *Sim) read() {
+	m := s.pick(s.up())
+	if m == nil {
+		return
+	}
+	s.nextReq++
+	ctx := fmt.Sprintf("r%d", s.nextReq)
+	if err := m.node.ReadIndex([]byte(ctx)); err == nil {
+		s.reads[ctx] = readRequest{member: m.id, minIndex: s.acked}
+		s.tracef("read %s at %d (acked %d)", ctx, m.id, s.acked)
+	}
+}
+
+// readState checks Linearizable reads (§6.4): the read index covers every
+// write acknowledged before the read started.
+func (s *Sim) readState(m *member, rs raft.ReadState) {
+	req, ok := s.reads[string(rs.RequestCtx)]
+	if !ok {
+		return // answered twice (a duplicated request message): served once
+	}
+	delete(s.reads, string(rs.RequestCtx))
+	if req.member != m.id {
+		s.fail("read %s answered at %d, asked at %d", rs.RequestCtx, m.id, req.member)
+	}
+	if rs.Index < req.minIndex {
+		s.fail("read %s at member %d got read index %d, below acknowledged write %d", rs.RequestCtx, m.id, rs.Index, req.minIndex)
+	}
+	s.stats.ReadsServed++
+}
+
+func (s *Sim) crash() {
+	m := s.pick(s.up())
+	if m == nil {
+		return
+	}
+	s.tracef("crash %d", m.id)
+	s.stats.Crashes++
+	m.node = nil
+}
+
+func (s *Sim) restartOne() {
+	var down []*member
+	for _, id := range s.ids {
+		if m := s.members[id]; m.node == nil && !m.removed {
+			down = append(down, m)
+		}
+	}
+	if m := s.pick(down); m != nil {
+		s.restart(m)
+	}
+}
+
+func (s *Sim) restart(m *member) {
+	s.tracef("restart %d (applied %d)", m.id, m.appliedIndex)
+	s.stats.Restarts++
+	s.start(m)
+}
+
+// partition splits the members in two, or cuts one direction between two.
+func (s *Sim) partition() {
+	ids := s.liveIDs()
+	if len(ids) < 2 {
+		return
+	}
+	if s.rng.IntN(3) == 0 {
+		a, b := ids[s.rng.IntN(len(ids))], ids[s.rng.IntN(len(ids))]
+		if a != b {
+			s.tracef("one-way partition %d -> %d", a, b)
+			s.blocked[[2]uint64{a, b}] = true
+		}
+		return
+	}
+	s.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	cut := 1 + s.rng.IntN(len(ids)-1)
+	s.tracef("partition %v | %v", ids[:cut], ids[cut:])
+	for _, a := range ids[:cut] {
+		for _, b := range ids[cut:] {
+			s.blocked[[2]uint64{a, b}] = true
+			s.blocked[[2]uint64{b, a}] = true
+		}
+	}
+}
+
+func (s *Sim) heal() {
+	s.tracef("heal")
+	clear(s.blocked)
+}
+
+func (s *Sim) liveIDs() []uint64 {
+	var ids []uint64
+	for _, id := range s.ids {
+		if !s.members[id].removed {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// confChange asks the leader to add a member (a learner or a voter),
+// promote a learner, or remove a member.
+func (s *Sim) confChange() {
+	l := s.leader()
+	if l == nil {
+		return
+	}
+	conf := l.node.Status().Conf
+	var cc raftpb.ConfChange
+	switch r := s.rng.IntN(4); {
+	case r == 0 && len(conf.Voters) < maxVoters, r == 1 && len(conf.Voters)+len(conf.Learners) < maxVoters:
+		// A new member starts empty; the leader brings it up to date.
+		id := s.nextID
+		s.nextID++
+		m := &member{id: id, storage: raft.NewMemoryStorage()}
+		s.members[id] = m
+		s.ids = append(s.ids, id)
+		s.start(m)
+		s.stats.MembersJoined++
+		cc = raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter, NodeID: id}
+		if r == 1 {
+			cc.Type = raftpb.ConfChangeAddLearner
+		}
+	case r == 2 && len(conf.Learners) > 0:
+		cc = raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter, NodeID: conf.Learners[s.rng.IntN(len(conf.Learners))]}
+	case r == 3 && len(conf.Voters) > 2:
+		all := append(slices.Clone(conf.Voters), conf.Learners...)
+		cc = raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: all[s.rng.IntN(len(all))]}
+	default:
+		return
+	}
+	err := l.node.ProposeConfChange(cc)
+	s.tracef("conf change %s at leader %d: %v", cc, l.id, err)
+	if err == nil {
+		s.stats.ConfChanges++
+	}
+}
+
+func (s *Sim) transfer() {
+	l := s.leader()
+	if l == nil {
+		return
+	}
+	voters := l.node.Status().Conf.Voters
+	to := voters[s.rng.IntN(len(voters))]
+	s.tracef("transfer leadership %d -> %d", l.id, to)
+	s.stats.Transfers++
+	l.node.TransferLeadership(to)
+}
+
+// snapshot makes a member snapshot its state machine and compact its log,
+// keeping a few entries for slow followers.
+func (s *Sim) snapshot() {
+	m := s.pick(s.up())
+	if m == nil {
+		return
+	}
+	snap, _ := m.storage.Snapshot()
+	if m.appliedIndex <= snap.Metadata.Index+2 {
+		return
+	}
+	i := m.appliedIndex
+	if _, err := m.storage.CreateSnapshot(i, m.conf, binary.BigEndian.AppendUint64(nil, i)); err != nil {
+		s.fail("member %d: snapshot at %d: %v", m.id, i, err)
+	}
+	keep := uint64(s.rng.IntN(5))
+	if i > keep {
+		if first, _ := m.storage.FirstIndex(); i-keep >= first {
+			if err := m.storage.Compact(i - keep); err != nil {
+				s.fail("member %d: compact %d: %v", m.id, i-keep, err)
+			}
+		}
+	}
+	s.tracef("member %d snapshot at %d, compacted to %d", m.id, i, i-keep)
+	s.stats.Snapshots++
+}
+
+// stabilize turns faults off, heals the network, restarts every crashed
+// member (optionally leaving one voter down where every configuration in
+// play tolerates it), and asserts that the cluster elects a leader and
+// commits a new write on every up member within progressTicks.
+func (s *Sim) stabilize() {
+	s.stats.Stabilizations++
+	s.tracef("stabilize")
+	s.faults = false
+	defer func() { s.faults = true }()
+	s.heal()
+	for _, id := range s.ids {
+		if m := s.members[id]; m.node == nil && !m.removed {
+			s.restart(m)
+		}
+	}
+	if s.rng.IntN(2) == 0 {
+		tolerant := true
+		for _, m := range s.up() {
+			if len(m.node.Status().Conf.Voters) < 3 {
+				tolerant = false
+			}
+		}
+		if tolerant {
+			voters := s.up()[0].node.Status().Conf.Voters
+			victim := s.members[voters[s.rng.IntN(len(voters))]]
+			if victim.node != nil {
+				s.tracef("stabilize with %d down", victim.id)
+				victim.node = nil
+			}
+		}
+	}
+
+	s.stats.Proposed++
+	sentinel := fmt.Sprintf("w%d-stable", s.stats.Proposed)
+	deadline := s.now + progressTicks
+	var at uint64 // index the sentinel committed at, once known
+	lastTry := uint64(0)
+	for {
+		if s.now > deadline {
+			s.fail("no progress: %d ticks after faults stopped, the sentinel write is %s", progressTicks, s.sentinelState(sentinel, at))
+		}
+		if at == 0 {
+			for i := len(s.log); i > 0 && at == 0; i-- {
+				if string(s.log[i-1].Data) == sentinel {
+					at = uint64(i)
+				}
+			}
+		}
+		if at != 0 && s.appliedEverywhere(at) {
+			s.tracef("stable: sentinel committed at %d", at)
+			return
+		}
+		// (Re)propose the sentinel to the leader every election timeout.
+		if at == 0 && s.now >= lastTry+electionTicks {
+			if l := s.leader(); l != nil {
+				if l.node.Propose([]byte(sentinel)) == nil {
+					lastTry = s.now
+				}
+			}
+		}
+		// Drive the cluster: deliver everything due, handle every Ready,
+		// then tick.
+		for progressed := true; progressed; {
+			progressed = false
+			for len(s.dueIndexes()) > 0 {
+				s.deliverOne()
+				progressed = true
+			}
+			for _, m := range s.up() {
+				if m.node != nil && m.node.HasReady() {
+					s.handleReady(m)
+					progressed = true
+				}
+			}
+			s.checkLeaders()
+		}
+		s.tickAll()
+		s.checkLeaders()
+	}
+}
+
+func (s *Sim) dueIndexes() []int {
+	var due []int
+	for i, e := range s.inflight {
+		if e.deliverAt <= s.now {
+			due = append(due, i)
+		}
+	}
+	return due
+}
+
+// appliedEverywhere: a leader exists and every up member of its
+// configuration has applied index i. Members outside it are ignored: never
+// added, or removed without having learned it (in Cairn, peers refuse such a
+// member's traffic and it stops; at the raft level it is harmless, since
+// pre-vote keeps it from disrupting anyone).
+func (s *Sim) appliedEverywhere(i uint64) bool {
+	l := s.leader()
+	if l == nil {
+		return false
+	}
+	conf := l.node.Status().Conf
+	for _, m := range s.up() {
+		if !conf.IsVoter(m.id) && !conf.IsLearner(m.id) {
+			continue
+		}
+		if m.appliedIndex < i {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Sim) sentinelState(sentinel string, at uint64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%q committed at %d; members:", sentinel, at)
+	for _, id := range s.ids {
+		m := s.members[id]
+		if m.node == nil {
+			fmt.Fprintf(&b, "\n  %d: down (removed=%v)", id, m.removed)
+			continue
+		}
+		st := m.node.Status()
+		fmt.Fprintf(&b, "\n  %d: %s term=%d lead=%d commit=%d applied=%d last=%d conf=(%s)",
+			id, st.RaftState, st.Term, st.Lead, st.Commit, m.appliedIndex, st.LastIndex, st.Conf)
+		for pid, pr := range st.Progress {
+			fmt.Fprintf(&b, "\n      %d: match=%d next=%d %s active=%v", pid, pr.Match, pr.Next, pr.State, pr.RecentActive)
+		}
+	}
+	return b.String()
+}
