@@ -12,16 +12,16 @@
 // are written on the Ready type. Election timeouts are drawn from the Rand
 // in the Config, so a seed reproduces a run exactly (see package sim).
 //
-//	        Tick  Step(msg)  Propose/ReadIndex/...
-//	          |      |        |
-//	          v      v        v
-//	       +-----------------------+      reads      +---------+
-//	       |   raft state machine  | --------------> | Storage | (durable log,
-//	       +-----------------------+                 +---------+  written by caller)
-//	                   |
-//	                 Ready{HardState, Entries, Snapshot,        caller: persist,
-//	                       Messages, CommittedEntries, ...}  -> send, apply,
-//	                                                            then Advance()
+//	 Tick  Step(msg)  Propose/ReadIndex/...
+//	   |      |        |
+//	   v      v        v
+//	+-----------------------+      reads      +---------+
+//	|   raft state machine  | --------------> | Storage | (durable log,
+//	+-----------------------+                 +---------+  written by caller)
+//	            |
+//	          Ready{HardState, Entries, Snapshot,        caller: persist,
+//	                Messages, CommittedEntries, ...}  -> send, apply,
+//	                                                     then Advance()
 //
 // Roles are step and tick function fields set by becomeFollower,
 // becomePreCandidate, becomeCandidate and becomeLeader; an illegal
