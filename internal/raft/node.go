@@ -204,11 +204,20 @@ func (n *Node) ReportSnapshot(id uint64, ok bool) {
 	pr.ProbeSent = true
 }
 
-// flush does the work deferred to Ready time: the heartbeat round that
-// confirms the read requests batched since the last one.
+// flush does the work deferred to Ready time, so that it is batched: one
+// MsgApp per follower for all proposals since the last Ready, and one
+// heartbeat round for all read requests since the last one.
 func (n *Node) flush() {
-	if n.r.state == StateLeader && n.r.reads.needRound {
-		n.r.bcastHeartbeat()
+	r := n.r
+	if r.state != StateLeader {
+		return
+	}
+	if r.appendPending {
+		r.appendPending = false
+		r.bcastAppend()
+	}
+	if r.reads.needRound {
+		r.bcastHeartbeat()
 	}
 }
 
@@ -229,7 +238,7 @@ func (n *Node) HasReady() bool {
 		len(r.msgs) > 0 ||
 		len(r.readStates) > 0 ||
 		r.raftLog.hasNextCommittedEnts() ||
-		(r.state == StateLeader && r.reads.needRound)
+		(r.state == StateLeader && (r.reads.needRound || r.appendPending))
 }
 
 // Ready returns what the caller must do now. Call Advance after handling

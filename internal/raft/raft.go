@@ -103,6 +103,8 @@ type raft struct {
 	maxInflightBytes   uint64
 
 	reads readOnly
+	// appendPending: the leader appended proposals not yet broadcast.
+	appendPending bool
 
 	msgs       []raftpb.Message
 	readStates []ReadState
@@ -495,6 +497,7 @@ func (r *raft) reset(term uint64) {
 		}
 	}
 	r.uncommittedSize = 0
+	r.appendPending = false
 	r.reads.reset()
 }
 
@@ -992,7 +995,9 @@ func (r *raft) propose(ents []raftpb.Entry) error {
 	}
 	r.uncommittedSize += size
 	r.appendEntries(ents)
-	r.bcastAppend()
+	// Broadcast at Ready time (Node.flush): every proposal until then
+	// shares one MsgApp per follower.
+	r.appendPending = true
 	return nil
 }
 
