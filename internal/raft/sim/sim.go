@@ -78,11 +78,18 @@ type Sim struct {
 
 	inflight []envelope
 	// blocked[from][to]: the network drops messages from -> to.
-	blocked  map[[2]uint64]bool
+	blocked map[[2]uint64]bool
+	// healAt is the tick at which the network heals by itself (0: none
+	// scheduled); partitions last a random while.
+	healAt   uint64
 	dropRate float64
 	dupRate  float64
 	maxDelay uint64
 	faults   bool
+	// mix is this seed's profile (swarm testing): how often each kind of
+	// action happens. Seeds differ widely, so that some are quiet and some
+	// churn leaders constantly.
+	mix mix
 
 	// Checker state.
 	//
@@ -115,6 +122,54 @@ type Stats struct {
 	MaxTerm, MaxInflight, MembersJoined uint64
 }
 
+// mix weighs the scheduler's choices for one seed.
+type mix struct {
+	// per-mille of steps that are client writes, reads, and faults
+	writes, reads, faults int
+	// raft settings: the small ones split batches and fill windows.
+	checkQuorum, preVote bool
+	maxSizePerMsg        uint64
+	maxInflightMsgs      int
+	// relative weights of the fault kinds, in faultKinds order
+	weights [numFaultKinds]int
+}
+
+const numFaultKinds = 9
+
+var faultKinds = [numFaultKinds]struct {
+	name string
+	do   func(*Sim)
+}{
+	{"crash", (*Sim).crash},
+	{"crash-leader", (*Sim).crashLeader},
+	{"restart", (*Sim).restartOne},
+	{"partition", (*Sim).partition},
+	{"isolate-leader", (*Sim).isolateLeader},
+	{"heal", (*Sim).heal},
+	{"conf-change", (*Sim).confChange},
+	{"transfer", (*Sim).transfer},
+	{"snapshot", (*Sim).snapshot},
+}
+
+func (s *Sim) drawMix() {
+	pickOne := func(options ...int) int { return options[s.rng.IntN(len(options))] }
+	s.mix.writes = pickOne(20, 50, 100)
+	s.mix.reads = pickOne(10, 30, 80)
+	s.mix.faults = pickOne(10, 30, 80)
+	for i := range s.mix.weights {
+		s.mix.weights[i] = pickOne(0, 1, 3, 9)
+	}
+	// Something must bring members back (partitions heal on a schedule).
+	s.mix.weights[2] = max(s.mix.weights[2], 3)
+	s.mix.checkQuorum = s.rng.IntN(4) != 0
+	s.mix.preVote = s.rng.IntN(4) != 0
+	s.mix.maxSizePerMsg = uint64(pickOne(1, 16, 256, 1<<20))
+	s.mix.maxInflightMsgs = pickOne(1, 4, 256)
+	s.dropRate = []float64{0, 0.01, 0.05, 0.2}[s.rng.IntN(4)]
+	s.dupRate = []float64{0, 0.02, 0.1}[s.rng.IntN(3)]
+	s.maxDelay = uint64(pickOne(0, 1, 3, 10))
+}
+
 // New builds a cluster of cfg.Members founding voters.
 func New(cfg Config) *Sim {
 	s := &Sim{
@@ -126,10 +181,9 @@ func New(cfg Config) *Sim {
 		proposals: map[string]uint64{},
 		reads:     map[string]readRequest{},
 		faults:    true,
-		dropRate:  0.05,
-		dupRate:   0.02,
-		maxDelay:  3,
 	}
+	s.drawMix()
+	s.tracef("mix %+v drop=%v dup=%v delay<=%d", s.mix, s.dropRate, s.dupRate, s.maxDelay)
 	voters := make([]uint64, cfg.Members)
 	for i := range voters {
 		voters[i] = uint64(i + 1)
@@ -174,12 +228,12 @@ func (s *Sim) start(m *member) {
 		Storage:        m.storage,
 		Applied:        m.appliedIndex,
 		// Small limits, so the simulation exercises them.
-		MaxSizePerMsg:             256,
-		MaxInflightMsgs:           4,
+		MaxSizePerMsg:             s.mix.maxSizePerMsg,
+		MaxInflightMsgs:           s.mix.maxInflightMsgs,
 		MaxUncommittedEntriesSize: 4096,
 		MaxPendingReads:           64,
-		CheckQuorum:               true,
-		PreVote:                   true,
+		CheckQuorum:               s.mix.checkQuorum,
+		PreVote:                   s.mix.preVote,
 		Rand:                      rand.New(rand.NewPCG(s.rng.Uint64(), m.id)),
 	})
 	if err != nil {
@@ -238,44 +292,48 @@ func (s *Sim) leader() *member {
 func (s *Sim) randomStep() {
 	r := s.rng.IntN(1000)
 	switch {
-	case r < 300:
-		s.tickAll()
-	case r < 650:
-		s.deliverOne()
-	case r < 900:
-		s.readyOne()
-	case r < 950:
-		s.propose()
-	case r < 970:
-		s.read()
-	default:
+	case r < s.mix.faults:
 		if s.faults {
 			s.fault()
+		}
+	case r < s.mix.faults+s.mix.writes:
+		s.propose()
+	case r < s.mix.faults+s.mix.writes+s.mix.reads:
+		s.read()
+	default:
+		// Keep the network drained: a member's tick makes up to one
+		// heartbeat and response per peer, so deliveries come in batches.
+		switch s.rng.IntN(10) {
+		case 0:
+			s.tickAll()
+		case 1, 2, 3, 4, 5:
+			s.deliverSome()
+		default:
+			s.readyOne()
 		}
 	}
 }
 
 func (s *Sim) fault() {
-	switch r := s.rng.IntN(100); {
-	case r < 12:
-		s.crash()
-	case r < 30:
-		s.restartOne()
-	case r < 40:
-		s.partition()
-	case r < 55:
-		s.heal()
-	case r < 70:
-		s.confChange()
-	case r < 78:
-		s.transfer()
-	default:
-		s.snapshot()
+	total := 0
+	for _, w := range s.mix.weights {
+		total += w
+	}
+	r := s.rng.IntN(total)
+	for i, w := range s.mix.weights {
+		if r < w {
+			faultKinds[i].do(s)
+			return
+		}
+		r -= w
 	}
 }
 
 func (s *Sim) tickAll() {
 	s.now++
+	if s.healAt != 0 && s.now >= s.healAt {
+		s.heal()
+	}
 	for _, m := range s.up() {
 		// Clock skew: a member occasionally misses a tick.
 		if s.faults && s.rng.IntN(20) == 0 {
@@ -310,21 +368,26 @@ func (s *Sim) send(msgs []raftpb.Message) {
 	s.stats.MaxInflight = max(s.stats.MaxInflight, uint64(len(s.inflight)))
 }
 
-// deliverOne delivers a random message that is due: any order among them.
-func (s *Sim) deliverOne() {
-	var due []int
-	for i, e := range s.inflight {
-		if e.deliverAt <= s.now {
-			due = append(due, i)
+// deliverSome delivers a random number of due messages, in random order.
+func (s *Sim) deliverSome() {
+	for k := 1 + s.rng.IntN(8); k > 0; k-- {
+		if !s.deliverOne() {
+			return
 		}
 	}
+}
+
+// deliverOne delivers a random message that is due: any order among them.
+func (s *Sim) deliverOne() bool {
+	due := s.dueIndexes()
 	if len(due) == 0 {
-		return
+		return false
 	}
 	i := due[s.rng.IntN(len(due))]
 	e := s.inflight[i]
 	s.inflight = slices.Delete(s.inflight, i, i+1)
 	s.deliver(e.m)
+	return true
 }
 
 func (s *Sim) deliver(m raftpb.Message) {
@@ -547,8 +610,26 @@ func (s *Sim) applySnapshot(m *member, snap raftpb.Snapshot) {
 	m.conf = snap.Metadata.ConfState.Clone()
 }
 
+// clientTarget picks the member a client talks to: half the time one that
+// believes it leads (a deposed leader included, which is where stale reads
+// and lost writes would come from), otherwise any up member.
+func (s *Sim) clientTarget() *member {
+	if s.rng.IntN(2) == 0 {
+		var leaders []*member
+		for _, m := range s.up() {
+			if m.node.BasicStatus().RaftState == raft.StateLeader {
+				leaders = append(leaders, m)
+			}
+		}
+		if m := s.pick(leaders); m != nil {
+			return m
+		}
+	}
+	return s.pick(s.up())
+}
+
 func (s *Sim) propose() {
-	m := s.pick(s.up())
+	m := s.clientTarget()
 	if m == nil {
 		return
 	}
@@ -561,7 +642,7 @@ func (s *Sim) propose() {
 }
 
 func (s *Sim) read() {
-	m := s.pick(s.up())
+	m := s.clientTarget()
 	if m == nil {
 		return
 	}
@@ -600,6 +681,33 @@ func (s *Sim) crash() {
 	m.node = nil
 }
 
+// crashLeader crashes the current leader: the fault that churns terms
+// and leaves entries replicated on a minority.
+func (s *Sim) crashLeader() {
+	if l := s.leader(); l != nil {
+		s.tracef("crash leader %d", l.id)
+		s.stats.Crashes++
+		l.node = nil
+	}
+}
+
+// isolateLeader cuts the leader off from everyone: it goes on believing it
+// leads (until check-quorum) while the others elect a new leader.
+func (s *Sim) isolateLeader() {
+	l := s.leader()
+	if l == nil {
+		return
+	}
+	s.tracef("isolate leader %d", l.id)
+	s.scheduleHeal()
+	for _, id := range s.liveIDs() {
+		if id != l.id {
+			s.blocked[[2]uint64{l.id, id}] = true
+			s.blocked[[2]uint64{id, l.id}] = true
+		}
+	}
+}
+
 func (s *Sim) restartOne() {
 	var down []*member
 	for _, id := range s.ids {
@@ -629,12 +737,14 @@ func (s *Sim) partition() {
 		if a != b {
 			s.tracef("one-way partition %d -> %d", a, b)
 			s.blocked[[2]uint64{a, b}] = true
+			s.scheduleHeal()
 		}
 		return
 	}
 	s.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	cut := 1 + s.rng.IntN(len(ids)-1)
 	s.tracef("partition %v | %v", ids[:cut], ids[cut:])
+	s.scheduleHeal()
 	for _, a := range ids[:cut] {
 		for _, b := range ids[cut:] {
 			s.blocked[[2]uint64{a, b}] = true
@@ -646,6 +756,15 @@ func (s *Sim) partition() {
 func (s *Sim) heal() {
 	s.tracef("heal")
 	clear(s.blocked)
+	s.healAt = 0
+}
+
+// scheduleHeal makes a new partition last 5 to 80 ticks (unless a heal
+// fault comes first).
+func (s *Sim) scheduleHeal() {
+	if s.healAt == 0 {
+		s.healAt = s.now + 5 + s.rng.Uint64N(76)
+	}
 }
 
 func (s *Sim) liveIDs() []uint64 {
@@ -742,8 +861,12 @@ func (s *Sim) snapshot() {
 func (s *Sim) stabilize() {
 	s.stats.Stabilizations++
 	s.tracef("stabilize")
+	// A stable network: no loss, and delays well under the election
+	// timeout (Raft's liveness needs broadcast time << election timeout).
 	s.faults = false
-	defer func() { s.faults = true }()
+	savedDelay := s.maxDelay
+	s.maxDelay = min(s.maxDelay, 1)
+	defer func() { s.faults, s.maxDelay = true, savedDelay }()
 	s.heal()
 	for _, id := range s.ids {
 		if m := s.members[id]; m.node == nil && !m.removed {

@@ -12,7 +12,7 @@ import (
 
 // Environment variables:
 //
-//	CAIRN_SIM_SEED=N    replay seed N alone, tracing every step to stderr
+//	CAIRN_SIM_SEED=N    replay seed N alone, tracing every step to stderr (use -v)
 //	CAIRN_SIM_SEEDS=N   run N seeds (default 500; a soak: 100000)
 //	CAIRN_SIM_STEPS=N   steps per seed (default 3000)
 func envInt(t *testing.T, name string, def int) int {
@@ -101,7 +101,7 @@ func TestSimulation(t *testing.T) {
 		t.Error(f)
 	}
 	if len(failures) > 0 {
-		t.Fatalf("%d of %d seeds failed; replay one with CAIRN_SIM_SEED=<seed> go test ./internal/raft/sim -run TestSimulation", len(failures), seeds)
+		t.Fatalf("%d of %d seeds failed; replay one with CAIRN_SIM_SEED=<seed> go test ./internal/raft/sim -run TestSimulation -v", len(failures), seeds)
 	}
 	// The run must have exercised what it claims to check.
 	for name, v := range map[string]int{
