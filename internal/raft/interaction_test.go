@@ -48,6 +48,18 @@ type interactionEnv struct {
 	isolated map[uint64]bool
 }
 
+// handle runs one script command. The commands, IDs being member ids:
+//
+//	add-nodes N voters=(IDS) | join  [election= heartbeat= max-msg-size=
+//	    max-inflight= max-uncommitted= max-reads= checkquorum prevote]
+//	campaign ID | tick ID n= | tick-heartbeat ID n= | tick-election ID n=
+//	propose ID DATA | propose-conf-change ID add-voter=|add-learner=|remove=
+//	read-index ID CTX | transfer-leadership ID to=
+//	process-ready IDS [no-advance] | advance ID
+//	deliver-msgs IDS [from=ID] [drop] | stabilize [quiet]
+//	isolate IDS | heal | crash IDS | restart IDS
+//	report-unreachable ID PEER | report-snapshot ID PEER [failure]
+//	status IDS | raft-log ID | applied ID | compact ID
 func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) string {
 	var b strings.Builder
 	ids := d.Positional(t)
@@ -119,15 +131,27 @@ func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) string {
 			}
 		}
 	case "process-ready":
+		// no-advance: handle the Ready but do not call Advance until an
+		// advance command, as if the write were still in progress.
 		for _, id := range ids {
 			e.processReady(&b, id)
+			if !d.HasArg("no-advance") {
+				e.nodes[id].n.Advance()
+			}
 		}
+	case "advance":
+		node().n.Advance()
 	case "deliver-msgs":
 		for _, id := range ids {
 			e.deliver(&b, id, d.Uint(t, "from", None), d.HasArg("drop"))
 		}
 	case "stabilize":
-		e.stabilize(&b)
+		// quiet hides the traffic, for setup steps a status sums up.
+		if d.HasArg("quiet") {
+			e.stabilize(&strings.Builder{})
+		} else {
+			e.stabilize(&b)
+		}
 	case "isolate":
 		for _, id := range ids {
 			e.isolated[id] = true
@@ -177,6 +201,9 @@ func (e *interactionEnv) handle(t *testing.T, d *datadriven.TestData) string {
 		}
 	case "report-unreachable":
 		node().n.ReportUnreachable(ids[1])
+	case "report-snapshot":
+		// report-snapshot LEADER PEER [failure]
+		node().n.ReportSnapshot(ids[1], !d.HasArg("failure"))
 	case "applied":
 		n := node()
 		fmt.Fprintf(&b, "%v", n.applied)
@@ -244,6 +271,8 @@ func (e *interactionEnv) restart(t *testing.T, id uint64) {
 	in.n = n
 }
 
+// processReady handles id's Ready as a driver would: persist, queue the
+// messages, apply. The caller calls Advance.
 func (e *interactionEnv) processReady(b *strings.Builder, id uint64) {
 	in := e.nodes[id]
 	rd := in.n.Ready()
@@ -279,7 +308,6 @@ func (e *interactionEnv) processReady(b *strings.Builder, id uint64) {
 			}
 		}
 	}
-	in.n.Advance()
 }
 
 // deliver delivers (or drops) the queued messages addressed to id; with
@@ -318,6 +346,7 @@ func (e *interactionEnv) stabilize(b *strings.Builder) {
 		for _, id := range e.ids {
 			if in := e.nodes[id]; in.n != nil && in.n.HasReady() {
 				e.processReady(b, id)
+				in.n.Advance()
 				progress = true
 			}
 		}

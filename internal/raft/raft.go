@@ -783,6 +783,7 @@ func (r *raft) handleAppendResponse(m raftpb.Message, pr *Progress) {
 		}
 		return
 	}
+	wasPaused := pr.isPaused()
 	if !pr.maybeUpdate(m.Index) && !(pr.State == StateProbe && pr.Match == m.Index) {
 		return // stale
 	}
@@ -798,8 +799,14 @@ func (r *raft) handleAppendResponse(m raftpb.Message, pr *Progress) {
 	case StateReplicate:
 		pr.Inflights.freeLE(m.Index)
 	}
-	if r.commitAndBroadcast() && r.state != StateLeader {
-		return
+	if r.commitAndBroadcast() {
+		if r.state != StateLeader {
+			return
+		}
+	} else if wasPaused {
+		// A commit broadcast may have skipped this member while it was
+		// paused: send it the commit index now, even with no entries.
+		r.sendAppend(m.From)
 	}
 	for r.maybeSendAppend(m.From, false) {
 	}
