@@ -36,6 +36,8 @@ var (
 	ErrTooManyRequests    = fmt.Errorf("%w: too many requests (uncommitted log over its limit)", ErrProposalDropped)
 	ErrTransferInProgress = fmt.Errorf("%w: leadership transfer in progress", ErrProposalDropped)
 	ErrConfChangePending  = fmt.Errorf("%w: a configuration change is already pending", ErrProposalDropped)
+	// ErrNotLeader: a request forwarded to a member that is not the leader.
+	ErrNotLeader = fmt.Errorf("%w: not the leader", ErrProposalDropped)
 	// ErrStepPeerNotFound: a response from a member the leader has no
 	// progress for (removed, or never a member).
 	ErrStepPeerNotFound = errors.New("raft: message from an unknown member")
@@ -880,7 +882,7 @@ func stepFollower(r *raft, m raftpb.Message) error {
 		// Forwarding it again would make us its requester (From is always
 		// the sender) and deliver the answer here: drop it; the requester
 		// times out and asks the real leader.
-		return ErrNoLeader
+		return ErrNotLeader
 	case raftpb.MsgProp, raftpb.MsgTransferLeader:
 		if r.lead == None {
 			return ErrNoLeader
