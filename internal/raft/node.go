@@ -106,10 +106,16 @@ func Bootstrap(s *MemoryStorage, voters []uint64) error {
 }
 
 // Tick advances the logical clock by one tick.
-func (n *Node) Tick() { n.r.tick() }
+func (n *Node) Tick() {
+	n.r.tick()
+	n.r.checkInvariants()
+}
 
 // Campaign starts an election now (with a pre-vote round if configured).
-func (n *Node) Campaign() { n.r.hup(campaignPreElection) }
+func (n *Node) Campaign() {
+	n.r.hup(campaignPreElection)
+	n.r.checkInvariants()
+}
 
 // Step hands the core a message from a peer.
 func (n *Node) Step(m raftpb.Message) error {
@@ -119,6 +125,7 @@ func (n *Node) Step(m raftpb.Message) error {
 	if m.Type < raftpb.MsgApp || m.Type > raftpb.MsgReadIndexResp {
 		return fmt.Errorf("%w: unknown type %d", ErrBadMessage, m.Type)
 	}
+	defer n.r.checkInvariants()
 	return n.r.Step(m)
 }
 
@@ -138,6 +145,7 @@ func (n *Node) ProposeConfChange(cc raftpb.ConfChange) error {
 
 func (n *Node) propose(e raftpb.Entry) error {
 	r := n.r
+	defer r.checkInvariants()
 	switch {
 	case r.state == StateLeader:
 		return r.propose([]raftpb.Entry{e})
@@ -294,6 +302,7 @@ func (n *Node) Advance() {
 	}
 	n.outstanding = nil
 	r := n.r
+	defer r.checkInvariants()
 	if marks.snapIndex > 0 {
 		r.raftLog.unstable.stableSnapTo(marks.snapIndex)
 		r.raftLog.appliedTo(marks.snapIndex)
@@ -309,6 +318,7 @@ func (n *Node) Advance() {
 			r.uncommittedSize -= min(r.uncommittedSize, marks.appliedBytes)
 		}
 	}
+	r.foldCompactedConf()
 }
 
 // Status is a snapshot of a member's state, for observability and tests.

@@ -201,6 +201,22 @@ func (r *raft) loadConf(snapConf raftpb.ConfState) error {
 	return nil
 }
 
+// foldCompactedConf folds the configuration points the caller has
+// compacted out of the log into baseConf, so confLog holds only points of
+// the log that still exists. Compacted entries are applied, so committed:
+// no truncation can revert them.
+func (r *raft) foldCompactedConf() {
+	first := r.raftLog.firstIndex()
+	n := 0
+	for n < len(r.confLog) && r.confLog[n].index < first {
+		r.baseConf = r.confLog[n].conf
+		n++
+	}
+	if n > 0 {
+		r.confLog = append([]confPoint(nil), r.confLog[n:]...)
+	}
+}
+
 func (r *raft) conf() raftpb.ConfState {
 	if n := len(r.confLog); n > 0 {
 		return r.confLog[n-1].conf

@@ -14,7 +14,7 @@ import (
 //
 //	CAIRN_SIM_SEED=N    replay seed N alone, tracing every step to stderr (use -v)
 //	CAIRN_SIM_SEEDS=N   run N seeds (default 500; a soak: 100000)
-//	CAIRN_SIM_STEPS=N   steps per seed (default 3000)
+//	CAIRN_SIM_STEPS=N   steps per seed (default 5000)
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
@@ -46,7 +46,7 @@ func runSeed(cfg Config) (stats Stats, failure string) {
 }
 
 func TestSimulation(t *testing.T) {
-	steps := envInt(t, "CAIRN_SIM_STEPS", 3000)
+	steps := envInt(t, "CAIRN_SIM_STEPS", 5000)
 	if seed := os.Getenv("CAIRN_SIM_SEED"); seed != "" {
 		n, err := strconv.ParseUint(seed, 10, 64)
 		if err != nil {
