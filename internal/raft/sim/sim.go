@@ -430,9 +430,6 @@ func (s *Sim) handleReady(m *member) {
 	if s.cfg.Trace != nil {
 		s.tracef("ready %d:\n%s", m.id, strings.TrimRight(raft.DescribeReady(rd, "    "), "\n"))
 	}
-	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader {
-		s.checkNewLeader(m)
-	}
 	// 1. Persist.
 	if !rd.Snapshot.IsEmpty() {
 		if err := m.storage.ApplySnapshot(rd.Snapshot); err != nil {
@@ -448,6 +445,11 @@ func (s *Sim) handleReady(m *member) {
 	if !rd.HardState.IsEmpty() {
 		m.storage.SetHardState(rd.HardState)
 		s.checkCommitted(m, rd.HardState.Commit)
+	}
+	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader {
+		// Checked on the persisted log: the new leader's whole log,
+		// including entries it accepted as a follower in this Ready.
+		s.checkNewLeader(m)
 	}
 	// A crash here loses the messages and the apply, but not the write.
 	if s.faults && s.rng.IntN(200) == 0 {
@@ -533,9 +535,6 @@ func (s *Sim) checkNewLeader(m *member) {
 	s.stats.MaxTerm = max(s.stats.MaxTerm, st.Term)
 	first, _ := m.storage.FirstIndex()
 	last, _ := m.storage.LastIndex()
-	// The new leader's log is its storage plus, possibly, the empty entry
-	// it just appended (not yet persisted). Committed entries are all in
-	// storage.
 	if uint64(len(s.log)) > last {
 		s.fail("leader %d (term %d) has last index %d, but %d entries are committed", m.id, st.Term, last, len(s.log))
 	}
