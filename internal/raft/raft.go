@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
@@ -671,8 +672,42 @@ func (r *raft) campaign(t campaignType) {
 	}
 }
 
+// validateMessage rejects messages no correct peer sends and that would
+// corrupt our log or state if believed. (A peer that is correct but whose
+// claims contradict our own durable state, e.g. a heartbeat committing past
+// our log, means we lost acknowledged data: that crashes loudly instead.)
+func validateMessage(m *raftpb.Message) error {
+	if m.Term == math.MaxUint64 {
+		return fmt.Errorf("%w: term %d cannot be exceeded", ErrBadMessage, m.Term)
+	}
+	if m.Type != raftpb.MsgApp {
+		return nil
+	}
+	prevTerm := m.LogTerm
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Index != m.Index+1+uint64(i) {
+			return fmt.Errorf("%w: MsgApp after %d carries entry %d at position %d", ErrBadMessage, m.Index, e.Index, i)
+		}
+		if e.Term < prevTerm || e.Term > m.Term {
+			return fmt.Errorf("%w: MsgApp of term %d carries entry %d/%d after term %d", ErrBadMessage, m.Term, e.Term, e.Index, prevTerm)
+		}
+		prevTerm = e.Term
+		if e.Type == raftpb.EntryConfChange {
+			var cc raftpb.ConfChange
+			if err := cc.Unmarshal(e.Data); err != nil {
+				return fmt.Errorf("%w: conf change entry %d: %v", ErrBadMessage, e.Index, err)
+			}
+		}
+	}
+	return nil
+}
+
 // Step advances the state machine by one message from a peer.
 func (r *raft) Step(m raftpb.Message) error {
+	if err := validateMessage(&m); err != nil {
+		return err
+	}
 	switch {
 	case m.Term == 0:
 		// Only forwarded requests carry no term.
@@ -799,6 +834,10 @@ func (r *raft) handleAppendResponse(m raftpb.Message, pr *Progress) {
 			}
 			r.sendAppend(m.From)
 		}
+		return
+	}
+	if m.Index > r.raftLog.lastIndex() {
+		// No correct follower acknowledges entries we never had.
 		return
 	}
 	wasPaused := pr.isPaused()

@@ -1,0 +1,96 @@
+package raft
+
+import (
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+// newFollower returns member 2 of a bootstrapped 3-voter cluster, which has
+// heard from leader 1 in term 2.
+func newFollower(t *testing.T) *Node {
+	t.Helper()
+	st := NewMemoryStorage()
+	if err := Bootstrap(st, []uint64{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNode(Config{ID: 2, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, Rand: rand.New(rand.NewPCG(1, 2))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 2, Commit: 3}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestStepRejectsMalformedMessages: messages no correct peer sends are
+// refused with ErrBadMessage and change nothing.
+func TestStepRejectsMalformedMessages(t *testing.T) {
+	badConf := raftpb.Entry{Term: 2, Index: 4, Type: raftpb.EntryConfChange, Data: []byte{0xff, 0xff}}
+	for _, tc := range []struct {
+		name string
+		m    raftpb.Message
+	}{
+		{"gap in entries", raftpb.Message{Type: raftpb.MsgApp, Term: 2, Index: 3, LogTerm: 1, Entries: ents(5, 2)}},
+		{"entries before index", raftpb.Message{Type: raftpb.MsgApp, Term: 2, Index: 3, LogTerm: 1, Entries: ents(3, 2)}},
+		{"entry from a later term", raftpb.Message{Type: raftpb.MsgApp, Term: 2, Index: 3, LogTerm: 1, Entries: ents(4, 3)}},
+		{"terms decrease", raftpb.Message{Type: raftpb.MsgApp, Term: 2, Index: 3, LogTerm: 1, Entries: ents(4, 2, 1)}},
+		{"undecodable conf change", raftpb.Message{Type: raftpb.MsgApp, Term: 2, Index: 3, LogTerm: 1, Entries: []raftpb.Entry{badConf}}},
+		{"unbeatable term", raftpb.Message{Type: raftpb.MsgVote, Term: 1<<64 - 1}},
+		{"term-less append", raftpb.Message{Type: raftpb.MsgApp, Index: 3, LogTerm: 1}},
+		{"unknown type", raftpb.Message{Type: 99, Term: 2}},
+		{"addressed to another member", raftpb.Message{Type: raftpb.MsgHeartbeat, Term: 2, To: 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newFollower(t)
+			before := n.Status()
+			m := tc.m
+			m.From = 1
+			if m.To == 0 {
+				m.To = 2
+			}
+			if err := n.Step(m); !errors.Is(err, ErrBadMessage) {
+				t.Fatalf("Step = %v, want ErrBadMessage", err)
+			}
+			after := n.Status()
+			if after.HardState != before.HardState || after.LastIndex != before.LastIndex || after.Lead != before.Lead {
+				t.Fatalf("state changed: %+v -> %+v", before, after)
+			}
+		})
+	}
+}
+
+// TestLeaderIgnoresAckPastItsLog: a follower claiming to store entries the
+// leader never had must not move the leader's commit index.
+func TestLeaderIgnoresAckPastItsLog(t *testing.T) {
+	st := NewMemoryStorage()
+	if err := Bootstrap(st, []uint64{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNode(Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, Rand: rand.New(rand.NewPCG(1, 1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Campaign()
+	if err := n.Step(raftpb.Message{Type: raftpb.MsgVoteResp, From: 2, To: 1, Term: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if n.BasicStatus().RaftState != StateLeader {
+		t.Fatal("not leader")
+	}
+	rd := n.Ready()
+	if err := st.Append(rd.Entries); err != nil {
+		t.Fatal(err)
+	}
+	n.Advance()
+	_ = n.Step(raftpb.Message{Type: raftpb.MsgAppResp, From: 2, To: 1, Term: 2, Index: 1000})
+	if got := n.Status().Progress[2].Match; got != 0 {
+		t.Fatalf("follower 2's match = %d after an ack past the log", got)
+	}
+	if c := n.BasicStatus().Commit; c != 3 {
+		t.Fatalf("commit moved to %d", c)
+	}
+}
