@@ -92,6 +92,9 @@ func DescribeReady(rd Ready, indent string) string {
 	if rd.SoftState != nil {
 		line("Lead:%d State:%s", rd.SoftState.Lead, rd.SoftState.RaftState)
 	}
+	if rd.ConfState != nil {
+		line("ConfState %s", *rd.ConfState)
+	}
 	if !rd.HardState.IsEmpty() {
 		line("HardState Term:%d Vote:%d Commit:%d", rd.HardState.Term, rd.HardState.Vote, rd.HardState.Commit)
 	}

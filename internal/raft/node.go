@@ -47,6 +47,14 @@ type Ready struct {
 	CommittedEntries []raftpb.Entry
 	// Messages are to be sent after the persistence above.
 	Messages []raftpb.Message
+	// ConfState, if not nil, is the configuration now in force, changed
+	// since the last Ready. Configurations take effect when APPENDED, so this
+	// can come before the change commits, and Messages may already be
+	// addressed to a member it adds: the transport must learn new members
+	// here (or from the proposed ConfChange's Context), not when the entry
+	// is applied, or a cluster growing from one voter waits forever for an
+	// answer from a member it cannot reach.
+	ConfState *raftpb.ConfState
 	// MustSync: the write of step 1 must be fsynced (entries, term or vote
 	// changed; a commit index alone need not be).
 	MustSync bool
@@ -58,7 +66,7 @@ type readyMarks struct {
 	stableIndex, stableTerm uint64
 	snapIndex               uint64
 	appliedIndex            uint64
-	appliedBytes            uint64
+	appliedCost             uint64
 }
 
 // Node is one member's raft core: a deterministic state machine driven by
@@ -69,6 +77,7 @@ type Node struct {
 	r        *raft
 	prevSoft SoftState
 	prevHard raftpb.HardState
+	prevConf raftpb.ConfState
 	// outstanding is the Ready handed out and not yet advanced, or nil.
 	outstanding *readyMarks
 }
@@ -79,7 +88,7 @@ func NewNode(c Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{r: r, prevSoft: r.softState(), prevHard: r.hardState()}, nil
+	return &Node{r: r, prevSoft: r.softState(), prevHard: r.hardState(), prevConf: r.conf().Clone()}, nil
 }
 
 // Bootstrap writes the initial configuration into an empty storage: one
@@ -235,7 +244,7 @@ func (n *Node) HasReady() bool {
 	if n.outstanding != nil {
 		return false
 	}
-	if r.softState() != n.prevSoft {
+	if r.softState() != n.prevSoft || !r.conf().Equal(n.prevConf) {
 		return true
 	}
 	if hs := r.hardState(); !hs.IsEmpty() && hs != n.prevHard {
@@ -268,6 +277,11 @@ func (n *Node) Ready() Ready {
 		rd.SoftState = &soft
 		n.prevSoft = soft
 	}
+	if cs := r.conf(); !cs.Equal(n.prevConf) {
+		n.prevConf = cs.Clone()
+		handed := cs.Clone()
+		rd.ConfState = &handed
+	}
 	if hs := r.hardState(); hs != n.prevHard {
 		rd.HardState = hs
 		rd.MustSync = hs.Term != n.prevHard.Term || hs.Vote != n.prevHard.Vote
@@ -285,7 +299,7 @@ func (n *Node) Ready() Ready {
 	}
 	if k := len(rd.CommittedEntries); k > 0 {
 		marks.appliedIndex = rd.CommittedEntries[k-1].Index
-		marks.appliedBytes = payloadSize(rd.CommittedEntries)
+		marks.appliedCost = uncommittedCost(rd.CommittedEntries)
 	}
 	r.msgs = nil
 	r.readStates = nil
@@ -315,7 +329,7 @@ func (n *Node) Advance() {
 	if marks.appliedIndex > 0 {
 		r.raftLog.appliedTo(max(marks.appliedIndex, r.raftLog.applied))
 		if r.state == StateLeader {
-			r.uncommittedSize -= min(r.uncommittedSize, marks.appliedBytes)
+			r.uncommittedSize -= min(r.uncommittedSize, marks.appliedCost)
 		}
 	}
 	r.foldCompactedConf()

@@ -5,13 +5,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
 // None is the placeholder member id: no leader, no vote.
 const None uint64 = 0
+
+// maxTerm bounds terms. No real cluster holds 2^63 elections; a larger term
+// can only come from a broken or hostile peer (or storage), and believing
+// it would let campaigns overflow the term back to zero.
+const maxTerm uint64 = 1 << 63
 
 // StateType is a member's role.
 type StateType uint8
@@ -91,6 +95,10 @@ type raft struct {
 	lead uint64
 	// leadTransferee is the member leadership is being handed to, or None.
 	leadTransferee uint64
+	// transferElapsed counts ticks since the transfer started; at an
+	// election timeout it is abandoned. (Its own counter: reusing the
+	// check-quorum timer let transfer requests postpone check-quorum.)
+	transferElapsed int
 	// termStartIndex is the index of the empty entry this member appended on
 	// becoming leader. Until it is committed, the leader refuses
 	// configuration changes (the dissertation's fix for single-server
@@ -162,15 +170,23 @@ func newRaft(c *Config) (*raft, error) {
 	if err := r.loadConf(cs); err != nil {
 		return nil, err
 	}
-	if !hs.IsEmpty() {
-		if hs.Commit < raftLog.committed || hs.Commit > raftLog.lastIndex() {
-			return nil, fmt.Errorf("raft: hard state commit %d is out of range [%d, %d]", hs.Commit, raftLog.committed, raftLog.lastIndex())
-		}
-		raftLog.committed = hs.Commit
-		r.term = hs.Term
-		r.vote = hs.Vote
+	// The commit index is the largest index known committed: the saved one
+	// (a commit-only HardState need not be synced, so it may lag), the
+	// snapshot's (raftLog.committed starts there) and the applied index
+	// (only committed entries are applied). The log must hold them all.
+	last := raftLog.lastIndex()
+	if hs.Term >= maxTerm {
+		return nil, fmt.Errorf("raft: saved term %d is past the largest term %d", hs.Term, maxTerm-1)
 	}
-	if c.Applied > 0 {
+	if hs.Commit > last {
+		return nil, fmt.Errorf("raft: saved commit index %d is past the last index %d: the log lost committed entries", hs.Commit, last)
+	}
+	if c.Applied > last {
+		return nil, fmt.Errorf("raft: applied index %d is past the last index %d: the log lost applied entries", c.Applied, last)
+	}
+	raftLog.committed = max(raftLog.committed, hs.Commit, c.Applied)
+	r.term, r.vote = hs.Term, hs.Vote
+	if c.Applied > raftLog.applied {
 		raftLog.appliedTo(c.Applied)
 	}
 	r.becomeFollower(r.term, None)
@@ -524,7 +540,10 @@ func (r *raft) resetRandomizedElectionTimeout() {
 	r.randomizedElectionTimeout = r.electionTimeout + r.rand.IntN(r.electionTimeout)
 }
 
-func (r *raft) abortLeaderTransfer() { r.leadTransferee = None }
+func (r *raft) abortLeaderTransfer() {
+	r.leadTransferee = None
+	r.transferElapsed = 0
+}
 
 func (r *raft) becomeFollower(term, lead uint64) {
 	r.step = stepFollower
@@ -614,8 +633,14 @@ func (r *raft) tickHeartbeat() {
 				pr.RecentActive = id == r.id
 			}
 		}
-		// A transfer that did not finish within an election timeout failed.
-		r.abortLeaderTransfer()
+	}
+	if r.leadTransferee != None {
+		r.transferElapsed++
+		if r.transferElapsed >= r.electionTimeout {
+			// A transfer that did not finish within an election timeout
+			// failed.
+			r.abortLeaderTransfer()
+		}
 	}
 	if r.heartbeatElapsed >= r.heartbeatTimeout {
 		r.heartbeatElapsed = 0
@@ -625,7 +650,7 @@ func (r *raft) tickHeartbeat() {
 
 // hup starts an election, with a pre-vote round first if configured.
 func (r *raft) hup(t campaignType) {
-	if r.state == StateLeader || !r.promotable() {
+	if r.state == StateLeader || !r.promotable() || r.term+1 >= maxTerm {
 		return
 	}
 	if t == campaignPreElection && !r.preVote {
@@ -677,8 +702,8 @@ func (r *raft) campaign(t campaignType) {
 // claims contradict our own durable state, e.g. a heartbeat committing past
 // our log, means we lost acknowledged data: that crashes loudly instead.)
 func validateMessage(m *raftpb.Message) error {
-	if m.Term == math.MaxUint64 {
-		return fmt.Errorf("%w: term %d cannot be exceeded", ErrBadMessage, m.Term)
+	if m.Term >= maxTerm {
+		return fmt.Errorf("%w: term %d is past the largest term %d", ErrBadMessage, m.Term, maxTerm-1)
 	}
 	if m.Type != raftpb.MsgApp {
 		return nil
@@ -716,8 +741,13 @@ func (r *raft) Step(m raftpb.Message) error {
 		}
 	case m.Term > r.term:
 		if m.Type == raftpb.MsgVote || m.Type == raftpb.MsgPreVote {
+			// The lease (§4.2.3) applies to real votes only with
+			// check-quorum, which guarantees a leader that loses its quorum
+			// steps down; to pre-votes always, as refusing one changes no
+			// state (§9.6: a member hearing from its leader does not help
+			// anyone depose it).
 			force := bytes.Equal(m.Context, campaignTransfer)
-			inLease := r.checkQuorum && r.lead != None && r.electionElapsed < r.electionTimeout
+			inLease := (r.checkQuorum || m.Type == raftpb.MsgPreVote) && r.lead != None && r.electionElapsed < r.electionTimeout
 			if !force && inLease {
 				// We heard from a leader within the election timeout: this
 				// candidate would only disrupt it (§4.2.3). Say nothing.
@@ -907,7 +937,7 @@ func stepCandidate(r *raft, m raftpb.Message) error {
 		r.handleAppend(m)
 	case raftpb.MsgHeartbeat:
 		r.becomeFollower(m.Term, m.From)
-		r.handleHeartbeat(m)
+		return r.handleHeartbeat(m)
 	case raftpb.MsgSnap:
 		r.becomeFollower(m.Term, m.From)
 		r.handleSnapshot(m)
@@ -952,7 +982,7 @@ func stepFollower(r *raft, m raftpb.Message) error {
 	case raftpb.MsgHeartbeat:
 		r.electionElapsed = 0
 		r.lead = m.From
-		r.handleHeartbeat(m)
+		return r.handleHeartbeat(m)
 	case raftpb.MsgSnap:
 		r.electionElapsed = 0
 		r.lead = m.From
@@ -989,9 +1019,17 @@ func (r *raft) handleAppend(m raftpb.Message) {
 	})
 }
 
-func (r *raft) handleHeartbeat(m raftpb.Message) {
+func (r *raft) handleHeartbeat(m raftpb.Message) error {
+	if last := r.raftLog.lastIndex(); m.Commit > last {
+		// A correct leader never sends more than it knows we hold. Either
+		// the peer is broken or we lost entries we had acknowledged; both
+		// need an operator, and neither is fixed by crashing on every
+		// heartbeat.
+		return fmt.Errorf("%w: heartbeat from %d commits %d past our last index %d (lost data?)", ErrBadMessage, m.From, m.Commit, last)
+	}
 	r.raftLog.commitTo(m.Commit)
 	r.send(raftpb.Message{Type: raftpb.MsgHeartbeatResp, To: m.From, Context: m.Context})
+	return nil
 }
 
 func (r *raft) handleSnapshot(m raftpb.Message) {
@@ -1053,8 +1091,8 @@ func (r *raft) propose(ents []raftpb.Entry) error {
 			}
 		}
 	}
-	size := payloadSize(ents)
-	if r.uncommittedSize > 0 && size > 0 && r.uncommittedSize+size > r.maxUncommittedSize {
+	size := uncommittedCost(ents)
+	if r.uncommittedSize > 0 && r.uncommittedSize+size > r.maxUncommittedSize {
 		return ErrTooManyRequests
 	}
 	r.uncommittedSize += size
@@ -1073,7 +1111,7 @@ func (r *raft) transferLeader(transferee uint64) {
 	}
 	r.abortLeaderTransfer()
 	// The transfer must finish within an election timeout (tickHeartbeat).
-	r.electionElapsed = 0
+	r.transferElapsed = 0
 	r.leadTransferee = transferee
 	if pr.Match == r.raftLog.lastIndex() {
 		r.send(raftpb.Message{Type: raftpb.MsgTimeoutNow, To: transferee})
@@ -1119,6 +1157,15 @@ func (r *raft) releaseReads() {
 	for _, req := range r.reads.release(acked) {
 		r.answerRead(req)
 	}
+}
+
+// entryOverheadBytes is what an entry costs the leader beyond its payload
+// (the Entry struct in memory), so that empty proposals are bounded too.
+const entryOverheadBytes = 48
+
+// uncommittedCost is what ents count against MaxUncommittedEntriesSize.
+func uncommittedCost(ents []raftpb.Entry) uint64 {
+	return payloadSize(ents) + uint64(len(ents))*entryOverheadBytes
 }
 
 func decodeRound(ctx []byte) (uint64, bool) {

@@ -40,6 +40,8 @@ func TestStepRejectsMalformedMessages(t *testing.T) {
 		{"terms decrease", raftpb.Message{Type: raftpb.MsgApp, Term: 2, Index: 3, LogTerm: 1, Entries: ents(4, 2, 1)}},
 		{"undecodable conf change", raftpb.Message{Type: raftpb.MsgApp, Term: 2, Index: 3, LogTerm: 1, Entries: []raftpb.Entry{badConf}}},
 		{"unbeatable term", raftpb.Message{Type: raftpb.MsgVote, Term: 1<<64 - 1}},
+		{"term past the bound", raftpb.Message{Type: raftpb.MsgHeartbeatResp, Term: maxTerm}},
+		{"heartbeat committing past our log", raftpb.Message{Type: raftpb.MsgHeartbeat, Term: 2, Commit: 50}},
 		{"term-less append", raftpb.Message{Type: raftpb.MsgApp, Index: 3, LogTerm: 1}},
 		{"unknown type", raftpb.Message{Type: 99, Term: 2}},
 		{"addressed to another member", raftpb.Message{Type: raftpb.MsgHeartbeat, Term: 2, To: 3}},
@@ -92,5 +94,97 @@ func TestLeaderIgnoresAckPastItsLog(t *testing.T) {
 	}
 	if c := n.BasicStatus().Commit; c != 3 {
 		t.Fatalf("commit moved to %d", c)
+	}
+}
+
+// TestRestartWithCommitBehindApplied: a commit-only HardState need not be
+// synced, so after a crash the saved commit index may lag what the state
+// machine applied, or the snapshot. The member must still start, with its
+// commit index at the largest index known committed.
+func TestRestartWithCommitBehindApplied(t *testing.T) {
+	st := NewMemoryStorage()
+	if err := Bootstrap(st, []uint64{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Append(ents(4, 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	st.SetHardState(raftpb.HardState{Term: 2, Vote: 1, Commit: 3})
+	cfg := Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, Applied: 5, Rand: rand.New(rand.NewPCG(1, 0))}
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatalf("applied past the saved commit: %v", err)
+	}
+	if s := n.BasicStatus(); s.Commit != 5 || s.Applied != 5 {
+		t.Fatalf("commit %d applied %d, want 5 and 5", s.Commit, s.Applied)
+	}
+	if n.HasReady() && len(n.Ready().CommittedEntries) > 0 {
+		t.Fatal("applied entries handed out again")
+	}
+
+	// The same after a snapshot at 5 compacted the log.
+	if _, err := st.CreateSnapshot(5, raftpb.ConfState{Voters: []uint64{1, 2, 3}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Compact(5); err != nil {
+		t.Fatal(err)
+	}
+	if n, err = NewNode(cfg); err != nil {
+		t.Fatalf("saved commit behind the snapshot: %v", err)
+	}
+	if s := n.BasicStatus(); s.Commit != 5 {
+		t.Fatalf("commit %d, want 5", s.Commit)
+	}
+
+	// An applied index past the log means the log lost entries: an error,
+	// not a panic.
+	cfg.Applied = 9
+	if _, err := NewNode(cfg); err == nil {
+		t.Fatal("applied index past the log accepted")
+	}
+}
+
+// TestTransferDoesNotPostponeCheckQuorum: a leader that hears from no one
+// steps down within two election timeouts, however often it is asked to
+// transfer leadership.
+func TestTransferDoesNotPostponeCheckQuorum(t *testing.T) {
+	st := NewMemoryStorage()
+	if err := Bootstrap(st, []uint64{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNode(Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, CheckQuorum: true, Rand: rand.New(rand.NewPCG(1, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.r.becomeCandidate()
+	n.r.becomeLeader()
+	for tick := 1; tick <= 20; tick++ {
+		if tick%3 == 0 {
+			n.TransferLeadership(uint64(2 + tick%2))
+		}
+		n.Tick()
+	}
+	if st := n.BasicStatus().RaftState; st == StateLeader {
+		t.Fatal("still leader after two election timeouts without hearing from anyone")
+	}
+}
+
+// TestTermBound: no member adopts or reaches a term at the bound, so no
+// campaign can overflow it.
+func TestTermBound(t *testing.T) {
+	n := newFollower(t)
+	if err := n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: maxTerm - 1, Commit: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		n.Tick()
+	}
+	if s := n.BasicStatus(); s.Term != maxTerm-1 || s.RaftState != StateFollower {
+		t.Fatalf("term %d state %s: campaigned past the bound", s.Term, s.RaftState)
+	}
+	st := NewMemoryStorage()
+	st.SetHardState(raftpb.HardState{Term: maxTerm})
+	if _, err := NewNode(Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, Rand: rand.New(rand.NewPCG(1, 0))}); err == nil {
+		t.Fatal("a saved term past the bound was accepted")
 	}
 }

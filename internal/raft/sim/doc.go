@@ -9,7 +9,11 @@
 // everything it did not persist through Ready, sometimes between persisting
 // a Ready and sending its messages) and restarts, membership changes (new
 // members join empty), leadership transfers, and snapshots that compact a
-// member's log so that laggards need a snapshot.
+// member's log so that laggards need a snapshot. The driver varies too: a
+// leader sometimes sends its appends before persisting its own entries
+// (allowed by the dissertation, §10.2.1) and may crash in between, and
+// Advance is sometimes delayed while the core keeps taking messages and
+// ticks.
 //
 // After every step the simulator checks:
 //

@@ -49,6 +49,10 @@ type member struct {
 	conf         raftpb.ConfState
 	// removed: this member applied its own removal and shut down for good.
 	removed bool
+	// pendingAdvance: its last Ready is handled but not yet advanced; the
+	// core may take Steps and Ticks in between, as with a driver that
+	// writes asynchronously.
+	pendingAdvance bool
 }
 
 type envelope struct {
@@ -240,6 +244,7 @@ func (s *Sim) start(m *member) {
 		s.fail("restart %d: %v", m.id, err)
 	}
 	m.node = n
+	m.pendingAdvance = false
 }
 
 // Run runs the chaotic phase, with periodic stabilizations, and a final
@@ -414,11 +419,17 @@ func (s *Sim) deliver(m raftpb.Message) {
 func (s *Sim) readyOne() {
 	var ready []*member
 	for _, m := range s.up() {
-		if m.node.HasReady() {
+		if m.pendingAdvance || m.node.HasReady() {
 			ready = append(ready, m)
 		}
 	}
 	if m := s.pick(ready); m != nil {
+		if m.pendingAdvance {
+			s.tracef("late advance %d", m.id)
+			m.pendingAdvance = false
+			m.node.Advance()
+			return
+		}
 		s.handleReady(m)
 	}
 }
@@ -429,6 +440,26 @@ func (s *Sim) handleReady(m *member) {
 	rd := m.node.Ready()
 	if s.cfg.Trace != nil {
 		s.tracef("ready %d:\n%s", m.id, strings.TrimRight(raft.DescribeReady(rd, "    "), "\n"))
+	}
+	// §10.2.1: a leader may send its appends and heartbeats while its own
+	// write is in progress; it may also crash in between.
+	if s.faults && m.node.BasicStatus().RaftState == raft.StateLeader && s.rng.IntN(2) == 0 {
+		var early, late []raftpb.Message
+		for _, msg := range rd.Messages {
+			if msg.Type == raftpb.MsgApp || msg.Type == raftpb.MsgHeartbeat {
+				early = append(early, msg)
+			} else {
+				late = append(late, msg)
+			}
+		}
+		s.send(early)
+		rd.Messages = late
+		if s.rng.IntN(20) == 0 {
+			s.tracef("crash leader %d after sending, before persisting", m.id)
+			s.stats.Crashes++
+			m.node = nil
+			return
+		}
 	}
 	// 1. Persist.
 	if !rd.Snapshot.IsEmpty() {
@@ -473,6 +504,11 @@ func (s *Sim) handleReady(m *member) {
 	// 4. Serve reads.
 	for _, rs := range rd.ReadStates {
 		s.readState(m, rs)
+	}
+	if s.faults && s.rng.IntN(3) == 0 {
+		s.tracef("delay advance %d", m.id)
+		m.pendingAdvance = true
+		return
 	}
 	m.node.Advance()
 }
@@ -926,6 +962,11 @@ func (s *Sim) stabilize() {
 				progressed = true
 			}
 			for _, m := range s.up() {
+				if m.pendingAdvance {
+					m.pendingAdvance = false
+					m.node.Advance()
+					progressed = true
+				}
 				if m.node != nil && m.node.HasReady() {
 					s.handleReady(m)
 					progressed = true
