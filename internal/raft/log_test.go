@@ -197,6 +197,14 @@ func TestLogMaybeAppend(t *testing.T) {
 	if _, from, ok := l.maybeAppend(1, 1, 5, ents(2, 2, 3)); !ok || from != 0 {
 		t.Fatalf("re-appending present entries: from %d ok %v", from, ok)
 	}
+	// The commit index never passes the last entry the message vouched for:
+	// beyond it our log may hold a stale suffix from an older leader.
+	// Here 5 and 6 are stale term-4 entries; the leader's message covers
+	// only 4 (max message size), and its commit index is 9.
+	l = newTestLog(t, ents(1, 1, 2, 3, 4, 4, 4), nil)
+	if lastNew, _, ok := l.maybeAppend(3, 3, 9, ents(4, 4)); !ok || lastNew != 4 || l.committed != 4 {
+		t.Fatalf("maybeAppend with a stale suffix: lastNew %d ok %v committed %d, want 4 true 4", lastNew, ok, l.committed)
+	}
 	// A conflict with a committed entry is a broken invariant.
 	defer func() {
 		if recover() == nil {
