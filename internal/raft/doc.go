@@ -73,8 +73,20 @@
 // applies the entry)? With it, a member whose log holds C2 and C3 but that
 // has applied neither still counts votes with C1; C1 and C3 differ by two
 // voters and their majorities need not overlap, so two leaders could be
-// elected in one term. The dissertation's rule leaves no such window, and
-// our simulator checks election safety after every step.
+// elected in one term. etcd's maintainers reached the same conclusion
+// (etcd-io/etcd#5004, #7625: "the current etcd/raft membership change
+// protocol is unsound", #11284), and raft-rs moved to append-time changes
+// for it. The dissertation's rule leaves no such window, and our simulator
+// checks election safety after every step.
+//
+// One consequence for the server: a configuration needs a quorum of
+// itself to commit, so a ONE-voter cluster that adds a second voter cannot
+// commit that change until the new member runs and answers. (In etcd the
+// change commits at once and the cluster is unavailable until the new
+// member starts.) etcdctl's flow, `member add` and only then start the
+// member, would wait forever; the server must add such a member as a
+// learner at the raft level and promote it once it has caught up
+// (issue #5).
 //
 // Removing the leader (§4.2.2): the leader appends the configuration
 // without itself, keeps replicating without counting itself, and steps down
