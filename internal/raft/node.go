@@ -238,7 +238,8 @@ func (n *Node) flush() {
 	}
 }
 
-// HasReady reports whether Ready would return anything.
+// HasReady reports whether Ready would return anything. It is false while
+// a Ready is outstanding (handed out, not yet advanced).
 func (n *Node) HasReady() bool {
 	r := n.r
 	if n.outstanding != nil {
@@ -259,7 +260,10 @@ func (n *Node) HasReady() bool {
 }
 
 // Ready returns what the caller must do now. Call Advance after handling
-// it, before the next Ready.
+// it, before the next Ready. Tick, Step and the proposal methods may be
+// called while it is outstanding (a driver persisting asynchronously):
+// Advance acknowledges exactly what this Ready handed out, and entries
+// replaced in the meantime are not taken as durable.
 func (n *Node) Ready() Ready {
 	if n.outstanding != nil {
 		panic("raft: Ready called before Advance")
