@@ -943,6 +943,7 @@ func (s *Sim) stabilize() {
 		}
 		if at != 0 && s.appliedEverywhere(at) {
 			s.tracef("stable: sentinel committed at %d", at)
+			s.checkStable()
 			return
 		}
 		// (Re)propose the sentinel to the leader every election timeout.
@@ -953,29 +954,52 @@ func (s *Sim) stabilize() {
 				}
 			}
 		}
-		// Drive the cluster: deliver everything due, handle every Ready,
-		// then tick.
-		for progressed := true; progressed; {
-			progressed = false
-			for len(s.dueIndexes()) > 0 {
-				s.deliverOne()
+		s.driveOneTick()
+	}
+}
+
+// driveOneTick delivers everything due and handles every Ready until the
+// cluster is quiet, then ticks.
+func (s *Sim) driveOneTick() {
+	for progressed := true; progressed; {
+		progressed = false
+		for len(s.dueIndexes()) > 0 {
+			s.deliverOne()
+			progressed = true
+		}
+		for _, m := range s.up() {
+			if m.pendingAdvance {
+				m.pendingAdvance = false
+				m.node.Advance()
 				progressed = true
 			}
-			for _, m := range s.up() {
-				if m.pendingAdvance {
-					m.pendingAdvance = false
-					m.node.Advance()
-					progressed = true
-				}
-				if m.node != nil && m.node.HasReady() {
-					s.handleReady(m)
-					progressed = true
-				}
+			if m.node != nil && m.node.HasReady() {
+				s.handleReady(m)
+				progressed = true
 			}
-			s.checkLeaders()
 		}
-		s.tickAll()
 		s.checkLeaders()
+	}
+	s.tickAll()
+	s.checkLeaders()
+}
+
+// checkStable asserts that a healthy cluster keeps its leader: on a good
+// network with nothing failing, no member campaigns and no term changes
+// for 10 election timeouts. Without pre-vote and check-quorum a removed
+// member that never learned of its removal may legitimately disrupt the
+// cluster (§4.2.3), so such seeds are not checked.
+func (s *Sim) checkStable() {
+	if !s.mix.preVote && !s.mix.checkQuorum {
+		return
+	}
+	l := s.leader()
+	term := l.node.BasicStatus().Term
+	for range 10 * electionTicks {
+		s.driveOneTick()
+	}
+	if now := s.leader(); now == nil || now.id != l.id || now.node.BasicStatus().Term != term {
+		s.fail("unstable: leader %d in term %d on a healthy network, then %s", l.id, term, s.sentinelState("(stability)", 0))
 	}
 }
 
