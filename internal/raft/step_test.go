@@ -8,18 +8,30 @@ import (
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
-// newFollower returns member 2 of a bootstrapped 3-voter cluster, which has
-// heard from leader 1 in term 2.
-func newFollower(t *testing.T) *Node {
+// newTestNode returns member id of a bootstrapped cluster of voters 1, 2
+// and 3, with its storage; configure adjusts the config.
+func newTestNode(t *testing.T, id uint64, configure func(*Config)) (*Node, *MemoryStorage) {
 	t.Helper()
 	st := NewMemoryStorage()
 	if err := Bootstrap(st, []uint64{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := NewNode(Config{ID: 2, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, Rand: rand.New(rand.NewPCG(1, 2))})
+	cfg := Config{ID: id, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, Rand: rand.New(rand.NewPCG(id, 0))}
+	if configure != nil {
+		configure(&cfg)
+	}
+	n, err := NewNode(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n, st
+}
+
+// newFollower returns member 2 of a 3-voter cluster, which has heard from
+// leader 1 in term 2.
+func newFollower(t *testing.T) *Node {
+	t.Helper()
+	n, _ := newTestNode(t, 2, nil)
 	if err := n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 2, Commit: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -68,14 +80,7 @@ func TestStepRejectsMalformedMessages(t *testing.T) {
 // TestLeaderIgnoresAckPastItsLog: a follower claiming to store entries the
 // leader never had must not move the leader's commit index.
 func TestLeaderIgnoresAckPastItsLog(t *testing.T) {
-	st := NewMemoryStorage()
-	if err := Bootstrap(st, []uint64{1, 2, 3}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNode(Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, Rand: rand.New(rand.NewPCG(1, 1))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, st := newTestNode(t, 1, nil)
 	n.Campaign()
 	if err := n.Step(raftpb.Message{Type: raftpb.MsgVoteResp, From: 2, To: 1, Term: 2}); err != nil {
 		t.Fatal(err)
@@ -102,10 +107,7 @@ func TestLeaderIgnoresAckPastItsLog(t *testing.T) {
 // machine applied, or the snapshot. The member must still start, with its
 // commit index at the largest index known committed.
 func TestRestartWithCommitBehindApplied(t *testing.T) {
-	st := NewMemoryStorage()
-	if err := Bootstrap(st, []uint64{1, 2, 3}); err != nil {
-		t.Fatal(err)
-	}
+	_, st := newTestNode(t, 1, nil)
 	if err := st.Append(ents(4, 2, 2)); err != nil {
 		t.Fatal(err)
 	}
@@ -148,14 +150,7 @@ func TestRestartWithCommitBehindApplied(t *testing.T) {
 // steps down within two election timeouts, however often it is asked to
 // transfer leadership.
 func TestTransferDoesNotPostponeCheckQuorum(t *testing.T) {
-	st := NewMemoryStorage()
-	if err := Bootstrap(st, []uint64{1, 2, 3}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNode(Config{ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, Storage: st, CheckQuorum: true, Rand: rand.New(rand.NewPCG(1, 0))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, _ := newTestNode(t, 1, func(c *Config) { c.CheckQuorum = true })
 	n.r.becomeCandidate()
 	n.r.becomeLeader()
 	for tick := 1; tick <= 20; tick++ {
