@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
@@ -313,7 +314,7 @@ func (r *raft) applyConf() {
 		pr.IsLearner = learner
 		r.trk.ids = append(r.trk.ids, id)
 	}
-	sortIDs(r.trk.ids)
+	slices.Sort(r.trk.ids)
 
 	if r.state != StateLeader {
 		return
@@ -323,14 +324,6 @@ func (r *raft) applyConf() {
 	}
 	// A smaller quorum may already have stored more.
 	r.commitAndBroadcast()
-}
-
-func sortIDs(ids []uint64) {
-	for i := 1; i < len(ids); i++ {
-		for j := i; j > 0 && ids[j] < ids[j-1]; j-- {
-			ids[j], ids[j-1] = ids[j-1], ids[j]
-		}
-	}
 }
 
 // promotable reports whether this member may campaign. Voters of the
@@ -1067,9 +1060,6 @@ func (r *raft) propose(ents []raftpb.Entry) error {
 	}
 	if r.leadTransferee != None {
 		return ErrTransferInProgress
-	}
-	if pr := r.trk.progress[r.id]; pr == nil && r.trk.conf.IsVoter(r.id) {
-		panic("raft: leader has no progress for itself")
 	}
 	for i := range ents {
 		if ents[i].Type != raftpb.EntryConfChange {
