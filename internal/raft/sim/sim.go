@@ -102,6 +102,12 @@ type Sim struct {
 	// Invariant: no member ever reveals a different entry at a committed
 	// index, and log never shrinks.
 	log []raftpb.Entry
+	// commitTerm[i-1] bounds from above the term in which entry i was
+	// committed: the lowest term of a member that revealed it. (A member
+	// learns of a commit from a leader of its own term or earlier, so the
+	// bound never understates; using it can miss, never invent, a
+	// violation.)
+	commitTerm []uint64
 	// leaders maps a term to the member that led it.
 	leaders map[uint64]uint64
 	// proposals maps a write's payload to the member it was proposed to;
@@ -475,7 +481,7 @@ func (s *Sim) handleReady(m *member) {
 	}
 	if !rd.HardState.IsEmpty() {
 		m.storage.SetHardState(rd.HardState)
-		s.checkCommitted(m, rd.HardState.Commit)
+		s.checkCommitted(m, rd.HardState.Commit, rd.HardState.Term)
 	}
 	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader {
 		// Checked on the persisted log: the new leader's whole log,
@@ -514,7 +520,7 @@ func (s *Sim) handleReady(m *member) {
 }
 
 // record notes that entry e is committed, or checks it against what is.
-func (s *Sim) record(who uint64, e raftpb.Entry) {
+func (s *Sim) record(who uint64, term uint64, e raftpb.Entry) {
 	switch i := e.Index; {
 	case i == 0:
 		s.fail("member %d revealed an entry with index 0", who)
@@ -524,8 +530,10 @@ func (s *Sim) record(who uint64, e raftpb.Entry) {
 			s.fail("member %d has %s at committed index %d, where %s was committed",
 				who, raft.DescribeEntry(e), i, raft.DescribeEntry(g))
 		}
+		s.commitTerm[i-1] = min(s.commitTerm[i-1], term)
 	case i == uint64(len(s.log))+1:
 		s.log = append(s.log, raftpb.Entry{Term: e.Term, Index: e.Index, Type: e.Type, Data: slices.Clone(e.Data)})
+		s.commitTerm = append(s.commitTerm, term)
 	default:
 		s.fail("member %d revealed committed entry %d but only %d are known", who, i, len(s.log))
 	}
@@ -533,7 +541,7 @@ func (s *Sim) record(who uint64, e raftpb.Entry) {
 
 // checkCommitted checks a member's log up to its new commit index against
 // the committed log, extending it.
-func (s *Sim) checkCommitted(m *member, commit uint64) {
+func (s *Sim) checkCommitted(m *member, commit, term uint64) {
 	first, _ := m.storage.FirstIndex()
 	last, _ := m.storage.LastIndex()
 	if commit > last {
@@ -550,7 +558,7 @@ func (s *Sim) checkCommitted(m *member, commit uint64) {
 		// Nothing new: spot-check the commit point itself.
 		if commit >= first {
 			ents, _ := m.storage.Entries(commit, commit+1, 1<<30)
-			s.record(m.id, ents[0])
+			s.record(m.id, term, ents[0])
 		}
 		return
 	}
@@ -559,22 +567,27 @@ func (s *Sim) checkCommitted(m *member, commit uint64) {
 		s.fail("member %d: read committed entries: %v", m.id, err)
 	}
 	for _, e := range ents {
-		s.record(m.id, e)
+		s.record(m.id, term, e)
 	}
 }
 
 // checkNewLeader checks Leader Completeness (§5.4.3): a new leader's log
-// holds every committed entry.
+// holds every entry committed in an earlier term. (A leader of a stale
+// term, elected late by delayed votes, may lack entries committed in later
+// terms; it cannot commit anything, as the quorum has moved on.)
 func (s *Sim) checkNewLeader(m *member) {
 	st := m.node.BasicStatus()
 	s.stats.Elections++
 	s.stats.MaxTerm = max(s.stats.MaxTerm, st.Term)
 	first, _ := m.storage.FirstIndex()
 	last, _ := m.storage.LastIndex()
-	if uint64(len(s.log)) > last {
-		s.fail("leader %d (term %d) has last index %d, but %d entries are committed", m.id, st.Term, last, len(s.log))
-	}
 	for i := max(first, 1); i <= uint64(len(s.log)); i++ {
+		if s.commitTerm[i-1] >= st.Term {
+			continue
+		}
+		if i > last {
+			s.fail("leader %d (term %d) has last index %d, but entry %d was committed in term %d or earlier", m.id, st.Term, last, i, s.commitTerm[i-1])
+		}
 		t, err := m.storage.Term(i)
 		if err != nil || t != s.log[i-1].Term {
 			s.fail("leader %d (term %d) lacks committed entry %s (has term %d, %v)", m.id, st.Term, raft.DescribeEntry(s.log[i-1]), t, err)
@@ -602,7 +615,7 @@ func (s *Sim) apply(m *member, e raftpb.Entry) {
 	if e.Index != m.appliedIndex+1 {
 		s.fail("member %d applies %d after %d", m.id, e.Index, m.appliedIndex)
 	}
-	s.record(m.id, e)
+	s.record(m.id, m.node.BasicStatus().Term, e)
 	m.appliedIndex = e.Index
 	switch e.Type {
 	case raftpb.EntryConfChange:
@@ -903,6 +916,15 @@ func (s *Sim) stabilize() {
 	s.maxDelay = min(s.maxDelay, 1)
 	defer func() { s.faults, s.maxDelay = true, savedDelay }()
 	s.heal()
+	// Packets still in flight from the chaos are lost (delayed ones could
+	// otherwise arrive many ticks into the stable phase).
+	for _, e := range s.inflight {
+		s.tracef("lost at stabilization %s", raft.DescribeMessage(e.m))
+		if from := s.members[e.m.From]; e.m.Type == raftpb.MsgSnap && from.node != nil {
+			from.node.ReportSnapshot(e.m.To, false)
+		}
+	}
+	s.inflight = nil
 	for _, id := range s.ids {
 		if m := s.members[id]; m.node == nil && !m.removed {
 			s.restart(m)
@@ -993,7 +1015,19 @@ func (s *Sim) checkStable() {
 	if !s.mix.preVote && !s.mix.checkQuorum {
 		return
 	}
+	// A transfer requested during the chaos may still be under way: a
+	// leader change it makes was asked for. Transfers end within an
+	// election timeout.
+	for range 2 * electionTicks {
+		if l := s.leader(); l != nil && l.node.Status().LeadTransferee == raft.None {
+			break
+		}
+		s.driveOneTick()
+	}
 	l := s.leader()
+	if l == nil {
+		s.fail("no leader after a transfer on a healthy network: %s", s.sentinelState("(stability)", 0))
+	}
 	term := l.node.BasicStatus().Term
 	for range 10 * electionTicks {
 		s.driveOneTick()
