@@ -62,6 +62,26 @@ func (u *unstable) stableTo(i, t uint64) bool {
 	return true
 }
 
+// stableToHandedOut marks durable the entries handed out for persisting (in
+// one Ready) that are still part of the log, and returns the last of them.
+// If a new leader replaced a suffix of them in the meantime, the prefix it
+// left alone is durable all the same: by Log Matching an entry with the
+// same index and term is the same entry. Marking only the last handed-out
+// entry would re-hand that prefix out, and rewriting durable, committed
+// entries is what a torn write can then lose.
+func (u *unstable) stableToHandedOut(handed []raftpb.Entry) (uint64, bool) {
+	for k := len(handed) - 1; k >= 0; k-- {
+		e := handed[k]
+		if e.Index < u.offset {
+			return 0, false // already stable
+		}
+		if u.stableTo(e.Index, e.Term) {
+			return e.Index, true
+		}
+	}
+	return 0, false
+}
+
 func (u *unstable) stableSnapTo(i uint64) {
 	if u.snapshot != nil && u.snapshot.Metadata.Index == i {
 		u.snapshot = nil

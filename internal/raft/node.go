@@ -63,10 +63,11 @@ type Ready struct {
 // readyMarks records what the outstanding Ready handed out, so that Advance
 // acknowledges exactly that.
 type readyMarks struct {
-	stableIndex, stableTerm uint64
-	snapIndex               uint64
-	appliedIndex            uint64
-	appliedCost             uint64
+	// entries are the entries handed out to persist.
+	entries      []raftpb.Entry
+	snapIndex    uint64
+	appliedIndex uint64
+	appliedCost  uint64
 }
 
 // Node is one member's raft core: a deterministic state machine driven by
@@ -298,9 +299,7 @@ func (n *Node) Ready() Ready {
 		marks.snapIndex = s.Metadata.Index
 		rd.MustSync = true
 	}
-	if k := len(rd.Entries); k > 0 {
-		marks.stableIndex, marks.stableTerm = rd.Entries[k-1].Index, rd.Entries[k-1].Term
-	}
+	marks.entries = rd.Entries
 	if k := len(rd.CommittedEntries); k > 0 {
 		marks.appliedIndex = rd.CommittedEntries[k-1].Index
 		marks.appliedCost = uncommittedCost(rd.CommittedEntries)
@@ -325,8 +324,8 @@ func (n *Node) Advance() {
 		r.raftLog.unstable.stableSnapTo(marks.snapIndex)
 		r.raftLog.appliedTo(marks.snapIndex)
 	}
-	if marks.stableIndex > 0 && r.raftLog.unstable.stableTo(marks.stableIndex, marks.stableTerm) && r.state == StateLeader {
-		if pr := r.trk.progress[r.id]; pr != nil && pr.maybeUpdate(marks.stableIndex) {
+	if stable, ok := r.raftLog.unstable.stableToHandedOut(marks.entries); ok && r.state == StateLeader {
+		if pr := r.trk.progress[r.id]; pr != nil && pr.maybeUpdate(stable) {
 			r.commitAndBroadcast()
 		}
 	}

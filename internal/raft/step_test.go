@@ -183,3 +183,30 @@ func TestTermBound(t *testing.T) {
 		t.Fatal("a saved term past the bound was accepted")
 	}
 }
+
+// TestAdvanceAfterTruncationKeepsDurablePrefix: a new leader replaces part
+// of the entries a Ready handed out before the caller advanced it. The
+// entries it left alone are durable: the next Ready must hand out only the
+// new ones, never rewrite durable entries.
+func TestAdvanceAfterTruncationKeepsDurablePrefix(t *testing.T) {
+	n, st := newTestNode(t, 2, nil)
+	if err := n.Step(raftpb.Message{Type: raftpb.MsgApp, From: 1, To: 2, Term: 2, Index: 3, LogTerm: 1, Commit: 3, Entries: ents(4, 2, 2, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	rd := n.Ready()
+	if len(rd.Entries) != 3 {
+		t.Fatalf("handed out %s, want 4..6", DescribeEntries(rd.Entries))
+	}
+	if err := st.Append(rd.Entries); err != nil {
+		t.Fatal(err)
+	}
+	// Leader 3 of term 3 replaces entry 6 before the caller advances.
+	if err := n.Step(raftpb.Message{Type: raftpb.MsgApp, From: 3, To: 2, Term: 3, Index: 5, LogTerm: 2, Commit: 5, Entries: ents(6, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	n.Advance()
+	rd = n.Ready()
+	if len(rd.Entries) != 1 || rd.Entries[0].Index != 6 || rd.Entries[0].Term != 3 {
+		t.Fatalf("handed out %s after the truncation, want only 3/6", DescribeEntries(rd.Entries))
+	}
+}
