@@ -698,6 +698,9 @@ func validateMessage(m *raftpb.Message) error {
 	if m.Term >= maxTerm {
 		return fmt.Errorf("%w: term %d is past the largest term %d", ErrBadMessage, m.Term, maxTerm-1)
 	}
+	if m.Type == raftpb.MsgSnap && m.Snapshot != nil {
+		return validateSnapshot(m)
+	}
 	if m.Type != raftpb.MsgApp {
 		return nil
 	}
@@ -716,6 +719,34 @@ func validateMessage(m *raftpb.Message) error {
 			if err := cc.Unmarshal(e.Data); err != nil {
 				return fmt.Errorf("%w: conf change entry %d: %v", ErrBadMessage, e.Index, err)
 			}
+		}
+	}
+	return nil
+}
+
+// validateSnapshot rejects a snapshot no correct leader sends: one from a
+// later term than its message, or whose configuration is not a sorted,
+// duplicate-free pair of disjoint member lists.
+func validateSnapshot(m *raftpb.Message) error {
+	md := &m.Snapshot.Metadata
+	if md.Term > m.Term || (md.Index > 0 && md.Term == 0) {
+		return fmt.Errorf("%w: snapshot %d/%d in a message of term %d", ErrBadMessage, md.Term, md.Index, m.Term)
+	}
+	cs := &md.ConfState
+	strictlySorted := func(ids []uint64) bool {
+		for i, id := range ids {
+			if id == None || (i > 0 && ids[i-1] >= id) {
+				return false
+			}
+		}
+		return true
+	}
+	if !strictlySorted(cs.Voters) || !strictlySorted(cs.Learners) {
+		return fmt.Errorf("%w: snapshot configuration %s", ErrBadMessage, cs)
+	}
+	for _, id := range cs.Learners {
+		if _, found := slices.BinarySearch(cs.Voters, id); found {
+			return fmt.Errorf("%w: snapshot configuration %s has %d as voter and learner", ErrBadMessage, cs, id)
 		}
 	}
 	return nil
@@ -927,7 +958,7 @@ func stepCandidate(r *raft, m raftpb.Message) error {
 		return ErrNoLeader
 	case raftpb.MsgApp:
 		r.becomeFollower(m.Term, m.From)
-		r.handleAppend(m)
+		return r.handleAppend(m)
 	case raftpb.MsgHeartbeat:
 		r.becomeFollower(m.Term, m.From)
 		return r.handleHeartbeat(m)
@@ -971,7 +1002,7 @@ func stepFollower(r *raft, m raftpb.Message) error {
 	case raftpb.MsgApp:
 		r.electionElapsed = 0
 		r.lead = m.From
-		r.handleAppend(m)
+		return r.handleAppend(m)
 	case raftpb.MsgHeartbeat:
 		r.electionElapsed = 0
 		r.lead = m.From
@@ -990,10 +1021,17 @@ func stepFollower(r *raft, m raftpb.Message) error {
 	return nil
 }
 
-func (r *raft) handleAppend(m raftpb.Message) {
+func (r *raft) handleAppend(m raftpb.Message) error {
 	if m.Index < r.raftLog.committed {
 		r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: r.raftLog.committed})
-		return
+		return nil
+	}
+	if r.raftLog.matchTerm(m.Index, m.LogTerm) {
+		if ci := r.raftLog.findConflict(m.Entries); ci != 0 && ci <= r.raftLog.committed {
+			// A correct leader holds every committed entry (Leader
+			// Completeness): this one contradicts our committed log.
+			return fmt.Errorf("%w: append from %d in term %d conflicts with committed entry %d", ErrBadMessage, m.From, m.Term, ci)
+		}
 	}
 	lastNew, from, ok := r.raftLog.maybeAppend(m.Index, m.LogTerm, m.Commit, m.Entries)
 	if ok {
@@ -1002,7 +1040,7 @@ func (r *raft) handleAppend(m raftpb.Message) {
 			r.applyConf()
 		}
 		r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: lastNew})
-		return
+		return nil
 	}
 	hintIndex := min(m.Index, r.raftLog.lastIndex())
 	hintIndex, hintTerm := r.raftLog.findConflictByTerm(hintIndex, m.LogTerm)
@@ -1010,6 +1048,7 @@ func (r *raft) handleAppend(m raftpb.Message) {
 		Type: raftpb.MsgAppResp, To: m.From,
 		Index: m.Index, Reject: true, RejectHint: hintIndex, LogTerm: hintTerm,
 	})
+	return nil
 }
 
 func (r *raft) handleHeartbeat(m raftpb.Message) error {

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -417,9 +418,12 @@ func (s *Sim) deliver(m raftpb.Message) {
 		return
 	}
 	s.tracef("deliver %s", raft.DescribeMessage(m))
-	// Errors are a peer's message being refused (a stale proposal, an
-	// unknown member's response): normal in a faulty network.
-	_ = to.node.Step(m)
+	// Some refusals are normal in a faulty network (a stale proposal, an
+	// unknown member's response), but correct peers never send a message
+	// the core must reject as malformed or contradicting its log.
+	if err := to.node.Step(m); errors.Is(err, raft.ErrBadMessage) {
+		s.fail("member %d refused %s: %v", m.To, raft.DescribeMessage(m), err)
+	}
 }
 
 func (s *Sim) readyOne() {
