@@ -236,26 +236,32 @@ func (l *raftLog) isUpToDate(lasti, term uint64) bool {
 	return term > lt || (term == lt && lasti >= l.lastIndex())
 }
 
+// errConflictsWithCommitted: entries that would replace a committed entry.
+// A correct leader holds every committed entry (Leader Completeness), so
+// only a broken or hostile peer sends them.
+var errConflictsWithCommitted = errors.New("entries conflict with the committed log")
+
 // maybeAppend appends ents after (index, logTerm) if our log matches there,
 // and raises the commit index to min(committed, last new index). It returns
 // the last new index and whether the log matched, and the index from which
-// the log changed (0 if nothing was written).
-func (l *raftLog) maybeAppend(index, logTerm, committed uint64, ents []raftpb.Entry) (lastNew uint64, from uint64, ok bool) {
+// the log changed (0 if nothing was written). Entries that would replace a
+// committed entry change nothing and return errConflictsWithCommitted.
+func (l *raftLog) maybeAppend(index, logTerm, committed uint64, ents []raftpb.Entry) (lastNew, from uint64, ok bool, err error) {
 	if !l.matchTerm(index, logTerm) {
-		return 0, 0, false
+		return 0, 0, false, nil
 	}
 	lastNew = index + uint64(len(ents))
 	ci := l.findConflict(ents)
 	switch {
 	case ci == 0:
 	case ci <= l.committed:
-		panic(fmt.Sprintf("raft: entry %d conflicts with committed entry (committed %d)", ci, l.committed))
+		return 0, 0, true, fmt.Errorf("%w: entry %d (committed %d)", errConflictsWithCommitted, ci, l.committed)
 	default:
 		l.append(ents[ci-index-1:]...)
 		from = ci
 	}
 	l.commitTo(min(committed, lastNew))
-	return lastNew, from, true
+	return lastNew, from, true, nil
 }
 
 // append adds ents to the unstable log, replacing any suffix they overlap.

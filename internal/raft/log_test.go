@@ -185,16 +185,16 @@ func TestLogMaybeAppend(t *testing.T) {
 	// prev entry (3, term 3) matches: entries after it are appended and the
 	// commit index follows the leader's, but never past the last new entry.
 	l := newTestLog(t, ents(1, 1, 2, 3), nil)
-	lastNew, from, ok := l.maybeAppend(3, 3, 10, ents(4, 4, 4))
+	lastNew, from, ok, _ := l.maybeAppend(3, 3, 10, ents(4, 4, 4))
 	if !ok || lastNew != 5 || from != 4 || l.committed != 5 {
 		t.Fatalf("maybeAppend = (%d, %d, %v), committed %d; want (5, 4, true), 5", lastNew, from, ok, l.committed)
 	}
 	// A mismatch at the prev entry is refused and changes nothing.
-	if _, _, ok := l.maybeAppend(3, 2, 10, ents(4, 5)); ok {
+	if _, _, ok, _ := l.maybeAppend(3, 2, 10, ents(4, 5)); ok {
 		t.Fatal("maybeAppend accepted a mismatched prev entry")
 	}
 	// Entries already present are not rewritten (no conflict, from == 0).
-	if _, from, ok := l.maybeAppend(1, 1, 5, ents(2, 2, 3)); !ok || from != 0 {
+	if _, from, ok, _ := l.maybeAppend(1, 1, 5, ents(2, 2, 3)); !ok || from != 0 {
 		t.Fatalf("re-appending present entries: from %d ok %v", from, ok)
 	}
 	// The commit index never passes the last entry the message vouched for:
@@ -202,16 +202,19 @@ func TestLogMaybeAppend(t *testing.T) {
 	// Here 5 and 6 are stale term-4 entries; the leader's message covers
 	// only 4 (max message size), and its commit index is 9.
 	l = newTestLog(t, ents(1, 1, 2, 3, 4, 4, 4), nil)
-	if lastNew, _, ok := l.maybeAppend(3, 3, 9, ents(4, 4)); !ok || lastNew != 4 || l.committed != 4 {
+	if lastNew, _, ok, _ := l.maybeAppend(3, 3, 9, ents(4, 4)); !ok || lastNew != 4 || l.committed != 4 {
 		t.Fatalf("maybeAppend with a stale suffix: lastNew %d ok %v committed %d, want 4 true 4", lastNew, ok, l.committed)
 	}
-	// A conflict with a committed entry is a broken invariant.
-	defer func() {
-		if recover() == nil {
-			t.Fatal("overwriting a committed entry did not panic")
-		}
-	}()
-	l.maybeAppend(1, 1, 5, ents(2, 9))
+	// Entries replacing a committed entry are refused and change nothing.
+	before, _ := l.slice(1, l.lastIndex()+1, 1<<30)
+	committed := l.committed
+	if _, _, _, err := l.maybeAppend(1, 1, 5, ents(2, 9)); !errors.Is(err, errConflictsWithCommitted) {
+		t.Fatalf("overwriting a committed entry: %v, want errConflictsWithCommitted", err)
+	}
+	after, _ := l.slice(1, l.lastIndex()+1, 1<<30)
+	if !slices.Equal(terms(before), terms(after)) || l.committed != committed {
+		t.Fatalf("refused append changed the log: terms %v -> %v, committed %d -> %d", terms(before), terms(after), committed, l.committed)
+	}
 }
 
 func TestLogSliceSpansStableAndUnstable(t *testing.T) {

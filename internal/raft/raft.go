@@ -224,6 +224,9 @@ func (r *raft) loadConf(snapConf raftpb.ConfState) error {
 // the log that still exists. Compacted entries are applied, so committed:
 // no truncation can revert them.
 func (r *raft) foldCompactedConf() {
+	if len(r.confLog) == 0 {
+		return // the common case: no need to ask storage anything
+	}
 	first := r.raftLog.firstIndex()
 	n := 0
 	for n < len(r.confLog) && r.confLog[n].index < first {
@@ -691,9 +694,9 @@ func (r *raft) campaign(t campaignType) {
 }
 
 // validateMessage rejects messages no correct peer sends and that would
-// corrupt our log or state if believed. (A peer that is correct but whose
-// claims contradict our own durable state, e.g. a heartbeat committing past
-// our log, means we lost acknowledged data: that crashes loudly instead.)
+// corrupt our log or state if believed: their shape alone gives them away.
+// Claims that contradict our own log (a heartbeat committing past it, an
+// append replacing a committed entry) are refused where they are handled.
 func validateMessage(m *raftpb.Message) error {
 	if m.Term >= maxTerm {
 		return fmt.Errorf("%w: term %d is past the largest term %d", ErrBadMessage, m.Term, maxTerm-1)
@@ -1026,14 +1029,10 @@ func (r *raft) handleAppend(m raftpb.Message) error {
 		r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: r.raftLog.committed})
 		return nil
 	}
-	if r.raftLog.matchTerm(m.Index, m.LogTerm) {
-		if ci := r.raftLog.findConflict(m.Entries); ci != 0 && ci <= r.raftLog.committed {
-			// A correct leader holds every committed entry (Leader
-			// Completeness): this one contradicts our committed log.
-			return fmt.Errorf("%w: append from %d in term %d conflicts with committed entry %d", ErrBadMessage, m.From, m.Term, ci)
-		}
+	lastNew, from, ok, err := r.raftLog.maybeAppend(m.Index, m.LogTerm, m.Commit, m.Entries)
+	if err != nil {
+		return fmt.Errorf("%w: append from %d in term %d: %v", ErrBadMessage, m.From, m.Term, err)
 	}
-	lastNew, from, ok := r.raftLog.maybeAppend(m.Index, m.LogTerm, m.Commit, m.Entries)
 	if ok {
 		if from != 0 {
 			r.noteAppended(m.Entries[from-m.Index-1:])
