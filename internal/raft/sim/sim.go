@@ -989,8 +989,7 @@ func (s *Sim) stabilize() {
 func (s *Sim) driveOneTick() {
 	for progressed := true; progressed; {
 		progressed = false
-		for len(s.dueIndexes()) > 0 {
-			s.deliverOne()
+		for s.deliverOne() {
 			progressed = true
 		}
 		for _, m := range s.up() {
