@@ -1,0 +1,46 @@
+package vfs
+
+import (
+	"os"
+	"syscall"
+)
+
+// syncData is fdatasync: it flushes the data and whatever metadata reading
+// it back needs (the size, if it changed), skipping timestamps.
+func syncData(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+// preallocate extends f to at least size bytes with fallocate, so later
+// writes neither allocate blocks nor change the size. File systems without
+// fallocate get a sparse extension instead.
+func preallocate(f *os.File, size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() >= size {
+		return nil
+	}
+	for {
+		err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == syscall.ENOTSUP || err == syscall.EOPNOTSUPP || err == syscall.ENOSYS {
+		return f.Truncate(size)
+	}
+	if err != nil {
+		return &os.PathError{Op: "fallocate", Path: f.Name(), Err: err}
+	}
+	return nil
+}
