@@ -1,0 +1,688 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+	"github.com/cairn-db/cairn/internal/vfs"
+)
+
+var (
+	// ErrCorrupt is damage that is not a torn tail: the WAL refuses to open
+	// rather than drop a record that may have been acknowledged.
+	ErrCorrupt = errors.New("wal: corrupt")
+	// ErrExist is returned by Create when the directory already holds a WAL.
+	ErrExist = errors.New("wal: already exists")
+	// ErrNotExist is returned by Open when the directory holds no WAL.
+	ErrNotExist = errors.New("wal: does not exist")
+	// ErrSnapshotNotFound means the WAL holds no record of the snapshot
+	// Open was asked to start from (or no longer holds the segments after
+	// it).
+	ErrSnapshotNotFound = errors.New("wal: snapshot not found")
+	// ErrSnapshotMismatch means the WAL recorded a snapshot at the index
+	// asked for, but with another term.
+	ErrSnapshotMismatch = errors.New("wal: snapshot term mismatch")
+	// ErrSnapshotSuperseded means the log was replaced by an installed
+	// snapshot newer than the one Open was asked to start from: the entries
+	// in between are gone, so recovery must start from that snapshot.
+	ErrSnapshotSuperseded = errors.New("wal: log replaced by a newer installed snapshot")
+	// ErrEntryGap is returned by Save for entries that do not continue the
+	// log: written, they would make it unreadable.
+	ErrEntryGap = errors.New("wal: entries leave a gap in the log")
+	// ErrRecordTooLarge is returned by Save for an entry over MaxRecordBytes.
+	ErrRecordTooLarge = errors.New("wal: record too large")
+	// ErrClosed is returned by calls after Close.
+	ErrClosed = errors.New("wal: closed")
+)
+
+// Metadata identifies the member a WAL belongs to. It is written at the
+// start of every segment; Open refuses a WAL whose segments disagree.
+type Metadata struct {
+	MemberID  uint64
+	ClusterID uint64
+}
+
+// Snapshot is a snapshot's position in the log, as the WAL records it.
+type Snapshot struct {
+	Index uint64
+	Term  uint64
+}
+
+// State is what Open reads back: everything persisted after the snapshot
+// it started from.
+type State struct {
+	Metadata  Metadata
+	HardState raftpb.HardState
+	// Entries follow the snapshot without a gap: Entries[0].Index is the
+	// snapshot's index + 1.
+	Entries []raftpb.Entry
+}
+
+// Options tune a WAL. The zero value is usable.
+type Options struct {
+	// SegmentBytes is the size segments are preallocated to and cut at.
+	// Default 64 MiB.
+	SegmentBytes int64
+	// KeepReleased is how many segments older than the latest snapshot
+	// Release keeps, so an older snapshot can still be opened from if the
+	// newest one turns out unreadable. Default 0.
+	KeepReleased int
+	// Logger receives repairs and releases. Default: no logging.
+	Logger *zap.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = 64 << 20
+	}
+	if o.KeepReleased < 0 {
+		o.KeepReleased = 0
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o
+}
+
+// WAL is an open write-ahead log, positioned to append after its last
+// valid record. It is safe for concurrent use, though the server calls it
+// from its one Ready loop (and Release from the snapshotter).
+type WAL struct {
+	fs   vfs.FS
+	dir  string
+	opts Options
+	md   Metadata
+
+	mu struct {
+		sync.Mutex
+		// err is the first write or sync failure (or ErrClosed). Once set,
+		// every call returns it: what reached the disk is unknown.
+		err error
+		// segments are the live segments, oldest first. The last is tail.
+		segments []segment
+		tail     vfs.File
+		// offset is where the next record goes in tail.
+		// Invariant: offset <= allocated.
+		offset    int64
+		allocated int64
+		// crc is the chain's value after the last record written.
+		crc uint32
+		// lastIndex is the index of the last entry in the log (or of the
+		// snapshot the log starts from).
+		lastIndex uint64
+		// state is the last HardState written.
+		state raftpb.HardState
+		// unsynced is set when tail has writes that are not yet synced.
+		unsynced bool
+		buf      []byte
+	}
+}
+
+// Exists reports whether dir holds a WAL.
+func Exists(fs vfs.FS, dir string) bool {
+	segs, err := listSegments(fs, dir)
+	return err == nil && len(segs) > 0
+}
+
+// Create makes a new WAL in dir (created if missing), for the member md.
+// The first segment records an empty snapshot at {0, 0}, so the WAL can
+// be opened from Snapshot{}.
+func Create(fs vfs.FS, dir string, md Metadata, opts Options) (*WAL, error) {
+	opts = opts.withDefaults()
+	if Exists(fs, dir) {
+		return nil, fmt.Errorf("%w: %s", ErrExist, dir)
+	}
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	// The directory's own name must be durable before anything in it is.
+	if err := vfs.SyncDir(fs, filepath.Dir(dir)); err != nil {
+		return nil, err
+	}
+	if err := removeTemps(fs, dir); err != nil {
+		return nil, err
+	}
+	w := &WAL{fs: fs, dir: dir, opts: opts, md: md}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.startSegmentLocked(segment{seq: 0, index: 0}, func(buf []byte, crc uint32) ([]byte, uint32) {
+		return appendRecord(buf, crc, snapshotType, snapshotPayload(Snapshot{}, snapshotTaken))
+	}); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Open reads the WAL in dir from the snapshot snap (Snapshot{} for none),
+// repairs a torn tail, and returns the WAL positioned to append, with the
+// state it read. snap must be a snapshot the WAL recorded (see
+// ValidSnapshots).
+func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, error) {
+	opts = opts.withDefaults()
+	if err := removeTemps(fs, dir); err != nil {
+		return nil, State{}, err
+	}
+	segs, err := listSegments(fs, dir)
+	if err != nil {
+		return nil, State{}, err
+	}
+	if len(segs) == 0 {
+		return nil, State{}, fmt.Errorf("%w: %s", ErrNotExist, dir)
+	}
+	// Start at the last segment that can hold entries at or below the
+	// snapshot's index: everything after the snapshot is there or later.
+	start := -1
+	for i, s := range segs {
+		if s.index <= snap.Index {
+			start = i
+		}
+	}
+	if start < 0 {
+		return nil, State{}, fmt.Errorf("%w: %+v: the oldest segment, %s, starts after it",
+			ErrSnapshotNotFound, snap, segs[0].name())
+	}
+
+	var (
+		st        State
+		haveMD    bool
+		found     bool
+		readErr   error
+		lastState raftpb.HardState
+	)
+	// The entries in st.Entries are those after base = snap.Index.
+	base := snap.Index
+	end, err := scan(fs, dir, segs[start:], func(s segment, rec record) error {
+		switch rec.typ {
+		case metadataType:
+			md, err := decodeMetadata(rec.payload)
+			if err != nil {
+				return err
+			}
+			if haveMD && md != st.Metadata {
+				return fmt.Errorf("%w: metadata %+v differs from %+v", ErrCorrupt, md, st.Metadata)
+			}
+			st.Metadata, haveMD = md, true
+		case entryType:
+			var e raftpb.Entry
+			if err := e.Unmarshal(rec.payload); err != nil {
+				return fmt.Errorf("%w: entry: %v", ErrCorrupt, err)
+			}
+			if e.Index <= base {
+				// Covered by the snapshot.
+				return nil
+			}
+			up := e.Index - base - 1
+			if up > uint64(len(st.Entries)) {
+				return fmt.Errorf("%w: entry %d follows entry %d", ErrCorrupt, e.Index, base+uint64(len(st.Entries)))
+			}
+			// An entry at index i replaces everything from i on.
+			st.Entries = append(st.Entries[:up], e)
+		case stateType:
+			if err := lastState.Unmarshal(rec.payload); err != nil {
+				return fmt.Errorf("%w: state: %v", ErrCorrupt, err)
+			}
+			st.HardState = lastState
+		case snapshotType:
+			m, kind, err := decodeSnapshot(rec.payload)
+			if err != nil {
+				return err
+			}
+			if kind == snapshotInstalled {
+				if m.Index > base {
+					// Fatal for this open, but keep it apart from damage.
+					readErr = fmt.Errorf("%w: snapshot %+v installed after %+v", ErrSnapshotSuperseded, m, snap)
+					return errStopScan
+				}
+				// Everything before this record above m was replaced; the
+				// entries held are all above base >= m.
+				st.Entries = st.Entries[:0]
+				st.HardState.Commit = max(st.HardState.Commit, m.Index)
+			}
+			if m.Index == snap.Index {
+				if m.Term != snap.Term {
+					readErr = fmt.Errorf("%w: %s recorded %+v, asked for %+v", ErrSnapshotMismatch, s.name(), m, snap)
+					return errStopScan
+				}
+				found = true
+			}
+		}
+		return nil
+	})
+	if readErr != nil {
+		return nil, State{}, readErr
+	}
+	if err != nil {
+		return nil, State{}, err
+	}
+	if !found {
+		return nil, State{}, fmt.Errorf("%w: %+v is not recorded in %s", ErrSnapshotNotFound, snap, dir)
+	}
+	lastIndex := base + uint64(len(st.Entries))
+	if st.HardState.Commit > lastIndex {
+		return nil, State{}, fmt.Errorf("%w: commit %d is past the last entry %d", ErrCorrupt, st.HardState.Commit, lastIndex)
+	}
+
+	w := &WAL{fs: fs, dir: dir, opts: opts, md: st.Metadata}
+	tailSeg := segs[len(segs)-1]
+	tail, err := fs.OpenReadWrite(filepath.Join(dir, tailSeg.name()))
+	if err != nil {
+		return nil, State{}, err
+	}
+	fi, err := tail.Stat()
+	if err != nil {
+		tail.Close()
+		return nil, State{}, err
+	}
+	if end.torn != nil {
+		opts.Logger.Warn("wal: repairing a torn tail",
+			zap.String("file", filepath.Join(dir, tailSeg.name())),
+			zap.Int64("offset", end.offset),
+			zap.NamedError("reason", end.torn))
+	}
+	// Even a tail that ended cleanly (in zeros) can have pieces of an
+	// unsynced write after it, in sectors that reached the disk when the one
+	// before them did not. Zero everything after the last record, durably,
+	// before appending: else the next records could end up followed by
+	// stale bytes that read as records.
+	allocated := max(fi.Size(), opts.SegmentBytes)
+	if err := resetTail(tail, end.offset, allocated); err != nil {
+		tail.Close()
+		return nil, State{}, fmt.Errorf("wal: zeroing %s after offset %d: %w", tailSeg.name(), end.offset, err)
+	}
+	w.mu.segments = segs
+	w.mu.tail = tail
+	w.mu.offset = end.offset
+	w.mu.allocated = allocated
+	w.mu.crc = end.crc
+	w.mu.lastIndex = lastIndex
+	w.mu.state = st.HardState
+	return w, st, nil
+}
+
+// resetTail cuts a segment at its last valid record and zeroes what
+// follows, durably, so the next append starts clean. Truncating and
+// preallocating again is a metadata operation: nothing is written out.
+func resetTail(f vfs.File, offset, size int64) error {
+	if err := f.Truncate(offset); err != nil {
+		return err
+	}
+	if err := f.Preallocate(size); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// ValidSnapshots returns, in the order they were recorded, the snapshots
+// the WAL in dir can be opened from: those recorded in its segments whose
+// index is committed. The caller restores from the newest one whose
+// snapshot file it can read.
+func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
+	segs, err := listSegments(fs, dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNotExist, dir)
+	}
+	var (
+		snaps  []Snapshot
+		commit uint64
+	)
+	_, err = scan(fs, dir, segs, func(_ segment, rec record) error {
+		switch rec.typ {
+		case stateType:
+			var hs raftpb.HardState
+			if err := hs.Unmarshal(rec.payload); err != nil {
+				return fmt.Errorf("%w: state: %v", ErrCorrupt, err)
+			}
+			commit = hs.Commit
+		case snapshotType:
+			m, kind, err := decodeSnapshot(rec.payload)
+			if err != nil {
+				return err
+			}
+			if kind == snapshotInstalled {
+				commit = max(commit, m.Index)
+			}
+			snaps = append(snaps, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	valid := snaps[:0]
+	for _, s := range snaps {
+		if s.Index <= commit {
+			valid = append(valid, s)
+		}
+	}
+	return valid, nil
+}
+
+// Save appends entries and then the HardState (if not empty and changed),
+// and syncs if mustSync. Entries must continue the log: the first at most
+// one past the last entry saved (lower indexes replace the suffix from
+// there on), the rest consecutive.
+//
+// An error from Save is fatal (see the package doc).
+func (w *WAL) Save(hs raftpb.HardState, ents []raftpb.Entry, mustSync bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err != nil {
+		return w.mu.err
+	}
+	if len(ents) > 0 {
+		if first := ents[0].Index; first == 0 || first > w.mu.lastIndex+1 {
+			return fmt.Errorf("%w: entry %d after entry %d", ErrEntryGap, first, w.mu.lastIndex)
+		}
+		for i := range ents {
+			if i > 0 && ents[i].Index != ents[i-1].Index+1 {
+				return fmt.Errorf("%w: entry %d after entry %d", ErrEntryGap, ents[i].Index, ents[i-1].Index)
+			}
+			if size := ents[i].Size() + 1; size > MaxRecordBytes {
+				return fmt.Errorf("%w: entry %d is %d bytes, over %d", ErrRecordTooLarge, ents[i].Index, size, MaxRecordBytes)
+			}
+		}
+	}
+	buf, crc := w.mu.buf[:0], w.mu.crc
+	for i := range ents {
+		buf, crc = appendRecord(buf, crc, entryType, ents[i].MarshalTo)
+	}
+	writeState := !hs.IsEmpty() && hs != w.mu.state
+	if writeState {
+		buf, crc = appendRecord(buf, crc, stateType, hs.MarshalTo)
+	}
+	if len(buf) > 0 {
+		if err := w.writeLocked(buf, crc); err != nil {
+			return err
+		}
+		if len(ents) > 0 {
+			w.mu.lastIndex = ents[len(ents)-1].Index
+		}
+		if writeState {
+			w.mu.state = hs
+		}
+	}
+	if cap(buf) <= 1<<20 {
+		w.mu.buf = buf
+	}
+	if w.mu.offset >= w.opts.SegmentBytes {
+		// cutLocked syncs the segment it closes.
+		return w.cutLocked()
+	}
+	if mustSync {
+		return w.syncLocked()
+	}
+	return nil
+}
+
+// SaveSnapshot records that this member took a snapshot of its own applied
+// state at snap, and syncs. The log after snap.Index stays; segments before
+// it can then be released. Save the snapshot file first: the WAL's record
+// is what makes the file eligible to restore from.
+func (w *WAL) SaveSnapshot(snap Snapshot) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err != nil {
+		return w.mu.err
+	}
+	if snap.Index > w.mu.lastIndex {
+		return fmt.Errorf("wal: snapshot at %d is past the last entry %d", snap.Index, w.mu.lastIndex)
+	}
+	return w.saveSnapshotLocked(snap, snapshotTaken)
+}
+
+// ResetToSnapshot records that the log was replaced by snap, a snapshot
+// received from the leader (raft's Ready.Snapshot), and syncs: entries
+// after snap.Index saved before it are discarded, and the next entry saved
+// must be snap.Index+1. Save the snapshot file first.
+func (w *WAL) ResetToSnapshot(snap Snapshot) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err != nil {
+		return w.mu.err
+	}
+	return w.saveSnapshotLocked(snap, snapshotInstalled)
+}
+
+// REQUIRES: w.mu held.
+func (w *WAL) saveSnapshotLocked(snap Snapshot, kind uint8) error {
+	buf, crc := appendRecord(w.mu.buf[:0], w.mu.crc, snapshotType, snapshotPayload(snap, kind))
+	if err := w.writeLocked(buf, crc); err != nil {
+		return err
+	}
+	if kind == snapshotInstalled {
+		// Before any cut: a segment started after this record must start
+		// above the snapshot, or Open from it would begin after the record.
+		w.mu.lastIndex = snap.Index
+	}
+	if w.mu.offset >= w.opts.SegmentBytes {
+		return w.cutLocked()
+	}
+	return w.syncLocked()
+}
+
+// Sync makes everything saved so far durable.
+func (w *WAL) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err != nil {
+		return w.mu.err
+	}
+	return w.syncLocked()
+}
+
+// Release removes the segments that only hold what precedes the snapshot
+// at index (which must be recorded by SaveSnapshot or ResetToSnapshot
+// first), except the newest Options.KeepReleased of them. It returns how
+// many it removed. The segment being appended to is never removed.
+func (w *WAL) Release(index uint64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err != nil {
+		return 0, w.mu.err
+	}
+	// Open from a snapshot at index starts at the last segment whose index
+	// is at most index; keep that one and everything after.
+	start := 0
+	for i, s := range w.mu.segments {
+		if s.index <= index {
+			start = i
+		}
+	}
+	n := start - w.opts.KeepReleased
+	if n <= 0 {
+		return 0, nil
+	}
+	// Oldest first, so a crash midway leaves the survivors consecutive.
+	for _, s := range w.mu.segments[:n] {
+		if err := w.fs.Remove(filepath.Join(w.dir, s.name())); err != nil {
+			return 0, err
+		}
+	}
+	if err := vfs.SyncDir(w.fs, w.dir); err != nil {
+		return 0, err
+	}
+	w.opts.Logger.Info("wal: released segments",
+		zap.String("first", w.mu.segments[0].name()), zap.String("last", w.mu.segments[n-1].name()))
+	w.mu.segments = append(w.mu.segments[:0], w.mu.segments[n:]...)
+	return n, nil
+}
+
+// Close syncs and closes the WAL.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err == ErrClosed {
+		return ErrClosed
+	}
+	var err error
+	if w.mu.err == nil {
+		err = w.syncLocked()
+	}
+	if cerr := w.mu.tail.Close(); err == nil {
+		err = cerr
+	}
+	w.mu.err = ErrClosed
+	return err
+}
+
+// LastIndex returns the index of the last entry saved.
+func (w *WAL) LastIndex() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mu.lastIndex
+}
+
+// Segments returns the names of the live segments, oldest first.
+func (w *WAL) Segments() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	names := make([]string, len(w.mu.segments))
+	for i, s := range w.mu.segments {
+		names[i] = s.name()
+	}
+	return names
+}
+
+// writeLocked appends framed records at the tail; crc is the chain's value
+// after them. A failure is sticky.
+//
+// REQUIRES: w.mu held.
+func (w *WAL) writeLocked(buf []byte, crc uint32) error {
+	end := w.mu.offset + int64(len(buf))
+	if end > w.mu.allocated {
+		if err := w.mu.tail.Preallocate(end); err != nil {
+			return w.failLocked(fmt.Errorf("wal: preallocating: %w", err))
+		}
+		w.mu.allocated = end
+	}
+	if _, err := w.mu.tail.WriteAt(buf, w.mu.offset); err != nil {
+		return w.failLocked(fmt.Errorf("wal: writing: %w", err))
+	}
+	w.mu.offset = end
+	w.mu.crc = crc
+	w.mu.unsynced = true
+	return nil
+}
+
+// REQUIRES: w.mu held.
+func (w *WAL) syncLocked() error {
+	if !w.mu.unsynced {
+		return nil
+	}
+	if err := w.mu.tail.Sync(); err != nil {
+		return w.failLocked(fmt.Errorf("wal: syncing: %w", err))
+	}
+	w.mu.unsynced = false
+	return nil
+}
+
+// REQUIRES: w.mu held.
+func (w *WAL) failLocked(err error) error {
+	w.mu.err = err
+	return err
+}
+
+// cutLocked syncs the tail and starts the next segment after it.
+//
+// REQUIRES: w.mu held.
+func (w *WAL) cutLocked() error {
+	if err := w.syncLocked(); err != nil {
+		return err
+	}
+	last := w.mu.segments[len(w.mu.segments)-1]
+	next := segment{seq: last.seq + 1, index: w.mu.lastIndex + 1}
+	state := w.mu.state
+	old := w.mu.tail
+	if err := w.startSegmentLocked(next, func(buf []byte, crc uint32) ([]byte, uint32) {
+		if state.IsEmpty() {
+			return buf, crc
+		}
+		return appendRecord(buf, crc, stateType, state.MarshalTo)
+	}); err != nil {
+		return w.failLocked(err)
+	}
+	return old.Close()
+}
+
+// startSegmentLocked creates segment s durably, with its header records
+// (crc and metadata, then whatever more adds), and makes it the tail.
+//
+// REQUIRES: w.mu held.
+func (w *WAL) startSegmentLocked(s segment, more func([]byte, uint32) ([]byte, uint32)) error {
+	name := filepath.Join(w.dir, s.name())
+	tmp := name + ".tmp"
+	f, err := w.fs.Create(tmp)
+	if err != nil {
+		return err
+	}
+	chain := w.mu.crc
+	buf, _ := appendRecord(w.mu.buf[:0], 0, crcType, func(b []byte) []byte {
+		return binary.LittleEndian.AppendUint32(b, chain)
+	})
+	buf, crc := appendRecord(buf, chain, metadataType, func(b []byte) []byte {
+		b = binary.LittleEndian.AppendUint64(b, w.md.MemberID)
+		return binary.LittleEndian.AppendUint64(b, w.md.ClusterID)
+	})
+	buf, crc = more(buf, crc)
+	size := max(w.opts.SegmentBytes, int64(len(buf)))
+	err = f.Preallocate(size)
+	if err == nil {
+		_, err = f.WriteAt(buf, 0)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = w.fs.Rename(tmp, name)
+	}
+	if err == nil {
+		err = vfs.SyncDir(w.fs, w.dir)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("wal: starting segment %s: %w", s.name(), err)
+	}
+	w.mu.segments = append(w.mu.segments, s)
+	w.mu.tail = f
+	w.mu.offset = int64(len(buf))
+	w.mu.allocated = size
+	w.mu.crc = crc
+	w.mu.unsynced = false
+	return nil
+}
+
+const (
+	snapshotTaken     uint8 = 0
+	snapshotInstalled uint8 = 1
+)
+
+func snapshotPayload(s Snapshot, kind uint8) func([]byte) []byte {
+	return func(b []byte) []byte {
+		b = binary.LittleEndian.AppendUint64(b, s.Index)
+		b = binary.LittleEndian.AppendUint64(b, s.Term)
+		return append(b, kind)
+	}
+}
+
+func decodeSnapshot(p []byte) (Snapshot, uint8, error) {
+	if len(p) != 17 || p[16] > snapshotInstalled {
+		return Snapshot{}, 0, fmt.Errorf("%w: bad snapshot record (%d bytes)", ErrCorrupt, len(p))
+	}
+	return Snapshot{Index: binary.LittleEndian.Uint64(p), Term: binary.LittleEndian.Uint64(p[8:])}, p[16], nil
+}
+
+func decodeMetadata(p []byte) (Metadata, error) {
+	if len(p) != 16 {
+		return Metadata{}, fmt.Errorf("%w: bad metadata record (%d bytes)", ErrCorrupt, len(p))
+	}
+	return Metadata{MemberID: binary.LittleEndian.Uint64(p), ClusterID: binary.LittleEndian.Uint64(p[8:])}, nil
+}
