@@ -26,7 +26,7 @@ import (
 // after damage is trusted.
 //
 //	CAIRN_WAL_SEED=N   run one seed, logging each step
-//	CAIRN_WAL_SEEDS=N  run seeds 1..N (default 300)
+//	CAIRN_WAL_SEEDS=N  run seeds 1..N (default 500)
 
 type modelKind int
 
@@ -390,7 +390,7 @@ func TestCrash(t *testing.T) {
 		runCrashSeed(t, seed, true)
 		return
 	}
-	seeds := 300
+	seeds := 500
 	if s := os.Getenv("CAIRN_WAL_SEEDS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {

@@ -279,3 +279,28 @@ func TestTempSegmentsRemoved(t *testing.T) {
 		t.Fatalf("%s survived Open: %v", tmp, err)
 	}
 }
+
+// After a crash, sectors of an unsynced write can lie beyond the zeros
+// where the records end (a later sector reached the disk, an earlier one did
+// not). Open must clear them: records appended next would otherwise be
+// followed by stale bytes, read back as damage.
+func TestStaleSectorsAfterCleanEnd(t *testing.T) {
+	dir, path := writeLog(t, 3)
+	recs := records(t, path)
+	end := recs[len(recs)-1].next
+	stale := (end/sectorBytes + 2) * sectorBytes
+	modify(t, path, func(data []byte) []byte {
+		for i := stale; i < stale+sectorBytes; i++ {
+			data[i] = byte(i*7 + 1)
+		}
+		return data
+	})
+	w, st := mustOpen(t, vfs.OS(), dir, Snapshot{}, smallSegments)
+	checkEntries(t, st.Entries, bigEnts(1, 3, 1))
+	// One big entry covers part of the stale sector, not all of it.
+	big := raftpb.Entry{Index: 4, Term: 1, Data: make([]byte, stale-end+100)}
+	mustSave(t, w, raftpb.HardState{Term: 1, Commit: 3}, []raftpb.Entry{big})
+	w.Close()
+	_, st = mustOpen(t, vfs.OS(), dir, Snapshot{}, smallSegments)
+	checkEntries(t, st.Entries, append(bigEnts(1, 3, 1), big))
+}

@@ -1,0 +1,49 @@
+// Package snap stores raft snapshots on disk: small metadata files naming
+// what a snapshot covers, and the state machine's data streamed beside them.
+//
+// # Files
+//
+// A directory holds, for each snapshot:
+//
+//	<term>-<index>.snap     the raft snapshot: metadata (index, term,
+//	                        configuration) and Data, which for Cairn's server
+//	                        is a small reference to the state machine's
+//	                        image, never the image itself
+//	<index>.snap.db         the image, when one was received or made as a
+//	                        stream (for Cairn, a backend checkpoint)
+//
+// all numbers 16 hex digits. A .snap file is laid out as
+//
+//	0          8         12        20
+//	+----------+---------+---------+---------------------------+
+//	| magic    | crc     | length  | payload                   |
+//	| "CAIRNSN"| u32 LE  | u64 LE  | a raftpb.Snapshot         |
+//	| + 0x01   |         |         | (raftpb's codec)          |
+//	+----------+---------+---------+---------------------------+
+//
+// and a .snap.db file as
+//
+//	0                 n         n+4       n+12      n+20
+//	+-----------------+---------+---------+---------+
+//	| image (n bytes) | crc     | length  | magic   |
+//	|                 | u32 LE  | u64 LE  |"CAIRNDB"|
+//	|                 |         | = n     | + 0x01  |
+//	+-----------------+---------+---------+---------+
+//
+// with crc the CRC-32C of the payload or image. The image's checksum trails
+// it because the image is written as it streams in, never held in memory.
+//
+// # Writing
+//
+// Both kinds of file are written to <name>.tmp, synced, renamed into place,
+// and the directory synced: a file with its final name is whole. Leftover
+// .tmp files are removed by New.
+//
+// # Reading
+//
+// Load returns the newest .snap file that reads back with a good checksum.
+// One that does not is renamed to <name>.broken, with a log line, and the
+// next older one is tried: a damaged newest snapshot costs replaying more of
+// the WAL, not the member. A .snap.db image is checked as it is read: its
+// reader returns ErrCorrupt instead of io.EOF if the bytes do not match.
+package snap
