@@ -58,10 +58,7 @@ func New(fs vfs.FS, dir string, logger *zap.Logger) (*Snapshotter, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	if err := fs.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := vfs.SyncDir(fs, filepath.Dir(dir)); err != nil {
+	if err := vfs.MkdirAllDurable(fs, dir); err != nil {
 		return nil, err
 	}
 	s := &Snapshotter{fs: fs, dir: dir, logger: logger}

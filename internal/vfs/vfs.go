@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // FS is the file system as the WAL and snapshot packages use it. Names are
@@ -75,4 +76,32 @@ func SyncDir(fs FS, dir string) error {
 		return err
 	}
 	return d.Close()
+}
+
+// MkdirAllDurable creates dir and any missing parents, and syncs the parent
+// of each directory it created (and of dir itself), so that dir's path
+// survives a crash.
+func MkdirAllDurable(fs FS, dir string) error {
+	dir = filepath.Clean(dir)
+	// Find what is missing, from dir up.
+	var missing []string
+	for d := dir; !Exists(fs, d); d = filepath.Dir(d) {
+		missing = append(missing, d)
+		if parent := filepath.Dir(d); parent == d {
+			break
+		}
+	}
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if len(missing) == 0 {
+		missing = []string{dir}
+	}
+	// Top down: a name is durable only if its parent's name is.
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := SyncDir(fs, filepath.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -10,9 +10,10 @@
 //	<seq>-<index>.wal        e.g. 0000000000000003-00000000000a1b2c.wal
 //
 // both fields 16 hex digits: seq numbers segments consecutively from 0, and
-// index is one more than the log's last index when the segment was started,
-// so a segment never holds entries below its index. (Indexes can go down
-// from one segment to the next: a new leader may have truncated the log.) A
+// index is one more than the log's last index when the segment was started.
+// (A segment can still hold entries below its index, when a new leader
+// truncates the log after the segment was started; and indexes can go down
+// from one segment to the next for the same reason.) A
 // segment is created as <name>.tmp, preallocated (Options.SegmentBytes,
 // 64 MiB by default), given its header records, synced, renamed to <name>
 // and the directory synced; only then is anything appended to it. A
@@ -53,9 +54,10 @@
 //	                    the leader; entries above index written before this
 //	                    record are discarded, and commit is at least index
 //
-// Every segment starts with a crc record and a metadata record. The first
-// segment then has a taken snapshot record at {0, 0}; later segments have a
-// state record with the latest HardState, if there is one.
+// Every segment starts with a crc record and a metadata record, and has no
+// other crc record. The first segment then has a taken snapshot record at
+// {0, 0}; later segments have a state record with the latest HardState, if
+// there is one.
 //
 // # Reading
 //
@@ -73,42 +75,46 @@
 //
 // # Damage
 //
-// A crash can tear the tail of the last segment. A record is torn, rather
-// than corrupt, when its checksum fails and it shows how the write was cut:
+// A crash can tear the tail of the last segment: sectors of an unsynced
+// write may or may not have reached the disk. Disks write a 512-byte sector
+// atomically, and segments are preallocated with zeros, so a torn record
+// either has a zero header (which ends the records), or runs past the end
+// of the file (whose new size was not synced), or fails its checksum with a
+// sector past its first all zero, including any of that sector after the
+// record. Only such a record, and only in the last segment, is a torn
+// tail. Open appends after the last valid record, and logs what it drops
+// if anything but zeros follows. Nothing after it was ever synced, so
+// nothing acknowledged is lost.
 //
-//   - Power loss: sectors of an unsynced write may or may not have reached
-//     the disk. Disks write a 512-byte sector atomically and segments are
-//     preallocated with zeros, so the record has a piece between sector
-//     boundaries that is all zero (or runs past the end of the file).
-//   - A write that failed part way (EIO, a full disk) left a prefix of the
-//     record in the page cache, which the kernel may still write back: the
-//     record ends in zeros, and so does everything after it, since the WAL
-//     writes nothing after a failure.
-//
-// A torn record in the last segment is a torn tail: Open logs it, and
-// appends after the last valid record. Nothing after it was ever synced, so
-// nothing acknowledged is lost. Open always zeroes the last segment after
-// its last valid record (truncate, preallocate, sync): even after a clean
-// end, sectors of an unsynced write may have reached the disk beyond a
-// sector that did not, and new records must not end up followed by them.
+// Open always zeroes the last segment after its last valid record
+// (truncate, preallocate, sync): even after a clean end, sectors of an
+// unsynced write may have reached the disk beyond a sector that did not,
+// and new records must not end up followed by them. For the same reason a
+// failed write truncates what it may have left in the page cache.
 //
 // Any other invalid record is corruption: a CRC mismatch with no zeroed
 // sector, non-zero padding, an unknown type, a record that decodes badly, a
-// broken chain between segments, a gap in the entries, or any damage at all
-// in a segment that is not the last. Open refuses with ErrCorrupt and names
-// the file and offset; it never skips a record that may have been synced.
+// misplaced or missing header record, a broken chain between segments, a
+// gap in the entries, or any damage at all in a segment that is not the
+// last. Open refuses with ErrCorrupt and names the file and offset; it never
+// skips a record that may have been synced.
 //
-// Some damage is indistinguishable from a crash: in the last segment, a
-// synced record whose header or one of whose sectors was zeroed, or one
-// whose data has a sector's worth of zeros and is also corrupted. It reads
-// as a torn tail and the records after it are dropped with a log line.
-// Checksums cannot tell a sector that was never written from one that was
-// erased; the raft log on the other members still has those entries.
+// Some damage in the last segment is indistinguishable from a crash: a
+// synced record whose header, or whose sector past its first, was zeroed;
+// a corrupted record whose own data holds such a sector of zeros; or a
+// length corrupted to run past the end of the file, or over such a sector
+// (most likely in the last record, which is followed by zeros). It reads as
+// a torn
+// tail: the records after it are dropped, with a log line. Checksums cannot
+// tell a sector that was never written from one that was erased; the raft
+// log on the other members still has those entries.
 //
 // # Errors while writing
 //
 // A failed write or sync leaves the segment in an unknown state (see the
 // vfs package doc). The WAL remembers the first such error and returns it
-// from every later call: the caller must treat it as fatal, exit, and
-// reopen, which reads back exactly what reached the disk.
+// from every later call, Close included: the caller must treat it as fatal,
+// exit, and reopen. Reopening reads back whole records only, but which of
+// the unsynced ones is unknown: after a failed fsync, Linux may keep serving
+// pages from its cache that never reached the disk.
 package wal

@@ -1,11 +1,13 @@
 package wal
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 )
 
 // recordType is the type byte of a record (see the package doc).
@@ -103,6 +105,11 @@ func (rr *recordReader) read(off int64, crc uint32) (record, error) {
 		return record{}, errEnd
 	}
 	if off+headerBytes > rr.size {
+		// Zeros too few to hold a header end the records as well as zeros
+		// that could.
+		if zero, err := rr.zeroFrom(off); err != nil || zero {
+			return record{}, cmp.Or(err, errEnd)
+		}
 		return record{}, fmt.Errorf("%w: %d header bytes before the end of the file", errTorn, rr.size-off)
 	}
 	var hdr [headerBytes]byte
@@ -134,17 +141,12 @@ func (rr *recordReader) read(off int64, crc uint32) (record, error) {
 	}
 	body := buf[headerBytes : headerBytes+length]
 	if got := crc32.Update(crc, castagnoli, body); got != sum {
-		if hasZeroSector(buf[:headerBytes+length], off) {
-			return record{}, fmt.Errorf("%w: crc mismatch with a zeroed sector", errTorn)
+		torn, err := rr.hasZeroSector(buf[:headerBytes+length], off)
+		if err != nil {
+			return record{}, err
 		}
-		if body[len(body)-1] == 0 {
-			zero, err := rr.zeroFrom(off + int64(frame))
-			if err != nil {
-				return record{}, err
-			}
-			if zero {
-				return record{}, fmt.Errorf("%w: crc mismatch in the last record, which ends in zeros", errTorn)
-			}
+		if torn {
+			return record{}, fmt.Errorf("%w: crc mismatch with a zeroed sector", errTorn)
 		}
 		return record{}, fmt.Errorf("%w: crc mismatch (stored %08x, computed %08x)", ErrCorrupt, sum, got)
 	}
@@ -160,32 +162,38 @@ func (rr *recordReader) read(off int64, crc uint32) (record, error) {
 	return record{typ: t, payload: body[1:], crc: sum, offset: off, next: off + int64(frame)}, nil
 }
 
-// hasZeroSector reports whether the frame (without its padding, which is
-// zero anyway), starting at file offset off, has a piece between sector
-// boundaries that is all zeros: the mark of a write that reached the disk
-// only in part.
-func hasZeroSector(frame []byte, off int64) bool {
-	for start := 0; start < len(frame); {
-		end := start + sectorBytes - int((off+int64(start))%sectorBytes)
-		end = min(end, len(frame))
-		allZero := true
-		for _, b := range frame[start:end] {
-			if b != 0 {
-				allZero = false
-				break
-			}
+// hasZeroSector reports whether a sector that the frame (without its
+// padding), starting at file offset off, reaches into past its first is all
+// zero on disk: the mark of a write that reached the disk only in part. A
+// sector never held older bytes there (segments are preallocated with
+// zeros), so a torn write leaves the whole sector zero, including any part
+// of it after the frame. The frame's first sector cannot be torn this way:
+// it holds the header, and a zero header already ends the records.
+func (rr *recordReader) hasZeroSector(frame []byte, off int64) (bool, error) {
+	start := int(sectorBytes - off%sectorBytes) // the frame's second sector
+	for ; start < len(frame); start += sectorBytes {
+		end := min(start+sectorBytes, len(frame))
+		if slices.ContainsFunc(frame[start:end], func(b byte) bool { return b != 0 }) {
+			continue
 		}
-		if allZero {
-			return true
+		if end-start == sectorBytes {
+			return true, nil
 		}
-		start = end
+		// The frame ends inside this sector: the rest of the sector,
+		// after the frame, must be zero too.
+		sectorEnd := min(off+int64(start)+sectorBytes, rr.size)
+		rest := make([]byte, sectorEnd-(off+int64(end)))
+		if _, err := rr.r.ReadAt(rest, off+int64(end)); err != nil {
+			return false, err
+		}
+		return !slices.ContainsFunc(rest, func(b byte) bool { return b != 0 }), nil
 	}
-	return false
+	return false, nil
 }
 
 // zeroFrom reports whether the segment holds only zeros from off to its
-// end. It is only asked after a checksum failure, so its cost (reading the
-// rest of a preallocated segment) is paid only on recovery.
+// end. Its cost, reading the rest of a preallocated segment, is paid once
+// per Open, at the end of the last segment.
 func (rr *recordReader) zeroFrom(off int64) (bool, error) {
 	var chunk [64 << 10]byte
 	for off < rr.size {

@@ -98,23 +98,30 @@ func removeTemps(fs vfs.FS, dir string) error {
 type scanEnd struct {
 	offset int64  // after the last valid record
 	crc    uint32 // the chain's value there
-	torn   error  // why the tail is torn, or nil if it ended cleanly
+	// dropped says why bytes after offset are being dropped (a torn
+	// record, or non-zero bytes after the end), or is nil if there are
+	// none.
+	dropped error
 }
 
 // errStopScan, returned by a visit function, stops scan without error.
 var errStopScan = errors.New("stop scan")
 
-// scan reads the records of segs in order, checking each segment's crc
-// record and the chain across them, and calls visit with every other
-// record. A torn record is tolerated at the end of the last segment only.
-func scan(fs vfs.FS, dir string, segs []segment, visit func(segment, record) error) (scanEnd, error) {
+// scan reads the records of segs in order, checking each segment's header
+// (a crc record, then a metadata record) and the chain across segments, and
+// calls visit with every record but the crc records. A torn record is
+// tolerated at the end of the last segment only. If checkTail is set, scan
+// also reads the rest of the last segment after its records, to report
+// non-zero bytes there (in end.dropped).
+func scan(fs vfs.FS, dir string, segs []segment, checkTail bool, visit func(segment, record) error) (scanEnd, error) {
 	var (
 		end   scanEnd
 		chain uint32
 	)
 	for i, s := range segs {
 		path := filepath.Join(dir, s.name())
-		off, stopped, err := scanSegment(fs, path, s, i == 0, i == len(segs)-1, &chain, &end, visit)
+		last := i == len(segs)-1
+		off, stopped, err := scanSegment(fs, path, s, i == 0, last, last && checkTail, &chain, &end, visit)
 		if err != nil {
 			return end, fmt.Errorf("%s at offset %d: %w", path, off, err)
 		}
@@ -128,7 +135,7 @@ func scan(fs vfs.FS, dir string, segs []segment, visit func(segment, record) err
 
 // scanSegment reads one segment for scan, continuing the chain. On error
 // it returns the offset of the record at fault.
-func scanSegment(fs vfs.FS, path string, s segment, first, last bool, chain *uint32, end *scanEnd,
+func scanSegment(fs vfs.FS, path string, s segment, first, last, checkTail bool, chain *uint32, end *scanEnd,
 	visit func(segment, record) error) (off int64, stopped bool, err error) {
 	f, err := fs.Open(path)
 	if err != nil {
@@ -161,19 +168,35 @@ func scanSegment(fs vfs.FS, path string, s segment, first, last bool, chain *uin
 	*chain = seed
 	off = rec.next
 
-	for {
+	for n := 1; ; n++ {
 		rec, err := rr.read(off, *chain)
 		switch {
+		case err == errEnd && n == 1:
+			return off, false, fmt.Errorf("%w: segment header: no metadata record", ErrCorrupt)
+		case err == errEnd && checkTail:
+			zero, err := rr.zeroFrom(off)
+			if err != nil {
+				return off, false, err
+			}
+			if !zero {
+				// Sectors of an unsynced write that reached the disk
+				// when an earlier one did not; or a zeroed header.
+				end.dropped = errors.New("non-zero bytes after the end of the records")
+			}
+			return off, false, nil
 		case err == errEnd:
 			return off, false, nil
-		case errors.Is(err, errTorn) && last:
-			end.torn = err
+		case errors.Is(err, errTorn) && last && n > 1:
+			end.dropped = err
 			return off, false, nil
 		case errors.Is(err, errTorn):
-			// Only the last segment can have an unsynced tail.
+			// Only the last segment can have an unsynced tail, and a
+			// segment's header is synced before it is named.
 			return off, false, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		case err != nil:
 			return off, false, err
+		case (n == 1) != (rec.typ == metadataType) || rec.typ == crcType:
+			return off, false, fmt.Errorf("%w: %s record in place %d of the segment", ErrCorrupt, rec.typ, n+1)
 		}
 		if err := visit(s, rec); err != nil {
 			if err == errStopScan {

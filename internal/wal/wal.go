@@ -4,11 +4,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
 
+	"github.com/cairn-db/cairn/internal/invariants"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/vfs"
 )
@@ -33,8 +37,12 @@ var (
 	// in between are gone, so recovery must start from that snapshot.
 	ErrSnapshotSuperseded = errors.New("wal: log replaced by a newer installed snapshot")
 	// ErrEntryGap is returned by Save for entries that do not continue the
-	// log: written, they would make it unreadable.
-	ErrEntryGap = errors.New("wal: entries leave a gap in the log")
+	// log, or that would rewrite what a snapshot covers: written, they
+	// would read back as another log.
+	ErrEntryGap = errors.New("wal: entries do not continue the log")
+	// ErrSnapshotPastLog is returned by SaveSnapshot for a snapshot of
+	// entries the log does not have.
+	ErrSnapshotPastLog = errors.New("wal: snapshot past the end of the log")
 	// ErrRecordTooLarge is returned by Save for an entry over MaxRecordBytes.
 	ErrRecordTooLarge = errors.New("wal: record too large")
 	// ErrClosed is returned by calls after Close.
@@ -70,8 +78,9 @@ type Options struct {
 	// Default 64 MiB.
 	SegmentBytes int64
 	// KeepReleased is how many segments older than the latest snapshot
-	// Release keeps, so an older snapshot can still be opened from if the
-	// newest one turns out unreadable. Default 0.
+	// Release keeps, so that older snapshots recorded in them stay valid
+	// to open from (see ValidSnapshots) should the newest snapshot file
+	// turn out unreadable. Default 0.
 	KeepReleased int
 	// Logger receives repairs and releases. Default: no logging.
 	Logger *zap.Logger
@@ -81,6 +90,9 @@ func (o Options) withDefaults() Options {
 	if o.SegmentBytes <= 0 {
 		o.SegmentBytes = 64 << 20
 	}
+	// Records are 8-byte aligned; so is the end of a segment, so that the
+	// zeros after the last record can always hold a (zero) header.
+	o.SegmentBytes = (o.SegmentBytes + 7) &^ 7
 	if o.KeepReleased < 0 {
 		o.KeepReleased = 0
 	}
@@ -116,6 +128,9 @@ type WAL struct {
 		// lastIndex is the index of the last entry in the log (or of the
 		// snapshot the log starts from).
 		lastIndex uint64
+		// snapIndex is the newest snapshot's index: entries at or below it
+		// are never written again. Invariant: snapIndex <= lastIndex.
+		snapIndex uint64
 		// state is the last HardState written.
 		state raftpb.HardState
 		// unsynced is set when tail has writes that are not yet synced.
@@ -124,10 +139,17 @@ type WAL struct {
 	}
 }
 
-// Exists reports whether dir holds a WAL.
-func Exists(fs vfs.FS, dir string) bool {
-	segs, err := listSegments(fs, dir)
-	return err == nil && len(segs) > 0
+// Exists reports whether dir holds a WAL, or anything like one: a damaged
+// WAL exists too, and must be opened (and refused), never written over.
+func Exists(fs vfs.FS, dir string) (bool, error) {
+	names, err := fs.List(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ".wal") }), nil
 }
 
 // Create makes a new WAL in dir (created if missing), for the member md.
@@ -135,14 +157,15 @@ func Exists(fs vfs.FS, dir string) bool {
 // be opened from Snapshot{}.
 func Create(fs vfs.FS, dir string, md Metadata, opts Options) (*WAL, error) {
 	opts = opts.withDefaults()
-	if Exists(fs, dir) {
-		return nil, fmt.Errorf("%w: %s", ErrExist, dir)
-	}
-	if err := fs.MkdirAll(dir, 0o700); err != nil {
+	exists, err := Exists(fs, dir)
+	if err != nil {
 		return nil, err
 	}
+	if exists {
+		return nil, fmt.Errorf("%w: %s", ErrExist, dir)
+	}
 	// The directory's own name must be durable before anything in it is.
-	if err := vfs.SyncDir(fs, filepath.Dir(dir)); err != nil {
+	if err := vfs.MkdirAllDurable(fs, dir); err != nil {
 		return nil, err
 	}
 	if err := removeTemps(fs, dir); err != nil {
@@ -197,7 +220,8 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 	)
 	// The entries in st.Entries are those after base = snap.Index.
 	base := snap.Index
-	end, err := scan(fs, dir, segs[start:], func(s segment, rec record) error {
+	snapIndex := snap.Index // the newest snapshot recorded
+	end, err := scan(fs, dir, segs[start:], true, func(s segment, rec record) error {
 		switch rec.typ {
 		case metadataType:
 			md, err := decodeMetadata(rec.payload)
@@ -244,6 +268,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 				st.Entries = st.Entries[:0]
 				st.HardState.Commit = max(st.HardState.Commit, m.Index)
 			}
+			snapIndex = max(snapIndex, m.Index)
 			if m.Index == snap.Index {
 				if m.Term != snap.Term {
 					readErr = fmt.Errorf("%w: %s recorded %+v, asked for %+v", ErrSnapshotMismatch, s.name(), m, snap)
@@ -279,11 +304,11 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 		tail.Close()
 		return nil, State{}, err
 	}
-	if end.torn != nil {
-		opts.Logger.Warn("wal: repairing a torn tail",
+	if end.dropped != nil {
+		opts.Logger.Warn("wal: dropping the bytes after the last valid record (an unsynced write cut by a crash, or damage)",
 			zap.String("file", filepath.Join(dir, tailSeg.name())),
 			zap.Int64("offset", end.offset),
-			zap.NamedError("reason", end.torn))
+			zap.NamedError("reason", end.dropped))
 	}
 	// Even a tail that ended cleanly (in zeros) can have pieces of an
 	// unsynced write after it, in sectors that reached the disk when the one
@@ -301,6 +326,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 	w.mu.allocated = allocated
 	w.mu.crc = end.crc
 	w.mu.lastIndex = lastIndex
+	w.mu.snapIndex = min(snapIndex, lastIndex)
 	w.mu.state = st.HardState
 	return w, st, nil
 }
@@ -320,8 +346,9 @@ func resetTail(f vfs.File, offset, size int64) error {
 
 // ValidSnapshots returns, in the order they were recorded, the snapshots
 // the WAL in dir can be opened from: those recorded in its segments whose
-// index is committed. The caller restores from the newest one whose
-// snapshot file it can read.
+// index is committed, that no later installed snapshot replaced, and that
+// the live segments still reach back to. The caller restores from the
+// newest one whose snapshot file it can read.
 func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 	segs, err := listSegments(fs, dir)
 	if err != nil {
@@ -334,7 +361,7 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 		snaps  []Snapshot
 		commit uint64
 	)
-	_, err = scan(fs, dir, segs, func(_ segment, rec record) error {
+	_, err = scan(fs, dir, segs, false, func(_ segment, rec record) error {
 		switch rec.typ {
 		case stateType:
 			var hs raftpb.HardState
@@ -349,6 +376,8 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 			}
 			if kind == snapshotInstalled {
 				commit = max(commit, m.Index)
+				// Opening from an older snapshot would meet this record.
+				snaps = slices.DeleteFunc(snaps, func(s Snapshot) bool { return s.Index < m.Index })
 			}
 			snaps = append(snaps, m)
 		}
@@ -357,13 +386,11 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	valid := snaps[:0]
-	for _, s := range snaps {
-		if s.Index <= commit {
-			valid = append(valid, s)
-		}
-	}
-	return valid, nil
+	lowest := slices.MinFunc(segs, func(a, b segment) int { return compareUint64(a.index, b.index) }).index
+	return slices.DeleteFunc(snaps, func(s Snapshot) bool {
+		// Open starts at a segment whose index is at most the snapshot's.
+		return s.Index > commit || s.Index < lowest
+	}), nil
 }
 
 // Save appends entries and then the HardState (if not empty and changed),
@@ -379,8 +406,9 @@ func (w *WAL) Save(hs raftpb.HardState, ents []raftpb.Entry, mustSync bool) erro
 		return w.mu.err
 	}
 	if len(ents) > 0 {
-		if first := ents[0].Index; first == 0 || first > w.mu.lastIndex+1 {
-			return fmt.Errorf("%w: entry %d after entry %d", ErrEntryGap, first, w.mu.lastIndex)
+		if first := ents[0].Index; first <= w.mu.snapIndex || first > w.mu.lastIndex+1 {
+			return fmt.Errorf("%w: entry %d, with the log at %d and its snapshot at %d",
+				ErrEntryGap, first, w.mu.lastIndex, w.mu.snapIndex)
 		}
 		for i := range ents {
 			if i > 0 && ents[i].Index != ents[i-1].Index+1 {
@@ -434,7 +462,7 @@ func (w *WAL) SaveSnapshot(snap Snapshot) error {
 		return w.mu.err
 	}
 	if snap.Index > w.mu.lastIndex {
-		return fmt.Errorf("wal: snapshot at %d is past the last entry %d", snap.Index, w.mu.lastIndex)
+		return fmt.Errorf("%w: snapshot at %d, last entry %d", ErrSnapshotPastLog, snap.Index, w.mu.lastIndex)
 	}
 	return w.saveSnapshotLocked(snap, snapshotTaken)
 }
@@ -460,9 +488,13 @@ func (w *WAL) saveSnapshotLocked(snap Snapshot, kind uint8) error {
 	}
 	if kind == snapshotInstalled {
 		// Before any cut: a segment started after this record must start
-		// above the snapshot, or Open from it would begin after the record.
+		// above the snapshot, or Open from it would begin after the
+		// record; and its header's HardState must not take back the
+		// commit the record implies.
 		w.mu.lastIndex = snap.Index
+		w.mu.state.Commit = max(w.mu.state.Commit, snap.Index)
 	}
+	w.mu.snapIndex = max(w.mu.snapIndex, snap.Index)
 	if w.mu.offset >= w.opts.SegmentBytes {
 		return w.cutLocked()
 	}
@@ -482,12 +514,13 @@ func (w *WAL) Sync() error {
 // Release removes the segments that only hold what precedes the snapshot
 // at index (which must be recorded by SaveSnapshot or ResetToSnapshot
 // first), except the newest Options.KeepReleased of them. It returns how
-// many it removed. The segment being appended to is never removed.
+// many it removed. The segment being appended to is never removed. The
+// removals happen outside the WAL's lock: Save goes on meanwhile.
 func (w *WAL) Release(index uint64) (int, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.mu.err != nil {
-		return 0, w.mu.err
+	if err := w.mu.err; err != nil {
+		w.mu.Unlock()
+		return 0, err
 	}
 	// Open from a snapshot at index starts at the last segment whose index
 	// is at most index; keep that one and everything after.
@@ -499,20 +532,24 @@ func (w *WAL) Release(index uint64) (int, error) {
 	}
 	n := start - w.opts.KeepReleased
 	if n <= 0 {
+		w.mu.Unlock()
 		return 0, nil
 	}
+	released := slices.Clone(w.mu.segments[:n])
+	w.mu.segments = slices.Delete(w.mu.segments, 0, n)
+	w.mu.Unlock()
+
 	// Oldest first, so a crash midway leaves the survivors consecutive.
-	for _, s := range w.mu.segments[:n] {
-		if err := w.fs.Remove(filepath.Join(w.dir, s.name())); err != nil {
-			return 0, err
+	for _, s := range released {
+		if err := w.fs.Remove(filepath.Join(w.dir, s.name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("wal: releasing %s: %w", s.name(), err)
 		}
 	}
 	if err := vfs.SyncDir(w.fs, w.dir); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("wal: releasing: %w", err)
 	}
 	w.opts.Logger.Info("wal: released segments",
-		zap.String("first", w.mu.segments[0].name()), zap.String("last", w.mu.segments[n-1].name()))
-	w.mu.segments = append(w.mu.segments[:0], w.mu.segments[n:]...)
+		zap.String("first", released[0].name()), zap.String("last", released[n-1].name()))
 	return n, nil
 }
 
@@ -523,8 +560,9 @@ func (w *WAL) Close() error {
 	if w.mu.err == ErrClosed {
 		return ErrClosed
 	}
-	var err error
-	if w.mu.err == nil {
+	// A WAL that failed reports it again: what it holds is unknown.
+	err := w.mu.err
+	if err == nil {
 		err = w.syncLocked()
 	}
 	if cerr := w.mu.tail.Close(); err == nil {
@@ -565,9 +603,16 @@ func (w *WAL) writeLocked(buf []byte, crc uint32) error {
 		w.mu.allocated = end
 	}
 	if _, err := w.mu.tail.WriteAt(buf, w.mu.offset); err != nil {
+		// Part of buf may sit in the page cache, to be written back
+		// later: a record cut short, which the next Open could not tell
+		// from damage. Drop it (best effort; the WAL is failed anyway).
+		_ = resetTail(w.mu.tail, w.mu.offset, w.mu.allocated)
 		return w.failLocked(fmt.Errorf("wal: writing: %w", err))
 	}
 	w.mu.offset = end
+	if invariants.Enabled && w.mu.offset > w.mu.allocated {
+		panic(fmt.Sprintf("wal: wrote to %d, past the %d bytes allocated", w.mu.offset, w.mu.allocated))
+	}
 	w.mu.crc = crc
 	w.mu.unsynced = true
 	return nil
@@ -610,7 +655,11 @@ func (w *WAL) cutLocked() error {
 	}); err != nil {
 		return w.failLocked(err)
 	}
-	return old.Close()
+	// Everything in it is durable: a failure to close loses nothing.
+	if err := old.Close(); err != nil {
+		w.opts.Logger.Warn("wal: closing a finished segment", zap.String("segment", last.name()), zap.Error(err))
+	}
+	return nil
 }
 
 // startSegmentLocked creates segment s durably, with its header records
