@@ -35,15 +35,31 @@
 //
 // # Writing
 //
-// Both kinds of file are written to <name>.tmp, synced, renamed into place,
-// and the directory synced: a file with its final name is whole. Leftover
-// .tmp files are removed by New.
+// Both kinds of file are written to <name>.<n>.tmp (n unique, so that
+// concurrent writers of one image never share a file), synced, renamed into
+// place, and the directory synced: a file with its final name is whole.
+// Leftover .tmp files are removed by New. An image received from another
+// member is saved only if its bytes match the size and checksum the sender's
+// OpenDB reported (SaveDB's want): a transfer cut short, or a sender's
+// rotten copy, is refused, not saved as new.
 //
 // # Reading
 //
-// Load returns the newest .snap file that reads back with a good checksum.
-// One that does not is renamed to <name>.broken, with a log line, and the
-// next older one is tried: a damaged newest snapshot costs replaying more of
-// the WAL, not the member. A .snap.db image is checked as it is read: its
-// reader returns ErrCorrupt instead of io.EOF if the bytes do not match.
+// LoadNewestAvailable returns the newest .snap file that the caller (the
+// WAL's list of valid snapshots) accepts and that reads back with a good
+// checksum. One that is damaged is renamed to <name>.broken, with a log
+// line, and the next older one is tried: a damaged newest snapshot costs
+// replaying more of the WAL, not the member, as long as the WAL still holds
+// what follows the older snapshot (wal.Options.KeepReleased). An I/O error,
+// or a file from a newer format version (ErrVersion), is no evidence of
+// damage: it is returned, and the file left alone.
+//
+// An image is checked as it is read: the Read that returns its last byte
+// returns ErrCorrupt if the bytes do not match, and so does Close.
+//
+// # Purging
+//
+// Purge keeps the newest N snapshots the WAL accepts and everything newer
+// (a snapshot whose WAL record is not written yet); older snapshot files,
+// images and .broken files go.
 package snap

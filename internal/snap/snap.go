@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -23,8 +25,12 @@ var (
 	// ErrNoSnapshot means no readable snapshot file is there (or none that
 	// the caller accepts).
 	ErrNoSnapshot = errors.New("snap: no available snapshot")
-	// ErrCorrupt is a file whose checksum, length or layout is wrong.
+	// ErrCorrupt is a file whose checksum, length or layout is wrong, or an
+	// image whose bytes do not match what was expected.
 	ErrCorrupt = errors.New("snap: corrupt")
+	// ErrVersion is a file written in a format this version does not know
+	// (by a newer Cairn, say). It is not damage: it is never set aside.
+	ErrVersion = errors.New("snap: unknown file format version")
 )
 
 const (
@@ -43,13 +49,25 @@ var (
 	castagnoli = crc32.MakeTable(crc32.Castagnoli)
 )
 
-// Snapshotter reads and writes the snapshot files of one directory. It
-// holds no state beyond its directory; callers serialize Save and Purge
-// (the server does both from its one snapshot goroutine).
+// Snapshotter reads and writes the snapshot files of one directory. It is
+// safe for concurrent use: Save, LoadNewestAvailable, Purge and the final
+// rename of SaveDB are serialized by mu; SaveDB streams outside it, into a
+// temporary file of its own, so any number may run at once.
 type Snapshotter struct {
 	fs     vfs.FS
 	dir    string
 	logger *zap.Logger
+	// tmpSeq numbers temporary files, so concurrent writers of one name
+	// (a retried image transfer) never share one.
+	tmpSeq atomic.Uint64
+
+	mu sync.Mutex // guards the directory's final names
+}
+
+// ImageInfo identifies an image's bytes: their count and CRC-32C.
+type ImageInfo struct {
+	Size int64
+	CRC  uint32
 }
 
 // New opens (creating if needed) the snapshot directory dir and removes
@@ -102,8 +120,9 @@ func parseSnapName(name string) (term, index uint64, ok bool) {
 
 func dbName(index uint64) string { return fmt.Sprintf("%016x%s", index, dbSuffix) }
 
-// DBPath returns where the image of the snapshot at index is kept.
-func (s *Snapshotter) DBPath(index uint64) string { return filepath.Join(s.dir, dbName(index)) }
+// dbPath is where the image of the snapshot at index is kept (with its
+// trailer: read it through OpenDB).
+func (s *Snapshotter) dbPath(index uint64) string { return filepath.Join(s.dir, dbName(index)) }
 
 // Save writes snap durably. When Save returns nil, Load finds it after any
 // crash.
@@ -125,10 +144,11 @@ func (s *Snapshotter) Save(snap raftpb.Snapshot) error {
 }
 
 // writeAtomic makes the file name in s.dir hold what write writes, whole or
-// not at all: a temporary file, synced, renamed, and the directory synced.
+// not at all: a temporary file of its own, synced, renamed, and the
+// directory synced. write runs without s.mu; the rename with it.
 func (s *Snapshotter) writeAtomic(name string, write func(io.Writer) error) (err error) {
 	path := filepath.Join(s.dir, name)
-	tmp := path + tmpSuffix
+	tmp := fmt.Sprintf("%s.%d%s", path, s.tmpSeq.Add(1), tmpSuffix)
 	f, err := s.fs.Create(tmp)
 	if err != nil {
 		return err
@@ -150,6 +170,8 @@ func (s *Snapshotter) writeAtomic(name string, write func(io.Writer) error) (err
 	if err := f.Close(); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.fs.Rename(tmp, path); err != nil {
 		return err
 	}
@@ -173,7 +195,9 @@ func (s *Snapshotter) snapNames() ([]string, error) {
 	return snaps, nil
 }
 
-// Load returns the newest snapshot that reads back whole.
+// Load returns the newest snapshot that reads back whole, whether or not
+// the WAL recorded it: for tools. The server restores with
+// LoadNewestAvailable.
 func (s *Snapshotter) Load() (raftpb.Snapshot, error) {
 	return s.LoadNewestAvailable(func(raftpb.SnapshotMetadata) bool { return true })
 }
@@ -182,6 +206,8 @@ func (s *Snapshotter) Load() (raftpb.Snapshot, error) {
 // that available accepts; the server accepts those the WAL recorded (see
 // wal.ValidSnapshots). Unreadable files are set aside as .broken on the way.
 func (s *Snapshotter) LoadNewestAvailable(available func(raftpb.SnapshotMetadata) bool) (raftpb.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	names, err := s.snapNames()
 	if err != nil {
 		return raftpb.Snapshot{}, err
@@ -199,6 +225,8 @@ func (s *Snapshotter) LoadNewestAvailable(available func(raftpb.SnapshotMetadata
 			return snap, nil
 		}
 		if !errors.Is(err, ErrCorrupt) {
+			// An I/O error or a newer format says nothing about the file:
+			// leave it, and refuse rather than fall back past it.
 			return raftpb.Snapshot{}, fmt.Errorf("snap: reading %s: %w", name, err)
 		}
 		s.logger.Warn("snap: setting aside an unreadable snapshot; trying an older one",
@@ -231,8 +259,8 @@ func (s *Snapshotter) read(name string) (raftpb.Snapshot, error) {
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
 		return raftpb.Snapshot{}, err
 	}
-	if [8]byte(hdr[:8]) != snapMagic {
-		return raftpb.Snapshot{}, fmt.Errorf("%w: bad magic %q", ErrCorrupt, hdr[:8])
+	if err := checkMagic(hdr[:8], snapMagic); err != nil {
+		return raftpb.Snapshot{}, err
 	}
 	length := binary.LittleEndian.Uint64(hdr[12:])
 	if length != uint64(fi.Size()-snapHeaderBytes) {
@@ -252,121 +280,166 @@ func (s *Snapshotter) read(name string) (raftpb.Snapshot, error) {
 	return snap, nil
 }
 
+// checkMagic tells a file of this format (nil), of another version of it
+// (ErrVersion), and anything else (ErrCorrupt).
+func checkMagic(got []byte, want [8]byte) error {
+	switch {
+	case [8]byte(got) == want:
+		return nil
+	case string(got[:7]) == string(want[:7]) && got[7] > want[7]:
+		return fmt.Errorf("%w: %d (this version reads %d)", ErrVersion, got[7], want[7])
+	}
+	return fmt.Errorf("%w: bad magic %q", ErrCorrupt, got)
+}
+
 // SaveDB streams the image of the snapshot at index from r into its file,
-// durably, and returns its size. Memory use does not grow with the image.
-// If r fails, nothing is left behind.
-func (s *Snapshotter) SaveDB(index uint64, r io.Reader) (int64, error) {
-	var n int64
+// durably, and returns what it holds. Memory use does not grow with the
+// image. If want is not nil (the image comes from another member, which
+// sent what OpenDB told it), the bytes must match it, or SaveDB fails with
+// ErrCorrupt: a truncated or damaged transfer is never saved. If r fails or
+// the bytes do not match, nothing is left behind.
+func (s *Snapshotter) SaveDB(index uint64, r io.Reader, want *ImageInfo) (ImageInfo, error) {
+	var info ImageInfo
 	err := s.writeAtomic(dbName(index), func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
 		crc := crc32.New(castagnoli)
-		var err error
-		n, err = io.Copy(io.MultiWriter(bw, crc), r)
+		n, err := io.Copy(io.MultiWriter(bw, crc), r)
 		if err != nil {
 			return err
 		}
+		info = ImageInfo{Size: n, CRC: crc.Sum32()}
+		if want != nil && info != *want {
+			return fmt.Errorf("%w: received %d bytes with crc %08x, expected %d bytes with crc %08x",
+				ErrCorrupt, info.Size, info.CRC, want.Size, want.CRC)
+		}
 		var trailer [dbTrailerBytes]byte
-		binary.LittleEndian.PutUint32(trailer[0:], crc.Sum32())
-		binary.LittleEndian.PutUint64(trailer[4:], uint64(n))
+		binary.LittleEndian.PutUint32(trailer[0:], info.CRC)
+		binary.LittleEndian.PutUint64(trailer[4:], uint64(info.Size))
 		copy(trailer[12:], dbMagic[:])
 		if _, err := bw.Write(trailer[:]); err != nil {
 			return err
 		}
 		return bw.Flush()
 	})
-	return n, err
+	return info, err
 }
 
 // OpenDB opens the image of the snapshot at index, returning a reader of
-// its bytes and their count. The reader checks them as they go: at the end
-// it returns ErrCorrupt instead of io.EOF if they do not match the checksum.
-func (s *Snapshotter) OpenDB(index uint64) (io.ReadCloser, int64, error) {
-	path := s.DBPath(index)
+// its bytes and what they should be (for SaveDB on the receiving end). The
+// reader checks them as it goes: with its last byte, it returns ErrCorrupt
+// if they do not match, so a reader of exactly Size bytes sees it too; and
+// Close returns that error again, for readers (io.CopyN) that drop it.
+func (s *Snapshotter) OpenDB(index uint64) (io.ReadCloser, ImageInfo, error) {
+	path := s.dbPath(index)
 	f, err := s.fs.Open(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, ImageInfo{}, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, 0, err
+		return nil, ImageInfo{}, err
 	}
 	size := fi.Size() - dbTrailerBytes
 	if size < 0 {
 		f.Close()
-		return nil, 0, fmt.Errorf("%w: %s: %d bytes, shorter than the trailer", ErrCorrupt, path, fi.Size())
+		return nil, ImageInfo{}, fmt.Errorf("%w: %s: %d bytes, shorter than the trailer", ErrCorrupt, path, fi.Size())
 	}
 	var trailer [dbTrailerBytes]byte
 	if _, err := f.ReadAt(trailer[:], size); err != nil {
 		f.Close()
-		return nil, 0, err
+		return nil, ImageInfo{}, err
 	}
-	if [8]byte(trailer[12:]) != dbMagic {
+	if err := checkMagic(trailer[12:], dbMagic); err != nil {
 		f.Close()
-		return nil, 0, fmt.Errorf("%w: %s: bad magic %q", ErrCorrupt, path, trailer[12:])
+		return nil, ImageInfo{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if n := binary.LittleEndian.Uint64(trailer[4:]); n != uint64(size) {
 		f.Close()
-		return nil, 0, fmt.Errorf("%w: %s: trailer says %d bytes, the file has %d", ErrCorrupt, path, n, size)
+		return nil, ImageInfo{}, fmt.Errorf("%w: %s: trailer says %d bytes, the file has %d", ErrCorrupt, path, n, size)
 	}
+	info := ImageInfo{Size: size, CRC: binary.LittleEndian.Uint32(trailer[0:])}
 	return &dbReader{
 		f:    f,
 		r:    bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<20),
 		crc:  crc32.New(castagnoli),
-		want: binary.LittleEndian.Uint32(trailer[0:]),
+		want: info,
 		path: path,
-	}, size, nil
+	}, info, nil
 }
 
-// dbReader reads an image, checking its checksum when it reaches the end.
+// dbReader reads an image, checking its checksum with its last byte.
 type dbReader struct {
 	f    vfs.File
 	r    io.Reader
 	crc  hash.Hash32
-	want uint32
+	read int64
+	want ImageInfo
 	path string
+	err  error // a mismatch found, for Close to report again
 }
 
 func (d *dbReader) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)
 	d.crc.Write(p[:n])
-	if err == io.EOF {
-		if got := d.crc.Sum32(); got != d.want {
-			return n, fmt.Errorf("%w: %s: crc mismatch (stored %08x, computed %08x)", ErrCorrupt, d.path, d.want, got)
+	d.read += int64(n)
+	if d.read == d.want.Size && (n > 0 || err == io.EOF) {
+		if got := d.crc.Sum32(); got != d.want.CRC {
+			d.err = fmt.Errorf("%w: %s: crc mismatch (stored %08x, computed %08x)", ErrCorrupt, d.path, d.want.CRC, got)
+			return n, d.err
 		}
 	}
 	return n, err
 }
 
-func (d *dbReader) Close() error { return d.f.Close() }
+func (d *dbReader) Close() error {
+	if err := d.f.Close(); err != nil {
+		return err
+	}
+	return d.err
+}
 
-// Purge removes all but the newest keep snapshots (keep >= 1), and the
-// images older than the oldest snapshot kept. It returns the names removed.
-func (s *Snapshotter) Purge(keep int) ([]string, error) {
+// Purge keeps the newest keep (>= 1) snapshots that available accepts
+// (those the WAL recorded, as for LoadNewestAvailable), and whatever is
+// newer than them (a snapshot or image being saved right now). It removes
+// every older snapshot, image and set-aside .broken file, and returns the
+// names removed. With no snapshot available it removes nothing.
+func (s *Snapshotter) Purge(keep int, available func(raftpb.SnapshotMetadata) bool) ([]string, error) {
 	if keep < 1 {
 		return nil, errors.New("snap: purge must keep at least one snapshot")
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	snaps, err := s.snapNames()
 	if err != nil {
 		return nil, err
 	}
-	if len(snaps) <= keep {
+	var floor uint64 // the oldest snapshot kept
+	kept := 0
+	for _, n := range snaps {
+		term, index, _ := parseSnapName(n)
+		if available(raftpb.SnapshotMetadata{Term: term, Index: index}) {
+			floor = index
+			if kept++; kept == keep {
+				break
+			}
+		}
+	}
+	if kept == 0 {
 		return nil, nil
 	}
-	_, oldestKept, _ := parseSnapName(snaps[keep-1])
-	var remove []string
-	remove = append(remove, snaps[keep:]...)
 	names, err := s.fs.List(s.dir)
 	if err != nil {
 		return nil, err
 	}
+	var remove []string
 	for _, n := range names {
-		var index uint64
-		if len(n) == len(dbName(0)) && strings.HasSuffix(n, dbSuffix) {
-			if _, err := fmt.Sscanf(n, "%016x.snap.db", &index); err == nil && dbName(index) == n && index < oldestKept {
-				remove = append(remove, n)
-			}
+		if index, ok := fileIndex(n); ok && index < floor {
+			remove = append(remove, n)
 		}
+	}
+	if len(remove) == 0 {
+		return nil, nil
 	}
 	for _, n := range remove {
 		if err := s.fs.Remove(filepath.Join(s.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -378,4 +451,19 @@ func (s *Snapshotter) Purge(keep int) ([]string, error) {
 	}
 	s.logger.Info("snap: purged", zap.Strings("files", remove))
 	return remove, nil
+}
+
+// fileIndex returns the snapshot index a snapshot, image or .broken file
+// belongs to.
+func fileIndex(name string) (uint64, bool) {
+	if _, index, ok := parseSnapName(strings.TrimSuffix(name, brokenSuffix)); ok {
+		return index, true
+	}
+	var index uint64
+	if len(name) == len(dbName(0)) && strings.HasSuffix(name, dbSuffix) {
+		if _, err := fmt.Sscanf(name, "%016x.snap.db", &index); err == nil && dbName(index) == name {
+			return index, true
+		}
+	}
+	return 0, false
 }

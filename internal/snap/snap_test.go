@@ -141,18 +141,19 @@ func TestPurge(t *testing.T) {
 		if err := s.Save(snapshot(1, i*10)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.SaveDB(i*10, bytes.NewReader([]byte("image"))); err != nil {
+		if _, err := s.SaveDB(i*10, bytes.NewReader([]byte("image")), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Purge(0); err == nil {
+	all := func(raftpb.SnapshotMetadata) bool { return true }
+	if _, err := s.Purge(0, all); err == nil {
 		t.Fatal("Purge(0) succeeded")
 	}
-	removed, err := s.Purge(2)
+	removed, err := s.Purge(2, all)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{snapName(1, 30), snapName(1, 20), snapName(1, 10), dbName(10), dbName(20), dbName(30)}
+	want := []string{snapName(1, 10), snapName(1, 20), snapName(1, 30), dbName(10), dbName(20), dbName(30)}
 	if !slices.Equal(removed, want) {
 		t.Fatalf("removed %v, want %v", removed, want)
 	}
@@ -188,18 +189,18 @@ func TestDBStreams(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	n, err := s.SaveDB(7, &lazyReader{rng: rand.New(rand.NewPCG(1, 2)), n: size})
+	info, err := s.SaveDB(7, &lazyReader{rng: rand.New(rand.NewPCG(1, 2)), n: size}, nil)
 	runtime.ReadMemStats(&after)
-	if err != nil || n != size {
-		t.Fatalf("SaveDB = %d, %v", n, err)
+	if err != nil || info.Size != size {
+		t.Fatalf("SaveDB = %+v, %v", info, err)
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
 		t.Fatalf("SaveDB of %d MiB allocated %d MiB", size>>20, alloc>>20)
 	}
 
-	r, n, err := s.OpenDB(7)
-	if err != nil || n != size {
-		t.Fatalf("OpenDB = %d, %v", n, err)
+	r, opened, err := s.OpenDB(7)
+	if err != nil || opened != info {
+		t.Fatalf("OpenDB = %+v, %v; SaveDB said %+v", opened, err, info)
 	}
 	want := crc32.New(castagnoli)
 	io.Copy(want, &lazyReader{rng: rand.New(rand.NewPCG(1, 2)), n: size})
@@ -235,10 +236,10 @@ func TestDamagedDB(t *testing.T) {
 		{"too short for a trailer", func(b []byte) []byte { return b[:10] }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := s.SaveDB(1, bytes.NewReader(image)); err != nil {
+			if _, err := s.SaveDB(1, bytes.NewReader(image), nil); err != nil {
 				t.Fatal(err)
 			}
-			path := s.DBPath(1)
+			path := s.dbPath(1)
 			data, _ := os.ReadFile(path)
 			if err := os.WriteFile(path, tc.damage(data), 0o600); err != nil {
 				t.Fatal(err)
@@ -276,7 +277,7 @@ func (r *failingReader) Read(p []byte) (int, error) {
 func TestSaveDBBrokenStream(t *testing.T) {
 	dir := t.TempDir()
 	s := mustNew(t, vfs.OS(), dir, nil)
-	if _, err := s.SaveDB(3, &failingReader{n: 1 << 20}); err == nil {
+	if _, err := s.SaveDB(3, &failingReader{n: 1 << 20}, nil); err == nil {
 		t.Fatal("SaveDB of a broken stream succeeded")
 	}
 	if names, _ := vfs.OS().List(dir); len(names) != 0 {
@@ -315,7 +316,7 @@ func TestCrash(t *testing.T) {
 				}
 				saved = append(saved, sn)
 				if rng.IntN(3) == 0 {
-					if _, err := s.Purge(2); err != nil {
+					if _, err := s.Purge(2, func(raftpb.SnapshotMetadata) bool { return true }); err != nil {
 						break
 					}
 					if len(saved) > 2 {

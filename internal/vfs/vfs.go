@@ -78,28 +78,25 @@ func SyncDir(fs FS, dir string) error {
 	return d.Close()
 }
 
-// MkdirAllDurable creates dir and any missing parents, and syncs the parent
-// of each directory it created (and of dir itself), so that dir's path
-// survives a crash.
+// MkdirAllDurable creates dir and any missing parents, and syncs every
+// directory on the way from the root to dir's parent, so that dir's path
+// survives a crash. It syncs even those that existed already: an earlier
+// call may have created them and failed, or been killed, before syncing.
 func MkdirAllDurable(fs FS, dir string) error {
 	dir = filepath.Clean(dir)
-	// Find what is missing, from dir up.
-	var missing []string
-	for d := dir; !Exists(fs, d); d = filepath.Dir(d) {
-		missing = append(missing, d)
-		if parent := filepath.Dir(d); parent == d {
-			break
-		}
-	}
 	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if len(missing) == 0 {
-		missing = []string{dir}
+	var parents []string
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		parents = append(parents, d)
+		if filepath.Dir(d) == d {
+			break
+		}
 	}
 	// Top down: a name is durable only if its parent's name is.
-	for i := len(missing) - 1; i >= 0; i-- {
-		if err := SyncDir(fs, filepath.Dir(missing[i])); err != nil {
+	for i := len(parents) - 1; i >= 0; i-- {
+		if err := SyncDir(fs, parents[i]); err != nil {
 			return err
 		}
 	}
