@@ -95,6 +95,40 @@ type recordReader struct {
 	r    io.ReaderAt
 	size int64 // bytes in the segment file
 	buf  []byte
+
+	// window holds the segment's bytes from windowOff on, read ahead in
+	// large pieces: records are read in order, and two small reads a
+	// record would cost a system call each.
+	window    []byte
+	windowOff int64
+}
+
+// readAheadBytes is how much recordReader reads from the file at a time.
+const readAheadBytes = 1 << 20
+
+// readAt fills p with the segment's bytes at off, which must lie within
+// the file.
+func (rr *recordReader) readAt(p []byte, off int64) error {
+	if off >= rr.windowOff && off+int64(len(p)) <= rr.windowOff+int64(len(rr.window)) {
+		copy(p, rr.window[off-rr.windowOff:])
+		return nil
+	}
+	if len(p) >= readAheadBytes {
+		_, err := rr.r.ReadAt(p, off)
+		return err
+	}
+	n := min(readAheadBytes, rr.size-off)
+	if int64(cap(rr.window)) < n {
+		rr.window = make([]byte, n)
+	}
+	rr.window = rr.window[:n]
+	if _, err := rr.r.ReadAt(rr.window, off); err != nil {
+		rr.window = rr.window[:0]
+		return err
+	}
+	rr.windowOff = off
+	copy(p, rr.window)
+	return nil
 }
 
 // read decodes the frame at off, chained from crc. Its errors:
@@ -113,7 +147,7 @@ func (rr *recordReader) read(off int64, crc uint32) (record, error) {
 		return record{}, fmt.Errorf("%w: %d header bytes before the end of the file", errTorn, rr.size-off)
 	}
 	var hdr [headerBytes]byte
-	if _, err := rr.r.ReadAt(hdr[:], off); err != nil {
+	if err := rr.readAt(hdr[:], off); err != nil {
 		return record{}, err
 	}
 	length := binary.LittleEndian.Uint32(hdr[0:])
@@ -136,7 +170,7 @@ func (rr *recordReader) read(off int64, crc uint32) (record, error) {
 	}
 	buf := rr.buf[:frame]
 	copy(buf, hdr[:])
-	if _, err := rr.r.ReadAt(buf[headerBytes:], off+headerBytes); err != nil {
+	if err := rr.readAt(buf[headerBytes:], off+headerBytes); err != nil {
 		return record{}, err
 	}
 	body := buf[headerBytes : headerBytes+length]
@@ -183,7 +217,7 @@ func (rr *recordReader) hasZeroSector(frame []byte, off int64) (bool, error) {
 		// after the frame, must be zero too.
 		sectorEnd := min(off+int64(start)+sectorBytes, rr.size)
 		rest := make([]byte, sectorEnd-(off+int64(end)))
-		if _, err := rr.r.ReadAt(rest, off+int64(end)); err != nil {
+		if err := rr.readAt(rest, off+int64(end)); err != nil {
 			return false, err
 		}
 		return !slices.ContainsFunc(rest, func(b byte) bool { return b != 0 }), nil
