@@ -1,0 +1,324 @@
+package backend
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/invariants"
+)
+
+var (
+	// ErrClosed is returned by calls after Close.
+	ErrClosed = errors.New("backend: closed")
+	// ErrReservedKey is returned for a write to a key in the backend's own
+	// metadata prefix.
+	ErrReservedKey = errors.New("backend: key in the reserved 0x00 prefix")
+)
+
+var (
+	consistentIndexKey = []byte("\x00consistent_index")
+	consistentTermKey  = []byte("\x00consistent_term")
+)
+
+// Options tune a backend. The zero value is usable.
+type Options struct {
+	// CacheBytes is the block cache size. Default 64 MiB.
+	CacheBytes int64
+	// Logger receives pebble's log lines. Default: none.
+	Logger *zap.Logger
+}
+
+// Backend is an open pebble database. It is safe for concurrent use; the
+// applier is its only writer.
+type Backend struct {
+	db     *pebble.DB
+	dir    string
+	logger *zap.Logger
+
+	mu struct {
+		sync.Mutex
+		// consistentIndex and consistentTerm are the last values
+		// committed. Invariant: they never decrease.
+		consistentIndex uint64
+		consistentTerm  uint64
+		closed          bool
+	}
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string, opts Options) (*Backend, error) {
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	cache := pebble.NewCache(opts.CacheBytes)
+	defer cache.Unref()
+	db, err := pebble.Open(dir, &pebble.Options{
+		Cache:              cache,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{opts.Logger.Sugar()},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
+	}
+	b := &Backend{db: db, dir: dir, logger: opts.Logger}
+	index, err := b.getUint64(consistentIndexKey)
+	if err == nil {
+		var term uint64
+		term, err = b.getUint64(consistentTermKey)
+		b.mu.consistentIndex, b.mu.consistentTerm = index, term
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Backend) getUint64(key []byte) (uint64, error) {
+	v, closer, err := b.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("backend: %q holds %d bytes, not 8", key[1:], len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// ConsistentIndex returns the raft index (and its term) of the last batch
+// committed: after a restart, of the last batch that survived.
+func (b *Backend) ConsistentIndex() (index, term uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mu.consistentIndex, b.mu.consistentTerm
+}
+
+// Close closes the database. Batches committed without a Sync since the
+// last one may be lost (see the package doc); Close syncs first.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.mu.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.mu.closed = true
+	b.mu.Unlock()
+	err := b.db.LogData(nil, pebble.Sync)
+	if cerr := b.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Sync makes every batch committed so far durable.
+func (b *Backend) Sync() error {
+	return b.db.LogData(nil, pebble.Sync)
+}
+
+// Batch is a set of writes committed atomically, together with the raft
+// index they apply. It is not safe for concurrent use.
+type Batch struct {
+	b     *Backend
+	batch *pebble.Batch
+	err   error
+}
+
+// NewBatch starts a batch.
+func (b *Backend) NewBatch() *Batch {
+	return &Batch{b: b, batch: b.db.NewBatch()}
+}
+
+// Set writes key = value.
+func (wb *Batch) Set(key, value []byte) {
+	if wb.err == nil && (len(key) == 0 || key[0] == 0) {
+		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
+	}
+	if wb.err == nil {
+		wb.err = wb.batch.Set(key, value, nil)
+	}
+}
+
+// Delete removes key.
+func (wb *Batch) Delete(key []byte) {
+	if wb.err == nil && (len(key) == 0 || key[0] == 0) {
+		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
+	}
+	if wb.err == nil {
+		wb.err = wb.batch.Delete(key, nil)
+	}
+}
+
+// DeleteRange removes every key in [start, end).
+func (wb *Batch) DeleteRange(start, end []byte) {
+	if wb.err == nil && (len(start) == 0 || start[0] == 0) {
+		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, start)
+	}
+	if wb.err == nil {
+		wb.err = wb.batch.DeleteRange(start, end, nil)
+	}
+}
+
+// Commit applies the batch atomically, recording that it applies the raft
+// entry at (index, term), which must not be below the last one committed.
+// Commit does not sync (see the package doc). A batch cannot be used after
+// Commit or Close.
+func (wb *Batch) Commit(index, term uint64) error {
+	defer wb.Close()
+	if wb.err != nil {
+		return wb.err
+	}
+	b := wb.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed {
+		return ErrClosed
+	}
+	if index < b.mu.consistentIndex {
+		// The applier applies each entry once, in order.
+		if invariants.Enabled {
+			panic(fmt.Sprintf("backend: committing index %d after %d", index, b.mu.consistentIndex))
+		}
+		return fmt.Errorf("backend: committing index %d after %d", index, b.mu.consistentIndex)
+	}
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], index)
+	if err := wb.batch.Set(consistentIndexKey, buf[:], nil); err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint64(buf[:], term)
+	if err := wb.batch.Set(consistentTermKey, buf[:], nil); err != nil {
+		return err
+	}
+	if err := wb.batch.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("backend: committing index %d: %w", index, err)
+	}
+	b.mu.consistentIndex, b.mu.consistentTerm = index, term
+	return nil
+}
+
+// Close discards a batch that was not committed.
+func (wb *Batch) Close() {
+	if wb.batch != nil {
+		wb.batch.Close()
+		wb.batch = nil
+	}
+}
+
+// ReadView is a consistent, unchanging view of the database as of when it
+// was made. Close it when done: it pins the data it sees.
+type ReadView struct {
+	snap *pebble.Snapshot
+}
+
+// NewReadView makes a read view of everything committed so far.
+func (b *Backend) NewReadView() *ReadView {
+	return &ReadView{snap: b.db.NewSnapshot()}
+}
+
+// Get returns the value of key, or nil and false if it has none. The value
+// is a copy.
+func (r *ReadView) Get(key []byte) ([]byte, bool, error) {
+	v, closer, err := r.snap.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// Scan calls fn with each key in [start, end) in order (end nil: no upper
+// bound), until fn returns false. key and value are valid only during the
+// call.
+func (r *ReadView) Scan(start, end []byte, fn func(key, value []byte) bool) error {
+	return scan(r.snap.NewIter, start, end, false, fn)
+}
+
+// ScanReverse is Scan in descending key order.
+func (r *ReadView) ScanReverse(start, end []byte, fn func(key, value []byte) bool) error {
+	return scan(r.snap.NewIter, start, end, true, fn)
+}
+
+func scan(newIter func(*pebble.IterOptions) (*pebble.Iterator, error), start, end []byte, reverse bool,
+	fn func(key, value []byte) bool) error {
+	if len(start) == 0 || start[0] == 0 {
+		// Never show the backend's own keys.
+		start = []byte{1}
+	}
+	it, err := newIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
+	if err != nil {
+		return err
+	}
+	var valid bool
+	if reverse {
+		valid = it.Last()
+	} else {
+		valid = it.First()
+	}
+	for valid {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if !fn(it.Key(), v) {
+			break
+		}
+		if reverse {
+			valid = it.Prev()
+		} else {
+			valid = it.Next()
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return err
+	}
+	return it.Close()
+}
+
+// Close releases the view.
+func (r *ReadView) Close() error { return r.snap.Close() }
+
+// Checkpoint writes a consistent copy of the database into dir, which must
+// not exist, as of the last batch committed; it hard-links the immutable
+// table files, so it costs little space or time. It returns the consistent
+// index the copy holds. A raft snapshot sends such a copy.
+func (b *Backend) Checkpoint(dir string) (index, term uint64, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed {
+		return 0, 0, ErrClosed
+	}
+	// Under mu no batch commits, so the index read here is the copy's.
+	if err := b.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		return 0, 0, fmt.Errorf("backend: checkpoint into %s: %w", dir, err)
+	}
+	return b.mu.consistentIndex, b.mu.consistentTerm, nil
+}
+
+// pebbleLogger hands pebble's log lines to zap. Pebble calls Fatalf for
+// states it cannot continue from; that is a crash, loudly.
+type pebbleLogger struct{ l *zap.SugaredLogger }
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Infof("pebble: "+format, args...) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf("pebble: "+format, args...) }
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf("pebble: "+format, args...)
+	p.l.Error(msg)
+	panic(msg)
+}

@@ -1,0 +1,30 @@
+// Package backend is the storage engine under the MVCC store: a thin
+// wrapper over one pebble database that gives the store what it needs and
+// nothing else. Atomic write batches that carry the raft index they apply,
+// consistent read views, durable syncs, and checkpoints for raft snapshots.
+//
+// # Keys
+//
+// The backend does not interpret keys beyond one reserved prefix: keys that
+// start with 0x00 are the backend's own metadata. The MVCC store lays out
+// the rest (see its doc.go).
+//
+//	0x00 "consistent_index"   u64 BE: the last raft index applied
+//	0x00 "consistent_term"    u64 BE: that entry's term
+//
+// # Durability
+//
+// The raft WAL, not pebble, is what makes a write durable: a write is
+// acknowledged once its raft entry is synced in the WALs of a quorum. Batches
+// are therefore committed without syncing pebble's own write-ahead log, which
+// makes applying cheap, and a crash may lose the last batches applied. That is
+// safe because every batch carries the consistent index (the raft index it
+// applies) in the same atomic write: after a crash pebble recovers a prefix of
+// its batches, the consistent index says exactly how far that prefix goes,
+// and the server replays the raft log from there.
+//
+// The one rule this needs: the raft log must keep every entry after the
+// backend's durable consistent index. Before the server releases WAL segments
+// (or compacts its in-memory raft log) up to index i, it calls Sync, which
+// makes every committed batch durable, and checks ConsistentIndex() >= i.
+package backend
