@@ -1,0 +1,36 @@
+// Package mvcc is the versioned key-value store behind etcd's KV and Watch
+// APIs: every change is kept under its revision, reads can ask for any
+// revision not yet compacted, and the semantics (revisions, versions,
+// creation and modification revisions, deletes) are etcd's.
+//
+// # Revisions
+//
+// A revision is (main, sub). main counts the write transactions that
+// changed something: an empty store is at revision 1 and its first write
+// makes revision 2, as in etcd. sub numbers the changes inside one
+// transaction from 0. A transaction that changes nothing (a read, or a
+// delete of nothing) leaves the revision where it was.
+//
+// # Backend layout
+//
+// The store keeps its data in a backend (internal/backend), in two key
+// spaces beside the backend's own 0x00 prefix:
+//
+//	'r' | main u64 BE | sub u64 BE             -> mvccpb.KeyValue (a put)
+//	'r' | main u64 BE | sub u64 BE | 't'       -> mvccpb.KeyValue with only
+//	                                              Key set (a delete)
+//	'm' "compact_rev"                          -> u64 BE: the last compaction
+//
+// Big-endian revisions make key order revision order, so history is read
+// by scanning, and a restart rebuilds the in-memory index (below) in one
+// pass. Every write transaction is one backend batch, committed with the
+// raft index it applies (see the backend's package doc for how that keeps
+// the store consistent with the raft log across crashes).
+//
+// # The index
+//
+// The in-memory index maps each key to its history: generations of
+// revisions, one per life of the key from creation to delete (index.go
+// walks through an example). Reads find the revision to read in the index
+// and its value in the backend.
+package mvcc

@@ -1,0 +1,13 @@
+package mvcc
+
+import "errors"
+
+var (
+	// ErrCompacted is a read below the compaction revision. The message
+	// is etcd's (the server adds "etcdserver: ").
+	ErrCompacted = errors.New("mvcc: required revision has been compacted")
+	// ErrFutureRev is a read above the current revision.
+	ErrFutureRev = errors.New("mvcc: required revision is a future revision")
+	// ErrCorrupt is stored data that does not decode.
+	ErrCorrupt = errors.New("mvcc: corrupt")
+)

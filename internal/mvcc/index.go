@@ -1,0 +1,225 @@
+package mvcc
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+
+	"github.com/google/btree"
+
+	"github.com/cairn-db/cairn/internal/invariants"
+)
+
+// generation is one life of a key: the revisions from the put that created
+// it to the delete that ended it, if one has.
+type generation struct {
+	// created is the revision of the put that began this life. It survives
+	// compaction even when that put's revision is gone from revs.
+	created Revision
+	// ver counts the puts in this life, compacted ones included, so the
+	// version of revs[i] can still be computed after compaction.
+	ver int64
+	// revs are this life's revisions that compaction kept, oldest first;
+	// never empty. If tombstoned, the last is the delete.
+	revs       []Revision
+	tombstoned bool
+}
+
+// version returns the key's version at revs[i], a put.
+func (g *generation) version(i int) int64 {
+	after := len(g.revs) - 1 - i // changes after revs[i]
+	if g.tombstoned {
+		after-- // the delete is not a put
+	}
+	return g.ver - int64(after)
+}
+
+// keyIndex is one key's history, as generations. A worked example:
+//
+//	put(2.0) put(3.0) delete(4.0) put(5.0)
+//	    {created 2.0, ver 2, revs [2.0 3.0 4.0], tombstoned}
+//	    {created 5.0, ver 1, revs [5.0]}
+//	get(1) -> none (not created yet)     get(3) -> 3.0, created 2.0, version 2
+//	get(4) -> none (deleted at 4)        get(9) -> 5.0, created 5.0, version 1
+//	compact(3): the first life is still going at 3: keep from the latest
+//	    revision at or below 3 (3.0, whose value reads at 3 need)
+//	    {created 2.0, ver 2, revs [3.0 4.0], tombstoned} {created 5.0, ...}
+//	compact(4): the first life ended at 4 <= 4: gone
+//	    {created 5.0, ver 1, revs [5.0]}
+type keyIndex struct {
+	key []byte
+	// gens are oldest first. Every one but the last is tombstoned.
+	// Invariant: not empty while the key is in the tree.
+	gens []generation
+}
+
+func (ki *keyIndex) alive() bool {
+	return len(ki.gens) > 0 && !ki.gens[len(ki.gens)-1].tombstoned
+}
+
+func (ki *keyIndex) put(rev Revision) {
+	if !ki.alive() {
+		ki.gens = append(ki.gens, generation{created: rev})
+	}
+	g := &ki.gens[len(ki.gens)-1]
+	if invariants.Enabled && len(g.revs) > 0 && !g.revs[len(g.revs)-1].Less(rev) {
+		panic(fmt.Sprintf("mvcc: put of %q at %s after %s", ki.key, rev, g.revs[len(g.revs)-1]))
+	}
+	g.revs = append(g.revs, rev)
+	g.ver++
+}
+
+func (ki *keyIndex) tombstone(rev Revision) {
+	if !ki.alive() {
+		panic(fmt.Sprintf("mvcc: delete of %q, which is not alive", ki.key))
+	}
+	g := &ki.gens[len(ki.gens)-1]
+	g.revs = append(g.revs, rev)
+	g.tombstoned = true
+}
+
+// get returns the key's latest put at or below main revision at, with the
+// revision of its creation and its version; ok is false if the key did
+// not exist at at.
+func (ki *keyIndex) get(at int64) (mod, created Revision, ver int64, ok bool) {
+	for gi := len(ki.gens) - 1; gi >= 0; gi-- {
+		g := &ki.gens[gi]
+		if g.revs[0].Main > at {
+			continue
+		}
+		i := len(g.revs) - 1
+		for g.revs[i].Main > at {
+			i--
+		}
+		if g.tombstoned && i == len(g.revs)-1 {
+			return Revision{}, Revision{}, 0, false // deleted by then
+		}
+		return g.revs[i], g.created, g.version(i), true
+	}
+	return Revision{}, Revision{}, 0, false
+}
+
+// compact drops what reads at or after main revision at no longer need,
+// and adds to keep the revisions at or below at that they still do. It
+// reports whether the key has no history left.
+func (ki *keyIndex) compact(at int64, keep map[Revision]struct{}) (empty bool) {
+	// Lives that ended by at are gone.
+	n := 0
+	for n < len(ki.gens) && ki.gens[n].tombstoned && ki.gens[n].revs[len(ki.gens[n].revs)-1].Main <= at {
+		n++
+	}
+	ki.gens = ki.gens[n:]
+	if len(ki.gens) == 0 {
+		return true
+	}
+	// In the life going on at at, only its latest revision at or below at
+	// is still read.
+	g := &ki.gens[0]
+	if g.revs[0].Main <= at {
+		i := len(g.revs) - 1
+		for g.revs[i].Main > at {
+			i--
+		}
+		g.revs = g.revs[i:]
+		keep[g.revs[0]] = struct{}{}
+	}
+	return false
+}
+
+// treeIndex maps every key with history to its keyIndex, in key order.
+// It is safe for concurrent use.
+type treeIndex struct {
+	mu   sync.RWMutex
+	tree *btree.BTreeG[*keyIndex]
+}
+
+func newTreeIndex() *treeIndex {
+	return &treeIndex{tree: btree.NewG(32, func(a, b *keyIndex) bool { return bytes.Compare(a.key, b.key) < 0 })}
+}
+
+// put records a put of key at rev.
+func (ti *treeIndex) put(key []byte, rev Revision) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ki, ok := ti.tree.Get(&keyIndex{key: key})
+	if !ok {
+		ki = &keyIndex{key: bytes.Clone(key)}
+		ti.tree.ReplaceOrInsert(ki)
+	}
+	ki.put(rev)
+}
+
+// tombstone records a delete of key, which must be alive, at rev.
+func (ti *treeIndex) tombstone(key []byte, rev Revision) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ki, ok := ti.tree.Get(&keyIndex{key: key})
+	if !ok {
+		panic(fmt.Sprintf("mvcc: delete of %q, which has no history", key))
+	}
+	ki.tombstone(rev)
+}
+
+// get looks key up at main revision at.
+func (ti *treeIndex) get(key []byte, at int64) (mod, created Revision, ver int64, ok bool) {
+	ti.mu.RLock()
+	defer ti.mu.RUnlock()
+	ki, found := ti.tree.Get(&keyIndex{key: key})
+	if !found {
+		return Revision{}, Revision{}, 0, false
+	}
+	return ki.get(at)
+}
+
+// indexEntry is a key alive at some revision, as a range finds it.
+type indexEntry struct {
+	key     []byte // shared with the index: do not modify
+	mod     Revision
+	created Revision
+	ver     int64
+}
+
+// rangeKeys calls fn, in key order, for each key in the range that was
+// alive at main revision at, until fn returns false. The range is a single
+// key if end is empty, every key from key on if end is "\x00", else
+// [key, end). fn must not call the index.
+func (ti *treeIndex) rangeKeys(key, end []byte, at int64, fn func(indexEntry) bool) {
+	ti.mu.RLock()
+	defer ti.mu.RUnlock()
+	visit := func(ki *keyIndex) bool {
+		mod, created, ver, ok := ki.get(at)
+		if !ok {
+			return true
+		}
+		return fn(indexEntry{key: ki.key, mod: mod, created: created, ver: ver})
+	}
+	switch {
+	case len(end) == 0:
+		if ki, ok := ti.tree.Get(&keyIndex{key: key}); ok {
+			visit(ki)
+		}
+	case len(end) == 1 && end[0] == 0:
+		ti.tree.AscendGreaterOrEqual(&keyIndex{key: key}, visit)
+	default:
+		ti.tree.AscendRange(&keyIndex{key: key}, &keyIndex{key: end}, visit)
+	}
+}
+
+// compact compacts every key at main revision at (see keyIndex.compact)
+// and returns the revisions at or below at that reads still need.
+func (ti *treeIndex) compact(at int64) map[Revision]struct{} {
+	keep := map[Revision]struct{}{}
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	var empty []*keyIndex
+	ti.tree.Ascend(func(ki *keyIndex) bool {
+		if ki.compact(at, keep) {
+			empty = append(empty, ki)
+		}
+		return true
+	})
+	for _, ki := range empty {
+		ti.tree.Delete(ki)
+	}
+	return keep
+}

@@ -1,0 +1,95 @@
+package mvcc
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cairn-db/cairn/internal/datadriven"
+)
+
+func parseRev(t testing.TB, s string) Revision {
+	t.Helper()
+	main, sub, _ := strings.Cut(s, ".")
+	m, err := strconv.ParseInt(main, 10, 64)
+	if err != nil {
+		t.Fatalf("bad revision %q", s)
+	}
+	var n int64
+	if sub != "" {
+		if n, err = strconv.ParseInt(sub, 10, 64); err != nil {
+			t.Fatalf("bad revision %q", s)
+		}
+	}
+	return Revision{Main: m, Sub: n}
+}
+
+func (ti *treeIndex) dump() string {
+	var b strings.Builder
+	ti.tree.Ascend(func(ki *keyIndex) bool {
+		fmt.Fprintf(&b, "%s:", ki.key)
+		for _, g := range ki.gens {
+			fmt.Fprintf(&b, " {created %s ver %d revs %v", g.created, g.ver, g.revs)
+			if g.tombstoned {
+				b.WriteString(" tombstoned")
+			}
+			b.WriteString("}")
+		}
+		b.WriteString("\n")
+		return true
+	})
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// TestIndex runs testdata/index.txt: put, del, get, range and compact on
+// the key index, checking it against etcd's rules for versions, creation
+// revisions, deletes and compaction.
+func TestIndex(t *testing.T) {
+	ti := newTreeIndex()
+	datadriven.RunTest(t, "testdata/index.txt", func(t *testing.T, d *datadriven.TestData) string {
+		at := int64(d.Uint(t, "at", 0))
+		switch d.Cmd {
+		case "reset":
+			ti = newTreeIndex()
+			return "ok"
+		case "put":
+			ti.put([]byte(d.Str(t, "k", "")), parseRev(t, d.Str(t, "rev", "")))
+			return ti.dump()
+		case "del":
+			ti.tombstone([]byte(d.Str(t, "k", "")), parseRev(t, d.Str(t, "rev", "")))
+			return ti.dump()
+		case "get":
+			mod, created, ver, ok := ti.get([]byte(d.Str(t, "k", "")), at)
+			if !ok {
+				return "none"
+			}
+			return fmt.Sprintf("mod %s created %s version %d", mod, created, ver)
+		case "range":
+			var out []string
+			end := []byte(d.Str(t, "end", ""))
+			if d.HasArg("fromkey") {
+				end = []byte{0}
+			}
+			ti.rangeKeys([]byte(d.Str(t, "k", "")), end, at, func(e indexEntry) bool {
+				out = append(out, fmt.Sprintf("%s mod %s created %s version %d", e.key, e.mod, e.created, e.ver))
+				return true
+			})
+			if len(out) == 0 {
+				return "none"
+			}
+			return strings.Join(out, "\n")
+		case "compact":
+			keep := ti.compact(at)
+			var ks []string
+			for r := range keep {
+				ks = append(ks, r.String())
+			}
+			slices.Sort(ks)
+			return fmt.Sprintf("keep %v\n%s", ks, ti.dump())
+		}
+		t.Fatalf("unknown command %q", d.Cmd)
+		return ""
+	})
+}

@@ -1,0 +1,302 @@
+package mvcc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/backend"
+)
+
+// Meta keys (see doc.go).
+var compactRevKey = []byte("mcompact_rev")
+
+// Store is the multi-version key-value store: every change is kept under
+// its revision until compacted, and reads can ask for any revision since.
+//
+// Writes go through one write transaction at a time (TxnWrite), each
+// applying one raft entry; reads run concurrently with them.
+//
+// Lock order: writeMu, then mu; the index and the backend lock themselves.
+type Store struct {
+	b      *backend.Backend
+	index  *treeIndex
+	logger *zap.Logger
+
+	// writeMu serializes write transactions.
+	writeMu sync.Mutex
+
+	mu struct {
+		sync.RWMutex
+		// currentRev is the revision of the last write transaction that
+		// changed something (1 for an empty store).
+		// Invariant: compactRev <= currentRev.
+		currentRev int64
+		// compactRev is the revision of the last compaction (0 for none):
+		// reads below it fail with ErrCompacted.
+		compactRev int64
+	}
+}
+
+// Open loads the store kept in b, rebuilding the in-memory index from the
+// revisions stored there.
+func Open(b *backend.Backend, logger *zap.Logger) (*Store, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	s := &Store{b: b, index: newTreeIndex(), logger: logger}
+	s.mu.currentRev = 1
+	view := b.NewReadView()
+	defer view.Close()
+	if v, ok, err := view.Get(compactRevKey); err != nil {
+		return nil, err
+	} else if ok {
+		if len(v) != 8 {
+			return nil, fmt.Errorf("%w: compact revision of %d bytes", ErrCorrupt, len(v))
+		}
+		s.mu.compactRev = int64(binary.BigEndian.Uint64(v))
+		s.mu.currentRev = max(s.mu.currentRev, s.mu.compactRev)
+	}
+	var kv mvccpb.KeyValue
+	var scanErr error
+	err := view.Scan([]byte{'r'}, revisionPrefixEnd, func(k, v []byte) bool {
+		rev, tombstone, err := parseRevisionKey(k)
+		if err == nil {
+			kv.Reset()
+			err = kv.Unmarshal(v)
+		}
+		if err != nil {
+			scanErr = fmt.Errorf("%w: revision key %x: %v", ErrCorrupt, k, err)
+			return false
+		}
+		if tombstone {
+			s.index.tombstone(kv.Key, rev)
+		} else {
+			s.index.put(kv.Key, rev)
+		}
+		s.mu.currentRev = max(s.mu.currentRev, rev.Main)
+		return true
+	})
+	if err := errors.Join(err, scanErr); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Rev returns the current revision.
+func (s *Store) Rev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.currentRev
+}
+
+// CompactRev returns the revision of the last compaction, 0 if none.
+func (s *Store) CompactRev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.compactRev
+}
+
+// RangeOptions are a read's options.
+type RangeOptions struct {
+	// Rev is the revision to read at; 0 reads the current one.
+	Rev int64
+	// Limit bounds how many keys are returned; 0 is no limit. Count is
+	// not bounded by it.
+	Limit int64
+	// CountOnly returns no keys, only Count.
+	CountOnly bool
+}
+
+// RangeResult is what a read found.
+type RangeResult struct {
+	KVs []*mvccpb.KeyValue
+	// Rev is the store's current revision when the read ran (etcd
+	// reports it in the response header whatever revision was read).
+	Rev int64
+	// Count is how many keys the range holds at the revision read.
+	Count int64
+}
+
+// Range reads the keys in a range at a revision. The range is a single key
+// if end is empty, every key from key on if end is "\x00", else
+// [key, end).
+func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	s.mu.RLock()
+	current, compacted := s.mu.currentRev, s.mu.compactRev
+	s.mu.RUnlock()
+	view := s.b.NewReadView()
+	defer view.Close()
+	return s.rangeAt(view, nil, key, end, opts, current, compacted)
+}
+
+// rangeAt reads at opts.Rev given the current and compaction revisions,
+// from view and, for revisions not yet committed, pending.
+func (s *Store) rangeAt(view *backend.ReadView, pending map[Revision]*mvccpb.KeyValue, key, end []byte,
+	opts RangeOptions, current, compacted int64) (RangeResult, error) {
+	rev := opts.Rev
+	switch {
+	case rev <= 0:
+		rev = current
+	case rev > current:
+		return RangeResult{Rev: current}, ErrFutureRev
+	case rev < compacted:
+		return RangeResult{Rev: current}, ErrCompacted
+	}
+	res := RangeResult{Rev: current}
+	var found []indexEntry
+	s.index.rangeKeys(key, end, rev, func(e indexEntry) bool {
+		res.Count++
+		if !opts.CountOnly && (opts.Limit <= 0 || int64(len(found)) < opts.Limit) {
+			found = append(found, e)
+		}
+		return true
+	})
+	for _, e := range found {
+		kv, err := s.valueAt(view, pending, e.mod)
+		if err != nil {
+			return RangeResult{Rev: current}, err
+		}
+		res.KVs = append(res.KVs, kv)
+	}
+	return res, nil
+}
+
+// valueAt reads the KeyValue stored for the put at rev.
+func (s *Store) valueAt(view *backend.ReadView, pending map[Revision]*mvccpb.KeyValue, rev Revision) (*mvccpb.KeyValue, error) {
+	if kv, ok := pending[rev]; ok {
+		return cloneKV(kv), nil
+	}
+	v, ok, err := view.Get(revisionKey(rev, false))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		// The index names it, so the backend must hold it.
+		return nil, fmt.Errorf("%w: no value for revision %s", ErrCorrupt, rev)
+	}
+	kv := &mvccpb.KeyValue{}
+	if err := kv.Unmarshal(v); err != nil {
+		return nil, fmt.Errorf("%w: revision %s: %v", ErrCorrupt, rev, err)
+	}
+	return kv, nil
+}
+
+func cloneKV(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
+	return &mvccpb.KeyValue{
+		Key: bytes.Clone(kv.Key), CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision,
+		Version: kv.Version, Value: bytes.Clone(kv.Value), Lease: kv.Lease,
+	}
+}
+
+// TxnWrite is a write transaction: the changes one raft entry makes, all at
+// one main revision, committed together with that entry's index. Reads in
+// it see its own writes. Only one is open at a time.
+type TxnWrite struct {
+	s     *Store
+	batch *backend.Batch
+	view  *backend.ReadView
+	// rev is the main revision this transaction writes at.
+	rev int64
+	// changes are the KeyValues written so far, by revision (a delete is
+	// a KeyValue with only Key set), for reads in the transaction.
+	changes map[Revision]*mvccpb.KeyValue
+	subs    int64
+	compact int64
+}
+
+// Write starts the write transaction for the raft entry at (index, term).
+// End commits it.
+func (s *Store) Write() *TxnWrite {
+	s.writeMu.Lock()
+	s.mu.RLock()
+	rev := s.mu.currentRev + 1
+	compact := s.mu.compactRev
+	s.mu.RUnlock()
+	return &TxnWrite{
+		s: s, batch: s.b.NewBatch(), view: s.b.NewReadView(), rev: rev,
+		changes: map[Revision]*mvccpb.KeyValue{}, compact: compact,
+	}
+}
+
+// Rev returns the revision the transaction's reads see: its own if it has
+// changed something, else the store's.
+func (tw *TxnWrite) Rev() int64 {
+	if tw.subs > 0 {
+		return tw.rev
+	}
+	return tw.rev - 1
+}
+
+// Range reads, seeing the transaction's own writes.
+func (tw *TxnWrite) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	current := tw.Rev()
+	res, err := tw.s.rangeAt(tw.view, tw.changes, key, end, opts, current, tw.compact)
+	// The header revision is the store's until the transaction ends.
+	res.Rev = tw.rev - 1
+	return res, err
+}
+
+// Put sets key to value, attached to lease (0 for none), and returns the
+// KeyValue written.
+func (tw *TxnWrite) Put(key, value []byte, lease int64) *mvccpb.KeyValue {
+	rev := Revision{Main: tw.rev, Sub: tw.subs}
+	kv := &mvccpb.KeyValue{Key: bytes.Clone(key), Value: bytes.Clone(value), Lease: lease, ModRevision: rev.Main,
+		CreateRevision: rev.Main, Version: 1}
+	if _, created, ver, ok := tw.s.index.get(key, tw.rev); ok {
+		kv.CreateRevision, kv.Version = created.Main, ver+1
+	}
+	tw.write(rev, kv, false)
+	tw.s.index.put(key, rev)
+	return cloneKV(kv)
+}
+
+// DeleteRange deletes the keys in a range (as for Range) and returns the
+// KeyValues deleted, as they were.
+func (tw *TxnWrite) DeleteRange(key, end []byte) ([]*mvccpb.KeyValue, error) {
+	res, err := tw.Range(key, end, RangeOptions{Rev: tw.Rev()})
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range res.KVs {
+		rev := Revision{Main: tw.rev, Sub: tw.subs}
+		tw.write(rev, &mvccpb.KeyValue{Key: kv.Key}, true)
+		tw.s.index.tombstone(kv.Key, rev)
+	}
+	return res.KVs, nil
+}
+
+func (tw *TxnWrite) write(rev Revision, kv *mvccpb.KeyValue, tombstone bool) {
+	data, err := kv.Marshal()
+	if err != nil {
+		panic(fmt.Sprintf("mvcc: marshaling a KeyValue: %v", err)) // cannot fail
+	}
+	tw.batch.Set(revisionKey(rev, tombstone), data)
+	tw.changes[rev] = kv
+	tw.subs++
+}
+
+// End commits the transaction, recording that it applies the raft entry at
+// (index, term), and returns the store's revision after it.
+//
+// A failure leaves the index ahead of the backend: the caller must treat
+// it as fatal (the server exits and replays from its WAL).
+func (tw *TxnWrite) End(index, term uint64) (int64, error) {
+	s := tw.s
+	defer s.writeMu.Unlock()
+	defer tw.view.Close()
+	if err := tw.batch.Commit(index, term); err != nil {
+		return 0, err
+	}
+	if tw.subs > 0 {
+		s.mu.Lock()
+		s.mu.currentRev = tw.rev
+		s.mu.Unlock()
+	}
+	return tw.Rev(), nil
+}
