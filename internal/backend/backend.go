@@ -208,6 +208,23 @@ func (wb *Batch) Commit(index, term uint64) error {
 	return nil
 }
 
+// CommitMaintenance applies the batch atomically without recording a raft
+// index: for maintenance that applies no entry, such as removing what a
+// compaction (itself applied with its entry) made unreadable. Such writes
+// must be idempotent, since a crash can lose them.
+func (wb *Batch) CommitMaintenance() error {
+	defer wb.Close()
+	if wb.err != nil {
+		return wb.err
+	}
+	wb.b.mu.Lock()
+	defer wb.b.mu.Unlock()
+	if wb.b.mu.closed {
+		return ErrClosed
+	}
+	return wb.batch.Commit(pebble.NoSync)
+}
+
 // Close discards a batch that was not committed.
 func (wb *Batch) Close() {
 	if wb.batch != nil {

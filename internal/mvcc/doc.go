@@ -19,7 +19,10 @@
 //	'r' | main u64 BE | sub u64 BE             -> mvccpb.KeyValue (a put)
 //	'r' | main u64 BE | sub u64 BE | 't'       -> mvccpb.KeyValue with only
 //	                                              Key set (a delete)
-//	'm' "compact_rev"                          -> u64 BE: the last compaction
+//	'm' "compact_scheduled"                    -> u64 BE: the last compaction,
+//	                                              written with its raft entry
+//	'm' "compact_finished"                     -> u64 BE: the last compaction
+//	                                              whose removal is done
 //
 // Big-endian revisions make key order revision order, so history is read
 // by scanning, and a restart rebuilds the in-memory index (below) in one
@@ -33,4 +36,15 @@
 // revisions, one per life of the key from creation to delete (index.go
 // walks through an example). Reads find the revision to read in the index
 // and its value in the backend.
+//
+// # Compaction
+//
+// Compact(rev) records rev with its raft entry and cuts the index at once:
+// reads below rev fail with ErrCompacted from then on. The backend's
+// superseded revisions at or below rev (all but the latest of each key
+// alive at rev) are removed in the background, in batches of at most 1000
+// keys, so writes are never held up for long. A restart with the scheduled
+// compaction ahead of the finished one resumes the removal. The KeyValue
+// stored with each put carries its key's creation revision and version, so
+// the index rebuilt on a restart is the same whatever history was removed.
 package mvcc

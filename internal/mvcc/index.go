@@ -149,6 +149,35 @@ func (ti *treeIndex) put(key []byte, rev Revision) {
 	ki.put(rev)
 }
 
+// restorePut records a put read back from the backend on a restart: the
+// KeyValue stored with it says when the key was created and its version,
+// which the puts before it (perhaps compacted away) no longer can.
+func (ti *treeIndex) restorePut(key []byte, rev Revision, created, ver int64) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ki, ok := ti.tree.Get(&keyIndex{key: key})
+	if !ok {
+		ki = &keyIndex{key: bytes.Clone(key)}
+		ti.tree.ReplaceOrInsert(ki)
+	}
+	if !ki.alive() {
+		ki.gens = append(ki.gens, generation{created: Revision{Main: created}})
+	}
+	ki.put(rev)
+	ki.gens[len(ki.gens)-1].ver = ver
+}
+
+// restoreTombstone records a delete read back from the backend on a
+// restart. The key may have no life to end: a compaction interrupted by a
+// crash can have removed the puts before a delete it had yet to remove.
+func (ti *treeIndex) restoreTombstone(key []byte, rev Revision) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	if ki, ok := ti.tree.Get(&keyIndex{key: key}); ok && ki.alive() {
+		ki.tombstone(rev)
+	}
+}
+
 // tombstone records a delete of key, which must be alive, at rev.
 func (ti *treeIndex) tombstone(key []byte, rev Revision) {
 	ti.mu.Lock()

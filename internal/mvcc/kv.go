@@ -14,7 +14,10 @@ import (
 )
 
 // Meta keys (see doc.go).
-var compactRevKey = []byte("mcompact_rev")
+var (
+	scheduledCompactKey = []byte("mcompact_scheduled")
+	finishedCompactKey  = []byte("mcompact_finished")
+)
 
 // Store is the multi-version key-value store: every change is kept under
 // its revision until compacted, and reads can ask for any revision since.
@@ -31,6 +34,10 @@ type Store struct {
 	// writeMu serializes write transactions.
 	writeMu sync.Mutex
 
+	// compactor removes what compactions made unreadable, in the
+	// background; see compact.go.
+	compactor compactor
+
 	mu struct {
 		sync.RWMutex
 		// currentRev is the revision of the last write transaction that
@@ -46,25 +53,33 @@ type Store struct {
 // Open loads the store kept in b, rebuilding the in-memory index from the
 // revisions stored there.
 func Open(b *backend.Backend, logger *zap.Logger) (*Store, error) {
+	return open(b, logger, compactBatchKeys, 0)
+}
+
+// open is Open with the compactor's batch size, and the number of batches
+// after which removals give up as if crashed (0: never), for tests.
+func open(b *backend.Backend, logger *zap.Logger, batchKeys, crashAfterBatches int) (*Store, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
 	s := &Store{b: b, index: newTreeIndex(), logger: logger}
+	s.compactor.init(batchKeys, crashAfterBatches)
 	s.mu.currentRev = 1
 	view := b.NewReadView()
 	defer view.Close()
-	if v, ok, err := view.Get(compactRevKey); err != nil {
+	scheduled, err := getRev(view, scheduledCompactKey)
+	if err != nil {
 		return nil, err
-	} else if ok {
-		if len(v) != 8 {
-			return nil, fmt.Errorf("%w: compact revision of %d bytes", ErrCorrupt, len(v))
-		}
-		s.mu.compactRev = int64(binary.BigEndian.Uint64(v))
-		s.mu.currentRev = max(s.mu.currentRev, s.mu.compactRev)
 	}
+	finished, err := getRev(view, finishedCompactKey)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.compactRev = scheduled
+	s.mu.currentRev = max(s.mu.currentRev, scheduled)
 	var kv mvccpb.KeyValue
 	var scanErr error
-	err := view.Scan([]byte{'r'}, revisionPrefixEnd, func(k, v []byte) bool {
+	err = view.Scan([]byte{'r'}, revisionPrefixEnd, func(k, v []byte) bool {
 		rev, tombstone, err := parseRevisionKey(k)
 		if err == nil {
 			kv.Reset()
@@ -75,9 +90,9 @@ func Open(b *backend.Backend, logger *zap.Logger) (*Store, error) {
 			return false
 		}
 		if tombstone {
-			s.index.tombstone(kv.Key, rev)
+			s.index.restoreTombstone(kv.Key, rev)
 		} else {
-			s.index.put(kv.Key, rev)
+			s.index.restorePut(kv.Key, rev, kv.CreateRevision, kv.Version)
 		}
 		s.mu.currentRev = max(s.mu.currentRev, rev.Main)
 		return true
@@ -85,7 +100,32 @@ func Open(b *backend.Backend, logger *zap.Logger) (*Store, error) {
 	if err := errors.Join(err, scanErr); err != nil {
 		return nil, err
 	}
+	if scheduled > 0 {
+		// What a compaction interrupted by a crash left in the backend
+		// reads back as more history than it should: cut it again.
+		keep := s.index.compact(scheduled)
+		if finished < scheduled {
+			s.compactor.start(s, scheduled, keep)
+		}
+	}
 	return s, nil
+}
+
+func getRev(view *backend.ReadView, key []byte) (int64, error) {
+	v, ok, err := view.Get(key)
+	if err != nil || !ok {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, key[1:], len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// Close stops the store's background work (and waits for it). The backend
+// stays open: its owner closes it.
+func (s *Store) Close() {
+	s.compactor.stop()
 }
 
 // Rev returns the current revision.

@@ -126,8 +126,24 @@ func runModelSeed(t *testing.T, seed uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { b.Close() }()
+	defer func() { s.Close(); b.Close() }()
 	m := newModel()
+	compacted := int64(0)
+	// reopen restarts the store; its compactions remove 2 revisions a
+	// batch, and give up after crashAfterBatches batches (0: never).
+	reopen := func(crashAfterBatches int) {
+		s.Close()
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if b, err = backend.Open(dir, backend.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if s, err = open(b, nil, 2, crashAfterBatches); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reopen(0)
 	key := func() string { return string(rune('a' + rng.IntN(12))) }
 	index := uint64(0)
 	for step := range 300 {
@@ -175,6 +191,12 @@ func runModelSeed(t *testing.T, seed uint64) {
 				rev = 1 + rng.Int64N(m.rev())
 			}
 			res, err := s.Range([]byte(k), []byte(end), RangeOptions{Rev: rev})
+			if rev != 0 && rev < compacted {
+				if err != ErrCompacted {
+					t.Fatalf("step %d: a read at %d below the compaction at %d: %v", step, rev, compacted, err)
+				}
+				continue
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -186,16 +208,36 @@ func runModelSeed(t *testing.T, seed uint64) {
 				t.Fatalf("step %d: Range(%q, %q, rev %d) = %s count %d rev %d; the model: %s",
 					step, k, end, rev, kvString(res.KVs), res.Count, res.Rev, kvString(want))
 			}
+		case p < 99: // compact, sometimes crashing part way through removal
+			rev := compacted + rng.Int64N(m.rev()-compacted+2)
+			index++
+			crash := rng.IntN(2) == 0
+			if crash {
+				// Its removal will stop part way, as in a crash; the
+				// restart after resumes it.
+				reopen(rng.IntN(3) + 1)
+			}
+			done, err := s.Compact(rev, index, 1)
+			switch {
+			case rev <= compacted:
+				if err != ErrCompacted {
+					t.Fatalf("step %d: compact at %d after %d: %v", step, rev, compacted, err)
+				}
+			case rev > m.rev():
+				if err != ErrFutureRev {
+					t.Fatalf("step %d: compact at %d, current %d: %v", step, rev, m.rev(), err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				<-done
+				compacted = rev
+			}
+			if crash {
+				reopen(0)
+			}
 		default: // restart
-			if err := b.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if b, err = backend.Open(dir, backend.Options{}); err != nil {
-				t.Fatal(err)
-			}
-			if s, err = Open(b, nil); err != nil {
-				t.Fatal(err)
-			}
+			reopen(0)
 			if s.Rev() != m.rev() {
 				t.Fatalf("step %d: revision %d after a restart, the model %d", step, s.Rev(), m.rev())
 			}

@@ -1,0 +1,160 @@
+package mvcc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// compactBatchKeys bounds how many revisions one removal batch deletes, so
+// that a large compaction never holds the backend for long.
+const compactBatchKeys = 1000
+
+// Compact makes revisions below rev unreadable, as the raft entry at
+// (index, term) asks. The index forgets them at once; the backend's copies
+// are removed in the background, in bounded batches, and the returned
+// channel is closed when that is done. The compaction revision is recorded
+// with the entry's index, so a restart resumes an unfinished removal.
+//
+// A rev at or below the last compaction fails with ErrCompacted, one above
+// the current revision with ErrFutureRev; the entry is applied either way.
+func (s *Store) Compact(rev int64, index, term uint64) (<-chan struct{}, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	current, compacted := s.mu.currentRev, s.mu.compactRev
+	s.mu.RUnlock()
+	batch := s.b.NewBatch()
+	var refusal error
+	switch {
+	case rev <= compacted:
+		refusal = ErrCompacted
+	case rev > current:
+		refusal = ErrFutureRev
+	default:
+		batch.Set(scheduledCompactKey, binary.BigEndian.AppendUint64(nil, uint64(rev)))
+	}
+	if err := batch.Commit(index, term); err != nil {
+		return nil, err
+	}
+	if refusal != nil {
+		return nil, refusal
+	}
+	s.mu.Lock()
+	s.mu.compactRev = rev
+	s.mu.Unlock()
+	keep := s.index.compact(rev)
+	return s.compactor.start(s, rev, keep), nil
+}
+
+// compactor runs the removals compactions schedule, one at a time, each
+// in a goroutine it owns.
+type compactor struct {
+	// runMu is held by the removal running; the next waits for it.
+	runMu sync.Mutex
+	wg    sync.WaitGroup
+	stopc chan struct{}
+	once  sync.Once
+
+	lastMu sync.Mutex
+	last   <-chan struct{} // closed when the latest removal started is done
+
+	// batchKeys is compactBatchKeys; tests make it small.
+	batchKeys int
+	// crashAfterBatches, if positive, makes a removal give up after that
+	// many batches, as a crash would: tests restart from there. Both are
+	// set before any removal starts and never change.
+	crashAfterBatches int
+}
+
+func (c *compactor) init(batchKeys, crashAfterBatches int) {
+	c.stopc = make(chan struct{})
+	c.batchKeys, c.crashAfterBatches = batchKeys, crashAfterBatches
+}
+
+// start removes, in the background, the revisions at or below rev that
+// keep does not name, and records the compaction finished.
+func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	c.lastMu.Lock()
+	c.last = done
+	c.lastMu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(done)
+		c.runMu.Lock()
+		defer c.runMu.Unlock()
+		if err := c.remove(s, rev, keep); err != nil {
+			s.logger.Error("mvcc: removing compacted revisions; a restart resumes it",
+				zap.Int64("revision", rev), zap.Error(err))
+		}
+	}()
+	return done
+}
+
+// wait waits for the latest removal started, for tests.
+func (c *compactor) wait() {
+	c.lastMu.Lock()
+	last := c.last
+	c.lastMu.Unlock()
+	if last != nil {
+		<-last
+	}
+}
+
+// stop makes running removals return at their next batch, and waits.
+func (c *compactor) stop() {
+	c.once.Do(func() { close(c.stopc) })
+	c.wg.Wait()
+}
+
+func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}) error {
+	end := revisionKey(Revision{Main: rev + 1}, false)
+	from := []byte{'r'}
+	removed := 0
+	for batches := 0; ; batches++ {
+		select {
+		case <-c.stopc:
+			return nil
+		default:
+		}
+		if c.crashAfterBatches > 0 && batches == c.crashAfterBatches {
+			return nil
+		}
+		var doomed [][]byte
+		view := s.b.NewReadView()
+		err := view.Scan(from, end, func(k, _ []byte) bool {
+			r, _, err := parseRevisionKey(k)
+			if err != nil {
+				return true // Open reported it; leave it
+			}
+			if _, ok := keep[r]; !ok {
+				doomed = append(doomed, bytes.Clone(k))
+			}
+			from = append(bytes.Clone(k), 0)
+			return len(doomed) < c.batchKeys
+		})
+		view.Close()
+		if err != nil {
+			return err
+		}
+		batch := s.b.NewBatch()
+		for _, k := range doomed {
+			batch.Delete(k)
+		}
+		if len(doomed) < c.batchKeys {
+			batch.Set(finishedCompactKey, binary.BigEndian.AppendUint64(nil, uint64(rev)))
+		}
+		if err := batch.CommitMaintenance(); err != nil {
+			return err
+		}
+		removed += len(doomed)
+		if len(doomed) < c.batchKeys {
+			s.logger.Info("mvcc: compaction finished", zap.Int64("revision", rev), zap.Int("removed", removed))
+			return nil
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package mvcc
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/cairn-db/cairn/internal/backend"
+)
+
+// countRevisions counts the revision keys in the backend.
+func countRevisions(t *testing.T, b *backend.Backend) int {
+	t.Helper()
+	view := b.NewReadView()
+	defer view.Close()
+	n := 0
+	if err := view.Scan([]byte{'r'}, revisionPrefixEnd, func(_, _ []byte) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Compaction removes superseded revisions from the backend, keeps the
+// latest of every live key, and an interrupted removal finishes after a
+// restart; versions and creation revisions survive it all.
+func TestCompactionRemovesHistory(t *testing.T) {
+	for _, crashAfter := range []int{0, 1, 3} {
+		t.Run(fmt.Sprintf("crash-after-batches=%d", crashAfter), func(t *testing.T) {
+			dir := t.TempDir()
+			b, err := backend.Open(dir, backend.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := open(b, nil, 5, crashAfter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			index := uint64(0)
+			// 10 keys, each put 5 times; then key0..key4 deleted.
+			for round := range 5 {
+				for k := range 10 {
+					tw := s.Write()
+					tw.Put(fmt.Appendf(nil, "key%d", k), fmt.Appendf(nil, "v%d", round), 0)
+					index++
+					if _, err := tw.End(index, 1); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			tw := s.Write()
+			if _, err := tw.DeleteRange([]byte("key0"), []byte("key5")); err != nil {
+				t.Fatal(err)
+			}
+			index++
+			if _, err := tw.End(index, 1); err != nil {
+				t.Fatal(err)
+			}
+			if n := countRevisions(t, b); n != 55 {
+				t.Fatalf("%d revisions before compaction, want 55", n)
+			}
+			done, err := s.Compact(s.Rev(), index+1, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if crashAfter > 0 {
+				s.Close()
+				b.Close()
+				if b, err = backend.Open(dir, backend.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				if s, err = Open(b, nil); err != nil {
+					t.Fatal(err)
+				}
+				s.compactor.wait()
+			}
+			defer func() { s.Close(); b.Close() }()
+			// Left: the latest put of key5..key9.
+			if n := countRevisions(t, b); n != 5 {
+				t.Fatalf("%d revisions after compaction, want 5", n)
+			}
+			res, err := s.Range([]byte("key"), []byte("kez"), RangeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := kvString(res.KVs); len(res.KVs) != 5 || res.KVs[0].Version != 5 || res.KVs[0].CreateRevision != 7 {
+				t.Fatalf("after compaction: %s", got)
+			}
+			if _, err := s.Range([]byte("key9"), nil, RangeOptions{Rev: s.Rev() - 1}); err != ErrCompacted {
+				t.Fatalf("a read below the compaction: %v", err)
+			}
+		})
+	}
+}
