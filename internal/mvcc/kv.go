@@ -273,13 +273,10 @@ func (tw *TxnWrite) Rev() int64 {
 	return tw.rev - 1
 }
 
-// Range reads, seeing the transaction's own writes.
+// Range reads, seeing the transaction's own writes: its Rev is the
+// transaction's (as in etcd, the revision it will have once it ends).
 func (tw *TxnWrite) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
-	current := tw.Rev()
-	res, err := tw.s.rangeAt(tw.view, tw.changes, key, end, opts, current, tw.compact)
-	// The header revision is the store's until the transaction ends.
-	res.Rev = tw.rev - 1
-	return res, err
+	return tw.s.rangeAt(tw.view, tw.changes, key, end, opts, tw.Rev(), tw.compact)
 }
 
 // Put sets key to value, attached to lease (0 for none), and returns the

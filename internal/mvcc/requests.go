@@ -1,0 +1,380 @@
+package mvcc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// etcd's KV requests, with etcd's semantics, over a TxnWrite (for the
+// applier) or the Store (for reads outside raft). The server validates
+// requests first (empty keys, sizes, CheckTxn); these functions assume
+// that, and fill in each response's header revision only.
+
+var (
+	// ErrKeyNotFound is a put with ignore_value or ignore_lease of a key
+	// that does not exist (etcd's "etcdserver: key not found").
+	ErrKeyNotFound = errors.New("mvcc: key not found")
+	// ErrDuplicateKey is a txn that writes one key twice in a branch
+	// (etcd's "etcdserver: duplicate key given in txn request").
+	ErrDuplicateKey = errors.New("mvcc: duplicate key given in txn request")
+)
+
+// reader is what a range reads through: a TxnWrite, or the store at its
+// current revision.
+type reader interface {
+	Range(key, end []byte, opts RangeOptions) (RangeResult, error)
+}
+
+// RangeRequest answers a read outside raft (serializable, or linearizable
+// after a ReadIndex round).
+func (s *Store) RangeRequest(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return rangeRequest(s, req)
+}
+
+// Range answers a RangeRequest in the transaction.
+func (tw *TxnWrite) RangeRequest(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return rangeRequest(tw, req)
+}
+
+func rangeRequest(r reader, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	// Sorting by anything but the key, or filtering by revision, needs
+	// every key before the limit applies; otherwise read one more than the
+	// limit to learn whether there are more.
+	filtered := req.MinModRevision != 0 || req.MaxModRevision != 0 ||
+		req.MinCreateRevision != 0 || req.MaxCreateRevision != 0
+	order := req.SortOrder
+	if req.SortTarget != pb.RangeRequest_KEY && order == pb.RangeRequest_NONE {
+		order = pb.RangeRequest_ASCEND
+	}
+	if req.SortTarget == pb.RangeRequest_KEY && order == pb.RangeRequest_ASCEND {
+		order = pb.RangeRequest_NONE // keys come in ascending order
+	}
+	limit := req.Limit
+	if order != pb.RangeRequest_NONE || filtered {
+		limit = 0
+	}
+	if limit > 0 {
+		limit++
+	}
+	res, err := r.Range(req.Key, req.RangeEnd, RangeOptions{Rev: req.Revision, Limit: limit, CountOnly: req.CountOnly})
+	resp := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: res.Rev}}
+	if err != nil {
+		return resp, err
+	}
+	kvs := res.KVs
+	if filtered {
+		kvs = filterKVs(kvs, req)
+	}
+	if order != pb.RangeRequest_NONE {
+		sortKVs(kvs, req.SortTarget, order)
+	}
+	if req.Limit > 0 && int64(len(kvs)) > req.Limit {
+		kvs = kvs[:req.Limit]
+		resp.More = true
+	}
+	if req.KeysOnly {
+		for _, kv := range kvs {
+			kv.Value = nil
+		}
+	}
+	resp.Kvs = kvs
+	resp.Count = res.Count
+	return resp, nil
+}
+
+func filterKVs(kvs []*mvccpb.KeyValue, req *pb.RangeRequest) []*mvccpb.KeyValue {
+	out := kvs[:0]
+	for _, kv := range kvs {
+		switch {
+		case req.MinModRevision != 0 && kv.ModRevision < req.MinModRevision:
+		case req.MaxModRevision != 0 && kv.ModRevision > req.MaxModRevision:
+		case req.MinCreateRevision != 0 && kv.CreateRevision < req.MinCreateRevision:
+		case req.MaxCreateRevision != 0 && kv.CreateRevision > req.MaxCreateRevision:
+		default:
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// sortKVs sorts as etcd does: sort.Sort on the target (ties in an order
+// that depends only on the input, which is in key order), reversed for
+// DESCEND.
+func sortKVs(kvs []*mvccpb.KeyValue, target pb.RangeRequest_SortTarget, order pb.RangeRequest_SortOrder) {
+	var less func(a, b *mvccpb.KeyValue) bool
+	switch target {
+	case pb.RangeRequest_KEY:
+		less = func(a, b *mvccpb.KeyValue) bool { return bytes.Compare(a.Key, b.Key) < 0 }
+	case pb.RangeRequest_VERSION:
+		less = func(a, b *mvccpb.KeyValue) bool { return a.Version < b.Version }
+	case pb.RangeRequest_CREATE:
+		less = func(a, b *mvccpb.KeyValue) bool { return a.CreateRevision < b.CreateRevision }
+	case pb.RangeRequest_MOD:
+		less = func(a, b *mvccpb.KeyValue) bool { return a.ModRevision < b.ModRevision }
+	case pb.RangeRequest_VALUE:
+		less = func(a, b *mvccpb.KeyValue) bool { return bytes.Compare(a.Value, b.Value) < 0 }
+	default:
+		return
+	}
+	var data sort.Interface = kvSorter{kvs, less}
+	if order == pb.RangeRequest_DESCEND {
+		data = sort.Reverse(data)
+	}
+	sort.Sort(data)
+}
+
+type kvSorter struct {
+	kvs  []*mvccpb.KeyValue
+	less func(a, b *mvccpb.KeyValue) bool
+}
+
+func (s kvSorter) Len() int           { return len(s.kvs) }
+func (s kvSorter) Less(i, j int) bool { return s.less(s.kvs[i], s.kvs[j]) }
+func (s kvSorter) Swap(i, j int)      { s.kvs[i], s.kvs[j] = s.kvs[j], s.kvs[i] }
+
+// PutRequest applies a put in the transaction.
+func (tw *TxnWrite) PutRequest(req *pb.PutRequest) (*pb.PutResponse, error) {
+	resp := &pb.PutResponse{Header: &pb.ResponseHeader{}}
+	value, lease := req.Value, req.Lease
+	var prev *mvccpb.KeyValue
+	if req.PrevKv || req.IgnoreValue || req.IgnoreLease {
+		res, err := tw.Range(req.Key, nil, RangeOptions{})
+		if err != nil {
+			return resp, err
+		}
+		if len(res.KVs) == 1 {
+			prev = res.KVs[0]
+		}
+	}
+	if req.IgnoreValue || req.IgnoreLease {
+		if prev == nil {
+			resp.Header.Revision = tw.Rev()
+			return resp, ErrKeyNotFound
+		}
+		if req.IgnoreValue {
+			value = prev.Value
+		}
+		if req.IgnoreLease {
+			lease = prev.Lease
+		}
+	}
+	tw.Put(req.Key, value, lease)
+	if req.PrevKv {
+		resp.PrevKv = prev
+	}
+	resp.Header.Revision = tw.Rev()
+	return resp, nil
+}
+
+// DeleteRangeRequest applies a delete in the transaction.
+func (tw *TxnWrite) DeleteRangeRequest(req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	deleted, err := tw.DeleteRange(req.Key, req.RangeEnd)
+	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{Revision: tw.Rev()}}
+	if err != nil {
+		return resp, err
+	}
+	resp.Deleted = int64(len(deleted))
+	if req.PrevKv {
+		resp.PrevKvs = deleted
+	}
+	return resp, nil
+}
+
+// TxnRequest applies a txn in the transaction: its compares decide which
+// branch runs, the branch's ops run in order (each seeing the ones before),
+// and all their writes share the transaction's one revision.
+func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	resp := &pb.TxnResponse{Header: &pb.ResponseHeader{}}
+	ok, err := tw.compares(req.Compare)
+	if err != nil {
+		return resp, err
+	}
+	ops := req.Failure
+	if ok {
+		ops = req.Success
+	}
+	resp.Succeeded = ok
+	for _, op := range ops {
+		r, err := tw.op(op)
+		if err != nil {
+			return resp, err
+		}
+		resp.Responses = append(resp.Responses, r)
+	}
+	resp.Header.Revision = tw.Rev()
+	return resp, nil
+}
+
+func (tw *TxnWrite) op(op *pb.RequestOp) (*pb.ResponseOp, error) {
+	switch r := op.Request.(type) {
+	case *pb.RequestOp_RequestRange:
+		resp, err := tw.RangeRequest(r.RequestRange)
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: resp}}, err
+	case *pb.RequestOp_RequestPut:
+		resp, err := tw.PutRequest(r.RequestPut)
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{ResponsePut: resp}}, err
+	case *pb.RequestOp_RequestDeleteRange:
+		resp, err := tw.DeleteRangeRequest(r.RequestDeleteRange)
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: resp}}, err
+	case *pb.RequestOp_RequestTxn:
+		resp, err := tw.TxnRequest(r.RequestTxn)
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: resp}}, err
+	}
+	return nil, fmt.Errorf("mvcc: unknown txn op %T", op.Request)
+}
+
+// compares reports whether every compare holds.
+func (tw *TxnWrite) compares(cs []*pb.Compare) (bool, error) {
+	for _, c := range cs {
+		res, err := tw.Range(c.Key, c.RangeEnd, RangeOptions{})
+		if err != nil {
+			return false, err
+		}
+		if len(res.KVs) == 0 {
+			// A missing key has no value to compare; its version,
+			// revisions and lease compare as zero.
+			if c.Target == pb.Compare_VALUE || !compareKV(c, &mvccpb.KeyValue{}) {
+				return false, nil
+			}
+			continue
+		}
+		for _, kv := range res.KVs {
+			if !compareKV(c, kv) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
+	var result int
+	switch c.Target {
+	case pb.Compare_VALUE:
+		result = bytes.Compare(kv.Value, c.GetValue())
+	case pb.Compare_VERSION:
+		result = compareInt64(kv.Version, c.GetVersion())
+	case pb.Compare_CREATE:
+		result = compareInt64(kv.CreateRevision, c.GetCreateRevision())
+	case pb.Compare_MOD:
+		result = compareInt64(kv.ModRevision, c.GetModRevision())
+	case pb.Compare_LEASE:
+		result = compareInt64(kv.Lease, c.GetLease())
+	}
+	switch c.Result {
+	case pb.Compare_EQUAL:
+		return result == 0
+	case pb.Compare_NOT_EQUAL:
+		return result != 0
+	case pb.Compare_GREATER:
+		return result > 0
+	case pb.Compare_LESS:
+		return result < 0
+	}
+	return false
+}
+
+func compareInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// CheckTxn applies etcd's rule that a txn writes each key at most once on
+// any path through it: within a branch, no two puts of a key and no put
+// inside a delete's range, nested txns included; the two branches of a
+// nested txn exclude each other, so they may write the same key.
+func CheckTxn(req *pb.TxnRequest) error {
+	for _, ops := range [][]*pb.RequestOp{req.Success, req.Failure} {
+		if _, _, err := checkOps(ops); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// span is a deleted key range: [key, end), a single key if end is empty,
+// or from key on if end is "\x00".
+type span struct{ key, end []byte }
+
+func (s span) contains(k []byte) bool {
+	switch {
+	case len(s.end) == 0:
+		return bytes.Equal(k, s.key)
+	case len(s.end) == 1 && s.end[0] == 0:
+		return bytes.Compare(k, s.key) >= 0
+	}
+	return bytes.Compare(k, s.key) >= 0 && bytes.Compare(k, s.end) < 0
+}
+
+func deletes(k []byte, dels []span) bool {
+	for _, d := range dels {
+		if d.contains(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkOps checks one branch and returns the keys it puts and the ranges
+// it deletes, nested txns included.
+func checkOps(ops []*pb.RequestOp) (map[string]bool, []span, error) {
+	var dels []span
+	for _, op := range ops {
+		if d := op.GetRequestDeleteRange(); d != nil {
+			dels = append(dels, span{d.Key, d.RangeEnd})
+		}
+	}
+	puts := map[string]bool{}
+	for _, op := range ops {
+		t := op.GetRequestTxn()
+		if t == nil {
+			continue
+		}
+		putsThen, delsThen, err := checkOps(t.Success)
+		if err != nil {
+			return nil, nil, err
+		}
+		putsElse, delsElse, err := checkOps(t.Failure)
+		if err != nil {
+			return nil, nil, err
+		}
+		for k := range putsThen {
+			if puts[k] || deletes([]byte(k), dels) {
+				return nil, nil, ErrDuplicateKey
+			}
+		}
+		for k := range putsElse {
+			if (puts[k] && !putsThen[k]) || deletes([]byte(k), dels) {
+				return nil, nil, ErrDuplicateKey
+			}
+		}
+		for k := range putsThen {
+			puts[k] = true
+		}
+		for k := range putsElse {
+			puts[k] = true
+		}
+		dels = append(append(dels, delsThen...), delsElse...)
+	}
+	for _, op := range ops {
+		p := op.GetRequestPut()
+		if p == nil {
+			continue
+		}
+		if puts[string(p.Key)] || deletes(p.Key, dels) {
+			return nil, nil, ErrDuplicateKey
+		}
+		puts[string(p.Key)] = true
+	}
+	return puts, dels, nil
+}

@@ -1,0 +1,352 @@
+package mvcc
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/cairn-db/cairn/internal/backend"
+)
+
+// reqStore is a store for request tests, with its raft index counter.
+type reqStore struct {
+	t     *testing.T
+	s     *Store
+	index uint64
+}
+
+func newReqStore(t *testing.T) *reqStore {
+	b, err := backend.Open(t.TempDir(), backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); b.Close() })
+	return &reqStore{t: t, s: s}
+}
+
+// apply runs f in one write transaction and returns the revision after.
+func (r *reqStore) apply(f func(tw *TxnWrite)) int64 {
+	tw := r.s.Write()
+	f(tw)
+	r.index++
+	rev, err := tw.End(r.index, 1)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return rev
+}
+
+func (r *reqStore) put(key, value string, lease int64) int64 {
+	return r.apply(func(tw *TxnWrite) { tw.Put([]byte(key), []byte(value), lease) })
+}
+
+func kvKeys(kvs []*mvccpb.KeyValue) string {
+	var ks []string
+	for _, kv := range kvs {
+		ks = append(ks, string(kv.Key))
+	}
+	return strings.Join(ks, ",")
+}
+
+func TestRangeRequest(t *testing.T) {
+	r := newReqStore(t)
+	// a: created 2, version 3, value "z"; b: created 3, version 1, value "y";
+	// c: created 4, version 2, value "x"; d: created 7, value "w".
+	r.put("a", "1", 0) // 2
+	r.put("b", "y", 0) // 3
+	r.put("c", "1", 0) // 4
+	r.put("a", "2", 0) // 5
+	r.put("c", "x", 0) // 6
+	r.put("d", "w", 0) // 7
+	r.put("a", "z", 0) // 8
+
+	for _, tc := range []struct {
+		name string
+		req  *pb.RangeRequest
+		keys string
+		more bool
+		cnt  int64
+	}{
+		{"one key", &pb.RangeRequest{Key: []byte("b")}, "b", false, 1},
+		{"range", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("c")}, "a,b", false, 2},
+		{"from key", &pb.RangeRequest{Key: []byte("b"), RangeEnd: []byte{0}}, "b,c,d", false, 3},
+		{"all", &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}, "a,b,c,d", false, 4},
+		{"limit", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), Limit: 2}, "a,b", true, 4},
+		{"limit exact", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), Limit: 4}, "a,b,c,d", false, 4},
+		{"at a past revision", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), Revision: 4}, "a,b,c", false, 3},
+		{"sort by key descending", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortOrder: pb.RangeRequest_DESCEND}, "d,c,b,a", false, 4},
+		{"sort by version, no order means ascending", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_VERSION}, "b,d,c,a", false, 4},
+		{"sort by create descending", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_CREATE, SortOrder: pb.RangeRequest_DESCEND}, "d,c,b,a", false, 4},
+		{"sort by mod", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_MOD, SortOrder: pb.RangeRequest_ASCEND}, "b,c,d,a", false, 4},
+		{"sort by value with a limit", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_VALUE, Limit: 2}, "d,c", true, 4},
+		{"min mod revision", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), MinModRevision: 6}, "a,c,d", false, 4},
+		{"max mod revision", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), MaxModRevision: 6}, "b,c", false, 4},
+		{"create revision window", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), MinCreateRevision: 3, MaxCreateRevision: 4}, "b,c", false, 4},
+		{"filter then limit", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), MinCreateRevision: 3, Limit: 1}, "b", true, 4},
+		{"count only", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), CountOnly: true}, "", false, 4},
+		{"missing key", &pb.RangeRequest{Key: []byte("zz")}, "", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := r.s.RangeRequest(tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := kvKeys(resp.Kvs); got != tc.keys || resp.More != tc.more || resp.Count != tc.cnt {
+				t.Fatalf("got keys %q more %v count %d; want %q %v %d", got, resp.More, resp.Count, tc.keys, tc.more, tc.cnt)
+			}
+			if resp.Header.Revision != 8 {
+				t.Fatalf("header revision %d, want 8", resp.Header.Revision)
+			}
+		})
+	}
+
+	resp, _ := r.s.RangeRequest(&pb.RangeRequest{Key: []byte("a"), KeysOnly: true})
+	if kv := resp.Kvs[0]; kv.Value != nil || kv.Version != 3 || kv.CreateRevision != 2 || kv.ModRevision != 8 {
+		t.Fatalf("keys only: %+v", kv)
+	}
+	if _, err := r.s.RangeRequest(&pb.RangeRequest{Key: []byte("a"), Revision: 9}); !errors.Is(err, ErrFutureRev) {
+		t.Fatalf("future revision: %v", err)
+	}
+	if ErrFutureRev.Error() != "mvcc: required revision is a future revision" ||
+		ErrCompacted.Error() != "mvcc: required revision has been compacted" {
+		t.Fatal("error messages differ from etcd's")
+	}
+}
+
+func TestPutRequest(t *testing.T) {
+	r := newReqStore(t)
+	r.put("k", "v1", 7)
+	var resp *pb.PutResponse
+	var err error
+	rev := r.apply(func(tw *TxnWrite) {
+		resp, err = tw.PutRequest(&pb.PutRequest{Key: []byte("k"), IgnoreValue: true, PrevKv: true})
+	})
+	if err != nil || resp.PrevKv == nil || string(resp.PrevKv.Value) != "v1" || resp.Header.Revision != rev {
+		t.Fatalf("ignore_value put: %+v, %v", resp, err)
+	}
+	got, _ := r.s.RangeRequest(&pb.RangeRequest{Key: []byte("k")})
+	if kv := got.Kvs[0]; string(kv.Value) != "v1" || kv.Lease != 0 || kv.Version != 2 {
+		t.Fatalf("after ignore_value: %+v (the lease was not asked to be kept)", kv)
+	}
+	r.apply(func(tw *TxnWrite) {
+		resp, err = tw.PutRequest(&pb.PutRequest{Key: []byte("k"), Value: []byte("v3"), IgnoreLease: true})
+	})
+	if err != nil || resp.PrevKv != nil {
+		t.Fatalf("ignore_lease put: %+v, %v", resp, err)
+	}
+	// ignore_value on a missing key: etcd's "key not found", and nothing
+	// changes.
+	before := r.s.Rev()
+	after := r.apply(func(tw *TxnWrite) {
+		_, err = tw.PutRequest(&pb.PutRequest{Key: []byte("missing"), IgnoreValue: true})
+	})
+	if !errors.Is(err, ErrKeyNotFound) || after != before {
+		t.Fatalf("ignore_value on a missing key: %v, revision %d -> %d", err, before, after)
+	}
+}
+
+func TestDeleteRangeRequest(t *testing.T) {
+	r := newReqStore(t)
+	r.put("a", "1", 0)
+	r.put("b", "2", 0)
+	var resp *pb.DeleteRangeResponse
+	rev := r.apply(func(tw *TxnWrite) {
+		resp, _ = tw.DeleteRangeRequest(&pb.DeleteRangeRequest{Key: []byte("a"), RangeEnd: []byte("c"), PrevKv: true})
+	})
+	if resp.Deleted != 2 || kvKeys(resp.PrevKvs) != "a,b" || rev != 4 || resp.Header.Revision != 4 {
+		t.Fatalf("delete: %+v at %d", resp, rev)
+	}
+	// A delete of nothing is not a change.
+	rev = r.apply(func(tw *TxnWrite) {
+		resp, _ = tw.DeleteRangeRequest(&pb.DeleteRangeRequest{Key: []byte("a")})
+	})
+	if resp.Deleted != 0 || rev != 4 {
+		t.Fatalf("a delete of nothing: %+v, revision %d", resp, rev)
+	}
+	// A put after the delete starts a new life: version 1, new creation.
+	r.put("a", "3", 0)
+	got, _ := r.s.RangeRequest(&pb.RangeRequest{Key: []byte("a")})
+	if kv := got.Kvs[0]; kv.Version != 1 || kv.CreateRevision != 5 {
+		t.Fatalf("recreated key: %+v", kv)
+	}
+}
+
+func cmp(key string, target pb.Compare_CompareTarget, result pb.Compare_CompareResult, v any) *pb.Compare {
+	c := &pb.Compare{Key: []byte(key), Target: target, Result: result}
+	switch target {
+	case pb.Compare_VALUE:
+		c.TargetUnion = &pb.Compare_Value{Value: []byte(v.(string))}
+	case pb.Compare_VERSION:
+		c.TargetUnion = &pb.Compare_Version{Version: int64(v.(int))}
+	case pb.Compare_CREATE:
+		c.TargetUnion = &pb.Compare_CreateRevision{CreateRevision: int64(v.(int))}
+	case pb.Compare_MOD:
+		c.TargetUnion = &pb.Compare_ModRevision{ModRevision: int64(v.(int))}
+	case pb.Compare_LEASE:
+		c.TargetUnion = &pb.Compare_Lease{Lease: int64(v.(int))}
+	}
+	return c
+}
+
+func putOp(k, v string) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(k), Value: []byte(v)}}}
+}
+
+func getOp(k string) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte(k)}}}
+}
+
+func delOp(k, end string) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte(k), RangeEnd: []byte(end)}}}
+}
+
+func txnOp(t *pb.TxnRequest) *pb.RequestOp {
+	return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: t}}
+}
+
+func TestTxnCompares(t *testing.T) {
+	r := newReqStore(t)
+	r.put("k", "b", 5) // rev 2: create 2, mod 2, version 1, lease 5
+	r.put("k", "b", 5) // rev 3: mod 3, version 2
+	r.put("j", "a", 0) // rev 4
+	for _, tc := range []struct {
+		c    *pb.Compare
+		want bool
+	}{
+		{cmp("k", pb.Compare_VALUE, pb.Compare_EQUAL, "b"), true},
+		{cmp("k", pb.Compare_VALUE, pb.Compare_GREATER, "a"), true},
+		{cmp("k", pb.Compare_VALUE, pb.Compare_LESS, "a"), false},
+		{cmp("k", pb.Compare_VALUE, pb.Compare_NOT_EQUAL, "b"), false},
+		{cmp("k", pb.Compare_VERSION, pb.Compare_EQUAL, 2), true},
+		{cmp("k", pb.Compare_CREATE, pb.Compare_EQUAL, 2), true},
+		{cmp("k", pb.Compare_MOD, pb.Compare_GREATER, 2), true},
+		{cmp("k", pb.Compare_LEASE, pb.Compare_EQUAL, 5), true},
+		// A missing key: version, revisions and lease are 0; a value
+		// compare is false whatever it asks.
+		{cmp("missing", pb.Compare_VERSION, pb.Compare_EQUAL, 0), true},
+		{cmp("missing", pb.Compare_CREATE, pb.Compare_LESS, 1), true},
+		{cmp("missing", pb.Compare_VALUE, pb.Compare_NOT_EQUAL, "x"), false},
+		{cmp("missing", pb.Compare_VALUE, pb.Compare_EQUAL, ""), false},
+	} {
+		var resp *pb.TxnResponse
+		r.apply(func(tw *TxnWrite) {
+			var err error
+			if resp, err = tw.TxnRequest(&pb.TxnRequest{Compare: []*pb.Compare{tc.c}}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if resp.Succeeded != tc.want {
+			t.Errorf("compare %v: succeeded %v, want %v", tc.c, resp.Succeeded, tc.want)
+		}
+	}
+	// A compare over a range holds only if it holds for every key in it.
+	c := cmp("j", pb.Compare_VALUE, pb.Compare_GREATER, "")
+	c.RangeEnd = []byte("l")
+	r.apply(func(tw *TxnWrite) {
+		resp, _ := tw.TxnRequest(&pb.TxnRequest{Compare: []*pb.Compare{c}})
+		if !resp.Succeeded {
+			t.Error("a compare that holds for every key in a range failed")
+		}
+	})
+	c = cmp("j", pb.Compare_VALUE, pb.Compare_EQUAL, "a")
+	c.RangeEnd = []byte("l")
+	r.apply(func(tw *TxnWrite) {
+		resp, _ := tw.TxnRequest(&pb.TxnRequest{Compare: []*pb.Compare{c}})
+		if resp.Succeeded {
+			t.Error("a compare that fails for one key in a range succeeded")
+		}
+	})
+	if r.s.Rev() != 4 {
+		t.Fatalf("read-only txns changed the revision to %d", r.s.Rev())
+	}
+}
+
+// A txn's branch runs in order, its reads see its earlier writes, and all
+// its writes share one revision, with sub-revisions in order.
+func TestTxnBranches(t *testing.T) {
+	r := newReqStore(t)
+	r.put("x", "1", 0) // 2
+	var resp *pb.TxnResponse
+	rev := r.apply(func(tw *TxnWrite) {
+		var err error
+		resp, err = tw.TxnRequest(&pb.TxnRequest{
+			Compare: []*pb.Compare{cmp("x", pb.Compare_VALUE, pb.Compare_EQUAL, "nope")},
+			Success: []*pb.RequestOp{putOp("never", "1")},
+			Failure: []*pb.RequestOp{
+				putOp("y", "1"),
+				getOp("y"),
+				txnOp(&pb.TxnRequest{
+					Compare: []*pb.Compare{cmp("y", pb.Compare_VERSION, pb.Compare_EQUAL, 1)},
+					Success: []*pb.RequestOp{putOp("z", "2"), delOp("x", "")},
+				}),
+				getOp("x"),
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if resp.Succeeded || rev != 3 || resp.Header.Revision != 3 {
+		t.Fatalf("txn: succeeded %v revision %d header %d", resp.Succeeded, rev, resp.Header.Revision)
+	}
+	if got := resp.Responses[1].GetResponseRange().Kvs; len(got) != 1 || got[0].ModRevision != 3 {
+		t.Fatalf("a read in the txn of its own put: %v", got)
+	}
+	nested := resp.Responses[2].GetResponseTxn()
+	if !nested.Succeeded || nested.Responses[1].GetResponseDeleteRange().Deleted != 1 {
+		t.Fatalf("nested txn: %+v", nested)
+	}
+	if got := resp.Responses[3].GetResponseRange().Kvs; len(got) != 0 {
+		t.Fatalf("a read in the txn after its delete: %v", got)
+	}
+	if res, _ := r.s.RangeRequest(&pb.RangeRequest{Key: []byte("never")}); res.Count != 0 {
+		t.Fatal("the success branch ran")
+	}
+	res, _ := r.s.RangeRequest(&pb.RangeRequest{Key: []byte("y"), RangeEnd: []byte("zz")})
+	if kvKeys(res.Kvs) != "y,z" || res.Kvs[0].ModRevision != 3 || res.Kvs[1].ModRevision != 3 {
+		t.Fatalf("after the txn: %v", res.Kvs)
+	}
+}
+
+func TestCheckTxn(t *testing.T) {
+	for i, tc := range []struct {
+		req *pb.TxnRequest
+		ok  bool
+	}{
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1"), putOp("b", "1")}}, true},
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1"), putOp("a", "2")}}, false},
+		// The branches exclude each other.
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1")}, Failure: []*pb.RequestOp{putOp("a", "2")}}, true},
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("b", "1"), delOp("a", "c")}}, false},
+		{&pb.TxnRequest{Success: []*pb.RequestOp{delOp("a", "c"), delOp("b", "d")}}, true},
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("z", "1"), delOp("a", "\x00")}}, false},
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("c", "1"), delOp("a", "c")}}, true},
+		// Nested: a put in a nested txn conflicts with the outer branch.
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1"),
+			txnOp(&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "2")}})}}, false},
+		{&pb.TxnRequest{Success: []*pb.RequestOp{delOp("a", ""),
+			txnOp(&pb.TxnRequest{Failure: []*pb.RequestOp{putOp("a", "2")}})}}, false},
+		// ...but its two branches may put the same key.
+		{&pb.TxnRequest{Success: []*pb.RequestOp{
+			txnOp(&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1")}, Failure: []*pb.RequestOp{putOp("a", "2")}})}}, true},
+		// Two nested txns both putting a key conflict.
+		{&pb.TxnRequest{Success: []*pb.RequestOp{
+			txnOp(&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1")}}),
+			txnOp(&pb.TxnRequest{Failure: []*pb.RequestOp{putOp("a", "2")}})}}, false},
+		// A nested delete covering an outer put conflicts.
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("b", "1"),
+			txnOp(&pb.TxnRequest{Success: []*pb.RequestOp{delOp("a", "c")}})}}, false},
+	} {
+		err := CheckTxn(tc.req)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrDuplicateKey)) {
+			t.Errorf("case %d: %v, want ok=%v", i, err, tc.ok)
+		}
+	}
+}
