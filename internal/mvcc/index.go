@@ -252,3 +252,24 @@ func (ti *treeIndex) compact(at int64) map[Revision]struct{} {
 	}
 	return keep
 }
+
+// revisionsAtOrBelow returns the revisions at or below main revision at
+// that the index holds. Called with at = the compaction revision, that is
+// what the compaction keeps there, whether or not its removal has run.
+func (ti *treeIndex) revisionsAtOrBelow(at int64) map[Revision]struct{} {
+	ti.mu.RLock()
+	defer ti.mu.RUnlock()
+	revs := map[Revision]struct{}{}
+	ti.tree.Ascend(func(ki *keyIndex) bool {
+		for _, g := range ki.gens {
+			for _, r := range g.revs {
+				if r.Main > at {
+					break
+				}
+				revs[r] = struct{}{}
+			}
+		}
+		return true
+	})
+	return revs
+}
