@@ -47,4 +47,13 @@
 // compaction ahead of the finished one resumes the removal. The KeyValue
 // stored with each put carries its key's creation revision and version, so
 // the index rebuilt on a restart is the same whatever history was removed.
+//
+// # Watching
+//
+// WatchableStore (watch.go) adds watchers: on a key or a range, from any
+// revision not compacted, each sent every event in its range exactly once,
+// in revision order, a revision's events together. Up-to-date watchers get
+// events as they are applied; watchers behind (started in the past, or
+// whose stream was full) are caught up from the backend by a goroutine the
+// store owns. No send blocks, so slow consumers never hold up writes.
 package mvcc

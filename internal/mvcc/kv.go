@@ -38,6 +38,11 @@ type Store struct {
 	// background; see compact.go.
 	compactor compactor
 
+	// notify, if set (by the watchable store, before any write), is told
+	// of every write transaction that changed something, in revision
+	// order, with its events, after it is committed and readable.
+	notify func(rev int64, events []*mvccpb.Event)
+
 	mu struct {
 		sync.RWMutex
 		// currentRev is the revision of the last write transaction that
@@ -246,6 +251,8 @@ type TxnWrite struct {
 	// changes are the KeyValues written so far, by revision (a delete is
 	// a KeyValue with only Key set), for reads in the transaction.
 	changes map[Revision]*mvccpb.KeyValue
+	// events are the changes in order, for watchers.
+	events  []*mvccpb.Event
 	subs    int64
 	compact int64
 }
@@ -316,6 +323,13 @@ func (tw *TxnWrite) write(rev Revision, kv *mvccpb.KeyValue, tombstone bool) {
 	tw.batch.Set(revisionKey(rev, tombstone), data)
 	tw.changes[rev] = kv
 	tw.subs++
+	if tw.s.notify != nil {
+		ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: kv}
+		if tombstone {
+			ev = &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: kv.Key, ModRevision: rev.Main}}
+		}
+		tw.events = append(tw.events, ev)
+	}
 }
 
 // End commits the transaction, recording that it applies the raft entry at
@@ -334,6 +348,10 @@ func (tw *TxnWrite) End(index, term uint64) (int64, error) {
 		s.mu.Lock()
 		s.mu.currentRev = tw.rev
 		s.mu.Unlock()
+		if s.notify != nil {
+			// Still under writeMu: notifications come in revision order.
+			s.notify(tw.rev, tw.events)
+		}
 	}
 	return tw.Rev(), nil
 }

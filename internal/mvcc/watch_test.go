@@ -1,0 +1,312 @@
+package mvcc
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/cairn-db/cairn/internal/backend"
+)
+
+func newWatchable(t *testing.T) *WatchableStore {
+	t.Helper()
+	b, err := backend.Open(t.TempDir(), backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := NewWatchable(s)
+	t.Cleanup(func() { ws.Close(); b.Close() })
+	return ws
+}
+
+// writer applies write transactions with increasing raft indexes; it is
+// safe for concurrent use.
+type writer struct {
+	mu    sync.Mutex
+	ws    *WatchableStore
+	index uint64
+}
+
+func (w *writer) do(f func(tw *TxnWrite)) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	tw := w.ws.Write()
+	f(tw)
+	w.index++
+	rev, err := tw.End(w.index, 1)
+	if err != nil {
+		panic(err)
+	}
+	return rev
+}
+
+func (w *writer) compact(rev int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.index++
+	done, err := w.ws.Compact(rev, w.index, 1)
+	if err == nil {
+		<-done
+	}
+}
+
+// receive reads one response, failing the test if none comes in 10s (a
+// safeguard against a hang, not a synchronization).
+func receive(t *testing.T, st *WatchStream) WatchResponse {
+	t.Helper()
+	select {
+	case r, ok := <-st.Chan():
+		if !ok {
+			t.Fatal("the stream closed")
+		}
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch response in 10s")
+	}
+	return WatchResponse{}
+}
+
+func eventString(evs []*mvccpb.Event) string {
+	s := ""
+	for _, ev := range evs {
+		s += fmt.Sprintf("[%s %s@%d", ev.Type, ev.Kv.Key, ev.Kv.ModRevision)
+		if ev.PrevKv != nil {
+			s += fmt.Sprintf(" prev %s@%d", ev.PrevKv.Value, ev.PrevKv.ModRevision)
+		}
+		s += "]"
+	}
+	return s
+}
+
+// A watcher from now sees each revision's events in its range, together,
+// with the previous KeyValue if asked; one from the past catches up first.
+func TestWatchBasics(t *testing.T) {
+	ws := newWatchable(t)
+	w := &writer{ws: ws}
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("a"), []byte("1"), 0) }) // 2
+
+	st := ws.NewWatchStream()
+	defer st.Close()
+	now, _ := st.Watch([]byte("a"), []byte("c"), 0, true)
+	w.do(func(tw *TxnWrite) { // 3: one revision, three events, two in range
+		tw.Put([]byte("a"), []byte("2"), 0)
+		tw.Put([]byte("b"), []byte("1"), 0)
+		tw.Put([]byte("z"), []byte("1"), 0)
+	})
+	r := receive(t, st)
+	if r.WatchID != now || r.Revision != 3 || eventString(r.Events) != "[PUT a@3 prev 1@2][PUT b@3]" {
+		t.Fatalf("got %d %d %s", r.WatchID, r.Revision, eventString(r.Events))
+	}
+	w.do(func(tw *TxnWrite) { tw.DeleteRange([]byte("a"), nil) }) // 4
+	r = receive(t, st)
+	if eventString(r.Events) != "[DELETE a@4 prev 2@3]" {
+		t.Fatalf("got %s", eventString(r.Events))
+	}
+
+	past, _ := st.Watch([]byte("a"), nil, 2, false)
+	r = receive(t, st)
+	if r.WatchID != past || eventString(r.Events) != "[PUT a@2][PUT a@3][DELETE a@4]" {
+		t.Fatalf("catch-up: %d %s", r.WatchID, eventString(r.Events))
+	}
+	if err := st.Cancel(past); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Cancel(past); err != ErrWatcherNotFound {
+		t.Fatalf("second cancel: %v", err)
+	}
+	// A future start waits for its revision.
+	future, _ := st.Watch([]byte("k"), nil, 6, false)
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("5"), 0) }) // 5
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("6"), 0) }) // 6
+	r = receive(t, st)
+	if r.WatchID != future || eventString(r.Events) != "[PUT k@6]" {
+		t.Fatalf("future start: %d %s", r.WatchID, eventString(r.Events))
+	}
+}
+
+// A watcher starting below the compaction is told the compaction revision,
+// and removed.
+func TestWatchCompacted(t *testing.T) {
+	ws := newWatchable(t)
+	w := &writer{ws: ws}
+	for i := range 5 {
+		w.do(func(tw *TxnWrite) { tw.Put([]byte("a"), fmt.Appendf(nil, "%d", i), 0) })
+	}
+	w.compact(4)
+	st := ws.NewWatchStream()
+	defer st.Close()
+	id, _ := st.Watch([]byte("a"), nil, 3, false)
+	r := receive(t, st)
+	if r.WatchID != id || r.CompactRevision != 4 || len(r.Events) != 0 {
+		t.Fatalf("got %+v", r)
+	}
+	if err := st.Cancel(id); err != ErrWatcherNotFound {
+		t.Fatalf("the compacted watcher is still there: %v", err)
+	}
+	// From the compaction revision itself, history is whole.
+	st.Watch([]byte("a"), nil, 4, false)
+	if r := receive(t, st); eventString(r.Events) != "[PUT a@4][PUT a@5][PUT a@6]" {
+		t.Fatalf("from the compaction revision: %s", eventString(r.Events))
+	}
+}
+
+// Watchers see every event in their range exactly once, in order, whether
+// they start in the past, now or later, while writes go on concurrently,
+// the consumer is slow (so watchers become victims and catch up from the
+// backend), and compactions run; a watcher overtaken by a compaction is
+// told so instead, and may lose nothing it was sent before.
+func TestWatchEveryEventOnce(t *testing.T) {
+	for _, compaction := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compaction=%v", compaction), func(t *testing.T) { testWatchEveryEventOnce(t, compaction) })
+	}
+}
+
+func testWatchEveryEventOnce(t *testing.T, compaction bool) {
+	ws := newWatchable(t)
+	w := &writer{ws: ws}
+	rng := rand.New(rand.NewPCG(1, 2))         // the writer's
+	consumerRng := rand.New(rand.NewPCG(3, 4)) // the consumer's
+	const revs = 3000
+	// The log of what was written: key and kind per revision.
+	type change struct {
+		key string
+		del bool
+	}
+	var logMu sync.Mutex
+	history := map[int64][]change{}
+	write := func() {
+		k := fmt.Sprintf("k%d", rng.IntN(8))
+		del := rng.IntN(4) == 0
+		w.do(func(tw *TxnWrite) {
+			if del {
+				if dels, _ := tw.DeleteRange([]byte(k), nil); len(dels) == 0 {
+					del = false
+					tw.Put([]byte(k), []byte("v"), 0)
+				}
+			} else {
+				tw.Put([]byte(k), []byte("v"), 0)
+			}
+			// Before End: its events may reach a watcher before do returns.
+			logMu.Lock()
+			history[tw.Rev()] = append(history[tw.Rev()], change{k, del})
+			logMu.Unlock()
+		})
+	}
+	for range 200 {
+		write()
+	}
+	st := ws.NewWatchStream()
+	defer st.Close()
+	type spec struct {
+		key, end string
+		start    int64
+	}
+	specs := map[WatchID]spec{}
+	for _, sp := range []spec{{"k0", "", 1}, {"k", "l", 50}, {"k3", "k6", 0}, {"k", "\x00", 150}, {"k5", "", 400}} {
+		id, err := st.Watch([]byte(sp.key), []byte(sp.end), sp.start, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp.start == 0 {
+			sp.start = ws.Rev() + 1 // as of the Watch call, no write racing it
+		}
+		specs[id] = sp
+	}
+	// The consumer starts reading only when the writer is half way, so
+	// the stream's channel fills and every watcher is moved aside and has
+	// to catch up from the backend.
+	done, halfway := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range revs {
+			write()
+			if i == revs/2 {
+				close(halfway)
+			}
+			if compaction && i == revs*3/4 {
+				w.compact(ws.Rev() - 100)
+			}
+		}
+	}()
+	<-halfway
+	next := map[WatchID]int64{}
+	for id, sp := range specs {
+		next[id] = sp.start
+	}
+	compacted := map[WatchID]bool{}
+	// satisfied reports whether, with the writer done, every watcher not
+	// told of a compaction has had every event of its range.
+	satisfied := func() bool {
+		logMu.Lock()
+		defer logMu.Unlock()
+		for id, sp := range specs {
+			if compacted[id] {
+				continue
+			}
+			for rev, cs := range history {
+				for _, c := range cs {
+					if rev >= next[id] && (span{[]byte(sp.key), []byte(sp.end)}).contains([]byte(c.key)) {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	}
+	writing := done
+	for {
+		var r WatchResponse
+		select {
+		case <-writing:
+			writing = nil
+			if satisfied() {
+				return
+			}
+			continue
+		case r = <-st.Chan():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no watch response in 10s; still expecting events (next: %v)", next)
+		}
+		if consumerRng.IntN(20) == 0 {
+			time.Sleep(time.Millisecond) // a slow consumer, so the channel fills
+		}
+		if r.CompactRevision != 0 {
+			compacted[r.WatchID] = true
+			continue
+		}
+		sp := specs[r.WatchID]
+		for _, ev := range r.Events {
+			rev := ev.Kv.ModRevision
+			if rev < next[r.WatchID] {
+				t.Fatalf("watcher %d: event at %d after it was past %d", r.WatchID, rev, next[r.WatchID]-1)
+			}
+			// Every revision in between had nothing for this watcher.
+			logMu.Lock()
+			for gap := next[r.WatchID]; gap < rev; gap++ {
+				for _, c := range history[gap] {
+					if (span{[]byte(sp.key), []byte(sp.end)}).contains([]byte(c.key)) {
+						t.Fatalf("watcher %d: missed %s at %d (next event at %d)", r.WatchID, c.key, gap, rev)
+					}
+				}
+			}
+			written := history[rev]
+			logMu.Unlock()
+			next[r.WatchID] = rev + 1
+			if len(written) != 1 || (ev.Type == mvccpb.DELETE) != written[0].del || string(ev.Kv.Key) != written[0].key {
+				t.Fatalf("watcher %d: event %s at %d, but %v was written", r.WatchID, eventString([]*mvccpb.Event{ev}), rev, written)
+			}
+		}
+		next[r.WatchID] = max(next[r.WatchID], r.Revision+1)
+		if writing == nil && satisfied() {
+			break
+		}
+	}
+}
