@@ -1,0 +1,161 @@
+package mvcc
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-db/cairn/internal/backend"
+)
+
+// Benchmarks of the store alone (no raft, no gRPC):
+//
+//	go test ./internal/mvcc -run '^$' -bench 'Put|Txn|Range' -benchtime 2s
+//	go test ./internal/mvcc -run '^$' -bench Restart1M -benchtime 1x -timeout 0
+
+func benchStore(b *testing.B) (*Store, *backend.Backend) {
+	be, err := backend.Open(b.TempDir(), backend.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(be, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close(); be.Close() })
+	return s, be
+}
+
+// BenchmarkPut: one put of a 256-byte value per write transaction, over
+// 10,000 keys.
+func BenchmarkPut(b *testing.B) {
+	s, _ := benchStore(b)
+	value := make([]byte, 256)
+	b.ResetTimer()
+	for i := range b.N {
+		tw := s.Write()
+		tw.Put(fmt.Appendf(nil, "key/%05d", i%10000), value, 0)
+		if _, err := tw.End(uint64(i+1), 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
+}
+
+// BenchmarkTxn: a txn comparing a key's version and putting two keys, as a
+// lock or leader election does.
+func BenchmarkTxn(b *testing.B) {
+	s, _ := benchStore(b)
+	value := make([]byte, 256)
+	b.ResetTimer()
+	for i := range b.N {
+		k := fmt.Appendf(nil, "key/%05d", i%10000)
+		req := &pb.TxnRequest{
+			Compare: []*pb.Compare{{Key: k, Target: pb.Compare_VERSION, Result: pb.Compare_GREATER,
+				TargetUnion: &pb.Compare_Version{Version: -1}}},
+			Success: []*pb.RequestOp{
+				{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: k, Value: value}}},
+				{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: append(k, '!'), Value: value}}},
+			},
+		}
+		tw := s.Write()
+		if _, err := tw.TxnRequest(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tw.End(uint64(i+1), 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "txns/s")
+}
+
+// BenchmarkRange reads a single key, a 100-key prefix and a 10,000-key
+// prefix out of 20,000 keys.
+func BenchmarkRange(b *testing.B) {
+	s, _ := benchStore(b)
+	value := make([]byte, 256)
+	index := uint64(0)
+	for _, prefix := range []struct {
+		name string
+		n    int
+	}{{"one", 1}, {"p100", 100}, {"p10k", 10000}, {"rest", 9899}} {
+		for i := 0; i < prefix.n; i += 1000 {
+			tw := s.Write()
+			for j := i; j < min(i+1000, prefix.n); j++ {
+				tw.Put(fmt.Appendf(nil, "%s/%05d", prefix.name, j), value, 0)
+			}
+			index++
+			tw.End(index, 1)
+		}
+	}
+	for _, c := range []struct{ name, key, end string }{
+		{"single", "one/00000", ""},
+		{"prefix100", "p100/", "p1000"},
+		{"prefix10k", "p10k/", "p10k0"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				if _, err := s.Range([]byte(c.key), []byte(c.end), RangeOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ranges/s")
+		})
+	}
+}
+
+// BenchmarkRestart1M writes 1,000,000 keys, then measures reopening the
+// store (rebuilding the index) and the heap the index takes per key.
+func BenchmarkRestart1M(b *testing.B) {
+	const keys = 1_000_000
+	dir := b.TempDir()
+	be, err := backend.Open(dir, backend.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Open(be, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := make([]byte, 64)
+	index := uint64(0)
+	for i := 0; i < keys; i += 1000 {
+		tw := s.Write()
+		for j := i; j < i+1000; j++ {
+			tw.Put(fmt.Appendf(nil, "/registry/pods/default/pod-%07d", j), value, 0)
+		}
+		index++
+		if _, err := tw.End(index, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	be.Close()
+	b.ResetTimer()
+	var perKey float64
+	for range b.N {
+		be, err := backend.Open(dir, backend.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s, err := Open(be, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perKey = float64(after.HeapAlloc-before.HeapAlloc) / keys
+		runtime.KeepAlive(s)
+		s.Close()
+		be.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(perKey, "heap-bytes/key")
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/restart")
+}
