@@ -47,3 +47,19 @@ func (s *Store) HashKV(rev int64) (hash uint32, current, compacted int64, err er
 	})
 	return h.Sum32(), current, compacted, err
 }
+
+// Hash returns a hash of everything the store keeps in the backend, as
+// stored (etcd's Maintenance.Hash): unlike HashKV it changes as a
+// compaction's removal runs. It also returns the current revision.
+func (s *Store) Hash() (uint32, int64, error) {
+	view := s.b.NewReadView()
+	defer view.Close()
+	rev := s.Rev()
+	h := crc32.New(castagnoli)
+	err := view.Scan([]byte{'m'}, revisionPrefixEnd, func(k, v []byte) bool {
+		h.Write(k)
+		h.Write(v)
+		return true
+	})
+	return h.Sum32(), rev, err
+}

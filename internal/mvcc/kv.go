@@ -140,6 +140,13 @@ func (s *Store) Rev() int64 {
 	return s.mu.currentRev
 }
 
+// ConsistentIndex returns the raft index (and term) of the last entry the
+// store applied and kept: after a restart, the applier skips entries up to
+// it, which makes replaying the raft log idempotent.
+func (s *Store) ConsistentIndex() (index, term uint64) {
+	return s.b.ConsistentIndex()
+}
+
 // CompactRev returns the revision of the last compaction, 0 if none.
 func (s *Store) CompactRev() int64 {
 	s.mu.RLock()

@@ -7,8 +7,10 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/cairn-db/cairn/internal/backend"
@@ -79,6 +81,31 @@ func inRange(k, key, end string) bool {
 		return k >= key
 	}
 	return k >= key && k < end
+}
+
+// modelCompare evaluates a compare on one key as etcd does.
+func modelCompare(state map[string]*mvccpb.KeyValue, c *pb.Compare) bool {
+	kv, ok := state[string(c.Key)]
+	if !ok {
+		if c.Target == pb.Compare_VALUE {
+			return false
+		}
+		kv = &mvccpb.KeyValue{}
+	}
+	var r int
+	switch c.Target {
+	case pb.Compare_VALUE:
+		r = strings.Compare(string(kv.Value), string(c.GetValue()))
+	case pb.Compare_VERSION:
+		r = int(kv.Version - c.GetVersion())
+	}
+	switch c.Result {
+	case pb.Compare_EQUAL:
+		return r == 0
+	case pb.Compare_LESS:
+		return r < 0
+	}
+	panic("unused compare")
 }
 
 func (m *model) rangeAt(key, end string, rev int64) []*mvccpb.KeyValue {
@@ -180,6 +207,39 @@ func runModelSeed(t *testing.T, seed uint64) {
 			mt.end()
 			if rev != m.rev() {
 				t.Fatalf("step %d: revision %d, the model %d", step, rev, m.rev())
+			}
+		case p < 70: // a txn: compare, then a put or a delete
+			k, other := key(), key()
+			c := cmp(k, pb.Compare_VERSION, pb.Compare_EQUAL, rng.IntN(3))
+			if rng.IntN(2) == 0 {
+				c = cmp(k, pb.Compare_VALUE, pb.Compare_LESS, fmt.Sprint(rng.IntN(300)))
+			}
+			req := &pb.TxnRequest{
+				Compare: []*pb.Compare{c},
+				Success: []*pb.RequestOp{putOp(other, fmt.Sprint(step))},
+				Failure: []*pb.RequestOp{delOp(other, ""), getOp(k)},
+			}
+			mt := m.begin()
+			want := modelCompare(mt.state, c)
+			tw := s.Write()
+			resp, err := tw.TxnRequest(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want {
+				mt.put(other, fmt.Sprint(step), 0)
+			} else {
+				mt.del(other, "")
+			}
+			index++
+			rev, err := tw.End(index, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mt.end()
+			if resp.Succeeded != want || rev != m.rev() || resp.Header.Revision != rev {
+				t.Fatalf("step %d: txn on %v: succeeded %v at %d (header %d); the model: %v at %d",
+					step, c, resp.Succeeded, rev, resp.Header.Revision, want, m.rev())
 			}
 		case p < 97: // a read at a random revision
 			k, end := key(), ""
