@@ -40,7 +40,9 @@ func (s *Store) Compact(rev int64, index, term uint64) (<-chan struct{}, error) 
 		return nil, err
 	}
 	if refusal != nil {
-		return nil, refusal
+		done := make(chan struct{})
+		close(done) // nothing to wait for
+		return done, refusal
 	}
 	s.mu.Lock()
 	s.mu.compactRev = rev

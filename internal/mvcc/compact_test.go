@@ -74,9 +74,11 @@ func TestCompactionRemovesHistory(t *testing.T) {
 				s.compactor.wait()
 			}
 			defer func() { s.Close(); b.Close() }()
-			// Left: the latest put of key5..key9.
-			if n := countRevisions(t, b); n != 5 {
-				t.Fatalf("%d revisions after compaction, want 5", n)
+			// Left: the latest put of key5..key9, and the deletes of
+			// key0..key4, which are at the compaction revision: kept for
+			// watchers starting there until the next compaction.
+			if n := countRevisions(t, b); n != 10 {
+				t.Fatalf("%d revisions after compaction, want 10", n)
 			}
 			res, err := s.Range([]byte("key"), []byte("kez"), RangeOptions{})
 			if err != nil {
@@ -87,6 +89,20 @@ func TestCompactionRemovesHistory(t *testing.T) {
 			}
 			if _, err := s.Range([]byte("key9"), nil, RangeOptions{Rev: s.Rev() - 1}); err != ErrCompacted {
 				t.Fatalf("a read below the compaction: %v", err)
+			}
+			// A later compaction removes those deletes.
+			tw = s.Write()
+			tw.Put([]byte("zz"), []byte("v"), 0)
+			index += 2
+			tw.End(index, 1)
+			index++
+			done, err = s.Compact(s.Rev(), index, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if n := countRevisions(t, b); n != 6 {
+				t.Fatalf("%d revisions after the second compaction, want 6", n)
 			}
 		})
 	}

@@ -12,6 +12,17 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // what their last compaction made unreadable has finished: revisions the
 // compaction dropped are left out.
 func (s *Store) HashKV(rev int64) (hash uint32, current, compacted int64, err error) {
+	for {
+		hash, current, compacted, err = s.hashKV(rev)
+		if err != nil || s.CompactRev() == compacted {
+			return hash, current, compacted, err
+		}
+		// A compaction ran meanwhile: the index and the revision read
+		// may disagree. Again.
+	}
+}
+
+func (s *Store) hashKV(rev int64) (hash uint32, current, compacted int64, err error) {
 	s.mu.RLock()
 	current, compacted = s.mu.currentRev, s.mu.compactRev
 	s.mu.RUnlock()
@@ -29,15 +40,15 @@ func (s *Store) HashKV(rev int64) (hash uint32, current, compacted int64, err er
 	h := crc32.New(castagnoli)
 	end := revisionKey(Revision{Main: rev + 1}, false)
 	err = view.Scan([]byte{'r'}, end, func(k, v []byte) bool {
-		r, tombstone, perr := parseRevisionKey(k)
+		r, _, perr := parseRevisionKey(k)
 		if perr != nil {
 			err = perr
 			return false
 		}
 		if r.Main <= compacted {
-			// A delete at or below the compaction is always dropped; a
-			// put, unless the index still reads it.
-			if _, ok := kept[r]; !ok || tombstone {
+			// Left out unless the index still has it (a put still read,
+			// or a delete at the compaction revision).
+			if _, ok := kept[r]; !ok {
 				return true
 			}
 		}

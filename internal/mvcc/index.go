@@ -44,7 +44,10 @@ func (g *generation) version(i int) int64 {
 //	compact(3): the first life is still going at 3: keep from the latest
 //	    revision at or below 3 (3.0, whose value reads at 3 need)
 //	    {created 2.0, ver 2, revs [3.0 4.0], tombstoned} {created 5.0, ...}
-//	compact(4): the first life ended at 4 <= 4: gone
+//	compact(4): the first life ended at 4 exactly: its delete stays, so
+//	    that a watch from 4 still sees it (etcd-io/etcd#18089)
+//	    {created 2.0, ver 2, revs [4.0], tombstoned} {created 5.0, ...}
+//	compact(5): now it is gone
 //	    {created 5.0, ver 1, revs [5.0]}
 type keyIndex struct {
 	key []byte
@@ -103,9 +106,10 @@ func (ki *keyIndex) get(at int64) (mod, created Revision, ver int64, ok bool) {
 // and adds to keep the revisions at or below at that they still do. It
 // reports whether the key has no history left.
 func (ki *keyIndex) compact(at int64, keep map[Revision]struct{}) (empty bool) {
-	// Lives that ended by at are gone.
+	// Lives that ended before at are gone. One that ended at at keeps its
+	// delete, for watchers starting there.
 	n := 0
-	for n < len(ki.gens) && ki.gens[n].tombstoned && ki.gens[n].revs[len(ki.gens[n].revs)-1].Main <= at {
+	for n < len(ki.gens) && ki.gens[n].tombstoned && ki.gens[n].revs[len(ki.gens[n].revs)-1].Main < at {
 		n++
 	}
 	ki.gens = ki.gens[n:]
@@ -168,14 +172,24 @@ func (ti *treeIndex) restorePut(key []byte, rev Revision, created, ver int64) {
 }
 
 // restoreTombstone records a delete read back from the backend on a
-// restart. The key may have no life to end: a compaction interrupted by a
-// crash can have removed the puts before a delete it had yet to remove.
+// restart. The key may have no life to end: a compaction removed the puts
+// before it, either keeping the delete on purpose (it was at the
+// compaction revision) or because a crash interrupted the removal. The
+// delete is then a life of its own; the compaction Open runs next drops it
+// unless it is at the compaction revision (etcd-io/etcd#19179).
 func (ti *treeIndex) restoreTombstone(key []byte, rev Revision) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	if ki, ok := ti.tree.Get(&keyIndex{key: key}); ok && ki.alive() {
-		ki.tombstone(rev)
+	ki, ok := ti.tree.Get(&keyIndex{key: key})
+	if !ok {
+		ki = &keyIndex{key: bytes.Clone(key)}
+		ti.tree.ReplaceOrInsert(ki)
 	}
+	if ki.alive() {
+		ki.tombstone(rev)
+		return
+	}
+	ki.gens = append(ki.gens, generation{created: rev, revs: []Revision{rev}, tombstoned: true})
 }
 
 // tombstone records a delete of key, which must be alive, at rev.

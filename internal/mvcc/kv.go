@@ -181,10 +181,16 @@ type RangeResult struct {
 func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 	s.mu.RLock()
 	current, compacted := s.mu.currentRev, s.mu.compactRev
-	s.mu.RUnlock()
 	view := s.b.NewReadView()
+	s.mu.RUnlock()
 	defer view.Close()
-	return s.rangeAt(view, nil, key, end, opts, current, compacted)
+	res, err := s.rangeAt(view, nil, key, end, opts, current, compacted)
+	if err == nil && opts.Rev > 0 && opts.Rev < s.CompactRev() {
+		// A compaction cut the index while the read walked it: what it
+		// found may be short.
+		return RangeResult{Rev: current}, ErrCompacted
+	}
+	return res, err
 }
 
 // rangeAt reads at opts.Rev given the current and compaction revisions,

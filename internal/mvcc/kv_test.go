@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -305,5 +307,76 @@ func runModelSeed(t *testing.T, seed uint64) {
 	}
 	if _, err := s.Range([]byte("a"), nil, RangeOptions{Rev: m.rev() + 1}); err != ErrFutureRev {
 		t.Fatalf("a read past the current revision: %v", err)
+	}
+}
+
+// A read at a revision that a concurrent compaction passes fails with
+// ErrCompacted, or answers right; never short without an error.
+func TestRangeRacingCompact(t *testing.T) {
+	b, err := backend.Open(t.TempDir(), backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close(); b.Close() }()
+	index := uint64(0)
+	put := func(k string) int64 {
+		tw := s.Write()
+		tw.Put([]byte(k), []byte("v"), 0)
+		index++
+		rev, _ := tw.End(index, 1)
+		return rev
+	}
+	tw := s.Write()
+	for i := range 20000 { // a big index: compacting it takes a while
+		tw.Put(fmt.Appendf(nil, "filler%05d", i), []byte("v"), 0)
+	}
+	index++
+	tw.End(index, 1)
+	var target atomic.Int64
+	var bad atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rev := target.Load()
+			if rev == 0 {
+				continue
+			}
+			res, err := s.Range([]byte("a"), nil, RangeOptions{Rev: rev})
+			if err == nil && (len(res.KVs) != 1 || res.KVs[0].ModRevision != rev) {
+				bad.Store(fmt.Sprintf("Range at %d (compacted %d): %d kvs, no error", rev, s.CompactRev(), len(res.KVs)))
+			} else if err != nil && err != ErrCompacted {
+				bad.Store(err.Error())
+			}
+		}
+	}()
+	for range 100 {
+		target.Store(put("a"))
+		r2 := put("a")
+		index++
+		done, err := s.Compact(r2, index, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		if v := bad.Load(); v != nil {
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
 	}
 }

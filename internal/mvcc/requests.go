@@ -54,8 +54,11 @@ func rangeRequest(r reader, req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if req.SortTarget == pb.RangeRequest_KEY && order == pb.RangeRequest_ASCEND {
 		order = pb.RangeRequest_NONE // keys come in ascending order
 	}
+	// As etcd: the limit is lifted for the request's own sort order, not
+	// the one implied by a sort target, so a target without an order
+	// sorts only the first limit+1 keys.
 	limit := req.Limit
-	if order != pb.RangeRequest_NONE || filtered {
+	if req.SortOrder != pb.RangeRequest_NONE || filtered {
 		limit = 0
 	}
 	if limit > 0 {
@@ -185,29 +188,116 @@ func (tw *TxnWrite) DeleteRangeRequest(req *pb.DeleteRangeRequest) (*pb.DeleteRa
 	return resp, nil
 }
 
-// TxnRequest applies a txn in the transaction: its compares decide which
-// branch runs, the branch's ops run in order (each seeing the ones before),
-// and all their writes share the transaction's one revision.
+// TxnRequest applies a txn in the transaction, as etcd does: every
+// compare on the path the txn takes, nested ones included, is evaluated
+// against the state before any op runs; the ops on that path are then
+// checked against that same state (a put that keeps the value or lease of
+// a key that does not exist, a range at a revision that is compacted or
+// to come); and only if all pass do they run, in order, each seeing the
+// writes before it, all at the transaction's one revision. A txn that
+// fails its check writes nothing.
 func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
-	resp := &pb.TxnResponse{Header: &pb.ResponseHeader{}}
+	path, err := tw.txnPath(req, nil)
+	if err != nil {
+		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: tw.Rev()}}, err
+	}
+	if _, err := tw.checkPath(req, path); err != nil {
+		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: tw.Rev()}}, err
+	}
+	resp, _, err := tw.runTxn(req, path)
+	if err != nil {
+		// The check passed, so this is a bug or a backend failure; the
+		// transaction may be half applied, and the caller must not commit
+		// it.
+		return resp, fmt.Errorf("mvcc: txn failed after its check: %w", err)
+	}
+	resp.Header = &pb.ResponseHeader{Revision: tw.Rev()}
+	return resp, nil
+}
+
+// txnPath appends to path, in depth-first order, which branch each txn on
+// the path takes.
+func (tw *TxnWrite) txnPath(req *pb.TxnRequest, path []bool) ([]bool, error) {
 	ok, err := tw.compares(req.Compare)
 	if err != nil {
-		return resp, err
+		return nil, err
 	}
-	ops := req.Failure
+	path = append(path, ok)
+	for _, op := range branch(req, ok) {
+		if t := op.GetRequestTxn(); t != nil {
+			if path, err = tw.txnPath(t, path); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return path, nil
+}
+
+func branch(req *pb.TxnRequest, ok bool) []*pb.RequestOp {
 	if ok {
-		ops = req.Success
+		return req.Success
 	}
-	resp.Succeeded = ok
-	for _, op := range ops {
-		r, err := tw.op(op)
+	return req.Failure
+}
+
+// checkPath checks the ops on the path of req (path[0] is req's branch)
+// and returns how much of path it used.
+func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool) (int, error) {
+	used := 1
+	for _, op := range branch(req, path[0]) {
+		switch r := op.Request.(type) {
+		case *pb.RequestOp_RequestPut:
+			if p := r.RequestPut; p.IgnoreValue || p.IgnoreLease {
+				res, err := tw.Range(p.Key, nil, RangeOptions{CountOnly: true})
+				if err != nil {
+					return 0, err
+				}
+				if res.Count == 0 {
+					return 0, ErrKeyNotFound
+				}
+			}
+		case *pb.RequestOp_RequestRange:
+			switch rev := r.RequestRange.Revision; {
+			case rev > tw.Rev():
+				return 0, ErrFutureRev
+			case rev > 0 && rev < tw.compact:
+				return 0, ErrCompacted
+			}
+		case *pb.RequestOp_RequestTxn:
+			n, err := tw.checkPath(r.RequestTxn, path[used:])
+			if err != nil {
+				return 0, err
+			}
+			used += n
+		}
+	}
+	return used, nil
+}
+
+// runTxn runs the ops on the path of req and returns how much of path it
+// used.
+func (tw *TxnWrite) runTxn(req *pb.TxnRequest, path []bool) (*pb.TxnResponse, int, error) {
+	resp := &pb.TxnResponse{Header: &pb.ResponseHeader{}, Succeeded: path[0]}
+	used := 1
+	for _, op := range branch(req, path[0]) {
+		var r *pb.ResponseOp
+		var err error
+		if t := op.GetRequestTxn(); t != nil {
+			// As etcd: only the outermost txn's header is filled in.
+			var sub *pb.TxnResponse
+			var n int
+			sub, n, err = tw.runTxn(t, path[used:])
+			used += n
+			r = &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: sub}}
+		} else {
+			r, err = tw.op(op)
+		}
 		if err != nil {
-			return resp, err
+			return resp, used, err
 		}
 		resp.Responses = append(resp.Responses, r)
 	}
-	resp.Header.Revision = tw.Rev()
-	return resp, nil
+	return resp, used, nil
 }
 
 func (tw *TxnWrite) op(op *pb.RequestOp) (*pb.ResponseOp, error) {
@@ -221,9 +311,6 @@ func (tw *TxnWrite) op(op *pb.RequestOp) (*pb.ResponseOp, error) {
 	case *pb.RequestOp_RequestDeleteRange:
 		resp, err := tw.DeleteRangeRequest(r.RequestDeleteRange)
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: resp}}, err
-	case *pb.RequestOp_RequestTxn:
-		resp, err := tw.TxnRequest(r.RequestTxn)
-		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: resp}}, err
 	}
 	return nil, fmt.Errorf("mvcc: unknown txn op %T", op.Request)
 }
@@ -276,7 +363,7 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	case pb.Compare_LESS:
 		return result < 0
 	}
-	return false
+	return true // as etcd, for a result it does not know
 }
 
 func compareInt64(a, b int64) int {
@@ -316,8 +403,15 @@ func (s span) contains(k []byte) bool {
 	return bytes.Compare(k, s.key) >= 0 && bytes.Compare(k, s.end) < 0
 }
 
+// deletes reports whether a delete in dels covers k, for CheckTxn. As in
+// etcd's check, a delete from a key on (end "\x00") covers nothing: etcd
+// reads it as the empty interval [key, "\x00"), so a txn that also puts a
+// key after key is accepted, and so it is here.
 func deletes(k []byte, dels []span) bool {
 	for _, d := range dels {
+		if len(d.end) == 1 && d.end[0] == 0 {
+			continue
+		}
 		if d.contains(k) {
 			return true
 		}

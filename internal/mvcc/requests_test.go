@@ -85,7 +85,10 @@ func TestRangeRequest(t *testing.T) {
 		{"sort by version, no order means ascending", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_VERSION}, "b,d,c,a", false, 4},
 		{"sort by create descending", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_CREATE, SortOrder: pb.RangeRequest_DESCEND}, "d,c,b,a", false, 4},
 		{"sort by mod", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_MOD, SortOrder: pb.RangeRequest_ASCEND}, "b,c,d,a", false, 4},
-		{"sort by value with a limit", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_VALUE, Limit: 2}, "d,c", true, 4},
+		// A sort target without an order sorts only the first limit+1
+		// keys (etcd lifts the limit only for an explicit order).
+		{"sort by value with a limit", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_VALUE, Limit: 2}, "c,b", true, 4},
+		{"sort by value ascending with a limit", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), SortTarget: pb.RangeRequest_VALUE, SortOrder: pb.RangeRequest_ASCEND, Limit: 2}, "d,c", true, 4},
 		{"min mod revision", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), MinModRevision: 6}, "a,c,d", false, 4},
 		{"max mod revision", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), MaxModRevision: 6}, "b,c", false, 4},
 		{"create revision window", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), MinCreateRevision: 3, MaxCreateRevision: 4}, "b,c", false, 4},
@@ -282,8 +285,10 @@ func TestTxnBranches(t *testing.T) {
 			Failure: []*pb.RequestOp{
 				putOp("y", "1"),
 				getOp("y"),
+				// Compares, nested ones too, see the state before the
+				// txn (as etcd's): y does not exist yet.
 				txnOp(&pb.TxnRequest{
-					Compare: []*pb.Compare{cmp("y", pb.Compare_VERSION, pb.Compare_EQUAL, 1)},
+					Compare: []*pb.Compare{cmp("y", pb.Compare_VERSION, pb.Compare_EQUAL, 0)},
 					Success: []*pb.RequestOp{putOp("z", "2"), delOp("x", "")},
 				}),
 				getOp("x"),
@@ -300,8 +305,8 @@ func TestTxnBranches(t *testing.T) {
 		t.Fatalf("a read in the txn of its own put: %v", got)
 	}
 	nested := resp.Responses[2].GetResponseTxn()
-	if !nested.Succeeded || nested.Responses[1].GetResponseDeleteRange().Deleted != 1 {
-		t.Fatalf("nested txn: %+v", nested)
+	if !nested.Succeeded || nested.Responses[1].GetResponseDeleteRange().Deleted != 1 || nested.Header.Revision != 0 {
+		t.Fatalf("nested txn (etcd leaves its header empty): %+v", nested)
 	}
 	if got := resp.Responses[3].GetResponseRange().Kvs; len(got) != 0 {
 		t.Fatalf("a read in the txn after its delete: %v", got)
@@ -326,7 +331,8 @@ func TestCheckTxn(t *testing.T) {
 		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1")}, Failure: []*pb.RequestOp{putOp("a", "2")}}, true},
 		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("b", "1"), delOp("a", "c")}}, false},
 		{&pb.TxnRequest{Success: []*pb.RequestOp{delOp("a", "c"), delOp("b", "d")}}, true},
-		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("z", "1"), delOp("a", "\x00")}}, false},
+		// etcd's check reads a delete from a key on as an empty interval.
+		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("z", "1"), delOp("a", "\x00")}}, true},
 		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("c", "1"), delOp("a", "c")}}, true},
 		// Nested: a put in a nested txn conflicts with the outer branch.
 		{&pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1"),
@@ -347,6 +353,38 @@ func TestCheckTxn(t *testing.T) {
 		err := CheckTxn(tc.req)
 		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrDuplicateKey)) {
 			t.Errorf("case %d: %v, want ok=%v", i, err, tc.ok)
+		}
+	}
+}
+
+// A txn whose path fails its check writes nothing, even ops before the one
+// that fails; the check sees the state before the txn.
+func TestFailedTxnWritesNothing(t *testing.T) {
+	r := newReqStore(t)
+	r.put("x", "1", 0) // 2
+	for _, tc := range []struct {
+		name string
+		ops  []*pb.RequestOp
+		err  error
+	}{
+		{"ignore_value on a missing key", []*pb.RequestOp{putOp("a", "1"),
+			{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("missing"), IgnoreValue: true}}}}, ErrKeyNotFound},
+		// The key is put earlier in the txn, but did not exist before it.
+		{"ignore_lease on a key the txn creates", []*pb.RequestOp{putOp("b", "1"),
+			{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("b"), IgnoreLease: true}}}}, ErrKeyNotFound},
+		// The txn's own revision is in the future as far as its check goes.
+		{"range at the txn's own revision", []*pb.RequestOp{putOp("a", "1"),
+			{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("a"), Revision: 3}}}}, ErrFutureRev},
+		{"nested", []*pb.RequestOp{putOp("a", "1"), txnOp(&pb.TxnRequest{Success: []*pb.RequestOp{
+			{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("missing"), IgnoreValue: true}}}}})}, ErrKeyNotFound},
+	} {
+		var err error
+		rev := r.apply(func(tw *TxnWrite) {
+			_, err = tw.TxnRequest(&pb.TxnRequest{Success: tc.ops})
+		})
+		got, _ := r.s.RangeRequest(&pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("c")})
+		if !errors.Is(err, tc.err) || rev != 2 || got.Count != 0 {
+			t.Errorf("%s: err %v (want %v), revision %d (want 2), %d keys written", tc.name, err, tc.err, rev, got.Count)
 		}
 	}
 }

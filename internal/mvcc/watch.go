@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.uber.org/zap"
 )
 
 const (
@@ -67,9 +68,10 @@ type WatchableStore struct {
 
 	// syncc wakes the syncer; size 1, so a wake-up is never lost and
 	// never blocks.
-	syncc chan struct{}
-	stopc chan struct{}
-	wg    sync.WaitGroup
+	syncc     chan struct{}
+	stopc     chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // watcher follows a key range. Its fields after stream are guarded by
@@ -101,11 +103,14 @@ func NewWatchable(s *Store) *WatchableStore {
 	return ws
 }
 
-// Close stops the syncer and the store's background work.
+// Close stops the syncer and the store's background work. Streams stay
+// open; their owners close them.
 func (ws *WatchableStore) Close() {
-	close(ws.stopc)
-	ws.wg.Wait()
-	ws.Store.Close()
+	ws.closeOnce.Do(func() {
+		close(ws.stopc)
+		ws.wg.Wait()
+		ws.Store.Close()
+	})
 }
 
 // WatchStream is a set of watchers sharing one channel of responses, as
@@ -332,13 +337,15 @@ func (ws *WatchableStore) syncRound() bool {
 	if len(ws.mu.unsynced) == 0 {
 		return false
 	}
-	// The view first, then the compaction revision: whatever the view
-	// lacks was removed by a compaction already recorded by then.
-	view := ws.b.NewReadView()
-	defer view.Close()
+	// The view and both revisions under one read lock: no revision is
+	// published meanwhile (the view may hold a commit not yet published,
+	// whose notify then comes after this round), and whatever the view
+	// lacks was removed by a compaction already recorded.
 	ws.Store.mu.RLock()
+	view := ws.b.NewReadView()
 	current, compacted := ws.Store.mu.currentRev, ws.Store.mu.compactRev
 	ws.Store.mu.RUnlock()
+	defer view.Close()
 
 	from := current + 1
 	for w := range ws.mu.unsynced {
@@ -363,8 +370,9 @@ func (ws *WatchableStore) syncRound() bool {
 	to := min(current, from+maxRevsPerSync-1)
 	events, err := readEvents(view, from, to)
 	if err != nil {
-		ws.logger.Error("mvcc: reading events for watchers; retrying")
-		return true
+		// The ticker retries; waking at once would spin on the error.
+		ws.logger.Error("mvcc: reading events for watchers; retrying", zap.Error(err))
+		return false
 	}
 	for w := range ws.mu.unsynced {
 		if w.next > to {
