@@ -47,8 +47,9 @@ func (s *Store) Compact(rev int64, index, term uint64) (<-chan struct{}, error) 
 	s.mu.Lock()
 	s.mu.compactRev = rev
 	s.mu.Unlock()
-	keep := s.index.compact(rev)
-	return s.compactor.start(s, rev, keep), nil
+	// Reads below rev fail from here on. The rest, the index's share
+	// included, happens in the background, so writes go on.
+	return s.compactor.start(s, rev, nil), nil
 }
 
 // compactor runs the removals compactions schedule, one at a time, each
@@ -76,8 +77,9 @@ func (c *compactor) init(batchKeys, crashAfterBatches int) {
 	c.batchKeys, c.crashAfterBatches = batchKeys, crashAfterBatches
 }
 
-// start removes, in the background, the revisions at or below rev that
-// keep does not name, and records the compaction finished.
+// start compacts the index at rev (unless keep, what that kept, is given)
+// and removes, in the background, the revisions at or below rev that the
+// index no longer needs; then records the compaction finished.
 func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}) <-chan struct{} {
 	done := make(chan struct{})
 	c.lastMu.Lock()
@@ -89,6 +91,9 @@ func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}) <-cha
 		defer close(done)
 		c.runMu.Lock()
 		defer c.runMu.Unlock()
+		if keep == nil {
+			keep = s.index.compact(rev)
+		}
 		if err := c.remove(s, rev, keep); err != nil {
 			s.logger.Error("mvcc: removing compacted revisions; a restart resumes it",
 				zap.Int64("revision", rev), zap.Error(err))

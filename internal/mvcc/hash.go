@@ -34,7 +34,7 @@ func (s *Store) hashKV(rev int64) (hash uint32, current, compacted int64, err er
 	case rev < compacted:
 		return 0, current, compacted, ErrCompacted
 	}
-	kept := s.index.revisionsAtOrBelow(compacted)
+	kept := s.index.keptAt(compacted)
 	view := s.b.NewReadView()
 	defer view.Close()
 	h := crc32.New(castagnoli)
