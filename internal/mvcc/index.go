@@ -263,8 +263,12 @@ func (ti *treeIndex) compact(at int64) map[Revision]struct{} {
 	ti.mu.Unlock()
 	snapshot.Ascend(func(ki *keyIndex) bool {
 		ti.mu.Lock()
+		// Only this walk removes keys, so ki is still the tree's; check
+		// anyway rather than delete another keyIndex of the same key.
 		if ki.compact(at, keep) {
-			ti.tree.Delete(ki)
+			if cur, ok := ti.tree.Get(ki); ok && cur == ki {
+				ti.tree.Delete(ki)
+			}
 		}
 		ti.mu.Unlock()
 		return true
