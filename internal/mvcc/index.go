@@ -116,10 +116,14 @@ func (ki *keyIndex) compact(at int64, keep map[Revision]struct{}) (empty bool) {
 	if len(ki.gens) == 0 {
 		return true
 	}
-	// In the life going on at at, only its latest revision at or below at
-	// is still read.
-	g := &ki.gens[0]
-	if g.revs[0].Main <= at {
+	// In each life begun by at (the one going on at at; a life ended at at
+	// exactly; and one begun again in that same revision, after a delete
+	// earlier in it), only its latest revision at or below at is read.
+	for gi := range ki.gens {
+		g := &ki.gens[gi]
+		if g.revs[0].Main > at {
+			break
+		}
 		i := len(g.revs) - 1
 		for g.revs[i].Main > at {
 			i--
@@ -284,19 +288,19 @@ func (ti *treeIndex) keptAt(at int64) map[Revision]struct{} {
 	defer ti.mu.RUnlock()
 	keep := map[Revision]struct{}{}
 	ti.tree.Ascend(func(ki *keyIndex) bool {
-		// The first life not over before at, as compact finds it.
+		// The lives not over before at, as compact finds them.
 		for _, g := range ki.gens {
 			if g.tombstoned && g.revs[len(g.revs)-1].Main < at {
 				continue
 			}
-			if g.revs[0].Main <= at {
-				i := len(g.revs) - 1
-				for g.revs[i].Main > at {
-					i--
-				}
-				keep[g.revs[i]] = struct{}{}
+			if g.revs[0].Main > at {
+				break
 			}
-			break
+			i := len(g.revs) - 1
+			for g.revs[i].Main > at {
+				i--
+			}
+			keep[g.revs[i]] = struct{}{}
 		}
 		return true
 	})

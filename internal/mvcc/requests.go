@@ -380,10 +380,39 @@ func compareInt64(a, b int64) int {
 // any path through it: within a branch, no two puts of a key and no put
 // inside a delete's range, nested txns included; the two branches of a
 // nested txn exclude each other, so they may write the same key.
+//
+// One deliberate difference: etcd's check lets through a put with
+// ignore_value or ignore_lease of a key that a from-key delete in the same
+// txn removes first; applying it then fails half way, and etcd panics.
+// CheckTxn refuses such a txn (anywhere in it) with ErrDuplicateKey.
 func CheckTxn(req *pb.TxnRequest) error {
 	for _, ops := range [][]*pb.RequestOp{req.Success, req.Failure} {
 		if _, _, err := checkOps(ops); err != nil {
 			return err
+		}
+	}
+	var fromKeyDels [][]byte
+	var ignorePuts [][]byte
+	var walk func(*pb.TxnRequest)
+	walk = func(t *pb.TxnRequest) {
+		for _, op := range append(append([]*pb.RequestOp(nil), t.Success...), t.Failure...) {
+			if d := op.GetRequestDeleteRange(); d != nil && len(d.RangeEnd) == 1 && d.RangeEnd[0] == 0 {
+				fromKeyDels = append(fromKeyDels, d.Key)
+			}
+			if p := op.GetRequestPut(); p != nil && (p.IgnoreValue || p.IgnoreLease) {
+				ignorePuts = append(ignorePuts, p.Key)
+			}
+			if n := op.GetRequestTxn(); n != nil {
+				walk(n)
+			}
+		}
+	}
+	walk(req)
+	for _, d := range fromKeyDels {
+		for _, k := range ignorePuts {
+			if bytes.Compare(k, d) >= 0 {
+				return ErrDuplicateKey
+			}
 		}
 	}
 	return nil

@@ -388,3 +388,36 @@ func TestFailedTxnWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+// Compacting at a revision in which a key was deleted and put again keeps
+// both (the put is the live value; the delete is for watchers from there).
+func TestCompactAtDeleteThenPutRevision(t *testing.T) {
+	r := newReqStore(t)
+	r.put("a", "1", 0) // 2
+	rev := r.apply(func(tw *TxnWrite) {
+		tw.DeleteRange([]byte("a"), []byte{0})
+		tw.Put([]byte("a"), []byte("2"), 0)
+	}) // 3: delete 3.0, put 3.1
+	r.index++
+	done, err := r.s.Compact(rev, r.index, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	res, err := r.s.Range([]byte("a"), nil, RangeOptions{})
+	if err != nil || len(res.KVs) != 1 || string(res.KVs[0].Value) != "2" {
+		t.Fatalf("a after compact(%d) = %v, %v; want a=2", rev, res.KVs, err)
+	}
+}
+
+// A put keeping the value or lease of a key that a from-key delete in the
+// same txn removes first would fail half way through (etcd panics); it is
+// refused up front.
+func TestCheckTxnIgnorePutAfterFromKeyDelete(t *testing.T) {
+	put := putOp("a", "")
+	put.GetRequestPut().IgnoreValue = true
+	req := &pb.TxnRequest{Success: []*pb.RequestOp{delOp("a", "\x00"), put}}
+	if err := CheckTxn(req); !errors.Is(err, ErrDuplicateKey) {
+		t.Fatalf("got %v, want ErrDuplicateKey", err)
+	}
+}
