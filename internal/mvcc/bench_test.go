@@ -15,23 +15,10 @@ import (
 //	go test ./internal/mvcc -run '^$' -bench 'Put|Txn|Range' -benchtime 2s
 //	go test ./internal/mvcc -run '^$' -bench Restart1M -benchtime 1x -timeout 0
 
-func benchStore(b *testing.B) (*Store, *backend.Backend) {
-	be, err := backend.Open(b.TempDir(), backend.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := Open(be, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close(); be.Close() })
-	return s, be
-}
-
 // BenchmarkPut: one put of a 256-byte value per write transaction, over
 // 10,000 keys.
 func BenchmarkPut(b *testing.B) {
-	s, _ := benchStore(b)
+	s, _ := newTestStore(b)
 	value := make([]byte, 256)
 	b.ResetTimer()
 	for i := range b.N {
@@ -47,7 +34,7 @@ func BenchmarkPut(b *testing.B) {
 // BenchmarkTxn: a txn comparing a key's version and putting two keys, as a
 // lock or leader election does.
 func BenchmarkTxn(b *testing.B) {
-	s, _ := benchStore(b)
+	s, _ := newTestStore(b)
 	value := make([]byte, 256)
 	b.ResetTimer()
 	for i := range b.N {
@@ -74,7 +61,7 @@ func BenchmarkTxn(b *testing.B) {
 // BenchmarkRange reads a single key, a 100-key prefix and a 10,000-key
 // prefix out of 20,000 keys.
 func BenchmarkRange(b *testing.B) {
-	s, _ := benchStore(b)
+	s, _ := newTestStore(b)
 	value := make([]byte, 256)
 	index := uint64(0)
 	for _, prefix := range []struct {

@@ -18,6 +18,22 @@ import (
 	"github.com/cairn-db/cairn/internal/backend"
 )
 
+// newTestStore opens a store on a new backend in a temporary directory,
+// closed when the test ends.
+func newTestStore(tb testing.TB) (*Store, *backend.Backend) {
+	tb.Helper()
+	be, err := backend.Open(tb.TempDir(), backend.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := Open(be, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close(); be.Close() })
+	return s, be
+}
+
 // model is the store as a plain list: the state after every revision.
 type model struct {
 	// states[r] is the map of live keys at revision r (states[1] is the
@@ -147,23 +163,22 @@ func TestAgainstModel(t *testing.T) {
 func runModelSeed(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 3))
 	dir := t.TempDir()
-	b, err := backend.Open(dir, backend.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var (
+		b   *backend.Backend
+		s   *Store
+		err error
+	)
 	defer func() { s.Close(); b.Close() }()
 	m := newModel()
 	compacted := int64(0)
-	// reopen restarts the store; its compactions remove 2 revisions a
+	// reopen (re)starts the store; its compactions remove 2 revisions a
 	// batch, and give up after crashAfterBatches batches (0: never).
 	reopen := func(crashAfterBatches int) {
-		s.Close()
-		if err := b.Close(); err != nil {
-			t.Fatal(err)
+		if s != nil {
+			s.Close()
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if b, err = backend.Open(dir, backend.Options{}); err != nil {
 			t.Fatal(err)
@@ -313,15 +328,7 @@ func runModelSeed(t *testing.T, seed uint64) {
 // A read at a revision that a concurrent compaction passes fails with
 // ErrCompacted, or answers right; never short without an error.
 func TestRangeRacingCompact(t *testing.T) {
-	b, err := backend.Open(t.TempDir(), backend.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { s.Close(); b.Close() }()
+	s, _ := newTestStore(t)
 	index := uint64(0)
 	put := func(k string) int64 {
 		tw := s.Write()

@@ -7,8 +7,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-
-	"github.com/cairn-db/cairn/internal/backend"
 )
 
 // reqStore is a store for request tests, with its raft index counter.
@@ -19,15 +17,7 @@ type reqStore struct {
 }
 
 func newReqStore(t *testing.T) *reqStore {
-	b, err := backend.Open(t.TempDir(), backend.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); b.Close() })
+	s, _ := newTestStore(t)
 	return &reqStore{t: t, s: s}
 }
 

@@ -8,22 +8,13 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
-
-	"github.com/cairn-db/cairn/internal/backend"
 )
 
 func newWatchable(t *testing.T) *WatchableStore {
 	t.Helper()
-	b, err := backend.Open(t.TempDir(), backend.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newTestStore(t)
 	ws := NewWatchable(s)
-	t.Cleanup(func() { ws.Close(); b.Close() })
+	t.Cleanup(ws.Close) // runs before newTestStore's cleanup closes the store
 	return ws
 }
 
