@@ -227,9 +227,9 @@ func runModelSeed(t *testing.T, seed uint64) {
 			}
 		case p < 70: // a txn: compare, then a put or a delete
 			k, other := key(), key()
-			c := cmp(k, pb.Compare_VERSION, pb.Compare_EQUAL, rng.IntN(3))
+			c := newCompare(k, pb.Compare_VERSION, pb.Compare_EQUAL, rng.IntN(3))
 			if rng.IntN(2) == 0 {
-				c = cmp(k, pb.Compare_VALUE, pb.Compare_LESS, fmt.Sprint(rng.IntN(300)))
+				c = newCompare(k, pb.Compare_VALUE, pb.Compare_LESS, fmt.Sprint(rng.IntN(300)))
 			}
 			req := &pb.TxnRequest{
 				Compare: []*pb.Compare{c},

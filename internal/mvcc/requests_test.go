@@ -171,7 +171,7 @@ func TestDeleteRangeRequest(t *testing.T) {
 	}
 }
 
-func cmp(key string, target pb.Compare_CompareTarget, result pb.Compare_CompareResult, v any) *pb.Compare {
+func newCompare(key string, target pb.Compare_CompareTarget, result pb.Compare_CompareResult, v any) *pb.Compare {
 	c := &pb.Compare{Key: []byte(key), Target: target, Result: result}
 	switch target {
 	case pb.Compare_VALUE:
@@ -213,20 +213,20 @@ func TestTxnCompares(t *testing.T) {
 		c    *pb.Compare
 		want bool
 	}{
-		{cmp("k", pb.Compare_VALUE, pb.Compare_EQUAL, "b"), true},
-		{cmp("k", pb.Compare_VALUE, pb.Compare_GREATER, "a"), true},
-		{cmp("k", pb.Compare_VALUE, pb.Compare_LESS, "a"), false},
-		{cmp("k", pb.Compare_VALUE, pb.Compare_NOT_EQUAL, "b"), false},
-		{cmp("k", pb.Compare_VERSION, pb.Compare_EQUAL, 2), true},
-		{cmp("k", pb.Compare_CREATE, pb.Compare_EQUAL, 2), true},
-		{cmp("k", pb.Compare_MOD, pb.Compare_GREATER, 2), true},
-		{cmp("k", pb.Compare_LEASE, pb.Compare_EQUAL, 5), true},
+		{newCompare("k", pb.Compare_VALUE, pb.Compare_EQUAL, "b"), true},
+		{newCompare("k", pb.Compare_VALUE, pb.Compare_GREATER, "a"), true},
+		{newCompare("k", pb.Compare_VALUE, pb.Compare_LESS, "a"), false},
+		{newCompare("k", pb.Compare_VALUE, pb.Compare_NOT_EQUAL, "b"), false},
+		{newCompare("k", pb.Compare_VERSION, pb.Compare_EQUAL, 2), true},
+		{newCompare("k", pb.Compare_CREATE, pb.Compare_EQUAL, 2), true},
+		{newCompare("k", pb.Compare_MOD, pb.Compare_GREATER, 2), true},
+		{newCompare("k", pb.Compare_LEASE, pb.Compare_EQUAL, 5), true},
 		// A missing key: version, revisions and lease are 0; a value
 		// compare is false whatever it asks.
-		{cmp("missing", pb.Compare_VERSION, pb.Compare_EQUAL, 0), true},
-		{cmp("missing", pb.Compare_CREATE, pb.Compare_LESS, 1), true},
-		{cmp("missing", pb.Compare_VALUE, pb.Compare_NOT_EQUAL, "x"), false},
-		{cmp("missing", pb.Compare_VALUE, pb.Compare_EQUAL, ""), false},
+		{newCompare("missing", pb.Compare_VERSION, pb.Compare_EQUAL, 0), true},
+		{newCompare("missing", pb.Compare_CREATE, pb.Compare_LESS, 1), true},
+		{newCompare("missing", pb.Compare_VALUE, pb.Compare_NOT_EQUAL, "x"), false},
+		{newCompare("missing", pb.Compare_VALUE, pb.Compare_EQUAL, ""), false},
 	} {
 		var resp *pb.TxnResponse
 		r.apply(func(tw *TxnWrite) {
@@ -240,7 +240,7 @@ func TestTxnCompares(t *testing.T) {
 		}
 	}
 	// A compare over a range holds only if it holds for every key in it.
-	c := cmp("j", pb.Compare_VALUE, pb.Compare_GREATER, "")
+	c := newCompare("j", pb.Compare_VALUE, pb.Compare_GREATER, "")
 	c.RangeEnd = []byte("l")
 	r.apply(func(tw *TxnWrite) {
 		resp, _ := tw.TxnRequest(&pb.TxnRequest{Compare: []*pb.Compare{c}})
@@ -248,7 +248,7 @@ func TestTxnCompares(t *testing.T) {
 			t.Error("a compare that holds for every key in a range failed")
 		}
 	})
-	c = cmp("j", pb.Compare_VALUE, pb.Compare_EQUAL, "a")
+	c = newCompare("j", pb.Compare_VALUE, pb.Compare_EQUAL, "a")
 	c.RangeEnd = []byte("l")
 	r.apply(func(tw *TxnWrite) {
 		resp, _ := tw.TxnRequest(&pb.TxnRequest{Compare: []*pb.Compare{c}})
@@ -270,7 +270,7 @@ func TestTxnBranches(t *testing.T) {
 	rev := r.apply(func(tw *TxnWrite) {
 		var err error
 		resp, err = tw.TxnRequest(&pb.TxnRequest{
-			Compare: []*pb.Compare{cmp("x", pb.Compare_VALUE, pb.Compare_EQUAL, "nope")},
+			Compare: []*pb.Compare{newCompare("x", pb.Compare_VALUE, pb.Compare_EQUAL, "nope")},
 			Success: []*pb.RequestOp{putOp("never", "1")},
 			Failure: []*pb.RequestOp{
 				putOp("y", "1"),
@@ -278,7 +278,7 @@ func TestTxnBranches(t *testing.T) {
 				// Compares, nested ones too, see the state before the
 				// txn (as etcd's): y does not exist yet.
 				txnOp(&pb.TxnRequest{
-					Compare: []*pb.Compare{cmp("y", pb.Compare_VERSION, pb.Compare_EQUAL, 0)},
+					Compare: []*pb.Compare{newCompare("y", pb.Compare_VERSION, pb.Compare_EQUAL, 0)},
 					Success: []*pb.RequestOp{putOp("z", "2"), delOp("x", "")},
 				}),
 				getOp("x"),

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,7 +50,7 @@ func listSegments(fs vfs.FS, dir string) ([]segment, error) {
 			segs = append(segs, s)
 		}
 	}
-	slices.SortFunc(segs, func(a, b segment) int { return compareUint64(a.seq, b.seq) })
+	slices.SortFunc(segs, func(a, b segment) int { return cmp.Compare(a.seq, b.seq) })
 	for i := 1; i < len(segs); i++ {
 		if segs[i].seq != segs[i-1].seq+1 {
 			return nil, fmt.Errorf("%w: %s: segment %s is missing before %s", ErrCorrupt, dir,
@@ -57,16 +58,6 @@ func listSegments(fs vfs.FS, dir string) ([]segment, error) {
 		}
 	}
 	return segs, nil
-}
-
-func compareUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // removeTemps deletes segments that a crash left half-made. They were never

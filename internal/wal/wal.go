@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -386,7 +387,7 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	lowest := slices.MinFunc(segs, func(a, b segment) int { return compareUint64(a.index, b.index) }).index
+	lowest := slices.MinFunc(segs, func(a, b segment) int { return cmp.Compare(a.index, b.index) }).index
 	return slices.DeleteFunc(snaps, func(s Snapshot) bool {
 		// Open starts at a segment whose index is at most the snapshot's.
 		return s.Index > commit || s.Index < lowest
