@@ -25,6 +25,16 @@ type generation struct {
 	tombstoned bool
 }
 
+// latestAt returns the index in revs of the latest revision at or below
+// main revision at, or -1 if the life began after at.
+func (g *generation) latestAt(at int64) int {
+	i := len(g.revs) - 1
+	for i >= 0 && g.revs[i].Main > at {
+		i--
+	}
+	return i
+}
+
 // version returns the key's version at revs[i], a put.
 func (g *generation) version(i int) int64 {
 	after := len(g.revs) - 1 - i // changes after revs[i]
@@ -87,12 +97,9 @@ func (ki *keyIndex) tombstone(rev Revision) {
 func (ki *keyIndex) get(at int64) (mod, created Revision, ver int64, ok bool) {
 	for gi := len(ki.gens) - 1; gi >= 0; gi-- {
 		g := &ki.gens[gi]
-		if g.revs[0].Main > at {
+		i := g.latestAt(at)
+		if i < 0 {
 			continue
-		}
-		i := len(g.revs) - 1
-		for g.revs[i].Main > at {
-			i--
 		}
 		if g.tombstoned && i == len(g.revs)-1 {
 			return Revision{}, Revision{}, 0, false // deleted by then
@@ -121,12 +128,9 @@ func (ki *keyIndex) compact(at int64, keep map[Revision]struct{}) (empty bool) {
 	// earlier in it), only its latest revision at or below at is read.
 	for gi := range ki.gens {
 		g := &ki.gens[gi]
-		if g.revs[0].Main > at {
+		i := g.latestAt(at)
+		if i < 0 {
 			break
-		}
-		i := len(g.revs) - 1
-		for g.revs[i].Main > at {
-			i--
 		}
 		g.revs = g.revs[i:]
 		keep[g.revs[0]] = struct{}{}
@@ -293,12 +297,9 @@ func (ti *treeIndex) keptAt(at int64) map[Revision]struct{} {
 			if g.tombstoned && g.revs[len(g.revs)-1].Main < at {
 				continue
 			}
-			if g.revs[0].Main > at {
+			i := g.latestAt(at)
+			if i < 0 {
 				break
-			}
-			i := len(g.revs) - 1
-			for g.revs[i].Main > at {
-				i--
 			}
 			keep[g.revs[i]] = struct{}{}
 		}
