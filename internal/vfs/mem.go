@@ -176,6 +176,26 @@ func (fs *MemFS) resolveLocked(name string) (parent *inode, base string, n *inod
 	return parent, base, n, nil
 }
 
+// existingLocked resolves name to an inode that must exist.
+// REQUIRES: fs.mu held.
+func (fs *MemFS) existingLocked(name string) (*inode, error) {
+	_, _, n, err := fs.resolveLocked(name)
+	if err == nil && n == nil {
+		err = syscall.ENOENT
+	}
+	return n, err
+}
+
+// dirLocked resolves name to a directory that must exist.
+// REQUIRES: fs.mu held.
+func (fs *MemFS) dirLocked(name string) (*inode, error) {
+	n, err := fs.existingLocked(name)
+	if err == nil && !n.isDir {
+		err = syscall.ENOTDIR
+	}
+	return n, err
+}
+
 func (fs *MemFS) Create(name string) (File, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -206,33 +226,24 @@ func (fs *MemFS) OpenReadWrite(name string) (File, error) {
 func (fs *MemFS) openFile(name string, kind handleKind) (File, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	_, _, n, err := fs.resolveLocked(name)
-	switch {
-	case err != nil:
-	case n == nil:
-		err = syscall.ENOENT
-	case n.isDir:
+	n, err := fs.existingLocked(name)
+	if err == nil && n.isDir {
 		err = syscall.EISDIR
-	default:
-		return fs.newHandleLocked(n, name, kind), nil
 	}
-	return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fs.newHandleLocked(n, name, kind), nil
 }
 
 func (fs *MemFS) OpenDir(name string) (File, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	_, _, n, err := fs.resolveLocked(name)
-	switch {
-	case err != nil:
-	case n == nil:
-		err = syscall.ENOENT
-	case !n.isDir:
-		err = syscall.ENOTDIR
-	default:
-		return fs.newHandleLocked(n, name, handleDir), nil
+	n, err := fs.dirLocked(name)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
-	return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	return fs.newHandleLocked(n, name, handleDir), nil
 }
 
 func (fs *MemFS) Remove(name string) error {
@@ -343,26 +354,17 @@ func (fs *MemFS) MkdirAll(dir string, perm os.FileMode) error {
 func (fs *MemFS) List(dir string) ([]string, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	_, _, n, err := fs.resolveLocked(dir)
-	switch {
-	case err != nil:
-	case n == nil:
-		err = syscall.ENOENT
-	case !n.isDir:
-		err = syscall.ENOTDIR
-	default:
-		return slices.Sorted(maps.Keys(n.entries)), nil
+	n, err := fs.dirLocked(dir)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	return slices.Sorted(maps.Keys(n.entries)), nil
 }
 
 func (fs *MemFS) Stat(name string) (os.FileInfo, error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	_, _, n, err := fs.resolveLocked(name)
-	if err == nil && n == nil {
-		err = syscall.ENOENT
-	}
+	n, err := fs.existingLocked(name)
 	if err != nil {
 		return nil, &os.PathError{Op: "stat", Path: name, Err: err}
 	}

@@ -66,7 +66,17 @@ type osFile struct{ *os.File }
 
 func (f osFile) Sync() error { return syncData(f.File) }
 
-func (f osFile) Preallocate(size int64) error { return preallocate(f.File, size) }
+// Preallocate grows f to size, never shrinking it.
+func (f osFile) Preallocate(size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() >= size {
+		return nil
+	}
+	return preallocate(f.File, size)
+}
 
 // osDir is a directory handle: fsync (not fdatasync) makes its entries
 // durable.

@@ -19,17 +19,11 @@ func syncData(f *os.File) error {
 	}
 }
 
-// preallocate extends f to at least size bytes with fallocate, so later
-// writes neither allocate blocks nor change the size. File systems without
-// fallocate get a sparse extension instead.
+// preallocate extends f, shorter than size, to size bytes with fallocate,
+// so later writes neither allocate blocks nor change the size. File
+// systems without fallocate get a sparse extension instead.
 func preallocate(f *os.File, size int64) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if fi.Size() >= size {
-		return nil
-	}
+	var err error
 	for {
 		err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
 		if err != syscall.EINTR {
