@@ -178,12 +178,9 @@ func (s *Snapshotter) writeAtomic(name string, write func(io.Writer) error) (err
 	return vfs.SyncDir(s.fs, s.dir)
 }
 
-// snapNames returns the .snap files, newest first.
-func (s *Snapshotter) snapNames() ([]string, error) {
-	names, err := s.fs.List(s.dir)
-	if err != nil {
-		return nil, err
-	}
+// snapNames returns the .snap files among a listing of the directory,
+// newest first.
+func snapNames(names []string) []string {
 	var snaps []string
 	for _, n := range names {
 		if _, _, ok := parseSnapName(n); ok {
@@ -192,7 +189,7 @@ func (s *Snapshotter) snapNames() ([]string, error) {
 	}
 	// Terms never decrease as indexes grow, so name order is log order.
 	slices.Reverse(snaps)
-	return snaps, nil
+	return snaps
 }
 
 // Load returns the newest snapshot that reads back whole, whether or not
@@ -208,11 +205,11 @@ func (s *Snapshotter) Load() (raftpb.Snapshot, error) {
 func (s *Snapshotter) LoadNewestAvailable(available func(raftpb.SnapshotMetadata) bool) (raftpb.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names, err := s.snapNames()
+	names, err := s.fs.List(s.dir)
 	if err != nil {
 		return raftpb.Snapshot{}, err
 	}
-	for _, name := range names {
+	for _, name := range snapNames(names) {
 		term, index, _ := parseSnapName(name)
 		if !available(raftpb.SnapshotMetadata{Term: term, Index: index}) {
 			continue
@@ -410,13 +407,13 @@ func (s *Snapshotter) Purge(keep int, available func(raftpb.SnapshotMetadata) bo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snaps, err := s.snapNames()
+	names, err := s.fs.List(s.dir)
 	if err != nil {
 		return nil, err
 	}
 	var floor uint64 // the oldest snapshot kept
 	kept := 0
-	for _, n := range snaps {
+	for _, n := range snapNames(names) {
 		term, index, _ := parseSnapName(n)
 		if available(raftpb.SnapshotMetadata{Term: term, Index: index}) {
 			floor = index
@@ -427,10 +424,6 @@ func (s *Snapshotter) Purge(keep int, available func(raftpb.SnapshotMetadata) bo
 	}
 	if kept == 0 {
 		return nil, nil
-	}
-	names, err := s.fs.List(s.dir)
-	if err != nil {
-		return nil, err
 	}
 	var remove []string
 	for _, n := range names {
