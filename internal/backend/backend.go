@@ -339,3 +339,16 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error(msg)
 	panic(msg)
 }
+
+// Size is the space the database takes on disk, in bytes.
+func (b *Backend) Size() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed {
+		return 0
+	}
+	return int64(b.db.Metrics().DiskSpaceUsage())
+}
+
+// Dir is the database's directory.
+func (b *Backend) Dir() string { return b.dir }

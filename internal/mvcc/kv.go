@@ -268,6 +268,19 @@ type TxnWrite struct {
 	events  []*mvccpb.Event
 	subs    int64
 	compact int64
+
+	// LeaseExists, if set, is asked about every lease a put request
+	// attaches (PutRequest, TxnRequest); a lease it does not know fails
+	// the request with ErrLeaseNotFound. Unset, every lease but 0 is
+	// unknown: the store itself keeps no leases.
+	LeaseExists func(id int64) bool
+}
+
+func (tw *TxnWrite) leaseExists(id int64) bool {
+	if id == 0 {
+		return true
+	}
+	return tw.LeaseExists != nil && tw.LeaseExists(id)
 }
 
 // Write starts the write transaction for the raft entry at (index, term).

@@ -160,6 +160,12 @@ func (tw *TxnWrite) PutRequest(req *pb.PutRequest) (*pb.PutResponse, error) {
 			resp.Header.Revision = tw.Rev()
 			return resp, ErrKeyNotFound
 		}
+	}
+	if !req.IgnoreLease && !tw.leaseExists(req.Lease) {
+		resp.Header.Revision = tw.Rev()
+		return resp, ErrLeaseNotFound
+	}
+	if req.IgnoreValue || req.IgnoreLease {
 		if req.IgnoreValue {
 			value = prev.Value
 		}
@@ -216,6 +222,30 @@ func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	return resp, nil
 }
 
+// ReadTxnRequest runs a txn whose every op, nested ones included, is a
+// range, against the current revision, without blocking writes (etcd
+// serves such txns the same way). A txn that writes fails with
+// ErrWriteInReadTxn.
+func (s *Store) ReadTxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	s.mu.RLock()
+	current, compacted := s.mu.currentRev, s.mu.compactRev
+	view := s.b.NewReadView()
+	s.mu.RUnlock()
+	defer view.Close()
+	// A TxnWrite with no batch: its reads see the view at current.
+	tw := &TxnWrite{s: s, view: view, rev: current + 1, compact: compacted}
+	path, err := tw.txnPath(req, nil)
+	if err == nil {
+		_, err = tw.checkPath(req, path)
+	}
+	if err != nil {
+		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: current}}, err
+	}
+	resp, _, err := tw.runTxn(req, path)
+	resp.Header = &pb.ResponseHeader{Revision: current}
+	return resp, err
+}
+
 // txnPath appends to path, in depth-first order, which branch each txn on
 // the path takes.
 func (tw *TxnWrite) txnPath(req *pb.TxnRequest, path []bool) ([]bool, error) {
@@ -256,6 +286,9 @@ func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool) (int, error) {
 				if res.Count == 0 {
 					return 0, ErrKeyNotFound
 				}
+			}
+			if p := r.RequestPut; !p.IgnoreLease && !tw.leaseExists(p.Lease) {
+				return 0, ErrLeaseNotFound
 			}
 		case *pb.RequestOp_RequestRange:
 			switch rev := r.RequestRange.Revision; {
@@ -302,6 +335,9 @@ func (tw *TxnWrite) runTxn(req *pb.TxnRequest, path []bool) (*pb.TxnResponse, in
 }
 
 func (tw *TxnWrite) op(op *pb.RequestOp) (*pb.ResponseOp, error) {
+	if _, isRange := op.Request.(*pb.RequestOp_RequestRange); !isRange && tw.batch == nil {
+		return nil, ErrWriteInReadTxn
+	}
 	switch r := op.Request.(type) {
 	case *pb.RequestOp_RequestRange:
 		resp, err := tw.RangeRequest(r.RequestRange)

@@ -411,3 +411,31 @@ func TestCheckTxnIgnorePutAfterFromKeyDelete(t *testing.T) {
 		t.Fatalf("got %v, want ErrDuplicateKey", err)
 	}
 }
+
+// A read-only txn evaluates its compares and ranges at one revision and
+// writes nothing; a write in it is refused before anything runs.
+func TestReadTxnRequest(t *testing.T) {
+	s, _ := newTestStore(t)
+	tw := s.Write()
+	tw.Put([]byte("a"), []byte("1"), 0)
+	if _, err := tw.End(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	req := &pb.TxnRequest{
+		Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_VALUE, Result: pb.Compare_EQUAL,
+			TargetUnion: &pb.Compare_Value{Value: []byte("1")}}},
+		Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("a")}}}},
+	}
+	resp, err := s.ReadTxnRequest(req)
+	if err != nil || !resp.Succeeded || resp.Header.Revision != 2 ||
+		string(resp.Responses[0].GetResponseRange().Kvs[0].Value) != "1" {
+		t.Fatalf("resp %v, err %v", resp, err)
+	}
+	req.Success = append(req.Success, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("b")}}})
+	if _, err := s.ReadTxnRequest(req); err != ErrWriteInReadTxn {
+		t.Fatalf("err = %v, want ErrWriteInReadTxn", err)
+	}
+	if s.Rev() != 2 {
+		t.Fatalf("rev %d after a refused read txn", s.Rev())
+	}
+}

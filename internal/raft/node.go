@@ -97,21 +97,34 @@ func NewNode(c Config) (*Node, error) {
 // bootstraps with the same list, so their logs start identical; members
 // that join later get these entries (or a snapshot) from the leader.
 func Bootstrap(s *MemoryStorage, voters []uint64) error {
+	ccs := make([]raftpb.ConfChange, len(voters))
+	for i, id := range voters {
+		ccs[i] = raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter, NodeID: id}
+	}
+	return BootstrapConfChanges(s, ccs)
+}
+
+// BootstrapConfChanges is Bootstrap with the application's own conf
+// changes (AddVoter, with a Context such as the member's URLs), so that
+// applying the founding entries tells the application who its members are.
+func BootstrapConfChanges(s *MemoryStorage, ccs []raftpb.ConfChange) error {
 	if last, _ := s.LastIndex(); last != 0 || !s.HardState().IsEmpty() {
 		return errors.New("raft: bootstrap: storage is not empty")
 	}
-	if len(voters) == 0 {
+	if len(ccs) == 0 {
 		return errors.New("raft: bootstrap: no voters")
 	}
-	ents := make([]raftpb.Entry, len(voters))
-	for i, id := range voters {
-		cc := raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter, NodeID: id}
+	ents := make([]raftpb.Entry, len(ccs))
+	for i, cc := range ccs {
+		if cc.Type != raftpb.ConfChangeAddVoter || cc.NodeID == None {
+			return fmt.Errorf("raft: bootstrap: %v is not an AddVoter", cc)
+		}
 		ents[i] = raftpb.Entry{Term: 1, Index: uint64(i + 1), Type: raftpb.EntryConfChange, Data: cc.Marshal()}
 	}
 	if err := s.Append(ents); err != nil {
 		return err
 	}
-	s.SetHardState(raftpb.HardState{Term: 1, Commit: uint64(len(voters))})
+	s.SetHardState(raftpb.HardState{Term: 1, Commit: uint64(len(ccs))})
 	return nil
 }
 

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// http2Preface is what every HTTP/2 connection (every gRPC client) sends
+// first. The client port serves gRPC and plain HTTP (health, metrics) on
+// one listener, as etcd does: a connection that opens with the preface goes
+// to the gRPC server, any other to the HTTP server.
+var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// sniffTimeout bounds how long a new connection may take to send its
+// first bytes.
+const sniffTimeout = 10 * time.Second
+
+// demux splits one listener into a gRPC and an HTTP listener.
+type demux struct {
+	root  net.Listener
+	grpc  *chanListener
+	http  *chanListener
+	done  chan struct{}
+	close sync.Once
+}
+
+func newDemux(l net.Listener) *demux {
+	d := &demux{root: l, done: make(chan struct{})}
+	d.grpc = &chanListener{addr: l.Addr(), conns: make(chan net.Conn), done: d.done, closeFn: d.Close}
+	d.http = &chanListener{addr: l.Addr(), conns: make(chan net.Conn), done: d.done, closeFn: d.Close}
+	return d
+}
+
+// serve accepts connections until the root listener closes. Each new
+// connection is classified in its own goroutine, so a slow client cannot
+// stall the others; those goroutines end when the sniff does.
+func (d *demux) serve() error {
+	for {
+		c, err := d.root.Accept()
+		if err != nil {
+			d.Close()
+			return err
+		}
+		go d.classify(c)
+	}
+}
+
+func (d *demux) classify(c net.Conn) {
+	c.SetReadDeadline(time.Now().Add(sniffTimeout))
+	br := bufio.NewReaderSize(c, len(http2Preface))
+	head, err := br.Peek(len(http2Preface))
+	c.SetReadDeadline(time.Time{})
+	target := d.http
+	if err == nil && bytes.Equal(head, http2Preface) {
+		target = d.grpc
+	} else if err != nil && len(head) == 0 {
+		c.Close()
+		return
+	}
+	select {
+	case target.conns <- &peekedConn{Conn: c, r: br}:
+	case <-d.done:
+		c.Close()
+	}
+}
+
+func (d *demux) Close() error {
+	var err error
+	d.close.Do(func() {
+		close(d.done)
+		err = d.root.Close()
+	})
+	return err
+}
+
+// peekedConn replays the bytes read while classifying.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// chanListener is a net.Listener fed by the demux.
+type chanListener struct {
+	addr    net.Addr
+	conns   chan net.Conn
+	done    chan struct{}
+	closeFn func() error
+}
+
+var errListenerClosed = errors.New("listener closed")
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, errListenerClosed
+	}
+}
+
+func (l *chanListener) Close() error   { return l.closeFn() }
+func (l *chanListener) Addr() net.Addr { return l.addr }

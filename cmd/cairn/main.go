@@ -1,0 +1,220 @@
+// Command cairn runs a Cairn member: etcd's flags, etcd's API.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+
+	"github.com/cairn-db/cairn/internal/server"
+	"github.com/cairn-db/cairn/internal/server/v3rpc"
+)
+
+// version is Cairn's own version; the etcd API version it implements is
+// v3rpc.APIVersion.
+const version = "0.1.0"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+func run(args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	c, err := parseConfig(args, env, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn: %v\n", err)
+		return 2
+	}
+	if c.version {
+		fmt.Fprintf(stdout, "cairn Version: %s\netcd API Version: %s\nGo Version: %s\nGo OS/Arch: %s/%s\n",
+			version, v3rpc.APIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	}
+	logger, err := newLogger(c.LogLevel, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "cairn: %v\n", err)
+		return 2
+	}
+	defer logger.Sync()
+	if err := serve(c, logger); err != nil {
+		logger.Error("cairn stopped", zap.Error(err))
+		fmt.Fprintf(stderr, "cairn: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level string, out io.Writer) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error, panic, fatal", level)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "ts"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(out), lvl)
+	return zap.New(core, zap.AddCaller()), nil
+}
+
+func serve(c config, logger *zap.Logger) error {
+	retention, keepRevs, err := parseRetention(c.AutoCompactionMode, c.AutoCompactionRetention)
+	if err != nil {
+		return err
+	}
+	if c.InitialCluster == "" {
+		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
+	}
+	clientURLs, peerURLs := splitURLs(c.ListenClientURLs), splitURLs(c.ListenPeerURLs)
+	if len(clientURLs) == 0 || len(peerURLs) == 0 {
+		return errors.New("--listen-client-urls and --listen-peer-urls must not be empty")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{
+		Name:                        c.Name,
+		DataDir:                     c.DataDir,
+		AdvertiseClientURLs:         splitURLs(c.AdvertiseClientURLs),
+		AdvertisePeerURLs:           splitURLs(c.InitialAdvertisePeerURLs),
+		InitialCluster:              c.InitialCluster,
+		InitialClusterState:         c.InitialClusterState,
+		InitialClusterToken:         c.InitialClusterToken,
+		HeartbeatInterval:           time.Duration(c.HeartbeatIntervalMs) * time.Millisecond,
+		ElectionTimeout:             time.Duration(c.ElectionTimeoutMs) * time.Millisecond,
+		SnapshotCount:               c.SnapshotCount,
+		SnapshotCatchUpEntries:      c.SnapshotCatchUpEntries,
+		QuotaBackendBytes:           c.QuotaBackendBytes,
+		MaxRequestBytes:             int(c.MaxRequestBytes),
+		MaxTxnOps:                   int(c.MaxTxnOps),
+		AutoCompactionMode:          c.AutoCompactionMode,
+		AutoCompactionRetention:     retention,
+		AutoCompactionRetentionRevs: keepRevs,
+		Logger:                      logger,
+		Registry:                    reg,
+	})
+	if err != nil {
+		return err
+	}
+	// Listen before starting, so that a port in use fails the start.
+	var peerLns, clientLns []net.Listener
+	closeAll := func() {
+		for _, l := range append(peerLns, clientLns...) {
+			l.Close()
+		}
+	}
+	for _, u := range peerURLs {
+		l, err := listen(u)
+		if err != nil {
+			closeAll()
+			srv.Stop()
+			return fmt.Errorf("listening for peers on %s: %w", u, err)
+		}
+		peerLns = append(peerLns, l)
+	}
+	for _, u := range clientURLs {
+		l, err := listen(u)
+		if err != nil {
+			closeAll()
+			srv.Stop()
+			return fmt.Errorf("listening for clients on %s: %w", u, err)
+		}
+		clientLns = append(clientLns, l)
+	}
+	if err := srv.Start(); err != nil {
+		closeAll()
+		return err
+	}
+	peerGRPC := grpc.NewServer(server.PeerServerOptions()...)
+	srv.RegisterPeerService(peerGRPC)
+	clientGRPC := grpc.NewServer(v3rpc.ServerOptions(srv)...)
+	v3rpc.Register(clientGRPC, srv)
+	httpSrv := &http.Server{Handler: v3rpc.HTTPHandler(srv, reg), ReadHeaderTimeout: 10 * time.Second}
+
+	var wg sync.WaitGroup
+	goServe := func(fn func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn()
+		}()
+	}
+	for _, l := range peerLns {
+		goServe(func() { peerGRPC.Serve(l) })
+		logger.Info("serving peer traffic", zap.String("address", l.Addr().String()))
+	}
+	var demuxes []*demux
+	for _, l := range clientLns {
+		d := newDemux(l)
+		demuxes = append(demuxes, d)
+		goServe(func() { d.serve() })
+		goServe(func() { clientGRPC.Serve(d.grpc) })
+		goServe(func() { httpSrv.Serve(d.http) })
+		logger.Info("serving client traffic", zap.String("address", l.Addr().String()))
+	}
+
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+	select {
+	case sig := <-sigc:
+		logger.Info("received signal; shutting down", zap.Stringer("signal", sig))
+	case <-srv.Stopping():
+	}
+	clientGRPC.Stop()
+	httpSrv.Close()
+	for _, d := range demuxes {
+		d.Close()
+	}
+	peerGRPC.Stop()
+	srv.Stop()
+	wg.Wait()
+	return srv.Err()
+}
+
+func defaultInitialCluster(name, peerURLs string) string {
+	var s string
+	for i, u := range splitURLs(peerURLs) {
+		if i > 0 {
+			s += ","
+		}
+		s += name + "=" + u
+	}
+	return s
+}
+
+func listen(rawURL string) (net.Listener, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "http":
+	case "https", "unixs":
+		return nil, fmt.Errorf("TLS (%s) is not supported yet", u.Scheme)
+	case "unix":
+		return net.Listen("unix", u.Host+u.Path)
+	default:
+		return nil, fmt.Errorf("unsupported URL scheme %q", u.Scheme)
+	}
+	if u.Port() == "" {
+		return nil, fmt.Errorf("URL %s has no port", rawURL)
+	}
+	return net.Listen("tcp", u.Host)
+}

@@ -1,0 +1,346 @@
+package apply
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/membership"
+	"github.com/cairn-db/cairn/internal/mvcc"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+var (
+	memberPrefix = []byte("c/member/")
+	confStateKey = []byte("c/confstate")
+)
+
+// Result is what applying one entry produced, for the member that
+// proposed it.
+type Result struct {
+	// ID is the request's ID (0 for entries that carry none).
+	ID uint64
+	// Resp is the response (a *pb.PutResponse, ...), or nil.
+	Resp any
+	// Err is a refusal the proposer gets (mvcc.ErrKeyNotFound, ...).
+	Err error
+	// Compacted, for a compaction, is closed when its removals are done.
+	Compacted <-chan struct{}
+}
+
+// Applier applies entries to a member's backend and serves reads of it.
+//
+// Lock order: mu, then the store's own locks.
+type Applier struct {
+	dir    string
+	logger *zap.Logger
+	opts   backend.Options
+
+	// mu guards the backend and the store against a restore swapping
+	// them: reads and applies hold it shared, Restore exclusively.
+	mu      sync.RWMutex
+	be      *backend.Backend
+	store   *mvcc.Store
+	members map[uint64]*membership.Member
+	// confState is the configuration as of the consistent index.
+	confState raftpb.ConfState
+}
+
+// Open opens the backend in dir (creating it if needed), finishing any
+// image swap a crash interrupted.
+func Open(dir string, opts backend.Options, logger *zap.Logger) (*Applier, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if err := recoverSwap(dir); err != nil {
+		return nil, err
+	}
+	a := &Applier{dir: dir, logger: logger, opts: opts}
+	if err := a.openLocked(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// openLocked opens the backend and store and loads membership.
+// REQUIRES: a.mu held exclusively (or a not yet shared).
+func (a *Applier) openLocked() error {
+	be, err := backend.Open(a.dir, a.opts)
+	if err != nil {
+		return err
+	}
+	store, err := mvcc.Open(be, a.logger)
+	if err != nil {
+		be.Close()
+		return err
+	}
+	members := map[uint64]*membership.Member{}
+	var cs raftpb.ConfState
+	view := be.NewReadView()
+	defer view.Close()
+	var decodeErr error
+	err = view.Scan(memberPrefix, prefixEnd(memberPrefix), func(_, v []byte) bool {
+		m := &membership.Member{}
+		if decodeErr = m.Unmarshal(v); decodeErr != nil {
+			return false
+		}
+		members[m.ID] = m
+		return true
+	})
+	if err = errors.Join(err, decodeErr); err == nil {
+		var v []byte
+		var ok bool
+		if v, ok, err = view.Get(confStateKey); err == nil && ok {
+			err = cs.Unmarshal(v)
+		}
+	}
+	if err != nil {
+		store.Close()
+		be.Close()
+		return fmt.Errorf("apply: loading membership: %w", err)
+	}
+	a.be, a.store, a.members, a.confState = be, store, members, cs
+	return nil
+}
+
+// Close closes the store and the backend.
+func (a *Applier) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.store.Close()
+	return a.be.Close()
+}
+
+// ConsistentIndex is the index of the last entry applied.
+func (a *Applier) ConsistentIndex() uint64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	ci, _ := a.be.ConsistentIndex()
+	return ci
+}
+
+// View calls fn with the store, which no restore replaces meanwhile.
+func (a *Applier) View(fn func(s *mvcc.Store) error) error {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return fn(a.store)
+}
+
+// Sync makes everything applied durable.
+func (a *Applier) Sync() error {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.be.Sync()
+}
+
+// Members returns the members, sorted by ID.
+func (a *Applier) Members() []membership.Member {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]membership.Member, 0, len(a.members))
+	for _, m := range a.members {
+		out = append(out, *m)
+	}
+	slices.SortFunc(out, func(x, y membership.Member) int {
+		switch {
+		case x.ID < y.ID:
+			return -1
+		case x.ID > y.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// ConfState returns the configuration as of the consistent index.
+func (a *Applier) ConfState() raftpb.ConfState {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.confState.Clone()
+}
+
+// DBSize is the backend's size on disk, in bytes.
+func (a *Applier) DBSize() int64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.be.Size()
+}
+
+// Apply applies one committed entry, unless the backend already holds it
+// (index at or below the consistent index), and returns its result for
+// the proposer. An error is fatal.
+func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if ci, _ := a.be.ConsistentIndex(); e.Index <= ci {
+		return Result{}, false, nil
+	}
+	switch e.Type {
+	case raftpb.EntryConfChange:
+		return Result{}, true, a.applyConfChange(e)
+	case raftpb.EntryNormal:
+		if len(e.Data) == 0 {
+			// A new leader's empty entry: only the index moves.
+			return Result{}, true, a.be.NewBatch().Commit(e.Index, e.Term)
+		}
+		var r pb.InternalRaftRequest
+		if err := r.Unmarshal(e.Data); err != nil {
+			return Result{}, true, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
+		}
+		res, err := a.applyRequest(e, &r)
+		if r.Header != nil {
+			res.ID = r.Header.ID
+		}
+		return res, true, err
+	}
+	return Result{}, true, fmt.Errorf("apply: entry %d has unknown type %v", e.Index, e.Type)
+}
+
+func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Result, error) {
+	switch {
+	case r.Put != nil:
+		return a.applyWrite(e, func(tw *mvcc.TxnWrite) (any, error) { return tw.PutRequest(r.Put) })
+	case r.DeleteRange != nil:
+		return a.applyWrite(e, func(tw *mvcc.TxnWrite) (any, error) { return tw.DeleteRangeRequest(r.DeleteRange) })
+	case r.Txn != nil:
+		return a.applyWrite(e, func(tw *mvcc.TxnWrite) (any, error) { return tw.TxnRequest(r.Txn) })
+	case r.Compaction != nil:
+		return a.applyCompaction(e, r.Compaction)
+	case r.ClusterMemberAttrSet != nil:
+		return a.applyMemberAttr(e, r)
+	}
+	// A request this version does not know (written by a newer member):
+	// applying it as a no-op would silently diverge from that member.
+	return Result{}, fmt.Errorf("apply: entry %d holds a request this version cannot apply", e.Index)
+}
+
+// refusal reports whether err is a state-dependent refusal (a result),
+// not a failure.
+func refusal(err error) bool {
+	return errors.Is(err, mvcc.ErrKeyNotFound) || errors.Is(err, mvcc.ErrLeaseNotFound) ||
+		errors.Is(err, mvcc.ErrCompacted) || errors.Is(err, mvcc.ErrFutureRev)
+}
+
+// applyWrite runs one KV request in a write transaction committed with
+// the entry's index.
+func (a *Applier) applyWrite(e raftpb.Entry, run func(tw *mvcc.TxnWrite) (any, error)) (Result, error) {
+	tw := a.store.Write()
+	resp, err := run(tw)
+	if err != nil && !refusal(err) {
+		// The transaction may be half written: End would commit that.
+		// Stop here; the WAL replays the entry after a restart.
+		return Result{}, fmt.Errorf("apply: entry %d: %w", e.Index, err)
+	}
+	if _, endErr := tw.End(e.Index, e.Term); endErr != nil {
+		return Result{}, fmt.Errorf("apply: committing entry %d: %w", e.Index, endErr)
+	}
+	if err != nil {
+		return Result{Err: err}, nil
+	}
+	return Result{Resp: resp}, nil
+}
+
+func (a *Applier) applyCompaction(e raftpb.Entry, req *pb.CompactionRequest) (Result, error) {
+	done, err := a.store.Compact(req.Revision, e.Index, e.Term)
+	switch {
+	case err == nil:
+		resp := &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: a.store.Rev()}}
+		return Result{Resp: resp, Compacted: done}, nil
+	case refusal(err):
+		return Result{Err: err, Compacted: done}, nil
+	}
+	return Result{}, fmt.Errorf("apply: compaction at entry %d: %w", e.Index, err)
+}
+
+func (a *Applier) applyMemberAttr(e raftpb.Entry, r *pb.InternalRaftRequest) (Result, error) {
+	req := r.ClusterMemberAttrSet
+	batch := a.be.NewBatch()
+	m, ok := a.members[req.Member_ID]
+	if ok && req.MemberAttributes != nil {
+		updated := *m
+		updated.Name = req.MemberAttributes.Name
+		updated.ClientURLs = slices.Clone(req.MemberAttributes.ClientUrls)
+		batch.Set(memberKey(m.ID), updated.Marshal())
+		if err := batch.Commit(e.Index, e.Term); err != nil {
+			return Result{}, err
+		}
+		*m = updated
+		return Result{}, nil
+	}
+	// A member removed meanwhile: nothing to update.
+	return Result{}, batch.Commit(e.Index, e.Term)
+}
+
+func (a *Applier) applyConfChange(e raftpb.Entry) error {
+	var cc raftpb.ConfChange
+	if err := cc.Unmarshal(e.Data); err != nil {
+		return fmt.Errorf("apply: conf change at entry %d does not decode: %w", e.Index, err)
+	}
+	cs := a.confState.Clone()
+	cs.Voters = slices.DeleteFunc(cs.Voters, func(id uint64) bool { return id == cc.NodeID })
+	cs.Learners = slices.DeleteFunc(cs.Learners, func(id uint64) bool { return id == cc.NodeID })
+	batch := a.be.NewBatch()
+	m := a.members[cc.NodeID]
+	switch cc.Type {
+	case raftpb.ConfChangeAddVoter, raftpb.ConfChangeAddLearner:
+		learner := cc.Type == raftpb.ConfChangeAddLearner
+		if learner {
+			cs.Learners = insertSorted(cs.Learners, cc.NodeID)
+		} else {
+			cs.Voters = insertSorted(cs.Voters, cc.NodeID)
+		}
+		if len(cc.Context) > 0 {
+			var nm membership.Member
+			if err := nm.Unmarshal(cc.Context); err != nil {
+				return fmt.Errorf("apply: conf change at entry %d: %w", e.Index, err)
+			}
+			if m != nil && len(nm.ClientURLs) == 0 {
+				nm.ClientURLs = m.ClientURLs
+			}
+			m = &nm
+		}
+		if m == nil {
+			m = &membership.Member{}
+		}
+		m.ID, m.IsLearner = cc.NodeID, learner
+		batch.Set(memberKey(m.ID), m.Marshal())
+	case raftpb.ConfChangeRemoveNode:
+		batch.Delete(memberKey(cc.NodeID))
+		m = nil
+	}
+	batch.Set(confStateKey, cs.Marshal())
+	if err := batch.Commit(e.Index, e.Term); err != nil {
+		return err
+	}
+	a.confState = cs
+	if m == nil {
+		delete(a.members, cc.NodeID)
+	} else {
+		a.members[cc.NodeID] = m
+	}
+	return nil
+}
+
+func insertSorted(ids []uint64, id uint64) []uint64 {
+	i, found := slices.BinarySearch(ids, id)
+	if found {
+		return ids
+	}
+	return slices.Insert(ids, i, id)
+}
+
+func memberKey(id uint64) []byte {
+	return fmt.Appendf(append([]byte(nil), memberPrefix...), "%016x", id)
+}
+
+func prefixEnd(p []byte) []byte {
+	end := slices.Clone(p)
+	end[len(end)-1]++
+	return end
+}

@@ -1,0 +1,33 @@
+// Package apply is Cairn's one deterministic applier: it turns each
+// committed raft entry into exactly one backend batch that also records
+// the entry's index (the consistent index), so a restart knows precisely
+// which entries its state already holds and replays only the rest.
+//
+// One plain function per request type (applyPut, applyTxn, ...); every
+// member applies the same entries in the same order to the same state and
+// gets the same result. Refusals that depend only on that state (a put
+// with ignore_value of a missing key, a compaction of a future revision)
+// are results, applied (the index advances) and returned to the proposer;
+// anything else (a backend write failing) is fatal: the caller stops the
+// member, which restarts from its WAL.
+//
+// # Backend layout (besides mvcc's, see package mvcc)
+//
+//	"c/member/" + 16 hex digits of the ID  -> membership.Member (JSON)
+//	"c/confstate"                         -> raftpb.ConfState as of the consistent index
+//
+// # Images
+//
+// A raft snapshot sent to a follower carries an image of the whole
+// backend: a pebble checkpoint (hard links, consistent as of one consistent
+// index) packed as a POSIX tar stream of its files. The receiver unpacks it
+// beside the live database and swaps directories:
+//
+//	db.restore/  <- unpacked and synced
+//	db -> db.old, db.restore -> db, sync the parent, remove db.old
+//
+// Open finishes or undoes a swap a crash interrupted: db.restore is
+// incomplete by definition and removed; db.old without db is renamed back.
+// The image's consistent index can be above the snapshot's index (it is
+// taken when sent): the applier then skips the entries it already holds.
+package apply

@@ -1,0 +1,130 @@
+package server
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/membership"
+)
+
+// Config is a member's configuration, with etcd's meanings.
+type Config struct {
+	Name    string
+	DataDir string
+	// AdvertiseClientURLs and AdvertisePeerURLs are what other members
+	// and clients are told.
+	AdvertiseClientURLs []string
+	AdvertisePeerURLs   []string
+	InitialCluster      string
+	// InitialClusterState is "new" or "existing".
+	InitialClusterState string
+	InitialClusterToken string
+
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+	// SnapshotCount is how many applied entries trigger a snapshot.
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries before a snapshot stay
+	// in memory for slow followers (default 5000, etcd's).
+	SnapshotCatchUpEntries uint64
+
+	QuotaBackendBytes int64
+	MaxRequestBytes   int
+	MaxTxnOps         int
+
+	// AutoCompactionMode is "periodic" or "revision"; AutoCompactionRetention
+	// is a duration (periodic) or a revision count (revision); zero is off.
+	AutoCompactionMode             string
+	AutoCompactionRetention        time.Duration
+	AutoCompactionRetentionRevs    int64
+	AutoCompactionIntervalOverride time.Duration
+
+	Logger   *zap.Logger
+	Registry prometheus.Registerer
+}
+
+// Defaults as etcd's.
+const (
+	DefaultSnapshotCount     = 10000
+	DefaultMaxRequestBytes   = 1536 * 1024
+	DefaultMaxTxnOps         = 128
+	DefaultQuotaBackendBytes = 2 << 30
+	// MaxQuotaBackendBytes is where etcd warns; pebble has no such limit,
+	// so Cairn only refuses what it cannot represent.
+	DefaultHeartbeat = 100 * time.Millisecond
+	DefaultElection  = 1000 * time.Millisecond
+)
+
+func (c *Config) memberDir() string { return filepath.Join(c.DataDir, "member") }
+func (c *Config) walDir() string    { return filepath.Join(c.memberDir(), "wal") }
+func (c *Config) snapDir() string   { return filepath.Join(c.memberDir(), "snap") }
+func (c *Config) dbDir() string     { return filepath.Join(c.memberDir(), "db") }
+
+// validate checks what the server depends on and fills defaults.
+func (c *Config) validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("--name must not be empty")
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".cairn"
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeat
+	}
+	if c.ElectionTimeout <= 0 {
+		c.ElectionTimeout = DefaultElection
+	}
+	if c.ElectionTimeout < 5*c.HeartbeatInterval {
+		return fmt.Errorf("--election-timeout[%v] should be at least as 5 times as --heartbeat-interval[%v]",
+			c.ElectionTimeout.Milliseconds(), c.HeartbeatInterval.Milliseconds())
+	}
+	if c.ElectionTimeout > 50*time.Second {
+		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than 50000ms", c.ElectionTimeout.Milliseconds())
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxTxnOps <= 0 {
+		c.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if c.QuotaBackendBytes <= 0 {
+		c.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if c.InitialClusterToken == "" {
+		c.InitialClusterToken = "etcd-cluster"
+	}
+	switch c.InitialClusterState {
+	case "":
+		c.InitialClusterState = "new"
+	case "new", "existing":
+	default:
+		return fmt.Errorf("--initial-cluster-state must be new or existing, not %q", c.InitialClusterState)
+	}
+	for _, u := range append(append([]string(nil), c.AdvertiseClientURLs...), c.AdvertisePeerURLs...) {
+		if err := membership.CheckURL(u); err != nil {
+			return err
+		}
+	}
+	if len(c.AdvertisePeerURLs) == 0 {
+		return fmt.Errorf("--initial-advertise-peer-urls must not be empty")
+	}
+	switch c.AutoCompactionMode {
+	case "", "periodic", "revision":
+	default:
+		return fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package server
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-db/cairn/internal/mvcc"
+)
+
+// Range reads, linearizably unless req.Serializable.
+func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if !req.Serializable {
+		if err := s.linearizableReadWait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var resp *pb.RangeResponse
+	err := s.applier.View(func(st *mvcc.Store) error {
+		var err error
+		resp, err = st.RangeRequest(req)
+		return err
+	})
+	return resp, err
+}
+
+// Put proposes a put and returns its result once applied.
+func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
+	r, err := s.propose(ctx, &pb.InternalRaftRequest{Put: req})
+	if err != nil {
+		return nil, err
+	}
+	return r.Resp.(*pb.PutResponse), nil
+}
+
+// DeleteRange proposes a delete and returns its result once applied.
+func (s *Server) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	r, err := s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: req})
+	if err != nil {
+		return nil, err
+	}
+	return r.Resp.(*pb.DeleteRangeResponse), nil
+}
+
+// Txn runs a transaction. A read-only txn is served like a Range (etcd
+// does the same): linearizable unless every range in it is serializable.
+func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if isTxnReadOnly(req) {
+		if !isTxnSerializable(req) {
+			if err := s.linearizableReadWait(ctx); err != nil {
+				return nil, err
+			}
+		}
+		var resp *pb.TxnResponse
+		err := s.applier.View(func(st *mvcc.Store) error {
+			var err error
+			resp, err = st.ReadTxnRequest(req)
+			return err
+		})
+		return resp, err
+	}
+	r, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: req})
+	if err != nil {
+		return nil, err
+	}
+	return r.Resp.(*pb.TxnResponse), nil
+}
+
+// Compact proposes a compaction; with req.Physical it returns only once
+// the removals are done and durable.
+func (s *Server) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	r, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: req})
+	if err != nil {
+		return nil, err
+	}
+	if req.Physical && r.Compacted != nil {
+		select {
+		case <-r.Compacted:
+		case <-ctx.Done():
+			return nil, ctxError(ctx.Err())
+		case <-s.stopping:
+			return nil, ErrStopped
+		}
+		if err := s.applier.Sync(); err != nil {
+			return nil, err
+		}
+	}
+	resp := r.Resp.(*pb.CompactionResponse)
+	return resp, nil
+}
+
+// Rev is the store's current revision.
+func (s *Server) Rev() int64 {
+	var rev int64
+	s.applier.View(func(st *mvcc.Store) error { rev = st.Rev(); return nil })
+	return rev
+}
+
+func isTxnReadOnly(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			switch v := op.Request.(type) {
+			case *pb.RequestOp_RequestRange:
+			case *pb.RequestOp_RequestTxn:
+				if !isTxnReadOnly(v.RequestTxn) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isTxnSerializable(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			switch v := op.Request.(type) {
+			case *pb.RequestOp_RequestRange:
+				if !v.RequestRange.Serializable {
+					return false
+				}
+			case *pb.RequestOp_RequestTxn:
+				if !isTxnSerializable(v.RequestTxn) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}

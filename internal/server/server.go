@@ -1,0 +1,547 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/membership"
+	"github.com/cairn-db/cairn/internal/raft"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+	"github.com/cairn-db/cairn/internal/raftnode"
+	"github.com/cairn-db/cairn/internal/snap"
+	"github.com/cairn-db/cairn/internal/transport"
+	"github.com/cairn-db/cairn/internal/vfs"
+)
+
+// Server is one running member.
+type Server struct {
+	cfg     Config
+	logger  *zap.Logger
+	st      *storage
+	rn      *raftnode.Node
+	tr      *transport.Transport
+	applier *apply.Applier
+	metrics *metrics
+	wait    *waitRegistry
+	reqIDs  requestIDs
+
+	// requestTimeout bounds how long a proposal waits to be applied.
+	requestTimeout time.Duration
+
+	// stopping is closed by Stop; done when every goroutine has ended.
+	stopping chan struct{}
+	done     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	// fatal is the error that stopped the member on its own, if any.
+	fatal atomic.Pointer[error]
+
+	applied struct {
+		sync.Mutex
+		index uint64
+		// changed is closed and replaced each time index moves.
+		changed chan struct{}
+	}
+	// snapIndex is the index of the last snapshot taken or installed.
+	// Owned by the apply loop.
+	snapIndex uint64
+
+	reads readBatcher
+}
+
+// New recovers or bootstraps the member's storage. Start runs it.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	st, err := bootstrap(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, logger: cfg.Logger, st: st, applier: st.applier, wait: newWaitRegistry(),
+		requestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
+		stopping:       make(chan struct{}), done: make(chan struct{}),
+		snapIndex: st.snapIndex,
+	}
+	s.reqIDs.init(st.memberID)
+	s.applied.index = st.applier.ConsistentIndex()
+	s.applied.changed = make(chan struct{})
+	s.reads.init()
+	s.metrics = newMetrics(cfg.Registry, s)
+	return s, nil
+}
+
+// ID is the member's ID.
+func (s *Server) ID() uint64 { return s.st.memberID }
+
+// ClusterID is the cluster's ID.
+func (s *Server) ClusterID() uint64 { return s.st.clusterID }
+
+// Term is the current raft term.
+func (s *Server) Term() uint64 { return s.rn.Term() }
+
+// Leader is the current leader's ID (0 for none).
+func (s *Server) Leader() uint64 { return s.rn.Lead() }
+
+// Config is the configuration the server runs with (defaults filled in).
+func (s *Server) Config() Config { return s.cfg }
+
+// RegisterPeerService adds the peer transport's service to a gRPC server
+// built with PeerServerOptions.
+func (s *Server) RegisterPeerService(g *grpc.Server) { s.tr.Register(g) }
+
+// PeerServerOptions are the options the peer gRPC server needs.
+func PeerServerOptions() []grpc.ServerOption { return transport.ServerOptions() }
+
+// Start starts the member. The peer service must be registered (see
+// RegisterPeerService) right after, before peers can reach it.
+func (s *Server) Start() error {
+	s.tr = transport.New(transport.Config{
+		LocalID: s.st.memberID, ClusterID: s.st.clusterID,
+		Raft: (*raftAdapter)(s), Snapshots: (*imageStore)(s), Logger: s.logger,
+	})
+	for _, m := range s.st.peers {
+		s.tr.SetPeer(m.ID, m.PeerURLs)
+	}
+	tick := s.cfg.HeartbeatInterval
+	rn, err := raftnode.Start(raftnode.Config{
+		ID:             s.st.memberID,
+		ElectionTicks:  int(s.cfg.ElectionTimeout / tick),
+		HeartbeatTicks: 1,
+		TickInterval:   tick,
+		Storage:        s.st.raft,
+		Applied:        s.applier.ConsistentIndex(),
+		WAL:            s.st.wal,
+		Snap:           s.st.snap,
+		FS:             vfs.OS(),
+		WALDir:         s.cfg.walDir(),
+		Transport:      s.tr,
+		Logger:         s.logger,
+		Hooks: raftnode.Hooks{
+			ConfState:     s.onConfState,
+			LeaderChanged: s.metrics.leaderChanged,
+			WALSync:       s.metrics.walSync,
+		},
+		CampaignOnStart:        s.soleVoter(),
+		SnapshotCatchUpEntries: s.cfg.SnapshotCatchUpEntries,
+		MaxSizePerMsg:          1 << 20,
+		MaxUncommittedBytes:    1 << 30,
+	})
+	if err != nil {
+		s.tr.Stop()
+		return err
+	}
+	s.rn = rn
+	s.goAttached(s.applyLoop)
+	s.goAttached(s.readLoop)
+	s.goAttached(s.publishAttributes)
+	s.goAttached(s.watchRaft)
+	if c := newAutoCompactor(s); c != nil {
+		s.goAttached(c.run)
+	}
+	go func() {
+		s.wg.Wait()
+		close(s.done)
+	}()
+	return nil
+}
+
+// soleVoter reports whether this member is the only voter, so need not
+// wait an election timeout to lead.
+func (s *Server) soleVoter() bool {
+	voters := s.applier.ConfState().Voters
+	if len(voters) == 0 {
+		// Nothing applied yet: the founding members.
+		for _, m := range s.st.peers {
+			voters = append(voters, m.ID)
+		}
+	}
+	return len(voters) == 1 && voters[0] == s.st.memberID
+}
+
+// goAttached runs fn in a goroutine that Stop waits for.
+func (s *Server) goAttached(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Stop stops the member and waits for everything it started.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() { close(s.stopping) })
+	if s.rn != nil {
+		s.rn.Stop()
+		<-s.done
+		s.tr.Stop()
+	}
+	if err := s.st.wal.Close(); err != nil {
+		s.logger.Warn("closing the WAL", zap.Error(err))
+	}
+	if err := s.applier.Close(); err != nil {
+		s.logger.Warn("closing the backend", zap.Error(err))
+	}
+}
+
+// Stopping is closed when the member starts stopping (on Stop or on a
+// fatal error).
+func (s *Server) Stopping() <-chan struct{} { return s.stopping }
+
+// Err is the fatal error that stopped the member, or nil.
+func (s *Server) Err() error {
+	if p := s.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// failLocked records a fatal error and starts stopping.
+func (s *Server) fail(err error) {
+	if s.fatal.CompareAndSwap(nil, &err) {
+		s.logger.Error("member stopping on a fatal error", zap.Error(err))
+	}
+	s.stopOnce.Do(func() { close(s.stopping) })
+}
+
+// watchRaft turns the raft loop stopping on its own (a storage error) into
+// the member stopping.
+func (s *Server) watchRaft() {
+	select {
+	case <-s.rn.Done():
+		if err := s.rn.Err(); err != nil {
+			s.fail(err)
+		}
+	case <-s.stopping:
+	}
+}
+
+// onConfState keeps the transport's peers in step with raft's
+// configuration (called from the raft loop, before messages to new
+// members are sent).
+func (s *Server) onConfState(cs raftpb.ConfState) {
+	known := map[uint64]membership.Member{}
+	for _, m := range s.st.peers {
+		known[m.ID] = m
+	}
+	for _, m := range s.applier.Members() {
+		known[m.ID] = m
+	}
+	in := map[uint64]bool{}
+	for _, id := range append(append([]uint64(nil), cs.Voters...), cs.Learners...) {
+		in[id] = true
+		if m, ok := known[id]; ok {
+			s.tr.SetPeer(id, m.PeerURLs)
+		}
+	}
+	for _, id := range s.tr.Peers() {
+		if !in[id] {
+			s.tr.RemovePeer(id)
+		}
+	}
+}
+
+// applyLoop applies what raft committed, in order, and takes snapshots.
+func (s *Server) applyLoop() {
+	for {
+		var ta raftnode.ToApply
+		var ok bool
+		select {
+		case ta, ok = <-s.rn.Apply():
+			if !ok {
+				return
+			}
+		case <-s.stopping:
+			return
+		}
+		if err := s.applyAll(ta); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+}
+
+func (s *Server) applyAll(ta raftnode.ToApply) error {
+	if !ta.Snapshot.IsEmpty() {
+		if err := s.installSnapshot(ta.Snapshot); err != nil {
+			return err
+		}
+	}
+	var last uint64
+	for _, e := range ta.Entries {
+		res, applied, err := s.applier.Apply(e)
+		if err != nil {
+			return err
+		}
+		last = e.Index
+		if applied {
+			s.metrics.proposalsCommitted.Inc()
+			if res.ID != 0 {
+				s.wait.trigger(res.ID, res)
+			}
+		}
+		if e.Type == raftpb.EntryConfChange {
+			s.syncPeers()
+		}
+	}
+	if last > 0 {
+		s.setApplied(last)
+	}
+	if last > 0 && last-s.snapIndex >= s.cfg.SnapshotCount {
+		if err := s.snapshot(last); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) syncPeers() {
+	for _, m := range s.applier.Members() {
+		s.tr.SetPeer(m.ID, m.PeerURLs)
+	}
+}
+
+// installSnapshot replaces the backend with the snapshot's image, unless
+// the backend already holds at least as much.
+func (s *Server) installSnapshot(snapshot raftpb.Snapshot) error {
+	index := snapshot.Metadata.Index
+	if ci := s.applier.ConsistentIndex(); ci < index {
+		rc, _, err := s.st.snap.OpenDB(index)
+		if err != nil {
+			return fmt.Errorf("opening the image of snapshot %d: %w", index, err)
+		}
+		err = s.applier.Restore(rc)
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("restoring snapshot %d: %w", index, err)
+		}
+		s.syncPeers()
+	}
+	s.snapIndex = index
+	s.setApplied(s.applier.ConsistentIndex())
+	return nil
+}
+
+// snapshot records a snapshot at index, after making the backend durable
+// there: the WAL before it is released.
+func (s *Server) snapshot(index uint64) error {
+	if err := s.applier.Sync(); err != nil {
+		return fmt.Errorf("syncing the backend for a snapshot: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := s.rn.TakeSnapshot(ctx, index, s.applier.ConfState())
+	switch {
+	case err == nil, errors.Is(err, raft.ErrSnapOutOfDate):
+		s.snapIndex = index
+		return nil
+	case errors.Is(err, context.Canceled), errors.Is(err, raftnode.ErrStopped):
+		return nil
+	}
+	return err
+}
+
+func (s *Server) setApplied(index uint64) {
+	s.applied.Lock()
+	defer s.applied.Unlock()
+	if index > s.applied.index {
+		s.applied.index = index
+		close(s.applied.changed)
+		s.applied.changed = make(chan struct{})
+	}
+}
+
+// AppliedIndex is the index of the last entry applied.
+func (s *Server) AppliedIndex() uint64 {
+	s.applied.Lock()
+	defer s.applied.Unlock()
+	return s.applied.index
+}
+
+// waitApplied waits until index is applied.
+func (s *Server) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		s.applied.Lock()
+		if s.applied.index >= index {
+			s.applied.Unlock()
+			return nil
+		}
+		ch := s.applied.changed
+		s.applied.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stopping:
+			return ErrStopped
+		}
+	}
+}
+
+// publishAttributes proposes this member's name and client URLs until
+// they are applied, as etcd does, so MemberList shows them.
+func (s *Server) publishAttributes() {
+	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
+		Member_ID:        s.st.memberID,
+		MemberAttributes: &membershippb.Attributes{Name: s.cfg.Name, ClientUrls: s.cfg.AdvertiseClientURLs},
+	}}
+	for {
+		for _, m := range s.applier.Members() {
+			if m.ID == s.st.memberID && m.Name == s.cfg.Name && equalStrings(m.ClientURLs, s.cfg.AdvertiseClientURLs) {
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
+		_, err := s.propose(ctx, req)
+		cancel()
+		if err == nil {
+			s.logger.Info("published local member attributes", zap.String("name", s.cfg.Name),
+				zap.Strings("client-urls", s.cfg.AdvertiseClientURLs))
+			return
+		}
+		select {
+		case <-s.stopping:
+			return
+		case <-time.After(s.cfg.HeartbeatInterval * 5):
+		}
+	}
+}
+
+// propose proposes req and waits for its entry to be applied.
+func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (apply.Result, error) {
+	id := s.reqIDs.next()
+	req.Header = &pb.RequestHeader{ID: id}
+	data, err := req.Marshal()
+	if err != nil {
+		return apply.Result{}, err
+	}
+	if len(data) > s.cfg.MaxRequestBytes {
+		return apply.Result{}, ErrRequestTooLarge
+	}
+	ch := s.wait.register(id)
+	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+	defer cancel()
+	if err := s.rn.Propose(ctx, data); err != nil {
+		s.wait.cancel(id)
+		return apply.Result{}, s.proposalError(ctx, err)
+	}
+	select {
+	case r := <-ch:
+		return r, r.Err
+	case <-ctx.Done():
+		s.wait.cancel(id)
+		return apply.Result{}, s.proposalError(ctx, ctx.Err())
+	case <-s.stopping:
+		s.wait.cancel(id)
+		return apply.Result{}, ErrStopped
+	}
+}
+
+func (s *Server) proposalError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNoLeader):
+		return ErrNoLeader
+	case errors.Is(err, raft.ErrTooManyRequests):
+		return ErrTooManyRequests
+	case errors.Is(err, raft.ErrProposalDropped):
+		// A leadership transfer in progress, for instance: etcd
+		// reports such drops as timeouts after waiting.
+		return ErrTimeout
+	case errors.Is(err, raftnode.ErrStopped):
+		return ErrStopped
+	case errors.Is(err, context.Canceled):
+		return ErrCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		if s.rn.Lead() == 0 {
+			return ErrNoLeader
+		}
+		return ErrTimeout
+	}
+	return err
+}
+
+// requestIDs generates request IDs unique across members and restarts:
+// the member ID's low 16 bits, then the start time in ms (40 bits), then
+// a counter (8 bits that carry into the time part), as etcd does.
+type requestIDs struct {
+	next_ atomic.Uint64
+}
+
+func (g *requestIDs) init(memberID uint64) {
+	prefix := (memberID & 0xffff) << 48
+	ms := uint64(time.Now().UnixMilli()) & (1<<40 - 1)
+	g.next_.Store(prefix | ms<<8)
+}
+
+func (g *requestIDs) next() uint64 { return g.next_.Add(1) }
+
+// raftAdapter is the server as the transport's Raft.
+type raftAdapter Server
+
+func (a *raftAdapter) Process(ctx context.Context, m raftpb.Message) error {
+	return a.rn.Process(ctx, m)
+}
+func (a *raftAdapter) ReportUnreachable(id uint64)       { a.rn.ReportUnreachable(id) }
+func (a *raftAdapter) ReportSnapshot(id uint64, ok bool) { a.rn.ReportSnapshot(id, ok) }
+
+// imageStore is the server as the transport's Snapshots: images are kept
+// by the snapshotter, keyed by the raft snapshot's index.
+type imageStore Server
+
+// OpenImage returns the image for the snapshot at index, writing it from
+// a checkpoint of the backend the first time it is asked for.
+func (is *imageStore) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, error) {
+	s := (*Server)(is)
+	if rc, info, err := s.st.snap.OpenDB(index); err == nil {
+		return rc, info, nil
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := s.applier.WriteImage(pw)
+		pw.CloseWithError(err)
+	}()
+	_, err := s.st.snap.SaveDB(index, pr, nil)
+	pr.CloseWithError(err)
+	if err != nil {
+		return nil, snap.ImageInfo{}, fmt.Errorf("writing the image of snapshot %d: %w", index, err)
+	}
+	return s.st.snap.OpenDB(index)
+}
+
+func (is *imageStore) SaveImage(index uint64, r io.Reader, want snap.ImageInfo) error {
+	_, err := (*Server)(is).st.snap.SaveDB(index, r, &want)
+	return err
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,105 @@
+package v3rpc
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/internal/server"
+)
+
+// APIVersion is the etcd API version Cairn implements and reports, so
+// that clients' version-gated features (Kubernetes') work.
+const APIVersion = "3.6.0"
+
+type maintenanceServer struct {
+	pb.UnimplementedMaintenanceServer
+	s *server.Server
+}
+
+func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	st := m.s.Status()
+	return &pb.StatusResponse{
+		Header:           header(m.s, nil, 0),
+		Version:          APIVersion,
+		DbSize:           st.DBSize,
+		DbSizeInUse:      st.DBSize,
+		DbSizeQuota:      st.QuotaBytes,
+		Leader:           st.Leader,
+		RaftIndex:        st.CommitIndex,
+		RaftTerm:         st.Term,
+		RaftAppliedIndex: st.AppliedIndex,
+		IsLearner:        st.IsLearner,
+		Errors:           st.Errors,
+		StorageVersion:   "3.6.0",
+	}, nil
+}
+
+func unimplemented(call string) error {
+	return status.Errorf(codes.Unimplemented, "cairn: %s is not implemented yet", call)
+}
+
+func (m *maintenanceServer) Alarm(context.Context, *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	return nil, unimplemented("Maintenance.Alarm")
+}
+
+func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	return nil, unimplemented("Maintenance.Defragment")
+}
+
+func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
+	return nil, unimplemented("Maintenance.Hash")
+}
+
+func (m *maintenanceServer) HashKV(context.Context, *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	return nil, unimplemented("Maintenance.HashKV")
+}
+
+func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_SnapshotServer) error {
+	return unimplemented("Maintenance.Snapshot")
+}
+
+func (m *maintenanceServer) MoveLeader(context.Context, *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	return nil, unimplemented("Maintenance.MoveLeader")
+}
+
+func (m *maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	return nil, unimplemented("Maintenance.Downgrade")
+}
+
+type clusterServer struct {
+	pb.UnimplementedClusterServer
+	s *server.Server
+}
+
+func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	members, err := c.s.MemberList(ctx, r.Linearizable)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := &pb.MemberListResponse{Header: header(c.s, nil, 0)}
+	for _, m := range members {
+		resp.Members = append(resp.Members, &pb.Member{
+			ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner,
+		})
+	}
+	return resp, nil
+}
+
+func (c *clusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	return nil, unimplemented("Cluster.MemberAdd")
+}
+
+func (c *clusterServer) MemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	return nil, unimplemented("Cluster.MemberRemove")
+}
+
+func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	return nil, unimplemented("Cluster.MemberUpdate")
+}
+
+func (c *clusterServer) MemberPromote(context.Context, *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	return nil, unimplemented("Cluster.MemberPromote")
+}

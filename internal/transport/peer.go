@@ -1,0 +1,236 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+// peer owns the message stream to one remote member. Its run goroutine is
+// the only sender on the stream; Transport.Send feeds it through msgc.
+type peer struct {
+	t     *Transport
+	id    uint64
+	urls  []string
+	msgc  chan raftpb.Message
+	stopc chan struct{}
+	once  sync.Once
+}
+
+func newPeer(t *Transport, id uint64, urls []string) *peer {
+	return &peer{t: t, id: id, urls: urls, msgc: make(chan raftpb.Message, peerQueueLen), stopc: make(chan struct{})}
+}
+
+func (p *peer) stop() { p.once.Do(func() { close(p.stopc) }) }
+
+// run keeps a stream open to the peer and sends what arrives on msgc,
+// batching what is queued into one frame. While the peer is unreachable,
+// queued messages are dropped and reported, and reconnection backs off.
+func (p *peer) run() {
+	logger := p.t.logger.With(zap.String("peer", idString(p.id)))
+	backoff := minBackoff
+	var conn *grpc.ClientConn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	urlIndex := 0
+	reachable := true
+	for {
+		if conn == nil {
+			var err error
+			if conn, err = dial(p.urls[urlIndex%len(p.urls)]); err != nil {
+				logger.Error("peer URL unusable", zap.Error(err))
+				urlIndex++
+				if !p.sleep(maxBackoff) {
+					return
+				}
+				continue
+			}
+		}
+		err := p.stream(conn)
+		if err == nil {
+			return // stopped
+		}
+		if reachable {
+			logger.Warn("lost peer stream", zap.Error(err))
+			reachable = false
+		}
+		p.t.cfg.Raft.ReportUnreachable(p.id)
+		if status.Code(err) == codes.FailedPrecondition {
+			// Another cluster, or another member at that address: keep
+			// trying (it may be replaced), but slowly.
+			backoff = maxBackoff
+		}
+		conn.Close()
+		conn = nil
+		urlIndex++
+		if !p.sleep(backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+		if errors.Is(err, errConnected) {
+			backoff = minBackoff
+		}
+	}
+}
+
+// errConnected marks a stream that worked before it broke.
+var errConnected = fmt.Errorf("transport: stream broke after working")
+
+// sleep waits d while dropping (and reporting) queued messages; it
+// returns false if the peer was stopped.
+func (p *peer) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.stopc:
+			return false
+		case <-timer.C:
+			return true
+		case m := <-p.msgc:
+			p.t.reportFailure(m)
+		}
+	}
+}
+
+// stream opens a message stream and sends on it until it breaks (an
+// error) or the peer stops (nil).
+func (p *peer) stream(conn *grpc.ClientConn) error {
+	ctx, cancel := context.WithCancel(p.t.outgoingContext(context.Background(), p.id))
+	defer cancel()
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
+		grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	// A client stream learns that the server ended it only by receiving.
+	broken := make(chan error, 1)
+	go func() {
+		var ack []byte
+		err := stream.RecvMsg(&ack)
+		if err == nil {
+			err = fmt.Errorf("transport: peer closed the stream")
+		}
+		broken <- err
+	}()
+	sent := false
+	var batch []raftpb.Message
+	var frame []byte
+	for {
+		var m raftpb.Message
+		select {
+		case <-p.stopc:
+			return nil
+		case err := <-broken:
+			if sent {
+				return fmt.Errorf("%w: %v", errConnected, err)
+			}
+			return err
+		case m = <-p.msgc:
+		}
+		batch = append(batch[:0], m)
+		size := m.Size()
+	drain:
+		for size < maxBatchBytes && len(batch) < 1024 {
+			select {
+			case m := <-p.msgc:
+				batch = append(batch, m)
+				size += m.Size()
+			default:
+				break drain
+			}
+		}
+		frame = encodeBatch(frame[:0], p.t.cfg.ClusterID, batch)
+		if err := stream.SendMsg(&frame); err != nil {
+			for _, m := range batch {
+				p.t.reportFailure(m)
+			}
+			if sent {
+				return fmt.Errorf("%w: %v", errConnected, streamError(stream, err))
+			}
+			return streamError(stream, err)
+		}
+		sent = true
+	}
+}
+
+func encodeBatch(buf []byte, clusterID uint64, msgs []raftpb.Message) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, clusterID)
+	buf = binary.AppendUvarint(buf, uint64(len(msgs)))
+	for i := range msgs {
+		buf = binary.AppendUvarint(buf, uint64(msgs[i].Size()))
+		buf = msgs[i].MarshalTo(buf)
+	}
+	return buf
+}
+
+func decodeBatch(frame []byte, clusterID uint64) ([]raftpb.Message, error) {
+	if len(frame) < 8 {
+		return nil, fmt.Errorf("transport: short frame")
+	}
+	if c := binary.BigEndian.Uint64(frame); c != clusterID {
+		return nil, fmt.Errorf("%w: frame of cluster %s", ErrClusterMismatch, idString(c))
+	}
+	frame = frame[8:]
+	n, k := binary.Uvarint(frame)
+	if k <= 0 || n > uint64(len(frame)) {
+		return nil, fmt.Errorf("transport: bad message count")
+	}
+	frame = frame[k:]
+	msgs := make([]raftpb.Message, n)
+	for i := range msgs {
+		l, k := binary.Uvarint(frame)
+		if k <= 0 || l > uint64(len(frame)-k) {
+			return nil, fmt.Errorf("transport: bad message length")
+		}
+		if err := msgs[i].Unmarshal(frame[k : k+int(l)]); err != nil {
+			return nil, fmt.Errorf("transport: message %d: %w", i, err)
+		}
+		frame = frame[k+int(l):]
+	}
+	if len(frame) != 0 {
+		return nil, fmt.Errorf("transport: %d trailing bytes", len(frame))
+	}
+	return msgs, nil
+}
+
+// rawCodec passes frames through as bytes: the peer protocol is not
+// protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return nil, fmt.Errorf("transport: cannot encode %T", v)
+	}
+	return *b, nil
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return fmt.Errorf("transport: cannot decode into %T", v)
+	}
+	*b = append((*b)[:0], data...)
+	return nil
+}
+
+func (rawCodec) Name() string { return "cairn-raw" }

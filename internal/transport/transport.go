@@ -1,0 +1,481 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+	"github.com/cairn-db/cairn/internal/snap"
+)
+
+const (
+	serviceName = "cairn.peer.Raft"
+	// peerQueueLen bounds the messages waiting for one peer's stream;
+	// beyond it messages are dropped and reported unreachable.
+	peerQueueLen = 4096
+	// maxBatchBytes bounds one Messages frame (a single larger message is
+	// sent alone).
+	maxBatchBytes = 4 << 20
+	// snapshotChunkBytes is the image bytes per Snapshot frame.
+	snapshotChunkBytes = 1 << 20
+	// MaxFrameBytes is the largest frame a peer server accepts.
+	MaxFrameBytes = 256 << 20
+
+	mdCluster = "cairn-cluster-id"
+	mdFrom    = "cairn-from"
+	mdTo      = "cairn-to"
+)
+
+// ErrClusterMismatch is a peer stream or frame from another cluster.
+var ErrClusterMismatch = errors.New("transport: cluster ID mismatch")
+
+// Raft is the local member's raft loop, as the transport sees it.
+type Raft interface {
+	// Process hands a received message to raft.
+	Process(ctx context.Context, m raftpb.Message) error
+	// ReportUnreachable says a message to id was not delivered.
+	ReportUnreachable(id uint64)
+	// ReportSnapshot says how sending a snapshot to id ended.
+	ReportSnapshot(id uint64, ok bool)
+}
+
+// Snapshots supplies the images snapshots carry.
+type Snapshots interface {
+	// OpenImage returns the image to send with the snapshot at index.
+	OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, error)
+	// SaveImage stores a received image for the snapshot at index,
+	// checking it against what the sender reported.
+	SaveImage(index uint64, r io.Reader, want snap.ImageInfo) error
+}
+
+// Config configures a Transport.
+type Config struct {
+	LocalID   uint64
+	ClusterID uint64
+	Raft      Raft
+	Snapshots Snapshots
+	Logger    *zap.Logger
+	// DialTimeout bounds connecting to a peer. Default 1s.
+	DialTimeout time.Duration
+}
+
+// Transport sends raft messages to peers and receives theirs. Its methods
+// are safe for concurrent use.
+type Transport struct {
+	cfg    Config
+	logger *zap.Logger
+	codec  rawCodec
+
+	// stopc is closed by Stop; every goroutine the transport starts
+	// watches it, and wg waits for them.
+	stopc chan struct{}
+	wg    sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		peers map[uint64]*peer
+		// snapshotting holds the peers with a snapshot in flight.
+		snapshotting map[uint64]bool
+		stopped      bool
+	}
+}
+
+// New returns a transport with no peers.
+func New(cfg Config) *Transport {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = time.Second
+	}
+	t := &Transport{cfg: cfg, logger: cfg.Logger, stopc: make(chan struct{})}
+	t.mu.peers = map[uint64]*peer{}
+	t.mu.snapshotting = map[uint64]bool{}
+	return t
+}
+
+// ServerOptions are the options the peer gRPC server needs.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodec(rawCodec{}),
+		grpc.MaxRecvMsgSize(MaxFrameBytes),
+		grpc.MaxSendMsgSize(MaxFrameBytes),
+	}
+}
+
+// Register adds the peer service to s, which must have been built with
+// ServerOptions.
+func (t *Transport) Register(s *grpc.Server) {
+	s.RegisterService(&grpc.ServiceDesc{
+		ServiceName: serviceName,
+		HandlerType: (*any)(nil),
+		Streams: []grpc.StreamDesc{
+			{StreamName: "Messages", Handler: t.handleMessages, ClientStreams: true},
+			{StreamName: "Snapshot", Handler: t.handleSnapshot, ClientStreams: true},
+		},
+		Metadata: "cairn/peer",
+	}, t)
+}
+
+// SetPeer adds peer id at urls, or updates its URLs.
+func (t *Transport) SetPeer(id uint64, urls []string) {
+	if id == t.cfg.LocalID || len(urls) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.stopped {
+		return
+	}
+	if p, ok := t.mu.peers[id]; ok {
+		if equalStrings(p.urls, urls) {
+			return
+		}
+		p.stop()
+	}
+	p := newPeer(t, id, urls)
+	t.mu.peers[id] = p
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		p.run()
+	}()
+}
+
+// RemovePeer stops sending to id.
+func (t *Transport) RemovePeer(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.mu.peers[id]; ok {
+		p.stop()
+		delete(t.mu.peers, id)
+	}
+}
+
+// Peers returns the IDs of the peers the transport sends to.
+func (t *Transport) Peers() []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := make([]uint64, 0, len(t.mu.peers))
+	for id := range t.mu.peers {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Send queues messages for their peers. It never blocks: a message that
+// cannot be queued is dropped and reported.
+func (t *Transport) Send(msgs []raftpb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range msgs {
+		if m.To == t.cfg.LocalID {
+			continue
+		}
+		p, ok := t.mu.peers[m.To]
+		if !ok || t.mu.stopped {
+			t.reportFailure(m)
+			continue
+		}
+		if m.Type == raftpb.MsgSnap {
+			t.startSnapshotLocked(p, m)
+			continue
+		}
+		select {
+		case p.msgc <- m:
+		default:
+			t.logger.Debug("peer queue full, dropping message", zap.String("peer", idString(m.To)), zap.Stringer("type", m.Type))
+			t.reportFailure(m)
+		}
+	}
+}
+
+func (t *Transport) reportFailure(m raftpb.Message) {
+	if m.Type == raftpb.MsgSnap {
+		t.cfg.Raft.ReportSnapshot(m.To, false)
+	}
+	t.cfg.Raft.ReportUnreachable(m.To)
+}
+
+// Stop closes every connection and waits for the transport's goroutines.
+func (t *Transport) Stop() {
+	t.mu.Lock()
+	if t.mu.stopped {
+		t.mu.Unlock()
+		return
+	}
+	t.mu.stopped = true
+	close(t.stopc)
+	for id, p := range t.mu.peers {
+		p.stop()
+		delete(t.mu.peers, id)
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// outgoingContext carries the stream's identity to the receiver.
+func (t *Transport) outgoingContext(ctx context.Context, to uint64) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, mdCluster, idString(t.cfg.ClusterID),
+		mdFrom, idString(t.cfg.LocalID), mdTo, idString(to))
+}
+
+// checkStream checks an incoming stream's metadata and returns the sender.
+func (t *Transport) checkStream(ctx context.Context) (from uint64, err error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	get := func(k string) (uint64, error) {
+		v := md.Get(k)
+		if len(v) != 1 {
+			return 0, fmt.Errorf("missing %s", k)
+		}
+		return strconv.ParseUint(v[0], 16, 64)
+	}
+	cluster, err1 := get(mdCluster)
+	from, err2 := get(mdFrom)
+	to, err3 := get(mdTo)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.logger.Warn("rejected peer stream with bad metadata", zap.Error(err))
+		return 0, status.Errorf(codes.InvalidArgument, "transport: bad stream metadata: %v", err)
+	}
+	if cluster != t.cfg.ClusterID {
+		t.logger.Error("rejected peer stream from another cluster",
+			zap.String("remote-member", idString(from)), zap.String("remote-cluster", idString(cluster)),
+			zap.String("local-cluster", idString(t.cfg.ClusterID)))
+		return 0, status.Errorf(codes.FailedPrecondition, "%v: member %s is in cluster %s, this is cluster %s",
+			ErrClusterMismatch, idString(from), idString(cluster), idString(t.cfg.ClusterID))
+	}
+	if to != t.cfg.LocalID {
+		t.logger.Error("rejected peer stream meant for another member",
+			zap.String("remote-member", idString(from)), zap.String("meant-for", idString(to)))
+		return 0, status.Errorf(codes.FailedPrecondition, "transport: stream meant for member %s reached member %s",
+			idString(to), idString(t.cfg.LocalID))
+	}
+	return from, nil
+}
+
+// handleMessages receives one peer's message stream.
+func (t *Transport) handleMessages(_ any, stream grpc.ServerStream) error {
+	from, err := t.checkStream(stream.Context())
+	if err != nil {
+		return err
+	}
+	for {
+		var frame []byte
+		if err := stream.RecvMsg(&frame); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		msgs, err := decodeBatch(frame, t.cfg.ClusterID)
+		if err != nil {
+			t.logger.Error("dropped a bad frame from a peer", zap.String("remote-member", idString(from)), zap.Error(err))
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		for _, m := range msgs {
+			if m.From != from || m.To != t.cfg.LocalID {
+				t.logger.Error("dropped a message not matching its stream", zap.String("stream-from", idString(from)),
+					zap.String("from", idString(m.From)), zap.String("to", idString(m.To)))
+				continue
+			}
+			if err := t.cfg.Raft.Process(stream.Context(), m); err != nil {
+				return status.FromContextError(err).Err()
+			}
+		}
+	}
+}
+
+// handleSnapshot receives one snapshot: its image, then its message.
+func (t *Transport) handleSnapshot(_ any, stream grpc.ServerStream) error {
+	from, err := t.checkStream(stream.Context())
+	if err != nil {
+		return err
+	}
+	var head []byte
+	if err := stream.RecvMsg(&head); err != nil {
+		return err
+	}
+	if len(head) < 20 {
+		return status.Error(codes.InvalidArgument, "transport: short snapshot header")
+	}
+	if c := binary.BigEndian.Uint64(head); c != t.cfg.ClusterID {
+		return status.Errorf(codes.FailedPrecondition, "%v: snapshot frame of cluster %s", ErrClusterMismatch, idString(c))
+	}
+	info := snap.ImageInfo{Size: int64(binary.BigEndian.Uint64(head[8:])), CRC: binary.BigEndian.Uint32(head[16:])}
+	var m raftpb.Message
+	if err := m.Unmarshal(head[20:]); err != nil || m.Type != raftpb.MsgSnap || m.From != from || m.To != t.cfg.LocalID {
+		return status.Errorf(codes.InvalidArgument, "transport: bad snapshot message (%v)", err)
+	}
+	t.logger.Info("receiving snapshot", zap.String("from", idString(from)),
+		zap.Uint64("index", m.Snapshot.Metadata.Index), zap.Int64("bytes", info.Size))
+	start := time.Now()
+	r := &streamReader{stream: stream}
+	if err := t.cfg.Snapshots.SaveImage(m.Snapshot.Metadata.Index, r, info); err != nil {
+		t.logger.Error("receiving snapshot", zap.String("from", idString(from)), zap.Error(err))
+		return status.Errorf(codes.DataLoss, "transport: storing snapshot image: %v", err)
+	}
+	t.logger.Info("received snapshot", zap.String("from", idString(from)),
+		zap.Uint64("index", m.Snapshot.Metadata.Index), zap.Duration("took", time.Since(start)))
+	if err := t.cfg.Raft.Process(stream.Context(), m); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	return stream.SendMsg(&[]byte{})
+}
+
+// streamReader reads the image frames of a snapshot stream as one stream
+// of bytes.
+type streamReader struct {
+	stream grpc.ServerStream
+	buf    []byte
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		var frame []byte
+		if err := r.stream.RecvMsg(&frame); err != nil {
+			return 0, err // io.EOF at the end of the image
+		}
+		r.buf = frame
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// startSnapshotLocked sends m (a MsgSnap) on its own connection, one at a
+// time per peer. REQUIRES: t.mu held.
+func (t *Transport) startSnapshotLocked(p *peer, m raftpb.Message) {
+	if t.mu.snapshotting[m.To] {
+		// Raft sends one snapshot at a time; a second is a retry after a
+		// failure report. Let the running one finish.
+		t.cfg.Raft.ReportSnapshot(m.To, false)
+		return
+	}
+	t.mu.snapshotting[m.To] = true
+	urls := p.urls
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		err := t.sendSnapshot(urls, m)
+		t.mu.Lock()
+		delete(t.mu.snapshotting, m.To)
+		t.mu.Unlock()
+		if err != nil {
+			t.logger.Warn("sending snapshot failed", zap.String("to", idString(m.To)),
+				zap.Uint64("index", m.Snapshot.Metadata.Index), zap.Error(err))
+		} else {
+			t.logger.Info("sent snapshot", zap.String("to", idString(m.To)), zap.Uint64("index", m.Snapshot.Metadata.Index))
+		}
+		t.cfg.Raft.ReportSnapshot(m.To, err == nil)
+	}()
+}
+
+func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
+	rc, info, err := t.cfg.Snapshots.OpenImage(m.Snapshot.Metadata.Index)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	conn, err := dial(urls[0])
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(t.outgoingContext(context.Background(), m.To))
+	defer cancel()
+	go func() {
+		select {
+		case <-t.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Snapshot", grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	head := binary.BigEndian.AppendUint64(nil, t.cfg.ClusterID)
+	head = binary.BigEndian.AppendUint64(head, uint64(info.Size))
+	head = binary.BigEndian.AppendUint32(head, info.CRC)
+	head = m.MarshalTo(head)
+	if err := stream.SendMsg(&head); err != nil {
+		return streamError(stream, err)
+	}
+	buf := make([]byte, snapshotChunkBytes)
+	for {
+		n, err := io.ReadFull(rc, buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if err := stream.SendMsg(&chunk); err != nil {
+				return streamError(stream, err)
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	var ack []byte
+	return stream.RecvMsg(&ack)
+}
+
+// streamError returns the status the server ended a stream with, which
+// says more than the io.EOF a failed send reports.
+func streamError(stream grpc.ClientStream, sendErr error) error {
+	if sendErr != io.EOF {
+		return sendErr
+	}
+	var ack []byte
+	if err := stream.RecvMsg(&ack); err != nil && err != io.EOF {
+		return err
+	}
+	return sendErr
+}
+
+// dial returns a client connection to a peer URL (http://host:port).
+func dial(rawURL string) (*grpc.ClientConn, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient("passthrough:///"+u.Host,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxFrameBytes), grpc.MaxCallRecvMsgSize(MaxFrameBytes)),
+	)
+}
+
+func idString(id uint64) string { return strconv.FormatUint(id, 16) }
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,249 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+var cairnBinary string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if b := os.Getenv("CAIRN_E2E_BINARY"); b != "" {
+		cairnBinary = b
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "cairn-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	cairnBinary = filepath.Join(dir, "cairn")
+	build := exec.Command("go", "build", "-tags", "invariants", "-o", cairnBinary, "../../cmd/cairn")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building cairn:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// Timing used by the tests: fast elections, so faults recover quickly.
+const (
+	heartbeatMs = 50
+	electionMs  = 500
+)
+
+type member struct {
+	t          *testing.T
+	name       string
+	dataDir    string
+	clientURL  string
+	peerURL    string
+	args       []string
+	cmd        *exec.Cmd
+	logPath    string
+	exited     chan struct{}
+	exitStatus error
+}
+
+type cluster struct {
+	t       *testing.T
+	members []*member
+}
+
+// freePorts reserves n loopback ports (closed again before use; the
+// kernel does not hand them out again at once).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// newCluster starts n members with extra flags.
+func newCluster(t *testing.T, n int, extra ...string) *cluster {
+	t.Helper()
+	ports := freePorts(t, 2*n)
+	c := &cluster{t: t}
+	var initial []string
+	for i := range n {
+		m := &member{
+			t:         t,
+			name:      fmt.Sprintf("m%d", i),
+			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+		}
+		m.dataDir = filepath.Join(t.TempDir(), m.name)
+		m.logPath = filepath.Join(t.TempDir(), m.name+".log")
+		initial = append(initial, m.name+"="+m.peerURL)
+		c.members = append(c.members, m)
+	}
+	for _, m := range c.members {
+		m.args = append([]string{
+			"--name", m.name, "--data-dir", m.dataDir,
+			"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
+			"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
+			"--heartbeat-interval", fmt.Sprint(heartbeatMs), "--election-timeout", fmt.Sprint(electionMs),
+		}, extra...)
+		m.start()
+	}
+	t.Cleanup(func() {
+		for _, m := range c.members {
+			m.kill()
+		}
+		if t.Failed() {
+			for _, m := range c.members {
+				if data, err := os.ReadFile(m.logPath); err == nil {
+					lines := strings.Split(string(data), "\n")
+					t.Logf("last log lines of %s:\n%s", m.name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+				}
+			}
+		}
+	})
+	c.waitLeader()
+	return c
+}
+
+func (m *member) start() {
+	m.t.Helper()
+	log, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.cmd = exec.Command(cairnBinary, m.args...)
+	m.cmd.Stdout, m.cmd.Stderr = log, log
+	if err := m.cmd.Start(); err != nil {
+		m.t.Fatal(err)
+	}
+	log.Close()
+	m.exited = make(chan struct{})
+	cmd := m.cmd
+	go func() {
+		m.exitStatus = cmd.Wait()
+		close(m.exited)
+	}()
+}
+
+// kill SIGKILLs the member (if running) and waits for it to exit.
+func (m *member) kill() {
+	if m.cmd == nil {
+		return
+	}
+	m.cmd.Process.Signal(syscall.SIGKILL)
+	<-m.exited
+	m.cmd = nil
+}
+
+// restart starts a killed member again on its data directory.
+func (m *member) restart() {
+	m.kill()
+	m.start()
+}
+
+func (m *member) client() *clientv3.Client {
+	m.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+	})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// client returns a client of every member.
+func (c *cluster) client() *clientv3.Client {
+	c.t.Helper()
+	var eps []string
+	for _, m := range c.members {
+		eps = append(eps, m.clientURL)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// waitLeader waits until every running member reports the same leader,
+// and returns that member's index.
+func (c *cluster) waitLeader() int {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lead := uint64(0)
+		agree := true
+		var ids []uint64
+		for _, m := range c.members {
+			if m.cmd == nil {
+				ids = append(ids, 0)
+				continue
+			}
+			st, err := memberStatus(m)
+			if err != nil || st.Leader == 0 || (lead != 0 && st.Leader != lead) {
+				agree = false
+				break
+			}
+			lead = st.Leader
+			ids = append(ids, st.Header.MemberId)
+		}
+		if agree && lead != 0 {
+			for i, id := range ids {
+				if id == lead {
+					return i
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no agreed leader within 30s")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a real cluster, not synchronizing goroutines
+	}
+}
+
+func memberStatus(m *member) (*clientv3.StatusResponse, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientURL}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return cli.Status(ctx, m.clientURL)
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
