@@ -132,8 +132,8 @@ type Node struct {
 	err    atomic.Pointer[error]
 }
 
-// Start starts the loop.
-func Start(cfg Config) (*Node, error) {
+// New returns a node whose loop is not running yet (see Start).
+func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -186,9 +186,11 @@ func Start(cfg Config) (*Node, error) {
 	hs := cfg.Storage.HardState()
 	n.term.Store(hs.Term)
 	n.commit.Store(hs.Commit)
-	go n.run()
 	return n, nil
 }
+
+// Start starts the loop; Stop stops it.
+func (n *Node) Start() { go n.run() }
 
 // Apply delivers what to apply, in order. It is closed when the loop stops.
 func (n *Node) Apply() <-chan ToApply { return n.applyc }

@@ -112,11 +112,8 @@ func (s *Server) Start() error {
 		LocalID: s.st.memberID, ClusterID: s.st.clusterID,
 		Raft: (*raftAdapter)(s), Snapshots: (*imageStore)(s), Logger: s.logger,
 	})
-	for _, m := range s.st.peers {
-		s.tr.SetPeer(m.ID, m.PeerURLs)
-	}
 	tick := s.cfg.HeartbeatInterval
-	rn, err := raftnode.Start(raftnode.Config{
+	rn, err := raftnode.New(raftnode.Config{
 		ID:             s.st.memberID,
 		ElectionTicks:  int(s.cfg.ElectionTimeout / tick),
 		HeartbeatTicks: 1,
@@ -143,7 +140,12 @@ func (s *Server) Start() error {
 		s.tr.Stop()
 		return err
 	}
+	// The transport reports to s.rn: set it before any peer runs.
 	s.rn = rn
+	for _, m := range s.st.peers {
+		s.tr.SetPeer(m.ID, m.PeerURLs)
+	}
+	rn.Start()
 	s.goAttached(s.applyLoop)
 	s.goAttached(s.readLoop)
 	s.goAttached(s.publishAttributes)

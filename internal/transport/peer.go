@@ -133,7 +133,6 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 	}()
 	sent := false
 	var batch []raftpb.Message
-	var frame []byte
 	for {
 		var m raftpb.Message
 		select {
@@ -158,7 +157,9 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 				break drain
 			}
 		}
-		frame = encodeBatch(frame[:0], p.t.cfg.ClusterID, batch)
+		// A fresh buffer per frame: gRPC may still hold the last one
+		// after SendMsg returns (it queues the bytes without copying).
+		frame := encodeBatch(make([]byte, 0, size+16+10*len(batch)), p.t.cfg.ClusterID, batch)
 		if err := stream.SendMsg(&frame); err != nil {
 			for _, m := range batch {
 				p.t.reportFailure(m)

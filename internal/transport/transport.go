@@ -418,8 +418,10 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 	if err := stream.SendMsg(&head); err != nil {
 		return streamError(stream, err)
 	}
-	buf := make([]byte, snapshotChunkBytes)
 	for {
+		// A fresh buffer per chunk: gRPC may hold the last one after
+		// SendMsg returns.
+		buf := make([]byte, snapshotChunkBytes)
 		n, err := io.ReadFull(rc, buf)
 		if n > 0 {
 			chunk := buf[:n]
