@@ -32,6 +32,7 @@ type config struct {
 	MaxTxnOps                uint   `json:"max-txn-ops"`
 	AutoCompactionMode       string `json:"auto-compaction-mode"`
 	AutoCompactionRetention  string `json:"auto-compaction-retention"`
+	AutoCompactionInterval   string `json:"auto-compaction-interval"`
 	LogLevel                 string `json:"log-level"`
 
 	configFile string
@@ -84,23 +85,31 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
 	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: 'periodic', 'revision'.")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention for mvcc key value store. 0 means disable auto compaction.")
+	fs.StringVar(&c.AutoCompactionInterval, "auto-compaction-interval", "", "Cairn only: how often auto-compaction samples (periodic) or compacts (revision), e.g. '10s'. Default: etcd's (retention/10 up to 6m; 5m).")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.StringVar(&c.configFile, "config-file", "", "Path to the server configuration file (YAML, etcd's keys). Other flags and environment variables are then ignored.")
 	fs.BoolVar(&c.version, "version", false, "Print the version and exit.")
 	return fs
 }
 
+// envPrefixes are the environment variable prefixes read for flags,
+// first match wins: Cairn's own, then etcd's, so that deployments written
+// for etcd keep working.
+var envPrefixes = []string{"CAIRN_", "ETCD_"}
+
 // parseConfig reads flags, then CAIRN_* (or ETCD_*) environment variables
-// for flags not given on the command line, or, with --config-file, only
-// the file.
-func parseConfig(args []string, env func(string) (string, bool), out io.Writer) (config, error) {
+// for flags not given on the command line, as etcd does: a variable that
+// shadows a flag given on the command line is an error, and an unknown
+// variable is a warning. With --config-file (or CAIRN_CONFIG_FILE), only
+// the file is read. Errors wrapped in usageError exit 2, others 1.
+func parseConfig(args []string, environ []string, out io.Writer) (config, error) {
 	c := defaultConfig()
 	fs := newFlagSet(&c, out)
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return c, usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("'%s' is not a valid flag", fs.Arg(0))
+		return c, fmt.Errorf("%q is not a valid flag", fs.Arg(0))
 	}
 	if c.version {
 		return c, nil
@@ -110,23 +119,38 @@ func parseConfig(args []string, env func(string) (string, bool), out io.Writer) 
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var envErr error
+	byEnv := map[string]*flag.Flag{}
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil || f.Name == "version" {
+		if f.Name == "version" {
 			return
 		}
-		suffix := strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		for _, prefix := range []string{"CAIRN_", "ETCD_"} {
-			if v, ok := env(prefix + suffix); ok {
-				if err := fs.Set(f.Name, v); err != nil {
-					envErr = fmt.Errorf("invalid value %q for %s%s: %v", v, prefix, suffix, err)
-				}
-				return
-			}
+		for _, prefix := range envPrefixes {
+			byEnv[prefix+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = f
 		}
 	})
-	if envErr != nil {
-		return c, envErr
+	fromEnv := map[string]bool{}
+	for _, prefix := range envPrefixes {
+		for _, kv := range environ {
+			name, value, _ := strings.Cut(kv, "=")
+			if !strings.HasPrefix(name, prefix) {
+				continue
+			}
+			f, ok := byEnv[name]
+			switch {
+			case !ok:
+				fmt.Fprintf(out, "cairn: warning: unrecognized environment variable %s\n", kv)
+			case set[f.Name]:
+				return c, fmt.Errorf("conflicting environment variable %s is shadowed by the command-line flag --%s "+
+					"(unset the variable or drop the flag)", name, f.Name)
+			case value == "" || fromEnv[f.Name]:
+				// Empty, or already set by a CAIRN_ variable.
+			default:
+				if err := fs.Set(f.Name, value); err != nil {
+					return c, fmt.Errorf("invalid value %q for %s: %v", value, name, err)
+				}
+				fromEnv[f.Name] = true
+			}
+		}
 	}
 	if c.configFile != "" {
 		return loadConfigFile(c.configFile)
@@ -134,13 +158,19 @@ func parseConfig(args []string, env func(string) (string, bool), out io.Writer) 
 	return c, nil
 }
 
+// usageError is a command-line error (exit status 2, as etcd).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
 func loadConfigFile(path string) (config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return config{}, fmt.Errorf("cannot read config file: %w", err)
 	}
 	c := defaultConfig()
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	if err := yaml.Unmarshal(data, &c); err != nil {
 		return config{}, fmt.Errorf("config file %s: %w", path, err)
 	}
 	c.configFile = path

@@ -31,17 +31,21 @@ import (
 const version = "0.1.0"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-func run(args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
-	c, err := parseConfig(args, env, stderr)
+func run(args []string, environ []string, stdout, stderr io.Writer) int {
+	c, err := parseConfig(args, environ, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	var usage usageError
+	if errors.As(err, &usage) {
+		return 2 // the flag package has printed the error and the usage
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn: %v\n", err)
-		return 2
+		return 1
 	}
 	if c.version {
 		fmt.Fprintf(stdout, "cairn Version: %s\netcd API Version: %s\nGo Version: %s\nGo OS/Arch: %s/%s\n",
@@ -51,7 +55,7 @@ func run(args []string, env func(string) (string, bool), stdout, stderr io.Write
 	logger, err := newLogger(c.LogLevel, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn: %v\n", err)
-		return 2
+		return 1
 	}
 	defer logger.Sync()
 	if err := serve(c, logger); err != nil {
@@ -79,6 +83,12 @@ func serve(c config, logger *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	var compactionInterval time.Duration
+	if c.AutoCompactionInterval != "" {
+		if compactionInterval, err = time.ParseDuration(c.AutoCompactionInterval); err != nil || compactionInterval <= 0 {
+			return fmt.Errorf("invalid --auto-compaction-interval %q", c.AutoCompactionInterval)
+		}
+	}
 	if c.InitialCluster == "" {
 		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
 	}
@@ -89,25 +99,26 @@ func serve(c config, logger *zap.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.Config{
-		Name:                        c.Name,
-		DataDir:                     c.DataDir,
-		AdvertiseClientURLs:         splitURLs(c.AdvertiseClientURLs),
-		AdvertisePeerURLs:           splitURLs(c.InitialAdvertisePeerURLs),
-		InitialCluster:              c.InitialCluster,
-		InitialClusterState:         c.InitialClusterState,
-		InitialClusterToken:         c.InitialClusterToken,
-		HeartbeatInterval:           time.Duration(c.HeartbeatIntervalMs) * time.Millisecond,
-		ElectionTimeout:             time.Duration(c.ElectionTimeoutMs) * time.Millisecond,
-		SnapshotCount:               c.SnapshotCount,
-		SnapshotCatchUpEntries:      c.SnapshotCatchUpEntries,
-		QuotaBackendBytes:           c.QuotaBackendBytes,
-		MaxRequestBytes:             int(c.MaxRequestBytes),
-		MaxTxnOps:                   int(c.MaxTxnOps),
-		AutoCompactionMode:          c.AutoCompactionMode,
-		AutoCompactionRetention:     retention,
-		AutoCompactionRetentionRevs: keepRevs,
-		Logger:                      logger,
-		Registry:                    reg,
+		Name:                           c.Name,
+		DataDir:                        c.DataDir,
+		AdvertiseClientURLs:            splitURLs(c.AdvertiseClientURLs),
+		AdvertisePeerURLs:              splitURLs(c.InitialAdvertisePeerURLs),
+		InitialCluster:                 c.InitialCluster,
+		InitialClusterState:            c.InitialClusterState,
+		InitialClusterToken:            c.InitialClusterToken,
+		HeartbeatInterval:              time.Duration(c.HeartbeatIntervalMs) * time.Millisecond,
+		ElectionTimeout:                time.Duration(c.ElectionTimeoutMs) * time.Millisecond,
+		SnapshotCount:                  c.SnapshotCount,
+		SnapshotCatchUpEntries:         c.SnapshotCatchUpEntries,
+		QuotaBackendBytes:              c.QuotaBackendBytes,
+		MaxRequestBytes:                int(c.MaxRequestBytes),
+		MaxTxnOps:                      int(c.MaxTxnOps),
+		AutoCompactionMode:             c.AutoCompactionMode,
+		AutoCompactionRetention:        retention,
+		AutoCompactionRetentionRevs:    keepRevs,
+		AutoCompactionIntervalOverride: compactionInterval,
+		Logger:                         logger,
+		Registry:                       reg,
 	})
 	if err != nil {
 		return err

@@ -14,9 +14,10 @@ import (
 // autoCompactor compacts history as etcd's auto-compaction does, on the
 // leader only (followers apply the compactions it proposes):
 //
-//   - periodic, retention R: every R/10 (every R if R < 1h... see
-//     interval), compact to the revision that was current R ago, so at
-//     least R of history is kept.
+//   - periodic, retention R: sample the revision every min(R, 1h)/10,
+//     keeping the samples of the last R; from R after start, every
+//     min(R, 1h), compact to the oldest sample (the revision of about R
+//     ago), so at least R of history stays readable.
 //   - revision, retention N: every 5 minutes, compact to current - N.
 type autoCompactor struct {
 	s        *Server
@@ -24,7 +25,8 @@ type autoCompactor struct {
 	// retention is the periodic mode's window; keepRevs the revision mode's.
 	retention time.Duration
 	keepRevs  int64
-	interval  time.Duration
+	// interval is the sampling (periodic) or compaction (revision) period.
+	interval time.Duration
 }
 
 func newAutoCompactor(s *Server) *autoCompactor {
@@ -35,10 +37,7 @@ func newAutoCompactor(s *Server) *autoCompactor {
 			return nil
 		}
 		c.periodic, c.retention = true, s.cfg.AutoCompactionRetention
-		// etcd: a retention of an hour or more is checked every hour...
-		// it samples the revision every retention/10 and compacts to the
-		// sample taken one retention ago.
-		c.interval = c.retention / 10
+		c.interval = min(c.retention, time.Hour) / 10
 	case "revision":
 		if s.cfg.AutoCompactionRetentionRevs <= 0 {
 			return nil
@@ -56,16 +55,18 @@ func newAutoCompactor(s *Server) *autoCompactor {
 func (c *autoCompactor) run() {
 	ticker := time.NewTicker(c.interval)
 	defer ticker.Stop()
-	// samples[i] is the revision seen i intervals ago (periodic mode).
+	// samples[0] is the revision of about one retention ago (periodic).
 	keep := int(c.retention/c.interval) + 1
 	var samples []int64
 	var last int64
+	ticks := 0
 	for {
 		select {
 		case <-c.s.stopping:
 			return
 		case <-ticker.C:
 		}
+		ticks++
 		rev := c.s.Rev()
 		var target int64
 		if c.periodic {
@@ -73,7 +74,9 @@ func (c *autoCompactor) run() {
 			if len(samples) > keep {
 				samples = samples[1:]
 			}
-			if len(samples) < keep {
+			// Due first once the samples span a retention (tick keep),
+			// then every min(R, 1h), which is 10 samples.
+			if ticks < keep || (ticks-keep)%10 != 0 {
 				continue
 			}
 			target = samples[0]
@@ -89,11 +92,11 @@ func (c *autoCompactor) run() {
 		switch {
 		case err == nil:
 			last = target
-			c.s.logger.Info("auto-compacted", zap.Int64("revision", target), zap.String("mode", c.s.cfg.AutoCompactionMode))
+			c.s.logger.Info("completed auto compaction", zap.Int64("revision", target), zap.String("mode", c.s.cfg.AutoCompactionMode))
 		case errors.Is(err, mvcc.ErrCompacted):
 			last = target
 		default:
-			c.s.logger.Warn("auto-compaction failed", zap.Int64("revision", target), zap.Error(err))
+			c.s.logger.Warn("auto compaction failed", zap.Int64("revision", target), zap.Error(err))
 		}
 	}
 }

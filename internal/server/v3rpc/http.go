@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,59 +20,91 @@ import (
 func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/health", getOnly(func(w http.ResponseWriter, r *http.Request) {
+		ok, reason := health(r.Context(), s, r.URL.Query().Get("serializable") == "true", r.URL.Query()["exclude"])
+		body, _ := json.Marshal(struct {
+			Health string `json:"health"`
+			Reason string `json:"reason"`
+		}{fmt.Sprint(ok), reason})
+		if !ok {
+			// As etcd: through http.Error (text/plain, a newline).
+			http.Error(w, string(body), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(body)
+	}))
+	livez := []check{{"serializable_read", func(ctx context.Context) error { return readCheck(ctx, s, true) }}}
+	readyz := []check{
+		{"data_corruption", func(context.Context) error { return alarmCheck(s) }},
+		{"serializable_read", func(ctx context.Context) error { return readCheck(ctx, s, true) }},
+		{"linearizable_read", func(ctx context.Context) error { return readCheck(ctx, s, false) }},
+		{"non_learner", func(context.Context) error {
+			if s.Status().IsLearner {
+				return fmt.Errorf("not supported for learner")
+			}
+			return nil
+		}},
+	}
+	for path, cs := range map[string][]check{"/livez": livez, "/readyz": readyz} {
+		mux.HandleFunc(path, getOnly(checks(cs)))
+		for _, c := range cs {
+			mux.HandleFunc(path+"/"+c.name, getOnly(checks([]check{c})))
+		}
+	}
+	mux.HandleFunc("/version", getOnly(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, APIVersion, APIVersion, APIVersion)
+	}))
+	return cors(mux)
+}
+
+// cors adds the headers etcd's default CORS policy (*) adds to every
+// response.
+func cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Headers", "accept, content-type, authorization")
+		w.Header().Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func getOnly(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
 			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		serializable := r.URL.Query().Get("serializable") == "true"
-		ok, reason := health(r.Context(), s, serializable)
-		w.Header().Set("Content-Type", "application/json")
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		body, _ := json.Marshal(struct {
-			Health string `json:"health"`
-			Reason string `json:"reason"`
-		}{fmt.Sprint(ok), reason})
-		w.Write(body)
-	})
-	mux.HandleFunc("/livez", checks(s, []check{{"serializable_read", func(ctx context.Context) error {
-		return readCheck(ctx, s, true)
-	}}}))
-	mux.HandleFunc("/readyz", checks(s, []check{
-		{"data_corruption", func(context.Context) error { return nil }},
-		{"serializable_read", func(ctx context.Context) error { return readCheck(ctx, s, true) }},
-		{"linearizable_read", func(ctx context.Context) error { return readCheck(ctx, s, false) }},
-	}))
-	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, APIVersion, APIVersion, APIVersion)
-	})
-	return mux
+		fn(w, r)
+	}
 }
 
-// health is etcd's /health check: a leader, no alarm, and a read that
-// succeeds (linearizable unless asked otherwise).
-func health(ctx context.Context, s *server.Server, serializable bool) (bool, string) {
+// health is etcd's /health check, in its order: no alarm (unless
+// excluded), a leader (unless serializable), and a read that succeeds.
+func health(ctx context.Context, s *server.Server, serializable bool, exclude []string) (bool, string) {
 	st := s.Status()
-	if len(st.Errors) > 0 {
+	if len(st.Errors) > 0 && !slices.Contains(exclude, "NOSPACE") {
 		return false, "ALARM NOSPACE"
 	}
-	if st.Leader == 0 {
+	if !serializable && st.Leader == 0 {
 		return false, "RAFT NO LEADER"
 	}
 	if err := readCheck(ctx, s, serializable); err != nil {
-		return false, "QGET ERROR:" + err.Error()
+		return false, "RANGE ERROR:" + err.Error()
 	}
 	return true, ""
 }
 
+func alarmCheck(s *server.Server) error {
+	if len(s.Status().Errors) > 0 {
+		return fmt.Errorf("alarm activated: NOSPACE")
+	}
+	return nil
+}
+
 func readCheck(ctx context.Context, s *server.Server, serializable bool) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_, err := s.Range(ctx, &pb.RangeRequest{Key: []byte("health"), Serializable: serializable})
+	_, err := s.Range(ctx, &pb.RangeRequest{Key: []byte("health"), Serializable: serializable, KeysOnly: true, Limit: 1})
 	return err
 }
 
@@ -82,8 +114,9 @@ type check struct {
 }
 
 // checks serves etcd's /livez and /readyz: "ok" when every check passes,
-// and with ?verbose one line per check; ?exclude=name skips a check.
-func checks(s *server.Server, cs []check) http.HandlerFunc {
+// and with ?verbose one line per check first; on a failure, 503 and every
+// check's line; ?exclude=name skips a check.
+func checks(cs []check) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		excluded := map[string]bool{}
 		for _, e := range r.URL.Query()["exclude"] {
@@ -103,17 +136,14 @@ func checks(s *server.Server, cs []check) http.HandlerFunc {
 				fmt.Fprintf(&b, "[+]%s ok\n", c.name)
 			}
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		_, verbose := r.URL.Query()["verbose"]
 		if failed {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "%s%s check failed\n", b.String(), strings.TrimPrefix(r.URL.Path, "/"))
+			http.Error(w, b.String(), http.StatusServiceUnavailable)
 			return
 		}
-		if verbose {
-			fmt.Fprintf(w, "%s%s check passed\n", b.String(), strings.TrimPrefix(r.URL.Path, "/"))
-			return
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if _, verbose := r.URL.Query()["verbose"]; verbose {
+			fmt.Fprint(w, b.String())
 		}
 		fmt.Fprint(w, "ok\n")
 	}
