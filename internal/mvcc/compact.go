@@ -24,12 +24,12 @@ func (s *Store) Compact(rev int64, index, term uint64) (<-chan struct{}, error) 
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.RLock()
-	current, compacted := s.mu.currentRev, s.mu.compactRev
+	current, compacted, ever := s.mu.currentRev, s.mu.compactRev, s.mu.compacted
 	s.mu.RUnlock()
 	batch := s.b.NewBatch()
 	var refusal error
 	switch {
-	case rev <= compacted:
+	case rev < compacted || rev == compacted && ever:
 		refusal = ErrCompacted
 	case rev > current:
 		refusal = ErrFutureRev
@@ -46,6 +46,7 @@ func (s *Store) Compact(rev int64, index, term uint64) (<-chan struct{}, error) 
 	}
 	s.mu.Lock()
 	s.mu.compactRev = rev
+	s.mu.compacted = true
 	s.mu.Unlock()
 	// Reads below rev fail from here on. The rest, the index's share
 	// included, happens in the background, so writes go on.

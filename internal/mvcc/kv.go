@@ -52,6 +52,10 @@ type Store struct {
 		// compactRev is the revision of the last compaction (0 for none):
 		// reads below it fail with ErrCompacted.
 		compactRev int64
+		// compacted says a compaction was ever accepted. etcd's store
+		// starts at compaction revision -1, so its first Compact(0)
+		// succeeds; so does Cairn's, and only the first.
+		compacted bool
 	}
 }
 
@@ -81,6 +85,11 @@ func open(b *backend.Backend, logger *zap.Logger, batchKeys, crashAfterBatches i
 		return nil, err
 	}
 	s.mu.compactRev = scheduled
+	if _, ok, err := view.Get(scheduledCompactKey); err != nil {
+		return nil, err
+	} else {
+		s.mu.compacted = ok
+	}
 	s.mu.currentRev = max(s.mu.currentRev, scheduled)
 	var kv mvccpb.KeyValue
 	var scanErr error

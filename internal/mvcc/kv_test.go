@@ -171,6 +171,9 @@ func runModelSeed(t *testing.T, seed uint64) {
 	defer func() { s.Close(); b.Close() }()
 	m := newModel()
 	compacted := int64(0)
+	// everCompacted: as etcd (compaction revision -1 at first), the first
+	// Compact(0) is accepted.
+	everCompacted := false
 	// reopen (re)starts the store; its compactions remove 2 revisions a
 	// batch, and give up after crashAfterBatches batches (0: never).
 	reopen := func(crashAfterBatches int) {
@@ -296,7 +299,7 @@ func runModelSeed(t *testing.T, seed uint64) {
 			}
 			done, err := s.Compact(rev, index, 1)
 			switch {
-			case rev <= compacted:
+			case rev < compacted || rev == compacted && everCompacted:
 				if err != ErrCompacted {
 					t.Fatalf("step %d: compact at %d after %d: %v", step, rev, compacted, err)
 				}
@@ -309,6 +312,7 @@ func runModelSeed(t *testing.T, seed uint64) {
 			default:
 				<-done
 				compacted = rev
+				everCompacted = true
 			}
 			if crash {
 				reopen(0)

@@ -409,40 +409,63 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 // nested txn exclude each other, so they may write the same key.
 //
 // One deliberate difference: etcd's check lets through a put with
-// ignore_value or ignore_lease of a key that a from-key delete in the same
-// txn removes first; applying it then fails half way, and etcd panics.
-// CheckTxn refuses such a txn (anywhere in it) with ErrDuplicateKey.
+// ignore_value or ignore_lease of a key that a from-key delete earlier on
+// the same path removes first; applying it then fails half way, and etcd
+// panics. CheckTxn refuses such a txn with ErrDuplicateKey. Txns where
+// the two cannot both run, or the put runs first, are accepted, as etcd
+// accepts them.
 func CheckTxn(req *pb.TxnRequest) error {
 	for _, ops := range [][]*pb.RequestOp{req.Success, req.Failure} {
 		if _, _, err := checkOps(ops); err != nil {
 			return err
 		}
 	}
-	var fromKeyDels [][]byte
-	var ignorePuts [][]byte
-	var walk func(*pb.TxnRequest)
-	walk = func(t *pb.TxnRequest) {
-		for _, op := range append(append([]*pb.RequestOp(nil), t.Success...), t.Failure...) {
-			if d := op.GetRequestDeleteRange(); d != nil && len(d.RangeEnd) == 1 && d.RangeEnd[0] == 0 {
-				fromKeyDels = append(fromKeyDels, d.Key)
-			}
-			if p := op.GetRequestPut(); p != nil && (p.IgnoreValue || p.IgnoreLease) {
-				ignorePuts = append(ignorePuts, p.Key)
-			}
-			if n := op.GetRequestTxn(); n != nil {
-				walk(n)
-			}
-		}
+	if _, _, bad := ignoreAfterFromKeyDelete(req.Success); bad {
+		return ErrDuplicateKey
 	}
-	walk(req)
-	for _, d := range fromKeyDels {
-		for _, k := range ignorePuts {
-			if bytes.Compare(k, d) >= 0 {
-				return ErrDuplicateKey
-			}
-		}
+	if _, _, bad := ignoreAfterFromKeyDelete(req.Failure); bad {
+		return ErrDuplicateKey
 	}
 	return nil
+}
+
+// ignoreAfterFromKeyDelete looks at one branch: it returns the keys of the
+// from-key deletes and of the puts with ignore_value or ignore_lease that
+// some path through it holds, and whether some path runs such a put of a
+// key at or after such a delete's key, after that delete.
+func ignoreAfterFromKeyDelete(ops []*pb.RequestOp) (dels, puts [][]byte, bad bool) {
+	for _, op := range ops {
+		var opDels, opPuts [][]byte
+		switch {
+		case op.GetRequestDeleteRange() != nil:
+			if d := op.GetRequestDeleteRange(); len(d.RangeEnd) == 1 && d.RangeEnd[0] == 0 {
+				opDels = [][]byte{d.Key}
+			}
+		case op.GetRequestPut() != nil:
+			if p := op.GetRequestPut(); p.IgnoreValue || p.IgnoreLease {
+				opPuts = [][]byte{p.Key}
+			}
+		case op.GetRequestTxn() != nil:
+			t := op.GetRequestTxn()
+			for _, branch := range [][]*pb.RequestOp{t.Success, t.Failure} {
+				d, p, b := ignoreAfterFromKeyDelete(branch)
+				if b {
+					return nil, nil, true
+				}
+				opDels, opPuts = append(opDels, d...), append(opPuts, p...)
+			}
+		}
+		// A put here runs after every delete of the ops before it.
+		for _, p := range opPuts {
+			for _, d := range dels {
+				if bytes.Compare(p, d) >= 0 {
+					return nil, nil, true
+				}
+			}
+		}
+		dels, puts = append(dels, opDels...), append(puts, opPuts...)
+	}
+	return dels, puts, false
 }
 
 // span is a deleted key range: [key, end), a single key if end is empty,

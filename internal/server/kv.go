@@ -26,6 +26,9 @@ func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResp
 
 // Put proposes a put and returns its result once applied.
 func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := s.checkQuota(); err != nil {
+		return nil, err
+	}
 	r, err := s.propose(ctx, &pb.InternalRaftRequest{Put: req})
 	if err != nil {
 		return nil, err
@@ -58,6 +61,11 @@ func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 			return err
 		})
 		return resp, err
+	}
+	if txnPuts(req) {
+		if err := s.checkQuota(); err != nil {
+			return nil, err
+		}
 	}
 	r, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: req})
 	if err != nil {
@@ -129,4 +137,30 @@ func isTxnSerializable(r *pb.TxnRequest) bool {
 		}
 	}
 	return true
+}
+
+// checkQuota refuses writes that grow the database while it is over
+// --quota-backend-bytes, as etcd's NOSPACE alarm does; deletes and
+// compactions, which free space, go through.
+func (s *Server) checkQuota() error {
+	if s.dbSize.Load() > s.cfg.QuotaBackendBytes {
+		return ErrNoSpace
+	}
+	return nil
+}
+
+func txnPuts(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			switch v := op.Request.(type) {
+			case *pb.RequestOp_RequestPut:
+				return true
+			case *pb.RequestOp_RequestTxn:
+				if txnPuts(v.RequestTxn) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -58,7 +58,14 @@ type Server struct {
 	snapIndex uint64
 
 	reads readBatcher
+
+	// dbSize is the backend's size, refreshed by the apply loop at most
+	// every dbSizeEvery (pebble's metrics are too dear per request).
+	dbSize   atomic.Int64
+	dbSizeAt time.Time
 }
+
+const dbSizeEvery = 500 * time.Millisecond
 
 // New recovers or bootstraps the member's storage. Start runs it.
 func New(cfg Config) (*Server, error) {
@@ -76,6 +83,7 @@ func New(cfg Config) (*Server, error) {
 		snapIndex: st.snapIndex,
 	}
 	s.reqIDs.init(st.memberID)
+	s.dbSize.Store(st.applier.DBSize())
 	s.applied.index = st.applier.ConsistentIndex()
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
@@ -300,6 +308,10 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 	}
 	if last > 0 {
 		s.setApplied(last)
+	}
+	if time.Since(s.dbSizeAt) > dbSizeEvery {
+		s.dbSize.Store(s.applier.DBSize())
+		s.dbSizeAt = time.Now()
 	}
 	if last > 0 && last-s.snapIndex >= s.cfg.SnapshotCount {
 		if err := s.snapshot(last); err != nil {

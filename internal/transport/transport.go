@@ -78,7 +78,6 @@ type Config struct {
 type Transport struct {
 	cfg    Config
 	logger *zap.Logger
-	codec  rawCodec
 
 	// stopc is closed by Stop; every goroutine the transport starts
 	// watches it, and wg waits for them.

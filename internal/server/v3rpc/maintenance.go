@@ -41,8 +41,21 @@ func unimplemented(call string) error {
 	return status.Errorf(codes.Unimplemented, "cairn: %s is not implemented yet", call)
 }
 
-func (m *maintenanceServer) Alarm(context.Context, *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	return nil, unimplemented("Maintenance.Alarm")
+// Alarm lists the alarms (etcdctl's endpoint health asks). The only alarm
+// Cairn raises is NOSPACE, while the database is over its quota; it is
+// derived from the size, so activating or deactivating by hand is not
+// implemented.
+func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if r.Action != pb.AlarmRequest_GET {
+		return nil, unimplemented("Maintenance.Alarm " + r.Action.String())
+	}
+	resp := &pb.AlarmResponse{Header: header(m.s, nil, 0)}
+	if st := m.s.Status(); len(st.Errors) > 0 && (r.Alarm == pb.AlarmType_NONE || r.Alarm == pb.AlarmType_NOSPACE) {
+		if r.MemberID == 0 || r.MemberID == m.s.ID() {
+			resp.Alarms = append(resp.Alarms, &pb.AlarmMember{MemberID: m.s.ID(), Alarm: pb.AlarmType_NOSPACE})
+		}
+	}
+	return resp, nil
 }
 
 func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Runs etcd's benchmark tool against Cairn and stock etcd side by side, on
+# loopback, and prints requests/s for each and the Cairn/etcd ratio.
+#
+#   scripts/bench.sh                 # 1- and 3-member clusters
+#   BENCH_SCALE=4 scripts/bench.sh   # 4x the requests per line
+#   BENCH_SIZES="1" scripts/bench.sh # only the 1-member clusters
+#
+# Stock etcd, etcdctl and benchmark come from ../shared/tools/etcd-reference.sh
+# (built from the Go module proxy, cached). Data directories live under
+# $BENCH_DIR (default: a temporary directory on the real disk), so fsync
+# costs are real. Every process started here is killed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scale=${BENCH_SCALE:-1}
+sizes=${BENCH_SIZES:-"1 3"}
+ref=$(bash ../shared/tools/etcd-reference.sh)
+work=${BENCH_DIR:-$(mktemp -d /var/tmp/cairn-bench.XXXXXX)}
+mkdir -p "$work"
+go build -o "$work/cairn" ./cmd/cairn
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n ${BENCH_DIR:-} ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=32379
+# start_cluster BINARY NAME N: starts N members and sets eps to their
+# client endpoints. (Not run in a subshell: it records the pids.)
+eps=""
+start_cluster() {
+  local bin=$1 name=$2 n=$3 initial="" i
+  eps=""
+  for ((i = 0; i < n; i++)); do
+    initial+="${initial:+,}$name$i=http://127.0.0.1:$((port + 2 * i + 1))"
+  done
+  for ((i = 0; i < n; i++)); do
+    local c=$((port + 2 * i)) p=$((port + 2 * i + 1))
+    "$bin" --name "$name$i" --data-dir "$work/$name$i" --log-level error \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$initial" --initial-cluster-token "$name" >"$work/$name$i.log" 2>&1 &
+    pids+=($!)
+    eps+="${eps:+,}127.0.0.1:$c"
+  done
+  port=$((port + 2 * n + 10))
+  local tries=0
+  until "$ref/etcdctl" --endpoints "$eps" --command-timeout 2s endpoint health >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if ((tries > 100)); then echo "cluster $name did not become healthy" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
+
+stop_cluster() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+# rate EPS ARGS...: runs one benchmark line, prints requests/s.
+rate() {
+  local eps=$1
+  shift
+  "$ref/benchmark" --endpoints "$eps" "$@" 2>/dev/null | awk '/Requests\/sec:/ {print $2}'
+}
+
+declare -A result
+lines=("put-1c" "put-100c" "range-l" "range-s")
+run_lines() {
+  local system=$1 n=$2 eps=$3
+  # Writes go to the leader, as etcd's benchmark docs run them.
+  result[$system,$n,put-1c]=$(rate "$eps" --target-leader --conns 1 --clients 1 \
+    put --key-size 8 --sequential-keys --total $((2000 * scale)) --val-size 256)
+  result[$system,$n,put-100c]=$(rate "$eps" --target-leader --conns 10 --clients 100 \
+    put --key-size 8 --sequential-keys --total $((40000 * scale)) --val-size 256)
+  "$ref/etcdctl" --endpoints "$eps" put foo bar >/dev/null
+  result[$system,$n,range-l]=$(rate "$eps" --conns 10 --clients 100 \
+    range foo --consistency l --total $((40000 * scale)))
+  result[$system,$n,range-s]=$(rate "$eps" --conns 10 --clients 100 \
+    range foo --consistency s --total $((40000 * scale)))
+}
+
+for n in $sizes; do
+  for system in cairn etcd; do
+    bin=$work/cairn
+    [[ $system == etcd ]] && bin=$ref/etcd
+    rm -rf "$work"/"$system"*/
+    start_cluster "$bin" "$system$n-" "$n"
+    run_lines "$system" "$n" "$eps"
+    stop_cluster
+  done
+done
+
+printf '| members | benchmark | Cairn req/s | etcd req/s | Cairn/etcd |\n| --- | --- | --- | --- | --- |\n'
+for n in $sizes; do
+  for l in "${lines[@]}"; do
+    c=${result[cairn,$n,$l]:-0} e=${result[etcd,$n,$l]:-0}
+    ratio=$(awk -v c="$c" -v e="$e" 'BEGIN { if (e > 0) printf "%.2f", c / e; else print "n/a" }')
+    case $l in
+      put-1c) desc="put, 1 client, 1 conn" ;;
+      put-100c) desc="put, 100 clients, 10 conns" ;;
+      range-l) desc="range linearizable, 100 clients" ;;
+      range-s) desc="range serializable, 100 clients" ;;
+    esac
+    printf '| %s | %s | %.0f | %.0f | %s |\n' "$n" "$desc" "$c" "$e" "$ratio"
+  done
+done
