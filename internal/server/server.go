@@ -291,9 +291,14 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 	}
 	var last uint64
 	for _, e := range ta.Entries {
+		start := time.Now()
 		res, applied, err := s.applier.Apply(e)
 		if err != nil {
 			return err
+		}
+		if applied {
+			// Each entry is one backend batch commit.
+			s.metrics.backendCommit.Observe(time.Since(start).Seconds())
 		}
 		last = e.Index
 		if applied {
