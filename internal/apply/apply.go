@@ -176,30 +176,39 @@ func (a *Applier) DBSize() int64 {
 // (index at or below the consistent index), and returns its result for
 // the proposer. An error is fatal.
 func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	if ci, _ := a.be.ConsistentIndex(); e.Index <= ci {
-		return Result{}, false, nil
-	}
-	switch e.Type {
-	case raftpb.EntryConfChange:
-		return Result{}, true, a.applyConfChange(e)
-	case raftpb.EntryNormal:
-		if len(e.Data) == 0 {
-			// A new leader's empty entry: only the index moves.
-			return Result{}, true, a.be.NewBatch().Commit(e.Index, e.Term)
-		}
-		var r pb.InternalRaftRequest
+	var r *pb.InternalRaftRequest
+	if e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
+		r = &pb.InternalRaftRequest{}
 		if err := r.Unmarshal(e.Data); err != nil {
 			return Result{}, true, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
 		}
-		res, err := a.applyRequest(e, &r)
-		if r.Header != nil {
-			res.ID = r.Header.ID
-		}
-		return res, true, err
 	}
-	return Result{}, true, fmt.Errorf("apply: entry %d has unknown type %v", e.Index, e.Type)
+	// Membership changes take the lock exclusively: readers of Members
+	// and ConfState hold it shared.
+	if e.Type == raftpb.EntryConfChange || r != nil && r.ClusterMemberAttrSet != nil {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	} else {
+		a.mu.RLock()
+		defer a.mu.RUnlock()
+	}
+	if ci, _ := a.be.ConsistentIndex(); e.Index <= ci {
+		return Result{}, false, nil
+	}
+	switch {
+	case e.Type == raftpb.EntryConfChange:
+		return Result{}, true, a.applyConfChange(e)
+	case e.Type != raftpb.EntryNormal:
+		return Result{}, true, fmt.Errorf("apply: entry %d has unknown type %v", e.Index, e.Type)
+	case r == nil:
+		// A new leader's empty entry: only the index moves.
+		return Result{}, true, a.be.NewBatch().Commit(e.Index, e.Term)
+	}
+	res, err := a.applyRequest(e, r)
+	if r.Header != nil {
+		res.ID = r.Header.ID
+	}
+	return res, true, err
 }
 
 func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Result, error) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
 const (
@@ -22,23 +24,43 @@ const (
 	maxImageFileBytes = 1 << 40
 )
 
-// WriteImage writes an image of the backend (see the package doc) to w and
-// returns the consistent index it holds.
-func (a *Applier) WriteImage(w io.Writer) (uint64, error) {
+// Checkpoint is a consistent copy of the backend, ready to be written as
+// an image; Close removes it.
+type Checkpoint struct {
+	dir string
+	// Metadata is the raft position and configuration the copy holds:
+	// a snapshot sent with this image must carry it.
+	Metadata raftpb.SnapshotMetadata
+}
+
+// Close removes the copy.
+func (c *Checkpoint) Close() error { return os.RemoveAll(c.dir) }
+
+// Checkpoint copies the backend (hard links) as of the last entry applied.
+func (a *Applier) Checkpoint() (*Checkpoint, error) {
 	dir, err := os.MkdirTemp(filepath.Dir(a.dir), filepath.Base(a.dir)+checkpointSuffix)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	cp := filepath.Join(dir, "db")
-	a.mu.RLock()
-	index, _, err := a.be.Checkpoint(cp)
-	a.mu.RUnlock()
+	// Exclusively, so that the index, term and configuration read are
+	// those of the copy.
+	a.mu.Lock()
+	index, term, err := a.be.Checkpoint(filepath.Join(dir, "db"))
+	cs := a.confState.Clone()
+	a.mu.Unlock()
 	if err != nil {
-		return 0, err
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	tw := tar.NewWriter(w)
-	err = filepath.WalkDir(cp, func(path string, d fs.DirEntry, err error) error {
+	return &Checkpoint{dir: dir, Metadata: raftpb.SnapshotMetadata{Index: index, Term: term, ConfState: cs}}, nil
+}
+
+// WriteTo writes the copy as an image (see the package doc) to w.
+func (c *Checkpoint) WriteTo(w io.Writer) (int64, error) {
+	cp := filepath.Join(c.dir, "db")
+	cw := &countingWriter{w: w}
+	tw := tar.NewWriter(cw)
+	err := filepath.WalkDir(cp, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -62,10 +84,24 @@ func (a *Applier) WriteImage(w io.Writer) (uint64, error) {
 		_, err = io.Copy(tw, f)
 		return err
 	})
-	if err != nil {
-		return 0, fmt.Errorf("apply: writing image: %w", err)
+	if err == nil {
+		err = tw.Close()
 	}
-	return index, tw.Close()
+	if err != nil {
+		return cw.n, fmt.Errorf("apply: writing image: %w", err)
+	}
+	return cw.n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Restore replaces the backend with the image read from r, after which
@@ -152,8 +188,18 @@ func recoverSwap(dir string) error {
 	if err := os.RemoveAll(dir + restoreSuffix); err != nil {
 		return err
 	}
+	// Checkpoints a crash left behind.
+	leftovers, err := filepath.Glob(dir + checkpointSuffix + "*")
+	if err != nil {
+		return err
+	}
+	for _, l := range leftovers {
+		if err := os.RemoveAll(l); err != nil {
+			return err
+		}
+	}
 	old := dir + oldSuffix
-	_, err := os.Stat(dir)
+	_, err = os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if _, err := os.Stat(old); err == nil {

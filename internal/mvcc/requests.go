@@ -208,7 +208,7 @@ func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err != nil {
 		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: tw.Rev()}}, err
 	}
-	if _, err := tw.checkPath(req, path); err != nil {
+	if _, err := tw.checkPath(req, path, new([][]byte)); err != nil {
 		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: tw.Rev()}}, err
 	}
 	resp, _, err := tw.runTxn(req, path)
@@ -236,7 +236,7 @@ func (s *Store) ReadTxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	tw := &TxnWrite{s: s, view: view, rev: current + 1, compact: compacted}
 	path, err := tw.txnPath(req, nil)
 	if err == nil {
-		_, err = tw.checkPath(req, path)
+		_, err = tw.checkPath(req, path, new([][]byte))
 	}
 	if err != nil {
 		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: current}}, err
@@ -272,11 +272,23 @@ func branch(req *pb.TxnRequest, ok bool) []*pb.RequestOp {
 }
 
 // checkPath checks the ops on the path of req (path[0] is req's branch)
-// and returns how much of path it used.
-func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool) (int, error) {
+// and returns how much of path it used. fromKeyDels collects, in the order
+// they run, the keys of the from-key deletes on the path so far.
+//
+// A put with ignore_value or ignore_lease needs its key to exist when it
+// runs. The check reads the state before the txn, so it also requires
+// that no from-key delete before the put on the path removes the key:
+// etcd's duplicate-key check cannot see that case (it reads a from-key
+// delete as an empty interval), and etcd panics applying such a txn.
+// Here it fails cleanly with ErrKeyNotFound, having written nothing.
+func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool, fromKeyDels *[][]byte) (int, error) {
 	used := 1
 	for _, op := range branch(req, path[0]) {
 		switch r := op.Request.(type) {
+		case *pb.RequestOp_RequestDeleteRange:
+			if d := r.RequestDeleteRange; len(d.RangeEnd) == 1 && d.RangeEnd[0] == 0 {
+				*fromKeyDels = append(*fromKeyDels, d.Key)
+			}
 		case *pb.RequestOp_RequestPut:
 			if p := r.RequestPut; p.IgnoreValue || p.IgnoreLease {
 				res, err := tw.Range(p.Key, nil, RangeOptions{CountOnly: true})
@@ -285,6 +297,11 @@ func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool) (int, error) {
 				}
 				if res.Count == 0 {
 					return 0, ErrKeyNotFound
+				}
+				for _, d := range *fromKeyDels {
+					if bytes.Compare(p.Key, d) >= 0 {
+						return 0, ErrKeyNotFound
+					}
 				}
 			}
 			if p := r.RequestPut; !p.IgnoreLease && !tw.leaseExists(p.Lease) {
@@ -298,7 +315,7 @@ func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool) (int, error) {
 				return 0, ErrCompacted
 			}
 		case *pb.RequestOp_RequestTxn:
-			n, err := tw.checkPath(r.RequestTxn, path[used:])
+			n, err := tw.checkPath(r.RequestTxn, path[used:], fromKeyDels)
 			if err != nil {
 				return 0, err
 			}
@@ -408,64 +425,16 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 // inside a delete's range, nested txns included; the two branches of a
 // nested txn exclude each other, so they may write the same key.
 //
-// One deliberate difference: etcd's check lets through a put with
-// ignore_value or ignore_lease of a key that a from-key delete earlier on
-// the same path removes first; applying it then fails half way, and etcd
-// panics. CheckTxn refuses such a txn with ErrDuplicateKey. Txns where
-// the two cannot both run, or the put runs first, are accepted, as etcd
-// accepts them.
+// Like etcd's, the check reads a from-key delete as an empty interval (see
+// deletes); the one txn shape that lets through which would fail half
+// way, etcd's panic, is refused when it runs instead (see checkPath).
 func CheckTxn(req *pb.TxnRequest) error {
 	for _, ops := range [][]*pb.RequestOp{req.Success, req.Failure} {
 		if _, _, err := checkOps(ops); err != nil {
 			return err
 		}
 	}
-	if _, _, bad := ignoreAfterFromKeyDelete(req.Success); bad {
-		return ErrDuplicateKey
-	}
-	if _, _, bad := ignoreAfterFromKeyDelete(req.Failure); bad {
-		return ErrDuplicateKey
-	}
 	return nil
-}
-
-// ignoreAfterFromKeyDelete looks at one branch: it returns the keys of the
-// from-key deletes and of the puts with ignore_value or ignore_lease that
-// some path through it holds, and whether some path runs such a put of a
-// key at or after such a delete's key, after that delete.
-func ignoreAfterFromKeyDelete(ops []*pb.RequestOp) (dels, puts [][]byte, bad bool) {
-	for _, op := range ops {
-		var opDels, opPuts [][]byte
-		switch {
-		case op.GetRequestDeleteRange() != nil:
-			if d := op.GetRequestDeleteRange(); len(d.RangeEnd) == 1 && d.RangeEnd[0] == 0 {
-				opDels = [][]byte{d.Key}
-			}
-		case op.GetRequestPut() != nil:
-			if p := op.GetRequestPut(); p.IgnoreValue || p.IgnoreLease {
-				opPuts = [][]byte{p.Key}
-			}
-		case op.GetRequestTxn() != nil:
-			t := op.GetRequestTxn()
-			for _, branch := range [][]*pb.RequestOp{t.Success, t.Failure} {
-				d, p, b := ignoreAfterFromKeyDelete(branch)
-				if b {
-					return nil, nil, true
-				}
-				opDels, opPuts = append(opDels, d...), append(opPuts, p...)
-			}
-		}
-		// A put here runs after every delete of the ops before it.
-		for _, p := range opPuts {
-			for _, d := range dels {
-				if bytes.Compare(p, d) >= 0 {
-					return nil, nil, true
-				}
-			}
-		}
-		dels, puts = append(dels, opDels...), append(puts, opPuts...)
-	}
-	return dels, puts, false
 }
 
 // span is a deleted key range: [key, end), a single key if end is empty,

@@ -403,12 +403,43 @@ func TestCompactAtDeleteThenPutRevision(t *testing.T) {
 // A put keeping the value or lease of a key that a from-key delete in the
 // same txn removes first would fail half way through (etcd panics); it is
 // refused up front.
-func TestCheckTxnIgnorePutAfterFromKeyDelete(t *testing.T) {
+func TestIgnorePutAfterFromKeyDelete(t *testing.T) {
+	s, _ := newTestStore(t)
+	tw := s.Write()
+	tw.Put([]byte("a"), []byte("1"), 0)
+	if _, err := tw.End(1, 1); err != nil {
+		t.Fatal(err)
+	}
 	put := putOp("a", "")
 	put.GetRequestPut().IgnoreValue = true
-	req := &pb.TxnRequest{Success: []*pb.RequestOp{delOp("a", "\x00"), put}}
-	if err := CheckTxn(req); !errors.Is(err, ErrDuplicateKey) {
-		t.Fatalf("got %v, want ErrDuplicateKey", err)
+	run := func(req *pb.TxnRequest) error {
+		t.Helper()
+		if err := CheckTxn(req); err != nil {
+			t.Fatalf("CheckTxn refused what etcd's check accepts: %v", err)
+		}
+		tw := s.Write()
+		_, err := tw.TxnRequest(req)
+		if _, endErr := tw.End(2, 1); endErr != nil {
+			t.Fatal(endErr)
+		}
+		return err
+	}
+	// The delete runs first and removes "a": etcd panics applying this;
+	// here it fails before writing anything.
+	if err := run(&pb.TxnRequest{Success: []*pb.RequestOp{delOp("a", "\x00"), put}}); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("got %v, want ErrKeyNotFound", err)
+	}
+	if res, _ := s.Range([]byte("a"), nil, RangeOptions{}); s.Rev() != 2 || len(res.KVs) != 1 {
+		t.Fatalf("a refused txn wrote something: rev %d, %v", s.Rev(), res.KVs)
+	}
+	// The same ops on a branch that does not run, or the put first: fine.
+	never := &pb.Compare{Key: []byte("a"), Target: pb.Compare_VERSION, Result: pb.Compare_EQUAL,
+		TargetUnion: &pb.Compare_Version{Version: 7}}
+	if err := run(&pb.TxnRequest{Compare: []*pb.Compare{never}, Success: []*pb.RequestOp{delOp("a", "\x00"), put}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(&pb.TxnRequest{Success: []*pb.RequestOp{put, delOp("a", "\x00")}}); err != nil {
+		t.Fatal(err)
 	}
 }
 

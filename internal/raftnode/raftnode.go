@@ -127,7 +127,8 @@ type Node struct {
 
 	lead atomic.Uint64
 	term atomic.Uint64
-	// commit is the commit index last persisted.
+	// commit is the commit index last written to the WAL (a commit
+	// index that moved alone is written without an fsync).
 	commit atomic.Uint64
 	err    atomic.Pointer[error]
 }
@@ -300,12 +301,22 @@ func (n *Node) ReportUnreachable(id uint64) {
 
 // ReportSnapshot tells raft how sending a snapshot to id ended. Unlike
 // ReportUnreachable it is never dropped: raft sends id nothing until it
-// hears.
+// hears. It never blocks either (the transport may call it from the loop
+// itself, inside Send): a report that does not fit now is delivered by a
+// goroutine that ends when it is delivered or the loop stops.
 func (n *Node) ReportSnapshot(id uint64, ok bool) {
+	r := report{id: id, snapshot: true, ok: ok}
 	select {
-	case n.reportc <- report{id: id, snapshot: true, ok: ok}:
-	case <-n.done:
+	case n.reportc <- r:
+		return
+	default:
 	}
+	go func() {
+		select {
+		case n.reportc <- r:
+		case <-n.done:
+		}
+	}()
 }
 
 // TransferLeadership asks raft to hand leadership to id.
@@ -518,10 +529,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	n.cfg.Transport.Send(later)
 
 	if !rd.Snapshot.IsEmpty() || len(rd.CommittedEntries) > 0 {
-		select {
-		case n.applyc <- ToApply{Snapshot: rd.Snapshot, Entries: rd.CommittedEntries}:
-		case <-n.stopc:
-			return nil
+		if err := n.sendApply(ToApply{Snapshot: rd.Snapshot, Entries: rd.CommittedEntries}); err != nil {
+			return err
 		}
 	}
 	for _, rs := range rd.ReadStates {
@@ -532,6 +541,26 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 	}
 	return nil
+}
+
+// sendApply hands ta to the applier. While the applier is behind, it
+// serves snapshot requests: the applier may be waiting on one (TakeSnapshot)
+// and would otherwise never drain applyc.
+func (n *Node) sendApply(ta ToApply) error {
+	for {
+		select {
+		case n.applyc <- ta:
+			return nil
+		case r := <-n.snapc:
+			err := n.takeSnapshot(r.index, r.cs)
+			r.errc <- err
+			if err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+				return err
+			}
+		case <-n.stopc:
+			return nil
+		}
+	}
 }
 
 func (n *Node) takeSnapshot(index uint64, cs raftpb.ConfState) error {

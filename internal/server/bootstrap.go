@@ -103,30 +103,72 @@ func bootstrapNew(cfg *Config, fs vfs.FS, st *storage) error {
 		return fmt.Errorf("the data directory %s has a database (consistent index %d) but no WAL: "+
 			"refusing to start a new member over it", cfg.DataDir, ci)
 	}
-	members, err := membership.ParseInitialCluster(cfg.InitialCluster, cfg.InitialClusterToken)
+	members, self, err := foundingMembers(cfg)
 	if err != nil {
 		return err
 	}
+	st.memberID = self.ID
+	st.clusterID = membership.ComputeClusterID(memberIDs(members))
+	// The WAL is created first and empty; writeFounding fills it. A
+	// crash in between leaves an empty WAL, which restart fills.
+	w, err := wal.Create(fs, cfg.walDir(), wal.Metadata{MemberID: st.memberID, ClusterID: st.clusterID}, walOptions(cfg.Logger))
+	if err != nil {
+		return err
+	}
+	st.wal = w
+	if err := writeFounding(cfg, st); err != nil {
+		return err
+	}
+	cfg.Logger.Info("started a new member", zap.String("name", cfg.Name),
+		zap.String("member-id", membership.IDString(st.memberID)),
+		zap.String("cluster-id", membership.IDString(st.clusterID)))
+	return nil
+}
+
+// foundingMembers reads --initial-cluster and finds this member in it.
+func foundingMembers(cfg *Config) ([]membership.Member, membership.Member, error) {
+	members, err := membership.ParseInitialCluster(cfg.InitialCluster, cfg.InitialClusterToken)
+	if err != nil {
+		return nil, membership.Member{}, err
+	}
 	i := slices.IndexFunc(members, func(m membership.Member) bool { return m.Name == cfg.Name })
 	if i < 0 {
-		return fmt.Errorf("couldn't find local name %q in the initial cluster configuration", cfg.Name)
+		return nil, membership.Member{}, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", cfg.Name)
 	}
 	self := members[i]
 	adv := slices.Clone(cfg.AdvertisePeerURLs)
 	slices.Sort(adv)
 	if !slices.Equal(adv, self.PeerURLs) {
-		return fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
+		return nil, membership.Member{}, fmt.Errorf("--initial-cluster has %s=%s but missing from --initial-advertise-peer-urls=%s",
 			cfg.Name, strings.Join(self.PeerURLs, ","), strings.Join(cfg.AdvertisePeerURLs, ","))
 	}
-	ids := make([]uint64, len(members))
+	return members, self, nil
+}
+
+func memberIDs(ms []membership.Member) []uint64 {
+	ids := make([]uint64, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+// writeFounding writes the founding entries, one committed AddVoter per
+// member carrying the member, into the (empty) WAL and raft storage.
+func writeFounding(cfg *Config, st *storage) error {
+	members, self, err := foundingMembers(cfg)
+	if err != nil {
+		return err
+	}
+	if self.ID != st.memberID || membership.ComputeClusterID(memberIDs(members)) != st.clusterID {
+		return fmt.Errorf("the WAL belongs to member %s of cluster %s, but --initial-cluster and --initial-cluster-token "+
+			"describe member %s of cluster %s", membership.IDString(st.memberID), membership.IDString(st.clusterID),
+			membership.IDString(self.ID), membership.IDString(membership.ComputeClusterID(memberIDs(members))))
+	}
 	ccs := make([]raftpb.ConfChange, len(members))
 	for i, m := range members {
-		ids[i] = m.ID
 		ccs[i] = raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter, NodeID: m.ID, Context: m.Marshal()}
 	}
-	st.memberID = self.ID
-	st.clusterID = membership.ComputeClusterID(ids)
-	st.peers = members
 	if err := raft.BootstrapConfChanges(st.raft, ccs); err != nil {
 		return err
 	}
@@ -135,20 +177,8 @@ func bootstrapNew(cfg *Config, fs vfs.FS, st *storage) error {
 	if err != nil {
 		return err
 	}
-	// The WAL is created last: until it exists, a crash leaves a
-	// directory the next start bootstraps afresh.
-	w, err := wal.Create(fs, cfg.walDir(), wal.Metadata{MemberID: st.memberID, ClusterID: st.clusterID}, walOptions(cfg.Logger))
-	if err != nil {
-		return err
-	}
-	st.wal = w
-	if err := w.Save(st.raft.HardState(), ents, true); err != nil {
-		return err
-	}
-	cfg.Logger.Info("started a new member", zap.String("name", cfg.Name),
-		zap.String("member-id", membership.IDString(st.memberID)),
-		zap.String("cluster-id", membership.IDString(st.clusterID)))
-	return nil
+	st.peers = members
+	return st.wal.Save(st.raft.HardState(), ents, true)
 }
 
 // restart recovers a member: the newest snapshot the WAL accepts, the
@@ -192,6 +222,12 @@ func restart(cfg *Config, fs vfs.FS, st *storage) error {
 	st.wal = w
 	st.memberID, st.clusterID = state.Metadata.MemberID, state.Metadata.ClusterID
 	st.snapIndex = s.Metadata.Index
+	if s.IsEmpty() && state.HardState.IsEmpty() && len(state.Entries) == 0 && ci == 0 {
+		// The first start crashed between creating the WAL and writing
+		// the founding entries into it: write them now.
+		cfg.Logger.Warn("the WAL holds no founding entries (the first start stopped part way); bootstrapping again")
+		return writeFounding(cfg, st)
+	}
 	if !s.IsEmpty() {
 		if err := st.raft.ApplySnapshot(s); err != nil {
 			return err

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/mvcc"
 )
 
@@ -33,7 +35,7 @@ func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err != nil {
 		return nil, err
 	}
-	return r.Resp.(*pb.PutResponse), nil
+	return response[*pb.PutResponse](r)
 }
 
 // DeleteRange proposes a delete and returns its result once applied.
@@ -42,7 +44,7 @@ func (s *Server) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	return r.Resp.(*pb.DeleteRangeResponse), nil
+	return response[*pb.DeleteRangeResponse](r)
 }
 
 // Txn runs a transaction. A read-only txn is served like a Range (etcd
@@ -71,7 +73,7 @@ func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	if err != nil {
 		return nil, err
 	}
-	return r.Resp.(*pb.TxnResponse), nil
+	return response[*pb.TxnResponse](r)
 }
 
 // Compact proposes a compaction; with req.Physical it returns only once
@@ -93,8 +95,7 @@ func (s *Server) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.Co
 			return nil, err
 		}
 	}
-	resp := r.Resp.(*pb.CompactionResponse)
-	return resp, nil
+	return response[*pb.CompactionResponse](r)
 }
 
 // Rev is the store's current revision.
@@ -163,4 +164,16 @@ func txnPuts(r *pb.TxnRequest) bool {
 		}
 	}
 	return false
+}
+
+// response is the proposer's response of type T. Any other type means a
+// result reached the wrong waiter (request IDs collided): an error, never
+// another request's answer.
+func response[T any](r apply.Result) (T, error) {
+	resp, ok := r.Resp.(T)
+	if !ok {
+		var zero T
+		return zero, fmt.Errorf("etcdserver: request ID collision: got a %T result", r.Resp)
+	}
+	return resp, nil
 }

@@ -59,6 +59,12 @@ type Server struct {
 
 	reads readBatcher
 
+	// image is the last snapshot image this member wrote to send.
+	image struct {
+		sync.Mutex
+		last raftpb.SnapshotMetadata
+	}
+
 	// dbSize is the backend's size, refreshed by the apply loop at most
 	// every dbSizeEvery (pebble's metrics are too dear per request).
 	dbSize   atomic.Int64
@@ -492,9 +498,8 @@ func (s *Server) proposalError(ctx context.Context, err error) error {
 	case errors.Is(err, context.Canceled):
 		return ErrCanceled
 	case errors.Is(err, context.DeadlineExceeded):
-		if s.rn.Lead() == 0 {
-			return ErrNoLeader
-		}
+		// Accepted and not applied in time: it may still commit, so
+		// not "no leader" (which says it did not happen), as etcd.
 		return ErrTimeout
 	}
 	return err
@@ -525,27 +530,46 @@ func (a *raftAdapter) ReportUnreachable(id uint64)       { a.rn.ReportUnreachabl
 func (a *raftAdapter) ReportSnapshot(id uint64, ok bool) { a.rn.ReportSnapshot(id, ok) }
 
 // imageStore is the server as the transport's Snapshots: images are kept
-// by the snapshotter, keyed by the raft snapshot's index.
+// by the snapshotter, keyed by the index of the state they hold.
 type imageStore Server
 
-// OpenImage returns the image for the snapshot at index, writing it from
-// a checkpoint of the backend the first time it is asked for.
-func (is *imageStore) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, error) {
+// OpenImage returns an image holding at least the snapshot at index:
+// the last one written if it is recent enough, else a new one from a
+// checkpoint of the backend, whose index is usually past index.
+func (is *imageStore) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, raftpb.SnapshotMetadata, error) {
 	s := (*Server)(is)
-	if rc, info, err := s.st.snap.OpenDB(index); err == nil {
-		return rc, info, nil
+	s.image.Lock()
+	defer s.image.Unlock()
+	if md := s.image.last; md.Index >= index {
+		if rc, info, err := s.st.snap.OpenDB(md.Index); err == nil {
+			return rc, info, md, nil
+		}
 	}
+	cp, err := s.applier.Checkpoint()
+	if err != nil {
+		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, err
+	}
+	defer cp.Close()
+	md := cp.Metadata
 	pr, pw := io.Pipe()
+	written := make(chan struct{})
 	go func() {
-		_, err := s.applier.WriteImage(pw)
+		defer close(written)
+		_, err := cp.WriteTo(pw)
 		pw.CloseWithError(err)
 	}()
-	_, err := s.st.snap.SaveDB(index, pr, nil)
-	pr.CloseWithError(err)
+	_, err = s.st.snap.SaveDB(md.Index, pr, nil)
+	pr.CloseWithError(err) // ends the writer if SaveDB stopped early
+	<-written              // before cp.Close removes what it reads
 	if err != nil {
-		return nil, snap.ImageInfo{}, fmt.Errorf("writing the image of snapshot %d: %w", index, err)
+		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, fmt.Errorf("writing the image of snapshot %d: %w", md.Index, err)
 	}
-	return s.st.snap.OpenDB(index)
+	rc, info, err := s.st.snap.OpenDB(md.Index)
+	if err != nil {
+		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, err
+	}
+	s.image.last = md
+	return rc, info, md, nil
 }
 
 func (is *imageStore) SaveImage(index uint64, r io.Reader, want snap.ImageInfo) error {

@@ -116,6 +116,14 @@ func (p *peer) sleep(d time.Duration) bool {
 func (p *peer) stream(conn *grpc.ClientConn) error {
 	ctx, cancel := context.WithCancel(p.t.outgoingContext(context.Background(), p.id))
 	defer cancel()
+	// Stopping the peer cancels a send blocked on flow control too.
+	go func() {
+		select {
+		case <-p.stopc:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
 		grpc.ForceCodec(rawCodec{}))
 	if err != nil {
@@ -196,8 +204,11 @@ func decodeBatch(frame []byte, clusterID uint64) ([]raftpb.Message, error) {
 		return nil, fmt.Errorf("transport: bad message count")
 	}
 	frame = frame[k:]
-	msgs := make([]raftpb.Message, n)
-	for i := range msgs {
+	// No preallocation by the count: a frame cannot make us allocate
+	// more than its messages take.
+	var msgs []raftpb.Message
+	for i := range int(n) {
+		msgs = append(msgs, raftpb.Message{})
 		l, k := binary.Uvarint(frame)
 		if k <= 0 || l > uint64(len(frame)-k) {
 			return nil, fmt.Errorf("transport: bad message length")

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -34,6 +35,9 @@ const (
 	snapshotChunkBytes = 1 << 20
 	// MaxFrameBytes is the largest frame a peer server accepts.
 	MaxFrameBytes = 256 << 20
+
+	keepaliveTime    = 2 * time.Second
+	keepaliveTimeout = 2 * time.Second
 
 	mdCluster = "cairn-cluster-id"
 	mdFrom    = "cairn-from"
@@ -55,8 +59,11 @@ type Raft interface {
 
 // Snapshots supplies the images snapshots carry.
 type Snapshots interface {
-	// OpenImage returns the image to send with the snapshot at index.
-	OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, error)
+	// OpenImage returns an image to send for the snapshot at index, and
+	// the snapshot metadata that image holds, which can be past index (a
+	// newer image is as good, and the follower skips what it holds): the
+	// message is sent with that metadata.
+	OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, raftpb.SnapshotMetadata, error)
 	// SaveImage stores a received image for the snapshot at index,
 	// checking it against what the sender reported.
 	SaveImage(index uint64, r io.Reader, want snap.ImageInfo) error
@@ -113,6 +120,8 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.ForceServerCodec(rawCodec{}),
 		grpc.MaxRecvMsgSize(MaxFrameBytes),
 		grpc.MaxSendMsgSize(MaxFrameBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 	}
 }
 
@@ -387,11 +396,12 @@ func (t *Transport) startSnapshotLocked(p *peer, m raftpb.Message) {
 }
 
 func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
-	rc, info, err := t.cfg.Snapshots.OpenImage(m.Snapshot.Metadata.Index)
+	rc, info, md, err := t.cfg.Snapshots.OpenImage(m.Snapshot.Metadata.Index)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	m.Snapshot.Metadata = md
 	conn, err := dial(urls[0])
 	if err != nil {
 		return err
@@ -464,6 +474,9 @@ func dial(rawURL string) (*grpc.ClientConn, error) {
 	return grpc.NewClient("passthrough:///"+u.Host,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxFrameBytes), grpc.MaxCallRecvMsgSize(MaxFrameBytes)),
+		// A peer whose host vanished is noticed in seconds, not after
+		// TCP's retransmissions give up.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
 	)
 }
 

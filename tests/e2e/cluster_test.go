@@ -140,6 +140,12 @@ func (m *member) start() {
 	}
 	m.cmd = exec.Command(cairnBinary, m.args...)
 	m.cmd.Stdout, m.cmd.Stderr = log, log
+	// CAIRN_ and ETCD_ variables would be read as flags.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "ETCD_") {
+			m.cmd.Env = append(m.cmd.Env, kv)
+		}
+	}
 	if err := m.cmd.Start(); err != nil {
 		m.t.Fatal(err)
 	}

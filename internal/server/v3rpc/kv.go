@@ -111,7 +111,8 @@ func checkDelete(r *pb.DeleteRangeRequest) error {
 }
 
 func checkTxn(r *pb.TxnRequest, maxTxnOps int) error {
-	if len(r.Compare) > maxTxnOps || len(r.Success) > maxTxnOps || len(r.Failure) > maxTxnOps {
+	opc := max(len(r.Compare), len(r.Success), len(r.Failure))
+	if opc > maxTxnOps {
 		return rpctypes.ErrGRPCTooManyOps
 	}
 	for _, c := range r.Compare {
@@ -119,9 +120,10 @@ func checkTxn(r *pb.TxnRequest, maxTxnOps int) error {
 			return rpctypes.ErrGRPCEmptyKey
 		}
 	}
+	// As etcd: a nested txn gets what its parent left of the limit.
 	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
 		for _, op := range ops {
-			if err := checkOp(op, maxTxnOps); err != nil {
+			if err := checkOp(op, maxTxnOps-opc); err != nil {
 				return err
 			}
 		}
@@ -140,6 +142,6 @@ func checkOp(op *pb.RequestOp, maxTxnOps int) error {
 	case *pb.RequestOp_RequestTxn:
 		return checkTxn(v.RequestTxn, maxTxnOps)
 	}
-	// etcd ignores an empty op; so does Cairn's applier.
-	return nil
+	// An empty op: etcd answers "key not found".
+	return rpctypes.ErrGRPCKeyNotFound
 }
