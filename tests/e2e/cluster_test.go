@@ -90,6 +90,13 @@ func freePorts(t *testing.T, n int) []int {
 // newCluster starts n members with extra flags.
 func newCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
+	return newClusterWith(t, n, nil, extra...)
+}
+
+// newClusterWith is newCluster with prepare, if not nil, called for each
+// member before its first start.
+func newClusterWith(t *testing.T, n int, prepare func(*member), extra ...string) *cluster {
+	t.Helper()
 	ports := freePorts(t, 2*n)
 	c := &cluster{t: t}
 	var initial []string
@@ -113,6 +120,9 @@ func newCluster(t *testing.T, n int, extra ...string) *cluster {
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
 			"--heartbeat-interval", fmt.Sprint(heartbeatMs), "--election-timeout", fmt.Sprint(electionMs),
 		}, extra...)
+		if prepare != nil {
+			prepare(m)
+		}
 		m.start()
 	}
 	t.Cleanup(func() {
