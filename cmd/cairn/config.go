@@ -34,6 +34,7 @@ type config struct {
 	AutoCompactionRetention  string `json:"auto-compaction-retention"`
 	AutoCompactionInterval   string `json:"auto-compaction-interval"`
 	LogLevel                 string `json:"log-level"`
+	EnablePprof              bool   `json:"enable-pprof"`
 
 	configFile string
 	version    bool
@@ -87,6 +88,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention for mvcc key value store. 0 means disable auto compaction.")
 	fs.StringVar(&c.AutoCompactionInterval, "auto-compaction-interval", "", "Cairn only: how often auto-compaction samples (periodic) or compacts (revision), e.g. '10s'. Default: etcd's (retention/10 up to 6m; 5m).")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
+	fs.BoolVar(&c.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.configFile, "config-file", "", "Path to the server configuration file (YAML, etcd's keys). Other flags and environment variables are then ignored.")
 	fs.BoolVar(&c.version, "version", false, "Print the version and exit.")
 	return fs

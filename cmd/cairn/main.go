@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -156,7 +157,18 @@ func serve(c config, logger *zap.Logger) error {
 	srv.RegisterPeerService(peerGRPC)
 	clientGRPC := grpc.NewServer(v3rpc.ServerOptions(srv)...)
 	v3rpc.Register(clientGRPC, srv)
-	httpSrv := &http.Server{Handler: v3rpc.HTTPHandler(srv, reg), ReadHeaderTimeout: 10 * time.Second}
+	handler := v3rpc.HTTPHandler(srv, reg)
+	if c.EnablePprof {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/", handler)
+		handler = mux
+	}
+	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
 	goServe := func(fn func()) {

@@ -125,6 +125,10 @@ type Node struct {
 	done  chan struct{}
 	once  sync.Once
 
+	// purging is set while a purge goroutine runs; wg waits for it.
+	purging atomic.Bool
+	wg      sync.WaitGroup
+
 	lead atomic.Uint64
 	term atomic.Uint64
 	// commit is the commit index last written to the WAL (a commit
@@ -226,6 +230,7 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 func (n *Node) Stop() {
 	n.once.Do(func() { close(n.stopc) })
 	<-n.done
+	n.wg.Wait()
 }
 
 // Propose proposes data; nil means raft accepted it (it may still be lost
@@ -563,6 +568,31 @@ func (n *Node) sendApply(ta ToApply) error {
 	}
 }
 
+// purgeInBackground removes old snapshot files, off the loop: telling
+// which snapshots the WAL accepts reads its live segments, too slow to do
+// between heartbeats. At most one purge runs; Stop waits for it.
+func (n *Node) purgeInBackground() {
+	if !n.purging.CompareAndSwap(false, true) {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.purging.Store(false)
+		valid, err := wal.ValidSnapshots(n.cfg.FS, n.cfg.WALDir)
+		if err != nil {
+			// A segment released meanwhile, say: the next purge retries.
+			n.logger.Warn("listing the WAL's snapshots", zap.Error(err))
+			return
+		}
+		if _, err := n.cfg.Snap.Purge(keepSnapshots, func(m raftpb.SnapshotMetadata) bool {
+			return slices.Contains(valid, wal.Snapshot{Index: m.Index, Term: m.Term})
+		}); err != nil {
+			n.logger.Warn("purging old snapshots", zap.Error(err))
+		}
+	}()
+}
+
 func (n *Node) takeSnapshot(index uint64, cs raftpb.ConfState) error {
 	s, err := n.cfg.Storage.CreateSnapshot(index, cs, nil)
 	if err != nil {
@@ -587,13 +617,7 @@ func (n *Node) takeSnapshot(index uint64, cs raftpb.ConfState) error {
 			return fmt.Errorf("raftnode: compacting raft storage: %w", err)
 		}
 	}
-	if valid, err := wal.ValidSnapshots(n.cfg.FS, n.cfg.WALDir); err != nil {
-		n.logger.Warn("listing the WAL's snapshots", zap.Error(err))
-	} else if _, err := n.cfg.Snap.Purge(keepSnapshots, func(m raftpb.SnapshotMetadata) bool {
-		return slices.Contains(valid, wal.Snapshot{Index: m.Index, Term: m.Term})
-	}); err != nil {
-		n.logger.Warn("purging old snapshots", zap.Error(err))
-	}
+	n.purgeInBackground()
 	n.logger.Info("took snapshot", zap.Uint64("index", md.Index), zap.Uint64("term", md.Term))
 	return nil
 }
