@@ -60,27 +60,41 @@ stop_cluster() {
   pids=()
 }
 
-# rate EPS ARGS...: runs one benchmark line, prints requests/s.
+# cpu_ticks: CPU time (user+system, clock ticks) the running members used.
+cpu_ticks() {
+  local t=0 p
+  for p in "${pids[@]}"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+tck=$(getconf CLK_TCK)
+
+# rate KEY EPS TOTAL ARGS...: runs one benchmark line; records requests/s
+# and the servers' CPU seconds per 10,000 requests under result[KEY] and
+# cpu[KEY]. (A rate is noisy on a shared machine; CPU per request much less.)
+declare -A result cpu
 rate() {
-  local eps=$1
-  shift
-  "$ref/benchmark" --endpoints "$eps" "$@" 2>/dev/null | awk '/Requests\/sec:/ {print $2}'
+  local key=$1 eps=$2 total=$3
+  shift 3
+  local before after
+  before=$(cpu_ticks)
+  result[$key]=$("$ref/benchmark" --endpoints "$eps" "$@" --total "$total" 2>/dev/null | awk '/Requests\/sec:/ {print $2}')
+  after=$(cpu_ticks)
+  cpu[$key]=$(awk -v t=$((after - before)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
 }
 
-declare -A result
 lines=("put-1c" "put-100c" "range-l" "range-s")
 run_lines() {
   local system=$1 n=$2 eps=$3
   # Writes go to the leader, as etcd's benchmark docs run them.
-  result[$system,$n,put-1c]=$(rate "$eps" --target-leader --conns 1 --clients 1 \
-    put --key-size 8 --sequential-keys --total $((2000 * scale)) --val-size 256)
-  result[$system,$n,put-100c]=$(rate "$eps" --target-leader --conns 10 --clients 100 \
-    put --key-size 8 --sequential-keys --total $((40000 * scale)) --val-size 256)
+  rate "$system,$n,put-1c" "$eps" $((2000 * scale)) --target-leader --conns 1 --clients 1 \
+    put --key-size 8 --sequential-keys --val-size 256
+  rate "$system,$n,put-100c" "$eps" $((40000 * scale)) --target-leader --conns 10 --clients 100 \
+    put --key-size 8 --sequential-keys --val-size 256
   "$ref/etcdctl" --endpoints "$eps" put foo bar >/dev/null
-  result[$system,$n,range-l]=$(rate "$eps" --conns 10 --clients 100 \
-    range foo --consistency l --total $((40000 * scale)))
-  result[$system,$n,range-s]=$(rate "$eps" --conns 10 --clients 100 \
-    range foo --consistency s --total $((40000 * scale)))
+  rate "$system,$n,range-l" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency l
+  rate "$system,$n,range-s" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency s
 }
 
 for n in $sizes; do
@@ -94,17 +108,20 @@ for n in $sizes; do
   done
 done
 
-printf '| members | benchmark | Cairn req/s | etcd req/s | Cairn/etcd |\n| --- | --- | --- | --- | --- |\n'
+printf '| members | benchmark | Cairn req/s | etcd req/s | Cairn/etcd | Cairn CPU-s/10k | etcd CPU-s/10k | etcd/Cairn CPU |\n'
+printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
 for n in $sizes; do
   for l in "${lines[@]}"; do
     c=${result[cairn,$n,$l]:-0} e=${result[etcd,$n,$l]:-0}
+    cc=${cpu[cairn,$n,$l]:-0} ce=${cpu[etcd,$n,$l]:-0}
     ratio=$(awk -v c="$c" -v e="$e" 'BEGIN { if (e > 0) printf "%.2f", c / e; else print "n/a" }')
+    cratio=$(awk -v c="$cc" -v e="$ce" 'BEGIN { if (c > 0) printf "%.2f", e / c; else print "n/a" }')
     case $l in
       put-1c) desc="put, 1 client, 1 conn" ;;
       put-100c) desc="put, 100 clients, 10 conns" ;;
       range-l) desc="range linearizable, 100 clients" ;;
       range-s) desc="range serializable, 100 clients" ;;
     esac
-    printf '| %s | %s | %.0f | %.0f | %s |\n' "$n" "$desc" "$c" "$e" "$ratio"
+    printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s |\n' "$n" "$desc" "$c" "$e" "$ratio" "$cc" "$ce" "$cratio"
   done
 done

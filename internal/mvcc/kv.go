@@ -38,6 +38,10 @@ type Store struct {
 	// background; see compact.go.
 	compactor compactor
 
+	// views shares one backend read view among the reads of one
+	// revision (see views.go).
+	views viewCache
+
 	// notify, if set (by the watchable store, before any write), is told
 	// of every write transaction that changed something, in revision
 	// order, with its events, after it is committed and readable.
@@ -140,6 +144,7 @@ func getRev(view *backend.ReadView, key []byte) (int64, error) {
 // stays open: its owner closes it.
 func (s *Store) Close() {
 	s.compactor.stop()
+	s.views.close()
 }
 
 // Rev returns the current revision.
@@ -190,10 +195,10 @@ type RangeResult struct {
 func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 	s.mu.RLock()
 	current, compacted := s.mu.currentRev, s.mu.compactRev
-	view := s.b.NewReadView()
+	view := s.views.acquire(s.b, current)
 	s.mu.RUnlock()
-	defer view.Close()
-	res, err := s.rangeAt(view, nil, key, end, opts, current, compacted)
+	defer s.views.release(view)
+	res, err := s.rangeAt(view.view, nil, key, end, opts, current, compacted)
 	if err == nil && opts.Rev > 0 && opts.Rev < s.CompactRev() {
 		// A compaction cut the index while the read walked it: what it
 		// found may be short.

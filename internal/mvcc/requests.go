@@ -229,11 +229,11 @@ func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 func (s *Store) ReadTxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	s.mu.RLock()
 	current, compacted := s.mu.currentRev, s.mu.compactRev
-	view := s.b.NewReadView()
+	view := s.views.acquire(s.b, current)
 	s.mu.RUnlock()
-	defer view.Close()
+	defer s.views.release(view)
 	// A TxnWrite with no batch: its reads see the view at current.
-	tw := &TxnWrite{s: s, view: view, rev: current + 1, compact: compacted}
+	tw := &TxnWrite{s: s, view: view.view, rev: current + 1, compact: compacted}
 	path, err := tw.txnPath(req, nil)
 	if err == nil {
 		_, err = tw.checkPath(req, path, new([][]byte))
