@@ -245,36 +245,28 @@ func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChange) erro
 }
 
 func (n *Node) propose(ctx context.Context, p proposal) error {
-	select {
-	case n.propc <- p:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.done:
-		return ErrStopped
-	}
-	select {
-	case err := <-p.errc:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.done:
-		return ErrStopped
-	}
+	return call(ctx, n, n.propc, p, p.errc)
 }
 
 // ReadIndex asks for a read point; the answer arrives on ReadStates with
 // the same ctx.
 func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
 	r := readRequest{ctx: rctx, errc: make(chan error, 1)}
+	return call(ctx, n, n.readc, r, r.errc)
+}
+
+// call hands req to the loop on c and waits for its answer on errc (which
+// the loop never blocks on: it is buffered).
+func call[T any](ctx context.Context, n *Node, c chan<- T, req T, errc <-chan error) error {
 	select {
-	case n.readc <- r:
+	case c <- req:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-n.done:
 		return ErrStopped
 	}
 	select {
-	case err := <-r.errc:
+	case err := <-errc:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -352,23 +344,11 @@ func (n *Node) Status(ctx context.Context) (raft.Status, error) {
 
 // TakeSnapshot records a snapshot at index with configuration cs, releases
 // the WAL before it and compacts the in-memory log. THE STATE MACHINE MUST
-// BE DURABLE UP TO index FIRST. A snapshot at or below the current one is
-// not an error: nothing is done.
+// BE DURABLE UP TO index FIRST. A snapshot at or below the current one
+// does nothing and returns raft.ErrSnapOutOfDate.
 func (n *Node) TakeSnapshot(ctx context.Context, index uint64, cs raftpb.ConfState) error {
 	r := snapRequest{index: index, cs: cs, errc: make(chan error, 1)}
-	select {
-	case n.snapc <- r:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-n.done:
-		return ErrStopped
-	}
-	select {
-	case err := <-r.errc:
-		return err
-	case <-n.done:
-		return ErrStopped
-	}
+	return call(ctx, n, n.snapc, r, r.errc)
 }
 
 func (n *Node) fail(err error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -433,7 +434,7 @@ func (s *Server) publishAttributes() {
 	}}
 	for {
 		for _, m := range s.applier.Members() {
-			if m.ID == s.st.memberID && m.Name == s.cfg.Name && equalStrings(m.ClientURLs, s.cfg.AdvertiseClientURLs) {
+			if m.ID == s.st.memberID && m.Name == s.cfg.Name && slices.Equal(m.ClientURLs, s.cfg.AdvertiseClientURLs) {
 				return
 			}
 		}
@@ -575,16 +576,4 @@ func (is *imageStore) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, ra
 func (is *imageStore) SaveImage(index uint64, r io.Reader, want snap.ImageInfo) error {
 	_, err := (*Server)(is).st.snap.SaveDB(index, r, &want)
 	return err
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

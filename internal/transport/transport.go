@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -150,7 +151,7 @@ func (t *Transport) SetPeer(id uint64, urls []string) {
 		return
 	}
 	if p, ok := t.mu.peers[id]; ok {
-		if equalStrings(p.urls, urls) {
+		if slices.Equal(p.urls, urls) {
 			return
 		}
 		p.stop()
@@ -481,15 +482,3 @@ func dial(rawURL string) (*grpc.ClientConn, error) {
 }
 
 func idString(id uint64) string { return strconv.FormatUint(id, 16) }
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
