@@ -177,10 +177,11 @@ func (a *Applier) DBSize() int64 {
 // the proposer. An error is fatal.
 func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 	var r *pb.InternalRaftRequest
+	var decodeErr error
 	if e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
 		r = &pb.InternalRaftRequest{}
 		if err := r.Unmarshal(e.Data); err != nil {
-			return Result{}, true, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
+			r, decodeErr = nil, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
 		}
 	}
 	// Membership changes take the lock exclusively: readers of Members
@@ -194,6 +195,9 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 	}
 	if ci, _ := a.be.ConsistentIndex(); e.Index <= ci {
 		return Result{}, false, nil
+	}
+	if decodeErr != nil {
+		return Result{}, true, decodeErr
 	}
 	switch {
 	case e.Type == raftpb.EntryConfChange:

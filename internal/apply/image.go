@@ -42,12 +42,14 @@ func (a *Applier) Checkpoint() (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Exclusively, so that the index, term and configuration read are
-	// those of the copy.
-	a.mu.Lock()
+	// The backend's checkpoint holds its own lock, so the index and term
+	// are the copy's; the configuration changes only under a.mu held
+	// exclusively, so shared is enough to read it with them (and reads and
+	// applies go on meanwhile).
+	a.mu.RLock()
 	index, term, err := a.be.Checkpoint(filepath.Join(dir, "db"))
 	cs := a.confState.Clone()
-	a.mu.Unlock()
+	a.mu.RUnlock()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

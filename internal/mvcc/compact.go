@@ -48,6 +48,9 @@ func (s *Store) Compact(rev int64, index, term uint64) (<-chan struct{}, error) 
 	s.mu.compactRev = rev
 	s.mu.compacted = true
 	s.mu.Unlock()
+	// A cached read view would keep pebble from reclaiming what the
+	// removal deletes.
+	s.views.close()
 	// Reads below rev fail from here on. The rest, the index's share
 	// included, happens in the background, so writes go on.
 	return s.compactor.start(s, rev, nil), nil
@@ -99,6 +102,7 @@ func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}) <-cha
 			s.logger.Error("mvcc: removing compacted revisions; a restart resumes it",
 				zap.Int64("revision", rev), zap.Error(err))
 		}
+		s.views.close() // a view made during the removal pins what it removed
 	}()
 	return done
 }

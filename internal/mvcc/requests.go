@@ -208,7 +208,7 @@ func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err != nil {
 		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: tw.Rev()}}, err
 	}
-	if _, err := tw.checkPath(req, path, new([][]byte)); err != nil {
+	if err := tw.check(req, path); err != nil {
 		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: tw.Rev()}}, err
 	}
 	resp, _, err := tw.runTxn(req, path)
@@ -236,7 +236,7 @@ func (s *Store) ReadTxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	tw := &TxnWrite{s: s, view: view.view, rev: current + 1, compact: compacted}
 	path, err := tw.txnPath(req, nil)
 	if err == nil {
-		_, err = tw.checkPath(req, path, new([][]byte))
+		err = tw.check(req, path)
 	}
 	if err != nil {
 		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: current}}, err
@@ -271,23 +271,46 @@ func branch(req *pb.TxnRequest, ok bool) []*pb.RequestOp {
 	return req.Failure
 }
 
-// checkPath checks the ops on the path of req (path[0] is req's branch)
-// and returns how much of path it used. fromKeyDels collects, in the order
-// they run, the keys of the from-key deletes on the path so far.
+// pathCheck is what checkPath carries along the path.
+type pathCheck struct {
+	// fromKeyDels are the keys of the from-key deletes on the path so
+	// far, in the order they run.
+	fromKeyDels [][]byte
+	// putAfterDelete: a put with ignore_value or ignore_lease runs after
+	// a from-key delete that removes its key.
+	putAfterDelete bool
+}
+
+// check checks the ops on the path of req before any runs.
 //
 // A put with ignore_value or ignore_lease needs its key to exist when it
 // runs. The check reads the state before the txn, so it also requires
 // that no from-key delete before the put on the path removes the key:
 // etcd's duplicate-key check cannot see that case (it reads a from-key
 // delete as an empty interval), and etcd panics applying such a txn.
-// Here it fails cleanly with ErrKeyNotFound, having written nothing.
-func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool, fromKeyDels *[][]byte) (int, error) {
+// Here it fails cleanly with ErrKeyNotFound, having written nothing, but
+// only once every other check passed: where another op fails its check,
+// etcd refuses with that op's error, and so does Cairn.
+func (tw *TxnWrite) check(req *pb.TxnRequest, path []bool) error {
+	var pc pathCheck
+	if _, err := tw.checkPath(req, path, &pc); err != nil {
+		return err
+	}
+	if pc.putAfterDelete {
+		return ErrKeyNotFound
+	}
+	return nil
+}
+
+// checkPath checks the ops on the path of req (path[0] is req's branch)
+// and returns how much of path it used.
+func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool, pc *pathCheck) (int, error) {
 	used := 1
 	for _, op := range branch(req, path[0]) {
 		switch r := op.Request.(type) {
 		case *pb.RequestOp_RequestDeleteRange:
 			if d := r.RequestDeleteRange; len(d.RangeEnd) == 1 && d.RangeEnd[0] == 0 {
-				*fromKeyDels = append(*fromKeyDels, d.Key)
+				pc.fromKeyDels = append(pc.fromKeyDels, d.Key)
 			}
 		case *pb.RequestOp_RequestPut:
 			if p := r.RequestPut; p.IgnoreValue || p.IgnoreLease {
@@ -298,9 +321,9 @@ func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool, fromKeyDels *[][]
 				if res.Count == 0 {
 					return 0, ErrKeyNotFound
 				}
-				for _, d := range *fromKeyDels {
+				for _, d := range pc.fromKeyDels {
 					if bytes.Compare(p.Key, d) >= 0 {
-						return 0, ErrKeyNotFound
+						pc.putAfterDelete = true
 					}
 				}
 			}
@@ -315,7 +338,7 @@ func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool, fromKeyDels *[][]
 				return 0, ErrCompacted
 			}
 		case *pb.RequestOp_RequestTxn:
-			n, err := tw.checkPath(r.RequestTxn, path[used:], fromKeyDels)
+			n, err := tw.checkPath(r.RequestTxn, path[used:], pc)
 			if err != nil {
 				return 0, err
 			}

@@ -62,7 +62,8 @@ func (c *viewCache) releaseLocked(v *sharedView) {
 	}
 }
 
-// close drops the cached view (readers still holding it close it last).
+// close drops the cached view (readers still holding it close it last);
+// the next read makes a new one.
 func (c *viewCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -222,10 +222,14 @@ func restart(cfg *Config, fs vfs.FS, st *storage) error {
 	st.wal = w
 	st.memberID, st.clusterID = state.Metadata.MemberID, state.Metadata.ClusterID
 	st.snapIndex = s.Metadata.Index
-	if s.IsEmpty() && state.HardState.IsEmpty() && len(state.Entries) == 0 && ci == 0 {
-		// The first start crashed between creating the WAL and writing
-		// the founding entries into it: write them now.
-		cfg.Logger.Warn("the WAL holds no founding entries (the first start stopped part way); bootstrapping again")
+	if s.IsEmpty() && state.HardState.IsEmpty() && ci == 0 {
+		// No HardState: the first start stopped before its founding
+		// write was whole (the entries and the HardState go in one
+		// synced write; a crash can leave none, or a prefix of the
+		// entries). Nothing was ever voted or acknowledged: write the
+		// founding entries again, over whatever prefix is there.
+		cfg.Logger.Warn("the WAL holds no complete founding write (the first start stopped part way); bootstrapping again",
+			zap.Int("entries-found", len(state.Entries)))
 		return writeFounding(cfg, st)
 	}
 	if !s.IsEmpty() {

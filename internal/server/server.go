@@ -552,6 +552,13 @@ func (is *imageStore) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, ra
 	}
 	defer cp.Close()
 	md := cp.Metadata
+	if md.Index < index {
+		// This member installed a newer snapshot and has not restored
+		// it yet: an image from it would not do. The transport reports
+		// the failure and raft asks again.
+		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, fmt.Errorf(
+			"the backend (index %d) is behind snapshot %d: no image to send yet", md.Index, index)
+	}
 	pr, pw := io.Pipe()
 	written := make(chan struct{})
 	go func() {

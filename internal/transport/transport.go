@@ -402,7 +402,10 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 		return err
 	}
 	defer rc.Close()
-	m.Snapshot.Metadata = md
+	// m.Snapshot is raft's: send a copy with the image's metadata.
+	sn := *m.Snapshot
+	sn.Metadata = md
+	m.Snapshot = &sn
 	conn, err := dial(urls[0])
 	if err != nil {
 		return err
