@@ -37,6 +37,10 @@ const (
 	// MaxFrameBytes is the largest frame a peer server accepts.
 	MaxFrameBytes = 256 << 20
 
+	// flowWindowBytes is the HTTP/2 flow-control window of peer streams
+	// and connections.
+	flowWindowBytes = 16 << 20
+
 	keepaliveTime    = 2 * time.Second
 	keepaliveTimeout = 2 * time.Second
 
@@ -123,6 +127,11 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(MaxFrameBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		// Static flow-control windows: gRPC then stops estimating the
+		// bandwidth-delay product, whose PING frames and window updates
+		// cost a write per raft message.
+		grpc.InitialWindowSize(flowWindowBytes),
+		grpc.InitialConnWindowSize(flowWindowBytes),
 	}
 }
 
@@ -481,6 +490,8 @@ func dial(rawURL string) (*grpc.ClientConn, error) {
 		// A peer whose host vanished is noticed in seconds, not after
 		// TCP's retransmissions give up.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+		grpc.WithInitialWindowSize(flowWindowBytes),
+		grpc.WithInitialConnWindowSize(flowWindowBytes),
 	)
 }
 
