@@ -376,7 +376,7 @@ func (n *Node) run() {
 		case p := <-n.propc:
 			n.handleProposal(p)
 		case r := <-n.readc:
-			r.errc <- n.raft.ReadIndex(r.ctx)
+			n.handleRead(r)
 		case r := <-n.reportc:
 			n.handleReport(r)
 		case id := <-n.transfer:
@@ -384,9 +384,7 @@ func (n *Node) run() {
 		case c := <-n.statusc:
 			c <- n.raft.Status()
 		case r := <-n.snapc:
-			err := n.takeSnapshot(r.index, r.cs)
-			r.errc <- err
-			if err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+			if err := n.handleSnapshot(r); err != nil {
 				n.fail(err)
 				return
 			}
@@ -412,7 +410,7 @@ func (n *Node) drain() {
 		case p := <-n.propc:
 			n.handleProposal(p)
 		case r := <-n.readc:
-			r.errc <- n.raft.ReadIndex(r.ctx)
+			n.handleRead(r)
 		case r := <-n.reportc:
 			n.handleReport(r)
 		default:
@@ -433,6 +431,19 @@ func (n *Node) handleProposal(p proposal) {
 		return
 	}
 	p.errc <- n.raft.Propose(p.data)
+}
+
+func (n *Node) handleRead(r readRequest) { r.errc <- n.raft.ReadIndex(r.ctx) }
+
+// handleSnapshot takes the snapshot r asks for and answers it; the error
+// it returns (a snapshot that is merely out of date is none) is fatal.
+func (n *Node) handleSnapshot(r snapRequest) error {
+	err := n.takeSnapshot(r.index, r.cs)
+	r.errc <- err
+	if errors.Is(err, raft.ErrSnapOutOfDate) {
+		return nil
+	}
+	return err
 }
 
 func (n *Node) handleReport(r report) {
@@ -537,9 +548,7 @@ func (n *Node) sendApply(ta ToApply) error {
 		case n.applyc <- ta:
 			return nil
 		case r := <-n.snapc:
-			err := n.takeSnapshot(r.index, r.cs)
-			r.errc <- err
-			if err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+			if err := n.handleSnapshot(r); err != nil {
 				return err
 			}
 		case <-n.stopc:
