@@ -92,7 +92,7 @@ func (s *Server) readIndex(seq uint64) (uint64, error) {
 	send := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
 		defer cancel()
-		return s.proposalError(ctx, s.rn.ReadIndex(ctx, rctx))
+		return s.proposalError(s.rn.ReadIndex(ctx, rctx))
 	}
 	if err := send(); err != nil {
 		return 0, err

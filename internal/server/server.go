@@ -368,21 +368,15 @@ func (s *Server) snapshot(index uint64) error {
 	if err := s.applier.Sync(); err != nil {
 		return fmt.Errorf("syncing the backend for a snapshot: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.stopping:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	err := s.rn.TakeSnapshot(ctx, index, s.applier.ConfState())
+	// No deadline: the loop answers even while it waits for this
+	// applier, and Stop ends it (ErrStopped) before anything waits on
+	// this goroutine.
+	err := s.rn.TakeSnapshot(context.Background(), index, s.applier.ConfState())
 	switch {
 	case err == nil, errors.Is(err, raft.ErrSnapOutOfDate):
 		s.snapIndex = index
 		return nil
-	case errors.Is(err, context.Canceled), errors.Is(err, raftnode.ErrStopped):
+	case errors.Is(err, raftnode.ErrStopped):
 		return nil
 	}
 	return err
@@ -470,21 +464,21 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (appl
 	defer cancel()
 	if err := s.rn.Propose(ctx, data); err != nil {
 		s.wait.cancel(id)
-		return apply.Result{}, s.proposalError(ctx, err)
+		return apply.Result{}, s.proposalError(err)
 	}
 	select {
 	case r := <-ch:
 		return r, r.Err
 	case <-ctx.Done():
 		s.wait.cancel(id)
-		return apply.Result{}, s.proposalError(ctx, ctx.Err())
+		return apply.Result{}, s.proposalError(ctx.Err())
 	case <-s.stopping:
 		s.wait.cancel(id)
 		return apply.Result{}, ErrStopped
 	}
 }
 
-func (s *Server) proposalError(ctx context.Context, err error) error {
+func (s *Server) proposalError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNoLeader):
 		return ErrNoLeader

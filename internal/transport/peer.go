@@ -114,16 +114,9 @@ func (p *peer) sleep(d time.Duration) bool {
 // stream opens a message stream and sends on it until it breaks (an
 // error) or the peer stops (nil).
 func (p *peer) stream(conn *grpc.ClientConn) error {
-	ctx, cancel := context.WithCancel(p.t.outgoingContext(context.Background(), p.id))
-	defer cancel()
 	// Stopping the peer cancels a send blocked on flow control too.
-	go func() {
-		select {
-		case <-p.stopc:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancel := cancelOn(p.t.outgoingContext(context.Background(), p.id), p.stopc)
+	defer cancel()
 	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
 		grpc.ForceCodec(rawCodec{}))
 	if err != nil {

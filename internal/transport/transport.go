@@ -420,15 +420,8 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithCancel(t.outgoingContext(context.Background(), m.To))
+	ctx, cancel := cancelOn(t.outgoingContext(context.Background(), m.To), t.stopc)
 	defer cancel()
-	go func() {
-		select {
-		case <-t.stopc:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Snapshot", grpc.ForceCodec(rawCodec{}))
 	if err != nil {
 		return err
@@ -463,6 +456,21 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 	}
 	var ack []byte
 	return stream.RecvMsg(&ack)
+}
+
+// cancelOn returns a context canceled when stop closes (or cancel is
+// called), so that a stream send blocked on flow control ends with it.
+// The goroutine it starts ends with the context.
+func cancelOn(parent context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // streamError returns the status the server ended a stream with, which

@@ -23,7 +23,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp.Header = header(k.s, resp.Header, 0)
+	resp.Header = header(k.s, resp.Header)
 	return resp, nil
 }
 
@@ -35,7 +35,7 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp.Header = header(k.s, resp.Header, 0)
+	resp.Header = header(k.s, resp.Header)
 	return resp, nil
 }
 
@@ -47,7 +47,7 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp.Header = header(k.s, resp.Header, 0)
+	resp.Header = header(k.s, resp.Header)
 	return resp, nil
 }
 
@@ -62,7 +62,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp.Header = header(k.s, resp.Header, 0)
+	resp.Header = header(k.s, resp.Header)
 	return resp, nil
 }
 
@@ -71,7 +71,7 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp.Header = header(k.s, resp.Header, 0)
+	resp.Header = header(k.s, resp.Header)
 	return resp, nil
 }
 

@@ -22,7 +22,7 @@ type maintenanceServer struct {
 func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st := m.s.Status()
 	return &pb.StatusResponse{
-		Header:           header(m.s, nil, 0),
+		Header:           header(m.s, nil),
 		Version:          APIVersion,
 		DbSize:           st.DBSize,
 		DbSizeInUse:      st.DBSize,
@@ -49,7 +49,7 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	if r.Action != pb.AlarmRequest_GET {
 		return nil, unimplemented("Maintenance.Alarm " + r.Action.String())
 	}
-	resp := &pb.AlarmResponse{Header: header(m.s, nil, 0)}
+	resp := &pb.AlarmResponse{Header: header(m.s, nil)}
 	if st := m.s.Status(); len(st.Errors) > 0 && (r.Alarm == pb.AlarmType_NONE || r.Alarm == pb.AlarmType_NOSPACE) {
 		if r.MemberID == 0 || r.MemberID == m.s.ID() {
 			resp.Alarms = append(resp.Alarms, &pb.AlarmMember{MemberID: m.s.ID(), Alarm: pb.AlarmType_NOSPACE})
@@ -92,7 +92,7 @@ func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp := &pb.MemberListResponse{Header: header(c.s, nil, 0)}
+	resp := &pb.MemberListResponse{Header: header(c.s, nil)}
 	for _, m := range members {
 		resp.Members = append(resp.Members, &pb.Member{
 			ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner,

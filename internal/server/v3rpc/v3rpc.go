@@ -40,19 +40,17 @@ func Register(g *grpc.Server, s *server.Server) {
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 }
 
-// header fills h (allocating it if nil) with the member's identity.
-func header(s *server.Server, h *pb.ResponseHeader, rev int64) *pb.ResponseHeader {
+// header fills h (allocating it if nil) with the member's identity, and
+// with the store's revision if the response carries none.
+func header(s *server.Server, h *pb.ResponseHeader) *pb.ResponseHeader {
 	if h == nil {
 		h = &pb.ResponseHeader{}
 	}
 	h.ClusterId = s.ClusterID()
 	h.MemberId = s.ID()
 	h.RaftTerm = s.Term()
-	if rev != 0 || h.Revision == 0 {
-		if rev == 0 {
-			rev = s.Rev()
-		}
-		h.Revision = rev
+	if h.Revision == 0 {
+		h.Revision = s.Rev()
 	}
 	return h
 }
