@@ -149,15 +149,22 @@ func newTreeIndex() *treeIndex {
 	return &treeIndex{tree: btree.NewG(32, func(a, b *keyIndex) bool { return bytes.Compare(a.key, b.key) < 0 })}
 }
 
-// put records a put of key at rev.
-func (ti *treeIndex) put(key []byte, rev Revision) {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
+// getOrInsertLocked returns key's index entry, adding an empty one if
+// there is none. REQUIRES: ti.mu held.
+func (ti *treeIndex) getOrInsertLocked(key []byte) *keyIndex {
 	ki, ok := ti.tree.Get(&keyIndex{key: key})
 	if !ok {
 		ki = &keyIndex{key: bytes.Clone(key)}
 		ti.tree.ReplaceOrInsert(ki)
 	}
+	return ki
+}
+
+// put records a put of key at rev.
+func (ti *treeIndex) put(key []byte, rev Revision) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ki := ti.getOrInsertLocked(key)
 	ki.put(rev)
 }
 
@@ -167,11 +174,7 @@ func (ti *treeIndex) put(key []byte, rev Revision) {
 func (ti *treeIndex) restorePut(key []byte, rev Revision, created, ver int64) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	ki, ok := ti.tree.Get(&keyIndex{key: key})
-	if !ok {
-		ki = &keyIndex{key: bytes.Clone(key)}
-		ti.tree.ReplaceOrInsert(ki)
-	}
+	ki := ti.getOrInsertLocked(key)
 	if !ki.alive() {
 		ki.gens = append(ki.gens, generation{created: Revision{Main: created}})
 	}
@@ -188,11 +191,7 @@ func (ti *treeIndex) restorePut(key []byte, rev Revision, created, ver int64) {
 func (ti *treeIndex) restoreTombstone(key []byte, rev Revision) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	ki, ok := ti.tree.Get(&keyIndex{key: key})
-	if !ok {
-		ki = &keyIndex{key: bytes.Clone(key)}
-		ti.tree.ReplaceOrInsert(ki)
-	}
+	ki := ti.getOrInsertLocked(key)
 	if ki.alive() {
 		ki.tombstone(rev)
 		return

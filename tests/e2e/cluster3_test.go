@@ -91,6 +91,21 @@ func startLoad(cli *clientv3.Client, workers int) *loadGen {
 	return g
 }
 
+// waitAcked waits until n writes are acknowledged, or for at most
+// within, and returns how many are.
+func (g *loadGen) waitAcked(n int, within time.Duration) int {
+	deadline := time.Now().Add(within)
+	for {
+		g.mu.Lock()
+		acked := len(g.acked)
+		g.mu.Unlock()
+		if acked >= n || time.Now().After(deadline) {
+			return acked
+		}
+		time.Sleep(10 * time.Millisecond) // polling progress of real processes
+	}
+}
+
 func (g *loadGen) halt() {
 	close(g.stop)
 	g.wg.Wait()
@@ -134,18 +149,8 @@ func TestLeaderKillUnderLoad(t *testing.T) {
 	cli := c.client()
 	g := startLoad(cli, 8)
 	// Let the load run, then kill the leader.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		g.mu.Lock()
-		n := len(g.acked)
-		g.mu.Unlock()
-		if n >= 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d writes acknowledged before the kill", n)
-		}
-		time.Sleep(10 * time.Millisecond) // polling progress of real processes
+	if n := g.waitAcked(200, 10*time.Second); n < 200 {
+		t.Fatalf("only %d writes acknowledged before the kill", n)
 	}
 	killedAt := time.Now()
 	c.members[lead].kill()
@@ -193,16 +198,7 @@ func TestKillAllAndRestart(t *testing.T) {
 	c := newCluster(t, 3, "--snapshot-count", "300", "--snapshot-catchup-entries", "50")
 	cli := c.client()
 	g := startLoad(cli, 8)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		g.mu.Lock()
-		n := len(g.acked)
-		g.mu.Unlock()
-		if n >= 1000 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // polling progress of real processes
-	}
+	g.waitAcked(1000, 20*time.Second)
 	for _, m := range c.members {
 		m.kill()
 	}
