@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
+	"github.com/cairn-db/cairn/internal/raft"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
@@ -295,19 +296,21 @@ func (a *Applier) applyConfChange(e raftpb.Entry) error {
 	if err := cc.Unmarshal(e.Data); err != nil {
 		return fmt.Errorf("apply: conf change at entry %d does not decode: %w", e.Index, err)
 	}
-	cs := a.confState.Clone()
-	cs.Voters = slices.DeleteFunc(cs.Voters, func(id uint64) bool { return id == cc.NodeID })
-	cs.Learners = slices.DeleteFunc(cs.Learners, func(id uint64) bool { return id == cc.NodeID })
+	// The same function raft applies at append time: the two agree on
+	// every configuration, and a change raft ignored as invalid is
+	// ignored here too (only the index moves).
+	cs, err := raft.ApplyConfChange(a.confState, cc)
+	if errors.Is(err, raft.ErrInvalidConfChange) {
+		a.logger.Warn("ignoring an invalid conf change, as raft does", zap.Uint64("index", e.Index), zap.Error(err))
+		return a.be.NewBatch().Commit(e.Index, e.Term)
+	}
+	if err != nil {
+		return fmt.Errorf("apply: conf change at entry %d: %w", e.Index, err)
+	}
 	batch := a.be.NewBatch()
 	m := a.members[cc.NodeID]
 	switch cc.Type {
 	case raftpb.ConfChangeAddVoter, raftpb.ConfChangeAddLearner:
-		learner := cc.Type == raftpb.ConfChangeAddLearner
-		if learner {
-			cs.Learners = insertSorted(cs.Learners, cc.NodeID)
-		} else {
-			cs.Voters = insertSorted(cs.Voters, cc.NodeID)
-		}
 		if len(cc.Context) > 0 {
 			var nm membership.Member
 			if err := nm.Unmarshal(cc.Context); err != nil {
@@ -321,7 +324,7 @@ func (a *Applier) applyConfChange(e raftpb.Entry) error {
 		if m == nil {
 			m = &membership.Member{}
 		}
-		m.ID, m.IsLearner = cc.NodeID, learner
+		m.ID, m.IsLearner = cc.NodeID, cs.IsLearner(cc.NodeID)
 		batch.Set(memberKey(m.ID), m.Marshal())
 	case raftpb.ConfChangeRemoveNode:
 		batch.Delete(memberKey(cc.NodeID))
@@ -338,14 +341,6 @@ func (a *Applier) applyConfChange(e raftpb.Entry) error {
 		a.members[cc.NodeID] = m
 	}
 	return nil
-}
-
-func insertSorted(ids []uint64, id uint64) []uint64 {
-	i, found := slices.BinarySearch(ids, id)
-	if found {
-		return ids
-	}
-	return slices.Insert(ids, i, id)
 }
 
 func memberKey(id uint64) []byte {
