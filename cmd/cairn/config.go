@@ -35,6 +35,9 @@ type config struct {
 	AutoCompactionInterval   string `json:"auto-compaction-interval"`
 	LogLevel                 string `json:"log-level"`
 	EnablePprof              bool   `json:"enable-pprof"`
+	// In the config file, as in etcd's, durations are nanoseconds.
+	WatchProgressNotifyInterval             time.Duration `json:"watch-progress-notify-interval"`
+	ExperimentalWatchProgressNotifyInterval time.Duration `json:"experimental-watch-progress-notify-interval"`
 
 	configFile string
 	version    bool
@@ -42,22 +45,23 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		Name:                     "default",
-		ListenClientURLs:         "http://localhost:2379",
-		AdvertiseClientURLs:      "http://localhost:2379",
-		ListenPeerURLs:           "http://localhost:2380",
-		InitialAdvertisePeerURLs: "http://localhost:2380",
-		InitialClusterState:      "new",
-		InitialClusterToken:      "etcd-cluster",
-		HeartbeatIntervalMs:      100,
-		ElectionTimeoutMs:        1000,
-		SnapshotCount:            10000,
-		SnapshotCatchUpEntries:   5000,
-		MaxRequestBytes:          1536 * 1024,
-		MaxTxnOps:                128,
-		AutoCompactionMode:       "periodic",
-		AutoCompactionRetention:  "0",
-		LogLevel:                 "info",
+		Name:                        "default",
+		ListenClientURLs:            "http://localhost:2379",
+		AdvertiseClientURLs:         "http://localhost:2379",
+		ListenPeerURLs:              "http://localhost:2380",
+		InitialAdvertisePeerURLs:    "http://localhost:2380",
+		InitialClusterState:         "new",
+		InitialClusterToken:         "etcd-cluster",
+		HeartbeatIntervalMs:         100,
+		ElectionTimeoutMs:           1000,
+		SnapshotCount:               10000,
+		SnapshotCatchUpEntries:      5000,
+		MaxRequestBytes:             1536 * 1024,
+		MaxTxnOps:                   128,
+		WatchProgressNotifyInterval: defaultWatchProgressNotifyInterval,
+		AutoCompactionMode:          "periodic",
+		AutoCompactionRetention:     "0",
+		LogLevel:                    "info",
 	}
 }
 
@@ -87,6 +91,8 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: 'periodic', 'revision'.")
 	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention for mvcc key value store. 0 means disable auto compaction.")
 	fs.StringVar(&c.AutoCompactionInterval, "auto-compaction-interval", "", "Cairn only: how often auto-compaction samples (periodic) or compacts (revision), e.g. '10s'. Default: etcd's (retention/10 up to 6m; 5m).")
+	fs.DurationVar(&c.WatchProgressNotifyInterval, "watch-progress-notify-interval", c.WatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
+	fs.DurationVar(&c.ExperimentalWatchProgressNotifyInterval, "experimental-watch-progress-notify-interval", 0, "Duration of periodical watch progress notification. Deprecated in etcd v3.6; use '--watch-progress-notify-interval' instead.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.configFile, "config-file", "", "Path to the server configuration file (YAML, etcd's keys). Other flags and environment variables are then ignored.")
@@ -158,6 +164,21 @@ func parseConfig(args []string, environ []string, out io.Writer) (config, error)
 		return loadConfigFile(c.configFile)
 	}
 	return c, nil
+}
+
+const defaultWatchProgressNotifyInterval = 10 * time.Minute
+
+// watchProgressNotifyInterval is the interval asked for: the deprecated
+// flag counts only when the new one is left at its default, as in etcd.
+func (c config) watchProgressNotifyInterval() (time.Duration, error) {
+	d := c.WatchProgressNotifyInterval
+	if c.ExperimentalWatchProgressNotifyInterval != 0 && d == defaultWatchProgressNotifyInterval {
+		d = c.ExperimentalWatchProgressNotifyInterval
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("--watch-progress-notify-interval must be positive, not %v", d)
+	}
+	return d, nil
 }
 
 // usageError is a command-line error (exit status 2, as etcd).

@@ -90,6 +90,10 @@ func serve(c config, logger *zap.Logger) error {
 			return fmt.Errorf("invalid --auto-compaction-interval %q", c.AutoCompactionInterval)
 		}
 	}
+	progressInterval, err := c.watchProgressNotifyInterval()
+	if err != nil {
+		return err
+	}
 	if c.InitialCluster == "" {
 		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
 	}
@@ -118,6 +122,7 @@ func serve(c config, logger *zap.Logger) error {
 		AutoCompactionRetention:        retention,
 		AutoCompactionRetentionRevs:    keepRevs,
 		AutoCompactionIntervalOverride: compactionInterval,
+		WatchProgressNotifyInterval:    progressInterval,
 		Logger:                         logger,
 		Registry:                       reg,
 	})

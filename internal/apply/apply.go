@@ -44,9 +44,11 @@ type Applier struct {
 
 	// mu guards the backend and the store against a restore swapping
 	// them: reads and applies hold it shared, Restore exclusively.
-	mu      sync.RWMutex
-	be      *backend.Backend
-	store   *mvcc.Store
+	mu    sync.RWMutex
+	be    *backend.Backend
+	store *mvcc.Store
+	// watch follows store, across restores (it is never replaced).
+	watch   *mvcc.WatchableStore
 	members map[uint64]*membership.Member
 	// confState is the configuration as of the consistent index.
 	confState raftpb.ConfState
@@ -65,6 +67,7 @@ func Open(dir string, opts backend.Options, logger *zap.Logger) (*Applier, error
 	if err := a.openLocked(); err != nil {
 		return nil, err
 	}
+	a.watch = mvcc.NewWatchable(a.store)
 	return a, nil
 }
 
@@ -113,6 +116,7 @@ func (a *Applier) openLocked() error {
 func (a *Applier) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.watch.Close()
 	a.store.Close()
 	return a.be.Close()
 }
@@ -124,6 +128,10 @@ func (a *Applier) ConsistentIndex() uint64 {
 	ci, _ := a.be.ConsistentIndex()
 	return ci
 }
+
+// Watchable is what watchers follow: the store, whichever a restore made
+// it.
+func (a *Applier) Watchable() *mvcc.WatchableStore { return a.watch }
 
 // View calls fn with the store, which no restore replaces meanwhile.
 func (a *Applier) View(fn func(s *mvcc.Store) error) error {

@@ -120,6 +120,7 @@ func (a *Applier) Restore(r io.Reader) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.watch.Detach()
 	a.store.Close()
 	if err := a.be.Close(); err != nil {
 		return err
@@ -143,6 +144,9 @@ func (a *Applier) Restore(r io.Reader) error {
 	if err := a.openLocked(); err != nil {
 		return err
 	}
+	// Watchers go on from the new store: those it compacted past are
+	// told so, the others catch up on what the image brought.
+	a.watch.Attach(a.store)
 	ci, term := a.be.ConsistentIndex()
 	a.logger.Info("restored backend from snapshot image", zap.Uint64("consistent-index", ci), zap.Uint64("term", term))
 	return nil

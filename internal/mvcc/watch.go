@@ -14,56 +14,106 @@ const (
 	// watchChanBufLen is how many responses a stream's channel holds
 	// before its watchers are moved aside (see WatchableStore).
 	watchChanBufLen = 128
-	// maxRevsPerSync bounds the revisions one catch-up round reads, so
-	// that the round, during which writes wait to notify, stays short.
-	maxRevsPerSync = 1000
+	// maxRevsPerSync and maxBytesPerSync bound what one catch-up round
+	// reads (whole revisions, at least one), so that the round, during
+	// which writes wait to notify, stays short, and so does each
+	// response it makes.
+	maxRevsPerSync  = 1000
+	maxBytesPerSync = 1 << 20
 	// victimRetry is how often the syncer retries watchers whose stream
-	// was full.
+	// was full, and progress responses owed.
 	victimRetry = 10 * time.Millisecond
+	// MaxWatchersPerStream bounds the watchers of one stream (etcd has no
+	// such bound): each costs memory for as long as the stream lives.
+	MaxWatchersPerStream = 100000
+	// ProgressWatchID is the watch ID of a progress response sent for
+	// every watcher of a stream (etcd's InvalidWatchID).
+	ProgressWatchID WatchID = -1
 )
 
-// ErrWatcherNotFound is a Cancel of an unknown watch ID.
-var ErrWatcherNotFound = errors.New("mvcc: watcher not found")
+// Errors of Watch and Cancel; the first three are etcd's, word for word,
+// since clients are sent them as cancel reasons.
+var (
+	ErrEmptyWatcherRange  = errors.New("mvcc: watcher range is empty")
+	ErrWatcherDuplicateID = errors.New("mvcc: duplicate watch ID provided on the WatchStream")
+	ErrWatcherNotFound    = errors.New("mvcc: watcher does not exist")
+	ErrTooManyWatchers    = errors.New("mvcc: too many watchers on one stream (100000)")
+	ErrWatchStreamClosed  = errors.New("mvcc: watch stream closed")
+)
 
 // WatchID names a watcher within its stream.
 type WatchID int64
 
-// WatchResponse is what a watcher is sent: events, all of whole revisions
-// and in revision order; or, if CompactRevision is set, notice that the
-// revisions it asked for are compacted, after which it is gone.
+// WatchResponse is what a stream sends, for one watcher or (WatchID
+// ProgressWatchID) for all of them. Exactly one of these:
+//   - Created: the watcher exists; nothing for it comes before this.
+//   - Events: all of whole revisions, in revision order.
+//   - CompactRevision set: the revisions the watcher asked for are
+//     compacted; it is gone, and nothing for it follows.
+//   - Canceled: the watcher is cancelled; nothing for it follows.
+//   - none of them: progress. Every event up to Revision was sent.
 type WatchResponse struct {
 	WatchID WatchID
 	// Events must not be modified: watchers share them.
 	Events []*mvccpb.Event
-	// Revision is the store's revision the response brings the watcher
-	// up to.
+	// Revision is the store's revision as of the response (as etcd's
+	// header revision). For events of a revision just written, it is
+	// that revision; for a compacted watcher, it is 0, as in etcd.
 	Revision        int64
 	CompactRevision int64
+	Created         bool
+	Canceled        bool
 }
 
-// WatchableStore is a Store whose changes watchers follow from any
-// revision not compacted.
+// WatchOptions says what a watcher follows.
+type WatchOptions struct {
+	// ID is the watcher's ID; 0 lets the stream choose the lowest unused
+	// one (etcd's AutoWatchID).
+	ID WatchID
+	// Key and End are a range as for Range: End empty for one key, "\x00"
+	// for every key from Key on.
+	Key, End []byte
+	// StartRev is the first revision to send; 0 means the next one.
+	StartRev int64
+	// PrevKV attaches to each event the key's previous KeyValue, if any.
+	PrevKV bool
+	// NoPut and NoDelete leave out put and delete events.
+	NoPut, NoDelete bool
+}
+
+// WatchableStore lets watchers follow the changes of a Store (the
+// attached one, which a snapshot restore replaces) from any revision not
+// compacted.
 //
-// Watchers are in one of three groups. Synced watchers are up to date and
-// are sent each revision's events as it is applied. Unsynced watchers
-// start in the past (or fell behind) and a goroutine the store owns (the
-// syncer) catches them up from the backend, a bounded number of revisions
-// a round, then moves them to synced. A watcher whose stream's channel is
-// full is a victim: it keeps what it could not send, the syncer retries,
+// Watchers are in one of three states. Synced watchers are up to date (as
+// of mu.rev) and are sent each revision's events as it is applied.
+// Unsynced watchers start in the past, or fell behind, and a goroutine the
+// store owns (the syncer) catches them up from the backend, a bounded
+// amount a round, then moves them to synced. A watcher whose stream's
+// channel is full is a victim: it keeps what it could not send (at most
+// three responses: created, events and a final one), the syncer retries,
 // and once sent it catches up as an unsynced watcher. No send ever blocks,
-// so a slow consumer never holds up writes.
+// so a slow consumer never holds up writes, and its memory is bounded.
 //
 // Lock order: Store.writeMu (notify runs under it), then mu, then
 // Store.mu and the index's lock. A WatchStream has no lock of its own: mu
 // guards it.
 type WatchableStore struct {
-	*Store
+	logger *zap.Logger
 
 	mu struct {
 		sync.Mutex
-		synced   map[*watcher]struct{}
+		// store is the store followed: nil while detached (a restore).
+		store *Store
+		// rev is the last revision whose events were handed out: synced
+		// watchers have everything up to it. It trails the store's own
+		// revision by the notification in progress, if any.
+		rev      int64
+		synced   watcherGroup
 		unsynced map[*watcher]struct{}
 		victims  map[*watcher]struct{}
+		// progress are the streams owed a progress response.
+		progress map[*WatchStream]struct{}
 	}
 
 	// syncc wakes the syncer; size 1, so a wake-up is never lost and
@@ -74,43 +124,121 @@ type WatchableStore struct {
 	closeOnce sync.Once
 }
 
-// watcher follows a key range. Its fields after stream are guarded by
+type watcherState int
+
+const (
+	stateSynced watcherState = iota
+	stateUnsynced
+	stateVictim
+	// stateCompacted is a watcher told its start is compacted: it is in
+	// no group, and sends nothing more, but keeps its ID until cancelled,
+	// as in etcd (where a Cancel of it is answered, and its ID is taken).
+	stateCompacted
+)
+
+// watcherEnd is what a watcher's last response, once pending, says.
+type watcherEnd int
+
+const (
+	endNone watcherEnd = iota
+	endCompacted
+	endCanceled
+)
+
+// watcher follows a key range. Its fields after filter are guarded by
 // WatchableStore.mu.
 type watcher struct {
 	id       WatchID
 	key, end []byte
 	prevKV   bool
+	noPut    bool
+	noDelete bool
+	// startRev is the start revision asked for (0 for none): until the
+	// store reaches it, no progress response is sent, as in etcd, so a
+	// client never hears of progress short of where it asked to start.
+	startRev int64
 	stream   *WatchStream
 
-	// next is the first revision the watcher has not been sent.
+	state watcherState
+	// next is the first revision the watcher has not been sent. A synced
+	// watcher not in the last notification may lag mu.rev: it had
+	// nothing there.
 	next int64
-	// pending are responses not yet sent (a victim's).
+	// pending are responses not yet sent (a victim's), in order.
 	pending []WatchResponse
-	// compacted is set once the watcher is told its start is compacted:
-	// it is removed when that is sent.
-	compacted bool
+	// last is set once the watcher's last response is pending: when it is
+	// sent, a cancelled watcher is removed and a compacted one moves to
+	// stateCompacted.
+	last watcherEnd
 }
 
-// NewWatchable makes s watchable and starts its syncer. Close stops it.
+// NewWatchable makes a watchable store following s, and starts its
+// syncer. Close stops it.
 func NewWatchable(s *Store) *WatchableStore {
-	ws := &WatchableStore{Store: s, syncc: make(chan struct{}, 1), stopc: make(chan struct{})}
-	ws.mu.synced = map[*watcher]struct{}{}
+	ws := &WatchableStore{logger: s.logger, syncc: make(chan struct{}, 1), stopc: make(chan struct{})}
+	ws.mu.synced.init()
 	ws.mu.unsynced = map[*watcher]struct{}{}
 	ws.mu.victims = map[*watcher]struct{}{}
-	s.notify = ws.notify
+	ws.mu.progress = map[*WatchStream]struct{}{}
+	ws.Attach(s)
 	ws.wg.Add(1)
 	go ws.syncLoop()
 	return ws
 }
 
-// Close stops the syncer and the store's background work. Streams stay
-// open; their owners close them.
+// Close stops the syncer. Streams stay open (their owners close them);
+// the store stays open (its owner closes it).
 func (ws *WatchableStore) Close() {
 	ws.closeOnce.Do(func() {
 		close(ws.stopc)
 		ws.wg.Wait()
-		ws.Store.Close()
 	})
+}
+
+// Detach stops following the store, which may then be closed: watchers
+// wait, and nothing may write to any store until Attach.
+func (ws *WatchableStore) Detach() {
+	ws.mu.Lock()
+	s := ws.mu.store
+	ws.mu.Unlock()
+	if s == nil {
+		return
+	}
+	// The lock order: the store's writeMu first.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	s.notify = nil
+	ws.mu.store = nil
+}
+
+// Attach follows s from now on: a store restored from a snapshot, whose
+// revision jumped. Watchers that were up to date catch up from s, as
+// if they had fallen behind; so their next event is the first one after
+// what they were sent, or, if s compacted it, a compacted response.
+func (ws *WatchableStore) Attach(s *Store) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	s.notify = ws.notify
+	old := ws.mu.rev
+	ws.mu.store, ws.mu.rev = s, s.Rev()
+	ws.mu.synced.each(func(w *watcher) {
+		ws.mu.synced.remove(w)
+		w.next = max(w.next, old+1)
+		w.state = stateUnsynced
+		ws.mu.unsynced[w] = struct{}{}
+	})
+	ws.wake()
+}
+
+// Rev is the last revision watchers were told of.
+func (ws *WatchableStore) Rev() int64 {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.mu.rev
 }
 
 // WatchStream is a set of watchers sharing one channel of responses, as
@@ -134,49 +262,143 @@ func (ws *WatchableStore) NewWatchStream() *WatchStream {
 // Chan returns the stream's responses. It is closed by Close.
 func (st *WatchStream) Chan() <-chan WatchResponse { return st.ch }
 
-// Watch starts a watcher on a range (as for Range) from revision startRev:
-// 0 means from the next change. Events before startRev are not sent; if
-// startRev is compacted, the watcher is sent a response with
-// CompactRevision set, and removed.
-func (st *WatchStream) Watch(key, end []byte, startRev int64, prevKV bool) (WatchID, error) {
+// Watch starts a watcher. Its first response is Created (with the
+// revision it is current as of); then come its events from o.StartRev on
+// (from the next revision if 0), or, if o.StartRev is compacted, a
+// response with CompactRevision set, after which it is gone.
+func (st *WatchStream) Watch(o WatchOptions) (WatchID, error) {
+	isFromKey := len(o.End) == 1 && o.End[0] == 0
+	if len(o.End) > 0 && !isFromKey && bytes.Compare(o.Key, o.End) >= 0 {
+		return -1, ErrEmptyWatcherRange
+	}
 	ws := st.ws
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if st.closed {
-		return 0, errors.New("mvcc: watch stream closed")
-	}
-	id := st.nextID
-	st.nextID++
-	w := &watcher{id: id, key: bytes.Clone(key), end: bytes.Clone(end), prevKV: prevKV, stream: st}
-	st.watchers[id] = w
-	current := ws.Rev()
 	switch {
-	case startRev == 0:
+	case st.closed:
+		return -1, ErrWatchStreamClosed
+	case len(st.watchers) >= MaxWatchersPerStream:
+		return -1, ErrTooManyWatchers
+	}
+	id := o.ID
+	if id == 0 {
+		for st.watchers[st.nextID] != nil {
+			st.nextID++
+		}
+		id = st.nextID
+		st.nextID++
+	} else if _, ok := st.watchers[id]; ok {
+		return -1, ErrWatcherDuplicateID
+	}
+	w := &watcher{id: id, key: bytes.Clone(o.Key), end: bytes.Clone(o.End), prevKV: o.PrevKV,
+		noPut: o.NoPut, noDelete: o.NoDelete, startRev: o.StartRev, stream: st}
+	st.watchers[id] = w
+	current := ws.mu.rev
+	w.pending = []WatchResponse{{WatchID: id, Created: true, Revision: current}}
+	switch {
+	case o.StartRev == 0:
 		w.next = current + 1
-		ws.mu.synced[w] = struct{}{}
-	case startRev > current:
-		w.next = startRev
-		ws.mu.synced[w] = struct{}{}
+	case o.StartRev > current:
+		w.next = o.StartRev
 	default:
-		w.next = startRev
+		w.next = o.StartRev
+		w.state = stateUnsynced
+	}
+	if w.state == stateSynced {
+		ws.mu.synced.add(w)
+	} else {
 		ws.mu.unsynced[w] = struct{}{}
 		ws.wake()
 	}
+	ws.sendOrSetAsideLocked(w)
 	return id, nil
 }
 
-// Cancel removes a watcher. Responses it was already sent stay in the
-// channel.
+// Cancel removes a watcher. It is sent a Canceled response, after what
+// it was sent before; nothing after.
 func (st *WatchStream) Cancel(id WatchID) error {
 	ws := st.ws
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	w, ok := st.watchers[id]
-	if !ok {
+	if !ok || w.last == endCanceled {
 		return ErrWatcherNotFound
 	}
-	ws.removeLocked(w)
+	ws.closeLocked(w, WatchResponse{WatchID: id, Canceled: true, Revision: ws.mu.rev}, endCanceled)
 	return nil
+}
+
+// RequestProgress sends the watcher a progress response, if it is up to
+// date and the channel has room; else nothing (it is periodic: the next
+// one will do).
+func (st *WatchStream) RequestProgress(id WatchID) {
+	ws := st.ws
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if w, ok := st.watchers[id]; !ok || !ws.upToDateLocked(w) {
+		return
+	}
+	select {
+	case st.ch <- WatchResponse{WatchID: id, Revision: ws.mu.rev}:
+	default:
+	}
+}
+
+// RequestProgressAll sends one progress response for the whole stream
+// (WatchID ProgressWatchID) as soon as every watcher on it is up to date
+// and the channel has room: its revision then bounds every event sent
+// before it, on every watcher. Requests made while one is owed are
+// answered together. A stream with no watchers is sent nothing, as in
+// etcd.
+func (st *WatchStream) RequestProgressAll() {
+	ws := st.ws
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if st.closed {
+		return
+	}
+	if !ws.progressLocked(st) {
+		ws.mu.progress[st] = struct{}{}
+		ws.wake()
+	}
+}
+
+// progressLocked sends st's stream-wide progress response if it can.
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) progressLocked(st *WatchStream) bool {
+	if len(st.watchers) == 0 {
+		return true // as etcd: no watcher, no response
+	}
+	for _, w := range st.watchers {
+		if ws.progressBlockedLocked(w) {
+			return false
+		}
+	}
+	select {
+	case st.ch <- WatchResponse{WatchID: ProgressWatchID, Revision: ws.mu.rev}:
+		return true
+	default:
+		return false
+	}
+}
+
+// upToDateLocked reports whether w has been sent everything up to mu.rev,
+// and mu.rev is not short of where it asked to start.
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) upToDateLocked(w *watcher) bool {
+	return w.state == stateSynced && len(w.pending) == 0 && ws.mu.rev >= w.startRev
+}
+
+// progressBlockedLocked reports whether w keeps its stream from a
+// progress response. A compacted watcher does not, once told: in etcd it
+// does until cancelled, so a stream that does not cancel it never hears
+// of progress again (a difference the README lists).
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) progressBlockedLocked(w *watcher) bool {
+	return w.state != stateCompacted && !ws.upToDateLocked(w)
 }
 
 // Close cancels every watcher and closes the channel.
@@ -190,15 +412,39 @@ func (st *WatchStream) Close() {
 	for _, w := range st.watchers {
 		ws.removeLocked(w)
 	}
+	delete(ws.mu.progress, st)
 	st.closed = true
 	close(st.ch)
 }
 
+// closeLocked ends w with its last response: w leaves its group at once,
+// and, if cancelled, its stream once that response is sent.
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) closeLocked(w *watcher, last WatchResponse, end watcherEnd) {
+	ws.leaveGroupLocked(w)
+	w.last = end
+	w.pending = append(w.pending, last)
+	w.state = stateVictim
+	ws.mu.victims[w] = struct{}{}
+	ws.sendOrSetAsideLocked(w)
+}
+
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) leaveGroupLocked(w *watcher) {
+	switch w.state {
+	case stateSynced:
+		ws.mu.synced.remove(w)
+	case stateUnsynced:
+		delete(ws.mu.unsynced, w)
+	case stateVictim:
+		delete(ws.mu.victims, w)
+	}
+}
+
 // REQUIRES: ws.mu held.
 func (ws *WatchableStore) removeLocked(w *watcher) {
-	delete(ws.mu.synced, w)
-	delete(ws.mu.unsynced, w)
-	delete(ws.mu.victims, w)
+	ws.leaveGroupLocked(w)
 	delete(w.stream.watchers, w.id)
 }
 
@@ -209,25 +455,40 @@ func (ws *WatchableStore) wake() {
 	}
 }
 
-func (w *watcher) matches(key []byte) bool {
-	return span{w.key, w.end}.contains(key)
-}
-
-// trySendLocked sends what the watcher has pending, in order, without
-// blocking; it reports whether everything went.
+// sendOrSetAsideLocked sends what w has pending, in order, without
+// blocking. If the channel is full, w becomes a victim. Once everything is
+// sent, a cancelled watcher is removed, a compacted one set aside, and a
+// victim catches up as unsynced. It reports whether everything was sent.
 //
 // REQUIRES: ws.mu held.
-func (ws *WatchableStore) trySendLocked(w *watcher) bool {
+func (ws *WatchableStore) sendOrSetAsideLocked(w *watcher) bool {
 	for len(w.pending) > 0 {
 		select {
 		case w.stream.ch <- w.pending[0]:
+			w.pending[0] = WatchResponse{}
 			w.pending = w.pending[1:]
 		default:
+			if w.state != stateVictim {
+				ws.leaveGroupLocked(w)
+				w.state = stateVictim
+				ws.mu.victims[w] = struct{}{}
+				ws.wake()
+			}
 			return false
 		}
 	}
-	if w.compacted {
+	w.pending = nil
+	switch {
+	case w.last == endCanceled:
 		ws.removeLocked(w)
+	case w.last == endCompacted:
+		ws.leaveGroupLocked(w)
+		w.state = stateCompacted
+	case w.state == stateVictim:
+		delete(ws.mu.victims, w)
+		w.state = stateUnsynced
+		ws.mu.unsynced[w] = struct{}{}
+		ws.wake()
 	}
 	return true
 }
@@ -237,33 +498,51 @@ func (ws *WatchableStore) trySendLocked(w *watcher) bool {
 func (ws *WatchableStore) notify(rev int64, events []*mvccpb.Event) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	ws.mu.rev = rev
 	prev := prevKVs{ws: ws, rev: rev}
-	for w := range ws.mu.synced {
-		if w.next > rev {
-			continue // it starts later, or a catch-up already sent rev
-		}
-		w.next = rev + 1
-		evs := w.filter(events, &prev)
-		if len(evs) == 0 {
-			continue
-		}
-		w.pending = append(w.pending, WatchResponse{WatchID: w.id, Events: evs, Revision: rev})
-		if !ws.trySendLocked(w) {
-			// Move it aside; later revisions come from the backend once
-			// this is sent.
-			delete(ws.mu.synced, w)
-			ws.mu.victims[w] = struct{}{}
-			ws.wake()
-		}
+	if len(events) == 1 {
+		// The common case needs no grouping.
+		ws.mu.synced.matching(events[0].Kv.Key, func(w *watcher) { ws.deliverLocked(w, rev, events, &prev) })
+		return
+	}
+	var order []*watcher
+	batches := map[*watcher][]*mvccpb.Event{}
+	for _, ev := range events {
+		ws.mu.synced.matching(ev.Kv.Key, func(w *watcher) {
+			if _, ok := batches[w]; !ok {
+				order = append(order, w)
+			}
+			batches[w] = append(batches[w], ev)
+		})
+	}
+	for _, w := range order {
+		ws.deliverLocked(w, rev, batches[w], &prev)
 	}
 }
 
-// filter returns the events in w's range, with their previous KeyValues
-// if w asked for them.
+// deliverLocked sends a synced watcher the events of revision rev in its
+// range.
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) deliverLocked(w *watcher, rev int64, events []*mvccpb.Event, prev *prevKVs) {
+	if w.next > rev {
+		return // it starts later
+	}
+	w.next = rev + 1
+	if evs := w.filter(events, prev); len(evs) > 0 {
+		w.pending = append(w.pending, WatchResponse{WatchID: w.id, Events: evs, Revision: rev})
+		// If the channel is full, w is moved aside; later revisions come
+		// from the backend once this is sent.
+		ws.sendOrSetAsideLocked(w)
+	}
+}
+
+// filter returns the events in w's range that it wants, with their
+// previous KeyValues if it asked for them.
 func (w *watcher) filter(events []*mvccpb.Event, prev *prevKVs) []*mvccpb.Event {
 	var out []*mvccpb.Event
 	for _, ev := range events {
-		if !w.matches(ev.Kv.Key) {
+		if !w.matches(ev.Kv.Key) || ev.Type == mvccpb.PUT && w.noPut || ev.Type == mvccpb.DELETE && w.noDelete {
 			continue
 		}
 		if w.prevKV {
@@ -274,6 +553,10 @@ func (w *watcher) filter(events []*mvccpb.Event, prev *prevKVs) []*mvccpb.Event 
 	return out
 }
 
+func (w *watcher) matches(key []byte) bool {
+	return span{w.key, w.end}.contains(key)
+}
+
 // prevKVs looks up, once per key, what keys held before a revision.
 type prevKVs struct {
 	ws    *WatchableStore
@@ -281,6 +564,9 @@ type prevKVs struct {
 	cache map[string]*mvccpb.KeyValue
 }
 
+// get returns what key held just before rev.
+//
+// REQUIRES: ws.mu held, with a store attached.
 func (p *prevKVs) get(key []byte, rev int64) *mvccpb.KeyValue {
 	if p.cache == nil || p.rev != rev {
 		p.cache, p.rev = map[string]*mvccpb.KeyValue{}, rev
@@ -290,15 +576,16 @@ func (p *prevKVs) get(key []byte, rev int64) *mvccpb.KeyValue {
 	}
 	var kv *mvccpb.KeyValue
 	// Below the compaction there is nothing to tell: no previous KeyValue.
-	if res, err := p.ws.Store.Range(key, nil, RangeOptions{Rev: rev - 1}); err == nil && len(res.KVs) == 1 {
+	if res, err := p.ws.mu.store.Range(key, nil, RangeOptions{Rev: rev - 1}); err == nil && len(res.KVs) == 1 {
 		kv = res.KVs[0]
 	}
 	p.cache[string(key)] = kv
 	return kv
 }
 
-// syncLoop is the syncer: it retries victims and catches up unsynced
-// watchers whenever woken, and every victimRetry while victims wait.
+// syncLoop is the syncer: it retries victims and owed progress responses
+// and catches up unsynced watchers whenever woken, and every victimRetry
+// while victims or progress responses wait.
 func (ws *WatchableStore) syncLoop() {
 	defer ws.wg.Done()
 	ticker := time.NewTicker(victimRetry)
@@ -311,8 +598,10 @@ func (ws *WatchableStore) syncLoop() {
 		case <-ticker.C:
 		}
 		ws.retryVictims()
-		if ws.syncRound() {
-			ws.wake() // more to do
+		more := ws.syncRound()
+		ws.retryProgress()
+		if more {
+			ws.wake()
 		}
 	}
 }
@@ -321,54 +610,56 @@ func (ws *WatchableStore) retryVictims() {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for w := range ws.mu.victims {
-		if ws.trySendLocked(w) && !w.compacted {
-			delete(ws.mu.victims, w)
-			ws.mu.unsynced[w] = struct{}{}
+		ws.sendOrSetAsideLocked(w)
+	}
+}
+
+func (ws *WatchableStore) retryProgress() {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for st := range ws.mu.progress {
+		if ws.progressLocked(st) {
+			delete(ws.mu.progress, st)
 		}
 	}
 }
 
-// syncRound catches unsynced watchers up by at most maxRevsPerSync
+// syncRound catches unsynced watchers up by a bounded number of
 // revisions, moving those it brings up to date to synced. It reports
 // whether unsynced watchers remain.
 func (ws *WatchableStore) syncRound() bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if len(ws.mu.unsynced) == 0 {
+	s := ws.mu.store
+	if len(ws.mu.unsynced) == 0 || s == nil {
 		return false
 	}
-	// The view and both revisions under one read lock: no revision is
-	// published meanwhile (the view may hold a commit not yet published,
-	// whose notify then comes after this round), and whatever the view
+	// Every revision up to mu.rev is committed, so in the view. The view
+	// and the compaction revision under one read lock: whatever the view
 	// lacks was removed by a compaction already recorded.
-	ws.Store.mu.RLock()
-	view := ws.b.NewReadView()
-	current, compacted := ws.Store.mu.currentRev, ws.Store.mu.compactRev
-	ws.Store.mu.RUnlock()
+	s.mu.RLock()
+	view := s.b.NewReadView()
+	compacted := s.mu.compactRev
+	s.mu.RUnlock()
 	defer view.Close()
+	current := ws.mu.rev
 
 	from := current + 1
 	for w := range ws.mu.unsynced {
 		if w.next < compacted {
-			w.compacted = true
-			w.pending = append(w.pending, WatchResponse{WatchID: w.id, Revision: current, CompactRevision: compacted})
-			delete(ws.mu.unsynced, w)
-			if !ws.trySendLocked(w) {
-				ws.mu.victims[w] = struct{}{}
-			}
+			// etcd's compacted response carries no revision.
+			ws.closeLocked(w, WatchResponse{WatchID: w.id, CompactRevision: compacted}, endCompacted)
 			continue
 		}
 		from = min(from, w.next)
 	}
 	if from > current {
 		for w := range ws.mu.unsynced {
-			delete(ws.mu.unsynced, w)
-			ws.mu.synced[w] = struct{}{}
+			ws.toSyncedLocked(w)
 		}
 		return false
 	}
-	to := min(current, from+maxRevsPerSync-1)
-	events, err := readEvents(view, from, to)
+	events, to, err := readEvents(view, from, min(current, from+maxRevsPerSync-1), maxBytesPerSync)
 	if err != nil {
 		// The ticker retries; waking at once would spin on the error.
 		ws.logger.Error("mvcc: reading events for watchers; retrying", zap.Error(err))
@@ -378,43 +669,55 @@ func (ws *WatchableStore) syncRound() bool {
 		if w.next > to {
 			continue
 		}
-		var mine []*mvccpb.Event
-		for _, ev := range events {
-			if ev.Kv.ModRevision >= w.next {
-				mine = append(mine, ev)
-			}
+		i := 0
+		for i < len(events) && events[i].Kv.ModRevision < w.next {
+			i++
 		}
 		prev := prevKVs{ws: ws}
-		evs := w.filter(mine, &prev)
+		evs := w.filter(events[i:], &prev)
 		w.next = to + 1
 		if len(evs) > 0 {
-			w.pending = append(w.pending, WatchResponse{WatchID: w.id, Events: evs, Revision: to})
-		}
-		if !ws.trySendLocked(w) {
-			delete(ws.mu.unsynced, w)
-			ws.mu.victims[w] = struct{}{}
-			continue
+			// As etcd, the response carries the current revision, even
+			// when it does not bring the watcher that far.
+			w.pending = append(w.pending, WatchResponse{WatchID: w.id, Events: evs, Revision: current})
+			if !ws.sendOrSetAsideLocked(w) {
+				continue
+			}
 		}
 		if w.next > current {
-			delete(ws.mu.unsynced, w)
-			ws.mu.synced[w] = struct{}{}
+			ws.toSyncedLocked(w)
 		}
 	}
 	return len(ws.mu.unsynced) > 0
 }
 
+// REQUIRES: ws.mu held; w unsynced.
+func (ws *WatchableStore) toSyncedLocked(w *watcher) {
+	delete(ws.mu.unsynced, w)
+	w.state = stateSynced
+	ws.mu.synced.add(w)
+}
+
 // readEvents reads the events of revisions from..to from the backend, in
-// order.
+// order, stopping early after a revision once maxBytes are read. It
+// returns the last revision read whole.
 func readEvents(view interface {
 	Scan(start, end []byte, fn func(key, value []byte) bool) error
-}, from, to int64) ([]*mvccpb.Event, error) {
+}, from, to int64, maxBytes int) ([]*mvccpb.Event, int64, error) {
 	var (
-		events []*mvccpb.Event
-		err    error
+		events  []*mvccpb.Event
+		err     error
+		bytes   int
+		stopped bool
+		last    = from - 1
 	)
 	scanErr := view.Scan(revisionKey(Revision{Main: from}, false), revisionKey(Revision{Main: to + 1}, false),
 		func(k, v []byte) bool {
 			rev, tombstone, perr := parseRevisionKey(k)
+			if perr == nil && rev.Main != last && bytes >= maxBytes {
+				stopped = true // a revision boundary, and enough read
+				return false
+			}
 			kv := &mvccpb.KeyValue{}
 			if perr == nil {
 				perr = kv.Unmarshal(v)
@@ -423,6 +726,7 @@ func readEvents(view interface {
 				err = perr
 				return false
 			}
+			last, bytes = rev.Main, bytes+len(k)+len(v)
 			if tombstone {
 				events = append(events, &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: kv.Key, ModRevision: rev.Main}})
 			} else {
@@ -430,5 +734,70 @@ func readEvents(view interface {
 			}
 			return true
 		})
-	return events, errors.Join(scanErr, err)
+	if !stopped {
+		last = to // everything up to to was read
+	}
+	return events, last, errors.Join(scanErr, err)
+}
+
+// watcherGroup is a set of watchers indexed for notify: single-key
+// watchers by key, range watchers in a list.
+type watcherGroup struct {
+	keys   map[string]map[*watcher]struct{}
+	ranges map[*watcher]struct{}
+}
+
+func (g *watcherGroup) init() {
+	g.keys = map[string]map[*watcher]struct{}{}
+	g.ranges = map[*watcher]struct{}{}
+}
+
+func (g *watcherGroup) add(w *watcher) {
+	if len(w.end) > 0 {
+		g.ranges[w] = struct{}{}
+		return
+	}
+	set := g.keys[string(w.key)]
+	if set == nil {
+		set = map[*watcher]struct{}{}
+		g.keys[string(w.key)] = set
+	}
+	set[w] = struct{}{}
+}
+
+func (g *watcherGroup) remove(w *watcher) {
+	if len(w.end) > 0 {
+		delete(g.ranges, w)
+		return
+	}
+	if set := g.keys[string(w.key)]; set != nil {
+		delete(set, w)
+		if len(set) == 0 {
+			delete(g.keys, string(w.key))
+		}
+	}
+}
+
+// matching calls fn for each watcher whose range holds key.
+func (g *watcherGroup) matching(key []byte, fn func(*watcher)) {
+	for w := range g.keys[string(key)] {
+		fn(w)
+	}
+	for w := range g.ranges {
+		if w.matches(key) {
+			fn(w)
+		}
+	}
+}
+
+// each calls fn for every watcher; fn may remove it.
+func (g *watcherGroup) each(fn func(*watcher)) {
+	for _, set := range g.keys {
+		for w := range set {
+			fn(w)
+		}
+	}
+	for w := range g.ranges {
+		fn(w)
+	}
 }

@@ -10,26 +10,26 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-func newWatchable(t *testing.T) *WatchableStore {
+func newWatchable(t *testing.T) (*WatchableStore, *writer) {
 	t.Helper()
 	s, _ := newTestStore(t)
 	ws := NewWatchable(s)
 	t.Cleanup(ws.Close) // runs before newTestStore's cleanup closes the store
-	return ws
+	return ws, &writer{s: s}
 }
 
 // writer applies write transactions with increasing raft indexes; it is
 // safe for concurrent use.
 type writer struct {
 	mu    sync.Mutex
-	ws    *WatchableStore
+	s     *Store
 	index uint64
 }
 
 func (w *writer) do(f func(tw *TxnWrite)) int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	tw := w.ws.Write()
+	tw := w.s.Write()
 	f(tw)
 	w.index++
 	rev, err := tw.End(w.index, 1)
@@ -43,26 +43,44 @@ func (w *writer) compact(rev int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.index++
-	done, err := w.ws.Compact(rev, w.index, 1)
+	done, err := w.s.Compact(rev, w.index, 1)
 	if err == nil {
 		<-done
 	}
 }
 
-// receive reads one response, failing the test if none comes in 10s (a
-// safeguard against a hang, not a synchronization).
+// receive reads one response other than Created, failing the test if
+// none comes in 10s (a safeguard against a hang, not a synchronization).
 func receive(t *testing.T, st *WatchStream) WatchResponse {
 	t.Helper()
-	select {
-	case r, ok := <-st.Chan():
-		if !ok {
-			t.Fatal("the stream closed")
+	for {
+		select {
+		case r, ok := <-st.Chan():
+			if !ok {
+				t.Fatal("the stream closed")
+			}
+			if r.Created {
+				continue
+			}
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("no watch response in 10s")
 		}
-		return r
-	case <-time.After(10 * time.Second):
-		t.Fatal("no watch response in 10s")
 	}
-	return WatchResponse{}
+}
+
+// watch starts a watcher, failing the test on an error.
+func watch(t *testing.T, st *WatchStream, key, end string, start int64, prevKV bool) WatchID {
+	t.Helper()
+	var e []byte
+	if end != "" {
+		e = []byte(end)
+	}
+	id, err := st.Watch(WatchOptions{Key: []byte(key), End: e, StartRev: start, PrevKV: prevKV})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 func eventString(evs []*mvccpb.Event) string {
@@ -80,13 +98,12 @@ func eventString(evs []*mvccpb.Event) string {
 // A watcher from now sees each revision's events in its range, together,
 // with the previous KeyValue if asked; one from the past catches up first.
 func TestWatchBasics(t *testing.T) {
-	ws := newWatchable(t)
-	w := &writer{ws: ws}
+	ws, w := newWatchable(t)
 	w.do(func(tw *TxnWrite) { tw.Put([]byte("a"), []byte("1"), 0) }) // 2
 
 	st := ws.NewWatchStream()
 	defer st.Close()
-	now, _ := st.Watch([]byte("a"), []byte("c"), 0, true)
+	now := watch(t, st, "a", "c", 0, true)
 	w.do(func(tw *TxnWrite) { // 3: one revision, three events, two in range
 		tw.Put([]byte("a"), []byte("2"), 0)
 		tw.Put([]byte("b"), []byte("1"), 0)
@@ -102,7 +119,7 @@ func TestWatchBasics(t *testing.T) {
 		t.Fatalf("got %s", eventString(r.Events))
 	}
 
-	past, _ := st.Watch([]byte("a"), nil, 2, false)
+	past := watch(t, st, "a", "", 2, false)
 	r = receive(t, st)
 	if r.WatchID != past || eventString(r.Events) != "[PUT a@2][PUT a@3][DELETE a@4]" {
 		t.Fatalf("catch-up: %d %s", r.WatchID, eventString(r.Events))
@@ -113,8 +130,11 @@ func TestWatchBasics(t *testing.T) {
 	if err := st.Cancel(past); err != ErrWatcherNotFound {
 		t.Fatalf("second cancel: %v", err)
 	}
+	if r := receive(t, st); r.WatchID != past || !r.Canceled || len(r.Events) != 0 {
+		t.Fatalf("cancel: got %+v", r)
+	}
 	// A future start waits for its revision.
-	future, _ := st.Watch([]byte("k"), nil, 6, false)
+	future := watch(t, st, "k", "", 6, false)
 	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("5"), 0) }) // 5
 	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("6"), 0) }) // 6
 	r = receive(t, st)
@@ -124,26 +144,38 @@ func TestWatchBasics(t *testing.T) {
 }
 
 // A watcher starting below the compaction is told the compaction revision,
-// and removed.
+// and sent nothing more.
 func TestWatchCompacted(t *testing.T) {
-	ws := newWatchable(t)
-	w := &writer{ws: ws}
+	ws, w := newWatchable(t)
 	for i := range 5 {
 		w.do(func(tw *TxnWrite) { tw.Put([]byte("a"), fmt.Appendf(nil, "%d", i), 0) })
 	}
 	w.compact(4)
 	st := ws.NewWatchStream()
 	defer st.Close()
-	id, _ := st.Watch([]byte("a"), nil, 3, false)
+	id, err := st.Watch(WatchOptions{ID: 7, Key: []byte("a"), StartRev: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := receive(t, st)
 	if r.WatchID != id || r.CompactRevision != 4 || len(r.Events) != 0 {
 		t.Fatalf("got %+v", r)
+	}
+	// Its ID stays taken until it is cancelled, as in etcd.
+	if _, err := st.Watch(WatchOptions{ID: id, Key: []byte("a")}); err != ErrWatcherDuplicateID {
+		t.Fatalf("the compacted watcher's ID: %v", err)
+	}
+	if err := st.Cancel(id); err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(t, st); r.WatchID != id || !r.Canceled {
+		t.Fatalf("cancel of the compacted watcher: got %+v", r)
 	}
 	if err := st.Cancel(id); err != ErrWatcherNotFound {
 		t.Fatalf("the compacted watcher is still there: %v", err)
 	}
 	// From the compaction revision itself, history is whole.
-	st.Watch([]byte("a"), nil, 4, false)
+	watch(t, st, "a", "", 4, false)
 	if r := receive(t, st); eventString(r.Events) != "[PUT a@4][PUT a@5][PUT a@6]" {
 		t.Fatalf("from the compaction revision: %s", eventString(r.Events))
 	}
@@ -161,8 +193,7 @@ func TestWatchEveryEventOnce(t *testing.T) {
 }
 
 func testWatchEveryEventOnce(t *testing.T, compaction bool) {
-	ws := newWatchable(t)
-	w := &writer{ws: ws}
+	ws, w := newWatchable(t)
 	rng := rand.New(rand.NewPCG(1, 2))         // the writer's
 	consumerRng := rand.New(rand.NewPCG(3, 4)) // the consumer's
 	const revs = 3000
@@ -202,10 +233,7 @@ func testWatchEveryEventOnce(t *testing.T, compaction bool) {
 	}
 	specs := map[WatchID]spec{}
 	for _, sp := range []spec{{"k0", "", 1}, {"k", "l", 50}, {"k3", "k6", 0}, {"k", "\x00", 150}, {"k5", "", 400}} {
-		id, err := st.Watch([]byte(sp.key), []byte(sp.end), sp.start, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		id := watch(t, st, sp.key, sp.end, sp.start, false)
 		if sp.start == 0 {
 			sp.start = ws.Rev() + 1 // as of the Watch call, no write racing it
 		}
@@ -263,6 +291,9 @@ func testWatchEveryEventOnce(t *testing.T, compaction bool) {
 			}
 			continue
 		case r = <-st.Chan():
+			if r.Created {
+				continue
+			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no watch response in 10s; still expecting events (next: %v)", next)
 		}
@@ -298,7 +329,6 @@ func testWatchEveryEventOnce(t *testing.T, compaction bool) {
 				t.Fatalf("watcher %d: event %s at %d, but %v was written", r.WatchID, eventString([]*mvccpb.Event{ev}), rev, written)
 			}
 		}
-		next[r.WatchID] = max(next[r.WatchID], r.Revision+1)
 		if writing == nil && satisfied() {
 			break
 		}
@@ -308,15 +338,14 @@ func testWatchEveryEventOnce(t *testing.T, compaction bool) {
 // A watch from the compaction revision sees a delete at that revision
 // (etcd-io/etcd#18089): Kubernetes' informers resume from there.
 func TestWatchFromCompactRevSeesDelete(t *testing.T) {
-	ws := newWatchable(t)
-	w := &writer{ws: ws}
+	ws, w := newWatchable(t)
 	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("v2"), 0) }) // 2
 	w.do(func(tw *TxnWrite) { tw.DeleteRange([]byte("k"), nil) })     // 3
 	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("v4"), 0) }) // 4
 	w.compact(3)
 	st := ws.NewWatchStream()
 	defer st.Close()
-	st.Watch([]byte("k"), nil, 3, false)
+	watch(t, st, "k", "", 3, false)
 	if got := eventString(receive(t, st).Events); got != "[DELETE k@3][PUT k@4]" {
 		t.Fatalf("got %s", got)
 	}
@@ -327,8 +356,7 @@ func TestWatchFromCompactRevSeesDelete(t *testing.T) {
 // view, or a revision committed in between is skipped by both the round and
 // the notification.
 func TestWatchCatchUpRacingWrites(t *testing.T) {
-	ws := newWatchable(t)
-	w := &writer{ws: ws}
+	ws, w := newWatchable(t)
 	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("v"), 0) })
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -348,7 +376,7 @@ func TestWatchCatchUpRacingWrites(t *testing.T) {
 	for i := range 300 {
 		st := ws.NewWatchStream()
 		start := ws.Rev()
-		id, _ := st.Watch([]byte("k"), nil, start, false)
+		id := watch(t, st, "k", "", start, false)
 		for want := start; want < start+20; {
 			r := receive(t, st)
 			if r.WatchID != id {

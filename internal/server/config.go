@@ -43,6 +43,10 @@ type Config struct {
 	AutoCompactionRetentionRevs    int64
 	AutoCompactionIntervalOverride time.Duration
 
+	// WatchProgressNotifyInterval is how often idle watchers that asked
+	// for progress notifications get one (default 10m, etcd's).
+	WatchProgressNotifyInterval time.Duration
+
 	Logger   *zap.Logger
 	Registry prometheus.Registerer
 }
@@ -57,6 +61,8 @@ const (
 	// so Cairn only refuses what it cannot represent.
 	DefaultHeartbeat = 100 * time.Millisecond
 	DefaultElection  = 1000 * time.Millisecond
+
+	DefaultWatchProgressNotifyInterval = 10 * time.Minute
 )
 
 func (c *Config) memberDir() string { return filepath.Join(c.DataDir, "member") }
@@ -119,6 +125,9 @@ func (c *Config) validate() error {
 	case "", "periodic", "revision":
 	default:
 		return fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
+	}
+	if c.WatchProgressNotifyInterval <= 0 {
+		c.WatchProgressNotifyInterval = DefaultWatchProgressNotifyInterval
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

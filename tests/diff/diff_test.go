@@ -34,8 +34,9 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startServer runs binary as a one-member cluster and returns a KV client.
-func startServer(t *testing.T, binary string) pb.KVClient {
+// startServer runs binary as a one-member cluster and returns a
+// connection to it, once it serves.
+func startServer(t *testing.T, binary string) *grpc.ClientConn {
 	cport, pport := freePort(t), freePort(t)
 	curl, purl := fmt.Sprintf("http://127.0.0.1:%d", cport), fmt.Sprintf("http://127.0.0.1:%d", pport)
 	cmd := exec.Command(binary, "--name", "d", "--data-dir", filepath.Join(t.TempDir(), "data"),
@@ -63,7 +64,7 @@ func startServer(t *testing.T, binary string) pb.KVClient {
 		_, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("x")}, grpc.WaitForReady(true))
 		cancel()
 		if err == nil {
-			return kv
+			return conn
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s not serving: %v", binary, err)
@@ -82,6 +83,32 @@ func cleanEnv() []string {
 		}
 	}
 	return env
+}
+
+// binaries returns a cairn binary built for the test and the stock etcd
+// binary, or skips the test if there is none.
+func binaries(t *testing.T) (cairn, etcd string) {
+	etcd = os.Getenv("REFERENCE_ETCD_BINARY")
+	if etcd == "" {
+		t.Skip("REFERENCE_ETCD_BINARY is not set: no stock etcd to compare with " +
+			"(set it to the etcd binary that ../shared/tools/etcd-reference.sh builds)")
+	}
+	cairn = filepath.Join(t.TempDir(), "cairn")
+	build := exec.Command("go", "build", "-o", cairn, "../../cmd/cairn")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cairn, etcd
+}
+
+// seeds is how many seeds to run: CAIRN_DIFF_SEEDS, default 3.
+func seeds() int {
+	n := 3
+	if s := os.Getenv("CAIRN_DIFF_SEEDS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	return n
 }
 
 // op is one request and a printer of its outcome.
@@ -218,25 +245,10 @@ func randTxn(r *rand.Rand, rev int64, depth int) *pb.TxnRequest {
 // TestDifferential sends the same seeded operations to cairn and to stock
 // etcd, one at a time, and compares every response.
 func TestDifferential(t *testing.T) {
-	etcd := os.Getenv("REFERENCE_ETCD_BINARY")
-	if etcd == "" {
-		t.Skip("REFERENCE_ETCD_BINARY is not set: no stock etcd to compare with " +
-			"(set it to the etcd binary that ../shared/tools/etcd-reference.sh builds)")
-	}
-	dir := t.TempDir()
-	cairn := filepath.Join(dir, "cairn")
-	build := exec.Command("go", "build", "-o", cairn, "../../cmd/cairn")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
-	}
-	seeds := 3
-	if s := os.Getenv("CAIRN_DIFF_SEEDS"); s != "" {
-		seeds, _ = strconv.Atoi(s)
-	}
-	for seed := range seeds {
+	cairn, etcd := binaries(t)
+	for seed := range seeds() {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
-			a, b := startServer(t, cairn), startServer(t, etcd)
+			a, b := pb.NewKVClient(startServer(t, cairn)), pb.NewKVClient(startServer(t, etcd))
 			r := rand.New(rand.NewPCG(uint64(seed), 0))
 			var rev int64 = 1
 			for i := range 400 {

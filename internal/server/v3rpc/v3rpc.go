@@ -22,7 +22,10 @@ const grpcOverheadBytes = 512 * 1024
 
 // ServerOptions are the client gRPC server's options for s's limits.
 func ServerOptions(s *server.Server) []grpc.ServerOption {
+	g := newLeaderGuard(s)
 	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(g.unary),
+		grpc.ChainStreamInterceptor(g.stream),
 		grpc.MaxRecvMsgSize(s.Config().MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
@@ -38,6 +41,7 @@ func Register(g *grpc.Server, s *server.Server) {
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
+	pb.RegisterWatchServer(g, &watchServer{s: s})
 }
 
 // header fills h (allocating it if nil) with the member's identity, and

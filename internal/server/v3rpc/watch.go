@@ -1,0 +1,254 @@
+package v3rpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/cairn-db/cairn/internal/mvcc"
+	"github.com/cairn-db/cairn/internal/server"
+)
+
+// ctrlBufLen bounds the responses to failed creates waiting to be sent.
+const ctrlBufLen = 16
+
+type watchServer struct {
+	s *server.Server
+}
+
+// Watch serves one stream: requests are read by a goroutine of its own
+// (recvLoop), and everything is sent from this one (sendLoop), as gRPC
+// allows one sender and one receiver. Responses for watchers come through
+// the mvcc stream's channel, in the order mvcc made them; only the answers
+// to creates that failed (no watcher to order them with) come by ctrl.
+func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
+	sw := &serverWatchStream{
+		s:     ws.s,
+		grpc:  stream,
+		st:    ws.s.NewWatchStream(),
+		ctrl:  make(chan *pb.WatchResponse, ctrlBufLen),
+		flags: map[mvcc.WatchID]*watchFlags{},
+	}
+	defer sw.st.Close()
+	recvErr := make(chan error, 1)
+	// It ends when Recv fails, at the latest when this handler returns and
+	// gRPC cancels the stream.
+	go func() { recvErr <- sw.recvLoop() }()
+	return sw.sendLoop(recvErr)
+}
+
+// watchFlags are what the gRPC layer keeps per watcher.
+type watchFlags struct {
+	progressNotify bool
+	fragment       bool
+	// sentEvents says events were sent since the last progress tick: the
+	// next periodic progress notification is not needed.
+	sentEvents bool
+}
+
+type serverWatchStream struct {
+	s    *server.Server
+	grpc pb.Watch_WatchServer
+	st   *mvcc.WatchStream
+	ctrl chan *pb.WatchResponse
+
+	// mu guards flags. Lock order: mu, then the mvcc store's locks (it is
+	// held around Watch, so a watcher's flags are set before the send
+	// loop can see its first response).
+	mu    sync.Mutex
+	flags map[mvcc.WatchID]*watchFlags
+}
+
+func (sw *serverWatchStream) recvLoop() error {
+	for {
+		req, err := sw.grpc.Recv()
+		if err == io.EOF {
+			// The client closed its side; it still reads ours.
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch v := req.RequestUnion.(type) {
+		case *pb.WatchRequest_CreateRequest:
+			if v.CreateRequest == nil {
+				continue
+			}
+			if resp := sw.create(v.CreateRequest); resp != nil {
+				select {
+				case sw.ctrl <- resp:
+				case <-sw.grpc.Context().Done():
+					return nil
+				}
+			}
+		case *pb.WatchRequest_CancelRequest:
+			if v.CancelRequest != nil {
+				// Unknown IDs are ignored, as etcd does; a known one is
+				// answered through the mvcc stream, after its events.
+				sw.st.Cancel(mvcc.WatchID(v.CancelRequest.WatchId))
+			}
+		case *pb.WatchRequest_ProgressRequest:
+			if v.ProgressRequest != nil {
+				sw.st.RequestProgressAll()
+			}
+		default:
+			// As etcd: an unknown request does not end the stream.
+		}
+	}
+}
+
+// create starts a watcher; it returns the response to send if that
+// failed (a created watcher is announced by the mvcc stream).
+func (sw *serverWatchStream) create(c *pb.WatchCreateRequest) *pb.WatchResponse {
+	key := c.Key
+	if len(key) == 0 {
+		key = []byte{0} // the smallest key, as etcd
+	}
+	o := mvcc.WatchOptions{ID: mvcc.WatchID(c.WatchId), Key: key, End: c.RangeEnd, StartRev: c.StartRevision,
+		PrevKV: c.PrevKv}
+	for _, f := range c.Filters {
+		switch f {
+		case pb.WatchCreateRequest_NOPUT:
+			o.NoPut = true
+		case pb.WatchCreateRequest_NODELETE:
+			o.NoDelete = true
+		}
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	id, err := sw.st.Watch(o)
+	if err != nil {
+		return &pb.WatchResponse{Header: sw.header(sw.s.Rev()), WatchId: int64(mvcc.ProgressWatchID),
+			Created: true, Canceled: true, CancelReason: err.Error()}
+	}
+	sw.flags[id] = &watchFlags{progressNotify: c.ProgressNotify, fragment: c.Fragment}
+	return nil
+}
+
+func (sw *serverWatchStream) sendLoop(recvErr <-chan error) error {
+	ticker := time.NewTicker(sw.s.Config().WatchProgressNotifyInterval)
+	defer ticker.Stop()
+	ctx := sw.grpc.Context()
+	for {
+		select {
+		case r := <-sw.st.Chan():
+			// The channel closes only when the handler returns.
+			if err := sw.send(r); err != nil {
+				return err
+			}
+		case resp := <-sw.ctrl:
+			if err := sw.grpc.Send(resp); err != nil {
+				return err
+			}
+		case <-ticker.C:
+			sw.progressTick()
+		case err := <-recvErr:
+			if err != nil {
+				if errors.Is(err, context.Canceled) {
+					return rpctypes.ErrGRPCWatchCanceled
+				}
+				return err
+			}
+			recvErr = nil // half-closed: keep sending
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errNoLeader) {
+				return rpctypes.ErrGRPCNoLeader
+			}
+			return ctx.Err()
+		case <-sw.s.Stopping():
+			return rpctypes.ErrGRPCStopped
+		}
+	}
+}
+
+// progressTick asks a progress notification for each watcher that wants
+// them and was sent no events since the last tick, as etcd does.
+func (sw *serverWatchStream) progressTick() {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	for id, f := range sw.flags {
+		if !f.progressNotify {
+			continue
+		}
+		if !f.sentEvents {
+			sw.st.RequestProgress(id)
+		}
+		f.sentEvents = false
+	}
+}
+
+func (sw *serverWatchStream) send(r mvcc.WatchResponse) error {
+	resp := &pb.WatchResponse{
+		Header:          sw.header(r.Revision),
+		WatchId:         int64(r.WatchID),
+		Created:         r.Created,
+		Canceled:        r.Canceled || r.CompactRevision != 0,
+		CompactRevision: r.CompactRevision,
+		Events:          r.Events,
+	}
+	fragment := false
+	sw.mu.Lock()
+	if f, ok := sw.flags[r.WatchID]; ok {
+		fragment = f.fragment
+		if len(r.Events) > 0 {
+			f.sentEvents = true
+		}
+		if resp.Canceled {
+			delete(sw.flags, r.WatchID) // its last response
+		}
+	}
+	sw.mu.Unlock()
+	if !fragment {
+		return sw.grpc.Send(resp)
+	}
+	for _, part := range fragments(resp, sw.s.Config().MaxRequestBytes) {
+		if err := sw.grpc.Send(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// header is a watch response's header at rev. Unlike other responses',
+// a zero revision stays zero, as in etcd's compacted-watch response.
+func (sw *serverWatchStream) header(rev int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: sw.s.ClusterID(), MemberId: sw.s.ID(), Revision: rev, RaftTerm: sw.s.Term()}
+}
+
+// fragments splits a response too large for one message (limit bytes)
+// into responses of whole events, each under limit unless one event alone
+// is not, all but the last marked Fragment, as etcd does for watchers
+// created with fragment set. A response under limit, or of one event, is
+// sent whole.
+func fragments(resp *pb.WatchResponse, limit int) []*pb.WatchResponse {
+	if resp.Size() < limit || len(resp.Events) < 2 {
+		return []*pb.WatchResponse{resp}
+	}
+	empty := func() *pb.WatchResponse {
+		part := *resp
+		part.Events, part.Fragment = nil, true
+		return &part
+	}
+	var out []*pb.WatchResponse
+	cur := empty()
+	overhead := cur.Size()
+	size := overhead
+	for _, ev := range resp.Events {
+		// The event as it is framed in the message: tag, length, bytes.
+		evSize := (&pb.WatchResponse{Events: []*mvccpb.Event{ev}}).Size()
+		if len(cur.Events) > 0 && size+evSize >= limit {
+			out = append(out, cur)
+			cur, size = empty(), overhead
+		}
+		cur.Events = append(cur.Events, ev)
+		size += evSize
+	}
+	cur.Fragment = false
+	return append(out, cur)
+}
