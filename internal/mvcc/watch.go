@@ -114,6 +114,8 @@ type WatchableStore struct {
 		victims  map[*watcher]struct{}
 		// progress are the streams owed a progress response.
 		progress map[*WatchStream]struct{}
+		// streams and watchers count the open streams and their watchers.
+		streams, watchers int
 	}
 
 	// syncc wakes the syncer; size 1, so a wake-up is never lost and
@@ -256,7 +258,24 @@ type WatchStream struct {
 
 // NewWatchStream opens a stream.
 func (ws *WatchableStore) NewWatchStream() *WatchStream {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.mu.streams++
 	return &WatchStream{ws: ws, ch: make(chan WatchResponse, watchChanBufLen), watchers: map[WatchID]*watcher{}}
+}
+
+// WatchStats counts streams and watchers, for metrics.
+type WatchStats struct {
+	Streams, Watchers int
+	// Slow are the watchers behind: catching up, or whose stream is full.
+	Slow int
+}
+
+// Stats returns the current counts.
+func (ws *WatchableStore) Stats() WatchStats {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return WatchStats{Streams: ws.mu.streams, Watchers: ws.mu.watchers, Slow: len(ws.mu.unsynced) + len(ws.mu.victims)}
 }
 
 // Chan returns the stream's responses. It is closed by Close.
@@ -293,6 +312,7 @@ func (st *WatchStream) Watch(o WatchOptions) (WatchID, error) {
 	w := &watcher{id: id, key: bytes.Clone(o.Key), end: bytes.Clone(o.End), prevKV: o.PrevKV,
 		noPut: o.NoPut, noDelete: o.NoDelete, startRev: o.StartRev, stream: st}
 	st.watchers[id] = w
+	ws.mu.watchers++
 	current := ws.mu.rev
 	w.pending = []WatchResponse{{WatchID: id, Created: true, Revision: current}}
 	switch {
@@ -413,6 +433,7 @@ func (st *WatchStream) Close() {
 		ws.removeLocked(w)
 	}
 	delete(ws.mu.progress, st)
+	ws.mu.streams--
 	st.closed = true
 	close(st.ch)
 }
@@ -446,6 +467,7 @@ func (ws *WatchableStore) leaveGroupLocked(w *watcher) {
 func (ws *WatchableStore) removeLocked(w *watcher) {
 	ws.leaveGroupLocked(w)
 	delete(w.stream.watchers, w.id)
+	ws.mu.watchers--
 }
 
 func (ws *WatchableStore) wake() {

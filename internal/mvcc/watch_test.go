@@ -392,3 +392,145 @@ func TestWatchCatchUpRacingWrites(t *testing.T) {
 		st.Close()
 	}
 }
+
+// Filters leave out puts or deletes; a watcher whose events are all
+// filtered out is sent nothing for that revision.
+func TestWatchFilters(t *testing.T) {
+	ws, w := newWatchable(t)
+	st := ws.NewWatchStream()
+	defer st.Close()
+	noPut, _ := st.Watch(WatchOptions{Key: []byte("k"), NoPut: true})
+	noDel, _ := st.Watch(WatchOptions{Key: []byte("k"), NoDelete: true})
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("1"), 0) }) // 2
+	w.do(func(tw *TxnWrite) { tw.DeleteRange([]byte("k"), nil) })     // 3
+	got := map[WatchID]string{}
+	for range 2 {
+		r := receive(t, st)
+		got[r.WatchID] += eventString(r.Events)
+	}
+	if got[noPut] != "[DELETE k@3]" || got[noDel] != "[PUT k@2]" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// IDs: the lowest unused one when the client leaves it 0, else the
+// client's, refused if taken; an empty range is refused, as in etcd.
+func TestWatchIDsAndErrors(t *testing.T) {
+	ws, _ := newWatchable(t)
+	st := ws.NewWatchStream()
+	defer st.Close()
+	if id, _ := st.Watch(WatchOptions{ID: 1, Key: []byte("a")}); id != 1 {
+		t.Fatalf("chosen ID: %d", id)
+	}
+	for _, want := range []WatchID{0, 2} {
+		if id, _ := st.Watch(WatchOptions{Key: []byte("a")}); id != want {
+			t.Fatalf("auto ID: %d, want %d", id, want)
+		}
+	}
+	if _, err := st.Watch(WatchOptions{ID: 2, Key: []byte("a")}); err != ErrWatcherDuplicateID {
+		t.Fatalf("taken ID: %v", err)
+	}
+	if _, err := st.Watch(WatchOptions{Key: []byte("b"), End: []byte("a")}); err != ErrEmptyWatcherRange {
+		t.Fatalf("empty range: %v", err)
+	}
+	if _, err := st.Watch(WatchOptions{Key: []byte("b"), End: []byte{0}}); err != nil {
+		t.Fatalf("from-key: %v", err)
+	}
+	st.Close()
+	if _, err := st.Watch(WatchOptions{Key: []byte("a")}); err != ErrWatchStreamClosed {
+		t.Fatalf("closed stream: %v", err)
+	}
+}
+
+// A stream-wide progress response comes once every watcher is up to date,
+// after all their events, at the revision they are all up to date with;
+// never short of a watcher's start revision.
+func TestWatchProgressAll(t *testing.T) {
+	ws, w := newWatchable(t)
+	for range 5 {
+		w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("v"), 0) }) // 2..6
+	}
+	st := ws.NewWatchStream()
+	defer st.Close()
+	past := watch(t, st, "k", "", 2, false)
+	st.RequestProgressAll()
+	r := receive(t, st)
+	if r.WatchID != past || len(r.Events) != 5 {
+		t.Fatalf("catch-up first: %+v", r)
+	}
+	if r = receive(t, st); r.WatchID != ProgressWatchID || r.Revision != 6 {
+		t.Fatalf("progress: %+v", r)
+	}
+	// A watcher from revision 8 holds progress back until revision 8.
+	watch(t, st, "other", "", 8, false)
+	st.RequestProgressAll()
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("x"), []byte("v"), 0) }) // 7
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("x"), []byte("v"), 0) }) // 8
+	if r = receive(t, st); r.WatchID != ProgressWatchID || r.Revision != 8 {
+		t.Fatalf("progress with a future watcher: %+v", r)
+	}
+	// Per watcher: only when up to date.
+	st.RequestProgress(past)
+	if r = receive(t, st); r.WatchID != past || r.Revision != 8 || len(r.Events) != 0 {
+		t.Fatalf("watcher progress: %+v", r)
+	}
+}
+
+// A restore (Attach of another store) moves up-to-date watchers to catch
+// up from the new store: they get what it holds after what they were sent,
+// once, or are told it is compacted.
+func TestWatchAttachRestoredStore(t *testing.T) {
+	ws, w := newWatchable(t)
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("old"), 0) }) // 2
+	st := ws.NewWatchStream()
+	defer st.Close()
+	id := watch(t, st, "k", "", 0, false)
+	// The new store has the same revision 2 and more after it.
+	s2, _ := newTestStore(t)
+	w2 := &writer{s: s2}
+	w2.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("old"), 0) }) // 2
+	w2.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("3"), 0) })   // 3
+	w2.do(func(tw *TxnWrite) { tw.Put([]byte("j"), []byte("4"), 0) })   // 4
+	w2.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("5"), 0) })   // 5
+	ws.Detach()
+	ws.Attach(s2)
+	if r := receive(t, st); r.WatchID != id || eventString(r.Events) != "[PUT k@3][PUT k@5]" {
+		t.Fatalf("after restore: %+v %s", r, eventString(r.Events))
+	}
+	w2.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("6"), 0) }) // 6
+	if r := receive(t, st); eventString(r.Events) != "[PUT k@6]" {
+		t.Fatalf("after restore, synced: %s", eventString(r.Events))
+	}
+	// A store compacted past what the watcher was sent.
+	s3, _ := newTestStore(t)
+	w3 := &writer{s: s3}
+	for range 9 {
+		w3.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("v"), 0) }) // 2..10
+	}
+	w3.compact(9)
+	ws.Detach()
+	ws.Attach(s3)
+	if r := receive(t, st); r.WatchID != id || r.CompactRevision != 9 {
+		t.Fatalf("restore past a compaction: %+v", r)
+	}
+}
+
+// A stream's watchers are bounded.
+func TestWatchMaxWatchersPerStream(t *testing.T) {
+	ws, _ := newWatchable(t)
+	st := ws.NewWatchStream()
+	defer st.Close()
+	// Drain, so creates never wait on a full channel.
+	go func() {
+		for range st.Chan() {
+		}
+	}()
+	for i := range MaxWatchersPerStream {
+		if _, err := st.Watch(WatchOptions{Key: fmt.Appendf(nil, "k%d", i)}); err != nil {
+			t.Fatalf("watcher %d: %v", i, err)
+		}
+	}
+	if _, err := st.Watch(WatchOptions{Key: []byte("one more")}); err != ErrTooManyWatchers {
+		t.Fatalf("over the limit: %v", err)
+	}
+}

@@ -17,6 +17,9 @@ type metrics struct {
 	walFsync           prometheus.Histogram
 	backendCommit      prometheus.Histogram
 	dbSize             prometheus.GaugeFunc
+	watchStreams       prometheus.GaugeFunc
+	watchers           prometheus.GaugeFunc
+	slowWatchers       prometheus.GaugeFunc
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -65,9 +68,21 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Namespace: "etcd", Subsystem: "mvcc", Name: "db_total_size_in_bytes",
 			Help: "Total size of the underlying database physically allocated in bytes.",
 		}, func() float64 { return float64(s.applier.DBSize()) }),
+		watchStreams: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "etcd_debugging", Subsystem: "mvcc", Name: "watch_stream_total",
+			Help: "Total number of watch streams.",
+		}, func() float64 { return float64(s.applier.Watchable().Stats().Streams) }),
+		watchers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "etcd_debugging", Subsystem: "mvcc", Name: "watcher_total",
+			Help: "Total number of watchers.",
+		}, func() float64 { return float64(s.applier.Watchable().Stats().Watchers) }),
+		slowWatchers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "etcd_debugging", Subsystem: "mvcc", Name: "slow_watcher_total",
+			Help: "Total number of unsynced slow watchers.",
+		}, func() float64 { return float64(s.applier.Watchable().Stats().Slow) }),
 	}
 	reg.MustRegister(m.hasLeader, m.isLeader, m.leaderChanges, m.proposalsCommitted, m.proposalsApplied,
-		m.walFsync, m.backendCommit, m.dbSize)
+		m.walFsync, m.backendCommit, m.dbSize, m.watchStreams, m.watchers, m.slowWatchers)
 	return m
 }
 

@@ -65,6 +65,11 @@ type loadGen struct {
 }
 
 func startLoad(cli *clientv3.Client, workers int) *loadGen {
+	return startLoadPrefix(cli, workers, "load/")
+}
+
+// startLoadPrefix is startLoad writing keys under prefix.
+func startLoadPrefix(cli *clientv3.Client, workers int, prefix string) *loadGen {
 	g := &loadGen{acked: map[string]int64{}, stop: make(chan struct{})}
 	for w := range workers {
 		g.wg.Add(1)
@@ -76,7 +81,7 @@ func startLoad(cli *clientv3.Client, workers int) *loadGen {
 					return
 				default:
 				}
-				key := fmt.Sprintf("load/%d/%d", w, g.seq.Add(1))
+				key := fmt.Sprintf("%s%d/%d", prefix, w, g.seq.Add(1))
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				resp, err := cli.Put(ctx, key, key)
 				cancel()
