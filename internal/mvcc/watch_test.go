@@ -402,7 +402,7 @@ func TestWatchFilters(t *testing.T) {
 	noPut, _ := st.Watch(WatchOptions{Key: []byte("k"), NoPut: true})
 	noDel, _ := st.Watch(WatchOptions{Key: []byte("k"), NoDelete: true})
 	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("1"), 0) }) // 2
-	w.do(func(tw *TxnWrite) { tw.DeleteRange([]byte("k"), nil) })     // 3
+	w.do(func(tw *TxnWrite) { tw.DeleteRange([]byte("k"), nil) })    // 3
 	got := map[WatchID]string{}
 	for range 2 {
 		r := receive(t, st)
