@@ -1,0 +1,94 @@
+package apply
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/mvcc"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+func openApplier(t *testing.T) *Applier {
+	t.Helper()
+	a, err := Open(filepath.Join(t.TempDir(), "db"), backend.Options{CacheBytes: 1 << 20}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// applyPut applies a put of key=value as the entry at index.
+func applyPut(t *testing.T, a *Applier, index uint64, key, value string) {
+	t.Helper()
+	data, err := (&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(key), Value: []byte(value)}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Apply(raftpb.Entry{Index: index, Term: 1, Type: raftpb.EntryNormal, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func nextWatchResponse(t *testing.T, st *mvcc.WatchStream) mvcc.WatchResponse {
+	t.Helper()
+	for {
+		select {
+		case r := <-st.Chan():
+			if !r.Created {
+				return r
+			}
+		case <-time.After(10 * time.Second): // a safeguard against a hang
+			t.Fatal("no watch response in 10s")
+		}
+	}
+}
+
+// A watcher on a member that restores a snapshot image goes on from the
+// restored store: it gets the events the image brought after what it was
+// sent, once, then new ones as they are applied.
+func TestWatchAcrossRestore(t *testing.T) {
+	behind, ahead := openApplier(t), openApplier(t)
+	for i := uint64(1); i <= 5; i++ {
+		applyPut(t, ahead, i, "k", fmt.Sprint(i))
+		if i <= 2 {
+			applyPut(t, behind, i, "k", fmt.Sprint(i))
+		}
+	}
+	st := behind.Watchable().NewWatchStream()
+	defer st.Close()
+	if _, err := st.Watch(mvcc.WatchOptions{Key: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := ahead.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	var image bytes.Buffer
+	if _, err := cp.WriteTo(&image); err != nil {
+		t.Fatal(err)
+	}
+	if err := behind.Restore(&image); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 3 {
+		for _, ev := range nextWatchResponse(t, st).Events {
+			got = append(got, fmt.Sprintf("%s@%d", ev.Kv.Value, ev.Kv.ModRevision))
+		}
+	}
+	applyPut(t, behind, 6, "k", "6")
+	for _, ev := range nextWatchResponse(t, st).Events {
+		got = append(got, fmt.Sprintf("%s@%d", ev.Kv.Value, ev.Kv.ModRevision))
+	}
+	if fmt.Sprint(got) != "[3@4 4@5 5@6 6@7]" {
+		t.Fatalf("got %v", got)
+	}
+}
