@@ -5,6 +5,7 @@
 #   scripts/bench.sh                 # 1- and 3-member clusters
 #   BENCH_SCALE=4 scripts/bench.sh   # 4x the requests per line
 #   BENCH_SIZES="1" scripts/bench.sh # only the 1-member clusters
+#   BENCH_LINES=watch scripts/bench.sh # only the watch lines (default "kv watch")
 #
 # Stock etcd, etcdctl and benchmark come from ../shared/tools/etcd-reference.sh
 # (built from the Go module proxy, cached). Data directories live under
@@ -14,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${BENCH_SCALE:-1}
 sizes=${BENCH_SIZES:-"1 3"}
+benches=${BENCH_LINES:-"kv watch"}
 ref=$(bash ../shared/tools/etcd-reference.sh)
 work=${BENCH_DIR:-$(mktemp -d /var/tmp/cairn-bench.XXXXXX)}
 mkdir -p "$work"
@@ -97,16 +99,69 @@ run_lines() {
   rate "$system,$n,range-s" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency s
 }
 
+# summary_value FILE SECTION FIELD: FIELD's value (e.g. "Requests/sec:",
+# "Average:", "99%") in the benchmark report SECTION (e.g. "Put summary:").
+summary_value() {
+  tr '\r' '\n' <"$1" | awk -v sec="$2" -v f="$3" '
+    $0 == sec { in_sec = 1; next }
+    /summary:$/ { in_sec = 0 }
+    in_sec && $1 == f { print (f == "99%" ? $3 : $2); exit }'
+}
+
+# Watch lines: events delivered per second and server CPU per 10,000 events
+# (benchmark watch: 10 streams x 100 watchers on one key, 1000 puts), and
+# event latency (benchmark watch-latency: 10 streams x 10 watchers, puts at
+# 200/s, 32-byte values).
+declare -A wrate wcpu wavg wp99 wlcpu
+watch_lines() {
+  local system=$1 n=$2 eps=$3 before after out=$work/watch.out puts=$((1000 * scale))
+  before=$(cpu_ticks)
+  "$ref/benchmark" --endpoints "$eps" --target-leader watch --streams 10 --watch-per-stream 100 \
+    --put-total "$puts" >"$out" 2>/dev/null
+  after=$(cpu_ticks)
+  wrate[$system,$n]=$(summary_value "$out" "Watch events received summary:" "Requests/sec:")
+  wcpu[$system,$n]=$(awk -v t=$((after - before)) -v hz="$tck" -v n=$((puts * 1000)) 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
+  before=$(cpu_ticks)
+  "$ref/benchmark" --endpoints "$eps" --target-leader watch-latency --streams 10 --watchers-per-stream 10 \
+    --put-total "$puts" --put-rate 200 >"$out" 2>/dev/null
+  after=$(cpu_ticks)
+  wavg[$system,$n]=$(summary_value "$out" "Watch events summary:" "Average:")
+  wp99[$system,$n]=$(summary_value "$out" "Watch events summary:" "99%")
+  wlcpu[$system,$n]=$(awk -v t=$((after - before)) -v hz="$tck" -v n=$((puts * 100)) 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
+}
+
 for n in $sizes; do
   for system in cairn etcd; do
     bin=$work/cairn
     [[ $system == etcd ]] && bin=$ref/etcd
     rm -rf "$work"/"$system"*/
     start_cluster "$bin" "$system$n-" "$n"
-    run_lines "$system" "$n" "$eps"
+    [[ " $benches " == *" kv "* ]] && run_lines "$system" "$n" "$eps"
+    [[ " $benches " == *" watch "* ]] && watch_lines "$system" "$n" "$eps"
     stop_cluster
   done
 done
+
+if [[ " $benches " == *" watch "* ]]; then
+  printf '| members | benchmark | Cairn | etcd | Cairn vs etcd | Cairn CPU-s/10k events | etcd CPU-s/10k events | etcd/Cairn CPU |\n'
+  printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
+  for n in $sizes; do
+    c=${wrate[cairn,$n]:-0} e=${wrate[etcd,$n]:-0} cc=${wcpu[cairn,$n]:-0} ce=${wcpu[etcd,$n]:-0}
+    printf '| %s | watch: events/s | %.0f | %.0f | %s | %s | %s | %s |\n' "$n" "$c" "$e" \
+      "$(awk -v c="$c" -v e="$e" 'BEGIN { if (e > 0) printf "%.2fx", c / e; else print "n/a" }')" "$cc" "$ce" \
+      "$(awk -v c="$cc" -v e="$ce" 'BEGIN { if (c > 0) printf "%.2f", e / c; else print "n/a" }')"
+    for stat in avg p99; do
+      if [[ $stat == avg ]]; then c=${wavg[cairn,$n]:-0} e=${wavg[etcd,$n]:-0}; else c=${wp99[cairn,$n]:-0} e=${wp99[etcd,$n]:-0}; fi
+      printf '| %s | watch-latency: %s ms | %.2f | %.2f | %s | %s | %s | %s |\n' "$n" "$stat" \
+        "$(awk -v v="$c" 'BEGIN { print v * 1000 }')" "$(awk -v v="$e" 'BEGIN { print v * 1000 }')" \
+        "$(awk -v c="$c" -v e="$e" 'BEGIN { if (c > 0) printf "%.2fx faster", e / c; else print "n/a" }')" \
+        "${wlcpu[cairn,$n]:-0}" "${wlcpu[etcd,$n]:-0}" \
+        "$(awk -v c="${wlcpu[cairn,$n]:-0}" -v e="${wlcpu[etcd,$n]:-0}" 'BEGIN { if (c > 0) printf "%.2f", e / c; else print "n/a" }')"
+    done
+  done
+  echo
+fi
+[[ " $benches " == *" kv "* ]] || exit 0
 
 printf '| members | benchmark | Cairn req/s | etcd req/s | Cairn/etcd | Cairn CPU-s/10k | etcd CPU-s/10k | etcd/Cairn CPU |\n'
 printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'

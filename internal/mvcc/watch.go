@@ -562,6 +562,9 @@ func (ws *WatchableStore) deliverLocked(w *watcher, rev int64, events []*mvccpb.
 // filter returns the events in w's range that it wants, with their
 // previous KeyValues if it asked for them.
 func (w *watcher) filter(events []*mvccpb.Event, prev *prevKVs) []*mvccpb.Event {
+	if !w.prevKV && !w.noPut && !w.noDelete && w.matchesAll(events) {
+		return events // shared, as they are: no copy per watcher
+	}
 	var out []*mvccpb.Event
 	for _, ev := range events {
 		if !w.matches(ev.Kv.Key) || ev.Type == mvccpb.PUT && w.noPut || ev.Type == mvccpb.DELETE && w.noDelete {
@@ -573,6 +576,15 @@ func (w *watcher) filter(events []*mvccpb.Event, prev *prevKVs) []*mvccpb.Event 
 		out = append(out, ev)
 	}
 	return out
+}
+
+func (w *watcher) matchesAll(events []*mvccpb.Event) bool {
+	for _, ev := range events {
+		if !w.matches(ev.Kv.Key) {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *watcher) matches(key []byte) bool {
