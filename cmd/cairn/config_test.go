@@ -120,3 +120,41 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("exit %d, %q", code, stdout.String())
 	}
 }
+
+// --watch-progress-notify-interval, etcd 3.6's name, or 3.5's
+// experimental one when the new one is left alone; durations in the config
+// file are nanoseconds, as in etcd's.
+func TestWatchProgressNotifyInterval(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, 10 * time.Minute},
+		{[]string{"--watch-progress-notify-interval", "2s"}, 2 * time.Second},
+		{[]string{"--experimental-watch-progress-notify-interval", "3s"}, 3 * time.Second},
+		{[]string{"--watch-progress-notify-interval", "2s", "--experimental-watch-progress-notify-interval", "3s"}, 2 * time.Second},
+	} {
+		c, err := parseConfig(tc.args, nil, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.watchProgressNotifyInterval(); err != nil || got != tc.want {
+			t.Fatalf("%v: %v %v, want %v", tc.args, got, err, tc.want)
+		}
+	}
+	c, _ := parseConfig([]string{"--watch-progress-notify-interval", "0s"}, nil, &bytes.Buffer{})
+	if _, err := c.watchProgressNotifyInterval(); err == nil {
+		t.Fatal("a zero interval was accepted")
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("watch-progress-notify-interval: 5000000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseConfig([]string{"--config-file", path}, nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.watchProgressNotifyInterval(); got != 5*time.Second {
+		t.Fatalf("config file: %v", got)
+	}
+}

@@ -52,8 +52,16 @@
 //
 // WatchableStore (watch.go) adds watchers: on a key or a range, from any
 // revision not compacted, each sent every event in its range exactly once,
-// in revision order, a revision's events together. Up-to-date watchers get
-// events as they are applied; watchers behind (started in the past, or
-// whose stream was full) are caught up from the backend by a goroutine the
-// store owns. No send blocks, so slow consumers never hold up writes.
+// in revision order, a revision's events together. A stream's responses
+// (created, events, compacted, canceled, progress) all go through one
+// channel, in the order they are made: a watcher's Created comes first and
+// nothing follows its Canceled or compacted response. Up-to-date watchers
+// get events as they are applied (indexed by key, so a write costs what
+// watches its keys, not every watcher); watchers behind (started in the
+// past, or whose stream was full) are caught up from the backend by a
+// goroutine the store owns, in bounded rounds. No send blocks, so slow
+// consumers never hold up writes, and each costs at most a few pending
+// responses. The watchable store outlives the Store it follows: a snapshot
+// restore detaches it and attaches the restored store, and the watchers
+// catch up from there.
 package mvcc

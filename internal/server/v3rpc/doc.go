@@ -1,7 +1,9 @@
-// Package v3rpc adapts etcd's gRPC services (KV, Maintenance, Cluster) to
+// Package v3rpc adapts etcd's gRPC services (KV, Watch, Maintenance, Cluster) to
 // the server: each handler validates the request as etcd does, delegates,
 // maps the error to etcd's gRPC error (rpctypes), and fills the response
-// header {cluster_id, member_id, revision, raft_term}. Nothing else.
+// header {cluster_id, member_id, revision, raft_term}. Nothing else,
+// besides what every call shares: the require-leader check (leader.go) and
+// the codec for etcd's messages (codec.go).
 //
 // Calls the server does not implement yet answer codes.Unimplemented with
 // a message naming the call, so tools fail clearly instead of appearing to
