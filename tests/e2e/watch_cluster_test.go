@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -195,4 +196,40 @@ func TestWatchAcrossLeaderKill(t *testing.T) {
 		}
 	}
 	t.Logf("%d revisions watched exactly once across the kill (%d writes acknowledged)", len(evs), len(load.acked))
+}
+
+// TestWatchRequireLeader: with clientv3.WithRequireLeader (as Kubernetes
+// watches), a member that loses its leader ends the watch with "no
+// leader" (after three election timeouts, as etcd), so the client can go
+// to a member in touch with a quorum; requests are refused at once.
+func TestWatchRequireLeader(t *testing.T) {
+	c := newCluster(t, 3)
+	m := c.members[0]
+	cli := m.client()
+	ctx := clientv3.WithRequireLeader(context.Background())
+	ch := cli.Watch(ctx, "rl")
+	if _, err := cli.Put(ctxT(t), "rl", "1"); err != nil {
+		t.Fatal(err)
+	}
+	collectEvents(t, ch, 1)
+	c.members[1].kill()
+	c.members[2].kill()
+	start := time.Now()
+	for {
+		r := nextResp(t, ch)
+		if err := r.Err(); err != nil {
+			if err != rpctypes.ErrNoLeader {
+				t.Fatalf("watch ended with %v, want %v", err, rpctypes.ErrNoLeader)
+			}
+			break
+		}
+	}
+	t.Logf("watch ended %v after the quorum was lost", time.Since(start).Round(time.Millisecond))
+	if _, err := cli.Get(clientv3.WithRequireLeader(ctxT(t)), "rl"); err != rpctypes.ErrNoLeader {
+		t.Fatalf("get requiring a leader: %v", err)
+	}
+	// Without the requirement, serializable reads still work.
+	if _, err := cli.Get(ctxT(t), "rl", clientv3.WithSerializable()); err != nil {
+		t.Fatalf("serializable get: %v", err)
+	}
 }
