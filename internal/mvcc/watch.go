@@ -15,11 +15,13 @@ const (
 	// before its watchers are moved aside (see WatchableStore).
 	watchChanBufLen = 128
 	// maxRevsPerSync and maxBytesPerSync bound what one catch-up round
-	// reads (whole revisions, at least one), so that the round, during
-	// which writes wait to notify, stays short, and so does each
-	// response it makes.
-	maxRevsPerSync  = 1000
-	maxBytesPerSync = 1 << 20
+	// reads (whole revisions, at least one), and maxWatchersPerSync the
+	// watchers it serves (etcd's numbers, and a byte bound), so that the
+	// round, during which writes wait to notify, stays short, and so does
+	// each response it makes.
+	maxRevsPerSync     = 1000
+	maxBytesPerSync    = 1 << 20
+	maxWatchersPerSync = 512
 	// victimRetry is how often the syncer retries watchers whose stream
 	// was full, and progress responses owed.
 	victimRetry = 10 * time.Millisecond
@@ -63,6 +65,8 @@ type WatchResponse struct {
 	CompactRevision int64
 	Created         bool
 	Canceled        bool
+	// CancelReason says why a create was refused (see Refuse).
+	CancelReason string
 }
 
 // WatchOptions says what a watcher follows.
@@ -114,6 +118,8 @@ type WatchableStore struct {
 		victims  map[*watcher]struct{}
 		// progress are the streams owed a progress response.
 		progress map[*WatchStream]struct{}
+		// announcing are the streams whose create answers wait for room.
+		announcing map[*WatchStream]struct{}
 		// streams and watchers count the open streams and their watchers.
 		streams, watchers int
 	}
@@ -182,6 +188,7 @@ func NewWatchable(s *Store) *WatchableStore {
 	ws.mu.unsynced = map[*watcher]struct{}{}
 	ws.mu.victims = map[*watcher]struct{}{}
 	ws.mu.progress = map[*WatchStream]struct{}{}
+	ws.mu.announcing = map[*WatchStream]struct{}{}
 	ws.Attach(s)
 	ws.wg.Add(1)
 	go ws.syncLoop()
@@ -254,6 +261,16 @@ type WatchStream struct {
 	watchers map[WatchID]*watcher
 	nextID   WatchID
 	closed   bool
+	// announce are the answers to creates not sent yet, in the order the
+	// creates came: a watcher, whose pending starts with its Created, or
+	// a refusal. They go out in that order, as etcd's do, so a client that
+	// pairs answers with its creates in order is never misled.
+	announce []announcement
+}
+
+type announcement struct {
+	w       *watcher      // nil for a refusal
+	refusal WatchResponse // if w is nil
 }
 
 // NewWatchStream opens a stream.
@@ -286,6 +303,10 @@ func (st *WatchStream) Chan() <-chan WatchResponse { return st.ch }
 // (from the next revision if 0), or, if o.StartRev is compacted, a
 // response with CompactRevision set, after which it is gone.
 func (st *WatchStream) Watch(o WatchOptions) (WatchID, error) {
+	if o.StartRev < 0 {
+		// As etcd reads it: from the beginning (or compacted).
+		o.StartRev = 1
+	}
 	isFromKey := len(o.End) == 1 && o.End[0] == 0
 	if len(o.End) > 0 && !isFromKey && bytes.Compare(o.Key, o.End) >= 0 {
 		return -1, ErrEmptyWatcherRange
@@ -330,8 +351,50 @@ func (st *WatchStream) Watch(o WatchOptions) (WatchID, error) {
 		ws.mu.unsynced[w] = struct{}{}
 		ws.wake()
 	}
-	ws.sendOrSetAsideLocked(w)
+	st.announce = append(st.announce, announcement{w: w})
+	ws.flushAnnounceLocked(st)
 	return id, nil
+}
+
+// Refuse answers a create that failed: a response with WatchID
+// ProgressWatchID, Created and Canceled set, and reason, as etcd's, sent
+// after the answers to the creates before it.
+func (st *WatchStream) Refuse(reason string) {
+	ws := st.ws
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if st.closed {
+		return
+	}
+	st.announce = append(st.announce, announcement{refusal: WatchResponse{WatchID: ProgressWatchID, Created: true,
+		Canceled: true, CancelReason: reason, Revision: ws.mu.rev}})
+	ws.flushAnnounceLocked(st)
+}
+
+// flushAnnounceLocked sends st's create answers, in order, while the
+// channel has room; the syncer retries the rest.
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) flushAnnounceLocked(st *WatchStream) {
+	for len(st.announce) > 0 {
+		a := st.announce[0]
+		if a.w == nil {
+			select {
+			case st.ch <- a.refusal:
+				st.announce[0] = announcement{}
+				st.announce = st.announce[1:]
+				continue
+			default:
+			}
+		} else if ws.sendOrSetAsideLocked(a.w); len(st.announce) == 0 || st.announce[0].w != a.w {
+			continue // its Created went, which took it off the queue
+		}
+		ws.mu.announcing[st] = struct{}{}
+		ws.wake()
+		return
+	}
+	st.announce = nil
+	delete(ws.mu.announcing, st)
 }
 
 // Cancel removes a watcher. It is sent a Canceled response, after what
@@ -390,6 +453,9 @@ func (ws *WatchableStore) progressLocked(st *WatchStream) bool {
 	if len(st.watchers) == 0 {
 		return true // as etcd: no watcher, no response
 	}
+	if len(st.announce) > 0 {
+		return false
+	}
 	for _, w := range st.watchers {
 		if ws.progressBlockedLocked(w) {
 			return false
@@ -433,6 +499,8 @@ func (st *WatchStream) Close() {
 		ws.removeLocked(w)
 	}
 	delete(ws.mu.progress, st)
+	delete(ws.mu.announcing, st)
+	st.announce = nil
 	ws.mu.streams--
 	st.closed = true
 	close(st.ch)
@@ -484,18 +552,24 @@ func (ws *WatchableStore) wake() {
 //
 // REQUIRES: ws.mu held.
 func (ws *WatchableStore) sendOrSetAsideLocked(w *watcher) bool {
+	st := w.stream
 	for len(w.pending) > 0 {
+		created := w.pending[0].Created
+		if created && (len(st.announce) == 0 || st.announce[0].w != w) {
+			// Answers to earlier creates go first.
+			ws.setAsideLocked(w)
+			return false
+		}
 		select {
-		case w.stream.ch <- w.pending[0]:
+		case st.ch <- w.pending[0]:
 			w.pending[0] = WatchResponse{}
 			w.pending = w.pending[1:]
-		default:
-			if w.state != stateVictim {
-				ws.leaveGroupLocked(w)
-				w.state = stateVictim
-				ws.mu.victims[w] = struct{}{}
-				ws.wake()
+			if created {
+				st.announce[0] = announcement{}
+				st.announce = st.announce[1:]
 			}
+		default:
+			ws.setAsideLocked(w)
 			return false
 		}
 	}
@@ -515,13 +589,25 @@ func (ws *WatchableStore) sendOrSetAsideLocked(w *watcher) bool {
 	return true
 }
 
+// setAsideLocked makes w a victim: its pending responses wait for room.
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) setAsideLocked(w *watcher) {
+	if w.state != stateVictim {
+		ws.leaveGroupLocked(w)
+		w.state = stateVictim
+		ws.mu.victims[w] = struct{}{}
+		ws.wake()
+	}
+}
+
 // notify hands a committed revision's events to the synced watchers. The
 // Store calls it under its writeMu, in revision order.
 func (ws *WatchableStore) notify(rev int64, events []*mvccpb.Event) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	ws.mu.rev = rev
-	prev := prevKVs{ws: ws, rev: rev}
+	prev := prevKVs{ws: ws}
 	if len(events) == 1 {
 		// The common case needs no grouping.
 		ws.mu.synced.matching(events[0].Kv.Key, func(w *watcher) { ws.deliverLocked(w, rev, events, &prev) })
@@ -571,7 +657,7 @@ func (w *watcher) filter(events []*mvccpb.Event, prev *prevKVs) []*mvccpb.Event 
 			continue
 		}
 		if w.prevKV {
-			ev = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: prev.get(ev.Kv.Key, ev.Kv.ModRevision)}
+			ev = &mvccpb.Event{Type: ev.Type, Kv: ev.Kv, PrevKv: prev.get(ev)}
 		}
 		out = append(out, ev)
 	}
@@ -591,29 +677,38 @@ func (w *watcher) matches(key []byte) bool {
 	return span{w.key, w.end}.contains(key)
 }
 
-// prevKVs looks up, once per key, what keys held before a revision.
+// prevKVs looks up, once per key and revision, what keys held before a
+// revision; one serves every watcher of a notification or catch-up round.
 type prevKVs struct {
 	ws    *WatchableStore
-	rev   int64
-	cache map[string]*mvccpb.KeyValue
+	cache map[prevKey]*mvccpb.KeyValue
 }
 
-// get returns what key held just before rev.
+type prevKey struct {
+	key string
+	rev int64
+}
+
+// get returns what ev's key held just before ev.
 //
 // REQUIRES: ws.mu held, with a store attached.
-func (p *prevKVs) get(key []byte, rev int64) *mvccpb.KeyValue {
-	if p.cache == nil || p.rev != rev {
-		p.cache, p.rev = map[string]*mvccpb.KeyValue{}, rev
+func (p *prevKVs) get(ev *mvccpb.Event) *mvccpb.KeyValue {
+	if ev.Type == mvccpb.PUT && ev.Kv.Version == 1 {
+		return nil // a creation: nothing before it (as etcd, no lookup)
 	}
-	if kv, ok := p.cache[string(key)]; ok {
+	k := prevKey{string(ev.Kv.Key), ev.Kv.ModRevision}
+	if kv, ok := p.cache[k]; ok {
 		return kv
 	}
 	var kv *mvccpb.KeyValue
 	// Below the compaction there is nothing to tell: no previous KeyValue.
-	if res, err := p.ws.mu.store.Range(key, nil, RangeOptions{Rev: rev - 1}); err == nil && len(res.KVs) == 1 {
+	if res, err := p.ws.mu.store.Range(ev.Kv.Key, nil, RangeOptions{Rev: ev.Kv.ModRevision - 1}); err == nil && len(res.KVs) == 1 {
 		kv = res.KVs[0]
 	}
-	p.cache[string(key)] = kv
+	if p.cache == nil {
+		p.cache = map[prevKey]*mvccpb.KeyValue{}
+	}
+	p.cache[k] = kv
 	return kv
 }
 
@@ -643,6 +738,9 @@ func (ws *WatchableStore) syncLoop() {
 func (ws *WatchableStore) retryVictims() {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	for st := range ws.mu.announcing {
+		ws.flushAnnounceLocked(st)
+	}
 	for w := range ws.mu.victims {
 		ws.sendOrSetAsideLocked(w)
 	}
@@ -678,20 +776,27 @@ func (ws *WatchableStore) syncRound() bool {
 	defer view.Close()
 	current := ws.mu.rev
 
+	// At most maxWatchersPerSync a round: the round holds mu, and so
+	// holds up writes (which notify under it).
 	from := current + 1
+	var chosen []*watcher
 	for w := range ws.mu.unsynced {
+		if len(chosen) == maxWatchersPerSync {
+			break
+		}
 		if w.next < compacted {
 			// etcd's compacted response carries no revision.
 			ws.closeLocked(w, WatchResponse{WatchID: w.id, CompactRevision: compacted}, endCompacted)
 			continue
 		}
+		chosen = append(chosen, w)
 		from = min(from, w.next)
 	}
 	if from > current {
-		for w := range ws.mu.unsynced {
+		for _, w := range chosen {
 			ws.toSyncedLocked(w)
 		}
-		return false
+		return len(ws.mu.unsynced) > 0
 	}
 	events, to, err := readEvents(view, from, min(current, from+maxRevsPerSync-1), maxBytesPerSync)
 	if err != nil {
@@ -699,7 +804,8 @@ func (ws *WatchableStore) syncRound() bool {
 		ws.logger.Error("mvcc: reading events for watchers; retrying", zap.Error(err))
 		return false
 	}
-	for w := range ws.mu.unsynced {
+	prev := prevKVs{ws: ws}
+	for _, w := range chosen {
 		if w.next > to {
 			continue
 		}
@@ -707,7 +813,6 @@ func (ws *WatchableStore) syncRound() bool {
 		for i < len(events) && events[i].Kv.ModRevision < w.next {
 			i++
 		}
-		prev := prevKVs{ws: ws}
 		evs := w.filter(events[i:], &prev)
 		w.next = to + 1
 		if len(evs) > 0 {

@@ -534,3 +534,59 @@ func TestWatchMaxWatchersPerStream(t *testing.T) {
 		t.Fatalf("over the limit: %v", err)
 	}
 }
+
+// Answers to creates (Created, or a refusal) go out in the order the
+// creates came, even when the channel is full and watchers wait for room;
+// each watcher's Created comes before its events.
+func TestWatchCreateAnswersInOrder(t *testing.T) {
+	ws, w := newWatchable(t)
+	st := ws.NewWatchStream()
+	defer st.Close()
+	watch(t, st, "fill", "", 0, false)
+	for range watchChanBufLen + 10 { // more than the channel holds
+		w.do(func(tw *TxnWrite) { tw.Put([]byte("fill"), []byte("v"), 0) })
+	}
+	a := watch(t, st, "a", "", 1, false) // catches up: events come at once
+	st.Refuse("no")
+	b := watch(t, st, "b", "", 0, false)
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("b"), []byte("v"), 0) })
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("a"), []byte("v"), 0) })
+	var order []string
+	seen := map[WatchID]bool{}
+	events := 0
+	for len(order) < 4 || events < 2 {
+		var r WatchResponse
+		select {
+		case r = <-st.Chan():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %v", order)
+		}
+		switch {
+		case r.Created && r.Canceled:
+			order = append(order, "refused:"+r.CancelReason)
+		case r.Created:
+			order = append(order, fmt.Sprintf("created %d", r.WatchID))
+			seen[r.WatchID] = true
+		case (r.WatchID == a || r.WatchID == b) && len(r.Events) > 0:
+			if !seen[r.WatchID] {
+				t.Fatalf("watcher %d: events before its Created", r.WatchID)
+			}
+			events++
+		}
+	}
+	if got, want := fmt.Sprint(order), fmt.Sprintf("[created 0 created %d refused:no created %d]", a, b); got != want {
+		t.Fatalf("create answers %s, want %s", got, want)
+	}
+}
+
+// A negative start revision reads as etcd reads it: from the beginning.
+func TestWatchNegativeStart(t *testing.T) {
+	ws, w := newWatchable(t)
+	w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte("v"), 0) }) // 2
+	st := ws.NewWatchStream()
+	defer st.Close()
+	watch(t, st, "k", "", -1, false)
+	if r := receive(t, st); eventString(r.Events) != "[PUT k@2]" {
+		t.Fatalf("got %+v", r)
+	}
+}

@@ -15,24 +15,20 @@ import (
 	"github.com/cairn-db/cairn/internal/server"
 )
 
-// ctrlBufLen bounds the responses to failed creates waiting to be sent.
-const ctrlBufLen = 16
-
 type watchServer struct {
 	s *server.Server
 }
 
 // Watch serves one stream: requests are read by a goroutine of its own
 // (recvLoop), and everything is sent from this one (sendLoop), as gRPC
-// allows one sender and one receiver. Responses for watchers come through
-// the mvcc stream's channel, in the order mvcc made them; only the answers
-// to creates that failed (no watcher to order them with) come by ctrl.
+// allows one sender and one receiver. Every response comes through the
+// mvcc stream's channel, in the order mvcc made them (answers to creates
+// in the order of the creates, each watcher's Created before its events).
 func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	sw := &serverWatchStream{
 		s:     ws.s,
 		grpc:  stream,
 		st:    ws.s.NewWatchStream(),
-		ctrl:  make(chan *pb.WatchResponse, ctrlBufLen),
 		flags: map[mvcc.WatchID]*watchFlags{},
 	}
 	defer sw.st.Close()
@@ -56,7 +52,6 @@ type serverWatchStream struct {
 	s    *server.Server
 	grpc pb.Watch_WatchServer
 	st   *mvcc.WatchStream
-	ctrl chan *pb.WatchResponse
 
 	// mu guards flags. Lock order: mu, then the mvcc store's locks (it is
 	// held around Watch, so a watcher's flags are set before the send
@@ -80,18 +75,19 @@ func (sw *serverWatchStream) recvLoop() error {
 			if v.CreateRequest == nil {
 				continue
 			}
-			if resp := sw.create(v.CreateRequest); resp != nil {
-				select {
-				case sw.ctrl <- resp:
-				case <-sw.grpc.Context().Done():
-					return nil
-				}
-			}
+			sw.create(v.CreateRequest)
 		case *pb.WatchRequest_CancelRequest:
 			if v.CancelRequest != nil {
 				// Unknown IDs are ignored, as etcd does; a known one is
 				// answered through the mvcc stream, after its events.
-				sw.st.Cancel(mvcc.WatchID(v.CancelRequest.WatchId))
+				id := mvcc.WatchID(v.CancelRequest.WatchId)
+				if sw.st.Cancel(id) == nil {
+					// As etcd: its flags go now, so a watcher created with
+					// its ID next gets its own.
+					sw.mu.Lock()
+					delete(sw.flags, id)
+					sw.mu.Unlock()
+				}
 			}
 		case *pb.WatchRequest_ProgressRequest:
 			if v.ProgressRequest != nil {
@@ -103,9 +99,14 @@ func (sw *serverWatchStream) recvLoop() error {
 	}
 }
 
-// create starts a watcher; it returns the response to send if that
-// failed (a created watcher is announced by the mvcc stream).
-func (sw *serverWatchStream) create(c *pb.WatchCreateRequest) *pb.WatchResponse {
+// create starts a watcher, or answers why not; either answer goes out
+// through the mvcc stream, in the order of the creates.
+func (sw *serverWatchStream) create(c *pb.WatchCreateRequest) {
+	if c.StartRevision < 0 {
+		// etcd refuses it before anything else, as compacted.
+		sw.st.Refuse(rpctypes.ErrorDesc(rpctypes.ErrGRPCCompacted))
+		return
+	}
 	key := c.Key
 	if len(key) == 0 {
 		key = []byte{0} // the smallest key, as etcd
@@ -124,11 +125,10 @@ func (sw *serverWatchStream) create(c *pb.WatchCreateRequest) *pb.WatchResponse 
 	defer sw.mu.Unlock()
 	id, err := sw.st.Watch(o)
 	if err != nil {
-		return &pb.WatchResponse{Header: sw.header(sw.s.Rev()), WatchId: int64(mvcc.ProgressWatchID),
-			Created: true, Canceled: true, CancelReason: err.Error()}
+		sw.st.Refuse(err.Error())
+		return
 	}
 	sw.flags[id] = &watchFlags{progressNotify: c.ProgressNotify, fragment: c.Fragment}
-	return nil
 }
 
 func (sw *serverWatchStream) sendLoop(recvErr <-chan error) error {
@@ -140,10 +140,6 @@ func (sw *serverWatchStream) sendLoop(recvErr <-chan error) error {
 		case r := <-sw.st.Chan():
 			// The channel closes only when the handler returns.
 			if err := sw.send(r); err != nil {
-				return err
-			}
-		case resp := <-sw.ctrl:
-			if err := sw.grpc.Send(resp); err != nil {
 				return err
 			}
 		case <-ticker.C:
@@ -190,6 +186,7 @@ func (sw *serverWatchStream) send(r mvcc.WatchResponse) error {
 		Created:         r.Created,
 		Canceled:        r.Canceled || r.CompactRevision != 0,
 		CompactRevision: r.CompactRevision,
+		CancelReason:    r.CancelReason,
 		Events:          r.Events,
 	}
 	fragment := false
@@ -198,9 +195,6 @@ func (sw *serverWatchStream) send(r mvcc.WatchResponse) error {
 		fragment = f.fragment
 		if len(r.Events) > 0 {
 			f.sentEvents = true
-		}
-		if resp.Canceled {
-			delete(sw.flags, r.WatchID) // its last response
 		}
 	}
 	sw.mu.Unlock()
