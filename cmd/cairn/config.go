@@ -38,6 +38,7 @@ type config struct {
 	// In the config file, as in etcd's, durations are nanoseconds.
 	WatchProgressNotifyInterval             time.Duration `json:"watch-progress-notify-interval"`
 	ExperimentalWatchProgressNotifyInterval time.Duration `json:"experimental-watch-progress-notify-interval"`
+	LeaseCheckpointInterval                 time.Duration `json:"lease-checkpoint-interval"`
 
 	configFile string
 	version    bool
@@ -59,6 +60,7 @@ func defaultConfig() config {
 		MaxRequestBytes:             1536 * 1024,
 		MaxTxnOps:                   128,
 		WatchProgressNotifyInterval: defaultWatchProgressNotifyInterval,
+		LeaseCheckpointInterval:     5 * time.Minute,
 		AutoCompactionMode:          "periodic",
 		AutoCompactionRetention:     "0",
 		LogLevel:                    "info",
@@ -93,6 +95,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AutoCompactionInterval, "auto-compaction-interval", "", "Cairn only: how often auto-compaction samples (periodic) or compacts (revision), e.g. '10s'. Default: etcd's (retention/10 up to 6m; 5m).")
 	fs.DurationVar(&c.WatchProgressNotifyInterval, "watch-progress-notify-interval", c.WatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
 	fs.DurationVar(&c.ExperimentalWatchProgressNotifyInterval, "experimental-watch-progress-notify-interval", 0, "Duration of periodical watch progress notification. Deprecated in etcd v3.6; use '--watch-progress-notify-interval' instead.")
+	fs.DurationVar(&c.LeaseCheckpointInterval, "lease-checkpoint-interval", c.LeaseCheckpointInterval, "Cairn only: how often the leader records leases' remaining TTLs through raft, so that leader changes do not renew them.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.configFile, "config-file", "", "Path to the server configuration file (YAML, etcd's keys). Other flags and environment variables are then ignored.")

@@ -123,6 +123,7 @@ func serve(c config, logger *zap.Logger) error {
 		AutoCompactionRetentionRevs:    keepRevs,
 		AutoCompactionIntervalOverride: compactionInterval,
 		WatchProgressNotifyInterval:    progressInterval,
+		LeaseCheckpointInterval:        c.LeaseCheckpointInterval,
 		Logger:                         logger,
 		Registry:                       reg,
 	})

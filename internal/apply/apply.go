@@ -7,9 +7,11 @@ import (
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
 	"github.com/cairn-db/cairn/internal/raft"
@@ -48,22 +50,26 @@ type Applier struct {
 	be    *backend.Backend
 	store *mvcc.Store
 	// watch follows store, across restores (it is never replaced).
-	watch   *mvcc.WatchableStore
+	watch *mvcc.WatchableStore
+	// lessor holds the leases and the keys under each, as of the
+	// consistent index (rebuilt from the backend at open and restore).
+	lessor *lease.Lessor
 	members map[uint64]*membership.Member
 	// confState is the configuration as of the consistent index.
 	confState raftpb.ConfState
 }
 
 // Open opens the backend in dir (creating it if needed), finishing any
-// image swap a crash interrupted.
-func Open(dir string, opts backend.Options, logger *zap.Logger) (*Applier, error) {
+// image swap a crash interrupted. Leases are granted at least minLeaseTTL
+// seconds.
+func Open(dir string, opts backend.Options, minLeaseTTL int64, logger *zap.Logger) (*Applier, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
 	if err := recoverSwap(dir); err != nil {
 		return nil, err
 	}
-	a := &Applier{dir: dir, logger: logger, opts: opts}
+	a := &Applier{dir: dir, logger: logger, opts: opts, lessor: lease.New(minLeaseTTL)}
 	if err := a.openLocked(); err != nil {
 		return nil, err
 	}
@@ -108,7 +114,53 @@ func (a *Applier) openLocked() error {
 		be.Close()
 		return fmt.Errorf("apply: loading membership: %w", err)
 	}
+	if err := loadLeases(view, store, a.lessor); err != nil {
+		store.Close()
+		be.Close()
+		return fmt.Errorf("apply: loading leases: %w", err)
+	}
 	a.be, a.store, a.members, a.confState = be, store, members, cs
+	return nil
+}
+
+// loadLeases rebuilds the lessor from the lease records and the store's
+// live keys that name a lease.
+func loadLeases(view *backend.ReadView, store *mvcc.Store, le *lease.Lessor) error {
+	var records []lease.Record
+	var decodeErr error
+	start := []byte{lease.Prefix}
+	err := view.Scan(start, []byte{lease.Prefix + 1}, func(k, v []byte) bool {
+		var r lease.Record
+		if r, decodeErr = lease.DecodeRecord(k, v); decodeErr != nil {
+			return false
+		}
+		records = append(records, r)
+		return true
+	})
+	if err = errors.Join(err, decodeErr); err != nil {
+		return err
+	}
+	keys := map[string]int64{}
+	if len(records) > 0 {
+		// Every live key, a page at a time.
+		from := []byte{0}
+		for {
+			res, err := store.Range(from, []byte{0}, mvcc.RangeOptions{Limit: 10000})
+			if err != nil {
+				return err
+			}
+			for _, kv := range res.KVs {
+				if kv.Lease != 0 {
+					keys[string(kv.Key)] = kv.Lease
+				}
+			}
+			if len(res.KVs) < 10000 {
+				break
+			}
+			from = append(slices.Clone(res.KVs[len(res.KVs)-1].Key), 0)
+		}
+	}
+	le.Reset(records, keys, 0)
 	return nil
 }
 
@@ -128,6 +180,9 @@ func (a *Applier) ConsistentIndex() uint64 {
 	ci, _ := a.be.ConsistentIndex()
 	return ci
 }
+
+// Lessor holds the leases as applied.
+func (a *Applier) Lessor() *lease.Lessor { return a.lessor }
 
 // Watchable is what watchers follow: the store, whichever a restore made
 // it.
@@ -234,6 +289,12 @@ func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Resul
 		return a.applyWrite(e, func(tw *mvcc.TxnWrite) (any, error) { return tw.TxnRequest(r.Txn) })
 	case r.Compaction != nil:
 		return a.applyCompaction(e, r.Compaction)
+	case r.LeaseGrant != nil:
+		return a.applyLeaseGrant(e, r.LeaseGrant)
+	case r.LeaseRevoke != nil:
+		return a.applyLeaseRevoke(e, r.LeaseRevoke)
+	case r.LeaseCheckpoint != nil:
+		return a.applyLeaseCheckpoint(e, r.LeaseCheckpoint)
 	case r.ClusterMemberAttrSet != nil:
 		return a.applyMemberAttr(e, r)
 	}
@@ -246,13 +307,15 @@ func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Resul
 // not a failure.
 func refusal(err error) bool {
 	return errors.Is(err, mvcc.ErrKeyNotFound) || errors.Is(err, mvcc.ErrLeaseNotFound) ||
-		errors.Is(err, mvcc.ErrCompacted) || errors.Is(err, mvcc.ErrFutureRev)
+		errors.Is(err, mvcc.ErrCompacted) || errors.Is(err, mvcc.ErrFutureRev) ||
+		errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrExists) || errors.Is(err, lease.ErrTTLTooLarge)
 }
 
 // applyWrite runs one KV request in a write transaction committed with
 // the entry's index.
 func (a *Applier) applyWrite(e raftpb.Entry, run func(tw *mvcc.TxnWrite) (any, error)) (Result, error) {
 	tw := a.store.Write()
+	tw.LeaseExists = a.lessor.Exists
 	resp, err := run(tw)
 	if err != nil && !refusal(err) {
 		// The transaction may be half written: End would commit that.
@@ -262,10 +325,72 @@ func (a *Applier) applyWrite(e raftpb.Entry, run func(tw *mvcc.TxnWrite) (any, e
 	if _, endErr := tw.End(e.Index, e.Term); endErr != nil {
 		return Result{}, fmt.Errorf("apply: committing entry %d: %w", e.Index, endErr)
 	}
+	a.followLeases(tw.Events())
 	if err != nil {
 		return Result{Err: err}, nil
 	}
 	return Result{Resp: resp}, nil
+}
+
+// followLeases keeps the lessor's keys in step with a committed
+// transaction's changes.
+func (a *Applier) followLeases(events []*mvccpb.Event) {
+	for _, ev := range events {
+		if ev.Type == mvccpb.PUT {
+			a.lessor.Attach(ev.Kv.Key, ev.Kv.Lease)
+		} else {
+			a.lessor.Detach(ev.Kv.Key)
+		}
+	}
+}
+
+func (a *Applier) applyLeaseGrant(e raftpb.Entry, req *pb.LeaseGrantRequest) (Result, error) {
+	batch := a.be.NewBatch()
+	rec, err := a.lessor.Grant(req.ID, req.TTL)
+	if err == nil {
+		batch.Set(lease.Key(rec.ID), rec.Encode())
+	}
+	if cerr := batch.Commit(e.Index, e.Term); cerr != nil {
+		return Result{}, cerr
+	}
+	if err != nil {
+		return Result{Err: err}, nil
+	}
+	return Result{Resp: &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{}, ID: rec.ID, TTL: rec.TTL}}, nil
+}
+
+// applyLeaseRevoke deletes the lease's keys in one revision, and the lease,
+// in one batch.
+func (a *Applier) applyLeaseRevoke(e raftpb.Entry, req *pb.LeaseRevokeRequest) (Result, error) {
+	keys, err := a.lessor.Keys(req.ID)
+	if err != nil {
+		return Result{Err: err}, a.be.NewBatch().Commit(e.Index, e.Term)
+	}
+	tw := a.store.Write()
+	for _, k := range keys {
+		if _, err := tw.DeleteRange([]byte(k), nil); err != nil {
+			return Result{}, fmt.Errorf("apply: revoking lease %x at entry %d: %w", req.ID, e.Index, err)
+		}
+	}
+	tw.DeleteMeta(lease.Key(req.ID))
+	rev, err := tw.End(e.Index, e.Term)
+	if err != nil {
+		return Result{}, fmt.Errorf("apply: committing entry %d: %w", e.Index, err)
+	}
+	if err := a.lessor.Revoke(req.ID); err != nil {
+		return Result{}, err
+	}
+	return Result{Resp: &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: rev}}}, nil
+}
+
+func (a *Applier) applyLeaseCheckpoint(e raftpb.Entry, req *pb.LeaseCheckpointRequest) (Result, error) {
+	batch := a.be.NewBatch()
+	for _, cp := range req.Checkpoints {
+		if rec, err := a.lessor.Checkpoint(cp.ID, cp.Remaining_TTL); err == nil {
+			batch.Set(lease.Key(rec.ID), rec.Encode())
+		}
+	}
+	return Result{Resp: &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{}}}, batch.Commit(e.Index, e.Term)
 }
 
 func (a *Applier) applyCompaction(e raftpb.Entry, req *pb.CompactionRequest) (Result, error) {

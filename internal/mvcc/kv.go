@@ -363,12 +363,34 @@ func (tw *TxnWrite) write(rev Revision, kv *mvccpb.KeyValue, tombstone bool) {
 	tw.batch.Set(revisionKey(rev, tombstone), data)
 	tw.changes[rev] = kv
 	tw.subs++
-	if tw.s.notify != nil {
-		ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: kv}
-		if tombstone {
-			ev = &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: kv.Key, ModRevision: rev.Main}}
-		}
-		tw.events = append(tw.events, ev)
+	ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: kv}
+	if tombstone {
+		ev = &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: kv.Key, ModRevision: rev.Main}}
+	}
+	tw.events = append(tw.events, ev)
+}
+
+// Events are the transaction's changes so far, in order (for the lessor,
+// which follows which keys each lease holds). They must not be modified.
+func (tw *TxnWrite) Events() []*mvccpb.Event { return tw.events }
+
+// SetMeta and DeleteMeta write outside the store's key spaces ('r', 'm')
+// in the transaction's batch, so that state kept beside the store (lease
+// records) commits atomically with it.
+func (tw *TxnWrite) SetMeta(key, value []byte) {
+	checkMetaKey(key)
+	tw.batch.Set(key, value)
+}
+
+// DeleteMeta: see SetMeta.
+func (tw *TxnWrite) DeleteMeta(key []byte) {
+	checkMetaKey(key)
+	tw.batch.Delete(key)
+}
+
+func checkMetaKey(key []byte) {
+	if len(key) == 0 || key[0] == 'r' || key[0] == 'm' || key[0] == 0 {
+		panic(fmt.Sprintf("mvcc: %q is in the store's own key space", key))
 	}
 }
 

@@ -25,6 +25,10 @@ const keepSnapshots = 5
 // ErrStopped is returned by calls after the loop stopped.
 var ErrStopped = errors.New("raftnode: stopped")
 
+// ErrNotLeader is a leader-only proposal made on a member that is not the
+// leader (see ProposeAsLeader).
+var ErrNotLeader = errors.New("raftnode: not the leader")
+
 // Transport is what the loop sends through.
 type Transport interface {
 	Send(msgs []raftpb.Message)
@@ -83,7 +87,10 @@ type ToApply struct {
 type proposal struct {
 	data []byte
 	cc   *raftpb.ConfChange
-	errc chan error
+	// leaderOnly proposals are dropped (ErrNotLeader) unless this member
+	// leads: never forwarded to another leader.
+	leaderOnly bool
+	errc       chan error
 }
 
 type readRequest struct {
@@ -237,6 +244,14 @@ func (n *Node) Stop() {
 // to a leader change: wait for it to be applied).
 func (n *Node) Propose(ctx context.Context, data []byte) error {
 	return n.propose(ctx, proposal{data: data, errc: make(chan error, 1)})
+}
+
+// ProposeAsLeader proposes data only if this member is the leader when the
+// loop takes it, so the entry is appended in this member's term; else it
+// fails with ErrNotLeader. Decisions only a leader may take (lease expiry)
+// use it: a member that has stepped down never has them forwarded.
+func (n *Node) ProposeAsLeader(ctx context.Context, data []byte) error {
+	return n.propose(ctx, proposal{data: data, leaderOnly: true, errc: make(chan error, 1)})
 }
 
 // ProposeConfChange proposes a membership change.
@@ -428,6 +443,10 @@ func (n *Node) step(m raftpb.Message) {
 func (n *Node) handleProposal(p proposal) {
 	if p.cc != nil {
 		p.errc <- n.raft.ProposeConfChange(*p.cc)
+		return
+	}
+	if p.leaderOnly && n.raft.BasicStatus().RaftState != raft.StateLeader {
+		p.errc <- ErrNotLeader
 		return
 	}
 	p.errc <- n.raft.Propose(p.data)

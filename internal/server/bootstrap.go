@@ -72,7 +72,7 @@ func bootstrap(cfg *Config) (st *storage, err error) {
 	if st.snap, err = snap.New(fs, cfg.snapDir(), cfg.Logger); err != nil {
 		return nil, err
 	}
-	if st.applier, err = apply.Open(cfg.dbDir(), backend.Options{Logger: cfg.Logger}, cfg.Logger); err != nil {
+	if st.applier, err = apply.Open(cfg.dbDir(), backend.Options{Logger: cfg.Logger}, cfg.MinLeaseTTL(), cfg.Logger); err != nil {
 		return nil, err
 	}
 	st.raft = raft.NewMemoryStorage()

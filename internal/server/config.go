@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"time"
 
@@ -46,6 +47,9 @@ type Config struct {
 	// WatchProgressNotifyInterval is how often idle watchers that asked
 	// for progress notifications get one (default 10m, etcd's).
 	WatchProgressNotifyInterval time.Duration
+	// LeaseCheckpointInterval is how often the leader records leases'
+	// remaining TTLs through raft (default 5m, etcd's).
+	LeaseCheckpointInterval time.Duration
 
 	Logger   *zap.Logger
 	Registry prometheus.Registerer
@@ -63,7 +67,17 @@ const (
 	DefaultElection  = 1000 * time.Millisecond
 
 	DefaultWatchProgressNotifyInterval = 10 * time.Minute
+	DefaultLeaseCheckpointInterval     = 5 * time.Minute
 )
+
+// MinLeaseTTL is the shortest lease TTL granted, in seconds: 1.5 election
+// timeouts, rounded up to whole seconds, as etcd computes it (from the
+// election timeout in heartbeat ticks).
+func (c *Config) MinLeaseTTL() int64 {
+	ticks := int64(c.ElectionTimeout / c.HeartbeatInterval)
+	minTTL := time.Duration(3*ticks/2) * c.HeartbeatInterval
+	return int64(math.Ceil(minTTL.Seconds()))
+}
 
 func (c *Config) memberDir() string { return filepath.Join(c.DataDir, "member") }
 func (c *Config) walDir() string    { return filepath.Join(c.memberDir(), "wal") }
@@ -128,6 +142,9 @@ func (c *Config) validate() error {
 	}
 	if c.WatchProgressNotifyInterval <= 0 {
 		c.WatchProgressNotifyInterval = DefaultWatchProgressNotifyInterval
+	}
+	if c.LeaseCheckpointInterval <= 0 {
+		c.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

@@ -125,7 +125,7 @@ func PeerServerOptions() []grpc.ServerOption { return transport.ServerOptions() 
 func (s *Server) Start() error {
 	s.tr = transport.New(transport.Config{
 		LocalID: s.st.memberID, ClusterID: s.st.clusterID,
-		Raft: (*raftAdapter)(s), Snapshots: (*imageStore)(s), Logger: s.logger,
+		Raft: (*raftAdapter)(s), Snapshots: (*imageStore)(s), Calls: s, Logger: s.logger,
 	})
 	tick := s.cfg.HeartbeatInterval
 	rn, err := raftnode.New(raftnode.Config{
@@ -143,7 +143,7 @@ func (s *Server) Start() error {
 		Logger:         s.logger,
 		Hooks: raftnode.Hooks{
 			ConfState:     s.onConfState,
-			LeaderChanged: s.metrics.leaderChanged,
+			LeaderChanged: s.leaderChanged,
 			WALSync:       s.metrics.walSync,
 		},
 		CampaignOnStart:        s.soleVoter(),
@@ -165,6 +165,7 @@ func (s *Server) Start() error {
 	s.goAttached(s.readLoop)
 	s.goAttached(s.publishAttributes)
 	s.goAttached(s.watchRaft)
+	s.goAttached(s.leaseLoop)
 	if c := newAutoCompactor(s); c != nil {
 		s.goAttached(c.run)
 	}
@@ -245,6 +246,16 @@ func (s *Server) watchRaft() {
 	}
 }
 
+// leaderChanged is told of every leader change, from the raft loop. A
+// member that stops leading stops keeping lease time at once; one that
+// starts waits for its first entry to be applied (see applyAll).
+func (s *Server) leaderChanged(lead uint64) {
+	s.metrics.leaderChanged(lead)
+	if lead != s.st.memberID {
+		s.applier.Lessor().Demote()
+	}
+}
+
 // onConfState keeps the transport's peers in step with raft's
 // configuration (called from the raft loop, before messages to new
 // members are sent).
@@ -312,6 +323,14 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 			s.metrics.proposalsCommitted.Inc()
 			if res.ID != 0 {
 				s.wait.trigger(res.ID, res)
+			}
+			if e.Type == raftpb.EntryNormal && len(e.Data) == 0 && e.Term == s.rn.Term() && s.isLeader() {
+				// The leader's first entry of its term: everything before
+				// it is applied, so the lessor is up to date and may keep
+				// time. Leases start from their remaining TTLs, plus an
+				// election timeout for keep-alives lost with the old
+				// leader.
+				s.applier.Lessor().Promote(s.cfg.ElectionTimeout)
 			}
 		}
 		if e.Type == raftpb.EntryConfChange {
@@ -450,6 +469,12 @@ func (s *Server) publishAttributes() {
 
 // propose proposes req and waits for its entry to be applied.
 func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (apply.Result, error) {
+	return s.proposeAs(ctx, req, false)
+}
+
+// proposeAs is propose; leaderOnly proposals fail with
+// raftnode.ErrNotLeader unless this member leads when raft takes them.
+func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderOnly bool) (apply.Result, error) {
 	id := s.reqIDs.next()
 	req.Header = &pb.RequestHeader{ID: id}
 	data, err := req.Marshal()
@@ -462,7 +487,11 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (appl
 	ch := s.wait.register(id)
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
-	if err := s.rn.Propose(ctx, data); err != nil {
+	proposeFn := s.rn.Propose
+	if leaderOnly {
+		proposeFn = s.rn.ProposeAsLeader
+	}
+	if err := proposeFn(ctx, data); err != nil {
 		s.wait.cancel(id)
 		return apply.Result{}, s.proposalError(err)
 	}

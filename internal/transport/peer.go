@@ -30,13 +30,25 @@ type peer struct {
 	msgc  chan raftpb.Message
 	stopc chan struct{}
 	once  sync.Once
+	// callConn carries Calls to the peer; guarded by Transport.mu, closed
+	// by stop.
+	callConn *grpc.ClientConn
 }
 
 func newPeer(t *Transport, id uint64, urls []string) *peer {
 	return &peer{t: t, id: id, urls: urls, msgc: make(chan raftpb.Message, peerQueueLen), stopc: make(chan struct{})}
 }
 
-func (p *peer) stop() { p.once.Do(func() { close(p.stopc) }) }
+// stop ends the peer's stream and its calls' connection.
+// REQUIRES: Transport.mu held.
+func (p *peer) stop() {
+	p.once.Do(func() {
+		close(p.stopc)
+		if p.callConn != nil {
+			p.callConn.Close()
+		}
+	})
+}
 
 // run keeps a stream open to the peer and sends what arrives on msgc,
 // batching what is queued into one frame. While the peer is unreachable,

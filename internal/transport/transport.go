@@ -80,7 +80,9 @@ type Config struct {
 	ClusterID uint64
 	Raft      Raft
 	Snapshots Snapshots
-	Logger    *zap.Logger
+	// Calls, if set, serves what peers forward (see Call).
+	Calls  Calls
+	Logger *zap.Logger
 	// DialTimeout bounds connecting to a peer. Default 1s.
 	DialTimeout time.Duration
 }
@@ -141,6 +143,7 @@ func (t *Transport) Register(s *grpc.Server) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: serviceName,
 		HandlerType: (*any)(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "Call", Handler: t.handleCall}},
 		Streams: []grpc.StreamDesc{
 			{StreamName: "Messages", Handler: t.handleMessages, ClientStreams: true},
 			{StreamName: "Snapshot", Handler: t.handleSnapshot, ClientStreams: true},

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/mvcc"
 	"github.com/cairn-db/cairn/internal/server"
 )
@@ -43,6 +44,7 @@ func Register(g *grpc.Server, s *server.Server) {
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterWatchServer(g, &watchServer{s: s})
+	pb.RegisterLeaseServer(g, &leaseServer{s: s})
 }
 
 // header fills h (allocating it if nil) with the member's identity, and
@@ -75,8 +77,12 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCFutureRev
 	case errors.Is(err, mvcc.ErrKeyNotFound):
 		return rpctypes.ErrGRPCKeyNotFound
-	case errors.Is(err, mvcc.ErrLeaseNotFound):
+	case errors.Is(err, mvcc.ErrLeaseNotFound), errors.Is(err, lease.ErrNotFound):
 		return rpctypes.ErrGRPCLeaseNotFound
+	case errors.Is(err, lease.ErrExists):
+		return rpctypes.ErrGRPCLeaseExist
+	case errors.Is(err, lease.ErrTTLTooLarge):
+		return rpctypes.ErrGRPCLeaseTTLTooLarge
 	case errors.Is(err, mvcc.ErrDuplicateKey):
 		return rpctypes.ErrGRPCDuplicateKey
 	case errors.Is(err, server.ErrNoLeader):

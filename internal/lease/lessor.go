@@ -1,0 +1,386 @@
+package lease
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+)
+
+// MaxTTL is the longest TTL a lease may be granted, in seconds (etcd's).
+const MaxTTL = 9_000_000_000
+
+// Errors, as etcd's lessor's.
+var (
+	ErrNotFound    = errors.New("lease: lease not found")
+	ErrExists      = errors.New("lease: lease already exists")
+	ErrTTLTooLarge = errors.New("lease: too large lease TTL")
+)
+
+// Prefix is the backend key space of lease records.
+const Prefix = 'l'
+
+// Key is the backend key of lease id's record.
+func Key(id int64) []byte {
+	k := make([]byte, 9)
+	k[0] = Prefix
+	binary.BigEndian.PutUint64(k[1:], uint64(id))
+	return k
+}
+
+// Record is a lease as stored.
+type Record struct {
+	ID, TTL, RemainingTTL int64
+}
+
+// Encode is r's stored value.
+func (r Record) Encode() []byte {
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, uint64(r.TTL))
+	binary.BigEndian.PutUint64(v[8:], uint64(r.RemainingTTL))
+	return v
+}
+
+// DecodeRecord reads a stored lease.
+func DecodeRecord(key, value []byte) (Record, error) {
+	if len(key) != 9 || key[0] != Prefix || len(value) != 16 {
+		return Record{}, fmt.Errorf("lease: malformed record %x = %x", key, value)
+	}
+	return Record{ID: int64(binary.BigEndian.Uint64(key[1:])), TTL: int64(binary.BigEndian.Uint64(value)),
+		RemainingTTL: int64(binary.BigEndian.Uint64(value[8:]))}, nil
+}
+
+type lease struct {
+	Record
+	keys map[string]struct{}
+	// expiry is when the lease expires: set only on the primary.
+	expiry time.Time
+	// index is the lease's place in the expiry heap, -1 if not in it.
+	index int
+	// revoking is set once the lease expired on this primary: its revoke
+	// is under way, and it is renewed no more.
+	revoking bool
+}
+
+// Lessor holds the leases. Its methods are safe for concurrent use.
+//
+// Invariants (under mu): every key in keyLease is in its lease's keys and
+// the other way round; a lease is in the heap exactly when primary.
+type Lessor struct {
+	minTTL int64
+	now    func() time.Time
+
+	mu       sync.Mutex
+	leases   map[int64]*lease
+	keyLease map[string]int64
+	primary  bool
+	expiries expiryHeap
+}
+
+// New returns an empty lessor granting at least minTTL seconds.
+func New(minTTL int64) *Lessor {
+	return &Lessor{minTTL: minTTL, now: time.Now, leases: map[int64]*lease{}, keyLease: map[string]int64{}}
+}
+
+// MinTTL is the shortest TTL granted, in seconds.
+func (le *Lessor) MinTTL() int64 { return le.minTTL }
+
+// Reset replaces every lease with records, and the keys with keys (key ->
+// lease), as rebuilt from a backend. Keys naming an unknown lease are
+// left out. The lessor stays primary or not; a primary restarts every
+// lease's clock as Promote does.
+func (le *Lessor) Reset(records []Record, keys map[string]int64, extend time.Duration) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	le.leases, le.keyLease = map[int64]*lease{}, map[string]int64{}
+	le.expiries = nil
+	for _, r := range records {
+		le.leases[r.ID] = &lease{Record: r, keys: map[string]struct{}{}, index: -1}
+	}
+	for k, id := range keys {
+		if l, ok := le.leases[id]; ok {
+			l.keys[k] = struct{}{}
+			le.keyLease[k] = id
+		}
+	}
+	if le.primary {
+		le.startClocksLocked(extend)
+	}
+}
+
+// Exists reports whether lease id exists.
+func (le *Lessor) Exists(id int64) bool {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	_, ok := le.leases[id]
+	return ok
+}
+
+// Grant adds lease id (applied from the log); ttl below the minimum is
+// raised to it. It returns the record to store.
+func (le *Lessor) Grant(id, ttl int64) (Record, error) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	if _, ok := le.leases[id]; ok {
+		return Record{}, ErrExists
+	}
+	if ttl > MaxTTL {
+		return Record{}, ErrTTLTooLarge
+	}
+	l := &lease{Record: Record{ID: id, TTL: max(ttl, le.minTTL)}, keys: map[string]struct{}{}, index: -1}
+	le.leases[id] = l
+	if le.primary {
+		l.expiry = le.now().Add(time.Duration(l.TTL) * time.Second)
+		heap.Push(&le.expiries, l)
+	}
+	return l.Record, nil
+}
+
+// Keys returns the keys lease id holds, sorted.
+func (le *Lessor) Keys(id int64) ([]string, error) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	l, ok := le.leases[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	keys := make([]string, 0, len(l.keys))
+	for k := range l.keys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// Revoke removes lease id (applied from the log, after its keys were
+// deleted).
+func (le *Lessor) Revoke(id int64) error {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	l, ok := le.leases[id]
+	if !ok {
+		return ErrNotFound
+	}
+	for k := range l.keys {
+		delete(le.keyLease, k)
+	}
+	if l.index >= 0 {
+		heap.Remove(&le.expiries, l.index)
+	}
+	delete(le.leases, id)
+	return nil
+}
+
+// Checkpoint records lease id's remaining TTL (applied from the log). It
+// returns the record to store.
+func (le *Lessor) Checkpoint(id, remaining int64) (Record, error) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	l, ok := le.leases[id]
+	if !ok {
+		return Record{}, ErrNotFound
+	}
+	l.RemainingTTL = remaining
+	return l.Record, nil
+}
+
+// Attach records that key is now held by lease id (0: by none), as a put
+// of key with that lease was applied.
+func (le *Lessor) Attach(key []byte, id int64) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	le.detachLocked(string(key))
+	if l, ok := le.leases[id]; ok && id != 0 {
+		l.keys[string(key)] = struct{}{}
+		le.keyLease[string(key)] = id
+	}
+}
+
+// Detach records that key was deleted.
+func (le *Lessor) Detach(key []byte) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	le.detachLocked(string(key))
+}
+
+func (le *Lessor) detachLocked(key string) {
+	if id, ok := le.keyLease[key]; ok {
+		delete(le.leases[id].keys, key)
+		delete(le.keyLease, key)
+	}
+}
+
+// Promote makes this lessor the primary: every lease's clock starts at
+// its remaining TTL (checkpointed, else granted) plus extend.
+func (le *Lessor) Promote(extend time.Duration) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	le.primary = true
+	le.startClocksLocked(extend)
+}
+
+func (le *Lessor) startClocksLocked(extend time.Duration) {
+	now := le.now()
+	le.expiries = make(expiryHeap, 0, len(le.leases))
+	for _, l := range le.leases {
+		ttl := l.TTL
+		if l.RemainingTTL > 0 {
+			ttl = l.RemainingTTL
+		}
+		l.expiry = now.Add(extend + time.Duration(ttl)*time.Second)
+		l.revoking = false
+		l.index = len(le.expiries)
+		le.expiries = append(le.expiries, l)
+	}
+	heap.Init(&le.expiries)
+}
+
+// Demote stops tracking expiry: this member no longer leads.
+func (le *Lessor) Demote() {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	le.primary = false
+	for _, l := range le.expiries {
+		l.index, l.expiry = -1, time.Time{}
+	}
+	le.expiries = nil
+}
+
+// Primary reports whether this lessor tracks expiry.
+func (le *Lessor) Primary() bool {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	return le.primary
+}
+
+// Renew restarts lease id's clock at its full TTL, on the primary. It
+// returns the TTL, and whether the lease had a checkpointed remaining TTL
+// (which the caller clears through raft). An expired lease, whose revoke
+// is under way, is not found.
+func (le *Lessor) Renew(id int64) (ttl int64, checkpointed bool, err error) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	l, ok := le.leases[id]
+	if !ok || !le.primary || l.index < 0 || l.revoking || !l.expiry.After(le.now()) {
+		return 0, false, ErrNotFound
+	}
+	l.expiry = le.now().Add(time.Duration(l.TTL) * time.Second)
+	heap.Fix(&le.expiries, l.index)
+	return l.TTL, l.RemainingTTL > 0, nil
+}
+
+// TimeToLive returns lease id's granted TTL and, on the primary, its
+// remaining one (whole seconds, rounded down, as etcd), and its keys if
+// asked, sorted.
+func (le *Lessor) TimeToLive(id int64, keys bool) (granted, remaining int64, ks []string, err error) {
+	le.mu.Lock()
+	l, ok := le.leases[id]
+	if !ok {
+		le.mu.Unlock()
+		return 0, 0, nil, ErrNotFound
+	}
+	granted, remaining = l.TTL, l.TTL
+	if l.RemainingTTL > 0 {
+		remaining = l.RemainingTTL
+	}
+	if le.primary && l.index >= 0 {
+		remaining = max(0, int64(l.expiry.Sub(le.now()).Seconds()))
+		if l.revoking {
+			remaining = 0
+		}
+	}
+	le.mu.Unlock()
+	if keys {
+		ks, _ = le.Keys(id)
+	}
+	return granted, remaining, ks, nil
+}
+
+// Leases returns every lease ID, sorted.
+func (le *Lessor) Leases() []int64 {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	ids := make([]int64, 0, len(le.leases))
+	for id := range le.leases {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Expired returns up to limit leases whose time is up, on the primary,
+// and gives each retry more time before it is returned again (its revoke
+// is being proposed; if that fails, it is tried again then).
+func (le *Lessor) Expired(limit int, retry time.Duration) []int64 {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	now := le.now()
+	var ids []int64
+	for len(ids) < limit && len(le.expiries) > 0 && !le.expiries[0].expiry.After(now) {
+		l := le.expiries[0]
+		ids = append(ids, l.ID)
+		l.revoking = true
+		l.expiry = now.Add(retry)
+		heap.Fix(&le.expiries, 0)
+	}
+	return ids
+}
+
+// Remaining returns, on the primary, every lease's remaining TTL in whole
+// seconds (rounded up, at least 1) where it is below the granted TTL: the
+// checkpoints to propose.
+func (le *Lessor) Remaining() []Record {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	if !le.primary {
+		return nil
+	}
+	now := le.now()
+	var out []Record
+	for _, l := range le.expiries {
+		if l.revoking {
+			continue
+		}
+		rem := max(1, int64(math.Ceil(l.expiry.Sub(now).Seconds())))
+		if rem < l.TTL && rem != l.RemainingTTL {
+			out = append(out, Record{ID: l.ID, TTL: l.TTL, RemainingTTL: rem})
+		}
+	}
+	slices.SortFunc(out, func(a, b Record) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// expiryHeap orders leases by expiry, soonest first.
+type expiryHeap []*lease
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expiry.Before(h[j].expiry) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	l := x.(*lease)
+	l.index = len(*h)
+	*h = append(*h, l)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	l.index = -1
+	*h = old[:len(old)-1]
+	return l
+}

@@ -1,0 +1,175 @@
+package lease
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// fakeClock is the lessor's clock in tests.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func newTestLessor(minTTL int64) (*Lessor, *fakeClock) {
+	le := New(minTTL)
+	c := &fakeClock{t: time.Unix(1_000_000, 0)}
+	le.now = c.now
+	return le, c
+}
+
+// Grants keep etcd's rules: the minimum TTL, the maximum, no duplicates.
+func TestGrant(t *testing.T) {
+	le, _ := newTestLessor(5)
+	if r, err := le.Grant(1, 2); err != nil || r.TTL != 5 {
+		t.Fatalf("below the minimum: %+v %v", r, err)
+	}
+	if _, err := le.Grant(1, 10); err != ErrExists {
+		t.Fatalf("twice: %v", err)
+	}
+	if _, err := le.Grant(2, MaxTTL+1); err != ErrTTLTooLarge {
+		t.Fatalf("too long: %v", err)
+	}
+}
+
+// Keys follow puts and deletes: a key is held by the lease of its last
+// put, and revoking returns them sorted.
+func TestKeys(t *testing.T) {
+	le, _ := newTestLessor(1)
+	le.Grant(1, 10)
+	le.Grant(2, 10)
+	le.Attach([]byte("b"), 1)
+	le.Attach([]byte("a"), 1)
+	le.Attach([]byte("c"), 1)
+	le.Attach([]byte("c"), 2) // moved to lease 2
+	le.Attach([]byte("d"), 2)
+	le.Detach([]byte("d"))
+	le.Attach([]byte("e"), 0) // no lease
+	if keys, _ := le.Keys(1); fmt.Sprint(keys) != "[a b]" {
+		t.Fatalf("lease 1: %v", keys)
+	}
+	if keys, _ := le.Keys(2); fmt.Sprint(keys) != "[c]" {
+		t.Fatalf("lease 2: %v", keys)
+	}
+	le.Revoke(1)
+	le.Attach([]byte("a"), 1) // a put naming a revoked lease holds nothing
+	if _, err := le.Keys(1); err != ErrNotFound {
+		t.Fatal(err)
+	}
+}
+
+// Only the primary keeps time. Expired returns what is due, soonest
+// first, at most limit at a time, and each again only after retry.
+func TestExpiry(t *testing.T) {
+	le, clock := newTestLessor(1)
+	for i := int64(1); i <= 5; i++ {
+		le.Grant(i, i*10)
+	}
+	if got := le.Expired(10, time.Second); len(got) != 0 {
+		t.Fatalf("a follower expired %v", got)
+	}
+	le.Promote(0)
+	clock.advance(25 * time.Second)
+	if got := le.Expired(10, time.Minute); fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("at 25s: %v", got)
+	}
+	if got := le.Expired(10, time.Minute); len(got) != 0 {
+		t.Fatalf("again before the retry: %v", got)
+	}
+	// A renewal restarts the clock; an expired lease is not renewed.
+	if ttl, _, err := le.Renew(3); err != nil || ttl != 30 {
+		t.Fatalf("renew: %d %v", ttl, err)
+	}
+	if _, _, err := le.Renew(1); err != ErrNotFound {
+		t.Fatalf("renewing an expired lease: %v", err)
+	}
+	clock.advance(26 * time.Second) // 51s
+	if got := le.Expired(1, time.Minute); fmt.Sprint(got) != "[4]" {
+		t.Fatalf("at 51s, one at a time: %v", got)
+	}
+	if got := le.Expired(1, time.Minute); fmt.Sprint(got) != "[5]" {
+		t.Fatalf("at 51s, the next: %v", got)
+	}
+	// Demoted: nothing expires, nothing renews.
+	le.Demote()
+	clock.advance(time.Hour)
+	if got := le.Expired(10, time.Minute); len(got) != 0 {
+		t.Fatalf("demoted, expired %v", got)
+	}
+	if _, _, err := le.Renew(3); err != ErrNotFound {
+		t.Fatalf("demoted, renewed: %v", err)
+	}
+}
+
+// A new leader starts each lease at its checkpointed remaining TTL (else
+// its full TTL) plus the extension; Remaining reports what to checkpoint.
+func TestPromoteFromCheckpoint(t *testing.T) {
+	le, clock := newTestLessor(1)
+	le.Grant(1, 100)
+	le.Grant(2, 100)
+	le.Promote(0)
+	clock.advance(40 * time.Second)
+	rem := le.Remaining()
+	if len(rem) != 2 || rem[0].RemainingTTL != 60 {
+		t.Fatalf("remaining: %+v", rem)
+	}
+	le.Checkpoint(1, 60) // applied from the log
+	le.Demote()
+	le.Promote(2 * time.Second) // a new leader
+	if _, remaining, _, _ := le.TimeToLive(1, false); remaining != 62 {
+		t.Fatalf("lease 1 after the leader change: %d, want 62", remaining)
+	}
+	if _, remaining, _, _ := le.TimeToLive(2, false); remaining != 102 {
+		t.Fatalf("lease 2 (never checkpointed): %d, want 102", remaining)
+	}
+	clock.advance(62*time.Second + time.Millisecond)
+	if got := le.Expired(10, time.Minute); fmt.Sprint(got) != "[1]" {
+		t.Fatalf("expired: %v", got)
+	}
+}
+
+// 100,000 leases: finding the expired ones costs what expired, not what
+// exists.
+func TestManyLeasesExpireByHeap(t *testing.T) {
+	le, clock := newTestLessor(1)
+	const n = 100000
+	for i := int64(1); i <= n; i++ {
+		le.Grant(i, 1+i%1000)
+	}
+	le.Promote(0)
+	start := time.Now()
+	for range 1000 {
+		if got := le.Expired(100, time.Minute); len(got) != 0 {
+			t.Fatal("expired too soon")
+		}
+	}
+	perCheck := time.Since(start) / 1000
+	clock.advance(2 * time.Second) // TTLs 1 and 2: 200 leases
+	var got []int64
+	for {
+		ids := le.Expired(100, time.Hour)
+		if len(ids) == 0 {
+			break
+		}
+		got = append(got, ids...)
+	}
+	if len(got) != 200 {
+		t.Fatalf("%d expired, want 200", len(got))
+	}
+	t.Logf("a check with nothing expired among %d leases: %v", n, perCheck)
+	if perCheck > time.Millisecond {
+		t.Fatalf("a check took %v: a scan, not a heap", perCheck)
+	}
+}
+
+func BenchmarkExpiredNone(b *testing.B) {
+	le, _ := newTestLessor(1)
+	for i := int64(1); i <= 100000; i++ {
+		le.Grant(i, 60)
+	}
+	le.Promote(0)
+	for b.Loop() {
+		le.Expired(100, time.Minute)
+	}
+}

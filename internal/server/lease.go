@@ -1,0 +1,302 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/internal/lease"
+	"github.com/cairn-db/cairn/internal/raftnode"
+)
+
+const (
+	// expiryCheckEvery is how often the leader looks for expired leases
+	// (a heap: nothing is scanned when none expired).
+	expiryCheckEvery = 100 * time.Millisecond
+	// maxRevokesPerCheck bounds the expired leases revoked per check
+	// (1000 a second, etcd's rate), so a mass expiry does not flood raft.
+	maxRevokesPerCheck = 100
+	// revokeRetry is how long an expired lease waits before its revoke is
+	// proposed again, should the first proposal come to nothing.
+	revokeRetry = 3 * time.Second
+	// maxCheckpointsPerEntry bounds one checkpoint entry (etcd's batch).
+	maxCheckpointsPerEntry = 1000
+
+	callRenew      = "lease-renew"
+	callTimeToLive = "lease-ttl"
+)
+
+// errNotLeader is answered to a forwarded lease call that reached a
+// member no longer leading: the sender tries again.
+var errNotLeader = status.Error(codes.Unavailable, "cairn: not the leader")
+
+// LeaseGrant grants a lease, with the ID asked for or, if 0, one the
+// member generates.
+func (s *Server) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if req.TTL > lease.MaxTTL {
+		return nil, lease.ErrTTLTooLarge
+	}
+	r := *req
+	if r.ID == 0 {
+		// As etcd: from the request ID generator, positive.
+		r.ID = int64(s.reqIDs.next() & (1<<63 - 1))
+	}
+	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: &r})
+	if err != nil {
+		return nil, err
+	}
+	return response[*pb.LeaseGrantResponse](res)
+}
+
+// LeaseRevoke revokes a lease, deleting its keys in one revision.
+func (s *Server) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: req})
+	if err != nil {
+		return nil, err
+	}
+	return response[*pb.LeaseRevokeResponse](res)
+}
+
+// LeaseRenew renews a lease on the leader (forwarding to it from a
+// follower) and returns its TTL; lease.ErrNotFound if it is gone.
+func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	resp, err := s.toLeader(ctx, callRenew, &pb.LeaseKeepAliveRequest{ID: id}, func(ctx context.Context) (marshaler, error) {
+		ttl, err := s.renewLocal(ctx, id)
+		if errors.Is(err, lease.ErrNotFound) {
+			return &pb.LeaseKeepAliveResponse{ID: id, TTL: -1}, nil
+		}
+		return &pb.LeaseKeepAliveResponse{ID: id, TTL: ttl}, err
+	}, &pb.LeaseKeepAliveResponse{})
+	if err != nil {
+		return 0, err
+	}
+	if ttl := resp.(*pb.LeaseKeepAliveResponse).TTL; ttl >= 0 {
+		return ttl, nil
+	}
+	return 0, lease.ErrNotFound
+}
+
+// LeaseTimeToLive reports a lease's granted and remaining TTL (from the
+// leader, which alone keeps time) and, if asked, its keys.
+func (s *Server) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	resp, err := s.toLeader(ctx, callTimeToLive, req, func(ctx context.Context) (marshaler, error) {
+		return s.timeToLiveLocal(ctx, req)
+	}, &pb.LeaseTimeToLiveResponse{})
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*pb.LeaseTimeToLiveResponse), nil
+}
+
+// LeaseLeases lists the leases, as of a linearizable read.
+func (s *Server) LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, error) {
+	if err := s.linearizableReadWait(ctx); err != nil {
+		return nil, err
+	}
+	resp := &pb.LeaseLeasesResponse{}
+	for _, id := range s.applier.Lessor().Leases() {
+		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: id})
+	}
+	return resp, nil
+}
+
+func (s *Server) isLeader() bool { return s.rn.Lead() == s.ID() }
+
+// readyToLead waits until this member, as leader, has applied everything
+// committed and its lessor keeps time. It reports false if it is not (or
+// no longer) the leader.
+func (s *Server) readyToLead(ctx context.Context) (bool, error) {
+	if !s.isLeader() {
+		return false, nil
+	}
+	if err := s.waitApplied(ctx, s.rn.CommitIndex()); err != nil {
+		return false, err
+	}
+	for !s.applier.Lessor().Primary() {
+		if !s.isLeader() {
+			return false, nil
+		}
+		// Promotion comes when the leader's first entry of its term is
+		// applied: a heartbeat or so away.
+		select {
+		case <-time.After(s.cfg.HeartbeatInterval):
+		case <-ctx.Done():
+			return false, ctxError(ctx.Err())
+		case <-s.stopping:
+			return false, ErrStopped
+		}
+	}
+	return true, nil
+}
+
+func (s *Server) renewLocal(ctx context.Context, id int64) (int64, error) {
+	ttl, checkpointed, err := s.applier.Lessor().Renew(id)
+	if err != nil {
+		return 0, err
+	}
+	if checkpointed {
+		// The lease is back to its full TTL: drop the checkpoint, or a
+		// new leader would start it from the old remaining TTL.
+		req := &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: id, Remaining_TTL: 0}}}
+		s.goAttached(func() { s.proposeLeaderDuty(&pb.InternalRaftRequest{LeaseCheckpoint: req}) })
+	}
+	return ttl, nil
+}
+
+func (s *Server) timeToLiveLocal(_ context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	granted, remaining, keys, err := s.applier.Lessor().TimeToLive(req.ID, req.Keys)
+	if errors.Is(err, lease.ErrNotFound) {
+		// As etcd: not an error, a TTL of -1.
+		return &pb.LeaseTimeToLiveResponse{ID: req.ID, TTL: -1}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.LeaseTimeToLiveResponse{ID: req.ID, TTL: remaining, GrantedTTL: granted}
+	for _, k := range keys {
+		resp.Keys = append(resp.Keys, []byte(k))
+	}
+	return resp, nil
+}
+
+type marshaler interface {
+	Marshal() ([]byte, error)
+	Unmarshal([]byte) error
+}
+
+// toLeader runs local on the leader, or forwards req to the leader as
+// method and decodes its answer into resp; across leader changes it tries
+// again until ctx ends.
+func (s *Server) toLeader(ctx context.Context, method string, req marshaler, local func(context.Context) (marshaler, error),
+	resp marshaler) (marshaler, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+	defer cancel()
+	data, err := req.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		ok, err := s.readyToLead(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return local(ctx)
+		}
+		if lead := s.rn.Lead(); lead != 0 && lead != s.ID() {
+			out, err := s.tr.Call(ctx, lead, method, data)
+			if err == nil {
+				return resp, resp.Unmarshal(out)
+			}
+			s.logger.Debug("forwarding to the leader failed; retrying", zap.String("call", method), zap.Error(err))
+		}
+		select {
+		case <-time.After(s.cfg.HeartbeatInterval):
+		case <-ctx.Done():
+			if lead := s.rn.Lead(); lead == 0 {
+				return nil, ErrNoLeader
+			}
+			return nil, ctxError(ctx.Err())
+		case <-s.stopping:
+			return nil, ErrStopped
+		}
+	}
+}
+
+// HandleCall serves what a follower forwards: this member must be the
+// leader, else errNotLeader and the follower tries again.
+func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]byte, error) {
+	var out marshaler
+	switch method {
+	case callRenew:
+		var req pb.LeaseKeepAliveRequest
+		if err := req.Unmarshal(data); err != nil {
+			return nil, err
+		}
+		ok, err := s.readyToLead(ctx)
+		if err != nil || !ok {
+			return nil, errNotLeader
+		}
+		ttl, err := s.renewLocal(ctx, req.ID)
+		if errors.Is(err, lease.ErrNotFound) {
+			ttl, err = -1, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = &pb.LeaseKeepAliveResponse{ID: req.ID, TTL: ttl}
+	case callTimeToLive:
+		var req pb.LeaseTimeToLiveRequest
+		if err := req.Unmarshal(data); err != nil {
+			return nil, err
+		}
+		ok, err := s.readyToLead(ctx)
+		if err != nil || !ok {
+			return nil, errNotLeader
+		}
+		if out, err = s.timeToLiveLocal(ctx, &req); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown call %q", method)
+	}
+	return out.Marshal()
+}
+
+// leaseLoop is the leader's lease duty: revoke what expired, and
+// checkpoint remaining TTLs every checkpoint interval. On other members it
+// finds nothing to do (the lessor is not primary).
+func (s *Server) leaseLoop() {
+	expiry := time.NewTicker(expiryCheckEvery)
+	defer expiry.Stop()
+	checkpoint := time.NewTicker(s.cfg.LeaseCheckpointInterval)
+	defer checkpoint.Stop()
+	le := s.applier.Lessor()
+	for {
+		select {
+		case <-s.stopping:
+			return
+		case <-expiry.C:
+			if !s.isLeader() {
+				continue
+			}
+			for _, id := range le.Expired(maxRevokesPerCheck, revokeRetry) {
+				req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}
+				s.goAttached(func() { s.proposeLeaderDuty(req) })
+			}
+		case <-checkpoint.C:
+			if !s.isLeader() {
+				continue
+			}
+			recs := le.Remaining()
+			for len(recs) > 0 {
+				n := min(len(recs), maxCheckpointsPerEntry)
+				req := &pb.LeaseCheckpointRequest{}
+				for _, r := range recs[:n] {
+					req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: r.ID, Remaining_TTL: r.RemainingTTL})
+				}
+				recs = recs[n:]
+				s.proposeLeaderDuty(&pb.InternalRaftRequest{LeaseCheckpoint: req})
+			}
+		}
+	}
+}
+
+// proposeLeaderDuty proposes what only the leader may decide (revoking an
+// expired lease, checkpointing): if this member no longer leads when raft
+// takes it, it is dropped, never forwarded to another leader.
+func (s *Server) proposeLeaderDuty(req *pb.InternalRaftRequest) {
+	_, err := s.proposeAs(context.Background(), req, true)
+	switch {
+	case err == nil, errors.Is(err, lease.ErrNotFound), errors.Is(err, ErrStopped),
+		errors.Is(err, raftnode.ErrNotLeader):
+	default:
+		s.logger.Warn("a lease proposal failed; it is tried again if still due", zap.Error(err))
+	}
+}

@@ -1,0 +1,77 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+const mdMethod = "cairn-method"
+
+// Calls serves requests a peer forwards to this member (a follower's lease
+// keep-alives, for the leader): method names the request, req and the
+// answer are the caller's encoding.
+type Calls interface {
+	HandleCall(ctx context.Context, method string, req []byte) ([]byte, error)
+}
+
+// Call sends req to peer to's Calls and returns its answer. Calls share one
+// connection per peer, opened at the first call; an error from the peer's
+// handler comes back as its gRPC status.
+func (t *Transport) Call(ctx context.Context, to uint64, method string, req []byte) ([]byte, error) {
+	conn, err := t.callConn(to)
+	if err != nil {
+		return nil, err
+	}
+	ctx = metadata.AppendToOutgoingContext(t.outgoingContext(ctx, to), mdMethod, method)
+	var resp []byte
+	if err := conn.Invoke(ctx, "/"+serviceName+"/Call", &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (t *Transport) callConn(to uint64) (*grpc.ClientConn, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mu.stopped {
+		return nil, fmt.Errorf("transport: stopped")
+	}
+	p, ok := t.mu.peers[to]
+	if !ok {
+		return nil, fmt.Errorf("transport: no peer %s", idString(to))
+	}
+	if p.callConn == nil {
+		conn, err := dial(p.urls[0])
+		if err != nil {
+			return nil, err
+		}
+		p.callConn = conn
+	}
+	return p.callConn, nil
+}
+
+// handleCall is the server side of Call.
+func (t *Transport) handleCall(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+	if _, err := t.checkStream(ctx); err != nil {
+		return nil, err
+	}
+	var req []byte
+	if err := dec(&req); err != nil {
+		return nil, err
+	}
+	if t.cfg.Calls == nil {
+		return nil, fmt.Errorf("transport: this member serves no calls")
+	}
+	method := metadata.ValueFromIncomingContext(ctx, mdMethod)
+	if len(method) != 1 {
+		return nil, fmt.Errorf("transport: a call without a method")
+	}
+	resp, err := t.cfg.Calls.HandleCall(ctx, method[0], req)
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
