@@ -39,6 +39,10 @@ type config struct {
 	WatchProgressNotifyInterval             time.Duration `json:"watch-progress-notify-interval"`
 	ExperimentalWatchProgressNotifyInterval time.Duration `json:"experimental-watch-progress-notify-interval"`
 	LeaseCheckpointInterval                 time.Duration `json:"lease-checkpoint-interval"`
+	// Accepted for etcd's sake and ignored: Cairn always checkpoints
+	// leases, persisted.
+	ExperimentalEnableLeaseCheckpoint        bool `json:"experimental-enable-lease-checkpoint"`
+	ExperimentalEnableLeaseCheckpointPersist bool `json:"experimental-enable-lease-checkpoint-persist"`
 
 	configFile string
 	version    bool
@@ -96,6 +100,8 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.WatchProgressNotifyInterval, "watch-progress-notify-interval", c.WatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
 	fs.DurationVar(&c.ExperimentalWatchProgressNotifyInterval, "experimental-watch-progress-notify-interval", 0, "Duration of periodical watch progress notification. Deprecated in etcd v3.6; use '--watch-progress-notify-interval' instead.")
 	fs.DurationVar(&c.LeaseCheckpointInterval, "lease-checkpoint-interval", c.LeaseCheckpointInterval, "Cairn only: how often the leader records leases' remaining TTLs through raft, so that leader changes do not renew them.")
+	fs.BoolVar(&c.ExperimentalEnableLeaseCheckpoint, "experimental-enable-lease-checkpoint", false, "Accepted for etcd's sake; Cairn always checkpoints lease TTLs.")
+	fs.BoolVar(&c.ExperimentalEnableLeaseCheckpointPersist, "experimental-enable-lease-checkpoint-persist", false, "Accepted for etcd's sake; Cairn always persists lease checkpoints.")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
 	fs.StringVar(&c.configFile, "config-file", "", "Path to the server configuration file (YAML, etcd's keys). Other flags and environment variables are then ignored.")

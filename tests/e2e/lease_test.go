@@ -1,0 +1,536 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// TestLeaseAPI covers every Lease call through the official client, on
+// one member.
+func TestLeaseAPI(t *testing.T) {
+	c := newCluster(t, 1)
+	cli := c.members[0].client()
+	ctx := ctxT(t)
+
+	g, err := cli.Grant(ctx, 60)
+	if err != nil || g.TTL != 60 || g.ID == 0 {
+		t.Fatalf("grant: %+v %v", g, err)
+	}
+	// The minimum TTL: 1.5 election timeouts (500ms here), rounded up.
+	short, err := cli.Grant(ctx, 0)
+	if err != nil || short.TTL != 1 {
+		t.Fatalf("grant below the minimum: %+v %v", short, err)
+	}
+	cli.Revoke(ctx, short.ID)
+	if _, err := cli.Grant(ctx, 9_000_000_001); err != rpctypes.ErrLeaseTTLTooLarge {
+		t.Fatalf("grant above the maximum: %v", err)
+	}
+	// An ID the client chooses, and taking it twice.
+	lc := clientv3.NewLease(cli)
+	raw := pb.NewLeaseClient(cli.ActiveConnection())
+	if r, err := raw.LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: 0x1234, TTL: 30}); err != nil || r.ID != 0x1234 {
+		t.Fatalf("grant with a chosen ID: %+v %v", r, err)
+	}
+	if _, err := raw.LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: 0x1234, TTL: 30}); rpctypes.Error(err) != rpctypes.ErrLeaseExist {
+		t.Fatalf("grant of a taken ID: %v", err)
+	}
+	if _, err := cli.Put(ctx, "k1", "v", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "k2", "v", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "k3", "v", clientv3.WithLease(12345)); err != rpctypes.ErrLeaseNotFound {
+		t.Fatalf("put with an unknown lease: %v", err)
+	}
+	ttl, err := lc.TimeToLive(ctx, g.ID, clientv3.WithAttachedKeys())
+	if err != nil || ttl.GrantedTTL != 60 || ttl.TTL < 58 || ttl.TTL > 60 || len(ttl.Keys) != 2 ||
+		string(ttl.Keys[0]) != "k1" || string(ttl.Keys[1]) != "k2" {
+		t.Fatalf("time to live: %+v %v", ttl, err)
+	}
+	if ka, err := lc.KeepAliveOnce(ctx, g.ID); err != nil || ka.TTL != 60 {
+		t.Fatalf("keep-alive: %+v %v", ka, err)
+	}
+	leases, err := lc.Leases(ctx)
+	if err != nil || len(leases.Leases) != 2 {
+		t.Fatalf("leases: %+v %v", leases, err)
+	}
+	// Overwriting a key with no lease detaches it.
+	if _, err := cli.Put(ctx, "k2", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := lc.Revoke(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get, _ := cli.Get(ctx, "k", clientv3.WithPrefix())
+	if len(get.Kvs) != 1 || string(get.Kvs[0].Key) != "k2" {
+		t.Fatalf("after revoke: %v", get.Kvs)
+	}
+	if rev.Header.Revision != get.Header.Revision {
+		t.Fatalf("revoke at %d, store at %d", rev.Header.Revision, get.Header.Revision)
+	}
+	if ttl, err := lc.TimeToLive(ctx, g.ID); err != nil || ttl.TTL != -1 {
+		t.Fatalf("time to live of a revoked lease: %+v %v", ttl, err)
+	}
+	if _, err := lc.Revoke(ctx, g.ID); err != rpctypes.ErrLeaseNotFound {
+		t.Fatalf("revoke twice: %v", err)
+	}
+	if _, err := lc.KeepAliveOnce(ctx, g.ID); err != rpctypes.ErrLeaseNotFound {
+		t.Fatalf("keep-alive of a revoked lease: %v", err)
+	}
+}
+
+// TestLeaseSeeds runs the seeds' lease examples as a user types them: the
+// etcdctl commands (with stock etcdctl, when ../shared/tools built it),
+// the two-client leader-key preemption, and the Go examples.
+func TestLeaseSeeds(t *testing.T) {
+	c := newCluster(t, 1)
+	m := c.members[0]
+	cli := m.client()
+
+	if ref := os.Getenv("REFERENCE_ETCD_BINARY"); ref != "" {
+		etcdctl := filepath.Join(filepath.Dir(ref), "etcdctl")
+		run := func(args ...string) string {
+			t.Helper()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, etcdctl, append([]string{"--endpoints=" + m.clientURL}, args...)...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
+			}
+			return strings.TrimSpace(string(out))
+		}
+		// ../shared/seeds/000, section 3.
+		out := run("lease", "grant", "60")
+		id := regexp.MustCompile(`^lease ([0-9a-f]+) granted with TTL\(60s\)$`).FindStringSubmatch(out)
+		if id == nil {
+			t.Fatalf("lease grant printed %q", out)
+		}
+		if out := run("put", "--lease="+id[1], "key", "value"); out != "OK" {
+			t.Fatalf("put --lease printed %q", out)
+		}
+		if out := run("lease", "timetolive", id[1]); !regexp.MustCompile(`^lease ` + id[1] + ` granted with TTL\(60s\), remaining\(5[89]s|60s\)$`).MatchString(out) {
+			t.Fatalf("lease timetolive printed %q", out)
+		}
+		// keep-alive runs until interrupted: its first line, then stop it.
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		out2, _ := exec.CommandContext(ctx, etcdctl, "--endpoints="+m.clientURL, "lease", "keep-alive", id[1]).Output()
+		cancel()
+		if first, _, _ := strings.Cut(string(out2), "\n"); first != "lease "+id[1]+" keepalived with TTL(60)" {
+			t.Fatalf("lease keep-alive printed %q", out2)
+		}
+		if out := run("lease", "revoke", id[1]); out != "lease "+id[1]+" revoked" {
+			t.Fatalf("lease revoke printed %q", out)
+		}
+		if out := run("get", "key"); out != "" {
+			t.Fatalf("the key outlived its lease: %q", out)
+		}
+	} else {
+		t.Log("REFERENCE_ETCD_BINARY is not set: the etcdctl commands are skipped (the client calls below are not)")
+	}
+
+	// The leader key, two clients (seed 000, "Etcdctl模拟租约抢占"): B's put
+	// takes the key over, with its own lease.
+	ctx := ctxT(t)
+	a, _ := cli.Grant(ctx, 120)
+	if _, err := cli.Put(ctx, "/leader", "A", clientv3.WithLease(a.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if ka, err := cli.KeepAliveOnce(ctx, a.ID); err != nil || ka.TTL != 120 {
+		t.Fatalf("keep-alive: %+v %v", ka, err)
+	}
+	b, _ := m.client().Grant(ctx, 120)
+	if _, err := m.client().Put(ctx, "/leader", "B", clientv3.WithLease(b.ID)); err != nil {
+		t.Fatal(err)
+	}
+	get, _ := cli.Get(ctx, "/leader")
+	if string(get.Kvs[0].Value) != "B" || get.Kvs[0].Lease != int64(b.ID) {
+		t.Fatalf("/leader: %v", get.Kvs[0])
+	}
+	cli.Revoke(ctx, a.ID) // A's lease no longer holds the key
+	if get, _ := cli.Get(ctx, "/leader"); len(get.Kvs) != 1 {
+		t.Fatal("revoking A's lease deleted B's key")
+	}
+	cli.Revoke(ctx, b.ID)
+	if get, _ := cli.Get(ctx, "/leader"); len(get.Kvs) != 0 {
+		t.Fatal("B's key outlived B's lease")
+	}
+
+	// seed 000's Go example: a 10-second lease, a key attached.
+	client := cli
+	resp, err := client.Grant(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaseID := resp.ID
+	if _, err := client.Put(ctx, "key", "value", clientv3.WithLease(leaseID)); err != nil {
+		t.Fatal(err)
+	}
+
+	// seed 001's optimistic lock: a lease kept alive, a txn that puts the
+	// lock key only if it does not exist; a second contender fails and
+	// reads the holder's value; revoking releases it.
+	lock := func(lease clientv3.Lease, kv clientv3.KV, value string) (clientv3.LeaseID, bool, string) {
+		leaseGrantResp, err := lease.Grant(context.TODO(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kctx, kcancel := context.WithCancel(context.TODO())
+		t.Cleanup(kcancel)
+		leaseKeepAliveRespChan, err := lease.KeepAlive(kctx, leaseGrantResp.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { // ends when the keep-alive stops
+			for range leaseKeepAliveRespChan {
+			}
+		}()
+		txn := kv.Txn(context.TODO())
+		txn.If(clientv3.Compare(clientv3.CreateRevision("/cron/lock/job9"), "=", 0)).
+			Then(clientv3.OpPut("/cron/lock/job9", value, clientv3.WithLease(leaseGrantResp.ID))).
+			Else(clientv3.OpGet("/cron/lock/job9"))
+		txnResp, err := txn.Commit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !txnResp.Succeeded {
+			return leaseGrantResp.ID, false, string(txnResp.Responses[0].GetResponseRange().Kvs[0].Value)
+		}
+		return leaseGrantResp.ID, true, ""
+	}
+	first, ok, _ := lock(clientv3.NewLease(client), clientv3.NewKV(client), "job9lock")
+	if !ok {
+		t.Fatal("the first contender did not get the lock")
+	}
+	second := m.client()
+	if _, ok, holder := lock(clientv3.NewLease(second), clientv3.NewKV(second), "other"); ok || holder != "job9lock" {
+		t.Fatalf("the second contender: got=%v holder=%q", ok, holder)
+	}
+	client.Revoke(context.TODO(), first)
+	if _, ok, _ := lock(clientv3.NewLease(second), clientv3.NewKV(second), "other"); !ok {
+		t.Fatal("the lock was not free after the holder's lease was revoked")
+	}
+}
+
+// TestLeaseExpiry: an expired lease's keys are deleted in one revision,
+// watchers see the deletes, and the expiry comes within a stated
+// tolerance of the TTL: no earlier than the TTL, at most 1s later.
+func TestLeaseExpiry(t *testing.T) {
+	c := newCluster(t, 1)
+	cli := c.members[0].client()
+	ctx := ctxT(t)
+	wch := cli.Watch(ctx, "exp/", clientv3.WithPrefix(), clientv3.WithFilterPut())
+	g, err := cli.Grant(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := time.Now()
+	for _, k := range []string{"exp/a", "exp/b", "exp/c"} {
+		if _, err := cli.Put(ctx, k, "v", clientv3.WithLease(g.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := nextResp(t, wch)
+	took := time.Since(granted)
+	if len(r.Events) != 3 {
+		t.Fatalf("%d delete events in the first response, want the 3 keys in one revision", len(r.Events))
+	}
+	for _, ev := range r.Events {
+		if ev.Type != mvccpb.DELETE || ev.Kv.ModRevision != r.Events[0].Kv.ModRevision {
+			t.Fatalf("events: %s", eventsString(r.Events))
+		}
+	}
+	t.Logf("a 2s lease expired %v after it was granted", took.Round(time.Millisecond))
+	if took < 2*time.Second || took > 3*time.Second {
+		t.Fatalf("a 2s lease expired after %v; want 2s to 3s", took)
+	}
+	if ttl, _ := cli.TimeToLive(ctx, g.ID); ttl.TTL != -1 {
+		t.Fatalf("the expired lease is still there: %+v", ttl)
+	}
+}
+
+// TestLeaseDurable: leases, and the keys they hold, survive a restart.
+func TestLeaseDurable(t *testing.T) {
+	c := newCluster(t, 1)
+	m := c.members[0]
+	cli := m.client()
+	ctx := ctxT(t)
+	g, _ := cli.Grant(ctx, 600)
+	if _, err := cli.Put(ctx, "d/1", "v", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	m.restart()
+	c.waitLeader()
+	ttl, err := cli.TimeToLive(ctxT(t), g.ID, clientv3.WithAttachedKeys())
+	if err != nil || ttl.GrantedTTL != 600 || len(ttl.Keys) != 1 {
+		t.Fatalf("after a restart: %+v %v", ttl, err)
+	}
+	if _, err := cli.Revoke(ctxT(t), g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if get, _ := cli.Get(ctxT(t), "d/1"); len(get.Kvs) != 0 {
+		t.Fatal("the key outlived its lease after a restart")
+	}
+}
+
+// TestLeaseAcrossLeaderKill: on three members, a key kept alive through a
+// follower survives a leader SIGKILL; keep-alives and time-to-live sent
+// to a follower reach the leader; once keep-alives stop, the key goes
+// within its TTL plus an election timeout and a second, and every member
+// deletes it at the same revision.
+func TestLeaseAcrossLeaderKill(t *testing.T) {
+	c := newCluster(t, 3, "--lease-checkpoint-interval", "500ms")
+	lead := c.waitLeader()
+	follower := c.members[(lead+1)%3]
+	cli := follower.client()
+	ctx := ctxT(t)
+	g, err := cli.Grant(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "ka", "v", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	kctx, kcancel := context.WithCancel(context.Background())
+	defer kcancel()
+	kach, err := cli.KeepAlive(kctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acks := make(chan struct{}, 100)
+	go func() { // ends when the keep-alive stops
+		for range kach {
+			select {
+			case acks <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	c.members[lead].kill()
+	// Three TTLs after the kill, with keep-alives going on, the key is there.
+	deadline := time.After(9 * time.Second)
+	for waiting := true; waiting; {
+		select {
+		case <-acks:
+		case <-deadline:
+			waiting = false
+		}
+	}
+	if get, err := cli.Get(ctxT(t), "ka"); err != nil || len(get.Kvs) != 1 {
+		t.Fatalf("the kept-alive key is gone after the leader was killed: %v %v", get, err)
+	}
+	ttl, err := cli.TimeToLive(ctxT(t), g.ID)
+	if err != nil || ttl.TTL < 1 || ttl.TTL > 3 {
+		t.Fatalf("time to live through a follower: %+v %v", ttl, err)
+	}
+	stopped := time.Now()
+	kcancel()
+	wch := cli.Watch(ctxT(t), "ka", clientv3.WithFilterPut(), clientv3.WithRev(ttl.ResponseHeader.Revision+1))
+	r := nextResp(t, wch)
+	took := time.Since(stopped)
+	if len(r.Events) != 1 || r.Events[0].Type != mvccpb.DELETE {
+		t.Fatalf("events: %s", eventsString(r.Events))
+	}
+	t.Logf("keep-alives stopped; the key went %v later", took.Round(time.Millisecond))
+	if took > 3*time.Second+electionMs*time.Millisecond+time.Second {
+		t.Fatalf("the key went %v after keep-alives stopped", took)
+	}
+	for i, m := range c.members {
+		if i == lead {
+			continue
+		}
+		get, err := m.client().Get(ctxT(t), "ka", clientv3.WithRev(r.Events[0].Kv.ModRevision-1))
+		if err != nil || len(get.Kvs) != 1 {
+			t.Fatalf("member %d, before the delete: %v %v", i, get, err)
+		}
+		if get, _ := m.client().Get(ctxT(t), "ka", clientv3.WithSerializable()); len(get.Kvs) != 0 {
+			t.Fatalf("member %d still has the key", i)
+		}
+	}
+}
+
+// TestLeaseCheckpointAcrossLeaderChange: a lease not kept alive keeps
+// counting down across a leader change (checkpoints), instead of starting
+// over at its TTL.
+func TestLeaseCheckpointAcrossLeaderChange(t *testing.T) {
+	c := newCluster(t, 3, "--lease-checkpoint-interval", "300ms")
+	lead := c.waitLeader()
+	cli := c.members[(lead+1)%3].client()
+	g, err := cli.Grant(ctxT(t), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := time.Now()
+	// Let about 4s pass, checkpointed, then kill the leader.
+	ttl, _ := cli.TimeToLive(ctxT(t), g.ID)
+	for ttl.TTL > 6 {
+		time.Sleep(200 * time.Millisecond) // polling a real clock, not synchronizing
+		ttl, _ = cli.TimeToLive(ctxT(t), g.ID)
+	}
+	time.Sleep(600 * time.Millisecond) // two checkpoint intervals
+	c.members[lead].kill()
+	c.waitLeader()
+	after, err := cli.TimeToLive(ctxT(t), g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(granted)
+	t.Logf("%v after the grant and a leader change, the 10s lease has %ds left", elapsed.Round(time.Millisecond), after.TTL)
+	// Without checkpoints the new leader would have restarted it at 10s
+	// plus the election timeout. With them it has what was left at the
+	// last checkpoint (rounded up), plus the election timeout: allow 2.5s
+	// over what is really left.
+	if limit := int64(10 - elapsed.Seconds() + 2.5); after.TTL > limit || after.TTL >= 10 {
+		t.Fatalf("%ds left after %v: the leader change renewed the lease", after.TTL, elapsed)
+	}
+}
+
+// TestLeaseConcurrency: the client's concurrency package (sessions, Mutex,
+// Election) works against Cairn.
+func TestLeaseConcurrency(t *testing.T) {
+	c := newCluster(t, 1)
+	cli1, cli2 := c.members[0].client(), c.members[0].client()
+	s1, err := concurrency.NewSession(cli1, concurrency.WithTTL(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	s2, err := concurrency.NewSession(cli2, concurrency.WithTTL(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+
+	m1, m2 := concurrency.NewMutex(s1, "/lock"), concurrency.NewMutex(s2, "/lock")
+	if err := m1.Lock(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.TryLock(ctxT(t)); err != concurrency.ErrLocked {
+		t.Fatalf("a second lock holder: %v", err)
+	}
+	locked := make(chan error, 1)
+	go func() { locked <- m2.Lock(ctxT(t)) }()
+	if err := m1.Unlock(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-locked; err != nil {
+		t.Fatalf("the waiter did not get the lock: %v", err)
+	}
+	if err := m2.Unlock(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	e1, e2 := concurrency.NewElection(s1, "/election"), concurrency.NewElection(s2, "/election")
+	if err := e1.Campaign(ctxT(t), "one"); err != nil {
+		t.Fatal(err)
+	}
+	won := make(chan error, 1)
+	go func() { won <- e2.Campaign(ctxT(t), "two") }()
+	if l, err := e1.Leader(ctxT(t)); err != nil || string(l.Kvs[0].Value) != "one" {
+		t.Fatalf("leader: %v %v", l, err)
+	}
+	obs := e2.Observe(ctxT(t))
+	if r := <-obs; string(r.Kvs[0].Value) != "one" {
+		t.Fatalf("observed %s", r.Kvs[0].Value)
+	}
+	if err := e1.Resign(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-won; err != nil {
+		t.Fatalf("the second candidate did not win: %v", err)
+	}
+	if r := <-obs; string(r.Kvs[0].Value) != "two" {
+		t.Fatalf("observed %s", r.Kvs[0].Value)
+	}
+	// A session whose client dies: its lease expires and its lock goes.
+	s3, err := concurrency.NewSession(c.members[0].client(), concurrency.WithTTL(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m3 := concurrency.NewMutex(s3, "/lock2")
+	if err := m3.Lock(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	s3.Orphan() // stops keep-alives, as a crashed client would
+	m4 := concurrency.NewMutex(s1, "/lock2")
+	start := time.Now()
+	if err := m4.Lock(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("an orphaned 1s session's lock was free %v later", time.Since(start).Round(time.Millisecond))
+}
+
+// TestLeaseRevokeManyKeys: revoking a lease that holds 100,000 keys
+// deletes them in one revision, and writes meanwhile wait a bounded time.
+func TestLeaseRevokeManyKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	c := newCluster(t, 1, "--max-txn-ops", "10000")
+	cli := c.members[0].client()
+	g, err := cli.Grant(ctxT(t), 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100000
+	for b := 0; b < n; b += 10000 {
+		var ops []clientv3.Op
+		for i := b; i < b+10000; i++ {
+			ops = append(ops, clientv3.OpPut("many/"+strconv.Itoa(i), "v", clientv3.WithLease(g.ID)))
+		}
+		if _, err := cli.Txn(ctxT(t)).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A writer measures its slowest put while the revoke runs.
+	stop := make(chan struct{})
+	slowest := make(chan time.Duration, 1)
+	go func() {
+		var worst time.Duration
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				slowest <- worst
+				return
+			default:
+			}
+			start := time.Now()
+			if _, err := cli.Put(context.Background(), "other", strconv.Itoa(i)); err != nil {
+				t.Error(err)
+			}
+			worst = max(worst, time.Since(start))
+		}
+	}()
+	start := time.Now()
+	rev, err := cli.Revoke(ctxT(t), g.ID)
+	took := time.Since(start)
+	close(stop)
+	worst := <-slowest
+	if err != nil {
+		t.Fatal(err)
+	}
+	get, _ := cli.Get(ctxT(t), "many/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	before, _ := cli.Get(ctxT(t), "many/", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev.Header.Revision-1))
+	t.Logf("revoking a lease with %d keys took %v; the slowest put meanwhile took %v", n, took.Round(time.Millisecond), worst.Round(time.Millisecond))
+	if get.Count != 0 || before.Count != n {
+		t.Fatalf("%d keys left, %d just before the revoke's revision; want 0 and %d", get.Count, before.Count, n)
+	}
+	if worst > 5*time.Second {
+		t.Fatalf("a put waited %v during the revoke", worst)
+	}
+}
