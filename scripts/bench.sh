@@ -5,7 +5,7 @@
 #   scripts/bench.sh                 # 1- and 3-member clusters
 #   BENCH_SCALE=4 scripts/bench.sh   # 4x the requests per line
 #   BENCH_SIZES="1" scripts/bench.sh # only the 1-member clusters
-#   BENCH_LINES=watch scripts/bench.sh # only the watch lines (default "kv watch")
+#   BENCH_LINES=watch scripts/bench.sh # only the watch lines (default "kv watch lease")
 #
 # Stock etcd, etcdctl and benchmark come from ../shared/tools/etcd-reference.sh
 # (built from the Go module proxy, cached). Data directories live under
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${BENCH_SCALE:-1}
 sizes=${BENCH_SIZES:-"1 3"}
-benches=${BENCH_LINES:-"kv watch"}
+benches=${BENCH_LINES:-"kv watch lease"}
 ref=$(bash ../shared/tools/etcd-reference.sh)
 work=${BENCH_DIR:-$(mktemp -d /var/tmp/cairn-bench.XXXXXX)}
 mkdir -p "$work"
@@ -86,7 +86,9 @@ rate() {
   cpu[$key]=$(awk -v t=$((after - before)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
 }
 
-lines=("put-1c" "put-100c" "range-l" "range-s")
+lines=()
+[[ " $benches " == *" kv "* ]] && lines+=("put-1c" "put-100c" "range-l" "range-s")
+[[ " $benches " == *" lease "* ]] && lines+=("lease-ka")
 run_lines() {
   local system=$1 n=$2 eps=$3
   # Writes go to the leader, as etcd's benchmark docs run them.
@@ -138,6 +140,8 @@ for n in $sizes; do
     start_cluster "$bin" "$system$n-" "$n"
     [[ " $benches " == *" kv "* ]] && run_lines "$system" "$n" "$eps"
     [[ " $benches " == *" watch "* ]] && watch_lines "$system" "$n" "$eps"
+    [[ " $benches " == *" lease "* ]] && rate "$system,$n,lease-ka" "$eps" $((20000 * scale)) \
+      --conns 10 --clients 100 lease-keepalive
     stop_cluster
   done
 done
@@ -161,7 +165,7 @@ if [[ " $benches " == *" watch "* ]]; then
   done
   echo
 fi
-[[ " $benches " == *" kv "* ]] || exit 0
+((${#lines[@]} > 0)) || exit 0
 
 printf '| members | benchmark | Cairn req/s | etcd req/s | Cairn/etcd | Cairn CPU-s/10k | etcd CPU-s/10k | etcd/Cairn CPU |\n'
 printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
@@ -176,6 +180,7 @@ for n in $sizes; do
       put-100c) desc="put, 100 clients, 10 conns" ;;
       range-l) desc="range linearizable, 100 clients" ;;
       range-s) desc="range serializable, 100 clients" ;;
+      lease-ka) desc="lease keep-alive, 100 clients" ;;
     esac
     printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s |\n' "$n" "$desc" "$c" "$e" "$ratio" "$cc" "$ce" "$cratio"
   done

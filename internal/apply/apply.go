@@ -53,7 +53,7 @@ type Applier struct {
 	watch *mvcc.WatchableStore
 	// lessor holds the leases and the keys under each, as of the
 	// consistent index (rebuilt from the backend at open and restore).
-	lessor *lease.Lessor
+	lessor  *lease.Lessor
 	members map[uint64]*membership.Member
 	// confState is the configuration as of the consistent index.
 	confState raftpb.ConfState
