@@ -145,7 +145,7 @@ func loadLeases(view *backend.ReadView, store *mvcc.Store, le *lease.Lessor) err
 		// Every live key, a page at a time.
 		from := []byte{0}
 		for {
-			res, err := store.Range(from, []byte{0}, mvcc.RangeOptions{Limit: 10000})
+			res, err := store.Range(from, []byte{0}, mvcc.RangeOptions{Limit: 10000, NoCount: true})
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,9 @@ var (
 	ErrNotFound    = errors.New("lease: lease not found")
 	ErrExists      = errors.New("lease: lease already exists")
 	ErrTTLTooLarge = errors.New("lease: too large lease TTL")
+	// ErrNotPrimary: this lessor keeps no time (not, or no longer, the
+	// leader's); the caller asks the leader.
+	ErrNotPrimary = errors.New("lease: not the primary lessor")
 )
 
 // Prefix is the backend key space of lease records.
@@ -214,11 +217,16 @@ func (le *Lessor) detachLocked(key string) {
 	}
 }
 
-// Promote makes this lessor the primary: every lease's clock starts at
-// its remaining TTL (checkpointed, else granted) plus extend.
-func (le *Lessor) Promote(extend time.Duration) {
+// Promote makes this lessor the primary, if stillLeader (asked under the
+// lessor's lock, so a Demote for a leader change that came first is not
+// undone): every lease's clock starts at its remaining TTL (checkpointed,
+// else granted) plus extend.
+func (le *Lessor) Promote(extend time.Duration, stillLeader func() bool) {
 	le.mu.Lock()
 	defer le.mu.Unlock()
+	if !stillLeader() {
+		return
+	}
 	le.primary = true
 	le.startClocksLocked(extend)
 }
@@ -264,8 +272,11 @@ func (le *Lessor) Primary() bool {
 func (le *Lessor) Renew(id int64) (ttl int64, checkpointed bool, err error) {
 	le.mu.Lock()
 	defer le.mu.Unlock()
+	if !le.primary {
+		return 0, false, ErrNotPrimary
+	}
 	l, ok := le.leases[id]
-	if !ok || !le.primary || l.index < 0 || l.revoking || !l.expiry.After(le.now()) {
+	if !ok || l.index < 0 || l.revoking || !l.expiry.After(le.now()) {
 		return 0, false, ErrNotFound
 	}
 	l.expiry = le.now().Add(time.Duration(l.TTL) * time.Second)
@@ -273,29 +284,28 @@ func (le *Lessor) Renew(id int64) (ttl int64, checkpointed bool, err error) {
 	return l.TTL, l.RemainingTTL > 0, nil
 }
 
-// TimeToLive returns lease id's granted TTL and, on the primary, its
-// remaining one (whole seconds, rounded down, as etcd), and its keys if
-// asked, sorted.
+// TimeToLive returns lease id's granted and remaining TTL (whole seconds,
+// rounded down, as etcd), and its keys if asked, sorted. Only the primary
+// keeps time: elsewhere it fails with ErrNotPrimary.
 func (le *Lessor) TimeToLive(id int64, keys bool) (granted, remaining int64, ks []string, err error) {
 	le.mu.Lock()
+	defer le.mu.Unlock()
+	if !le.primary {
+		return 0, 0, nil, ErrNotPrimary
+	}
 	l, ok := le.leases[id]
 	if !ok {
-		le.mu.Unlock()
 		return 0, 0, nil, ErrNotFound
 	}
-	granted, remaining = l.TTL, l.TTL
-	if l.RemainingTTL > 0 {
-		remaining = l.RemainingTTL
-	}
-	if le.primary && l.index >= 0 {
+	granted, remaining = l.TTL, 0
+	if l.index >= 0 && !l.revoking {
 		remaining = max(0, int64(l.expiry.Sub(le.now()).Seconds()))
-		if l.revoking {
-			remaining = 0
-		}
 	}
-	le.mu.Unlock()
 	if keys {
-		ks, _ = le.Keys(id)
+		for k := range l.keys {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
 	}
 	return granted, remaining, ks, nil
 }

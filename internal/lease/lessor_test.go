@@ -12,6 +12,8 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
+func yes() bool { return true }
+
 func newTestLessor(minTTL int64) (*Lessor, *fakeClock) {
 	le := New(minTTL)
 	c := &fakeClock{t: time.Unix(1_000_000, 0)}
@@ -69,7 +71,7 @@ func TestExpiry(t *testing.T) {
 	if got := le.Expired(10, time.Second); len(got) != 0 {
 		t.Fatalf("a follower expired %v", got)
 	}
-	le.Promote(0)
+	le.Promote(0, yes)
 	clock.advance(25 * time.Second)
 	if got := le.Expired(10, time.Minute); fmt.Sprint(got) != "[1 2]" {
 		t.Fatalf("at 25s: %v", got)
@@ -97,8 +99,13 @@ func TestExpiry(t *testing.T) {
 	if got := le.Expired(10, time.Minute); len(got) != 0 {
 		t.Fatalf("demoted, expired %v", got)
 	}
-	if _, _, err := le.Renew(3); err != ErrNotFound {
+	if _, _, err := le.Renew(3); err != ErrNotPrimary {
 		t.Fatalf("demoted, renewed: %v", err)
+	}
+	// A promotion for a leadership already lost changes nothing.
+	le.Promote(0, func() bool { return false })
+	if le.Primary() {
+		t.Fatal("promoted without leading")
 	}
 }
 
@@ -108,7 +115,7 @@ func TestPromoteFromCheckpoint(t *testing.T) {
 	le, clock := newTestLessor(1)
 	le.Grant(1, 100)
 	le.Grant(2, 100)
-	le.Promote(0)
+	le.Promote(0, yes)
 	clock.advance(40 * time.Second)
 	rem := le.Remaining()
 	if len(rem) != 2 || rem[0].RemainingTTL != 60 {
@@ -116,7 +123,7 @@ func TestPromoteFromCheckpoint(t *testing.T) {
 	}
 	le.Checkpoint(1, 60) // applied from the log
 	le.Demote()
-	le.Promote(2 * time.Second) // a new leader
+	le.Promote(2*time.Second, yes) // a new leader
 	if _, remaining, _, _ := le.TimeToLive(1, false); remaining != 62 {
 		t.Fatalf("lease 1 after the leader change: %d, want 62", remaining)
 	}
@@ -137,7 +144,7 @@ func TestManyLeasesExpireByHeap(t *testing.T) {
 	for i := int64(1); i <= n; i++ {
 		le.Grant(i, 1+i%1000)
 	}
-	le.Promote(0)
+	le.Promote(0, yes)
 	start := time.Now()
 	for range 1000 {
 		if got := le.Expired(100, time.Minute); len(got) != 0 {
@@ -168,7 +175,7 @@ func BenchmarkExpiredNone(b *testing.B) {
 	for i := int64(1); i <= 100000; i++ {
 		le.Grant(i, 60)
 	}
-	le.Promote(0)
+	le.Promote(0, yes)
 	for b.Loop() {
 		le.Expired(100, time.Minute)
 	}

@@ -177,6 +177,9 @@ type RangeOptions struct {
 	Limit int64
 	// CountOnly returns no keys, only Count.
 	CountOnly bool
+	// NoCount stops at Limit keys, leaving Count short: for walking the
+	// store a page at a time without counting what is left each time.
+	NoCount bool
 }
 
 // RangeResult is what a read found.
@@ -227,7 +230,7 @@ func (s *Store) rangeAt(view *backend.ReadView, pending map[Revision]*mvccpb.Key
 		if !opts.CountOnly && (opts.Limit <= 0 || int64(len(found)) < opts.Limit) {
 			found = append(found, e)
 		}
-		return true
+		return !opts.NoCount || opts.Limit <= 0 || int64(len(found)) < opts.Limit
 	})
 	for _, e := range found {
 		kv, err := s.valueAt(view, pending, e.mod)

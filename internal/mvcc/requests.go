@@ -216,7 +216,7 @@ func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 		// The check passed, so this is a bug or a backend failure; the
 		// transaction may be half applied, and the caller must not commit
 		// it.
-		return resp, fmt.Errorf("mvcc: txn failed after its check: %w", err)
+		return resp, fmt.Errorf("mvcc: txn failed after its check: %v", err) // not a refusal: never committed
 	}
 	resp.Header = &pb.ResponseHeader{Revision: tw.Rev()}
 	return resp, nil

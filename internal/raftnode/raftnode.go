@@ -88,8 +88,10 @@ type proposal struct {
 	data []byte
 	cc   *raftpb.ConfChange
 	// leaderOnly proposals are dropped (ErrNotLeader) unless this member
-	// leads: never forwarded to another leader.
+	// leads, in term: never forwarded to another leader, nor carried out
+	// in a later term.
 	leaderOnly bool
+	term       uint64
 	errc       chan error
 }
 
@@ -246,12 +248,13 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 	return n.propose(ctx, proposal{data: data, errc: make(chan error, 1)})
 }
 
-// ProposeAsLeader proposes data only if this member is the leader when the
-// loop takes it, so the entry is appended in this member's term; else it
+// ProposeAsLeader proposes data only if this member is the leader of term
+// when the loop takes it, so the entry is appended in that term; else it
 // fails with ErrNotLeader. Decisions only a leader may take (lease expiry)
-// use it: a member that has stepped down never has them forwarded.
-func (n *Node) ProposeAsLeader(ctx context.Context, data []byte) error {
-	return n.propose(ctx, proposal{data: data, leaderOnly: true, errc: make(chan error, 1)})
+// use it, with the term they were taken in: a member that stepped down
+// never has them forwarded, nor carried out after it leads again.
+func (n *Node) ProposeAsLeader(ctx context.Context, data []byte, term uint64) error {
+	return n.propose(ctx, proposal{data: data, leaderOnly: true, term: term, errc: make(chan error, 1)})
 }
 
 // ProposeConfChange proposes a membership change.
@@ -445,7 +448,7 @@ func (n *Node) handleProposal(p proposal) {
 		p.errc <- n.raft.ProposeConfChange(*p.cc)
 		return
 	}
-	if p.leaderOnly && n.raft.BasicStatus().RaftState != raft.StateLeader {
+	if st := n.raft.BasicStatus(); p.leaderOnly && (st.RaftState != raft.StateLeader || st.Term != p.term) {
 		p.errc <- ErrNotLeader
 		return
 	}

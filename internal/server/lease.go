@@ -67,7 +67,7 @@ func (s *Server) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*
 // follower) and returns its TTL; lease.ErrNotFound if it is gone.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	resp, err := s.toLeader(ctx, callRenew, &pb.LeaseKeepAliveRequest{ID: id}, func(ctx context.Context) (marshaler, error) {
-		ttl, err := s.renewLocal(ctx, id)
+		ttl, err := s.renewLocal(id)
 		if errors.Is(err, lease.ErrNotFound) {
 			return &pb.LeaseKeepAliveResponse{ID: id, TTL: -1}, nil
 		}
@@ -135,16 +135,20 @@ func (s *Server) readyToLead(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-func (s *Server) renewLocal(ctx context.Context, id int64) (int64, error) {
+func (s *Server) renewLocal(id int64) (int64, error) {
 	ttl, checkpointed, err := s.applier.Lessor().Renew(id)
 	if err != nil {
 		return 0, err
 	}
 	if checkpointed {
-		// The lease is back to its full TTL: drop the checkpoint, or a
-		// new leader would start it from the old remaining TTL.
-		req := &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: id, Remaining_TTL: 0}}}
-		s.goAttached(func() { s.proposeLeaderDuty(&pb.InternalRaftRequest{LeaseCheckpoint: req}) })
+		// The lease is back to its full TTL: the lease loop drops its
+		// checkpoint, or a new leader would start it from the old
+		// remaining TTL. If the queue is full, the next renewal asks
+		// again.
+		select {
+		case s.leaseClears <- id:
+		default:
+		}
 	}
 	return ttl, nil
 }
@@ -187,10 +191,18 @@ func (s *Server) toLeader(ctx context.Context, method string, req marshaler, loc
 			return nil, err
 		}
 		if ok {
-			return local(ctx)
+			out, err := local(ctx)
+			if !errors.Is(err, lease.ErrNotPrimary) {
+				return out, err
+			}
+			// Stepped down meanwhile: ask the new leader.
 		}
 		if lead := s.rn.Lead(); lead != 0 && lead != s.ID() {
-			out, err := s.tr.Call(ctx, lead, method, data)
+			// One try may not take the whole budget: a leader cut off
+			// is replaced within an election or two.
+			callCtx, callCancel := context.WithTimeout(ctx, 2*s.cfg.ElectionTimeout)
+			out, err := s.tr.Call(callCtx, lead, method, data)
+			callCancel()
 			if err == nil {
 				return resp, resp.Unmarshal(out)
 			}
@@ -223,11 +235,13 @@ func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]
 		if err != nil || !ok {
 			return nil, errNotLeader
 		}
-		ttl, err := s.renewLocal(ctx, req.ID)
-		if errors.Is(err, lease.ErrNotFound) {
-			ttl, err = -1, nil
-		}
-		if err != nil {
+		ttl, err := s.renewLocal(req.ID)
+		switch {
+		case errors.Is(err, lease.ErrNotFound):
+			ttl = -1
+		case errors.Is(err, lease.ErrNotPrimary):
+			return nil, errNotLeader
+		case err != nil:
 			return nil, err
 		}
 		out = &pb.LeaseKeepAliveResponse{ID: req.ID, TTL: ttl}
@@ -240,7 +254,9 @@ func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]
 		if err != nil || !ok {
 			return nil, errNotLeader
 		}
-		if out, err = s.timeToLiveLocal(ctx, &req); err != nil {
+		if out, err = s.timeToLiveLocal(ctx, &req); errors.Is(err, lease.ErrNotPrimary) {
+			return nil, errNotLeader
+		} else if err != nil {
 			return nil, err
 		}
 	default:
@@ -249,9 +265,10 @@ func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]
 	return out.Marshal()
 }
 
-// leaseLoop is the leader's lease duty: revoke what expired, and
-// checkpoint remaining TTLs every checkpoint interval. On other members it
-// finds nothing to do (the lessor is not primary).
+// leaseLoop is the leader's lease duty: revoke what expired, checkpoint
+// remaining TTLs every checkpoint interval, and clear the checkpoints of
+// renewed leases. On other members it finds nothing to do (the lessor is
+// not primary). Each decision is proposed with the term it was taken in.
 func (s *Server) leaseLoop() {
 	expiry := time.NewTicker(expiryCheckEvery)
 	defer expiry.Stop()
@@ -263,14 +280,16 @@ func (s *Server) leaseLoop() {
 		case <-s.stopping:
 			return
 		case <-expiry.C:
+			term := s.rn.Term()
 			if !s.isLeader() {
 				continue
 			}
 			for _, id := range le.Expired(maxRevokesPerCheck, revokeRetry) {
 				req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}
-				s.goAttached(func() { s.proposeLeaderDuty(req) })
+				s.goAttached(func() { s.proposeLeaderDuty(req, term) })
 			}
 		case <-checkpoint.C:
+			term := s.rn.Term()
 			if !s.isLeader() {
 				continue
 			}
@@ -282,17 +301,26 @@ func (s *Server) leaseLoop() {
 					req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: r.ID, Remaining_TTL: r.RemainingTTL})
 				}
 				recs = recs[n:]
-				s.proposeLeaderDuty(&pb.InternalRaftRequest{LeaseCheckpoint: req})
+				s.goAttached(func() { s.proposeLeaderDuty(&pb.InternalRaftRequest{LeaseCheckpoint: req}, term) })
+			}
+		case id := <-s.leaseClears:
+			term := s.rn.Term()
+			req := &pb.LeaseCheckpointRequest{Checkpoints: []*pb.LeaseCheckpoint{{ID: id}}}
+			for len(req.Checkpoints) < maxCheckpointsPerEntry && len(s.leaseClears) > 0 {
+				req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: <-s.leaseClears})
+			}
+			if s.isLeader() {
+				s.goAttached(func() { s.proposeLeaderDuty(&pb.InternalRaftRequest{LeaseCheckpoint: req}, term) })
 			}
 		}
 	}
 }
 
 // proposeLeaderDuty proposes what only the leader may decide (revoking an
-// expired lease, checkpointing): if this member no longer leads when raft
-// takes it, it is dropped, never forwarded to another leader.
-func (s *Server) proposeLeaderDuty(req *pb.InternalRaftRequest) {
-	_, err := s.proposeAs(context.Background(), req, true)
+// expired lease, checkpointing): if this member does not lead in term
+// when raft takes it, it is dropped, never forwarded to another leader.
+func (s *Server) proposeLeaderDuty(req *pb.InternalRaftRequest, term uint64) {
+	_, err := s.proposeAs(context.Background(), req, term)
 	switch {
 	case err == nil, errors.Is(err, lease.ErrNotFound), errors.Is(err, ErrStopped),
 		errors.Is(err, raftnode.ErrNotLeader):

@@ -60,6 +60,10 @@ type Server struct {
 
 	reads readBatcher
 
+	// leaseClears are leases renewed with a checkpoint to clear: the lease
+	// loop proposes the clears, in batches.
+	leaseClears chan int64
+
 	// image is the last snapshot image this member wrote to send.
 	image struct {
 		sync.Mutex
@@ -94,6 +98,7 @@ func New(cfg Config) (*Server, error) {
 	s.applied.index = st.applier.ConsistentIndex()
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
+	s.leaseClears = make(chan int64, maxCheckpointsPerEntry)
 	s.metrics = newMetrics(cfg.Registry, s)
 	return s, nil
 }
@@ -330,7 +335,10 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 				// time. Leases start from their remaining TTLs, plus an
 				// election timeout for keep-alives lost with the old
 				// leader.
-				s.applier.Lessor().Promote(s.cfg.ElectionTimeout)
+				term := e.Term
+				s.applier.Lessor().Promote(s.cfg.ElectionTimeout, func() bool {
+					return s.isLeader() && s.rn.Term() == term
+				})
 			}
 		}
 		if e.Type == raftpb.EntryConfChange {
@@ -469,12 +477,13 @@ func (s *Server) publishAttributes() {
 
 // propose proposes req and waits for its entry to be applied.
 func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (apply.Result, error) {
-	return s.proposeAs(ctx, req, false)
+	return s.proposeAs(ctx, req, 0)
 }
 
-// proposeAs is propose; leaderOnly proposals fail with
-// raftnode.ErrNotLeader unless this member leads when raft takes them.
-func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderOnly bool) (apply.Result, error) {
+// proposeAs is propose; a proposal with a leader term fails with
+// raftnode.ErrNotLeader unless this member leads in that term when raft
+// takes it.
+func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (apply.Result, error) {
 	id := s.reqIDs.next()
 	req.Header = &pb.RequestHeader{ID: id}
 	data, err := req.Marshal()
@@ -488,8 +497,8 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
 	proposeFn := s.rn.Propose
-	if leaderOnly {
-		proposeFn = s.rn.ProposeAsLeader
+	if leaderTerm != 0 {
+		proposeFn = func(ctx context.Context, data []byte) error { return s.rn.ProposeAsLeader(ctx, data, leaderTerm) }
 	}
 	if err := proposeFn(ctx, data); err != nil {
 		s.wait.cancel(id)

@@ -28,9 +28,22 @@ func (t *Transport) Call(ctx context.Context, to uint64, method string, req []by
 	ctx = metadata.AppendToOutgoingContext(t.outgoingContext(ctx, to), mdMethod, method)
 	var resp []byte
 	if err := conn.Invoke(ctx, "/"+serviceName+"/Call", &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+		t.dropCallConn(to, conn)
 		return nil, err
 	}
 	return resp, nil
+}
+
+// dropCallConn closes a call connection that failed, so the next call
+// dials again, at the peer's next URL.
+func (t *Transport) dropCallConn(to uint64, conn *grpc.ClientConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.mu.peers[to]; ok && p.callConn == conn {
+		p.callConn.Close()
+		p.callConn = nil
+		p.callURL++
+	}
 }
 
 func (t *Transport) callConn(to uint64) (*grpc.ClientConn, error) {
@@ -44,7 +57,7 @@ func (t *Transport) callConn(to uint64) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("transport: no peer %s", idString(to))
 	}
 	if p.callConn == nil {
-		conn, err := dial(p.urls[0])
+		conn, err := dial(p.urls[p.callURL%len(p.urls)])
 		if err != nil {
 			return nil, err
 		}

@@ -33,6 +33,7 @@ type peer struct {
 	// callConn carries Calls to the peer; guarded by Transport.mu, closed
 	// by stop.
 	callConn *grpc.ClientConn
+	callURL  int
 }
 
 func newPeer(t *Transport, id uint64, urls []string) *peer {
