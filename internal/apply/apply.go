@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -210,15 +211,7 @@ func (a *Applier) Members() []membership.Member {
 	for _, m := range a.members {
 		out = append(out, *m)
 	}
-	slices.SortFunc(out, func(x, y membership.Member) int {
-		switch {
-		case x.ID < y.ID:
-			return -1
-		case x.ID > y.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(x, y membership.Member) int { return cmp.Compare(x.ID, y.ID) })
 	return out
 }
 

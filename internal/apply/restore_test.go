@@ -36,6 +36,24 @@ func applyPut(t *testing.T, a *Applier, index uint64, key, value string) {
 	}
 }
 
+// restoreFrom restores to an image of from's backend, as a lagging member
+// installs a snapshot.
+func restoreFrom(t *testing.T, to, from *Applier) {
+	t.Helper()
+	cp, err := from.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	var image bytes.Buffer
+	if _, err := cp.WriteTo(&image); err != nil {
+		t.Fatal(err)
+	}
+	if err := to.Restore(&image); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func nextWatchResponse(t *testing.T, st *mvcc.WatchStream) mvcc.WatchResponse {
 	t.Helper()
 	for {
@@ -66,18 +84,7 @@ func TestWatchAcrossRestore(t *testing.T) {
 	if _, err := st.Watch(mvcc.WatchOptions{Key: []byte("k")}); err != nil {
 		t.Fatal(err)
 	}
-	cp, err := ahead.Checkpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cp.Close()
-	var image bytes.Buffer
-	if _, err := cp.WriteTo(&image); err != nil {
-		t.Fatal(err)
-	}
-	if err := behind.Restore(&image); err != nil {
-		t.Fatal(err)
-	}
+	restoreFrom(t, behind, ahead)
 	var got []string
 	for len(got) < 3 {
 		for _, ev := range nextWatchResponse(t, st).Events {
@@ -111,18 +118,7 @@ func TestLeasesAcrossRestore(t *testing.T) {
 	apply(2, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("held"), Value: []byte("v"), Lease: 7}})
 	apply(3, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
 		Checkpoints: []*pb.LeaseCheckpoint{{ID: 7, Remaining_TTL: 42}}}})
-	cp, err := ahead.Checkpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cp.Close()
-	var image bytes.Buffer
-	if _, err := cp.WriteTo(&image); err != nil {
-		t.Fatal(err)
-	}
-	if err := behind.Restore(&image); err != nil {
-		t.Fatal(err)
-	}
+	restoreFrom(t, behind, ahead)
 	if keys, err := behind.Lessor().Keys(7); err != nil || fmt.Sprint(keys) != "[held]" {
 		t.Fatalf("after the restore: %v %v", keys, err)
 	}

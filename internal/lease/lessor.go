@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"cmp"
 	"container/heap"
 	"encoding/binary"
 	"errors"
@@ -360,15 +361,7 @@ func (le *Lessor) Remaining() []Record {
 			out = append(out, Record{ID: l.ID, TTL: l.TTL, RemainingTTL: rem})
 		}
 	}
-	slices.SortFunc(out, func(a, b Record) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Record) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
