@@ -34,7 +34,7 @@ const (
 
 // errNotLeader is answered to a forwarded lease call that reached a
 // member no longer leading: the sender tries again.
-var errNotLeader = status.Error(codes.Unavailable, "cairn: not the leader")
+var errNotLeader = status.Error(codes.FailedPrecondition, "cairn: not the leader")
 
 // LeaseGrant grants a lease, with the ID asked for or, if 0, one the
 // member generates.

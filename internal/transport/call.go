@@ -5,14 +5,18 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 const mdMethod = "cairn-method"
 
 // Calls serves requests a peer forwards to this member (a follower's lease
 // keep-alives, for the leader): method names the request, req and the
-// answer are the caller's encoding.
+// answer are the caller's encoding. A refusal should not use the codes
+// Unavailable or DeadlineExceeded, which the caller reads as a broken
+// connection.
 type Calls interface {
 	HandleCall(ctx context.Context, method string, req []byte) ([]byte, error)
 }
@@ -28,7 +32,10 @@ func (t *Transport) Call(ctx context.Context, to uint64, method string, req []by
 	ctx = metadata.AppendToOutgoingContext(t.outgoingContext(ctx, to), mdMethod, method)
 	var resp []byte
 	if err := conn.Invoke(ctx, "/"+serviceName+"/Call", &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
-		t.dropCallConn(to, conn)
+		if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
+			// The connection, not the peer's answer: dial again.
+			t.dropCallConn(to, conn)
+		}
 		return nil, err
 	}
 	return resp, nil
