@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// globals are the flags every command shares, etcdctl's, and the streams.
+type globals struct {
+	// name is what the tool calls itself: etcdctl or cairnctl.
+	name string
+
+	endpoints        []string
+	dialTimeout      time.Duration
+	commandTimeout   time.Duration
+	keepaliveTime    time.Duration
+	keepaliveTimeout time.Duration
+	user, password   string
+	cacert, cert     string
+	key              string
+	insecure         bool
+	skipVerify       bool
+	hex              bool
+	writeOut         string
+	debug            bool
+	maxRequestBytes  int
+	maxRecvBytes     int
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func (g *globals) register(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&g.endpoints, "endpoints", []string{"127.0.0.1:2379"}, "gRPC endpoints")
+	fs.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "dial timeout for client connections")
+	fs.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout for short running command (excluding dial timeout)")
+	fs.DurationVar(&g.keepaliveTime, "keepalive-time", 2*time.Second, "keepalive time for client connections")
+	fs.DurationVar(&g.keepaliveTimeout, "keepalive-timeout", 6*time.Second, "keepalive timeout for client connections")
+	fs.StringVar(&g.user, "user", "", "username[:password] for authentication (prompt if password is not supplied)")
+	fs.StringVar(&g.password, "password", "", "password for authentication (if this option is used, --user option shouldn't include password)")
+	fs.StringVar(&g.cacert, "cacert", "", "verify certificates of TLS-enabled secure servers using this CA bundle")
+	fs.StringVar(&g.cert, "cert", "", "identify secure client using this TLS certificate file")
+	fs.StringVar(&g.key, "key", "", "identify secure client using this TLS key file")
+	fs.BoolVar(&g.insecure, "insecure-transport", true, "disable transport security for client connections")
+	fs.BoolVar(&g.skipVerify, "insecure-skip-tls-verify", false, "skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)")
+	fs.BoolVar(&g.hex, "hex", false, "print byte strings as hex encoded strings")
+	fs.StringVarP(&g.writeOut, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
+	fs.BoolVar(&g.debug, "debug", false, "enable client-side debug logging")
+	fs.IntVar(&g.maxRequestBytes, "max-request-bytes", 0, "client-side request send limit in bytes (if 0, it defaults to 2.0 MiB (2 * 1024 * 1024).)")
+	fs.IntVar(&g.maxRecvBytes, "max-recv-bytes", 0, "client-side response receive limit in bytes (if 0, it defaults to \"math.MaxInt32\")")
+}
+
+// errLogged is an error already reported (as a log line): nothing more is
+// printed for it.
+var errLogged = errors.New("logged")
+
+// envPrefixes: etcdctl's variables, then Cairn's names for the same.
+var envPrefixes = []string{"ETCDCTL_", "CAIRNCTL_"}
+
+// fromEnvironment sets flags not given on the command line from
+// ETCDCTL_<FLAG> (or CAIRNCTL_<FLAG>); as etcdctl, a variable naming a
+// flag also given on the command line is an error.
+func (g *globals) fromEnvironment(cmd *cobra.Command, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if name, value, ok := strings.Cut(kv, "="); ok {
+			env[name] = value
+		}
+	}
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		for _, prefix := range envPrefixes {
+			name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+			value, ok := env[name]
+			if !ok {
+				continue
+			}
+			if f.Changed {
+				// etcdctl logs this, fatally, as a JSON line.
+				g.logger().Error("conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))",
+					zap.String("environment-variable", name))
+				err = exitErr{exitError, errLogged}
+				return
+			}
+			if serr := f.Value.Set(value); serr != nil {
+				err = fmt.Errorf("invalid value %q for %s: %v", value, name, serr)
+				return
+			}
+			f.Changed = true
+		}
+	})
+	return err
+}
+
+// client connects to the endpoints.
+func (g *globals) client() (*clientv3.Client, error) {
+	cfg := clientv3.Config{
+		Endpoints:            g.endpoints,
+		DialTimeout:          g.dialTimeout,
+		DialKeepAliveTime:    g.keepaliveTime,
+		DialKeepAliveTimeout: g.keepaliveTimeout,
+		MaxCallSendMsgSize:   g.maxRequestBytes,
+		MaxCallRecvMsgSize:   g.maxRecvBytes,
+		Logger:               g.logger(),
+	}
+	if g.user != "" {
+		user, password, hasPassword := strings.Cut(g.user, ":")
+		if !hasPassword {
+			password = g.password
+		}
+		cfg.Username, cfg.Password = user, password
+	}
+	if g.cacert != "" || g.cert != "" || g.key != "" || g.skipVerify || !g.insecure {
+		tlsCfg, err := g.tlsConfig()
+		if err != nil {
+			return nil, exitErr{exitBadArgs, err}
+		}
+		cfg.TLS = tlsCfg
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, exitErr{exitBadConnection, err}
+	}
+	return cli, nil
+}
+
+func (g *globals) tlsConfig() (*tls.Config, error) {
+	c := &tls.Config{InsecureSkipVerify: g.skipVerify} //nolint:gosec // the user asked for it
+	if g.cacert != "" {
+		pem, err := os.ReadFile(g.cacert)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificates in %s", g.cacert)
+		}
+		c.RootCAs = pool
+	}
+	if g.cert != "" || g.key != "" {
+		pair, err := tls.LoadX509KeyPair(g.cert, g.key)
+		if err != nil {
+			return nil, err
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
+}
+
+// logger is the client's: its warnings go to stderr as etcdctl's do (JSON
+// lines), and debug output with --debug.
+func (g *globals) logger() *zap.Logger {
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
+	if g.debug {
+		cfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+	}
+	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	cfg.Sampling = nil
+	lg, err := cfg.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return lg.Named("etcd-client")
+}
+
+// commandCtx bounds one request by --command-timeout.
+func (g *globals) commandCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), g.commandTimeout)
+}
+
+// withClient runs fn with a client, closed after.
+func (g *globals) withClient(fn func(cli *clientv3.Client) error) error {
+	cli, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return fn(cli)
+}

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func newPutCommand(g *globals) *cobra.Command {
+	var prevKV, ignoreValue, ignoreLease bool
+	var leaseHex string
+	cmd := &cobra.Command{
+		Use:   "put [options] <key> <value> (<value> can also be given from stdin)",
+		Short: "Puts the given key into the store",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, false); err != nil {
+				return err
+			}
+			key, value, err := putArgs(g, args, ignoreValue)
+			if err != nil {
+				return err
+			}
+			var opts []clientv3.OpOption
+			if leaseHex != "" {
+				id, err := parseLeaseID(leaseHex)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, clientv3.WithLease(id))
+			}
+			if prevKV {
+				opts = append(opts, clientv3.WithPrevKV())
+			}
+			if ignoreValue {
+				opts = append(opts, clientv3.WithIgnoreValue())
+			}
+			if ignoreLease {
+				opts = append(opts, clientv3.WithIgnoreLease())
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				resp, err := cli.Put(ctx, key, value, opts...)
+				cancel()
+				if err != nil {
+					return err
+				}
+				switch g.writeOut {
+				case formatJSON:
+					return printJSON(g.stdout, resp)
+				case formatProtobuf:
+					return printProtobuf(g.stdout, (*pb.PutResponse)(resp))
+				case formatFields:
+					g.printHeaderFields(resp.Header)
+					if resp.PrevKv != nil {
+						g.printKVFields("Prev", resp.PrevKv)
+					}
+					return nil
+				}
+				fmt.Fprintln(g.stdout, "OK")
+				if resp.PrevKv != nil {
+					g.printKVSimple(resp.PrevKv, false)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&leaseHex, "lease", "0", "lease ID (in hexadecimal) to attach to the key")
+	cmd.Flags().BoolVar(&prevKV, "prev-kv", false, "return the previous key-value pair before modification")
+	cmd.Flags().BoolVar(&ignoreValue, "ignore-value", false, "updates the key using its current value")
+	cmd.Flags().BoolVar(&ignoreLease, "ignore-lease", false, "updates the key using its current lease")
+	return cmd
+}
+
+// putArgs reads put's key and value: two arguments, or one and the value
+// from stdin, as etcdctl.
+func putArgs(g *globals, args []string, ignoreValue bool) (string, string, error) {
+	if len(args) == 0 {
+		return "", "", badArgs("put command needs 1 argument and input from stdin or 2 arguments")
+	}
+	key := args[0]
+	if ignoreValue && len(args) > 1 {
+		return "", "", badArgs("put command needs only 1 argument when 'ignore-value' is set")
+	}
+	if ignoreValue {
+		return key, "", nil
+	}
+	if len(args) > 1 {
+		return key, args[1], nil
+	}
+	b, err := io.ReadAll(g.stdin)
+	if err != nil {
+		return "", "", badArgs("put command needs 1 argument and input from stdin or 2 arguments")
+	}
+	return key, string(b), nil
+}
+
+func parseLeaseID(s string) (clientv3.LeaseID, error) {
+	id, err := strconv.ParseInt(s, 16, 64)
+	if err != nil {
+		return 0, badArgs("bad lease ID (%v), expecting ID in Hex", err)
+	}
+	return clientv3.LeaseID(id), nil
+}
+
+func newGetCommand(g *globals) *cobra.Command {
+	var (
+		consistency, sortOrder, sortTarget   string
+		prefix, fromKey, keysOnly, countOnly bool
+		printValueOnly                       bool
+		limit, rev                           int64
+		minMod, maxMod, minCreate, maxCreate int64
+	)
+	cmd := &cobra.Command{
+		Use:   "get [options] <key> [range_end]",
+		Short: "Gets the key or a range of keys",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, false); err != nil {
+				return err
+			}
+			if len(args) == 0 || len(args) > 2 {
+				return badArgs("get command needs one argument as key and an optional argument as range_end")
+			}
+			if prefix && fromKey {
+				return badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+			}
+			if keysOnly && countOnly {
+				return exitErr{exitInvalidInput, fmt.Errorf("`--keys-only` and `--count-only` cannot be set at the same time, choose one")}
+			}
+			if countOnly && g.writeOut != formatFields {
+				return badArgs("--count-only is only for `--write-out=fields`")
+			}
+			if printValueOnly && g.writeOut != formatSimple {
+				return badArgs("print-value-only is only for `--write-out=simple`")
+			}
+			var opts []clientv3.OpOption
+			switch consistency {
+			case "s":
+				opts = append(opts, clientv3.WithSerializable())
+			case "l":
+			default:
+				return exitErr{exitBadFeature, fmt.Errorf("unknown consistency flag %q", consistency)}
+			}
+			key := args[0]
+			if len(args) > 1 {
+				if prefix || fromKey {
+					return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+				}
+				opts = append(opts, clientv3.WithRange(args[1]))
+			}
+			opts = append(opts, clientv3.WithLimit(limit))
+			if rev > 0 {
+				opts = append(opts, clientv3.WithRev(rev))
+			}
+			order := clientv3.SortNone
+			switch strings.ToUpper(sortOrder) {
+			case "ASCEND":
+				order = clientv3.SortAscend
+			case "DESCEND":
+				order = clientv3.SortDescend
+			case "":
+			default:
+				return badArgs("bad sort order %v", sortOrder)
+			}
+			target := clientv3.SortByKey
+			switch strings.ToUpper(sortTarget) {
+			case "CREATE":
+				target = clientv3.SortByCreateRevision
+			case "KEY":
+			case "MODIFY":
+				target = clientv3.SortByModRevision
+			case "VALUE":
+				target = clientv3.SortByValue
+			case "VERSION":
+				target = clientv3.SortByVersion
+			case "":
+			default:
+				return badArgs("bad sort target %v", sortTarget)
+			}
+			opts = append(opts, clientv3.WithSort(target, order))
+			if prefix {
+				if len(key) == 0 {
+					key = "\x00"
+					opts = append(opts, clientv3.WithFromKey())
+				} else {
+					opts = append(opts, clientv3.WithPrefix())
+				}
+			}
+			if fromKey {
+				if len(key) == 0 {
+					key = "\x00"
+				}
+				opts = append(opts, clientv3.WithFromKey())
+			}
+			if keysOnly {
+				opts = append(opts, clientv3.WithKeysOnly())
+			}
+			if countOnly {
+				opts = append(opts, clientv3.WithCountOnly())
+			}
+			opts = append(opts, clientv3.WithMinModRev(minMod), clientv3.WithMaxModRev(maxMod),
+				clientv3.WithMinCreateRev(minCreate), clientv3.WithMaxCreateRev(maxCreate))
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				resp, err := cli.Get(ctx, key, opts...)
+				cancel()
+				if err != nil {
+					return err
+				}
+				switch g.writeOut {
+				case formatJSON:
+					return printJSON(g.stdout, resp)
+				case formatProtobuf:
+					return printProtobuf(g.stdout, (*pb.RangeResponse)(resp))
+				case formatFields:
+					g.printHeaderFields(resp.Header)
+					for _, kv := range resp.Kvs {
+						g.printKVFields("", kv)
+					}
+					fmt.Fprintln(g.stdout, `"More" :`, resp.More)
+					fmt.Fprintln(g.stdout, `"Count" :`, resp.Count)
+					return nil
+				}
+				for _, kv := range resp.Kvs {
+					g.printKVSimple(kv, printValueOnly)
+				}
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&consistency, "consistency", "l", "Linearizable(l) or Serializable(s)")
+	f.StringVar(&sortOrder, "order", "", "Order of results; ASCEND or DESCEND (ASCEND by default)")
+	f.StringVar(&sortTarget, "sort-by", "", "Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION")
+	f.Int64Var(&limit, "limit", 0, "Maximum number of results")
+	f.BoolVar(&prefix, "prefix", false, "Get keys with matching prefix")
+	f.BoolVar(&fromKey, "from-key", false, "Get keys that are greater than or equal to the given key using byte compare")
+	f.Int64Var(&rev, "rev", 0, "Specify the kv revision")
+	f.BoolVar(&keysOnly, "keys-only", false, "Get only the keys")
+	f.BoolVar(&countOnly, "count-only", false, "Get only the count")
+	f.BoolVar(&printValueOnly, "print-value-only", false, `Only write values when using the "simple" output format`)
+	f.Int64Var(&minMod, "min-mod-rev", 0, "Minimum modify revision")
+	f.Int64Var(&maxMod, "max-mod-rev", 0, "Maximum modify revision")
+	f.Int64Var(&minCreate, "min-create-rev", 0, "Minimum create revision")
+	f.Int64Var(&maxCreate, "max-create-rev", 0, "Maximum create revision")
+	return cmd
+}
+
+func newDelCommand(g *globals) *cobra.Command {
+	var prefix, prevKV, fromKey, isRange bool
+	cmd := &cobra.Command{
+		Use:   "del [options] <key> [range_end]",
+		Short: "Removes the specified key or range of keys [key, range_end)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, false); err != nil {
+				return err
+			}
+			if len(args) == 0 || len(args) > 2 {
+				return badArgs("del command needs one argument as key and an optional argument as range_end")
+			}
+			if prefix && fromKey {
+				return badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+			}
+			var opts []clientv3.OpOption
+			key := args[0]
+			if len(args) > 1 {
+				if prefix || fromKey {
+					return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+				}
+				opts = append(opts, clientv3.WithRange(args[1]))
+				if !isRange {
+					// As etcdctl: a range given without --range may be a
+					// typo for two keys; give the user time to stop it.
+					fmt.Fprintf(g.stderr, "Warning: Keys between %q and %q will be deleted. Please interrupt the command within next 2 seconds to cancel. "+
+						"You can provide `--range` flag to avoid the delay.\n", args[0], args[1])
+					time.Sleep(2 * time.Second)
+				}
+			}
+			if prefix {
+				if len(key) == 0 {
+					key = "\x00"
+					opts = append(opts, clientv3.WithFromKey())
+				} else {
+					opts = append(opts, clientv3.WithPrefix())
+				}
+			}
+			if prevKV {
+				opts = append(opts, clientv3.WithPrevKV())
+			}
+			if fromKey {
+				if len(key) == 0 {
+					key = "\x00"
+				}
+				opts = append(opts, clientv3.WithFromKey())
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				resp, err := cli.Delete(ctx, key, opts...)
+				cancel()
+				if err != nil {
+					return err
+				}
+				switch g.writeOut {
+				case formatJSON:
+					return printJSON(g.stdout, resp)
+				case formatProtobuf:
+					return printProtobuf(g.stdout, (*pb.DeleteRangeResponse)(resp))
+				case formatFields:
+					g.printHeaderFields(resp.Header)
+					fmt.Fprintln(g.stdout, `"Deleted" :`, resp.Deleted)
+					for _, kv := range resp.PrevKvs {
+						g.printKVFields("Prev", kv)
+					}
+					return nil
+				}
+				fmt.Fprintln(g.stdout, resp.Deleted)
+				for _, kv := range resp.PrevKvs {
+					g.printKVSimple(kv, false)
+				}
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&prefix, "prefix", false, "delete keys with matching prefix")
+	f.BoolVar(&prevKV, "prev-kv", false, "return deleted key-value pairs")
+	f.BoolVar(&fromKey, "from-key", false, "delete keys that are greater than or equal to the given key using byte compare")
+	f.BoolVar(&isRange, "range", false, "delete range of keys without delay")
+	return cmd
+}
+
+func newCompactCommand(g *globals) *cobra.Command {
+	var physical bool
+	cmd := &cobra.Command{
+		Use:   "compact [options] <revision>",
+		Short: "Compacts the event history in etcd",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badArgs("compaction command needs 1 argument")
+			}
+			var rev int64
+			if _, err := fmt.Sscan(args[0], &rev); err != nil {
+				return badArgs("%v", err)
+			}
+			var opts []clientv3.CompactOption
+			if physical {
+				opts = append(opts, clientv3.WithCompactPhysical())
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				_, err := cli.Compact(ctx, rev, opts...)
+				cancel()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(g.stdout, "compacted revision", rev)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&physical, "physical", false, "'true' to wait for compaction to physically remove all old revisions")
+	return cmd
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func newLeaseCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "lease <subcommand>", Short: "Lease related commands"}
+	cmd.AddCommand(newLeaseGrant(g), newLeaseRevoke(g), newLeaseTimeToLive(g), newLeaseList(g), newLeaseKeepAlive(g))
+	return cmd
+}
+
+func leaseArg(args []string, what string) (clientv3.LeaseID, error) {
+	if len(args) != 1 {
+		return 0, badArgs("lease %s command needs lease ID as argument", what)
+	}
+	return parseLeaseID(args[0])
+}
+
+func newLeaseGrant(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "grant <ttl>",
+		Short: "Creates leases",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, false); err != nil {
+				return err
+			}
+			if len(args) != 1 {
+				return badArgs("lease grant command needs TTL argument")
+			}
+			var ttl int64
+			if _, err := fmt.Sscan(args[0], &ttl); err != nil {
+				return badArgs("bad TTL (%v)", err)
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				resp, err := cli.Grant(ctx, ttl)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("failed to grant lease (%v)", err)
+				}
+				switch g.writeOut {
+				case formatJSON:
+					return printJSON(g.stdout, resp)
+				case formatProtobuf:
+					return printProtobuf(g.stdout, &pb.LeaseGrantResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL, Error: resp.Error})
+				case formatFields:
+					g.printHeaderFields(resp.ResponseHeader)
+					fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+					fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
+					return nil
+				}
+				fmt.Fprintf(g.stdout, "lease %016x granted with TTL(%ds)\n", resp.ID, resp.TTL)
+				return nil
+			})
+		},
+	}
+}
+
+func newLeaseRevoke(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke <leaseID>",
+		Short: "Revokes leases",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, false); err != nil {
+				return err
+			}
+			if len(args) != 1 {
+				return badArgs("lease revoke command needs 1 argument")
+			}
+			id, err := parseLeaseID(args[0])
+			if err != nil {
+				return err
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				resp, err := cli.Revoke(ctx, id)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("failed to revoke lease (%v)", err)
+				}
+				switch g.writeOut {
+				case formatJSON:
+					return printJSON(g.stdout, resp)
+				case formatProtobuf:
+					return printProtobuf(g.stdout, (*pb.LeaseRevokeResponse)(resp))
+				case formatFields:
+					g.printHeaderFields(resp.Header)
+					return nil
+				}
+				fmt.Fprintf(g.stdout, "lease %016x revoked\n", id)
+				return nil
+			})
+		},
+	}
+}
+
+func newLeaseTimeToLive(g *globals) *cobra.Command {
+	var keys bool
+	cmd := &cobra.Command{
+		Use:   "timetolive <leaseID> [options]",
+		Short: "Get lease information",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, false); err != nil {
+				return err
+			}
+			id, err := leaseArg(args, "timetolive")
+			if err != nil {
+				return err
+			}
+			var opts []clientv3.LeaseOption
+			if keys {
+				opts = append(opts, clientv3.WithAttachedKeys())
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				resp, err := cli.TimeToLive(ctx, id, opts...)
+				cancel()
+				if err != nil {
+					return err
+				}
+				switch g.writeOut {
+				case formatJSON:
+					return printJSON(g.stdout, resp)
+				case formatProtobuf:
+					return printProtobuf(g.stdout, &pb.LeaseTimeToLiveResponse{Header: resp.ResponseHeader,
+						ID: int64(resp.ID), TTL: resp.TTL, GrantedTTL: resp.GrantedTTL, Keys: resp.Keys})
+				case formatFields:
+					g.printHeaderFields(resp.ResponseHeader)
+					fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+					fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
+					fmt.Fprintln(g.stdout, `"GrantedTTL" :`, resp.GrantedTTL)
+					for _, k := range resp.Keys {
+						fmt.Fprintf(g.stdout, "\"Key\" : %q\n", string(k))
+					}
+					return nil
+				}
+				if resp.TTL == -1 {
+					fmt.Fprintf(g.stdout, "lease %016x already expired\n", resp.ID)
+					return nil
+				}
+				txt := fmt.Sprintf("lease %016x granted with TTL(%ds), remaining(%ds)", resp.ID, resp.GrantedTTL, resp.TTL)
+				if keys {
+					ks := make([]string, len(resp.Keys))
+					for i := range resp.Keys {
+						ks[i] = string(resp.Keys[i])
+					}
+					txt += fmt.Sprintf(", attached keys(%v)", ks)
+				}
+				fmt.Fprintln(g.stdout, txt)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&keys, "keys", false, "Get keys attached to this lease")
+	return cmd
+}
+
+func newLeaseList(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List all active leases",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, false); err != nil {
+				return err
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				resp, err := cli.Leases(ctx)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("failed to list leases (%v)", err)
+				}
+				switch g.writeOut {
+				case formatJSON:
+					return printJSON(g.stdout, resp)
+				case formatProtobuf:
+					out := &pb.LeaseLeasesResponse{Header: resp.ResponseHeader}
+					for _, l := range resp.Leases {
+						out.Leases = append(out.Leases, &pb.LeaseStatus{ID: int64(l.ID)})
+					}
+					return printProtobuf(g.stdout, out)
+				case formatFields:
+					g.printHeaderFields(resp.ResponseHeader)
+					for _, l := range resp.Leases {
+						fmt.Fprintln(g.stdout, `"ID" :`, l.ID)
+					}
+					return nil
+				}
+				fmt.Fprintf(g.stdout, "found %d leases\n", len(resp.Leases))
+				for _, l := range resp.Leases {
+					fmt.Fprintf(g.stdout, "%016x\n", l.ID)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func newLeaseKeepAlive(g *globals) *cobra.Command {
+	var once bool
+	cmd := &cobra.Command{
+		Use:   "keep-alive [options] <leaseID>",
+		Short: "Keeps leases alive (renew)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, false); err != nil {
+				return err
+			}
+			id, err := leaseArg(args, "keep-alive")
+			if err != nil {
+				return err
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				if once {
+					ctx, cancel := g.commandCtx()
+					resp, err := cli.KeepAliveOnce(ctx, id)
+					cancel()
+					if err != nil {
+						// etcdctl exits as for a bad connection here.
+						return exitErr{exitBadConnection, err}
+					}
+					return g.printKeepAlive(resp)
+				}
+				ch, err := cli.KeepAlive(context.Background(), id)
+				if err != nil {
+					return err
+				}
+				for resp := range ch {
+					if err := g.printKeepAlive(resp); err != nil {
+						return err
+					}
+				}
+				if g.writeOut == formatSimple {
+					fmt.Fprintf(g.stdout, "lease %016x expired or revoked.\n", id)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&once, "once", false, "Resets the keep-alive time to its original value and cobrautl.Exits immediately")
+	return cmd
+}
+
+func (g *globals) printKeepAlive(resp *clientv3.LeaseKeepAliveResponse) error {
+	switch g.writeOut {
+	case formatJSON:
+		return printJSON(g.stdout, resp)
+	case formatProtobuf:
+		return printProtobuf(g.stdout, &pb.LeaseKeepAliveResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL})
+	case formatFields:
+		g.printHeaderFields(resp.ResponseHeader)
+		fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+		fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "lease %016x keepalived with TTL(%d)\n", resp.ID, resp.TTL)
+	return nil
+}
+
+func newVersionCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Prints the version of etcdctl",
+		Run: func(cmd *cobra.Command, args []string) {
+			// etcdctl's lines, so that scripts reading them keep working:
+			// cairnctl speaks etcd's 3.6 API.
+			fmt.Fprintf(g.stdout, "%s version: 3.6.6\n", g.name)
+			fmt.Fprintln(g.stdout, "API version: 3.6")
+		},
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, etcdctl's.
+const (
+	exitSuccess       = 0
+	exitError         = 1
+	exitBadConnection = 2
+	exitInvalidInput  = 3
+	exitBadFeature    = 4
+	exitBadArgs       = 128
+)
+
+// exitErr carries an exit code with its message.
+type exitErr struct {
+	code int
+	err  error
+}
+
+func (e exitErr) Error() string { return e.err.Error() }
+func (e exitErr) Unwrap() error { return e.err }
+
+func badArgs(format string, a ...any) error {
+	return exitErr{exitBadArgs, fmt.Errorf(format, a...)}
+}
+
+func main() {
+	os.Exit(run(filepath.Base(os.Args[0]), os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run runs one command line and returns the exit code. name is what the
+// tool calls itself in messages: how it was invoked, so that installed as
+// etcdctl it prints exactly what etcdctl prints.
+func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if name != "etcdctl" {
+		name = "cairnctl"
+	}
+	g := &globals{name: name, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRoot(g, environ)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return exitSuccess
+	}
+	if !errors.Is(err, errLogged) {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
+	}
+	var ee exitErr
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitError
+}
+
+func newRoot(g *globals, environ []string) *cobra.Command {
+	root := &cobra.Command{
+		Use:           g.name,
+		Short:         "A simple command line client for Cairn (etcdctl's commands).",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.fromEnvironment(cmd, environ)
+		},
+	}
+	g.register(root.PersistentFlags())
+	root.AddCommand(newPutCommand(g), newGetCommand(g), newDelCommand(g), newCompactCommand(g),
+		newLeaseCommand(g), newVersionCommand(g))
+	return root
+}

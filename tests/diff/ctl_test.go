@@ -1,0 +1,179 @@
+package diff
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ctlStep is one command line (and its stdin), run by both CLIs.
+type ctlStep struct {
+	args  []string
+	stdin string
+	env   []string
+}
+
+// ctlResult is what one command printed, normalized: client log lines
+// (JSON, with timestamps) dropped from stderr, and lease IDs, which the
+// server generates from the clock, replaced.
+type ctlResult struct {
+	stdout, stderr string
+	code           int
+}
+
+var (
+	leaseHexRe = regexp.MustCompile(`\b[0-9a-f]{16}\b`)
+	leaseDecRe = regexp.MustCompile(`"ID"( ?: ?)[0-9]+`)
+)
+
+func normalize(s string) string {
+	s = leaseHexRe.ReplaceAllString(s, "<lease>")
+	return leaseDecRe.ReplaceAllString(s, `"ID"$1<lease>`)
+}
+
+// runScript starts a fresh one-member cairn on the given ports, runs
+// every step with ctl, and returns what each printed.
+func runScript(t *testing.T, cairn, ctl string, cport, pport int, steps []ctlStep) []ctlResult {
+	t.Helper()
+	curl, purl := fmt.Sprintf("http://127.0.0.1:%d", cport), fmt.Sprintf("http://127.0.0.1:%d", pport)
+	srv := exec.Command(cairn, "--name", "d", "--data-dir", filepath.Join(t.TempDir(), "data"),
+		"--listen-client-urls", curl, "--advertise-client-urls", curl,
+		"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl, "--log-level", "error")
+	srv.Env = cleanEnv()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		srv.Process.Signal(syscall.SIGKILL)
+		srv.Wait()
+	}()
+	ep := fmt.Sprintf("127.0.0.1:%d", cport)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if exec.Command(ctl, "--endpoints", ep, "get", "x").Run() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("cairn not serving")
+		}
+		time.Sleep(50 * time.Millisecond) // polling a starting process
+	}
+	var out []ctlResult
+	for _, st := range steps {
+		args := make([]string, len(st.args))
+		for i, a := range st.args {
+			args[i] = strings.ReplaceAll(a, "$EP", ep)
+		}
+		cmd := exec.Command(ctl, args...)
+		cmd.Env = append(cleanEnv(), st.env...)
+		for i, e := range cmd.Env {
+			cmd.Env[i] = strings.ReplaceAll(e, "$EP", ep)
+		}
+		cmd.Stdin = strings.NewReader(st.stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		var errLines []string
+		for line := range strings.SplitSeq(stderr.String(), "\n") {
+			if !strings.HasPrefix(line, "{\"level\":") {
+				errLines = append(errLines, line)
+			}
+		}
+		out = append(out, ctlResult{normalize(stdout.String()), normalize(strings.Join(errLines, "\n")), code})
+	}
+	return out
+}
+
+// TestCtlDifferential runs the same command lines through stock etcdctl
+// and through cairnctl, each against a fresh cairn with the same identity,
+// and requires the same stdout, stderr (less client log lines) and exit
+// code from every one.
+func TestCtlDifferential(t *testing.T) {
+	cairn, etcd := binaries(t)
+	etcdctl := filepath.Join(filepath.Dir(etcd), "etcdctl")
+	if _, err := os.Stat(etcdctl); err != nil {
+		t.Skipf("no stock etcdctl beside %s", etcd)
+	}
+	// Installed as etcdctl, as a drop-in replacement is: it then names
+	// itself etcdctl in its messages.
+	cairnctl := filepath.Join(t.TempDir(), "etcdctl")
+	build := exec.Command("go", "build", "-o", cairnctl, "../../cmd/cairnctl")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatal(err)
+	}
+	e := func(args ...string) ctlStep { return ctlStep{args: append([]string{"--endpoints", "$EP"}, args...)} }
+	steps := []ctlStep{
+		e("put", "a", "1"),
+		e("put", "a", "2", "--prev-kv"),
+		e("put", "b", "3", "-w", "json"),
+		e("put", "c", "4", "-w", "fields", "--prev-kv"),
+		e("put", "c", "5", "-w", "protobuf"),
+		{args: []string{"--endpoints", "$EP", "put", "fromstdin"}, stdin: "value from stdin"},
+		e("put", "d", "--ignore-value"),
+		e("put", "e", "6", "--ignore-value"),
+		e("put"),
+		e("put", "x", "y", "--lease=1234"),
+		e("put", "x", "y", "--lease=zz"),
+		e("get", "a"),
+		e("get", "a", "-w", "json"),
+		e("get", "a", "-w", "fields"),
+		e("get", "a", "-w", "protobuf"),
+		e("get", "", "--prefix", "--keys-only"),
+		e("get", "a", "--print-value-only"),
+		e("get", "", "--prefix", "--count-only", "-w", "fields"),
+		e("get", "", "--prefix", "--count-only"),
+		e("get", "a", "-w", "table"),
+		e("get", "a", "-w", "yaml"),
+		e("get", "a", "--hex"),
+		e("get", "", "--prefix", "--sort-by=CREATE", "--order=DESCEND"),
+		e("get", "", "--prefix", "--sort-by=VALUE", "--order=ASCEND", "-w", "json"),
+		e("get", "a", "--rev", "2"),
+		e("get", "a", "--rev", "100"),
+		e("get", "a", "--from-key", "--limit", "2", "-w", "json"),
+		e("get", "a", "c"),
+		e("get", "", "--prefix", "--min-mod-rev", "4", "--max-create-rev", "5"),
+		e("get", "a", "--consistency", "s"),
+		e("get", "a", "--consistency", "x"),
+		e("get"),
+		e("get", "a", "--prefix", "--from-key"),
+		e("del", "c", "--prev-kv"),
+		e("del", "a", "b", "--range", "-w", "fields", "--prev-kv"),
+		e("del", "zzz"),
+		e("del", "", "--prefix", "-w", "json"),
+		e("lease", "grant", "60"),
+		e("lease", "grant", "60", "-w", "fields"),
+		e("lease", "list"),
+		e("lease", "timetolive", "1234"),
+		e("lease", "revoke", "1234"),
+		e("lease", "keep-alive", "--once", "1234"),
+		e("compact", "2"),
+		e("compact", "1"),
+		e("compact"),
+		e("version"),
+		{args: []string{"get", "a"}, env: []string{"ETCDCTL_ENDPOINTS=$EP"}},
+		{args: []string{"get", "a", "--endpoints", "$EP"}, env: []string{"ETCDCTL_ENDPOINTS=$EP"}},
+		e("nosuchcommand"),
+	}
+	ports := []int{freePort(t), freePort(t)}
+	want := runScript(t, cairn, etcdctl, ports[0], ports[1], steps)
+	got := runScript(t, cairn, cairnctl, ports[0], ports[1], steps)
+	for i := range steps {
+		if got[i] != want[i] {
+			t.Errorf("%v:\ncairnctl: exit %d\n%s--- stderr\n%s\netcdctl:  exit %d\n%s--- stderr\n%s", steps[i].args,
+				got[i].code, got[i].stdout, got[i].stderr, want[i].code, want[i].stdout, want[i].stderr)
+		}
+	}
+}
