@@ -18,6 +18,7 @@ const (
 	exitBadConnection = 2
 	exitInvalidInput  = 3
 	exitBadFeature    = 4
+	exitInterrupted   = 5
 	exitBadArgs       = 128
 )
 
@@ -79,6 +80,6 @@ func newRoot(g *globals, environ []string) *cobra.Command {
 	}
 	g.register(root.PersistentFlags())
 	root.AddCommand(newPutCommand(g), newGetCommand(g), newDelCommand(g), newCompactCommand(g),
-		newLeaseCommand(g), newVersionCommand(g))
+		newLeaseCommand(g), newWatchCommand(g), newVersionCommand(g))
 	return root
 }

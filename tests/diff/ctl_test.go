@@ -3,6 +3,8 @@ package diff
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,12 @@ type ctlStep struct {
 	args  []string
 	stdin string
 	env   []string
+	// background starts the command and goes on once the server counts
+	// watchers watchers in all; stop interrupts the background command
+	// named stop and takes its output as this step's.
+	background string
+	watchers   int
+	stop       string
 }
 
 // ctlResult is what one command printed, normalized: client log lines
@@ -65,7 +73,28 @@ func runScript(t *testing.T, cairn, ctl string, cport, pport int, steps []ctlSte
 		time.Sleep(50 * time.Millisecond) // polling a starting process
 	}
 	var out []ctlResult
+	type bg struct {
+		cmd            *exec.Cmd
+		stdout, stderr *bytes.Buffer
+	}
+	running := map[string]bg{}
+	result := func(stdout, stderr string, code int) ctlResult {
+		var errLines []string
+		for line := range strings.SplitSeq(stderr, "\n") {
+			if !strings.HasPrefix(line, "{\"level\":") {
+				errLines = append(errLines, line)
+			}
+		}
+		return ctlResult{normalize(stdout), normalize(strings.Join(errLines, "\n")), code}
+	}
 	for _, st := range steps {
+		if st.stop != "" {
+			b := running[st.stop]
+			b.cmd.Process.Signal(os.Interrupt)
+			b.cmd.Wait()
+			out = append(out, result(b.stdout.String(), b.stderr.String(), b.cmd.ProcessState.ExitCode()))
+			continue
+		}
 		args := make([]string, len(st.args))
 		for i, a := range st.args {
 			args[i] = strings.ReplaceAll(a, "$EP", ep)
@@ -78,6 +107,15 @@ func runScript(t *testing.T, cairn, ctl string, cport, pport int, steps []ctlSte
 		cmd.Stdin = strings.NewReader(st.stdin)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if st.background != "" {
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			running[st.background] = bg{cmd, &stdout, &stderr}
+			waitWatchers(t, curl, st.watchers)
+			out = append(out, ctlResult{})
+			continue
+		}
 		err := cmd.Run()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -85,15 +123,28 @@ func runScript(t *testing.T, cairn, ctl string, cport, pport int, steps []ctlSte
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		var errLines []string
-		for line := range strings.SplitSeq(stderr.String(), "\n") {
-			if !strings.HasPrefix(line, "{\"level\":") {
-				errLines = append(errLines, line)
-			}
-		}
-		out = append(out, ctlResult{normalize(stdout.String()), normalize(strings.Join(errLines, "\n")), code})
+		out = append(out, result(stdout.String(), stderr.String(), code))
 	}
 	return out
+}
+
+// waitWatchers polls the server's metrics until it counts n watchers.
+func waitWatchers(t *testing.T, clientURL string, n int) {
+	t.Helper()
+	want := fmt.Sprintf("etcd_debugging_mvcc_watcher_total %d\n", n)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if resp, err := http.Get(clientURL + "/metrics"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not count %d watchers", n)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a real process
+	}
 }
 
 // TestCtlDifferential runs the same command lines through stock etcdctl
@@ -166,6 +217,18 @@ func TestCtlDifferential(t *testing.T) {
 		{args: []string{"get", "a"}, env: []string{"ETCDCTL_ENDPOINTS=$EP"}},
 		{args: []string{"get", "a", "--endpoints", "$EP"}, env: []string{"ETCDCTL_ENDPOINTS=$EP"}},
 		e("nosuchcommand"),
+		// Watches, running while other commands write.
+		{args: []string{"--endpoints", "$EP", "watch", "w", "--prev-kv"}, background: "w1", watchers: 1},
+		{args: []string{"--endpoints", "$EP", "watch", "w", "-w", "json"}, background: "w2", watchers: 2},
+		{args: []string{"--endpoints", "$EP", "watch", "w", "-w", "fields", "--prev-kv"}, background: "w3", watchers: 3},
+		{args: []string{"--endpoints", "$EP", "watch", "--prefix", "w", "--", "sh", "-c",
+			"echo $ETCD_WATCH_REVISION $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE"}, background: "w4", watchers: 4},
+		e("put", "w", "1"),
+		e("put", "w", "2"),
+		e("del", "w"),
+		{stop: "w1"}, {stop: "w2"}, {stop: "w3"}, {stop: "w4"},
+		e("watch", "w", "--rev", "1", "--prefix", "x"),
+		e("watch"),
 	}
 	ports := []int{freePort(t), freePort(t)}
 	want := runScript(t, cairn, etcdctl, ports[0], ports[1], steps)
