@@ -40,6 +40,10 @@ type globals struct {
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
+
+	// capture, if set, takes the operation put, get or del would run:
+	// txn parses its requests with those commands.
+	capture func(clientv3.Op) error
 }
 
 func (g *globals) register(fs *pflag.FlagSet) {

@@ -43,6 +43,9 @@ func newPutCommand(g *globals) *cobra.Command {
 			if ignoreLease {
 				opts = append(opts, clientv3.WithIgnoreLease())
 			}
+			if g.capture != nil {
+				return g.capture(clientv3.OpPut(key, value, opts...))
+			}
 			return g.withClient(func(cli *clientv3.Client) error {
 				ctx, cancel := g.commandCtx()
 				resp, err := cli.Put(ctx, key, value, opts...)
@@ -56,16 +59,10 @@ func newPutCommand(g *globals) *cobra.Command {
 				case formatProtobuf:
 					return printProtobuf(g.stdout, (*pb.PutResponse)(resp))
 				case formatFields:
-					g.printHeaderFields(resp.Header)
-					if resp.PrevKv != nil {
-						g.printKVFields("Prev", resp.PrevKv)
-					}
+					g.printPutFields(resp)
 					return nil
 				}
-				fmt.Fprintln(g.stdout, "OK")
-				if resp.PrevKv != nil {
-					g.printKVSimple(resp.PrevKv, false)
-				}
+				g.printPutSimple(resp)
 				return nil
 			})
 		},
@@ -94,7 +91,7 @@ func putArgs(g *globals, args []string, ignoreValue bool) (string, string, error
 		return key, args[1], nil
 	}
 	b, err := io.ReadAll(g.stdin)
-	if err != nil {
+	if err != nil || len(b) == 0 {
 		return "", "", badArgs("put command needs 1 argument and input from stdin or 2 arguments")
 	}
 	return key, string(b), nil
@@ -205,6 +202,9 @@ func newGetCommand(g *globals) *cobra.Command {
 			}
 			opts = append(opts, clientv3.WithMinModRev(minMod), clientv3.WithMaxModRev(maxMod),
 				clientv3.WithMinCreateRev(minCreate), clientv3.WithMaxCreateRev(maxCreate))
+			if g.capture != nil {
+				return g.capture(clientv3.OpGet(key, opts...))
+			}
 			return g.withClient(func(cli *clientv3.Client) error {
 				ctx, cancel := g.commandCtx()
 				resp, err := cli.Get(ctx, key, opts...)
@@ -218,17 +218,10 @@ func newGetCommand(g *globals) *cobra.Command {
 				case formatProtobuf:
 					return printProtobuf(g.stdout, (*pb.RangeResponse)(resp))
 				case formatFields:
-					g.printHeaderFields(resp.Header)
-					for _, kv := range resp.Kvs {
-						g.printKVFields("", kv)
-					}
-					fmt.Fprintln(g.stdout, `"More" :`, resp.More)
-					fmt.Fprintln(g.stdout, `"Count" :`, resp.Count)
+					g.printGetFields(resp)
 					return nil
 				}
-				for _, kv := range resp.Kvs {
-					g.printKVSimple(kv, printValueOnly)
-				}
+				g.printGetSimple(resp, printValueOnly)
 				return nil
 			})
 		},
@@ -273,7 +266,7 @@ func newDelCommand(g *globals) *cobra.Command {
 					return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
 				}
 				opts = append(opts, clientv3.WithRange(args[1]))
-				if !isRange {
+				if !isRange && g.capture == nil {
 					// As etcdctl: a range given without --range may be a
 					// typo for two keys; give the user time to stop it.
 					fmt.Fprintf(g.stderr, "Warning: Keys between %q and %q will be deleted. Please interrupt the command within next 2 seconds to cancel. "+
@@ -298,6 +291,9 @@ func newDelCommand(g *globals) *cobra.Command {
 				}
 				opts = append(opts, clientv3.WithFromKey())
 			}
+			if g.capture != nil {
+				return g.capture(clientv3.OpDelete(key, opts...))
+			}
 			return g.withClient(func(cli *clientv3.Client) error {
 				ctx, cancel := g.commandCtx()
 				resp, err := cli.Delete(ctx, key, opts...)
@@ -311,17 +307,10 @@ func newDelCommand(g *globals) *cobra.Command {
 				case formatProtobuf:
 					return printProtobuf(g.stdout, (*pb.DeleteRangeResponse)(resp))
 				case formatFields:
-					g.printHeaderFields(resp.Header)
-					fmt.Fprintln(g.stdout, `"Deleted" :`, resp.Deleted)
-					for _, kv := range resp.PrevKvs {
-						g.printKVFields("Prev", kv)
-					}
+					g.printDelFields(resp)
 					return nil
 				}
-				fmt.Fprintln(g.stdout, resp.Deleted)
-				for _, kv := range resp.PrevKvs {
-					g.printKVSimple(kv, false)
-				}
+				g.printDelSimple(resp)
 				return nil
 			})
 		},

@@ -9,6 +9,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // The output formats, etcdctl's (-w).
@@ -96,4 +97,48 @@ func (g *globals) printKVFields(prefix string, kv *mvccpb.KeyValue) {
 	fmt.Fprintf(g.stdout, "\"%sVersion\" : %d\n", prefix, kv.Version)
 	fmt.Fprintf(g.stdout, "\"%sValue\" : %q\n", prefix, string(kv.Value))
 	fmt.Fprintf(g.stdout, "\"%sLease\" : %d\n", prefix, kv.Lease)
+}
+
+func (g *globals) printPutSimple(resp *clientv3.PutResponse) {
+	fmt.Fprintln(g.stdout, "OK")
+	if resp.PrevKv != nil {
+		g.printKVSimple(resp.PrevKv, false)
+	}
+}
+
+func (g *globals) printPutFields(resp *clientv3.PutResponse) {
+	g.printHeaderFields(resp.Header)
+	if resp.PrevKv != nil {
+		g.printKVFields("Prev", resp.PrevKv)
+	}
+}
+
+func (g *globals) printGetSimple(resp *clientv3.GetResponse, valueOnly bool) {
+	for _, kv := range resp.Kvs {
+		g.printKVSimple(kv, valueOnly)
+	}
+}
+
+func (g *globals) printGetFields(resp *clientv3.GetResponse) {
+	g.printHeaderFields(resp.Header)
+	for _, kv := range resp.Kvs {
+		g.printKVFields("", kv)
+	}
+	fmt.Fprintln(g.stdout, `"More" :`, resp.More)
+	fmt.Fprintln(g.stdout, `"Count" :`, resp.Count)
+}
+
+func (g *globals) printDelSimple(resp *clientv3.DeleteResponse) {
+	fmt.Fprintln(g.stdout, resp.Deleted)
+	for _, kv := range resp.PrevKvs {
+		g.printKVSimple(kv, false)
+	}
+}
+
+func (g *globals) printDelFields(resp *clientv3.DeleteResponse) {
+	g.printHeaderFields(resp.Header)
+	fmt.Fprintln(g.stdout, `"Deleted" :`, resp.Deleted)
+	for _, kv := range resp.PrevKvs {
+		g.printKVFields("Prev", kv)
+	}
 }

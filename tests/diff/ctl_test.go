@@ -217,6 +217,16 @@ func TestCtlDifferential(t *testing.T) {
 		{args: []string{"get", "a"}, env: []string{"ETCDCTL_ENDPOINTS=$EP"}},
 		{args: []string{"get", "a", "--endpoints", "$EP"}, env: []string{"ETCDCTL_ENDPOINTS=$EP"}},
 		e("nosuchcommand"),
+		// Transactions, from stdin and interactive.
+		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "value(\"b\") = \"3\"\nmod(\"b\") > \"0\"\n\nput t1 x\nget b\ndel zz\n\nput t2 y\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn", "-w", "json"}, stdin: "value(\"b\") = \"nope\"\n\nput t1 x\n\nget b --prefix\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn", "-w", "fields"}, stdin: "version(\"t1\") = \"1\"\n\nput t3 \"hello world\" --prev-kv\nget t --prefix --keys-only\n\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn", "-i"}, stdin: "create(\"t1\") > \"0\"\n\ndel t --prefix --prev-kv\n\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "bogus\n\n\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "nope(\"a\") = \"1\"\n\n\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "\nfrobnicate a\n\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "\nput a\n"},
+		{args: []string{"--endpoints", "$EP", "txn", "x"}},
 		// Watches, running while other commands write.
 		{args: []string{"--endpoints", "$EP", "watch", "w", "--prev-kv"}, background: "w1", watchers: 1},
 		{args: []string{"--endpoints", "$EP", "watch", "w", "-w", "json"}, background: "w2", watchers: 2},
