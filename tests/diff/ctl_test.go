@@ -39,10 +39,13 @@ type ctlResult struct {
 var (
 	leaseHexRe = regexp.MustCompile(`\b[0-9a-f]{16}\b`)
 	leaseDecRe = regexp.MustCompile(`"ID"( ?: ?)[0-9]+`)
+	// Durations (endpoint health's "took") differ from run to run.
+	durationRe = regexp.MustCompile(`[0-9]+\.[0-9]+(ns|µs|ms|s)\b|\b[0-9]+(ns|µs|ms)\b`)
 )
 
 func normalize(s string) string {
 	s = leaseHexRe.ReplaceAllString(s, "<lease>")
+	s = durationRe.ReplaceAllString(s, "<duration>")
 	return leaseDecRe.ReplaceAllString(s, `"ID"$1<lease>`)
 }
 
@@ -217,6 +220,22 @@ func TestCtlDifferential(t *testing.T) {
 		{args: []string{"get", "a"}, env: []string{"ETCDCTL_ENDPOINTS=$EP"}},
 		{args: []string{"get", "a", "--endpoints", "$EP"}, env: []string{"ETCDCTL_ENDPOINTS=$EP"}},
 		e("nosuchcommand"),
+		// Cluster and endpoints.
+		e("member", "list"),
+		e("member", "list", "-w", "table"),
+		e("member", "list", "-w", "json"),
+		e("member", "list", "-w", "json", "--hex"),
+		e("member", "list", "-w", "fields"),
+		e("endpoint", "health"),
+		e("endpoint", "health", "-w", "json"),
+		e("endpoint", "health", "-w", "table"),
+		e("endpoint", "health", "-w", "fields"),
+		e("endpoint", "status"),
+		e("endpoint", "status", "-w", "table"),
+		e("endpoint", "status", "-w", "json"),
+		e("endpoint", "status", "-w", "fields"),
+		e("endpoint", "status", "--cluster"),
+		e("endpoint", "health", "--cluster", "-w", "table"),
 		// Transactions, from stdin and interactive.
 		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "value(\"b\") = \"3\"\nmod(\"b\") > \"0\"\n\nput t1 x\nget b\ndel zz\n\nput t2 y\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn", "-w", "json"}, stdin: "value(\"b\") = \"nope\"\n\nput t1 x\n\nget b --prefix\n\n"},

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func newMemberCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "member <subcommand>", Short: "Membership related commands"}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Lists all members in the cluster",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, true); err != nil {
+				return err
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				resp, err := cli.MemberList(ctx)
+				cancel()
+				if err != nil {
+					return err
+				}
+				g.printMemberList(resp)
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func memberRows(resp *clientv3.MemberListResponse) (hdr []string, rows [][]string) {
+	hdr = []string{"ID", "Status", "Name", "Peer Addrs", "Client Addrs", "Is Learner"}
+	for _, m := range resp.Members {
+		status := "started"
+		if len(m.Name) == 0 {
+			status = "unstarted"
+		}
+		rows = append(rows, []string{fmt.Sprintf("%x", m.ID), status, m.Name, strings.Join(m.PeerURLs, ","),
+			strings.Join(m.ClientURLs, ","), fmt.Sprint(m.IsLearner)})
+	}
+	return hdr, rows
+}
+
+func (g *globals) printMemberList(resp *clientv3.MemberListResponse) {
+	switch g.writeOut {
+	case formatJSON:
+		if g.hex {
+			g.printMemberListHexJSON(resp)
+			return
+		}
+		printJSON(g.stdout, resp)
+	case formatProtobuf:
+		printProtobuf(g.stdout, (*pb.MemberListResponse)(resp))
+	case formatTable:
+		hdr, rows := memberRows(resp)
+		renderTable(g.stdout, hdr, rows)
+	case formatFields:
+		g.printHeaderFields(resp.Header)
+		for _, m := range resp.Members {
+			fmt.Fprintln(g.stdout, `"ID" :`, m.ID)
+			fmt.Fprintf(g.stdout, "\"Name\" : %q\n", m.Name)
+			for _, u := range m.PeerURLs {
+				fmt.Fprintf(g.stdout, "\"PeerURL\" : %q\n", u)
+			}
+			for _, u := range m.ClientURLs {
+				fmt.Fprintf(g.stdout, "\"ClientURL\" : %q\n", u)
+			}
+			fmt.Fprintln(g.stdout, `"IsLearner" :`, m.IsLearner)
+			fmt.Fprintln(g.stdout)
+		}
+	default:
+		_, rows := memberRows(resp)
+		for _, r := range rows {
+			fmt.Fprintln(g.stdout, strings.Join(r, ", "))
+		}
+	}
+}
+
+// printMemberListHexJSON is etcdctl's --hex JSON member list: IDs as hex
+// strings.
+func (g *globals) printMemberListHexJSON(resp *clientv3.MemberListResponse) {
+	type member struct {
+		ID         string   `json:"ID"`
+		Name       string   `json:"name"`
+		PeerURLs   []string `json:"peerURLs"`
+		ClientURLs []string `json:"clientURLs,omitempty"`
+		IsLearner  bool     `json:"isLearner,omitempty"`
+	}
+	type header struct {
+		ClusterID string `json:"cluster_id"`
+		MemberID  string `json:"member_id"`
+		RaftTerm  uint64 `json:"raft_term"`
+	}
+	out := struct {
+		Header  header   `json:"header"`
+		Members []member `json:"members"`
+	}{Header: header{fmt.Sprintf("%x", resp.Header.ClusterId), fmt.Sprintf("%x", resp.Header.MemberId), resp.Header.RaftTerm}}
+	for _, m := range resp.Members {
+		out.Members = append(out.Members, member{fmt.Sprintf("%x", m.ID), m.Name, m.PeerURLs, m.ClientURLs, m.IsLearner})
+	}
+	b, _ := json.Marshal(out)
+	fmt.Fprintln(g.stdout, string(b))
+}
+
+func newEndpointCommand(g *globals) *cobra.Command {
+	var cluster bool
+	cmd := &cobra.Command{Use: "endpoint <subcommand>", Short: "Endpoint related commands"}
+	cmd.PersistentFlags().BoolVar(&cluster, "cluster", false, "use all endpoints from the cluster member list")
+	health := &cobra.Command{
+		Use:   "health",
+		Short: "Checks the healthiness of endpoints specified in `--endpoints` flag",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, true); err != nil {
+				return err
+			}
+			eps, err := g.endpointsFor(cluster)
+			if err != nil {
+				return err
+			}
+			return g.endpointHealth(eps)
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Prints out the status of endpoints specified in `--endpoints` flag",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, true); err != nil {
+				return err
+			}
+			eps, err := g.endpointsFor(cluster)
+			if err != nil {
+				return err
+			}
+			return g.endpointStatus(eps)
+		},
+	}
+	cmd.AddCommand(health, status)
+	return cmd
+}
+
+// endpointsFor is --endpoints, or with --cluster every member's client
+// URLs.
+func (g *globals) endpointsFor(cluster bool) ([]string, error) {
+	if !cluster {
+		return g.endpoints, nil
+	}
+	var eps []string
+	err := g.withClient(func(cli *clientv3.Client) error {
+		ctx, cancel := g.commandCtx()
+		defer cancel()
+		resp, err := cli.MemberList(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range resp.Members {
+			eps = append(eps, m.ClientURLs...)
+		}
+		return nil
+	})
+	return eps, err
+}
+
+// withEndpoint runs fn with a client of ep alone.
+func (g *globals) withEndpoint(ep string, fn func(cli *clientv3.Client) error) error {
+	one := *g
+	one.endpoints = []string{ep}
+	return one.withClient(fn)
+}
+
+type epHealth struct {
+	Ep     string `json:"endpoint"`
+	Health bool   `json:"health"`
+	Took   string `json:"took"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (g *globals) endpointHealth(eps []string) error {
+	var results []epHealth
+	for _, ep := range eps {
+		h := epHealth{Ep: ep}
+		err := g.withEndpoint(ep, func(cli *clientv3.Client) error {
+			start := time.Now()
+			ctx, cancel := g.commandCtx()
+			defer cancel()
+			// As etcdctl: a linearizable read; permission denied still
+			// means the cluster answers.
+			_, err := cli.Get(ctx, "health")
+			if err == nil || err == rpctypes.ErrPermissionDenied {
+				h.Health = true
+				err = nil
+			}
+			h.Took = time.Since(start).String()
+			if err == nil {
+				resp, aerr := cli.AlarmList(ctx)
+				if aerr == nil && len(resp.Alarms) > 0 {
+					h.Health = false
+					var as []string
+					for _, a := range resp.Alarms {
+						as = append(as, a.Alarm.String())
+					}
+					//lint:ignore ST1005 etcdctl's message, word for word
+					err = fmt.Errorf("Active Alarm(s): %s", strings.Join(as, " "))
+				}
+			}
+			return err
+		})
+		if err != nil {
+			h.Error = err.Error()
+		}
+		results = append(results, h)
+	}
+	unhealthy := false
+	switch g.writeOut {
+	case formatJSON:
+		printJSON(g.stdout, results)
+	case formatTable:
+		var rows [][]string
+		for _, h := range results {
+			rows = append(rows, []string{h.Ep, fmt.Sprint(h.Health), h.Took, h.Error})
+		}
+		renderTable(g.stdout, []string{"endpoint", "health", "took", "error"}, rows)
+	case formatFields:
+		for _, h := range results {
+			fmt.Fprintf(g.stdout, "\"Endpoint\" : %q\n", h.Ep)
+			fmt.Fprintln(g.stdout, `"Health" :`, h.Health)
+			fmt.Fprintln(g.stdout, `"Took" :`, h.Took)
+			fmt.Fprintln(g.stdout, `"Error" :`, h.Error)
+			fmt.Fprintln(g.stdout)
+		}
+	default:
+		for _, h := range results {
+			if h.Error == "" {
+				fmt.Fprintf(g.stdout, "%s is healthy: successfully committed proposal: took = %v\n", h.Ep, h.Took)
+			} else {
+				fmt.Fprintf(g.stderr, "%s is unhealthy: failed to commit proposal: %v\n", h.Ep, h.Error)
+			}
+		}
+	}
+	for _, h := range results {
+		unhealthy = unhealthy || !h.Health
+	}
+	if unhealthy {
+		return exitErr{exitError, fmt.Errorf("unhealthy cluster")}
+	}
+	return nil
+}
+
+type epStatus struct {
+	Ep   string             `json:"Endpoint"`
+	Resp *pb.StatusResponse `json:"Status"`
+}
+
+func (g *globals) endpointStatus(eps []string) error {
+	var sts []epStatus
+	var failed error
+	for _, ep := range eps {
+		err := g.withEndpoint(ep, func(cli *clientv3.Client) error {
+			ctx, cancel := g.commandCtx()
+			defer cancel()
+			resp, err := cli.Status(ctx, ep)
+			if err != nil {
+				return err
+			}
+			sts = append(sts, epStatus{ep, (*pb.StatusResponse)(resp)})
+			return nil
+		})
+		if err != nil {
+			fmt.Fprintf(g.stderr, "Failed to get the status of endpoint %s (%v)\n", ep, err)
+			failed = err
+		}
+	}
+	switch g.writeOut {
+	case formatJSON:
+		printJSON(g.stdout, sts)
+	case formatTable:
+		var rows [][]string
+		for _, s := range sts {
+			rows = append(rows, statusRow(s))
+		}
+		renderTable(g.stdout, []string{"endpoint", "ID", "version", "storage version", "db size", "in use",
+			"percentage not in use", "quota", "is leader", "is learner", "raft term", "raft index",
+			"raft applied index", "errors", "downgrade target version", "downgrade enabled"}, rows)
+	case formatFields:
+		for _, s := range sts {
+			r := s.Resp
+			g.printHeaderFields(r.Header)
+			fmt.Fprintf(g.stdout, "\"Version\" : %q\n", r.Version)
+			fmt.Fprintf(g.stdout, "\"StorageVersion\" : %q\n", r.StorageVersion)
+			fmt.Fprintln(g.stdout, `"DBSize" :`, r.DbSize)
+			fmt.Fprintln(g.stdout, `"DBSizeInUse" :`, r.DbSizeInUse)
+			fmt.Fprintln(g.stdout, `"DBSizeQuota" :`, r.DbSizeQuota)
+			fmt.Fprintln(g.stdout, `"Leader" :`, r.Leader)
+			fmt.Fprintln(g.stdout, `"IsLearner" :`, r.IsLearner)
+			fmt.Fprintln(g.stdout, `"RaftIndex" :`, r.RaftIndex)
+			fmt.Fprintln(g.stdout, `"RaftTerm" :`, r.RaftTerm)
+			fmt.Fprintln(g.stdout, `"RaftAppliedIndex" :`, r.RaftAppliedIndex)
+			fmt.Fprintln(g.stdout, `"Errors" :`, r.Errors)
+			fmt.Fprintf(g.stdout, "\"Endpoint\" : %q\n", s.Ep)
+			target, enabled := "", false
+			if r.DowngradeInfo != nil {
+				target, enabled = r.DowngradeInfo.TargetVersion, r.DowngradeInfo.Enabled
+			}
+			fmt.Fprintf(g.stdout, "\"DowngradeTargetVersion\" : %q\n", target)
+			fmt.Fprintln(g.stdout, `"DowngradeEnabled" :`, enabled)
+			fmt.Fprintln(g.stdout)
+		}
+	default:
+		for _, s := range sts {
+			fmt.Fprintln(g.stdout, strings.Join(statusRow(s), ", "))
+		}
+	}
+	if failed != nil {
+		return failed
+	}
+	return nil
+}
+
+func statusRow(s epStatus) []string {
+	r := s.Resp
+	notInUse := 0
+	if r.DbSize > 0 {
+		notInUse = int(100 - r.DbSizeInUse*100/r.DbSize)
+	}
+	target, enabled := "", false
+	if r.DowngradeInfo != nil {
+		target, enabled = r.DowngradeInfo.TargetVersion, r.DowngradeInfo.Enabled
+	}
+	return []string{s.Ep, fmt.Sprintf("%x", r.Header.MemberId), r.Version, r.StorageVersion,
+		humanBytes(r.DbSize), humanBytes(r.DbSizeInUse), fmt.Sprintf("%d%%", notInUse), humanBytes(r.DbSizeQuota),
+		fmt.Sprint(r.Leader == r.Header.MemberId), fmt.Sprint(r.IsLearner), fmt.Sprint(r.RaftTerm),
+		fmt.Sprint(r.RaftIndex), fmt.Sprint(r.RaftAppliedIndex), strings.Join(r.Errors, ", "), target, fmt.Sprint(enabled)}
+}
