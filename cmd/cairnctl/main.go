@@ -80,6 +80,6 @@ func newRoot(g *globals, environ []string) *cobra.Command {
 	}
 	g.register(root.PersistentFlags())
 	root.AddCommand(newPutCommand(g), newGetCommand(g), newDelCommand(g), newCompactCommand(g),
-		newLeaseCommand(g), newWatchCommand(g), newTxnCommand(g), newMemberCommand(g), newEndpointCommand(g), newVersionCommand(g))
+		newLeaseCommand(g), newWatchCommand(g), newTxnCommand(g), newMemberCommand(g), newEndpointCommand(g), newLockCommand(g), newElectCommand(g), newVersionCommand(g))
 	return root
 }

@@ -45,7 +45,10 @@ var (
 
 func normalize(s string) string {
 	s = leaseHexRe.ReplaceAllString(s, "<lease>")
-	s = durationRe.ReplaceAllString(s, "<duration>")
+	if d := durationRe.ReplaceAllString(s, "<duration>"); d != s {
+		// A table's column widths follow the durations' lengths.
+		s = regexp.MustCompile(`-+`).ReplaceAllString(regexp.MustCompile(` +`).ReplaceAllString(d, " "), "-")
+	}
 	return leaseDecRe.ReplaceAllString(s, `"ID"$1<lease>`)
 }
 
@@ -257,6 +260,15 @@ func TestCtlDifferential(t *testing.T) {
 		e("del", "w"),
 		{stop: "w1"}, {stop: "w2"}, {stop: "w3"}, {stop: "w4"},
 		e("watch", "w", "--rev", "1", "--prefix", "x"),
+		// Locks and elections, held in the background, given up on SIGINT.
+		{args: []string{"--endpoints", "$EP", "lock", "mylock"}, background: "l1", watchers: 0},
+		e("lock", "mylock2", "--", "sh", "-c", "echo $ETCD_LOCK_KEY | cut -c1-8"),
+		{args: []string{"--endpoints", "$EP", "elect", "-l", "myelection"}, background: "e1", watchers: 1},
+		{args: []string{"--endpoints", "$EP", "elect", "myelection", "first"}, background: "e2", watchers: 1},
+		{stop: "e2"}, {stop: "e1"}, {stop: "l1"},
+		e("lock"),
+		e("elect", "x"),
+		e("elect", "-l", "x", "y"),
 		e("watch"),
 	}
 	ports := []int{freePort(t), freePort(t)}
