@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 )
 
 // renderTable draws rows as etcdctl's tables: a border, the header in
@@ -49,26 +51,5 @@ func renderTable(w io.Writer, header []string, rows [][]string) {
 	fmt.Fprintln(w, border.String())
 }
 
-// humanBytes is go-humanize's Bytes (etcdctl's): SI units, one decimal
-// below 10.
-func humanBytes(n int64) string {
-	if n < 10 {
-		return fmt.Sprintf("%d B", n)
-	}
-	units := []string{"B", "kB", "MB", "GB", "TB", "PB", "EB"}
-	v := float64(n)
-	i := 0
-	for v >= 1000 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", n)
-	}
-	// go-humanize rounds to one decimal first, then drops it from 10 up.
-	v = float64(int64(v*10+0.5)) / 10
-	if v < 10 {
-		return fmt.Sprintf("%.1f %s", v, units[i])
-	}
-	return fmt.Sprintf("%.0f %s", v, units[i])
-}
+// humanBytes is how etcdctl prints sizes (go-humanize's SI bytes).
+func humanBytes(n int64) string { return humanize.Bytes(uint64(n)) }

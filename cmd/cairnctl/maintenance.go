@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/snapshot"
+)
+
+func newAlarmCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "alarm <subcommand>", Short: "Alarm related commands"}
+	for _, disarm := range []bool{false, true} {
+		use, short := "list", "Lists all alarms"
+		if disarm {
+			use, short = "disarm", "Disarms all alarms"
+		}
+		cmd.AddCommand(&cobra.Command{
+			Use:   use,
+			Short: short,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) != 0 {
+					return badArgs("alarm %s command accepts no arguments", use)
+				}
+				return g.withClient(func(cli *clientv3.Client) error {
+					ctx, cancel := g.commandCtx()
+					defer cancel()
+					var resp *clientv3.AlarmResponse
+					var err error
+					if disarm {
+						resp, err = cli.AlarmDisarm(ctx, &clientv3.AlarmMember{})
+					} else {
+						resp, err = cli.AlarmList(ctx)
+					}
+					if err != nil {
+						return err
+					}
+					switch g.writeOut {
+					case formatJSON:
+						return printJSON(g.stdout, resp)
+					case formatFields:
+						g.printHeaderFields(resp.Header)
+						for _, a := range resp.Alarms {
+							fmt.Fprintln(g.stdout, `"MemberID" :`, a.MemberID)
+							fmt.Fprintln(g.stdout, `"AlarmType" :`, a.Alarm)
+							fmt.Fprintln(g.stdout)
+						}
+						return nil
+					}
+					for _, a := range resp.Alarms {
+						fmt.Fprintf(g.stdout, "memberID:%d alarm:%v\n", a.MemberID, a.Alarm)
+					}
+					return nil
+				})
+			},
+		})
+	}
+	return cmd
+}
+
+func newDefragCommand(g *globals) *cobra.Command {
+	var cluster bool
+	cmd := &cobra.Command{
+		Use:   "defrag",
+		Short: "Defragments the storage of the etcd members with given endpoints",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eps, err := g.endpointsFor(cluster)
+			if err != nil {
+				return err
+			}
+			failures := 0
+			for _, ep := range eps {
+				err := g.withEndpoint(ep, func(cli *clientv3.Client) error {
+					ctx, cancel := g.commandCtx()
+					defer cancel()
+					start := time.Now()
+					_, err := cli.Defragment(ctx, ep)
+					took := time.Since(start)
+					if err != nil {
+						fmt.Fprintf(g.stderr, "Failed to defragment etcd member[%s]. took %s. (%v)\n", ep, took, err)
+						return err
+					}
+					fmt.Fprintf(g.stdout, "Finished defragmenting etcd member[%s]. took %s\n", ep, took)
+					return nil
+				})
+				if err != nil {
+					failures++
+				}
+			}
+			if failures > 0 {
+				return exitErr{exitError, errLogged}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "use all endpoints from the cluster member list")
+	return cmd
+}
+
+func newMoveLeaderCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "move-leader <transferee-member-id>",
+		Short: "Transfers leadership to another etcd cluster member.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badArgs("move-leader command needs 1 argument")
+			}
+			target, err := strconv.ParseUint(args[0], 16, 64)
+			if err != nil {
+				return badArgs("%v", err)
+			}
+			// The request must reach the leader: find it among the
+			// endpoints.
+			var leaderEP string
+			var leaderID uint64
+			for _, ep := range g.endpoints {
+				g.withEndpoint(ep, func(cli *clientv3.Client) error {
+					ctx, cancel := g.commandCtx()
+					defer cancel()
+					resp, err := cli.Status(ctx, ep)
+					if err == nil && resp.Header.MemberId == resp.Leader {
+						leaderEP, leaderID = ep, resp.Leader
+					}
+					return err
+				})
+				if leaderEP != "" {
+					break
+				}
+			}
+			if leaderEP == "" {
+				return fmt.Errorf("no leader endpoint given at %v", g.endpoints)
+			}
+			return g.withEndpoint(leaderEP, func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				defer cancel()
+				if _, err := cli.MoveLeader(ctx, target); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "Leadership transferred from %s to %s\n",
+					strconv.FormatUint(leaderID, 16), strconv.FormatUint(target, 16))
+				return nil
+			})
+		},
+	}
+}
+
+func newSnapshotCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "snapshot <subcommand>", Short: "Manages etcd node snapshots"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "save <filename>",
+		Short: "Stores an etcd node backend snapshot to a given file",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badArgs("snapshot save expects one argument")
+			}
+			if len(g.endpoints) != 1 {
+				return badArgs("snapshot must be requested to one selected node, not multiple %v", g.endpoints)
+			}
+			cfg := clientv3.Config{Endpoints: g.endpoints, DialTimeout: g.dialTimeout, Logger: g.logger()}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if _, err := snapshot.SaveWithVersion(ctx, g.logger(), cfg, args[0]); err != nil {
+				return exitErr{exitInterrupted, err}
+			}
+			fmt.Fprintf(g.stdout, "Snapshot saved at %s\n", args[0])
+			return nil
+		},
+	})
+	return cmd
+}
