@@ -34,6 +34,7 @@ func newMemberCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(list)
+	addMemberCommands(g, cmd)
 	return cmd
 }
 
@@ -143,8 +144,73 @@ func newEndpointCommand(g *globals) *cobra.Command {
 			return g.endpointStatus(eps)
 		},
 	}
-	cmd.AddCommand(health, status)
+	var rev int64
+	hashkv := &cobra.Command{
+		Use:   "hashkv",
+		Short: "Prints the KV history hash for each endpoint in --endpoints",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(g.writeOut, true); err != nil {
+				return err
+			}
+			eps, err := g.endpointsFor(cluster)
+			if err != nil {
+				return err
+			}
+			return g.endpointHashKV(eps, rev)
+		},
+	}
+	hashkv.Flags().Int64Var(&rev, "rev", 0, "maximum revision to hash (default: latest revision)")
+	cmd.AddCommand(health, status, hashkv)
 	return cmd
+}
+
+type epHashKV struct {
+	Ep   string             `json:"Endpoint"`
+	Resp *pb.HashKVResponse `json:"HashKV"`
+}
+
+func (g *globals) endpointHashKV(eps []string, rev int64) error {
+	var hs []epHashKV
+	var failed error
+	for _, ep := range eps {
+		err := g.withEndpoint(ep, func(cli *clientv3.Client) error {
+			ctx, cancel := g.commandCtx()
+			defer cancel()
+			resp, err := cli.HashKV(ctx, ep, rev)
+			if err != nil {
+				return err
+			}
+			hs = append(hs, epHashKV{ep, (*pb.HashKVResponse)(resp)})
+			return nil
+		})
+		if err != nil {
+			fmt.Fprintf(g.stderr, "Failed to get the hash of endpoint %s (%v)\n", ep, err)
+			failed = err
+		}
+	}
+	switch g.writeOut {
+	case formatJSON:
+		printJSON(g.stdout, hs)
+	case formatTable:
+		var rows [][]string
+		for _, h := range hs {
+			rows = append(rows, []string{h.Ep, fmt.Sprint(h.Resp.Hash), fmt.Sprint(h.Resp.HashRevision)})
+		}
+		renderTable(g.stdout, []string{"endpoint", "hash", "hash revision"}, rows)
+	case formatFields:
+		for _, h := range hs {
+			g.printHeaderFields(h.Resp.Header)
+			fmt.Fprintf(g.stdout, "\"Endpoint\" : %q\n", h.Ep)
+			fmt.Fprintln(g.stdout, `"Hash" :`, h.Resp.Hash)
+			fmt.Fprintln(g.stdout, `"HashRevision" :`, h.Resp.HashRevision)
+			fmt.Fprintln(g.stdout)
+		}
+	default:
+		for _, h := range hs {
+			fmt.Fprintf(g.stdout, "%s, %d, %d\n", h.Ep, h.Resp.Hash, h.Resp.HashRevision)
+		}
+	}
+	return failed
 }
 
 // endpointsFor is --endpoints, or with --cluster every member's client

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// addMemberCommands adds member add, remove, update and promote to cmd.
+func addMemberCommands(g *globals, cmd *cobra.Command) {
+	var peerURLs string
+	var learner bool
+	add := &cobra.Command{
+		Use:   "add <memberName> [options]",
+		Short: "Adds a member into the cluster",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badArgs("member name not provided")
+			}
+			if len(args) > 1 {
+				return badArgs("too many arguments")
+			}
+			if len(peerURLs) == 0 {
+				return badArgs("member peer urls not provided")
+			}
+			name, urls := args[0], strings.Split(peerURLs, ",")
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				defer cancel()
+				var resp *clientv3.MemberAddResponse
+				var err error
+				if learner {
+					resp, err = cli.MemberAddAsLearner(ctx, urls)
+				} else {
+					resp, err = cli.MemberAdd(ctx, urls)
+				}
+				if err != nil {
+					return err
+				}
+				switch g.writeOut {
+				case formatJSON:
+					return printJSON(g.stdout, resp)
+				case formatProtobuf:
+					return printProtobuf(g.stdout, (*pb.MemberAddResponse)(resp))
+				case formatFields:
+					g.printHeaderFields(resp.Header)
+					fmt.Fprintln(g.stdout, `"ID" :`, resp.Member.ID)
+					return nil
+				}
+				as := ""
+				if resp.Member.IsLearner {
+					as = " as learner"
+				}
+				fmt.Fprintf(g.stdout, "Member %16x added%s to cluster %16x\n", resp.Member.ID, as, resp.Header.ClusterId)
+				// The new member's configuration, for its first start.
+				var conf []string
+				for _, m := range resp.Members {
+					for _, u := range m.PeerURLs {
+						n := m.Name
+						if m.ID == resp.Member.ID {
+							n = name
+						}
+						conf = append(conf, fmt.Sprintf("%s=%s", n, u))
+					}
+				}
+				fmt.Fprint(g.stdout, "\n")
+				fmt.Fprintf(g.stdout, "ETCD_NAME=%q\n", name)
+				fmt.Fprintf(g.stdout, "ETCD_INITIAL_CLUSTER=%q\n", strings.Join(conf, ","))
+				fmt.Fprintf(g.stdout, "ETCD_INITIAL_ADVERTISE_PEER_URLS=%q\n", peerURLs)
+				fmt.Fprintf(g.stdout, "ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n")
+				return nil
+			})
+		},
+	}
+	add.Flags().StringVar(&peerURLs, "peer-urls", "", "comma separated peer URLs for the new member.")
+	add.Flags().BoolVar(&learner, "learner", false, "indicates if the new member is raft learner")
+
+	memberID := func(args []string) (uint64, error) {
+		if len(args) != 1 {
+			return 0, badArgs("member ID is not provided")
+		}
+		id, err := strconv.ParseUint(args[0], 16, 64)
+		if err != nil {
+			return 0, badArgs("bad member ID arg (%v), expecting ID in Hex", err)
+		}
+		return id, nil
+	}
+	remove := &cobra.Command{
+		Use:   "remove <memberID>",
+		Short: "Removes a member from the cluster",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := memberID(args)
+			if err != nil {
+				return err
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				defer cancel()
+				resp, err := cli.MemberRemove(ctx, id)
+				if err != nil {
+					return err
+				}
+				return g.printMemberChange("removed from", id, resp.Header, (*pb.MemberRemoveResponse)(resp), resp)
+			})
+		},
+	}
+	var updateURLs string
+	update := &cobra.Command{
+		Use:   "update <memberID> [options]",
+		Short: "Updates a member in the cluster",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := memberID(args)
+			if err != nil {
+				return err
+			}
+			if len(updateURLs) == 0 {
+				return badArgs("member peer urls not provided")
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				defer cancel()
+				resp, err := cli.MemberUpdate(ctx, id, strings.Split(updateURLs, ","))
+				if err != nil {
+					return err
+				}
+				return g.printMemberChange("updated in", id, resp.Header, (*pb.MemberUpdateResponse)(resp), resp)
+			})
+		},
+	}
+	update.Flags().StringVar(&updateURLs, "peer-urls", "", "comma separated peer URLs for the updated member.")
+	promote := &cobra.Command{
+		Use:   "promote <memberID>",
+		Short: "Promotes a non-voting member in the cluster",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := memberID(args)
+			if err != nil {
+				return err
+			}
+			return g.withClient(func(cli *clientv3.Client) error {
+				ctx, cancel := g.commandCtx()
+				defer cancel()
+				resp, err := cli.MemberPromote(ctx, id)
+				if err != nil {
+					return err
+				}
+				return g.printMemberChange("promoted in", id, resp.Header, (*pb.MemberPromoteResponse)(resp), resp)
+			})
+		},
+	}
+	cmd.AddCommand(add, remove, update, promote)
+}
+
+func (g *globals) printMemberChange(what string, id uint64, h *pb.ResponseHeader,
+	m interface{ Marshal() ([]byte, error) }, resp any) error {
+	switch g.writeOut {
+	case formatJSON:
+		return printJSON(g.stdout, resp)
+	case formatProtobuf:
+		return printProtobuf(g.stdout, m)
+	case formatFields:
+		g.printHeaderFields(h)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "Member %16x %s cluster %16x\n", id, what, h.ClusterId)
+	return nil
+}
