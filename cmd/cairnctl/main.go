@@ -81,6 +81,7 @@ func newRoot(g *globals, environ []string) *cobra.Command {
 	g.register(root.PersistentFlags())
 	root.AddCommand(newPutCommand(g), newGetCommand(g), newDelCommand(g), newCompactCommand(g),
 		newLeaseCommand(g), newWatchCommand(g), newTxnCommand(g), newMemberCommand(g), newEndpointCommand(g), newLockCommand(g), newElectCommand(g), newAlarmCommand(g), newDefragCommand(g),
-		newMoveLeaderCommand(g), newSnapshotCommand(g), newVersionCommand(g))
+		newMoveLeaderCommand(g), newSnapshotCommand(g), newAuthCommand(g), newUserCommand(g), newRoleCommand(g),
+		newVersionCommand(g))
 	return root
 }

@@ -162,10 +162,14 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 			cfg := clientv3.Config{Endpoints: g.endpoints, DialTimeout: g.dialTimeout, Logger: g.logger()}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			if _, err := snapshot.SaveWithVersion(ctx, g.logger(), cfg, args[0]); err != nil {
+			version, err := snapshot.SaveWithVersion(ctx, g.logger(), cfg, args[0])
+			if err != nil {
 				return exitErr{exitInterrupted, err}
 			}
 			fmt.Fprintf(g.stdout, "Snapshot saved at %s\n", args[0])
+			if version != "" {
+				fmt.Fprintf(g.stdout, "Server version %s\n", version)
+			}
 			return nil
 		},
 	})

@@ -1,0 +1,441 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// authCall runs fn with a client and a command context.
+func (g *globals) authCall(fn func(cli *clientv3.Client, ctx context.Context) error) error {
+	return g.withClient(func(cli *clientv3.Client) error {
+		ctx, cancel := g.commandCtx()
+		defer cancel()
+		return fn(cli, ctx)
+	})
+}
+
+// printSimpleOr prints v in a structured format, or runs simple.
+func (g *globals) printSimpleOr(v any, fields func(), simple func()) error {
+	switch g.writeOut {
+	case formatJSON:
+		return printJSON(g.stdout, v)
+	case formatFields:
+		fields()
+		return nil
+	}
+	simple()
+	return nil
+}
+
+func newAuthCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "auth <enable or disable>", Short: "Enable or disable authentication"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "enable",
+		Short: "Enables authentication",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return badArgs("auth enable command does not accept any arguments")
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				// As etcdctl: the root role is created and granted to root
+				// if it does not exist yet.
+				var resp *clientv3.AuthEnableResponse
+				var err error
+				for {
+					if resp, err = cli.AuthEnable(ctx); err == nil || !errors.Is(err, rpctypes.ErrRootRoleNotExist) {
+						break
+					}
+					if _, err = cli.RoleAdd(ctx, "root"); err != nil {
+						break
+					}
+					if _, err = cli.UserGrantRole(ctx, "root", "root"); err != nil {
+						break
+					}
+				}
+				if err != nil {
+					return err
+				}
+				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+					func() { fmt.Fprintln(g.stdout, "Authentication Enabled") })
+			})
+		},
+	}, &cobra.Command{
+		Use:   "disable",
+		Short: "Disables authentication",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return badArgs("auth disable command does not accept any arguments")
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				resp, err := cli.AuthDisable(ctx)
+				if err != nil {
+					return err
+				}
+				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+					func() { fmt.Fprintln(g.stdout, "Authentication Disabled") })
+			})
+		},
+	}, &cobra.Command{
+		Use:   "status",
+		Short: "Returns authentication status",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return badArgs("auth status command does not accept any arguments")
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				resp, err := cli.AuthStatus(ctx)
+				if err != nil {
+					return err
+				}
+				return g.printSimpleOr(resp, func() {
+					g.printHeaderFields(resp.Header)
+					fmt.Fprintln(g.stdout, `"Enabled" :`, resp.Enabled)
+					fmt.Fprintln(g.stdout, `"AuthRevision" :`, resp.AuthRevision)
+				}, func() {
+					fmt.Fprintln(g.stdout, "Authentication Status:", resp.Enabled)
+					fmt.Fprintln(g.stdout, "AuthRevision:", resp.AuthRevision)
+				})
+			})
+		},
+	})
+	return cmd
+}
+
+func newUserCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "user <subcommand>", Short: "User related commands"}
+	var newPassword string
+	var noPassword bool
+	add := &cobra.Command{
+		Use:   "add <user name or user:password> [options]",
+		Short: "Adds a new user",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badArgs("user add command requires user name as its argument")
+			}
+			name, password, hasPassword := strings.Cut(args[0], ":")
+			if !hasPassword && !noPassword {
+				if newPassword != "" {
+					password = newPassword
+				} else {
+					// As etcdctl: asked twice (a line of stdin each).
+					r := bufio.NewReader(g.stdin)
+					read := func(prompt string) string {
+						fmt.Fprint(g.stdout, prompt)
+						line, _ := r.ReadString('\n')
+						fmt.Fprintln(g.stdout)
+						return strings.TrimRight(line, "\r\n")
+					}
+					password = read(fmt.Sprintf("Password of %s: ", name))
+					if read(fmt.Sprintf("Type password of %s again for confirmation: ", name)) != password {
+						return badArgs("given passwords are different")
+					}
+				}
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				var resp *clientv3.AuthUserAddResponse
+				var err error
+				if noPassword {
+					resp, err = cli.UserAddWithOptions(ctx, name, "", &clientv3.UserAddOptions{NoPassword: true})
+				} else {
+					resp, err = cli.UserAdd(ctx, name, password)
+				}
+				if err != nil {
+					return err
+				}
+				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+					func() { fmt.Fprintf(g.stdout, "User %s created\n", name) })
+			})
+		},
+	}
+	add.Flags().StringVar(&newPassword, "new-user-password", "", "Supply password from the command line flag")
+	add.Flags().BoolVar(&noPassword, "no-password", false, "Create a user without password (CN based auth only)")
+
+	oneUser := func(use, short, usage string, run func(cli *clientv3.Client, ctx context.Context, name string) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badArgs("%s", usage)
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error { return run(cli, ctx, args[0]) })
+		}}
+	}
+	del := oneUser("delete <user name>", "Deletes a user", "user delete command requires user name as its argument",
+		func(cli *clientv3.Client, ctx context.Context, name string) error {
+			resp, err := cli.UserDelete(ctx, name)
+			if err != nil {
+				return err
+			}
+			return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+				func() { fmt.Fprintf(g.stdout, "User %s deleted\n", name) })
+		})
+	var detail bool
+	get := oneUser("get <user name> [options]", "Gets detailed information of a user", "user get command requires user name as its argument",
+		func(cli *clientv3.Client, ctx context.Context, name string) error {
+			resp, err := cli.UserGet(ctx, name)
+			if err != nil {
+				return err
+			}
+			if g.writeOut == formatSimple && detail {
+				fmt.Fprintf(g.stdout, "User: %s\n", name)
+				for _, role := range resp.Roles {
+					fmt.Fprintln(g.stdout)
+					rresp, err := cli.RoleGet(ctx, role)
+					if err != nil {
+						return err
+					}
+					g.printRolePermissions(role, rresp)
+				}
+				return nil
+			}
+			if g.writeOut == formatFields {
+				return exitErr{exitBadFeature, fmt.Errorf("fields not supported as output format")}
+			}
+			return g.printSimpleOr(resp, func() {}, func() {
+				fmt.Fprintf(g.stdout, "User: %s\n", name)
+				fmt.Fprint(g.stdout, "Roles:")
+				for _, r := range resp.Roles {
+					fmt.Fprint(g.stdout, " "+r)
+				}
+				fmt.Fprintln(g.stdout)
+			})
+		})
+	get.Flags().BoolVar(&detail, "detail", false, "Show permissions of roles granted to the user")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Lists all users",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return badArgs("user list command requires no arguments")
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				resp, err := cli.UserList(ctx)
+				if err != nil {
+					return err
+				}
+				if g.writeOut == formatFields {
+					return exitErr{exitBadFeature, fmt.Errorf("fields not supported as output format")}
+				}
+				return g.printSimpleOr(resp, func() {}, func() {
+					for _, u := range resp.Users {
+						fmt.Fprintln(g.stdout, u)
+					}
+				})
+			})
+		},
+	}
+	roleOfUser := func(use, short, usage, done string, grant bool) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return badArgs("%s", usage)
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				var hdr any
+				var err error
+				if grant {
+					var r *clientv3.AuthUserGrantRoleResponse
+					r, err = cli.UserGrantRole(ctx, args[0], args[1])
+					hdr = r
+				} else {
+					var r *clientv3.AuthUserRevokeRoleResponse
+					r, err = cli.UserRevokeRole(ctx, args[0], args[1])
+					hdr = r
+				}
+				if err != nil {
+					return err
+				}
+				return g.printSimpleOr(hdr, func() {}, func() { fmt.Fprintf(g.stdout, done+"\n", args[1], args[0]) })
+			})
+		}}
+	}
+	cmd.AddCommand(add, del, get, list,
+		roleOfUser("grant-role <user name> <role name>", "Grants a role to a user", "user grant command requires user name and role name as its argument", "Role %s is granted to user %s", true),
+		roleOfUser("revoke-role <user name> <role name>", "Revokes a role from a user", "user revoke-role requires user name and role name as its argument", "Role %s is revoked from user %s", false))
+	return cmd
+}
+
+func newRoleCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "role <subcommand>", Short: "Role related commands"}
+	oneRole := func(use, short, usage string, run func(cli *clientv3.Client, ctx context.Context, name string) error) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badArgs("%s", usage)
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error { return run(cli, ctx, args[0]) })
+		}}
+	}
+	add := oneRole("add <role name>", "Adds a new role", "role add command requires role name as its argument",
+		func(cli *clientv3.Client, ctx context.Context, name string) error {
+			resp, err := cli.RoleAdd(ctx, name)
+			if err != nil {
+				return err
+			}
+			return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+				func() { fmt.Fprintf(g.stdout, "Role %s created\n", name) })
+		})
+	del := oneRole("delete <role name>", "Deletes a role", "role delete command requires role name as its argument",
+		func(cli *clientv3.Client, ctx context.Context, name string) error {
+			resp, err := cli.RoleDelete(ctx, name)
+			if err != nil {
+				return err
+			}
+			return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+				func() { fmt.Fprintf(g.stdout, "Role %s deleted\n", name) })
+		})
+	get := oneRole("get <role name>", "Gets detailed information of a role", "role get command requires role name as its argument",
+		func(cli *clientv3.Client, ctx context.Context, name string) error {
+			resp, err := cli.RoleGet(ctx, name)
+			if err != nil {
+				return err
+			}
+			return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+				func() { g.printRolePermissions(name, resp) })
+		})
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Lists all roles",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 {
+				return badArgs("role list command requires no arguments")
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				resp, err := cli.RoleList(ctx)
+				if err != nil {
+					return err
+				}
+				return g.printSimpleOr(resp, func() {
+					g.printHeaderFields(resp.Header)
+					fmt.Fprint(g.stdout, `"Roles" :`)
+					for _, r := range resp.Roles {
+						fmt.Fprintf(g.stdout, " %q", r)
+					}
+					fmt.Fprintln(g.stdout)
+				}, func() {
+					for _, r := range resp.Roles {
+						fmt.Fprintln(g.stdout, r)
+					}
+				})
+			})
+		},
+	}
+	var prefix, fromKey bool
+	grant := &cobra.Command{
+		Use:   "grant-permission [options] <role name> <permission type> <key> [endkey]",
+		Short: "Grants a key to a role",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 3 {
+				return badArgs("role grant command requires role name, permission type, and key [endkey] as its argument")
+			}
+			permType, ok := map[string]clientv3.PermissionType{"READ": clientv3.PermissionType(clientv3.PermRead),
+				"WRITE": clientv3.PermissionType(clientv3.PermWrite), "READWRITE": clientv3.PermissionType(clientv3.PermReadWrite)}[strings.ToUpper(args[1])]
+			if !ok {
+				return badArgs("invalid permission type: %s", args[1])
+			}
+			key, end, err := permRange(args[2:], prefix, fromKey)
+			if err != nil {
+				return err
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				resp, err := cli.RoleGrantPermission(ctx, args[0], key, end, permType)
+				if err != nil {
+					return err
+				}
+				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+					func() { fmt.Fprintf(g.stdout, "Role %s updated\n", args[0]) })
+			})
+		},
+	}
+	grant.Flags().BoolVar(&prefix, "prefix", false, "grant a prefix permission")
+	grant.Flags().BoolVar(&fromKey, "from-key", false, "grant a permission of keys that are greater than or equal to the given key using byte compare")
+	var rprefix, rfromKey bool
+	revoke := &cobra.Command{
+		Use:   "revoke-permission <role name> <key> [endkey]",
+		Short: "Revokes a key from a role",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return badArgs("role revoke-permission command requires role name and key [endkey] as its argument")
+			}
+			key, end, err := permRange(args[1:], rprefix, rfromKey)
+			if err != nil {
+				return err
+			}
+			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+				resp, err := cli.RoleRevokePermission(ctx, args[0], key, end)
+				if err != nil {
+					return err
+				}
+				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) }, func() {
+					if len(end) == 0 {
+						fmt.Fprintf(g.stdout, "Permission of key %s is revoked from role %s\n", key, args[0])
+					} else {
+						fmt.Fprintf(g.stdout, "Permission of range [%s, %s) is revoked from role %s\n", key, end, args[0])
+					}
+				})
+			})
+		},
+	}
+	revoke.Flags().BoolVar(&rprefix, "prefix", false, "revoke a prefix permission")
+	revoke.Flags().BoolVar(&rfromKey, "from-key", false, "revoke a permission of keys that are greater than or equal to the given key using byte compare")
+	cmd.AddCommand(add, del, get, list, grant, revoke)
+	return cmd
+}
+
+// permRange is a permission's key range from its arguments and flags.
+func permRange(args []string, prefix, fromKey bool) (string, string, error) {
+	key := args[0]
+	if len(args) > 1 {
+		if prefix || fromKey {
+			return "", "", badArgs("unexpected endkey argument with --prefix or --from-key")
+		}
+		return key, args[1], nil
+	}
+	switch {
+	case prefix && fromKey:
+		return "", "", badArgs("--from-key and --prefix flags are mutually exclusive")
+	case prefix:
+		return key, clientv3.GetPrefixRangeEnd(key), nil
+	case fromKey:
+		if len(key) == 0 {
+			key = "\x00"
+		}
+		return key, "\x00", nil
+	}
+	return key, "", nil
+}
+
+// printRolePermissions prints a role's read and write ranges as etcdctl.
+func (g *globals) printRolePermissions(name string, resp *clientv3.AuthRoleGetResponse) {
+	fmt.Fprintf(g.stdout, "Role %s\n", name)
+	printPerms := func(read bool) {
+		for _, p := range resp.Perm {
+			t := p.PermType
+			if (read && t != clientv3.PermRead && t != clientv3.PermReadWrite) ||
+				(!read && t != clientv3.PermWrite && t != clientv3.PermReadWrite) {
+				continue
+			}
+			key, end := string(p.Key), string(p.RangeEnd)
+			if len(end) == 0 {
+				fmt.Fprintf(g.stdout, "\t%s\n", key)
+				continue
+			}
+			if end != "\x00" {
+				fmt.Fprintf(g.stdout, "\t[%s, %s)", key, end)
+			} else {
+				fmt.Fprintf(g.stdout, "\t[%s, <open ended>", key)
+			}
+			if clientv3.GetPrefixRangeEnd(key) == end && len(key) > 0 {
+				fmt.Fprintf(g.stdout, " (prefix %s)", key)
+			}
+			fmt.Fprintln(g.stdout)
+		}
+	}
+	fmt.Fprintln(g.stdout, "KV Read:")
+	printPerms(true)
+	fmt.Fprintln(g.stdout, "KV Write:")
+	printPerms(false)
+}
