@@ -12,28 +12,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// authCall runs fn with a client and a command context.
-func (g *globals) authCall(fn func(cli *clientv3.Client, ctx context.Context) error) error {
-	return g.withClient(func(cli *clientv3.Client) error {
-		ctx, cancel := g.commandCtx()
-		defer cancel()
-		return fn(cli, ctx)
-	})
-}
-
-// printSimpleOr prints v in a structured format, or runs simple.
-func (g *globals) printSimpleOr(v any, fields func(), simple func()) error {
-	switch g.writeOut {
-	case formatJSON:
-		return printJSON(g.stdout, v)
-	case formatFields:
-		fields()
-		return nil
-	}
-	simple()
-	return nil
-}
-
 func newAuthCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "auth <enable or disable>", Short: "Enable or disable authentication"}
 	cmd.AddCommand(&cobra.Command{
@@ -43,7 +21,7 @@ func newAuthCommand(g *globals) *cobra.Command {
 			if len(args) != 0 {
 				return badArgs("auth enable command does not accept any arguments")
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				// As etcdctl: the root role is created and granted to root
 				// if it does not exist yet.
 				var resp *clientv3.AuthEnableResponse
@@ -62,7 +40,7 @@ func newAuthCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+				return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
 					func() { fmt.Fprintln(g.stdout, "Authentication Enabled") })
 			})
 		},
@@ -73,12 +51,12 @@ func newAuthCommand(g *globals) *cobra.Command {
 			if len(args) != 0 {
 				return badArgs("auth disable command does not accept any arguments")
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.AuthDisable(ctx)
 				if err != nil {
 					return err
 				}
-				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+				return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
 					func() { fmt.Fprintln(g.stdout, "Authentication Disabled") })
 			})
 		},
@@ -89,12 +67,12 @@ func newAuthCommand(g *globals) *cobra.Command {
 			if len(args) != 0 {
 				return badArgs("auth status command does not accept any arguments")
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.AuthStatus(ctx)
 				if err != nil {
 					return err
 				}
-				return g.printSimpleOr(resp, func() {
+				return g.display(resp, nil, func() {
 					g.printHeaderFields(resp.Header)
 					fmt.Fprintln(g.stdout, `"Enabled" :`, resp.Enabled)
 					fmt.Fprintln(g.stdout, `"AuthRevision" :`, resp.AuthRevision)
@@ -138,7 +116,7 @@ func newUserCommand(g *globals) *cobra.Command {
 					}
 				}
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				var resp *clientv3.AuthUserAddResponse
 				var err error
 				if noPassword {
@@ -149,7 +127,7 @@ func newUserCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+				return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
 					func() { fmt.Fprintf(g.stdout, "User %s created\n", name) })
 			})
 		},
@@ -162,7 +140,7 @@ func newUserCommand(g *globals) *cobra.Command {
 			if len(args) != 1 {
 				return badArgs("%s", usage)
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error { return run(cli, ctx, args[0]) })
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error { return run(cli, ctx, args[0]) })
 		}}
 	}
 	del := oneUser("delete <user name>", "Deletes a user", "user delete command requires user name as its argument",
@@ -171,7 +149,7 @@ func newUserCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+			return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
 				func() { fmt.Fprintf(g.stdout, "User %s deleted\n", name) })
 		})
 	var detail bool
@@ -196,7 +174,7 @@ func newUserCommand(g *globals) *cobra.Command {
 			if g.writeOut == formatFields {
 				return exitErr{exitBadFeature, fmt.Errorf("fields not supported as output format")}
 			}
-			return g.printSimpleOr(resp, func() {}, func() {
+			return g.display(resp, nil, func() {}, func() {
 				fmt.Fprintf(g.stdout, "User: %s\n", name)
 				fmt.Fprint(g.stdout, "Roles:")
 				for _, r := range resp.Roles {
@@ -213,7 +191,7 @@ func newUserCommand(g *globals) *cobra.Command {
 			if len(args) != 0 {
 				return badArgs("user list command requires no arguments")
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.UserList(ctx)
 				if err != nil {
 					return err
@@ -221,7 +199,7 @@ func newUserCommand(g *globals) *cobra.Command {
 				if g.writeOut == formatFields {
 					return exitErr{exitBadFeature, fmt.Errorf("fields not supported as output format")}
 				}
-				return g.printSimpleOr(resp, func() {}, func() {
+				return g.display(resp, nil, func() {}, func() {
 					for _, u := range resp.Users {
 						fmt.Fprintln(g.stdout, u)
 					}
@@ -234,7 +212,7 @@ func newUserCommand(g *globals) *cobra.Command {
 			if len(args) != 2 {
 				return badArgs("%s", usage)
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				var hdr any
 				var err error
 				if grant {
@@ -249,7 +227,7 @@ func newUserCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return g.printSimpleOr(hdr, func() {}, func() { fmt.Fprintf(g.stdout, done+"\n", args[1], args[0]) })
+				return g.display(hdr, nil, func() {}, func() { fmt.Fprintf(g.stdout, done+"\n", args[1], args[0]) })
 			})
 		}}
 	}
@@ -266,7 +244,7 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if len(args) != 1 {
 				return badArgs("%s", usage)
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error { return run(cli, ctx, args[0]) })
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error { return run(cli, ctx, args[0]) })
 		}}
 	}
 	add := oneRole("add <role name>", "Adds a new role", "role add command requires role name as its argument",
@@ -275,7 +253,7 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+			return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
 				func() { fmt.Fprintf(g.stdout, "Role %s created\n", name) })
 		})
 	del := oneRole("delete <role name>", "Deletes a role", "role delete command requires role name as its argument",
@@ -284,7 +262,7 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+			return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
 				func() { fmt.Fprintf(g.stdout, "Role %s deleted\n", name) })
 		})
 	get := oneRole("get <role name>", "Gets detailed information of a role", "role get command requires role name as its argument",
@@ -293,7 +271,7 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+			return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
 				func() { g.printRolePermissions(name, resp) })
 		})
 	list := &cobra.Command{
@@ -303,12 +281,12 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if len(args) != 0 {
 				return badArgs("role list command requires no arguments")
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.RoleList(ctx)
 				if err != nil {
 					return err
 				}
-				return g.printSimpleOr(resp, func() {
+				return g.display(resp, nil, func() {
 					g.printHeaderFields(resp.Header)
 					fmt.Fprint(g.stdout, `"Roles" :`)
 					for _, r := range resp.Roles {
@@ -340,12 +318,12 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.RoleGrantPermission(ctx, args[0], key, end, permType)
 				if err != nil {
 					return err
 				}
-				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) },
+				return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
 					func() { fmt.Fprintf(g.stdout, "Role %s updated\n", args[0]) })
 			})
 		},
@@ -364,12 +342,12 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.authCall(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.RoleRevokePermission(ctx, args[0], key, end)
 				if err != nil {
 					return err
 				}
-				return g.printSimpleOr(resp, func() { g.printHeaderFields(resp.Header) }, func() {
+				return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) }, func() {
 					if len(end) == 0 {
 						fmt.Fprintf(g.stdout, "Permission of key %s is revoked from role %s\n", key, args[0])
 					} else {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -21,10 +22,8 @@ func newMemberCommand(g *globals) *cobra.Command {
 			if err := checkFormat(g.writeOut, true); err != nil {
 				return err
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MemberList(ctx)
-				cancel()
 				if err != nil {
 					return err
 				}
@@ -171,23 +170,14 @@ type epHashKV struct {
 
 func (g *globals) endpointHashKV(eps []string, rev int64) error {
 	var hs []epHashKV
-	var failed error
-	for _, ep := range eps {
-		err := g.withEndpoint(ep, func(cli *clientv3.Client) error {
-			ctx, cancel := g.commandCtx()
-			defer cancel()
-			resp, err := cli.HashKV(ctx, ep, rev)
-			if err != nil {
-				return err
-			}
-			hs = append(hs, epHashKV{ep, (*pb.HashKVResponse)(resp)})
-			return nil
-		})
+	failed := g.eachEndpoint(eps, "hash", func(cli *clientv3.Client, ctx context.Context, ep string) error {
+		resp, err := cli.HashKV(ctx, ep, rev)
 		if err != nil {
-			fmt.Fprintf(g.stderr, "Failed to get the hash of endpoint %s (%v)\n", ep, err)
-			failed = err
+			return err
 		}
-	}
+		hs = append(hs, epHashKV{ep, (*pb.HashKVResponse)(resp)})
+		return nil
+	})
 	switch g.writeOut {
 	case formatJSON:
 		printJSON(g.stdout, hs)
@@ -220,9 +210,7 @@ func (g *globals) endpointsFor(cluster bool) ([]string, error) {
 		return g.endpoints, nil
 	}
 	var eps []string
-	err := g.withClient(func(cli *clientv3.Client) error {
-		ctx, cancel := g.commandCtx()
-		defer cancel()
+	err := g.request(func(cli *clientv3.Client, ctx context.Context) error {
 		resp, err := cli.MemberList(ctx)
 		if err != nil {
 			return err
@@ -235,11 +223,25 @@ func (g *globals) endpointsFor(cluster bool) ([]string, error) {
 	return eps, err
 }
 
-// withEndpoint runs fn with a client of ep alone.
-func (g *globals) withEndpoint(ep string, fn func(cli *clientv3.Client) error) error {
+// withEndpoint is request with a client of ep alone.
+func (g *globals) withEndpoint(ep string, fn func(cli *clientv3.Client, ctx context.Context) error) error {
 	one := *g
 	one.endpoints = []string{ep}
-	return one.withClient(fn)
+	return one.request(fn)
+}
+
+// eachEndpoint runs fn against each endpoint alone. A failure is reported
+// as etcdctl reports it ("Failed to get the <what> of endpoint ..."), the
+// others still tried, and the last failure returned.
+func (g *globals) eachEndpoint(eps []string, what string, fn func(cli *clientv3.Client, ctx context.Context, ep string) error) error {
+	var failed error
+	for _, ep := range eps {
+		if err := g.withEndpoint(ep, func(cli *clientv3.Client, ctx context.Context) error { return fn(cli, ctx, ep) }); err != nil {
+			fmt.Fprintf(g.stderr, "Failed to get the %s of endpoint %s (%v)\n", what, ep, err)
+			failed = err
+		}
+	}
+	return failed
 }
 
 type epHealth struct {
@@ -253,10 +255,8 @@ func (g *globals) endpointHealth(eps []string) error {
 	var results []epHealth
 	for _, ep := range eps {
 		h := epHealth{Ep: ep}
-		err := g.withEndpoint(ep, func(cli *clientv3.Client) error {
+		err := g.withEndpoint(ep, func(cli *clientv3.Client, ctx context.Context) error {
 			start := time.Now()
-			ctx, cancel := g.commandCtx()
-			defer cancel()
 			// As etcdctl: a linearizable read; permission denied still
 			// means the cluster answers.
 			_, err := cli.Get(ctx, "health")
@@ -327,23 +327,14 @@ type epStatus struct {
 
 func (g *globals) endpointStatus(eps []string) error {
 	var sts []epStatus
-	var failed error
-	for _, ep := range eps {
-		err := g.withEndpoint(ep, func(cli *clientv3.Client) error {
-			ctx, cancel := g.commandCtx()
-			defer cancel()
-			resp, err := cli.Status(ctx, ep)
-			if err != nil {
-				return err
-			}
-			sts = append(sts, epStatus{ep, (*pb.StatusResponse)(resp)})
-			return nil
-		})
+	failed := g.eachEndpoint(eps, "status", func(cli *clientv3.Client, ctx context.Context, ep string) error {
+		resp, err := cli.Status(ctx, ep)
 		if err != nil {
-			fmt.Fprintf(g.stderr, "Failed to get the status of endpoint %s (%v)\n", ep, err)
-			failed = err
+			return err
 		}
-	}
+		sts = append(sts, epStatus{ep, (*pb.StatusResponse)(resp)})
+		return nil
+	})
 	switch g.writeOut {
 	case formatJSON:
 		printJSON(g.stdout, sts)
@@ -384,10 +375,7 @@ func (g *globals) endpointStatus(eps []string) error {
 			fmt.Fprintln(g.stdout, strings.Join(statusRow(s), ", "))
 		}
 	}
-	if failed != nil {
-		return failed
-	}
-	return nil
+	return failed
 }
 
 func statusRow(s epStatus) []string {

@@ -188,6 +188,16 @@ func (g *globals) commandCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), g.commandTimeout)
 }
 
+// request runs fn with a client and a context bounded by
+// --command-timeout.
+func (g *globals) request(fn func(cli *clientv3.Client, ctx context.Context) error) error {
+	return g.withClient(func(cli *clientv3.Client) error {
+		ctx, cancel := g.commandCtx()
+		defer cancel()
+		return fn(cli, ctx)
+	})
+}
+
 // withClient runs fn with a client, closed after.
 func (g *globals) withClient(fn func(cli *clientv3.Client) error) error {
 	cli, err := g.client()

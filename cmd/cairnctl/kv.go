@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -46,24 +47,12 @@ func newPutCommand(g *globals) *cobra.Command {
 			if g.capture != nil {
 				return g.capture(clientv3.OpPut(key, value, opts...))
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.Put(ctx, key, value, opts...)
-				cancel()
 				if err != nil {
 					return err
 				}
-				switch g.writeOut {
-				case formatJSON:
-					return printJSON(g.stdout, resp)
-				case formatProtobuf:
-					return printProtobuf(g.stdout, (*pb.PutResponse)(resp))
-				case formatFields:
-					g.printPutFields(resp)
-					return nil
-				}
-				g.printPutSimple(resp)
-				return nil
+				return g.display(resp, (*pb.PutResponse)(resp), func() { g.printPutFields(resp) }, func() { g.printPutSimple(resp) })
 			})
 		},
 	}
@@ -180,20 +169,7 @@ func newGetCommand(g *globals) *cobra.Command {
 				return badArgs("bad sort target %v", sortTarget)
 			}
 			opts = append(opts, clientv3.WithSort(target, order))
-			if prefix {
-				if len(key) == 0 {
-					key = "\x00"
-					opts = append(opts, clientv3.WithFromKey())
-				} else {
-					opts = append(opts, clientv3.WithPrefix())
-				}
-			}
-			if fromKey {
-				if len(key) == 0 {
-					key = "\x00"
-				}
-				opts = append(opts, clientv3.WithFromKey())
-			}
+			key, opts = openRange(key, prefix, fromKey, opts)
 			if keysOnly {
 				opts = append(opts, clientv3.WithKeysOnly())
 			}
@@ -205,24 +181,13 @@ func newGetCommand(g *globals) *cobra.Command {
 			if g.capture != nil {
 				return g.capture(clientv3.OpGet(key, opts...))
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.Get(ctx, key, opts...)
-				cancel()
 				if err != nil {
 					return err
 				}
-				switch g.writeOut {
-				case formatJSON:
-					return printJSON(g.stdout, resp)
-				case formatProtobuf:
-					return printProtobuf(g.stdout, (*pb.RangeResponse)(resp))
-				case formatFields:
-					g.printGetFields(resp)
-					return nil
-				}
-				g.printGetSimple(resp, printValueOnly)
-				return nil
+				return g.display(resp, (*pb.RangeResponse)(resp), func() { g.printGetFields(resp) },
+					func() { g.printGetSimple(resp, printValueOnly) })
 			})
 		},
 	}
@@ -242,6 +207,21 @@ func newGetCommand(g *globals) *cobra.Command {
 	f.Int64Var(&minCreate, "min-create-rev", 0, "Minimum create revision")
 	f.Int64Var(&maxCreate, "max-create-rev", 0, "Maximum create revision")
 	return cmd
+}
+
+// openRange applies get's and del's --prefix and --from-key to key, as
+// etcdctl: an empty key with either means every key.
+func openRange(key string, prefix, fromKey bool, opts []clientv3.OpOption) (string, []clientv3.OpOption) {
+	if len(key) == 0 && (prefix || fromKey) {
+		return "\x00", append(opts, clientv3.WithFromKey())
+	}
+	if prefix {
+		opts = append(opts, clientv3.WithPrefix())
+	}
+	if fromKey {
+		opts = append(opts, clientv3.WithFromKey())
+	}
+	return key, opts
 }
 
 func newDelCommand(g *globals) *cobra.Command {
@@ -274,44 +254,19 @@ func newDelCommand(g *globals) *cobra.Command {
 					time.Sleep(2 * time.Second)
 				}
 			}
-			if prefix {
-				if len(key) == 0 {
-					key = "\x00"
-					opts = append(opts, clientv3.WithFromKey())
-				} else {
-					opts = append(opts, clientv3.WithPrefix())
-				}
-			}
+			key, opts = openRange(key, prefix, fromKey, opts)
 			if prevKV {
 				opts = append(opts, clientv3.WithPrevKV())
-			}
-			if fromKey {
-				if len(key) == 0 {
-					key = "\x00"
-				}
-				opts = append(opts, clientv3.WithFromKey())
 			}
 			if g.capture != nil {
 				return g.capture(clientv3.OpDelete(key, opts...))
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.Delete(ctx, key, opts...)
-				cancel()
 				if err != nil {
 					return err
 				}
-				switch g.writeOut {
-				case formatJSON:
-					return printJSON(g.stdout, resp)
-				case formatProtobuf:
-					return printProtobuf(g.stdout, (*pb.DeleteRangeResponse)(resp))
-				case formatFields:
-					g.printDelFields(resp)
-					return nil
-				}
-				g.printDelSimple(resp)
-				return nil
+				return g.display(resp, (*pb.DeleteRangeResponse)(resp), func() { g.printDelFields(resp) }, func() { g.printDelSimple(resp) })
 			})
 		},
 	}
@@ -340,11 +295,8 @@ func newCompactCommand(g *globals) *cobra.Command {
 			if physical {
 				opts = append(opts, clientv3.WithCompactPhysical())
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
-				_, err := cli.Compact(ctx, rev, opts...)
-				cancel()
-				if err != nil {
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
+				if _, err := cli.Compact(ctx, rev, opts...); err != nil {
 					return err
 				}
 				fmt.Fprintln(g.stdout, "compacted revision", rev)

@@ -37,26 +37,17 @@ func newLeaseGrant(g *globals) *cobra.Command {
 			if _, err := fmt.Sscan(args[0], &ttl); err != nil {
 				return badArgs("bad TTL (%v)", err)
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.Grant(ctx, ttl)
-				cancel()
 				if err != nil {
 					return fmt.Errorf("failed to grant lease (%v)", err)
 				}
-				switch g.writeOut {
-				case formatJSON:
-					return printJSON(g.stdout, resp)
-				case formatProtobuf:
-					return printProtobuf(g.stdout, &pb.LeaseGrantResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL, Error: resp.Error})
-				case formatFields:
-					g.printHeaderFields(resp.ResponseHeader)
-					fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
-					fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
-					return nil
-				}
-				fmt.Fprintf(g.stdout, "lease %016x granted with TTL(%ds)\n", resp.ID, resp.TTL)
-				return nil
+				return g.display(resp, &pb.LeaseGrantResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL, Error: resp.Error},
+					func() {
+						g.printHeaderFields(resp.ResponseHeader)
+						fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+						fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
+					}, func() { fmt.Fprintf(g.stdout, "lease %016x granted with TTL(%ds)\n", resp.ID, resp.TTL) })
 			})
 		},
 	}
@@ -77,24 +68,13 @@ func newLeaseRevoke(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.Revoke(ctx, id)
-				cancel()
 				if err != nil {
 					return fmt.Errorf("failed to revoke lease (%v)", err)
 				}
-				switch g.writeOut {
-				case formatJSON:
-					return printJSON(g.stdout, resp)
-				case formatProtobuf:
-					return printProtobuf(g.stdout, (*pb.LeaseRevokeResponse)(resp))
-				case formatFields:
-					g.printHeaderFields(resp.Header)
-					return nil
-				}
-				fmt.Fprintf(g.stdout, "lease %016x revoked\n", id)
-				return nil
+				return g.display(resp, (*pb.LeaseRevokeResponse)(resp), func() { g.printHeaderFields(resp.Header) },
+					func() { fmt.Fprintf(g.stdout, "lease %016x revoked\n", id) })
 			})
 		},
 	}
@@ -117,20 +97,13 @@ func newLeaseTimeToLive(g *globals) *cobra.Command {
 			if keys {
 				opts = append(opts, clientv3.WithAttachedKeys())
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.TimeToLive(ctx, id, opts...)
-				cancel()
 				if err != nil {
 					return err
 				}
-				switch g.writeOut {
-				case formatJSON:
-					return printJSON(g.stdout, resp)
-				case formatProtobuf:
-					return printProtobuf(g.stdout, &pb.LeaseTimeToLiveResponse{Header: resp.ResponseHeader,
-						ID: int64(resp.ID), TTL: resp.TTL, GrantedTTL: resp.GrantedTTL, Keys: resp.Keys})
-				case formatFields:
+				return g.display(resp, &pb.LeaseTimeToLiveResponse{Header: resp.ResponseHeader,
+					ID: int64(resp.ID), TTL: resp.TTL, GrantedTTL: resp.GrantedTTL, Keys: resp.Keys}, func() {
 					g.printHeaderFields(resp.ResponseHeader)
 					fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
 					fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
@@ -138,22 +111,21 @@ func newLeaseTimeToLive(g *globals) *cobra.Command {
 					for _, k := range resp.Keys {
 						fmt.Fprintf(g.stdout, "\"Key\" : %q\n", string(k))
 					}
-					return nil
-				}
-				if resp.TTL == -1 {
-					fmt.Fprintf(g.stdout, "lease %016x already expired\n", resp.ID)
-					return nil
-				}
-				txt := fmt.Sprintf("lease %016x granted with TTL(%ds), remaining(%ds)", resp.ID, resp.GrantedTTL, resp.TTL)
-				if keys {
-					ks := make([]string, len(resp.Keys))
-					for i := range resp.Keys {
-						ks[i] = string(resp.Keys[i])
+				}, func() {
+					if resp.TTL == -1 {
+						fmt.Fprintf(g.stdout, "lease %016x already expired\n", resp.ID)
+						return
 					}
-					txt += fmt.Sprintf(", attached keys(%v)", ks)
-				}
-				fmt.Fprintln(g.stdout, txt)
-				return nil
+					txt := fmt.Sprintf("lease %016x granted with TTL(%ds), remaining(%ds)", resp.ID, resp.GrantedTTL, resp.TTL)
+					if keys {
+						ks := make([]string, len(resp.Keys))
+						for i := range resp.Keys {
+							ks[i] = string(resp.Keys[i])
+						}
+						txt += fmt.Sprintf(", attached keys(%v)", ks)
+					}
+					fmt.Fprintln(g.stdout, txt)
+				})
 			})
 		},
 	}
@@ -169,34 +141,26 @@ func newLeaseList(g *globals) *cobra.Command {
 			if err := checkFormat(g.writeOut, false); err != nil {
 				return err
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.Leases(ctx)
-				cancel()
 				if err != nil {
 					return fmt.Errorf("failed to list leases (%v)", err)
 				}
-				switch g.writeOut {
-				case formatJSON:
-					return printJSON(g.stdout, resp)
-				case formatProtobuf:
-					out := &pb.LeaseLeasesResponse{Header: resp.ResponseHeader}
-					for _, l := range resp.Leases {
-						out.Leases = append(out.Leases, &pb.LeaseStatus{ID: int64(l.ID)})
-					}
-					return printProtobuf(g.stdout, out)
-				case formatFields:
+				out := &pb.LeaseLeasesResponse{Header: resp.ResponseHeader}
+				for _, l := range resp.Leases {
+					out.Leases = append(out.Leases, &pb.LeaseStatus{ID: int64(l.ID)})
+				}
+				return g.display(resp, out, func() {
 					g.printHeaderFields(resp.ResponseHeader)
 					for _, l := range resp.Leases {
 						fmt.Fprintln(g.stdout, `"ID" :`, l.ID)
 					}
-					return nil
-				}
-				fmt.Fprintf(g.stdout, "found %d leases\n", len(resp.Leases))
-				for _, l := range resp.Leases {
-					fmt.Fprintf(g.stdout, "%016x\n", l.ID)
-				}
-				return nil
+				}, func() {
+					fmt.Fprintf(g.stdout, "found %d leases\n", len(resp.Leases))
+					for _, l := range resp.Leases {
+						fmt.Fprintf(g.stdout, "%016x\n", l.ID)
+					}
+				})
 			})
 		},
 	}
@@ -218,8 +182,8 @@ func newLeaseKeepAlive(g *globals) *cobra.Command {
 			return g.withClient(func(cli *clientv3.Client) error {
 				if once {
 					ctx, cancel := g.commandCtx()
+					defer cancel()
 					resp, err := cli.KeepAliveOnce(ctx, id)
-					cancel()
 					if err != nil {
 						// etcdctl exits as for a bad connection here.
 						return exitErr{exitBadConnection, err}
@@ -247,19 +211,11 @@ func newLeaseKeepAlive(g *globals) *cobra.Command {
 }
 
 func (g *globals) printKeepAlive(resp *clientv3.LeaseKeepAliveResponse) error {
-	switch g.writeOut {
-	case formatJSON:
-		return printJSON(g.stdout, resp)
-	case formatProtobuf:
-		return printProtobuf(g.stdout, &pb.LeaseKeepAliveResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL})
-	case formatFields:
+	return g.display(resp, &pb.LeaseKeepAliveResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL}, func() {
 		g.printHeaderFields(resp.ResponseHeader)
 		fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
 		fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
-		return nil
-	}
-	fmt.Fprintf(g.stdout, "lease %016x keepalived with TTL(%d)\n", resp.ID, resp.TTL)
-	return nil
+	}, func() { fmt.Fprintf(g.stdout, "lease %016x keepalived with TTL(%d)\n", resp.ID, resp.TTL) })
 }
 
 func newVersionCommand(g *globals) *cobra.Command {

@@ -25,9 +25,7 @@ func newAlarmCommand(g *globals) *cobra.Command {
 				if len(args) != 0 {
 					return badArgs("alarm %s command accepts no arguments", use)
 				}
-				return g.withClient(func(cli *clientv3.Client) error {
-					ctx, cancel := g.commandCtx()
-					defer cancel()
+				return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 					var resp *clientv3.AlarmResponse
 					var err error
 					if disarm {
@@ -38,22 +36,18 @@ func newAlarmCommand(g *globals) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					switch g.writeOut {
-					case formatJSON:
-						return printJSON(g.stdout, resp)
-					case formatFields:
+					return g.display(resp, nil, func() {
 						g.printHeaderFields(resp.Header)
 						for _, a := range resp.Alarms {
 							fmt.Fprintln(g.stdout, `"MemberID" :`, a.MemberID)
 							fmt.Fprintln(g.stdout, `"AlarmType" :`, a.Alarm)
 							fmt.Fprintln(g.stdout)
 						}
-						return nil
-					}
-					for _, a := range resp.Alarms {
-						fmt.Fprintf(g.stdout, "memberID:%d alarm:%v\n", a.MemberID, a.Alarm)
-					}
-					return nil
+					}, func() {
+						for _, a := range resp.Alarms {
+							fmt.Fprintf(g.stdout, "memberID:%d alarm:%v\n", a.MemberID, a.Alarm)
+						}
+					})
 				})
 			},
 		})
@@ -73,9 +67,7 @@ func newDefragCommand(g *globals) *cobra.Command {
 			}
 			failures := 0
 			for _, ep := range eps {
-				err := g.withEndpoint(ep, func(cli *clientv3.Client) error {
-					ctx, cancel := g.commandCtx()
-					defer cancel()
+				err := g.withEndpoint(ep, func(cli *clientv3.Client, ctx context.Context) error {
 					start := time.Now()
 					_, err := cli.Defragment(ctx, ep)
 					took := time.Since(start)
@@ -117,9 +109,7 @@ func newMoveLeaderCommand(g *globals) *cobra.Command {
 			var leaderEP string
 			var leaderID uint64
 			for _, ep := range g.endpoints {
-				g.withEndpoint(ep, func(cli *clientv3.Client) error {
-					ctx, cancel := g.commandCtx()
-					defer cancel()
+				g.withEndpoint(ep, func(cli *clientv3.Client, ctx context.Context) error {
 					resp, err := cli.Status(ctx, ep)
 					if err == nil && resp.Header.MemberId == resp.Leader {
 						leaderEP, leaderID = ep, resp.Leader
@@ -133,9 +123,7 @@ func newMoveLeaderCommand(g *globals) *cobra.Command {
 			if leaderEP == "" {
 				return fmt.Errorf("no leader endpoint given at %v", g.endpoints)
 			}
-			return g.withEndpoint(leaderEP, func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
-				defer cancel()
+			return g.withEndpoint(leaderEP, func(cli *clientv3.Client, ctx context.Context) error {
 				if _, err := cli.MoveLeader(ctx, target); err != nil {
 					return err
 				}

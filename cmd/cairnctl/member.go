@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,9 +29,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 				return badArgs("member peer urls not provided")
 			}
 			name, urls := args[0], strings.Split(peerURLs, ",")
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
-				defer cancel()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				var resp *clientv3.MemberAddResponse
 				var err error
 				if learner {
@@ -97,9 +96,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
-				defer cancel()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MemberRemove(ctx, id)
 				if err != nil {
 					return err
@@ -120,9 +117,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if len(updateURLs) == 0 {
 				return badArgs("member peer urls not provided")
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
-				defer cancel()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MemberUpdate(ctx, id, strings.Split(updateURLs, ","))
 				if err != nil {
 					return err
@@ -140,9 +135,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
-				defer cancel()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MemberPromote(ctx, id)
 				if err != nil {
 					return err
@@ -154,17 +147,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 	cmd.AddCommand(add, remove, update, promote)
 }
 
-func (g *globals) printMemberChange(what string, id uint64, h *pb.ResponseHeader,
-	m interface{ Marshal() ([]byte, error) }, resp any) error {
-	switch g.writeOut {
-	case formatJSON:
-		return printJSON(g.stdout, resp)
-	case formatProtobuf:
-		return printProtobuf(g.stdout, m)
-	case formatFields:
-		g.printHeaderFields(h)
-		return nil
-	}
-	fmt.Fprintf(g.stdout, "Member %16x %s cluster %16x\n", id, what, h.ClusterId)
-	return nil
+func (g *globals) printMemberChange(what string, id uint64, h *pb.ResponseHeader, m marshaler, resp any) error {
+	return g.display(resp, m, func() { g.printHeaderFields(h) },
+		func() { fmt.Fprintf(g.stdout, "Member %16x %s cluster %16x\n", id, what, h.ClusterId) })
 }

@@ -47,8 +47,30 @@ func printJSON(w io.Writer, v any) error {
 	return err
 }
 
+// marshaler is a response with a protobuf encoding.
+type marshaler interface{ Marshal() ([]byte, error) }
+
+// display prints a response in the chosen format: v as JSON; m's protobuf
+// encoding (with no m, protobuf prints as simple, as etcdctl's printers do
+// for such responses); the fields; or the simple form.
+func (g *globals) display(v any, m marshaler, fields, simple func()) error {
+	switch g.writeOut {
+	case formatJSON:
+		return printJSON(g.stdout, v)
+	case formatProtobuf:
+		if m != nil {
+			return printProtobuf(g.stdout, m)
+		}
+	case formatFields:
+		fields()
+		return nil
+	}
+	simple()
+	return nil
+}
+
 // printProtobuf writes the response's protobuf encoding.
-func printProtobuf(w io.Writer, m interface{ Marshal() ([]byte, error) }) error {
+func printProtobuf(w io.Writer, m marshaler) error {
 	b, err := m.Marshal()
 	if err != nil {
 		return err

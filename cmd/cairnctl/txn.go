@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -45,10 +46,8 @@ func newTxnCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.withClient(func(cli *clientv3.Client) error {
-				ctx, cancel := g.commandCtx()
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.Txn(ctx).If(cmps...).Then(thenOps...).Else(elseOps...).Commit()
-				cancel()
 				if err != nil {
 					return err
 				}
@@ -212,28 +211,27 @@ func argify(s string) []string {
 }
 
 func (g *globals) printTxn(resp *clientv3.TxnResponse) error {
-	switch g.writeOut {
-	case formatJSON:
-		return printJSON(g.stdout, resp)
-	case formatProtobuf:
-		return printProtobuf(g.stdout, (*pb.TxnResponse)(resp))
-	case formatFields:
-		g.printHeaderFields(resp.Header)
-		fmt.Fprintln(g.stdout, `"Succeeded" :`, resp.Succeeded)
-		for _, r := range resp.Responses {
-			switch v := r.Response.(type) {
-			case *pb.ResponseOp_ResponseDeleteRange:
-				g.printDelFields((*clientv3.DeleteResponse)(v.ResponseDeleteRange))
-			case *pb.ResponseOp_ResponsePut:
-				g.printPutFields((*clientv3.PutResponse)(v.ResponsePut))
-			case *pb.ResponseOp_ResponseRange:
-				g.printGetFields((*clientv3.GetResponse)(v.ResponseRange))
-			default:
-				fmt.Fprintf(g.stdout, "\"Unknown\" : %q\n", r.String())
-			}
+	return g.display(resp, (*pb.TxnResponse)(resp), func() { g.printTxnFields(resp) }, func() { g.printTxnSimple(resp) })
+}
+
+func (g *globals) printTxnFields(resp *clientv3.TxnResponse) {
+	g.printHeaderFields(resp.Header)
+	fmt.Fprintln(g.stdout, `"Succeeded" :`, resp.Succeeded)
+	for _, r := range resp.Responses {
+		switch v := r.Response.(type) {
+		case *pb.ResponseOp_ResponseDeleteRange:
+			g.printDelFields((*clientv3.DeleteResponse)(v.ResponseDeleteRange))
+		case *pb.ResponseOp_ResponsePut:
+			g.printPutFields((*clientv3.PutResponse)(v.ResponsePut))
+		case *pb.ResponseOp_ResponseRange:
+			g.printGetFields((*clientv3.GetResponse)(v.ResponseRange))
+		default:
+			fmt.Fprintf(g.stdout, "\"Unknown\" : %q\n", r.String())
 		}
-		return nil
 	}
+}
+
+func (g *globals) printTxnSimple(resp *clientv3.TxnResponse) {
 	if resp.Succeeded {
 		fmt.Fprintln(g.stdout, "SUCCESS")
 	} else {
@@ -252,5 +250,4 @@ func (g *globals) printTxn(resp *clientv3.TxnResponse) error {
 			fmt.Fprintf(g.stdout, "unexpected response %+v\n", r)
 		}
 	}
-	return nil
 }
