@@ -154,12 +154,12 @@ func waitWatchers(t *testing.T, clientURL string, n int) {
 	}
 }
 
-// TestCtlDifferential runs the same command lines through stock etcdctl
-// and through cairnctl, each against a fresh cairn with the same identity,
-// and requires the same stdout, stderr (less client log lines) and exit
-// code from every one.
-func TestCtlDifferential(t *testing.T) {
-	cairn, etcd := binaries(t)
+// compareCtl runs steps through stock etcdctl and through cairnctl, each
+// against a fresh server (binary) on the same ports, so with the same
+// identity, and requires the same results. It skips the test if no stock
+// etcdctl stands beside the reference etcd binary.
+func compareCtl(t *testing.T, server, etcd string, steps []ctlStep) {
+	t.Helper()
 	etcdctl := filepath.Join(filepath.Dir(etcd), "etcdctl")
 	if _, err := os.Stat(etcdctl); err != nil {
 		t.Skipf("no stock etcdctl beside %s", etcd)
@@ -172,6 +172,23 @@ func TestCtlDifferential(t *testing.T) {
 	if err := build.Run(); err != nil {
 		t.Fatal(err)
 	}
+	ports := []int{freePort(t), freePort(t)}
+	want := runScript(t, server, etcdctl, ports[0], ports[1], steps)
+	got := runScript(t, server, cairnctl, ports[0], ports[1], steps)
+	for i := range steps {
+		if got[i] != want[i] {
+			t.Errorf("%v:\ncairnctl: exit %d\n%s--- stderr\n%s\netcdctl:  exit %d\n%s--- stderr\n%s", steps[i].args,
+				got[i].code, got[i].stdout, got[i].stderr, want[i].code, want[i].stdout, want[i].stderr)
+		}
+	}
+}
+
+// TestCtlDifferential runs the same command lines through stock etcdctl
+// and through cairnctl, each against a fresh cairn with the same identity,
+// and requires the same stdout, stderr (less client log lines) and exit
+// code from every one.
+func TestCtlDifferential(t *testing.T) {
+	cairn, etcd := binaries(t)
 	e := func(args ...string) ctlStep { return ctlStep{args: append([]string{"--endpoints", "$EP"}, args...)} }
 	steps := []ctlStep{
 		e("put", "a", "1"),
@@ -290,15 +307,7 @@ func TestCtlDifferential(t *testing.T) {
 		e("elect", "-l", "x", "y"),
 		e("watch"),
 	}
-	ports := []int{freePort(t), freePort(t)}
-	want := runScript(t, cairn, etcdctl, ports[0], ports[1], steps)
-	got := runScript(t, cairn, cairnctl, ports[0], ports[1], steps)
-	for i := range steps {
-		if got[i] != want[i] {
-			t.Errorf("%v:\ncairnctl: exit %d\n%s--- stderr\n%s\netcdctl:  exit %d\n%s--- stderr\n%s", steps[i].args,
-				got[i].code, got[i].stdout, got[i].stderr, want[i].code, want[i].stdout, want[i].stderr)
-		}
-	}
+	compareCtl(t, cairn, etcd, steps)
 }
 
 // TestCtlDifferentialStockEtcd runs, through both CLIs, commands whose
@@ -306,16 +315,6 @@ func TestCtlDifferential(t *testing.T) {
 // stock etcd: their output is checked now, before Cairn serves them.
 func TestCtlDifferentialStockEtcd(t *testing.T) {
 	_, etcd := binaries(t)
-	etcdctl := filepath.Join(filepath.Dir(etcd), "etcdctl")
-	if _, err := os.Stat(etcdctl); err != nil {
-		t.Skipf("no stock etcdctl beside %s", etcd)
-	}
-	cairnctl := filepath.Join(t.TempDir(), "etcdctl")
-	build := exec.Command("go", "build", "-o", cairnctl, "../../cmd/cairnctl")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
-	}
 	e := func(args ...string) ctlStep { return ctlStep{args: append([]string{"--endpoints", "$EP"}, args...)} }
 	steps := []ctlStep{
 		e("put", "a", "1"),
@@ -370,13 +369,5 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		e("alarm", "list"),
 		{args: []string{"--endpoints", "$EP", "snapshot", "save", "$TMP/snap.db"}},
 	}
-	ports := []int{freePort(t), freePort(t)}
-	want := runScript(t, etcd, etcdctl, ports[0], ports[1], steps)
-	got := runScript(t, etcd, cairnctl, ports[0], ports[1], steps)
-	for i := range steps {
-		if got[i] != want[i] {
-			t.Errorf("%v:\ncairnctl: exit %d\n%s--- stderr\n%s\netcdctl:  exit %d\n%s--- stderr\n%s", steps[i].args,
-				got[i].code, got[i].stdout, got[i].stderr, want[i].code, want[i].stdout, want[i].stderr)
-		}
-	}
+	compareCtl(t, etcd, etcd, steps)
 }
