@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/backend"
@@ -318,23 +317,11 @@ func (a *Applier) applyWrite(e raftpb.Entry, run func(tw *mvcc.TxnWrite) (any, e
 	if _, endErr := tw.End(e.Index, e.Term); endErr != nil {
 		return Result{}, fmt.Errorf("apply: committing entry %d: %w", e.Index, endErr)
 	}
-	a.followLeases(tw.Events())
+	a.lessor.Follow(tw.Events())
 	if err != nil {
 		return Result{Err: err}, nil
 	}
 	return Result{Resp: resp}, nil
-}
-
-// followLeases keeps the lessor's keys in step with a committed
-// transaction's changes.
-func (a *Applier) followLeases(events []*mvccpb.Event) {
-	for _, ev := range events {
-		if ev.Type == mvccpb.PUT {
-			a.lessor.Attach(ev.Kv.Key, ev.Kv.Lease)
-		} else {
-			a.lessor.Detach(ev.Kv.Key)
-		}
-	}
 }
 
 func (a *Applier) applyLeaseGrant(e raftpb.Entry, req *pb.LeaseGrantRequest) (Result, error) {

@@ -6,7 +6,7 @@
 // Grants, revokes and checkpoints are raft entries: the applier calls
 // Grant, Revoke and Checkpoint on every member, in log order, and records
 // each lease in the backend in the same batch, so every member holds the
-// same leases and the same keys under each (Attach and Detach follow the
+// same leases and the same keys under each (Follow keeps up with the
 // store's puts and deletes). Renewals and expiry are not replicated: only
 // the leader (the primary lessor, after Promote) tracks expiry times, in
 // memory, in a heap ordered by expiry, so finding what expired costs

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // MaxTTL is the longest TTL a lease may be granted, in seconds (etcd's).
@@ -192,23 +194,24 @@ func (le *Lessor) Checkpoint(id, remaining int64) (Record, error) {
 	return l.Record, nil
 }
 
-// Attach records that key is now held by lease id (0: by none), as a put
-// of key with that lease was applied.
-func (le *Lessor) Attach(key []byte, id int64) {
+// Follow keeps the keys each lease holds in step with a committed
+// transaction's changes (applied from the log): a put holds its key by its
+// lease (by none for 0, or a lease that does not exist), a delete releases
+// it. One lock for the whole transaction: every write comes through here.
+func (le *Lessor) Follow(events []*mvccpb.Event) {
 	le.mu.Lock()
 	defer le.mu.Unlock()
-	le.detachLocked(string(key))
-	if l, ok := le.leases[id]; ok && id != 0 {
-		l.keys[string(key)] = struct{}{}
-		le.keyLease[string(key)] = id
+	for _, ev := range events {
+		key := string(ev.Kv.Key)
+		le.detachLocked(key)
+		if ev.Type != mvccpb.PUT || ev.Kv.Lease == 0 {
+			continue
+		}
+		if l, ok := le.leases[ev.Kv.Lease]; ok {
+			l.keys[key] = struct{}{}
+			le.keyLease[key] = ev.Kv.Lease
+		}
 	}
-}
-
-// Detach records that key was deleted.
-func (le *Lessor) Detach(key []byte) {
-	le.mu.Lock()
-	defer le.mu.Unlock()
-	le.detachLocked(string(key))
 }
 
 func (le *Lessor) detachLocked(key string) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // fakeClock is the lessor's clock in tests.
@@ -41,13 +43,15 @@ func TestKeys(t *testing.T) {
 	le, _ := newTestLessor(1)
 	le.Grant(1, 10)
 	le.Grant(2, 10)
-	le.Attach([]byte("b"), 1)
-	le.Attach([]byte("a"), 1)
-	le.Attach([]byte("c"), 1)
-	le.Attach([]byte("c"), 2) // moved to lease 2
-	le.Attach([]byte("d"), 2)
-	le.Detach([]byte("d"))
-	le.Attach([]byte("e"), 0) // no lease
+	put := func(key string, lease int64) *mvccpb.Event {
+		return &mvccpb.Event{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte(key), Lease: lease}}
+	}
+	del := func(key string) *mvccpb.Event {
+		return &mvccpb.Event{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte(key)}}
+	}
+	le.Follow([]*mvccpb.Event{put("b", 1), put("a", 1), put("c", 1)})
+	le.Follow([]*mvccpb.Event{put("c", 2), put("d", 2)}) // c moved to lease 2
+	le.Follow([]*mvccpb.Event{del("d"), put("e", 0)})    // e: no lease
 	if keys, _ := le.Keys(1); fmt.Sprint(keys) != "[a b]" {
 		t.Fatalf("lease 1: %v", keys)
 	}
@@ -55,7 +59,7 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("lease 2: %v", keys)
 	}
 	le.Revoke(1)
-	le.Attach([]byte("a"), 1) // a put naming a revoked lease holds nothing
+	le.Follow([]*mvccpb.Event{put("a", 1)}) // a put naming a revoked lease holds nothing
 	if _, err := le.Keys(1); err != ErrNotFound {
 		t.Fatal(err)
 	}
