@@ -196,14 +196,19 @@ func (m *member) client() *clientv3.Client {
 	return cli
 }
 
-// client returns a client of every member.
-func (c *cluster) client() *clientv3.Client {
-	c.t.Helper()
+// endpoints are every member's client URL.
+func (c *cluster) endpoints() []string {
 	var eps []string
 	for _, m := range c.members {
 		eps = append(eps, m.clientURL)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	return eps
+}
+
+// client returns a client of every member.
+func (c *cluster) client() *clientv3.Client {
+	c.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -68,6 +68,23 @@ func (l *eventLog) waitRev(t *testing.T, rev int64) []*clientv3.Event {
 	}
 }
 
+// requireEveryRevisionOnce fails the test unless evs hold one event for
+// each revision from..to, in order (every write of the test is one put the
+// watcher sees).
+func requireEveryRevisionOnce(t *testing.T, evs []*clientv3.Event, from, to int64) {
+	t.Helper()
+	next := from
+	for _, ev := range evs {
+		if ev.Kv.ModRevision != next {
+			t.Fatalf("after revision %d, the watcher got %d (%s)", next-1, ev.Kv.ModRevision, ev.Kv.Key)
+		}
+		next++
+	}
+	if next != to+1 {
+		t.Fatalf("the watcher ended at revision %d, want %d", next-1, to)
+	}
+}
+
 // TestWatchSameOnEveryMember: watchers on each of three members, under
 // concurrent multi-key writes, receive the same events in the same order.
 func TestWatchSameOnEveryMember(t *testing.T) {
@@ -156,11 +173,7 @@ func TestWatchAcrossLeaderKill(t *testing.T) {
 	log := follow(cli.Watch(ctx, "lk/", clientv3.WithPrefix(), clientv3.WithRev(start.Header.Revision)))
 	log.waitRev(t, start.Header.Revision)
 	// The stream is on the leader; now the client may fail over.
-	var eps []string
-	for _, m := range c.members {
-		eps = append(eps, m.clientURL)
-	}
-	cli.SetEndpoints(eps...)
+	cli.SetEndpoints(c.endpoints()...)
 
 	load := startLoadPrefix(c.client(), 8, "lk/")
 	load.waitAcked(300, 20*time.Second)
@@ -175,16 +188,7 @@ func TestWatchAcrossLeaderKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := log.waitRev(t, end.Header.Revision)
-	next := start.Header.Revision
-	for _, ev := range evs {
-		if ev.Kv.ModRevision != next {
-			t.Fatalf("after revision %d, the watcher got %d (%s)", next-1, ev.Kv.ModRevision, ev.Kv.Key)
-		}
-		next++
-	}
-	if next != end.Header.Revision+1 {
-		t.Fatalf("the watcher ended at revision %d, want %d", next-1, end.Header.Revision)
-	}
+	requireEveryRevisionOnce(t, evs, start.Header.Revision, end.Header.Revision)
 	// Every acknowledged write is among them, at its revision.
 	seen := map[string]int64{}
 	for _, ev := range evs {
@@ -262,14 +266,5 @@ func TestWatchAcrossMemberRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	next := start.Header.Revision
-	for _, ev := range log.waitRev(t, end.Header.Revision) {
-		if ev.Kv.ModRevision != next {
-			t.Fatalf("after revision %d, the watcher got %d (%s)", next-1, ev.Kv.ModRevision, ev.Kv.Key)
-		}
-		next++
-	}
-	if next != end.Header.Revision+1 {
-		t.Fatalf("the watcher ended at revision %d, want %d", next-1, end.Header.Revision)
-	}
+	requireEveryRevisionOnce(t, log.waitRev(t, end.Header.Revision), start.Header.Revision, end.Header.Revision)
 }
