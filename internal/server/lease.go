@@ -66,12 +66,8 @@ func (s *Server) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*
 // LeaseRenew renews a lease on the leader (forwarding to it from a
 // follower) and returns its TTL; lease.ErrNotFound if it is gone.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
-	resp, err := s.toLeader(ctx, callRenew, &pb.LeaseKeepAliveRequest{ID: id}, func(ctx context.Context) (marshaler, error) {
-		ttl, err := s.renewLocal(id)
-		if errors.Is(err, lease.ErrNotFound) {
-			return &pb.LeaseKeepAliveResponse{ID: id, TTL: -1}, nil
-		}
-		return &pb.LeaseKeepAliveResponse{ID: id, TTL: ttl}, err
+	resp, err := s.toLeader(ctx, callRenew, &pb.LeaseKeepAliveRequest{ID: id}, func() (marshaler, error) {
+		return s.renewAnswer(id)
 	}, &pb.LeaseKeepAliveResponse{})
 	if err != nil {
 		return 0, err
@@ -85,8 +81,8 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 // LeaseTimeToLive reports a lease's granted and remaining TTL (from the
 // leader, which alone keeps time) and, if asked, its keys.
 func (s *Server) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	resp, err := s.toLeader(ctx, callTimeToLive, req, func(ctx context.Context) (marshaler, error) {
-		return s.timeToLiveLocal(ctx, req)
+	resp, err := s.toLeader(ctx, callTimeToLive, req, func() (marshaler, error) {
+		return s.timeToLiveLocal(req)
 	}, &pb.LeaseTimeToLiveResponse{})
 	if err != nil {
 		return nil, err
@@ -153,7 +149,17 @@ func (s *Server) renewLocal(id int64) (int64, error) {
 	return ttl, nil
 }
 
-func (s *Server) timeToLiveLocal(_ context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+// renewAnswer renews lease id here, the leader, and answers as a keep-alive
+// response: TTL -1 if the lease is gone.
+func (s *Server) renewAnswer(id int64) (marshaler, error) {
+	ttl, err := s.renewLocal(id)
+	if errors.Is(err, lease.ErrNotFound) {
+		return &pb.LeaseKeepAliveResponse{ID: id, TTL: -1}, nil
+	}
+	return &pb.LeaseKeepAliveResponse{ID: id, TTL: ttl}, err
+}
+
+func (s *Server) timeToLiveLocal(req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	granted, remaining, keys, err := s.applier.Lessor().TimeToLive(req.ID, req.Keys)
 	if errors.Is(err, lease.ErrNotFound) {
 		// As etcd: not an error, a TTL of -1.
@@ -177,7 +183,7 @@ type marshaler interface {
 // toLeader runs local on the leader, or forwards req to the leader as
 // method and decodes its answer into resp; across leader changes it tries
 // again until ctx ends.
-func (s *Server) toLeader(ctx context.Context, method string, req marshaler, local func(context.Context) (marshaler, error),
+func (s *Server) toLeader(ctx context.Context, method string, req marshaler, local func() (marshaler, error),
 	resp marshaler) (marshaler, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
@@ -191,7 +197,7 @@ func (s *Server) toLeader(ctx context.Context, method string, req marshaler, loc
 			return nil, err
 		}
 		if ok {
-			out, err := local(ctx)
+			out, err := local()
 			if !errors.Is(err, lease.ErrNotPrimary) {
 				return out, err
 			}
@@ -224,43 +230,32 @@ func (s *Server) toLeader(ctx context.Context, method string, req marshaler, loc
 // HandleCall serves what a follower forwards: this member must be the
 // leader, else errNotLeader and the follower tries again.
 func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]byte, error) {
-	var out marshaler
+	var local func() (marshaler, error)
 	switch method {
 	case callRenew:
 		var req pb.LeaseKeepAliveRequest
 		if err := req.Unmarshal(data); err != nil {
 			return nil, err
 		}
-		ok, err := s.readyToLead(ctx)
-		if err != nil || !ok {
-			return nil, errNotLeader
-		}
-		ttl, err := s.renewLocal(req.ID)
-		switch {
-		case errors.Is(err, lease.ErrNotFound):
-			ttl = -1
-		case errors.Is(err, lease.ErrNotPrimary):
-			return nil, errNotLeader
-		case err != nil:
-			return nil, err
-		}
-		out = &pb.LeaseKeepAliveResponse{ID: req.ID, TTL: ttl}
+		local = func() (marshaler, error) { return s.renewAnswer(req.ID) }
 	case callTimeToLive:
 		var req pb.LeaseTimeToLiveRequest
 		if err := req.Unmarshal(data); err != nil {
 			return nil, err
 		}
-		ok, err := s.readyToLead(ctx)
-		if err != nil || !ok {
-			return nil, errNotLeader
-		}
-		if out, err = s.timeToLiveLocal(ctx, &req); errors.Is(err, lease.ErrNotPrimary) {
-			return nil, errNotLeader
-		} else if err != nil {
-			return nil, err
-		}
+		local = func() (marshaler, error) { return s.timeToLiveLocal(&req) }
 	default:
 		return nil, fmt.Errorf("unknown call %q", method)
+	}
+	if ok, err := s.readyToLead(ctx); err != nil || !ok {
+		return nil, errNotLeader
+	}
+	out, err := local()
+	if errors.Is(err, lease.ErrNotPrimary) {
+		return nil, errNotLeader
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out.Marshal()
 }
