@@ -92,9 +92,6 @@ func New(minTTL int64) *Lessor {
 	return &Lessor{minTTL: minTTL, now: time.Now, leases: map[int64]*lease{}, keyLease: map[string]int64{}}
 }
 
-// MinTTL is the shortest TTL granted, in seconds.
-func (le *Lessor) MinTTL() int64 { return le.minTTL }
-
 // Reset replaces every lease with records, and the keys with keys (key ->
 // lease), as rebuilt from a backend. Keys naming an unknown lease are
 // left out. The lessor stays primary or not; a primary restarts every
