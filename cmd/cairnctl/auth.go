@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/term"
 )
 
 func newAuthCommand(g *globals) *cobra.Command {
@@ -89,7 +91,7 @@ func newAuthCommand(g *globals) *cobra.Command {
 func newUserCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "user <subcommand>", Short: "User related commands"}
 	var newPassword string
-	var noPassword bool
+	var noPassword, addInteractive, passwdInteractive bool
 	add := &cobra.Command{
 		Use:   "add <user name or user:password> [options]",
 		Short: "Adds a new user",
@@ -99,21 +101,17 @@ func newUserCommand(g *globals) *cobra.Command {
 			}
 			name, password, hasPassword := strings.Cut(args[0], ":")
 			if !hasPassword && !noPassword {
-				if newPassword != "" {
+				var err error
+				switch {
+				case newPassword != "":
 					password = newPassword
-				} else {
-					// As etcdctl: asked twice (a line of stdin each).
-					r := bufio.NewReader(g.stdin)
-					read := func(prompt string) string {
-						fmt.Fprint(g.stdout, prompt)
-						line, _ := r.ReadString('\n')
-						fmt.Fprintln(g.stdout)
-						return strings.TrimRight(line, "\r\n")
-					}
-					password = read(fmt.Sprintf("Password of %s: ", name))
-					if read(fmt.Sprintf("Type password of %s again for confirmation: ", name)) != password {
-						return badArgs("given passwords are different")
-					}
+				case addInteractive:
+					password, err = g.askPassword(name)
+				default:
+					password = g.scanPassword()
+				}
+				if err != nil {
+					return err
 				}
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
@@ -134,6 +132,34 @@ func newUserCommand(g *globals) *cobra.Command {
 	}
 	add.Flags().StringVar(&newPassword, "new-user-password", "", "Supply password from the command line flag")
 	add.Flags().BoolVar(&noPassword, "no-password", false, "Create a user without password (CN based auth only)")
+	add.Flags().BoolVar(&addInteractive, "interactive", true, "Read password from stdin instead of interactive terminal")
+	passwd := &cobra.Command{
+		Use:   "passwd <user name> [options]",
+		Short: "Changes password of user",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badArgs("user passwd command requires user name as its argument")
+			}
+			var password string
+			if passwdInteractive {
+				var err error
+				if password, err = g.askPassword(args[0]); err != nil {
+					return err
+				}
+			} else {
+				password = g.scanPassword()
+			}
+			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
+				resp, err := cli.UserChangePassword(ctx, args[0], password)
+				if err != nil {
+					return err
+				}
+				return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
+					func() { fmt.Fprintln(g.stdout, "Password updated") })
+			})
+		},
+	}
+	passwd.Flags().BoolVar(&passwdInteractive, "interactive", true, "If true, read password from stdin instead of interactive terminal")
 
 	oneUser := func(use, short, usage string, run func(cli *clientv3.Client, ctx context.Context, name string) error) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, RunE: func(cmd *cobra.Command, args []string) error {
@@ -231,7 +257,7 @@ func newUserCommand(g *globals) *cobra.Command {
 			})
 		}}
 	}
-	cmd.AddCommand(add, del, get, list,
+	cmd.AddCommand(add, del, get, list, passwd,
 		roleOfUser("grant-role <user name> <role name>", "Grants a role to a user", "user grant command requires user name and role name as its argument", "Role %s is granted to user %s", true),
 		roleOfUser("revoke-role <user name> <role name>", "Revokes a role from a user", "user revoke-role requires user name and role name as its argument", "Role %s is revoked from user %s", false))
 	return cmd
@@ -416,4 +442,38 @@ func (g *globals) printRolePermissions(name string, resp *clientv3.AuthRoleGetRe
 	printPerms(true)
 	fmt.Fprintln(g.stdout, "KV Write:")
 	printPerms(false)
+}
+
+// askPassword asks for name's password twice, as etcdctl does: prompts on
+// stdout, the answers from the terminal without echo (or, when stdin is
+// not a terminal, a line each).
+func (g *globals) askPassword(name string) (string, error) {
+	r := bufio.NewReader(g.stdin)
+	read := func(prompt string) string {
+		fmt.Fprint(g.stdout, prompt)
+		defer fmt.Fprintln(g.stdout)
+		if f, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			b, _ := term.ReadPassword(int(f.Fd()))
+			return string(b)
+		}
+		line, _ := r.ReadString('\n')
+		return strings.TrimRight(line, "\r\n")
+	}
+	password := read(fmt.Sprintf("Password of %s: ", name))
+	if password == "" {
+		return "", badArgs("empty password")
+	}
+	if read(fmt.Sprintf("Type password of %s again for confirmation: ", name)) != password {
+		return "", badArgs("given passwords are different")
+	}
+	return password, nil
+}
+
+// scanPassword reads the password with --interactive=false: the first
+// word on stdin, as etcdctl's fmt.Scanf("%s") takes it; none is an empty
+// password.
+func (g *globals) scanPassword() string {
+	var password string
+	fmt.Fscanf(g.stdin, "%s", &password)
+	return password
 }

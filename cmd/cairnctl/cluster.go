@@ -15,15 +15,27 @@ import (
 
 func newMemberCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "member <subcommand>", Short: "Membership related commands"}
+	var consistency string
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "Lists all members in the cluster",
+		Long: `When --write-out is set to simple, this command prints out comma-separated member lists for each endpoint.
+The items in the lists are ID, Status, Name, Peer Addrs, Client Addrs, Is Learner.
+`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(g.writeOut, true); err != nil {
 				return err
 			}
+			var opts []clientv3.OpOption
+			switch consistency {
+			case "s":
+				opts = append(opts, clientv3.WithSerializable())
+			case "l":
+			default:
+				return exitErr{exitBadFeature, fmt.Errorf("unknown consistency flag %q", consistency)}
+			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
-				resp, err := cli.MemberList(ctx)
+				resp, err := cli.MemberList(ctx, opts...)
 				if err != nil {
 					return err
 				}
@@ -32,6 +44,7 @@ func newMemberCommand(g *globals) *cobra.Command {
 			})
 		},
 	}
+	list.Flags().StringVar(&consistency, "consistency", "l", "Linearizable(l) or Serializable(s)")
 	cmd.AddCommand(list)
 	addMemberCommands(g, cmd)
 	return cmd
@@ -132,6 +145,9 @@ func newEndpointCommand(g *globals) *cobra.Command {
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Prints out the status of endpoints specified in `--endpoints` flag",
+		Long: `When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.
+The items in the lists are endpoint, ID, version, db size, is leader, is learner, raft term, raft index, raft applied index, errors.
+`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(g.writeOut, true); err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/client/pkg/v3/srv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -35,11 +36,15 @@ type globals struct {
 	hex              bool
 	writeOut         string
 	debug            bool
+	discoverySRV     string
+	discoveryName    string
+	discoveryInsec   bool
 	maxRequestBytes  int
 	maxRecvBytes     int
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	environ        []string
 
 	// capture, if set, takes the operation put, get or del would run:
 	// txn parses its requests with those commands.
@@ -61,9 +66,41 @@ func (g *globals) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&g.skipVerify, "insecure-skip-tls-verify", false, "skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)")
 	fs.BoolVar(&g.hex, "hex", false, "print byte strings as hex encoded strings")
 	fs.StringVarP(&g.writeOut, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
+	fs.StringVar(&g.writeOut, "output", "simple", "the same as --write-out (Cairn)")
+	g.extension(fs, "output")
 	fs.BoolVar(&g.debug, "debug", false, "enable client-side debug logging")
+	fs.StringVarP(&g.discoverySRV, "discovery-srv", "d", "", "domain name to query for SRV records describing cluster endpoints")
+	fs.StringVar(&g.discoveryName, "discovery-srv-name", "", "service name to query when using DNS discovery")
+	fs.BoolVar(&g.discoveryInsec, "insecure-discovery", true, "accept insecure SRV records describing cluster endpoints")
 	fs.IntVar(&g.maxRequestBytes, "max-request-bytes", 0, "client-side request send limit in bytes (if 0, it defaults to 2.0 MiB (2 * 1024 * 1024).)")
 	fs.IntVar(&g.maxRecvBytes, "max-recv-bytes", 0, "client-side response receive limit in bytes (if 0, it defaults to \"math.MaxInt32\")")
+}
+
+// getenv is ETCDCTL_<name>, or CAIRNCTL_<name> when that is set.
+func (g *globals) getenv(name string) string {
+	value := ""
+	for _, prefix := range envPrefixes {
+		for _, kv := range g.environ {
+			if v, ok := strings.CutPrefix(kv, prefix+name+"="); ok {
+				value = v
+			}
+		}
+	}
+	return value
+}
+
+// extension marks flags of fs as Cairn's own: they work under either
+// name, but are left out of the help text under the name etcdctl, so that
+// its help is etcdctl's.
+func (g *globals) extension(fs *pflag.FlagSet, names ...string) {
+	if g.name != "etcdctl" {
+		return
+	}
+	for _, name := range names {
+		if err := fs.MarkHidden(name); err != nil {
+			panic(err) // a flag name misspelt here
+		}
+	}
 }
 
 // errLogged is an error already reported (as a log line): nothing more is
@@ -143,8 +180,39 @@ func (g *globals) client() (*clientv3.Client, error) {
 	return cli, nil
 }
 
+// discover replaces --endpoints with what DNS SRV records under
+// --discovery-srv name (_etcd-client-ssl._tcp.<domain> and
+// _etcd-client._tcp.<domain>, with -<name> after "client" when
+// --discovery-srv-name is set); plain-http ones are dropped, with a line
+// on stderr, when --insecure-discovery=false.
+func (g *globals) discover() error {
+	if g.discoverySRV == "" {
+		return nil
+	}
+	found, err := srv.GetClient("etcd-client", g.discoverySRV, g.discoveryName)
+	if err != nil {
+		return err
+	}
+	var endpoints []string
+	for _, ep := range found.Endpoints {
+		if !g.discoveryInsec && strings.HasPrefix(ep, "http://") {
+			fmt.Fprintf(g.stderr, "ignoring discovered insecure endpoint %q\n", ep)
+			continue
+		}
+		endpoints = append(endpoints, ep)
+	}
+	if len(endpoints) > 0 {
+		g.endpoints = endpoints
+	}
+	return nil
+}
+
 func (g *globals) tlsConfig() (*tls.Config, error) {
 	c := &tls.Config{InsecureSkipVerify: g.skipVerify} //nolint:gosec // the user asked for it
+	if g.discoverySRV != "" && !g.skipVerify {
+		// Discovered endpoints are checked against the domain's name.
+		c.ServerName = g.discoverySRV
+	}
 	if g.cacert != "" {
 		pem, err := os.ReadFile(g.cacert)
 		if err != nil {

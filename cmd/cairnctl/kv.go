@@ -19,6 +19,25 @@ func newPutCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "put [options] <key> <value> (<value> can also be given from stdin)",
 		Short: "Puts the given key into the store",
+		Long: `
+Puts the given key into the store.
+
+When <value> begins with '-', <value> is interpreted as a flag.
+Insert '--' for workaround:
+
+$ put <key> -- <value>
+$ put -- <key> <value>
+
+If <value> isn't given as a command line argument and '--ignore-value' is not specified,
+this command tries to read the value from standard input.
+
+If <lease> isn't given as a command line argument and '--ignore-lease' is not specified,
+this command tries to read the value from standard input.
+
+For example,
+$ cat file | put <key>
+will store the content of the file to <key>.
+`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(g.writeOut, false); err != nil {
 				return err
@@ -86,9 +105,17 @@ func putArgs(g *globals, args []string, ignoreValue bool) (string, string, error
 	return key, string(b), nil
 }
 
+// parseLeaseID reads a lease ID in hex, as etcdctl does. One that is too
+// long for hex but a decimal int64 is taken as decimal: that is how JSON
+// output prints IDs (`lease grant 60 -w json`), and the seeds pass such an
+// ID (7528568867886775889); etcdctl refuses it. IDs of 16 hex digits or
+// fewer are always hex, so nothing etcdctl accepts reads differently.
 func parseLeaseID(s string) (clientv3.LeaseID, error) {
 	id, err := strconv.ParseInt(s, 16, 64)
 	if err != nil {
+		if dec, derr := strconv.ParseInt(s, 10, 64); derr == nil && len(s) > 16 {
+			return clientv3.LeaseID(dec), nil
+		}
 		return 0, badArgs("bad lease ID (%v), expecting ID in Hex", err)
 	}
 	return clientv3.LeaseID(id), nil
@@ -99,7 +126,7 @@ func newGetCommand(g *globals) *cobra.Command {
 		consistency, sortOrder, sortTarget   string
 		prefix, fromKey, keysOnly, countOnly bool
 		printValueOnly                       bool
-		limit, rev                           int64
+		limit, rev, ver                      int64
 		minMod, maxMod, minCreate, maxCreate int64
 	)
 	cmd := &cobra.Command{
@@ -123,6 +150,15 @@ func newGetCommand(g *globals) *cobra.Command {
 			}
 			if printValueOnly && g.writeOut != formatSimple {
 				return badArgs("print-value-only is only for `--write-out=simple`")
+			}
+			if ver != 0 && (len(args) > 1 || prefix || fromKey) {
+				return badArgs("--ver is only for a single key")
+			}
+			if ver != 0 && rev != 0 {
+				return badArgs("`--ver` and `--rev` cannot be set at the same time, choose one")
+			}
+			if ver < 0 {
+				return badArgs("bad version %d", ver)
 			}
 			var opts []clientv3.OpOption
 			switch consistency {
@@ -179,9 +215,19 @@ func newGetCommand(g *globals) *cobra.Command {
 			opts = append(opts, clientv3.WithMinModRev(minMod), clientv3.WithMaxModRev(maxMod),
 				clientv3.WithMinCreateRev(minCreate), clientv3.WithMaxCreateRev(maxCreate))
 			if g.capture != nil {
+				if ver != 0 {
+					return badArgs("--ver is not supported in a txn")
+				}
 				return g.capture(clientv3.OpGet(key, opts...))
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
+				if ver != 0 {
+					r, err := versionRevision(ctx, cli, key, ver, consistency == "s")
+					if err != nil {
+						return err
+					}
+					opts = append(opts, clientv3.WithRev(r))
+				}
 				resp, err := cli.Get(ctx, key, opts...)
 				if err != nil {
 					return err
@@ -199,11 +245,13 @@ func newGetCommand(g *globals) *cobra.Command {
 	f.BoolVar(&prefix, "prefix", false, "Get keys with matching prefix")
 	f.BoolVar(&fromKey, "from-key", false, "Get keys that are greater than or equal to the given key using byte compare")
 	f.Int64Var(&rev, "rev", 0, "Specify the kv revision")
+	f.Int64Var(&ver, "ver", 0, "Get the key as it was at this version of it (its Nth write since it was created) (Cairn)")
+	g.extension(f, "ver")
 	f.BoolVar(&keysOnly, "keys-only", false, "Get only the keys")
 	f.BoolVar(&countOnly, "count-only", false, "Get only the count")
 	f.BoolVar(&printValueOnly, "print-value-only", false, `Only write values when using the "simple" output format`)
-	f.Int64Var(&minMod, "min-mod-rev", 0, "Minimum modify revision")
-	f.Int64Var(&maxMod, "max-mod-rev", 0, "Maximum modify revision")
+	f.Int64Var(&minMod, "min-mod-rev", 0, "Minimum modification revision")
+	f.Int64Var(&maxMod, "max-mod-rev", 0, "Maximum modification revision")
 	f.Int64Var(&minCreate, "min-create-rev", 0, "Minimum create revision")
 	f.Int64Var(&maxCreate, "max-create-rev", 0, "Maximum create revision")
 	return cmd
@@ -274,14 +322,14 @@ func newDelCommand(g *globals) *cobra.Command {
 	f.BoolVar(&prefix, "prefix", false, "delete keys with matching prefix")
 	f.BoolVar(&prevKV, "prev-kv", false, "return deleted key-value pairs")
 	f.BoolVar(&fromKey, "from-key", false, "delete keys that are greater than or equal to the given key using byte compare")
-	f.BoolVar(&isRange, "range", false, "delete range of keys without delay")
+	f.BoolVar(&isRange, "range", false, "delete range of keys")
 	return cmd
 }
 
 func newCompactCommand(g *globals) *cobra.Command {
 	var physical bool
 	cmd := &cobra.Command{
-		Use:   "compact [options] <revision>",
+		Use:   "compaction [options] <revision>",
 		Short: "Compacts the event history in etcd",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -306,4 +354,43 @@ func newCompactCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&physical, "physical", false, "'true' to wait for compaction to physically remove all old revisions")
 	return cmd
+}
+
+// versionRevision finds the revision at which key, as it is now (its
+// current generation: since it was last created), had version ver: the
+// first revision in [create, mod] whose read of the key has that version,
+// found by bisection, a keys-only read each step. A version the key never
+// had, or has not reached, is an error; so is one compacted away.
+func versionRevision(ctx context.Context, cli *clientv3.Client, key string, ver int64, serializable bool) (int64, error) {
+	base := []clientv3.OpOption{clientv3.WithKeysOnly()}
+	if serializable {
+		base = append(base, clientv3.WithSerializable())
+	}
+	resp, err := cli.Get(ctx, key, base...)
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, fmt.Errorf("key %q does not exist", key)
+	}
+	kv := resp.Kvs[0]
+	if ver > kv.Version {
+		return 0, fmt.Errorf("key %q has no version %d: its version is %d", key, ver, kv.Version)
+	}
+	// Invariant: the key's version at lo-1 is below ver (or lo is its
+	// creation), and at hi it is at least ver.
+	lo, hi := kv.CreateRevision, kv.ModRevision
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		r, err := cli.Get(ctx, key, append(base, clientv3.WithRev(mid))...)
+		if err != nil {
+			return 0, err
+		}
+		if len(r.Kvs) == 1 && r.Kvs[0].Version >= ver {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo, nil
 }

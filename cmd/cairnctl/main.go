@@ -46,7 +46,7 @@ func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io
 	if name != "etcdctl" {
 		name = "cairnctl"
 	}
-	g := &globals{name: name, stdin: stdin, stdout: stdout, stderr: stderr}
+	g := &globals{name: name, stdin: stdin, stdout: stdout, stderr: stderr, environ: environ}
 	root := newRoot(g, environ)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -58,6 +58,14 @@ func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io
 	if !errors.Is(err, errLogged) {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 	}
+	var fe flagError
+	if errors.As(err, &fe) {
+		// etcdctl (cobra) follows a flag error with the command's usage,
+		// which its usage function writes to stdout, and the empty string
+		// that function returns, on stderr.
+		g.writeUsage(fe.cmd)
+		fmt.Fprintln(stderr)
+	}
 	if strings.HasPrefix(err.Error(), "unknown command ") {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
 	}
@@ -68,20 +76,46 @@ func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io
 	return exitError
 }
 
+// flagError is a command line cobra could not parse: a bad flag or flag
+// value.
+type flagError struct {
+	cmd *cobra.Command
+	err error
+}
+
+func (e flagError) Error() string { return e.err.Error() }
+func (e flagError) Unwrap() error { return e.err }
+
+func init() {
+	// etcdctl resolves a command from any unique prefix of its name:
+	// "compact" is "compaction", "ver" is "version".
+	cobra.EnablePrefixMatching = true
+}
+
 func newRoot(g *globals, environ []string) *cobra.Command {
+	short := "A simple command line client for etcd3."
+	if g.name != "etcdctl" {
+		short = "A simple command line client for Cairn (and etcd3)."
+	}
 	root := &cobra.Command{
 		Use:           g.name,
-		Short:         "A simple command line client for Cairn (etcdctl's commands).",
+		Short:         short,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return g.fromEnvironment(cmd, environ)
+			if err := g.fromEnvironment(cmd, environ); err != nil {
+				return err
+			}
+			return g.discover()
 		},
 	}
 	g.register(root.PersistentFlags())
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return flagError{cmd, err} })
+	g.installHelp(root)
 	root.AddCommand(newPutCommand(g), newGetCommand(g), newDelCommand(g), newCompactCommand(g),
 		newLeaseCommand(g), newWatchCommand(g), newTxnCommand(g), newMemberCommand(g), newEndpointCommand(g), newLockCommand(g), newElectCommand(g), newAlarmCommand(g), newDefragCommand(g),
 		newMoveLeaderCommand(g), newSnapshotCommand(g), newAuthCommand(g), newUserCommand(g), newRoleCommand(g),
-		newVersionCommand(g))
+		newVersionCommand(g), newCompletionCommand(g))
+	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -136,10 +137,31 @@ func newMoveLeaderCommand(g *globals) *cobra.Command {
 }
 
 func newSnapshotCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "snapshot <subcommand>", Short: "Manages etcd node snapshots"}
+	// etcdctl's examples; each line is indented, blank ones too.
+	example := "  " + strings.ReplaceAll(strings.Join([]string{
+		"# Save snapshot to a given file",
+		"etcdctl snapshot save /backup/etcd-snapshot.db",
+		"",
+		"# Get snapshot from given address and save it to file",
+		"etcdctl snapshot save --endpoints=127.0.0.1:3000 /backup/etcd-snapshot.db",
+		"",
+		"# Get snapshot from given address with certificates",
+		"etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.crt --cert=/etc/etcd/etcd.crt --key=/etc/etcd/etcd.key snapshot save /backup/etcd-snapshot.db",
+		"",
+		"# Get snapshot wih certain user and password",
+		"etcdctl --user=root --password=password123 snapshot save /backup/etcd-snapshot.db",
+		"",
+		"# Get snapshot from given address with timeout",
+		"etcdctl --endpoints=https://127.0.0.1:2379 --dial-timeout=20s snapshot save /backup/etcd-snapshot.db",
+		"",
+		"# Save snapshot with desirable time format",
+		"etcdctl snapshot save /mnt/backup/etcd/backup_$(date +%Y%m%d_%H%M%S).db",
+	}, "\n  "), "etcdctl", g.name)
+	cmd := &cobra.Command{Use: "snapshot <subcommand>", Short: "Manages etcd node snapshots", Example: example}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "save <filename>",
-		Short: "Stores an etcd node backend snapshot to a given file",
+		Use:     "save <filename>",
+		Short:   "Stores an etcd node backend snapshot to a given file",
+		Example: example,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return badArgs("snapshot save expects one argument")

@@ -130,6 +130,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 	promote := &cobra.Command{
 		Use:   "promote <memberID>",
 		Short: "Promotes a non-voting member in the cluster",
+		Long:  "Promotes a non-voting learner member to a voting one in the cluster.\n",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := memberID(args)
 			if err != nil {

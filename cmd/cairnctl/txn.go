@@ -16,11 +16,41 @@ import (
 func newTxnCommand(g *globals) *cobra.Command {
 	var interactive bool
 	cmd := &cobra.Command{
-		Use:   "txn [options] (if none, will read from stdin)",
+		Use:   "txn [options]",
 		Short: "Txn processes all the requests in one transaction",
+		Long: `
+Txn reads multiple etcd requests from standard input and applies them as a single atomic transaction.
+
+A transaction consists of three components:
+1) a list of conditions,
+2) a list of requests to apply if all the conditions are true,
+3) a list of requests to apply if any condition is false.
+
+Example interactive stdin usage:
+
+---
+` + g.name + ` txn -i
+# compares:
+mod("key1") > "0"
+
+# success requests (get, put, delete):
+put key1 "overwrote-key1"
+
+# failure requests (get, put, delete):
+put key1 "created-key1"
+put key2 "some extra key"
+---
+
+Refer to https://github.com/etcd-io/etcd/blob/main/etcdctl/README.md#txn-options.
+`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(g.writeOut, false); err != nil {
 				return err
+			}
+			// "txn i" is Cairn's spelling of "txn -i" (the seeds use it);
+			// etcdctl refuses any argument.
+			if len(args) == 1 && (args[0] == "i" || args[0] == "interactive") {
+				interactive, args = true, nil
 			}
 			if len(args) != 0 {
 				return badArgs("txn command does not accept argument")
