@@ -448,16 +448,10 @@ func (g *globals) printRolePermissions(name string, resp *clientv3.AuthRoleGetRe
 // stdout, the answers from the terminal without echo (or, when stdin is
 // not a terminal, a line each).
 func (g *globals) askPassword(name string) (string, error) {
-	r := bufio.NewReader(g.stdin)
 	read := func(prompt string) string {
 		fmt.Fprint(g.stdout, prompt)
 		defer fmt.Fprintln(g.stdout)
-		if f, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			b, _ := term.ReadPassword(int(f.Fd()))
-			return string(b)
-		}
-		line, _ := r.ReadString('\n')
-		return strings.TrimRight(line, "\r\n")
+		return g.readSecret()
 	}
 	password := read(fmt.Sprintf("Password of %s: ", name))
 	if password == "" {
@@ -476,4 +470,18 @@ func (g *globals) scanPassword() string {
 	var password string
 	fmt.Fscanf(g.stdin, "%s", &password)
 	return password
+}
+
+// readSecret reads a line from the terminal without echo, or from stdin
+// when it is not a terminal.
+func (g *globals) readSecret() string {
+	if f, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		b, _ := term.ReadPassword(int(f.Fd()))
+		return string(b)
+	}
+	if g.lines == nil {
+		g.lines = bufio.NewReader(g.stdin)
+	}
+	line, _ := g.lines.ReadString('\n')
+	return strings.TrimRight(line, "\r\n")
 }

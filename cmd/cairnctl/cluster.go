@@ -174,7 +174,7 @@ The items in the lists are endpoint, ID, version, db size, is leader, is learner
 			return g.endpointHashKV(eps, rev)
 		},
 	}
-	hashkv.Flags().Int64Var(&rev, "rev", 0, "maximum revision to hash (default: latest revision)")
+	hashkv.PersistentFlags().Int64Var(&rev, "rev", 0, "maximum revision to hash (default: latest revision)")
 	cmd.AddCommand(health, status, hashkv)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,6 +46,8 @@ type globals struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	environ        []string
+	// lines reads stdin a line at a time, for passwords.
+	lines *bufio.Reader
 
 	// capture, if set, takes the operation put, get or del would run:
 	// txn parses its requests with those commands.

@@ -110,12 +110,13 @@ func newRoot(g *globals, environ []string) *cobra.Command {
 		},
 	}
 	g.register(root.PersistentFlags())
+	completeWith(root, "write-out", formatFields, formatJSON, formatProtobuf, formatSimple, formatTable)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return flagError{cmd, err} })
 	g.installHelp(root)
 	root.AddCommand(newPutCommand(g), newGetCommand(g), newDelCommand(g), newCompactCommand(g),
 		newLeaseCommand(g), newWatchCommand(g), newTxnCommand(g), newMemberCommand(g), newEndpointCommand(g), newLockCommand(g), newElectCommand(g), newAlarmCommand(g), newDefragCommand(g),
 		newMoveLeaderCommand(g), newSnapshotCommand(g), newAuthCommand(g), newUserCommand(g), newRoleCommand(g),
-		newVersionCommand(g), newCompletionCommand(g))
+		newVersionCommand(g), newCompletionCommand(g), newDowngradeCommand(g), newMakeMirrorCommand(g), newCheckCommand(g))
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

@@ -89,7 +89,7 @@ func newDefragCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&cluster, "cluster", false, "use all endpoints from the cluster member list")
+	cmd.PersistentFlags().BoolVar(&cluster, "cluster", false, "use all endpoints from the cluster member list")
 	return cmd
 }
 
