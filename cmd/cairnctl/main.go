@@ -49,7 +49,9 @@ func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io
 	g := &globals{name: name, stdin: stdin, stdout: stdout, stderr: stderr, environ: environ}
 	root := newRoot(g, environ)
 	root.SetArgs(args)
-	root.SetOut(stdout)
+	// cobra's own output (an unknown help topic, shell completions) is
+	// left on the process's streams, as etcdctl leaves it: cobra writes
+	// the unknown topic to its "out" stream, stderr unless one is set.
 	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {

@@ -2,6 +2,9 @@ package diff
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,10 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // ctlStep is one command line (and its stdin), run by both CLIs.
@@ -26,14 +32,18 @@ type ctlStep struct {
 	background string
 	watchers   int
 	stop       string
+	// digest replaces stdout by its SHA-256 (for long outputs: shell
+	// completion scripts).
+	digest bool
 }
 
 // ctlResult is what one command printed, normalized: client log lines
 // (JSON, with timestamps) dropped from stderr, and lease IDs, which the
 // server generates from the clock, replaced.
 type ctlResult struct {
-	stdout, stderr string
-	code           int
+	Stdout string `json:"stdout"`
+	Stderr string `json:"stderr"`
+	Code   int    `json:"code"`
 }
 
 var (
@@ -79,6 +89,26 @@ func runScript(t *testing.T, cairn, ctl string, cport, pport int, steps []ctlSte
 		}
 		time.Sleep(50 * time.Millisecond) // polling a starting process
 	}
+	// The member's and cluster's IDs follow from the peer URL, which
+	// differs between a golden file's run and this one: they, and the
+	// ports, are replaced by names.
+	var ids []struct {
+		Status struct {
+			Header struct {
+				ClusterID uint64 `json:"cluster_id"`
+				MemberID  uint64 `json:"member_id"`
+			} `json:"header"`
+		}
+	}
+	status, err := exec.Command(ctl, "--endpoints", ep, "endpoint", "status", "-w", "json").Output()
+	if err != nil || json.Unmarshal(status, &ids) != nil || len(ids) != 1 {
+		t.Fatalf("endpoint status: %v\n%s", err, status)
+	}
+	hdr := ids[0].Status.Header
+	identity := strings.NewReplacer(
+		fmt.Sprint(hdr.ClusterID), "<cluster-id>", fmt.Sprint(hdr.MemberID), "<member-id>",
+		fmt.Sprintf("%x", hdr.ClusterID), "<cluster-id>", fmt.Sprintf("%x", hdr.MemberID), "<member-id>",
+		ep, "$EP", fmt.Sprintf("127.0.0.1:%d", pport), "$PEER", tmp, "$TMP")
 	var out []ctlResult
 	type bg struct {
 		cmd            *exec.Cmd
@@ -92,7 +122,7 @@ func runScript(t *testing.T, cairn, ctl string, cport, pport int, steps []ctlSte
 				errLines = append(errLines, line)
 			}
 		}
-		return ctlResult{normalize(stdout), normalize(strings.Join(errLines, "\n")), code}
+		return ctlResult{normalize(identity.Replace(stdout)), normalize(identity.Replace(strings.Join(errLines, "\n"))), code}
 	}
 	for _, st := range steps {
 		if st.stop != "" {
@@ -130,7 +160,17 @@ func runScript(t *testing.T, cairn, ctl string, cport, pport int, steps []ctlSte
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, result(strings.ReplaceAll(stdout.String(), tmp, "$TMP"), strings.ReplaceAll(stderr.String(), tmp, "$TMP"), code))
+		if slices.Contains(args, "protobuf") {
+			b := zeroHeaderIDs(stdout.Bytes())
+			stdout.Reset()
+			stdout.Write(b)
+		}
+		if st.digest {
+			sum := sha256.Sum256(stdout.Bytes())
+			stdout.Reset()
+			fmt.Fprintf(&stdout, "sha256 %x\n", sum)
+		}
+		out = append(out, result(stdout.String(), stderr.String(), code))
 	}
 	return out
 }
@@ -154,11 +194,71 @@ func waitWatchers(t *testing.T, clientURL string, n int) {
 	}
 }
 
+// update rewrites the golden files from stock etcdctl's output.
+var update = flag.Bool("update", false, "rewrite tests/diff/testdata/*.json from stock etcdctl's output")
+
+// goldenStep is one step and what stock etcdctl printed for it, as a
+// golden file keeps them.
+type goldenStep struct {
+	Args  []string `json:"args"`
+	Stdin string   `json:"stdin,omitempty"`
+	ctlResult
+}
+
+func goldenPath(name string) string { return filepath.Join("testdata", "ctl-"+name+".json") }
+
+func readGolden(t *testing.T, name string) []goldenStep {
+	t.Helper()
+	b, err := os.ReadFile(goldenPath(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g []goldenStep
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func toGolden(steps []ctlStep, results []ctlResult) []goldenStep {
+	g := make([]goldenStep, len(steps))
+	for i, st := range steps {
+		args := st.args
+		if st.stop != "" {
+			args = []string{"<stop " + st.stop + ">"}
+		}
+		g[i] = goldenStep{args, st.stdin, results[i]}
+	}
+	return g
+}
+
+// compareGolden requires results to be what the golden file name holds.
+func compareGolden(t *testing.T, name string, steps []ctlStep, results []ctlResult, who string) {
+	t.Helper()
+	want, got := readGolden(t, name), toGolden(steps, results)
+	if len(want) != len(got) {
+		t.Fatalf("%s has %d steps, the test %d: run go test ./tests/diff -run Differential -update", goldenPath(name), len(want), len(got))
+	}
+	for i := range got {
+		w, g := want[i], got[i]
+		if !slices.Equal(w.Args, g.Args) || w.Stdin != g.Stdin {
+			t.Fatalf("%s step %d is %v, the test's %v: run go test ./tests/diff -run Differential -update", goldenPath(name), i, w.Args, g.Args)
+		}
+		if w.ctlResult != g.ctlResult {
+			t.Errorf("%v:\n%s: exit %d\n%s--- stderr\n%s\n%s: exit %d\n%s--- stderr\n%s", g.Args,
+				who, g.Code, g.Stdout, g.Stderr, goldenPath(name), w.Code, w.Stdout, w.Stderr)
+		}
+	}
+}
+
 // compareCtl runs steps through stock etcdctl and through cairnctl, each
 // against a fresh server (binary) on the same ports, so with the same
-// identity, and requires the same results. It skips the test if no stock
-// etcdctl stands beside the reference etcd binary.
-func compareCtl(t *testing.T, server, etcd string, steps []ctlStep) {
+// identity, and requires the same results. Stock etcdctl's results are
+// also checked against (with -update, written to) the golden file golden,
+// if named, which TestCtlGolden holds cairnctl to without a stock
+// etcdctl. It skips the test if no stock etcdctl stands beside the
+// reference etcd binary.
+func compareCtl(t *testing.T, golden, server, etcd string, steps []ctlStep) {
 	t.Helper()
 	etcdctl := filepath.Join(filepath.Dir(etcd), "etcdctl")
 	if _, err := os.Stat(etcdctl); err != nil {
@@ -166,20 +266,46 @@ func compareCtl(t *testing.T, server, etcd string, steps []ctlStep) {
 	}
 	// Installed as etcdctl, as a drop-in replacement is: it then names
 	// itself etcdctl in its messages.
-	cairnctl := filepath.Join(t.TempDir(), "etcdctl")
-	build := exec.Command("go", "build", "-o", cairnctl, "../../cmd/cairnctl")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
-	}
+	cairnctl := buildCmd(t, "cairnctl", "etcdctl")
 	ports := []int{freePort(t), freePort(t)}
 	want := runScript(t, server, etcdctl, ports[0], ports[1], steps)
+	if golden != "" {
+		if *update {
+			b, err := json.MarshalIndent(toGolden(steps, want), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(goldenPath(golden), append(b, '\n'), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			compareGolden(t, golden, steps, want, "stock etcdctl (the golden file is stale: rerun with -update)")
+		}
+	}
 	got := runScript(t, server, cairnctl, ports[0], ports[1], steps)
 	for i := range steps {
 		if got[i] != want[i] {
 			t.Errorf("%v:\ncairnctl: exit %d\n%s--- stderr\n%s\netcdctl:  exit %d\n%s--- stderr\n%s", steps[i].args,
-				got[i].code, got[i].stdout, got[i].stderr, want[i].code, want[i].stdout, want[i].stderr)
+				got[i].Code, got[i].Stdout, got[i].Stderr, want[i].Code, want[i].Stdout, want[i].Stderr)
 		}
+	}
+}
+
+// goldenSets are the step lists with golden files: run against cairn.
+var goldenSets = map[string]func() []ctlStep{"kv": ctlKVSteps, "help": ctlHelpSteps}
+
+// TestCtlGolden runs cairnctl, installed as etcdctl, against cairn
+// through every golden step list, and requires what stock etcdctl printed
+// for the same (the golden files, which the differential tests write with
+// -update and check stay current). It needs no stock etcd.
+func TestCtlGolden(t *testing.T) {
+	cairn := buildCmd(t, "cairn", "cairn")
+	cairnctl := buildCmd(t, "cairnctl", "etcdctl")
+	for name, steps := range goldenSets {
+		t.Run(name, func(t *testing.T) {
+			s := steps()
+			compareGolden(t, name, s, runScript(t, cairn, cairnctl, freePort(t), freePort(t), s), "cairnctl")
+		})
 	}
 }
 
@@ -189,8 +315,53 @@ func compareCtl(t *testing.T, server, etcd string, steps []ctlStep) {
 // code from every one.
 func TestCtlDifferential(t *testing.T) {
 	cairn, etcd := binaries(t)
+	compareCtl(t, "kv", cairn, etcd, ctlKVSteps())
+}
+
+// TestCtlHelpDifferential compares help and usage text: every command's
+// -h, help, and the usage printed after bad flags and arguments.
+func TestCtlHelpDifferential(t *testing.T) {
+	cairn, etcd := binaries(t)
+	compareCtl(t, "help", cairn, etcd, ctlHelpSteps())
+}
+
+// ctlCommands are etcdctl 3.6's commands, groups included.
+var ctlCommands = []string{"alarm", "alarm disarm", "alarm list", "auth", "auth disable", "auth enable",
+	"auth status", "check", "check datascale", "check perf", "compaction", "completion", "defrag", "del",
+	"downgrade", "downgrade cancel", "downgrade enable", "downgrade validate", "elect", "endpoint",
+	"endpoint hashkv", "endpoint health", "endpoint status", "get", "help", "lease", "lease grant",
+	"lease keep-alive", "lease list", "lease revoke", "lease timetolive", "lock", "make-mirror", "member",
+	"member add", "member list", "member promote", "member remove", "member update", "move-leader", "put",
+	"role", "role add", "role delete", "role get", "role grant-permission", "role list",
+	"role revoke-permission", "snapshot", "snapshot save", "txn", "user", "user add", "user delete",
+	"user get", "user grant-role", "user list", "user passwd", "user revoke-role", "version", "watch"}
+
+func ctlHelpSteps() []ctlStep {
+	var steps []ctlStep
+	for _, c := range ctlCommands {
+		steps = append(steps, ctlStep{args: append(strings.Fields(c), "-h")})
+	}
+	for _, args := range [][]string{
+		{}, {"-h"}, {"help"}, {"help", "get"}, {"help", "lease", "grant"}, {"help", "foo"},
+		{"--bogus"}, {"get", "--bogus"}, {"lease", "grant", "--bogus"}, {"get", "--rev=x", "k"},
+		{"lease"}, {"lease", "foo"}, {"foo"}, {"ver"}, {"compa", "-h"}, {"lease", "gr", "-h"},
+		{"completion"}, {"completion", "foo"}, {"__complete", "get", "-w", ""}, {"__complete", "ge"},
+		{"__complete", "get", "--cons"}, {"__complete", "check", "perf", "--load", ""},
+		{"get", "-h", "--bogus"}, {"-w"}, {"--endpoints"},
+	} {
+		steps = append(steps, ctlStep{args: args})
+	}
+	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
+		steps = append(steps, ctlStep{args: []string{"completion", sh}, digest: true})
+	}
+	return steps
+}
+
+// ctlKVSteps exercise every command against a server: keys, leases,
+// maintenance, members, endpoints, transactions, watches, locks.
+func ctlKVSteps() []ctlStep {
 	e := func(args ...string) ctlStep { return ctlStep{args: append([]string{"--endpoints", "$EP"}, args...)} }
-	steps := []ctlStep{
+	return []ctlStep{
 		e("put", "a", "1"),
 		e("put", "a", "2", "--prev-kv"),
 		e("put", "b", "3", "-w", "json"),
@@ -307,7 +478,6 @@ func TestCtlDifferential(t *testing.T) {
 		e("elect", "-l", "x", "y"),
 		e("watch"),
 	}
-	compareCtl(t, cairn, etcd, steps)
 }
 
 // TestCtlDifferentialStockEtcd runs, through both CLIs, commands whose
@@ -369,5 +539,46 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		e("alarm", "list"),
 		{args: []string{"--endpoints", "$EP", "snapshot", "save", "$TMP/snap.db"}},
 	}
-	compareCtl(t, etcd, etcd, steps)
+	compareCtl(t, "", etcd, etcd, steps)
+}
+
+// zeroHeaderIDs drops the cluster and member IDs from a response's
+// protobuf encoding (fields 1 and 2 of its header, field 1), so that it
+// does not depend on the server's identity. Anything else is left as it
+// is.
+func zeroHeaderIDs(b []byte) []byte {
+	var out []byte
+	for rest := b; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return b
+		}
+		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
+		if m < 0 {
+			return b
+		}
+		field := rest[:n+m]
+		if num == 1 && typ == protowire.BytesType {
+			hdr, _ := protowire.ConsumeBytes(rest[n:])
+			var kept []byte
+			for h := hdr; len(h) > 0; {
+				hnum, htyp, hn := protowire.ConsumeTag(h)
+				if hn < 0 {
+					return b
+				}
+				hm := protowire.ConsumeFieldValue(hnum, htyp, h[hn:])
+				if hm < 0 {
+					return b
+				}
+				if hnum != 1 && hnum != 2 {
+					kept = append(kept, h[:hn+hm]...)
+				}
+				h = h[hn+hm:]
+			}
+			field = protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), kept)
+		}
+		out = append(out, field...)
+		rest = rest[n+m:]
+	}
+	return out
 }

@@ -78,7 +78,8 @@ func startServer(t *testing.T, binary string) *grpc.ClientConn {
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "ETCD_") {
+		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "ETCD_") &&
+			!strings.HasPrefix(kv, "CAIRNCTL_") && !strings.HasPrefix(kv, "ETCDCTL_") {
 			env = append(env, kv)
 		}
 	}
@@ -93,13 +94,20 @@ func binaries(t *testing.T) (cairn, etcd string) {
 		t.Skip("REFERENCE_ETCD_BINARY is not set: no stock etcd to compare with " +
 			"(set it to the etcd binary that ../shared/tools/etcd-reference.sh builds)")
 	}
-	cairn = filepath.Join(t.TempDir(), "cairn")
-	build := exec.Command("go", "build", "-o", cairn, "../../cmd/cairn")
+	return buildCmd(t, "cairn", "cairn"), etcd
+}
+
+// buildCmd builds ./cmd/<pkg> into the test's temporary directory, as
+// name.
+func buildCmd(t *testing.T, pkg, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/"+pkg)
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatal(err)
 	}
-	return cairn, etcd
+	return bin
 }
 
 // seeds is how many seeds to run: CAIRN_DIFF_SEEDS, default 3.
