@@ -60,6 +60,7 @@ var datascaleLoads = map[string]datascaleLoad{
 type checkOptions struct {
 	load, prefix            string
 	autoCompact, autoDefrag bool
+	duration                time.Duration // check perf's; 0 is the workload's
 }
 
 func (o *checkOptions) register(cmd *cobra.Command, loadUsage, prefix string) {
@@ -80,6 +81,8 @@ func newCheckCommand(g *globals) *cobra.Command {
 	}
 	perf.register(perfCmd, "The performance check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge). Different workload models use different configurations in terms of number of clients and expected throughput.", "/etcdctl-check-perf/")
 	completeWith(perfCmd, "load", "small", "medium", "large", "xLarge")
+	perfCmd.Flags().DurationVar(&perf.duration, "duration", 0, "How long to run the load (default: the workload's, 1m) (Cairn)")
+	g.extension(perfCmd.Flags(), "duration")
 	scaleCmd := &cobra.Command{
 		Use:   "datascale [options]",
 		Short: "Check the memory usage of holding data for different workloads on a given server endpoint.",
@@ -249,6 +252,9 @@ func (g *globals) checkPerf(o *checkOptions) error {
 		return exitErr{exitBadFeature, fmt.Errorf("unknown load option %v", o.load)}
 	}
 	load := perfLoads[model]
+	if o.duration > 0 {
+		load.duration = o.duration
+	}
 	clients, closeAll, err := g.checkClients(load.clients)
 	if err != nil {
 		return err

@@ -16,29 +16,34 @@ import (
 	"go.uber.org/zap"
 )
 
-var cairnBinary string
+// cairnBinary and ctlBinary are the server and cairnctl, built once for
+// the package's tests.
+var cairnBinary, ctlBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
 func runMain(m *testing.M) int {
-	if b := os.Getenv("CAIRN_E2E_BINARY"); b != "" {
-		cairnBinary = b
-		return m.Run()
-	}
 	dir, err := os.MkdirTemp("", "cairn-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	cairnBinary = filepath.Join(dir, "cairn")
-	build := exec.Command("go", "build", "-tags", "invariants", "-o", cairnBinary, "../../cmd/cairn")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building cairn:", err)
-		return 1
+	cairnBinary, ctlBinary = os.Getenv("CAIRN_E2E_BINARY"), filepath.Join(dir, "cairnctl")
+	builds := [][]string{{"-o", ctlBinary, "../../cmd/cairnctl"}}
+	if cairnBinary == "" {
+		cairnBinary = filepath.Join(dir, "cairn")
+		builds = append(builds, []string{"-tags", "invariants", "-o", cairnBinary, "../../cmd/cairn"})
+	}
+	for _, args := range builds {
+		build := exec.Command("go", append([]string{"build"}, args...)...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building", args[len(args)-1]+":", err)
+			return 1
+		}
 	}
 	return m.Run()
 }
