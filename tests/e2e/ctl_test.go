@@ -456,7 +456,7 @@ func TestCtlCheck(t *testing.T) {
 	}
 	t.Logf("check perf: %q", out.stdout)
 	out = ctl(t, m, "", nil, "check", "datascale")
-	if !regexp.MustCompile(`^Start data scale check for work load \[10000 key-value pairs, 1024 bytes per key-value, 50 concurrent clients\]\.\n` +
+	if !regexp.MustCompile(`^Start data scale check for work load \[10000 key-value pairs, 1024 bytes per key-value, 50 concurrent clients\]\.\n`+
 		`PASS: Approximate system memory used : -?\d+\.\d\d MB\.\n$`).MatchString(out.stdout) || out.code != 0 {
 		t.Fatalf("check datascale: exit %d, printed %q %q", out.code, out.stdout, out.stderr)
 	}
