@@ -18,6 +18,9 @@ func newDowngradeCommand(g *globals) *cobra.Command {
 			Use:   use,
 			Short: short,
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := rpcFormatsOnly(g.writeOut); err != nil {
+					return err
+				}
 				version := ""
 				if needsVersion {
 					if len(args) < 1 {
@@ -32,9 +35,6 @@ func newDowngradeCommand(g *globals) *cobra.Command {
 					resp, err := cli.Downgrade(ctx, a, version)
 					if err != nil {
 						return err
-					}
-					if g.writeOut == formatFields || g.writeOut == formatTable {
-						return exitErr{exitBadFeature, fmt.Errorf("%s not supported as output format", g.writeOut)}
 					}
 					return g.display(resp, (*pb.DowngradeResponse)(resp), nil, func() {
 						fmt.Fprintf(g.stdout, "Downgrade %s success, cluster version %s\n", name, resp.Version)

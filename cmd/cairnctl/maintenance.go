@@ -101,6 +101,9 @@ func newMoveLeaderCommand(g *globals) *cobra.Command {
 			if len(args) != 1 {
 				return badArgs("move-leader command needs 1 argument")
 			}
+			if err := rpcFormatsOnly(g.writeOut); err != nil {
+				return err
+			}
 			target, err := strconv.ParseUint(args[0], 16, 64)
 			if err != nil {
 				return badArgs("%v", err)

@@ -29,6 +29,9 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 				return badArgs("member peer urls not provided")
 			}
 			name, urls := args[0], strings.Split(peerURLs, ",")
+			if err := rpcFormatsOnly(g.writeOut); err != nil {
+				return err
+			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				var resp *clientv3.MemberAddResponse
 				var err error
@@ -45,10 +48,6 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 					return printJSON(g.stdout, resp)
 				case formatProtobuf:
 					return printProtobuf(g.stdout, (*pb.MemberAddResponse)(resp))
-				case formatFields:
-					g.printHeaderFields(resp.Header)
-					fmt.Fprintln(g.stdout, `"ID" :`, resp.Member.ID)
-					return nil
 				}
 				as := ""
 				if resp.Member.IsLearner {
@@ -96,6 +95,9 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if err != nil {
 				return err
 			}
+			if err := rpcFormatsOnly(g.writeOut); err != nil {
+				return err
+			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MemberRemove(ctx, id)
 				if err != nil {
@@ -117,6 +119,9 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if len(updateURLs) == 0 {
 				return badArgs("member peer urls not provided")
 			}
+			if err := rpcFormatsOnly(g.writeOut); err != nil {
+				return err
+			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MemberUpdate(ctx, id, strings.Split(updateURLs, ","))
 				if err != nil {
@@ -136,6 +141,9 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if err != nil {
 				return err
 			}
+			if err := rpcFormatsOnly(g.writeOut); err != nil {
+				return err
+			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MemberPromote(ctx, id)
 				if err != nil {
@@ -149,6 +157,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 }
 
 func (g *globals) printMemberChange(what string, id uint64, h *pb.ResponseHeader, m marshaler, resp any) error {
-	return g.display(resp, m, func() { g.printHeaderFields(h) },
+	// Fields and table were refused before the request.
+	return g.display(resp, m, func() {},
 		func() { fmt.Fprintf(g.stdout, "Member %16x %s cluster %16x\n", id, what, h.ClusterId) })
 }

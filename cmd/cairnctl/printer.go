@@ -36,6 +36,17 @@ func checkFormat(format string, table bool) error {
 	return exitErr{exitBadFeature, fmt.Errorf("unsupported output format")}
 }
 
+// rpcFormatsOnly refuses fields and table for responses etcdctl prints
+// only as simple, json or protobuf (member changes, move-leader,
+// downgrade). etcdctl says so after the request has been carried out;
+// cairnctl says the same before sending it, so that nothing changes.
+func rpcFormatsOnly(format string) error {
+	if format == formatFields || format == formatTable {
+		return exitErr{exitBadFeature, fmt.Errorf("%s not supported as output format", format)}
+	}
+	return checkFormat(format, false)
+}
+
 // printJSON prints v as etcdctl does: encoding/json of the client's
 // response type, on one line.
 func printJSON(w io.Writer, v any) error {
