@@ -99,7 +99,16 @@ func newUserCommand(g *globals) *cobra.Command {
 			if len(args) != 1 {
 				return badArgs("user add command requires user name as its argument")
 			}
+			// As etcdctl: the argument is the name alone with
+			// --no-password or --new-user-password, else "name:password"
+			// or a name whose password is asked for.
 			name, password, hasPassword := strings.Cut(args[0], ":")
+			if noPassword || newPassword != "" {
+				name, hasPassword = args[0], false
+			}
+			if hasPassword && name == "" {
+				return badArgs("empty user name is not allowed")
+			}
 			if !hasPassword && !noPassword {
 				var err error
 				switch {
@@ -473,15 +482,16 @@ func (g *globals) scanPassword() string {
 }
 
 // readSecret reads a line from the terminal without echo, or from stdin
-// when it is not a terminal.
+// when it is not a terminal; surrounding white space is dropped, as
+// etcdctl drops it.
 func (g *globals) readSecret() string {
 	if f, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		b, _ := term.ReadPassword(int(f.Fd()))
-		return string(b)
+		return strings.TrimSpace(string(b))
 	}
 	if g.lines == nil {
 		g.lines = bufio.NewReader(g.stdin)
 	}
 	line, _ := g.lines.ReadString('\n')
-	return strings.TrimRight(line, "\r\n")
+	return strings.TrimSpace(line)
 }

@@ -222,6 +222,9 @@ func (g *globals) endpointHashKV(eps []string, rev int64) error {
 // endpointsFor is --endpoints, or with --cluster every member's client
 // URLs.
 func (g *globals) endpointsFor(cluster bool) ([]string, error) {
+	if err := g.discover(); err != nil {
+		return nil, err
+	}
 	if !cluster {
 		return g.endpoints, nil
 	}

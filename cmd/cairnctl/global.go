@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,11 @@ type globals struct {
 	discoverySRV     string
 	discoveryName    string
 	discoveryInsec   bool
+	discovered       bool // the DNS SRV lookup, if any, is done
+	// quietRetries keeps the client's warnings about failed calls off
+	// stderr, for commands that expect some calls to fail (get --ver's
+	// reads of compacted revisions).
+	quietRetries bool
 	maxRequestBytes  int
 	maxRecvBytes     int
 
@@ -124,16 +130,24 @@ func (g *globals) fromEnvironment(cmd *cobra.Command, environ []string) error {
 		}
 	}
 	var err error
+	// Variables read elsewhere, or by other etcd tools.
+	used := map[string]bool{"ETCDCTL_API": true, "ETCDCTL_WATCH_KEY": true, "ETCDCTL_WATCH_RANGE_END": true,
+		"CAIRNCTL_WATCH_KEY": true, "CAIRNCTL_WATCH_RANGE_END": true}
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
 		if err != nil {
 			return
 		}
 		for _, prefix := range envPrefixes {
+			if f.Hidden && prefix == "ETCDCTL_" {
+				// Cairn's own flags are not etcdctl's variables.
+				continue
+			}
 			name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 			value, ok := env[name]
 			if !ok {
 				continue
 			}
+			used[name] = true
 			if f.Changed {
 				// etcdctl logs this, fatally, as a JSON line.
 				g.logger().Error("conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))",
@@ -148,11 +162,28 @@ func (g *globals) fromEnvironment(cmd *cobra.Command, environ []string) error {
 			f.Changed = true
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// As etcdctl, a variable naming no flag is reported, not fatal.
+	var unknown []string
+	for name, value := range env {
+		if !used[name] && (strings.HasPrefix(name, "ETCDCTL_") || strings.HasPrefix(name, "CAIRNCTL_")) {
+			unknown = append(unknown, name+"="+value)
+		}
+	}
+	slices.Sort(unknown)
+	for _, v := range unknown {
+		g.logger().Warn("unrecognized environment variable", zap.String("environment-variable", v))
+	}
+	return nil
 }
 
 // client connects to the endpoints.
 func (g *globals) client() (*clientv3.Client, error) {
+	if err := g.discover(); err != nil {
+		return nil, err
+	}
 	cfg := clientv3.Config{
 		Endpoints:            g.endpoints,
 		DialTimeout:          g.dialTimeout,
@@ -188,10 +219,15 @@ func (g *globals) client() (*clientv3.Client, error) {
 // _etcd-client._tcp.<domain>, with -<name> after "client" when
 // --discovery-srv-name is set); plain-http ones are dropped, with a line
 // on stderr, when --insecure-discovery=false.
+//
+// It runs once, when a command first needs the endpoints: commands that
+// connect to nothing (version, completion) work without DNS, as in
+// etcdctl.
 func (g *globals) discover() error {
-	if g.discoverySRV == "" {
+	if g.discoverySRV == "" || g.discovered {
 		return nil
 	}
+	g.discovered = true
 	found, err := srv.GetClient("etcd-client", g.discoverySRV, g.discoveryName)
 	if err != nil {
 		return err
@@ -212,8 +248,9 @@ func (g *globals) discover() error {
 
 func (g *globals) tlsConfig() (*tls.Config, error) {
 	c := &tls.Config{InsecureSkipVerify: g.skipVerify} //nolint:gosec // the user asked for it
-	if g.discoverySRV != "" && !g.skipVerify {
-		// Discovered endpoints are checked against the domain's name.
+	if g.discoverySRV != "" && !g.discoveryInsec {
+		// With only secure discovery, the endpoints found are checked
+		// against the domain's name (etcdctl's rule).
 		c.ServerName = g.discoverySRV
 	}
 	if g.cacert != "" {
@@ -242,6 +279,9 @@ func (g *globals) tlsConfig() (*tls.Config, error) {
 func (g *globals) logger() *zap.Logger {
 	cfg := zap.NewProductionConfig()
 	cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
+	if g.quietRetries {
+		cfg.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
+	}
 	if g.debug {
 		cfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -48,7 +50,7 @@ will store the content of the file to <key>.
 			}
 			var opts []clientv3.OpOption
 			if leaseHex != "" {
-				id, err := parseLeaseID(leaseHex)
+				id, err := parseLeaseID(leaseHex, "lease ID")
 				if err != nil {
 					return err
 				}
@@ -110,13 +112,16 @@ func putArgs(g *globals, args []string, ignoreValue bool) (string, string, error
 // output prints IDs (`lease grant 60 -w json`), and the seeds pass such an
 // ID (7528568867886775889); etcdctl refuses it. IDs of 16 hex digits or
 // fewer are always hex, so nothing etcdctl accepts reads differently.
-func parseLeaseID(s string) (clientv3.LeaseID, error) {
+//
+// what names the ID in the error, as etcdctl does: "lease ID" for put's
+// --lease, "lease ID arg" for the lease commands'.
+func parseLeaseID(s, what string) (clientv3.LeaseID, error) {
 	id, err := strconv.ParseInt(s, 16, 64)
 	if err != nil {
 		if dec, derr := strconv.ParseInt(s, 10, 64); derr == nil && len(s) > 16 {
 			return clientv3.LeaseID(dec), nil
 		}
-		return 0, badArgs("bad lease ID (%v), expecting ID in Hex", err)
+		return 0, badArgs("bad %s (%v), expecting ID in Hex", what, err)
 	}
 	return clientv3.LeaseID(id), nil
 }
@@ -220,6 +225,7 @@ func newGetCommand(g *globals) *cobra.Command {
 				}
 				return g.capture(clientv3.OpGet(key, opts...))
 			}
+			g.quietRetries = ver != 0
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				if ver != 0 {
 					r, err := versionRevision(ctx, cli, key, ver, consistency == "s")
@@ -338,9 +344,9 @@ func newCompactCommand(g *globals) *cobra.Command {
 			if len(args) != 1 {
 				return badArgs("compaction command needs 1 argument")
 			}
-			var rev int64
-			if _, err := fmt.Sscan(args[0], &rev); err != nil {
-				return badArgs("%v", err)
+			rev, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil {
+				return err
 			}
 			var opts []clientv3.CompactOption
 			if physical {
@@ -380,12 +386,23 @@ func versionRevision(ctx context.Context, cli *clientv3.Client, key string, ver 
 	if ver > kv.Version {
 		return 0, fmt.Errorf("key %q has no version %d: its version is %d", key, ver, kv.Version)
 	}
-	// Invariant: the key's version at lo-1 is below ver (or lo is its
-	// creation), and at hi it is at least ver.
+	if ver == kv.Version {
+		return kv.ModRevision, nil
+	}
+	// Invariant: below lo the key's version is under ver, or the
+	// revision is compacted; at hi it is at least ver. A compacted
+	// revision counts as "below": the search then ends at the first
+	// readable one, checked after.
 	lo, hi := kv.CreateRevision, kv.ModRevision
+	compacted := false
 	for lo < hi {
 		mid := lo + (hi-lo)/2
 		r, err := cli.Get(ctx, key, append(base, clientv3.WithRev(mid))...)
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			compacted = true
+			lo = mid + 1
+			continue
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -394,6 +411,16 @@ func versionRevision(ctx context.Context, cli *clientv3.Client, key string, ver 
 		} else {
 			lo = mid + 1
 		}
+	}
+	r, err := cli.Get(ctx, key, append(base, clientv3.WithRev(lo))...)
+	if err != nil {
+		return 0, err
+	}
+	if len(r.Kvs) != 1 || r.Kvs[0].Version != ver {
+		if compacted {
+			return 0, fmt.Errorf("version %d of key %q is compacted", ver, key)
+		}
+		return 0, fmt.Errorf("key %q has no version %d", key, ver) // the invariant is broken
 	}
 	return lo, nil
 }

@@ -19,7 +19,7 @@ func leaseArg(args []string, what string) (clientv3.LeaseID, error) {
 	if len(args) != 1 {
 		return 0, badArgs("lease %s command needs lease ID as argument", what)
 	}
-	return parseLeaseID(args[0])
+	return parseLeaseID(args[0], "lease ID arg")
 }
 
 func newLeaseGrant(g *globals) *cobra.Command {
@@ -64,7 +64,7 @@ func newLeaseRevoke(g *globals) *cobra.Command {
 			if len(args) != 1 {
 				return badArgs("lease revoke command needs 1 argument")
 			}
-			id, err := parseLeaseID(args[0])
+			id, err := parseLeaseID(args[0], "lease ID arg")
 			if err != nil {
 				return err
 			}

@@ -105,10 +105,7 @@ func newRoot(g *globals, environ []string) *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.fromEnvironment(cmd, environ); err != nil {
-				return err
-			}
-			return g.discover()
+			return g.fromEnvironment(cmd, environ)
 		},
 	}
 	g.register(root.PersistentFlags())

@@ -110,6 +110,9 @@ func newMoveLeaderCommand(g *globals) *cobra.Command {
 			}
 			// The request must reach the leader: find it among the
 			// endpoints.
+			if err := g.discover(); err != nil {
+				return err
+			}
 			var leaderEP string
 			var leaderID uint64
 			for _, ep := range g.endpoints {
@@ -168,6 +171,9 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return badArgs("snapshot save expects one argument")
+			}
+			if err := g.discover(); err != nil {
+				return err
 			}
 			if len(g.endpoints) != 1 {
 				return badArgs("snapshot must be requested to one selected node, not multiple %v", g.endpoints)

@@ -86,7 +86,7 @@ func (g *globals) mirrorDestination(o *mirrorOptions) (*clientv3.Client, error) 
 	dg.discoverySRV = ""
 	dg.user, dg.password = o.user, o.password
 	if o.user != "" && !strings.Contains(o.user, ":") && o.password == "" {
-		fmt.Fprint(g.stdout, "Password: ")
+		fmt.Fprint(g.stdout, "Destination Password: ")
 		dg.password = g.readSecret()
 		fmt.Fprintln(g.stdout)
 	}

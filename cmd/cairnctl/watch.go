@@ -101,9 +101,8 @@ func newWatchCommand(g *globals) *cobra.Command {
 // watch starts the watch keyArgs (a key, and maybe a range end) and the
 // options name.
 func (o *watchOptions) watch(cli *clientv3.Client, keyArgs []string) (clientv3.WatchChan, error) {
-	if len(keyArgs) > 2 {
-		return nil, errBadArgsNum
-	}
+	// As etcdctl: a key and a range end; arguments after those are
+	// ignored, and with three the range end is too.
 	opts := []clientv3.OpOption{clientv3.WithRev(o.rev)}
 	if len(keyArgs) == 2 {
 		if o.prefix {
@@ -138,9 +137,10 @@ func (o *watchOptions) watch(cli *clientv3.Client, keyArgs []string) (clientv3.W
 // progress notification on every watch. As in etcdctl, it ends at the end
 // of stdin (exit 3), or at a line whose options do not parse (exit 128).
 //
-// etcdctl ignores arguments after -i; Cairn runs them first, as lines
-// starting at each "watch" or "progress" word, so that the seeds'
-// `watch -i watch key1 watch key2` watches both keys.
+// etcdctl ignores arguments after -i; Cairn runs them first when they
+// start with "watch" or "progress", as lines starting at each such word,
+// so that the seeds' `watch -i watch key1 watch key2` watches both keys.
+// Other arguments are ignored, as etcdctl ignores them.
 func (g *globals) watchInteractive(args []string, envKey, envRange string) error {
 	return g.withClient(func(cli *clientv3.Client) error {
 		var mu sync.Mutex // serialises the printing of concurrent watches
@@ -182,9 +182,11 @@ func (g *globals) watchInteractive(args []string, envKey, envRange string) error
 			}
 			return nil
 		}
-		for _, l := range splitCommands(args) {
-			if err := line(l); err != nil {
-				return err
+		if len(args) > 0 && (args[0] == "watch" || args[0] == "progress") {
+			for _, l := range splitCommands(args) {
+				if err := line(l); err != nil {
+					return err
+				}
 			}
 		}
 		r := bufio.NewReader(g.stdin)
@@ -205,7 +207,7 @@ func (g *globals) watchInteractive(args []string, envKey, envRange string) error
 func splitCommands(args []string) []string {
 	var lines []string
 	for _, a := range args {
-		if a == "watch" || a == "progress" || len(lines) == 0 {
+		if a == "watch" || a == "progress" {
 			lines = append(lines, a)
 			continue
 		}
@@ -246,10 +248,13 @@ func (o *watchOptions) parseLine(g *globals, words []string, envKey, envRange st
 		if len(keyArgs) > 0 && execArgs == nil {
 			return nil, nil, errBadArgsNumEnv
 		}
-		keyArgs = []string{envKey}
+		// The environment's key (and range end) come first; as in
+		// etcdctl, a key on the line then follows them.
+		env := []string{envKey}
 		if envRange != "" {
-			keyArgs = append(keyArgs, envRange)
+			env = append(env, envRange)
 		}
+		keyArgs = append(env, keyArgs...)
 	}
 	if len(keyArgs) < 1 {
 		return nil, nil, errBadArgsNum

@@ -64,14 +64,17 @@ type ctlResult struct {
 }
 
 var (
-	leaseHexRe = regexp.MustCompile(`\b[0-9a-f]{12,16}\b`)
-	leaseDecRe = regexp.MustCompile(`"ID"( ?: ?)[0-9]+`)
+	leaseHexRe  = regexp.MustCompile(`\b[0-9a-f]{12,16}\b`)
+	leaseDecRe  = regexp.MustCompile(`"ID"( ?: ?)[0-9]+`)
+	memberPadRe = regexp.MustCompile(`Member +<lease>`)
 	// Durations (endpoint health's "took") differ from run to run.
 	durationRe = regexp.MustCompile(`[0-9]+\.[0-9]+(ns|µs|ms|s)\b|\b[0-9]+(ns|µs|ms)\b`)
 )
 
 func normalize(s string) string {
 	s = leaseHexRe.ReplaceAllString(s, "<lease>")
+	// "Member %16x": a random ID of 15 digits or fewer is padded.
+	s = memberPadRe.ReplaceAllString(s, "Member <lease>")
 	if d := durationRe.ReplaceAllString(s, "<duration>"); d != s {
 		// A table's column widths follow the durations' lengths.
 		s = regexp.MustCompile(`-+`).ReplaceAllString(regexp.MustCompile(` +`).ReplaceAllString(d, " "), "-")
@@ -508,6 +511,13 @@ func ctlKVSteps() []ctlStep {
 		e("lease", "timetolive", "1234"),
 		e("lease", "revoke", "1234"),
 		e("lease", "keep-alive", "--once", "1234"),
+		e("lease", "timetolive", "zz"),
+		e("lease", "revoke", "zz"),
+		e("lease", "keep-alive", "zz"),
+		e("compaction", "0x2d"),
+		e("compaction", "46junk"),
+		{args: []string{"--endpoints", "$EP", "get", "a"}, env: []string{"ETCDCTL_OUTPUT=json", "ETCDCTL_VER=1"}},
+		e("-d", "nonexistent.invalid", "version"),
 		e("compact", "2"),
 		e("compact", "1"),
 		e("compact"),
@@ -566,12 +576,15 @@ func ctlKVSteps() []ctlStep {
 		{args: []string{"--endpoints", "$EP", "watch", "--prefix", "w", "--", "sh", "-c",
 			"echo $ETCD_WATCH_REVISION $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE"}, background: "w4", watchers: 4},
 		{args: []string{"--endpoints", "$EP", "watch", "-i"}, stdin: "bogus\nwatch\nwatch wi --prev-kv\nwatch a b --prefix\n", background: "w5", watchers: 5},
+		{args: []string{"--endpoints", "$EP", "watch", "wx", "wy", "wz"}, background: "w6", watchers: 6},
 		e("put", "w", "1"),
 		e("put", "w", "2"),
 		e("del", "w"),
 		e("put", "wi", "1"),
 		e("put", "wi", "2"),
-		{stop: "w1"}, {stop: "w2"}, {stop: "w3"}, {stop: "w4"}, {stop: "w5"},
+		e("put", "wx", "3"),
+		e("put", "wxx", "4"),
+		{stop: "w1"}, {stop: "w2"}, {stop: "w3"}, {stop: "w4"}, {stop: "w5"}, {stop: "w6"},
 		{args: []string{"--endpoints", "$EP", "watch", "-i"}, stdin: "watch --bogus k\n"},
 		{args: []string{"--endpoints", "$EP", "watch", "-i"}, stdin: "watch k -- \n"},
 		{args: []string{"--endpoints", "$EP", "watch"}, env: []string{"ETCDCTL_WATCH_RANGE_END=z"}},
@@ -622,6 +635,11 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		{args: []string{"--endpoints", "$EP", "user", "add", "erin"}, stdin: "pw1\npw2\n"},
 		{args: []string{"--endpoints", "$EP", "user", "add", "frank"}, stdin: "\n\n"},
 		{args: []string{"--endpoints", "$EP", "user", "add", "gina", "--interactive=false"}, stdin: "pw3 extra\n"},
+		{args: []string{"--endpoints", "$EP", "user", "add", "usp"}, stdin: " sp \n sp \n"},
+		e("user", "add", "a1:x", "--new-user-password=y"),
+		e("user", "add", "b1:x", "--no-password"),
+		e("user", "add", ":x"),
+		e("user", "get", "a1:x"),
 		{args: []string{"--endpoints", "$EP", "user", "passwd", "carol"}, stdin: "new\nnew\n"},
 		{args: []string{"--endpoints", "$EP", "user", "passwd", "carol", "--interactive=false", "-w", "json"}, stdin: "new2\n"},
 		{args: []string{"--endpoints", "$EP", "user", "passwd", "nobody", "--interactive=false"}, stdin: "x\n"},
@@ -668,6 +686,8 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		e("--user", "root:pw", "auth", "status"),
 		e("--user", "root:wrong", "get", "a"),
 		e("--user", "root:pw", "get", "a"),
+		e("--user", "usp:sp", "get", "a"),
+		e("--user", "usp: sp ", "get", "a"),
 		e("--user", "root", "--password", "pw", "auth", "disable"),
 		e("defrag"),
 		e("endpoint", "hashkv"),
@@ -734,7 +754,7 @@ func TestCtlDifferentialStockCluster(t *testing.T) {
 		// from run to run, and so does the order of the lines naming
 		// them: the add's output is not compared.
 		{args: []string{"--endpoints", "$EPS", "member", "add", "m3", "--peer-urls=http://127.0.0.1:1"}, quiet: true, retry: true,
-			save: `NEW=Member ([0-9a-f]+) added`},
+			save: `NEW=Member +([0-9a-f]+) added`},
 		e("member", "update", "$NEW", "--peer-urls=http://127.0.0.1:2"),
 		// The members in a JSON answer are in ID order, the new random ID's
 		// place among them varies.
@@ -745,17 +765,17 @@ func TestCtlDifferentialStockCluster(t *testing.T) {
 		e("member", "remove", "$NEW"),
 		e("member", "remove", "$NEW"),
 		{args: []string{"--endpoints", "$EPS", "member", "add", "m4", "--learner", "--peer-urls=http://127.0.0.1:3"}, quiet: true,
-			save: `LEARNER=Member ([0-9a-f]+) added`},
+			save: `LEARNER=Member +([0-9a-f]+) added`},
 		e("member", "promote", "$LEARNER"),
 		e("member", "remove", "$LEARNER", "-w", "json"),
 		{args: []string{"--endpoints", "$EPS", "member", "add", "m5", "--peer-urls=http://127.0.0.1:4"}, quiet: true,
-			save: `OTHER=Member ([0-9a-f]+) added`},
+			save: `OTHER=Member +([0-9a-f]+) added`},
 		// etcdctl removes it, then refuses the format; cairnctl refuses
 		// first: the member is left to the next step.
 		e("member", "remove", "$OTHER", "-w", "fields"),
 		{args: []string{"--endpoints", "$EPS", "member", "remove", "$OTHER"}, unchecked: true},
 		{args: []string{"--endpoints", "$EPS", "member", "add", "m6", "--peer-urls=http://127.0.0.1:5"}, quiet: true,
-			save: `SIXTH=Member ([0-9a-f]+) added`},
+			save: `SIXTH=Member +([0-9a-f]+) added`},
 		e("member", "remove", "$SIXTH", "-w", "protobuf"),
 		e("member", "add", "m7", "--peer-urls=http://127.0.0.1:6", "-w", "table"),
 		// Leadership to a follower, named by the endpoint status lines.

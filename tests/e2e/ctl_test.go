@@ -28,7 +28,7 @@ type ctlOut struct {
 func ctl(t *testing.T, m *member, stdin string, env []string, args ...string) ctlOut {
 	t.Helper()
 	cmd := exec.Command(ctlBinary, append([]string{"--endpoints=" + m.clientURL}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(ctlEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -48,6 +48,17 @@ func ctlOK(t *testing.T, m *member, want string, args ...string) {
 	if out := ctl(t, m, "", nil, args...); out.code != 0 || out.stdout != want {
 		t.Fatalf("cairnctl %v: exit %d, printed %q (stderr %q), want %q", args, out.code, out.stdout, out.stderr, want)
 	}
+}
+
+// ctlEnv is the test's environment less the variables cairnctl reads.
+func ctlEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ETCDCTL_") && !strings.HasPrefix(kv, "CAIRNCTL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // lockedBuffer is a buffer a running process writes and the test reads.
@@ -80,6 +91,7 @@ type bgCtl struct {
 func startCtl(t *testing.T, m *member, stdin string, args ...string) *bgCtl {
 	t.Helper()
 	b := &bgCtl{cmd: exec.Command(ctlBinary, append([]string{"--endpoints=" + m.clientURL}, args...)...)}
+	b.cmd.Env = ctlEnv()
 	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
 	var err error
 	if b.stdin, err = b.cmd.StdinPipe(); err != nil {
@@ -181,6 +193,7 @@ func TestCtlSeeds(t *testing.T) {
 	w = startCtl(t, m, "", "watch", "--from-key", "key", "--revision", "5")
 	w.waitOutput(t, want.String())
 	w.stop()
+	waitMetric(t, m, watchers, 0)
 
 	w = startCtl(t, m, "", "watch", "--prefix", "key-prefix", "--output=json")
 	waitMetric(t, m, watchers, 1)
@@ -353,6 +366,24 @@ func TestCtlSeeds(t *testing.T) {
 	if out := ctl(t, m, "", nil, "get", "key", "--rev=4"); out.code != 1 || !strings.HasSuffix(out.stderr, "\nError: etcdserver: mvcc: required revision has been compacted\n") {
 		t.Fatalf("get below the compaction: exit %d, %q", out.code, out.stderr)
 	}
+
+	// A key's versions across a compaction: the current one, and the
+	// ones from the compaction on, can be read; older ones cannot.
+	var revs []int64
+	for v := 1; v <= 10; v++ {
+		resp, err := cli.Put(ctx, "vk", fmt.Sprintf("vk-%d", v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, resp.Header.Revision)
+	}
+	ctlOK(t, m, fmt.Sprintf("compacted revision %d\n", revs[5]), "compaction", fmt.Sprint(revs[5]))
+	for _, v := range []int{10, 9, 7, 6} {
+		ctlOK(t, m, fmt.Sprintf("vk\nvk-%d\n", v), "get", "vk", fmt.Sprintf("--ver=%d", v))
+	}
+	if out := ctl(t, m, "", nil, "get", "vk", "--ver=5"); out.code != 1 || out.stderr != "Error: version 5 of key \"vk\" is compacted\n" {
+		t.Fatalf("get --ver of a compacted version: exit %d, %q", out.code, out.stderr)
+	}
 }
 
 // collectEventsUntil reads a watch until it has seen revision rev.
@@ -399,6 +430,14 @@ func TestCtlMakeMirror(t *testing.T) {
 	}
 	mm := startCtl(t, src, "", "make-mirror", "--prefix", "/m/", "--dest-prefix", "/n/", dst.clientURL)
 	waitDest("/n/", "/n/a\nbase/m/a\n/n/b\nbase/m/b\n")
+	// From here, the destination's changes are watched: a source
+	// transaction must be one destination transaction, its changes
+	// sharing a revision.
+	now, err := dcli.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dw := dcli.Watch(ctx, "/n/", clientv3.WithPrefix(), clientv3.WithRev(now.Header.Revision+1))
 	if _, err := scli.Put(ctx, "/m/c", "c"); err != nil {
 		t.Fatal(err)
 	}
@@ -410,6 +449,7 @@ func TestCtlMakeMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDest("/n/", "/n/c\nc\n/n/d\nd\n/n/e\ne\n")
+	requireRevisions(t, collectEvents(t, dw, 5), "PUT /n/c", "|", "DELETE /n/a", "|", "PUT /n/d", "PUT /n/e", "DELETE /n/b")
 	waitDest("/m/", "")
 	waitDest("/other", "")
 	mm.stop()
@@ -425,6 +465,24 @@ func TestCtlMakeMirror(t *testing.T) {
 	if resp, err := dcli.Get(ctx, "c"); err != nil || len(resp.Kvs) != 0 {
 		t.Fatalf("a change before --rev was mirrored: %v %v", resp, err)
 	}
+	mm.stop()
+
+	// --max-txn-ops splits a larger source transaction.
+	now, err = scli.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnow, err := dcli.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dw = dcli.Watch(ctx, "/t/", clientv3.WithPrefix(), clientv3.WithRev(dnow.Header.Revision+1))
+	mm = startCtl(t, src, "", "make-mirror", "--prefix", "/m/", "--dest-prefix", "/t/", "--max-txn-ops", "2",
+		"--rev", fmt.Sprint(now.Header.Revision+1), dst.clientURL)
+	if _, err := scli.Txn(ctx).Then(clientv3.OpPut("/m/x", "x"), clientv3.OpPut("/m/y", "y"), clientv3.OpPut("/m/z", "z")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	requireRevisions(t, collectEvents(t, dw, 3), "PUT /t/x", "PUT /t/y", "|", "PUT /t/z")
 	mm.stop()
 	if out := ctl(t, src, "", nil, "make-mirror", "--dest-prefix", "x", "--no-dest-prefix", dst.clientURL); out.code != 128 ||
 		out.stderr != "Error: `--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one\n" {
@@ -467,5 +525,21 @@ func TestCtlCheck(t *testing.T) {
 	if out := ctl(t, m, "", nil, "check", "perf"); out.code != 3 ||
 		out.stderr != "Error: prefix \"/etcdctl-check-perf/\" has keys. Delete with 'cairnctl del --prefix /etcdctl-check-perf/' first\n" {
 		t.Fatalf("check perf on a used prefix: exit %d, %q", out.code, out.stderr)
+	}
+}
+
+// requireRevisions requires events to be want, "TYPE key" each, with "|"
+// where the revision changes and nowhere else.
+func requireRevisions(t *testing.T, evs []*clientv3.Event, want ...string) {
+	t.Helper()
+	var got []string
+	for i, ev := range evs {
+		if i > 0 && ev.Kv.ModRevision != evs[i-1].Kv.ModRevision {
+			got = append(got, "|")
+		}
+		got = append(got, fmt.Sprintf("%s %s", ev.Type, ev.Kv.Key))
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("the destination saw %v, want %v", got, want)
 	}
 }
