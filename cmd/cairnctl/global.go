@@ -45,9 +45,9 @@ type globals struct {
 	// quietRetries keeps the client's warnings about failed calls off
 	// stderr, for commands that expect some calls to fail (get --ver's
 	// reads of compacted revisions).
-	quietRetries bool
-	maxRequestBytes  int
-	maxRecvBytes     int
+	quietRetries    bool
+	maxRequestBytes int
+	maxRecvBytes    int
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
