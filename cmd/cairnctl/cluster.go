@@ -26,13 +26,9 @@ The items in the lists are ID, Status, Name, Peer Addrs, Client Addrs, Is Learne
 			if err := checkFormat(g.writeOut, true); err != nil {
 				return err
 			}
-			var opts []clientv3.OpOption
-			switch consistency {
-			case "s":
-				opts = append(opts, clientv3.WithSerializable())
-			case "l":
-			default:
-				return exitErr{exitBadFeature, fmt.Errorf("unknown consistency flag %q", consistency)}
+			opts, err := consistencyOpts(consistency)
+			if err != nil {
+				return err
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MemberList(ctx, opts...)

@@ -165,13 +165,9 @@ func newGetCommand(g *globals) *cobra.Command {
 			if ver < 0 {
 				return badArgs("bad version %d", ver)
 			}
-			var opts []clientv3.OpOption
-			switch consistency {
-			case "s":
-				opts = append(opts, clientv3.WithSerializable())
-			case "l":
-			default:
-				return exitErr{exitBadFeature, fmt.Errorf("unknown consistency flag %q", consistency)}
+			opts, err := consistencyOpts(consistency)
+			if err != nil {
+				return err
 			}
 			key := args[0]
 			if len(args) > 1 {
@@ -423,4 +419,16 @@ func versionRevision(ctx context.Context, cli *clientv3.Client, key string, ver 
 		return 0, fmt.Errorf("key %q has no version %d", key, ver) // the invariant is broken
 	}
 	return lo, nil
+}
+
+// consistencyOpts reads --consistency: l (linearizable, the default) or s
+// (serializable).
+func consistencyOpts(consistency string) ([]clientv3.OpOption, error) {
+	switch consistency {
+	case "s":
+		return []clientv3.OpOption{clientv3.WithSerializable()}, nil
+	case "l":
+		return nil, nil
+	}
+	return nil, exitErr{exitBadFeature, fmt.Errorf("unknown consistency flag %q", consistency)}
 }
