@@ -129,6 +129,19 @@ func (s *loadStats) add(d time.Duration, err error) {
 	s.lats = append(s.lats, d.Seconds())
 }
 
+// reportErrors prints the load's failed requests, a count per error, as
+// etcdctl's checks do, and says whether there were none.
+func (g *globals) reportErrors(s *loadStats) bool {
+	if len(s.errs) == 0 {
+		return true
+	}
+	fmt.Fprintln(g.stdout, "FAIL: too many errors")
+	for e, n := range s.errs {
+		fmt.Fprintf(g.stdout, "FAIL: ERROR(%v) -> %d\n", e, n)
+	}
+	return false
+}
+
 // summary is requests a second, the slowest request and the standard
 // deviation of the latencies, in seconds.
 func (s *loadStats) summary() (rps, slowest, stddev float64) {
@@ -306,14 +319,7 @@ func (g *globals) checkPerf(o *checkOptions) error {
 	}
 
 	rps, slowest, stddev := stats.summary()
-	pass := true
-	if len(stats.errs) != 0 {
-		fmt.Fprintln(g.stdout, "FAIL: too many errors")
-		for e, n := range stats.errs {
-			fmt.Fprintf(g.stdout, "FAIL: ERROR(%v) -> %d\n", e, n)
-		}
-		pass = false
-	}
+	pass := g.reportErrors(&stats)
 	if rps/float64(load.limit) <= 0.9 {
 		fmt.Fprintf(g.stdout, "FAIL: Throughput too low: %d writes/s\n", int(rps)+1)
 		pass = false
@@ -389,11 +395,7 @@ func (g *globals) checkDatascale(o *checkOptions) error {
 	if err := g.checkCleanup(clients[0], o); err != nil {
 		return err
 	}
-	if len(stats.errs) != 0 {
-		fmt.Fprintln(g.stdout, "FAIL: too many errors")
-		for e, n := range stats.errs {
-			fmt.Fprintf(g.stdout, "FAIL: ERROR(%v) -> %d\n", e, n)
-		}
+	if !g.reportErrors(&stats) {
 		return exitErr{exitError, errLogged}
 	}
 	mb := (after - before) / (1024 * 1024)

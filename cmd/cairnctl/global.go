@@ -51,7 +51,8 @@ type globals struct {
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	environ        []string
+	// env is the process's environment, by name.
+	env map[string]string
 	// lines reads stdin a line at a time, for passwords.
 	lines *bufio.Reader
 
@@ -89,10 +90,8 @@ func (g *globals) register(fs *pflag.FlagSet) {
 func (g *globals) getenv(name string) string {
 	value := ""
 	for _, prefix := range envPrefixes {
-		for _, kv := range g.environ {
-			if v, ok := strings.CutPrefix(kv, prefix+name+"="); ok {
-				value = v
-			}
+		if v, ok := g.env[prefix+name]; ok {
+			value = v
 		}
 	}
 	return value
@@ -122,13 +121,7 @@ var envPrefixes = []string{"ETCDCTL_", "CAIRNCTL_"}
 // fromEnvironment sets flags not given on the command line from
 // ETCDCTL_<FLAG> (or CAIRNCTL_<FLAG>); as etcdctl, a variable naming a
 // flag also given on the command line is an error.
-func (g *globals) fromEnvironment(cmd *cobra.Command, environ []string) error {
-	env := map[string]string{}
-	for _, kv := range environ {
-		if name, value, ok := strings.Cut(kv, "="); ok {
-			env[name] = value
-		}
-	}
+func (g *globals) fromEnvironment(cmd *cobra.Command) error {
 	var err error
 	// Variables read elsewhere, or by other etcd tools.
 	used := map[string]bool{"ETCDCTL_API": true, "ETCDCTL_WATCH_KEY": true, "ETCDCTL_WATCH_RANGE_END": true,
@@ -143,7 +136,7 @@ func (g *globals) fromEnvironment(cmd *cobra.Command, environ []string) error {
 				continue
 			}
 			name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-			value, ok := env[name]
+			value, ok := g.env[name]
 			if !ok {
 				continue
 			}
@@ -167,7 +160,7 @@ func (g *globals) fromEnvironment(cmd *cobra.Command, environ []string) error {
 	}
 	// As etcdctl, a variable naming no flag is reported, not fatal.
 	var unknown []string
-	for name, value := range env {
+	for name, value := range g.env {
 		if !used[name] && (strings.HasPrefix(name, "ETCDCTL_") || strings.HasPrefix(name, "CAIRNCTL_")) {
 			unknown = append(unknown, name+"="+value)
 		}

@@ -46,8 +46,13 @@ func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io
 	if name != "etcdctl" {
 		name = "cairnctl"
 	}
-	g := &globals{name: name, stdin: stdin, stdout: stdout, stderr: stderr, environ: environ}
-	root := newRoot(g, environ)
+	g := &globals{name: name, stdin: stdin, stdout: stdout, stderr: stderr, env: map[string]string{}}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			g.env[k] = v
+		}
+	}
+	root := newRoot(g)
 	root.SetArgs(args)
 	// cobra's own output (an unknown help topic, shell completions) is
 	// left on the process's streams, as etcdctl leaves it: cobra writes
@@ -94,7 +99,7 @@ func init() {
 	cobra.EnablePrefixMatching = true
 }
 
-func newRoot(g *globals, environ []string) *cobra.Command {
+func newRoot(g *globals) *cobra.Command {
 	short := "A simple command line client for etcd3."
 	if g.name != "etcdctl" {
 		short = "A simple command line client for Cairn (and etcd3)."
@@ -105,7 +110,7 @@ func newRoot(g *globals, environ []string) *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return g.fromEnvironment(cmd, environ)
+			return g.fromEnvironment(cmd)
 		},
 	}
 	g.register(root.PersistentFlags())

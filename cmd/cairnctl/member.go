@@ -95,15 +95,12 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			if err := rpcFormatsOnly(g.writeOut); err != nil {
-				return err
-			}
-			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.memberChange("removed from", id, func(cli *clientv3.Client, ctx context.Context) (*pb.ResponseHeader, marshaler, any, error) {
 				resp, err := cli.MemberRemove(ctx, id)
 				if err != nil {
-					return err
+					return nil, nil, nil, err
 				}
-				return g.printMemberChange("removed from", id, resp.Header, (*pb.MemberRemoveResponse)(resp), resp)
+				return resp.Header, (*pb.MemberRemoveResponse)(resp), resp, nil
 			})
 		},
 	}
@@ -119,15 +116,12 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if len(updateURLs) == 0 {
 				return badArgs("member peer urls not provided")
 			}
-			if err := rpcFormatsOnly(g.writeOut); err != nil {
-				return err
-			}
-			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.memberChange("updated in", id, func(cli *clientv3.Client, ctx context.Context) (*pb.ResponseHeader, marshaler, any, error) {
 				resp, err := cli.MemberUpdate(ctx, id, strings.Split(updateURLs, ","))
 				if err != nil {
-					return err
+					return nil, nil, nil, err
 				}
-				return g.printMemberChange("updated in", id, resp.Header, (*pb.MemberUpdateResponse)(resp), resp)
+				return resp.Header, (*pb.MemberUpdateResponse)(resp), resp, nil
 			})
 		},
 	}
@@ -141,23 +135,32 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			if err := rpcFormatsOnly(g.writeOut); err != nil {
-				return err
-			}
-			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
+			return g.memberChange("promoted in", id, func(cli *clientv3.Client, ctx context.Context) (*pb.ResponseHeader, marshaler, any, error) {
 				resp, err := cli.MemberPromote(ctx, id)
 				if err != nil {
-					return err
+					return nil, nil, nil, err
 				}
-				return g.printMemberChange("promoted in", id, resp.Header, (*pb.MemberPromoteResponse)(resp), resp)
+				return resp.Header, (*pb.MemberPromoteResponse)(resp), resp, nil
 			})
 		},
 	}
 	cmd.AddCommand(add, remove, update, promote)
 }
 
-func (g *globals) printMemberChange(what string, id uint64, h *pb.ResponseHeader, m marshaler, resp any) error {
-	// Fields and table were refused before the request.
-	return g.display(resp, m, func() {},
-		func() { fmt.Fprintf(g.stdout, "Member %16x %s cluster %16x\n", id, what, h.ClusterId) })
+// memberChange sends one change of member id (call) and prints its
+// answer: "Member <id> <what> cluster <cluster>", or the response as JSON
+// or protobuf. Fields and table, which etcdctl cannot print for these,
+// are refused before the request.
+func (g *globals) memberChange(what string, id uint64, call func(*clientv3.Client, context.Context) (*pb.ResponseHeader, marshaler, any, error)) error {
+	if err := rpcFormatsOnly(g.writeOut); err != nil {
+		return err
+	}
+	return g.request(func(cli *clientv3.Client, ctx context.Context) error {
+		h, m, resp, err := call(cli, ctx)
+		if err != nil {
+			return err
+		}
+		return g.display(resp, m, func() {},
+			func() { fmt.Fprintf(g.stdout, "Member %16x %s cluster %16x\n", id, what, h.ClusterId) })
+	})
 }
