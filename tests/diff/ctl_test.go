@@ -77,7 +77,7 @@ func normalize(s string) string {
 	s = memberPadRe.ReplaceAllString(s, "Member <lease>")
 	if d := durationRe.ReplaceAllString(s, "<duration>"); d != s {
 		// A table's column widths follow the durations' lengths.
-		s = regexp.MustCompile(`-+`).ReplaceAllString(regexp.MustCompile(` +`).ReplaceAllString(d, " "), "-")
+		s = dashesRe.ReplaceAllString(spacesRe.ReplaceAllString(d, " "), "-")
 	}
 	return leaseDecRe.ReplaceAllString(s, `"ID"$1<lease>`)
 }
@@ -708,40 +708,56 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 // does not depend on the server's identity. Anything else is left as it
 // is.
 func zeroHeaderIDs(b []byte) []byte {
+	fields, ok := protoFields(b)
+	if !ok {
+		return b
+	}
 	var out []byte
-	for rest := b; len(rest) > 0; {
-		num, typ, n := protowire.ConsumeTag(rest)
-		if n < 0 {
+	for _, f := range fields {
+		if f.num != 1 || f.typ != protowire.BytesType {
+			out = append(out, f.raw...)
+			continue
+		}
+		hdr, _ := protowire.ConsumeBytes(f.raw[protowire.SizeTag(f.num):])
+		hfields, ok := protoFields(hdr)
+		if !ok {
 			return b
 		}
-		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
-		if m < 0 {
-			return b
-		}
-		field := rest[:n+m]
-		if num == 1 && typ == protowire.BytesType {
-			hdr, _ := protowire.ConsumeBytes(rest[n:])
-			var kept []byte
-			for h := hdr; len(h) > 0; {
-				hnum, htyp, hn := protowire.ConsumeTag(h)
-				if hn < 0 {
-					return b
-				}
-				hm := protowire.ConsumeFieldValue(hnum, htyp, h[hn:])
-				if hm < 0 {
-					return b
-				}
-				if hnum != 1 && hnum != 2 {
-					kept = append(kept, h[:hn+hm]...)
-				}
-				h = h[hn+hm:]
+		var kept []byte
+		for _, h := range hfields {
+			if h.num != 1 && h.num != 2 {
+				kept = append(kept, h.raw...)
 			}
-			field = protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), kept)
 		}
-		out = append(out, field...)
-		rest = rest[n+m:]
+		out = protowire.AppendBytes(protowire.AppendTag(out, 1, protowire.BytesType), kept)
 	}
 	return out
+}
+
+// protoField is one field of a protobuf encoding: its number, wire type
+// and encoding (tag included).
+type protoField struct {
+	num protowire.Number
+	typ protowire.Type
+	raw []byte
+}
+
+// protoFields splits an encoding into its fields; ok is false if it is not
+// one.
+func protoFields(b []byte) (fields []protoField, ok bool) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, false
+		}
+		fields = append(fields, protoField{num, typ, b[:n+m]})
+		b = b[n+m:]
+	}
+	return fields, true
 }
 
 // TestCtlDifferentialStockCluster runs membership changes and leadership

@@ -110,10 +110,16 @@ func startCtl(t *testing.T, m *member, stdin string, args ...string) *bgCtl {
 // waitOutput polls the process's stdout until it is want.
 func (b *bgCtl) waitOutput(t *testing.T, want string) {
 	t.Helper()
+	b.waitFor(t, fmt.Sprintf("%q", want), func(out string) bool { return out == want })
+}
+
+// waitFor polls the process's stdout until done holds for it.
+func (b *bgCtl) waitFor(t *testing.T, what string, done func(stdout string) bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for b.stdout.String() != want {
+	for !done(b.stdout.String()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("cairnctl %v printed %q (stderr %q), want %q", b.cmd.Args[1:], b.stdout.String(), b.stderr.String(), want)
+			t.Fatalf("cairnctl %v printed %q (stderr %q), want %s", b.cmd.Args[1:], b.stdout.String(), b.stderr.String(), what)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a real process's output
 	}
@@ -198,13 +204,7 @@ func TestCtlSeeds(t *testing.T) {
 	w = startCtl(t, m, "", "watch", "--prefix", "key-prefix", "--output=json")
 	waitMetric(t, m, watchers, 1)
 	ctlOK(t, m, "OK\n", "put", "key-prefix/b", "2")
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.HasSuffix(w.stdout.String(), "\n") {
-		if time.Now().After(deadline) {
-			t.Fatalf("watch --output=json printed %q", w.stdout.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real process's output
-	}
+	w.waitFor(t, "a line", func(out string) bool { return strings.HasSuffix(out, "\n") })
 	var jw struct {
 		Events []struct {
 			Kv struct {
