@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/cairn-db/cairn/internal/raftnode"
+	"github.com/cairn-db/cairn/internal/server"
 )
 
 // config holds every flag, under etcd's names and defaults.
@@ -59,10 +62,10 @@ func defaultConfig() config {
 		InitialClusterToken:         "etcd-cluster",
 		HeartbeatIntervalMs:         100,
 		ElectionTimeoutMs:           1000,
-		SnapshotCount:               10000,
-		SnapshotCatchUpEntries:      5000,
-		MaxRequestBytes:             1536 * 1024,
-		MaxTxnOps:                   128,
+		SnapshotCount:               server.DefaultSnapshotCount,
+		SnapshotCatchUpEntries:      raftnode.DefaultLimits.SnapshotCatchUpEntries,
+		MaxRequestBytes:             server.DefaultMaxRequestBytes,
+		MaxTxnOps:                   server.DefaultMaxTxnOps,
 		WatchProgressNotifyInterval: defaultWatchProgressNotifyInterval,
 		LeaseCheckpointInterval:     5 * time.Minute,
 		AutoCompactionMode:          "periodic",

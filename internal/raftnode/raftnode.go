@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/cairn-db/cairn/internal/invariants"
 	"github.com/cairn-db/cairn/internal/raft"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/snap"
@@ -30,20 +30,7 @@ var ErrStopped = errors.New("raftnode: stopped")
 var ErrNotLeader = errors.New("raftnode: not the leader")
 
 // Transport is what the loop sends through.
-type Transport interface {
-	Send(msgs []raftpb.Message)
-}
-
-// Hooks are told about events, from the loop goroutine; they must not block.
-type Hooks struct {
-	// ConfState is called with each configuration raft puts in force,
-	// before messages addressed to its members are sent.
-	ConfState func(cs raftpb.ConfState)
-	// LeaderChanged is called when the known leader changes.
-	LeaderChanged func(lead uint64)
-	// WALSync is called with the duration of each synced WAL write.
-	WALSync func(d time.Duration)
-}
+type Transport = Sender
 
 // Config configures a Node.
 type Config struct {
@@ -66,22 +53,20 @@ type Config struct {
 	Hooks     Hooks
 	Logger    *zap.Logger
 	// SnapshotCatchUpEntries is how many entries before a snapshot are
-	// kept in memory for slow followers. Default 5000.
+	// kept in memory for slow followers.
 	SnapshotCatchUpEntries uint64
 	// CampaignOnStart starts an election at once instead of after an
 	// election timeout (for a member that is the only voter).
 	CampaignOnStart bool
-	// MaxSizePerMsg, MaxInflightMsgs, MaxUncommittedBytes: see raft.Config.
-	MaxSizePerMsg       uint64
-	MaxInflightMsgs     int
-	MaxUncommittedBytes uint64
-}
-
-// ToApply is what the applier must apply, in the order received: the
-// snapshot first if not empty, then the entries.
-type ToApply struct {
-	Snapshot raftpb.Snapshot
-	Entries  []raftpb.Entry
+	// Limits: see raft.Config and Limits.
+	MaxSizePerMsg            uint64
+	MaxInflightMsgs          int
+	MaxUncommittedBytes      uint64
+	MaxCommittedSizePerReady uint64
+	// MaxApplyBytes bounds the entry bytes handed to the applier and not
+	// yet applied (see ApplyDone): past it, the loop waits for the
+	// applier before it handles more.
+	MaxApplyBytes int64
 }
 
 type proposal struct {
@@ -112,12 +97,13 @@ type snapRequest struct {
 	errc  chan error
 }
 
-// Node runs the raft loop. Its methods are safe for concurrent use.
+// Node runs a Driver in a goroutine of its own, ticked by a ticker. Its
+// methods are safe for concurrent use.
 type Node struct {
 	cfg    Config
 	logger *zap.Logger
-	// raft is owned by the loop goroutine.
-	raft *raft.Node
+	// d (and the raft core in it) is owned by the loop goroutine.
+	d *Driver
 
 	recvc    chan raftpb.Message
 	propc    chan proposal
@@ -129,12 +115,18 @@ type Node struct {
 
 	applyc     chan ToApply
 	readStates chan raft.ReadState
+	// applyBytes is the entry bytes handed to the applier and not yet
+	// reported applied (ApplyDone); applyFreed is signalled (never
+	// blocking) when it falls. Invariant: applyBytes >= 0.
+	applyBytes atomic.Int64
+	applyFreed chan struct{}
 
 	stopc chan struct{}
 	done  chan struct{}
 	once  sync.Once
 
-	// purging is set while a purge goroutine runs; wg waits for it.
+	// purging is set while a purge goroutine runs; wg waits for it and
+	// for report deliveries.
 	purging atomic.Bool
 	wg      sync.WaitGroup
 
@@ -151,38 +143,17 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if cfg.SnapshotCatchUpEntries == 0 {
-		cfg.SnapshotCatchUpEntries = 5000
-	}
-	if cfg.MaxSizePerMsg == 0 {
-		cfg.MaxSizePerMsg = 1 << 20
-	}
-	if cfg.MaxInflightMsgs == 0 {
-		cfg.MaxInflightMsgs = 512
-	}
-	if cfg.MaxUncommittedBytes == 0 {
-		cfg.MaxUncommittedBytes = 1 << 30
-	}
-	rn, err := raft.NewNode(raft.Config{
-		ID:                        cfg.ID,
-		ElectionTicks:             cfg.ElectionTicks,
-		HeartbeatTicks:            cfg.HeartbeatTicks,
-		Storage:                   cfg.Storage,
-		Applied:                   cfg.Applied,
-		MaxSizePerMsg:             cfg.MaxSizePerMsg,
-		MaxCommittedSizePerReady:  64 << 20,
-		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
-		MaxInflightMsgs:           cfg.MaxInflightMsgs,
-		MaxPendingReads:           1 << 16,
-		CheckQuorum:               true,
-		PreVote:                   true,
-		Rand:                      rand.New(rand.NewPCG(rand.Uint64(), cfg.ID)),
-	})
-	if err != nil {
-		return nil, err
-	}
+	lim := Limits{
+		MaxSizePerMsg:            cfg.MaxSizePerMsg,
+		MaxInflightMsgs:          cfg.MaxInflightMsgs,
+		MaxUncommittedBytes:      cfg.MaxUncommittedBytes,
+		MaxCommittedSizePerReady: cfg.MaxCommittedSizePerReady,
+		MaxApplyBytes:            cfg.MaxApplyBytes,
+		SnapshotCatchUpEntries:   cfg.SnapshotCatchUpEntries,
+	}.WithDefaults()
+	cfg.MaxApplyBytes = lim.MaxApplyBytes
 	n := &Node{
-		cfg: cfg, logger: cfg.Logger, raft: rn,
+		cfg: cfg, logger: cfg.Logger,
 		// Buffers absorb bursts while the loop is in an fsync; every
 		// send to them blocks or fails cleanly, so they bound memory.
 		recvc:      make(chan raftpb.Message, 4096),
@@ -194,12 +165,38 @@ func New(cfg Config) (*Node, error) {
 		transfer:   make(chan uint64, 1),
 		applyc:     make(chan ToApply, 64),
 		readStates: make(chan raft.ReadState, 1024),
+		applyFreed: make(chan struct{}, 1),
 		stopc:      make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	hs := cfg.Storage.HardState()
-	n.term.Store(hs.Term)
-	n.commit.Store(hs.Commit)
+	hooks := cfg.Hooks
+	hooks.SnapshotTaken = func(uint64) { n.purgeInBackground() }
+	d, err := NewDriver(DriverConfig{
+		ID:                       cfg.ID,
+		ElectionTicks:            cfg.ElectionTicks,
+		HeartbeatTicks:           cfg.HeartbeatTicks,
+		Storage:                  cfg.Storage,
+		Applied:                  cfg.Applied,
+		Log:                      cfg.WAL,
+		Snaps:                    cfg.Snap,
+		Sender:                   cfg.Transport,
+		Applier:                  (*nodeApplier)(n),
+		Hooks:                    hooks,
+		Logger:                   cfg.Logger,
+		Rand:                     rand.New(rand.NewPCG(rand.Uint64(), cfg.ID)),
+		SnapshotCatchUpEntries:   lim.SnapshotCatchUpEntries,
+		CampaignOnStart:          cfg.CampaignOnStart,
+		MaxSizePerMsg:            lim.MaxSizePerMsg,
+		MaxInflightMsgs:          lim.MaxInflightMsgs,
+		MaxUncommittedBytes:      lim.MaxUncommittedBytes,
+		MaxCommittedSizePerReady: lim.MaxCommittedSizePerReady,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.d = d
+	n.term.Store(d.Term())
+	n.commit.Store(d.Commit())
 	return n, nil
 }
 
@@ -318,7 +315,8 @@ func (n *Node) ReportUnreachable(id uint64) {
 // ReportUnreachable it is never dropped: raft sends id nothing until it
 // hears. It never blocks either (the transport may call it from the loop
 // itself, inside Send): a report that does not fit now is delivered by a
-// goroutine that ends when it is delivered or the loop stops.
+// goroutine that ends when it is delivered or the loop stops, and that
+// Stop waits for.
 func (n *Node) ReportSnapshot(id uint64, ok bool) {
 	r := report{id: id, snapshot: true, ok: ok}
 	select {
@@ -326,7 +324,9 @@ func (n *Node) ReportSnapshot(id uint64, ok bool) {
 		return
 	default:
 	}
+	n.wg.Add(1)
 	go func() {
+		defer n.wg.Done()
 		select {
 		case n.reportc <- r:
 		case <-n.done:
@@ -374,23 +374,21 @@ func (n *Node) fail(err error) {
 	n.err.Store(&err)
 }
 
-// run is the loop. It owns n.raft.
+// run is the loop. It owns n.d.
 func (n *Node) run() {
 	defer close(n.done)
 	defer close(n.applyc)
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
-	if n.cfg.CampaignOnStart {
-		n.raft.Campaign()
-	}
+	rn := n.d.Raft()
 	for {
 		select {
 		case <-n.stopc:
 			return
 		case <-ticker.C:
-			n.raft.Tick()
+			rn.Tick()
 		case m := <-n.recvc:
-			n.step(m)
+			n.d.Step(m)
 		case p := <-n.propc:
 			n.handleProposal(p)
 		case r := <-n.readc:
@@ -398,9 +396,9 @@ func (n *Node) run() {
 		case r := <-n.reportc:
 			n.handleReport(r)
 		case id := <-n.transfer:
-			n.raft.TransferLeadership(id)
+			rn.TransferLeadership(id)
 		case c := <-n.statusc:
-			c <- n.raft.Status()
+			c <- rn.Status()
 		case r := <-n.snapc:
 			if err := n.handleSnapshot(r); err != nil {
 				n.fail(err)
@@ -410,21 +408,27 @@ func (n *Node) run() {
 		// Take what else is waiting, so that one Ready (one fsync)
 		// covers a burst of proposals and messages.
 		n.drain()
-		for n.raft.HasReady() {
-			if err := n.handleReady(n.raft.Ready()); err != nil {
-				n.fail(err)
-				return
-			}
-			n.raft.Advance()
+		err := n.d.HandleReady()
+		n.publish()
+		if err != nil {
+			n.fail(err)
+			return
 		}
 	}
+}
+
+// publish copies what other goroutines read of the driver's state.
+func (n *Node) publish() {
+	n.lead.Store(n.d.Lead())
+	n.term.Store(n.d.Term())
+	n.commit.Store(n.d.Commit())
 }
 
 func (n *Node) drain() {
 	for range 1024 {
 		select {
 		case m := <-n.recvc:
-			n.step(m)
+			n.d.Step(m)
 		case p := <-n.propc:
 			n.handleProposal(p)
 		case r := <-n.readc:
@@ -437,30 +441,24 @@ func (n *Node) drain() {
 	}
 }
 
-func (n *Node) step(m raftpb.Message) {
-	if err := n.raft.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
-		n.logger.Debug("raft refused a message", zap.Stringer("type", m.Type), zap.Error(err))
-	}
-}
-
 func (n *Node) handleProposal(p proposal) {
 	if p.cc != nil {
-		p.errc <- n.raft.ProposeConfChange(*p.cc)
+		p.errc <- n.d.Raft().ProposeConfChange(*p.cc)
 		return
 	}
-	if st := n.raft.BasicStatus(); p.leaderOnly && (st.RaftState != raft.StateLeader || st.Term != p.term) {
-		p.errc <- ErrNotLeader
+	if p.leaderOnly {
+		p.errc <- n.d.ProposeAsLeader(p.data, p.term)
 		return
 	}
-	p.errc <- n.raft.Propose(p.data)
+	p.errc <- n.d.Raft().Propose(p.data)
 }
 
-func (n *Node) handleRead(r readRequest) { r.errc <- n.raft.ReadIndex(r.ctx) }
+func (n *Node) handleRead(r readRequest) { r.errc <- n.d.Raft().ReadIndex(r.ctx) }
 
 // handleSnapshot takes the snapshot r asks for and answers it; the error
 // it returns (a snapshot that is merely out of date is none) is fatal.
 func (n *Node) handleSnapshot(r snapRequest) error {
-	err := n.takeSnapshot(r.index, r.cs)
+	err := n.d.TakeSnapshot(r.index, r.cs)
 	r.errc <- err
 	if errors.Is(err, raft.ErrSnapOutOfDate) {
 		return nil
@@ -470,88 +468,60 @@ func (n *Node) handleSnapshot(r snapRequest) error {
 
 func (n *Node) handleReport(r report) {
 	if r.snapshot {
-		n.raft.ReportSnapshot(r.id, r.ok)
+		n.d.Raft().ReportSnapshot(r.id, r.ok)
 		return
 	}
-	n.raft.ReportUnreachable(r.id)
+	n.d.Raft().ReportUnreachable(r.id)
 }
 
-func (n *Node) handleReady(rd raft.Ready) error {
-	if rd.SoftState != nil {
-		if old := n.lead.Swap(rd.SoftState.Lead); old != rd.SoftState.Lead {
-			if rd.SoftState.Lead != 0 {
-				n.logger.Info("leader is known", zap.String("leader", fmt.Sprintf("%x", rd.SoftState.Lead)),
-					zap.Uint64("term", n.raft.BasicStatus().Term))
-			} else {
-				n.logger.Info("no leader")
-			}
-			if n.cfg.Hooks.LeaderChanged != nil {
-				n.cfg.Hooks.LeaderChanged(rd.SoftState.Lead)
-			}
+// ApplyDone tells the loop the applier has applied ta (received from
+// Apply): its bytes no longer count against MaxApplyBytes.
+func (n *Node) ApplyDone(ta ToApply) {
+	if b := int64(ta.Bytes()); b > 0 {
+		left := n.applyBytes.Add(-b)
+		if invariants.Enabled && left < 0 {
+			panic(fmt.Sprintf("raftnode: apply bytes went negative (%d)", left))
+		}
+		select {
+		case n.applyFreed <- struct{}{}:
+		default:
 		}
 	}
-	if rd.ConfState != nil && n.cfg.Hooks.ConfState != nil {
-		n.cfg.Hooks.ConfState(*rd.ConfState)
-	}
-	isLeader := n.raft.BasicStatus().RaftState == raft.StateLeader
-	var later []raftpb.Message
-	if isLeader {
-		// §10.2.1: appends and heartbeats may go out while the leader
-		// writes its own log; anything else waits for the write.
-		early := rd.Messages[:0:0]
-		for _, m := range rd.Messages {
-			if m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat {
-				early = append(early, m)
-			} else {
-				later = append(later, m)
-			}
-		}
-		n.cfg.Transport.Send(early)
-	} else {
-		later = rd.Messages
-	}
+}
 
-	if !rd.Snapshot.IsEmpty() {
-		// The image arrived before the message (see transport); record
-		// the snapshot, then reset the WAL to it.
-		if err := n.cfg.Snap.Save(rd.Snapshot); err != nil {
-			return fmt.Errorf("raftnode: saving snapshot: %w", err)
-		}
-		md := rd.Snapshot.Metadata
-		if err := n.cfg.WAL.ResetToSnapshot(wal.Snapshot{Index: md.Index, Term: md.Term}); err != nil {
-			return fmt.Errorf("raftnode: recording installed snapshot in the WAL: %w", err)
-		}
-	}
-	if !rd.HardState.IsEmpty() || len(rd.Entries) > 0 {
-		start := time.Now()
-		if err := n.cfg.WAL.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
-			return fmt.Errorf("raftnode: writing the WAL: %w", err)
-		}
-		if rd.MustSync && n.cfg.Hooks.WALSync != nil {
-			n.cfg.Hooks.WALSync(time.Since(start))
-		}
-	}
-	if !rd.HardState.IsEmpty() {
-		n.term.Store(rd.HardState.Term)
-		n.commit.Store(rd.HardState.Commit)
-		n.cfg.Storage.SetHardState(rd.HardState)
-	}
-	if !rd.Snapshot.IsEmpty() {
-		if err := n.cfg.Storage.ApplySnapshot(rd.Snapshot); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
-			return fmt.Errorf("raftnode: applying snapshot to raft storage: %w", err)
-		}
-	}
-	if err := n.cfg.Storage.Append(rd.Entries); err != nil {
-		return fmt.Errorf("raftnode: appending to raft storage: %w", err)
-	}
-	n.cfg.Transport.Send(later)
+// nodeApplier is the Node as its driver's Applier: it hands entries to the
+// applier goroutine through applyc, and read states to the read loop.
+type nodeApplier Node
 
-	if !rd.Snapshot.IsEmpty() || len(rd.CommittedEntries) > 0 {
-		if err := n.sendApply(ToApply{Snapshot: rd.Snapshot, Entries: rd.CommittedEntries}); err != nil {
+// Apply hands ta over, first waiting while more than MaxApplyBytes of
+// entries are with the applier (a batch larger than the bound goes alone).
+// While it waits it serves snapshot requests: the applier may be waiting
+// on one (TakeSnapshot) and would otherwise never drain applyc.
+func (a *nodeApplier) Apply(ta ToApply) error {
+	n := (*Node)(a)
+	size := int64(ta.Bytes())
+	for {
+		held := n.applyBytes.Load()
+		if held == 0 || held+size <= n.cfg.MaxApplyBytes {
+			break
+		}
+		select {
+		case <-n.applyFreed:
+		case r := <-n.snapc:
+			if err := n.handleSnapshot(r); err != nil {
+				return err
+			}
+		case <-n.stopc:
+			return nil
+		}
+	}
+	if !ta.Snapshot.IsEmpty() || len(ta.Entries) > 0 {
+		n.applyBytes.Add(size)
+		if err := n.sendApply(ToApply{Snapshot: ta.Snapshot, Entries: ta.Entries}); err != nil {
 			return err
 		}
 	}
-	for _, rs := range rd.ReadStates {
+	for _, rs := range ta.ReadStates {
 		select {
 		case n.readStates <- rs:
 		case <-n.stopc:
@@ -561,9 +531,6 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	return nil
 }
 
-// sendApply hands ta to the applier. While the applier is behind, it
-// serves snapshot requests: the applier may be waiting on one (TakeSnapshot)
-// and would otherwise never drain applyc.
 func (n *Node) sendApply(ta ToApply) error {
 	for {
 		select {
@@ -590,45 +557,9 @@ func (n *Node) purgeInBackground() {
 	go func() {
 		defer n.wg.Done()
 		defer n.purging.Store(false)
-		valid, err := wal.ValidSnapshots(n.cfg.FS, n.cfg.WALDir)
-		if err != nil {
+		if err := PurgeSnapshots(n.cfg.FS, n.cfg.WALDir, n.cfg.Snap, keepSnapshots); err != nil {
 			// A segment released meanwhile, say: the next purge retries.
-			n.logger.Warn("listing the WAL's snapshots", zap.Error(err))
-			return
-		}
-		if _, err := n.cfg.Snap.Purge(keepSnapshots, func(m raftpb.SnapshotMetadata) bool {
-			return slices.Contains(valid, wal.Snapshot{Index: m.Index, Term: m.Term})
-		}); err != nil {
 			n.logger.Warn("purging old snapshots", zap.Error(err))
 		}
 	}()
-}
-
-func (n *Node) takeSnapshot(index uint64, cs raftpb.ConfState) error {
-	s, err := n.cfg.Storage.CreateSnapshot(index, cs, nil)
-	if err != nil {
-		return err
-	}
-	if err := n.cfg.Snap.Save(s); err != nil {
-		return fmt.Errorf("raftnode: saving snapshot: %w", err)
-	}
-	md := s.Metadata
-	if err := n.cfg.WAL.SaveSnapshot(wal.Snapshot{Index: md.Index, Term: md.Term}); err != nil {
-		if errors.Is(err, wal.ErrSnapshotSuperseded) {
-			return nil
-		}
-		return fmt.Errorf("raftnode: recording snapshot in the WAL: %w", err)
-	}
-	if _, err := n.cfg.WAL.Release(md.Index); err != nil {
-		return fmt.Errorf("raftnode: releasing the WAL: %w", err)
-	}
-	if md.Index > n.cfg.SnapshotCatchUpEntries {
-		compactTo := md.Index - n.cfg.SnapshotCatchUpEntries
-		if err := n.cfg.Storage.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
-			return fmt.Errorf("raftnode: compacting raft storage: %w", err)
-		}
-	}
-	n.purgeInBackground()
-	n.logger.Info("took snapshot", zap.Uint64("index", md.Index), zap.Uint64("term", md.Term))
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/membership"
+	"github.com/cairn-db/cairn/internal/raftnode"
 )
 
 // Config is a member's configuration, with etcd's meanings.
@@ -110,6 +111,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if err := raftnode.DefaultLimits.Check(c.MaxRequestBytes); err != nil {
+		return err
 	}
 	if c.MaxTxnOps <= 0 {
 		c.MaxTxnOps = DefaultMaxTxnOps

@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Namespace: "etcd", Subsystem: "server", Name: "is_leader",
 			Help: "Whether or not this member is a leader. 1 if is, 0 otherwise.",
 		}, func() float64 {
-			if s.rn != nil && s.rn.Lead() == s.st.memberID {
+			if s.rn != nil && s.rn.Lead() == s.st.MemberID {
 				return 1
 			}
 			return 0

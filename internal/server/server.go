@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,26 +14,30 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/member"
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/raft"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/raftnode"
-	"github.com/cairn-db/cairn/internal/snap"
 	"github.com/cairn-db/cairn/internal/transport"
 	"github.com/cairn-db/cairn/internal/vfs"
 )
 
 // Server is one running member.
 type Server struct {
-	cfg     Config
-	logger  *zap.Logger
-	st      *storage
-	rn      *raftnode.Node
-	tr      *transport.Transport
-	applier *apply.Applier
-	metrics *metrics
-	wait    *waitRegistry
-	reqIDs  requestIDs
+	cfg    Config
+	logger *zap.Logger
+	st     *member.Storage
+	rn     *raftnode.Node
+	// pipeline is owned by the apply loop.
+	pipeline *member.Pipeline
+	images   *member.Images
+	tr       *transport.Transport
+	applier  *apply.Applier
+	metrics  *metrics
+	wait     *waitRegistry
+	reqIDs   requestIDs
 
 	// requestTimeout bounds how long a proposal waits to be applied.
 	requestTimeout time.Duration
@@ -54,21 +56,17 @@ type Server struct {
 		// changed is closed and replaced each time index moves.
 		changed chan struct{}
 	}
-	// snapIndex is the index of the last snapshot taken or installed.
-	// Owned by the apply loop.
-	snapIndex uint64
+	// members is the membership as last applied, for the raft loop's
+	// ConfState hook: reading the applier there could wait on a snapshot
+	// restore, which holds the applier across closing and reopening the
+	// database, and stop ticks and heartbeats meanwhile.
+	members atomic.Pointer[[]membership.Member]
 
 	reads readBatcher
 
 	// leaseClears are leases renewed with a checkpoint to clear: the lease
 	// loop proposes the clears, in batches.
 	leaseClears chan int64
-
-	// image is the last snapshot image this member wrote to send.
-	image struct {
-		sync.Mutex
-		last raftpb.SnapshotMetadata
-	}
 
 	// dbSize is the backend's size, refreshed by the apply loop at most
 	// every dbSizeEvery (pebble's metrics are too dear per request).
@@ -78,24 +76,46 @@ type Server struct {
 
 const dbSizeEvery = 500 * time.Millisecond
 
+// maxAppliedLag is how far the applied index may fall behind the commit
+// index before proposals are refused with "too many requests" (etcd's
+// maxGapBetweenApplyAndCommitIndex).
+const maxAppliedLag = 5000
+
 // New recovers or bootstraps the member's storage. Start runs it.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	st, err := bootstrap(&cfg)
+	st, err := member.Open(member.Config{
+		Name: cfg.Name, Dir: cfg.memberDir(),
+		InitialCluster: cfg.InitialCluster, InitialClusterToken: cfg.InitialClusterToken,
+		InitialClusterState: cfg.InitialClusterState, AdvertisePeerURLs: cfg.AdvertisePeerURLs,
+		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger}, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg, logger: cfg.Logger, st: st, applier: st.applier, wait: newWaitRegistry(),
+		cfg: cfg, logger: cfg.Logger, st: st, applier: st.Applier, wait: newWaitRegistry(),
 		requestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		stopping:       make(chan struct{}), done: make(chan struct{}),
-		snapIndex: st.snapIndex,
+		images: member.NewImages(st),
 	}
-	s.reqIDs.init(st.memberID)
-	s.dbSize.Store(st.applier.DBSize())
-	s.applied.index = st.applier.ConsistentIndex()
+	s.refreshMembers()
+	s.pipeline = member.NewPipeline(st, member.PipelineConfig{
+		SnapshotCount: cfg.SnapshotCount,
+		// No deadline: the loop answers even while it waits for this
+		// applier, and Stop ends it (ErrStopped) before anything waits on
+		// the apply goroutine.
+		TakeSnapshot: func(index uint64, cs raftpb.ConfState) error {
+			return s.rn.TakeSnapshot(context.Background(), index, cs)
+		},
+		Applied:        s.entryApplied,
+		MembersChanged: s.membersChanged,
+	})
+	s.reqIDs.init(st.MemberID)
+	s.dbSize.Store(st.Applier.DBSize())
+	s.applied.index = st.Applier.ConsistentIndex()
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
 	s.leaseClears = make(chan int64, maxCheckpointsPerEntry)
@@ -104,10 +124,10 @@ func New(cfg Config) (*Server, error) {
 }
 
 // ID is the member's ID.
-func (s *Server) ID() uint64 { return s.st.memberID }
+func (s *Server) ID() uint64 { return s.st.MemberID }
 
 // ClusterID is the cluster's ID.
-func (s *Server) ClusterID() uint64 { return s.st.clusterID }
+func (s *Server) ClusterID() uint64 { return s.st.ClusterID }
 
 // Term is the current raft term.
 func (s *Server) Term() uint64 { return s.rn.Term() }
@@ -129,19 +149,19 @@ func PeerServerOptions() []grpc.ServerOption { return transport.ServerOptions() 
 // RegisterPeerService) right after, before peers can reach it.
 func (s *Server) Start() error {
 	s.tr = transport.New(transport.Config{
-		LocalID: s.st.memberID, ClusterID: s.st.clusterID,
-		Raft: (*raftAdapter)(s), Snapshots: (*imageStore)(s), Calls: s, Logger: s.logger,
+		LocalID: s.st.MemberID, ClusterID: s.st.ClusterID,
+		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger,
 	})
 	tick := s.cfg.HeartbeatInterval
 	rn, err := raftnode.New(raftnode.Config{
-		ID:             s.st.memberID,
+		ID:             s.st.MemberID,
 		ElectionTicks:  int(s.cfg.ElectionTimeout / tick),
 		HeartbeatTicks: 1,
 		TickInterval:   tick,
-		Storage:        s.st.raft,
+		Storage:        s.st.Raft,
 		Applied:        s.applier.ConsistentIndex(),
-		WAL:            s.st.wal,
-		Snap:           s.st.snap,
+		WAL:            s.st.WAL,
+		Snap:           s.st.Snap,
 		FS:             vfs.OS(),
 		WALDir:         s.cfg.walDir(),
 		Transport:      s.tr,
@@ -153,8 +173,8 @@ func (s *Server) Start() error {
 		},
 		CampaignOnStart:        s.soleVoter(),
 		SnapshotCatchUpEntries: s.cfg.SnapshotCatchUpEntries,
-		MaxSizePerMsg:          1 << 20,
-		MaxUncommittedBytes:    1 << 30,
+		// The other limits are raftnode.DefaultLimits, checked against
+		// MaxRequestBytes by Config.validate.
 	})
 	if err != nil {
 		s.tr.Stop()
@@ -162,7 +182,7 @@ func (s *Server) Start() error {
 	}
 	// The transport reports to s.rn: set it before any peer runs.
 	s.rn = rn
-	for _, m := range s.st.peers {
+	for _, m := range s.st.Peers {
 		s.tr.SetPeer(m.ID, m.PeerURLs)
 	}
 	rn.Start()
@@ -187,11 +207,11 @@ func (s *Server) soleVoter() bool {
 	voters := s.applier.ConfState().Voters
 	if len(voters) == 0 {
 		// Nothing applied yet: the founding members.
-		for _, m := range s.st.peers {
+		for _, m := range s.st.Peers {
 			voters = append(voters, m.ID)
 		}
 	}
-	return len(voters) == 1 && voters[0] == s.st.memberID
+	return len(voters) == 1 && voters[0] == s.st.MemberID
 }
 
 // goAttached runs fn in a goroutine that Stop waits for.
@@ -211,7 +231,7 @@ func (s *Server) Stop() {
 		<-s.done
 		s.tr.Stop()
 	}
-	if err := s.st.wal.Close(); err != nil {
+	if err := s.st.WAL.Close(); err != nil {
 		s.logger.Warn("closing the WAL", zap.Error(err))
 	}
 	if err := s.applier.Close(); err != nil {
@@ -256,7 +276,7 @@ func (s *Server) watchRaft() {
 // starts waits for its first entry to be applied (see applyAll).
 func (s *Server) leaderChanged(lead uint64) {
 	s.metrics.leaderChanged(lead)
-	if lead != s.st.memberID {
+	if lead != s.st.MemberID {
 		s.applier.Lessor().Demote()
 	}
 }
@@ -266,10 +286,10 @@ func (s *Server) leaderChanged(lead uint64) {
 // members are sent).
 func (s *Server) onConfState(cs raftpb.ConfState) {
 	known := map[uint64]membership.Member{}
-	for _, m := range s.st.peers {
+	for _, m := range s.st.Peers {
 		known[m.ID] = m
 	}
-	for _, m := range s.applier.Members() {
+	for _, m := range *s.members.Load() {
 		known[m.ID] = m
 	}
 	in := map[uint64]bool{}
@@ -299,7 +319,9 @@ func (s *Server) applyLoop() {
 		case <-s.stopping:
 			return
 		}
-		if err := s.applyAll(ta); err != nil {
+		err := s.applyAll(ta)
+		s.rn.ApplyDone(ta)
+		if err != nil {
 			s.fail(err)
 			return
 		}
@@ -307,106 +329,50 @@ func (s *Server) applyLoop() {
 }
 
 func (s *Server) applyAll(ta raftnode.ToApply) error {
-	if !ta.Snapshot.IsEmpty() {
-		if err := s.installSnapshot(ta.Snapshot); err != nil {
-			return err
-		}
+	applied, err := s.pipeline.Apply(ta)
+	if err != nil {
+		return err
 	}
-	var last uint64
-	for _, e := range ta.Entries {
-		start := time.Now()
-		res, applied, err := s.applier.Apply(e)
-		if err != nil {
-			return err
-		}
-		if applied {
-			// Each entry is one backend batch commit.
-			s.metrics.backendCommit.Observe(time.Since(start).Seconds())
-		}
-		last = e.Index
-		if applied {
-			s.metrics.proposalsCommitted.Inc()
-			if res.ID != 0 {
-				s.wait.trigger(res.ID, res)
-			}
-			if e.Type == raftpb.EntryNormal && len(e.Data) == 0 && e.Term == s.rn.Term() && s.isLeader() {
-				// The leader's first entry of its term: everything before
-				// it is applied, so the lessor is up to date and may keep
-				// time. Leases start from their remaining TTLs, plus an
-				// election timeout for keep-alives lost with the old
-				// leader.
-				term := e.Term
-				s.applier.Lessor().Promote(s.cfg.ElectionTimeout, func() bool {
-					return s.isLeader() && s.rn.Term() == term
-				})
-			}
-		}
-		if e.Type == raftpb.EntryConfChange {
-			s.syncPeers()
-		}
-	}
-	if last > 0 {
-		s.setApplied(last)
-	}
+	s.setApplied(applied)
 	if time.Since(s.dbSizeAt) > dbSizeEvery {
 		s.dbSize.Store(s.applier.DBSize())
 		s.dbSizeAt = time.Now()
 	}
-	if last > 0 && last-s.snapIndex >= s.cfg.SnapshotCount {
-		if err := s.snapshot(last); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
-func (s *Server) syncPeers() {
-	for _, m := range s.applier.Members() {
+// entryApplied is told of each entry the pipeline applied.
+func (s *Server) entryApplied(e raftpb.Entry, res apply.Result, took time.Duration) {
+	// Each entry is one backend batch commit.
+	s.metrics.backendCommit.Observe(took.Seconds())
+	s.metrics.proposalsCommitted.Inc()
+	if res.ID != 0 {
+		s.wait.trigger(res.ID, res)
+	}
+	if e.Type == raftpb.EntryNormal && len(e.Data) == 0 && e.Term == s.rn.Term() && s.isLeader() {
+		// The leader's first entry of its term: everything before it
+		// is applied, so the lessor is up to date and may keep time.
+		// Leases start from their remaining TTLs, plus an election
+		// timeout for keep-alives lost with the old leader.
+		term := e.Term
+		s.applier.Lessor().Promote(s.cfg.ElectionTimeout, func() bool {
+			return s.isLeader() && s.rn.Term() == term
+		})
+	}
+}
+
+// membersChanged keeps the transport's peers and the raft loop's copy of
+// the members in step with what was applied.
+func (s *Server) membersChanged() {
+	s.refreshMembers()
+	for _, m := range *s.members.Load() {
 		s.tr.SetPeer(m.ID, m.PeerURLs)
 	}
 }
 
-// installSnapshot replaces the backend with the snapshot's image, unless
-// the backend already holds at least as much.
-func (s *Server) installSnapshot(snapshot raftpb.Snapshot) error {
-	index := snapshot.Metadata.Index
-	if ci := s.applier.ConsistentIndex(); ci < index {
-		rc, _, err := s.st.snap.OpenDB(index)
-		if err != nil {
-			return fmt.Errorf("opening the image of snapshot %d: %w", index, err)
-		}
-		err = s.applier.Restore(rc)
-		if cerr := rc.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("restoring snapshot %d: %w", index, err)
-		}
-		s.syncPeers()
-	}
-	s.snapIndex = index
-	s.setApplied(s.applier.ConsistentIndex())
-	return nil
-}
-
-// snapshot records a snapshot at index, after making the backend durable
-// there: the WAL before it is released.
-func (s *Server) snapshot(index uint64) error {
-	if err := s.applier.Sync(); err != nil {
-		return fmt.Errorf("syncing the backend for a snapshot: %w", err)
-	}
-	// No deadline: the loop answers even while it waits for this
-	// applier, and Stop ends it (ErrStopped) before anything waits on
-	// this goroutine.
-	err := s.rn.TakeSnapshot(context.Background(), index, s.applier.ConfState())
-	switch {
-	case err == nil, errors.Is(err, raft.ErrSnapOutOfDate):
-		s.snapIndex = index
-		return nil
-	case errors.Is(err, raftnode.ErrStopped):
-		return nil
-	}
-	return err
+func (s *Server) refreshMembers() {
+	ms := s.applier.Members()
+	s.members.Store(&ms)
 }
 
 func (s *Server) setApplied(index uint64) {
@@ -450,12 +416,12 @@ func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 // they are applied, as etcd does, so MemberList shows them.
 func (s *Server) publishAttributes() {
 	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
-		Member_ID:        s.st.memberID,
+		Member_ID:        s.st.MemberID,
 		MemberAttributes: &membershippb.Attributes{Name: s.cfg.Name, ClientUrls: s.cfg.AdvertiseClientURLs},
 	}}
 	for {
 		for _, m := range s.applier.Members() {
-			if m.ID == s.st.memberID && m.Name == s.cfg.Name && slices.Equal(m.ClientURLs, s.cfg.AdvertiseClientURLs) {
+			if m.ID == s.st.MemberID && m.Name == s.cfg.Name && slices.Equal(m.ClientURLs, s.cfg.AdvertiseClientURLs) {
 				return
 			}
 		}
@@ -492,6 +458,11 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	}
 	if len(data) > s.cfg.MaxRequestBytes {
 		return apply.Result{}, ErrRequestTooLarge
+	}
+	if s.rn.CommitIndex() > s.AppliedIndex()+maxAppliedLag {
+		// The applier is far behind what raft commits: more proposals
+		// would only queue, as etcd refuses them.
+		return apply.Result{}, ErrTooManyRequests
 	}
 	ch := s.wait.register(id)
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
@@ -561,58 +532,3 @@ func (a *raftAdapter) Process(ctx context.Context, m raftpb.Message) error {
 }
 func (a *raftAdapter) ReportUnreachable(id uint64)       { a.rn.ReportUnreachable(id) }
 func (a *raftAdapter) ReportSnapshot(id uint64, ok bool) { a.rn.ReportSnapshot(id, ok) }
-
-// imageStore is the server as the transport's Snapshots: images are kept
-// by the snapshotter, keyed by the index of the state they hold.
-type imageStore Server
-
-// OpenImage returns an image holding at least the snapshot at index:
-// the last one written if it is recent enough, else a new one from a
-// checkpoint of the backend, whose index is usually past index.
-func (is *imageStore) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, raftpb.SnapshotMetadata, error) {
-	s := (*Server)(is)
-	s.image.Lock()
-	defer s.image.Unlock()
-	if md := s.image.last; md.Index >= index {
-		if rc, info, err := s.st.snap.OpenDB(md.Index); err == nil {
-			return rc, info, md, nil
-		}
-	}
-	cp, err := s.applier.Checkpoint()
-	if err != nil {
-		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, err
-	}
-	defer cp.Close()
-	md := cp.Metadata
-	if md.Index < index {
-		// This member installed a newer snapshot and has not restored
-		// it yet: an image from it would not do. The transport reports
-		// the failure and raft asks again.
-		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, fmt.Errorf(
-			"the backend (index %d) is behind snapshot %d: no image to send yet", md.Index, index)
-	}
-	pr, pw := io.Pipe()
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		_, err := cp.WriteTo(pw)
-		pw.CloseWithError(err)
-	}()
-	_, err = s.st.snap.SaveDB(md.Index, pr, nil)
-	pr.CloseWithError(err) // ends the writer if SaveDB stopped early
-	<-written              // before cp.Close removes what it reads
-	if err != nil {
-		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, fmt.Errorf("writing the image of snapshot %d: %w", md.Index, err)
-	}
-	rc, info, err := s.st.snap.OpenDB(md.Index)
-	if err != nil {
-		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, err
-	}
-	s.image.last = md
-	return rc, info, md, nil
-}
-
-func (is *imageStore) SaveImage(index uint64, r io.Reader, want snap.ImageInfo) error {
-	_, err := (*Server)(is).st.snap.SaveDB(index, r, &want)
-	return err
-}

@@ -29,12 +29,12 @@ func (s *Server) Status() Status {
 		Term:         s.rn.Term(),
 	}
 	for _, m := range s.applier.Members() {
-		if m.ID == s.st.memberID {
+		if m.ID == s.st.MemberID {
 			st.IsLearner = m.IsLearner
 		}
 	}
 	if st.DBSize > st.QuotaBytes {
-		st.Errors = append(st.Errors, "memberID:"+membership.IDString(s.st.memberID)+" alarm:NOSPACE ")
+		st.Errors = append(st.Errors, "memberID:"+membership.IDString(s.st.MemberID)+" alarm:NOSPACE ")
 	}
 	return st
 }

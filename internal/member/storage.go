@@ -1,9 +1,9 @@
-package server
+package member
 
 import (
 	"errors"
 	"fmt"
-	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -19,29 +19,60 @@ import (
 	"github.com/cairn-db/cairn/internal/wal"
 )
 
-// storage is what bootstrap hands the server: everything opened, nothing
-// started.
-type storage struct {
-	memberID  uint64
-	clusterID uint64
-	wal       *wal.WAL
-	snap      *snap.Snapshotter
-	raft      *raft.MemoryStorage
-	applier   *apply.Applier
-	// peers are the members known before anything is applied (the
-	// founding ones on a first start).
-	peers []membership.Member
-	// snapIndex is the index of the snapshot recovered from (0 if none).
-	snapIndex uint64
+// Config locates a member's storage and says how to create it on a first
+// start.
+type Config struct {
+	// Name is the member's name in InitialCluster.
+	Name string
+	// Dir is the member directory (<data-dir>/member): wal/, snap/ and db/
+	// are in it.
+	Dir                 string
+	InitialCluster      string
+	InitialClusterToken string
+	// InitialClusterState is "new" or "existing".
+	InitialClusterState string
+	AdvertisePeerURLs   []string
+	// MinLeaseTTL is the shortest lease TTL granted, in seconds.
+	MinLeaseTTL int64
+	// FS holds the WAL and the snapshots; nil is the real disk.
+	FS vfs.FS
+	// Backend configures the backend (its file system included).
+	Backend backend.Options
+	Logger  *zap.Logger
 }
 
-func (st *storage) close() {
-	if st.wal != nil {
-		st.wal.Close()
+// WALDir, SnapDir and DBDir are where the WAL, the snapshots and the
+// backend live.
+func (c *Config) WALDir() string  { return filepath.Join(c.Dir, "wal") }
+func (c *Config) SnapDir() string { return filepath.Join(c.Dir, "snap") }
+func (c *Config) DBDir() string   { return filepath.Join(c.Dir, "db") }
+
+// Storage is what Open hands the member: everything opened, nothing
+// started.
+type Storage struct {
+	MemberID  uint64
+	ClusterID uint64
+	WAL       *wal.WAL
+	Snap      *snap.Snapshotter
+	Raft      *raft.MemoryStorage
+	Applier   *apply.Applier
+	// Peers are the members known before anything is applied (the
+	// founding ones on a first start).
+	Peers []membership.Member
+	// SnapIndex is the index of the snapshot recovered from (0 if none).
+	SnapIndex uint64
+}
+
+// Close closes the WAL and the backend.
+func (st *Storage) Close() error {
+	var err error
+	if st.WAL != nil {
+		err = st.WAL.Close()
 	}
-	if st.applier != nil {
-		st.applier.Close()
+	if st.Applier != nil {
+		err = errors.Join(err, st.Applier.Close())
 	}
+	return err
 }
 
 // walOptions keep one released segment, so that a damaged newest snapshot
@@ -50,83 +81,89 @@ func walOptions(logger *zap.Logger) wal.Options {
 	return wal.Options{KeepReleased: 1, Logger: logger}
 }
 
-// bootstrap opens the member's storage, creating it on a first start.
-func bootstrap(cfg *Config) (st *storage, err error) {
-	fs := vfs.OS()
-	if err := vfs.MkdirAllDurable(fs, cfg.memberDir()); err != nil {
+// Open opens the member's storage, creating it on a first start.
+func Open(cfg Config) (st *Storage, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.OS()
+	}
+	fs := cfg.FS
+	if err := vfs.MkdirAllDurable(fs, cfg.Dir); err != nil {
 		return nil, fmt.Errorf("cannot access data directory: %w", err)
 	}
-	if err := checkWritable(cfg.memberDir()); err != nil {
+	if err := checkWritable(fs, cfg.Dir); err != nil {
 		return nil, fmt.Errorf("cannot access data directory: %w", err)
 	}
-	exists, err := wal.Exists(fs, cfg.walDir())
+	exists, err := wal.Exists(fs, cfg.WALDir())
 	if err != nil {
 		return nil, err
 	}
-	st = &storage{}
+	st = &Storage{}
 	defer func() {
 		if err != nil {
-			st.close()
+			st.Close()
 		}
 	}()
-	if st.snap, err = snap.New(fs, cfg.snapDir(), cfg.Logger); err != nil {
+	if st.Snap, err = snap.New(fs, cfg.SnapDir(), cfg.Logger); err != nil {
 		return nil, err
 	}
-	if st.applier, err = apply.Open(cfg.dbDir(), backend.Options{Logger: cfg.Logger}, cfg.MinLeaseTTL(), cfg.Logger); err != nil {
+	if st.Applier, err = apply.Open(cfg.DBDir(), cfg.Backend, cfg.MinLeaseTTL, cfg.Logger); err != nil {
 		return nil, err
 	}
-	st.raft = raft.NewMemoryStorage()
+	st.Raft = raft.NewMemoryStorage()
 	if exists {
 		return st, restart(cfg, fs, st)
 	}
 	return st, bootstrapNew(cfg, fs, st)
 }
 
-func checkWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".touch")
+func checkWritable(fs vfs.FS, dir string) error {
+	name := filepath.Join(dir, ".touch")
+	f, err := fs.Create(name)
 	if err != nil {
 		return err
 	}
-	name := f.Name()
 	f.Close()
-	return os.Remove(name)
+	return fs.Remove(name)
 }
 
 // bootstrapNew starts a member of a new cluster: its WAL begins with one
 // committed AddVoter entry per founding member, carrying the member.
-func bootstrapNew(cfg *Config, fs vfs.FS, st *storage) error {
+func bootstrapNew(cfg Config, fs vfs.FS, st *Storage) error {
 	if cfg.InitialClusterState == "existing" {
 		return errors.New("--initial-cluster-state=existing joins a member added with `member add`, " +
 			"which Cairn does not implement yet; start every founding member with --initial-cluster-state=new")
 	}
-	if ci := st.applier.ConsistentIndex(); ci != 0 {
+	if ci := st.Applier.ConsistentIndex(); ci != 0 {
 		return fmt.Errorf("the data directory %s has a database (consistent index %d) but no WAL: "+
-			"refusing to start a new member over it", cfg.DataDir, ci)
+			"refusing to start a new member over it", cfg.Dir, ci)
 	}
 	members, self, err := foundingMembers(cfg)
 	if err != nil {
 		return err
 	}
-	st.memberID = self.ID
-	st.clusterID = membership.ComputeClusterID(memberIDs(members))
+	st.MemberID = self.ID
+	st.ClusterID = membership.ComputeClusterID(memberIDs(members))
 	// The WAL is created first and empty; writeFounding fills it. A
 	// crash in between leaves an empty WAL, which restart fills.
-	w, err := wal.Create(fs, cfg.walDir(), wal.Metadata{MemberID: st.memberID, ClusterID: st.clusterID}, walOptions(cfg.Logger))
+	w, err := wal.Create(fs, cfg.WALDir(), wal.Metadata{MemberID: st.MemberID, ClusterID: st.ClusterID}, walOptions(cfg.Logger))
 	if err != nil {
 		return err
 	}
-	st.wal = w
+	st.WAL = w
 	if err := writeFounding(cfg, st); err != nil {
 		return err
 	}
 	cfg.Logger.Info("started a new member", zap.String("name", cfg.Name),
-		zap.String("member-id", membership.IDString(st.memberID)),
-		zap.String("cluster-id", membership.IDString(st.clusterID)))
+		zap.String("member-id", membership.IDString(st.MemberID)),
+		zap.String("cluster-id", membership.IDString(st.ClusterID)))
 	return nil
 }
 
 // foundingMembers reads --initial-cluster and finds this member in it.
-func foundingMembers(cfg *Config) ([]membership.Member, membership.Member, error) {
+func foundingMembers(cfg Config) ([]membership.Member, membership.Member, error) {
 	members, err := membership.ParseInitialCluster(cfg.InitialCluster, cfg.InitialClusterToken)
 	if err != nil {
 		return nil, membership.Member{}, err
@@ -155,73 +192,73 @@ func memberIDs(ms []membership.Member) []uint64 {
 
 // writeFounding writes the founding entries, one committed AddVoter per
 // member carrying the member, into the (empty) WAL and raft storage.
-func writeFounding(cfg *Config, st *storage) error {
+func writeFounding(cfg Config, st *Storage) error {
 	members, self, err := foundingMembers(cfg)
 	if err != nil {
 		return err
 	}
-	if self.ID != st.memberID || membership.ComputeClusterID(memberIDs(members)) != st.clusterID {
+	if self.ID != st.MemberID || membership.ComputeClusterID(memberIDs(members)) != st.ClusterID {
 		return fmt.Errorf("the WAL belongs to member %s of cluster %s, but --initial-cluster and --initial-cluster-token "+
-			"describe member %s of cluster %s", membership.IDString(st.memberID), membership.IDString(st.clusterID),
+			"describe member %s of cluster %s", membership.IDString(st.MemberID), membership.IDString(st.ClusterID),
 			membership.IDString(self.ID), membership.IDString(membership.ComputeClusterID(memberIDs(members))))
 	}
 	ccs := make([]raftpb.ConfChange, len(members))
 	for i, m := range members {
 		ccs[i] = raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter, NodeID: m.ID, Context: m.Marshal()}
 	}
-	if err := raft.BootstrapConfChanges(st.raft, ccs); err != nil {
+	if err := raft.BootstrapConfChanges(st.Raft, ccs); err != nil {
 		return err
 	}
-	last, _ := st.raft.LastIndex()
-	ents, err := st.raft.Entries(1, last+1, ^uint64(0))
+	last, _ := st.Raft.LastIndex()
+	ents, err := st.Raft.Entries(1, last+1, ^uint64(0))
 	if err != nil {
 		return err
 	}
-	st.peers = members
-	return st.wal.Save(st.raft.HardState(), ents, true)
+	st.Peers = members
+	return st.WAL.Save(st.Raft.HardState(), ents, true)
 }
 
 // restart recovers a member: the newest snapshot the WAL accepts, the
 // backend (replaced by the snapshot's image if it is older), then the WAL
 // after the snapshot.
-func restart(cfg *Config, fs vfs.FS, st *storage) error {
-	valid, err := wal.ValidSnapshots(fs, cfg.walDir())
+func restart(cfg Config, fs vfs.FS, st *Storage) error {
+	valid, err := wal.ValidSnapshots(fs, cfg.WALDir())
 	if err != nil {
 		return err
 	}
-	s, err := st.snap.LoadNewestAvailable(func(m raftpb.SnapshotMetadata) bool {
+	s, err := st.Snap.LoadNewestAvailable(func(m raftpb.SnapshotMetadata) bool {
 		return slices.Contains(valid, wal.Snapshot{Index: m.Index, Term: m.Term})
 	})
 	if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
 		return err
 	}
-	ci := st.applier.ConsistentIndex()
+	ci := st.Applier.ConsistentIndex()
 	if !s.IsEmpty() && ci < s.Metadata.Index {
 		// The member crashed while installing a snapshot from the
 		// leader: its image is here (it is stored before the snapshot).
 		cfg.Logger.Info("restoring the backend from the snapshot's image", zap.Uint64("snapshot-index", s.Metadata.Index),
 			zap.Uint64("consistent-index", ci))
-		rc, _, err := st.snap.OpenDB(s.Metadata.Index)
+		rc, _, err := st.Snap.OpenDB(s.Metadata.Index)
 		if err != nil {
 			return fmt.Errorf("the backend (index %d) is older than the snapshot (index %d) and its image cannot be read: %w",
 				ci, s.Metadata.Index, err)
 		}
-		err = st.applier.Restore(rc)
+		err = st.Applier.Restore(rc)
 		if cerr := rc.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return err
 		}
-		ci = st.applier.ConsistentIndex()
+		ci = st.Applier.ConsistentIndex()
 	}
-	w, state, err := wal.Open(fs, cfg.walDir(), wal.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term}, walOptions(cfg.Logger))
+	w, state, err := wal.Open(fs, cfg.WALDir(), wal.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term}, walOptions(cfg.Logger))
 	if err != nil {
 		return err
 	}
-	st.wal = w
-	st.memberID, st.clusterID = state.Metadata.MemberID, state.Metadata.ClusterID
-	st.snapIndex = s.Metadata.Index
+	st.WAL = w
+	st.MemberID, st.ClusterID = state.Metadata.MemberID, state.Metadata.ClusterID
+	st.SnapIndex = s.Metadata.Index
 	if s.IsEmpty() && state.HardState.IsEmpty() && ci == 0 {
 		// No HardState: the first start stopped before its founding
 		// write was whole (the entries and the HardState go in one
@@ -233,7 +270,7 @@ func restart(cfg *Config, fs vfs.FS, st *storage) error {
 		return writeFounding(cfg, st)
 	}
 	if !s.IsEmpty() {
-		if err := st.raft.ApplySnapshot(s); err != nil {
+		if err := st.Raft.ApplySnapshot(s); err != nil {
 			return err
 		}
 	}
@@ -248,14 +285,14 @@ func restart(cfg *Config, fs vfs.FS, st *storage) error {
 	// The backend holds only committed entries, but a commit index
 	// that moved alone is written unsynced: it can be behind.
 	hs.Commit = max(hs.Commit, ci, s.Metadata.Index)
-	st.raft.SetHardState(hs)
-	if err := st.raft.Append(state.Entries); err != nil {
+	st.Raft.SetHardState(hs)
+	if err := st.Raft.Append(state.Entries); err != nil {
 		return err
 	}
-	st.peers = st.applier.Members()
+	st.Peers = st.Applier.Members()
 	cfg.Logger.Info("restarted member", zap.String("name", cfg.Name),
-		zap.String("member-id", membership.IDString(st.memberID)),
-		zap.String("cluster-id", membership.IDString(st.clusterID)),
+		zap.String("member-id", membership.IDString(st.MemberID)),
+		zap.String("cluster-id", membership.IDString(st.ClusterID)),
 		zap.Uint64("snapshot-index", s.Metadata.Index), zap.Uint64("consistent-index", ci),
 		zap.Uint64("last-index", last), zap.Uint64("commit", hs.Commit))
 	return nil

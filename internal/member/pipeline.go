@@ -1,0 +1,124 @@
+package member
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/raft"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+	"github.com/cairn-db/cairn/internal/raftnode"
+	"github.com/cairn-db/cairn/internal/snap"
+)
+
+// Pipeline applies what the raft loop hands over, in order: a snapshot's
+// image first, then the committed entries, each exactly once; and it has a
+// snapshot taken every SnapshotCount entries. It starts no goroutine and
+// is not safe for concurrent use: the server's apply goroutine calls it,
+// and the member simulator calls it from its scheduler.
+type Pipeline struct {
+	applier *apply.Applier
+	snaps   *snap.Snapshotter
+	cfg     PipelineConfig
+
+	// snapIndex is the index of the last snapshot taken or installed.
+	snapIndex uint64
+}
+
+// PipelineConfig configures a Pipeline.
+type PipelineConfig struct {
+	// SnapshotCount is how many applied entries trigger a snapshot.
+	SnapshotCount uint64
+	// TakeSnapshot records a snapshot at index with configuration cs (the
+	// raft loop's TakeSnapshot). The pipeline makes the backend durable
+	// up to index first.
+	TakeSnapshot func(index uint64, cs raftpb.ConfState) error
+	// Applied is told of each entry applied (not of those the backend
+	// already held), with its result and how long the backend took.
+	Applied func(e raftpb.Entry, res apply.Result, took time.Duration)
+	// MembersChanged is called after a conf change or a restored image
+	// may have changed the members.
+	MembersChanged func()
+}
+
+// NewPipeline returns a pipeline over st's applier and snapshots.
+func NewPipeline(st *Storage, cfg PipelineConfig) *Pipeline {
+	return &Pipeline{applier: st.Applier, snaps: st.Snap, cfg: cfg, snapIndex: st.SnapIndex}
+}
+
+// SnapIndex is the index of the last snapshot taken or installed.
+func (p *Pipeline) SnapIndex() uint64 { return p.snapIndex }
+
+// Apply applies ta and returns the applied index after it (the consistent
+// index). An error is fatal: the member must stop.
+func (p *Pipeline) Apply(ta raftnode.ToApply) (uint64, error) {
+	if !ta.Snapshot.IsEmpty() {
+		if err := p.installSnapshot(ta.Snapshot); err != nil {
+			return 0, err
+		}
+	}
+	var last uint64
+	for _, e := range ta.Entries {
+		start := time.Now()
+		res, applied, err := p.applier.Apply(e)
+		if err != nil {
+			return 0, err
+		}
+		last = e.Index
+		if applied && p.cfg.Applied != nil {
+			p.cfg.Applied(e, res, time.Since(start))
+		}
+		if e.Type == raftpb.EntryConfChange && p.cfg.MembersChanged != nil {
+			p.cfg.MembersChanged()
+		}
+	}
+	if last > 0 && last-p.snapIndex >= p.cfg.SnapshotCount {
+		if err := p.snapshot(last); err != nil {
+			return 0, err
+		}
+	}
+	return p.applier.ConsistentIndex(), nil
+}
+
+// installSnapshot replaces the backend with the snapshot's image, unless
+// the backend already holds at least as much. The image was saved before
+// raft saw the snapshot (see transport).
+func (p *Pipeline) installSnapshot(snapshot raftpb.Snapshot) error {
+	index := snapshot.Metadata.Index
+	if ci := p.applier.ConsistentIndex(); ci < index {
+		rc, _, err := p.snaps.OpenDB(index)
+		if err != nil {
+			return fmt.Errorf("opening the image of snapshot %d: %w", index, err)
+		}
+		err = p.applier.Restore(rc)
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("restoring snapshot %d: %w", index, err)
+		}
+		if p.cfg.MembersChanged != nil {
+			p.cfg.MembersChanged()
+		}
+	}
+	p.snapIndex = index
+	return nil
+}
+
+// snapshot records a snapshot at index, after making the backend durable
+// there: the WAL before it is released.
+func (p *Pipeline) snapshot(index uint64) error {
+	if err := p.applier.Sync(); err != nil {
+		return fmt.Errorf("syncing the backend for a snapshot: %w", err)
+	}
+	err := p.cfg.TakeSnapshot(index, p.applier.ConfState())
+	switch {
+	case err == nil, errors.Is(err, raft.ErrSnapOutOfDate):
+		p.snapIndex = index
+		return nil
+	case errors.Is(err, raftnode.ErrStopped):
+		return nil
+	}
+	return err
+}

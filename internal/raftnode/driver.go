@@ -1,0 +1,339 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/raft"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+	"github.com/cairn-db/cairn/internal/snap"
+	"github.com/cairn-db/cairn/internal/vfs"
+	"github.com/cairn-db/cairn/internal/wal"
+)
+
+// LogStore is where raft's log and hard state are made durable: the WAL
+// (*wal.WAL) in production and in the member simulator.
+type LogStore interface {
+	// Save writes hs and ents (replacing any stored entries from
+	// ents[0].Index on), durably before it returns when mustSync.
+	Save(hs raftpb.HardState, ents []raftpb.Entry, mustSync bool) error
+	// SaveSnapshot records a snapshot taken locally at s.
+	SaveSnapshot(s wal.Snapshot) error
+	// ResetToSnapshot records a snapshot installed from the leader: the
+	// log starts again after it.
+	ResetToSnapshot(s wal.Snapshot) error
+	// Release lets go of the log before index.
+	Release(index uint64) (int, error)
+}
+
+// SnapStore keeps snapshot files: *snap.Snapshotter.
+type SnapStore interface {
+	Save(s raftpb.Snapshot) error
+}
+
+// Sender sends messages to peers: the transport, or the simulated network.
+// It must not block.
+type Sender interface {
+	Send(msgs []raftpb.Message)
+}
+
+// Applier takes what raft committed, after it is durable. Apply may block
+// (a bounded hand-off); an error is fatal.
+type Applier interface {
+	Apply(ta ToApply) error
+}
+
+// ToApply is what the applier must apply, in the order received: the
+// snapshot first if not empty, then the entries; ReadStates are answered
+// once the applied index reaches them.
+type ToApply struct {
+	Snapshot   raftpb.Snapshot
+	Entries    []raftpb.Entry
+	ReadStates []raft.ReadState
+}
+
+// Bytes is the size of the entries' data: what holding ta costs.
+func (ta ToApply) Bytes() int {
+	n := 0
+	for _, e := range ta.Entries {
+		n += len(e.Data)
+	}
+	return n
+}
+
+// Hooks are told about events, from the driver's caller; they must not
+// block and must not call back into the driver.
+type Hooks struct {
+	// ConfState is called with each configuration raft puts in force,
+	// before messages addressed to its members are sent.
+	ConfState func(cs raftpb.ConfState)
+	// LeaderChanged is called when the known leader changes.
+	LeaderChanged func(lead uint64)
+	// WALSync is called with the duration of each synced WAL write.
+	WALSync func(d time.Duration)
+	// SnapshotTaken is called after a local snapshot was recorded and the
+	// log released before it: old snapshot files may be purged.
+	SnapshotTaken func(index uint64)
+}
+
+// DriverConfig configures a Driver. Limits left zero take the defaults of
+// package raft's Config.
+type DriverConfig struct {
+	ID             uint64
+	ElectionTicks  int
+	HeartbeatTicks int
+	// Storage holds what was recovered (snapshot, hard state, entries).
+	Storage *raft.MemoryStorage
+	// Applied is the index the state machine has applied (its
+	// consistent index, or the snapshot's).
+	Applied uint64
+	Log     LogStore
+	Snaps   SnapStore
+	Sender  Sender
+	Applier Applier
+	Hooks   Hooks
+	Logger  *zap.Logger
+	// Rand seeds raft's randomized election timeouts: a seeded source in
+	// the simulator, a random one in production.
+	Rand *rand.Rand
+	// SnapshotCatchUpEntries is how many entries before a snapshot are
+	// kept in memory for slow followers.
+	SnapshotCatchUpEntries uint64
+	// CampaignOnStart starts an election at once instead of after an
+	// election timeout (for a member that is the only voter).
+	CampaignOnStart bool
+	// Limits: see raft.Config.
+	MaxSizePerMsg            uint64
+	MaxInflightMsgs          int
+	MaxUncommittedBytes      uint64
+	MaxCommittedSizePerReady uint64
+}
+
+// Driver is the member's Ready handling: it owns the raft core and moves
+// what raft produces to storage, the network and the applier, in the order
+// raft.Ready requires (see the package doc). It is deterministic: it has
+// no clock (Tick is called from outside), starts no goroutine, and reaches
+// storage, the network and the applier only through the interfaces in its
+// config. Production runs it in Node's goroutine; the member simulator
+// calls it from its scheduler. It is not safe for concurrent use.
+type Driver struct {
+	cfg    DriverConfig
+	logger *zap.Logger
+	raft   *raft.Node
+
+	// lead and term are as of the last Ready handled; commit is the
+	// commit index last written to the log store.
+	lead, term, commit uint64
+}
+
+// NewDriver returns a driver of a raft core restored from cfg.Storage.
+func NewDriver(cfg DriverConfig) (*Driver, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Rand == nil {
+		return nil, errors.New("raftnode: DriverConfig.Rand is required")
+	}
+	rn, err := raft.NewNode(raft.Config{
+		ID:                        cfg.ID,
+		ElectionTicks:             cfg.ElectionTicks,
+		HeartbeatTicks:            cfg.HeartbeatTicks,
+		Storage:                   cfg.Storage,
+		Applied:                   cfg.Applied,
+		MaxSizePerMsg:             cfg.MaxSizePerMsg,
+		MaxCommittedSizePerReady:  cfg.MaxCommittedSizePerReady,
+		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
+		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxPendingReads:           1 << 16,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Rand:                      cfg.Rand,
+	})
+	if err != nil {
+		return nil, err
+	}
+	hs := cfg.Storage.HardState()
+	d := &Driver{cfg: cfg, logger: cfg.Logger, raft: rn, term: hs.Term, commit: hs.Commit}
+	if cfg.CampaignOnStart {
+		rn.Campaign()
+	}
+	return d, nil
+}
+
+// Raft is the core, for calls that have no effect outside it (Tick, Step,
+// proposals, reports, status). Its output must go through HandleReady.
+func (d *Driver) Raft() *raft.Node { return d.raft }
+
+// Lead is the leader as of the last Ready handled (0 for none).
+func (d *Driver) Lead() uint64 { return d.lead }
+
+// Term is the term as of the last Ready handled.
+func (d *Driver) Term() uint64 { return d.term }
+
+// Commit is the commit index last written to the log store.
+func (d *Driver) Commit() uint64 { return d.commit }
+
+// Step hands the core a message from a peer.
+func (d *Driver) Step(m raftpb.Message) {
+	if err := d.raft.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
+		d.logger.Debug("raft refused a message", zap.Stringer("type", m.Type), zap.Error(err))
+	}
+}
+
+// HandleReady handles every Ready the core has, each in order, and
+// advances past it. An error is fatal: the member must stop, as it cannot
+// trust its storage.
+func (d *Driver) HandleReady() error {
+	for d.raft.HasReady() {
+		if err := d.handleReady(d.raft.Ready()); err != nil {
+			return err
+		}
+		d.raft.Advance()
+	}
+	return nil
+}
+
+func (d *Driver) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil && rd.SoftState.Lead != d.lead {
+		d.lead = rd.SoftState.Lead
+		if d.lead != 0 {
+			d.logger.Info("leader is known", zap.String("leader", fmt.Sprintf("%x", d.lead)),
+				zap.Uint64("term", d.raft.BasicStatus().Term))
+		} else {
+			d.logger.Info("no leader")
+		}
+		if d.cfg.Hooks.LeaderChanged != nil {
+			d.cfg.Hooks.LeaderChanged(d.lead)
+		}
+	}
+	if rd.ConfState != nil && d.cfg.Hooks.ConfState != nil {
+		d.cfg.Hooks.ConfState(*rd.ConfState)
+	}
+	var later []raftpb.Message
+	if d.raft.BasicStatus().RaftState == raft.StateLeader {
+		// §10.2.1: appends and heartbeats may go out while the leader
+		// writes its own log; anything else waits for the write.
+		early := rd.Messages[:0:0]
+		for _, m := range rd.Messages {
+			if m.Type == raftpb.MsgApp || m.Type == raftpb.MsgHeartbeat {
+				early = append(early, m)
+			} else {
+				later = append(later, m)
+			}
+		}
+		d.cfg.Sender.Send(early)
+	} else {
+		later = rd.Messages
+	}
+
+	// PERSIST BEFORE SENDING later: a vote or an append acknowledgement
+	// is a promise about what is on disk.
+	if !rd.Snapshot.IsEmpty() {
+		// The image arrived before the message (see transport); record
+		// the snapshot, then reset the log to it.
+		if err := d.cfg.Snaps.Save(rd.Snapshot); err != nil {
+			return fmt.Errorf("raftnode: saving snapshot: %w", err)
+		}
+		md := rd.Snapshot.Metadata
+		if err := d.cfg.Log.ResetToSnapshot(wal.Snapshot{Index: md.Index, Term: md.Term}); err != nil {
+			return fmt.Errorf("raftnode: recording installed snapshot in the WAL: %w", err)
+		}
+	}
+	if !rd.HardState.IsEmpty() || len(rd.Entries) > 0 {
+		start := time.Now()
+		if err := d.cfg.Log.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+			return fmt.Errorf("raftnode: writing the WAL: %w", err)
+		}
+		if rd.MustSync && d.cfg.Hooks.WALSync != nil {
+			d.cfg.Hooks.WALSync(time.Since(start))
+		}
+	}
+	if !rd.HardState.IsEmpty() {
+		d.term = rd.HardState.Term
+		d.commit = rd.HardState.Commit
+		d.cfg.Storage.SetHardState(rd.HardState)
+	}
+	if !rd.Snapshot.IsEmpty() {
+		if err := d.cfg.Storage.ApplySnapshot(rd.Snapshot); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+			return fmt.Errorf("raftnode: applying snapshot to raft storage: %w", err)
+		}
+	}
+	if err := d.cfg.Storage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("raftnode: appending to raft storage: %w", err)
+	}
+	d.cfg.Sender.Send(later)
+
+	// Only committed, persisted entries reach the applier.
+	if !rd.Snapshot.IsEmpty() || len(rd.CommittedEntries) > 0 || len(rd.ReadStates) > 0 {
+		ta := ToApply{Snapshot: rd.Snapshot, Entries: rd.CommittedEntries, ReadStates: rd.ReadStates}
+		if err := d.cfg.Applier.Apply(ta); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TakeSnapshot records a snapshot at index with configuration cs, releases
+// the log before it and compacts the in-memory log. THE STATE MACHINE MUST
+// BE DURABLE UP TO index FIRST. A snapshot at or below the current one
+// does nothing and returns raft.ErrSnapOutOfDate.
+func (d *Driver) TakeSnapshot(index uint64, cs raftpb.ConfState) error {
+	s, err := d.cfg.Storage.CreateSnapshot(index, cs, nil)
+	if err != nil {
+		return err
+	}
+	if err := d.cfg.Snaps.Save(s); err != nil {
+		return fmt.Errorf("raftnode: saving snapshot: %w", err)
+	}
+	md := s.Metadata
+	if err := d.cfg.Log.SaveSnapshot(wal.Snapshot{Index: md.Index, Term: md.Term}); err != nil {
+		if errors.Is(err, wal.ErrSnapshotSuperseded) {
+			return nil
+		}
+		return fmt.Errorf("raftnode: recording snapshot in the WAL: %w", err)
+	}
+	if _, err := d.cfg.Log.Release(md.Index); err != nil {
+		return fmt.Errorf("raftnode: releasing the WAL: %w", err)
+	}
+	if md.Index > d.cfg.SnapshotCatchUpEntries {
+		compactTo := md.Index - d.cfg.SnapshotCatchUpEntries
+		if err := d.cfg.Storage.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("raftnode: compacting raft storage: %w", err)
+		}
+	}
+	if d.cfg.Hooks.SnapshotTaken != nil {
+		d.cfg.Hooks.SnapshotTaken(md.Index)
+	}
+	d.logger.Info("took snapshot", zap.Uint64("index", md.Index), zap.Uint64("term", md.Term))
+	return nil
+}
+
+// PurgeSnapshots keeps the newest keep snapshots the WAL accepts as a
+// start (and anything newer) and removes older snapshot files and images.
+// Reading the WAL's segments is slow: production calls it off the raft
+// loop.
+func PurgeSnapshots(fs vfs.FS, walDir string, snaps *snap.Snapshotter, keep int) error {
+	valid, err := wal.ValidSnapshots(fs, walDir)
+	if err != nil {
+		return fmt.Errorf("listing the WAL's snapshots: %w", err)
+	}
+	_, err = snaps.Purge(keep, func(m raftpb.SnapshotMetadata) bool {
+		return slices.Contains(valid, wal.Snapshot{Index: m.Index, Term: m.Term})
+	})
+	return err
+}
+
+// ProposeAsLeader proposes data only if this member leads in term, so the
+// entry is appended in that term; else it fails with ErrNotLeader. See
+// Node.ProposeAsLeader.
+func (d *Driver) ProposeAsLeader(data []byte, term uint64) error {
+	if st := d.raft.BasicStatus(); st.RaftState != raft.StateLeader || st.Term != term {
+		return ErrNotLeader
+	}
+	return d.raft.Propose(data)
+}
