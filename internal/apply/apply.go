@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
@@ -40,9 +42,15 @@ type Result struct {
 //
 // Lock order: mu, then the store's own locks.
 type Applier struct {
-	dir    string
+	dir string
+	// fs is opts.FS: every file operation, the backend's and the
+	// images', goes through it.
+	fs     vfs.FS
 	logger *zap.Logger
 	opts   backend.Options
+	// checkpoints numbers the checkpoint directories, which need unique
+	// names; a counter, not randomness, so a simulation repeats exactly.
+	checkpoints atomic.Uint64
 
 	// mu guards the backend and the store against a restore swapping
 	// them: reads and applies hold it shared, Restore exclusively.
@@ -59,17 +67,20 @@ type Applier struct {
 	confState raftpb.ConfState
 }
 
-// Open opens the backend in dir (creating it if needed), finishing any
-// image swap a crash interrupted. Leases are granted at least minLeaseTTL
-// seconds.
+// Open opens the backend in dir on opts.FS (creating it if needed),
+// finishing any image swap a crash interrupted. Leases are granted at
+// least minLeaseTTL seconds.
 func Open(dir string, opts backend.Options, minLeaseTTL int64, logger *zap.Logger) (*Applier, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	if err := recoverSwap(dir); err != nil {
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if err := recoverSwap(opts.FS, dir); err != nil {
 		return nil, err
 	}
-	a := &Applier{dir: dir, logger: logger, opts: opts, lessor: lease.New(minLeaseTTL)}
+	a := &Applier{dir: dir, fs: opts.FS, logger: logger, opts: opts, lessor: lease.New(minLeaseTTL)}
 	if err := a.openLocked(); err != nil {
 		return nil, err
 	}

@@ -20,7 +20,8 @@
 //
 // A raft snapshot sent to a follower carries an image of the whole
 // backend: a pebble checkpoint (hard links, consistent as of one consistent
-// index) packed as a POSIX tar stream of its files. The receiver unpacks it
+// index, in a directory db.checkpoint<n> beside the database) packed as a
+// POSIX tar stream of its files, in name order. The receiver unpacks it
 // beside the live database and swaps directories:
 //
 //	db.restore/  <- unpacked and synced
@@ -30,4 +31,9 @@
 // incomplete by definition and removed; db.old without db is renamed back.
 // The image's consistent index can be above the snapshot's index (it is
 // taken when sent): the applier then skips the entries it already holds.
+//
+// Every file operation, the backend's and these, goes through
+// backend.Options.FS (the real disk by default), so that a simulation can
+// run a member on an in-memory disk and cut its power (see fs_test.go and
+// the backend package doc).
 package apply

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
+	iofs "io/fs"
+	"slices"
 	"strings"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -27,6 +27,7 @@ const (
 // Checkpoint is a consistent copy of the backend, ready to be written as
 // an image; Close removes it.
 type Checkpoint struct {
+	fs  vfs.FS
 	dir string
 	// Metadata is the raft position and configuration the copy holds:
 	// a snapshot sent with this image must carry it.
@@ -34,11 +35,11 @@ type Checkpoint struct {
 }
 
 // Close removes the copy.
-func (c *Checkpoint) Close() error { return os.RemoveAll(c.dir) }
+func (c *Checkpoint) Close() error { return c.fs.RemoveAll(c.dir) }
 
 // Checkpoint copies the backend (hard links) as of the last entry applied.
 func (a *Applier) Checkpoint() (*Checkpoint, error) {
-	dir, err := os.MkdirTemp(filepath.Dir(a.dir), filepath.Base(a.dir)+checkpointSuffix)
+	dir, err := a.newCheckpointDir()
 	if err != nil {
 		return nil, err
 	}
@@ -47,52 +48,77 @@ func (a *Applier) Checkpoint() (*Checkpoint, error) {
 	// exclusively, so shared is enough to read it with them (and reads and
 	// applies go on meanwhile).
 	a.mu.RLock()
-	index, term, err := a.be.Checkpoint(filepath.Join(dir, "db"))
+	index, term, err := a.be.Checkpoint(a.fs.PathJoin(dir, "db"))
 	cs := a.confState.Clone()
 	a.mu.RUnlock()
 	if err != nil {
-		os.RemoveAll(dir)
+		a.fs.RemoveAll(dir)
 		return nil, err
 	}
-	return &Checkpoint{dir: dir, Metadata: raftpb.SnapshotMetadata{Index: index, Term: term, ConfState: cs}}, nil
+	return &Checkpoint{fs: a.fs, dir: dir, Metadata: raftpb.SnapshotMetadata{Index: index, Term: term, ConfState: cs}}, nil
+}
+
+// newCheckpointDir creates an empty directory beside the database for a
+// checkpoint: db.checkpoint1, db.checkpoint2, ... (Open removes those a
+// crash left behind; one still in the way is skipped).
+func (a *Applier) newCheckpointDir() (string, error) {
+	for {
+		dir := fmt.Sprintf("%s%s%d", a.dir, checkpointSuffix, a.checkpoints.Add(1))
+		_, err := a.fs.Stat(dir)
+		if errors.Is(err, iofs.ErrNotExist) {
+			return dir, a.fs.MkdirAll(dir, 0o700)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
 }
 
 // WriteTo writes the copy as an image (see the package doc) to w.
 func (c *Checkpoint) WriteTo(w io.Writer) (int64, error) {
-	cp := filepath.Join(c.dir, "db")
 	cw := &countingWriter{w: w}
-	tw := tar.NewWriter(cw)
-	err := filepath.WalkDir(cp, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(cp, path)
-		if err != nil {
-			return err
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		info, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o600, Size: info.Size(),
-			Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err == nil {
-		err = tw.Close()
-	}
-	if err != nil {
+	if err := writeImage(c.fs, c.fs.PathJoin(c.dir, "db"), cw); err != nil {
 		return cw.n, fmt.Errorf("apply: writing image: %w", err)
 	}
 	return cw.n, nil
+}
+
+// writeImage writes the files of dir to w as a tar stream, in name order
+// (the same files make the same bytes). A pebble checkpoint is flat, and
+// unpack takes nothing else, so a subdirectory is an error.
+func writeImage(fs vfs.FS, dir string, w io.Writer) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	tw := tar.NewWriter(w)
+	for _, name := range names {
+		if err := writeImageFile(tw, fs, dir, name); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func writeImageFile(tw *tar.Writer, fs vfs.FS, dir, name string) error {
+	f, err := fs.Open(fs.PathJoin(dir, name), vfs.SequentialReadsOption)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if info.IsDir() {
+		return fmt.Errorf("checkpoint holds a directory %q", name)
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: info.Size(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
 }
 
 type countingWriter struct {
@@ -111,11 +137,11 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // meanwhile (reads wait).
 func (a *Applier) Restore(r io.Reader) error {
 	tmp := a.dir + restoreSuffix
-	if err := os.RemoveAll(tmp); err != nil {
+	if err := a.fs.RemoveAll(tmp); err != nil {
 		return err
 	}
-	if err := unpack(r, tmp); err != nil {
-		os.RemoveAll(tmp)
+	if err := unpack(a.fs, r, tmp); err != nil {
+		a.fs.RemoveAll(tmp)
 		return fmt.Errorf("apply: unpacking image: %w", err)
 	}
 	a.mu.Lock()
@@ -126,19 +152,19 @@ func (a *Applier) Restore(r io.Reader) error {
 		return err
 	}
 	old := a.dir + oldSuffix
-	if err := os.RemoveAll(old); err != nil {
+	if err := a.fs.RemoveAll(old); err != nil {
 		return err
 	}
-	if err := os.Rename(a.dir, old); err != nil {
+	if err := a.fs.Rename(a.dir, old); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, a.dir); err != nil {
+	if err := a.fs.Rename(tmp, a.dir); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(a.dir)); err != nil {
+	if err := syncDir(a.fs, a.fs.PathDir(a.dir)); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(old); err != nil {
+	if err := a.fs.RemoveAll(old); err != nil {
 		a.logger.Warn("removing the replaced database", zap.Error(err))
 	}
 	if err := a.openLocked(); err != nil {
@@ -153,10 +179,12 @@ func (a *Applier) Restore(r io.Reader) error {
 }
 
 // unpack writes the files of a tar stream into dir, durably.
-func unpack(r io.Reader, dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+func unpack(fs vfs.FS, r io.Reader, dir string) error {
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	// Each name once: Create would silently replace an earlier file.
+	seen := map[string]bool{}
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -166,12 +194,13 @@ func unpack(r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
-		name := filepath.FromSlash(h.Name)
-		if h.Typeflag != tar.TypeReg || name != filepath.Base(name) || strings.HasPrefix(name, ".") ||
+		name := h.Name
+		if h.Typeflag != tar.TypeReg || name != fs.PathBase(name) || strings.HasPrefix(name, ".") || seen[name] ||
 			h.Size < 0 || h.Size > maxImageFileBytes {
 			return fmt.Errorf("unexpected entry %q in image", h.Name)
 		}
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		seen[name] = true
+		f, err := fs.Create(fs.PathJoin(dir, name), vfs.WriteCategoryUnspecified)
 		if err != nil {
 			return err
 		}
@@ -186,43 +215,48 @@ func unpack(r io.Reader, dir string) error {
 			return err
 		}
 	}
-	return syncDir(dir)
+	return syncDir(fs, dir)
 }
 
 // recoverSwap finishes or undoes a Restore a crash interrupted.
-func recoverSwap(dir string) error {
-	if err := os.RemoveAll(dir + restoreSuffix); err != nil {
+func recoverSwap(fs vfs.FS, dir string) error {
+	if err := fs.RemoveAll(dir + restoreSuffix); err != nil {
 		return err
 	}
-	// Checkpoints a crash left behind.
-	leftovers, err := filepath.Glob(dir + checkpointSuffix + "*")
-	if err != nil {
+	// Checkpoints a crash left behind. No parent yet: a first start.
+	parent, leftover := fs.PathDir(dir), fs.PathBase(dir)+checkpointSuffix
+	names, err := fs.List(parent)
+	if err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		return err
 	}
-	for _, l := range leftovers {
-		if err := os.RemoveAll(l); err != nil {
-			return err
+	slices.Sort(names)
+	for _, name := range names {
+		if strings.HasPrefix(name, leftover) {
+			if err := fs.RemoveAll(fs.PathJoin(parent, name)); err != nil {
+				return err
+			}
 		}
 	}
 	old := dir + oldSuffix
-	_, err = os.Stat(dir)
+	_, err = fs.Stat(dir)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if _, err := os.Stat(old); err == nil {
-			if err := os.Rename(old, dir); err != nil {
+	case errors.Is(err, iofs.ErrNotExist):
+		if _, err := fs.Stat(old); err == nil {
+			if err := fs.Rename(old, dir); err != nil {
 				return err
 			}
-			return syncDir(filepath.Dir(dir))
+			return syncDir(fs, parent)
 		}
 		return nil
 	case err != nil:
 		return err
 	}
-	return os.RemoveAll(old)
+	return fs.RemoveAll(old)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncDir makes the names created, renamed and removed in dir durable.
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/invariants"
@@ -31,6 +32,10 @@ type Options struct {
 	CacheBytes int64
 	// Logger receives pebble's log lines. Default: none.
 	Logger *zap.Logger
+	// FS is the file system the database lives on. Default: vfs.Default,
+	// the real disk. A simulation gives each member a vfs.NewCrashableMem
+	// (see the package doc, Crashing).
+	FS vfs.FS
 }
 
 // Backend is an open pebble database. It is safe for concurrent use; the
@@ -58,12 +63,16 @@ func Open(dir string, opts Options) (*Backend, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger.Sugar()},
+		FS:                 opts.FS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
@@ -311,8 +320,8 @@ func scan(newIter func(*pebble.IterOptions) (*pebble.Iterator, error), start, en
 // Close releases the view.
 func (r *ReadView) Close() error { return r.snap.Close() }
 
-// Checkpoint writes a consistent copy of the database into dir, which must
-// not exist, as of the last batch committed; it hard-links the immutable
+// Checkpoint writes a consistent copy of the database into dir (on the
+// backend's file system), which must not exist, as of the last batch committed; it hard-links the immutable
 // table files, so it costs little space or time. It returns the consistent
 // index the copy holds. A raft snapshot sends such a copy.
 func (b *Backend) Checkpoint(dir string) (index, term uint64, err error) {

@@ -27,4 +27,28 @@
 // backend's durable consistent index. Before the server releases WAL segments
 // (or compacts its in-memory raft log) up to index i, it calls Sync, which
 // makes every committed batch durable, and checks ConsistentIndex() >= i.
+//
+// # Crashing (simulation)
+//
+// Every file the backend touches goes through Options.FS, so a simulation
+// can run a member on pebble's vfs.NewCrashableMem and cut its power. The
+// crash is a copy of the file system keeping only what was synced (a file's
+// bytes once the file is synced, a name once its directory is), taken
+// before the old database is closed; closing it then (Close syncs, and
+// stops pebble's goroutines) writes only to the discarded file system:
+//
+//	fs := vfs.NewCrashableMem()
+//	b, _ := backend.Open("/m1/db", backend.Options{FS: fs})
+//	// ... commit batches, Sync now and then ...
+//	crashed := fs.CrashClone(vfs.CrashCloneCfg{}) // power loss: synced data only
+//	b.Close()                                     // abandon; crashed is unaffected
+//	b, _ = backend.Open("/m1/db", backend.Options{FS: crashed})
+//	// b.ConsistentIndex() >= the index of the last Sync, and the data is
+//	// exactly that of the batches up to it.
+//
+// CrashCloneCfg{UnsyncedDataPercent: p, RNG: rng} also keeps each unsynced
+// 4 KiB block and directory entry with probability p%, as a disk may; a
+// seeded rng makes the crash reproducible. Pebble flushes and compacts in
+// its own goroutines, so what a crash keeps beyond the last Sync can depend
+// on their timing.
 package backend
