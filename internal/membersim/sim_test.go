@@ -1,0 +1,108 @@
+package membersim
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+)
+
+// Environment variables:
+//
+//	CAIRN_MEMBERSIM_SEED=N    replay seed N alone, tracing every event to stderr (use -v)
+//	CAIRN_MEMBERSIM_SEEDS=N   run N seeds from CAIRN_MEMBERSIM_FIRST (default 0)
+//	CAIRN_MEMBERSIM_STEPS=N   steps per seed
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return n
+}
+
+func configFor(seed uint64, steps int) Config {
+	members := 3
+	if seed%4 == 3 {
+		members = 5
+	}
+	return Config{Seed: seed, Members: members, Steps: steps}
+}
+
+func runSeed(cfg Config) (Stats, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return Stats{}, err
+	}
+	return s.Run()
+}
+
+// TestMemberSimulation runs seeded clusters of real members (see the
+// package doc). A failure names its seed; CAIRN_MEMBERSIM_SEED=<seed>
+// replays it with a trace.
+func TestMemberSimulation(t *testing.T) {
+	steps := envInt(t, "CAIRN_MEMBERSIM_STEPS", 3000)
+	if seed := os.Getenv("CAIRN_MEMBERSIM_SEED"); seed != "" {
+		n, err := strconv.ParseUint(seed, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := configFor(n, steps)
+		cfg.Trace = os.Stderr
+		stats, err := runSeed(cfg)
+		t.Logf("%+v", stats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	seeds := envInt(t, "CAIRN_MEMBERSIM_SEEDS", 200)
+	if testing.Short() {
+		seeds = min(seeds, 20)
+	}
+	first := envInt(t, "CAIRN_MEMBERSIM_FIRST", 0)
+	var total Stats
+	failed := 0
+	for seed := first; seed < first+seeds; seed++ {
+		stats, err := runSeed(configFor(uint64(seed), steps))
+		if err != nil {
+			failed++
+			t.Errorf("%v\n  replay: CAIRN_MEMBERSIM_SEED=%d go test ./internal/membersim -run TestMemberSimulation -v", err, seed)
+			if failed >= 5 {
+				t.Fatal("stopping after 5 failing seeds")
+			}
+			continue
+		}
+		total = add(total, stats)
+	}
+	t.Logf("%d seeds: %s", seeds, summary(total))
+}
+
+func add(a, b Stats) Stats {
+	a.Steps += b.Steps
+	a.Ticks += b.Ticks
+	a.Ops += b.Ops
+	a.OpsAcked += b.OpsAcked
+	a.OpsUnknown += b.OpsUnknown
+	a.OpsFailed += b.OpsFailed
+	a.Reads += b.Reads
+	a.SerializableReads += b.SerializableReads
+	a.Crashes += b.Crashes
+	a.Restarts += b.Restarts
+	a.Partitions += b.Partitions
+	a.SnapshotsSent += b.SnapshotsSent
+	a.SnapshotsInstalled += b.SnapshotsInstalled
+	a.Compactions += b.Compactions
+	a.WatchEvents += b.WatchEvents
+	a.WatchResum += b.WatchResum
+	a.MaxRev = max(a.MaxRev, b.MaxRev)
+	a.Delivered += b.Delivered
+	a.Dropped += b.Dropped
+	a.Duplicated += b.Duplicated
+	return a
+}
+
+func summary(s Stats) string { return fmt.Sprintf("%+v", s) }
