@@ -43,8 +43,8 @@ type Result struct {
 // Lock order: mu, then the store's own locks.
 type Applier struct {
 	dir string
-	// fs is opts.FS: every file operation, the backend's and the
-	// images', goes through it.
+	// fs is opts.FS (vfs.Default if nil): every file operation, the
+	// backend's and the images', goes through it.
 	fs     vfs.FS
 	logger *zap.Logger
 	opts   backend.Options
@@ -74,13 +74,16 @@ func Open(dir string, opts backend.Options, minLeaseTTL int64, logger *zap.Logge
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	if opts.FS == nil {
-		opts.FS = vfs.Default
+	// opts keeps a nil FS: the backend leaves it to pebble (see
+	// backend.Options.FS).
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
 	}
-	if err := recoverSwap(opts.FS, dir); err != nil {
+	if err := recoverSwap(fs, dir); err != nil {
 		return nil, err
 	}
-	a := &Applier{dir: dir, fs: opts.FS, logger: logger, opts: opts, lessor: lease.New(minLeaseTTL)}
+	a := &Applier{dir: dir, fs: fs, logger: logger, opts: opts, lessor: lease.New(minLeaseTTL)}
 	if err := a.openLocked(); err != nil {
 		return nil, err
 	}

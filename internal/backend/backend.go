@@ -32,8 +32,8 @@ type Options struct {
 	CacheBytes int64
 	// Logger receives pebble's log lines. Default: none.
 	Logger *zap.Logger
-	// FS is the file system the database lives on. Default: vfs.Default,
-	// the real disk. A simulation gives each member a vfs.NewCrashableMem
+	// FS is the file system the database lives on. Default: the real
+	// disk (vfs.Default), as pebble sets it up. A simulation gives each member a vfs.NewCrashableMem
 	// (see the package doc, Crashing).
 	FS vfs.FS
 }
@@ -63,16 +63,15 @@ func Open(dir string, opts Options) (*Backend, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	if opts.FS == nil {
-		opts.FS = vfs.Default
-	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger.Sugar()},
-		FS:                 opts.FS,
+		// Left nil, pebble takes vfs.Default and watches it for slow
+		// syncs (WithDiskHealthChecks), which a given FS goes without.
+		FS: opts.FS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
