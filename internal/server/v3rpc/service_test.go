@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,35 @@ func TestWatchHandlerEndsWhenClientLeaves(t *testing.T) {
 	}
 	watchCancel()
 	m.waitWatchEnded(t)
+}
+
+// Close stops the leader guard's monitor while the member runs on (it
+// also ends when the member stops, which would hide a Close that did not
+// stop it).
+func TestCloseStopsMonitor(t *testing.T) {
+	m := startMember(t)
+	const monitor = "v3rpc.(*leaderGuard).monitor"
+	// Until the goroutine first runs, its stack shows only its closure.
+	deadline := time.Now().Add(waitTimeout)
+	for !strings.Contains(allStacks(), monitor) {
+		if time.Now().After(deadline) {
+			t.Fatal("no monitor running")
+		}
+		time.Sleep(time.Millisecond) // a polling interval
+	}
+	m.stopped = true // stopped here, not by the cleanup
+	m.conn.Close()
+	m.grpc.Stop()
+	<-m.served
+	m.svc.Close()
+	// Close waited for it: it is gone at once, not eventually.
+	if stacks := allStacks(); strings.Contains(stacks, monitor) {
+		t.Fatalf("the monitor runs after Close:\n%s", stacks)
+	}
+	m.s.Stop()
+}
+
+func allStacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
 }
