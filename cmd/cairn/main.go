@@ -161,8 +161,9 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	peerGRPC := grpc.NewServer(server.PeerServerOptions()...)
 	srv.RegisterPeerService(peerGRPC)
-	clientGRPC := grpc.NewServer(v3rpc.ServerOptions(srv)...)
-	v3rpc.Register(clientGRPC, srv)
+	clientAPI := v3rpc.New(srv)
+	clientGRPC := grpc.NewServer(clientAPI.ServerOptions()...)
+	clientAPI.Register(clientGRPC)
 	handler := v3rpc.HTTPHandler(srv, reg)
 	if c.EnablePprof {
 		mux := http.NewServeMux()
@@ -207,6 +208,7 @@ func serve(c config, logger *zap.Logger) error {
 	case <-srv.Stopping():
 	}
 	clientGRPC.Stop()
+	clientAPI.Close()
 	httpSrv.Close()
 	for _, d := range demuxes {
 		d.Close()

@@ -27,6 +27,14 @@ const (
 	revokeRetry = 3 * time.Second
 	// maxCheckpointsPerEntry bounds one checkpoint entry (etcd's batch).
 	maxCheckpointsPerEntry = 1000
+	// leaseDutyWorkers propose the lease loop's decisions. Proposals in
+	// flight together share raft's batches, so a few workers keep up with
+	// maxRevokesPerCheck a check at a commit latency of a few ms; a
+	// slower raft makes duties wait, never more goroutines.
+	leaseDutyWorkers = 8
+	// leaseDutyQueueLen bounds the duties waiting for a worker: one full
+	// check of revokes. Beyond it a duty is dropped (see leaseLoop).
+	leaseDutyQueueLen = maxRevokesPerCheck
 
 	callRenew      = "lease-renew"
 	callTimeToLive = "lease-ttl"
@@ -260,11 +268,48 @@ func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]
 	return out.Marshal()
 }
 
+// leaderDuty is a proposal only the leader of term may make.
+type leaderDuty struct {
+	req  *pb.InternalRaftRequest
+	term uint64
+}
+
 // leaseLoop is the leader's lease duty: revoke what expired, checkpoint
 // remaining TTLs every checkpoint interval, and clear the checkpoints of
 // renewed leases. On other members it finds nothing to do (the lessor is
-// not primary). Each decision is proposed with the term it was taken in.
+// not primary). Each decision is proposed with the term it was taken in,
+// by one of leaseDutyWorkers goroutines, which it starts and Stop waits
+// for (goAttached; they end when the server stops).
+//
+// A decision that finds the workers' queue full is dropped, not waited
+// for, so that the loop keeps its ticks: each comes again. An expired
+// lease is returned by Expired again after revokeRetry; a checkpoint is
+// recomputed at the next interval; a renewed lease whose checkpoint was
+// not cleared still reports it checkpointed, so its next renewal asks
+// again. A proposal that fails is retried the same way.
 func (s *Server) leaseLoop() {
+	// Buffered: the queue that lets a tick hand over a full check's work
+	// without waiting for raft (leaseDutyQueueLen).
+	duties := make(chan leaderDuty, leaseDutyQueueLen)
+	for range leaseDutyWorkers {
+		s.goAttached(func() {
+			for {
+				select {
+				case <-s.stopping:
+					return
+				case d := <-duties:
+					s.proposeLeaderDuty(d.req, d.term)
+				}
+			}
+		})
+	}
+	propose := func(req *pb.InternalRaftRequest, term uint64) {
+		select {
+		case duties <- leaderDuty{req: req, term: term}:
+		default:
+			s.logger.Debug("lease duties queue full; dropped, to be decided again")
+		}
+	}
 	expiry := time.NewTicker(expiryCheckEvery)
 	defer expiry.Stop()
 	checkpoint := time.NewTicker(s.cfg.LeaseCheckpointInterval)
@@ -280,8 +325,7 @@ func (s *Server) leaseLoop() {
 				continue
 			}
 			for _, id := range le.Expired(maxRevokesPerCheck, revokeRetry) {
-				req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}
-				s.goAttached(func() { s.proposeLeaderDuty(req, term) })
+				propose(&pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}, term)
 			}
 		case <-checkpoint.C:
 			term := s.rn.Term()
@@ -296,7 +340,7 @@ func (s *Server) leaseLoop() {
 					req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: r.ID, Remaining_TTL: r.RemainingTTL})
 				}
 				recs = recs[n:]
-				s.goAttached(func() { s.proposeLeaderDuty(&pb.InternalRaftRequest{LeaseCheckpoint: req}, term) })
+				propose(&pb.InternalRaftRequest{LeaseCheckpoint: req}, term)
 			}
 		case id := <-s.leaseClears:
 			term := s.rn.Term()
@@ -305,7 +349,7 @@ func (s *Server) leaseLoop() {
 				req.Checkpoints = append(req.Checkpoints, &pb.LeaseCheckpoint{ID: <-s.leaseClears})
 			}
 			if s.isLeader() {
-				s.goAttached(func() { s.proposeLeaderDuty(&pb.InternalRaftRequest{LeaseCheckpoint: req}, term) })
+				propose(&pb.InternalRaftRequest{LeaseCheckpoint: req}, term)
 			}
 		}
 	}

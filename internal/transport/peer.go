@@ -136,14 +136,22 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 		return err
 	}
 	// A client stream learns that the server ended it only by receiving.
+	// The receiver ends when the stream does, at the latest when its
+	// context is cancelled, which the return below waits for.
 	broken := make(chan error, 1)
+	received := make(chan struct{})
 	go func() {
+		defer close(received)
 		var ack []byte
 		err := stream.RecvMsg(&ack)
 		if err == nil {
 			err = fmt.Errorf("transport: peer closed the stream")
 		}
 		broken <- err
+	}()
+	defer func() {
+		cancel()
+		<-received
 	}()
 	sent := false
 	var batch []raftpb.Message

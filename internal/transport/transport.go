@@ -463,17 +463,22 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 
 // cancelOn returns a context canceled when stop closes (or cancel is
 // called), so that a stream send blocked on flow control ends with it.
-// The goroutine it starts ends with the context.
+// It starts a goroutine, which cancel ends and waits for.
 func cancelOn(parent context.Context, stop <-chan struct{}) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancelCtx := context.WithCancel(parent)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		select {
 		case <-stop:
-			cancel()
+			cancelCtx()
 		case <-ctx.Done():
 		}
 	}()
-	return ctx, cancel
+	return ctx, func() {
+		cancelCtx()
+		<-done
+	}
 }
 
 // streamError returns the status the server ended a stream with, which

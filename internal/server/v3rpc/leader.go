@@ -41,10 +41,7 @@ type guardedStream struct {
 func (g *guardedStream) Context() context.Context { return g.ctx }
 
 func newLeaderGuard(s *server.Server) *leaderGuard {
-	g := &leaderGuard{s: s, streams: map[*guardedStream]struct{}{}}
-	// It ends when the member stops.
-	go g.monitor()
-	return g
+	return &leaderGuard{s: s, streams: map[*guardedStream]struct{}{}}
 }
 
 func requiresLeader(ctx context.Context) bool {
@@ -80,13 +77,18 @@ func (g *leaderGuard) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServer
 	return handler(srv, gs)
 }
 
-func (g *leaderGuard) monitor() {
+// monitor ends the streams that require a leader once the member has had
+// none for maxNoLeaderElections election timeouts. It returns when stop is
+// closed or the member stops.
+func (g *leaderGuard) monitor(stop <-chan struct{}) {
 	election := g.s.Config().ElectionTimeout
 	ticker := time.NewTicker(election)
 	defer ticker.Stop()
 	missed := 0
 	for {
 		select {
+		case <-stop:
+			return
 		case <-g.s.Stopping():
 			return
 		case <-ticker.C:

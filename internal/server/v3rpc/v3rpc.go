@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"runtime"
+	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -21,14 +22,40 @@ import (
 // in gRPC framing, as etcd allows.
 const grpcOverheadBytes = 512 * 1024
 
-// ServerOptions are the client gRPC server's options for s's limits.
-func ServerOptions(s *server.Server) []grpc.ServerOption {
-	g := newLeaderGuard(s)
+// Service is the client API's gRPC services on a server, and the
+// goroutines they run beside their handlers: the leader guard's monitor,
+// and the receivers of watch streams that outlive their handler (see
+// Watch). Close stops them and waits for them.
+type Service struct {
+	s     *server.Server
+	guard *leaderGuard
+
+	// stopc is closed by Close; wg counts the goroutines Close waits for.
+	stopc chan struct{}
+	wg    sync.WaitGroup
+	mu    struct {
+		sync.Mutex
+		// closed refuses goroutines once Close has begun to wait.
+		closed bool
+	}
+}
+
+// New returns the services on s, and starts the leader guard's monitor.
+func New(s *server.Server) *Service {
+	v := &Service{s: s, stopc: make(chan struct{})}
+	v.guard = newLeaderGuard(s)
+	v.goAttached(func() { v.guard.monitor(v.stopc) })
+	return v
+}
+
+// ServerOptions are the client gRPC server's options for the server's
+// limits.
+func (v *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(g.unary),
-		grpc.ChainStreamInterceptor(g.stream),
+		grpc.ChainUnaryInterceptor(v.guard.unary),
+		grpc.ChainStreamInterceptor(v.guard.stream),
 		grpc.ForceServerCodecV2(newCodec()),
-		grpc.MaxRecvMsgSize(s.Config().MaxRequestBytes + grpcOverheadBytes),
+		grpc.MaxRecvMsgSize(v.s.Config().MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		// Reused workers keep the stacks they grew: a fresh goroutine
@@ -38,13 +65,42 @@ func ServerOptions(s *server.Server) []grpc.ServerOption {
 	}
 }
 
-// Register adds the services to g.
-func Register(g *grpc.Server, s *server.Server) {
+// Register adds the services to g, which must have been built with
+// ServerOptions.
+func (v *Service) Register(g *grpc.Server) {
+	s := v.s
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
-	pb.RegisterWatchServer(g, &watchServer{s: s})
+	pb.RegisterWatchServer(g, &watchServer{s: s, goAttached: v.goAttached})
 	pb.RegisterLeaseServer(g, &leaseServer{s: s})
+}
+
+// Close stops the service's goroutines and waits for them. Call it once,
+// after the gRPC server's Stop has returned: Stop ends every stream, which
+// ends the watch receivers Close waits for.
+func (v *Service) Close() {
+	v.mu.Lock()
+	v.mu.closed = true
+	v.mu.Unlock()
+	close(v.stopc)
+	v.wg.Wait()
+}
+
+// goAttached runs fn in a goroutine that Close waits for; once Close has
+// begun, it refuses (false).
+func (v *Service) goAttached(fn func()) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.mu.closed {
+		return false
+	}
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // header fills h (allocating it if nil) with the member's identity, and

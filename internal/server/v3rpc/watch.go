@@ -17,6 +17,9 @@ import (
 
 type watchServer struct {
 	s *server.Server
+	// goAttached is the Service's: it runs a goroutine that Close waits
+	// for, or refuses once Close has begun.
+	goAttached func(func()) bool
 }
 
 // Watch serves one stream: requests are read by a goroutine of its own
@@ -24,6 +27,17 @@ type watchServer struct {
 // allows one sender and one receiver. Every response comes through the
 // mvcc stream's channel, in the order mvcc made them (answers to creates
 // in the order of the creates, each watcher's Created before its events).
+//
+// Recv returns only once the client ends its side or the stream's gRPC
+// context is done, and gRPC cancels that context when the handler returns,
+// not before. So Watch waits for its receiver only when it ends because of
+// the client or of gRPC: the receiver ended, the stream's context is done,
+// or a Send failed (gRPC's SendMsg then writes the status, which finishes
+// the stream and cancels its context). When Watch itself ends a live
+// stream (no leader, the server stopping), waiting would deadlock: the
+// receiver ends just after Watch returns, and the Service's Close, called
+// after the gRPC server stopped, waits for it. Until then it may still
+// read a request, which the closed mvcc stream ignores.
 func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	sw := &serverWatchStream{
 		s:     ws.s,
@@ -33,10 +47,18 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	}
 	defer sw.st.Close()
 	recvErr := make(chan error, 1)
-	// It ends when Recv fails, at the latest when this handler returns and
-	// gRPC cancels the stream.
-	go func() { recvErr <- sw.recvLoop() }()
-	return sw.sendLoop(recvErr)
+	recvDone := make(chan struct{})
+	if !ws.goAttached(func() {
+		defer close(recvDone)
+		recvErr <- sw.recvLoop()
+	}) {
+		return rpctypes.ErrGRPCStopped
+	}
+	live, err := sw.sendLoop(recvErr)
+	if !live {
+		<-recvDone
+	}
+	return err
 }
 
 // watchFlags are what the gRPC layer keeps per watcher.
@@ -131,7 +153,10 @@ func (sw *serverWatchStream) create(c *pb.WatchCreateRequest) {
 	sw.flags[id] = &watchFlags{progressNotify: c.ProgressNotify, fragment: c.Fragment}
 }
 
-func (sw *serverWatchStream) sendLoop(recvErr <-chan error) error {
+// sendLoop sends until the stream ends, and returns why; live says the
+// stream is still open, to be ended by Watch's return (the member lost its
+// leader or is stopping): only then does the receiver's Recv return.
+func (sw *serverWatchStream) sendLoop(recvErr <-chan error) (live bool, err error) {
 	ticker := time.NewTicker(sw.s.Config().WatchProgressNotifyInterval)
 	defer ticker.Stop()
 	ctx := sw.grpc.Context()
@@ -140,25 +165,26 @@ func (sw *serverWatchStream) sendLoop(recvErr <-chan error) error {
 		case r := <-sw.st.Chan():
 			// The channel closes only when the handler returns.
 			if err := sw.send(r); err != nil {
-				return err
+				return false, err
 			}
 		case <-ticker.C:
 			sw.progressTick()
 		case err := <-recvErr:
 			if err != nil {
 				if errors.Is(err, context.Canceled) {
-					return rpctypes.ErrGRPCWatchCanceled
+					return false, rpctypes.ErrGRPCWatchCanceled
 				}
-				return err
+				return false, err
 			}
 			recvErr = nil // half-closed: keep sending
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), errNoLeader) {
-				return rpctypes.ErrGRPCNoLeader
+				// The leader guard's context, not gRPC's, was cancelled.
+				return true, rpctypes.ErrGRPCNoLeader
 			}
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-sw.s.Stopping():
-			return rpctypes.ErrGRPCStopped
+			return true, rpctypes.ErrGRPCStopped
 		}
 	}
 }

@@ -1,0 +1,599 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+	"github.com/cairn-db/cairn/internal/snap"
+)
+
+// These tests run real transports on loopback gRPC servers. What the
+// transport calls (raft, the snapshot store) is faked: fakeRaft records
+// what it is handed, fakeSnapshots keeps images as files in a temp dir.
+
+// TestMain fails the package's tests if a goroutine outlives them
+// (STYLE.md 11): a stopped transport and gRPC server leave nothing behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitTimeout bounds every wait for something that should happen in
+// milliseconds on loopback: generous, for loaded machines.
+const waitTimeout = 10 * time.Second
+
+// waitFor polls cond until it holds, failing the test after waitTimeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+		}
+		<-tick.C
+	}
+}
+
+type snapshotReport struct {
+	to uint64
+	ok bool
+}
+
+// fakeRaft records what the transport hands raft. If snaps is set, a
+// MsgSnap is checked on arrival against the image saved there.
+type fakeRaft struct {
+	snaps *fakeSnapshots
+
+	mu          sync.Mutex
+	msgs        []raftpb.Message
+	unreachable map[uint64]int
+	snapReports []snapshotReport
+	// snapErrs are MsgSnaps that arrived before their image was saved
+	// whole.
+	snapErrs []error
+}
+
+func newFakeRaft(snaps *fakeSnapshots) *fakeRaft {
+	return &fakeRaft{snaps: snaps, unreachable: map[uint64]int{}}
+}
+
+func (r *fakeRaft) Process(ctx context.Context, m raftpb.Message) error {
+	var snapErr error
+	if m.Type == raftpb.MsgSnap {
+		snapErr = r.snaps.check(m.Snapshot.Metadata.Index)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, m)
+	if snapErr != nil {
+		r.snapErrs = append(r.snapErrs, snapErr)
+	}
+	return nil
+}
+
+func (r *fakeRaft) ReportUnreachable(id uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unreachable[id]++
+}
+
+func (r *fakeRaft) ReportSnapshot(id uint64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.snapReports = append(r.snapReports, snapshotReport{to: id, ok: ok})
+}
+
+// received returns the messages from from, in arrival order.
+func (r *fakeRaft) received(from uint64) []raftpb.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []raftpb.Message
+	for _, m := range r.msgs {
+		if m.From == from {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (r *fakeRaft) unreachableCount(id uint64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.unreachable[id]
+}
+
+func (r *fakeRaft) reports() []snapshotReport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]snapshotReport(nil), r.snapReports...)
+}
+
+// fakeSnapshots keeps image i in dir/i.img; a save goes through a
+// temporary file, so an image file exists only once whole and checked.
+type fakeSnapshots struct {
+	dir string
+	// saving, if set, is called by SaveImage after the image's first
+	// byte has been read, before the rest is.
+	saving func()
+}
+
+func newFakeSnapshots(t *testing.T) *fakeSnapshots {
+	return &fakeSnapshots{dir: t.TempDir()}
+}
+
+func (s *fakeSnapshots) path(index uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%d.img", index))
+}
+
+func imageInfo(data []byte) snap.ImageInfo {
+	return snap.ImageInfo{Size: int64(len(data)), CRC: crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))}
+}
+
+// put stores an image as the sender's own.
+func (s *fakeSnapshots) put(t *testing.T, index uint64, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(s.path(index), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// OpenImage returns the oldest image at or past index, as a store that
+// keeps a newer one would.
+func (s *fakeSnapshots) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, raftpb.SnapshotMetadata, error) {
+	names, err := filepath.Glob(filepath.Join(s.dir, "*.img"))
+	if err != nil {
+		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, err
+	}
+	var indexes []uint64
+	for _, n := range names {
+		var i uint64
+		if _, err := fmt.Sscanf(filepath.Base(n), "%d.img", &i); err == nil && i >= index {
+			indexes = append(indexes, i)
+		}
+	}
+	if len(indexes) == 0 {
+		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, fmt.Errorf("no image at or past %d", index)
+	}
+	sort.Slice(indexes, func(a, b int) bool { return indexes[a] < indexes[b] })
+	data, err := os.ReadFile(s.path(indexes[0]))
+	if err != nil {
+		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, err
+	}
+	return io.NopCloser(bytes.NewReader(data)), imageInfo(data), raftpb.SnapshotMetadata{Index: indexes[0], Term: 1}, nil
+}
+
+func (s *fakeSnapshots) SaveImage(index uint64, r io.Reader, want snap.ImageInfo) error {
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, 1); err != nil {
+		return err
+	}
+	if s.saving != nil {
+		s.saving()
+	}
+	if _, err := io.Copy(&buf, r); err != nil {
+		return err
+	}
+	if got := imageInfo(buf.Bytes()); got != want {
+		return fmt.Errorf("image %d: got %+v, want %+v", index, got, want)
+	}
+	tmp := s.path(index) + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.path(index))
+}
+
+// check reports whether image index is saved whole.
+func (s *fakeSnapshots) check(index uint64) error {
+	if _, err := os.Stat(s.path(index)); err != nil {
+		return fmt.Errorf("MsgSnap at %d before its image: %w", index, err)
+	}
+	return nil
+}
+
+// node is one member: a transport served by a gRPC server on loopback.
+type node struct {
+	id, clusterID uint64
+	addr          string
+	raft          *fakeRaft
+	snaps         *fakeSnapshots
+	tr            *Transport
+	srv           *grpc.Server
+	served        chan struct{}
+}
+
+// startNode starts member id of clusterID listening on addr
+// ("127.0.0.1:0" for any port).
+func startNode(t *testing.T, id, clusterID uint64, addr string, snaps *fakeSnapshots) *node {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{id: id, clusterID: clusterID, addr: lis.Addr().String(), snaps: snaps, raft: newFakeRaft(snaps),
+		served: make(chan struct{})}
+	n.tr = New(Config{LocalID: id, ClusterID: clusterID, Raft: n.raft, Snapshots: snaps})
+	n.srv = grpc.NewServer(ServerOptions()...)
+	n.tr.Register(n.srv)
+	go func() {
+		defer close(n.served)
+		n.srv.Serve(lis)
+	}()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *node) url() string { return "http://" + n.addr }
+
+// stop stops the transport, then the gRPC server, and waits for its Serve.
+// It may be called again.
+func (n *node) stop() {
+	n.tr.Stop()
+	n.srv.Stop()
+	<-n.served
+}
+
+// connect makes every node a peer of every other.
+func connect(nodes ...*node) {
+	for _, a := range nodes {
+		for _, b := range nodes {
+			a.tr.SetPeer(b.id, []string{b.url()})
+		}
+	}
+}
+
+func app(from, to, index uint64) raftpb.Message {
+	return raftpb.Message{Type: raftpb.MsgApp, From: from, To: to, Term: 1, Index: index,
+		Entries: []raftpb.Entry{{Term: 1, Index: index, Data: []byte(fmt.Sprint("entry ", index))}}}
+}
+
+// checkInOrder checks that msgs are indexes first..last, each once, in
+// order.
+func checkInOrder(t *testing.T, msgs []raftpb.Message, first, last uint64) {
+	t.Helper()
+	if want := int(last - first + 1); len(msgs) != want {
+		t.Fatalf("got %d messages, want %d", len(msgs), want)
+	}
+	for i, m := range msgs {
+		if want := first + uint64(i); m.Index != want || len(m.Entries) != 1 || m.Entries[0].Index != want {
+			t.Fatalf("message %d has index %d, want %d", i, m.Index, want)
+		}
+	}
+}
+
+const testCluster = 0xc1
+
+// Messages from one member arrive at each peer in the order they were
+// sent, whole, none lost, while three members send to each other at once
+// in batches of varying size.
+func TestMessagesArriveInOrder(t *testing.T) {
+	nodes := []*node{
+		startNode(t, 1, testCluster, "127.0.0.1:0", nil),
+		startNode(t, 2, testCluster, "127.0.0.1:0", nil),
+		startNode(t, 3, testCluster, "127.0.0.1:0", nil),
+	}
+	connect(nodes...)
+	const count = 2000 // under peerQueueLen: none is dropped while connecting
+	var wg sync.WaitGroup
+	for _, from := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(from.id, 1))
+			for index := uint64(1); index <= count; {
+				var batch []raftpb.Message
+				for n := 1 + rng.IntN(20); n > 0 && index <= count; n-- {
+					for _, to := range nodes {
+						if to != from {
+							batch = append(batch, app(from.id, to.id, index))
+						}
+					}
+					index++
+				}
+				from.tr.Send(batch)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, to := range nodes {
+		for _, from := range nodes {
+			if to == from {
+				continue
+			}
+			waitFor(t, fmt.Sprintf("%d messages from %d at %d", count, from.id, to.id), func() bool {
+				return len(to.raft.received(from.id)) >= count
+			})
+			checkInOrder(t, to.raft.received(from.id), 1, count)
+		}
+	}
+	for _, n := range nodes {
+		for _, peer := range nodes {
+			if c := n.raft.unreachableCount(peer.id); c > 0 {
+				t.Errorf("member %d: %d reported unreachable %d times", n.id, peer.id, c)
+			}
+		}
+	}
+}
+
+// A peer that stops is reported unreachable, and messages flow again, in
+// order, once a member is back at its address.
+func TestStoppedPeerReportedAndResumes(t *testing.T) {
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", nil)
+	b := startNode(t, 2, testCluster, "127.0.0.1:0", nil)
+	connect(a, b)
+	a.tr.Send([]raftpb.Message{app(1, 2, 1), app(1, 2, 2)})
+	waitFor(t, "the first messages", func() bool { return len(b.raft.received(1)) == 2 })
+
+	b.stop()
+	index := uint64(2)
+	waitFor(t, "2 reported unreachable", func() bool {
+		index++
+		a.tr.Send([]raftpb.Message{app(1, 2, index)})
+		return a.raft.unreachableCount(2) > 0
+	})
+
+	b = startNode(t, 2, testCluster, b.addr, nil)
+	// Messages sent while the stream reconnects are dropped (and
+	// reported): send until one arrives.
+	waitFor(t, "a message at the restarted member", func() bool {
+		index++
+		a.tr.Send([]raftpb.Message{app(1, 2, index)})
+		return len(b.raft.received(1)) > 0
+	})
+	waitFor(t, "the messages in flight", func() bool { return b.raft.received(1)[len(b.raft.received(1))-1].Index == index })
+	first := index + 1
+	var batch []raftpb.Message
+	for range 500 {
+		index++
+		batch = append(batch, app(1, 2, index))
+	}
+	a.tr.Send(batch)
+	waitFor(t, "the messages sent once reconnected", func() bool {
+		got := b.raft.received(1)
+		return got[len(got)-1].Index == index
+	})
+	got := b.raft.received(1)
+	for i := range got {
+		if got[i].Index == first {
+			checkInOrder(t, got[i:], first, index)
+			return
+		}
+	}
+	t.Fatalf("message %d never arrived", first)
+}
+
+// A MsgSnap reaches the receiver's raft only once its image is saved
+// whole there (doc.go: SaveImage, then Raft.Process); it carries the
+// metadata of the image the sender's store opened, which may be newer
+// than asked; the sender is told ReportSnapshot(ok). The image spans
+// several frames.
+func TestSnapshotAfterImageSaved(t *testing.T) {
+	senderSnaps, receiverSnaps := newFakeSnapshots(t), newFakeSnapshots(t)
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", senderSnaps)
+	b := startNode(t, 2, testCluster, "127.0.0.1:0", receiverSnaps)
+	connect(a, b)
+	image := make([]byte, 3*snapshotChunkBytes+12345)
+	for i := range image {
+		image[i] = byte(i * 7)
+	}
+	senderSnaps.put(t, 7, image)
+
+	a.tr.Send([]raftpb.Message{app(1, 2, 1), {Type: raftpb.MsgSnap, From: 1, To: 2, Term: 1,
+		Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 5, Term: 1}, Data: []byte("checkpoint")}}})
+	waitFor(t, "the snapshot report", func() bool { return len(a.raft.reports()) > 0 })
+	if got := a.raft.reports(); len(got) != 1 || got[0] != (snapshotReport{to: 2, ok: true}) {
+		t.Fatalf("snapshot reports %+v, want one ok for 2", got)
+	}
+	var snaps []raftpb.Message
+	for _, m := range b.raft.received(1) {
+		if m.Type == raftpb.MsgSnap {
+			snaps = append(snaps, m)
+		}
+	}
+	if len(snaps) != 1 {
+		t.Fatalf("receiver got %d MsgSnap, want 1", len(snaps))
+	}
+	if md := snaps[0].Snapshot.Metadata; md.Index != 7 || string(snaps[0].Snapshot.Data) != "checkpoint" {
+		t.Fatalf("MsgSnap carries %+v, data %q; want the image's index 7, data checkpoint", md, snaps[0].Snapshot.Data)
+	}
+	b.raft.mu.Lock()
+	snapErrs := b.raft.snapErrs
+	b.raft.mu.Unlock()
+	if len(snapErrs) > 0 {
+		t.Fatal(snapErrs)
+	}
+	saved, err := os.ReadFile(receiverSnaps.path(7))
+	if err != nil || !bytes.Equal(saved, image) {
+		t.Fatalf("receiver's image: %d bytes (%v), want the sender's %d", len(saved), err, len(image))
+	}
+}
+
+// A snapshot whose image the receiver cannot save never reaches its raft,
+// and the sender is told ReportSnapshot(false).
+func TestSnapshotImageRefused(t *testing.T) {
+	senderSnaps, receiverSnaps := newFakeSnapshots(t), newFakeSnapshots(t)
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", senderSnaps)
+	b := startNode(t, 2, testCluster, "127.0.0.1:0", receiverSnaps)
+	connect(a, b)
+	senderSnaps.put(t, 5, []byte("an image"))
+	// The receiver's directory is gone: SaveImage fails.
+	receiverSnaps.dir = filepath.Join(receiverSnaps.dir, "missing")
+
+	a.tr.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Term: 1,
+		Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 5, Term: 1}}}})
+	waitFor(t, "the snapshot report", func() bool { return len(a.raft.reports()) > 0 })
+	if got := a.raft.reports(); len(got) != 1 || got[0] != (snapshotReport{to: 2, ok: false}) {
+		t.Fatalf("snapshot reports %+v, want one failure for 2", got)
+	}
+	if got := b.raft.received(1); len(got) != 0 {
+		t.Fatalf("receiver's raft got %d messages, want none", len(got))
+	}
+}
+
+// A member of another cluster is refused at every level: its message
+// stream (reported unreachable, nothing reaches raft), its snapshot
+// (ReportSnapshot(false)), its calls (FailedPrecondition), and a frame
+// naming another cluster on a stream whose metadata is right.
+func TestOtherClusterRefused(t *testing.T) {
+	senderSnaps := newFakeSnapshots(t)
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", senderSnaps)
+	b := startNode(t, 2, testCluster+1, "127.0.0.1:0", newFakeSnapshots(t))
+	a.tr.SetPeer(2, []string{b.url()})
+	senderSnaps.put(t, 5, []byte("an image"))
+
+	a.tr.Send([]raftpb.Message{{Type: raftpb.MsgSnap, From: 1, To: 2, Term: 1,
+		Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 5, Term: 1}}}})
+	waitFor(t, "the snapshot report", func() bool { return len(a.raft.reports()) > 0 })
+	if got := a.raft.reports(); got[0] != (snapshotReport{to: 2, ok: false}) {
+		t.Fatalf("snapshot reports %+v, want a failure for 2", got)
+	}
+	index := uint64(0)
+	waitFor(t, "2 reported unreachable", func() bool {
+		index++
+		a.tr.Send([]raftpb.Message{app(1, 2, index)})
+		return a.raft.unreachableCount(2) > 0
+	})
+	_, err := a.tr.Call(context.Background(), 2, "m", nil)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), ErrClusterMismatch.Error()) {
+		t.Fatalf("call to another cluster: %v, want FailedPrecondition, %v", err, ErrClusterMismatch)
+	}
+
+	// Right metadata, wrong cluster in the frame: the stream ends.
+	c := startNode(t, 3, testCluster, "127.0.0.1:0", nil)
+	conn, err := dial(c.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(a.tr.outgoingContext(context.Background(), 3), waitTimeout)
+	defer cancel()
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
+		grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := encodeBatch(nil, testCluster+1, []raftpb.Message{app(1, 3, 1)})
+	if err := stream.SendMsg(&frame); err != nil {
+		t.Fatal(err)
+	}
+	var ack []byte
+	if err := stream.RecvMsg(&ack); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), ErrClusterMismatch.Error()) {
+		t.Fatalf("a frame of another cluster: %v, want InvalidArgument, %v", err, ErrClusterMismatch)
+	}
+
+	if got := b.raft.received(1); len(got) != 0 {
+		t.Fatalf("the other cluster's raft got %d messages", len(got))
+	}
+	if got := c.raft.received(1); len(got) != 0 {
+		t.Fatalf("raft got %d messages from a frame of another cluster", len(got))
+	}
+}
+
+// After RemovePeer, messages to it are reported unreachable at once and
+// never sent; added back, it is sent to again.
+func TestRemovePeerStopsSending(t *testing.T) {
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", nil)
+	b := startNode(t, 2, testCluster, "127.0.0.1:0", nil)
+	connect(a, b)
+	a.tr.Send([]raftpb.Message{app(1, 2, 1)})
+	waitFor(t, "the first message", func() bool { return len(b.raft.received(1)) == 1 })
+
+	a.tr.RemovePeer(2)
+	if got := a.tr.Peers(); len(got) != 0 {
+		t.Fatalf("peers %v after removal", got)
+	}
+	a.tr.Send([]raftpb.Message{app(1, 2, 2), app(1, 2, 3)})
+	if got := a.raft.unreachableCount(2); got != 2 {
+		t.Fatalf("%d reported unreachable, want the 2 sent after removal", got)
+	}
+
+	// A marker sent once the peer is back: what was sent while it was
+	// removed would have arrived first, had it been sent.
+	a.tr.SetPeer(2, []string{b.url()})
+	a.tr.Send([]raftpb.Message{app(1, 2, 4)})
+	waitFor(t, "the marker", func() bool { return len(b.raft.received(1)) == 2 })
+	got := b.raft.received(1)
+	if got[0].Index != 1 || got[1].Index != 4 {
+		t.Fatalf("received indexes %d, %d; want 1, 4", got[0].Index, got[1].Index)
+	}
+}
+
+// Stop returns while a snapshot is in flight (its receiver stuck in
+// SaveImage) and a peer is unreachable, reports the snapshot failed, and
+// leaves no goroutine behind; after it, Send reports instead of sending.
+func TestStopLeavesNothing(t *testing.T) {
+	senderSnaps, receiverSnaps := newFakeSnapshots(t), newFakeSnapshots(t)
+	stuck, release := make(chan struct{}), make(chan struct{})
+	receiverSnaps.saving = func() {
+		close(stuck)
+		<-release
+	}
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", senderSnaps)
+	b := startNode(t, 2, testCluster, "127.0.0.1:0", receiverSnaps)
+	connect(a, b)
+	// A peer nobody listens at.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + lis.Addr().String()
+	lis.Close()
+	a.tr.SetPeer(3, []string{deadURL})
+	senderSnaps.put(t, 5, make([]byte, 2*snapshotChunkBytes))
+
+	a.tr.Send([]raftpb.Message{app(1, 2, 1), app(1, 3, 1), {Type: raftpb.MsgSnap, From: 1, To: 2, Term: 1,
+		Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 5, Term: 1}}}})
+	waitFor(t, "the message", func() bool { return len(b.raft.received(1)) == 1 })
+	select {
+	case <-stuck:
+	case <-time.After(waitTimeout):
+		t.Fatal("the snapshot never reached SaveImage")
+	}
+
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		a.tr.Stop()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(waitTimeout):
+		t.Fatal("Stop did not return with a snapshot in flight")
+	}
+	if got := a.raft.reports(); len(got) != 1 || got[0] != (snapshotReport{to: 2, ok: false}) {
+		t.Fatalf("snapshot reports %+v, want one failure for 2", got)
+	}
+	before := a.raft.unreachableCount(2)
+	a.tr.Send([]raftpb.Message{app(1, 2, 2)})
+	if got := a.raft.unreachableCount(2); got != before+1 {
+		t.Fatalf("a message sent after Stop: %d reports, want %d", got, before+1)
+	}
+	if _, err := a.tr.Call(context.Background(), 2, "m", nil); err == nil {
+		t.Fatal("a call after Stop succeeded")
+	}
+
+	close(release)
+	a.stop()
+	b.stop()
+	goleak.VerifyNone(t)
+}
