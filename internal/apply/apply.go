@@ -87,7 +87,7 @@ func (a *Applier) openLocked() error {
 	store, err := mvcc.Open(be, a.logger)
 	if err != nil {
 		be.Close()
-		return err
+		return fmt.Errorf("apply: opening the store in %s: %w", a.dir, err)
 	}
 	members := map[uint64]*membership.Member{}
 	var cs raftpb.ConfState
@@ -112,12 +112,12 @@ func (a *Applier) openLocked() error {
 	if err != nil {
 		store.Close()
 		be.Close()
-		return fmt.Errorf("apply: loading membership: %w", err)
+		return fmt.Errorf("apply: loading membership from %s: %w", a.dir, err)
 	}
 	if err := loadLeases(view, store, a.lessor); err != nil {
 		store.Close()
 		be.Close()
-		return fmt.Errorf("apply: loading leases: %w", err)
+		return fmt.Errorf("apply: loading leases from %s: %w", a.dir, err)
 	}
 	a.be, a.store, a.members, a.confState = be, store, members, cs
 	return nil

@@ -18,6 +18,9 @@ var (
 	// ErrReservedKey is returned for a write to a key in the backend's own
 	// metadata prefix.
 	ErrReservedKey = errors.New("backend: key in the reserved 0x00 prefix")
+	// ErrCorrupt is returned by Open for a database pebble finds damaged
+	// (a corrupt log or table): the member cannot start on it.
+	ErrCorrupt = errors.New("backend: corrupt")
 )
 
 var (
@@ -65,6 +68,9 @@ func Open(dir string, opts Options) (*Backend, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger.Sugar()},
 	})
+	if pebble.IsCorruptionError(err) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
@@ -77,7 +83,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	}
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
 	return b, nil
 }
