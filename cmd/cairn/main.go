@@ -157,6 +157,7 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	if err := srv.Start(); err != nil {
 		closeAll()
+		srv.Stop() // closes the storage New opened
 		return err
 	}
 	peerGRPC := grpc.NewServer(server.PeerServerOptions()...)

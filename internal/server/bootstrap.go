@@ -50,8 +50,10 @@ func walOptions(logger *zap.Logger) wal.Options {
 	return wal.Options{KeepReleased: 1, Logger: logger}
 }
 
-// bootstrap opens the member's storage, creating it on a first start.
-func bootstrap(cfg *Config) (st *storage, err error) {
+// bootstrap opens the member's storage, creating it on a first start. On
+// an error it closes whatever it opened (the backend's lock, the WAL's
+// files) before returning, so it can be called again.
+func bootstrap(cfg *Config) (_ *storage, err error) {
 	fs := vfs.OS()
 	if err := vfs.MkdirAllDurable(fs, cfg.memberDir()); err != nil {
 		return nil, fmt.Errorf("cannot access data directory: %w", err)
@@ -63,7 +65,9 @@ func bootstrap(cfg *Config) (st *storage, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st = &storage{}
+	// st is not the named result: a "return nil, err" must not hide from
+	// the cleanup what is open.
+	st := &storage{}
 	defer func() {
 		if err != nil {
 			st.close()
@@ -77,9 +81,14 @@ func bootstrap(cfg *Config) (st *storage, err error) {
 	}
 	st.raft = raft.NewMemoryStorage()
 	if exists {
-		return st, restart(cfg, fs, st)
+		err = restart(cfg, fs, st)
+	} else {
+		err = bootstrapNew(cfg, fs, st)
 	}
-	return st, bootstrapNew(cfg, fs, st)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 func checkWritable(dir string) error {
