@@ -226,6 +226,17 @@ func restart(cfg *Config, fs vfs.FS, st *storage) error {
 	}
 	w, state, err := wal.Open(fs, cfg.walDir(), wal.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term}, walOptions(cfg.Logger))
 	if err != nil {
+		var newest uint64
+		for _, v := range valid {
+			newest = max(newest, v.Index)
+		}
+		if newest > s.Metadata.Index {
+			// The WAL's own error would not say why it was read from so
+			// far back: the newer snapshot files are missing or damaged.
+			return fmt.Errorf("no readable snapshot file in %s for the WAL's newest snapshot (index %d; damaged files "+
+				"are set aside as .broken), and the WAL cannot be read from index %d without it: %w",
+				cfg.snapDir(), newest, s.Metadata.Index, err)
+		}
 		return err
 	}
 	st.wal = w
