@@ -60,11 +60,23 @@ func run(args []string, environ []string, stdout, stderr io.Writer) int {
 	}
 	defer logger.Sync()
 	if err := serve(c, logger); err != nil {
-		logger.Error("cairn stopped", zap.Error(err))
-		fmt.Fprintf(stderr, "cairn: %v\n", err)
+		reportExit(logger, stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// reportExit says, in one line on stderr, why cairn exits: a log line
+// like every other once the logger runs, or a plain one if --log-level
+// hides errors. The error goes in as a string: zap.Error would add an
+// "errorVerbose" field, with a stack trace, for errors that format one
+// (pebble's).
+func reportExit(logger *zap.Logger, stderr io.Writer, err error) {
+	if logger.Core().Enabled(zapcore.ErrorLevel) {
+		logger.Error("cairn stopped", zap.String("error", err.Error()))
+		return
+	}
+	fmt.Fprintf(stderr, "cairn: %v\n", err)
 }
 
 func newLogger(level string, out io.Writer) (*zap.Logger, error) {
@@ -157,6 +169,7 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	if err := srv.Start(); err != nil {
 		closeAll()
+		srv.Stop() // closes the storage New opened
 		return err
 	}
 	peerGRPC := grpc.NewServer(server.PeerServerOptions()...)

@@ -101,12 +101,13 @@ func (a *Applier) openLocked() error {
 	store, err := mvcc.Open(be, a.logger)
 	if err != nil {
 		be.Close()
-		return err
+		return fmt.Errorf("apply: opening the store in %s: %w", a.dir, err)
 	}
 	members := map[uint64]*membership.Member{}
 	var cs raftpb.ConfState
+	// The view is closed before the backend on every path: pebble's Close
+	// fails on a snapshot left open ("leaked snapshots").
 	view := be.NewReadView()
-	defer view.Close()
 	var decodeErr error
 	err = view.Scan(memberPrefix, prefixEnd(memberPrefix), func(_, v []byte) bool {
 		m := &membership.Member{}
@@ -124,14 +125,17 @@ func (a *Applier) openLocked() error {
 		}
 	}
 	if err != nil {
+		view.Close()
 		store.Close()
 		be.Close()
-		return fmt.Errorf("apply: loading membership: %w", err)
+		return fmt.Errorf("apply: loading membership from %s: %w", a.dir, err)
 	}
-	if err := loadLeases(view, store, a.lessor); err != nil {
+	err = loadLeases(view, store, a.lessor)
+	view.Close()
+	if err != nil {
 		store.Close()
 		be.Close()
-		return fmt.Errorf("apply: loading leases: %w", err)
+		return fmt.Errorf("apply: loading leases from %s: %w", a.dir, err)
 	}
 	a.be, a.store, a.members, a.confState = be, store, members, cs
 	return nil

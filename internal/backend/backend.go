@@ -19,6 +19,9 @@ var (
 	// ErrReservedKey is returned for a write to a key in the backend's own
 	// metadata prefix.
 	ErrReservedKey = errors.New("backend: key in the reserved 0x00 prefix")
+	// ErrCorrupt is returned by Open for a database pebble finds damaged
+	// (a corrupt log or table): the member cannot start on it.
+	ErrCorrupt = errors.New("backend: corrupt")
 )
 
 var (
@@ -73,6 +76,9 @@ func Open(dir string, opts Options) (*Backend, error) {
 		// syncs (WithDiskHealthChecks), which a given FS goes without.
 		FS: opts.FS,
 	})
+	if pebble.IsCorruptionError(err) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
@@ -85,7 +91,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	}
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
 	return b, nil
 }

@@ -81,8 +81,10 @@ func walOptions(logger *zap.Logger) wal.Options {
 	return wal.Options{KeepReleased: 1, Logger: logger}
 }
 
-// Open opens the member's storage, creating it on a first start.
-func Open(cfg Config) (st *Storage, err error) {
+// Open opens the member's storage, creating it on a first start. On an
+// error it closes whatever it opened (the backend's lock, the WAL's
+// files) before returning, so it can be called again.
+func Open(cfg Config) (_ *Storage, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -100,7 +102,9 @@ func Open(cfg Config) (st *Storage, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st = &Storage{}
+	// st is not the named result: a "return nil, err" must not hide from
+	// the cleanup what is open.
+	st := &Storage{}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -114,9 +118,14 @@ func Open(cfg Config) (st *Storage, err error) {
 	}
 	st.Raft = raft.NewMemoryStorage()
 	if exists {
-		return st, restart(cfg, fs, st)
+		err = restart(cfg, fs, st)
+	} else {
+		err = bootstrapNew(cfg, fs, st)
 	}
-	return st, bootstrapNew(cfg, fs, st)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 func checkWritable(fs vfs.FS, dir string) error {
@@ -254,6 +263,17 @@ func restart(cfg Config, fs vfs.FS, st *Storage) error {
 	}
 	w, state, err := wal.Open(fs, cfg.WALDir(), wal.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term}, walOptions(cfg.Logger))
 	if err != nil {
+		var newest uint64
+		for _, v := range valid {
+			newest = max(newest, v.Index)
+		}
+		if newest > s.Metadata.Index {
+			// The WAL's own error would not say why it was read from so
+			// far back: the newer snapshot files are missing or damaged.
+			return fmt.Errorf("no readable snapshot file in %s for the WAL's newest snapshot (index %d; damaged files "+
+				"are set aside as .broken), and the WAL cannot be read from index %d without it: %w",
+				cfg.SnapDir(), newest, s.Metadata.Index, err)
+		}
 		return err
 	}
 	st.WAL = w

@@ -86,12 +86,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	st, err := member.Open(member.Config{
-		Name: cfg.Name, Dir: cfg.memberDir(),
-		InitialCluster: cfg.InitialCluster, InitialClusterToken: cfg.InitialClusterToken,
-		InitialClusterState: cfg.InitialClusterState, AdvertisePeerURLs: cfg.AdvertisePeerURLs,
-		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger}, Logger: cfg.Logger,
-	})
+	st, err := bootstrap(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +116,17 @@ func New(cfg Config) (*Server, error) {
 	s.leaseClears = make(chan int64, maxCheckpointsPerEntry)
 	s.metrics = newMetrics(cfg.Registry, s)
 	return s, nil
+}
+
+// bootstrap opens the member's storage on the real disk, creating it on a
+// first start.
+func bootstrap(cfg *Config) (*member.Storage, error) {
+	return member.Open(member.Config{
+		Name: cfg.Name, Dir: cfg.memberDir(),
+		InitialCluster: cfg.InitialCluster, InitialClusterToken: cfg.InitialClusterToken,
+		InitialClusterState: cfg.InitialClusterState, AdvertisePeerURLs: cfg.AdvertisePeerURLs,
+		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger}, Logger: cfg.Logger,
+	})
 }
 
 // ID is the member's ID.

@@ -224,7 +224,7 @@ func (s *Snapshotter) LoadNewestAvailable(available func(raftpb.SnapshotMetadata
 		if !errors.Is(err, ErrCorrupt) {
 			// An I/O error or a newer format says nothing about the file:
 			// leave it, and refuse rather than fall back past it.
-			return raftpb.Snapshot{}, fmt.Errorf("snap: reading %s: %w", name, err)
+			return raftpb.Snapshot{}, fmt.Errorf("snap: reading %s: %w", filepath.Join(s.dir, name), err)
 		}
 		s.logger.Warn("snap: setting aside an unreadable snapshot; trying an older one",
 			zap.String("file", filepath.Join(s.dir, name)), zap.Error(err))

@@ -209,7 +209,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 	}
 	if start < 0 {
 		return nil, State{}, fmt.Errorf("%w: %+v: the oldest segment, %s, starts after it",
-			ErrSnapshotNotFound, snap, segs[0].name())
+			ErrSnapshotNotFound, snap, filepath.Join(dir, segs[0].name()))
 	}
 
 	var (
@@ -261,7 +261,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 			if kind == snapshotInstalled {
 				if m.Index > base {
 					// Fatal for this open, but keep it apart from damage.
-					readErr = fmt.Errorf("%w: snapshot %+v installed after %+v", ErrSnapshotSuperseded, m, snap)
+					readErr = fmt.Errorf("%w: %s: snapshot %+v installed after %+v", ErrSnapshotSuperseded, filepath.Join(dir, s.name()), m, snap)
 					return errStopScan
 				}
 				// Everything before this record above m was replaced; the
@@ -272,7 +272,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 			snapIndex = max(snapIndex, m.Index)
 			if m.Index == snap.Index {
 				if m.Term != snap.Term {
-					readErr = fmt.Errorf("%w: %s recorded %+v, asked for %+v", ErrSnapshotMismatch, s.name(), m, snap)
+					readErr = fmt.Errorf("%w: %s recorded %+v, asked for %+v", ErrSnapshotMismatch, filepath.Join(dir, s.name()), m, snap)
 					return errStopScan
 				}
 				found = true
@@ -291,7 +291,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 	}
 	lastIndex := base + uint64(len(st.Entries))
 	if st.HardState.Commit > lastIndex {
-		return nil, State{}, fmt.Errorf("%w: commit %d is past the last entry %d", ErrCorrupt, st.HardState.Commit, lastIndex)
+		return nil, State{}, fmt.Errorf("%w: %s: commit %d is past the last entry %d", ErrCorrupt, dir, st.HardState.Commit, lastIndex)
 	}
 
 	w := &WAL{fs: fs, dir: dir, opts: opts, md: st.Metadata}
@@ -319,7 +319,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 	allocated := max(fi.Size(), opts.SegmentBytes)
 	if err := resetTail(tail, end.offset, allocated); err != nil {
 		tail.Close()
-		return nil, State{}, fmt.Errorf("wal: zeroing %s after offset %d: %w", tailSeg.name(), end.offset, err)
+		return nil, State{}, fmt.Errorf("wal: zeroing %s after offset %d: %w", filepath.Join(dir, tailSeg.name()), end.offset, err)
 	}
 	w.mu.segments = segs
 	w.mu.tail = tail

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A member that cannot start says why in exactly one line: an error log
+// line, or a plain one when --log-level hides errors.
+func TestStartFailureOneLine(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "afile")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		level, prefix string
+	}{
+		{"info", `{"level":"error"`},
+		{"fatal", "cairn: "},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"--log-level", tc.level, "--data-dir", file}, nil, &stdout, &stderr)
+		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+		if code != 1 || len(lines) != 1 || !strings.HasPrefix(lines[0], tc.prefix) ||
+			!strings.Contains(lines[0], file) || !strings.Contains(lines[0], "not a directory") {
+			t.Errorf("--log-level %s: exit %d, stderr:\n%s\nwant exit 1 and one line starting %q naming %s and the cause",
+				tc.level, code, stderr.String(), tc.prefix, file)
+		}
+	}
+}
