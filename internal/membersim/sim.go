@@ -1,6 +1,7 @@
 package membersim
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -150,6 +151,13 @@ type mix struct {
 	crash, restart, partition, heal int
 	// slowApply: per-mille chance that an apply step is skipped
 	slowApply int
+	// immediateApply: chance that a batch is applied the moment the
+	// driver hands it over (the apply goroutine ran at once), when
+	// nothing older waits.
+	immediateApply float64
+	// ioCrashRate: chance of a power cut before or after each storage
+	// write of the driver, mid-Ready.
+	ioCrashRate float64
 }
 
 func (s *Sim) drawMix() {
@@ -161,6 +169,8 @@ func (s *Sim) drawMix() {
 	s.mix.partition = pick(0, 2, 5)
 	s.mix.heal = pick(2, 5)
 	s.mix.slowApply = pick(0, 300, 700)
+	s.mix.immediateApply = []float64{0, 0.3, 0.9}[s.rng.IntN(3)]
+	s.mix.ioCrashRate = []float64{0, 0.002, 0.01}[s.rng.IntN(3)]
 	s.net.dropRate = []float64{0, 0.01, 0.05, 0.15}[s.rng.IntN(4)]
 	s.net.dupRate = []float64{0, 0.02, 0.08}[s.rng.IntN(3)]
 	// Delays stay well under an election timeout, as on a LAN.
@@ -251,9 +261,10 @@ func (s *Sim) start(m *simMember) error {
 	d, err := raftnode.NewDriver(raftnode.DriverConfig{
 		ID: m.id, ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks,
 		Storage: st.Raft, Applied: m.applied,
-		Log: st.WAL, Snaps: st.Snap,
+		Log:                    crashingLog{cutter{s, m}, st.WAL},
+		Snaps:                  crashingSnaps{cutter{s, m}, st.Snap},
 		Sender:                 &sender{s: s, from: m},
-		Applier:                &queueApplier{m: m},
+		Applier:                &queueApplier{s: s, m: m},
 		Rand:                   rand.New(rand.NewPCG(s.cfg.Seed^m.id, m.incarnation)),
 		SnapshotCatchUpEntries: catchUpEntries,
 		MaxSizePerMsg:          raftnode.DefaultLimits.MaxSizePerMsg,
@@ -275,10 +286,18 @@ func (s *Sim) start(m *simMember) error {
 }
 
 // queueApplier is the driver's Applier: it queues what to apply, and the
-// scheduler applies it later, as the server's apply goroutine does.
-type queueApplier struct{ m *simMember }
+// scheduler applies it later, as the server's apply goroutine does; or,
+// now and then, at once, as that goroutine may before the raft loop goes
+// on.
+type queueApplier struct {
+	s *Sim
+	m *simMember
+}
 
 func (q *queueApplier) Apply(ta raftnode.ToApply) error {
+	if len(q.m.applyQ) == 0 && q.s.faults && q.s.rng.Float64() < q.s.mix.immediateApply {
+		return q.s.applyBatch(q.m, ta)
+	}
 	q.m.applyQ = append(q.m.applyQ, ta)
 	return nil
 }
@@ -291,25 +310,46 @@ func (s *Sim) handleReady(m *simMember) {
 		return
 	}
 	if err := m.d.HandleReady(); err != nil {
+		if errors.Is(err, errPowerCut) {
+			s.crash(m)
+			s.restartAt[m] = s.now + 1 + s.rng.Uint64N(5*electionTicks)
+			return
+		}
 		s.failf("member %s: %v", m.name, err)
 	}
 }
 
-// applyOne applies m's oldest queued batch through the pipeline.
+// applyOne applies m's oldest queued batch, then lets the driver hand out
+// what applying it produced (a snapshot taken).
 func (s *Sim) applyOne(m *simMember) {
 	if !m.up || len(m.applyQ) == 0 {
 		return
 	}
 	ta := m.applyQ[0]
 	m.applyQ = m.applyQ[1:]
+	if err := s.applyBatch(m, ta); err != nil {
+		if errors.Is(err, errPowerCut) {
+			s.crash(m)
+			s.restartAt[m] = s.now + 1 + s.rng.Uint64N(5*electionTicks)
+			return
+		}
+		s.failf("member %s: apply: %v", m.name, err)
+		return
+	}
+	s.handleReady(m)
+}
+
+// applyBatch applies ta through m's pipeline and serves the reads it
+// makes possible. A power cut (in a snapshot the pipeline takes) is
+// returned; any other error is a violation.
+func (s *Sim) applyBatch(m *simMember, ta raftnode.ToApply) error {
 	if !ta.Snapshot.IsEmpty() {
 		s.stats.SnapshotsInstalled++
 		s.tracef("%s installs snapshot %d", m.name, ta.Snapshot.Metadata.Index)
 	}
 	applied, err := m.pipe.Apply(ta)
 	if err != nil {
-		s.failf("member %s: apply: %v", m.name, err)
-		return
+		return err
 	}
 	if applied < m.applied {
 		s.failf("member %s: applied index went back from %d to %d", m.name, m.applied, applied)
@@ -330,9 +370,7 @@ func (s *Sim) applyOne(m *simMember) {
 		}
 	}
 	s.serveReads(m)
-	// The driver may now take a snapshot (done in the pipeline) and
-	// must hand out what it has.
-	s.handleReady(m)
+	return nil
 }
 
 // crash cuts m's power: its disks keep what was durable (the WAL's disk
