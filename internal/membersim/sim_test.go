@@ -3,6 +3,7 @@ package membersim
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"testing"
 )
@@ -32,7 +33,12 @@ func configFor(seed uint64, steps int) Config {
 	return Config{Seed: seed, Members: members, Steps: steps}
 }
 
-func runSeed(cfg Config) (Stats, error) {
+func runSeed(cfg Config) (stats Stats, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("seed %d panicked: %v\n%s", cfg.Seed, r, debug.Stack())
+		}
+	}()
 	s, err := New(cfg)
 	if err != nil {
 		return Stats{}, err

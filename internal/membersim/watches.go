@@ -75,15 +75,7 @@ func (ws *watches) drain(s *Sim) {
 			w.start(s)
 			continue
 		}
-		for {
-			select {
-			case resp := <-w.stream.Chan():
-				ws.check(s, w, resp)
-				continue
-			default:
-			}
-			break
-		}
+		ws.drainOne(s, w)
 	}
 }
 
@@ -147,15 +139,19 @@ func (ws *watches) memberDown(s *Sim, m *simMember) {
 		if w.member == m && w.stream != nil {
 			// What the stream sent before the crash still counts.
 			ws.drainOne(s, w)
-			w.stream.Close()
-			w.stream = nil
-			s.stats.WatchResum++
+			if w.stream != nil {
+				w.stream.Close()
+				w.stream = nil
+				s.stats.WatchResum++
+			}
 		}
 	}
 }
 
+// drainOne checks what w's stream has sent, until it has nothing more or
+// is closed (a compaction ends it).
 func (ws *watches) drainOne(s *Sim, w *watchClient) {
-	for {
+	for w.stream != nil {
 		select {
 		case resp := <-w.stream.Chan():
 			ws.check(s, w, resp)

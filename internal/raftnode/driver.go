@@ -79,6 +79,10 @@ type Hooks struct {
 	// SnapshotTaken is called after a local snapshot was recorded and the
 	// log released before it: old snapshot files may be purged.
 	SnapshotTaken func(index uint64)
+	// Persisted is called once a Ready's snapshot, hard state and entries
+	// are durable and in the in-memory log, before the messages that
+	// depend on them are sent (the simulator checks the log there).
+	Persisted func()
 }
 
 // DriverConfig configures a Driver. Limits left zero take the defaults of
@@ -112,6 +116,10 @@ type DriverConfig struct {
 	MaxInflightMsgs          int
 	MaxUncommittedBytes      uint64
 	MaxCommittedSizePerReady uint64
+	// TuneRaft, if set, changes the core's configuration before it is
+	// built. Production leaves it nil (pre-vote and check-quorum on); the
+	// raft simulator varies them and uses tiny limits.
+	TuneRaft func(c *raft.Config)
 }
 
 // Driver is the member's Ready handling: it owns the raft core and moves
@@ -139,7 +147,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 	if cfg.Rand == nil {
 		return nil, errors.New("raftnode: DriverConfig.Rand is required")
 	}
-	rn, err := raft.NewNode(raft.Config{
+	rc := raft.Config{
 		ID:                        cfg.ID,
 		ElectionTicks:             cfg.ElectionTicks,
 		HeartbeatTicks:            cfg.HeartbeatTicks,
@@ -153,7 +161,11 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		Rand:                      cfg.Rand,
-	})
+	}
+	if cfg.TuneRaft != nil {
+		cfg.TuneRaft(&rc)
+	}
+	rn, err := raft.NewNode(rc)
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +277,9 @@ func (d *Driver) handleReady(rd raft.Ready) error {
 	}
 	if err := d.cfg.Storage.Append(rd.Entries); err != nil {
 		return fmt.Errorf("raftnode: appending to raft storage: %w", err)
+	}
+	if d.cfg.Hooks.Persisted != nil {
+		d.cfg.Hooks.Persisted()
 	}
 	d.cfg.Sender.Send(later)
 

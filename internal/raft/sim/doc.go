@@ -1,5 +1,10 @@
 // Package sim is a deterministic simulator for Cairn's raft core: real
-// raft.Node cores, a seeded scheduler, and a simulated network and disk.
+// raft.Node cores, each run by the driver production runs
+// (raftnode.Driver: the order of persisting, sending and applying), a
+// seeded scheduler, and a simulated network and disk. The disk is the
+// core's in-memory storage, which survives crashes; the state machine is
+// a log of what was applied. Package membersim runs whole members (WAL,
+// snapshots, mvcc) the same way.
 //
 // One step is one action chosen by the seeded random source: a tick of every
 // member's clock, the delivery of one due message (in any order among those
@@ -9,11 +14,10 @@
 // everything it did not persist through Ready, sometimes between persisting
 // a Ready and sending its messages) and restarts, membership changes (new
 // members join empty), leadership transfers, and snapshots that compact a
-// member's log so that laggards need a snapshot. The driver varies too: a
-// leader sometimes sends its appends before persisting its own entries
-// (allowed by the dissertation, §10.2.1) and may crash in between, and
-// Advance is sometimes delayed while the core keeps taking messages and
-// ticks.
+// member's log so that laggards need a snapshot. A leader sends its
+// appends before persisting its own entries (allowed by the dissertation,
+// §10.2.1, and done by the driver) and may crash in between; any member
+// may crash after persisting a Ready and before sending its messages.
 //
 // After every step the simulator checks:
 //

@@ -11,6 +11,8 @@ import (
 
 	"github.com/cairn-db/cairn/internal/raft"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
+	"github.com/cairn-db/cairn/internal/raftnode"
+	"github.com/cairn-db/cairn/internal/wal"
 )
 
 // Config is one simulated run. Everything it does follows from Seed.
@@ -41,8 +43,11 @@ const (
 // survives crashes) and its state machine (which, like Cairn's backend,
 // durably records what it applied).
 type member struct {
-	id      uint64
-	node    *raft.Node // nil while crashed
+	id uint64
+	// d runs the core as production does (raftnode.Driver); node is its
+	// core. Both are nil while crashed.
+	d       *raftnode.Driver
+	node    *raft.Node
 	storage *raft.MemoryStorage
 	// appliedIndex and conf are the state machine: the last applied index and
 	// the configuration as of it.
@@ -50,10 +55,8 @@ type member struct {
 	conf         raftpb.ConfState
 	// removed: this member applied its own removal and shut down for good.
 	removed bool
-	// pendingAdvance: its last Ready is handled but not yet advanced; the
-	// core may take Steps and Ticks in between, as with a driver that
-	// writes asynchronously.
-	pendingAdvance bool
+	// newLeader: it became leader in the Ready being handled.
+	newLeader bool
 }
 
 type envelope struct {
@@ -232,26 +235,38 @@ func (s *Sim) start(m *member) {
 		m.appliedIndex = snap.Metadata.Index
 		m.conf = snap.Metadata.ConfState.Clone()
 	}
-	n, err := raft.NewNode(raft.Config{
+	d, err := raftnode.NewDriver(raftnode.DriverConfig{
 		ID:             m.id,
 		ElectionTicks:  electionTicks,
 		HeartbeatTicks: heartbeatTicks,
 		Storage:        m.storage,
 		Applied:        m.appliedIndex,
-		// Small limits, so the simulation exercises them.
-		MaxSizePerMsg:             s.mix.maxSizePerMsg,
-		MaxInflightMsgs:           s.mix.maxInflightMsgs,
-		MaxUncommittedEntriesSize: 4096,
-		MaxPendingReads:           64,
-		CheckQuorum:               s.mix.checkQuorum,
-		PreVote:                   s.mix.preVote,
-		Rand:                      rand.New(rand.NewPCG(s.rng.Uint64(), m.id)),
+		Log:            simLog{s, m},
+		Snaps:          simSnaps{s, m},
+		Sender:         simSender{s},
+		Applier:        simApplier{s, m},
+		Hooks: raftnode.Hooks{
+			LeaderChanged: func(lead uint64) { m.newLeader = lead == m.id },
+			Persisted:     func() { s.persisted(m) },
+		},
+		Rand: rand.New(rand.NewPCG(s.rng.Uint64(), m.id)),
+		TuneRaft: func(c *raft.Config) {
+			// Small limits, so the simulation exercises them.
+			c.MaxSizePerMsg = s.mix.maxSizePerMsg
+			c.MaxInflightMsgs = s.mix.maxInflightMsgs
+			c.MaxUncommittedEntriesSize = 4096
+			c.MaxCommittedSizePerReady = 0
+			c.MaxPendingReads = 64
+			c.CheckQuorum = s.mix.checkQuorum
+			c.PreVote = s.mix.preVote
+		},
 	})
 	if err != nil {
 		s.fail("restart %d: %v", m.id, err)
 	}
-	m.node = n
-	m.pendingAdvance = false
+	m.d, m.node = d, d.Raft()
+	// A crash may have come between becoming leader and persisting.
+	m.newLeader = false
 }
 
 // Run runs the chaotic phase, with periodic stabilizations, and a final
@@ -429,98 +444,133 @@ func (s *Sim) deliver(m raftpb.Message) {
 func (s *Sim) readyOne() {
 	var ready []*member
 	for _, m := range s.up() {
-		if m.pendingAdvance || m.node.HasReady() {
+		if m.node.HasReady() {
 			ready = append(ready, m)
 		}
 	}
 	if m := s.pick(ready); m != nil {
-		if m.pendingAdvance {
-			s.tracef("late advance %d", m.id)
-			m.pendingAdvance = false
-			m.node.Advance()
-			return
-		}
 		s.handleReady(m)
 	}
 }
 
-// handleReady does what Cairn's raft node will do with a Ready, in the
-// documented order, and checks what it reveals.
+// errCrash is what the simulated storage returns when the member crashes
+// in the middle of a Ready; errRemoved what its applier returns once it
+// applied its own removal.
+var (
+	errCrash   = errors.New("sim: crash")
+	errRemoved = errors.New("sim: removed")
+)
+
+// handleReady has the member's driver handle what its core has ready, as
+// Cairn's raft loop does, and checks what it reveals (see simLog and
+// persisted).
 func (s *Sim) handleReady(m *member) {
-	rd := m.node.Ready()
-	if s.cfg.Trace != nil {
-		s.tracef("ready %d:\n%s", m.id, strings.TrimRight(raft.DescribeReady(rd, "    "), "\n"))
+	if s.cfg.Trace != nil && m.node.HasReady() {
+		// Describing a Ready takes it: only tracing pays that.
+		s.tracef("ready %d", m.id)
 	}
-	// §10.2.1: a leader may send its appends and heartbeats while its own
-	// write is in progress; it may also crash in between.
-	if s.faults && m.node.BasicStatus().RaftState == raft.StateLeader && s.rng.IntN(2) == 0 {
-		var early, late []raftpb.Message
-		for _, msg := range rd.Messages {
-			if msg.Type == raftpb.MsgApp || msg.Type == raftpb.MsgHeartbeat {
-				early = append(early, msg)
-			} else {
-				late = append(late, msg)
-			}
-		}
-		s.send(early)
-		rd.Messages = late
-		if s.rng.IntN(20) == 0 {
-			s.tracef("crash leader %d after sending, before persisting", m.id)
-			s.stats.Crashes++
-			m.node = nil
-			return
-		}
+	err := m.d.HandleReady()
+	switch {
+	case err == nil:
+	case errors.Is(err, errCrash):
+		s.stats.Crashes++
+		m.node, m.d = nil, nil
+	case errors.Is(err, errRemoved):
+		m.node, m.d = nil, nil
+	default:
+		s.fail("member %d: %v", m.id, err)
 	}
-	// 1. Persist.
-	if !rd.Snapshot.IsEmpty() {
-		if err := m.storage.ApplySnapshot(rd.Snapshot); err != nil {
-			s.fail("member %d: apply snapshot: %v", m.id, err)
-		}
+}
+
+// simLog is a member's durable log: its raft storage itself, which
+// survives crashes. The member may crash just before a write (after a
+// leader sent its appends early, §10.2.1) or just after it (before the
+// messages that depend on it).
+type simLog struct {
+	s *Sim
+	m *member
+}
+
+func (l simLog) Save(hs raftpb.HardState, ents []raftpb.Entry, _ bool) error {
+	s, m := l.s, l.m
+	if s.faults && m.node.BasicStatus().RaftState == raft.StateLeader && s.rng.IntN(40) == 0 {
+		s.tracef("crash leader %d after sending, before persisting", m.id)
+		return errCrash
 	}
-	if len(rd.Entries) > 0 && rd.Entries[0].Index <= m.storage.HardState().Commit {
-		s.fail("member %d overwrites committed entry %d (commit %d)", m.id, rd.Entries[0].Index, m.storage.HardState().Commit)
+	if len(ents) > 0 && ents[0].Index <= m.storage.HardState().Commit {
+		s.fail("member %d overwrites committed entry %d (commit %d)", m.id, ents[0].Index, m.storage.HardState().Commit)
 	}
-	if err := m.storage.Append(rd.Entries); err != nil {
+	if err := m.storage.Append(ents); err != nil {
 		s.fail("member %d: append: %v", m.id, err)
 	}
-	if !rd.HardState.IsEmpty() {
-		m.storage.SetHardState(rd.HardState)
-		s.checkCommitted(m, rd.HardState.Commit, rd.HardState.Term)
+	if !hs.IsEmpty() {
+		m.storage.SetHardState(hs)
 	}
-	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader {
-		// Checked on the persisted log: the new leader's whole log,
-		// including entries it accepted as a follower in this Ready.
-		s.checkNewLeader(m)
-	}
-	// A crash here loses the messages and the apply, but not the write.
 	if s.faults && s.rng.IntN(200) == 0 {
+		// The messages and the apply are lost, the write is not.
 		s.tracef("crash %d after persisting, before sending", m.id)
-		s.stats.Crashes++
-		m.node = nil
-		return
+		return errCrash
 	}
-	// 2. Send.
-	s.send(rd.Messages)
-	// 3. Apply.
-	if !rd.Snapshot.IsEmpty() {
-		s.applySnapshot(m, rd.Snapshot)
+	return nil
+}
+
+func (simLog) SaveSnapshot(wal.Snapshot) error    { return nil }
+func (simLog) ResetToSnapshot(wal.Snapshot) error { return nil }
+func (simLog) Release(uint64) (int, error)        { return 0, nil }
+
+// simSnaps keeps an installed snapshot durably: in the raft storage.
+type simSnaps struct {
+	s *Sim
+	m *member
+}
+
+func (sn simSnaps) Save(snap raftpb.Snapshot) error {
+	if err := sn.m.storage.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		sn.s.fail("member %d: apply snapshot: %v", sn.m.id, err)
 	}
-	for _, e := range rd.CommittedEntries {
+	return nil
+}
+
+type simSender struct{ s *Sim }
+
+func (ss simSender) Send(msgs []raftpb.Message) { ss.s.send(msgs) }
+
+// simApplier applies at once what the driver hands over, and serves the
+// reads.
+type simApplier struct {
+	s *Sim
+	m *member
+}
+
+func (a simApplier) Apply(ta raftnode.ToApply) error {
+	s, m := a.s, a.m
+	if !ta.Snapshot.IsEmpty() {
+		s.applySnapshot(m, ta.Snapshot)
+	}
+	for _, e := range ta.Entries {
 		s.apply(m, e)
 		if m.removed {
-			return
+			return errRemoved
 		}
 	}
-	// 4. Serve reads.
-	for _, rs := range rd.ReadStates {
+	for _, rs := range ta.ReadStates {
 		s.readState(m, rs)
 	}
-	if s.faults && s.rng.IntN(3) == 0 {
-		s.tracef("delay advance %d", m.id)
-		m.pendingAdvance = true
-		return
+	return nil
+}
+
+// persisted checks what a Ready revealed, once it is durable: the new
+// commit index, and a new leader's whole log (including entries it
+// accepted as a follower in this Ready).
+func (s *Sim) persisted(m *member) {
+	hs := m.storage.HardState()
+	s.checkCommitted(m, hs.Commit, hs.Term)
+	if m.newLeader {
+		m.newLeader = false
+		if m.node.BasicStatus().RaftState == raft.StateLeader {
+			s.checkNewLeader(m)
+		}
 	}
-	m.node.Advance()
 }
 
 // record notes that entry e is committed, or checks it against what is.
@@ -636,7 +686,7 @@ func (s *Sim) apply(m *member, e raftpb.Entry) {
 			// Like etcd, a member that applies its own removal shuts down.
 			s.tracef("member %d applied its removal and stops", m.id)
 			m.removed = true
-			m.node = nil
+			m.node, m.d = nil, nil
 		}
 	case raftpb.EntryNormal:
 		if proposer, ok := s.proposals[string(e.Data)]; ok && proposer == m.id {
@@ -730,7 +780,7 @@ func (s *Sim) crash() {
 	}
 	s.tracef("crash %d", m.id)
 	s.stats.Crashes++
-	m.node = nil
+	m.node, m.d = nil, nil
 }
 
 // crashLeader crashes the current leader: the fault that churns terms
@@ -739,7 +789,7 @@ func (s *Sim) crashLeader() {
 	if l := s.leader(); l != nil {
 		s.tracef("crash leader %d", l.id)
 		s.stats.Crashes++
-		l.node = nil
+		l.node, l.d = nil, nil
 	}
 }
 
@@ -946,7 +996,7 @@ func (s *Sim) stabilize() {
 			victim := s.members[voters[s.rng.IntN(len(voters))]]
 			if victim.node != nil {
 				s.tracef("stabilize with %d down", victim.id)
-				victim.node = nil
+				victim.node, victim.d = nil, nil
 			}
 		}
 	}
@@ -993,11 +1043,6 @@ func (s *Sim) driveOneTick() {
 			progressed = true
 		}
 		for _, m := range s.up() {
-			if m.pendingAdvance {
-				m.pendingAdvance = false
-				m.node.Advance()
-				progressed = true
-			}
 			if m.node != nil && m.node.HasReady() {
 				s.handleReady(m)
 				progressed = true
