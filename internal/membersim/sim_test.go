@@ -13,6 +13,7 @@ import (
 //	CAIRN_MEMBERSIM_SEED=N    replay seed N alone, tracing every event to stderr (use -v)
 //	CAIRN_MEMBERSIM_SEEDS=N   run N seeds from CAIRN_MEMBERSIM_FIRST (default 0)
 //	CAIRN_MEMBERSIM_STEPS=N   steps per seed
+//	CAIRN_MEMBERSIM_MAXFAIL=N stop after N failing seeds (default 5)
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
@@ -70,15 +71,16 @@ func TestMemberSimulation(t *testing.T) {
 		seeds = min(seeds, 20)
 	}
 	first := envInt(t, "CAIRN_MEMBERSIM_FIRST", 0)
+	maxFail := envInt(t, "CAIRN_MEMBERSIM_MAXFAIL", 5)
 	var total Stats
 	failed := 0
 	for seed := first; seed < first+seeds; seed++ {
 		stats, err := runSeed(configFor(uint64(seed), steps))
 		if err != nil {
 			failed++
-			t.Errorf("%v\n  replay: CAIRN_MEMBERSIM_SEED=%d go test ./internal/membersim -run TestMemberSimulation -v", err, seed)
-			if failed >= 5 {
-				t.Fatal("stopping after 5 failing seeds")
+			t.Errorf("FAILED SEED %d: %v\n  replay: CAIRN_MEMBERSIM_SEED=%d go test ./internal/membersim -run TestMemberSimulation -v", seed, err, seed)
+			if failed >= maxFail {
+				t.Fatalf("stopping after %d failing seeds", failed)
 			}
 			continue
 		}
