@@ -2,11 +2,13 @@
 // between the raft loop (package raftnode) and the state machine (package
 // apply): opening and recovering its storage (Open), applying what raft
 // commits and taking snapshots (Pipeline), and serving and storing
-// snapshot images (Images). None of it starts a goroutine of its own or
-// reads a clock, so the same code runs in production, where package
-// server drives it from its goroutines, and in the member simulator
-// (package membersim), which drives it from a seeded scheduler on
-// in-memory file systems.
+// snapshot images (Images). None of it keeps a goroutine running (an
+// image is written through a pipe by one that OpenImage waits for) or
+// decides anything by the clock (it reads one only to time writes for
+// metrics), so the same code runs in production, where package server
+// drives it from its goroutines, and in the member simulator (package
+// membersim), which drives it from a seeded scheduler on in-memory file
+// systems.
 //
 // Recovery (Open on an existing member):
 //

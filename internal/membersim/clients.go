@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"os"
 	"slices"
 	"time"
 
@@ -501,15 +500,8 @@ func (c *clients) resolveUnknown(s *Sim) {
 func (c *clients) checkLinearizable(s *Sim) {
 	c.resolveUnknown(s)
 	res, _ := porcupine.CheckOperationsVerbose(kvModel, c.history, 60*time.Second)
-	if res != porcupine.Ok && os.Getenv("MS_DEBUG") != "" {
-		var noLease []porcupine.Operation
-		for _, h := range c.history {
-			if in := h.Input.(input); in.kind != opGrant && in.kind != opRevoke && in.lease == 0 {
-				noLease = append(noLease, h)
-			}
-		}
-		r2, _ := porcupine.CheckOperationsVerbose(kvModel, noLease, 20*time.Second)
-		s.tracef("without lease ops (%d): %v", len(noLease), r2)
+	if res != porcupine.Ok {
+		// With a trace (CAIRN_MEMBERSIM_SEED), the history to study.
 		for _, o := range c.history {
 			s.tracef("history: client %d [%d, %d] %+v -> %+v", o.ClientId, o.Call, o.Return, o.Input, o.Output)
 		}

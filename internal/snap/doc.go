@@ -6,9 +6,9 @@
 // A directory holds, for each snapshot:
 //
 //	<term>-<index>.snap     the raft snapshot: metadata (index, term,
-//	                        configuration) and Data, which for Cairn's server
-//	                        is a small reference to the state machine's
-//	                        image, never the image itself
+//	                        configuration) and Data, which Cairn's server
+//	                        leaves empty: the image is found by its index,
+//	                        and is never in the .snap file
 //	<index>.snap.db         the image, when one was received or made as a
 //	                        stream (for Cairn, a backend checkpoint)
 //
