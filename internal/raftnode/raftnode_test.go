@@ -21,6 +21,12 @@ func (nopTransport) Send([]raftpb.Message) {}
 // the entries it asks to apply, as they arrive.
 func startOne(t *testing.T, fs vfs.FS) *Node {
 	t.Helper()
+	return startOneWith(t, fs, 0)
+}
+
+// startOneWith is startOne with a bound on the bytes the applier holds.
+func startOneWith(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
+	t.Helper()
 	storage := raft.NewMemoryStorage()
 	if err := raft.Bootstrap(storage, []uint64{1}); err != nil {
 		t.Fatal(err)
@@ -41,7 +47,7 @@ func startOne(t *testing.T, fs vfs.FS) *Node {
 	n, err := New(Config{
 		ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, TickInterval: time.Millisecond,
 		Storage: storage, WAL: w, Snap: sn, FS: fs, WALDir: "/wal", Transport: nopTransport{},
-		CampaignOnStart: true,
+		CampaignOnStart: true, MaxApplyBytes: maxApplyBytes,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +75,7 @@ func proposeUntilApplied(t *testing.T, n *Node, data string) {
 				if !ok {
 					t.Fatalf("loop stopped: %v", n.Err())
 				}
+				n.ApplyDone(ta)
 				for _, e := range ta.Entries {
 					if string(e.Data) == data {
 						return
@@ -106,5 +113,81 @@ func TestFailedSyncStopsTheLoop(t *testing.T) {
 	}
 	if err := n.Propose(ctx, []byte("later")); !errors.Is(err, ErrStopped) {
 		t.Fatalf("propose after the failure: %v, want ErrStopped", err)
+	}
+}
+
+// The applier never holds more than MaxApplyBytes of entries it has not
+// reported applied (a single larger batch aside): the loop waits for
+// ApplyDone instead of queueing without bound.
+func TestApplyHandOffBoundedInBytes(t *testing.T) {
+	const maxApply = 4 << 10
+	n := startOneWith(t, vfs.NewMem(), maxApply)
+	proposeUntilApplied(t, n, "warm-up")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	value := make([]byte, 1000)
+	const proposals = 64
+	go func() {
+		// Proposals may block once the loop waits on the applier: this
+		// goroutine ends when they are all taken, or the test's node stops.
+		for i := range proposals {
+			value[0] = byte(i)
+			if err := n.Propose(ctx, append([]byte(nil), value...)); err != nil {
+				return
+			}
+		}
+	}()
+	var held []ToApply
+	got := 0
+	for got < proposals {
+		select {
+		case ta, ok := <-n.Apply():
+			if !ok {
+				t.Fatalf("loop stopped: %v", n.Err())
+			}
+			if b := n.applyBytes.Load(); b > maxApply && b != int64(ta.Bytes()) {
+				t.Fatalf("the applier holds %d bytes, over the bound %d", b, maxApply)
+			}
+			held = append(held, ta)
+			for _, e := range ta.Entries {
+				if len(e.Data) == len(value) {
+					got++
+				}
+			}
+			// Apply late: report the older half done only now.
+			if len(held) > 2 {
+				n.ApplyDone(held[0])
+				held = held[1:]
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d proposals applied in 30 s", got, proposals)
+		}
+	}
+	for _, ta := range held {
+		n.ApplyDone(ta)
+	}
+	if b := n.applyBytes.Load(); b != 0 {
+		t.Fatalf("%d bytes still counted after every batch was reported applied", b)
+	}
+}
+
+// Limits refuse a request size no WAL record can hold, and combinations
+// that cannot work together.
+func TestLimitsCheck(t *testing.T) {
+	for _, tc := range []struct {
+		lim     Limits
+		request int
+		ok      bool
+	}{
+		{Limits{}, 1536 * 1024, true},
+		{Limits{}, MaxRequestBytesLimit, true},
+		{Limits{}, MaxRequestBytesLimit + 1, false},
+		{Limits{}, 0, false},
+		{Limits{MaxUncommittedBytes: 1 << 20}, 2 << 20, false},
+		{Limits{MaxApplyBytes: 1 << 20, MaxCommittedSizePerReady: 2 << 20}, 1 << 10, false},
+	} {
+		if err := tc.lim.Check(tc.request); (err == nil) != tc.ok {
+			t.Errorf("%+v with requests of %d bytes: %v, want ok=%v", tc.lim, tc.request, err, tc.ok)
+		}
 	}
 }
