@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ func TestLeaseAPI(t *testing.T) {
 	cli := c.members[0].client()
 	ctx := ctxT(t)
 
+	requested := time.Now()
 	g, err := cli.Grant(ctx, 60)
 	if err != nil || g.TTL != 60 || g.ID == 0 {
 		t.Fatalf("grant: %+v %v", g, err)
@@ -57,10 +59,10 @@ func TestLeaseAPI(t *testing.T) {
 		t.Fatalf("put with an unknown lease: %v", err)
 	}
 	ttl, err := lc.TimeToLive(ctx, g.ID, clientv3.WithAttachedKeys())
-	if err != nil || ttl.GrantedTTL != 60 || ttl.TTL < 58 || ttl.TTL > 60 || len(ttl.Keys) != 2 ||
-		string(ttl.Keys[0]) != "k1" || string(ttl.Keys[1]) != "k2" {
+	if err != nil || ttl.GrantedTTL != 60 || len(ttl.Keys) != 2 || string(ttl.Keys[0]) != "k1" || string(ttl.Keys[1]) != "k2" {
 		t.Fatalf("time to live: %+v %v", ttl, err)
 	}
+	checkRemaining(t, ttl.TTL, 60, time.Since(requested))
 	if ka, err := lc.KeepAliveOnce(ctx, g.ID); err != nil || ka.TTL != 60 {
 		t.Fatalf("keep-alive: %+v %v", ka, err)
 	}
@@ -106,16 +108,17 @@ func TestLeaseSeeds(t *testing.T) {
 		etcdctl := filepath.Join(filepath.Dir(ref), "etcdctl")
 		run := func(args ...string) string {
 			t.Helper()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, etcdctl, append([]string{"--endpoints=" + m.clientURL}, args...)...)
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
+			cmd := exec.Command(etcdctl, append([]string{"--endpoints=" + m.clientURL}, args...)...)
+			cmd.Env = ctlEnv()
+			var out lockedBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if code := runChild(t, cmd, commandDeadline); code != 0 {
+				t.Fatalf("etcdctl %v: exit %d\n%s", args, code, out.String())
 			}
-			return strings.TrimSpace(string(out))
+			return strings.TrimSpace(out.String())
 		}
 		// ../shared/seeds/000, section 3.
+		requested := time.Now()
 		out := run("lease", "grant", "60")
 		id := regexp.MustCompile(`^lease ([0-9a-f]+) granted with TTL\(60s\)$`).FindStringSubmatch(out)
 		if id == nil {
@@ -124,15 +127,14 @@ func TestLeaseSeeds(t *testing.T) {
 		if out := run("put", "--lease="+id[1], "key", "value"); out != "OK" {
 			t.Fatalf("put --lease printed %q", out)
 		}
-		if out := run("lease", "timetolive", id[1]); !regexp.MustCompile(`^lease ` + id[1] + ` granted with TTL\(60s\), remaining\(5[89]s|60s\)$`).MatchString(out) {
-			t.Fatalf("lease timetolive printed %q", out)
-		}
+		out = run("lease", "timetolive", id[1])
+		requireRemaining(t, out, `^lease `+id[1]+` granted with TTL\(60s\), remaining\((\d+)s\)$`, 60, time.Since(requested))
 		// keep-alive runs until interrupted: its first line, then stop it.
-		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-		out2, _ := exec.CommandContext(ctx, etcdctl, "--endpoints="+m.clientURL, "lease", "keep-alive", id[1]).Output()
-		cancel()
-		if first, _, _ := strings.Cut(string(out2), "\n"); first != "lease "+id[1]+" keepalived with TTL(60)" {
-			t.Fatalf("lease keep-alive printed %q", out2)
+		ka := startBg(t, exec.Command(etcdctl, "--endpoints="+m.clientURL, "lease", "keep-alive", id[1]), "")
+		ka.waitFor(t, "first line", func(out string) bool { return strings.Contains(out, "\n") })
+		ka.stop(t)
+		if first, _, _ := strings.Cut(ka.stdout.String(), "\n"); first != "lease "+id[1]+" keepalived with TTL(60)" {
+			t.Fatalf("lease keep-alive printed %q", ka.stdout.String())
 		}
 		if out := run("lease", "revoke", id[1]); out != "lease "+id[1]+" revoked" {
 			t.Fatalf("lease revoke printed %q", out)
@@ -532,5 +534,31 @@ func TestLeaseRevokeManyKeys(t *testing.T) {
 	}
 	if worst > 5*time.Second {
 		t.Fatalf("a put waited %v during the revoke", worst)
+	}
+}
+
+// requireRemaining requires out to match re, whose first group is a
+// remaining TTL in seconds, of a lease granted with ttl at most elapsed
+// ago: no more than ttl, and no less than what elapsed leaves (a second
+// more for rounding). How long the commands took on a busy machine is no
+// part of it.
+func requireRemaining(t *testing.T, out, re string, ttl int64, elapsed time.Duration) {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("printed %q, want %s", out, re)
+	}
+	remaining, _ := strconv.ParseInt(m[1], 10, 64)
+	checkRemaining(t, remaining, ttl, elapsed)
+}
+
+// checkRemaining requires a remaining TTL of a lease granted with ttl at
+// most elapsed ago to be no more than ttl, and no less than what elapsed
+// leaves (a second more for rounding).
+func checkRemaining(t *testing.T, remaining, ttl int64, elapsed time.Duration) {
+	t.Helper()
+	if least := ttl - int64(math.Ceil(elapsed.Seconds())) - 1; remaining > ttl || remaining < least {
+		t.Fatalf("%ds remaining of a %ds lease granted at most %v ago; want %d to %d", remaining, ttl,
+			elapsed.Round(time.Millisecond), least, ttl)
 	}
 }

@@ -88,7 +88,7 @@ func TestWatchSlowConsumer(t *testing.T) {
 	}
 	warm := phase()
 	base1 := phase()
-	rss1 := rssBytes(t, m.cmd.Process.Pid)
+	rss1 := rssBytes(t, m.proc.cmd.Process.Pid)
 
 	// The stuck reader: small flow-control windows (no BDP growth), so
 	// the server's sends block once 64 KiB are in flight.
@@ -119,7 +119,7 @@ func TestWatchSlowConsumer(t *testing.T) {
 	waitMetric(t, m, "etcd_debugging_mvcc_watcher_total", watchers)
 
 	stuck := phase()
-	rss2 := rssBytes(t, m.cmd.Process.Pid)
+	rss2 := rssBytes(t, m.proc.cmd.Process.Pid)
 	slow := metric(t, m, "etcd_debugging_mvcc_slow_watcher_total")
 	to := from + puts - 1
 
