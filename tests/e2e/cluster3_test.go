@@ -38,10 +38,9 @@ func TestThreeMembers(t *testing.T) {
 			t.Fatalf("%s: %+v, %v", m.name, get, err)
 		}
 	}
-	ml, err := fcli.MemberList(ctx)
-	if err != nil || len(ml.Members) != 3 {
-		t.Fatalf("member list %+v, %v", ml, err)
-	}
+	// A member publishes its name and client URLs through the log once
+	// it is up, as in etcd: until then the list has it nameless.
+	ml := waitMembersPublished(t, fcli, 3)
 	byName := map[string]bool{}
 	for _, m := range ml.Members {
 		byName[m.Name] = true
@@ -51,6 +50,31 @@ func TestThreeMembers(t *testing.T) {
 	}
 	if !byName["m0"] || !byName["m1"] || !byName["m2"] {
 		t.Fatalf("members %+v", ml.Members)
+	}
+}
+
+// waitMembersPublished polls MemberList until it lists n members, each
+// with the name and client URLs it publishes when it starts, and returns
+// that list.
+func waitMembersPublished(t *testing.T, cli *clientv3.Client, n int) *clientv3.MemberListResponse {
+	t.Helper()
+	deadline := time.Now().Add(waitDeadline)
+	for {
+		ml, err := cli.MemberList(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		published := len(ml.Members) == n
+		for _, m := range ml.Members {
+			published = published && m.Name != "" && len(m.ClientURLs) > 0
+		}
+		if published {
+			return ml
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members not all published within %v: %+v", waitDeadline, ml.Members)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a real cluster
 	}
 }
 
