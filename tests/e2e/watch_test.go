@@ -64,7 +64,7 @@ func eventsString(evs []*clientv3.Event) string {
 // metric reads one unlabelled series from a member's /metrics.
 func metric(t *testing.T, m *member, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(m.clientURL + "/metrics")
+	resp, err := (&http.Client{Timeout: waitDeadline}).Get(m.clientURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
