@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -101,6 +102,10 @@ func (c *child) exitCode(t *testing.T) int {
 	t.Helper()
 	if ee, ok := c.err.(*exec.ExitError); ok {
 		return ee.ExitCode()
+	}
+	if errors.Is(c.err, exec.ErrWaitDelay) {
+		t.Fatalf("%s exited, but something it started held its output open %v longer (killed with its group)\n%s",
+			c, exitDeadline, c.output())
 	}
 	if c.err != nil {
 		t.Fatalf("%s: %v\n%s", c, c.err, c.output())
