@@ -1,7 +1,6 @@
 package diff
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"flag"
@@ -124,10 +123,8 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 		t.Helper()
 		cmd := exec.Command(ctl, args...)
 		cmd.Env = cleanEnv()
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		code = runChild(t, cmd, commandDeadline)
-		return out.String(), code
+		stdout, _, code = runChild(t, cmd, commandDeadline)
+		return stdout, code
 	}
 	ep, curl := eps[0], url(ports[0])
 	tmp := t.TempDir()
@@ -246,14 +243,12 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 			out = append(out, ctlResult{})
 			continue
 		}
-		var stdout, stderr bytes.Buffer
+		var stdout, stderr string
 		code := 0
 		for deadline := time.Now().Add(waitDeadline); ; {
-			stdout.Reset()
-			stderr.Reset()
 			cmd := exec.Command(ctl, args...)
-			cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, strings.NewReader(st.stdin), &stdout, &stderr
-			code = runChild(t, cmd, commandDeadline)
+			cmd.Env, cmd.Stdin = env, strings.NewReader(st.stdin)
+			stdout, stderr, code = runChild(t, cmd, commandDeadline)
 			if !st.retry || code == 0 || time.Now().After(deadline) {
 				break
 			}
@@ -261,30 +256,25 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 		}
 		if st.save != "" {
 			name, re, _ := strings.Cut(st.save, "=")
-			m := regexp.MustCompile(re).FindStringSubmatch(stdout.String())
+			m := regexp.MustCompile(re).FindStringSubmatch(stdout)
 			if m == nil {
-				t.Fatalf("%v printed %q (stderr %q), in which %s is not found", args, stdout.String(), stderr.String(), re)
+				t.Fatalf("%v printed %q (stderr %q), in which %s is not found", args, stdout, stderr, re)
 			}
 			vars["$"+name] = m[1]
 		}
 		if st.quiet || st.unchecked {
-			stdout.Reset()
+			stdout = ""
 		}
 		if st.unchecked {
-			stderr.Reset()
-			code = 0
+			stderr, code = "", 0
 		}
 		if slices.Contains(args, "protobuf") {
-			b := zeroHeaderIDs(stdout.Bytes())
-			stdout.Reset()
-			stdout.Write(b)
+			stdout = string(zeroHeaderIDs([]byte(stdout)))
 		}
 		if st.digest {
-			sum := sha256.Sum256(stdout.Bytes())
-			stdout.Reset()
-			fmt.Fprintf(&stdout, "sha256 %x\n", sum)
+			stdout = fmt.Sprintf("sha256 %x\n", sha256.Sum256([]byte(stdout)))
 		}
-		out = append(out, result(stdout.String(), stderr.String(), code))
+		out = append(out, result(stdout, stderr, code))
 	}
 	return out
 }

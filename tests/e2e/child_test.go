@@ -79,10 +79,11 @@ func startChild(t *testing.T, cmd *exec.Cmd) *child {
 	return c
 }
 
-// runChild runs cmd (as startChild) to its end, for at most deadline, and
-// returns its exit code. A command still running at its deadline is
-// killed, and fails the test.
-func runChild(t *testing.T, cmd *exec.Cmd, deadline time.Duration) int {
+// runChild runs cmd (as startChild; its Stdout and Stderr unset) to its
+// end, for at most deadline, and returns what it printed and its
+// exit code. A command still running at its deadline is killed, and fails
+// the test.
+func runChild(t *testing.T, cmd *exec.Cmd, deadline time.Duration) (stdout, stderr string, code int) {
 	t.Helper()
 	c := startChild(t, cmd)
 	timer := time.NewTimer(deadline)
@@ -93,7 +94,8 @@ func runChild(t *testing.T, cmd *exec.Cmd, deadline time.Duration) int {
 		c.kill(t)
 		t.Fatalf("%s was still running after %v: killed\n%s", c, deadline, c.output())
 	}
-	return c.exitCode(t)
+	code = c.exitCode(t)
+	return c.stdout.String(), c.stderr.String(), code
 }
 
 // exitCode is the exited child's exit code; an error other than a

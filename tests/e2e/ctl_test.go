@@ -28,10 +28,8 @@ func ctl(t *testing.T, m *member, stdin string, env []string, args ...string) ct
 	cmd := exec.Command(ctlBinary, append([]string{"--endpoints=" + m.clientURL}, args...)...)
 	cmd.Env = append(ctlEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr lockedBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	code := runChild(t, cmd, commandDeadline)
-	return ctlOut{stdout.String(), stderr.String(), code}
+	stdout, stderr, code := runChild(t, cmd, commandDeadline)
+	return ctlOut{stdout, stderr, code}
 }
 
 // ctlOK runs cairnctl and requires it to succeed and print want.
@@ -180,7 +178,7 @@ func TestCtlSeeds(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.stdout), &grant); err != nil || grant.ID == 0 {
 		t.Fatalf("lease grant -w json printed %q", out.stdout)
 	}
-	dec, hex := fmt.Sprint(grant.ID), fmt.Sprintf("%x", grant.ID)
+	dec, hex := fmt.Sprint(grant.ID), fmt.Sprintf("%016x", grant.ID) // as etcdctl prints lease IDs
 	ctlOK(t, m, "OK\n", "put", "--lease="+dec, "key", "value")
 	out = ctl(t, m, "", nil, "lease", "timetolive", dec)
 	requireRemaining(t, out.stdout, `^lease `+hex+` granted with TTL\(60s\), remaining\((\d+)s\)\n$`, 60, time.Since(requested))

@@ -111,12 +111,11 @@ func TestLeaseSeeds(t *testing.T) {
 			t.Helper()
 			cmd := exec.Command(etcdctl, append([]string{"--endpoints=" + m.clientURL}, args...)...)
 			cmd.Env = ctlEnv()
-			var out lockedBuffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if code := runChild(t, cmd, commandDeadline); code != 0 {
-				t.Fatalf("etcdctl %v: exit %d\n%s", args, code, out.String())
+			stdout, stderr, code := runChild(t, cmd, commandDeadline)
+			if code != 0 {
+				t.Fatalf("etcdctl %v: exit %d\n%s%s", args, code, stdout, stderr)
 			}
-			return strings.TrimSpace(out.String())
+			return strings.TrimSpace(stdout)
 		}
 		// ../shared/seeds/000, section 3.
 		requested := time.Now()
