@@ -1,7 +1,6 @@
 package diff
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"flag"
@@ -15,7 +14,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,9 +43,15 @@ type ctlStep struct {
 	// unchecked leaves the step out of the comparison altogether: it only
 	// brings the two runs' clusters to the same state.
 	unchecked bool
-	// retry reruns the step until it succeeds, for at most 20 s (etcd
-	// refuses member changes until every member has been up for 5 s).
+	// retry reruns the step until it succeeds, for at most waitDeadline
+	// (etcd refuses member changes until every member has been up for
+	// 5 s).
 	retry bool
+	// awaitVersion makes the step a wait, running no command, until the
+	// first member's /version answer contains it (`"etcdcluster":"3.5.0"`):
+	// stock etcd sets its cluster and storage versions at its version
+	// checks, every 4 s, not when a downgrade is enabled or cancelled.
+	awaitVersion string
 	// quiet drops the step's stdout from the comparison (output that
 	// differs from run to run, such as the order of a new random
 	// member ID among the others).
@@ -102,28 +106,55 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 		initial = append(initial, name(i)+"="+url(ports[2*i+1]))
 		eps = append(eps, fmt.Sprintf("127.0.0.1:%d", ports[2*i]))
 	}
+	var servers []*child
 	for i := range n {
 		srv := exec.Command(server, "--name", name(i), "--data-dir", filepath.Join(t.TempDir(), "data"),
 			"--listen-client-urls", url(ports[2*i]), "--advertise-client-urls", url(ports[2*i]),
 			"--listen-peer-urls", url(ports[2*i+1]), "--initial-advertise-peer-urls", url(ports[2*i+1]),
 			"--initial-cluster", strings.Join(initial, ","), "--log-level", "error")
 		srv.Env = cleanEnv()
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
+		servers = append(servers, startChild(t, srv))
+	}
+	defer func() {
+		for _, srv := range servers {
+			if t.Failed() {
+				t.Logf("%s:\n%s", srv, srv.output())
+			}
+			srv.kill(t)
 		}
-		defer func() {
-			srv.Process.Signal(syscall.SIGKILL)
-			srv.Wait()
-		}()
+	}()
+	// run runs ctl to its end.
+	run := func(args ...string) (stdout string, code int) {
+		t.Helper()
+		cmd := exec.Command(ctl, args...)
+		cmd.Env = cleanEnv()
+		stdout, _, code = runChild(t, cmd, commandDeadline)
+		return stdout, code
 	}
 	ep, curl := eps[0], url(ports[0])
 	tmp := t.TempDir()
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if exec.Command(ctl, "--endpoints", strings.Join(eps, ","), "endpoint", "health").Run() == nil {
-			break
+	// Serving, and every member's name and client URLs published (a
+	// member publishes them through the log once it is up: until then
+	// member list shows it nameless, and the two runs could differ).
+	for deadline := time.Now().Add(waitDeadline); ; {
+		if _, code := run("--endpoints", strings.Join(eps, ","), "endpoint", "health"); code == 0 {
+			var list struct {
+				Members []struct {
+					Name       string   `json:"name"`
+					ClientURLs []string `json:"clientURLs"`
+				} `json:"members"`
+			}
+			out, code := run("--endpoints", strings.Join(eps, ","), "member", "list", "-w", "json")
+			published := code == 0 && json.Unmarshal([]byte(out), &list) == nil && len(list.Members) == n
+			for _, m := range list.Members {
+				published = published && m.Name != "" && len(m.ClientURLs) > 0
+			}
+			if published {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the cluster is not serving")
+			t.Fatalf("the cluster is not serving with every member published within %v", waitDeadline)
 		}
 		time.Sleep(50 * time.Millisecond) // polling starting processes
 	}
@@ -138,9 +169,9 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 			} `json:"header"`
 		}
 	}
-	status, err := exec.Command(ctl, "--endpoints", strings.Join(eps, ","), "endpoint", "status", "-w", "json").Output()
-	if err != nil || json.Unmarshal(status, &ids) != nil || len(ids) != n {
-		t.Fatalf("endpoint status: %v\n%s", err, status)
+	status, code := run("--endpoints", strings.Join(eps, ","), "endpoint", "status", "-w", "json")
+	if code != 0 || json.Unmarshal([]byte(status), &ids) != nil || len(ids) != n {
+		t.Fatalf("endpoint status: exit %d\n%s", code, status)
 	}
 	names := []string{tmp, "$TMP"}
 	for i, id := range ids {
@@ -168,9 +199,8 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 	}
 	var out []ctlResult
 	type bg struct {
-		cmd            *exec.Cmd
-		stdout, stderr *bytes.Buffer
-		stdin          io.Closer
+		*child
+		stdin io.Closer
 	}
 	running := map[string]bg{}
 	result := func(stdout, stderr string, code int) ctlResult {
@@ -185,10 +215,14 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 		return ctlResult{normalize(identity.Replace(stdout)), normalize(identity.Replace(strings.Join(errLines, "\n"))), code}
 	}
 	for _, st := range steps {
+		if st.awaitVersion != "" {
+			waitVersion(t, curl, st.awaitVersion)
+			out = append(out, ctlResult{})
+			continue
+		}
 		if st.stop != "" {
 			b := running[st.stop]
-			b.cmd.Process.Signal(os.Interrupt)
-			b.cmd.Wait()
+			b.interrupt(t)
 			b.stdin.Close()
 			out = append(out, result(b.stdout.String(), b.stderr.String(), b.cmd.ProcessState.ExitCode()))
 			continue
@@ -197,77 +231,60 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 		for i, a := range st.args {
 			args[i] = expand(a)
 		}
-		cmd := exec.Command(ctl, args...)
-		cmd.Env = append(cleanEnv(), st.env...)
-		for i, e := range cmd.Env {
-			cmd.Env[i] = expand(e)
+		env := append(cleanEnv(), st.env...)
+		for i, e := range env {
+			env[i] = expand(e)
 		}
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if st.background != "" {
+			cmd := exec.Command(ctl, args...)
+			cmd.Env = env
 			// Its stdin stays open (interactive watches end at its end)
 			// until it is stopped.
 			stdin, err := cmd.StdinPipe()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			b := bg{startChild(t, cmd), stdin}
 			if _, err := io.WriteString(stdin, st.stdin); err != nil {
 				t.Fatal(err)
 			}
-			running[st.background] = bg{cmd, &stdout, &stderr, stdin}
+			running[st.background] = b
 			waitWatchers(t, curl, st.watchers)
 			out = append(out, ctlResult{})
 			continue
 		}
+		var stdout, stderr string
 		code := 0
-		for deadline := time.Now().Add(20 * time.Second); ; {
-			cmd.Stdin = strings.NewReader(st.stdin)
-			err := cmd.Run()
-			code = 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
+		for deadline := time.Now().Add(waitDeadline); ; {
+			cmd := exec.Command(ctl, args...)
+			cmd.Env, cmd.Stdin = env, strings.NewReader(st.stdin)
+			stdout, stderr, code = runChild(t, cmd, commandDeadline)
 			if !st.retry || code == 0 || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(200 * time.Millisecond) // retrying a real cluster until it is ready
-			stdout.Reset()
-			stderr.Reset()
-			again := exec.Command(cmd.Path, cmd.Args[1:]...)
-			again.Env, again.Stdout, again.Stderr = cmd.Env, &stdout, &stderr
-			cmd = again
 		}
 		if st.save != "" {
 			name, re, _ := strings.Cut(st.save, "=")
-			m := regexp.MustCompile(re).FindStringSubmatch(stdout.String())
+			m := regexp.MustCompile(re).FindStringSubmatch(stdout)
 			if m == nil {
-				t.Fatalf("%v printed %q (stderr %q), in which %s is not found", args, stdout.String(), stderr.String(), re)
+				t.Fatalf("%v printed %q (stderr %q), in which %s is not found", args, stdout, stderr, re)
 			}
 			vars["$"+name] = m[1]
 		}
 		if st.quiet || st.unchecked {
-			stdout.Reset()
+			stdout = ""
 		}
 		if st.unchecked {
-			stderr.Reset()
-			code = 0
+			stderr, code = "", 0
 		}
 		if slices.Contains(args, "protobuf") {
-			b := zeroHeaderIDs(stdout.Bytes())
-			stdout.Reset()
-			stdout.Write(b)
+			stdout = string(zeroHeaderIDs([]byte(stdout)))
 		}
 		if st.digest {
-			sum := sha256.Sum256(stdout.Bytes())
-			stdout.Reset()
-			fmt.Fprintf(&stdout, "sha256 %x\n", sum)
+			stdout = fmt.Sprintf("sha256 %x\n", sha256.Sum256([]byte(stdout)))
 		}
-		out = append(out, result(stdout.String(), stderr.String(), code))
+		out = append(out, result(stdout, stderr, code))
 	}
 	return out
 }
@@ -276,8 +293,9 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 func waitWatchers(t *testing.T, clientURL string, n int) {
 	t.Helper()
 	want := fmt.Sprintf("etcd_debugging_mvcc_watcher_total %d\n", n)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if resp, err := http.Get(clientURL + "/metrics"); err == nil {
+	client := &http.Client{Timeout: waitDeadline}
+	for deadline := time.Now().Add(waitDeadline); ; {
+		if resp, err := client.Get(clientURL + "/metrics"); err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if strings.Contains(string(body), want) {
@@ -285,9 +303,30 @@ func waitWatchers(t *testing.T, clientURL string, n int) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the server did not count %d watchers", n)
+			t.Fatalf("the server did not count %d watchers within %v", n, waitDeadline)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a real process
+	}
+}
+
+// waitVersion polls the server's /version until its answer contains
+// want.
+func waitVersion(t *testing.T, clientURL, want string) {
+	t.Helper()
+	client := &http.Client{Timeout: waitDeadline}
+	var body []byte
+	for deadline := time.Now().Add(waitDeadline); ; {
+		if resp, err := client.Get(clientURL + "/version"); err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/version does not say %s within %v: it says %s", want, waitDeadline, body)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a real process
 	}
 }
 
@@ -367,9 +406,6 @@ func compareCtl(t *testing.T, golden, server, etcd string, members int, steps []
 	if _, err := os.Stat(etcdctl); err != nil {
 		t.Skipf("no stock etcdctl beside %s", etcd)
 	}
-	// Installed as etcdctl, as a drop-in replacement is: it then names
-	// itself etcdctl in its messages.
-	cairnctl := buildCmd(t, "cairnctl", "etcdctl")
 	var ports []int
 	for range 2 * members {
 		ports = append(ports, freePort(t))
@@ -388,7 +424,7 @@ func compareCtl(t *testing.T, golden, server, etcd string, members int, steps []
 			compareGolden(t, golden, steps, want, "stock etcdctl (the golden file is stale: rerun with -update)")
 		}
 	}
-	got := runScript(t, server, cairnctl, ports, steps)
+	got := runScript(t, server, ctlBinary, ports, steps)
 	for i := range steps {
 		if steps[i].differs != "" && got[i].Code == want[i].Code {
 			continue
@@ -408,12 +444,10 @@ var goldenSets = map[string]func() []ctlStep{"kv": ctlKVSteps, "help": ctlHelpSt
 // for the same (the golden files, which the differential tests write with
 // -update and check stay current). It needs no stock etcd.
 func TestCtlGolden(t *testing.T) {
-	cairn := buildCmd(t, "cairn", "cairn")
-	cairnctl := buildCmd(t, "cairnctl", "etcdctl")
 	for name, steps := range goldenSets {
 		t.Run(name, func(t *testing.T) {
 			s := steps()
-			compareGolden(t, name, s, runScript(t, cairn, cairnctl, []int{freePort(t), freePort(t)}, s), "cairnctl")
+			compareGolden(t, name, s, runScript(t, cairnBinary, ctlBinary, []int{freePort(t), freePort(t)}, s), "cairnctl")
 		})
 	}
 }
@@ -653,6 +687,11 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		e("downgrade", "validate", "3.4"),
 		e("downgrade", "validate", "x"),
 		e("downgrade", "enable", "3.5", "-w", "protobuf"),
+		// Whether the next two see the cluster at 3.5 ("invalid downgrade
+		// target version", "cluster version 3.5") or still at 3.6 (a
+		// downgrade "in progress", 3.6) depends on when etcd's version
+		// check runs: wait for it.
+		{awaitVersion: `"etcdcluster":"3.5.0"`},
 		e("downgrade", "enable", "3.5"),
 		e("downgrade", "cancel", "-w", "table"),
 		e("downgrade", "cancel"),
@@ -698,6 +737,9 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		e("endpoint", "hashkv", "-w", "json"),
 		e("endpoint", "hashkv", "-w", "fields"),
 		e("alarm", "list"),
+		// A snapshot names the storage version, which etcd writes back
+		// at a version check after the downgrade's cancel: wait for it.
+		{awaitVersion: `"storage":"3.6.0"`},
 		{args: []string{"--endpoints", "$EP", "snapshot", "save", "$TMP/snap.db"}},
 	}
 	compareCtl(t, "", etcd, etcd, 1, steps)

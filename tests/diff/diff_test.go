@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +34,7 @@ func freePort(t *testing.T) int {
 }
 
 // startServer runs binary as a one-member cluster and returns a
-// connection to it, once it serves.
+// connection to it, once it serves. The test's end kills it.
 func startServer(t *testing.T, binary string) *grpc.ClientConn {
 	cport, pport := freePort(t), freePort(t)
 	curl, purl := fmt.Sprintf("http://127.0.0.1:%d", cport), fmt.Sprintf("http://127.0.0.1:%d", pport)
@@ -43,14 +42,12 @@ func startServer(t *testing.T, binary string) *grpc.ClientConn {
 		"--listen-client-urls", curl, "--advertise-client-urls", curl,
 		"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
 		"--initial-cluster", "d="+purl, "--log-level", "error")
-	cmd.Stderr = os.Stderr
 	cmd.Env = cleanEnv()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	srv := startChild(t, cmd)
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s:\n%s", srv, srv.output())
+		}
 	})
 	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", cport), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -58,7 +55,7 @@ func startServer(t *testing.T, binary string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	kv := pb.NewKVClient(conn)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("x")}, grpc.WaitForReady(true))
@@ -66,8 +63,8 @@ func startServer(t *testing.T, binary string) *grpc.ClientConn {
 		if err == nil {
 			return conn
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not serving: %v", binary, err)
+		if srv.done() || time.Now().After(deadline) {
+			t.Fatalf("%s not serving within %v: %v\n%s", srv, waitDeadline, err, srv.output())
 		}
 		time.Sleep(50 * time.Millisecond) // polling a starting process
 	}
@@ -86,28 +83,43 @@ func cleanEnv() []string {
 	return env
 }
 
-// binaries returns a cairn binary built for the test and the stock etcd
-// binary, or skips the test if there is none.
+// cairnBinary and ctlBinary are the server and cairnctl (named etcdctl:
+// installed as etcdctl, as a drop-in replacement is, it names itself
+// etcdctl in its messages), built once for the package's tests.
+var cairnBinary, ctlBinary string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "cairn-diff-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	cairnBinary, ctlBinary = filepath.Join(dir, "cairn"), filepath.Join(dir, "etcdctl")
+	for _, b := range []struct{ out, pkg string }{{cairnBinary, "cairn"}, {ctlBinary, "cairnctl"}} {
+		build := exec.Command("go", "build", "-o", b.out, "../../cmd/"+b.pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building", b.pkg+":", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// binaries returns the cairn binary and the stock etcd binary, or skips
+// the test if there is none.
 func binaries(t *testing.T) (cairn, etcd string) {
 	etcd = os.Getenv("REFERENCE_ETCD_BINARY")
 	if etcd == "" {
 		t.Skip("REFERENCE_ETCD_BINARY is not set: no stock etcd to compare with " +
 			"(set it to the etcd binary that ../shared/tools/etcd-reference.sh builds)")
 	}
-	return buildCmd(t, "cairn", "cairn"), etcd
-}
-
-// buildCmd builds ./cmd/<pkg> into the test's temporary directory, as
-// name.
-func buildCmd(t *testing.T, pkg, name string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/"+pkg)
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return cairnBinary, etcd
 }
 
 // seeds is how many seeds to run: CAIRN_DIFF_SEEDS, default 3.
@@ -289,7 +301,7 @@ func TestDifferential(t *testing.T) {
 						return result(kv.Compact(ctx, req))
 					}}
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
 				got, want := o.run(ctx, a), o.run(ctx, b)
 				cancel()
 				if strings.Contains(got, "key not found") && strings.Contains(want, "Unavailable") {

@@ -75,7 +75,7 @@ func (w *watchSide) barrier(t *testing.T, rev int64) string {
 	ask()
 	retry := time.NewTicker(100 * time.Millisecond)
 	defer retry.Stop()
-	deadline := time.After(10 * time.Second) // a safeguard against a hang
+	deadline := time.After(waitDeadline) // a safeguard against a hang
 	groups := map[int64][]string{}
 	cancelling := map[int64]bool{}
 	for {
@@ -88,7 +88,7 @@ func (w *watchSide) barrier(t *testing.T, rev int64) string {
 		case err := <-w.errc:
 			t.Fatalf("%s: watch stream ended: %v", w.name, err)
 		case <-deadline:
-			t.Fatalf("%s: no progress response at revision %d in 10s", w.name, rev)
+			t.Fatalf("%s: no progress response at revision %d within %v", w.name, rev, waitDeadline)
 		}
 		if r.WatchId == -1 && !r.Created && !r.Canceled && len(r.Events) == 0 {
 			if r.Header.Revision != rev || len(cancelling) > 0 || w.created < w.creates {
@@ -158,7 +158,7 @@ func TestWatchDifferential(t *testing.T) {
 					req := randWatchTxn(r)
 					desc = fmt.Sprintf("txn %v", req)
 					step = func(w *watchSide) string {
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
 						defer cancel()
 						return result(w.kv.Txn(ctx, req))
 					}
@@ -202,7 +202,7 @@ func TestWatchDifferential(t *testing.T) {
 					req := &pb.CompactionRequest{Revision: r.Int64N(rev + 1), Physical: true}
 					desc = fmt.Sprintf("compact %v", req)
 					step = func(w *watchSide) string {
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
 						defer cancel()
 						return result(w.kv.Compact(ctx, req))
 					}

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,19 +51,22 @@ func runMain(m *testing.M) int {
 const (
 	heartbeatMs = 50
 	electionMs  = 500
+	// failoverDeadline bounds how long a cluster may take to take
+	// writes again after losing its leader: 3 election timeouts on an
+	// idle machine, far more on a busy one.
+	failoverDeadline = 30 * time.Second
 )
 
 type member struct {
-	t          *testing.T
-	name       string
-	dataDir    string
-	clientURL  string
-	peerURL    string
-	args       []string
-	cmd        *exec.Cmd
-	logPath    string
-	exited     chan struct{}
-	exitStatus error
+	t         *testing.T
+	name      string
+	dataDir   string
+	clientURL string
+	peerURL   string
+	args      []string
+	// proc is the running process; nil while the member is down.
+	proc    *child
+	logPath string
 }
 
 type cluster struct {
@@ -117,19 +119,7 @@ func newClusterWith(t *testing.T, n int, prepare func(*member), extra ...string)
 		initial = append(initial, m.name+"="+m.peerURL)
 		c.members = append(c.members, m)
 	}
-	for _, m := range c.members {
-		m.args = append([]string{
-			"--name", m.name, "--data-dir", m.dataDir,
-			"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
-			"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
-			"--heartbeat-interval", fmt.Sprint(heartbeatMs), "--election-timeout", fmt.Sprint(electionMs),
-		}, extra...)
-		if prepare != nil {
-			prepare(m)
-		}
-		m.start()
-	}
+	// Before the first start: a failing start kills those started.
 	t.Cleanup(func() {
 		for _, m := range c.members {
 			m.kill()
@@ -143,44 +133,50 @@ func newClusterWith(t *testing.T, n int, prepare func(*member), extra ...string)
 			}
 		}
 	})
+	for _, m := range c.members {
+		m.args = append([]string{
+			"--name", m.name, "--data-dir", m.dataDir,
+			"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
+			"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
+			"--heartbeat-interval", fmt.Sprint(heartbeatMs), "--election-timeout", fmt.Sprint(electionMs),
+		}, extra...)
+		if prepare != nil {
+			prepare(m)
+		}
+		m.start()
+	}
 	c.waitLeader()
 	return c
 }
 
+// start starts the member's process, its output appended to its log.
 func (m *member) start() {
 	m.t.Helper()
 	log, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	m.cmd = exec.Command(cairnBinary, m.args...)
-	m.cmd.Stdout, m.cmd.Stderr = log, log
+	defer log.Close()
+	cmd := exec.Command(cairnBinary, m.args...)
+	cmd.Stdout, cmd.Stderr = log, log
 	// CAIRN_ and ETCD_ variables would be read as flags.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "ETCD_") {
-			m.cmd.Env = append(m.cmd.Env, kv)
+			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	log.Close()
-	m.exited = make(chan struct{})
-	cmd := m.cmd
-	go func() {
-		m.exitStatus = cmd.Wait()
-		close(m.exited)
-	}()
+	m.proc = startChild(m.t, cmd)
 }
 
 // kill SIGKILLs the member (if running) and waits for it to exit.
 func (m *member) kill() {
-	if m.cmd == nil {
+	m.t.Helper()
+	if m.proc == nil {
 		return
 	}
-	m.cmd.Process.Signal(syscall.SIGKILL)
-	<-m.exited
-	m.cmd = nil
+	m.proc.kill(m.t)
+	m.proc = nil
 }
 
 // restart starts a killed member again on its data directory.
@@ -225,13 +221,13 @@ func (c *cluster) client() *clientv3.Client {
 // and returns that member's index.
 func (c *cluster) waitLeader() int {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for {
 		lead := uint64(0)
 		agree := true
 		var ids []uint64
 		for _, m := range c.members {
-			if m.cmd == nil {
+			if m.proc == nil {
 				ids = append(ids, 0)
 				continue
 			}
@@ -251,25 +247,28 @@ func (c *cluster) waitLeader() int {
 			}
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("no agreed leader within 30s")
+			c.t.Fatalf("no agreed leader within %v", waitDeadline)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a real cluster, not synchronizing goroutines
 	}
 }
 
 func memberStatus(m *member) (*clientv3.StatusResponse, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientURL}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	// Polled: a member that does not answer in 5 s is asked again.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, err
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return cli.Status(ctx, m.clientURL)
 }
 
+// ctxT is a context for a test's requests, a safeguard against a hang:
+// some tests make many requests with one.
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), commandDeadline)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,16 +28,8 @@ func ctl(t *testing.T, m *member, stdin string, env []string, args ...string) ct
 	cmd := exec.Command(ctlBinary, append([]string{"--endpoints=" + m.clientURL}, args...)...)
 	cmd.Env = append(ctlEnv(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return ctlOut{stdout.String(), stderr.String(), code}
+	stdout, stderr, code := runChild(t, cmd, commandDeadline)
+	return ctlOut{stdout, stderr, code}
 }
 
 // ctlOK runs cairnctl and requires it to succeed and print want.
@@ -61,77 +51,39 @@ func ctlEnv() []string {
 	return env
 }
 
-// lockedBuffer is a buffer a running process writes and the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// bgCtl is cairnctl running in the background (a watch, a keep-alive),
-// its stdin open until it is stopped.
+// bgCtl is a command running in the background (a watch, a
+// keep-alive), its stdin open until it is stopped.
 type bgCtl struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout lockedBuffer
-	stderr lockedBuffer
+	*child
+	stdin io.WriteCloser
 }
 
+// startCtl starts cairnctl against m in the background, stdin written to
+// it.
 func startCtl(t *testing.T, m *member, stdin string, args ...string) *bgCtl {
 	t.Helper()
-	b := &bgCtl{cmd: exec.Command(ctlBinary, append([]string{"--endpoints=" + m.clientURL}, args...)...)}
-	b.cmd.Env = ctlEnv()
-	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
-	var err error
-	if b.stdin, err = b.cmd.StdinPipe(); err != nil {
+	return startBg(t, exec.Command(ctlBinary, append([]string{"--endpoints=" + m.clientURL}, args...)...), stdin)
+}
+
+// startBg starts cmd in the background, stdin written to it.
+func startBg(t *testing.T, cmd *exec.Cmd, stdin string) *bgCtl {
+	t.Helper()
+	cmd.Env = ctlEnv()
+	in, err := cmd.StdinPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	b := &bgCtl{startChild(t, cmd), in}
 	if _, err := io.WriteString(b.stdin, stdin); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.stop() })
 	return b
 }
 
-// waitOutput polls the process's stdout until it is want.
-func (b *bgCtl) waitOutput(t *testing.T, want string) {
-	t.Helper()
-	b.waitFor(t, fmt.Sprintf("%q", want), func(out string) bool { return out == want })
-}
-
-// waitFor polls the process's stdout until done holds for it.
-func (b *bgCtl) waitFor(t *testing.T, what string, done func(stdout string) bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !done(b.stdout.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("cairnctl %v printed %q (stderr %q), want %s", b.cmd.Args[1:], b.stdout.String(), b.stderr.String(), what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real process's output
-	}
-}
-
 // stop interrupts the process and waits for it.
-func (b *bgCtl) stop() {
-	if b.cmd.ProcessState != nil {
-		return
-	}
-	b.cmd.Process.Signal(os.Interrupt)
-	b.cmd.Wait()
+func (b *bgCtl) stop(t *testing.T) {
+	t.Helper()
+	b.interrupt(t)
 	b.stdin.Close()
 }
 
@@ -171,14 +123,14 @@ func TestCtlSeeds(t *testing.T) {
 	waitMetric(t, m, watchers, 1)
 	ctlOK(t, m, "OK\n", "put", "key", "v1")
 	w.waitOutput(t, "PUT\nkey\nv1\n")
-	w.stop()
+	w.stop(t)
 	waitMetric(t, m, watchers, 0)
 
 	w = startCtl(t, m, "", "watch", "--prefix", "key-prefix")
 	waitMetric(t, m, watchers, 1)
 	ctlOK(t, m, "OK\n", "put", "key-prefix/a", "1")
 	w.waitOutput(t, "PUT\nkey-prefix/a\n1\n")
-	w.stop()
+	w.stop(t)
 	waitMetric(t, m, watchers, 0)
 
 	// --from-key and --revision: every change to keys from "key" on,
@@ -198,7 +150,7 @@ func TestCtlSeeds(t *testing.T) {
 	}
 	w = startCtl(t, m, "", "watch", "--from-key", "key", "--revision", "5")
 	w.waitOutput(t, want.String())
-	w.stop()
+	w.stop(t)
 	waitMetric(t, m, watchers, 0)
 
 	w = startCtl(t, m, "", "watch", "--prefix", "key-prefix", "--output=json")
@@ -216,23 +168,23 @@ func TestCtlSeeds(t *testing.T) {
 		string(jw.Events[0].Kv.Key) != "key-prefix/b" || string(jw.Events[0].Kv.Value) != "2" {
 		t.Fatalf("watch --output=json printed %q (%v)", w.stdout.String(), err)
 	}
-	w.stop()
+	w.stop(t)
 	waitMetric(t, m, watchers, 0)
 
 	// Section 3: a lease, named by its decimal ID as the seed does.
+	requested := time.Now()
 	out := ctl(t, m, "", nil, "lease", "grant", "60", "-w", "json")
 	var grant struct{ ID int64 }
 	if err := json.Unmarshal([]byte(out.stdout), &grant); err != nil || grant.ID == 0 {
 		t.Fatalf("lease grant -w json printed %q", out.stdout)
 	}
-	dec, hex := fmt.Sprint(grant.ID), fmt.Sprintf("%x", grant.ID)
+	dec, hex := fmt.Sprint(grant.ID), fmt.Sprintf("%016x", grant.ID) // as etcdctl prints lease IDs
 	ctlOK(t, m, "OK\n", "put", "--lease="+dec, "key", "value")
-	if out := ctl(t, m, "", nil, "lease", "timetolive", dec); !regexp.MustCompile(`^lease ` + hex + ` granted with TTL\(60s\), remaining\((59|60)s\)\n$`).MatchString(out.stdout) {
-		t.Fatalf("lease timetolive printed %q %q", out.stdout, out.stderr)
-	}
+	out = ctl(t, m, "", nil, "lease", "timetolive", dec)
+	requireRemaining(t, out.stdout, `^lease `+hex+` granted with TTL\(60s\), remaining\((\d+)s\)\n$`, 60, time.Since(requested))
 	w = startCtl(t, m, "", "lease", "keep-alive", dec)
 	w.waitOutput(t, "lease "+hex+" keepalived with TTL(60)\n")
-	w.stop()
+	w.stop(t)
 	ctlOK(t, m, "lease "+hex+" revoked\n", "lease", "revoke", dec)
 	ctlOK(t, m, "", "get", "key")
 
@@ -255,7 +207,7 @@ func TestCtlSeeds(t *testing.T) {
 	b := grantHex("120")
 	ctlOK(t, m, "OK\n", "put", "/leader", "B", "--lease="+b)
 	ctlOK(t, m, "/leader\nB\n", "get", "/leader")
-	ka.stop()
+	ka.stop(t)
 
 	// 001: ETCDCTL_API=3, help, paths as keys, a watch on them.
 	if out := ctl(t, m, "", []string{"ETCDCTL_API=3"}); out.code != 0 || !strings.HasPrefix(out.stdout, "NAME:\n  cairnctl - ") || !strings.Contains(out.stdout, "\nCOMMANDS:\n") {
@@ -279,7 +231,7 @@ func TestCtlSeeds(t *testing.T) {
 	ctlOK(t, m, "OK\n", "put", "/cron/jobs/job2", "{...job2}")
 	ctlOK(t, m, "1\n", "del", "/cron/jobs/job2")
 	w.waitOutput(t, "PUT\n/cron/jobs/job2\n{...job2}\nDELETE\n/cron/jobs/job2\n\n")
-	w.stop()
+	w.stop(t)
 	waitMetric(t, m, watchers, 0)
 
 	// 002: a key's versions, a transaction typed as "txn i", and a put
@@ -321,14 +273,14 @@ func TestCtlSeeds(t *testing.T) {
 		t.Fatal(err, two)
 	}
 	ctlOK(t, m, simpleKVs(two), "get", "--prefix", "key", "--limit=2")
+	requested = time.Now()
 	id := grantHex("10")
 	ctlOK(t, m, "OK\n", "put", "key", "value", "--lease="+id)
-	if out := ctl(t, m, "", nil, "lease", "timetolive", id); !regexp.MustCompile(`^lease ` + id + ` granted with TTL\(10s\), remaining\((9|10)s\)\n$`).MatchString(out.stdout) {
-		t.Fatalf("lease timetolive printed %q", out.stdout)
-	}
+	out = ctl(t, m, "", nil, "lease", "timetolive", id)
+	requireRemaining(t, out.stdout, `^lease `+id+` granted with TTL\(10s\), remaining\((\d+)s\)\n$`, 10, time.Since(requested))
 	ka = startCtl(t, m, "", "lease", "keep-alive", id)
 	ka.waitOutput(t, "lease "+id+" keepalived with TTL(10)\n")
-	ka.stop()
+	ka.stop(t)
 	ctlOK(t, m, "lease "+id+" revoked\n", "lease", "revoke", id)
 	ctlOK(t, m, "0\n", "del", "key")
 	ctlOK(t, m, "OK\n", "put", "key", "value")
@@ -360,7 +312,7 @@ func TestCtlSeeds(t *testing.T) {
 	waitMetric(t, m, watchers, 3)
 	ctlOK(t, m, "OK\n", "put", "key3", "c")
 	w.waitOutput(t, "PUT\nkey1\na\nPUT\nkey2\nb\nPUT\nkey3\nc\n")
-	w.stop()
+	w.stop(t)
 
 	ctlOK(t, m, "compacted revision 5\n", "compact", "5")
 	if out := ctl(t, m, "", nil, "get", "key", "--rev=4"); out.code != 1 || !strings.HasSuffix(out.stderr, "\nError: etcdserver: mvcc: required revision has been compacted\n") {
@@ -414,7 +366,7 @@ func TestCtlMakeMirror(t *testing.T) {
 	// under prefix are want.
 	waitDest := func(prefix, want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(waitDeadline)
 		for {
 			resp, err := dcli.Get(ctx, prefix, clientv3.WithPrefix())
 			if err != nil {
@@ -452,7 +404,7 @@ func TestCtlMakeMirror(t *testing.T) {
 	requireRevisions(t, collectEvents(t, dw, 5), "PUT /n/c", "|", "DELETE /n/a", "|", "PUT /n/d", "PUT /n/e", "DELETE /n/b")
 	waitDest("/m/", "")
 	waitDest("/other", "")
-	mm.stop()
+	mm.stop(t)
 
 	// From the transaction's revision on, to the root: only what came
 	// since.
@@ -465,7 +417,7 @@ func TestCtlMakeMirror(t *testing.T) {
 	if resp, err := dcli.Get(ctx, "c"); err != nil || len(resp.Kvs) != 0 {
 		t.Fatalf("a change before --rev was mirrored: %v %v", resp, err)
 	}
-	mm.stop()
+	mm.stop(t)
 
 	// --max-txn-ops splits a larger source transaction.
 	now, err = scli.Get(ctx, "x")
@@ -483,7 +435,7 @@ func TestCtlMakeMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireRevisions(t, collectEvents(t, dw, 3), "PUT /t/x", "PUT /t/y", "|", "PUT /t/z")
-	mm.stop()
+	mm.stop(t)
 	if out := ctl(t, src, "", nil, "make-mirror", "--dest-prefix", "x", "--no-dest-prefix", dst.clientURL); out.code != 128 ||
 		out.stderr != "Error: `--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one\n" {
 		t.Fatalf("conflicting prefixes: exit %d, %q", out.code, out.stderr)

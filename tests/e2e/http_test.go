@@ -11,7 +11,7 @@ import (
 
 func httpGet(t *testing.T, url string) (int, string, http.Header) {
 	t.Helper()
-	c := &http.Client{Timeout: 20 * time.Second}
+	c := &http.Client{Timeout: waitDeadline}
 	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestHealthWithoutLeader(t *testing.T) {
 			m.kill()
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for {
 		code, body, _ := httpGet(t, survivor.clientURL+"/health")
 		if code == 503 && body == "{\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}\n" {
@@ -99,7 +99,7 @@ func TestForeignClusterRejected(t *testing.T) {
 	}
 	victim.start()
 	other := c.members[lead]
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for {
 		data, _ := os.ReadFile(other.logPath)
 		if strings.Contains(string(data), "rejected peer stream from another cluster") {

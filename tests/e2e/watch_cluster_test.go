@@ -49,7 +49,7 @@ func follow(ch clientv3.WatchChan) *eventLog {
 // waitRev waits until the log has an event at rev or later.
 func (l *eventLog) waitRev(t *testing.T, rev int64) []*clientv3.Event {
 	t.Helper()
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(waitDeadline)
 	for {
 		l.mu.Lock()
 		last, err, evs := l.last, l.err, slices.Clone(l.events)
@@ -63,7 +63,7 @@ func (l *eventLog) waitRev(t *testing.T, rev int64) []*clientv3.Event {
 		select {
 		case <-l.changed:
 		case <-timeout:
-			t.Fatalf("watch did not reach revision %d in 30s (at %d)", rev, last)
+			t.Fatalf("watch did not reach revision %d within %v (at %d)", rev, waitDeadline, last)
 		}
 	}
 }
@@ -176,10 +176,10 @@ func TestWatchAcrossLeaderKill(t *testing.T) {
 	cli.SetEndpoints(c.endpoints()...)
 
 	load := startLoadPrefix(c.client(), 8, "lk/")
-	load.waitAcked(300, 20*time.Second)
+	load.waitAcked(300, waitDeadline)
 	c.members[lead].kill()
 	t.Logf("killed the leader, m%d", lead)
-	if n := load.waitAcked(1200, 30*time.Second); n < 1200 {
+	if n := load.waitAcked(1200, failoverDeadline+waitDeadline); n < 1200 {
 		t.Fatalf("only %d writes acknowledged after the leader was killed", n)
 	}
 	load.halt()

@@ -16,7 +16,8 @@ import (
 )
 
 // nextResp reads one response from a watch channel, failing the test if
-// none comes in 10s (a safeguard against a hang, not a synchronization).
+// none comes within waitDeadline (a safeguard against a hang, not a
+// synchronization).
 func nextResp(t *testing.T, ch clientv3.WatchChan) clientv3.WatchResponse {
 	t.Helper()
 	select {
@@ -25,8 +26,8 @@ func nextResp(t *testing.T, ch clientv3.WatchChan) clientv3.WatchResponse {
 			t.Fatal("the watch channel closed")
 		}
 		return r
-	case <-time.After(10 * time.Second):
-		t.Fatal("no watch response in 10s")
+	case <-time.After(waitDeadline):
+		t.Fatalf("no watch response within %v", waitDeadline)
 	}
 	return clientv3.WatchResponse{}
 }
@@ -63,7 +64,7 @@ func eventsString(evs []*clientv3.Event) string {
 // metric reads one unlabelled series from a member's /metrics.
 func metric(t *testing.T, m *member, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(m.clientURL + "/metrics")
+	resp, err := (&http.Client{Timeout: waitDeadline}).Get(m.clientURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func metric(t *testing.T, m *member, name string) float64 {
 // waitMetric polls a member's metric until it equals want.
 func waitMetric(t *testing.T, m *member, name string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for {
 		got := metric(t, m, name)
 		if got == want {
@@ -270,8 +271,9 @@ func TestWatch(t *testing.T) {
 		}
 	})
 	t.Run("seeds", func(t *testing.T) {
-		// ../shared/seeds/000: watch a key and print each event.
-		ctx, cancel := context.WithCancel(context.Background())
+		// ../shared/seeds/000: watch a key and print each event (until
+		// the delete, or a hang's deadline).
+		ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
 		defer cancel()
 		client := cli
 		var printed []string
