@@ -80,7 +80,7 @@ func TestMemberSimulation(t *testing.T) {
 			failed++
 			t.Errorf("FAILED SEED %d: %v\n  replay: CAIRN_MEMBERSIM_SEED=%d go test ./internal/membersim -run TestMemberSimulation -v", seed, err, seed)
 			if failed >= maxFail {
-				t.Fatalf("stopping after %d failing seeds", failed)
+				t.Fatalf("STOPPED after %d failing seeds, at seed %d", failed, seed)
 			}
 			continue
 		}
