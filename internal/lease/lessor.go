@@ -92,6 +92,14 @@ func New(minTTL int64) *Lessor {
 	return &Lessor{minTTL: minTTL, now: time.Now, leases: map[int64]*lease{}, keyLease: map[string]int64{}}
 }
 
+// SetClock makes the lessor read the time from now instead of time.Now:
+// the member simulator's clock follows its ticks.
+func (le *Lessor) SetClock(now func() time.Time) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	le.now = now
+}
+
 // Reset replaces every lease with records, and the keys with keys (key ->
 // lease), as rebuilt from a backend. Keys naming an unknown lease are
 // left out. The lessor stays primary or not; a primary restarts every

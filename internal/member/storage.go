@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -38,7 +39,9 @@ type Config struct {
 	FS vfs.FS
 	// Backend configures the backend (its file system included).
 	Backend backend.Options
-	Logger  *zap.Logger
+	// Clock is what the lessor reads the time from; nil is time.Now.
+	Clock  func() time.Time
+	Logger *zap.Logger
 }
 
 // WALDir, SnapDir and DBDir are where the WAL, the snapshots and the
@@ -115,6 +118,9 @@ func Open(cfg Config) (_ *Storage, err error) {
 	}
 	if st.Applier, err = apply.Open(cfg.DBDir(), cfg.Backend, cfg.MinLeaseTTL, cfg.Logger); err != nil {
 		return nil, err
+	}
+	if cfg.Clock != nil {
+		st.Applier.Lessor().SetClock(cfg.Clock)
 	}
 	st.Raft = raft.NewMemoryStorage()
 	if exists {

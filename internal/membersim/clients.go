@@ -48,6 +48,7 @@ type input struct {
 	value  string
 	expect string
 	lease  int64
+	ttl    int64 // grant, in seconds
 	rev    int64 // compaction
 }
 
@@ -74,6 +75,8 @@ type op struct {
 	in       input
 	call     int64
 	deadline uint64
+	// expiry: a revoke the leader's lease duty proposed, not a client's.
+	expiry bool
 }
 
 // clients issue operations and keep the history the checks read.
@@ -106,13 +109,25 @@ type ackedPut struct {
 	rev   int64
 }
 
+// clientOps counts the clients' operations in progress (lease duty
+// revokes aside).
+func (c *clients) clientOps() int {
+	n := 0
+	for _, o := range c.live {
+		if !o.expiry {
+			n++
+		}
+	}
+	return n
+}
+
 func (c *clients) init() { c.live, c.unknownOps = map[int]*op{}, map[int]*op{} }
 
 // clientStep starts an operation on a random member.
 func (s *Sim) clientStep() {
 	m := s.pick(s.up())
 	c := &s.clients
-	if m == nil || !m.serving() || len(c.live) >= numClients {
+	if m == nil || !m.serving() || c.clientOps() >= numClients {
 		return
 	}
 	c.nextID++
@@ -137,6 +152,9 @@ func (s *Sim) clientStep() {
 	case r < 92:
 		in.kind = opGrant
 		in.lease = int64(1 + s.rng.IntN(numLeases))
+		// Some expire during the run (the leader revokes them),
+		// some outlive it.
+		in.ttl = []int64{2, 5, 3600}[s.rng.IntN(3)]
 	case r < 97:
 		in.kind = opRevoke
 		in.lease = int64(1 + s.rng.IntN(numLeases))
@@ -207,7 +225,7 @@ func request(o *op) *pb.InternalRaftRequest {
 				Key: []byte(keyName(in.key2))}}}},
 		}
 	case opGrant:
-		r.LeaseGrant = &pb.LeaseGrantRequest{ID: in.lease, TTL: 3600}
+		r.LeaseGrant = &pb.LeaseGrantRequest{ID: in.lease, TTL: in.ttl}
 	case opRevoke:
 		r.LeaseRevoke = &pb.LeaseRevokeRequest{ID: in.lease}
 	case opCompact:

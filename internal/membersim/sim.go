@@ -45,7 +45,17 @@ const (
 	// opTimeoutTicks is how long a client waits for an answer before it
 	// gives up (the outcome is then unknown).
 	opTimeoutTicks = 8 * electionTicks
+	// tickDuration is the time a tick stands for, on the lessors' clocks
+	// (the heartbeat interval: 10 ticks make a 1 s election timeout).
+	tickDuration = 100 * time.Millisecond
+	// maxRevokesPerTick and revokeRetry are the lease duty's, as the
+	// server's lease loop has them.
+	maxRevokesPerTick = 100
+	revokeRetry       = 3 * time.Second
 )
+
+// epoch is the simulated clock's start: time is epoch plus the ticks.
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // simMember is one member: its disks survive crashes; everything else is
 // rebuilt from them at restart.
@@ -140,6 +150,7 @@ type Stats struct {
 	Crashes, Restarts, Partitions        int
 	SnapshotsSent, SnapshotsInstalled    int
 	Compactions, WatchEvents, WatchResum int
+	Expiries                             int
 	MaxRev                               int64
 	Delivered, Dropped, Duplicated       int
 }
@@ -237,6 +248,7 @@ func (s *Sim) start(m *simMember) error {
 		MinLeaseTTL:       1,
 		FS:                m.fs,
 		Backend:           backend.Options{FS: m.dbfs, CacheBytes: 1 << 20},
+		Clock:             s.leaseClock,
 	})
 	if err != nil {
 		return fmt.Errorf("member %s: open: %w", m.name, err)
@@ -261,10 +273,19 @@ func (s *Sim) start(m *simMember) error {
 	d, err := raftnode.NewDriver(raftnode.DriverConfig{
 		ID: m.id, ElectionTicks: electionTicks, HeartbeatTicks: heartbeatTicks,
 		Storage: st.Raft, Applied: m.applied,
-		Log:                    crashingLog{cutter{s, m}, st.WAL},
-		Snaps:                  crashingSnaps{cutter{s, m}, st.Snap},
-		Sender:                 &sender{s: s, from: m},
-		Applier:                &queueApplier{s: s, m: m},
+		Log:     crashingLog{cutter{s, m}, st.WAL},
+		Snaps:   crashingSnaps{cutter{s, m}, st.Snap},
+		Sender:  &sender{s: s, from: m},
+		Applier: &queueApplier{s: s, m: m},
+		Hooks: raftnode.Hooks{
+			// As the server: a member that stops leading stops
+			// keeping lease time at once.
+			LeaderChanged: func(lead uint64) {
+				if lead != m.id {
+					m.st.Applier.Lessor().Demote()
+				}
+			},
+		},
 		Rand:                   rand.New(rand.NewPCG(s.cfg.Seed^m.id, m.incarnation)),
 		SnapshotCatchUpEntries: catchUpEntries,
 		MaxSizePerMsg:          raftnode.DefaultLimits.MaxSizePerMsg,
@@ -412,6 +433,46 @@ func (s *Sim) restart(m *simMember) {
 	}
 }
 
+// leaseClock is the lessors' time: it follows the ticks.
+func (s *Sim) leaseClock() time.Time { return epoch.Add(time.Duration(s.now) * tickDuration) }
+
+// isLeader reports whether m is up and leads.
+func (m *simMember) isLeader() bool {
+	return m.up && m.d.Raft().BasicStatus().RaftState == raft.StateLeader
+}
+
+// leaseDuty is the leader's lease loop, as the server runs it: every
+// expired lease is revoked through a proposal only this member's
+// leadership in this term can append. Each revoke is recorded as an
+// operation of its own (the model sees its keys go).
+func (s *Sim) leaseDuty(m *simMember) {
+	if !m.isLeader() || !m.serving() {
+		return
+	}
+	term := m.d.Raft().BasicStatus().Term
+	for _, id := range m.st.Applier.Lessor().Expired(maxRevokesPerTick, revokeRetry) {
+		c := &s.clients
+		c.nextID++
+		c.nextReq++
+		o := &op{id: c.nextID, member: m, reqID: c.nextReq, deadline: s.now + opTimeoutTicks,
+			in: input{kind: opRevoke, lease: id}, expiry: true}
+		data, err := request(o).Marshal()
+		if err != nil {
+			s.failf("marshal: %v", err)
+			return
+		}
+		o.call = s.tick()
+		if err := m.d.ProposeAsLeader(data, term); err != nil {
+			continue
+		}
+		s.stats.Expiries++
+		s.tracef("%s revokes expired lease %d", m.name, id)
+		m.pending[o.reqID] = o
+		c.live[o.id] = o
+	}
+	s.handleReady(m)
+}
+
 // tick advances the logical clock of client operations.
 func (s *Sim) tick() int64 {
 	s.clock++
@@ -501,6 +562,9 @@ func (s *Sim) tickAll() {
 	for _, m := range s.up() {
 		m.d.Raft().Tick()
 		s.handleReady(m)
+	}
+	for _, m := range s.up() {
+		s.leaseDuty(m)
 	}
 }
 
@@ -622,6 +686,14 @@ func (s *Sim) appliedHook(m *simMember) func(e raftpb.Entry, res apply.Result, _
 			s.results[e.Index] = got
 		} else if want != got {
 			s.failf("entry %d: member %s computed %s, another member %s", e.Index, m.name, got, want)
+		}
+		if e.Type == raftpb.EntryNormal && len(e.Data) == 0 && e.Term == m.d.Term() && m.isLeader() {
+			// As the server: the leader's first entry of its term is
+			// applied, so its lessor is up to date and may keep time.
+			term := e.Term
+			m.st.Applier.Lessor().Promote(electionTicks*tickDuration, func() bool {
+				return m.isLeader() && m.d.Raft().BasicStatus().Term == term
+			})
 		}
 		if res.ID == 0 {
 			return

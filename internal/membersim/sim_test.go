@@ -106,6 +106,7 @@ func add(a, b Stats) Stats {
 	a.Compactions += b.Compactions
 	a.WatchEvents += b.WatchEvents
 	a.WatchResum += b.WatchResum
+	a.Expiries += b.Expiries
 	a.MaxRev = max(a.MaxRev, b.MaxRev)
 	a.Delivered += b.Delivered
 	a.Dropped += b.Dropped
