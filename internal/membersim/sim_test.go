@@ -51,7 +51,7 @@ func runSeed(cfg Config) (stats Stats, err error) {
 // package doc). A failure names its seed; CAIRN_MEMBERSIM_SEED=<seed>
 // replays it with a trace.
 func TestMemberSimulation(t *testing.T) {
-	steps := envInt(t, "CAIRN_MEMBERSIM_STEPS", 3000)
+	steps := envInt(t, "CAIRN_MEMBERSIM_STEPS", 1500)
 	if seed := os.Getenv("CAIRN_MEMBERSIM_SEED"); seed != "" {
 		n, err := strconv.ParseUint(seed, 10, 64)
 		if err != nil {

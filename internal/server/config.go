@@ -82,7 +82,6 @@ func (c *Config) MinLeaseTTL() int64 {
 
 func (c *Config) memberDir() string { return filepath.Join(c.DataDir, "member") }
 func (c *Config) walDir() string    { return filepath.Join(c.memberDir(), "wal") }
-func (c *Config) snapDir() string   { return filepath.Join(c.memberDir(), "snap") }
 func (c *Config) dbDir() string     { return filepath.Join(c.memberDir(), "db") }
 
 // validate checks what the server depends on and fills defaults.

@@ -29,19 +29,20 @@ func startExpectingFailure(t *testing.T, m *member, want ...string) string {
 	m.start()
 	const within = 60 * time.Second
 	select {
-	case <-m.exited:
+	case <-m.proc.exited:
 	case <-time.After(within):
 		m.kill()
 		t.Fatalf("%s still running %v after a start that should fail; killed it", m.name, within)
 	}
+	exitStatus := m.proc.err
 	data, err := os.ReadFile(m.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := string(data[before:])
 	var exit *exec.ExitError
-	if !errors.As(m.exitStatus, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("%s exited with %v, want exit status 1; output:\n%s", m.name, m.exitStatus, out)
+	if !errors.As(exitStatus, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("%s exited with %v, want exit status 1; output:\n%s", m.name, exitStatus, out)
 	}
 	for _, bad := range []string{"panic", "SIGSEGV", "goroutine "} {
 		if strings.Contains(out, bad) {
