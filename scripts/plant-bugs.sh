@@ -17,6 +17,7 @@ maxfail=${MAXFAIL:-8}
 only=${1:-}
 root=$(pwd)
 scratch=$(mktemp -d)
+logs=${LOGS:-$scratch}  # each bug's test log; LOGS=dir keeps them
 trap 'git -C "$root" worktree remove --force "$scratch/wt" >/dev/null 2>&1 || true; rm -rf "$scratch"' EXIT
 git worktree add --detach "$scratch/wt" HEAD >/dev/null 2>&1
 missed=0
@@ -25,13 +26,14 @@ for patch in "$root"/internal/membersim/testdata/bugs/${only}*.patch; do
   name=$(basename "$patch" .patch)
   git -C "$scratch/wt" checkout -q -- .
   git -C "$scratch/wt" apply "$patch"
-  log="$scratch/$name.log"
+  mkdir -p "$logs"
+  log="$logs/$name.log"
   (cd "$scratch/wt" && CAIRN_MEMBERSIM_SEEDS=$seeds CAIRN_MEMBERSIM_STEPS=$steps CAIRN_MEMBERSIM_MAXFAIL=$maxfail \
     go test -count=1 -timeout 60m ./internal/membersim -run 'TestMemberSimulation$' -v >"$log" 2>&1) || true
-  caught=$(grep -o 'FAILED SEED [0-9]*' "$log" | awk '{print $3}' | tr '\n' ' ')
+  caught=$(grep -o 'FAILED SEED [0-9]*' "$log" | awk '{print $3}' | tr '\n' ' ' || true)
   n=$(wc -w <<<"$caught")
   ran=$seeds
-  if stop=$(grep -o 'STOPPED after [0-9]* failing seeds, at seed [0-9]*' "$log"); then
+  if stop=$(grep -o 'STOPPED after [0-9]* failing seeds, at seed [0-9]*' "$log" || true) && [[ -n $stop ]]; then
     ran=$(( $(awk '{print $NF}' <<<"$stop") + 1 ))
   fi
   first=$(grep -m1 -o 'FAILED SEED [0-9]*: .*' "$log" | cut -c1-150 || true)

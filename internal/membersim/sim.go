@@ -573,9 +573,18 @@ func (s *Sim) fault() {
 	r := s.rng.IntN(total)
 	switch {
 	case r < s.mix.crash:
-		// Keep a quorum's worth of members at most down at once... or
-		// not: losing quorum is a fault too; restarts bring them back.
-		if m := s.pick(s.up()); m != nil {
+		// Half the time the leader: the crash that leaves entries on a
+		// minority and makes the survivors elect among themselves.
+		// Losing a quorum is a fault too; restarts bring members back.
+		m := s.pick(s.up())
+		if s.rng.IntN(2) == 0 {
+			for _, l := range s.up() {
+				if l.isLeader() {
+					m = l
+				}
+			}
+		}
+		if m != nil {
 			s.crash(m)
 			s.restartAt[m] = s.now + 5 + s.rng.Uint64N(10*electionTicks)
 		}
