@@ -22,6 +22,11 @@ type cutter struct {
 }
 
 func (c cutter) cut(what string) error {
+	if c.m.cutNext && c.s.faults {
+		c.m.cutNext = false
+		c.s.tracef("power cut at %s on %s, just after it sent a promise", what, c.m.name)
+		return errPowerCut
+	}
 	if c.s.faults && c.s.rng.Float64() < c.s.mix.ioCrashRate {
 		c.s.tracef("power cut at %s on %s", what, c.m.name)
 		return errPowerCut

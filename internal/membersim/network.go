@@ -46,6 +46,12 @@ type sender struct {
 func (snd *sender) Send(msgs []raftpb.Message) {
 	s := snd.s
 	for _, m := range msgs {
+		if s.faults && (m.Type == raftpb.MsgAppResp && !m.Reject || m.Type == raftpb.MsgVoteResp && !m.Reject) &&
+			s.rng.Float64() < s.mix.promiseCutRate {
+			// A promise about the disk is out: the power may go at
+			// once (at the next write: a correct member made it).
+			snd.from.cutNext = true
+		}
 		env := envelope{from: m.From, to: m.To, deliverAt: s.now + s.rng.Uint64N(s.net.maxDelay+1)}
 		if m.Type == raftpb.MsgSnap {
 			// As transport.sendSnapshot: the image to send is opened

@@ -88,6 +88,10 @@ type simMember struct {
 	// lastRev is the store's revision after the last apply, to check
 	// that it never goes backwards (within an incarnation).
 	lastRev int64
+	// cutNext: the power goes out at its next storage write (it just
+	// sent a vote or an append acknowledgement: the write it promised
+	// must have been made already).
+	cutNext bool
 }
 
 // outcome is what applying a request produced, at the first member that
@@ -169,6 +173,9 @@ type mix struct {
 	// ioCrashRate: chance of a power cut before or after each storage
 	// write of the driver, mid-Ready.
 	ioCrashRate float64
+	// promiseCutRate: chance that a member that sends a vote or an
+	// append acknowledgement loses power at its next storage write.
+	promiseCutRate float64
 }
 
 func (s *Sim) drawMix() {
@@ -182,6 +189,7 @@ func (s *Sim) drawMix() {
 	s.mix.slowApply = pick(0, 300, 700)
 	s.mix.immediateApply = []float64{0, 0.3, 0.9}[s.rng.IntN(3)]
 	s.mix.ioCrashRate = []float64{0, 0.002, 0.01}[s.rng.IntN(3)]
+	s.mix.promiseCutRate = []float64{0, 0.02, 0.1}[s.rng.IntN(3)]
 	s.net.dropRate = []float64{0, 0.01, 0.05, 0.15}[s.rng.IntN(4)]
 	s.net.dupRate = []float64{0, 0.02, 0.08}[s.rng.IntN(3)]
 	// Delays stay well under an election timeout, as on a LAN.
@@ -263,6 +271,7 @@ func (s *Sim) start(m *simMember) error {
 	m.applied = st.Applier.ConsistentIndex()
 	m.recovery = st.Raft.HardState().Commit
 	m.lastRev = 0
+	m.cutNext = false
 	m.pipe = member.NewPipeline(st, member.PipelineConfig{
 		SnapshotCount: snapshotCount,
 		TakeSnapshot: func(index uint64, cs raftpb.ConfState) error {
