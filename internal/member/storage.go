@@ -37,6 +37,10 @@ type Config struct {
 	MinLeaseTTL int64
 	// FS holds the WAL and the snapshots; nil is the real disk.
 	FS vfs.FS
+	// WALSegmentBytes is the size WAL segments are preallocated to; 0 is
+	// the WAL's default (64 MiB). The simulator's are small: a simulated
+	// power cut copies whole files.
+	WALSegmentBytes int64
 	// Backend configures the backend (its file system included).
 	Backend backend.Options
 	// Clock is what the lessor reads the time from; nil is time.Now.
@@ -80,8 +84,8 @@ func (st *Storage) Close() error {
 
 // walOptions keep one released segment, so that a damaged newest snapshot
 // file can fall back to the one before it (see package wal).
-func walOptions(logger *zap.Logger) wal.Options {
-	return wal.Options{KeepReleased: 1, Logger: logger}
+func walOptions(cfg Config) wal.Options {
+	return wal.Options{KeepReleased: 1, SegmentBytes: cfg.WALSegmentBytes, Logger: cfg.Logger}
 }
 
 // Open opens the member's storage, creating it on a first start. On an
@@ -163,7 +167,7 @@ func bootstrapNew(cfg Config, fs vfs.FS, st *Storage) error {
 	st.ClusterID = membership.ComputeClusterID(memberIDs(members))
 	// The WAL is created first and empty; writeFounding fills it. A
 	// crash in between leaves an empty WAL, which restart fills.
-	w, err := wal.Create(fs, cfg.WALDir(), wal.Metadata{MemberID: st.MemberID, ClusterID: st.ClusterID}, walOptions(cfg.Logger))
+	w, err := wal.Create(fs, cfg.WALDir(), wal.Metadata{MemberID: st.MemberID, ClusterID: st.ClusterID}, walOptions(cfg))
 	if err != nil {
 		return err
 	}
@@ -267,7 +271,7 @@ func restart(cfg Config, fs vfs.FS, st *Storage) error {
 		}
 		ci = st.Applier.ConsistentIndex()
 	}
-	w, state, err := wal.Open(fs, cfg.WALDir(), wal.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term}, walOptions(cfg.Logger))
+	w, state, err := wal.Open(fs, cfg.WALDir(), wal.Snapshot{Index: s.Metadata.Index, Term: s.Metadata.Term}, walOptions(cfg))
 	if err != nil {
 		var newest uint64
 		for _, v := range valid {

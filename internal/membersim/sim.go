@@ -255,6 +255,7 @@ func (s *Sim) start(m *simMember) error {
 		AdvertisePeerURLs: []string{fmt.Sprintf("http://%s.sim:2380", m.name)},
 		MinLeaseTTL:       1,
 		FS:                m.fs,
+		WALSegmentBytes:   256 << 10,
 		Backend:           backend.Options{FS: m.dbfs, CacheBytes: 1 << 20},
 		Clock:             s.leaseClock,
 	})

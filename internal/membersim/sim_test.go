@@ -51,7 +51,7 @@ func runSeed(cfg Config) (stats Stats, err error) {
 // package doc). A failure names its seed; CAIRN_MEMBERSIM_SEED=<seed>
 // replays it with a trace.
 func TestMemberSimulation(t *testing.T) {
-	steps := envInt(t, "CAIRN_MEMBERSIM_STEPS", 1500)
+	steps := envInt(t, "CAIRN_MEMBERSIM_STEPS", 3000)
 	if seed := os.Getenv("CAIRN_MEMBERSIM_SEED"); seed != "" {
 		n, err := strconv.ParseUint(seed, 10, 64)
 		if err != nil {
@@ -66,7 +66,7 @@ func TestMemberSimulation(t *testing.T) {
 		}
 		return
 	}
-	seeds := envInt(t, "CAIRN_MEMBERSIM_SEEDS", 200)
+	seeds := envInt(t, "CAIRN_MEMBERSIM_SEEDS", 400)
 	if testing.Short() {
 		seeds = min(seeds, 20)
 	}
