@@ -517,7 +517,7 @@ func (c *clients) resolveUnknown(s *Sim) {
 // checkLinearizable checks the history with porcupine.
 func (c *clients) checkLinearizable(s *Sim) {
 	c.resolveUnknown(s)
-	res, _ := porcupine.CheckOperationsVerbose(kvModel, c.history, 15*time.Second)
+	res := porcupine.CheckOperationsTimeout(kvModel, c.history, 15*time.Second)
 	if res != porcupine.Ok {
 		// With a trace (CAIRN_MEMBERSIM_SEED), the history to study.
 		for _, o := range c.history {

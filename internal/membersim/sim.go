@@ -413,7 +413,11 @@ func (s *Sim) crash(m *simMember) {
 	}
 	s.stats.Crashes++
 	s.tracef("crash %s", m.name)
-	crashed := m.dbfs.CrashClone(pebblevfs.CrashCloneCfg{UnsyncedDataPercent: s.rng.IntN(3) * 25, RNG: rand.New(rand.NewPCG(s.rng.Uint64(), 0))})
+	// The backend's disk keeps what was synced and, a third of the time
+	// each, none of the rest (power loss), half of it, or all of it (the
+	// process was killed: what pebble wrote to files survives).
+	kept := []int{0, 50, 100}[s.rng.IntN(3)]
+	crashed := m.dbfs.CrashClone(pebblevfs.CrashCloneCfg{UnsyncedDataPercent: kept, RNG: rand.New(rand.NewPCG(s.rng.Uint64(), 0))})
 	m.fs.CrashRandom(s.rng)
 	// Closing writes only to the abandoned disks (the WAL's handles are
 	// stale after the crash, the backend's disk is replaced).
