@@ -87,23 +87,32 @@ func (snd *sender) Send(msgs []raftpb.Message) {
 	}
 }
 
-// deliverSome delivers most of the messages that are due, in a random
-// order.
+// maxInflight bounds the messages in flight: raft sends a bounded number
+// per member and tick, so more is a message storm (members answering each
+// other without end), reported as a violation.
+const maxInflight = 50000
+
+// deliverSome delivers a random number (most, on average) of the messages
+// that are due, in a random order.
 func (n *network) deliverSome(s *Sim) {
-	for range 1 + s.rng.IntN(2*len(n.inflight)+1) {
-		var due []int
-		for i, e := range n.inflight {
-			if e.deliverAt <= s.now {
-				due = append(due, i)
-			}
+	if len(n.inflight) > maxInflight {
+		s.failf("message storm: %d messages in flight", len(n.inflight))
+		return
+	}
+	var due, later []envelope
+	for _, e := range n.inflight {
+		if e.deliverAt <= s.now {
+			due = append(due, e)
+		} else {
+			later = append(later, e)
 		}
-		if len(due) == 0 {
-			return
-		}
-		i := due[s.rng.IntN(len(due))]
-		env := n.inflight[i]
-		n.inflight = append(n.inflight[:i], n.inflight[i+1:]...)
-		n.deliver(s, env)
+	}
+	s.rng.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
+	k := min(len(due), s.rng.IntN(2*len(due)+1))
+	// What is not delivered now stays in flight; deliveries add to it.
+	n.inflight = append(later, due[k:]...)
+	for _, e := range due[:k] {
+		n.deliver(s, e)
 	}
 }
 
