@@ -296,14 +296,13 @@ func (s *Sim) start(m *simMember) error {
 				}
 			},
 		},
-		Rand:                   rand.New(rand.NewPCG(s.cfg.Seed^m.id, m.incarnation)),
-		SnapshotCatchUpEntries: catchUpEntries,
-		MaxSizePerMsg:          raftnode.DefaultLimits.MaxSizePerMsg,
-		MaxInflightMsgs:        raftnode.DefaultLimits.MaxInflightMsgs,
-		MaxUncommittedBytes:    raftnode.DefaultLimits.MaxUncommittedBytes,
-		// Small, so that committed entries reach the applier in
-		// several pieces.
-		MaxCommittedSizePerReady: 1 << 10,
+		Rand: rand.New(rand.NewPCG(s.cfg.Seed^m.id, m.incarnation)),
+		Limits: raftnode.Limits{
+			SnapshotCatchUpEntries: catchUpEntries,
+			// Small, so that committed entries reach the applier in
+			// several pieces.
+			MaxCommittedSizePerReady: 1 << 10,
+		},
 	})
 	if err != nil {
 		st.Close()
@@ -342,8 +341,7 @@ func (s *Sim) handleReady(m *simMember) {
 	}
 	if err := m.d.HandleReady(); err != nil {
 		if errors.Is(err, errPowerCut) {
-			s.crash(m)
-			s.restartAt[m] = s.now + 1 + s.rng.Uint64N(5*electionTicks)
+			s.powerCut(m)
 			return
 		}
 		s.failf("member %s: %v", m.name, err)
@@ -360,8 +358,7 @@ func (s *Sim) applyOne(m *simMember) {
 	m.applyQ = m.applyQ[1:]
 	if err := s.applyBatch(m, ta); err != nil {
 		if errors.Is(err, errPowerCut) {
-			s.crash(m)
-			s.restartAt[m] = s.now + 1 + s.rng.Uint64N(5*electionTicks)
+			s.powerCut(m)
 			return
 		}
 		s.failf("member %s: apply: %v", m.name, err)
@@ -434,6 +431,13 @@ func (s *Sim) crash(m *simMember) {
 	}
 	s.watches.memberDown(s, m)
 	m.up, m.st, m.d, m.pipe, m.images, m.applyQ, m.pending, m.reads, m.readyReads = false, nil, nil, nil, nil, nil, nil, nil, nil
+}
+
+// powerCut crashes m at a power cut its storage reported mid-Ready, and
+// brings it back soon.
+func (s *Sim) powerCut(m *simMember) {
+	s.crash(m)
+	s.restartAt[m] = s.now + 1 + s.rng.Uint64N(5*electionTicks)
 }
 
 func (s *Sim) restart(m *simMember) {

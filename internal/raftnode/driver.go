@@ -105,17 +105,13 @@ type DriverConfig struct {
 	// Rand seeds raft's randomized election timeouts: a seeded source in
 	// the simulator, a random one in production.
 	Rand *rand.Rand
-	// SnapshotCatchUpEntries is how many entries before a snapshot are
-	// kept in memory for slow followers.
-	SnapshotCatchUpEntries uint64
 	// CampaignOnStart starts an election at once instead of after an
 	// election timeout (for a member that is the only voter).
 	CampaignOnStart bool
-	// Limits: see raft.Config.
-	MaxSizePerMsg            uint64
-	MaxInflightMsgs          int
-	MaxUncommittedBytes      uint64
-	MaxCommittedSizePerReady uint64
+	// Limits are the core's size bounds and the entries kept for slow
+	// followers; zero fields are DefaultLimits'. (MaxApplyBytes is
+	// Node's: the Driver hands over without waiting.)
+	Limits Limits
 	// TuneRaft, if set, changes the core's configuration before it is
 	// built. Production leaves it nil (pre-vote and check-quorum on); the
 	// raft simulator varies them and uses tiny limits.
@@ -147,16 +143,17 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 	if cfg.Rand == nil {
 		return nil, errors.New("raftnode: DriverConfig.Rand is required")
 	}
+	cfg.Limits = cfg.Limits.WithDefaults()
 	rc := raft.Config{
 		ID:                        cfg.ID,
 		ElectionTicks:             cfg.ElectionTicks,
 		HeartbeatTicks:            cfg.HeartbeatTicks,
 		Storage:                   cfg.Storage,
 		Applied:                   cfg.Applied,
-		MaxSizePerMsg:             cfg.MaxSizePerMsg,
-		MaxCommittedSizePerReady:  cfg.MaxCommittedSizePerReady,
-		MaxUncommittedEntriesSize: cfg.MaxUncommittedBytes,
-		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxSizePerMsg:             cfg.Limits.MaxSizePerMsg,
+		MaxCommittedSizePerReady:  cfg.Limits.MaxCommittedSizePerReady,
+		MaxUncommittedEntriesSize: cfg.Limits.MaxUncommittedBytes,
+		MaxInflightMsgs:           cfg.Limits.MaxInflightMsgs,
 		MaxPendingReads:           1 << 16,
 		CheckQuorum:               true,
 		PreVote:                   true,
@@ -315,8 +312,8 @@ func (d *Driver) TakeSnapshot(index uint64, cs raftpb.ConfState) error {
 	if _, err := d.cfg.Log.Release(md.Index); err != nil {
 		return fmt.Errorf("raftnode: releasing the WAL: %w", err)
 	}
-	if md.Index > d.cfg.SnapshotCatchUpEntries {
-		compactTo := md.Index - d.cfg.SnapshotCatchUpEntries
+	if md.Index > d.cfg.Limits.SnapshotCatchUpEntries {
+		compactTo := md.Index - d.cfg.Limits.SnapshotCatchUpEntries
 		if err := d.cfg.Storage.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("raftnode: compacting raft storage: %w", err)
 		}

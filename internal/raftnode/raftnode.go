@@ -52,21 +52,14 @@ type Config struct {
 	Transport Transport
 	Hooks     Hooks
 	Logger    *zap.Logger
-	// SnapshotCatchUpEntries is how many entries before a snapshot are
-	// kept in memory for slow followers.
-	SnapshotCatchUpEntries uint64
 	// CampaignOnStart starts an election at once instead of after an
 	// election timeout (for a member that is the only voter).
 	CampaignOnStart bool
-	// Limits: see raft.Config and Limits.
-	MaxSizePerMsg            uint64
-	MaxInflightMsgs          int
-	MaxUncommittedBytes      uint64
-	MaxCommittedSizePerReady uint64
-	// MaxApplyBytes bounds the entry bytes handed to the applier and not
-	// yet applied (see ApplyDone): past it, the loop waits for the
-	// applier before it handles more.
-	MaxApplyBytes int64
+	// Limits are the loop's size bounds; zero fields are DefaultLimits'.
+	// Limits.MaxApplyBytes bounds the entry bytes handed to the applier
+	// and not yet applied (see ApplyDone): past it, the loop waits for
+	// the applier before it handles more.
+	Limits Limits
 }
 
 type proposal struct {
@@ -143,15 +136,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	lim := Limits{
-		MaxSizePerMsg:            cfg.MaxSizePerMsg,
-		MaxInflightMsgs:          cfg.MaxInflightMsgs,
-		MaxUncommittedBytes:      cfg.MaxUncommittedBytes,
-		MaxCommittedSizePerReady: cfg.MaxCommittedSizePerReady,
-		MaxApplyBytes:            cfg.MaxApplyBytes,
-		SnapshotCatchUpEntries:   cfg.SnapshotCatchUpEntries,
-	}.WithDefaults()
-	cfg.MaxApplyBytes = lim.MaxApplyBytes
+	cfg.Limits = cfg.Limits.WithDefaults()
 	n := &Node{
 		cfg: cfg, logger: cfg.Logger,
 		// Buffers absorb bursts while the loop is in an fsync; every
@@ -172,24 +157,20 @@ func New(cfg Config) (*Node, error) {
 	hooks := cfg.Hooks
 	hooks.SnapshotTaken = func(uint64) { n.purgeInBackground() }
 	d, err := NewDriver(DriverConfig{
-		ID:                       cfg.ID,
-		ElectionTicks:            cfg.ElectionTicks,
-		HeartbeatTicks:           cfg.HeartbeatTicks,
-		Storage:                  cfg.Storage,
-		Applied:                  cfg.Applied,
-		Log:                      cfg.WAL,
-		Snaps:                    cfg.Snap,
-		Sender:                   cfg.Transport,
-		Applier:                  (*nodeApplier)(n),
-		Hooks:                    hooks,
-		Logger:                   cfg.Logger,
-		Rand:                     rand.New(rand.NewPCG(rand.Uint64(), cfg.ID)),
-		SnapshotCatchUpEntries:   lim.SnapshotCatchUpEntries,
-		CampaignOnStart:          cfg.CampaignOnStart,
-		MaxSizePerMsg:            lim.MaxSizePerMsg,
-		MaxInflightMsgs:          lim.MaxInflightMsgs,
-		MaxUncommittedBytes:      lim.MaxUncommittedBytes,
-		MaxCommittedSizePerReady: lim.MaxCommittedSizePerReady,
+		ID:              cfg.ID,
+		ElectionTicks:   cfg.ElectionTicks,
+		HeartbeatTicks:  cfg.HeartbeatTicks,
+		Storage:         cfg.Storage,
+		Applied:         cfg.Applied,
+		Log:             cfg.WAL,
+		Snaps:           cfg.Snap,
+		Sender:          cfg.Transport,
+		Applier:         (*nodeApplier)(n),
+		Hooks:           hooks,
+		Logger:          cfg.Logger,
+		Rand:            rand.New(rand.NewPCG(rand.Uint64(), cfg.ID)),
+		CampaignOnStart: cfg.CampaignOnStart,
+		Limits:          cfg.Limits,
 	})
 	if err != nil {
 		return nil, err
@@ -502,7 +483,7 @@ func (a *nodeApplier) Apply(ta ToApply) error {
 	size := int64(ta.Bytes())
 	for {
 		held := n.applyBytes.Load()
-		if held == 0 || held+size <= n.cfg.MaxApplyBytes {
+		if held == 0 || held+size <= n.cfg.Limits.MaxApplyBytes {
 			break
 		}
 		select {

@@ -177,10 +177,10 @@ func (s *Server) Start() error {
 			LeaderChanged: s.leaderChanged,
 			WALSync:       s.metrics.walSync,
 		},
-		CampaignOnStart:        s.soleVoter(),
-		SnapshotCatchUpEntries: s.cfg.SnapshotCatchUpEntries,
+		CampaignOnStart: s.soleVoter(),
 		// The other limits are raftnode.DefaultLimits, checked against
 		// MaxRequestBytes by Config.validate.
+		Limits: raftnode.Limits{SnapshotCatchUpEntries: s.cfg.SnapshotCatchUpEntries},
 	})
 	if err != nil {
 		s.tr.Stop()
