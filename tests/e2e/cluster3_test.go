@@ -78,6 +78,39 @@ func waitMembersPublished(t *testing.T, cli *clientv3.Client, n int) *clientv3.M
 	}
 }
 
+// catchUpThroughSnapshot starts three members that snapshot every 100
+// entries and keep 10 for laggards, keeps one down while 400 puts go to
+// the leader, starts it again, and checks that it caught up, holding every
+// acknowledged put, through a snapshot image from the leader. It returns
+// the cluster, a client of the leader, the member that caught up and the
+// puts (key -> revision).
+func catchUpThroughSnapshot(t *testing.T) (*cluster, *clientv3.Client, *member, map[string]int64) {
+	t.Helper()
+	c := newCluster(t, 3, "--snapshot-count", "100", "--snapshot-catchup-entries", "10")
+	lead := c.waitLeader()
+	behind := c.members[(lead+1)%3]
+	behind.kill()
+	cli := c.members[lead].client()
+	acked := map[string]int64{}
+	for i := range 400 {
+		key := fmt.Sprintf("load/%04d", i)
+		resp, err := cli.Put(ctxT(t), key, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked[key] = resp.Header.Revision
+	}
+	behind.start()
+	bcli := behind.client()
+	checkAcked(t, bcli, acked, false) // a linearizable read waits for it to catch up
+	checkAcked(t, bcli, acked, true)
+	images, err := filepath.Glob(filepath.Join(behind.dataDir, "member", "snap", "*.snap.db"))
+	if err != nil || len(images) == 0 {
+		t.Fatalf("the member caught up without receiving a snapshot image (%v)", err)
+	}
+	return c, cli, behind, acked
+}
+
 // loadGen writes unique keys from several clients until stopped, and
 // records which writes were acknowledged, at which revision.
 type loadGen struct {
@@ -276,28 +309,8 @@ func TestKillAllAndRestart(t *testing.T) {
 // logs catches up through a snapshot: the leader sends an image of its
 // backend, and the member ends with every write.
 func TestSnapshotCatchUp(t *testing.T) {
-	c := newCluster(t, 3, "--snapshot-count", "100", "--snapshot-catchup-entries", "10")
-	lead := c.waitLeader()
-	behind := c.members[(lead+1)%3]
-	behind.kill()
-	cli := c.members[lead].client()
-	acked := map[string]int64{}
-	for i := range 400 {
-		key := fmt.Sprintf("load/%04d", i)
-		resp, err := cli.Put(ctxT(t), key, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		acked[key] = resp.Header.Revision
-	}
-	behind.start()
+	c, cli, behind, acked := catchUpThroughSnapshot(t)
 	bcli := behind.client()
-	checkAcked(t, bcli, acked, false)
-	checkAcked(t, bcli, acked, true)
-	images, err := filepath.Glob(filepath.Join(behind.dataDir, "member", "snap", "*.snap.db"))
-	if err != nil || len(images) == 0 {
-		t.Fatalf("the member caught up without receiving a snapshot image (%v)", err)
-	}
 	// And it keeps up afterwards, through the log.
 	resp, err := cli.Put(ctxT(t), "after", "x")
 	if err != nil {

@@ -183,28 +183,8 @@ func TestStartupCorruptWAL(t *testing.T) {
 // before that snapshot: if the snapshot file is damaged, nothing older can
 // stand in for it, and the start fails naming the snapshot directory.
 func TestStartupCorruptInstalledSnapshot(t *testing.T) {
-	c := newCluster(t, 3, "--snapshot-count", "100", "--snapshot-catchup-entries", "10")
-	lead := c.waitLeader()
-	behind := c.members[(lead+1)%3]
-	behind.kill()
-	cli := c.members[lead].client()
-	acked := map[string]int64{}
-	for i := range 400 {
-		key := fmt.Sprintf("load/%04d", i)
-		resp, err := cli.Put(ctxT(t), key, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		acked[key] = resp.Header.Revision
-	}
-	behind.start()
-	bcli := behind.client()
-	checkAcked(t, bcli, acked, false) // a linearizable read waits for it to catch up
-	checkAcked(t, bcli, acked, true)
+	_, _, behind, _ := catchUpThroughSnapshot(t)
 	snapDir := filepath.Join(behind.dataDir, "member", "snap")
-	if images, _ := filepath.Glob(filepath.Join(snapDir, "*.snap.db")); len(images) == 0 {
-		t.Fatal("the member caught up without receiving a snapshot")
-	}
 	behind.kill()
 	snaps, err := filepath.Glob(filepath.Join(snapDir, "*.snap"))
 	if err != nil || len(snaps) == 0 {
