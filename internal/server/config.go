@@ -52,6 +52,50 @@ type Config struct {
 	// remaining TTLs through raft (default 5m, etcd's).
 	LeaseCheckpointInterval time.Duration
 
+	// WALDir, when set, holds the WAL instead of <data-dir>/member/wal
+	// (etcd's --wal-dir).
+	WALDir string
+	// MaxSnapshots and MaxWALs bound the snapshot and WAL files kept on
+	// disk; 0 keeps all (etcd's --max-snapshots, --max-wals; the flags
+	// default to 5).
+	MaxSnapshots int
+	MaxWALs      int
+	// UnsafeNoFsync skips every fsync (WAL, snapshots, backend): a power
+	// failure then loses acknowledged writes. For tests (etcd's
+	// --unsafe-no-fsync).
+	UnsafeNoFsync bool
+	// ForceNewCluster restarts a member with existing data as the only
+	// voter of a one-member cluster, keeping its keys (etcd's
+	// --force-new-cluster).
+	ForceNewCluster bool
+	// DisablePreVote turns raft's pre-vote off (etcd's --pre-vote=false).
+	DisablePreVote bool
+	// DisableInitialElectionTickAdvance keeps a starting member from
+	// fast-forwarding its election ticks (etcd's
+	// --initial-election-tick-advance=false).
+	DisableInitialElectionTickAdvance bool
+	// StrictReconfigCheck rejects membership changes that would lose
+	// quorum (etcd's --strict-reconfig-check, default true).
+	StrictReconfigCheck bool
+
+	// The client gRPC server (etcd's --max-concurrent-streams,
+	// --grpc-keepalive-*); zero takes etcd's defaults (no stream limit,
+	// 5s, 2h, 20s).
+	MaxConcurrentStreams  uint32
+	GRPCKeepAliveMinTime  time.Duration
+	GRPCKeepAliveInterval time.Duration
+	GRPCKeepAliveTimeout  time.Duration
+
+	// Metrics is "basic" or "extensive" (etcd's --metrics: extensive adds
+	// the gRPC handling-time histograms).
+	Metrics string
+	// WarningApplyDuration and WarningUnaryRequestDuration are how long an
+	// apply or a unary request may take before a warning is logged
+	// (etcd's --warning-apply-duration, 100ms, and
+	// --warning-unary-request-duration, 300ms); zero takes the default.
+	WarningApplyDuration        time.Duration
+	WarningUnaryRequestDuration time.Duration
+
 	Logger   *zap.Logger
 	Registry prometheus.Registerer
 }
