@@ -53,7 +53,7 @@ func run(args []string, environ []string, stdout, stderr io.Writer) int {
 			version, v3rpc.APIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	}
-	logger, err := newLogger(c.LogLevel, stderr)
+	logger, err := newLogger(logConfig{Logger: "zap", Outputs: []string{"default"}, Level: c.LogLevel, Format: "json"}, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "cairn: %v\n", err)
 		return 1
@@ -77,18 +77,6 @@ func reportExit(logger *zap.Logger, stderr io.Writer, err error) {
 		return
 	}
 	fmt.Fprintf(stderr, "cairn: %v\n", err)
-}
-
-func newLogger(level string, out io.Writer) (*zap.Logger, error) {
-	var lvl zapcore.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error, panic, fatal", level)
-	}
-	enc := zap.NewProductionEncoderConfig()
-	enc.TimeKey = "ts"
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(out), lvl)
-	return zap.New(core, zap.AddCaller()), nil
 }
 
 func serve(c config, logger *zap.Logger) error {
