@@ -66,15 +66,26 @@ type report struct {
 	// brokenPackages are packages that failed with no failed test to
 	// show for it, each with the end of its own output.
 	brokenPackages []*test
-	elapsed        time.Duration
+	// leakedAfterPassing are packages whose tests passed and whose only
+	// failure is etcd's check for goroutines left running after them.
+	leakedAfterPassing []*test
+	elapsed            time.Duration
 }
+
+// leakReport is what etcd's testutil.CheckLeakedGoroutine prints when a
+// goroutine outlives a package's tests.
+const leakReport = "Unexpected goroutines running after all test(s)"
 
 func summarize(runs []*run) *report {
 	rep := &report{}
 	for _, r := range runs {
 		for _, t := range r.tests {
 			if t.name == "" {
-				if t.action == actionFail && !r.anyTestFailed() {
+				switch {
+				case t.action != actionFail || r.anyTestFailed():
+				case t.hasOutput(leakReport):
+					rep.leakedAfterPassing = append(rep.leakedAfterPassing, t)
+				default:
 					rep.brokenPackages = append(rep.brokenPackages, t)
 				}
 				rep.elapsed += t.elapsed
@@ -122,6 +133,16 @@ func (rep *report) print(w io.Writer, label string, tailLines, slowest int) {
 		for _, line := range lastLines(p.output, tailLines) {
 			fmt.Fprintf(w, "    %s", line)
 		}
+	}
+	for _, p := range rep.leakedAfterPassing {
+		var names []string
+		for _, t := range rep.leaves {
+			if t.run == p.run {
+				names = append(names, t.fullName())
+			}
+		}
+		fmt.Fprintf(w, "note: package %s failed after its tests passed (%s): a goroutine outlived them (etcd's leak check)\n",
+			p.pkg, strings.Join(names, ", "))
 	}
 	if slowest > 0 && len(rep.leaves) > 0 {
 		bySlowness := append([]*test(nil), rep.leaves...)

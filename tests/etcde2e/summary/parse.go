@@ -36,6 +36,17 @@ type test struct {
 	action  action
 	elapsed time.Duration
 	output  []string
+	// run is the stream the test came from.
+	run *run
+}
+
+func (t *test) hasOutput(s string) bool {
+	for _, line := range t.output {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // fullName is the test's package (as test2json's -p named it) and name,
@@ -69,7 +80,7 @@ func parse(r io.Reader) (*run, error) {
 		}
 		t := rn.byName[ev.Test]
 		if t == nil {
-			t = &test{pkg: ev.Package, name: ev.Test}
+			t = &test{pkg: ev.Package, name: ev.Test, run: rn}
 			rn.byName[ev.Test] = t
 			rn.tests = append(rn.tests, t)
 		}

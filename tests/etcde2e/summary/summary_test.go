@@ -81,3 +81,26 @@ func TestSummaryFailsOnPackageFailureWithoutFailedTest(t *testing.T) {
 		t.Errorf("output:\n%s", out.String())
 	}
 }
+
+// etcd's leak check failing a package whose tests passed is a note, not a
+// failure: it fails against stock etcd too.
+func TestSummaryNotesALeakAfterPassingTests(t *testing.T) {
+	r, err := parse(strings.NewReader(`{"Action":"run","Package":"e2e","Test":"TestEtcdExampleConfig"}
+{"Action":"pass","Package":"e2e","Test":"TestEtcdExampleConfig","Elapsed":0.7}
+{"Action":"output","Package":"e2e","Output":"PASS\n"}
+{"Action":"output","Package":"e2e","Output":"Unexpected goroutines running after all test(s).\n"}
+{"Action":"fail","Package":"e2e","Elapsed":1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := summarize([]*run{r})
+	if rep.failed() {
+		t.Error("a leak after passing tests failed the run")
+	}
+	var out strings.Builder
+	rep.print(&out, "", 40, 0)
+	if want := "note: package e2e failed after its tests passed (e2e TestEtcdExampleConfig)"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
