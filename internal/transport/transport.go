@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -494,13 +495,24 @@ func streamError(stream grpc.ClientStream, sendErr error) error {
 	return sendErr
 }
 
-// dial returns a client connection to a peer URL (http://host:port).
+// dial returns a client connection to a peer URL: http://host:port, or
+// unix://path, a Unix socket at host+path as the member listening on it
+// reads the URL (etcd's reading; "unix://localhost:2380" is a file named
+// "localhost:2380" in the working directory).
 func dial(rawURL string) (*grpc.ClientConn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewClient("passthrough:///"+u.Host,
+	var unixSocket []grpc.DialOption
+	if u.Scheme == "unix" {
+		path := u.Host + u.Path
+		unixSocket = append(unixSocket, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}))
+	}
+	return grpc.NewClient("passthrough:///"+u.Host, append(unixSocket,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxFrameBytes), grpc.MaxCallRecvMsgSize(MaxFrameBytes)),
 		// A peer whose host vanished is noticed in seconds, not after
@@ -508,7 +520,7 @@ func dial(rawURL string) (*grpc.ClientConn, error) {
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithInitialWindowSize(flowWindowBytes),
 		grpc.WithInitialConnWindowSize(flowWindowBytes),
-	)
+	)...)
 }
 
 func idString(id uint64) string { return strconv.FormatUint(id, 16) }

@@ -213,7 +213,7 @@ func (s *fakeSnapshots) check(index uint64) error {
 // node is one member: a transport served by a gRPC server on loopback.
 type node struct {
 	id, clusterID uint64
-	addr          string
+	peerURL       string
 	raft          *fakeRaft
 	snaps         *fakeSnapshots
 	tr            *Transport
@@ -229,7 +229,13 @@ func startNode(t *testing.T, id, clusterID uint64, addr string, snaps *fakeSnaps
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{id: id, clusterID: clusterID, addr: lis.Addr().String(), snaps: snaps, raft: newFakeRaft(snaps),
+	return serveNode(t, id, clusterID, lis, "http://"+lis.Addr().String(), snaps)
+}
+
+// serveNode starts member id of clusterID on lis, reached at peerURL.
+func serveNode(t *testing.T, id, clusterID uint64, lis net.Listener, peerURL string, snaps *fakeSnapshots) *node {
+	t.Helper()
+	n := &node{id: id, clusterID: clusterID, peerURL: peerURL, snaps: snaps, raft: newFakeRaft(snaps),
 		served: make(chan struct{})}
 	n.tr = New(Config{LocalID: id, ClusterID: clusterID, Raft: n.raft, Snapshots: snaps})
 	n.srv = grpc.NewServer(ServerOptions()...)
@@ -242,7 +248,7 @@ func startNode(t *testing.T, id, clusterID uint64, addr string, snaps *fakeSnaps
 	return n
 }
 
-func (n *node) url() string { return "http://" + n.addr }
+func (n *node) url() string { return n.peerURL }
 
 // stop stops the transport, then the gRPC server, and waits for its Serve.
 // It may be called again.
@@ -281,6 +287,27 @@ func checkInOrder(t *testing.T, msgs []raftpb.Message, first, last uint64) {
 }
 
 const testCluster = 0xc1
+
+// Members whose peer URLs are Unix sockets (unix://path, as etcd allows)
+// reach each other over those sockets.
+func TestUnixSocketPeers(t *testing.T) {
+	dir := t.TempDir()
+	var nodes []*node
+	for id := uint64(1); id <= 2; id++ {
+		path := filepath.Join(dir, fmt.Sprintf("member%d.sock", id))
+		lis, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, serveNode(t, id, testCluster, lis, "unix://"+path, nil))
+	}
+	connect(nodes...)
+	nodes[0].tr.Send([]raftpb.Message{app(1, 2, 1)})
+	nodes[1].tr.Send([]raftpb.Message{app(2, 1, 1)})
+	waitFor(t, "a message each way over the sockets", func() bool {
+		return len(nodes[1].raft.received(1)) == 1 && len(nodes[0].raft.received(2)) == 1
+	})
+}
 
 // Messages from one member arrive at each peer in the order they were
 // sent, whole, none lost, while three members send to each other at once
@@ -351,7 +378,7 @@ func TestStoppedPeerReportedAndResumes(t *testing.T) {
 		return a.raft.unreachableCount(2) > 0
 	})
 
-	b = startNode(t, 2, testCluster, b.addr, nil)
+	b = startNode(t, 2, testCluster, strings.TrimPrefix(b.peerURL, "http://"), nil)
 	// Messages sent while the stream reconnects are dropped (and
 	// reported): send until one arrives.
 	waitFor(t, "a message at the restarted member", func() bool {
