@@ -19,9 +19,6 @@ import (
 	"github.com/cairn-db/cairn/internal/wal"
 )
 
-// keepSnapshots is how many snapshot files Purge keeps.
-const keepSnapshots = 5
-
 // ErrStopped is returned by calls after the loop stopped.
 var ErrStopped = errors.New("raftnode: stopped")
 
@@ -47,11 +44,14 @@ type Config struct {
 	Snap    *snap.Snapshotter
 	// FS and WALDir locate the WAL, to tell which snapshots it accepts
 	// when purging old ones.
-	FS        vfs.FS
-	WALDir    string
-	Transport Transport
-	Hooks     Hooks
-	Logger    *zap.Logger
+	FS     vfs.FS
+	WALDir string
+	// MaxSnapshots is how many snapshot files (and images) are kept after
+	// each snapshot taken; 0 keeps them all (etcd's --max-snapshots).
+	MaxSnapshots int
+	Transport    Transport
+	Hooks        Hooks
+	Logger       *zap.Logger
 	// CampaignOnStart starts an election at once instead of after an
 	// election timeout (for a member that is the only voter).
 	CampaignOnStart bool
@@ -155,7 +155,9 @@ func New(cfg Config) (*Node, error) {
 		done:       make(chan struct{}),
 	}
 	hooks := cfg.Hooks
-	hooks.SnapshotTaken = func(uint64) { n.purgeInBackground() }
+	if cfg.MaxSnapshots > 0 {
+		hooks.SnapshotTaken = func(uint64) { n.purgeInBackground() }
+	}
 	d, err := NewDriver(DriverConfig{
 		ID:              cfg.ID,
 		ElectionTicks:   cfg.ElectionTicks,
@@ -538,7 +540,7 @@ func (n *Node) purgeInBackground() {
 	go func() {
 		defer n.wg.Done()
 		defer n.purging.Store(false)
-		if err := PurgeSnapshots(n.cfg.FS, n.cfg.WALDir, n.cfg.Snap, keepSnapshots); err != nil {
+		if err := PurgeSnapshots(n.cfg.FS, n.cfg.WALDir, n.cfg.Snap, n.cfg.MaxSnapshots); err != nil {
 			// A segment released meanwhile, say: the next purge retries.
 			n.logger.Warn("purging old snapshots", zap.Error(err))
 		}
