@@ -55,6 +55,8 @@ type Config struct {
 	// CampaignOnStart starts an election at once instead of after an
 	// election timeout (for a member that is the only voter).
 	CampaignOnStart bool
+	// DisablePreVote turns raft's pre-vote off (see DriverConfig).
+	DisablePreVote bool
 	// Limits are the loop's size bounds; zero fields are DefaultLimits'.
 	// Limits.MaxApplyBytes bounds the entry bytes handed to the applier
 	// and not yet applied (see ApplyDone): past it, the loop waits for
@@ -105,6 +107,8 @@ type Node struct {
 	snapc    chan snapRequest
 	statusc  chan chan raft.Status
 	transfer chan uint64
+	// advance carries ticks to fast-forward (AdvanceTicks).
+	advance chan int
 
 	applyc     chan ToApply
 	readStates chan raft.ReadState
@@ -148,6 +152,7 @@ func New(cfg Config) (*Node, error) {
 		snapc:      make(chan snapRequest),
 		statusc:    make(chan chan raft.Status),
 		transfer:   make(chan uint64, 1),
+		advance:    make(chan int),
 		applyc:     make(chan ToApply, 64),
 		readStates: make(chan raft.ReadState, 1024),
 		applyFreed: make(chan struct{}, 1),
@@ -172,6 +177,7 @@ func New(cfg Config) (*Node, error) {
 		Logger:          cfg.Logger,
 		Rand:            rand.New(rand.NewPCG(rand.Uint64(), cfg.ID)),
 		CampaignOnStart: cfg.CampaignOnStart,
+		DisablePreVote:  cfg.DisablePreVote,
 		Limits:          cfg.Limits,
 	})
 	if err != nil {
@@ -325,6 +331,19 @@ func (n *Node) TransferLeadership(id uint64) {
 	}
 }
 
+// AdvanceTicks fast-forwards raft's clock by ticks ticks at once, as
+// etcd does on start when its peers are reachable, so that a cluster
+// starting together elects a leader sooner. It returns false if the loop
+// has stopped.
+func (n *Node) AdvanceTicks(ticks int) bool {
+	select {
+	case n.advance <- ticks:
+		return true
+	case <-n.done:
+		return false
+	}
+}
+
 // Status returns raft's status.
 func (n *Node) Status(ctx context.Context) (raft.Status, error) {
 	c := make(chan raft.Status, 1)
@@ -380,6 +399,10 @@ func (n *Node) run() {
 			n.handleReport(r)
 		case id := <-n.transfer:
 			rn.TransferLeadership(id)
+		case ticks := <-n.advance:
+			for range ticks {
+				rn.Tick()
+			}
 		case c := <-n.statusc:
 			c <- rn.Status()
 		case r := <-n.snapc:
