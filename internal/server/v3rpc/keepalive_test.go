@@ -2,11 +2,16 @@ package v3rpc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
 	"testing"
 	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/server"
 )
@@ -129,4 +134,26 @@ func readFrames(r io.Reader) <-chan frame {
 		}
 	}()
 	return out
+}
+
+// --max-concurrent-streams bounds the streams one client connection has
+// open: with a limit of one, an open watch holds the only stream and a
+// request waits for it; with the default, it goes through.
+func TestMaxConcurrentStreams(t *testing.T) {
+	for _, limit := range []uint32{1, 0} {
+		m := startMemberWith(t, func(cfg *server.Config) { cfg.MaxConcurrentStreams = limit })
+		ctx, cancel := context.WithCancel(context.Background())
+		m.openWatch(t, ctx, "k", 0)
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		_, err := pb.NewKVClient(m.conn).Range(rctx, &pb.RangeRequest{Key: []byte("k"), Serializable: true})
+		rcancel()
+		if limit == 1 && status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("limit 1, a watch open: a range got %v, want to wait past its deadline", err)
+		}
+		if limit == 0 && err != nil {
+			t.Fatalf("no limit, a watch open: a range got %v", err)
+		}
+		cancel()
+		m.stop(t)
+	}
 }
