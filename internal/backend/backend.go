@@ -38,12 +38,9 @@ type Options struct {
 	// FS is the file system the database lives on. Default: the real
 	// disk (vfs.Default), as pebble sets it up. A simulation gives each member a vfs.NewCrashableMem
 	// (see the package doc, Crashing).
-	FS vfs.FS
-	// NoSync makes every fsync pebble asks for a no-op (Sync, Close and
-	// pebble's own flushes, compactions and manifest writes alike): a
-	// power failure can then lose or tear anything. For tests (etcd's
+	// NoSyncFS(fs) here makes every sync a no-op (etcd's
 	// --unsafe-no-fsync).
-	NoSync bool
+	FS vfs.FS
 }
 
 // Backend is an open pebble database. It is safe for concurrent use; the
@@ -70,12 +67,6 @@ func Open(dir string, opts Options) (*Backend, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
-	}
-	if opts.NoSync {
-		if opts.FS == nil {
-			opts.FS = vfs.Default
-		}
-		opts.FS = noSyncFS{opts.FS}
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()

@@ -2,9 +2,19 @@ package backend
 
 import "github.com/cockroachdb/pebble/v2/vfs"
 
-// noSyncFS is a pebble file system whose files' syncs do nothing (see
-// Options.NoSync). Every way pebble opens a file for writing goes through
-// one of the methods below; a directory is synced through OpenDir.
+// NoSyncFS wraps fs (vfs.Default if nil) so that every sync of its files
+// and directories does nothing: Backend.Sync and Close, and pebble's own
+// WAL, flushes, compactions and manifest writes alike. A power failure can
+// then lose or tear anything. For tests (etcd's --unsafe-no-fsync). Every
+// way pebble opens a file goes through one of the methods below; a
+// directory is synced through OpenDir.
+func NoSyncFS(fs vfs.FS) vfs.FS {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	return noSyncFS{fs}
+}
+
 type noSyncFS struct{ vfs.FS }
 
 func (fs noSyncFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {

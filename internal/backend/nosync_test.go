@@ -46,7 +46,7 @@ func (f syncCountingFile) SyncTo(n int64) (bool, error) {
 	return f.File.SyncTo(n)
 }
 
-// With NoSync (--unsafe-no-fsync) no sync reaches the disk: not the
+// With NoSyncFS (--unsafe-no-fsync) no sync reaches the disk: not the
 // backend's own (Sync, Close), nor pebble's (creating the store, flushing
 // a memtable); and what was written is still read back after a clean
 // close. Without it the same work syncs, so the count is not zero by
@@ -54,8 +54,11 @@ func (f syncCountingFile) SyncTo(n int64) (bool, error) {
 func TestNoSyncReachesNoDisk(t *testing.T) {
 	for _, noSync := range []bool{false, true} {
 		var syncs atomic.Int64
-		fs := syncCountingFS{vfs.NewMem(), &syncs}
-		b, err := Open("/db", Options{FS: fs, NoSync: noSync})
+		var fs vfs.FS = syncCountingFS{vfs.NewMem(), &syncs}
+		if noSync {
+			fs = NoSyncFS(fs)
+		}
+		b, err := Open("/db", Options{FS: fs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,14 +75,14 @@ func TestNoSyncReachesNoDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 		if n := syncs.Load(); noSync != (n == 0) {
-			t.Fatalf("NoSync=%v: %d syncs reached the disk", noSync, n)
+			t.Fatalf("NoSyncFS=%v: %d syncs reached the disk", noSync, n)
 		}
-		b, err = Open("/db", Options{FS: fs, NoSync: noSync})
+		b, err = Open("/db", Options{FS: fs})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if index, _ := b.ConsistentIndex(); index != 100 {
-			t.Fatalf("NoSync=%v: consistent index %d after a clean close, want 100", noSync, index)
+			t.Fatalf("NoSyncFS=%v: consistent index %d after a clean close, want 100", noSync, index)
 		}
 		b.Close()
 	}

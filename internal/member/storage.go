@@ -130,7 +130,8 @@ func Open(cfg Config) (_ *Storage, err error) {
 	}
 	if cfg.UnsafeNoFsync {
 		cfg.FS = vfs.NoSync(cfg.FS)
-		cfg.Backend.NoSync = true
+		// The backend's, and the applier's image files.
+		cfg.Backend.FS = backend.NoSyncFS(cfg.Backend.FS)
 	}
 	fs := cfg.FS
 	if err := vfs.MkdirAllDurable(fs, cfg.Dir); err != nil {
