@@ -57,7 +57,9 @@ func New(s *server.Server) *Service {
 func (v *Service) ServerOptions() []grpc.ServerOption {
 	cfg := v.s.Config()
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(v.guard.unary, newRequestStats(cfg.Logger, cfg.WarningUnaryRequestDuration)),
+		// The stats outermost, as etcd's: a request's time includes
+		// the leader guard's.
+		grpc.ChainUnaryInterceptor(newRequestStats(cfg.Logger, cfg.WarningUnaryRequestDuration), v.guard.unary),
 		grpc.ChainStreamInterceptor(v.guard.stream),
 		grpc.ForceServerCodecV2(newCodec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
