@@ -9,9 +9,10 @@ import (
 // lost two members for good: the survivor, restarted with the flag, leads
 // a one-member cluster with the same cluster and member IDs and every key,
 // takes writes, and lists itself alone; restarted without the flag it
-// goes on so.
+// goes on so. Snapshots every 5 entries: recovery starts from one, with
+// the configuration it records.
 func TestForceNewClusterSurvivor(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
+	c := newTestCluster(t, 3, func(_ int, cfg *Config) { cfg.SnapshotCount = 5 })
 	c.waitLeader(0)
 	s := c.members[0].s
 	id, clusterID := s.ID(), s.ClusterID()
