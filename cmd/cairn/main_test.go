@@ -22,7 +22,7 @@ func TestStartFailureOneLine(t *testing.T) {
 		{"fatal", "cairn: "},
 	} {
 		var stdout, stderr bytes.Buffer
-		code := run([]string{"--log-level", tc.level, "--data-dir", file}, nil, &stdout, &stderr)
+		code := run("cairn", []string{"--log-level", tc.level, "--data-dir", file}, nil, &stdout, &stderr)
 		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
 		if code != 1 || len(lines) != 1 || !strings.HasPrefix(lines[0], tc.prefix) ||
 			!strings.Contains(lines[0], file) || !strings.Contains(lines[0], "not a directory") {
