@@ -178,7 +178,18 @@ func parseConfig(prog string, args, environ []string, stdout, stderr io.Writer) 
 		c.notes = append(c.notes, note{zapcore.WarnLevel, "--max-snapshots is deprecated in 3.6 and will be decommissioned in 3.8.", nil})
 	}
 	c.legacy()
-	return c, c.validate()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	// etcd's own warnings about the configuration (embed.Config.Validate).
+	if len(c.ListenClientHTTPURLs) == 0 {
+		c.notes = append(c.notes, note{zapcore.WarnLevel, "Running http and grpc server on single port. This is not recommended for production.", nil})
+	}
+	if c.Name == "default" {
+		c.notes = append(c.notes, note{zapcore.WarnLevel, "it isn't recommended to use default name, please set a value for --name. " +
+			"Note that etcd might run into issue when multiple members have the same default name", []zap.Field{zap.String("name", c.Name)}})
+	}
+	return c, nil
 }
 
 // cmp returns the first non-empty string.
