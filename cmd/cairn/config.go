@@ -375,11 +375,14 @@ func (c *config) legacy() {
 	}
 }
 
+// errUnsetAdvertiseClientURLs is etcd's ErrUnsetAdvertiseClientURLsFlag.
+var errUnsetAdvertiseClientURLs = errors.New("--advertise-client-urls is required when --listen-client-urls is set explicitly")
+
 // validate checks what etcd's Validate checks before anything starts
 // (errors exit 1).
 func (c *config) validate() error {
 	if c.given["listen-client-urls"] && !c.given["advertise-client-urls"] && c.configFile == "" {
-		return errors.New("--advertise-client-urls is required when --listen-client-urls is set explicitly")
+		return errUnsetAdvertiseClientURLs
 	}
 	if len(c.ListenClientURLs) == 0 || len(c.ListenPeerURLs) == 0 {
 		return errors.New("--listen-client-urls and --listen-peer-urls must not be empty")
@@ -411,6 +414,18 @@ func (c *config) validate() error {
 	if on, _ := c.FeatureGates.enabled(gateNamed("LeaseCheckpointPersist")); on {
 		if on, _ := c.FeatureGates.enabled(gateNamed("LeaseCheckpoint")); !on {
 			return errors.New("enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint")
+		}
+	}
+	switch c.AutoCompactionMode {
+	case "periodic", "revision":
+	case "":
+		return errors.New("undefined auto-compaction-mode")
+	default:
+		return fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
+	}
+	for _, v := range []string{c.TLSMinVersion, c.TLSMaxVersion} {
+		if v != "" && v != "TLS1.2" && v != "TLS1.3" {
+			return fmt.Errorf("unexpected TLS version %q (must be one of: TLS1.2, TLS1.3)", v)
 		}
 	}
 	if c.TLSMinVersion == "TLS1.3" && c.TLSMaxVersion == "TLS1.2" {

@@ -199,8 +199,8 @@ func TestEnvironment(t *testing.T) {
 		t.Fatalf("config %+v", c)
 	}
 	logger, logs := observedLogger()
-	if err := applyEffects(&c, logger); err != nil {
-		t.Fatal(err)
+	for _, n := range c.notes {
+		logger.Log(n.level, n.msg, n.fields...)
 	}
 	unknown := logs.FilterMessage("unrecognized environment variable").All()
 	if len(unknown) != 1 || unknown[0].ContextMap()["environment-variable"] != "CAIRN_BOGUS=1" || unknown[0].Level != zapcore.WarnLevel {
@@ -241,6 +241,23 @@ func TestStderrIsJSONLines(t *testing.T) {
 	}
 	if !sawEnv || !sawNoEffect || !sawDeprecated {
 		t.Fatalf("missing lines (env %v, no effect %v, deprecated %v):\n%s", sawEnv, sawNoEffect, sawDeprecated, stderr.String())
+	}
+	// A configuration etcd refuses is refused in etcd's words, as log
+	// lines too.
+	stderr.Reset()
+	if code := run("cairn", []string{"--listen-client-urls", "http://127.0.0.1:1"}, []string{"ETCD_FOO=1"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		msgs = append(msgs, m["msg"].(string))
+	}
+	if got := strings.Join(msgs, "|"); got != "unrecognized environment variable|Running: |failed to verify flags|advertise client URLs are not set" {
+		t.Fatalf("lines: %s\n%s", got, stderr.String())
 	}
 }
 
@@ -340,6 +357,8 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"--discovery", "https://discovery.etcd.io/x"}, 2, "v2 discovery is removed"},
 		{[]string{"--max-concurrent-streams", "4294967296"}, 2, "invalid value"},
 		{[]string{"extra"}, 1, "is not a valid flag"},
+		{[]string{"--auto-compaction-mode", "bogus"}, 1, `unknown auto-compaction-mode \"bogus\"`},
+		{[]string{"--tls-min-version", "TLS1.1"}, 1, `unexpected TLS version \"TLS1.1\"`},
 		{[]string{"--listen-client-urls", "http://127.0.0.1:2379"}, 1, "--advertise-client-urls is required"},
 		{[]string{"--discovery-fallback", "proxy"}, 1, "v2 proxy is deprecated"},
 		{[]string{"--discovery-token", "t"}, 1, "both --discovery-token and --discovery-endpoints must be set"},

@@ -7,15 +7,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// applyEffects runs once the logger exists: it logs the notes parsing
-// left, logs one warning for each flag given a value that changes nothing
+// applyEffects runs once the logger exists: it logs one warning for each flag given a value that changes nothing
 // in Cairn, and fails, naming the flags and the missing feature, when a
 // flag asks for a feature that is not built (the start then exits 1).
 // Defaults never log nor fail.
 func applyEffects(c *config, logger *zap.Logger) error {
-	for _, n := range c.notes {
-		logger.Log(n.level, n.msg, n.fields...)
-	}
 	defs := c.flagDefs()
 	defaults := map[string]string{}
 	d0 := defaultConfig()

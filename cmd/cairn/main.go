@@ -28,14 +28,14 @@ import (
 )
 
 func main() {
-	os.Exit(run(filepath.Base(os.Args[0]), os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[0], os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-// run is cairn invoked as argv0 (its base name: "etcd" makes it speak as
-// etcd) with args; it returns the exit status: 0, 1 for a failed start, 2
-// for a usage error.
+// run is cairn invoked as argv0 (whose base name "etcd" makes it speak as
+// etcd) with args; it returns the exit status: 0, 1 for a configuration
+// refused or a failed start, 2 for a usage error.
 func run(argv0 string, args []string, environ []string, stdout, stderr io.Writer) int {
-	c, err := parseConfig(programName(argv0), args, environ, stdout, stderr)
+	c, err := parseConfig(programName(filepath.Base(argv0)), args, environ, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -43,27 +43,40 @@ func run(argv0 string, args []string, environ []string, stdout, stderr io.Writer
 	if errors.As(err, &usage) {
 		return 2 // the flag package has printed the error and the usage
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "cairn: %v\n", err)
-		return 1
-	}
-	if c.version {
+	if err == nil && c.version {
 		fmt.Fprint(stdout, versionText())
 		return 0
 	}
-	logger, err := newLogger(logConfig{
+	lc := logConfig{
 		Logger:             c.Logger,
 		Outputs:            c.LogOutputs,
 		Level:              c.LogLevel,
 		Format:             c.LogFormat,
 		EnableRotation:     c.EnableLogRotation,
 		RotationConfigJSON: c.LogRotationConfigJSON,
-	}, stdout, stderr)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "cairn: %v\n", err)
+		// As etcd: the configuration is refused in etcd's default logger
+		// (JSON on stderr), after the warnings parsing gathered.
+		lc = logConfig{Logger: "zap", Outputs: []string{"default"}, Level: "info", Format: "json"}
+	}
+	logger, lerr := newLogger(lc, stdout, stderr)
+	if lerr != nil {
+		fmt.Fprintf(stderr, "cairn: %v\n", lerr)
 		return 1
 	}
 	defer logger.Sync()
+	for _, n := range c.notes {
+		logger.Log(n.level, n.msg, n.fields...)
+	}
+	logger.Info("Running: ", zap.Strings("args", append([]string{argv0}, args...)))
+	if err != nil {
+		logger.Warn("failed to verify flags", zap.String("error", err.Error()))
+		if errors.Is(err, errUnsetAdvertiseClientURLs) {
+			logger.Warn("advertise client URLs are not set", zap.String("error", err.Error()))
+		}
+		return 1
+	}
 	if err := applyEffects(&c, logger); err != nil {
 		reportExit(logger, stderr, err)
 		return 1
