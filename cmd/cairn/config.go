@@ -408,6 +408,12 @@ func (c *config) validate() error {
 	if c.ElectionTimeoutMs == 0 {
 		return fmt.Errorf("--election-timeout must be >0 (set to %dms)", c.ElectionTimeoutMs)
 	}
+	if 5*c.HeartbeatIntervalMs > c.ElectionTimeoutMs {
+		return fmt.Errorf("--election-timeout[%vms] should be at least as 5 times as --heartbeat-interval[%vms]", c.ElectionTimeoutMs, c.HeartbeatIntervalMs)
+	}
+	if c.ElectionTimeoutMs > 50000 {
+		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than 50000ms", c.ElectionTimeoutMs)
+	}
 	if c.CompactHashCheckTime <= 0 {
 		return fmt.Errorf("--compact-hash-check-time must be >0 (set to %v)", c.CompactHashCheckTime)
 	}
