@@ -153,7 +153,7 @@ func parseConfig(prog string, args, environ []string, stdout, stderr io.Writer) 
 		env[k] = v
 	}
 	if c.configFile == "" {
-		c.configFile = cmp(env["CAIRN_CONFIG_FILE"], env["ETCD_CONFIG_FILE"])
+		c.configFile = firstNonEmpty(env["CAIRN_CONFIG_FILE"], env["ETCD_CONFIG_FILE"])
 	}
 	if c.configFile != "" {
 		path := c.configFile
@@ -192,8 +192,8 @@ func parseConfig(prog string, args, environ []string, stdout, stderr io.Writer) 
 	return c, nil
 }
 
-// cmp returns the first non-empty string.
-func cmp(s ...string) string {
+// firstNonEmpty returns the first non-empty string.
+func firstNonEmpty(s ...string) string {
 	for _, x := range s {
 		if x != "" {
 			return x

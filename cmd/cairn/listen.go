@@ -127,11 +127,11 @@ func listenConfig(reusePort, reuseAddress bool) net.ListenConfig {
 				serr = setReusePort(fd)
 			}
 		})
-		return cmpErr(err, serr)
+		return firstErr(err, serr)
 	}}
 }
 
-func cmpErr(a, b error) error {
+func firstErr(a, b error) error {
 	if a != nil {
 		return a
 	}
