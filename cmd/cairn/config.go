@@ -173,6 +173,10 @@ func parseConfig(prog string, args, environ []string, stdout, stderr io.Writer) 
 		if c.given[d.name] && d.deprecated != "" {
 			c.notes = append(c.notes, note{zapcore.WarnLevel, d.deprecated, nil})
 		}
+		if _, ok := d.value.(ignoredValue); ok && c.given[d.name] {
+			c.notes = append(c.notes, note{zapcore.WarnLevel, "flag is no longer supported - ignoring",
+				[]zap.Field{zap.String("flag-name", d.name)}})
+		}
 	}
 	if c.given["max-snapshots"] {
 		c.notes = append(c.notes, note{zapcore.WarnLevel, "--max-snapshots is deprecated in 3.6 and will be decommissioned in 3.8.", nil})

@@ -426,3 +426,21 @@ func observedLogger() (*zap.Logger, *observer.ObservedLogs) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	return zap.New(core), logs
 }
+
+// etcd 2's flags that etcd 3.7 still accepts and ignores are accepted,
+// and each one given is logged as ignored.
+func TestIgnoredFlags(t *testing.T) {
+	c := mustParse(t, "--force", "-v", "--snapshot=x", "--name", "n")
+	var ignored []string
+	for _, n := range c.notes {
+		if n.msg == "flag is no longer supported - ignoring" {
+			ignored = append(ignored, n.fields[0].String)
+		}
+	}
+	if strings.Join(ignored, " ") != "force snapshot v" {
+		t.Fatalf("logged as ignored: %v", ignored)
+	}
+	if c.Name != "n" {
+		t.Fatalf("--name after the ignored flags: %q", c.Name)
+	}
+}

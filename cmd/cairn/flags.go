@@ -81,7 +81,7 @@ const (
 
 // flagDefs binds every flag to c's fields. The order is --help's.
 func (c *config) flagDefs() []flagDef {
-	return []flagDef{
+	defs := []flagDef{
 
 		// Member
 		{name: "name", group: member, shown: "'default'", value: stringValue{&c.Name}, usage: "Human-readable name for this member."},
@@ -231,6 +231,18 @@ func (c *config) flagDefs() []flagDef {
 		{name: "experimental-initial-corrupt-check", group: hidden, value: boolValue{&c.ExperimentalInitialCorruptCheck},
 			deprecated: "--experimental-initial-corrupt-check is deprecated in etcd 3.6 and refused by etcd 3.7; use --feature-gates=InitialCorruptCheck=true"},
 	}
+	for _, name := range ignoredFlags {
+		defs = append(defs, flagDef{name: name, group: hidden, value: ignoredValue{}, fileKey: "-"})
+	}
+	return defs
+}
+
+// ignoredFlags are etcd 2 flags that etcd 3.7 still accepts and ignores
+// (etcdmain's "ignored" list); Cairn takes them too, and logs that it
+// ignores them.
+var ignoredFlags = []string{
+	"cluster-active-size", "cluster-remove-delay", "cluster-sync-interval", "config", "force", "max-result-buffer",
+	"max-retry-attempts", "peer-heartbeat-interval", "peer-election-timeout", "retry-interval", "snapshot", "v", "vv",
 }
 
 // config holds every flag's value, under etcd's names and with etcd's

@@ -217,6 +217,14 @@ func (v removedValue) Set(s string) error {
 }
 func (removedValue) String() string { return "" }
 
+// ignoredValue is one of the flags etcd 3.7 still takes and ignores
+// (etcd 2's --force, --snapshot, -v, ...): any value, or none.
+type ignoredValue struct{}
+
+func (ignoredValue) Set(string) error { return nil }
+func (ignoredValue) String() string   { return "" }
+func (ignoredValue) IsBoolFlag() bool { return true }
+
 var (
 	_ flag.Value = stringValue{}
 	_ flag.Value = uintValue[uint]{}
