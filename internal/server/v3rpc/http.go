@@ -16,7 +16,8 @@ import (
 )
 
 // HTTPHandler serves the client URL's plain HTTP endpoints, in etcd's
-// formats: /health, /livez, /readyz, /version and /metrics.
+// formats: /health, /livez, /readyz, /version and /metrics. CORS and the
+// Host check (--cors, --host-whitelist) are the caller's, in front.
 func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -55,18 +56,7 @@ func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, APIVersion, APIVersion, APIVersion)
 	}))
-	return cors(mux)
-}
-
-// cors adds the headers etcd's default CORS policy (*) adds to every
-// response.
-func cors(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Access-Control-Allow-Headers", "accept, content-type, authorization")
-		w.Header().Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		h.ServeHTTP(w, r)
-	})
+	return mux
 }
 
 func getOnly(fn http.HandlerFunc) http.HandlerFunc {
