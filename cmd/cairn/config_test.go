@@ -116,7 +116,7 @@ func TestBadInvocations(t *testing.T) {
 func TestVersion(t *testing.T) {
 	var stdout bytes.Buffer
 	if code := run([]string{"--version"}, nil, &stdout, &bytes.Buffer{}); code != 0 ||
-		!strings.Contains(stdout.String(), "etcd API Version: 3.6.0") {
+		!strings.Contains(stdout.String(), "etcd API Version: 3.7.0") {
 		t.Fatalf("exit %d, %q", code, stdout.String())
 	}
 }

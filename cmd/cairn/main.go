@@ -25,11 +25,8 @@ import (
 
 	"github.com/cairn-db/cairn/internal/server"
 	"github.com/cairn-db/cairn/internal/server/v3rpc"
+	"github.com/cairn-db/cairn/internal/version"
 )
-
-// version is Cairn's own version; the etcd API version it implements is
-// v3rpc.APIVersion.
-const version = "0.1.0"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
@@ -50,7 +47,7 @@ func run(args []string, environ []string, stdout, stderr io.Writer) int {
 	}
 	if c.version {
 		fmt.Fprintf(stdout, "cairn Version: %s\netcd API Version: %s\nGo Version: %s\nGo OS/Arch: %s/%s\n",
-			version, v3rpc.APIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			version.Cairn, version.Cluster, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	}
 	logger, err := newLogger(logConfig{Logger: "zap", Outputs: []string{"default"}, Level: c.LogLevel, Format: "json"}, stdout, stderr)

@@ -40,7 +40,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		h.Get("Access-Control-Allow-Origin") != "*" {
 		t.Errorf("/readyz?verbose: %d %q %v", code, body, h)
 	}
-	if code, body, _ := httpGet(t, u+"/version"); code != 200 || !strings.Contains(body, `"etcdcluster":"3.6.0"`) {
+	if code, body, _ := httpGet(t, u+"/version"); code != 200 || !strings.Contains(body, `"etcdcluster":"3.7.0"`) {
 		t.Errorf("/version: %d %q", code, body)
 	}
 	if _, err := c.members[0].client().Put(ctxT(t), "k", "v"); err != nil {

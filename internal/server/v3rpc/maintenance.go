@@ -8,11 +8,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/server"
+	"github.com/cairn-db/cairn/internal/version"
 )
-
-// APIVersion is the etcd API version Cairn implements and reports, so
-// that clients' version-gated features (Kubernetes') work.
-const APIVersion = "3.6.0"
 
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
@@ -21,9 +18,11 @@ type maintenanceServer struct {
 
 func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st := m.s.Status()
+	// The versions are etcd's (package version), so that clients'
+	// version-gated features (Kubernetes' watch progress requests) work.
 	return &pb.StatusResponse{
 		Header:           header(m.s, nil),
-		Version:          APIVersion,
+		Version:          version.Etcd,
 		DbSize:           st.DBSize,
 		DbSizeInUse:      st.DBSize,
 		DbSizeQuota:      st.QuotaBytes,
@@ -33,7 +32,7 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		RaftAppliedIndex: st.AppliedIndex,
 		IsLearner:        st.IsLearner,
 		Errors:           st.Errors,
-		StorageVersion:   "3.6.0",
+		StorageVersion:   version.Storage,
 	}, nil
 }
 
