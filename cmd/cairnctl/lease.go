@@ -7,10 +7,12 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 func newLeaseCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "lease <subcommand>", Short: "Lease related commands"}
+	cmd := g.parentCommand("lease <subcommand>", "Lease related commands")
 	cmd.AddCommand(newLeaseGrant(g), newLeaseRevoke(g), newLeaseTimeToLive(g), newLeaseList(g), newLeaseKeepAlive(g))
 	return cmd
 }
@@ -224,9 +226,9 @@ func newVersionCommand(g *globals) *cobra.Command {
 		Short: "Prints the version of etcdctl",
 		Run: func(cmd *cobra.Command, args []string) {
 			// etcdctl's lines, so that scripts reading them keep working:
-			// cairnctl speaks etcd's 3.6 API.
-			fmt.Fprintf(g.stdout, "%s version: 3.6.6\n", g.name)
-			fmt.Fprintln(g.stdout, "API version: 3.6")
+			// cairnctl speaks the API of the etcd release Cairn follows.
+			fmt.Fprintf(g.stdout, "%s version: %s\n", g.name, version.Etcd)
+			fmt.Fprintf(g.stdout, "API version: %s\n", version.API)
 		},
 	}
 }

@@ -18,8 +18,7 @@ func newTxnCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "txn [options]",
 		Short: "Txn processes all the requests in one transaction",
-		Long: `
-Txn reads multiple etcd requests from standard input and applies them as a single atomic transaction.
+		Long: `Txn reads multiple etcd requests from standard input and applies them as a single atomic transaction.
 
 A transaction consists of three components:
 1) a list of conditions,
