@@ -71,7 +71,7 @@ func (g *globals) printMemberList(resp *clientv3.MemberListResponse) {
 	case formatFields:
 		g.printHeaderFields(resp.Header)
 		for _, m := range resp.Members {
-			fmt.Fprintln(g.stdout, `"ID" :`, m.ID)
+			g.printIDField("ID", m.ID, "%x")
 			fmt.Fprintf(g.stdout, "\"Name\" : %q\n", m.Name)
 			for _, u := range m.PeerURLs {
 				fmt.Fprintf(g.stdout, "\"PeerURL\" : %q\n", u)

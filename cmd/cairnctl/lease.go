@@ -47,7 +47,7 @@ func newLeaseGrant(g *globals) *cobra.Command {
 				return g.display(resp, &pb.LeaseGrantResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL, Error: resp.Error},
 					func() {
 						g.printHeaderFields(resp.ResponseHeader)
-						fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+						g.printIDField("ID", uint64(resp.ID), "%016x")
 						fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
 					}, func() { fmt.Fprintf(g.stdout, "lease %016x granted with TTL(%ds)\n", resp.ID, resp.TTL) })
 			})
@@ -107,7 +107,7 @@ func newLeaseTimeToLive(g *globals) *cobra.Command {
 				return g.display(resp, &pb.LeaseTimeToLiveResponse{Header: resp.ResponseHeader,
 					ID: int64(resp.ID), TTL: resp.TTL, GrantedTTL: resp.GrantedTTL, Keys: resp.Keys}, func() {
 					g.printHeaderFields(resp.ResponseHeader)
-					fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+					g.printIDField("ID", uint64(resp.ID), "%016x")
 					fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
 					fmt.Fprintln(g.stdout, `"GrantedTTL" :`, resp.GrantedTTL)
 					for _, k := range resp.Keys {
@@ -155,7 +155,7 @@ func newLeaseList(g *globals) *cobra.Command {
 				return g.display(resp, out, func() {
 					g.printHeaderFields(resp.ResponseHeader)
 					for _, l := range resp.Leases {
-						fmt.Fprintln(g.stdout, `"ID" :`, l.ID)
+						g.printIDField("ID", uint64(l.ID), "%016x")
 					}
 				}, func() {
 					fmt.Fprintf(g.stdout, "found %d leases\n", len(resp.Leases))
@@ -215,7 +215,7 @@ func newLeaseKeepAlive(g *globals) *cobra.Command {
 func (g *globals) printKeepAlive(resp *clientv3.LeaseKeepAliveResponse) error {
 	return g.display(resp, &pb.LeaseKeepAliveResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL}, func() {
 		g.printHeaderFields(resp.ResponseHeader)
-		fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+		g.printIDField("ID", uint64(resp.ID), "%016x")
 		fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
 	}, func() { fmt.Fprintf(g.stdout, "lease %016x keepalived with TTL(%d)\n", resp.ID, resp.TTL) })
 }

@@ -40,7 +40,7 @@ func newAlarmCommand(g *globals) *cobra.Command {
 					return g.display(resp, nil, func() {
 						g.printHeaderFields(resp.Header)
 						for _, a := range resp.Alarms {
-							fmt.Fprintln(g.stdout, `"MemberID" :`, a.MemberID)
+							g.printIDField("MemberID", a.MemberID, "%x")
 							fmt.Fprintln(g.stdout, `"AlarmType" :`, a.Alarm)
 							fmt.Fprintln(g.stdout)
 						}

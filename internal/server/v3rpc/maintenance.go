@@ -91,7 +91,9 @@ func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp := &pb.MemberListResponse{Header: header(c.s, nil)}
+	// As etcd's Cluster service, a header without a revision: membership
+	// is not part of the key-value store.
+	resp := &pb.MemberListResponse{Header: &pb.ResponseHeader{ClusterId: c.s.ClusterID(), MemberId: c.s.ID(), RaftTerm: c.s.Term()}}
 	for _, m := range members {
 		resp.Members = append(resp.Members, &pb.Member{
 			ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner,
