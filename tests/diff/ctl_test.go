@@ -604,7 +604,7 @@ func ctlKVSteps() []ctlStep {
 		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "value(\"b\") = \"3\"\nmod(\"b\") > \"0\"\n\nput t1 x\nget b\ndel zz\n\nput t2 y\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn", "-w", "json"}, stdin: "value(\"b\") = \"nope\"\n\nput t1 x\n\nget b --prefix\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn", "-w", "fields"}, stdin: "version(\"t1\") = \"1\"\n\nput t3 \"hello world\" --prev-kv\nget t --prefix --keys-only\n\n\n"},
-		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "value(\"t1\") = \"x\"\n\nput t4 'hello  world'\nget 't4'\n\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "mod(\"t4\") = \"0\"\n\nput t4 'hello  world'\nget 't4'\n\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "value(\"t1\") = 'x'\n\n\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn", "-i"}, stdin: "create(\"t1\") > \"0\"\n\ndel t --prefix --prev-kv\n\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "bogus\n\n\n\n"},
