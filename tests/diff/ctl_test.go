@@ -729,8 +729,12 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		e("role", "delete", "r1"),
 		e("user", "delete", "bob"),
 		e("user", "delete", "nobody"),
+		// A token is ignored while auth is off, checked once it is on.
+		e("--auth-jwt-token", "bogus", "get", "a"),
 		e("auth", "enable"),
 		e("auth", "status"),
+		e("--auth-jwt-token", "bogus", "get", "a"),
+		{args: []string{"--endpoints", "$EP", "get", "a"}, env: []string{"ETCDCTL_AUTH_JWT_TOKEN=bogus"}},
 		e("--user", "root:pw", "auth", "status"),
 		e("--user", "root:wrong", "get", "a"),
 		e("--user", "root:pw", "get", "a"),
