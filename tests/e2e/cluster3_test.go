@@ -31,7 +31,8 @@ func TestThreeMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if put.Header.MemberId != st.Header.MemberId || st.Leader == st.Header.MemberId || st.Version != version.Etcd {
+	if put.Header.MemberId != st.Header.MemberId || st.Leader == st.Header.MemberId ||
+		st.Version != version.Etcd || st.StorageVersion != version.Storage || st.DowngradeInfo == nil || st.DowngradeInfo.Enabled {
 		t.Fatalf("put header %+v, status %+v", put.Header, st)
 	}
 	for _, m := range c.members {

@@ -33,6 +33,9 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		IsLearner:        st.IsLearner,
 		Errors:           st.Errors,
 		StorageVersion:   version.Storage,
+		// No downgrade is ever in progress; etcd sends the empty
+		// record rather than none (JSON clients see "downgradeInfo":{}).
+		DowngradeInfo: &pb.DowngradeInfo{},
 	}, nil
 }
 
