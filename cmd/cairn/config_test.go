@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 func parse(t *testing.T, args []string, environ []string) (config, error) {
@@ -388,7 +390,7 @@ func TestVersion(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
 	if len(lines) != 5 || lines[0] != "etcd Version: 3.7.3" || !strings.HasPrefix(lines[1], "Git SHA: ") ||
 		!strings.HasPrefix(lines[2], "Go Version: go") || !strings.HasPrefix(lines[3], "Go OS/Arch: ") ||
-		lines[4] != "cairn Version: "+version {
+		lines[4] != "cairn Version: "+version.Cairn {
 		t.Fatalf("--version:\n%s", stdout.String())
 	}
 }

@@ -5,14 +5,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-)
 
-// version is Cairn's own version. etcdVersion is the etcd release whose
-// flags, defaults and behaviour Cairn follows, printed first by --version
-// so that tools which read etcd's "etcd Version:" line work unchanged.
-const (
-	version     = "0.1.0"
-	etcdVersion = "3.7.3"
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 // programName is what cairn calls itself: "etcd" when installed under
@@ -31,7 +25,7 @@ func usageText(prog string) string {
 	start, about := "Start an etcd server.", "Show the version of etcd."
 	help := "Show the help information about etcd."
 	if prog != "etcd" {
-		start = "Start a Cairn member (etcd " + etcdVersion + "'s flags, defaults and API)."
+		start = "Start a Cairn member (etcd " + version.Etcd + "'s flags, defaults and API)."
 		about = "Show the version of Cairn and of the etcd release it follows."
 		help = "Show the help information about cairn."
 	}
@@ -82,6 +76,9 @@ func flagsText(defs []flagDef) string {
 
 // versionText is what --version prints: etcd's four lines, the first
 // naming the etcd release Cairn follows, then Cairn's own version.
+// versionText is --version: etcd's four lines first, naming the etcd
+// release whose flags, defaults and behaviour Cairn follows, so that tools
+// which read etcd's "etcd Version:" line work unchanged; then Cairn's own.
 func versionText() string {
 	sha := "Not provided (use ./build instead of go build)"
 	if info, ok := debug.ReadBuildInfo(); ok {
@@ -92,5 +89,5 @@ func versionText() string {
 		}
 	}
 	return fmt.Sprintf("etcd Version: %s\nGit SHA: %s\nGo Version: %s\nGo OS/Arch: %s/%s\ncairn Version: %s\n",
-		etcdVersion, sha, runtime.Version(), runtime.GOOS, runtime.GOARCH, version)
+		version.Etcd, sha, runtime.Version(), runtime.GOOS, runtime.GOARCH, version.Cairn)
 }

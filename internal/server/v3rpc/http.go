@@ -13,6 +13,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-db/cairn/internal/server"
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 // HTTPHandler serves the client URL's plain HTTP endpoints, in etcd's
@@ -54,7 +55,7 @@ func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 	}
 	mux.HandleFunc("/version", getOnly(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, APIVersion, APIVersion, APIVersion)
+		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, version.Etcd, version.Cluster, version.Storage)
 	}))
 	return mux
 }
