@@ -48,6 +48,9 @@ type Applier struct {
 	fs     vfs.FS
 	logger *zap.Logger
 	opts   backend.Options
+	// mvccMetrics is handed to every store opened, so that the counters
+	// go on across restores.
+	mvccMetrics *mvcc.Metrics
 	// checkpoints numbers the checkpoint directories, which need unique
 	// names; a counter, not randomness, so a simulation repeats exactly.
 	checkpoints atomic.Uint64
@@ -67,10 +70,18 @@ type Applier struct {
 	confState raftpb.ConfState
 }
 
+// Metrics are what the store and the lessor count into; they outlive the
+// stores a restore replaces. A nil field is metrics of their own, not
+// registered.
+type Metrics struct {
+	MVCC  *mvcc.Metrics
+	Lease *lease.Metrics
+}
+
 // Open opens the backend in dir on opts.FS (creating it if needed),
 // finishing any image swap a crash interrupted. Leases are granted at
 // least minLeaseTTL seconds.
-func Open(dir string, opts backend.Options, minLeaseTTL int64, logger *zap.Logger) (*Applier, error) {
+func Open(dir string, opts backend.Options, minLeaseTTL int64, m Metrics, logger *zap.Logger) (*Applier, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -83,7 +94,10 @@ func Open(dir string, opts backend.Options, minLeaseTTL int64, logger *zap.Logge
 	if err := recoverSwap(fs, dir); err != nil {
 		return nil, err
 	}
-	a := &Applier{dir: dir, fs: fs, logger: logger, opts: opts, lessor: lease.New(minLeaseTTL)}
+	if m.MVCC == nil {
+		m.MVCC = mvcc.NewMetrics()
+	}
+	a := &Applier{dir: dir, fs: fs, logger: logger, opts: opts, mvccMetrics: m.MVCC, lessor: lease.New(minLeaseTTL, m.Lease)}
 	if err := a.openLocked(); err != nil {
 		return nil, err
 	}
@@ -98,7 +112,7 @@ func (a *Applier) openLocked() error {
 	if err != nil {
 		return err
 	}
-	store, err := mvcc.Open(be, a.logger)
+	store, err := mvcc.Open(be, a.logger, a.mvccMetrics)
 	if err != nil {
 		be.Close()
 		return fmt.Errorf("apply: opening the store in %s: %w", a.dir, err)

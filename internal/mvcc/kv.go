@@ -27,9 +27,10 @@ var (
 //
 // Lock order: writeMu, then mu; the index and the backend lock themselves.
 type Store struct {
-	b      *backend.Backend
-	index  *treeIndex
-	logger *zap.Logger
+	b       *backend.Backend
+	index   *treeIndex
+	logger  *zap.Logger
+	metrics *Metrics
 
 	// writeMu serializes write transactions.
 	writeMu sync.Mutex
@@ -64,18 +65,22 @@ type Store struct {
 }
 
 // Open loads the store kept in b, rebuilding the in-memory index from the
-// revisions stored there.
-func Open(b *backend.Backend, logger *zap.Logger) (*Store, error) {
-	return open(b, logger, compactBatchKeys, 0)
+// revisions stored there. The store counts into m (nil: metrics of its
+// own, not registered).
+func Open(b *backend.Backend, logger *zap.Logger, m *Metrics) (*Store, error) {
+	return open(b, logger, m, compactBatchKeys, 0)
 }
 
 // open is Open with the compactor's batch size, and the number of batches
 // after which removals give up as if crashed (0: never), for tests.
-func open(b *backend.Backend, logger *zap.Logger, batchKeys, crashAfterBatches int) (*Store, error) {
+func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAfterBatches int) (*Store, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	s := &Store{b: b, index: newTreeIndex(), logger: logger}
+	if m == nil {
+		m = NewMetrics()
+	}
+	s := &Store{b: b, index: newTreeIndex(), logger: logger, metrics: m}
 	s.compactor.init(batchKeys, crashAfterBatches)
 	s.mu.currentRev = 1
 	view := b.NewReadView()
@@ -285,6 +290,8 @@ type TxnWrite struct {
 	events  []*mvccpb.Event
 	subs    int64
 	compact int64
+	// ops counts the requests' operations, for the metrics (at End).
+	ops opCounts
 
 	// LeaseExists, if set, is asked about every lease a put request
 	// attaches (PutRequest, TxnRequest); a lease it does not know fails
@@ -409,6 +416,7 @@ func (tw *TxnWrite) End(index, term uint64) (int64, error) {
 	if err := tw.batch.Commit(index, term); err != nil {
 		return 0, err
 	}
+	s.metrics.add(tw.ops)
 	if tw.subs > 0 {
 		s.mu.Lock()
 		s.mu.currentRev = tw.rev
