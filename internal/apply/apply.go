@@ -36,6 +36,9 @@ type Result struct {
 	Err error
 	// Compacted, for a compaction, is closed when its removals are done.
 	Compacted <-chan struct{}
+	// Op is the request's type, as etcd names it in its metrics ("Put",
+	// "LeaseGrant", ...); empty for entries that carry no request.
+	Op string
 }
 
 // Applier applies entries to a member's backend and serves reads of it.
@@ -246,6 +249,20 @@ func (a *Applier) Members() []membership.Member {
 	return out
 }
 
+// Stats are the backend's and the store's gauges, read together.
+type Stats struct {
+	Backend backend.Stats
+	Store   mvcc.Stats
+}
+
+// Stats returns the backend's and the store's gauges (for metrics: it
+// asks pebble for its metrics).
+func (a *Applier) Stats() Stats {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return Stats{Backend: a.be.Stats(), Store: a.store.Stats()}
+}
+
 // ConfState returns the configuration as of the consistent index.
 func (a *Applier) ConfState() raftpb.ConfState {
 	a.mu.RLock()
@@ -297,6 +314,7 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 		return Result{}, true, a.be.NewBatch().Commit(e.Index, e.Term)
 	}
 	res, err := a.applyRequest(e, r)
+	res.Op = RequestType(r)
 	if r.Header != nil {
 		res.ID = r.Header.ID
 	}
@@ -325,6 +343,42 @@ func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Resul
 	// A request this version does not know (written by a newer member):
 	// applying it as a no-op would silently diverge from that member.
 	return Result{}, fmt.Errorf("apply: entry %d holds a request this version cannot apply", e.Index)
+}
+
+// RequestType names a request's type as etcd does in its metrics' op and
+// type labels.
+func RequestType(r *pb.InternalRaftRequest) string {
+	switch {
+	case r.Range != nil:
+		return "Range"
+	case r.Put != nil:
+		return "Put"
+	case r.DeleteRange != nil:
+		return "DeleteRange"
+	case r.Txn != nil:
+		return "Txn"
+	case r.Compaction != nil:
+		return "Compaction"
+	case r.LeaseGrant != nil:
+		return "LeaseGrant"
+	case r.LeaseRevoke != nil:
+		return "LeaseRevoke"
+	case r.LeaseCheckpoint != nil:
+		return "LeaseCheckpoint"
+	case r.Alarm != nil:
+		return "Alarm"
+	case r.ClusterVersionSet != nil:
+		return "ClusterVersionSet"
+	case r.ClusterMemberAttrSet != nil:
+		return "ClusterMemberAttrSet"
+	}
+	return "Unknown"
+}
+
+// RequestTypes returns every type RequestType names.
+func RequestTypes() []string {
+	return []string{"Range", "Put", "DeleteRange", "Txn", "Compaction", "LeaseGrant", "LeaseRevoke",
+		"LeaseCheckpoint", "Alarm", "ClusterVersionSet", "ClusterMemberAttrSet", "Unknown"}
 }
 
 // refusal reports whether err is a state-dependent refusal (a result),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
@@ -31,6 +32,9 @@ type Store struct {
 	index   *treeIndex
 	logger  *zap.Logger
 	metrics *Metrics
+	// keys is how many keys are alive (etcd's keys_total), kept by the
+	// writer: +1 for a put that creates a key, -1 for each key deleted.
+	keys atomic.Int64
 
 	// writeMu serializes write transactions.
 	writeMu sync.Mutex
@@ -123,6 +127,9 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 	if err := errors.Join(err, scanErr); err != nil {
 		return nil, err
 	}
+	var keys int64
+	s.index.rangeKeys([]byte{0}, []byte{0}, s.mu.currentRev, func(indexEntry) bool { keys++; return true })
+	s.keys.Store(keys)
 	if scheduled > 0 {
 		// What a compaction interrupted by a crash left in the backend
 		// reads back as more history than it should: cut it again.
@@ -164,6 +171,26 @@ func (s *Store) Rev() int64 {
 // it, which makes replaying the raft log idempotent.
 func (s *Store) ConsistentIndex() (index, term uint64) {
 	return s.b.ConsistentIndex()
+}
+
+// Stats are the store's gauges, for metrics.
+type Stats struct {
+	// Keys is how many keys are alive.
+	Keys int64
+	// Rev is the current revision; CompactRev the last compaction's, or
+	// -1 if there was none (as etcd reports it).
+	Rev, CompactRev int64
+}
+
+// Stats returns the store's gauges.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := Stats{Keys: s.keys.Load(), Rev: s.mu.currentRev, CompactRev: s.mu.compactRev}
+	if !s.mu.compacted {
+		st.CompactRev = -1
+	}
+	return st
 }
 
 // CompactRev returns the revision of the last compaction, 0 if none.
@@ -344,6 +371,8 @@ func (tw *TxnWrite) Put(key, value []byte, lease int64) *mvccpb.KeyValue {
 		CreateRevision: rev.Main, Version: 1}
 	if _, created, ver, ok := tw.s.index.get(key, tw.rev); ok {
 		kv.CreateRevision, kv.Version = created.Main, ver+1
+	} else {
+		tw.s.keys.Add(1)
 	}
 	tw.write(rev, kv, false)
 	tw.s.index.put(key, rev)
@@ -362,6 +391,7 @@ func (tw *TxnWrite) DeleteRange(key, end []byte) ([]*mvccpb.KeyValue, error) {
 		tw.write(rev, &mvccpb.KeyValue{Key: kv.Key}, true)
 		tw.s.index.tombstone(kv.Key, rev)
 	}
+	tw.s.keys.Add(-int64(len(res.KVs)))
 	return res.KVs, nil
 }
 

@@ -29,6 +29,7 @@ type peer struct {
 	urls  []string
 	msgc  chan raftpb.Message
 	stopc chan struct{}
+	m     peerMetrics
 	once  sync.Once
 	// callConn carries Calls to the peer; guarded by Transport.mu, closed
 	// by stop.
@@ -37,7 +38,8 @@ type peer struct {
 }
 
 func newPeer(t *Transport, id uint64, urls []string) *peer {
-	return &peer{t: t, id: id, urls: urls, msgc: make(chan raftpb.Message, peerQueueLen), stopc: make(chan struct{})}
+	return &peer{t: t, id: id, urls: urls, msgc: make(chan raftpb.Message, peerQueueLen), stopc: make(chan struct{}),
+		m: t.cfg.Metrics.forPeer(id)}
 }
 
 // stop ends the peer's stream and its calls' connection.
@@ -154,6 +156,15 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 		<-received
 	}()
 	sent := false
+	// The peer counts as active from its first frame sent to the end of
+	// the stream, as etcd's peer status.
+	active := p.t.cfg.Metrics.activePeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id))
+	defer func() {
+		if sent {
+			active.Set(0)
+			p.t.cfg.Metrics.disconnectedPeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id)).Inc()
+		}
+	}()
 	var batch []raftpb.Message
 	for {
 		var m raftpb.Message
@@ -190,6 +201,10 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 				return fmt.Errorf("%w: %v", errConnected, streamError(stream, err))
 			}
 			return streamError(stream, err)
+		}
+		p.m.sentBytes.Add(float64(len(frame)))
+		if !sent {
+			active.Set(1)
 		}
 		sent = true
 	}
