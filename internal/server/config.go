@@ -112,7 +112,9 @@ const (
 	DefaultElection  = 1000 * time.Millisecond
 
 	DefaultWatchProgressNotifyInterval = 10 * time.Minute
-	DefaultLeaseCheckpointInterval     = 5 * time.Minute
+	// defaultWarningApplyDuration is etcd's --warning-apply-duration.
+	defaultWarningApplyDuration    = 100 * time.Millisecond
+	DefaultLeaseCheckpointInterval = 5 * time.Minute
 )
 
 // MinLeaseTTL is the shortest lease TTL granted, in seconds: 1.5 election
