@@ -128,7 +128,7 @@ func (p *peer) sleep(d time.Duration) bool {
 
 // stream opens a message stream and sends on it until it breaks (an
 // error) or the peer stops (nil).
-func (p *peer) stream(conn *grpc.ClientConn) error {
+func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 	// Stopping the peer cancels a send blocked on flow control too.
 	ctx, cancel := cancelOn(p.t.outgoingContext(context.Background(), p.id), p.stopc)
 	defer cancel()
@@ -156,12 +156,13 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 		<-received
 	}()
 	sent := false
-	// The peer counts as active from its first frame sent to the end of
-	// the stream, as etcd's peer status.
+	// The peer counts as active while the stream is open (gRPC opened it
+	// on a ready connection), as etcd's peer status.
 	active := p.t.cfg.Metrics.activePeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id))
+	active.Set(1)
 	defer func() {
-		if sent {
-			active.Set(0)
+		active.Set(0)
+		if err != nil {
 			p.t.cfg.Metrics.disconnectedPeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id)).Inc()
 		}
 	}()
@@ -203,9 +204,6 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 			return streamError(stream, err)
 		}
 		p.m.sentBytes.Add(float64(len(frame)))
-		if !sent {
-			active.Set(1)
-		}
 		sent = true
 	}
 }

@@ -41,6 +41,12 @@ type member struct {
 
 func startMember(t *testing.T, extra ...grpc.ServerOption) *member {
 	t.Helper()
+	return startMemberWith(t, server.Config{}, extra...)
+}
+
+// startMemberWith is startMember with cfg's Metrics and Registry.
+func startMemberWith(t *testing.T, cfg server.Config, extra ...grpc.ServerOption) *member {
+	t.Helper()
 	s, err := server.New(server.Config{
 		Name:              "m",
 		DataDir:           t.TempDir(),
@@ -48,6 +54,8 @@ func startMember(t *testing.T, extra ...grpc.ServerOption) *member {
 		InitialCluster:    "m=http://127.0.0.1:1",
 		HeartbeatInterval: 10 * time.Millisecond,
 		ElectionTimeout:   100 * time.Millisecond,
+		Metrics:           cfg.Metrics,
+		Registry:          cfg.Registry,
 	})
 	if err != nil {
 		t.Fatal(err)
