@@ -39,13 +39,13 @@ type member struct {
 	watchEnded chan error
 }
 
-func startMember(t *testing.T, extra ...grpc.ServerOption) *member {
+func startMember(t testing.TB, extra ...grpc.ServerOption) *member {
 	t.Helper()
 	return startMemberWith(t, server.Config{}, extra...)
 }
 
 // startMemberWith is startMember with cfg's Metrics and Registry.
-func startMemberWith(t *testing.T, cfg server.Config, extra ...grpc.ServerOption) *member {
+func startMemberWith(t testing.TB, cfg server.Config, extra ...grpc.ServerOption) *member {
 	t.Helper()
 	s, err := server.New(server.Config{
 		Name:              "m",
@@ -100,7 +100,7 @@ func startMemberWith(t *testing.T, cfg server.Config, extra ...grpc.ServerOption
 
 // stop shuts the member down as cmd/cairn does: the gRPC server, then the
 // service, then the server.
-func (m *member) stop(t *testing.T) {
+func (m *member) stop(t testing.TB) {
 	if m.stopped {
 		return
 	}
