@@ -151,7 +151,8 @@ func TestMetricsAsEtcd(t *testing.T) {
 		{"three members extensive", 3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var extra []string
+			// Snapshots every 5 entries, so that their series move too.
+			extra := []string{"--snapshot-count", "5"}
 			if tc.extensive {
 				if !hasMetricsFlag(t) {
 					t.Skip("this cairn does not parse --metrics yet")
@@ -197,10 +198,12 @@ func TestMetricsAsEtcd(t *testing.T) {
 type workloadCounts struct {
 	puts, gets, txns, deletes, watchEvents int
 	liveKeys                               int
+	// compacted is the revision compacted at the end.
+	compacted int64
 }
 
-// runMetricsWorkload makes puts, ranges, a txn, a delete, a watch and a
-// lease's life through cli.
+// runMetricsWorkload makes puts, ranges, a txn, a delete, a watch, a
+// lease's life and a compaction through cli.
 func runMetricsWorkload(t *testing.T, cli *clientv3.Client) workloadCounts {
 	t.Helper()
 	ctx := ctxT(t)
@@ -261,6 +264,16 @@ func runMetricsWorkload(t *testing.T, cli *clientv3.Client) workloadCounts {
 	if _, err := cli.Revoke(ctx, lease.ID); err != nil {
 		t.Fatal(err)
 	}
+	get, err := cli.Get(ctx, "key_0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.gets++
+	n.compacted = get.Header.Revision
+	// Physical: it returns once the compacted revisions are removed.
+	if _, err := cli.Compact(ctx, n.compacted, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -279,7 +292,16 @@ func checkWorkloadCounted(t *testing.T, s scrape, n workloadCounts) {
 	s.atLeast(t, float64(5*len("key_0value_0")), "etcd_debugging_mvcc_total_put_size_in_bytes")
 	// Revision 1 is the empty store's; each put, the txn, the delete add one.
 	s.equal(t, float64(1+n.puts+n.deletes), "etcd_debugging_mvcc_current_revision")
-	s.equal(t, -1, "etcd_debugging_mvcc_compact_revision")
+	s.equal(t, float64(n.compacted), "etcd_debugging_mvcc_compact_revision")
+	s.atLeast(t, 1, "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds")
+	s.atLeast(t, 1, "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds")
+	s.atLeast(t, 1, "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds")
+	// At least key_4's put (its delete, at the compaction revision, stays).
+	s.atLeast(t, 1, "etcd_debugging_mvcc_db_compaction_keys_total")
+	s.atLeast(t, float64(time.Now().Add(-time.Hour).Unix()), "etcd_debugging_mvcc_db_compaction_last")
+	s.atLeast(t, 1, "etcd_debugging_snap_save_total_duration_seconds")
+	s.atLeast(t, 1, "etcd_debugging_snap_save_marshalling_duration_seconds")
+	s.atLeast(t, 1, "etcd_snap_fsync_duration_seconds")
 
 	s.atLeast(t, float64(n.puts-1), "grpc_server_handled_total", "grpc_method", "Put", "grpc_code", "OK")
 	s.atLeast(t, float64(n.gets), "grpc_server_handled_total", "grpc_method", "Range", "grpc_code", "OK")
