@@ -182,6 +182,10 @@ func TestMetricsAsEtcd(t *testing.T) {
 				t.Errorf("missing %d of etcd 3.7.3's series: %v", len(missing), missing)
 			}
 			checkWorkloadCounted(t, s, counts)
+			if tc.members == 1 {
+				// The keep-alive reached the leader: this member.
+				s.atLeast(t, 1, "etcd_debugging_lease_renewed_total")
+			}
 			if tc.extensive {
 				s.atLeast(t, float64(counts.puts), "grpc_server_handling_seconds", "grpc_method", "Put")
 			} else if _, ok := s["grpc_server_handling_seconds"]; ok {
@@ -372,14 +376,18 @@ func checkPeerMetrics(t *testing.T, c *cluster, s scrape) {
 }
 
 // Series that count events later than the request that causes them: the
-// end of a cancelled watch stream, the handler's own requests, health
-// checks.
+// end of a cancelled watch stream, a lease's expiry, the handler's own
+// requests, health checks.
 func TestMetricsCountLaterEvents(t *testing.T) {
 	c := newCluster(t, 1)
 	m := c.members[0]
 	cli := m.client()
 	ctx := ctxT(t)
 	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	// The shortest TTL: it expires within seconds.
+	if _, err := cli.Grant(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -397,7 +405,9 @@ func TestMetricsCountLaterEvents(t *testing.T) {
 	for {
 		s := scrapeMetrics(t, m)
 		canceled, _ := s.value("grpc_server_handled_total", "grpc_method", "Watch", "grpc_code", "Canceled")
-		if canceled >= 1 {
+		expired, _ := s.value("etcd_debugging_server_lease_expired_total")
+		if canceled >= 1 && expired >= 1 {
+			s.atLeast(t, 1, "etcd_debugging_lease_revoked_total")
 			served0, _ := before.value("promhttp_metric_handler_requests_total", "code", "200")
 			served1, _ := s.value("promhttp_metric_handler_requests_total", "code", "200")
 			if served1 <= served0 {
@@ -413,7 +423,8 @@ func TestMetricsCountLaterEvents(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no Watch handled with Canceled after the client cancelled it (%v)", canceled)
+			t.Fatalf("after the client cancelled its watch and its lease's TTL: %v Watch handled with Canceled, %v leases expired",
+				canceled, expired)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a process's metrics
 	}

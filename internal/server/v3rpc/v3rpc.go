@@ -75,9 +75,9 @@ func New(s *server.Server) *Service {
 func (v *Service) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		// One interceptor each: gRPC builds a closure per call for
-		// every interceptor after the first.
-		grpc.UnaryInterceptor(v.unary),
-		grpc.StreamInterceptor(v.stream),
+		// every interceptor of a chain longer than one.
+		grpc.ChainUnaryInterceptor(v.unary),
+		grpc.ChainStreamInterceptor(v.stream),
 		grpc.ForceServerCodecV2(newCodec(v.sentBytes, v.recvBytes)),
 		grpc.MaxRecvMsgSize(v.s.Config().MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
