@@ -62,6 +62,17 @@ type Config struct {
 	// Clock is what the lessor reads the time from; nil is time.Now.
 	Clock  func() time.Time
 	Logger *zap.Logger
+	// Metrics are what the storage counts into; nil fields are metrics
+	// of their own, not registered.
+	Metrics Metrics
+}
+
+// Metrics are the storage's metrics: the store's and the lessor's, the
+// WAL's and the snapshotter's.
+type Metrics struct {
+	Apply apply.Metrics
+	WAL   *wal.Metrics
+	Snap  *snap.Metrics
 }
 
 // WALDir, SnapDir and DBDir are where the WAL, the snapshots and the
@@ -115,7 +126,7 @@ func walOptions(cfg Config) wal.Options {
 	if keep <= 0 {
 		keep = math.MaxInt
 	}
-	return wal.Options{KeepReleased: 1, KeepSegments: keep, SegmentBytes: cfg.WALSegmentBytes, Logger: cfg.Logger}
+	return wal.Options{KeepReleased: 1, KeepSegments: keep, SegmentBytes: cfg.WALSegmentBytes, Logger: cfg.Logger, Metrics: cfg.Metrics.WAL}
 }
 
 // Open opens the member's storage, creating it on a first start. On an
@@ -161,10 +172,10 @@ func Open(cfg Config) (_ *Storage, err error) {
 			st.Close()
 		}
 	}()
-	if st.Snap, err = snap.New(fs, cfg.SnapDir(), cfg.Logger); err != nil {
+	if st.Snap, err = snap.New(fs, cfg.SnapDir(), cfg.Logger, cfg.Metrics.Snap); err != nil {
 		return nil, err
 	}
-	if st.Applier, err = apply.Open(cfg.DBDir(), cfg.Backend, cfg.MinLeaseTTL, cfg.Logger); err != nil {
+	if st.Applier, err = apply.Open(cfg.DBDir(), cfg.Backend, cfg.MinLeaseTTL, cfg.Metrics.Apply, cfg.Logger); err != nil {
 		return nil, err
 	}
 	if cfg.Clock != nil {

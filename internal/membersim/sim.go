@@ -265,7 +265,7 @@ func (s *Sim) start(m *simMember) error {
 	}
 	m.id = st.MemberID
 	m.st = st
-	m.images = member.NewImages(st)
+	m.images = member.NewImages(st, nil)
 	m.pending = map[uint64]*op{}
 	m.reads = map[uint64]*op{}
 	m.readyReads = nil

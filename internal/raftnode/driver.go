@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -74,8 +73,6 @@ type Hooks struct {
 	ConfState func(cs raftpb.ConfState)
 	// LeaderChanged is called when the known leader changes.
 	LeaderChanged func(lead uint64)
-	// WALSync is called with the duration of each synced WAL write.
-	WALSync func(d time.Duration)
 	// SnapshotTaken is called after a local snapshot was recorded and the
 	// log released before it: old snapshot files may be purged.
 	SnapshotTaken func(index uint64)
@@ -258,12 +255,9 @@ func (d *Driver) handleReady(rd raft.Ready) error {
 		}
 	}
 	if !rd.HardState.IsEmpty() || len(rd.Entries) > 0 {
-		start := time.Now()
+		// The WAL times its own writes and fsyncs (wal.Metrics).
 		if err := d.cfg.Log.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 			return fmt.Errorf("raftnode: writing the WAL: %w", err)
-		}
-		if rd.MustSync && d.cfg.Hooks.WALSync != nil {
-			d.cfg.Hooks.WALSync(time.Since(start))
 		}
 	}
 	if !rd.HardState.IsEmpty() {

@@ -44,7 +44,7 @@ func threeVoters(t *testing.T) (*raft.MemoryStorage, *wal.WAL, *snap.Snapshotter
 	if err := w.Save(storage.HardState(), ents, true); err != nil {
 		t.Fatal(err)
 	}
-	sn, err := snap.New(vfs.NewMem(), "/snap", nil)
+	sn, err := snap.New(vfs.NewMem(), "/snap", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,17 +13,22 @@ import (
 
 // Range reads, linearizably unless req.Serializable.
 func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.RangeResponse, err error) {
-	defer func(start time.Time) { s.warnSlowRange(start, req, resp, err) }(time.Now())
+	defer func(start time.Time) {
+		s.metrics.observeRequest("Range", start, err)
+		s.warnSlowRange(start, req, resp, err)
+	}(time.Now())
 	if !req.Serializable {
 		if err := s.linearizableReadWait(ctx); err != nil {
 			return nil, err
 		}
 	}
+	readStart := time.Now()
 	err = s.applier.View(func(st *mvcc.Store) error {
 		var err error
 		resp, err = st.RangeRequest(req)
 		return err
 	})
+	s.metrics.observeRead(readStart, err)
 	return resp, err
 }
 
@@ -68,7 +73,10 @@ func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 
 // readTxn serves a read-only txn from the local store.
 func (s *Server) readTxn(ctx context.Context, req *pb.TxnRequest) (resp *pb.TxnResponse, err error) {
-	defer func(start time.Time) { s.warnSlowReadTxn(start, req, resp, err) }(time.Now())
+	defer func(start time.Time) {
+		s.metrics.observeRequest("ReadonlyTxn", start, err)
+		s.warnSlowReadTxn(start, req, resp, err)
+	}(time.Now())
 	if !isTxnSerializable(req) {
 		if err := s.linearizableReadWait(ctx); err != nil {
 			return nil, err

@@ -86,7 +86,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	st, err := bootstrap(&cfg)
+	m := newMetrics()
+	st, err := bootstrap(&cfg, m)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,8 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, logger: cfg.Logger, st: st, applier: st.Applier, wait: newWaitRegistry(),
 		requestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		stopping:       make(chan struct{}), done: make(chan struct{}),
-		images: member.NewImages(st),
+		images:  member.NewImages(st, m.backendSnapshot),
+		metrics: m,
 	}
 	s.refreshMembers()
 	s.pipeline = member.NewPipeline(st, member.PipelineConfig{
@@ -114,18 +116,19 @@ func New(cfg Config) (*Server, error) {
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
 	s.leaseClears = make(chan int64, maxCheckpointsPerEntry)
-	s.metrics = newMetrics(cfg.Registry, s)
+	m.register(cfg.Registry, s)
 	return s, nil
 }
 
 // bootstrap opens the member's storage on the real disk, creating it on a
-// first start.
-func bootstrap(cfg *Config) (*member.Storage, error) {
+// first start; it counts into m.
+func bootstrap(cfg *Config, m *metrics) (*member.Storage, error) {
 	return member.Open(member.Config{
 		Name: cfg.Name, Dir: cfg.memberDir(),
 		InitialCluster: cfg.InitialCluster, InitialClusterToken: cfg.InitialClusterToken,
 		InitialClusterState: cfg.InitialClusterState, AdvertisePeerURLs: cfg.AdvertisePeerURLs,
-		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger}, Logger: cfg.Logger,
+		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger, CommitSeconds: m.backendCommit},
+		Logger: cfg.Logger, Metrics: m.storage,
 		DedicatedWALDir: cfg.WALDir, MaxWALs: cfg.MaxWALs, UnsafeNoFsync: cfg.UnsafeNoFsync,
 		ForceNewCluster: cfg.ForceNewCluster,
 	})
@@ -158,7 +161,7 @@ func PeerServerOptions() []grpc.ServerOption { return transport.ServerOptions() 
 func (s *Server) Start() error {
 	s.tr = transport.New(transport.Config{
 		LocalID: s.st.MemberID, ClusterID: s.st.ClusterID,
-		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger,
+		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger, Metrics: s.metrics.transport,
 	})
 	tick := s.cfg.HeartbeatInterval
 	rn, err := raftnode.New(raftnode.Config{
@@ -178,7 +181,6 @@ func (s *Server) Start() error {
 		Hooks: raftnode.Hooks{
 			ConfState:     s.onConfState,
 			LeaderChanged: s.leaderChanged,
-			WALSync:       s.metrics.walSync,
 		},
 		CampaignOnStart: s.soleVoter(),
 		DisablePreVote:  s.cfg.DisablePreVote,
@@ -335,6 +337,10 @@ func (s *Server) applyLoop() {
 }
 
 func (s *Server) applyAll(ta raftnode.ToApply) error {
+	if !ta.Snapshot.IsEmpty() {
+		s.metrics.snapshotApplying.Set(1)
+		defer s.metrics.snapshotApplying.Set(0)
+	}
 	applied, err := s.pipeline.Apply(ta)
 	if err != nil {
 		return err
@@ -349,9 +355,7 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 
 // entryApplied is told of each entry the pipeline applied.
 func (s *Server) entryApplied(e raftpb.Entry, res apply.Result, took time.Duration) {
-	// Each entry is one backend batch commit.
-	s.metrics.backendCommit.Observe(took.Seconds())
-	s.metrics.proposalsCommitted.Inc()
+	s.metrics.observeApply(res, took)
 	s.warnSlowApply(e, res, took)
 	if res.ID != 0 {
 		s.wait.trigger(res.ID, res)
@@ -456,7 +460,9 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (appl
 // proposeAs is propose; a proposal with a leader term fails with
 // raftnode.ErrNotLeader unless this member leads in that term when raft
 // takes it.
-func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (apply.Result, error) {
+func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (res apply.Result, err error) {
+	start := time.Now()
+	defer func() { s.metrics.observeRequest(apply.RequestType(req), start, err) }()
 	id := s.reqIDs.next()
 	req.Header = &pb.RequestHeader{ID: id}
 	data, err := req.Marshal()
@@ -479,6 +485,7 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		proposeFn = func(ctx context.Context, data []byte) error { return s.rn.ProposeAsLeader(ctx, data, leaderTerm) }
 	}
 	if err := proposeFn(ctx, data); err != nil {
+		s.metrics.proposalsFailed.Inc()
 		s.wait.cancel(id)
 		return apply.Result{}, s.proposalError(err)
 	}
@@ -486,6 +493,7 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	case r := <-ch:
 		return r, r.Err
 	case <-ctx.Done():
+		s.metrics.proposalsFailed.Inc()
 		s.wait.cancel(id)
 		return apply.Result{}, s.proposalError(ctx.Err())
 	case <-s.stopping:

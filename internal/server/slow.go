@@ -72,7 +72,10 @@ func (s *Server) warnSlowReadTxn(start time.Time, req *pb.TxnRequest, resp *pb.T
 	s.warnSlow(took, "read-only txn ", pb.NewLoggableTxnRequest(req).String(), out, err)
 }
 
+// warnSlow logs a slow request and counts it (etcd_server_slow_apply_total),
+// as etcd does for both applies and reads.
 func (s *Server) warnSlow(took time.Duration, prefix, req, resp string, err error) {
+	s.metrics.slowApplies.Inc()
 	s.logger.Warn("apply request took too long",
 		zap.Duration("took", took),
 		zap.Duration("expected-duration", s.cfg.WarningApplyDuration),

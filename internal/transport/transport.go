@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -85,6 +86,9 @@ type Config struct {
 	Logger *zap.Logger
 	// DialTimeout bounds connecting to a peer. Default 1s.
 	DialTimeout time.Duration
+	// Metrics count what is sent and received. Default: metrics of the
+	// transport's own, not registered.
+	Metrics *Metrics
 }
 
 // Transport sends raft messages to peers and receives theirs. Its methods
@@ -114,6 +118,9 @@ func New(cfg Config) *Transport {
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
 	}
 	t := &Transport{cfg: cfg, logger: cfg.Logger, stopc: make(chan struct{})}
 	t.mu.peers = map[uint64]*peer{}
@@ -223,12 +230,16 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 		case p.msgc <- m:
 		default:
 			t.logger.Debug("peer queue full, dropping message", zap.String("peer", idString(m.To)), zap.Stringer("type", m.Type))
+			if m.Type == raftpb.MsgHeartbeat {
+				t.cfg.Metrics.heartbeatFailures.Inc()
+			}
 			t.reportFailure(m)
 		}
 	}
 }
 
 func (t *Transport) reportFailure(m raftpb.Message) {
+	t.cfg.Metrics.sentFailures.WithLabelValues(idString(m.To)).Inc()
 	if m.Type == raftpb.MsgSnap {
 		t.cfg.Raft.ReportSnapshot(m.To, false)
 	}
@@ -297,6 +308,7 @@ func (t *Transport) handleMessages(_ any, stream grpc.ServerStream) error {
 	if err != nil {
 		return err
 	}
+	received := t.cfg.Metrics.receivedBytes.WithLabelValues(idString(from))
 	for {
 		var frame []byte
 		if err := stream.RecvMsg(&frame); err != nil {
@@ -305,6 +317,7 @@ func (t *Transport) handleMessages(_ any, stream grpc.ServerStream) error {
 			}
 			return err
 		}
+		received.Add(float64(len(frame)))
 		msgs, err := decodeBatch(frame, t.cfg.ClusterID)
 		if err != nil {
 			t.logger.Error("dropped a bad frame from a peer", zap.String("remote-member", idString(from)), zap.Error(err))
@@ -347,11 +360,17 @@ func (t *Transport) handleSnapshot(_ any, stream grpc.ServerStream) error {
 	t.logger.Info("receiving snapshot", zap.String("from", idString(from)),
 		zap.Uint64("index", m.Snapshot.Metadata.Index), zap.Int64("bytes", info.Size))
 	start := time.Now()
-	r := &streamReader{stream: stream}
+	fromLabel := idString(from)
+	received := t.cfg.Metrics.receivedBytes.WithLabelValues(fromLabel)
+	received.Add(float64(len(head)))
+	r := &streamReader{stream: stream, received: received}
 	if err := t.cfg.Snapshots.SaveImage(m.Snapshot.Metadata.Index, r, info); err != nil {
+		t.cfg.Metrics.snapshotRecvFail.WithLabelValues(fromLabel).Inc()
 		t.logger.Error("receiving snapshot", zap.String("from", idString(from)), zap.Error(err))
 		return status.Errorf(codes.DataLoss, "transport: storing snapshot image: %v", err)
 	}
+	t.cfg.Metrics.snapshotRecv.WithLabelValues(fromLabel).Inc()
+	t.cfg.Metrics.snapshotRecvTime.WithLabelValues(fromLabel).Observe(time.Since(start).Seconds())
 	t.logger.Info("received snapshot", zap.String("from", idString(from)),
 		zap.Uint64("index", m.Snapshot.Metadata.Index), zap.Duration("took", time.Since(start)))
 	if err := t.cfg.Raft.Process(stream.Context(), m); err != nil {
@@ -363,8 +382,9 @@ func (t *Transport) handleSnapshot(_ any, stream grpc.ServerStream) error {
 // streamReader reads the image frames of a snapshot stream as one stream
 // of bytes.
 type streamReader struct {
-	stream grpc.ServerStream
-	buf    []byte
+	stream   grpc.ServerStream
+	received prometheus.Counter
+	buf      []byte
 }
 
 func (r *streamReader) Read(p []byte) (int, error) {
@@ -373,6 +393,7 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		if err := r.stream.RecvMsg(&frame); err != nil {
 			return 0, err // io.EOF at the end of the image
 		}
+		r.received.Add(float64(len(frame)))
 		r.buf = frame
 	}
 	n := copy(p, r.buf)
@@ -394,7 +415,15 @@ func (t *Transport) startSnapshotLocked(p *peer, m raftpb.Message) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
+		start := time.Now()
 		err := t.sendSnapshot(urls, m)
+		to := idString(m.To)
+		if err != nil {
+			t.cfg.Metrics.snapshotSendFail.WithLabelValues(to).Inc()
+		} else {
+			t.cfg.Metrics.snapshotSent.WithLabelValues(to).Inc()
+			t.cfg.Metrics.snapshotSendTime.WithLabelValues(to).Observe(time.Since(start).Seconds())
+		}
 		t.mu.Lock()
 		delete(t.mu.snapshotting, m.To)
 		t.mu.Unlock()
@@ -433,9 +462,11 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 	head = binary.BigEndian.AppendUint64(head, uint64(info.Size))
 	head = binary.BigEndian.AppendUint32(head, info.CRC)
 	head = m.MarshalTo(head)
+	sent := t.cfg.Metrics.sentBytes.WithLabelValues(idString(m.To))
 	if err := stream.SendMsg(&head); err != nil {
 		return streamError(stream, err)
 	}
+	sent.Add(float64(len(head)))
 	for {
 		// A fresh buffer per chunk: gRPC may hold the last one after
 		// SendMsg returns.
@@ -446,6 +477,7 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 			if err := stream.SendMsg(&chunk); err != nil {
 				return streamError(stream, err)
 			}
+			sent.Add(float64(n))
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break

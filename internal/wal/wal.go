@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -92,6 +93,9 @@ type Options struct {
 	KeepSegments int
 	// Logger receives repairs and releases. Default: no logging.
 	Logger *zap.Logger
+	// Metrics count writes and fsyncs. Default: metrics of the WAL's own,
+	// not registered.
+	Metrics *Metrics
 }
 
 func (o Options) withDefaults() Options {
@@ -109,6 +113,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
 	}
 	return o
 }
@@ -614,7 +621,11 @@ func (w *WAL) writeLocked(buf []byte, crc uint32) error {
 		}
 		w.mu.allocated = end
 	}
-	if _, err := w.mu.tail.WriteAt(buf, w.mu.offset); err != nil {
+	start := time.Now()
+	n, err := w.mu.tail.WriteAt(buf, w.mu.offset)
+	w.opts.Metrics.writeSeconds.Observe(time.Since(start).Seconds())
+	w.opts.Metrics.writeBytes.Add(float64(n))
+	if err != nil {
 		// Part of buf may sit in the page cache, to be written back
 		// later: a record cut short, which the next Open could not tell
 		// from damage. Drop it (best effort; the WAL is failed anyway).
@@ -635,9 +646,11 @@ func (w *WAL) syncLocked() error {
 	if !w.mu.unsynced {
 		return nil
 	}
+	start := time.Now()
 	if err := w.mu.tail.Sync(); err != nil {
 		return w.failLocked(fmt.Errorf("wal: syncing: %w", err))
 	}
+	w.opts.Metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
 	w.mu.unsynced = false
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -17,13 +19,26 @@ import (
 )
 
 // HTTPHandler serves the client URL's plain HTTP endpoints, in etcd's
-// formats: /health, /livez, /readyz, /version and /metrics. CORS and the
-// Host check (--cors, --host-whitelist) are the caller's, in front.
+// formats: /health, /livez, /readyz, /version, /metrics and /debug/vars.
+// It registers its own metrics on reg (the handler's requests, health
+// checks). CORS and the Host check (--cors, --host-whitelist) are the
+// caller's, in front.
 func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
+	healthy := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "server",
+		Name: "health_success", Help: "The total number of successful health checks"})
+	unhealthy := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "server",
+		Name: "health_failures", Help: "The total number of failed health checks"})
+	reg.MustRegister(healthy, unhealthy)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	mux.HandleFunc("/debug/vars", getOnly(func(w http.ResponseWriter, r *http.Request) { debugVars(w, r, s) }))
 	mux.HandleFunc("/health", getOnly(func(w http.ResponseWriter, r *http.Request) {
 		ok, reason := health(r.Context(), s, r.URL.Query().Get("serializable") == "true", r.URL.Query()["exclude"])
+		if ok {
+			healthy.Inc()
+		} else {
+			unhealthy.Inc()
+		}
 		body, _ := json.Marshal(struct {
 			Health string `json:"health"`
 			Reason string `json:"reason"`
@@ -58,6 +73,40 @@ func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, version.Etcd, version.Cluster, version.Storage)
 	}))
 	return mux
+}
+
+// debugVars serves what etcd serves on /debug/vars (Go's expvar format):
+// the command line, the memory statistics, and etcd's own variables, the
+// descriptor limit and raft's status; as a JSON object, keys sorted.
+func debugVars(w http.ResponseWriter, r *http.Request, s *server.Server) {
+	vars := map[string]any{
+		"cmdline":               os.Args,
+		"file_descriptor_limit": server.FDLimit(),
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	vars["memstats"] = ms
+	if st, err := s.RaftStatusJSON(r.Context()); err == nil {
+		vars["raft.status"] = json.RawMessage(st)
+	}
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	fmt.Fprint(w, "{\n")
+	for i, k := range keys {
+		v, err := json.Marshal(vars[k])
+		if err != nil {
+			continue
+		}
+		if i > 0 {
+			fmt.Fprint(w, ",\n")
+		}
+		fmt.Fprintf(w, "%q: %s", k, v)
+	}
+	fmt.Fprint(w, "\n}\n")
 }
 
 func getOnly(fn http.HandlerFunc) http.HandlerFunc {

@@ -40,13 +40,13 @@ type member struct {
 	watchEnded chan error
 }
 
-func startMember(t *testing.T, extra ...grpc.ServerOption) *member {
+func startMember(t testing.TB, extra ...grpc.ServerOption) *member {
 	t.Helper()
 	return startMemberWith(t, nil, extra...)
 }
 
 // startMemberWith is startMember with tune, if set, changing the config.
-func startMemberWith(t *testing.T, tune func(*server.Config), extra ...grpc.ServerOption) *member {
+func startMemberWith(t testing.TB, tune func(*server.Config), extra ...grpc.ServerOption) *member {
 	t.Helper()
 	cfg := server.Config{
 		Name:              "m",
@@ -104,7 +104,7 @@ func startMemberWith(t *testing.T, tune func(*server.Config), extra ...grpc.Serv
 
 // stop shuts the member down as cmd/cairn does: the gRPC server, then the
 // service, then the server.
-func (m *member) stop(t *testing.T) {
+func (m *member) stop(t testing.TB) {
 	if m.stopped {
 		return
 	}

@@ -6,25 +6,25 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/peer"
 )
 
-// newRequestStats logs a unary request that took longer than warn
-// (etcd's --warning-unary-request-duration) at warn level, and every unary
-// request at debug level when that is enabled, as etcd's "request stats"
-// lines, field for field. Values are redacted from puts and txns.
-func newRequestStats(lg *zap.Logger, warn time.Duration) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		took := time.Since(start)
-		debug := lg.Core().Enabled(zap.DebugLevel)
-		if took > warn || debug {
-			logRequestStats(ctx, lg, debug, start, took, info.FullMethod, req, resp)
-		}
-		return resp, err
+// requestStats logs a unary request that took longer than warn (etcd's
+// --warning-unary-request-duration) at warn level, and every unary request
+// at debug level when that is enabled, as etcd's "request stats" lines,
+// field for field. Values are redacted from puts and txns.
+type requestStats struct {
+	lg   *zap.Logger
+	warn time.Duration
+}
+
+// observe is told of a request that began at start.
+func (r requestStats) observe(ctx context.Context, start time.Time, method string, req, resp any) {
+	took := time.Since(start)
+	if took <= r.warn && !r.lg.Core().Enabled(zap.DebugLevel) {
+		return
 	}
+	logRequestStats(ctx, r.lg, r.lg.Core().Enabled(zap.DebugLevel), start, took, method, req, resp)
 }
 
 func logRequestStats(ctx context.Context, lg *zap.Logger, debug bool, start time.Time, took time.Duration,
