@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"go.etcd.io/etcd/client/pkg/v3/logutil"
 	"io"
 	"os"
 	"slices"
@@ -297,9 +298,10 @@ func (g *globals) tlsConfig() (*tls.Config, error) {
 }
 
 // logger is the client's: its warnings go to stderr as etcdctl's do (JSON
-// lines), and debug output with --debug.
+// lines, in the etcd client's encoding: ISO 8601 UTC timestamps), and
+// debug output with --debug.
 func (g *globals) logger() *zap.Logger {
-	cfg := zap.NewProductionConfig()
+	cfg := logutil.DefaultZapLoggerConfig
 	cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
 	if g.quietRetries {
 		cfg.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
