@@ -12,7 +12,9 @@ import (
 type lines []string
 
 func (l *lines) Infof(format string, args ...any) { *l = append(*l, fmt.Sprintf(format, args...)) }
-func (l *lines) Warnf(format string, args ...any) { *l = append(*l, "WARN "+fmt.Sprintf(format, args...)) }
+func (l *lines) Warnf(format string, args ...any) {
+	*l = append(*l, "WARN "+fmt.Sprintf(format, args...))
+}
 
 // TestLoggerElection: an election is logged in etcd raft's words, which
 // operators and tools (etcd's own test suites among them) grep for:
