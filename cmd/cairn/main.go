@@ -55,10 +55,17 @@ func run(args []string, environ []string, stdout, stderr io.Writer) int {
 	}
 	logger, err := newLogger(logConfig{Logger: "zap", Outputs: []string{"default"}, Level: c.LogLevel, Format: "json"}, stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "cairn: %v\n", err)
+		// As etcd: said by a default logger, since the configured one
+		// cannot be built.
+		lg, _ := newLogger(logConfig{Logger: "zap", Level: "info"}, stdout, stderr)
+		logArgs(lg, args)
+		lg.Warn("failed to verify flags", zap.Error(err))
 		return 1
 	}
 	defer logger.Sync()
+	setGRPCLogger(logger)
+	logArgs(logger, args)
+	logStartWarnings(logger, c.Name)
 	if err := serve(c, logger); err != nil {
 		reportExit(logger, stderr, err)
 		return 1
@@ -103,7 +110,7 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.Config{
+	scfg := server.Config{
 		Name:                           c.Name,
 		DataDir:                        c.DataDir,
 		AdvertiseClientURLs:            splitURLs(c.AdvertiseClientURLs),
@@ -126,7 +133,9 @@ func serve(c config, logger *zap.Logger) error {
 		LeaseCheckpointInterval:        c.LeaseCheckpointInterval,
 		Logger:                         logger,
 		Registry:                       reg,
-	})
+	}
+	logStarting(logger, scfg, peerURLs, clientURLs)
+	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}
@@ -197,8 +206,11 @@ func serve(c config, logger *zap.Logger) error {
 		goServe(func() { d.serve() })
 		goServe(func() { clientGRPC.Serve(d.grpc) })
 		goServe(func() { httpSrv.Serve(d.http) })
-		logger.Info("serving client traffic", zap.String("address", l.Addr().String()))
+		logger.Info("serving client traffic insecurely; this is strongly discouraged!",
+			zap.String("traffic", "grpc+http"), zap.String("address", l.Addr().String()))
 	}
+	logNowServing(logger, srv, peerURLs, clientURLs)
+	goServe(func() { logWhenReady(logger, srv, len(clientLns)) })
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
@@ -208,13 +220,21 @@ func serve(c config, logger *zap.Logger) error {
 		logger.Info("received signal; shutting down", zap.Stringer("signal", sig))
 	case <-srv.Stopping():
 	}
+	logger.Info("closing etcd server", stopFields(srv.Config())...)
+	defer logger.Info("closed etcd server", stopFields(srv.Config())...)
 	clientGRPC.Stop()
 	clientAPI.Close()
 	httpSrv.Close()
 	for _, d := range demuxes {
 		d.Close()
 	}
+	for _, l := range peerLns {
+		logger.Info("stopping serving peer traffic", zap.String("address", l.Addr().String()))
+	}
 	peerGRPC.Stop()
+	for _, l := range peerLns {
+		logger.Info("stopped serving peer traffic", zap.String("address", l.Addr().String()))
+	}
 	srv.Stop()
 	wg.Wait()
 	return srv.Err()
