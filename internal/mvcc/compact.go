@@ -165,7 +165,9 @@ func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}) erro
 		}
 		removed += len(doomed)
 		if len(doomed) < c.batchKeys {
-			s.logger.Info("mvcc: compaction finished", zap.Int64("revision", rev), zap.Int("removed", removed))
+			// etcd's words, which etcd's tests wait for.
+			s.logger.Info("finished scheduled compaction", zap.Int64("compact-revision", rev),
+				zap.Int("number-of-keys-compacted", removed))
 			return nil
 		}
 	}

@@ -111,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		},
 		Applied:        s.entryApplied,
 		MembersChanged: s.membersChanged,
+		Logger:         cfg.Logger,
 	})
 	s.reqIDs.init(st.MemberID)
 	s.dbSize.Store(st.Applier.DBSize())
@@ -465,9 +466,10 @@ func (s *Server) publishAttributes() {
 		_, err := s.propose(ctx, req)
 		cancel()
 		if err == nil {
-			close(s.ready)
+			// Logged before ready is closed: "ready" must follow it.
 			s.logger.Info("published local member to cluster through raft", append(fields,
 				zap.String("cluster-id", membership.IDString(s.ClusterID())), zap.Duration("publish-timeout", s.requestTimeout))...)
+			close(s.ready)
 			return
 		}
 		select {

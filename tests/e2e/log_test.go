@@ -66,7 +66,8 @@ type logEntry struct {
 
 // checkJSONLines checks, as etcd's TestServerJsonLogging does, that every
 // line of a member's log is JSON with a level, a ts in etcd's layout, a
-// caller and a msg, and returns the lines' messages.
+// caller and a msg, and that none is an error; it returns the lines'
+// messages.
 func checkJSONLines(t *testing.T, m *member) []string {
 	t.Helper()
 	var msgs []string
@@ -78,6 +79,11 @@ func checkJSONLines(t *testing.T, m *member) []string {
 		}
 		if _, err := time.Parse("2006-01-02T15:04:05.999999Z0700", e.TS); err != nil || e.Level == "" || e.Caller == "" || e.Msg == "" {
 			t.Errorf("%s line %d lacks level, ts (%v), caller or msg: %s", m.name, i+1, err, line)
+		}
+		// etcd's TestNoErrorLogsDuringNormalOperations: starts, restarts
+		// and stops log no errors.
+		if e.Level == "error" {
+			t.Errorf("%s line %d: an error during normal operation: %s", m.name, i+1, line)
 		}
 		msgs = append(msgs, e.Msg)
 	}
