@@ -129,7 +129,7 @@ func TestLogReadyMeansReady(t *testing.T) {
 		msgs := checkJSONLines(t, m)
 		text := logText(t, m)
 		want := []string{
-			"Running: ", "starting an etcd server", "serving peer traffic",
+			"Running: ", "starting an etcd server", "starting local member", "added member", "serving peer traffic",
 			"serving client traffic insecurely; this is strongly discouraged!",
 			"now serving peer/client/metrics", "published local member to cluster through raft",
 			"ready to serve client requests",
