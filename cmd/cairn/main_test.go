@@ -8,9 +8,9 @@ import (
 	"testing"
 )
 
-// A member that cannot start says why in exactly one error line: an error
-// log line, or a plain one when --log-level hides errors. (The start-up
-// lines before it are info and warnings.)
+// A member that cannot start says why in exactly one line: an error log
+// line, or a plain one when --log-level hides errors. (The other lines
+// are etcd's warnings about the configuration and its "Running: " line.)
 func TestStartFailureOneLine(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "afile")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
@@ -23,10 +23,10 @@ func TestStartFailureOneLine(t *testing.T) {
 		{"fatal", "cairn: "},
 	} {
 		var stdout, stderr bytes.Buffer
-		code := run([]string{"--log-level", tc.level, "--data-dir", file}, nil, &stdout, &stderr)
+		code := run("cairn", []string{"--log-level", tc.level, "--data-dir", file}, nil, &stdout, &stderr)
 		var lines []string
 		for _, l := range strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n") {
-			if !strings.HasPrefix(l, `{"level":"info"`) && !strings.HasPrefix(l, `{"level":"warn"`) {
+			if !strings.HasPrefix(l, `{"level":"warn"`) && !strings.HasPrefix(l, `{"level":"info"`) {
 				lines = append(lines, l)
 			}
 		}
@@ -43,7 +43,7 @@ func TestStartFailureOneLine(t *testing.T) {
 // and exit status 1.
 func TestBadLoggingConfig(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--log-level", "loud", "--data-dir", t.TempDir()}, nil, &stdout, &stderr)
+	code := run("cairn", []string{"--log-level", "loud", "--data-dir", t.TempDir()}, nil, &stdout, &stderr)
 	lines := parseLines(t, stderr.String())
 	last := lines[len(lines)-1]
 	if code != 1 || last.Level != "warn" || last.Msg != "failed to verify flags" || !strings.Contains(stderr.String(), `--log-level: \"loud\"`) {

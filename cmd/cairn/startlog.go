@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,7 +13,7 @@ import (
 
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/server"
-	"github.com/cairn-db/cairn/internal/server/v3rpc"
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 // The member's log lines at start and stop are etcd 3.7's, word for word,
@@ -33,23 +34,10 @@ func setGRPCLogger(logger *zap.Logger) {
 	grpclog.SetLoggerV2(zapgrpc.NewLogger(lg))
 }
 
-// logStartWarnings warns, as etcd does, of a configuration that works but
-// is not recommended.
-func logStartWarnings(logger *zap.Logger, name string) {
-	// Cairn serves gRPC and HTTP on each client URL (etcd does so without
-	// --listen-client-http-urls, which Cairn lacks).
-	logger.Warn("Running http and grpc server on single port. This is not recommended for production.")
-	if name == "default" {
-		logger.Warn("it isn't recommended to use default name, please set a value for --name. "+
-			"Note that etcd might run into issue when multiple members have the same default name",
-			zap.String("name", name))
-	}
-}
-
 // logStarting says which data directory the member starts on and with
 // what configuration, before its storage is opened ("starting an etcd
 // server", with etcd's fields for what Cairn has).
-func logStarting(logger *zap.Logger, cfg server.Config, listenPeerURLs, listenClientURLs []string) {
+func logStarting(logger *zap.Logger, cfg server.Config, listenPeerURLs, listenClientURLs, listenMetricsURLs []string) {
 	dataDir := cfg.DataDir
 	if dataDir == "" {
 		dataDir = cfg.Name + ".cairn" // as server.Config fills it
@@ -68,8 +56,8 @@ func logStarting(logger *zap.Logger, cfg server.Config, listenPeerURLs, listenCl
 		quota = server.DefaultQuotaBackendBytes
 	}
 	logger.Info("starting an etcd server",
-		zap.String("etcd-version", v3rpc.APIVersion),
-		zap.String("cairn-version", version),
+		zap.String("etcd-version", version.Etcd),
+		zap.String("cairn-version", version.Cairn),
 		zap.String("go-version", runtime.Version()),
 		zap.String("go-os", runtime.GOOS),
 		zap.String("go-arch", runtime.GOARCH),
@@ -87,7 +75,7 @@ func logStarting(logger *zap.Logger, cfg server.Config, listenPeerURLs, listenCl
 		zap.Strings("listen-peer-urls", listenPeerURLs),
 		zap.Strings("advertise-client-urls", cfg.AdvertiseClientURLs),
 		zap.Strings("listen-client-urls", listenClientURLs),
-		zap.Strings("listen-metrics-urls", []string{}),
+		zap.Strings("listen-metrics-urls", nonNil(listenMetricsURLs)),
 		zap.String("initial-cluster", cfg.InitialCluster),
 		zap.String("initial-cluster-state", cfg.InitialClusterState),
 		zap.String("initial-cluster-token", cfg.InitialClusterToken),
@@ -100,7 +88,7 @@ func logStarting(logger *zap.Logger, cfg server.Config, listenPeerURLs, listenCl
 }
 
 // logNowServing says the member's listeners are all served.
-func logNowServing(logger *zap.Logger, srv *server.Server, listenPeerURLs, listenClientURLs []string) {
+func logNowServing(logger *zap.Logger, srv *server.Server, listenPeerURLs, listenClientURLs, listenMetricsURLs []string) {
 	cfg := srv.Config()
 	logger.Info("now serving peer/client/metrics",
 		zap.String("local-member-id", membership.IDString(srv.ID())),
@@ -108,8 +96,24 @@ func logNowServing(logger *zap.Logger, srv *server.Server, listenPeerURLs, liste
 		zap.Strings("listen-peer-urls", listenPeerURLs),
 		zap.Strings("advertise-client-urls", cfg.AdvertiseClientURLs),
 		zap.Strings("listen-client-urls", listenClientURLs),
-		zap.Strings("listen-metrics-urls", []string{}),
+		zap.Strings("listen-metrics-urls", nonNil(listenMetricsURLs)),
 	)
+}
+
+// nonNil is urls, or an empty list: etcd prints none as [], not null.
+func nonNil(urls []string) []string {
+	if urls == nil {
+		return []string{}
+	}
+	return urls
+}
+
+// logServingClients says a client listener is served, and what traffic
+// it takes ("grpc+http", or "grpc" and "http" apart with
+// --listen-client-http-urls), in etcd's words for plain-text listeners.
+func logServingClients(logger *zap.Logger, traffic string, l net.Listener) {
+	logger.Info("serving client traffic insecurely; this is strongly discouraged!",
+		zap.String("traffic", traffic), zap.String("address", l.Addr().String()))
 }
 
 // logWhenReady logs "ready to serve client requests", once per client
@@ -134,9 +138,4 @@ func stopFields(cfg server.Config) []zap.Field {
 		zap.Strings("advertise-peer-urls", cfg.AdvertisePeerURLs),
 		zap.Strings("advertise-client-urls", cfg.AdvertiseClientURLs),
 	}
-}
-
-// logArgs is etcd's first line: the command line.
-func logArgs(logger *zap.Logger, args []string) {
-	logger.Info("Running: ", zap.Strings("args", append([]string{os.Args[0]}, args...)))
 }

@@ -38,6 +38,8 @@ type Options struct {
 	// FS is the file system the database lives on. Default: the real
 	// disk (vfs.Default), as pebble sets it up. A simulation gives each member a vfs.NewCrashableMem
 	// (see the package doc, Crashing).
+	// NoSyncFS(fs) here makes every sync a no-op (etcd's
+	// --unsafe-no-fsync).
 	FS vfs.FS
 }
 

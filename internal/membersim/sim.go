@@ -256,6 +256,7 @@ func (s *Sim) start(m *simMember) error {
 		MinLeaseTTL:       1,
 		FS:                m.fs,
 		WALSegmentBytes:   256 << 10,
+		MaxWALs:           1, // release every segment no snapshot needs
 		Backend:           backend.Options{FS: m.dbfs, CacheBytes: 1 << 20},
 		Clock:             s.leaseClock,
 	})

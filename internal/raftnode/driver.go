@@ -108,12 +108,16 @@ type DriverConfig struct {
 	// CampaignOnStart starts an election at once instead of after an
 	// election timeout (for a member that is the only voter).
 	CampaignOnStart bool
+	// DisablePreVote turns raft's pre-vote off (etcd's --pre-vote=false):
+	// a member that rejoins after a partition then disrupts the leader
+	// with a higher term.
+	DisablePreVote bool
 	// Limits are the core's size bounds and the entries kept for slow
 	// followers; zero fields are DefaultLimits'. (MaxApplyBytes is
 	// Node's: the Driver hands over without waiting.)
 	Limits Limits
 	// TuneRaft, if set, changes the core's configuration before it is
-	// built. Production leaves it nil (pre-vote and check-quorum on); the
+	// built. Production leaves it nil (check-quorum on); the
 	// raft simulator varies them and uses tiny limits.
 	TuneRaft func(c *raft.Config)
 }
@@ -158,7 +162,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		MaxInflightMsgs:           cfg.Limits.MaxInflightMsgs,
 		MaxPendingReads:           1 << 16,
 		CheckQuorum:               true,
-		PreVote:                   true,
+		PreVote:                   !cfg.DisablePreVote,
 		Rand:                      cfg.Rand,
 		// etcd's raft logs under the name "raft"; tools filter on it.
 		Logger: cfg.Logger.Named("raft").Sugar(),

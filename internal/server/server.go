@@ -131,6 +131,8 @@ func bootstrap(cfg *Config) (*member.Storage, error) {
 		InitialCluster: cfg.InitialCluster, InitialClusterToken: cfg.InitialClusterToken,
 		InitialClusterState: cfg.InitialClusterState, AdvertisePeerURLs: cfg.AdvertisePeerURLs,
 		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger}, Logger: cfg.Logger,
+		DedicatedWALDir: cfg.WALDir, MaxWALs: cfg.MaxWALs, UnsafeNoFsync: cfg.UnsafeNoFsync,
+		ForceNewCluster: cfg.ForceNewCluster,
 	})
 }
 
@@ -175,6 +177,7 @@ func (s *Server) Start() error {
 		Snap:           s.st.Snap,
 		FS:             vfs.OS(),
 		WALDir:         s.cfg.walDir(),
+		MaxSnapshots:   s.cfg.MaxSnapshots,
 		Transport:      s.tr,
 		Logger:         s.logger,
 		Hooks: raftnode.Hooks{
@@ -183,6 +186,7 @@ func (s *Server) Start() error {
 			WALSync:       s.metrics.walSync,
 		},
 		CampaignOnStart: s.soleVoter(),
+		DisablePreVote:  s.cfg.DisablePreVote,
 		// The other limits are raftnode.DefaultLimits, checked against
 		// MaxRequestBytes by Config.validate.
 		Limits: raftnode.Limits{SnapshotCatchUpEntries: s.cfg.SnapshotCatchUpEntries},
@@ -202,6 +206,7 @@ func (s *Server) Start() error {
 	s.goAttached(s.publishAttributes)
 	s.goAttached(s.watchRaft)
 	s.goAttached(s.leaseLoop)
+	s.goAttached(s.advanceTicks)
 	if c := newAutoCompactor(s); c != nil {
 		s.goAttached(c.run)
 	}
@@ -212,16 +217,11 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// soleVoter reports whether this member is the only voter, so need not
-// wait an election timeout to lead.
+// soleVoter reports whether this member is the only voter in the
+// configuration raft starts with, so need not wait an election timeout
+// to lead (etcd fast-forwards a one-member cluster's election ticks).
 func (s *Server) soleVoter() bool {
-	voters := s.applier.ConfState().Voters
-	if len(voters) == 0 {
-		// Nothing applied yet: the founding members.
-		for _, m := range s.st.Peers {
-			voters = append(voters, m.ID)
-		}
-	}
+	voters := s.st.ConfState.Voters
 	return len(voters) == 1 && voters[0] == s.st.MemberID
 }
 
@@ -380,6 +380,7 @@ func (s *Server) entryApplied(e raftpb.Entry, res apply.Result, took time.Durati
 	// Each entry is one backend batch commit.
 	s.metrics.backendCommit.Observe(took.Seconds())
 	s.metrics.proposalsCommitted.Inc()
+	s.warnSlowApply(e, res, took)
 	if res.ID != 0 {
 		s.wait.trigger(res.ID, res)
 	}

@@ -83,6 +83,13 @@ type Options struct {
 	// to open from (see ValidSnapshots) should the newest snapshot file
 	// turn out unreadable. Default 0.
 	KeepReleased int
+	// KeepSegments is how many segments Release leaves on disk at least,
+	// live ones included: released segments go, oldest first, only while
+	// more than KeepSegments remain (etcd's --max-wals; math.MaxInt keeps
+	// every segment, as --max-wals=0 does). Default 0: every released
+	// segment beyond KeepReleased goes. Segments a snapshot still needs
+	// are never removed, however many there are.
+	KeepSegments int
 	// Logger receives repairs and releases. Default: no logging.
 	Logger *zap.Logger
 }
@@ -96,6 +103,9 @@ func (o Options) withDefaults() Options {
 	o.SegmentBytes = (o.SegmentBytes + 7) &^ 7
 	if o.KeepReleased < 0 {
 		o.KeepReleased = 0
+	}
+	if o.KeepSegments < 0 {
+		o.KeepSegments = 0
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -514,7 +524,8 @@ func (w *WAL) Sync() error {
 
 // Release removes the segments that only hold what precedes the snapshot
 // at index (which must be recorded by SaveSnapshot or ResetToSnapshot
-// first), except the newest Options.KeepReleased of them. It returns how
+// first), except the newest Options.KeepReleased of them, oldest first and
+// only while more than Options.KeepSegments segments remain. It returns how
 // many it removed. The segment being appended to is never removed. The
 // removals happen outside the WAL's lock: Save goes on meanwhile.
 func (w *WAL) Release(index uint64) (int, error) {
@@ -531,7 +542,7 @@ func (w *WAL) Release(index uint64) (int, error) {
 			start = i
 		}
 	}
-	n := start - w.opts.KeepReleased
+	n := min(start-w.opts.KeepReleased, len(w.mu.segments)-w.opts.KeepSegments)
 	if n <= 0 {
 		w.mu.Unlock()
 		return 0, nil

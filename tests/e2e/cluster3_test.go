@@ -10,6 +10,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 // Three members: a write sent to a follower is carried to the leader, every
@@ -29,7 +31,8 @@ func TestThreeMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if put.Header.MemberId != st.Header.MemberId || st.Leader == st.Header.MemberId || st.Version != "3.6.0" {
+	if put.Header.MemberId != st.Header.MemberId || st.Leader == st.Header.MemberId ||
+		st.Version != version.Etcd || st.StorageVersion != version.Storage || st.DowngradeInfo == nil || st.DowngradeInfo.Enabled {
 		t.Fatalf("put header %+v, status %+v", put.Header, st)
 	}
 	for _, m := range c.members {

@@ -13,10 +13,12 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-db/cairn/internal/server"
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 // HTTPHandler serves the client URL's plain HTTP endpoints, in etcd's
-// formats: /health, /livez, /readyz, /version and /metrics.
+// formats: /health, /livez, /readyz, /version and /metrics. CORS and the
+// Host check (--cors, --host-whitelist) are the caller's, in front.
 func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -53,20 +55,9 @@ func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 	}
 	mux.HandleFunc("/version", getOnly(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, APIVersion, APIVersion, APIVersion)
+		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, version.Etcd, version.Cluster, version.Storage)
 	}))
-	return cors(mux)
-}
-
-// cors adds the headers etcd's default CORS policy (*) adds to every
-// response.
-func cors(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Access-Control-Allow-Headers", "accept, content-type, authorization")
-		w.Header().Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		h.ServeHTTP(w, r)
-	})
+	return mux
 }
 
 func getOnly(fn http.HandlerFunc) http.HandlerFunc {

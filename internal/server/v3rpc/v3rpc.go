@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/lease"
@@ -49,15 +50,23 @@ func New(s *server.Server) *Service {
 }
 
 // ServerOptions are the client gRPC server's options for the server's
-// limits.
+// limits: its request sizes, --max-concurrent-streams and the
+// --grpc-keepalive-* settings (a client that pings more often than
+// --grpc-keepalive-min-time, or at all with no stream open, is sent
+// GOAWAY "too_many_pings", as etcd's), and the slow-request warning.
 func (v *Service) ServerOptions() []grpc.ServerOption {
+	cfg := v.s.Config()
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(v.guard.unary),
+		// The stats outermost, as etcd's: a request's time includes
+		// the leader guard's.
+		grpc.ChainUnaryInterceptor(newRequestStats(cfg.Logger, cfg.WarningUnaryRequestDuration), v.guard.unary),
 		grpc.ChainStreamInterceptor(v.guard.stream),
 		grpc.ForceServerCodecV2(newCodec()),
-		grpc.MaxRecvMsgSize(v.s.Config().MaxRequestBytes + grpcOverheadBytes),
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepAliveMinTime}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.GRPCKeepAliveInterval, Timeout: cfg.GRPCKeepAliveTimeout}),
 		// Reused workers keep the stacks they grew: a fresh goroutine
 		// per request spent a third of the server's CPU on stack growth
 		// (runtime.copystack) in a profile of serializable ranges.
