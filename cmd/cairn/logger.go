@@ -173,7 +173,10 @@ func parseLogRotation(outputs []string, configJSON string) (*lumberjack.Logger, 
 	if (len(outputs) == 1 && files == 0) || files > 1 {
 		return nil, errLogRotationInvalidLogOutput
 	}
-	var l lumberjack.Logger
+	// Read through a type of etcd's name, so that a type error names the
+	// field as etcd's does ("logRotationConfig.Logger.maxsize").
+	type logRotationConfig struct{ *lumberjack.Logger }
+	l := logRotationConfig{&lumberjack.Logger{}}
 	if err := json.Unmarshal([]byte(configJSON), &l); err != nil {
 		var syntaxErr *json.SyntaxError
 		var typeErr *json.UnmarshalTypeError
@@ -186,5 +189,5 @@ func parseLogRotation(outputs []string, configJSON string) (*lumberjack.Logger, 
 			return nil, fmt.Errorf("fail to unmarshal log rotation config: %w", err)
 		}
 	}
-	return &l, nil
+	return l.Logger, nil
 }

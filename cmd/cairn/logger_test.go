@@ -187,7 +187,7 @@ func TestLoggerRefuses(t *testing.T) {
 		{"rotate default", rotate(zapLog(), okJSON), "--log-outputs requires a single file path"},
 		{"rotate two files", rotate(zapLog(a, b), okJSON), "--log-outputs requires a single file path"},
 		{"rotation JSON syntax", rotate(zapLog(a), "{bad"), "improperly formatted log rotation config: invalid character 'b'"},
-		{"rotation JSON types", rotate(zapLog(a), `{"maxsize":"x"}`), "invalid log rotation config: json: cannot unmarshal string"},
+		{"rotation JSON types", rotate(zapLog(a), `{"maxsize":"x"}`), "invalid log rotation config: json: cannot unmarshal string into Go struct field logRotationConfig.Logger.maxsize of type int"},
 	} {
 		_, err := newLogger(tc.lc, &bytes.Buffer{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
