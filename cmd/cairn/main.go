@@ -62,8 +62,10 @@ func run(argv0 string, args []string, environ []string, stdout, stderr io.Writer
 	}
 	logger, lerr := newLogger(lc, stdout, stderr)
 	if lerr != nil {
-		fmt.Fprintf(stderr, "cairn: %v\n", lerr)
-		return 1
+		// Logging flags that cannot be honoured are refused as any
+		// other configuration: in etcd's default logger.
+		logger, _ = newLogger(logConfig{Logger: "zap", Outputs: []string{"default"}, Level: "info", Format: "json"}, stdout, stderr)
+		err = lerr
 	}
 	defer logger.Sync()
 	for _, n := range c.notes {
@@ -77,6 +79,7 @@ func run(argv0 string, args []string, environ []string, stdout, stderr io.Writer
 		}
 		return 1
 	}
+	setGRPCLogger(logger)
 	if err := applyEffects(&c, logger); err != nil {
 		reportExit(logger, stderr, err)
 		return 1
@@ -121,7 +124,9 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(serverConfig(c, retention, keepRevs, compactionInterval, logger, reg))
+	scfg := serverConfig(c, retention, keepRevs, compactionInterval, logger, reg)
+	logStarting(logger, scfg, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
+	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}
@@ -206,7 +211,7 @@ func serve(c config, logger *zap.Logger) error {
 		if len(httpLns) > 0 {
 			// --listen-client-http-urls takes HTTP off the client URLs.
 			goServe(func() { clientGRPC.Serve(l) })
-			logger.Info("serving client gRPC traffic", zap.String("address", l.Addr().String()))
+			logServingClients(logger, "grpc", l)
 			continue
 		}
 		d := newDemux(l)
@@ -214,16 +219,19 @@ func serve(c config, logger *zap.Logger) error {
 		goServe(func() { d.serve() })
 		goServe(func() { clientGRPC.Serve(d.grpc) })
 		goServe(func() { httpSrv.Serve(d.http) })
-		logger.Info("serving client traffic", zap.String("address", l.Addr().String()))
+		logServingClients(logger, "grpc+http", l)
 	}
 	for _, l := range httpLns {
 		goServe(func() { httpSrv.Serve(l) })
-		logger.Info("serving client HTTP traffic", zap.String("address", l.Addr().String()))
+		logServingClients(logger, "http", l)
 	}
 	for _, l := range metricsLns {
 		goServe(func() { metricsSrv.Serve(l) })
 		logger.Info("serving metrics", zap.String("address", l.Addr().String()))
 	}
+	logNowServing(logger, srv, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
+	// etcd says it once per client listener (gRPC and HTTP ones alike).
+	goServe(func() { logWhenReady(logger, srv, len(clientLns)+len(httpLns)) })
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
@@ -233,6 +241,8 @@ func serve(c config, logger *zap.Logger) error {
 		logger.Info("received signal; shutting down", zap.Stringer("signal", sig))
 	case <-srv.Stopping():
 	}
+	logger.Info("closing etcd server", stopFields(srv.Config())...)
+	defer logger.Info("closed etcd server", stopFields(srv.Config())...)
 	clientGRPC.Stop()
 	clientAPI.Close()
 	httpSrv.Close()
@@ -240,8 +250,14 @@ func serve(c config, logger *zap.Logger) error {
 	for _, d := range demuxes {
 		d.Close()
 	}
+	for _, l := range peerLns {
+		logger.Info("stopping serving peer traffic", zap.String("address", l.Addr().String()))
+	}
 	closeAll()
 	peerGRPC.Stop()
+	for _, l := range peerLns {
+		logger.Info("stopped serving peer traffic", zap.String("address", l.Addr().String()))
+	}
 	srv.Stop()
 	wg.Wait()
 	return srv.Err()

@@ -37,3 +37,16 @@ func TestStartFailureOneLine(t *testing.T) {
 		}
 	}
 }
+
+// Logging settings that cannot be honoured stop the start, said as etcd
+// says it: a JSON warning "failed to verify flags" from a default logger,
+// and exit status 1.
+func TestBadLoggingConfig(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run("cairn", []string{"--log-level", "loud", "--data-dir", t.TempDir()}, nil, &stdout, &stderr)
+	lines := parseLines(t, stderr.String())
+	last := lines[len(lines)-1]
+	if code != 1 || last.Level != "warn" || last.Msg != "failed to verify flags" || !strings.Contains(stderr.String(), `--log-level: \"loud\"`) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and a warning: failed to verify flags, naming --log-level", code, stderr.String())
+	}
+}

@@ -508,6 +508,7 @@ func (a *Applier) applyConfChange(e raftpb.Entry) error {
 	}
 	batch := a.be.NewBatch()
 	m := a.members[cc.NodeID]
+	before := a.confState // for the log line
 	switch cc.Type {
 	case raftpb.ConfChangeAddVoter, raftpb.ConfChangeAddLearner:
 		if len(cc.Context) > 0 {
@@ -539,7 +540,25 @@ func (a *Applier) applyConfChange(e raftpb.Entry) error {
 	} else {
 		a.members[cc.NodeID] = m
 	}
+	a.logMemberChange(cc, before, m)
 	return nil
+}
+
+// logMemberChange logs an applied conf change in etcd's words and fields
+// ("added member", "promote member", "removed member"), given the
+// configuration before it and the member after it (nil once removed).
+func (a *Applier) logMemberChange(cc raftpb.ConfChange, before raftpb.ConfState, now *membership.Member) {
+	id := membership.IDString(cc.NodeID)
+	wasLearner := before.IsLearner(cc.NodeID)
+	switch {
+	case cc.Type == raftpb.ConfChangeRemoveNode:
+		a.logger.Info("removed member", zap.String("removed-remote-peer-id", id), zap.Bool("removed-remote-peer-is-learner", wasLearner))
+	case cc.Type == raftpb.ConfChangeAddVoter && wasLearner:
+		a.logger.Info("promote member", zap.String("promoted-member-id", id))
+	case !before.IsVoter(cc.NodeID) && !wasLearner:
+		a.logger.Info("added member", zap.String("added-peer-id", id),
+			zap.Strings("added-peer-peer-urls", now.PeerURLs), zap.Bool("added-peer-is-learner", now.IsLearner))
+	}
 }
 
 func memberKey(id uint64) []byte {

@@ -230,8 +230,9 @@ func bootstrapNew(cfg Config, fs vfs.FS, st *Storage) error {
 	if err := writeFounding(cfg, st); err != nil {
 		return err
 	}
-	cfg.Logger.Info("started a new member", zap.String("name", cfg.Name),
-		zap.String("member-id", membership.IDString(st.MemberID)),
+	// etcd's message and fields.
+	cfg.Logger.Info("starting local member", zap.String("name", cfg.Name),
+		zap.String("local-member-id", membership.IDString(st.MemberID)),
 		zap.String("cluster-id", membership.IDString(st.ClusterID)))
 	return nil
 }
@@ -388,10 +389,12 @@ func restart(cfg Config, fs vfs.FS, st *Storage) error {
 			st.Peers = append(st.Peers, m)
 		}
 	}
-	cfg.Logger.Info("restarted member", zap.String("name", cfg.Name),
-		zap.String("member-id", membership.IDString(st.MemberID)),
+	// etcd's message and fields, and more.
+	cfg.Logger.Info("restarting local member", zap.String("name", cfg.Name),
 		zap.String("cluster-id", membership.IDString(st.ClusterID)),
+		zap.String("local-member-id", membership.IDString(st.MemberID)),
+		zap.Uint64("commit-index", hs.Commit),
 		zap.Uint64("snapshot-index", s.Metadata.Index), zap.Uint64("consistent-index", ci),
-		zap.Uint64("last-index", last), zap.Uint64("commit", hs.Commit))
+		zap.Uint64("last-index", last))
 	return nil
 }

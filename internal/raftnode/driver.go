@@ -129,7 +129,9 @@ type DriverConfig struct {
 type Driver struct {
 	cfg    DriverConfig
 	logger *zap.Logger
-	raft   *raft.Node
+	// raftLogger logs leader changes in etcd raft's words and name.
+	raftLogger *zap.SugaredLogger
+	raft       *raft.Node
 
 	// lead and term are as of the last Ready handled; commit is the
 	// commit index last written to the log store.
@@ -159,6 +161,8 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		CheckQuorum:               true,
 		PreVote:                   !cfg.DisablePreVote,
 		Rand:                      cfg.Rand,
+		// etcd's raft logs under the name "raft"; tools filter on it.
+		Logger: cfg.Logger.Named("raft").Sugar(),
 	}
 	if cfg.TuneRaft != nil {
 		cfg.TuneRaft(&rc)
@@ -168,7 +172,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		return nil, err
 	}
 	hs := cfg.Storage.HardState()
-	d := &Driver{cfg: cfg, logger: cfg.Logger, raft: rn, term: hs.Term, commit: hs.Commit}
+	d := &Driver{cfg: cfg, logger: cfg.Logger, raftLogger: cfg.Logger.Named("raft").Sugar(), raft: rn, term: hs.Term, commit: hs.Commit}
 	if cfg.CampaignOnStart {
 		rn.Campaign()
 	}
@@ -210,13 +214,17 @@ func (d *Driver) HandleReady() error {
 
 func (d *Driver) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil && rd.SoftState.Lead != d.lead {
-		d.lead = rd.SoftState.Lead
-		if d.lead != 0 {
-			d.logger.Info("leader is known", zap.String("leader", fmt.Sprintf("%x", d.lead)),
-				zap.Uint64("term", d.raft.BasicStatus().Term))
-		} else {
-			d.logger.Info("no leader")
+		// etcd raft's node.go lines, which tools grep for.
+		id, term, old, lead := d.cfg.ID, d.raft.BasicStatus().Term, d.lead, rd.SoftState.Lead
+		switch {
+		case old == raft.None:
+			d.raftLogger.Infof("raft.node: %x elected leader %x at term %d", id, lead, term)
+		case lead == raft.None:
+			d.raftLogger.Infof("raft.node: %x lost leader %x at term %d", id, old, term)
+		default:
+			d.raftLogger.Infof("raft.node: %x changed leader from %x to %x at term %d", id, old, lead, term)
 		}
+		d.lead = lead
 		if d.cfg.Hooks.LeaderChanged != nil {
 			d.cfg.Hooks.LeaderChanged(d.lead)
 		}
@@ -319,7 +327,8 @@ func (d *Driver) TakeSnapshot(index uint64, cs raftpb.ConfState) error {
 	if d.cfg.Hooks.SnapshotTaken != nil {
 		d.cfg.Hooks.SnapshotTaken(md.Index)
 	}
-	d.logger.Info("took snapshot", zap.Uint64("index", md.Index), zap.Uint64("term", md.Term))
+	// etcd's words, which etcd's tests wait for ("saved snapshot").
+	d.logger.Info("saved snapshot to disk", zap.Uint64("snapshot-index", md.Index), zap.Uint64("snapshot-term", md.Term))
 	return nil
 }
 

@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"errors"
-	"slices"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +42,10 @@ type Server struct {
 	// requestTimeout bounds how long a proposal waits to be applied.
 	requestTimeout time.Duration
 
+	// ready is closed once this start's attributes are published: the
+	// member is in the cluster, has a leader and has applied the log up to
+	// its own entry (etcd's ReadyNotify).
+	ready chan struct{}
 	// stopping is closed by Stop; done when every goroutine has ended.
 	stopping chan struct{}
 	done     chan struct{}
@@ -94,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, logger: cfg.Logger, st: st, applier: st.Applier, wait: newWaitRegistry(),
 		requestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
-		stopping:       make(chan struct{}), done: make(chan struct{}),
+		ready:          make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{}),
 		images:  member.NewImages(st, m.backendSnapshot),
 		metrics: m,
 	}
@@ -109,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		},
 		Applied:        s.entryApplied,
 		MembersChanged: s.membersChanged,
+		Logger:         cfg.Logger,
 	})
 	s.reqIDs.init(st.MemberID)
 	s.dbSize.Store(st.Applier.DBSize())
@@ -233,6 +238,9 @@ func (s *Server) goAttached(fn func()) {
 
 // Stop stops the member and waits for everything it started.
 func (s *Server) Stop() {
+	if s.rn != nil {
+		s.logLeadershipOnStop()
+	}
 	s.stopOnce.Do(func() { close(s.stopping) })
 	if s.rn != nil {
 		s.rn.Stop()
@@ -246,6 +254,26 @@ func (s *Server) Stop() {
 		s.logger.Warn("closing the backend", zap.Error(err))
 	}
 }
+
+// logLeadershipOnStop says, in etcd's words, why a stopping member hands
+// its leadership to no one. (etcd's leader transfers it to a caught-up
+// voter first; Cairn's does not yet, and logs nothing then.)
+func (s *Server) logLeadershipOnStop() {
+	lead := s.rn.Lead()
+	fields := []zap.Field{zap.String("local-member-id", membership.IDString(s.ID())), zap.String("current-leader-member-id", membership.IDString(lead))}
+	switch {
+	case lead != s.ID():
+		s.logger.Info("skipped leadership transfer; local server is not leader", fields...)
+	case s.soleVoter():
+		s.logger.Info("skipped leadership transfer for single voting member cluster", fields...)
+	}
+}
+
+// ReadyNotify is closed when the member is ready to serve client requests:
+// it has published its name and client URLs through raft in this start and
+// applied that entry (so it is in the cluster, a leader exists, and its
+// state is current up to then), as etcd's ReadyNotify.
+func (s *Server) ReadyNotify() <-chan struct{} { return s.ready }
 
 // Stopping is closed when the member starts stopping (on Stop or on a
 // fatal error).
@@ -424,25 +452,40 @@ func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 }
 
 // publishAttributes proposes this member's name and client URLs until
-// they are applied, as etcd does, so MemberList shows them.
+// they are applied, so MemberList shows them, and then says the member is
+// ready. As etcd, it does so on every start, even when the attributes
+// are unchanged: the applied entry is what shows the member is in the
+// cluster and caught up.
 func (s *Server) publishAttributes() {
 	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
 		Member_ID:        s.st.MemberID,
 		MemberAttributes: &membershippb.Attributes{Name: s.cfg.Name, ClientUrls: s.cfg.AdvertiseClientURLs},
 	}}
+	// etcd's fields: the attributes as Go prints its membership.Attributes.
+	fields := []zap.Field{
+		zap.String("local-member-id", membership.IDString(s.ID())),
+		zap.String("local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:%v}", s.cfg.Name, s.cfg.AdvertiseClientURLs)),
+	}
 	for {
-		for _, m := range s.applier.Members() {
-			if m.ID == s.st.MemberID && m.Name == s.cfg.Name && slices.Equal(m.ClientURLs, s.cfg.AdvertiseClientURLs) {
-				return
-			}
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
 		_, err := s.propose(ctx, req)
 		cancel()
 		if err == nil {
-			s.logger.Info("published local member attributes", zap.String("name", s.cfg.Name),
-				zap.Strings("client-urls", s.cfg.AdvertiseClientURLs))
+			// Logged before ready is closed: "ready" must follow it.
+			s.logger.Info("published local member to cluster through raft", append(fields,
+				zap.String("cluster-id", membership.IDString(s.ClusterID())), zap.Duration("publish-timeout", s.requestTimeout))...)
+			close(s.ready)
 			return
+		}
+		select {
+		case <-s.stopping:
+			s.logger.Warn("stopped publish because server is stopping", append(fields, zap.Duration("publish-timeout", s.requestTimeout))...)
+			return
+		default:
+		}
+		if !errors.Is(err, ErrNoLeader) { // no leader yet: the usual start, not worth a warning
+			s.logger.Warn("failed to publish local member to cluster through raft", append(fields,
+				zap.Duration("publish-timeout", s.requestTimeout), zap.Error(err))...)
 		}
 		select {
 		case <-s.stopping:

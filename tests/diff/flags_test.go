@@ -44,6 +44,16 @@ func TestFlagRefusalsMatchEtcd(t *testing.T) {
 		{"--election-timeout", "0"},
 		{"--heartbeat-interval", "300"},
 		{"extra"},
+		// The logging flags, refused as etcd's setupLogging refuses them.
+		{"--logger", "capnslog"},
+		{"--logger", "foo"},
+		{"--log-outputs", "default,stderr"},
+		{"--log-format", "xml"},
+		{"--log-outputs", "/nonexistent/dir/file"},
+		{"--enable-log-rotation", "--log-outputs", "stderr"},
+		{"--enable-log-rotation", "--log-outputs", "/tmp/cairn-a.log,/tmp/cairn-b.log"},
+		{"--enable-log-rotation", "--log-outputs", "/tmp/cairn-a.log", "--log-rotation-config-json", "{bad"},
+		{"--enable-log-rotation", "--log-outputs", "/tmp/cairn-a.log", "--log-rotation-config-json", `{"maxsize":"x"}`},
 	} {
 		run := func(binary string) (string, int) {
 			cmd := exec.Command(binary, append(args, "--data-dir", filepath.Join(t.TempDir(), "data"))...)

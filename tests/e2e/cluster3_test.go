@@ -111,6 +111,11 @@ func catchUpThroughSnapshot(t *testing.T) (*cluster, *clientv3.Client, *member, 
 	if err != nil || len(images) == 0 {
 		t.Fatalf("the member caught up without receiving a snapshot image (%v)", err)
 	}
+	// The lines etcd's own tests wait for around a snapshot catch-up.
+	waitLog(t, c.members[lead], "saved snapshot", 1)
+	waitLog(t, c.members[lead], "sent database snapshot", 1)
+	waitLog(t, behind, "received and saved database snapshot", 1)
+	waitLog(t, behind, "applied snapshot", 1)
 	return c, cli, behind, acked
 }
 
