@@ -95,18 +95,13 @@ func debugVars(w http.ResponseWriter, r *http.Request, s *server.Server) {
 	}
 	slices.Sort(keys)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	fmt.Fprint(w, "{\n")
-	for i, k := range keys {
-		v, err := json.Marshal(vars[k])
-		if err != nil {
-			continue
+	var entries []string
+	for _, k := range keys {
+		if v, err := json.Marshal(vars[k]); err == nil {
+			entries = append(entries, fmt.Sprintf("%q: %s", k, v))
 		}
-		if i > 0 {
-			fmt.Fprint(w, ",\n")
-		}
-		fmt.Fprintf(w, "%q: %s", k, v)
 	}
-	fmt.Fprint(w, "\n}\n")
+	fmt.Fprintf(w, "{\n%s\n}\n", strings.Join(entries, ",\n"))
 }
 
 func getOnly(fn http.HandlerFunc) http.HandlerFunc {
