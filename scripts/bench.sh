@@ -7,8 +7,10 @@
 #   BENCH_SIZES="1" scripts/bench.sh # only the 1-member clusters
 #   BENCH_LINES=watch scripts/bench.sh # only the watch lines (default "kv watch lease")
 #
-# Stock etcd, etcdctl and benchmark come from ../shared/tools/etcd-reference.sh
-# (built from the Go module proxy, cached). Data directories live under
+# Stock etcd 3.7.3 (the release Cairn follows), its etcdctl and etcd's
+# benchmark tool (3.6.6's: the newest published; a client, it measures a
+# 3.7 server as well) come from ../shared/tools/etcd-reference.sh (built
+# from the Go module proxy, cached). Data directories live under
 # $BENCH_DIR (default: a temporary directory on the real disk), so fsync
 # costs are real. Every process started here is killed on exit.
 set -euo pipefail
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/.."
 scale=${BENCH_SCALE:-1}
 sizes=${BENCH_SIZES:-"1 3"}
 benches=${BENCH_LINES:-"kv watch lease"}
-ref=$(bash ../shared/tools/etcd-reference.sh)
+ref=$(ETCD_REF_VERSION=v3.7.3 bash ../shared/tools/etcd-reference.sh)
 work=${BENCH_DIR:-$(mktemp -d /var/tmp/cairn-bench.XXXXXX)}
 mkdir -p "$work"
 go build -o "$work/cairn" ./cmd/cairn

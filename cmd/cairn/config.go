@@ -1,131 +1,143 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/yaml"
 
 	"github.com/cairn-db/cairn/internal/raftnode"
 	"github.com/cairn-db/cairn/internal/server"
 )
 
-// config holds every flag, under etcd's names and defaults.
-type config struct {
-	Name                     string `json:"name"`
-	DataDir                  string `json:"data-dir"`
-	ListenClientURLs         string `json:"listen-client-urls"`
-	AdvertiseClientURLs      string `json:"advertise-client-urls"`
-	ListenPeerURLs           string `json:"listen-peer-urls"`
-	InitialAdvertisePeerURLs string `json:"initial-advertise-peer-urls"`
-	InitialCluster           string `json:"initial-cluster"`
-	InitialClusterState      string `json:"initial-cluster-state"`
-	InitialClusterToken      string `json:"initial-cluster-token"`
-	HeartbeatIntervalMs      uint   `json:"heartbeat-interval"`
-	ElectionTimeoutMs        uint   `json:"election-timeout"`
-	SnapshotCount            uint64 `json:"snapshot-count"`
-	SnapshotCatchUpEntries   uint64 `json:"snapshot-catchup-entries"`
-	QuotaBackendBytes        int64  `json:"quota-backend-bytes"`
-	MaxRequestBytes          uint   `json:"max-request-bytes"`
-	MaxTxnOps                uint   `json:"max-txn-ops"`
-	AutoCompactionMode       string `json:"auto-compaction-mode"`
-	AutoCompactionRetention  string `json:"auto-compaction-retention"`
-	AutoCompactionInterval   string `json:"auto-compaction-interval"`
-	LogLevel                 string `json:"log-level"`
-	EnablePprof              bool   `json:"enable-pprof"`
-	// In the config file, as in etcd's, durations are nanoseconds.
-	WatchProgressNotifyInterval             time.Duration `json:"watch-progress-notify-interval"`
-	ExperimentalWatchProgressNotifyInterval time.Duration `json:"experimental-watch-progress-notify-interval"`
-	LeaseCheckpointInterval                 time.Duration `json:"lease-checkpoint-interval"`
-	// Accepted for etcd's sake and ignored: Cairn always checkpoints
-	// leases, persisted.
-	ExperimentalEnableLeaseCheckpoint        bool `json:"experimental-enable-lease-checkpoint"`
-	ExperimentalEnableLeaseCheckpointPersist bool `json:"experimental-enable-lease-checkpoint-persist"`
-
-	configFile string
-	version    bool
-}
-
+// defaultConfig is etcd 3.7.3's defaults (embed.NewConfig), but for the
+// data directory: "" stands for <name>.cairn.
 func defaultConfig() config {
 	return config{
-		Name:                        "default",
-		ListenClientURLs:            "http://localhost:2379",
-		AdvertiseClientURLs:         "http://localhost:2379",
-		ListenPeerURLs:              "http://localhost:2380",
-		InitialAdvertisePeerURLs:    "http://localhost:2380",
-		InitialClusterState:         "new",
-		InitialClusterToken:         "etcd-cluster",
-		HeartbeatIntervalMs:         100,
-		ElectionTimeoutMs:           1000,
-		SnapshotCount:               server.DefaultSnapshotCount,
-		SnapshotCatchUpEntries:      raftnode.DefaultLimits.SnapshotCatchUpEntries,
-		MaxRequestBytes:             server.DefaultMaxRequestBytes,
-		MaxTxnOps:                   server.DefaultMaxTxnOps,
-		WatchProgressNotifyInterval: defaultWatchProgressNotifyInterval,
-		LeaseCheckpointInterval:     5 * time.Minute,
-		AutoCompactionMode:          "periodic",
-		AutoCompactionRetention:     "0",
-		LogLevel:                    "info",
+		Name:                          "default",
+		SnapshotCount:                 server.DefaultSnapshotCount,
+		HeartbeatIntervalMs:           100,
+		ElectionTimeoutMs:             1000,
+		InitialElectionTickAdvance:    true,
+		ListenPeerURLs:                []string{"http://localhost:2380"},
+		ListenClientURLs:              []string{"http://localhost:2379"},
+		MaxSnapshots:                  5,
+		MaxWALs:                       5,
+		MaxTxnOps:                     server.DefaultMaxTxnOps,
+		MaxRequestBytes:               server.DefaultMaxRequestBytes,
+		MaxConcurrentStreams:          math.MaxUint32,
+		GRPCKeepAliveMinTime:          5 * time.Second,
+		GRPCKeepAliveInterval:         2 * time.Hour,
+		GRPCKeepAliveTimeout:          20 * time.Second,
+		EnableGRPCGateway:             true,
+		RaftReadTimeout:               5 * time.Second,
+		RaftWriteTimeout:              5 * time.Second,
+		InitialAdvertisePeerURLs:      []string{"http://localhost:2380"},
+		InitialClusterState:           "new",
+		InitialClusterToken:           "etcd-cluster",
+		AdvertiseClientURLs:           []string{"http://localhost:2379"},
+		DiscoveryDialTimeout:          2 * time.Second,
+		DiscoveryRequestTimeout:       5 * time.Second,
+		DiscoveryKeepAliveTime:        2 * time.Second,
+		DiscoveryKeepAliveTimeout:     6 * time.Second,
+		DiscoveryInsecureTransport:    true,
+		DiscoveryFallback:             "exit",
+		StrictReconfigCheck:           true,
+		PreVote:                       true,
+		AutoCompactionRetention:       "0",
+		AutoCompactionMode:            "periodic",
+		V2Deprecation:                 "write-only",
+		SelfSignedCertValidity:        1,
+		CORS:                          []string{"*"},
+		HostWhitelist:                 []string{"*"},
+		TLSMinVersion:                 "TLS1.2",
+		AuthToken:                     "simple",
+		BcryptCost:                    10,
+		AuthTokenTTL:                  300,
+		Metrics:                       "basic",
+		Logger:                        "zap",
+		LogOutputs:                    []string{"default"},
+		LogLevel:                      "info",
+		LogFormat:                     "json",
+		LogRotationConfigJSON:         `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`,
+		WarningUnaryRequestDuration:   300 * time.Millisecond,
+		DistributedTracingAddress:     "localhost:4317",
+		DistributedTracingServiceName: "etcd",
+		CompactHashCheckTime:          time.Minute,
+		CompactionBatchLimit:          1000,
+		WatchProgressNotifyInterval:   server.DefaultWatchProgressNotifyInterval,
+		WarningApplyDuration:          100 * time.Millisecond,
+		MaxLearners:                   1,
+		DowngradeCheckTime:            5 * time.Second,
+		SnapshotCatchUpEntries:        raftnode.DefaultLimits.SnapshotCatchUpEntries,
+		LeaseCheckpointInterval:       server.DefaultLeaseCheckpointInterval,
+		given:                         map[string]bool{},
 	}
 }
 
-func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("cairn", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: cairn [flags]\n\nStart a Cairn member (etcd's flags and defaults).\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&c.Name, "name", c.Name, "Human-readable name for this member.")
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "Path to the data directory (default \"${name}.cairn\").")
-	fs.StringVar(&c.ListenClientURLs, "listen-client-urls", c.ListenClientURLs, "List of URLs to listen on for client traffic.")
-	fs.StringVar(&c.AdvertiseClientURLs, "advertise-client-urls", c.AdvertiseClientURLs, "List of this member's client URLs to advertise to the public.")
-	fs.StringVar(&c.ListenPeerURLs, "listen-peer-urls", c.ListenPeerURLs, "List of URLs to listen on for peer traffic.")
-	fs.StringVar(&c.InitialAdvertisePeerURLs, "initial-advertise-peer-urls", c.InitialAdvertisePeerURLs, "List of this member's peer URLs to advertise to the rest of the cluster.")
-	fs.StringVar(&c.InitialCluster, "initial-cluster", c.InitialCluster, "Initial cluster configuration for bootstrapping (default \"${name}=${initial-advertise-peer-urls}\").")
-	fs.StringVar(&c.InitialClusterState, "initial-cluster-state", c.InitialClusterState, "Initial cluster state ('new' or 'existing').")
-	fs.StringVar(&c.InitialClusterToken, "initial-cluster-token", c.InitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
-	fs.UintVar(&c.HeartbeatIntervalMs, "heartbeat-interval", c.HeartbeatIntervalMs, "Time (in milliseconds) of a heartbeat interval.")
-	fs.UintVar(&c.ElectionTimeoutMs, "election-timeout", c.ElectionTimeoutMs, "Time (in milliseconds) for an election to timeout.")
-	fs.Uint64Var(&c.SnapshotCount, "snapshot-count", c.SnapshotCount, "Number of committed transactions to trigger a snapshot to disk.")
-	fs.Uint64Var(&c.SnapshotCatchUpEntries, "snapshot-catchup-entries", c.SnapshotCatchUpEntries, "Number of entries for a slow follower to catch-up after compacting the raft storage entries.")
-	fs.Int64Var(&c.QuotaBackendBytes, "quota-backend-bytes", c.QuotaBackendBytes, "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).")
-	fs.UintVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
-	fs.UintVar(&c.MaxTxnOps, "max-txn-ops", c.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
-	fs.StringVar(&c.AutoCompactionMode, "auto-compaction-mode", c.AutoCompactionMode, "Interpret 'auto-compaction-retention' one of: 'periodic', 'revision'.")
-	fs.StringVar(&c.AutoCompactionRetention, "auto-compaction-retention", c.AutoCompactionRetention, "Auto compaction retention for mvcc key value store. 0 means disable auto compaction.")
-	fs.StringVar(&c.AutoCompactionInterval, "auto-compaction-interval", "", "Cairn only: how often auto-compaction samples (periodic) or compacts (revision), e.g. '10s'. Default: etcd's (retention/10 up to 6m; 5m).")
-	fs.DurationVar(&c.WatchProgressNotifyInterval, "watch-progress-notify-interval", c.WatchProgressNotifyInterval, "Duration of periodical watch progress notification.")
-	fs.DurationVar(&c.ExperimentalWatchProgressNotifyInterval, "experimental-watch-progress-notify-interval", 0, "Duration of periodical watch progress notification. Deprecated in etcd v3.6; use '--watch-progress-notify-interval' instead.")
-	fs.DurationVar(&c.LeaseCheckpointInterval, "lease-checkpoint-interval", c.LeaseCheckpointInterval, "Cairn only: how often the leader records leases' remaining TTLs through raft, so that leader changes do not renew them.")
-	fs.BoolVar(&c.ExperimentalEnableLeaseCheckpoint, "experimental-enable-lease-checkpoint", false, "Accepted for etcd's sake; Cairn always checkpoints lease TTLs.")
-	fs.BoolVar(&c.ExperimentalEnableLeaseCheckpointPersist, "experimental-enable-lease-checkpoint-persist", false, "Accepted for etcd's sake; Cairn always persists lease checkpoints.")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "Configures log level. Only supports debug, info, warn, error, panic, or fatal.")
-	fs.BoolVar(&c.EnablePprof, "enable-pprof", false, "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\"")
-	fs.StringVar(&c.configFile, "config-file", "", "Path to the server configuration file (YAML, etcd's keys). Other flags and environment variables are then ignored.")
-	fs.BoolVar(&c.version, "version", false, "Print the version and exit.")
-	return fs
+// note is a log line owed from parsing, logged once the logger exists:
+// parsing runs before it does, and every line after start must be a log
+// line (a --log-format json reader takes stderr line by line).
+type note struct {
+	level  zapcore.Level
+	msg    string
+	fields []zap.Field
 }
+
+// ignoredEnv are ETCD_ variables etcd reads that are not flags.
+var ignoredEnv = []string{"ETCD_VERIFY", "ETCD_UNSUPPORTED_ARCH"}
 
 // envPrefixes are the environment variable prefixes read for flags,
 // first match wins: Cairn's own, then etcd's, so that deployments written
 // for etcd keep working.
 var envPrefixes = []string{"CAIRN_", "ETCD_"}
 
-// parseConfig reads flags, then CAIRN_* (or ETCD_*) environment variables
-// for flags not given on the command line, as etcd does: a variable that
-// shadows a flag given on the command line is an error, and an unknown
-// variable is a warning. With --config-file (or CAIRN_CONFIG_FILE), only
-// the file is read. Errors wrapped in usageError exit 2, others 1.
-func parseConfig(args []string, environ []string, out io.Writer) (config, error) {
+func envName(prefix, flagName string) string {
+	return prefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newFlagSet is the flag set over c's fields, and the table behind it.
+func newFlagSet(c *config) (*flag.FlagSet, []flagDef) {
+	fs := flag.NewFlagSet("cairn", flag.ContinueOnError)
+	defs := c.flagDefs()
+	for _, d := range defs {
+		fs.Var(d.value, d.name, d.usage)
+	}
+	fs.StringVar(&c.configFile, "config-file", "", "Path to the server configuration file (YAML, etcd's keys).")
+	fs.BoolVar(&c.version, "version", false, "Print the version and exit.")
+	return fs, defs
+}
+
+// parseConfig reads the command line, then (as etcd) either the config
+// file (--config-file, or CAIRN_CONFIG_FILE/ETCD_CONFIG_FILE), or the
+// CAIRN_*/ETCD_* variables for flags not on the command line. A variable
+// that shadows a flag given on the command line is an error; an unknown
+// one is a warning (a note). --help prints etcd's help layout: the
+// usage to stderr, the flags to stdout, and returns flag.ErrHelp. Errors
+// wrapped in usageError exit 2, others 1.
+func parseConfig(prog string, args, environ []string, stdout, stderr io.Writer) (config, error) {
 	c := defaultConfig()
-	fs := newFlagSet(&c, out)
+	fs, defs := newFlagSet(&c)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usageText(prog)) }
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, flagsText(defs))
+			return c, err
+		}
 		return c, usageError{err}
 	}
 	if fs.NArg() > 0 {
@@ -134,63 +146,319 @@ func parseConfig(args []string, environ []string, out io.Writer) (config, error)
 	if c.version {
 		return c, nil
 	}
-	if c.configFile != "" {
-		return loadConfigFile(c.configFile)
+	fs.Visit(func(f *flag.Flag) { c.given[f.Name] = true })
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	byEnv := map[string]*flag.Flag{}
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "version" {
-			return
-		}
-		for _, prefix := range envPrefixes {
-			byEnv[prefix+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = f
-		}
-	})
-	fromEnv := map[string]bool{}
-	for _, prefix := range envPrefixes {
-		for _, kv := range environ {
-			name, value, _ := strings.Cut(kv, "=")
-			if !strings.HasPrefix(name, prefix) {
-				continue
-			}
-			f, ok := byEnv[name]
-			switch {
-			case !ok:
-				fmt.Fprintf(out, "cairn: warning: unrecognized environment variable %s\n", kv)
-			case set[f.Name]:
-				return c, fmt.Errorf("conflicting environment variable %s is shadowed by the command-line flag --%s "+
-					"(unset the variable or drop the flag)", name, f.Name)
-			case value == "" || fromEnv[f.Name]:
-				// Empty, or already set by a CAIRN_ variable.
-			default:
-				if err := fs.Set(f.Name, value); err != nil {
-					return c, fmt.Errorf("invalid value %q for %s: %v", value, name, err)
-				}
-				fromEnv[f.Name] = true
-			}
-		}
+	if c.configFile == "" {
+		c.configFile = firstNonEmpty(env["CAIRN_CONFIG_FILE"], env["ETCD_CONFIG_FILE"])
 	}
 	if c.configFile != "" {
-		return loadConfigFile(c.configFile)
+		path := c.configFile
+		c = defaultConfig()
+		_, defs = newFlagSet(&c)
+		c.configFile = path
+		if err := c.loadFile(path, defs); err != nil {
+			return c, err
+		}
+		c.notes = append(c.notes, note{zapcore.InfoLevel,
+			"loaded server configuration, other configuration command line flags and environment variables will be ignored if provided",
+			[]zap.Field{zap.String("path", path)}})
+	} else if err := c.loadEnv(fs, environ, env); err != nil {
+		return c, err
+	}
+	for _, d := range defs {
+		if c.given[d.name] && d.deprecated != "" {
+			c.notes = append(c.notes, note{zapcore.WarnLevel, d.deprecated, nil})
+		}
+		if _, ok := d.value.(ignoredValue); ok && c.given[d.name] {
+			c.notes = append(c.notes, note{zapcore.WarnLevel, "flag is no longer supported - ignoring",
+				[]zap.Field{zap.String("flag-name", d.name)}})
+		}
+	}
+	if c.given["max-snapshots"] {
+		c.notes = append(c.notes, note{zapcore.WarnLevel, "--max-snapshots is deprecated in 3.6 and will be decommissioned in 3.8.", nil})
+	}
+	c.legacy()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	// etcd's own warnings about the configuration (embed.Config.Validate).
+	if len(c.ListenClientHTTPURLs) == 0 {
+		c.notes = append(c.notes, note{zapcore.WarnLevel, "Running http and grpc server on single port. This is not recommended for production.", nil})
+	}
+	if c.Name == "default" {
+		c.notes = append(c.notes, note{zapcore.WarnLevel, "it isn't recommended to use default name, please set a value for --name. " +
+			"Note that etcd might run into issue when multiple members have the same default name", []zap.Field{zap.String("name", c.Name)}})
 	}
 	return c, nil
 }
 
-const defaultWatchProgressNotifyInterval = 10 * time.Minute
+// firstNonEmpty returns the first non-empty string.
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
 
-// watchProgressNotifyInterval is the interval asked for: the deprecated
-// flag counts only when the new one is left at its default, as in etcd.
-func (c config) watchProgressNotifyInterval() (time.Duration, error) {
-	d := c.WatchProgressNotifyInterval
-	if c.ExperimentalWatchProgressNotifyInterval != 0 && d == defaultWatchProgressNotifyInterval {
-		d = c.ExperimentalWatchProgressNotifyInterval
+// loadEnv sets, from CAIRN_<FLAG> or else ETCD_<FLAG>, the flags the
+// command line left alone.
+func (c *config) loadEnv(fs *flag.FlagSet, environ []string, env map[string]string) error {
+	onCommandLine := maps.Clone(c.given)
+	known := map[string]string{} // variable -> flag
+	used := map[string]bool{}    // variables read
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		for _, p := range envPrefixes {
+			known[envName(p, f.Name)] = f.Name
+		}
+		// version and config-file are read on their own.
+		if err != nil || f.Name == "version" || f.Name == "config-file" || onCommandLine[f.Name] {
+			return
+		}
+		for _, p := range envPrefixes {
+			key := envName(p, f.Name)
+			val := env[key]
+			if val == "" {
+				continue
+			}
+			used[key] = true
+			if serr := fs.Set(f.Name, val); serr != nil {
+				err = fmt.Errorf("invalid value %q for %s: %w", val, key, serr)
+				return
+			}
+			c.given[f.Name] = true
+			c.notes = append(c.notes, note{zapcore.InfoLevel, "recognized and used environment variable",
+				[]zap.Field{zap.String("variable-name", key), zap.String("variable-value", val)}})
+			return // CAIRN_ first
+		}
+	})
+	if err != nil {
+		return err
 	}
-	if d <= 0 {
-		return 0, fmt.Errorf("--watch-progress-notify-interval must be positive, not %v", d)
+	for _, kv := range environ {
+		key, val, _ := strings.Cut(kv, "=")
+		if used[key] || !strings.HasPrefix(key, "CAIRN_") && !strings.HasPrefix(key, "ETCD_") || slices.Contains(ignoredEnv, key) {
+			continue
+		}
+		name, ok := known[key]
+		switch {
+		case !ok:
+			c.notes = append(c.notes, note{zapcore.WarnLevel, "unrecognized environment variable",
+				[]zap.Field{zap.String("environment-variable", kv)}})
+		case name == "version" && val != "":
+			c.notes = append(c.notes, note{zapcore.WarnLevel, "cannot set special environment variable",
+				[]zap.Field{zap.String("key", key), zap.String("value", val)}})
+		case onCommandLine[name]:
+			return fmt.Errorf("conflicting environment variable %s is shadowed by the command-line flag --%s "+
+				"(unset the variable or drop the flag)", key, name)
+		}
 	}
-	return d, nil
+	return nil
+}
+
+// loadFile reads etcd's YAML config file: etcd's keys (the flag names,
+// with TLS under client-transport-security and peer-transport-security,
+// discovery under discovery-config, socket options under socket-options),
+// durations as integer nanoseconds, lists as YAML lists or comma strings.
+// Unknown keys are ignored, as etcd ignores them.
+func (c *config) loadFile(path string, defs []flagDef) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read config file: %w", err)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for _, d := range defs {
+		key := d.fileKey
+		switch key {
+		case "-":
+			continue
+		case "":
+			key = d.name
+		}
+		v, ok := lookupPath(doc, key)
+		if !ok || v == nil {
+			continue
+		}
+		s, err := fileValue(d.value, v)
+		if err == nil {
+			err = d.value.Set(s)
+		}
+		if err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, key, err)
+		}
+		c.given[d.name] = true
+	}
+	return nil
+}
+
+// lookupPath finds a dotted key ("a.b.c") in nested maps.
+func lookupPath(doc map[string]any, key string) (any, bool) {
+	var cur any = doc
+	for part := range strings.SplitSeq(key, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// fileValue turns a config-file value into the string the flag's Set
+// takes, checking its YAML type as etcd's (typed) unmarshalling does.
+func fileValue(fv flag.Value, v any) (string, error) {
+	switch fv.(type) {
+	case boolValue:
+		if b, ok := v.(bool); ok {
+			return strconv.FormatBool(b), nil
+		}
+		return "", fmt.Errorf("want true or false, not %v", v)
+	case durationValue:
+		n, ok := v.(json.Number)
+		if !ok {
+			return "", fmt.Errorf("want a duration in integer nanoseconds, not %q", fmt.Sprint(v))
+		}
+		ns, err := n.Int64()
+		if err != nil {
+			return "", fmt.Errorf("want a duration in integer nanoseconds, not %v", v)
+		}
+		return time.Duration(ns).String(), nil
+	case uintValue[uint], uintValue[uint32], uintValue[uint64], intValue[int], intValue[int64]:
+		n, ok := v.(json.Number)
+		if !ok {
+			return "", fmt.Errorf("want a number, not %q", fmt.Sprint(v))
+		}
+		return n.String(), nil
+	case listValue, urlsValue:
+		if list, ok := v.([]any); ok {
+			var ss []string
+			for _, e := range list {
+				s, ok := e.(string)
+				if !ok {
+					return "", fmt.Errorf("want a list of strings, not %v", v)
+				}
+				ss = append(ss, s)
+			}
+			return strings.Join(ss, ","), nil
+		}
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("want a string, not %v", v)
+	}
+	return s, nil
+}
+
+// legacy folds etcd 3.5/3.6 flags into their 3.7 forms: the old name
+// counts only when the new one is left at its default, as in etcd 3.6.
+func (c *config) legacy() {
+	if c.ExperimentalWatchProgressNotifyInterval != 0 && !c.given["watch-progress-notify-interval"] {
+		c.WatchProgressNotifyInterval = c.ExperimentalWatchProgressNotifyInterval
+	}
+	if c.ExperimentalInitialCorruptCheck {
+		if _, ok := c.FeatureGates.explicit["InitialCorruptCheck"]; !ok {
+			c.FeatureGates.Set("InitialCorruptCheck=true")
+		}
+	}
+}
+
+// errUnsetAdvertiseClientURLs is etcd's ErrUnsetAdvertiseClientURLsFlag.
+var errUnsetAdvertiseClientURLs = errors.New("--advertise-client-urls is required when --listen-client-urls is set explicitly")
+
+// validate checks what etcd's Validate checks before anything starts
+// (errors exit 1).
+func (c *config) validate() error {
+	if c.given["listen-client-urls"] && !c.given["advertise-client-urls"] && c.configFile == "" {
+		return errUnsetAdvertiseClientURLs
+	}
+	if len(c.ListenClientURLs) == 0 || len(c.ListenPeerURLs) == 0 {
+		return errors.New("--listen-client-urls and --listen-peer-urls must not be empty")
+	}
+	if c.DiscoveryFallback == "proxy" {
+		return errors.New(`v2 proxy is deprecated, and --discovery-fallback can't be configured as "proxy"`)
+	}
+	bootstraps := 0
+	for _, set := range []bool{c.InitialCluster != "" && c.given["initial-cluster"], c.DiscoverySRV != "", len(c.DiscoveryEndpoints) > 0} {
+		if set {
+			bootstraps++
+		}
+	}
+	if bootstraps > 1 {
+		return errors.New(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery-endpoints" or "discovery-srv"`)
+	}
+	if (c.DiscoveryToken != "") != (len(c.DiscoveryEndpoints) > 0) {
+		return errors.New("both --discovery-token and --discovery-endpoints must be set")
+	}
+	if c.HeartbeatIntervalMs == 0 {
+		return fmt.Errorf("--heartbeat-interval must be >0 (set to %dms)", c.HeartbeatIntervalMs)
+	}
+	if c.ElectionTimeoutMs == 0 {
+		return fmt.Errorf("--election-timeout must be >0 (set to %dms)", c.ElectionTimeoutMs)
+	}
+	if 5*c.HeartbeatIntervalMs > c.ElectionTimeoutMs {
+		return fmt.Errorf("--election-timeout[%vms] should be at least as 5 times as --heartbeat-interval[%vms]", c.ElectionTimeoutMs, c.HeartbeatIntervalMs)
+	}
+	if c.ElectionTimeoutMs > 50000 {
+		return fmt.Errorf("--election-timeout[%vms] is too long, and should be set less than 50000ms", c.ElectionTimeoutMs)
+	}
+	if c.CompactHashCheckTime <= 0 {
+		return fmt.Errorf("--compact-hash-check-time must be >0 (set to %v)", c.CompactHashCheckTime)
+	}
+	if on, _ := c.FeatureGates.enabled(gateNamed("LeaseCheckpointPersist")); on {
+		if on, _ := c.FeatureGates.enabled(gateNamed("LeaseCheckpoint")); !on {
+			return errors.New("enabling feature gate LeaseCheckpointPersist requires enabling feature gate LeaseCheckpoint")
+		}
+	}
+	switch c.AutoCompactionMode {
+	case "periodic", "revision":
+	case "":
+		return errors.New("undefined auto-compaction-mode")
+	default:
+		return fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
+	}
+	for _, v := range []string{c.TLSMinVersion, c.TLSMaxVersion} {
+		if v != "" && v != "TLS1.2" && v != "TLS1.3" {
+			return fmt.Errorf("unexpected TLS version %q (must be one of: TLS1.2, TLS1.3)", v)
+		}
+	}
+	if c.TLSMinVersion == "TLS1.3" && c.TLSMaxVersion == "TLS1.2" {
+		return fmt.Errorf("min version (%s) is greater than max version (%s)", c.TLSMinVersion, c.TLSMaxVersion)
+	}
+	if c.TLSMinVersion == "TLS1.3" && len(c.CipherSuites) > 0 {
+		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	}
+	if c.EnableDistributedTracing && (c.DistributedTracingSamplingRate < 0 || c.DistributedTracingSamplingRate > 1000000) {
+		return errors.New("distributed tracing configurition is not valid: (tracing sampling rate must be between 0 and 1000000)")
+	}
+	if c.WatchProgressNotifyInterval <= 0 {
+		return fmt.Errorf("--watch-progress-notify-interval must be positive, not %v", c.WatchProgressNotifyInterval)
+	}
+	if c.AutoCompactionInterval != "" {
+		if d, err := time.ParseDuration(c.AutoCompactionInterval); err != nil || d <= 0 {
+			return fmt.Errorf("invalid --auto-compaction-interval %q", c.AutoCompactionInterval)
+		}
+	}
+	if _, _, err := parseRetention(c.AutoCompactionMode, c.AutoCompactionRetention); err != nil {
+		return err
+	}
+	return nil
 }
 
 // usageError is a command-line error (exit status 2, as etcd).
@@ -198,30 +466,6 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
-
-func loadConfigFile(path string) (config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return config{}, fmt.Errorf("cannot read config file: %w", err)
-	}
-	c := defaultConfig()
-	if err := yaml.Unmarshal(data, &c); err != nil {
-		return config{}, fmt.Errorf("config file %s: %w", path, err)
-	}
-	c.configFile = path
-	return c, nil
-}
-
-// splitURLs splits a comma-separated URL list.
-func splitURLs(s string) []string {
-	var out []string
-	for u := range strings.SplitSeq(s, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			out = append(out, u)
-		}
-	}
-	return out
-}
 
 // parseRetention reads --auto-compaction-retention as etcd does: in
 // periodic mode a duration ("1h", "30m") or a bare number of hours; in

@@ -3,9 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/url"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -106,3 +110,52 @@ func (l *chanListener) Accept() (net.Conn, error) {
 
 func (l *chanListener) Close() error   { return l.closeFn() }
 func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// listenConfig sets SO_REUSEPORT and SO_REUSEADDR on cairn's listeners
+// when asked (etcd's --socket-reuse-port, --socket-reuse-address).
+func listenConfig(reusePort, reuseAddress bool) net.ListenConfig {
+	if !reusePort && !reuseAddress {
+		return net.ListenConfig{}
+	}
+	return net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if reuseAddress {
+				serr = setReuseAddress(fd)
+			}
+			if reusePort && serr == nil {
+				serr = setReusePort(fd)
+			}
+		})
+		return firstErr(err, serr)
+	}}
+}
+
+func firstErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// listen opens a listener for a URL: http:// on its host:port, unix://
+// on its path.
+func listen(lc net.ListenConfig, rawURL string) (net.Listener, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "http":
+	case "https", "unixs":
+		return nil, fmt.Errorf("TLS (%s) is not built yet (issue #19)", u.Scheme)
+	case "unix":
+		return lc.Listen(context.Background(), "unix", u.Host+u.Path)
+	default:
+		return nil, fmt.Errorf("unsupported URL scheme %q", u.Scheme)
+	}
+	if u.Port() == "" {
+		return nil, fmt.Errorf("URL %s has no port", rawURL)
+	}
+	return lc.Listen(context.Background(), "tcp", u.Host)
+}

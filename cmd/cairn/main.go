@@ -9,10 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/url"
 	"os"
 	"os/signal"
-	"runtime"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,16 +27,15 @@ import (
 	"github.com/cairn-db/cairn/internal/server/v3rpc"
 )
 
-// version is Cairn's own version; the etcd API version it implements is
-// v3rpc.APIVersion.
-const version = "0.1.0"
-
 func main() {
-	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[0], os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-func run(args []string, environ []string, stdout, stderr io.Writer) int {
-	c, err := parseConfig(args, environ, stderr)
+// run is cairn invoked as argv0 (whose base name "etcd" makes it speak as
+// etcd) with args; it returns the exit status: 0, 1 for a configuration
+// refused or a failed start, 2 for a usage error.
+func run(argv0 string, args []string, environ []string, stdout, stderr io.Writer) int {
+	c, err := parseConfig(programName(filepath.Base(argv0)), args, environ, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -44,21 +43,47 @@ func run(args []string, environ []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &usage) {
 		return 2 // the flag package has printed the error and the usage
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "cairn: %v\n", err)
-		return 1
-	}
-	if c.version {
-		fmt.Fprintf(stdout, "cairn Version: %s\netcd API Version: %s\nGo Version: %s\nGo OS/Arch: %s/%s\n",
-			version, v3rpc.APIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if err == nil && c.version {
+		fmt.Fprint(stdout, versionText())
 		return 0
 	}
-	logger, err := newLogger(logConfig{Logger: "zap", Outputs: []string{"default"}, Level: c.LogLevel, Format: "json"}, stdout, stderr)
+	lc := logConfig{
+		Logger:             c.Logger,
+		Outputs:            c.LogOutputs,
+		Level:              c.LogLevel,
+		Format:             c.LogFormat,
+		EnableRotation:     c.EnableLogRotation,
+		RotationConfigJSON: c.LogRotationConfigJSON,
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "cairn: %v\n", err)
-		return 1
+		// As etcd: the configuration is refused in etcd's default logger
+		// (JSON on stderr), after the warnings parsing gathered.
+		lc = logConfig{Logger: "zap", Outputs: []string{"default"}, Level: "info", Format: "json"}
+	}
+	logger, lerr := newLogger(lc, stdout, stderr)
+	if lerr != nil {
+		// Logging flags that cannot be honoured are refused as any
+		// other configuration: in etcd's default logger.
+		logger, _ = newLogger(logConfig{Logger: "zap", Outputs: []string{"default"}, Level: "info", Format: "json"}, stdout, stderr)
+		err = lerr
 	}
 	defer logger.Sync()
+	for _, n := range c.notes {
+		logger.Log(n.level, n.msg, n.fields...)
+	}
+	logger.Info("Running: ", zap.Strings("args", append([]string{argv0}, args...)))
+	if err != nil {
+		logger.Warn("failed to verify flags", zap.String("error", err.Error()))
+		if errors.Is(err, errUnsetAdvertiseClientURLs) {
+			logger.Warn("advertise client URLs are not set", zap.String("error", err.Error()))
+		}
+		return 1
+	}
+	setGRPCLogger(logger)
+	if err := applyEffects(&c, logger); err != nil {
+		reportExit(logger, stderr, err)
+		return 1
+	}
 	if err := serve(c, logger); err != nil {
 		reportExit(logger, stderr, err)
 		return 1
@@ -86,74 +111,60 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	var compactionInterval time.Duration
 	if c.AutoCompactionInterval != "" {
-		if compactionInterval, err = time.ParseDuration(c.AutoCompactionInterval); err != nil || compactionInterval <= 0 {
-			return fmt.Errorf("invalid --auto-compaction-interval %q", c.AutoCompactionInterval)
-		}
-	}
-	progressInterval, err := c.watchProgressNotifyInterval()
-	if err != nil {
-		return err
+		compactionInterval, _ = time.ParseDuration(c.AutoCompactionInterval) // checked by validate
 	}
 	if c.InitialCluster == "" {
 		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
 	}
-	clientURLs, peerURLs := splitURLs(c.ListenClientURLs), splitURLs(c.ListenPeerURLs)
-	if len(clientURLs) == 0 || len(peerURLs) == 0 {
-		return errors.New("--listen-client-urls and --listen-peer-urls must not be empty")
+	if c.MemoryMlock {
+		if err := mlockAll(); err != nil {
+			return fmt.Errorf("--memory-mlock: %w", err)
+		}
+		logger.Info("locked the process's memory in RAM (--memory-mlock)")
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.Config{
-		Name:                           c.Name,
-		DataDir:                        c.DataDir,
-		AdvertiseClientURLs:            splitURLs(c.AdvertiseClientURLs),
-		AdvertisePeerURLs:              splitURLs(c.InitialAdvertisePeerURLs),
-		InitialCluster:                 c.InitialCluster,
-		InitialClusterState:            c.InitialClusterState,
-		InitialClusterToken:            c.InitialClusterToken,
-		HeartbeatInterval:              time.Duration(c.HeartbeatIntervalMs) * time.Millisecond,
-		ElectionTimeout:                time.Duration(c.ElectionTimeoutMs) * time.Millisecond,
-		SnapshotCount:                  c.SnapshotCount,
-		SnapshotCatchUpEntries:         c.SnapshotCatchUpEntries,
-		QuotaBackendBytes:              c.QuotaBackendBytes,
-		MaxRequestBytes:                int(c.MaxRequestBytes),
-		MaxTxnOps:                      int(c.MaxTxnOps),
-		AutoCompactionMode:             c.AutoCompactionMode,
-		AutoCompactionRetention:        retention,
-		AutoCompactionRetentionRevs:    keepRevs,
-		AutoCompactionIntervalOverride: compactionInterval,
-		WatchProgressNotifyInterval:    progressInterval,
-		LeaseCheckpointInterval:        c.LeaseCheckpointInterval,
-		Logger:                         logger,
-		Registry:                       reg,
-	})
+	scfg := serverConfig(c, retention, keepRevs, compactionInterval, logger, reg)
+	logStarting(logger, scfg, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
+	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}
 	// Listen before starting, so that a port in use fails the start.
-	var peerLns, clientLns []net.Listener
+	lc := listenConfig(c.SocketReusePort, c.SocketReuseAddress)
+	var all []net.Listener
 	closeAll := func() {
-		for _, l := range append(peerLns, clientLns...) {
+		for _, l := range all {
 			l.Close()
 		}
 	}
-	for _, u := range peerURLs {
-		l, err := listen(u)
-		if err != nil {
-			closeAll()
-			srv.Stop()
-			return fmt.Errorf("listening for peers on %s: %w", u, err)
+	listenAll := func(what string, urls []string) ([]net.Listener, error) {
+		var ls []net.Listener
+		for _, u := range urls {
+			l, err := listen(lc, u)
+			if err != nil {
+				return nil, fmt.Errorf("listening for %s on %s: %w", what, u, err)
+			}
+			ls = append(ls, l)
+			all = append(all, l)
 		}
-		peerLns = append(peerLns, l)
+		return ls, nil
 	}
-	for _, u := range clientURLs {
-		l, err := listen(u)
-		if err != nil {
-			closeAll()
-			srv.Stop()
-			return fmt.Errorf("listening for clients on %s: %w", u, err)
-		}
-		clientLns = append(clientLns, l)
+	peerLns, err := listenAll("peers", c.ListenPeerURLs)
+	var clientLns, httpLns, metricsLns []net.Listener
+	if err == nil {
+		clientLns, err = listenAll("clients", c.ListenClientURLs)
+	}
+	if err == nil {
+		httpLns, err = listenAll("HTTP clients", c.ListenClientHTTPURLs)
+	}
+	if err == nil {
+		metricsLns, err = listenAll("metrics", c.ListenMetricsURLs)
+	}
+	if err != nil {
+		closeAll()
+		srv.Stop()
+		return err
 	}
 	if err := srv.Start(); err != nil {
 		closeAll()
@@ -165,7 +176,8 @@ func serve(c config, logger *zap.Logger) error {
 	clientAPI := v3rpc.New(srv)
 	clientGRPC := grpc.NewServer(clientAPI.ServerOptions()...)
 	clientAPI.Register(clientGRPC)
-	handler := v3rpc.HTTPHandler(srv, reg)
+	endpoints := v3rpc.HTTPHandler(srv, reg)
+	var handler http.Handler = endpoints
 	if c.EnablePprof {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -176,7 +188,11 @@ func serve(c config, logger *zap.Logger) error {
 		mux.Handle("/", handler)
 		handler = mux
 	}
-	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := &http.Server{
+		Handler:           newAccessController(c.CORS, c.HostWhitelist, handler, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	metricsSrv := &http.Server{Handler: metricsOnly(endpoints), ReadHeaderTimeout: 10 * time.Second}
 
 	var wg sync.WaitGroup
 	goServe := func(fn func()) {
@@ -192,13 +208,30 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	var demuxes []*demux
 	for _, l := range clientLns {
+		if len(httpLns) > 0 {
+			// --listen-client-http-urls takes HTTP off the client URLs.
+			goServe(func() { clientGRPC.Serve(l) })
+			logServingClients(logger, "grpc", l)
+			continue
+		}
 		d := newDemux(l)
 		demuxes = append(demuxes, d)
 		goServe(func() { d.serve() })
 		goServe(func() { clientGRPC.Serve(d.grpc) })
 		goServe(func() { httpSrv.Serve(d.http) })
-		logger.Info("serving client traffic", zap.String("address", l.Addr().String()))
+		logServingClients(logger, "grpc+http", l)
 	}
+	for _, l := range httpLns {
+		goServe(func() { httpSrv.Serve(l) })
+		logServingClients(logger, "http", l)
+	}
+	for _, l := range metricsLns {
+		goServe(func() { metricsSrv.Serve(l) })
+		logger.Info("serving metrics", zap.String("address", l.Addr().String()))
+	}
+	logNowServing(logger, srv, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
+	// etcd says it once per client listener (gRPC and HTTP ones alike).
+	goServe(func() { logWhenReady(logger, srv, len(clientLns)+len(httpLns)) })
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
@@ -208,45 +241,77 @@ func serve(c config, logger *zap.Logger) error {
 		logger.Info("received signal; shutting down", zap.Stringer("signal", sig))
 	case <-srv.Stopping():
 	}
+	logger.Info("closing etcd server", stopFields(srv.Config())...)
+	defer logger.Info("closed etcd server", stopFields(srv.Config())...)
 	clientGRPC.Stop()
 	clientAPI.Close()
 	httpSrv.Close()
+	metricsSrv.Close()
 	for _, d := range demuxes {
 		d.Close()
 	}
+	for _, l := range peerLns {
+		logger.Info("stopping serving peer traffic", zap.String("address", l.Addr().String()))
+	}
+	closeAll()
 	peerGRPC.Stop()
+	for _, l := range peerLns {
+		logger.Info("stopped serving peer traffic", zap.String("address", l.Addr().String()))
+	}
 	srv.Stop()
 	wg.Wait()
 	return srv.Err()
 }
 
-func defaultInitialCluster(name, peerURLs string) string {
-	var s string
-	for i, u := range splitURLs(peerURLs) {
-		if i > 0 {
-			s += ","
-		}
-		s += name + "=" + u
+// serverConfig maps the flags onto the server's configuration.
+func serverConfig(c config, retention time.Duration, keepRevs int64, compactionInterval time.Duration,
+	logger *zap.Logger, reg prometheus.Registerer) server.Config {
+	return server.Config{
+		Name:                              c.Name,
+		DataDir:                           c.DataDir,
+		AdvertiseClientURLs:               c.AdvertiseClientURLs,
+		AdvertisePeerURLs:                 c.InitialAdvertisePeerURLs,
+		InitialCluster:                    c.InitialCluster,
+		InitialClusterState:               c.InitialClusterState,
+		InitialClusterToken:               c.InitialClusterToken,
+		HeartbeatInterval:                 time.Duration(c.HeartbeatIntervalMs) * time.Millisecond,
+		ElectionTimeout:                   time.Duration(c.ElectionTimeoutMs) * time.Millisecond,
+		SnapshotCount:                     c.SnapshotCount,
+		SnapshotCatchUpEntries:            c.SnapshotCatchUpEntries,
+		QuotaBackendBytes:                 c.QuotaBackendBytes,
+		MaxRequestBytes:                   int(c.MaxRequestBytes),
+		MaxTxnOps:                         int(c.MaxTxnOps),
+		AutoCompactionMode:                c.AutoCompactionMode,
+		AutoCompactionRetention:           retention,
+		AutoCompactionRetentionRevs:       keepRevs,
+		AutoCompactionIntervalOverride:    compactionInterval,
+		WatchProgressNotifyInterval:       c.WatchProgressNotifyInterval,
+		LeaseCheckpointInterval:           c.LeaseCheckpointInterval,
+		WALDir:                            c.WALDir,
+		MaxSnapshots:                      int(c.MaxSnapshots),
+		MaxWALs:                           int(c.MaxWALs),
+		UnsafeNoFsync:                     c.UnsafeNoFsync,
+		ForceNewCluster:                   c.ForceNewCluster,
+		DisablePreVote:                    !c.PreVote,
+		DisableInitialElectionTickAdvance: !c.InitialElectionTickAdvance,
+		StrictReconfigCheck:               c.StrictReconfigCheck,
+		MaxConcurrentStreams:              c.MaxConcurrentStreams,
+		GRPCKeepAliveMinTime:              c.GRPCKeepAliveMinTime,
+		GRPCKeepAliveInterval:             c.GRPCKeepAliveInterval,
+		GRPCKeepAliveTimeout:              c.GRPCKeepAliveTimeout,
+		Metrics:                           c.Metrics,
+		WarningApplyDuration:              c.WarningApplyDuration,
+		WarningUnaryRequestDuration:       c.WarningUnaryRequestDuration,
+		Logger:                            logger,
+		Registry:                          reg,
 	}
-	return s
 }
 
-func listen(rawURL string) (net.Listener, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, err
+// defaultInitialCluster is etcd's: name=URL for each advertised peer URL.
+func defaultInitialCluster(name string, peerURLs []string) string {
+	var parts []string
+	for _, u := range peerURLs {
+		parts = append(parts, name+"="+u)
 	}
-	switch u.Scheme {
-	case "http":
-	case "https", "unixs":
-		return nil, fmt.Errorf("TLS (%s) is not supported yet", u.Scheme)
-	case "unix":
-		return net.Listen("unix", u.Host+u.Path)
-	default:
-		return nil, fmt.Errorf("unsupported URL scheme %q", u.Scheme)
-	}
-	if u.Port() == "" {
-		return nil, fmt.Errorf("URL %s has no port", rawURL)
-	}
-	return net.Listen("tcp", u.Host)
+	return strings.Join(parts, ",")
 }

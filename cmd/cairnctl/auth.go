@@ -15,7 +15,7 @@ import (
 )
 
 func newAuthCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "auth <enable or disable>", Short: "Enable or disable authentication"}
+	cmd := g.parentCommand("auth <enable or disable>", "Enable or disable authentication")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "enable",
 		Short: "Enables authentication",
@@ -89,7 +89,7 @@ func newAuthCommand(g *globals) *cobra.Command {
 }
 
 func newUserCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "user <subcommand>", Short: "User related commands"}
+	cmd := g.parentCommand("user <subcommand>", "User related commands")
 	var newPassword string
 	var noPassword, addInteractive, passwdInteractive bool
 	add := &cobra.Command{
@@ -273,7 +273,7 @@ func newUserCommand(g *globals) *cobra.Command {
 }
 
 func newRoleCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "role <subcommand>", Short: "Role related commands"}
+	cmd := g.parentCommand("role <subcommand>", "Role related commands")
 	oneRole := func(use, short, usage string, run func(cli *clientv3.Client, ctx context.Context, name string) error) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {

@@ -74,7 +74,7 @@ func (o *checkOptions) register(cmd *cobra.Command, loadUsage, prefix string) {
 }
 
 func newCheckCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "check <subcommand>", Short: "commands for checking properties of the etcd cluster"}
+	cmd := g.parentCommand("check <subcommand>", "commands for checking properties of the etcd cluster")
 	var perf, scale checkOptions
 	perfCmd := &cobra.Command{
 		Use:   "perf [options]",

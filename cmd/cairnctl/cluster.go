@@ -14,7 +14,7 @@ import (
 )
 
 func newMemberCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "member <subcommand>", Short: "Membership related commands"}
+	cmd := g.parentCommand("member <subcommand>", "Membership related commands")
 	var consistency string
 	list := &cobra.Command{
 		Use:   "list",
@@ -62,11 +62,7 @@ func memberRows(resp *clientv3.MemberListResponse) (hdr []string, rows [][]strin
 func (g *globals) printMemberList(resp *clientv3.MemberListResponse) {
 	switch g.writeOut {
 	case formatJSON:
-		if g.hex {
-			g.printMemberListHexJSON(resp)
-			return
-		}
-		printJSON(g.stdout, resp)
+		printJSON(g.stdout, g.hexJSON(resp))
 	case formatProtobuf:
 		printProtobuf(g.stdout, (*pb.MemberListResponse)(resp))
 	case formatTable:
@@ -75,7 +71,7 @@ func (g *globals) printMemberList(resp *clientv3.MemberListResponse) {
 	case formatFields:
 		g.printHeaderFields(resp.Header)
 		for _, m := range resp.Members {
-			fmt.Fprintln(g.stdout, `"ID" :`, m.ID)
+			g.printIDField("ID", m.ID, "%x")
 			fmt.Fprintf(g.stdout, "\"Name\" : %q\n", m.Name)
 			for _, u := range m.PeerURLs {
 				fmt.Fprintf(g.stdout, "\"PeerURL\" : %q\n", u)
@@ -94,35 +90,74 @@ func (g *globals) printMemberList(resp *clientv3.MemberListResponse) {
 	}
 }
 
-// printMemberListHexJSON is etcdctl's --hex JSON member list: IDs as hex
-// strings.
-func (g *globals) printMemberListHexJSON(resp *clientv3.MemberListResponse) {
-	type member struct {
-		ID         string   `json:"ID"`
-		Name       string   `json:"name"`
-		PeerURLs   []string `json:"peerURLs"`
-		ClientURLs []string `json:"clientURLs,omitempty"`
-		IsLearner  bool     `json:"isLearner,omitempty"`
+// hexJSON is what etcdctl 3.7 prints as JSON, with --hex, for the member
+// list and member changes: member and header IDs as hex strings, empty
+// fields left out. Without --hex, or for other values, it is v itself.
+func (g *globals) hexJSON(v any) any {
+	if !g.hex {
+		return v
 	}
-	type header struct {
+	switch r := v.(type) {
+	case *clientv3.MemberAddResponse:
+		return struct {
+			Header  *hexHeader   `json:"header"`
+			Member  *hexMember   `json:"member"`
+			Members []*hexMember `json:"members"`
+		}{(*hexHeader)(r.Header), (*hexMember)(r.Member), hexMembers(r.Members)}
+	case *clientv3.MemberRemoveResponse:
+		return hexMemberList{(*hexHeader)(r.Header), hexMembers(r.Members)}
+	case *clientv3.MemberUpdateResponse:
+		return hexMemberList{(*hexHeader)(r.Header), hexMembers(r.Members)}
+	case *clientv3.MemberPromoteResponse:
+		return hexMemberList{(*hexHeader)(r.Header), hexMembers(r.Members)}
+	case *clientv3.MemberListResponse:
+		return hexMemberList{(*hexHeader)(r.Header), hexMembers(r.Members)}
+	}
+	return v
+}
+
+type hexMemberList struct {
+	Header  *hexHeader   `json:"header"`
+	Members []*hexMember `json:"members"`
+}
+
+// hexHeader and hexMember print with IDs in hex (etcdctl's --hex JSON).
+type (
+	hexHeader pb.ResponseHeader
+	hexMember pb.Member
+)
+
+func (h *hexHeader) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
 		ClusterID string `json:"cluster_id"`
 		MemberID  string `json:"member_id"`
-		RaftTerm  uint64 `json:"raft_term"`
+		Revision  int64  `json:"revision,omitempty"`
+		RaftTerm  uint64 `json:"raft_term,omitempty"`
+	}{fmt.Sprintf("%x", h.ClusterId), fmt.Sprintf("%x", h.MemberId), h.Revision, h.RaftTerm})
+}
+
+func (m *hexMember) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ID         string   `json:"ID"`
+		Name       string   `json:"name,omitempty"`
+		PeerURLs   []string `json:"peerURLs,omitempty"`
+		ClientURLs []string `json:"clientURLs,omitempty"`
+		IsLearner  bool     `json:"isLearner,omitempty"`
+	}{fmt.Sprintf("%x", m.ID), m.Name, m.PeerURLs, m.ClientURLs, m.IsLearner})
+}
+
+// hexMembers is never nil: an empty list prints as [].
+func hexMembers(ms []*pb.Member) []*hexMember {
+	out := make([]*hexMember, len(ms))
+	for i, m := range ms {
+		out[i] = (*hexMember)(m)
 	}
-	out := struct {
-		Header  header   `json:"header"`
-		Members []member `json:"members"`
-	}{Header: header{fmt.Sprintf("%x", resp.Header.ClusterId), fmt.Sprintf("%x", resp.Header.MemberId), resp.Header.RaftTerm}}
-	for _, m := range resp.Members {
-		out.Members = append(out.Members, member{fmt.Sprintf("%x", m.ID), m.Name, m.PeerURLs, m.ClientURLs, m.IsLearner})
-	}
-	b, _ := json.Marshal(out)
-	fmt.Fprintln(g.stdout, string(b))
+	return out
 }
 
 func newEndpointCommand(g *globals) *cobra.Command {
 	var cluster bool
-	cmd := &cobra.Command{Use: "endpoint <subcommand>", Short: "Endpoint related commands"}
+	cmd := g.parentCommand("endpoint <subcommand>", "Endpoint related commands")
 	cmd.PersistentFlags().BoolVar(&cluster, "cluster", false, "use all endpoints from the cluster member list")
 	health := &cobra.Command{
 		Use:   "health",
@@ -373,7 +408,6 @@ func (g *globals) endpointStatus(eps []string) error {
 			fmt.Fprintln(g.stdout, `"Leader" :`, r.Leader)
 			fmt.Fprintln(g.stdout, `"IsLearner" :`, r.IsLearner)
 			fmt.Fprintln(g.stdout, `"RaftIndex" :`, r.RaftIndex)
-			fmt.Fprintln(g.stdout, `"RaftTerm" :`, r.RaftTerm)
 			fmt.Fprintln(g.stdout, `"RaftAppliedIndex" :`, r.RaftAppliedIndex)
 			fmt.Fprintln(g.stdout, `"Errors" :`, r.Errors)
 			fmt.Fprintf(g.stdout, "\"Endpoint\" : %q\n", s.Ep)

@@ -12,7 +12,7 @@ import (
 
 // newDowngradeCommand is etcdctl's downgrade validate/enable/cancel.
 func newDowngradeCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "downgrade <TARGET_VERSION>", Short: "Downgrade related commands"}
+	cmd := g.parentCommand("downgrade <TARGET_VERSION>", "Downgrade related commands")
 	action := func(use, short, name string, a clientv3.DowngradeAction, needsVersion bool) *cobra.Command {
 		return &cobra.Command{
 			Use:   use,

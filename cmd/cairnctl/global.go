@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"go.etcd.io/etcd/client/pkg/v3/logutil"
 	"io"
 	"os"
 	"slices"
@@ -15,9 +16,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/srv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // globals are the flags every command shares, etcdctl's, and the streams.
@@ -31,6 +34,7 @@ type globals struct {
 	keepaliveTime    time.Duration
 	keepaliveTimeout time.Duration
 	user, password   string
+	jwtToken         string
 	cacert, cert     string
 	key              string
 	insecure         bool
@@ -67,6 +71,7 @@ func (g *globals) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout for short running command (excluding dial timeout)")
 	fs.DurationVar(&g.keepaliveTime, "keepalive-time", 2*time.Second, "keepalive time for client connections")
 	fs.DurationVar(&g.keepaliveTimeout, "keepalive-timeout", 6*time.Second, "keepalive timeout for client connections")
+	fs.StringVar(&g.jwtToken, "auth-jwt-token", "", "JWT token used for authentication (if this option is used, --user and --password should not be set)")
 	fs.StringVar(&g.user, "user", "", "username[:password] for authentication (prompt if password is not supplied)")
 	fs.StringVar(&g.password, "password", "", "password for authentication (if this option is used, --user option shouldn't include password)")
 	fs.StringVar(&g.cacert, "cacert", "", "verify certificates of TLS-enabled secure servers using this CA bundle")
@@ -98,17 +103,27 @@ func (g *globals) getenv(name string) string {
 }
 
 // extension marks flags of fs as Cairn's own: they work under either
-// name, but are left out of the help text under the name etcdctl, so that
-// its help is etcdctl's.
+// name, but are left out of the help text (and of the options command's
+// list) under the name etcdctl, so that its help is etcdctl's, and no
+// ETCDCTL_ variable sets them.
 func (g *globals) extension(fs *pflag.FlagSet, names ...string) {
-	if g.name != "etcdctl" {
-		return
-	}
 	for _, name := range names {
-		if err := fs.MarkHidden(name); err != nil {
+		if err := fs.SetAnnotation(name, extensionAnnotation, []string{"true"}); err != nil {
 			panic(err) // a flag name misspelt here
 		}
+		if g.name == "etcdctl" {
+			fs.Lookup(name).Hidden = true
+		}
 	}
+}
+
+// extensionAnnotation marks a flag as Cairn's own (see extension).
+const extensionAnnotation = "cairn-extension"
+
+// isExtension says whether f is one of Cairn's own flags.
+func isExtension(f *pflag.Flag) bool {
+	_, ok := f.Annotations[extensionAnnotation]
+	return ok
 }
 
 // errLogged is an error already reported (as a log line): nothing more is
@@ -131,7 +146,7 @@ func (g *globals) fromEnvironment(cmd *cobra.Command) error {
 			return
 		}
 		for _, prefix := range envPrefixes {
-			if f.Hidden && prefix == "ETCDCTL_" {
+			if isExtension(f) && prefix == "ETCDCTL_" {
 				// Cairn's own flags are not etcdctl's variables.
 				continue
 			}
@@ -186,7 +201,10 @@ func (g *globals) client() (*clientv3.Client, error) {
 		MaxCallRecvMsgSize:   g.maxRecvBytes,
 		Logger:               g.logger(),
 	}
-	if g.user != "" {
+	if g.jwtToken != "" {
+		// As etcdctl: a token is used instead of --user and --password.
+		cfg.DialOptions = append(cfg.DialOptions, grpc.WithPerRPCCredentials(jwtCredentials(g.jwtToken)))
+	} else if g.user != "" {
 		user, password, hasPassword := strings.Cut(g.user, ":")
 		if !hasPassword {
 			password = g.password
@@ -206,6 +224,18 @@ func (g *globals) client() (*clientv3.Client, error) {
 	}
 	return cli, nil
 }
+
+// jwtCredentials sends --auth-jwt-token with every request, where etcd's
+// client sends the token it gets for a user and password.
+type jwtCredentials string
+
+func (c jwtCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{rpctypes.TokenFieldNameGRPC: string(c)}, nil
+}
+
+// RequireTransportSecurity is false: etcd accepts tokens over plain
+// connections, as it does passwords.
+func (jwtCredentials) RequireTransportSecurity() bool { return false }
 
 // discover replaces --endpoints with what DNS SRV records under
 // --discovery-srv name (_etcd-client-ssl._tcp.<domain> and
@@ -268,9 +298,10 @@ func (g *globals) tlsConfig() (*tls.Config, error) {
 }
 
 // logger is the client's: its warnings go to stderr as etcdctl's do (JSON
-// lines), and debug output with --debug.
+// lines, in the etcd client's encoding: ISO 8601 UTC timestamps), and
+// debug output with --debug.
 func (g *globals) logger() *zap.Logger {
-	cfg := zap.NewProductionConfig()
+	cfg := logutil.DefaultZapLoggerConfig
 	cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
 	if g.quietRetries {
 		cfg.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)

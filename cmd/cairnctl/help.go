@@ -2,126 +2,130 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
-// Help and usage text: etcdctl's layout (NAME, USAGE, VERSION, API
-// VERSION, Examples, COMMANDS, DESCRIPTION, OPTIONS, GLOBAL OPTIONS),
-// written to stdout through a tab writer, so that `-h`, `help <command>`
-// and the usage printed after a flag error are byte for byte etcdctl's.
+// Help and usage text: etcdctl 3.7's, which is cobra's own layout
+// (cairnctl is built on the same cobra release as etcdctl 3.7.3, so the
+// text is byte for byte etcdctl's), with three changes etcdctl makes:
 //
-// cobra renders help through the usage function (the help template is
-// "{{.UsageString}}"), as etcdctl does; the usage function writes the text
-// itself and returns nothing, which is why a flag error is followed by an
-// empty line on stderr, in etcdctl as here.
+//   - the root command lists its commands in groups (key-value, cluster
+//     maintenance, concurrency, authentication, utility);
+//   - the global flags are hidden from every command's help: the options
+//     command lists them, and every help text ends with a line saying so;
+//   - the root command's -h/--help flag is hidden too.
+//
+// Help goes to stdout; a flag or argument error is followed by the
+// command's usage on stderr (see run).
 
-// helpVersion and helpAPIVersion are the versions etcdctl v3.6 reports.
+// The command groups of the root command's help, etcdctl's.
 const (
-	helpVersion    = "3.6.6"
-	helpAPIVersion = "3.6"
+	groupKV          = "kv"
+	groupMaintenance = "cluster maintenance"
+	groupConcurrency = "concurrency"
+	groupAuth        = "authentication"
+	groupUtility     = "utility"
 )
 
+// commandGroups places each top-level command in its group.
+var commandGroups = map[string]string{
+	"compaction": groupKV,
+	"del":        groupKV,
+	"get":        groupKV,
+	"lease":      groupKV,
+	"put":        groupKV,
+	"txn":        groupKV,
+	"watch":      groupKV,
+
+	"alarm":       groupMaintenance,
+	"defrag":      groupMaintenance,
+	"downgrade":   groupMaintenance,
+	"endpoint":    groupMaintenance,
+	"member":      groupMaintenance,
+	"move-leader": groupMaintenance,
+	"snapshot":    groupMaintenance,
+
+	"elect": groupConcurrency,
+	"lock":  groupConcurrency,
+
+	"auth": groupAuth,
+	"role": groupAuth,
+	"user": groupAuth,
+
+	"check":       groupUtility,
+	"completion":  groupUtility,
+	"make-mirror": groupUtility,
+	"options":     groupUtility,
+	"version":     groupUtility,
+}
+
+// installHelp sets up root's help once its commands are added: groups,
+// the options command, hidden global flags and the closing line.
 func (g *globals) installHelp(root *cobra.Command) {
-	root.SetHelpTemplate("{{.UsageString}}")
-	root.SetUsageFunc(func(cmd *cobra.Command) error {
-		g.writeUsage(cmd)
-		return nil
+	root.AddGroup(
+		&cobra.Group{ID: groupKV, Title: "Key-value commands"},
+		&cobra.Group{ID: groupMaintenance, Title: "Cluster maintenance commands"},
+		&cobra.Group{ID: groupConcurrency, Title: "Concurrency commands"},
+		&cobra.Group{ID: groupAuth, Title: "Authentication commands"},
+		&cobra.Group{ID: groupUtility, Title: "Utility commands"},
+	)
+	root.AddCommand(g.newOptionsCommand(root))
+	for _, cmd := range root.Commands() {
+		group, ok := commandGroups[cmd.Name()]
+		if !ok {
+			panic("cairnctl: command " + cmd.Name() + " has no help group")
+		}
+		cmd.GroupID = group
+	}
+	root.SetHelpCommandGroupID(groupUtility)
+
+	root.PersistentFlags().VisitAll(func(f *pflag.Flag) { f.Hidden = true })
+	if root.Flags().Lookup("help") == nil {
+		root.Flags().BoolP("help", "h", false, "help for "+root.Name())
+	}
+	root.Flags().Lookup("help").Hidden = true
+
+	defaultHelp := root.HelpFunc()
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		defaultHelp(cmd, args)
+		fmt.Fprintf(cmd.OutOrStdout(), "Use \"%s options\" for a list of global command-line options (applies to all commands).\n", g.name)
 	})
 }
 
-// writeUsage writes cmd's help text to stdout.
-func (g *globals) writeUsage(cmd *cobra.Command) {
-	tw := tabwriter.NewWriter(g.stdout, 0, 8, 1, '\t', 0)
-	defer tw.Flush()
-	w := func(format string, a ...any) { fmt.Fprintf(tw, format, a...) }
-
-	w("NAME:\n")
-	if cmd.HasParent() {
-		w("  %s - %s\n", commandPath(cmd, cmd.Root()), cmd.Short)
-	} else {
-		w("  %s - %s\n", cmd.Name(), cmd.Short)
-	}
-	w("\nUSAGE:\n  %s\n", cmd.UseLine())
-	if !cmd.HasParent() {
-		w("\nVERSION:\n  %s\n", helpVersion)
-	}
-	if cmd.HasSubCommands() {
-		w("\nAPI VERSION:\n  %s\n", helpAPIVersion)
-	}
-	if cmd.HasExample() {
-		w("\nExamples:\n%s\n", cmd.Example)
-	}
-	if cmd.HasSubCommands() {
-		w("\nCOMMANDS:\n")
-		writeCommands(tw, cmd, cmd)
-	}
-	if cmd.Long != "" {
-		w("\nDESCRIPTION:\n")
-		for _, line := range strings.Split(strings.Trim(cmd.Long, "\n\t "), "\n") {
-			w("  %s\n", line)
-		}
-	}
-	if cmd.HasLocalFlags() {
-		w("\nOPTIONS:\n")
-		writeFlags(tw, cmd.LocalFlags())
-	}
-	if cmd.HasInheritedFlags() {
-		w("\nGLOBAL OPTIONS:\n")
-		writeFlags(tw, cmd.InheritedFlags())
-	}
-	w("\n")
-}
-
-// writeCommands lists every runnable command below cmd, depth first in
-// name order, named by its path from start.
-func writeCommands(out io.Writer, start, cmd *cobra.Command) {
-	for _, sub := range cmd.Commands() {
-		if sub.Hidden {
-			continue
-		}
-		if sub.Runnable() {
-			fmt.Fprintf(out, "  %s\t%s\n", commandPath(sub, start), sub.Short)
-		}
-		writeCommands(out, start, sub)
+// newOptionsCommand is etcdctl's options: the global flags, which every
+// other help text leaves out. Cairn's own global flags are listed only
+// under the name cairnctl, as elsewhere in the help.
+func (g *globals) newOptionsCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "options",
+		Short: "Show the global command-line flags",
+		Run: func(cmd *cobra.Command, _ []string) {
+			fs := pflag.NewFlagSet("global", pflag.ContinueOnError)
+			root.PersistentFlags().VisitAll(func(f *pflag.Flag) {
+				if g.name == "etcdctl" && isExtension(f) {
+					return
+				}
+				shown := *f
+				shown.Hidden = false
+				fs.AddFlag(&shown)
+			})
+			fmt.Fprint(g.stdout, "The following options can be passed to any command:\n\n")
+			fmt.Fprint(g.stdout, fs.FlagUsages())
+		},
 	}
 }
 
-// commandPath names cmd by its path below start ("lease grant").
-func commandPath(cmd, start *cobra.Command) string {
-	parts := []string{cmd.Name()}
-	for cmd.HasParent() && cmd.Parent() != start {
-		cmd = cmd.Parent()
-		parts = append([]string{cmd.Name()}, parts...)
+// parentCommand is a command that only holds subcommands: as in etcdctl,
+// its one-line description in the root's list says how to list them, and
+// its own help opens with the description alone.
+func (g *globals) parentCommand(use, description string) *cobra.Command {
+	name, _, _ := strings.Cut(use, " ")
+	return &cobra.Command{
+		Use:   use,
+		Short: fmt.Sprintf("%s. Use `%s %s --help` to see subcommands", description, g.name, name),
+		Long:  description,
 	}
-	return strings.Join(parts, " ")
-}
-
-// writeFlags writes one line per flag: "  -w, --write-out="simple"\tusage",
-// a boolean's default in brackets ("--hex[=false]"), strings quoted.
-func writeFlags(out io.Writer, fs *pflag.FlagSet) {
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Hidden || f.Deprecated != "" {
-			return
-		}
-		if f.Shorthand != "" {
-			fmt.Fprintf(out, "  -%s, --%s", f.Shorthand, f.Name)
-		} else {
-			fmt.Fprintf(out, "      --%s", f.Name)
-		}
-		value := f.DefValue
-		if f.Value.Type() == "string" {
-			value = fmt.Sprintf("%q", value)
-		}
-		if f.NoOptDefVal != "" {
-			fmt.Fprintf(out, "[=%s]", value)
-		} else {
-			fmt.Fprintf(out, "=%s", value)
-		}
-		fmt.Fprintf(out, "\t%s\n", f.Usage)
-	})
 }

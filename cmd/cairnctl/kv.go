@@ -130,7 +130,7 @@ func newGetCommand(g *globals) *cobra.Command {
 	var (
 		consistency, sortOrder, sortTarget   string
 		prefix, fromKey, keysOnly, countOnly bool
-		printValueOnly                       bool
+		printValueOnly, stream               bool
 		limit, rev, ver                      int64
 		minMod, maxMod, minCreate, maxCreate int64
 	)
@@ -168,6 +168,12 @@ func newGetCommand(g *globals) *cobra.Command {
 			opts, err := consistencyOpts(consistency)
 			if err != nil {
 				return err
+			}
+			if stream && g.capture == nil {
+				// etcd 3.7's RangeStream RPC, which neither Cairn's
+				// server nor the client cairnctl is built on has yet
+				// (README).
+				return exitErr{exitBadFeature, fmt.Errorf("--stream (the RangeStream RPC) is not supported by cairnctl yet")}
 			}
 			key := args[0]
 			if len(args) > 1 {
@@ -259,6 +265,7 @@ func newGetCommand(g *globals) *cobra.Command {
 	f.Int64Var(&maxMod, "max-mod-rev", 0, "Maximum modification revision")
 	f.Int64Var(&minCreate, "min-create-rev", 0, "Minimum create revision")
 	f.Int64Var(&maxCreate, "max-create-rev", 0, "Maximum create revision")
+	f.BoolVar(&stream, "stream", false, "Use the RangeStream RPC")
 	return cmd
 }
 

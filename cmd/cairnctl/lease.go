@@ -7,10 +7,12 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 func newLeaseCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "lease <subcommand>", Short: "Lease related commands"}
+	cmd := g.parentCommand("lease <subcommand>", "Lease related commands")
 	cmd.AddCommand(newLeaseGrant(g), newLeaseRevoke(g), newLeaseTimeToLive(g), newLeaseList(g), newLeaseKeepAlive(g))
 	return cmd
 }
@@ -45,7 +47,7 @@ func newLeaseGrant(g *globals) *cobra.Command {
 				return g.display(resp, &pb.LeaseGrantResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL, Error: resp.Error},
 					func() {
 						g.printHeaderFields(resp.ResponseHeader)
-						fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+						g.printIDField("ID", uint64(resp.ID), "%016x")
 						fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
 					}, func() { fmt.Fprintf(g.stdout, "lease %016x granted with TTL(%ds)\n", resp.ID, resp.TTL) })
 			})
@@ -105,7 +107,7 @@ func newLeaseTimeToLive(g *globals) *cobra.Command {
 				return g.display(resp, &pb.LeaseTimeToLiveResponse{Header: resp.ResponseHeader,
 					ID: int64(resp.ID), TTL: resp.TTL, GrantedTTL: resp.GrantedTTL, Keys: resp.Keys}, func() {
 					g.printHeaderFields(resp.ResponseHeader)
-					fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+					g.printIDField("ID", uint64(resp.ID), "%016x")
 					fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
 					fmt.Fprintln(g.stdout, `"GrantedTTL" :`, resp.GrantedTTL)
 					for _, k := range resp.Keys {
@@ -153,7 +155,7 @@ func newLeaseList(g *globals) *cobra.Command {
 				return g.display(resp, out, func() {
 					g.printHeaderFields(resp.ResponseHeader)
 					for _, l := range resp.Leases {
-						fmt.Fprintln(g.stdout, `"ID" :`, l.ID)
+						g.printIDField("ID", uint64(l.ID), "%016x")
 					}
 				}, func() {
 					fmt.Fprintf(g.stdout, "found %d leases\n", len(resp.Leases))
@@ -213,7 +215,7 @@ func newLeaseKeepAlive(g *globals) *cobra.Command {
 func (g *globals) printKeepAlive(resp *clientv3.LeaseKeepAliveResponse) error {
 	return g.display(resp, &pb.LeaseKeepAliveResponse{Header: resp.ResponseHeader, ID: int64(resp.ID), TTL: resp.TTL}, func() {
 		g.printHeaderFields(resp.ResponseHeader)
-		fmt.Fprintln(g.stdout, `"ID" :`, resp.ID)
+		g.printIDField("ID", uint64(resp.ID), "%016x")
 		fmt.Fprintln(g.stdout, `"TTL" :`, resp.TTL)
 	}, func() { fmt.Fprintf(g.stdout, "lease %016x keepalived with TTL(%d)\n", resp.ID, resp.TTL) })
 }
@@ -224,9 +226,9 @@ func newVersionCommand(g *globals) *cobra.Command {
 		Short: "Prints the version of etcdctl",
 		Run: func(cmd *cobra.Command, args []string) {
 			// etcdctl's lines, so that scripts reading them keep working:
-			// cairnctl speaks etcd's 3.6 API.
-			fmt.Fprintf(g.stdout, "%s version: 3.6.6\n", g.name)
-			fmt.Fprintln(g.stdout, "API version: 3.6")
+			// cairnctl speaks the API of the etcd release Cairn follows.
+			fmt.Fprintf(g.stdout, "%s version: %s\n", g.name, version.Etcd)
+			fmt.Fprintf(g.stdout, "API version: %s\n", version.API)
 		},
 	}
 }

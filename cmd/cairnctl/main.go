@@ -67,11 +67,9 @@ func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io
 	}
 	var fe flagError
 	if errors.As(err, &fe) {
-		// etcdctl (cobra) follows a flag error with the command's usage,
-		// which its usage function writes to stdout, and the empty string
-		// that function returns, on stderr.
-		g.writeUsage(fe.cmd)
-		fmt.Fprintln(stderr)
+		// etcdctl (cobra) follows a flag or argument error with the
+		// command's usage and an empty line, on stderr.
+		fmt.Fprintln(stderr, fe.cmd.UsageString())
 	}
 	if strings.HasPrefix(err.Error(), "unknown command ") {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
@@ -116,11 +114,11 @@ func newRoot(g *globals) *cobra.Command {
 	g.register(root.PersistentFlags())
 	completeWith(root, "write-out", formatFields, formatJSON, formatProtobuf, formatSimple, formatTable)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return flagError{cmd, err} })
-	g.installHelp(root)
 	root.AddCommand(newPutCommand(g), newGetCommand(g), newDelCommand(g), newCompactCommand(g),
 		newLeaseCommand(g), newWatchCommand(g), newTxnCommand(g), newMemberCommand(g), newEndpointCommand(g), newLockCommand(g), newElectCommand(g), newAlarmCommand(g), newDefragCommand(g),
 		newMoveLeaderCommand(g), newSnapshotCommand(g), newAuthCommand(g), newUserCommand(g), newRoleCommand(g),
 		newVersionCommand(g), newCompletionCommand(g), newDowngradeCommand(g), newMakeMirrorCommand(g), newCheckCommand(g))
+	g.installHelp(root)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

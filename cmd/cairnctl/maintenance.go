@@ -13,7 +13,7 @@ import (
 )
 
 func newAlarmCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "alarm <subcommand>", Short: "Alarm related commands"}
+	cmd := g.parentCommand("alarm <subcommand>", "Alarm related commands")
 	for _, disarm := range []bool{false, true} {
 		use, short := "list", "Lists all alarms"
 		if disarm {
@@ -40,7 +40,7 @@ func newAlarmCommand(g *globals) *cobra.Command {
 					return g.display(resp, nil, func() {
 						g.printHeaderFields(resp.Header)
 						for _, a := range resp.Alarms {
-							fmt.Fprintln(g.stdout, `"MemberID" :`, a.MemberID)
+							g.printIDField("MemberID", a.MemberID, "%x")
 							fmt.Fprintln(g.stdout, `"AlarmType" :`, a.Alarm)
 							fmt.Fprintln(g.stdout)
 						}
@@ -154,7 +154,7 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 		"# Get snapshot from given address with certificates",
 		"etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/ca.crt --cert=/etc/etcd/etcd.crt --key=/etc/etcd/etcd.key snapshot save /backup/etcd-snapshot.db",
 		"",
-		"# Get snapshot wih certain user and password",
+		"# Get snapshot with certain user and password",
 		"etcdctl --user=root --password=password123 snapshot save /backup/etcd-snapshot.db",
 		"",
 		"# Get snapshot from given address with timeout",

@@ -45,7 +45,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 				}
 				switch g.writeOut {
 				case formatJSON:
-					return printJSON(g.stdout, resp)
+					return printJSON(g.stdout, g.hexJSON(resp))
 				case formatProtobuf:
 					return printProtobuf(g.stdout, (*pb.MemberAddResponse)(resp))
 				}
@@ -160,7 +160,7 @@ func (g *globals) memberChange(what string, id uint64, call func(*clientv3.Clien
 		if err != nil {
 			return err
 		}
-		return g.display(resp, m, func() {},
+		return g.display(g.hexJSON(resp), m, func() {},
 			func() { fmt.Fprintf(g.stdout, "Member %16x %s cluster %16x\n", id, what, h.ClusterId) })
 	})
 }

@@ -115,10 +115,29 @@ func (g *globals) printKVSimple(kv *mvccpb.KeyValue, valueOnly bool) {
 }
 
 func (g *globals) printHeaderFields(h *pb.ResponseHeader) {
-	fmt.Fprintln(g.stdout, `"ClusterID" :`, h.ClusterId)
-	fmt.Fprintln(g.stdout, `"MemberID" :`, h.MemberId)
-	fmt.Fprintln(g.stdout, `"Revision" :`, h.Revision)
+	if g.hex {
+		fmt.Fprintf(g.stdout, "\"ClusterID\" : %x\n", h.ClusterId)
+		fmt.Fprintf(g.stdout, "\"MemberID\" : %x\n", h.MemberId)
+	} else {
+		fmt.Fprintln(g.stdout, `"ClusterID" :`, h.ClusterId)
+		fmt.Fprintln(g.stdout, `"MemberID" :`, h.MemberId)
+	}
+	// As etcdctl: responses outside the key-value store (the member
+	// list) carry no revision, and print none.
+	if h.Revision > 0 {
+		fmt.Fprintln(g.stdout, `"Revision" :`, h.Revision)
+	}
 	fmt.Fprintln(g.stdout, `"RaftTerm" :`, h.RaftTerm)
+}
+
+// printIDField prints an ID in the fields format: decimal, or with --hex
+// in hexFormat (etcdctl pads lease IDs to 16 digits, not member IDs).
+func (g *globals) printIDField(name string, id uint64, hexFormat string) {
+	if g.hex {
+		fmt.Fprintf(g.stdout, "\"%s\" : "+hexFormat+"\n", name, id)
+		return
+	}
+	fmt.Fprintf(g.stdout, "\"%s\" : %d\n", name, id)
 }
 
 // printKVFields prints a KeyValue as etcdctl's fields format, each field
@@ -129,7 +148,7 @@ func (g *globals) printKVFields(prefix string, kv *mvccpb.KeyValue) {
 	fmt.Fprintf(g.stdout, "\"%sModRevision\" : %d\n", prefix, kv.ModRevision)
 	fmt.Fprintf(g.stdout, "\"%sVersion\" : %d\n", prefix, kv.Version)
 	fmt.Fprintf(g.stdout, "\"%sValue\" : %q\n", prefix, string(kv.Value))
-	fmt.Fprintf(g.stdout, "\"%sLease\" : %d\n", prefix, kv.Lease)
+	g.printIDField(prefix+"Lease", uint64(kv.Lease), "%016x")
 }
 
 func (g *globals) printPutSimple(resp *clientv3.PutResponse) {

@@ -18,8 +18,7 @@ func newTxnCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "txn [options]",
 		Short: "Txn processes all the requests in one transaction",
-		Long: `
-Txn reads multiple etcd requests from standard input and applies them as a single atomic transaction.
+		Long: `Txn reads multiple etcd requests from standard input and applies them as a single atomic transaction.
 
 A transaction consists of three components:
 1) a list of conditions,
@@ -206,13 +205,21 @@ func parseRequest(g *globals, line string) (clientv3.Op, error) {
 }
 
 // argify splits a line into words, keeping double-quoted strings (Go
-// syntax) as one word, as etcdctl does.
+// syntax) and single-quoted ones (taken as they are) as one word each, as
+// etcdctl 3.7 does.
 func argify(s string) []string {
 	var args []string
 	for {
 		s = strings.TrimLeft(s, " \t\r\n")
 		if s == "" {
 			return args
+		}
+		if s[0] == '\'' {
+			if end := strings.IndexByte(s[1:], '\''); end >= 0 {
+				args = append(args, s[1:1+end])
+				s = s[2+end:]
+				continue
+			}
 		}
 		if s[0] == '"' {
 			// The quoted string, with escapes, up to its closing quote.

@@ -12,8 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 )
 
 var (
@@ -306,13 +309,32 @@ func (g *globals) printWatchResponse(cli *clientv3.Client, resp clientv3.WatchRe
 func (g *globals) printWatch(resp clientv3.WatchResponse) {
 	switch g.writeOut {
 	case formatJSON:
-		printJSON(g.stdout, resp)
+		// etcdctl 3.7's client response, whose last field is the
+		// reason a canceled watch gives (the 3.6 client keeps it
+		// unexported; its Err carries it).
+		reason := ""
+		var ee rpctypes.EtcdError
+		if err := resp.Err(); resp.Canceled && resp.CompactRevision == 0 && errors.As(err, &ee) && ee.Code() == codes.FailedPrecondition {
+			reason = ee.Error()
+		}
+		printJSON(g.stdout, struct {
+			Header          pb.ResponseHeader
+			Events          []*clientv3.Event
+			CompactRevision int64
+			Canceled        bool
+			Created         bool
+			CancelReason    string
+		}{resp.Header, resp.Events, resp.CompactRevision, resp.Canceled, resp.Created, reason})
 		return
 	case formatProtobuf:
-		// etcdctl prints each event's encoding.
-		for _, ev := range resp.Events {
-			printProtobuf(g.stdout, (*mvccpb.Event)(ev))
+		// etcdctl prints the response as the server's WatchResponse
+		// message, less the watch ID.
+		evs := make([]*mvccpb.Event, len(resp.Events))
+		for i, ev := range resp.Events {
+			evs[i] = (*mvccpb.Event)(ev)
 		}
+		printProtobuf(g.stdout, &pb.WatchResponse{Header: &resp.Header, Events: evs,
+			CompactRevision: resp.CompactRevision, Canceled: resp.Canceled, Created: resp.Created})
 		return
 	case formatFields:
 		g.printHeaderFields(&resp.Header)

@@ -36,6 +36,9 @@ type Result struct {
 	Err error
 	// Compacted, for a compaction, is closed when its removals are done.
 	Compacted <-chan struct{}
+	// Op is the request's type, as etcd names it in its metrics ("Put",
+	// "LeaseGrant", ...); empty for entries that carry no request.
+	Op string
 }
 
 // Applier applies entries to a member's backend and serves reads of it.
@@ -48,6 +51,9 @@ type Applier struct {
 	fs     vfs.FS
 	logger *zap.Logger
 	opts   backend.Options
+	// mvccMetrics is handed to every store opened, so that the counters
+	// go on across restores.
+	mvccMetrics *mvcc.Metrics
 	// checkpoints numbers the checkpoint directories, which need unique
 	// names; a counter, not randomness, so a simulation repeats exactly.
 	checkpoints atomic.Uint64
@@ -67,10 +73,18 @@ type Applier struct {
 	confState raftpb.ConfState
 }
 
+// Metrics are what the store and the lessor count into; they outlive the
+// stores a restore replaces. A nil field is metrics of their own, not
+// registered.
+type Metrics struct {
+	MVCC  *mvcc.Metrics
+	Lease *lease.Metrics
+}
+
 // Open opens the backend in dir on opts.FS (creating it if needed),
 // finishing any image swap a crash interrupted. Leases are granted at
 // least minLeaseTTL seconds.
-func Open(dir string, opts backend.Options, minLeaseTTL int64, logger *zap.Logger) (*Applier, error) {
+func Open(dir string, opts backend.Options, minLeaseTTL int64, m Metrics, logger *zap.Logger) (*Applier, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -83,7 +97,10 @@ func Open(dir string, opts backend.Options, minLeaseTTL int64, logger *zap.Logge
 	if err := recoverSwap(fs, dir); err != nil {
 		return nil, err
 	}
-	a := &Applier{dir: dir, fs: fs, logger: logger, opts: opts, lessor: lease.New(minLeaseTTL)}
+	if m.MVCC == nil {
+		m.MVCC = mvcc.NewMetrics()
+	}
+	a := &Applier{dir: dir, fs: fs, logger: logger, opts: opts, mvccMetrics: m.MVCC, lessor: lease.New(minLeaseTTL, m.Lease)}
 	if err := a.openLocked(); err != nil {
 		return nil, err
 	}
@@ -98,7 +115,7 @@ func (a *Applier) openLocked() error {
 	if err != nil {
 		return err
 	}
-	store, err := mvcc.Open(be, a.logger)
+	store, err := mvcc.Open(be, a.logger, a.mvccMetrics)
 	if err != nil {
 		be.Close()
 		return fmt.Errorf("apply: opening the store in %s: %w", a.dir, err)
@@ -232,6 +249,20 @@ func (a *Applier) Members() []membership.Member {
 	return out
 }
 
+// Stats are the backend's and the store's gauges, read together.
+type Stats struct {
+	Backend backend.Stats
+	Store   mvcc.Stats
+}
+
+// Stats returns the backend's and the store's gauges (for metrics: it
+// asks pebble for its metrics).
+func (a *Applier) Stats() Stats {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return Stats{Backend: a.be.Stats(), Store: a.store.Stats()}
+}
+
 // ConfState returns the configuration as of the consistent index.
 func (a *Applier) ConfState() raftpb.ConfState {
 	a.mu.RLock()
@@ -283,6 +314,7 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 		return Result{}, true, a.be.NewBatch().Commit(e.Index, e.Term)
 	}
 	res, err := a.applyRequest(e, r)
+	res.Op = RequestType(r)
 	if r.Header != nil {
 		res.ID = r.Header.ID
 	}
@@ -311,6 +343,42 @@ func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Resul
 	// A request this version does not know (written by a newer member):
 	// applying it as a no-op would silently diverge from that member.
 	return Result{}, fmt.Errorf("apply: entry %d holds a request this version cannot apply", e.Index)
+}
+
+// RequestType names a request's type as etcd does in its metrics' op and
+// type labels.
+func RequestType(r *pb.InternalRaftRequest) string {
+	switch {
+	case r.Range != nil:
+		return "Range"
+	case r.Put != nil:
+		return "Put"
+	case r.DeleteRange != nil:
+		return "DeleteRange"
+	case r.Txn != nil:
+		return "Txn"
+	case r.Compaction != nil:
+		return "Compaction"
+	case r.LeaseGrant != nil:
+		return "LeaseGrant"
+	case r.LeaseRevoke != nil:
+		return "LeaseRevoke"
+	case r.LeaseCheckpoint != nil:
+		return "LeaseCheckpoint"
+	case r.Alarm != nil:
+		return "Alarm"
+	case r.ClusterVersionSet != nil:
+		return "ClusterVersionSet"
+	case r.ClusterMemberAttrSet != nil:
+		return "ClusterMemberAttrSet"
+	}
+	return "Unknown"
+}
+
+// RequestTypes returns every type RequestType names.
+func RequestTypes() []string {
+	return []string{"Range", "Put", "DeleteRange", "Txn", "Compaction", "LeaseGrant", "LeaseRevoke",
+		"LeaseCheckpoint", "Alarm", "ClusterVersionSet", "ClusterMemberAttrSet", "Unknown"}
 }
 
 // refusal reports whether err is a state-dependent refusal (a result),
@@ -440,6 +508,7 @@ func (a *Applier) applyConfChange(e raftpb.Entry) error {
 	}
 	batch := a.be.NewBatch()
 	m := a.members[cc.NodeID]
+	before := a.confState // for the log line
 	switch cc.Type {
 	case raftpb.ConfChangeAddVoter, raftpb.ConfChangeAddLearner:
 		if len(cc.Context) > 0 {
@@ -471,7 +540,25 @@ func (a *Applier) applyConfChange(e raftpb.Entry) error {
 	} else {
 		a.members[cc.NodeID] = m
 	}
+	a.logMemberChange(cc, before, m)
 	return nil
+}
+
+// logMemberChange logs an applied conf change in etcd's words and fields
+// ("added member", "promote member", "removed member"), given the
+// configuration before it and the member after it (nil once removed).
+func (a *Applier) logMemberChange(cc raftpb.ConfChange, before raftpb.ConfState, now *membership.Member) {
+	id := membership.IDString(cc.NodeID)
+	wasLearner := before.IsLearner(cc.NodeID)
+	switch {
+	case cc.Type == raftpb.ConfChangeRemoveNode:
+		a.logger.Info("removed member", zap.String("removed-remote-peer-id", id), zap.Bool("removed-remote-peer-is-learner", wasLearner))
+	case cc.Type == raftpb.ConfChangeAddVoter && wasLearner:
+		a.logger.Info("promote member", zap.String("promoted-member-id", id))
+	case !before.IsVoter(cc.NodeID) && !wasLearner:
+		a.logger.Info("added member", zap.String("added-peer-id", id),
+			zap.Strings("added-peer-peer-urls", now.PeerURLs), zap.Bool("added-peer-is-learner", now.IsLearner))
+	}
 }
 
 func memberKey(id uint64) []byte {

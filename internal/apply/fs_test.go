@@ -27,7 +27,7 @@ import (
 
 func openOn(t *testing.T, fs vfs.FS, dir string) *Applier {
 	t.Helper()
-	a, err := Open(dir, backend.Options{FS: fs, CacheBytes: 1 << 20}, 1, nil)
+	a, err := Open(dir, backend.Options{FS: fs, CacheBytes: 1 << 20}, 1, Metrics{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

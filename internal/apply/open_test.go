@@ -25,7 +25,7 @@ func TestOpenDamagedMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		a, err := Open(dir, backend.Options{CacheBytes: 1 << 20}, 1, nil)
+		a, err := Open(dir, backend.Options{CacheBytes: 1 << 20}, 1, Metrics{}, nil)
 		if err == nil {
 			a.Close()
 			t.Fatal("Open loaded a damaged member record")

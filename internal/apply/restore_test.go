@@ -16,7 +16,7 @@ import (
 
 func openApplier(t *testing.T) *Applier {
 	t.Helper()
-	a, err := Open(filepath.Join(t.TempDir(), "db"), backend.Options{CacheBytes: 1 << 20}, 1, nil)
+	a, err := Open(filepath.Join(t.TempDir(), "db"), backend.Options{CacheBytes: 1 << 20}, 1, Metrics{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

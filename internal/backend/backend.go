@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/invariants"
@@ -38,15 +40,21 @@ type Options struct {
 	// FS is the file system the database lives on. Default: the real
 	// disk (vfs.Default), as pebble sets it up. A simulation gives each member a vfs.NewCrashableMem
 	// (see the package doc, Crashing).
+	// NoSyncFS(fs) here makes every sync a no-op (etcd's
+	// --unsafe-no-fsync).
 	FS vfs.FS
+	// CommitSeconds, if set, observes how long each batch commit takes
+	// (etcd's etcd_disk_backend_commit_duration_seconds).
+	CommitSeconds prometheus.Observer
 }
 
 // Backend is an open pebble database. It is safe for concurrent use; the
 // applier is its only writer.
 type Backend struct {
-	db     *pebble.DB
-	dir    string
-	logger *zap.Logger
+	db            *pebble.DB
+	dir           string
+	logger        *zap.Logger
+	commitSeconds prometheus.Observer
 
 	mu struct {
 		sync.Mutex
@@ -82,7 +90,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
-	b := &Backend{db: db, dir: dir, logger: opts.Logger}
+	b := &Backend{db: db, dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds}
 	index, err := b.getUint64(consistentIndexKey)
 	if err == nil {
 		var term uint64
@@ -215,8 +223,12 @@ func (wb *Batch) Commit(index, term uint64) error {
 	if err := wb.batch.Set(consistentTermKey, buf[:], nil); err != nil {
 		return err
 	}
+	start := time.Now()
 	if err := wb.batch.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("backend: committing index %d: %w", index, err)
+	}
+	if b.commitSeconds != nil {
+		b.commitSeconds.Observe(time.Since(start).Seconds())
 	}
 	b.mu.consistentIndex, b.mu.consistentTerm = index, term
 	return nil
@@ -362,6 +374,35 @@ func (b *Backend) Size() int64 {
 		return 0
 	}
 	return int64(b.db.Metrics().DiskSpaceUsage())
+}
+
+// Stats are the database's gauges, for metrics.
+type Stats struct {
+	// SizeBytes is the space taken on disk (Size); SizeInUseBytes leaves
+	// out what pebble no longer needs and has yet to delete (obsolete and
+	// zombie tables and logs) and the outputs of compactions under way.
+	SizeBytes, SizeInUseBytes int64
+	// OpenReadViews is how many read views (pebble snapshots) are open.
+	OpenReadViews int
+}
+
+// Stats returns the database's gauges (zero once closed). It asks pebble
+// for its metrics: not for every request.
+func (b *Backend) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed {
+		return Stats{}
+	}
+	m := b.db.Metrics()
+	total := m.DiskSpaceUsage()
+	doomed := m.WAL.ObsoletePhysicalSize + m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
+		m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize + uint64(m.Compact.InProgressBytes)
+	return Stats{
+		SizeBytes:      int64(total),
+		SizeInUseBytes: int64(total - min(doomed, total)),
+		OpenReadViews:  m.Snapshots.Count,
+	}
 }
 
 // Dir is the database's directory.

@@ -77,8 +77,9 @@ type lease struct {
 // Invariants (under mu): every key in keyLease is in its lease's keys and
 // the other way round; a lease is in the heap exactly when primary.
 type Lessor struct {
-	minTTL int64
-	now    func() time.Time
+	minTTL  int64
+	now     func() time.Time
+	metrics *Metrics
 
 	mu       sync.Mutex
 	leases   map[int64]*lease
@@ -88,8 +89,11 @@ type Lessor struct {
 }
 
 // New returns an empty lessor granting at least minTTL seconds.
-func New(minTTL int64) *Lessor {
-	return &Lessor{minTTL: minTTL, now: time.Now, leases: map[int64]*lease{}, keyLease: map[string]int64{}}
+func New(minTTL int64, m *Metrics) *Lessor {
+	if m == nil {
+		m = NewMetrics()
+	}
+	return &Lessor{minTTL: minTTL, now: time.Now, metrics: m, leases: map[int64]*lease{}, keyLease: map[string]int64{}}
 }
 
 // SetClock makes the lessor read the time from now instead of time.Now:
@@ -144,6 +148,8 @@ func (le *Lessor) Grant(id, ttl int64) (Record, error) {
 	}
 	l := &lease{Record: Record{ID: id, TTL: max(ttl, le.minTTL)}, keys: map[string]struct{}{}, index: -1}
 	le.leases[id] = l
+	le.metrics.granted.Inc()
+	le.metrics.ttls.Observe(float64(l.TTL))
 	if le.primary {
 		l.expiry = le.now().Add(time.Duration(l.TTL) * time.Second)
 		heap.Push(&le.expiries, l)
@@ -183,6 +189,7 @@ func (le *Lessor) Revoke(id int64) error {
 		heap.Remove(&le.expiries, l.index)
 	}
 	delete(le.leases, id)
+	le.metrics.revoked.Inc()
 	return nil
 }
 
@@ -290,6 +297,7 @@ func (le *Lessor) Renew(id int64) (ttl int64, checkpointed bool, err error) {
 	}
 	l.expiry = le.now().Add(time.Duration(l.TTL) * time.Second)
 	heap.Fix(&le.expiries, l.index)
+	le.metrics.renewed.Inc()
 	return l.TTL, l.RemainingTTL > 0, nil
 }
 

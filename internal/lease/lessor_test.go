@@ -17,7 +17,7 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 func yes() bool { return true }
 
 func newTestLessor(minTTL int64) (*Lessor, *fakeClock) {
-	le := New(minTTL)
+	le := New(minTTL, nil)
 	c := &fakeClock{t: time.Unix(1_000_000, 0)}
 	le.now = c.now
 	return le, c

@@ -18,6 +18,10 @@
 //  3. the WAL after the snapshot, into raft's in-memory storage, with a
 //     commit index of at least what the backend applied.
 //
+// With ForceNewCluster (etcd's --force-new-cluster), step 3 keeps only the
+// committed entries and appends, committed, the configuration changes that
+// leave this member the only voter (see forceNewCluster).
+//
 // A crash at any instant loses no acknowledged write: the WAL holds every
 // entry before it is acknowledged, and the backend's consistent index
 // says which the state machine already holds.

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -16,6 +19,9 @@ import (
 type Images struct {
 	applier *apply.Applier
 	snaps   *snap.Snapshotter
+	// snapshotSeconds observes how long making an image to send takes
+	// (etcd's etcd_disk_backend_snapshot_duration_seconds); may be nil.
+	snapshotSeconds prometheus.Observer
 
 	mu struct {
 		sync.Mutex
@@ -24,8 +30,11 @@ type Images struct {
 	}
 }
 
-// NewImages returns the image store of st.
-func NewImages(st *Storage) *Images { return &Images{applier: st.Applier, snaps: st.Snap} }
+// NewImages returns the image store of st; snapshotSeconds, if not nil,
+// observes how long each image made to send takes.
+func NewImages(st *Storage, snapshotSeconds prometheus.Observer) *Images {
+	return &Images{applier: st.Applier, snaps: st.Snap, snapshotSeconds: snapshotSeconds}
+}
 
 // OpenImage returns an image holding at least the snapshot at index:
 // the last one written if it is recent enough, else a new one from a
@@ -39,6 +48,7 @@ func (im *Images) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, raftpb
 			return rc, info, md, nil
 		}
 	}
+	start := time.Now()
 	cp, err := im.applier.Checkpoint()
 	if err != nil {
 		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, err
@@ -66,6 +76,9 @@ func (im *Images) OpenImage(index uint64) (io.ReadCloser, snap.ImageInfo, raftpb
 	<-written              // before cp.Close removes what it reads
 	if err != nil {
 		return nil, snap.ImageInfo{}, raftpb.SnapshotMetadata{}, fmt.Errorf("writing the image of snapshot %d: %w", md.Index, err)
+	}
+	if im.snapshotSeconds != nil {
+		im.snapshotSeconds.Observe(time.Since(start).Seconds())
 	}
 	rc, info, err := im.snaps.OpenDB(md.Index)
 	if err != nil {

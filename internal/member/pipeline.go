@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/raft"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -40,10 +42,15 @@ type PipelineConfig struct {
 	// MembersChanged is called after a conf change or a restored image
 	// may have changed the members.
 	MembersChanged func()
+	// Logger hears of installed snapshots; nil discards.
+	Logger *zap.Logger
 }
 
 // NewPipeline returns a pipeline over st's applier and snapshots.
 func NewPipeline(st *Storage, cfg PipelineConfig) *Pipeline {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
 	return &Pipeline{applier: st.Applier, snaps: st.Snap, cfg: cfg, snapIndex: st.SnapIndex}
 }
 
@@ -87,6 +94,8 @@ func (p *Pipeline) Apply(ta raftnode.ToApply) (uint64, error) {
 func (p *Pipeline) installSnapshot(snapshot raftpb.Snapshot) error {
 	index := snapshot.Metadata.Index
 	if ci := p.applier.ConsistentIndex(); ci < index {
+		p.cfg.Logger.Info("applying snapshot", zap.Uint64("current-applied-index", ci),
+			zap.Uint64("incoming-leader-snapshot-index", index), zap.Uint64("incoming-leader-snapshot-term", snapshot.Metadata.Term))
 		rc, _, err := p.snaps.OpenDB(index)
 		if err != nil {
 			return fmt.Errorf("opening the image of snapshot %d: %w", index, err)
@@ -101,6 +110,10 @@ func (p *Pipeline) installSnapshot(snapshot raftpb.Snapshot) error {
 		if p.cfg.MembersChanged != nil {
 			p.cfg.MembersChanged()
 		}
+		// etcd's words, which etcd's tests wait for.
+		p.cfg.Logger.Info("applied snapshot", zap.Uint64("current-snapshot-index", p.snapIndex),
+			zap.Uint64("current-applied-index", index),
+			zap.Uint64("incoming-leader-snapshot-index", index), zap.Uint64("incoming-leader-snapshot-term", snapshot.Metadata.Term))
 	}
 	p.snapIndex = index
 	return nil

@@ -3,6 +3,7 @@ package member
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -41,16 +42,47 @@ type Config struct {
 	// the WAL's default (64 MiB). The simulator's are small: a simulated
 	// power cut copies whole files.
 	WALSegmentBytes int64
+	// DedicatedWALDir, when set, holds the WAL instead of Dir/wal (etcd's
+	// --wal-dir).
+	DedicatedWALDir string
+	// MaxWALs is how many WAL segment files are kept at most, beyond those
+	// recovery from the newest snapshots still needs; 0 keeps them all
+	// (etcd's --max-wals). Files go when a snapshot is taken.
+	MaxWALs int
+	// UnsafeNoFsync makes every fsync a no-op: the WAL's, the snapshots'
+	// and the backend's (etcd's --unsafe-no-fsync). A power failure can
+	// then lose acknowledged writes. For tests.
+	UnsafeNoFsync bool
+	// ForceNewCluster makes a member with existing data the only voter of
+	// a one-member cluster (etcd's --force-new-cluster): see
+	// forceNewCluster. It does nothing on a first start.
+	ForceNewCluster bool
 	// Backend configures the backend (its file system included).
 	Backend backend.Options
 	// Clock is what the lessor reads the time from; nil is time.Now.
 	Clock  func() time.Time
 	Logger *zap.Logger
+	// Metrics are what the storage counts into; nil fields are metrics
+	// of their own, not registered.
+	Metrics Metrics
+}
+
+// Metrics are the storage's metrics: the store's and the lessor's, the
+// WAL's and the snapshotter's.
+type Metrics struct {
+	Apply apply.Metrics
+	WAL   *wal.Metrics
+	Snap  *snap.Metrics
 }
 
 // WALDir, SnapDir and DBDir are where the WAL, the snapshots and the
 // backend live.
-func (c *Config) WALDir() string  { return filepath.Join(c.Dir, "wal") }
+func (c *Config) WALDir() string {
+	if c.DedicatedWALDir != "" {
+		return c.DedicatedWALDir
+	}
+	return filepath.Join(c.Dir, "wal")
+}
 func (c *Config) SnapDir() string { return filepath.Join(c.Dir, "snap") }
 func (c *Config) DBDir() string   { return filepath.Join(c.Dir, "db") }
 
@@ -68,6 +100,10 @@ type Storage struct {
 	Peers []membership.Member
 	// SnapIndex is the index of the snapshot recovered from (0 if none).
 	SnapIndex uint64
+	// ConfState is the configuration raft starts with: the latest in its
+	// log, committed or not (see package raft), which the backend may not
+	// have applied yet.
+	ConfState raftpb.ConfState
 }
 
 // Close closes the WAL and the backend.
@@ -83,9 +119,14 @@ func (st *Storage) Close() error {
 }
 
 // walOptions keep one released segment, so that a damaged newest snapshot
-// file can fall back to the one before it (see package wal).
+// file can fall back to the one before it (see package wal), and at least
+// MaxWALs segments in all.
 func walOptions(cfg Config) wal.Options {
-	return wal.Options{KeepReleased: 1, SegmentBytes: cfg.WALSegmentBytes, Logger: cfg.Logger}
+	keep := cfg.MaxWALs
+	if keep <= 0 {
+		keep = math.MaxInt
+	}
+	return wal.Options{KeepReleased: 1, KeepSegments: keep, SegmentBytes: cfg.WALSegmentBytes, Logger: cfg.Logger, Metrics: cfg.Metrics.WAL}
 }
 
 // Open opens the member's storage, creating it on a first start. On an
@@ -98,6 +139,11 @@ func Open(cfg Config) (_ *Storage, err error) {
 	if cfg.FS == nil {
 		cfg.FS = vfs.OS()
 	}
+	if cfg.UnsafeNoFsync {
+		cfg.FS = vfs.NoSync(cfg.FS)
+		// The backend's, and the applier's image files.
+		cfg.Backend.FS = backend.NoSyncFS(cfg.Backend.FS)
+	}
 	fs := cfg.FS
 	if err := vfs.MkdirAllDurable(fs, cfg.Dir); err != nil {
 		return nil, fmt.Errorf("cannot access data directory: %w", err)
@@ -109,6 +155,15 @@ func Open(cfg Config) (_ *Storage, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if !exists && cfg.DedicatedWALDir != "" {
+		// etcd would start a new member over the old one's database;
+		// the WAL was most likely left behind by mistake.
+		def := filepath.Join(cfg.Dir, "wal")
+		if other, err := wal.Exists(fs, def); err == nil && other {
+			return nil, fmt.Errorf("--wal-dir=%s holds no WAL, but %s does: move the WAL to --wal-dir, "+
+				"or start without --wal-dir", cfg.DedicatedWALDir, def)
+		}
+	}
 	// st is not the named result: a "return nil, err" must not hide from
 	// the cleanup what is open.
 	st := &Storage{}
@@ -117,10 +172,10 @@ func Open(cfg Config) (_ *Storage, err error) {
 			st.Close()
 		}
 	}()
-	if st.Snap, err = snap.New(fs, cfg.SnapDir(), cfg.Logger); err != nil {
+	if st.Snap, err = snap.New(fs, cfg.SnapDir(), cfg.Logger, cfg.Metrics.Snap); err != nil {
 		return nil, err
 	}
-	if st.Applier, err = apply.Open(cfg.DBDir(), cfg.Backend, cfg.MinLeaseTTL, cfg.Logger); err != nil {
+	if st.Applier, err = apply.Open(cfg.DBDir(), cfg.Backend, cfg.MinLeaseTTL, cfg.Metrics.Apply, cfg.Logger); err != nil {
 		return nil, err
 	}
 	if cfg.Clock != nil {
@@ -175,8 +230,9 @@ func bootstrapNew(cfg Config, fs vfs.FS, st *Storage) error {
 	if err := writeFounding(cfg, st); err != nil {
 		return err
 	}
-	cfg.Logger.Info("started a new member", zap.String("name", cfg.Name),
-		zap.String("member-id", membership.IDString(st.MemberID)),
+	// etcd's message and fields.
+	cfg.Logger.Info("starting local member", zap.String("name", cfg.Name),
+		zap.String("local-member-id", membership.IDString(st.MemberID)),
 		zap.String("cluster-id", membership.IDString(st.ClusterID)))
 	return nil
 }
@@ -234,6 +290,7 @@ func writeFounding(cfg Config, st *Storage) error {
 		return err
 	}
 	st.Peers = members
+	st.ConfState = confAfter(raftpb.ConfState{}, ents)
 	return st.WAL.Save(st.Raft.HardState(), ents, true)
 }
 
@@ -315,15 +372,29 @@ func restart(cfg Config, fs vfs.FS, st *Storage) error {
 	// The backend holds only committed entries, but a commit index
 	// that moved alone is written unsynced: it can be behind.
 	hs.Commit = max(hs.Commit, ci, s.Metadata.Index)
+	if cfg.ForceNewCluster {
+		if hs, state.Entries, err = forceNewCluster(cfg, st, s.Metadata, hs, state.Entries); err != nil {
+			return err
+		}
+	}
 	st.Raft.SetHardState(hs)
 	if err := st.Raft.Append(state.Entries); err != nil {
 		return err
 	}
-	st.Peers = st.Applier.Members()
-	cfg.Logger.Info("restarted member", zap.String("name", cfg.Name),
-		zap.String("member-id", membership.IDString(st.MemberID)),
+	st.ConfState = confAfter(s.Metadata.ConfState, state.Entries)
+	// The peers raft talks to: members still in the configuration (not
+	// those a forced new cluster removes, which are applied later).
+	for _, m := range st.Applier.Members() {
+		if st.ConfState.IsVoter(m.ID) || st.ConfState.IsLearner(m.ID) {
+			st.Peers = append(st.Peers, m)
+		}
+	}
+	// etcd's message and fields, and more.
+	cfg.Logger.Info("restarting local member", zap.String("name", cfg.Name),
 		zap.String("cluster-id", membership.IDString(st.ClusterID)),
+		zap.String("local-member-id", membership.IDString(st.MemberID)),
+		zap.Uint64("commit-index", hs.Commit),
 		zap.Uint64("snapshot-index", s.Metadata.Index), zap.Uint64("consistent-index", ci),
-		zap.Uint64("last-index", last), zap.Uint64("commit", hs.Commit))
+		zap.Uint64("last-index", last))
 	return nil
 }

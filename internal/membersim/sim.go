@@ -256,6 +256,7 @@ func (s *Sim) start(m *simMember) error {
 		MinLeaseTTL:       1,
 		FS:                m.fs,
 		WALSegmentBytes:   256 << 10,
+		MaxWALs:           1, // release every segment no snapshot needs
 		Backend:           backend.Options{FS: m.dbfs, CacheBytes: 1 << 20},
 		Clock:             s.leaseClock,
 	})
@@ -264,7 +265,7 @@ func (s *Sim) start(m *simMember) error {
 	}
 	m.id = st.MemberID
 	m.st = st
-	m.images = member.NewImages(st)
+	m.images = member.NewImages(st, nil)
 	m.pending = map[uint64]*op{}
 	m.reads = map[uint64]*op{}
 	m.readyReads = nil

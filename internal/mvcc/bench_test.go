@@ -102,7 +102,7 @@ func BenchmarkRestart1M(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := Open(be, nil)
+	s, err := Open(be, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func BenchmarkRestart1M(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		s, err := Open(be, nil)
+		s, err := Open(be, nil, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

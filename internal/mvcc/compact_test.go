@@ -30,7 +30,7 @@ func TestCompactionRemovesHistory(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := open(b, nil, 5, crashAfter)
+			s, err := open(b, nil, nil, 5, crashAfter)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func TestCompactionRemovesHistory(t *testing.T) {
 				if b, err = backend.Open(dir, backend.Options{}); err != nil {
 					t.Fatal(err)
 				}
-				if s, err = Open(b, nil); err != nil {
+				if s, err = Open(b, nil, nil); err != nil {
 					t.Fatal(err)
 				}
 				s.compactor.wait()

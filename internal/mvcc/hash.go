@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"hash/crc32"
+	"time"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -12,6 +13,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // what their last compaction made unreadable has finished: revisions the
 // compaction dropped are left out.
 func (s *Store) HashKV(rev int64) (hash uint32, current, compacted int64, err error) {
+	start := time.Now()
+	defer func() { s.metrics.hashRevSeconds.Observe(time.Since(start).Seconds()) }()
 	for {
 		hash, current, compacted, err = s.hashKV(rev)
 		if err != nil || s.CompactRev() == compacted {
@@ -63,6 +66,8 @@ func (s *Store) hashKV(rev int64) (hash uint32, current, compacted int64, err er
 // stored (etcd's Maintenance.Hash): unlike HashKV it changes as a
 // compaction's removal runs. It also returns the current revision.
 func (s *Store) Hash() (uint32, int64, error) {
+	start := time.Now()
+	defer func() { s.metrics.hashSeconds.Observe(time.Since(start).Seconds()) }()
 	view := s.b.NewReadView()
 	defer view.Close()
 	rev := s.Rev()

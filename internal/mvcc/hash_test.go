@@ -15,7 +15,7 @@ func TestHashKV(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := open(b, nil, 2, crashAfterBatches)
+		s, err := open(b, nil, nil, 2, crashAfterBatches)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
@@ -27,9 +28,13 @@ var (
 //
 // Lock order: writeMu, then mu; the index and the backend lock themselves.
 type Store struct {
-	b      *backend.Backend
-	index  *treeIndex
-	logger *zap.Logger
+	b       *backend.Backend
+	index   *treeIndex
+	logger  *zap.Logger
+	metrics *Metrics
+	// keys is how many keys are alive (etcd's keys_total), kept by the
+	// writer: +1 for a put that creates a key, -1 for each key deleted.
+	keys atomic.Int64
 
 	// writeMu serializes write transactions.
 	writeMu sync.Mutex
@@ -64,18 +69,22 @@ type Store struct {
 }
 
 // Open loads the store kept in b, rebuilding the in-memory index from the
-// revisions stored there.
-func Open(b *backend.Backend, logger *zap.Logger) (*Store, error) {
-	return open(b, logger, compactBatchKeys, 0)
+// revisions stored there. The store counts into m (nil: metrics of its
+// own, not registered).
+func Open(b *backend.Backend, logger *zap.Logger, m *Metrics) (*Store, error) {
+	return open(b, logger, m, compactBatchKeys, 0)
 }
 
 // open is Open with the compactor's batch size, and the number of batches
 // after which removals give up as if crashed (0: never), for tests.
-func open(b *backend.Backend, logger *zap.Logger, batchKeys, crashAfterBatches int) (*Store, error) {
+func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAfterBatches int) (*Store, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	s := &Store{b: b, index: newTreeIndex(), logger: logger}
+	if m == nil {
+		m = NewMetrics()
+	}
+	s := &Store{b: b, index: newTreeIndex(), logger: logger, metrics: m}
 	s.compactor.init(batchKeys, crashAfterBatches)
 	s.mu.currentRev = 1
 	view := b.NewReadView()
@@ -118,6 +127,9 @@ func open(b *backend.Backend, logger *zap.Logger, batchKeys, crashAfterBatches i
 	if err := errors.Join(err, scanErr); err != nil {
 		return nil, err
 	}
+	var keys int64
+	s.index.rangeKeys([]byte{0}, []byte{0}, s.mu.currentRev, func(indexEntry) bool { keys++; return true })
+	s.keys.Store(keys)
 	if scheduled > 0 {
 		// What a compaction interrupted by a crash left in the backend
 		// reads back as more history than it should: cut it again.
@@ -159,6 +171,26 @@ func (s *Store) Rev() int64 {
 // it, which makes replaying the raft log idempotent.
 func (s *Store) ConsistentIndex() (index, term uint64) {
 	return s.b.ConsistentIndex()
+}
+
+// Stats are the store's gauges, for metrics.
+type Stats struct {
+	// Keys is how many keys are alive.
+	Keys int64
+	// Rev is the current revision; CompactRev the last compaction's, or
+	// -1 if there was none (as etcd reports it).
+	Rev, CompactRev int64
+}
+
+// Stats returns the store's gauges.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := Stats{Keys: s.keys.Load(), Rev: s.mu.currentRev, CompactRev: s.mu.compactRev}
+	if !s.mu.compacted {
+		st.CompactRev = -1
+	}
+	return st
 }
 
 // CompactRev returns the revision of the last compaction, 0 if none.
@@ -285,6 +317,8 @@ type TxnWrite struct {
 	events  []*mvccpb.Event
 	subs    int64
 	compact int64
+	// ops counts the requests' operations, for the metrics (at End).
+	ops opCounts
 
 	// LeaseExists, if set, is asked about every lease a put request
 	// attaches (PutRequest, TxnRequest); a lease it does not know fails
@@ -337,6 +371,8 @@ func (tw *TxnWrite) Put(key, value []byte, lease int64) *mvccpb.KeyValue {
 		CreateRevision: rev.Main, Version: 1}
 	if _, created, ver, ok := tw.s.index.get(key, tw.rev); ok {
 		kv.CreateRevision, kv.Version = created.Main, ver+1
+	} else {
+		tw.s.keys.Add(1)
 	}
 	tw.write(rev, kv, false)
 	tw.s.index.put(key, rev)
@@ -355,6 +391,7 @@ func (tw *TxnWrite) DeleteRange(key, end []byte) ([]*mvccpb.KeyValue, error) {
 		tw.write(rev, &mvccpb.KeyValue{Key: kv.Key}, true)
 		tw.s.index.tombstone(kv.Key, rev)
 	}
+	tw.s.keys.Add(-int64(len(res.KVs)))
 	return res.KVs, nil
 }
 
@@ -409,6 +446,7 @@ func (tw *TxnWrite) End(index, term uint64) (int64, error) {
 	if err := tw.batch.Commit(index, term); err != nil {
 		return 0, err
 	}
+	s.metrics.add(tw.ops)
 	if tw.subs > 0 {
 		s.mu.Lock()
 		s.mu.currentRev = tw.rev

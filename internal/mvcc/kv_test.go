@@ -26,7 +26,7 @@ func newTestStore(tb testing.TB) (*Store, *backend.Backend) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := Open(be, nil)
+	s, err := Open(be, nil, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func runModelSeed(t *testing.T, seed uint64) {
 		if b, err = backend.Open(dir, backend.Options{}); err != nil {
 			t.Fatal(err)
 		}
-		if s, err = open(b, nil, 2, crashAfterBatches); err != nil {
+		if s, err = open(b, nil, nil, 2, crashAfterBatches); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -34,11 +34,13 @@ type reader interface {
 // RangeRequest answers a read outside raft (serializable, or linearizable
 // after a ReadIndex round).
 func (s *Store) RangeRequest(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	s.metrics.ranges.Inc()
 	return rangeRequest(s, req)
 }
 
 // Range answers a RangeRequest in the transaction.
 func (tw *TxnWrite) RangeRequest(req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	tw.ops.ranges++
 	return rangeRequest(tw, req)
 }
 
@@ -146,7 +148,10 @@ func (tw *TxnWrite) PutRequest(req *pb.PutRequest) (*pb.PutResponse, error) {
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{}}
 	value, lease := req.Value, req.Lease
 	var prev *mvccpb.KeyValue
+	tw.ops.puts++
+	tw.ops.putBytes += len(req.Key) + len(req.Value)
 	if req.PrevKv || req.IgnoreValue || req.IgnoreLease {
+		tw.ops.ranges++ // as etcd counts the read of the previous value
 		res, err := tw.Range(req.Key, nil, RangeOptions{})
 		if err != nil {
 			return resp, err
@@ -183,6 +188,7 @@ func (tw *TxnWrite) PutRequest(req *pb.PutRequest) (*pb.PutResponse, error) {
 
 // DeleteRangeRequest applies a delete in the transaction.
 func (tw *TxnWrite) DeleteRangeRequest(req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	tw.ops.deletes++
 	deleted, err := tw.DeleteRange(req.Key, req.RangeEnd)
 	resp := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{Revision: tw.Rev()}}
 	if err != nil {
@@ -239,10 +245,12 @@ func (s *Store) ReadTxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 		err = tw.check(req, path)
 	}
 	if err != nil {
+		s.metrics.add(tw.ops)
 		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: current}}, err
 	}
 	resp, _, err := tw.runTxn(req, path)
 	resp.Header = &pb.ResponseHeader{Revision: current}
+	s.metrics.add(tw.ops)
 	return resp, err
 }
 
@@ -314,6 +322,7 @@ func (tw *TxnWrite) checkPath(req *pb.TxnRequest, path []bool, pc *pathCheck) (i
 			}
 		case *pb.RequestOp_RequestPut:
 			if p := r.RequestPut; p.IgnoreValue || p.IgnoreLease {
+				tw.ops.ranges++
 				res, err := tw.Range(p.Key, nil, RangeOptions{CountOnly: true})
 				if err != nil {
 					return 0, err
@@ -395,6 +404,7 @@ func (tw *TxnWrite) op(op *pb.RequestOp) (*pb.ResponseOp, error) {
 // compares reports whether every compare holds.
 func (tw *TxnWrite) compares(cs []*pb.Compare) (bool, error) {
 	for _, c := range cs {
+		tw.ops.ranges++ // etcd counts each compare's read as a range
 		res, err := tw.Range(c.Key, c.RangeEnd, RangeOptions{})
 		if err != nil {
 			return false, err

@@ -104,6 +104,9 @@ type WatchOptions struct {
 // guards it.
 type WatchableStore struct {
 	logger *zap.Logger
+	// metrics are the first store's, which every store attached after
+	// shares (the applier hands each the same).
+	metrics *Metrics
 
 	mu struct {
 		sync.Mutex
@@ -183,7 +186,7 @@ type watcher struct {
 // NewWatchable makes a watchable store following s, and starts its
 // syncer. Close stops it.
 func NewWatchable(s *Store) *WatchableStore {
-	ws := &WatchableStore{logger: s.logger, syncc: make(chan struct{}, 1), stopc: make(chan struct{})}
+	ws := &WatchableStore{logger: s.logger, metrics: s.metrics, syncc: make(chan struct{}, 1), stopc: make(chan struct{})}
 	ws.mu.synced.init()
 	ws.mu.unsynced = map[*watcher]struct{}{}
 	ws.mu.victims = map[*watcher]struct{}{}
@@ -504,6 +507,19 @@ func (st *WatchStream) Close() {
 	ws.mu.streams--
 	st.closed = true
 	close(st.ch)
+	// What was never taken will never be sent.
+	for r := range st.ch {
+		ws.metrics.pendingEvents.Sub(float64(len(r.Events)))
+	}
+}
+
+// Sent tells the stream that the events of a response taken from Chan
+// were sent to the client (the events metrics).
+func (st *WatchStream) Sent(r WatchResponse) {
+	if n := len(r.Events); n > 0 {
+		st.ws.metrics.pendingEvents.Sub(float64(n))
+		st.ws.metrics.events.Add(float64(n))
+	}
 }
 
 // closeLocked ends w with its last response: w leaves its group at once,
@@ -562,6 +578,9 @@ func (ws *WatchableStore) sendOrSetAsideLocked(w *watcher) bool {
 		}
 		select {
 		case st.ch <- w.pending[0]:
+			if n := len(w.pending[0].Events); n > 0 {
+				ws.metrics.pendingEvents.Add(float64(n))
+			}
 			w.pending[0] = WatchResponse{}
 			w.pending = w.pending[1:]
 			if created {

@@ -54,7 +54,26 @@ type Config struct {
 	PreVote bool
 	// Rand draws election timeouts.
 	Rand Rand
+	// Logger hears the core's account of elections, role and
+	// configuration changes, in etcd raft's words ("%x became leader at
+	// term %d"), which operators and tools grep for. Nil discards it. It
+	// is called from inside Tick, Step and the proposal methods, on the
+	// caller's goroutine, and must not call back into the core.
+	Logger Logger
 }
+
+// Logger is where the core's log lines go; *zap.SugaredLogger satisfies
+// it. Lines are printf-style, as etcd raft's are.
+type Logger interface {
+	Infof(format string, args ...any)
+	Warnf(format string, args ...any)
+}
+
+// discardLogger is the Logger of a Config that has none.
+type discardLogger struct{}
+
+func (discardLogger) Infof(string, ...any) {}
+func (discardLogger) Warnf(string, ...any) {}
 
 func (c *Config) validate() error {
 	switch {
@@ -70,6 +89,9 @@ func (c *Config) validate() error {
 		return errors.New("raft: config: rand is required")
 	case c.MaxInflightMsgs < 0 || c.MaxPendingReads < 0:
 		return errors.New("raft: config: negative limit")
+	}
+	if c.Logger == nil {
+		c.Logger = discardLogger{}
 	}
 	if c.MaxSizePerMsg == 0 {
 		c.MaxSizePerMsg = 1 << 20

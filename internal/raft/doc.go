@@ -9,7 +9,9 @@
 // (messages from peers) and by the proposal methods; output leaves through
 // Node.Ready, which the caller persists, sends and applies, then
 // acknowledges with Node.Advance. The ordering rules the caller must follow
-// are written on the Ready type. Election timeouts are drawn from the Rand
+// are written on the Ready type. Its only other output is log lines about
+// elections, votes, role and configuration changes, in etcd raft's words
+// ("1 became leader at term 2"), to the Logger in its Config. Election timeouts are drawn from the Rand
 // in the Config, so a seed reproduces a run exactly (see package sim).
 //
 //	 Tick  Step(msg)  Propose/ReadIndex/...

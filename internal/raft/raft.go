@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
@@ -130,6 +131,8 @@ type raft struct {
 	checkQuorum bool
 	preVote     bool
 
+	logger Logger
+
 	heartbeatTimeout int
 	electionTimeout  int
 	// randomizedElectionTimeout is in [electionTimeout, 2*electionTimeout),
@@ -165,6 +168,7 @@ func newRaft(c *Config) (*raft, error) {
 		heartbeatTimeout:   c.HeartbeatTicks,
 		electionTimeout:    c.ElectionTicks,
 		rand:               c.Rand,
+		logger:             c.Logger,
 		trk:                tracker{progress: map[uint64]*Progress{}, votes: map[uint64]bool{}},
 		reads:              readOnly{maxPending: c.MaxPendingReads},
 	}
@@ -191,6 +195,12 @@ func newRaft(c *Config) (*raft, error) {
 		raftLog.appliedTo(c.Applied)
 	}
 	r.becomeFollower(r.term, None)
+	var peers []string
+	for _, id := range r.trk.conf.Voters {
+		peers = append(peers, fmt.Sprintf("%x", id))
+	}
+	r.logger.Infof("newRaft %x [peers: [%s], term: %d, commit: %d, applied: %d, lastindex: %d, lastterm: %d]",
+		r.id, strings.Join(peers, ","), r.term, raftLog.committed, raftLog.applied, last, raftLog.lastTerm())
 	return r, nil
 }
 
@@ -299,6 +309,7 @@ func (r *raft) applyConf() {
 		}
 	}
 	r.trk.ids = r.trk.ids[:0]
+	r.logger.Infof("%x switched to configuration %s", r.id, describeConf(cs))
 	for id, learner := range members {
 		pr := r.trk.progress[id]
 		if pr == nil {
@@ -547,6 +558,7 @@ func (r *raft) becomeFollower(term, lead uint64) {
 	r.tick = r.tickElection
 	r.lead = lead
 	r.state = StateFollower
+	r.logger.Infof("%x became follower at term %d", r.id, r.term)
 }
 
 func (r *raft) becomeCandidate() {
@@ -558,6 +570,7 @@ func (r *raft) becomeCandidate() {
 	r.tick = r.tickElection
 	r.vote = r.id
 	r.state = StateCandidate
+	r.logger.Infof("%x became candidate at term %d", r.id, r.term)
 }
 
 func (r *raft) becomePreCandidate() {
@@ -570,6 +583,7 @@ func (r *raft) becomePreCandidate() {
 	r.tick = r.tickElection
 	r.lead = None
 	r.state = StatePreCandidate
+	r.logger.Infof("%x became pre-candidate at term %d", r.id, r.term)
 }
 
 func (r *raft) becomeLeader() {
@@ -581,6 +595,7 @@ func (r *raft) becomeLeader() {
 	r.tick = r.tickHeartbeat
 	r.lead = r.id
 	r.state = StateLeader
+	r.logger.Infof("%x became leader at term %d", r.id, r.term)
 	// Followers' logs are unknown; our own is known to match itself.
 	if pr := r.trk.progress[r.id]; pr != nil {
 		pr.becomeReplicate()
@@ -622,6 +637,7 @@ func (r *raft) tickHeartbeat() {
 		if r.checkQuorum {
 			if !r.trk.quorumActive() {
 				// We cannot hear from a quorum: a newer leader may exist.
+				r.logger.Warnf("%x stepped down to follower since quorum is not active", r.id)
 				r.becomeFollower(r.term, None)
 				return
 			}
@@ -652,6 +668,7 @@ func (r *raft) hup(t campaignType) {
 	if t == campaignPreElection && !r.preVote {
 		t = campaignElection
 	}
+	r.logger.Infof("%x is starting a new election at term %d", r.id, r.term)
 	r.campaign(t)
 }
 
@@ -668,7 +685,7 @@ func (r *raft) campaign(t campaignType) {
 		term = r.term
 	}
 	r.trk.votes[r.id] = true
-	if _, _, res := r.trk.tallyVotes(); res == voteWon {
+	if r.pollVote(r.id, voteRespType(voteMsg), true) == voteWon {
 		// A single-voter cluster: we won already.
 		if t == campaignPreElection {
 			r.campaign(campaignElection)
@@ -690,7 +707,50 @@ func (r *raft) campaign(t campaignType) {
 			Index: r.raftLog.lastIndex(), LogTerm: r.raftLog.lastTerm(),
 			Context: ctx,
 		})
+		r.logger.Infof("%x [logterm: %d, index: %d] sent %s request to %x at term %d",
+			r.id, r.raftLog.lastTerm(), r.raftLog.lastIndex(), voteMsg, id, r.term)
 	}
+}
+
+// pollVote records from's answer to our vote request (the first answer
+// counts) and tallies the votes.
+func (r *raft) pollVote(from uint64, t raftpb.MessageType, granted bool) voteResult {
+	if granted {
+		r.logger.Infof("%x received %s from %x at term %d", r.id, t, from, r.term)
+	} else {
+		r.logger.Infof("%x received %s rejection from %x at term %d", r.id, t, from, r.term)
+	}
+	if _, ok := r.trk.votes[from]; !ok {
+		r.trk.votes[from] = granted
+	}
+	yes, no, res := r.trk.tallyVotes()
+	r.logger.Infof("%x has received %d %s votes and %d vote rejections", r.id, yes, t, no)
+	return res
+}
+
+// voteRespType is the answer to a vote request of type t.
+func voteRespType(t raftpb.MessageType) raftpb.MessageType {
+	if t == raftpb.MsgPreVote {
+		return raftpb.MsgPreVoteResp
+	}
+	return raftpb.MsgVoteResp
+}
+
+// describeConf is a configuration as etcd raft prints it:
+// "voters=(1 2 3)", with " learners=(4)" when there are learners.
+func describeConf(cs raftpb.ConfState) string {
+	ids := func(list []uint64) string {
+		s := make([]string, len(list))
+		for i, id := range list {
+			s[i] = fmt.Sprintf("%x", id)
+		}
+		return strings.Join(s, " ")
+	}
+	d := "voters=(" + ids(cs.Voters) + ")"
+	if len(cs.Learners) > 0 {
+		d += " learners=(" + ids(cs.Learners) + ")"
+	}
+	return d
 }
 
 // validateMessage rejects messages no correct peer sends and that would
@@ -778,8 +838,14 @@ func (r *raft) Step(m raftpb.Message) error {
 			if !force && inLease {
 				// We heard from a leader within the election timeout: this
 				// candidate would only disrupt it (§4.2.3). Say nothing.
+				r.logger.Infof("%x [logterm: %d, index: %d, vote: %x] ignored %s from %x [logterm: %d, index: %d] at term %d: lease is not expired (remaining ticks: %d)",
+					r.id, r.raftLog.lastTerm(), r.raftLog.lastIndex(), r.vote, m.Type, m.From, m.LogTerm, m.Index, r.term, r.electionTimeout-r.electionElapsed)
 				return nil
 			}
+		}
+		if m.Type != raftpb.MsgPreVote && (m.Type != raftpb.MsgPreVoteResp || m.Reject) {
+			r.logger.Infof("%x [term: %d] received a %s message with higher term from %x [term: %d]",
+				r.id, r.term, m.Type, m.From, m.Term)
 		}
 		switch {
 		case m.Type == raftpb.MsgPreVote:
@@ -821,6 +887,8 @@ func (r *raft) handleVote(m raftpb.Message) {
 		respType = raftpb.MsgPreVoteResp
 	}
 	if canVote && r.raftLog.isUpToDate(m.Index, m.LogTerm) {
+		r.logger.Infof("%x [logterm: %d, index: %d, vote: %x] cast %s for %x [logterm: %d, index: %d] at term %d",
+			r.id, r.raftLog.lastTerm(), r.raftLog.lastIndex(), r.vote, m.Type, m.From, m.LogTerm, m.Index, r.term)
 		// A granted vote names the candidate's term (for a pre-vote, the
 		// future term the candidate will campaign in).
 		r.send(raftpb.Message{Type: respType, To: m.From, Term: m.Term})
@@ -830,6 +898,8 @@ func (r *raft) handleVote(m raftpb.Message) {
 		}
 		return
 	}
+	r.logger.Infof("%x [logterm: %d, index: %d, vote: %x] rejected %s from %x [logterm: %d, index: %d] at term %d",
+		r.id, r.raftLog.lastTerm(), r.raftLog.lastIndex(), r.vote, m.Type, m.From, m.LogTerm, m.Index, r.term)
 	r.send(raftpb.Message{Type: respType, To: m.From, Term: r.term, Reject: true})
 }
 
@@ -969,10 +1039,7 @@ func stepCandidate(r *raft, m raftpb.Message) error {
 		r.becomeFollower(m.Term, m.From)
 		r.handleSnapshot(m)
 	case myVoteResp:
-		if _, ok := r.trk.votes[m.From]; !ok {
-			r.trk.votes[m.From] = !m.Reject
-		}
-		switch _, _, res := r.trk.tallyVotes(); res {
+		switch r.pollVote(m.From, myVoteResp, !m.Reject) {
 		case voteWon:
 			if r.state == StatePreCandidate {
 				r.campaign(campaignElection)
@@ -1084,6 +1151,8 @@ func (r *raft) restore(s raftpb.Snapshot) bool {
 		r.raftLog.commitTo(s.Metadata.Index)
 		return false
 	}
+	r.logger.Infof("%x [commit: %d, lastindex: %d, lastterm: %d] restored snapshot [index: %d, term: %d]",
+		r.id, r.raftLog.committed, r.raftLog.lastIndex(), r.raftLog.lastTerm(), s.Metadata.Index, s.Metadata.Term)
 	r.raftLog.restore(s)
 	r.baseConf = s.Metadata.ConfState.Clone()
 	r.confLog = nil
@@ -1141,6 +1210,7 @@ func (r *raft) transferLeader(transferee uint64) {
 	// The transfer must finish within an election timeout (tickHeartbeat).
 	r.transferElapsed = 0
 	r.leadTransferee = transferee
+	r.logger.Infof("%x [term %d] starts to transfer leadership to %x", r.id, r.term, transferee)
 	if pr.Match == r.raftLog.lastIndex() {
 		r.send(raftpb.Message{Type: raftpb.MsgTimeoutNow, To: transferee})
 	} else {

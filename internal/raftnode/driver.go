@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -74,8 +73,6 @@ type Hooks struct {
 	ConfState func(cs raftpb.ConfState)
 	// LeaderChanged is called when the known leader changes.
 	LeaderChanged func(lead uint64)
-	// WALSync is called with the duration of each synced WAL write.
-	WALSync func(d time.Duration)
 	// SnapshotTaken is called after a local snapshot was recorded and the
 	// log released before it: old snapshot files may be purged.
 	SnapshotTaken func(index uint64)
@@ -108,12 +105,16 @@ type DriverConfig struct {
 	// CampaignOnStart starts an election at once instead of after an
 	// election timeout (for a member that is the only voter).
 	CampaignOnStart bool
+	// DisablePreVote turns raft's pre-vote off (etcd's --pre-vote=false):
+	// a member that rejoins after a partition then disrupts the leader
+	// with a higher term.
+	DisablePreVote bool
 	// Limits are the core's size bounds and the entries kept for slow
 	// followers; zero fields are DefaultLimits'. (MaxApplyBytes is
 	// Node's: the Driver hands over without waiting.)
 	Limits Limits
 	// TuneRaft, if set, changes the core's configuration before it is
-	// built. Production leaves it nil (pre-vote and check-quorum on); the
+	// built. Production leaves it nil (check-quorum on); the
 	// raft simulator varies them and uses tiny limits.
 	TuneRaft func(c *raft.Config)
 }
@@ -128,7 +129,9 @@ type DriverConfig struct {
 type Driver struct {
 	cfg    DriverConfig
 	logger *zap.Logger
-	raft   *raft.Node
+	// raftLogger logs leader changes in etcd raft's words and name.
+	raftLogger *zap.SugaredLogger
+	raft       *raft.Node
 
 	// lead and term are as of the last Ready handled; commit is the
 	// commit index last written to the log store.
@@ -156,8 +159,10 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		MaxInflightMsgs:           cfg.Limits.MaxInflightMsgs,
 		MaxPendingReads:           1 << 16,
 		CheckQuorum:               true,
-		PreVote:                   true,
+		PreVote:                   !cfg.DisablePreVote,
 		Rand:                      cfg.Rand,
+		// etcd's raft logs under the name "raft"; tools filter on it.
+		Logger: cfg.Logger.Named("raft").Sugar(),
 	}
 	if cfg.TuneRaft != nil {
 		cfg.TuneRaft(&rc)
@@ -167,7 +172,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		return nil, err
 	}
 	hs := cfg.Storage.HardState()
-	d := &Driver{cfg: cfg, logger: cfg.Logger, raft: rn, term: hs.Term, commit: hs.Commit}
+	d := &Driver{cfg: cfg, logger: cfg.Logger, raftLogger: cfg.Logger.Named("raft").Sugar(), raft: rn, term: hs.Term, commit: hs.Commit}
 	if cfg.CampaignOnStart {
 		rn.Campaign()
 	}
@@ -209,13 +214,17 @@ func (d *Driver) HandleReady() error {
 
 func (d *Driver) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil && rd.SoftState.Lead != d.lead {
-		d.lead = rd.SoftState.Lead
-		if d.lead != 0 {
-			d.logger.Info("leader is known", zap.String("leader", fmt.Sprintf("%x", d.lead)),
-				zap.Uint64("term", d.raft.BasicStatus().Term))
-		} else {
-			d.logger.Info("no leader")
+		// etcd raft's node.go lines, which tools grep for.
+		id, term, old, lead := d.cfg.ID, d.raft.BasicStatus().Term, d.lead, rd.SoftState.Lead
+		switch {
+		case old == raft.None:
+			d.raftLogger.Infof("raft.node: %x elected leader %x at term %d", id, lead, term)
+		case lead == raft.None:
+			d.raftLogger.Infof("raft.node: %x lost leader %x at term %d", id, old, term)
+		default:
+			d.raftLogger.Infof("raft.node: %x changed leader from %x to %x at term %d", id, old, lead, term)
 		}
+		d.lead = lead
 		if d.cfg.Hooks.LeaderChanged != nil {
 			d.cfg.Hooks.LeaderChanged(d.lead)
 		}
@@ -254,12 +263,9 @@ func (d *Driver) handleReady(rd raft.Ready) error {
 		}
 	}
 	if !rd.HardState.IsEmpty() || len(rd.Entries) > 0 {
-		start := time.Now()
+		// The WAL times its own writes and fsyncs (wal.Metrics).
 		if err := d.cfg.Log.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
 			return fmt.Errorf("raftnode: writing the WAL: %w", err)
-		}
-		if rd.MustSync && d.cfg.Hooks.WALSync != nil {
-			d.cfg.Hooks.WALSync(time.Since(start))
 		}
 	}
 	if !rd.HardState.IsEmpty() {
@@ -321,7 +327,8 @@ func (d *Driver) TakeSnapshot(index uint64, cs raftpb.ConfState) error {
 	if d.cfg.Hooks.SnapshotTaken != nil {
 		d.cfg.Hooks.SnapshotTaken(md.Index)
 	}
-	d.logger.Info("took snapshot", zap.Uint64("index", md.Index), zap.Uint64("term", md.Term))
+	// etcd's words, which etcd's tests wait for ("saved snapshot").
+	d.logger.Info("saved snapshot to disk", zap.Uint64("snapshot-index", md.Index), zap.Uint64("snapshot-term", md.Term))
 	return nil
 }
 

@@ -19,9 +19,6 @@ import (
 	"github.com/cairn-db/cairn/internal/wal"
 )
 
-// keepSnapshots is how many snapshot files Purge keeps.
-const keepSnapshots = 5
-
 // ErrStopped is returned by calls after the loop stopped.
 var ErrStopped = errors.New("raftnode: stopped")
 
@@ -47,14 +44,19 @@ type Config struct {
 	Snap    *snap.Snapshotter
 	// FS and WALDir locate the WAL, to tell which snapshots it accepts
 	// when purging old ones.
-	FS        vfs.FS
-	WALDir    string
-	Transport Transport
-	Hooks     Hooks
-	Logger    *zap.Logger
+	FS     vfs.FS
+	WALDir string
+	// MaxSnapshots is how many snapshot files (and images) are kept after
+	// each snapshot taken; 0 keeps them all (etcd's --max-snapshots).
+	MaxSnapshots int
+	Transport    Transport
+	Hooks        Hooks
+	Logger       *zap.Logger
 	// CampaignOnStart starts an election at once instead of after an
 	// election timeout (for a member that is the only voter).
 	CampaignOnStart bool
+	// DisablePreVote turns raft's pre-vote off (see DriverConfig).
+	DisablePreVote bool
 	// Limits are the loop's size bounds; zero fields are DefaultLimits'.
 	// Limits.MaxApplyBytes bounds the entry bytes handed to the applier
 	// and not yet applied (see ApplyDone): past it, the loop waits for
@@ -105,6 +107,8 @@ type Node struct {
 	snapc    chan snapRequest
 	statusc  chan chan raft.Status
 	transfer chan uint64
+	// advance carries ticks to fast-forward (AdvanceTicks).
+	advance chan int
 
 	applyc     chan ToApply
 	readStates chan raft.ReadState
@@ -148,6 +152,7 @@ func New(cfg Config) (*Node, error) {
 		snapc:      make(chan snapRequest),
 		statusc:    make(chan chan raft.Status),
 		transfer:   make(chan uint64, 1),
+		advance:    make(chan int),
 		applyc:     make(chan ToApply, 64),
 		readStates: make(chan raft.ReadState, 1024),
 		applyFreed: make(chan struct{}, 1),
@@ -155,7 +160,9 @@ func New(cfg Config) (*Node, error) {
 		done:       make(chan struct{}),
 	}
 	hooks := cfg.Hooks
-	hooks.SnapshotTaken = func(uint64) { n.purgeInBackground() }
+	if cfg.MaxSnapshots > 0 {
+		hooks.SnapshotTaken = func(uint64) { n.purgeInBackground() }
+	}
 	d, err := NewDriver(DriverConfig{
 		ID:              cfg.ID,
 		ElectionTicks:   cfg.ElectionTicks,
@@ -170,6 +177,7 @@ func New(cfg Config) (*Node, error) {
 		Logger:          cfg.Logger,
 		Rand:            rand.New(rand.NewPCG(rand.Uint64(), cfg.ID)),
 		CampaignOnStart: cfg.CampaignOnStart,
+		DisablePreVote:  cfg.DisablePreVote,
 		Limits:          cfg.Limits,
 	})
 	if err != nil {
@@ -323,6 +331,19 @@ func (n *Node) TransferLeadership(id uint64) {
 	}
 }
 
+// AdvanceTicks fast-forwards raft's clock by ticks ticks at once, as
+// etcd does on start when its peers are reachable, so that a cluster
+// starting together elects a leader sooner. It returns false if the loop
+// has stopped.
+func (n *Node) AdvanceTicks(ticks int) bool {
+	select {
+	case n.advance <- ticks:
+		return true
+	case <-n.done:
+		return false
+	}
+}
+
 // Status returns raft's status.
 func (n *Node) Status(ctx context.Context) (raft.Status, error) {
 	c := make(chan raft.Status, 1)
@@ -378,6 +399,10 @@ func (n *Node) run() {
 			n.handleReport(r)
 		case id := <-n.transfer:
 			rn.TransferLeadership(id)
+		case ticks := <-n.advance:
+			for range ticks {
+				rn.Tick()
+			}
 		case c := <-n.statusc:
 			c <- rn.Status()
 		case r := <-n.snapc:
@@ -538,7 +563,7 @@ func (n *Node) purgeInBackground() {
 	go func() {
 		defer n.wg.Done()
 		defer n.purging.Store(false)
-		if err := PurgeSnapshots(n.cfg.FS, n.cfg.WALDir, n.cfg.Snap, keepSnapshots); err != nil {
+		if err := PurgeSnapshots(n.cfg.FS, n.cfg.WALDir, n.cfg.Snap, n.cfg.MaxSnapshots); err != nil {
 			// A segment released meanwhile, say: the next purge retries.
 			n.logger.Warn("purging old snapshots", zap.Error(err))
 		}

@@ -40,7 +40,7 @@ func startOneWith(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
 	if err := w.Save(storage.HardState(), ents, true); err != nil {
 		t.Fatal(err)
 	}
-	sn, err := snap.New(vfs.NewMem(), "/snap", nil)
+	sn, err := snap.New(vfs.NewMem(), "/snap", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

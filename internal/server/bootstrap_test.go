@@ -32,7 +32,7 @@ func testConfig(t *testing.T, dir string) Config {
 func newMember(t *testing.T) Config {
 	t.Helper()
 	cfg := testConfig(t, t.TempDir())
-	st, err := bootstrap(&cfg)
+	st, err := bootstrap(&cfg, newMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestBootstrapCorruptWAL(t *testing.T) {
 	xorMiddle(t, segs[0], usedBytes(t, segs[0]))
 	var first string
 	for try := range 2 {
-		st, err := bootstrap(&cfg)
+		st, err := bootstrap(&cfg, newMetrics())
 		if err == nil {
 			st.Close()
 			t.Fatal("bootstrap opened a damaged WAL")
@@ -145,7 +145,7 @@ func TestBootstrapDataDirIsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, path)
-	st, err := bootstrap(&cfg)
+	st, err := bootstrap(&cfg, newMetrics())
 	if err == nil {
 		st.Close()
 		t.Fatal("bootstrap used a file as its data directory")

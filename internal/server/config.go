@@ -75,7 +75,9 @@ type Config struct {
 	// --initial-election-tick-advance=false).
 	DisableInitialElectionTickAdvance bool
 	// StrictReconfigCheck rejects membership changes that would lose
-	// quorum (etcd's --strict-reconfig-check, default true).
+	// quorum (etcd's --strict-reconfig-check, default true). Stored only:
+	// Cairn has no member add/remove yet; issue #17, which adds them,
+	// checks it.
 	StrictReconfigCheck bool
 
 	// The client gRPC server (etcd's --max-concurrent-streams,
@@ -113,6 +115,14 @@ const (
 
 	DefaultWatchProgressNotifyInterval = 10 * time.Minute
 	DefaultLeaseCheckpointInterval     = 5 * time.Minute
+
+	DefaultMaxConcurrentStreams  = math.MaxUint32
+	DefaultGRPCKeepAliveMinTime  = 5 * time.Second
+	DefaultGRPCKeepAliveInterval = 2 * time.Hour
+	DefaultGRPCKeepAliveTimeout  = 20 * time.Second
+
+	DefaultWarningApplyDuration        = 100 * time.Millisecond
+	DefaultWarningUnaryRequestDuration = 300 * time.Millisecond
 )
 
 // MinLeaseTTL is the shortest lease TTL granted, in seconds: 1.5 election
@@ -125,8 +135,13 @@ func (c *Config) MinLeaseTTL() int64 {
 }
 
 func (c *Config) memberDir() string { return filepath.Join(c.DataDir, "member") }
-func (c *Config) walDir() string    { return filepath.Join(c.memberDir(), "wal") }
-func (c *Config) dbDir() string     { return filepath.Join(c.memberDir(), "db") }
+func (c *Config) walDir() string {
+	if c.WALDir != "" {
+		return c.WALDir
+	}
+	return filepath.Join(c.memberDir(), "wal")
+}
+func (c *Config) dbDir() string { return filepath.Join(c.memberDir(), "db") }
 
 // validate checks what the server depends on and fills defaults.
 func (c *Config) validate() error {
@@ -192,6 +207,27 @@ func (c *Config) validate() error {
 	}
 	if c.LeaseCheckpointInterval <= 0 {
 		c.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
+	}
+	if c.MaxSnapshots < 0 || c.MaxWALs < 0 {
+		return fmt.Errorf("--max-snapshots (%d) and --max-wals (%d) must not be negative", c.MaxSnapshots, c.MaxWALs)
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if c.GRPCKeepAliveMinTime <= 0 {
+		c.GRPCKeepAliveMinTime = DefaultGRPCKeepAliveMinTime
+	}
+	if c.GRPCKeepAliveInterval <= 0 {
+		c.GRPCKeepAliveInterval = DefaultGRPCKeepAliveInterval
+	}
+	if c.GRPCKeepAliveTimeout <= 0 {
+		c.GRPCKeepAliveTimeout = DefaultGRPCKeepAliveTimeout
+	}
+	if c.WarningApplyDuration <= 0 {
+		c.WarningApplyDuration = DefaultWarningApplyDuration
+	}
+	if c.WarningUnaryRequestDuration <= 0 {
+		c.WarningUnaryRequestDuration = DefaultWarningUnaryRequestDuration
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

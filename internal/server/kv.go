@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -11,18 +12,23 @@ import (
 )
 
 // Range reads, linearizably unless req.Serializable.
-func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.RangeResponse, err error) {
+	defer func(start time.Time) {
+		s.metrics.observeRequest("Range", start, err)
+		s.warnSlowRange(start, req, resp, err)
+	}(time.Now())
 	if !req.Serializable {
 		if err := s.linearizableReadWait(ctx); err != nil {
 			return nil, err
 		}
 	}
-	var resp *pb.RangeResponse
-	err := s.applier.View(func(st *mvcc.Store) error {
+	readStart := time.Now()
+	err = s.applier.View(func(st *mvcc.Store) error {
 		var err error
 		resp, err = st.RangeRequest(req)
 		return err
 	})
+	s.metrics.observeRead(readStart, err)
 	return resp, err
 }
 
@@ -51,18 +57,7 @@ func (s *Server) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 // does the same): linearizable unless every range in it is serializable.
 func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if isTxnReadOnly(req) {
-		if !isTxnSerializable(req) {
-			if err := s.linearizableReadWait(ctx); err != nil {
-				return nil, err
-			}
-		}
-		var resp *pb.TxnResponse
-		err := s.applier.View(func(st *mvcc.Store) error {
-			var err error
-			resp, err = st.ReadTxnRequest(req)
-			return err
-		})
-		return resp, err
+		return s.readTxn(ctx, req)
 	}
 	if txnPuts(req) {
 		if err := s.checkQuota(); err != nil {
@@ -74,6 +69,25 @@ func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 		return nil, err
 	}
 	return response[*pb.TxnResponse](r)
+}
+
+// readTxn serves a read-only txn from the local store.
+func (s *Server) readTxn(ctx context.Context, req *pb.TxnRequest) (resp *pb.TxnResponse, err error) {
+	defer func(start time.Time) {
+		s.metrics.observeRequest("ReadonlyTxn", start, err)
+		s.warnSlowReadTxn(start, req, resp, err)
+	}(time.Now())
+	if !isTxnSerializable(req) {
+		if err := s.linearizableReadWait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	err = s.applier.View(func(st *mvcc.Store) error {
+		var err error
+		resp, err = st.ReadTxnRequest(req)
+		return err
+	})
+	return resp, err
 }
 
 // Compact proposes a compaction; with req.Physical it returns only once

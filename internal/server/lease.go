@@ -360,6 +360,10 @@ func (s *Server) leaseLoop() {
 // when raft takes it, it is dropped, never forwarded to another leader.
 func (s *Server) proposeLeaderDuty(req *pb.InternalRaftRequest, term uint64) {
 	_, err := s.proposeAs(context.Background(), req, term)
+	if err == nil && req.LeaseRevoke != nil {
+		// Only an expired lease's revoke is a leader duty.
+		s.metrics.leasesExpired.Inc()
+	}
 	switch {
 	case err == nil, errors.Is(err, lease.ErrNotFound), errors.Is(err, ErrStopped),
 		errors.Is(err, raftnode.ErrNotLeader):

@@ -95,6 +95,7 @@ func (s *Server) readIndex(seq uint64) (uint64, error) {
 		return s.proposalError(s.rn.ReadIndex(ctx, rctx))
 	}
 	if err := send(); err != nil {
+		s.metrics.readIndexFails.Inc()
 		return 0, err
 	}
 	for {
@@ -103,13 +104,17 @@ func (s *Server) readIndex(seq uint64) (uint64, error) {
 			if len(rs.RequestCtx) == 8 && binary.BigEndian.Uint64(rs.RequestCtx) == seq {
 				return rs.Index, nil
 			}
-			// An answer to an earlier round that timed out: ignore.
+			// An answer to an earlier round that timed out: ignore
+			// (etcd counts it as a slow read index).
+			s.metrics.slowReadIndex.Inc()
 		case <-retry.C:
 			s.logger.Debug("ReadIndex round unanswered; asking again", zap.Uint64("round", seq))
 			if err := send(); err != nil && err != ErrNoLeader {
+				s.metrics.readIndexFails.Inc()
 				return 0, err
 			}
 		case <-deadline.C:
+			s.metrics.slowReadIndex.Inc()
 			if s.rn.Lead() == 0 {
 				return 0, ErrNoLeader
 			}

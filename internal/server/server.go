@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"errors"
-	"slices"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +42,10 @@ type Server struct {
 	// requestTimeout bounds how long a proposal waits to be applied.
 	requestTimeout time.Duration
 
+	// ready is closed once this start's attributes are published: the
+	// member is in the cluster, has a leader and has applied the log up to
+	// its own entry (etcd's ReadyNotify).
+	ready chan struct{}
 	// stopping is closed by Stop; done when every goroutine has ended.
 	stopping chan struct{}
 	done     chan struct{}
@@ -86,15 +90,17 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	st, err := bootstrap(&cfg)
+	m := newMetrics()
+	st, err := bootstrap(&cfg, m)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg: cfg, logger: cfg.Logger, st: st, applier: st.Applier, wait: newWaitRegistry(),
 		requestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
-		stopping:       make(chan struct{}), done: make(chan struct{}),
-		images: member.NewImages(st),
+		ready:          make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{}),
+		images:  member.NewImages(st, m.backendSnapshot),
+		metrics: m,
 	}
 	s.refreshMembers()
 	s.pipeline = member.NewPipeline(st, member.PipelineConfig{
@@ -107,6 +113,7 @@ func New(cfg Config) (*Server, error) {
 		},
 		Applied:        s.entryApplied,
 		MembersChanged: s.membersChanged,
+		Logger:         cfg.Logger,
 	})
 	s.reqIDs.init(st.MemberID)
 	s.dbSize.Store(st.Applier.DBSize())
@@ -114,18 +121,21 @@ func New(cfg Config) (*Server, error) {
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
 	s.leaseClears = make(chan int64, maxCheckpointsPerEntry)
-	s.metrics = newMetrics(cfg.Registry, s)
+	m.register(cfg.Registry, s)
 	return s, nil
 }
 
 // bootstrap opens the member's storage on the real disk, creating it on a
-// first start.
-func bootstrap(cfg *Config) (*member.Storage, error) {
+// first start; it counts into m.
+func bootstrap(cfg *Config, m *metrics) (*member.Storage, error) {
 	return member.Open(member.Config{
 		Name: cfg.Name, Dir: cfg.memberDir(),
 		InitialCluster: cfg.InitialCluster, InitialClusterToken: cfg.InitialClusterToken,
 		InitialClusterState: cfg.InitialClusterState, AdvertisePeerURLs: cfg.AdvertisePeerURLs,
-		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger}, Logger: cfg.Logger,
+		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger, CommitSeconds: m.backendCommit},
+		Logger: cfg.Logger, Metrics: m.storage,
+		DedicatedWALDir: cfg.WALDir, MaxWALs: cfg.MaxWALs, UnsafeNoFsync: cfg.UnsafeNoFsync,
+		ForceNewCluster: cfg.ForceNewCluster,
 	})
 }
 
@@ -156,7 +166,7 @@ func PeerServerOptions() []grpc.ServerOption { return transport.ServerOptions() 
 func (s *Server) Start() error {
 	s.tr = transport.New(transport.Config{
 		LocalID: s.st.MemberID, ClusterID: s.st.ClusterID,
-		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger,
+		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger, Metrics: s.metrics.transport,
 	})
 	tick := s.cfg.HeartbeatInterval
 	rn, err := raftnode.New(raftnode.Config{
@@ -170,14 +180,15 @@ func (s *Server) Start() error {
 		Snap:           s.st.Snap,
 		FS:             vfs.OS(),
 		WALDir:         s.cfg.walDir(),
+		MaxSnapshots:   s.cfg.MaxSnapshots,
 		Transport:      s.tr,
 		Logger:         s.logger,
 		Hooks: raftnode.Hooks{
 			ConfState:     s.onConfState,
 			LeaderChanged: s.leaderChanged,
-			WALSync:       s.metrics.walSync,
 		},
 		CampaignOnStart: s.soleVoter(),
+		DisablePreVote:  s.cfg.DisablePreVote,
 		// The other limits are raftnode.DefaultLimits, checked against
 		// MaxRequestBytes by Config.validate.
 		Limits: raftnode.Limits{SnapshotCatchUpEntries: s.cfg.SnapshotCatchUpEntries},
@@ -197,6 +208,7 @@ func (s *Server) Start() error {
 	s.goAttached(s.publishAttributes)
 	s.goAttached(s.watchRaft)
 	s.goAttached(s.leaseLoop)
+	s.goAttached(s.advanceTicks)
 	if c := newAutoCompactor(s); c != nil {
 		s.goAttached(c.run)
 	}
@@ -207,16 +219,11 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// soleVoter reports whether this member is the only voter, so need not
-// wait an election timeout to lead.
+// soleVoter reports whether this member is the only voter in the
+// configuration raft starts with, so need not wait an election timeout
+// to lead (etcd fast-forwards a one-member cluster's election ticks).
 func (s *Server) soleVoter() bool {
-	voters := s.applier.ConfState().Voters
-	if len(voters) == 0 {
-		// Nothing applied yet: the founding members.
-		for _, m := range s.st.Peers {
-			voters = append(voters, m.ID)
-		}
-	}
+	voters := s.st.ConfState.Voters
 	return len(voters) == 1 && voters[0] == s.st.MemberID
 }
 
@@ -231,6 +238,9 @@ func (s *Server) goAttached(fn func()) {
 
 // Stop stops the member and waits for everything it started.
 func (s *Server) Stop() {
+	if s.rn != nil {
+		s.logLeadershipOnStop()
+	}
 	s.stopOnce.Do(func() { close(s.stopping) })
 	if s.rn != nil {
 		s.rn.Stop()
@@ -244,6 +254,26 @@ func (s *Server) Stop() {
 		s.logger.Warn("closing the backend", zap.Error(err))
 	}
 }
+
+// logLeadershipOnStop says, in etcd's words, why a stopping member hands
+// its leadership to no one. (etcd's leader transfers it to a caught-up
+// voter first; Cairn's does not yet, and logs nothing then.)
+func (s *Server) logLeadershipOnStop() {
+	lead := s.rn.Lead()
+	fields := []zap.Field{zap.String("local-member-id", membership.IDString(s.ID())), zap.String("current-leader-member-id", membership.IDString(lead))}
+	switch {
+	case lead != s.ID():
+		s.logger.Info("skipped leadership transfer; local server is not leader", fields...)
+	case s.soleVoter():
+		s.logger.Info("skipped leadership transfer for single voting member cluster", fields...)
+	}
+}
+
+// ReadyNotify is closed when the member is ready to serve client requests:
+// it has published its name and client URLs through raft in this start and
+// applied that entry (so it is in the cluster, a leader exists, and its
+// state is current up to then), as etcd's ReadyNotify.
+func (s *Server) ReadyNotify() <-chan struct{} { return s.ready }
 
 // Stopping is closed when the member starts stopping (on Stop or on a
 // fatal error).
@@ -335,6 +365,10 @@ func (s *Server) applyLoop() {
 }
 
 func (s *Server) applyAll(ta raftnode.ToApply) error {
+	if !ta.Snapshot.IsEmpty() {
+		s.metrics.snapshotApplying.Set(1)
+		defer s.metrics.snapshotApplying.Set(0)
+	}
 	applied, err := s.pipeline.Apply(ta)
 	if err != nil {
 		return err
@@ -349,9 +383,8 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 
 // entryApplied is told of each entry the pipeline applied.
 func (s *Server) entryApplied(e raftpb.Entry, res apply.Result, took time.Duration) {
-	// Each entry is one backend batch commit.
-	s.metrics.backendCommit.Observe(took.Seconds())
-	s.metrics.proposalsCommitted.Inc()
+	s.metrics.observeApply(res, took)
+	s.warnSlowApply(e, res, took)
 	if res.ID != 0 {
 		s.wait.trigger(res.ID, res)
 	}
@@ -419,25 +452,40 @@ func (s *Server) waitApplied(ctx context.Context, index uint64) error {
 }
 
 // publishAttributes proposes this member's name and client URLs until
-// they are applied, as etcd does, so MemberList shows them.
+// they are applied, so MemberList shows them, and then says the member is
+// ready. As etcd, it does so on every start, even when the attributes
+// are unchanged: the applied entry is what shows the member is in the
+// cluster and caught up.
 func (s *Server) publishAttributes() {
 	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
 		Member_ID:        s.st.MemberID,
 		MemberAttributes: &membershippb.Attributes{Name: s.cfg.Name, ClientUrls: s.cfg.AdvertiseClientURLs},
 	}}
+	// etcd's fields: the attributes as Go prints its membership.Attributes.
+	fields := []zap.Field{
+		zap.String("local-member-id", membership.IDString(s.ID())),
+		zap.String("local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:%v}", s.cfg.Name, s.cfg.AdvertiseClientURLs)),
+	}
 	for {
-		for _, m := range s.applier.Members() {
-			if m.ID == s.st.MemberID && m.Name == s.cfg.Name && slices.Equal(m.ClientURLs, s.cfg.AdvertiseClientURLs) {
-				return
-			}
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
 		_, err := s.propose(ctx, req)
 		cancel()
 		if err == nil {
-			s.logger.Info("published local member attributes", zap.String("name", s.cfg.Name),
-				zap.Strings("client-urls", s.cfg.AdvertiseClientURLs))
+			// Logged before ready is closed: "ready" must follow it.
+			s.logger.Info("published local member to cluster through raft", append(fields,
+				zap.String("cluster-id", membership.IDString(s.ClusterID())), zap.Duration("publish-timeout", s.requestTimeout))...)
+			close(s.ready)
 			return
+		}
+		select {
+		case <-s.stopping:
+			s.logger.Warn("stopped publish because server is stopping", append(fields, zap.Duration("publish-timeout", s.requestTimeout))...)
+			return
+		default:
+		}
+		if !errors.Is(err, ErrNoLeader) { // no leader yet: the usual start, not worth a warning
+			s.logger.Warn("failed to publish local member to cluster through raft", append(fields,
+				zap.Duration("publish-timeout", s.requestTimeout), zap.Error(err))...)
 		}
 		select {
 		case <-s.stopping:
@@ -455,7 +503,9 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (appl
 // proposeAs is propose; a proposal with a leader term fails with
 // raftnode.ErrNotLeader unless this member leads in that term when raft
 // takes it.
-func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (apply.Result, error) {
+func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (res apply.Result, err error) {
+	start := time.Now()
+	defer func() { s.metrics.observeRequest(apply.RequestType(req), start, err) }()
 	id := s.reqIDs.next()
 	req.Header = &pb.RequestHeader{ID: id}
 	data, err := req.Marshal()
@@ -478,6 +528,7 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		proposeFn = func(ctx context.Context, data []byte) error { return s.rn.ProposeAsLeader(ctx, data, leaderTerm) }
 	}
 	if err := proposeFn(ctx, data); err != nil {
+		s.metrics.proposalsFailed.Inc()
 		s.wait.cancel(id)
 		return apply.Result{}, s.proposalError(err)
 	}
@@ -485,6 +536,7 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	case r := <-ch:
 		return r, r.Err
 	case <-ctx.Done():
+		s.metrics.proposalsFailed.Inc()
 		s.wait.cancel(id)
 		return apply.Result{}, s.proposalError(ctx.Err())
 	case <-s.stopping:

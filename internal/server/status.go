@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/cairn-db/cairn/internal/membership"
 )
@@ -48,4 +51,36 @@ func (s *Server) MemberList(ctx context.Context, linearizable bool) ([]membershi
 		}
 	}
 	return s.applier.Members(), nil
+}
+
+// RaftStatusJSON is raft's state in the form etcd publishes it as
+// "raft.status" on /debug/vars: IDs in hex, the leader's view of each
+// member's progress (empty on followers), in member order.
+//
+//	{"id":"8e9e05c52164694d","term":2,"vote":"8e9e05c52164694d","commit":5,
+//	 "lead":"8e9e05c52164694d","raftState":"StateLeader","applied":5,
+//	 "progress":{"8e9e05c52164694d":{"match":5,"next":6,"state":"StateReplicate"}},
+//	 "leadtransferee":"0"}
+func (s *Server) RaftStatusJSON(ctx context.Context) ([]byte, error) {
+	st, err := s.rn.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"id":"%x","term":%d,"vote":"%x","commit":%d,"lead":"%x","raftState":%q,"applied":%d,"progress":{`,
+		st.ID, st.Term, st.Vote, st.Commit, st.Lead, st.RaftState.String(), st.Applied)
+	ids := make([]uint64, 0, len(st.Progress))
+	for id := range st.Progress {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		pr := st.Progress[id]
+		fmt.Fprintf(&b, `"%x":{"match":%d,"next":%d,"state":%q}`, id, pr.Match, pr.Next, pr.State.String())
+	}
+	fmt.Fprintf(&b, `},"leadtransferee":"%x"}`, st.LeadTransferee)
+	return []byte(b.String()), nil
 }

@@ -44,3 +44,10 @@ func (w *waitRegistry) cancel(id uint64) {
 	delete(w.waiters, id)
 	w.mu.Unlock()
 }
+
+// len is how many proposals wait.
+func (w *waitRegistry) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.waiters)
+}

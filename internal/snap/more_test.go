@@ -317,7 +317,7 @@ func TestPowerLossAtEveryStep(t *testing.T) {
 			mem := vfs.NewMem()
 			c := &crashFS{FS: mem, mem: mem, rng: rand.New(rand.NewPCG(seed, uint64(n))), n: n}
 			var done uint64
-			if s, err := New(c, "/snap", nil); err == nil {
+			if s, err := New(c, "/snap", nil, nil); err == nil {
 				for i := uint64(1); i <= 4; i++ {
 					if _, err = s.SaveDB(i*10, bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 3000)), nil); err != nil {
 						break
@@ -334,7 +334,7 @@ func TestPowerLossAtEveryStep(t *testing.T) {
 			if !c.dead {
 				break // n is past the last operation
 			}
-			s, err := New(mem, "/snap", nil)
+			s, err := New(mem, "/snap", nil, nil)
 			if err != nil {
 				t.Fatalf("seed %d n %d: New: %v", seed, n, err)
 			}

@@ -14,7 +14,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -54,9 +56,10 @@ var (
 // rename of SaveDB are serialized by mu; SaveDB streams outside it, into a
 // temporary file of its own, so any number may run at once.
 type Snapshotter struct {
-	fs     vfs.FS
-	dir    string
-	logger *zap.Logger
+	fs      vfs.FS
+	dir     string
+	logger  *zap.Logger
+	metrics *Metrics
 	// tmpSeq numbers temporary files, so concurrent writers of one name
 	// (a retried image transfer) never share one.
 	tmpSeq atomic.Uint64
@@ -71,15 +74,19 @@ type ImageInfo struct {
 }
 
 // New opens (creating if needed) the snapshot directory dir and removes
-// files that a crash left half written.
-func New(fs vfs.FS, dir string, logger *zap.Logger) (*Snapshotter, error) {
+// files that a crash left half written. Saves are timed into m (nil:
+// metrics of its own, not registered).
+func New(fs vfs.FS, dir string, logger *zap.Logger, m *Metrics) (*Snapshotter, error) {
 	if logger == nil {
 		logger = zap.NewNop()
+	}
+	if m == nil {
+		m = NewMetrics()
 	}
 	if err := vfs.MkdirAllDurable(fs, dir); err != nil {
 		return nil, err
 	}
-	s := &Snapshotter{fs: fs, dir: dir, logger: logger}
+	s := &Snapshotter{fs: fs, dir: dir, logger: logger, metrics: m}
 	names, err := fs.List(dir)
 	if err != nil {
 		return nil, err
@@ -130,23 +137,30 @@ func (s *Snapshotter) Save(snap raftpb.Snapshot) error {
 	if snap.IsEmpty() {
 		return errors.New("snap: saving an empty snapshot")
 	}
+	start := time.Now()
 	payload := snap.Marshal()
 	buf := make([]byte, snapHeaderBytes, snapHeaderBytes+len(payload))
 	copy(buf, snapMagic[:])
 	binary.LittleEndian.PutUint32(buf[8:], crc32.Checksum(payload, castagnoli))
 	binary.LittleEndian.PutUint64(buf[12:], uint64(len(payload)))
 	buf = append(buf, payload...)
+	s.metrics.marshallingSeconds.Observe(time.Since(start).Seconds())
 	name := snapName(snap.Metadata.Term, snap.Metadata.Index)
-	return s.writeAtomic(name, func(w io.Writer) error {
+	err := s.writeAtomic(name, s.metrics.fsyncSeconds, func(w io.Writer) error {
 		_, err := w.Write(buf)
 		return err
 	})
+	if err == nil {
+		s.metrics.saveSeconds.Observe(time.Since(start).Seconds())
+	}
+	return err
 }
 
 // writeAtomic makes the file name in s.dir hold what write writes, whole or
 // not at all: a temporary file of its own, synced, renamed, and the
-// directory synced. write runs without s.mu; the rename with it.
-func (s *Snapshotter) writeAtomic(name string, write func(io.Writer) error) (err error) {
+// directory synced, the fsync timed into fsyncSeconds. write runs without
+// s.mu; the rename with it.
+func (s *Snapshotter) writeAtomic(name string, fsyncSeconds prometheus.Histogram, write func(io.Writer) error) (err error) {
 	path := filepath.Join(s.dir, name)
 	tmp := fmt.Sprintf("%s.%d%s", path, s.tmpSeq.Add(1), tmpSuffix)
 	f, err := s.fs.Create(tmp)
@@ -164,9 +178,11 @@ func (s *Snapshotter) writeAtomic(name string, write func(io.Writer) error) (err
 	if err := write(f); err != nil {
 		return err
 	}
+	start := time.Now()
 	if err := f.Sync(); err != nil {
 		return err
 	}
+	fsyncSeconds.Observe(time.Since(start).Seconds())
 	if err := f.Close(); err != nil {
 		return err
 	}
@@ -297,7 +313,8 @@ func checkMagic(got []byte, want [8]byte) error {
 // the bytes do not match, nothing is left behind.
 func (s *Snapshotter) SaveDB(index uint64, r io.Reader, want *ImageInfo) (ImageInfo, error) {
 	var info ImageInfo
-	err := s.writeAtomic(dbName(index), func(w io.Writer) error {
+	start := time.Now()
+	err := s.writeAtomic(dbName(index), s.metrics.dbFsyncSeconds, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
 		crc := crc32.New(castagnoli)
 		n, err := io.Copy(io.MultiWriter(bw, crc), r)
@@ -318,6 +335,9 @@ func (s *Snapshotter) SaveDB(index uint64, r io.Reader, want *ImageInfo) (ImageI
 		}
 		return bw.Flush()
 	})
+	if err == nil {
+		s.metrics.dbSaveSeconds.Observe(time.Since(start).Seconds())
+	}
 	return info, err
 }
 

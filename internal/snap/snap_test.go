@@ -38,7 +38,7 @@ func equal(a, b raftpb.Snapshot) bool {
 
 func mustNew(t *testing.T, fs vfs.FS, dir string, logger *zap.Logger) *Snapshotter {
 	t.Helper()
-	s, err := New(fs, dir, logger)
+	s, err := New(fs, dir, logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestCrash(t *testing.T) {
 		var saved []raftpb.Snapshot // completed saves, oldest first
 		next := uint64(1)
 		for cycle := range 3 {
-			s, err := New(efs, "/snap", nil)
+			s, err := New(efs, "/snap", nil, nil)
 			if err != nil {
 				t.Fatalf("seed %d cycle %d: New: %v", seed, cycle, err)
 			}
@@ -332,7 +332,7 @@ func TestCrash(t *testing.T) {
 			} else {
 				mem.CrashRandom(rng)
 			}
-			s, err = New(efs, "/snap", nil)
+			s, err = New(efs, "/snap", nil, nil)
 			if err != nil {
 				t.Fatalf("seed %d cycle %d: New after crash: %v", seed, cycle, err)
 			}

@@ -29,6 +29,7 @@ type peer struct {
 	urls  []string
 	msgc  chan raftpb.Message
 	stopc chan struct{}
+	m     peerMetrics
 	once  sync.Once
 	// callConn carries Calls to the peer; guarded by Transport.mu, closed
 	// by stop.
@@ -37,7 +38,8 @@ type peer struct {
 }
 
 func newPeer(t *Transport, id uint64, urls []string) *peer {
-	return &peer{t: t, id: id, urls: urls, msgc: make(chan raftpb.Message, peerQueueLen), stopc: make(chan struct{})}
+	return &peer{t: t, id: id, urls: urls, msgc: make(chan raftpb.Message, peerQueueLen), stopc: make(chan struct{}),
+		m: t.cfg.Metrics.forPeer(id)}
 }
 
 // stop ends the peer's stream and its calls' connection.
@@ -126,7 +128,7 @@ func (p *peer) sleep(d time.Duration) bool {
 
 // stream opens a message stream and sends on it until it breaks (an
 // error) or the peer stops (nil).
-func (p *peer) stream(conn *grpc.ClientConn) error {
+func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 	// Stopping the peer cancels a send blocked on flow control too.
 	ctx, cancel := cancelOn(p.t.outgoingContext(context.Background(), p.id), p.stopc)
 	defer cancel()
@@ -154,6 +156,16 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 		<-received
 	}()
 	sent := false
+	// The peer counts as active while the stream is open (gRPC opened it
+	// on a ready connection), as etcd's peer status.
+	active := p.t.cfg.Metrics.activePeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id))
+	active.Set(1)
+	defer func() {
+		active.Set(0)
+		if err != nil {
+			p.t.cfg.Metrics.disconnectedPeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id)).Inc()
+		}
+	}()
 	var batch []raftpb.Message
 	for {
 		var m raftpb.Message
@@ -191,6 +203,7 @@ func (p *peer) stream(conn *grpc.ClientConn) error {
 			}
 			return streamError(stream, err)
 		}
+		p.m.sentBytes.Add(float64(len(frame)))
 		sent = true
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -83,8 +84,18 @@ type Options struct {
 	// to open from (see ValidSnapshots) should the newest snapshot file
 	// turn out unreadable. Default 0.
 	KeepReleased int
+	// KeepSegments is how many segments Release leaves on disk at least,
+	// live ones included: released segments go, oldest first, only while
+	// more than KeepSegments remain (etcd's --max-wals; math.MaxInt keeps
+	// every segment, as --max-wals=0 does). Default 0: every released
+	// segment beyond KeepReleased goes. Segments a snapshot still needs
+	// are never removed, however many there are.
+	KeepSegments int
 	// Logger receives repairs and releases. Default: no logging.
 	Logger *zap.Logger
+	// Metrics count writes and fsyncs. Default: metrics of the WAL's own,
+	// not registered.
+	Metrics *Metrics
 }
 
 func (o Options) withDefaults() Options {
@@ -97,8 +108,14 @@ func (o Options) withDefaults() Options {
 	if o.KeepReleased < 0 {
 		o.KeepReleased = 0
 	}
+	if o.KeepSegments < 0 {
+		o.KeepSegments = 0
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
 	}
 	return o
 }
@@ -514,7 +531,8 @@ func (w *WAL) Sync() error {
 
 // Release removes the segments that only hold what precedes the snapshot
 // at index (which must be recorded by SaveSnapshot or ResetToSnapshot
-// first), except the newest Options.KeepReleased of them. It returns how
+// first), except the newest Options.KeepReleased of them, oldest first and
+// only while more than Options.KeepSegments segments remain. It returns how
 // many it removed. The segment being appended to is never removed. The
 // removals happen outside the WAL's lock: Save goes on meanwhile.
 func (w *WAL) Release(index uint64) (int, error) {
@@ -531,7 +549,7 @@ func (w *WAL) Release(index uint64) (int, error) {
 			start = i
 		}
 	}
-	n := start - w.opts.KeepReleased
+	n := min(start-w.opts.KeepReleased, len(w.mu.segments)-w.opts.KeepSegments)
 	if n <= 0 {
 		w.mu.Unlock()
 		return 0, nil
@@ -603,7 +621,11 @@ func (w *WAL) writeLocked(buf []byte, crc uint32) error {
 		}
 		w.mu.allocated = end
 	}
-	if _, err := w.mu.tail.WriteAt(buf, w.mu.offset); err != nil {
+	start := time.Now()
+	n, err := w.mu.tail.WriteAt(buf, w.mu.offset)
+	w.opts.Metrics.writeSeconds.Observe(time.Since(start).Seconds())
+	w.opts.Metrics.writeBytes.Add(float64(n))
+	if err != nil {
 		// Part of buf may sit in the page cache, to be written back
 		// later: a record cut short, which the next Open could not tell
 		// from damage. Drop it (best effort; the WAL is failed anyway).
@@ -624,9 +646,11 @@ func (w *WAL) syncLocked() error {
 	if !w.mu.unsynced {
 		return nil
 	}
+	start := time.Now()
 	if err := w.mu.tail.Sync(); err != nil {
 		return w.failLocked(fmt.Errorf("wal: syncing: %w", err))
 	}
+	w.opts.Metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
 	w.mu.unsynced = false
 	return nil
 }

@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -354,5 +355,55 @@ func TestMetadataInEverySegment(t *testing.T) {
 	_, st := mustOpen(t, fs, dir, Snapshot{Index: 90, Term: 1}, opts)
 	if st.Metadata != testMD {
 		t.Fatalf("metadata %+v, want %+v", st.Metadata, testMD)
+	}
+}
+
+// KeepSegments bounds what Release leaves (etcd's --max-wals): released
+// segments go oldest first while more remain, and a segment the snapshot
+// still needs stays, however many that makes.
+func TestReleaseKeepSegments(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		keep      int
+		snapIndex uint64
+	}{
+		{"few", 5, 450},
+		{"all", math.MaxInt, 450},
+		{"needed beyond the bound", 2, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, dir := vfs.OS(), t.TempDir()
+			opts := Options{SegmentBytes: 4096, KeepSegments: tc.keep}
+			w := mustCreate(t, fs, dir, opts)
+			for i := uint64(1); i <= 500; i++ {
+				mustSave(t, w, raftpb.HardState{Term: 1, Commit: i}, ents(i, i, 1))
+			}
+			snap := Snapshot{Index: tc.snapIndex, Term: 1}
+			if err := w.SaveSnapshot(snap); err != nil {
+				t.Fatal(err)
+			}
+			before := w.Segments()
+			// needed: the segment reading from snap starts with, and after.
+			needed := 0
+			for i, name := range before {
+				if s, _ := parseSegmentName(name); s.index <= snap.Index {
+					needed = len(before) - i
+				}
+			}
+			if len(before) <= max(needed, 5) {
+				t.Fatalf("only %d segments (%d needed): the test needs more", len(before), needed)
+			}
+			if _, err := w.Release(snap.Index); err != nil {
+				t.Fatal(err)
+			}
+			after, _ := fs.List(dir)
+			want := max(needed, min(tc.keep, len(before)))
+			if len(after) != want || !slices.Equal(after, before[len(before)-want:]) {
+				t.Fatalf("kept %d segments %v of %v, want the newest %d (%d needed)", len(after), after, before, want, needed)
+			}
+			w.Close()
+			_, st := mustOpen(t, fs, dir, snap, opts)
+			checkEntries(t, st.Entries, ents(snap.Index+1, 500, 1))
+		})
 	}
 }

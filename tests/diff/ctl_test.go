@@ -48,7 +48,7 @@ type ctlStep struct {
 	// 5 s).
 	retry bool
 	// awaitVersion makes the step a wait, running no command, until the
-	// first member's /version answer contains it (`"etcdcluster":"3.5.0"`):
+	// first member's /version answer contains it (`"etcdcluster":"3.6.0"`):
 	// stock etcd sets its cluster and storage versions at its version
 	// checks, every 4 s, not when a downgrade is enabled or cancelled.
 	awaitVersion string
@@ -468,13 +468,13 @@ func TestCtlHelpDifferential(t *testing.T) {
 	compareCtl(t, "help", cairn, etcd, 1, ctlHelpSteps())
 }
 
-// ctlCommands are etcdctl 3.6's commands, groups included.
+// ctlCommands are etcdctl 3.7's commands, groups included.
 var ctlCommands = []string{"alarm", "alarm disarm", "alarm list", "auth", "auth disable", "auth enable",
 	"auth status", "check", "check datascale", "check perf", "compaction", "completion", "defrag", "del",
 	"downgrade", "downgrade cancel", "downgrade enable", "downgrade validate", "elect", "endpoint",
 	"endpoint hashkv", "endpoint health", "endpoint status", "get", "help", "lease", "lease grant",
 	"lease keep-alive", "lease list", "lease revoke", "lease timetolive", "lock", "make-mirror", "member",
-	"member add", "member list", "member promote", "member remove", "member update", "move-leader", "put",
+	"member add", "member list", "member promote", "member remove", "member update", "move-leader", "options", "put",
 	"role", "role add", "role delete", "role get", "role grant-permission", "role list",
 	"role revoke-permission", "snapshot", "snapshot save", "txn", "user", "user add", "user delete",
 	"user get", "user grant-role", "user list", "user passwd", "user revoke-role", "version", "watch"}
@@ -491,6 +491,7 @@ func ctlHelpSteps() []ctlStep {
 		{"completion"}, {"completion", "foo"}, {"__complete", "get", "-w", ""}, {"__complete", "ge"},
 		{"__complete", "get", "--cons"}, {"__complete", "check", "perf", "--load", ""},
 		{"get", "-h", "--bogus"}, {"-w"}, {"--endpoints"},
+		{"options"}, {"help", "options"}, {"__complete", "op"}, {"__complete", "get", "--"},
 	} {
 		steps = append(steps, ctlStep{args: args})
 	}
@@ -575,6 +576,9 @@ func ctlKVSteps() []ctlStep {
 		e("member", "list", "-w", "json"),
 		e("member", "list", "-w", "json", "--hex"),
 		e("member", "list", "-w", "fields"),
+		e("member", "list", "-w", "fields", "--hex"),
+		e("get", "a", "-w", "fields", "--hex"),
+		e("lease", "list", "-w", "fields", "--hex"),
 		e("endpoint", "health"),
 		e("endpoint", "health", "-w", "json"),
 		e("endpoint", "health", "-w", "table"),
@@ -600,6 +604,8 @@ func ctlKVSteps() []ctlStep {
 		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "value(\"b\") = \"3\"\nmod(\"b\") > \"0\"\n\nput t1 x\nget b\ndel zz\n\nput t2 y\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn", "-w", "json"}, stdin: "value(\"b\") = \"nope\"\n\nput t1 x\n\nget b --prefix\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn", "-w", "fields"}, stdin: "version(\"t1\") = \"1\"\n\nput t3 \"hello world\" --prev-kv\nget t --prefix --keys-only\n\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "mod(\"t4\") = \"0\"\n\nput t4 'hello  world'\nget 't4'\n\n\n"},
+		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "value(\"t1\") = 'x'\n\n\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn", "-i"}, stdin: "create(\"t1\") > \"0\"\n\ndel t --prefix --prev-kv\n\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "bogus\n\n\n\n"},
 		{args: []string{"--endpoints", "$EP", "txn"}, stdin: "nope(\"a\") = \"1\"\n\n\n\n"},
@@ -630,9 +636,9 @@ func ctlKVSteps() []ctlStep {
 		e("member", "list", "--consistency", "s"),
 		{args: []string{"--endpoints", "$EP", "member", "list", "--consistency", "x", "-w", "table"},
 			differs: `etcdctl names get's --consistency ("l") in the error, cairnctl the value given`},
-		e("downgrade", "validate", "3.5"),
+		e("downgrade", "validate", "3.6"),
 		e("downgrade", "validate"),
-		e("downgrade", "enable", "3.5", "3.4"),
+		e("downgrade", "enable", "3.6", "3.5"),
 		e("check", "perf", "--load", "huge"),
 		e("check", "datascale", "--load", "huge"),
 		e("make-mirror"),
@@ -682,17 +688,17 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		{args: []string{"--endpoints", "$EP", "user", "passwd", "nobody", "--interactive=false"}, stdin: "x\n"},
 		e("user", "passwd"),
 		e("--user", "carol:new2", "get", "a"),
+		e("downgrade", "validate", "3.6"),
+		e("downgrade", "validate", "3.6", "-w", "json"),
 		e("downgrade", "validate", "3.5"),
-		e("downgrade", "validate", "3.5", "-w", "json"),
-		e("downgrade", "validate", "3.4"),
 		e("downgrade", "validate", "x"),
-		e("downgrade", "enable", "3.5", "-w", "protobuf"),
-		// Whether the next two see the cluster at 3.5 ("invalid downgrade
-		// target version", "cluster version 3.5") or still at 3.6 (a
-		// downgrade "in progress", 3.6) depends on when etcd's version
+		e("downgrade", "enable", "3.6", "-w", "protobuf"),
+		// Whether the next two see the cluster at 3.6 ("invalid downgrade
+		// target version", "cluster version 3.6") or still at 3.7 (a
+		// downgrade "in progress", 3.7) depends on when etcd's version
 		// check runs: wait for it.
-		{awaitVersion: `"etcdcluster":"3.5.0"`},
-		e("downgrade", "enable", "3.5"),
+		{awaitVersion: `"etcdcluster":"3.6.0"`},
+		e("downgrade", "enable", "3.6"),
 		e("downgrade", "cancel", "-w", "table"),
 		e("downgrade", "cancel"),
 		e("role", "add", "r1"),
@@ -723,8 +729,12 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		e("role", "delete", "r1"),
 		e("user", "delete", "bob"),
 		e("user", "delete", "nobody"),
+		// A token is ignored while auth is off, checked once it is on.
+		e("--auth-jwt-token", "bogus", "get", "a"),
 		e("auth", "enable"),
 		e("auth", "status"),
+		e("--auth-jwt-token", "bogus", "get", "a"),
+		{args: []string{"--endpoints", "$EP", "get", "a"}, env: []string{"ETCDCTL_AUTH_JWT_TOKEN=bogus"}},
 		e("--user", "root:pw", "auth", "status"),
 		e("--user", "root:wrong", "get", "a"),
 		e("--user", "root:pw", "get", "a"),
@@ -739,7 +749,7 @@ func TestCtlDifferentialStockEtcd(t *testing.T) {
 		e("alarm", "list"),
 		// A snapshot names the storage version, which etcd writes back
 		// at a version check after the downgrade's cancel: wait for it.
-		{awaitVersion: `"storage":"3.6.0"`},
+		{awaitVersion: `"storage":"3.7.0"`},
 		{args: []string{"--endpoints", "$EP", "snapshot", "save", "$TMP/snap.db"}},
 	}
 	compareCtl(t, "", etcd, etcd, 1, steps)
@@ -852,18 +862,31 @@ func TestCtlDifferentialStockCluster(t *testing.T) {
 
 var (
 	spacesRe = regexp.MustCompile(` +`)
-	dashesRe = regexp.MustCompile(`-+`)
+	// dashesRe matches a table's rules: etcdctl 3.7 draws them with
+	// box-drawing characters, 3.6 with dashes.
+	dashesRe = regexp.MustCompile(`─+|-+`)
 )
 
 // tableWidthsless collapses the padding of table lines (those starting
-// with "+" or "|"), so that tables compare whatever their column widths.
+// with a border character, etcdctl 3.7's or 3.6's), so that tables
+// compare whatever their column widths.
 func tableWidthsless(r ctlResult) ctlResult {
 	lines := strings.Split(r.Stdout, "\n")
 	for i, l := range lines {
-		if strings.HasPrefix(l, "+") || strings.HasPrefix(l, "|") {
+		if isTableLine(l) {
 			lines[i] = dashesRe.ReplaceAllString(spacesRe.ReplaceAllString(l, " "), "-")
 		}
 	}
 	r.Stdout = strings.Join(lines, "\n")
 	return r
+}
+
+// isTableLine says whether l starts with a table border character.
+func isTableLine(l string) bool {
+	for _, border := range []string{"┌", "├", "└", "│", "+", "|"} {
+		if strings.HasPrefix(l, border) {
+			return true
+		}
+	}
+	return false
 }

@@ -117,7 +117,7 @@ func binaries(t *testing.T) (cairn, etcd string) {
 	etcd = os.Getenv("REFERENCE_ETCD_BINARY")
 	if etcd == "" {
 		t.Skip("REFERENCE_ETCD_BINARY is not set: no stock etcd to compare with " +
-			"(set it to the etcd binary that ../shared/tools/etcd-reference.sh builds)")
+			"(set it to the etcd binary that ETCD_REF_VERSION=v3.7.3 ../shared/tools/etcd-reference.sh builds)")
 	}
 	return cairnBinary, etcd
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 // Three members: a write sent to a follower is carried to the leader, every
@@ -29,7 +32,8 @@ func TestThreeMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if put.Header.MemberId != st.Header.MemberId || st.Leader == st.Header.MemberId || st.Version != "3.6.0" {
+	if put.Header.MemberId != st.Header.MemberId || st.Leader == st.Header.MemberId ||
+		st.Version != version.Etcd || st.StorageVersion != version.Storage || st.DowngradeInfo == nil || st.DowngradeInfo.Enabled {
 		t.Fatalf("put header %+v, status %+v", put.Header, st)
 	}
 	for _, m := range c.members {
@@ -108,6 +112,11 @@ func catchUpThroughSnapshot(t *testing.T) (*cluster, *clientv3.Client, *member, 
 	if err != nil || len(images) == 0 {
 		t.Fatalf("the member caught up without receiving a snapshot image (%v)", err)
 	}
+	// The lines etcd's own tests wait for around a snapshot catch-up.
+	waitLog(t, c.members[lead], "saved snapshot", 1)
+	waitLog(t, c.members[lead], "sent database snapshot", 1)
+	waitLog(t, behind, "received and saved database snapshot", 1)
+	waitLog(t, behind, "applied snapshot", 1)
 	return c, cli, behind, acked
 }
 
@@ -325,4 +334,57 @@ func TestSnapshotCatchUp(t *testing.T) {
 	behind.restart()
 	c.waitLeader()
 	checkAcked(t, behind.client(), acked, false)
+}
+
+// A cluster that lost two of its three members for good comes back with
+// etcd's --force-new-cluster: the survivor, SIGKILLed and restarted with
+// the flag, leads alone with every acknowledged write, the same member and
+// cluster IDs, and a member list of itself; it takes writes, and a restart
+// without the flag keeps all of that.
+func TestForceNewClusterSurvivor(t *testing.T) {
+	c := newCluster(t, 3, "--snapshot-count", "200")
+	cli := c.client()
+	g := startLoad(cli, 4)
+	g.waitAcked(500, waitDeadline)
+	g.halt()
+	survivor := c.members[0]
+	before, err := memberStatus(survivor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.members {
+		m.kill()
+	}
+	survivor.args = append(survivor.args, "--force-new-cluster")
+	survivor.start()
+	for round := range 2 {
+		c := &cluster{t: t, members: []*member{survivor}}
+		c.waitLeader()
+		mcli := survivor.client()
+		checkAcked(t, mcli, g.acked, false)
+		st, err := memberStatus(survivor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Header.MemberId != before.Header.MemberId || st.Header.ClusterId != before.Header.ClusterId {
+			t.Fatalf("round %d: member %x of cluster %x, was member %x of cluster %x", round,
+				st.Header.MemberId, st.Header.ClusterId, before.Header.MemberId, before.Header.ClusterId)
+		}
+		ml, err := mcli.MemberList(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ml.Members) != 1 || ml.Members[0].ID != before.Header.MemberId {
+			t.Fatalf("round %d: member list %v, want only %x", round, ml.Members, before.Header.MemberId)
+		}
+		key := fmt.Sprintf("after-force-%d", round)
+		put, err := mcli.Put(ctxT(t), key, "v")
+		if err != nil {
+			t.Fatalf("round %d: a write alone: %v", round, err)
+		}
+		g.acked[key] = put.Header.Revision
+		// Then without the flag: the one-member configuration holds.
+		survivor.args = slices.DeleteFunc(survivor.args, func(a string) bool { return a == "--force-new-cluster" })
+		survivor.restart()
+	}
 }

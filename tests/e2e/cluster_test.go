@@ -104,6 +104,22 @@ func newCluster(t *testing.T, n int, extra ...string) *cluster {
 // member before its first start.
 func newClusterWith(t *testing.T, n int, prepare func(*member), extra ...string) *cluster {
 	t.Helper()
+	c := newUnstartedCluster(t, n, extra...)
+	for _, m := range c.members {
+		if prepare != nil {
+			prepare(m)
+		}
+		m.start()
+	}
+	c.waitLeader()
+	return c
+}
+
+// newUnstartedCluster is newCluster's n members, configured with extra
+// flags, none started. The test's end kills them and, if it failed,
+// shows each one's last log lines.
+func newUnstartedCluster(t *testing.T, n int, extra ...string) *cluster {
+	t.Helper()
 	ports := freePorts(t, 2*n)
 	c := &cluster{t: t}
 	var initial []string
@@ -141,12 +157,7 @@ func newClusterWith(t *testing.T, n int, prepare func(*member), extra ...string)
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", "e2e-" + t.Name(),
 			"--heartbeat-interval", fmt.Sprint(heartbeatMs), "--election-timeout", fmt.Sprint(electionMs),
 		}, extra...)
-		if prepare != nil {
-			prepare(m)
-		}
-		m.start()
 	}
-	c.waitLeader()
 	return c
 }
 

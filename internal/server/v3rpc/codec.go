@@ -3,6 +3,7 @@ package v3rpc
 import (
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 )
@@ -20,20 +21,29 @@ type gogoMessage interface {
 // watch traffic cost as much again as the marshalling itself (sizing
 // twice, and a reflection wrapper per message). Other messages go to
 // gRPC's codec.
+//
+// It counts the bytes of every message, as etcd's codec does (its
+// etcd_network_client_grpc_{sent,received}_bytes_total).
 type codec struct {
-	fallback encoding.CodecV2
+	fallback       encoding.CodecV2
+	sent, received prometheus.Counter
 }
 
-func newCodec() codec { return codec{fallback: encoding.GetCodecV2("proto")} }
+func newCodec(sent, received prometheus.Counter) codec {
+	return codec{fallback: encoding.GetCodecV2("proto"), sent: sent, received: received}
+}
 
 func (codec) Name() string { return "proto" }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(gogoMessage)
 	if !ok {
-		return c.fallback.Marshal(v)
+		out, err := c.fallback.Marshal(v)
+		c.sent.Add(float64(out.Len()))
+		return out, err
 	}
 	size := m.Size()
+	c.sent.Add(float64(size))
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf := make([]byte, size)
 		if _, err := m.MarshalToSizedBuffer(buf); err != nil {
@@ -57,6 +67,7 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 // Unmarshal decodes data into v. Generated Unmarshal methods copy what
 // they keep, so the buffer goes back to the pool at once.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	c.received.Add(float64(data.Len()))
 	m, ok := v.(gogoMessage)
 	if !ok {
 		return c.fallback.Unmarshal(data, v)

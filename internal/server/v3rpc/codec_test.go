@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/grpc/encoding"
@@ -14,7 +15,7 @@ import (
 // The codec writes exactly what gRPC's own does, small and large (pooled
 // buffers), and reads it back.
 func TestCodecMatchesGRPCs(t *testing.T) {
-	c, std := newCodec(), encoding.GetCodecV2("proto")
+	c, std := newCodec(prometheus.NewCounter(prometheus.CounterOpts{Name: "sent"}), prometheus.NewCounter(prometheus.CounterOpts{Name: "received"})), encoding.GetCodecV2("proto")
 	for _, msg := range []*pb.RangeResponse{
 		{Header: &pb.ResponseHeader{Revision: 7}, Count: 1, Kvs: []*mvccpb.KeyValue{{Key: []byte("k"), Value: []byte("v")}}},
 		{Header: &pb.ResponseHeader{Revision: 8}, Count: 1, Kvs: []*mvccpb.KeyValue{{Key: []byte("big"), Value: []byte(strings.Repeat("x", 1<<20))}}},

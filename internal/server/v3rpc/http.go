@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -13,15 +15,30 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-db/cairn/internal/server"
+	"github.com/cairn-db/cairn/internal/version"
 )
 
 // HTTPHandler serves the client URL's plain HTTP endpoints, in etcd's
-// formats: /health, /livez, /readyz, /version and /metrics.
+// formats: /health, /livez, /readyz, /version, /metrics and /debug/vars.
+// It registers its own metrics on reg (the handler's requests, health
+// checks). CORS and the Host check (--cors, --host-whitelist) are the
+// caller's, in front.
 func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
+	healthy := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "server",
+		Name: "health_success", Help: "The total number of successful health checks"})
+	unhealthy := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "server",
+		Name: "health_failures", Help: "The total number of failed health checks"})
+	reg.MustRegister(healthy, unhealthy)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	mux.HandleFunc("/debug/vars", getOnly(func(w http.ResponseWriter, r *http.Request) { debugVars(w, r, s) }))
 	mux.HandleFunc("/health", getOnly(func(w http.ResponseWriter, r *http.Request) {
 		ok, reason := health(r.Context(), s, r.URL.Query().Get("serializable") == "true", r.URL.Query()["exclude"])
+		if ok {
+			healthy.Inc()
+		} else {
+			unhealthy.Inc()
+		}
 		body, _ := json.Marshal(struct {
 			Health string `json:"health"`
 			Reason string `json:"reason"`
@@ -53,20 +70,38 @@ func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 	}
 	mux.HandleFunc("/version", getOnly(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, APIVersion, APIVersion, APIVersion)
+		fmt.Fprintf(w, `{"etcdserver":"%s","etcdcluster":"%s","storage":"%s"}`, version.Etcd, version.Cluster, version.Storage)
 	}))
-	return cors(mux)
+	return mux
 }
 
-// cors adds the headers etcd's default CORS policy (*) adds to every
-// response.
-func cors(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Access-Control-Allow-Headers", "accept, content-type, authorization")
-		w.Header().Set("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		h.ServeHTTP(w, r)
-	})
+// debugVars serves what etcd serves on /debug/vars (Go's expvar format):
+// the command line, the memory statistics, and etcd's own variables, the
+// descriptor limit and raft's status; as a JSON object, keys sorted.
+func debugVars(w http.ResponseWriter, r *http.Request, s *server.Server) {
+	vars := map[string]any{
+		"cmdline":               os.Args,
+		"file_descriptor_limit": server.FDLimit(),
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	vars["memstats"] = ms
+	if st, err := s.RaftStatusJSON(r.Context()); err == nil {
+		vars["raft.status"] = json.RawMessage(st)
+	}
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	var entries []string
+	for _, k := range keys {
+		if v, err := json.Marshal(vars[k]); err == nil {
+			entries = append(entries, fmt.Sprintf("%q: %s", k, v))
+		}
+	}
+	fmt.Fprintf(w, "{\n%s\n}\n", strings.Join(entries, ",\n"))
 }
 
 func getOnly(fn http.HandlerFunc) http.HandlerFunc {

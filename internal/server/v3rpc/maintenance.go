@@ -8,11 +8,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/server"
+	"github.com/cairn-db/cairn/internal/version"
 )
-
-// APIVersion is the etcd API version Cairn implements and reports, so
-// that clients' version-gated features (Kubernetes') work.
-const APIVersion = "3.6.0"
 
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
@@ -21,9 +18,11 @@ type maintenanceServer struct {
 
 func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st := m.s.Status()
+	// The versions are etcd's (package version), so that clients'
+	// version-gated features (Kubernetes' watch progress requests) work.
 	return &pb.StatusResponse{
 		Header:           header(m.s, nil),
-		Version:          APIVersion,
+		Version:          version.Etcd,
 		DbSize:           st.DBSize,
 		DbSizeInUse:      st.DBSize,
 		DbSizeQuota:      st.QuotaBytes,
@@ -33,7 +32,10 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		RaftAppliedIndex: st.AppliedIndex,
 		IsLearner:        st.IsLearner,
 		Errors:           st.Errors,
-		StorageVersion:   "3.6.0",
+		StorageVersion:   version.Storage,
+		// No downgrade is ever in progress; etcd sends the empty
+		// record rather than none (JSON clients see "downgradeInfo":{}).
+		DowngradeInfo: &pb.DowngradeInfo{},
 	}, nil
 }
 
@@ -92,7 +94,9 @@ func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	resp := &pb.MemberListResponse{Header: header(c.s, nil)}
+	// As etcd's Cluster service, a header without a revision: membership
+	// is not part of the key-value store.
+	resp := &pb.MemberListResponse{Header: &pb.ResponseHeader{ClusterId: c.s.ClusterID(), MemberId: c.s.ID(), RaftTerm: c.s.Term()}}
 	for _, m := range members {
 		resp.Members = append(resp.Members, &pb.Member{
 			ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner,

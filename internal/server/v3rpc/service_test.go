@@ -34,21 +34,32 @@ type member struct {
 	grpc    *grpc.Server
 	served  chan struct{}
 	conn    *grpc.ClientConn
+	addr    string
 	stopped bool
 	// watchEnded receives what each Watch handler returned.
 	watchEnded chan error
 }
 
-func startMember(t *testing.T, extra ...grpc.ServerOption) *member {
+func startMember(t testing.TB, extra ...grpc.ServerOption) *member {
 	t.Helper()
-	s, err := server.New(server.Config{
+	return startMemberWith(t, nil, extra...)
+}
+
+// startMemberWith is startMember with tune, if set, changing the config.
+func startMemberWith(t testing.TB, tune func(*server.Config), extra ...grpc.ServerOption) *member {
+	t.Helper()
+	cfg := server.Config{
 		Name:              "m",
 		DataDir:           t.TempDir(),
 		AdvertisePeerURLs: []string{"http://127.0.0.1:1"},
 		InitialCluster:    "m=http://127.0.0.1:1",
 		HeartbeatInterval: 10 * time.Millisecond,
 		ElectionTimeout:   100 * time.Millisecond,
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +81,7 @@ func startMember(t *testing.T, extra ...grpc.ServerOption) *member {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.addr = lis.Addr().String()
 	go func() {
 		defer close(m.served)
 		m.grpc.Serve(lis)
@@ -92,7 +104,7 @@ func startMember(t *testing.T, extra ...grpc.ServerOption) *member {
 
 // stop shuts the member down as cmd/cairn does: the gRPC server, then the
 // service, then the server.
-func (m *member) stop(t *testing.T) {
+func (m *member) stop(t testing.TB) {
 	if m.stopped {
 		return
 	}

@@ -6,11 +6,15 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/lease"
@@ -29,6 +33,13 @@ const grpcOverheadBytes = 512 * 1024
 type Service struct {
 	s     *server.Server
 	guard *leaderGuard
+	// Metrics, registered by New on the server's registry.
+	grpcMetrics *grpcMetrics
+	clients     *clientRequests
+	watch       *watchMetrics
+	sentBytes   prometheus.Counter
+	recvBytes   prometheus.Counter
+	stats       requestStats
 
 	// stopc is closed by Close; wg counts the goroutines Close waits for.
 	stopc chan struct{}
@@ -40,24 +51,46 @@ type Service struct {
 	}
 }
 
-// New returns the services on s, and starts the leader guard's monitor.
+// New returns the services on s, registers their metrics on the server's
+// registry, and starts the leader guard's monitor.
 func New(s *server.Server) *Service {
-	v := &Service{s: s, stopc: make(chan struct{})}
+	cfg := s.Config()
+	v := &Service{s: s, stopc: make(chan struct{}),
+		stats:       requestStats{lg: cfg.Logger, warn: cfg.WarningUnaryRequestDuration},
+		grpcMetrics: newGRPCMetrics(cfg.Metrics == "extensive"),
+		clients:     newClientRequests(),
+		watch:       newWatchMetrics(),
+		sentBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network",
+			Name: "client_grpc_sent_bytes_total", Help: "The total number of bytes sent to grpc clients."}),
+		recvBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "network",
+			Name: "client_grpc_received_bytes_total", Help: "The total number of bytes received from grpc clients."}),
+	}
+	cs := append(v.grpcMetrics.collectors(), v.watch.collectors()...)
+	cs = append(cs, v.clients.vec, v.sentBytes, v.recvBytes, versionMetrics())
+	cfg.Registry.MustRegister(cs...)
 	v.guard = newLeaderGuard(s)
 	v.goAttached(func() { v.guard.monitor(v.stopc) })
 	return v
 }
 
 // ServerOptions are the client gRPC server's options for the server's
-// limits.
+// limits: its request sizes, --max-concurrent-streams and the
+// --grpc-keepalive-* settings (a client that pings more often than
+// --grpc-keepalive-min-time, or at all with no stream open, is sent
+// GOAWAY "too_many_pings", as etcd's), and the slow-request warning.
 func (v *Service) ServerOptions() []grpc.ServerOption {
+	cfg := v.s.Config()
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(v.guard.unary),
-		grpc.ChainStreamInterceptor(v.guard.stream),
-		grpc.ForceServerCodecV2(newCodec()),
-		grpc.MaxRecvMsgSize(v.s.Config().MaxRequestBytes + grpcOverheadBytes),
+		// One interceptor each: gRPC builds a closure per call for
+		// every interceptor of a chain longer than one.
+		grpc.ChainUnaryInterceptor(v.unary),
+		grpc.ChainStreamInterceptor(v.stream),
+		grpc.ForceServerCodecV2(newCodec(v.sentBytes, v.recvBytes)),
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepAliveMinTime}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.GRPCKeepAliveInterval, Timeout: cfg.GRPCKeepAliveTimeout}),
 		// Reused workers keep the stacks they grew: a fresh goroutine
 		// per request spent a third of the server's CPU on stack growth
 		// (runtime.copystack) in a profile of serializable ranges.
@@ -72,8 +105,56 @@ func (v *Service) Register(g *grpc.Server) {
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
-	pb.RegisterWatchServer(g, &watchServer{s: s, goAttached: v.goAttached})
+	pb.RegisterWatchServer(g, &watchServer{s: s, goAttached: v.goAttached, metrics: v.watch})
 	pb.RegisterLeaseServer(g, &leaseServer{s: s})
+	v.grpcMetrics.initialize(g)
+}
+
+// unary is every unary call's interceptor: the gRPC metrics, then, as
+// etcd's, the client's version counted and the leader guard; outermost,
+// the request stats line (its time includes the guard's, as etcd's).
+func (v *Service) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	mm := v.grpcMetrics.methods[info.FullMethod]
+	if mm != nil {
+		mm.started.Inc()
+		mm.received.Inc()
+	}
+	resp, err := v.guardedUnary(ctx, req, info, handler)
+	if mm != nil {
+		// As go-grpc-middleware's: the response counts as sent, error or not.
+		mm.sent.Inc()
+		mm.done(err, start)
+	}
+	v.stats.observe(ctx, start, info.FullMethod, req, resp)
+	return resp, err
+}
+
+func (v *Service) guardedUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := v.clients.count(ctx, unaryCall); err != nil {
+		return nil, err
+	}
+	return v.guard.unary(ctx, req, info, handler)
+}
+
+// stream is every stream's interceptor, as unary.
+func (v *Service) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	mm := v.grpcMetrics.methods[info.FullMethod]
+	if mm == nil {
+		return v.guardedStream(srv, ss, info, handler)
+	}
+	start := time.Now()
+	mm.started.Inc()
+	err := v.guardedStream(srv, &countedStream{ServerStream: ss, m: mm}, info, handler)
+	mm.done(err, start)
+	return err
+}
+
+func (v *Service) guardedStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := v.clients.count(ss.Context(), streamCall); err != nil {
+		return err
+	}
+	return v.guard.stream(srv, ss, info, handler)
 }
 
 // Close stops the service's goroutines and waits for them. Call it once,

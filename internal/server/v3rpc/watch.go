@@ -20,6 +20,7 @@ type watchServer struct {
 	// goAttached is the Service's: it runs a goroutine that Close waits
 	// for, or refuses once Close has begun.
 	goAttached func(func()) bool
+	metrics    *watchMetrics
 }
 
 // Watch serves one stream: requests are read by a goroutine of its own
@@ -40,10 +41,11 @@ type watchServer struct {
 // read a request, which the closed mvcc stream ignores.
 func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	sw := &serverWatchStream{
-		s:     ws.s,
-		grpc:  stream,
-		st:    ws.s.NewWatchStream(),
-		flags: map[mvcc.WatchID]*watchFlags{},
+		s:       ws.s,
+		metrics: ws.metrics,
+		grpc:    stream,
+		st:      ws.s.NewWatchStream(),
+		flags:   map[mvcc.WatchID]*watchFlags{},
 	}
 	defer sw.st.Close()
 	recvErr := make(chan error, 1)
@@ -71,9 +73,10 @@ type watchFlags struct {
 }
 
 type serverWatchStream struct {
-	s    *server.Server
-	grpc pb.Watch_WatchServer
-	st   *mvcc.WatchStream
+	s       *server.Server
+	metrics *watchMetrics
+	grpc    pb.Watch_WatchServer
+	st      *mvcc.WatchStream
 
 	// mu guards flags. Lock order: mu, then the mvcc store's locks (it is
 	// held around Watch, so a watcher's flags are set before the send
@@ -168,7 +171,9 @@ func (sw *serverWatchStream) sendLoop(recvErr <-chan error) (live bool, err erro
 				return false, err
 			}
 		case <-ticker.C:
+			start := time.Now()
 			sw.progressTick()
+			sw.metrics.progress.Observe(time.Since(start).Seconds())
 		case err := <-recvErr:
 			if err != nil {
 				if errors.Is(err, context.Canceled) {
@@ -205,7 +210,28 @@ func (sw *serverWatchStream) progressTick() {
 	}
 }
 
+// send sends r, timed as etcd's send loop times its responses: those with
+// events (in all, and per event) apart from the answers to creates and
+// cancels.
 func (sw *serverWatchStream) send(r mvcc.WatchResponse) error {
+	start := time.Now()
+	err := sw.sendResponse(r)
+	if err != nil {
+		return err
+	}
+	sw.st.Sent(r)
+	took := time.Since(start).Seconds()
+	switch {
+	case len(r.Events) > 0:
+		sw.metrics.events.Observe(took)
+		sw.metrics.perEvent.Observe(took / float64(len(r.Events)))
+	case r.Created || r.Canceled || r.CancelReason != "":
+		sw.metrics.control.Observe(took)
+	}
+	return nil
+}
+
+func (sw *serverWatchStream) sendResponse(r mvcc.WatchResponse) error {
 	resp := &pb.WatchResponse{
 		Header:          sw.header(r.Revision),
 		WatchId:         int64(r.WatchID),

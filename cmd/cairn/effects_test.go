@@ -1,0 +1,169 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A flag whose mechanism Cairn lacks logs one warning naming it; a flag
+// asking for a feature not built yet fails the start naming the flag and
+// the feature; defaults do neither.
+func TestEffects(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		noEffect []string // flags or gates logged as having no effect
+		fail     string   // the start-up error, if any
+	}{
+		{args: nil},
+		{args: []string{"--backend-batch-limit", "5", "--raft-read-timeout", "10s", "--backend-bbolt-freelist-type", "array"},
+			noEffect: []string{"--backend-batch-limit", "--raft-read-timeout", "--backend-bbolt-freelist-type"}},
+		{args: []string{"--cert-file", "/s.crt", "--key-file", "/s.key"}, fail: "--cert-file, --key-file: TLS is not built yet (issue #19)"},
+		{args: []string{"--peer-client-cert-auth"}, fail: "--peer-client-cert-auth: TLS is not built yet"},
+		{args: []string{"--tls-min-version", "TLS1.3"}, fail: "--tls-min-version: TLS is not built yet"},
+		{args: []string{"--auth-token", "jwt,pub-key=a,priv-key=b,sign-method=RS256"}, fail: "--auth-token: authentication is not built yet"},
+		{args: []string{"--discovery-srv", "example.com"}, fail: "--discovery-srv: discovery is not built yet"},
+		{args: []string{"--discovery-endpoints", "http://d:2379", "--discovery-token", "t"}, fail: "discovery is not built yet"},
+		{args: []string{"--enable-distributed-tracing"}, fail: "--enable-distributed-tracing: distributed tracing is not built yet"},
+		{args: []string{"--corrupt-check-time", "5m"}, fail: "--corrupt-check-time: the periodic corruption check is not built yet"},
+		{args: []string{"--feature-gates", "CompactHashCheck=true"}, fail: "--feature-gates=CompactHashCheck=true: the leader's periodic compaction-hash check"},
+		{args: []string{"--feature-gates", "AllAlpha=true"}, fail: "CompactHashCheck=true"},
+		{args: []string{"--feature-gates", "AllAlpha=true,CompactHashCheck=false,SetMemberLocalAddr=false"},
+			noEffect: []string{"LeaseCheckpoint=true", "LeaseCheckpointPersist=true", "PriorityRequest=true", "StopGRPCServiceOnDefrag=true"}},
+		{args: []string{"--feature-gates", "TxnModeWriteWithSharedBuffer=false,FastLeaseKeepAlive=false"},
+			noEffect: []string{"TxnModeWriteWithSharedBuffer=false", "FastLeaseKeepAlive=false"}},
+		{args: []string{"--feature-gates", "SetMemberLocalAddr=true"}, fail: "choosing the local address of peer connections is not built yet"},
+		// kubeadm's: runs, saying it runs without the check.
+		{args: []string{"--feature-gates", "InitialCorruptCheck=true"}},
+	} {
+		c, err := parse(t, tc.args, nil)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		logger, logs := observedLogger()
+		err = applyEffects(&c, logger)
+		if tc.fail == "" && err != nil || tc.fail != "" && (err == nil || !strings.Contains(err.Error(), tc.fail)) {
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.fail)
+		}
+		var logged []string
+		for _, e := range logs.FilterMessageSnippet("no effect").All() {
+			m := e.ContextMap()
+			if f, ok := m["flag"]; ok {
+				logged = append(logged, f.(string))
+			} else {
+				logged = append(logged, m["feature-gate"].(string))
+			}
+		}
+		if tc.fail == "" && strings.Join(sorted(logged), " ") != strings.Join(sorted(tc.noEffect), " ") {
+			t.Errorf("%v: logged no effect for %v, want %v", tc.args, logged, tc.noEffect)
+		}
+	}
+	c := mustParse(t, "--feature-gates", "InitialCorruptCheck=true")
+	logger, logs := observedLogger()
+	applyEffects(&c, logger)
+	if logs.FilterMessageSnippet("initial corruption check").Len() != 1 {
+		t.Fatalf("InitialCorruptCheck=true: %v", logs.All())
+	}
+	// Older kubeadm's flag for the same.
+	c = mustParse(t, "--experimental-initial-corrupt-check=true")
+	if on, given := c.FeatureGates.enabled(gateNamed("InitialCorruptCheck")); !on || !given {
+		t.Fatal("--experimental-initial-corrupt-check did not turn the gate on")
+	}
+}
+
+func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// etcd's gate syntax and semantics: an explicit value wins over
+// AllAlpha/AllBeta, which cover the gates of their level left unnamed.
+func TestFeatureGates(t *testing.T) {
+	c := mustParse(t, "--feature-gates", "AllBeta=false, LeaseCheckpoint=true", "--feature-gates", "FastLeaseKeepAlive=true")
+	for name, want := range map[string]bool{
+		"FastLeaseKeepAlive": true, "TxnModeWriteWithSharedBuffer": false, "LeaseCheckpoint": true, "InitialCorruptCheck": false,
+	} {
+		if on, _ := c.FeatureGates.enabled(gateNamed(name)); on != want {
+			t.Errorf("%s = %v, want %v", name, on, want)
+		}
+	}
+	if got := c.FeatureGates.String(); got != "AllBeta=false,FastLeaseKeepAlive=true,LeaseCheckpoint=true" {
+		t.Errorf("String() = %q", got)
+	}
+}
+
+// The flags whose mechanisms live in the server reach server.Config.
+func TestServerConfigWiring(t *testing.T) {
+	c := mustParse(t, "--wal-dir", "/w", "--max-snapshots", "2", "--max-wals", "3", "--unsafe-no-fsync", "--force-new-cluster",
+		"--pre-vote=false", "--initial-election-tick-advance=false", "--strict-reconfig-check=false",
+		"--max-concurrent-streams", "10", "--grpc-keepalive-min-time", "1s", "--grpc-keepalive-interval", "2s",
+		"--grpc-keepalive-timeout", "3s", "--metrics", "extensive", "--warning-apply-duration", "4s",
+		"--warning-unary-request-duration", "5s", "--snapshot-catchup-entries", "6", "--lease-checkpoint-interval", "7s")
+	sc := serverConfig(c, 0, 0, 0, zap.NewNop(), nil)
+	if sc.WALDir != "/w" || sc.MaxSnapshots != 2 || sc.MaxWALs != 3 || !sc.UnsafeNoFsync || !sc.ForceNewCluster ||
+		!sc.DisablePreVote || !sc.DisableInitialElectionTickAdvance || sc.StrictReconfigCheck ||
+		sc.MaxConcurrentStreams != 10 || sc.GRPCKeepAliveMinTime != time.Second || sc.GRPCKeepAliveInterval != 2*time.Second ||
+		sc.GRPCKeepAliveTimeout != 3*time.Second || sc.Metrics != "extensive" || sc.WarningApplyDuration != 4*time.Second ||
+		sc.WarningUnaryRequestDuration != 5*time.Second || sc.SnapshotCatchUpEntries != 6 || sc.LeaseCheckpointInterval != 7*time.Second {
+		t.Fatalf("server config %+v", sc)
+	}
+	sc = serverConfig(mustParse(t), 0, 0, 0, zap.NewNop(), nil)
+	if sc.DisablePreVote || sc.DisableInitialElectionTickAdvance || !sc.StrictReconfigCheck || sc.MaxSnapshots != 5 || sc.MaxWALs != 5 {
+		t.Fatalf("default server config %+v", sc)
+	}
+}
+
+// --host-whitelist refuses other Host headers with etcd's 421; --cors
+// echoes an allowed origin, and "*" allows all.
+func TestAccessController(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	for _, tc := range []struct {
+		cors, hosts    []string
+		host, origin   string
+		code           int
+		allowedOrigins string
+	}{
+		{[]string{"*"}, []string{"*"}, "evil.example:2379", "http://x.example", 200, "*"},
+		{[]string{"*"}, []string{"localhost", "127.0.0.1"}, "127.0.0.1:2379", "", 200, "*"},
+		{[]string{"*"}, []string{"localhost"}, "evil.example:2379", "", http.StatusMisdirectedRequest, ""},
+		{[]string{"http://a.example:80"}, []string{"*"}, "h:1", "http://a.example:80", 200, "http://a.example:80"},
+		{[]string{"http://a.example:80"}, []string{"*"}, "h:1", "http://b.example:80", 200, ""},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/health", nil)
+		req.Host = tc.host
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		newAccessController(tc.cors, tc.hosts, ok, zap.NewNop()).ServeHTTP(rec, req)
+		if rec.Code != tc.code || rec.Header().Get("Access-Control-Allow-Origin") != tc.allowedOrigins {
+			t.Errorf("%+v: %d %q", tc, rec.Code, rec.Header().Get("Access-Control-Allow-Origin"))
+		}
+		if tc.code == http.StatusMisdirectedRequest && !strings.Contains(rec.Body.String(), "--host-whitelist") {
+			t.Errorf("421 body %q", rec.Body.String())
+		}
+	}
+}
+
+// --socket-reuse-port lets a second listener bind a port in use.
+func TestSocketReusePort(t *testing.T) {
+	lc := listenConfig(true, true)
+	l1, err := listen(lc, "http://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	u := "http://" + l1.Addr().String()
+	l2, err := listen(lc, u)
+	if err != nil {
+		t.Fatalf("second listener with SO_REUSEPORT: %v", err)
+	}
+	l2.Close()
+	if l3, err := listen(net.ListenConfig{}, u); err == nil {
+		l3.Close()
+		t.Fatal("a plain listener bound a port in use")
+	}
+}

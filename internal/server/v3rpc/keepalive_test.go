@@ -1,0 +1,159 @@
+package v3rpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-db/cairn/internal/server"
+)
+
+// A client that pings more often than --grpc-keepalive-min-time is sent
+// GOAWAY "too_many_pings", as etcd's gRPC server does; one that keeps to
+// it is not. Go's gRPC client will not ping more than every 10s, so the
+// client here writes HTTP/2 frames itself: a Watch stream held open (so
+// the pings count against MinTime, not against pinging with no stream),
+// then a ping every 20ms.
+func TestKeepAliveMinTime(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		minTime    time.Duration
+		wantGoAway bool
+	}{
+		{"default 5s", 0, true},
+		{"1ms", time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := startMemberWith(t, func(cfg *server.Config) { cfg.GRPCKeepAliveMinTime = tc.minTime })
+			c, err := net.Dial("tcp", m.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(waitTimeout))
+			frames := readFrames(c)
+			io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+			writeFrame(t, c, frameSettings, 0, 0, nil)
+			var hdr []byte
+			for _, f := range [][2]string{
+				{":method", "POST"}, {":scheme", "http"}, {":path", "/etcdserverpb.Watch/Watch"},
+				{":authority", "localhost"}, {"content-type", "application/grpc"}, {"te", "trailers"},
+			} {
+				// HPACK: a literal field, not indexed, new name, no Huffman.
+				hdr = append(hdr, 0, byte(len(f[0])))
+				hdr = append(append(hdr, f[0]...), byte(len(f[1])))
+				hdr = append(hdr, f[1]...)
+			}
+			writeFrame(t, c, frameHeaders, flagEndHeaders, 1, hdr)
+
+			const pings = 10
+			acks := 0
+			for i := range pings {
+				writeFrame(t, c, framePing, 0, 0, binary.BigEndian.AppendUint64(nil, uint64(i)))
+				// Each ping's ack before the next ping is sent.
+				for acked := false; !acked; {
+					f, ok := <-frames
+					if !ok {
+						t.Fatalf("connection ended after %d pings without a GOAWAY", i)
+					}
+					switch {
+					case f.typ == frameGoAway:
+						if !tc.wantGoAway {
+							t.Fatalf("GOAWAY %q after %d pings 20ms apart with MinTime %v", f.payload[8:], i, tc.minTime)
+						}
+						if debug := f.payload[8:]; !bytes.Equal(debug, []byte("too_many_pings")) {
+							t.Fatalf("GOAWAY %q, want too_many_pings", debug)
+						}
+						return
+					case f.typ == framePing && f.flags&flagAck != 0:
+						acked = true
+						acks++
+					case f.typ == frameSettings && f.flags&flagAck == 0:
+						writeFrame(t, c, frameSettings, flagAck, 0, nil)
+					}
+				}
+				time.Sleep(20 * time.Millisecond) // the pinging rate under test
+			}
+			if tc.wantGoAway {
+				t.Fatalf("%d pings 20ms apart acknowledged without a GOAWAY", acks)
+			}
+		})
+	}
+}
+
+const (
+	frameHeaders  = 0x1
+	frameSettings = 0x4
+	framePing     = 0x6
+	frameGoAway   = 0x7
+
+	flagAck        = 0x1
+	flagEndHeaders = 0x4
+)
+
+type frame struct {
+	typ, flags byte
+	payload    []byte
+}
+
+// writeFrame writes one HTTP/2 frame: | length (3B) | type | flags |
+// stream (4B) | payload |.
+func writeFrame(t *testing.T, w io.Writer, typ, flags byte, stream uint32, payload []byte) {
+	t.Helper()
+	b := []byte{byte(len(payload) >> 16), byte(len(payload) >> 8), byte(len(payload)), typ, flags}
+	b = binary.BigEndian.AppendUint32(b, stream)
+	if _, err := w.Write(append(b, payload...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readFrames delivers the frames read from r until it fails, then closes
+// the channel. The goroutine ends when the connection is closed.
+func readFrames(r io.Reader) <-chan frame {
+	out := make(chan frame, 64)
+	go func() {
+		defer close(out)
+		var h [9]byte
+		for {
+			if _, err := io.ReadFull(r, h[:]); err != nil {
+				return
+			}
+			f := frame{typ: h[3], flags: h[4], payload: make([]byte, int(h[0])<<16|int(h[1])<<8|int(h[2]))}
+			if _, err := io.ReadFull(r, f.payload); err != nil {
+				return
+			}
+			out <- f
+		}
+	}()
+	return out
+}
+
+// --max-concurrent-streams bounds the streams one client connection has
+// open: with a limit of one, an open watch holds the only stream and a
+// request waits for it; with the default, it goes through.
+func TestMaxConcurrentStreams(t *testing.T) {
+	for _, limit := range []uint32{1, 0} {
+		m := startMemberWith(t, func(cfg *server.Config) { cfg.MaxConcurrentStreams = limit })
+		ctx, cancel := context.WithCancel(context.Background())
+		m.openWatch(t, ctx, "k", 0)
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		_, err := pb.NewKVClient(m.conn).Range(rctx, &pb.RangeRequest{Key: []byte("k"), Serializable: true})
+		rcancel()
+		if limit == 1 && status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("limit 1, a watch open: a range got %v, want to wait past its deadline", err)
+		}
+		if limit == 0 && err != nil {
+			t.Fatalf("no limit, a watch open: a range got %v", err)
+		}
+		cancel()
+		m.stop(t)
+	}
+}
