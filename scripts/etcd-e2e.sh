@@ -27,7 +27,7 @@
 # Other settings:
 #   ETCD_E2E_ETCD=/path      the binary to run as `etcd` instead of the freshly built cairn
 #   ETCD_E2E_TIMEOUT=20m     the time all tests may take; past it the rest fail unrun
-#   ETCD_E2E_TEST_TIMEOUT=5m the time one top-level test may take (go test's -timeout)
+#   ETCD_E2E_TEST_TIMEOUT=3m the time one top-level test may take (go test's -timeout)
 #   ETCD_E2E_OUT=/dir        keep the test2json streams, stderr and a results.txt (one
 #                            'PASS|FAIL|SKIP package test seconds' line per leaf test) there
 #   ETCD_E2E_NICE=10         run the tests under nice (a shared machine)
@@ -40,7 +40,7 @@ run_override=${ETCD_E2E_RUN:-}
 version=${ETCD_E2E_VERSION:-v3.7.3}
 cache=${ETCD_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/etcd-e2e/$version}
 timeout=${ETCD_E2E_TIMEOUT:-20m}
-test_timeout=${ETCD_E2E_TEST_TIMEOUT:-5m}
+test_timeout=${ETCD_E2E_TEST_TIMEOUT:-3m}
 nice=${ETCD_E2E_NICE:-0}
 selection_file=$repo/tests/etcde2e/selection.txt
 waiting_file=$repo/tests/etcde2e/waiting.txt
