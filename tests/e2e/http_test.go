@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,39 @@ func TestForeignClusterRejected(t *testing.T) {
 	st, err := memberStatus(victim)
 	if err == nil && st.Leader != 0 {
 		t.Fatalf("the foreign member found a leader: %+v", st)
+	}
+}
+
+// A member over its quota is unhealthy (/health names the NOSPACE alarm)
+// but alive and ready: /readyz's data_corruption check fails on a CORRUPT
+// alarm only, as etcd's (its TestHTTPLivezReadyzHandler checks this), so a
+// load balancer keeps sending it the deletes and compactions that free
+// space.
+func TestHTTPEndpointsOverQuota(t *testing.T) {
+	c := newCluster(t, 1, "--quota-backend-bytes", "1048576")
+	u := c.members[0].clientURL
+	cli := c.members[0].client()
+	value := strings.Repeat("v", 64<<10)
+	deadline := time.Now().Add(waitDeadline)
+	for i := 0; ; i++ {
+		_, err := cli.Put(ctxT(t), "fill"+strconv.Itoa(i), value)
+		if err != nil {
+			if !strings.Contains(err.Error(), "database space exceeded") {
+				t.Fatalf("put %d: %v, want database space exceeded", i, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still under a 1 MiB quota after %d puts of 64 KiB", i)
+		}
+	}
+	if code, body, _ := httpGet(t, u+"/health"); code != 503 || body != `{"health":"false","reason":"ALARM NOSPACE"}`+"\n" {
+		t.Errorf("/health over quota: %d %q", code, body)
+	}
+	if code, body, _ := httpGet(t, u+"/livez"); code != 200 || body != "ok\n" {
+		t.Errorf("/livez over quota: %d %q", code, body)
+	}
+	if code, body, _ := httpGet(t, u+"/readyz?verbose"); code != 200 || !strings.Contains(body, "[+]data_corruption ok\n") {
+		t.Errorf("/readyz?verbose over quota: %d %q", code, body)
 	}
 }

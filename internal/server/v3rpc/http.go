@@ -52,7 +52,7 @@ func HTTPHandler(s *server.Server, reg *prometheus.Registry) http.Handler {
 	}))
 	livez := []check{{"serializable_read", func(ctx context.Context) error { return readCheck(ctx, s, true) }}}
 	readyz := []check{
-		{"data_corruption", func(context.Context) error { return alarmCheck(s) }},
+		{"data_corruption", func(context.Context) error { return alarmCheck(s, pb.AlarmType_CORRUPT) }},
 		{"serializable_read", func(ctx context.Context) error { return readCheck(ctx, s, true) }},
 		{"linearizable_read", func(ctx context.Context) error { return readCheck(ctx, s, false) }},
 		{"non_learner", func(context.Context) error {
@@ -131,9 +131,22 @@ func health(ctx context.Context, s *server.Server, serializable bool, exclude []
 	return true, ""
 }
 
-func alarmCheck(s *server.Server) error {
+// alarmCheck is etcd's check that no alarm of type at is active. /readyz's
+// data_corruption fails on CORRUPT only: a member over its quota (NOSPACE)
+// is still ready, as in etcd (its /health fails).
+func alarmCheck(s *server.Server, at pb.AlarmType) error {
+	if slices.Contains(activeAlarms(s), at) {
+		return fmt.Errorf("alarm activated: %s", at)
+	}
+	return nil
+}
+
+// activeAlarms are the member's active alarms: NOSPACE while it is over its
+// quota (Status errors). Cairn raises no other; the corruption check that
+// raises CORRUPT is not built.
+func activeAlarms(s *server.Server) []pb.AlarmType {
 	if len(s.Status().Errors) > 0 {
-		return fmt.Errorf("alarm activated: NOSPACE")
+		return []pb.AlarmType{pb.AlarmType_NOSPACE}
 	}
 	return nil
 }
