@@ -84,6 +84,10 @@ func logStarting(logger *zap.Logger, cfg server.Config, listenPeerURLs, listenCl
 		zap.Bool("pre-vote", true),
 		zap.String("auto-compaction-mode", cfg.AutoCompactionMode),
 		zap.Duration("auto-compaction-retention", cfg.AutoCompactionRetention),
+		// etcd 3.7 enforces v2-deprecation's default whatever the flag
+		// says, and logs the level in force (its TestV2DeprecationEnforce
+		// DefaultValue waits for this field).
+		zap.String("v2-deprecation", "write-only"),
 	)
 }
 

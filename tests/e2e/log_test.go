@@ -144,6 +144,11 @@ func TestLogReadyMeansReady(t *testing.T) {
 				t.Errorf("%s never logged %q", m.name, w)
 			}
 		}
+		// The v2store level in force (etcd 3.7 enforces write-only); etcd's
+		// TestV2DeprecationEnforceDefaultValue waits for it.
+		if !strings.Contains(text, `"v2-deprecation":"write-only"`) {
+			t.Errorf("%s's start-up lines lack \"v2-deprecation\":\"write-only\"", m.name)
+		}
 		// Published, then ready: the order etcd's framework relies on.
 		if strings.Index(text, "published local member to cluster through raft") > strings.Index(text, "ready to serve client requests") {
 			t.Errorf("%s logged ready before published", m.name)
