@@ -123,23 +123,29 @@ func ParseInitialCluster(s, token string) ([]Member, error) {
 	return members, nil
 }
 
-// CheckURL accepts what etcd accepts as a peer or client URL:
-// http or https (or unix/unixs), with a host and port and no path.
+// CheckURL accepts what etcd accepts as a peer or client URL: http or
+// https with a host and no path, or unix/unixs with a socket path in the
+// host, the path or both ("unix://localhost:2379" is a file named
+// "localhost:2379"; "unix:///run/etcd.sock" an absolute path).
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("URL %q: %w", raw, err)
 	}
 	switch u.Scheme {
-	case "http", "https", "unix", "unixs":
+	case "http", "https":
+		if u.Host == "" {
+			return fmt.Errorf("URL %q: no host", raw)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return fmt.Errorf("URL %q: a path is not allowed", raw)
+		}
+	case "unix", "unixs":
+		if u.Host+u.Path == "" {
+			return fmt.Errorf("URL %q: no socket path", raw)
+		}
 	default:
-		return fmt.Errorf("URL %q: scheme must be http or https", raw)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("URL %q: no host", raw)
-	}
-	if u.Path != "" && u.Path != "/" {
-		return fmt.Errorf("URL %q: a path is not allowed", raw)
+		return fmt.Errorf("URL %q: scheme must be http, https, unix or unixs", raw)
 	}
 	return nil
 }

@@ -38,3 +38,22 @@ func TestParseInitialCluster(t *testing.T) {
 		}
 	}
 }
+
+// CheckURL takes the URLs etcd's types.NewURLs takes: unix sockets by a
+// path in the host, the path or both (etcd's TestEtcdAdvertiseClientUnix
+// serves clients on unix:///tmp/.../etcd-client.sock).
+func TestCheckURL(t *testing.T) {
+	for _, ok := range []string{
+		"http://127.0.0.1:2379", "https://localhost:2380", "http://[::1]:2379/",
+		"unix://localhost:2379", "unix:///tmp/etcd/client.sock", "unixs://localhost:2379",
+	} {
+		if err := CheckURL(ok); err != nil {
+			t.Errorf("CheckURL(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"ftp://127.0.0.1:2379", "http://", "http://127.0.0.1:2379/path", "unix://", "127.0.0.1:2379"} {
+		if err := CheckURL(bad); err == nil {
+			t.Errorf("CheckURL(%q) = nil, want an error", bad)
+		}
+	}
+}
