@@ -209,7 +209,16 @@ for pkg in common e2e; do
       timeout -k 1m "$test_timeout" nice -n "$nice" go tool test2json -t -p "$pkg" \
         "$bin/$pkg.test" -test.v=test2json -test.count=1 -test.timeout="$test_timeout" \
         -test.run="^$t\$" ${skip:+-test.skip="$skip"} -bin-dir="$work/bin" \
-        >"$out/$pkg/$t.json" 2>"$out/$pkg/$t.stderr") || status=1
+        >"$out/$pkg/$t.json" 2>"$out/$pkg/$t.stderr") || {
+      # A failed package is the summary's to judge (etcd's leak check can
+      # fail one whose tests all passed: a note, not a failure); a stream
+      # that never reached its package's result (killed, crashed, never
+      # started) is a failure here.
+      if ! grep -v '"Test":' "$out/$pkg/$t.json" | grep -q '"Action":"\(pass\|fail\)"'; then
+        echo "FAIL: $pkg $t ended without a result (see $out/$pkg/$t.stderr)"
+        status=1
+      fi
+    }
   done
   step "$pkg took $(seconds_since "$start")s"
 done
