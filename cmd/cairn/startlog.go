@@ -81,7 +81,7 @@ func logStarting(logger *zap.Logger, cfg server.Config, listenPeerURLs, listenCl
 		zap.String("initial-cluster-token", cfg.InitialClusterToken),
 		zap.Int64("quota-backend-bytes", quota),
 		zap.Int("max-request-bytes", cfg.MaxRequestBytes),
-		zap.Bool("pre-vote", true),
+		zap.Bool("pre-vote", !cfg.DisablePreVote),
 		zap.String("auto-compaction-mode", cfg.AutoCompactionMode),
 		zap.Duration("auto-compaction-retention", cfg.AutoCompactionRetention),
 		// etcd 3.7 enforces v2-deprecation's default whatever the flag
