@@ -160,9 +160,6 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) {
 			prometheus.NewDesc(prometheus.BuildFQName("etcd", "server", name), help, []string{label}, nil),
 			prometheus.GaugeValue, 1, value)}
 	}
-	stats := func(fn func(apply.Stats) float64) func() float64 {
-		return func() float64 { return fn(s.applier.Stats()) }
-	}
 	cs := []prometheus.Collector{
 		m.leaderChanges, m.proposalsFailed, m.slowApplies, m.readIndexFails, m.slowReadIndex, m.snapshotApplying,
 		m.leasesExpired, m.backendCommit, m.backendSnapshot,
@@ -196,18 +193,7 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) {
 			"server_id", membership.IDString(s.st.MemberID)),
 		info("go_version", "Which Go version server is running with. 1 for 'server_go_version' label with current version.",
 			"server_go_version", runtime.Version()),
-		gauge("etcd", "mvcc", "db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.",
-			func() float64 { return float64(s.applier.DBSize()) }),
-		gauge("etcd", "mvcc", "db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.",
-			stats(func(st apply.Stats) float64 { return float64(st.Backend.SizeInUseBytes) })),
-		gauge("etcd", "mvcc", "db_open_read_transactions", "The number of currently open read transactions",
-			stats(func(st apply.Stats) float64 { return float64(st.Backend.OpenReadViews) })),
-		gauge("etcd_debugging", "mvcc", "keys_total", "Total number of keys.",
-			stats(func(st apply.Stats) float64 { return float64(st.Store.Keys) })),
-		gauge("etcd_debugging", "mvcc", "current_revision", "The current revision of store.",
-			stats(func(st apply.Stats) float64 { return float64(st.Store.Rev) })),
-		gauge("etcd_debugging", "mvcc", "compact_revision", "The revision of the last compaction in store.",
-			stats(func(st apply.Stats) float64 { return float64(st.Store.CompactRev) })),
+		newStoreStats(s),
 		gauge("etcd_debugging", "mvcc", "watch_stream_total", "Total number of watch streams.",
 			func() float64 { return float64(s.applier.Watchable().Stats().Streams) }),
 		gauge("etcd_debugging", "mvcc", "watcher_total", "Total number of watchers.",
@@ -280,6 +266,51 @@ type constCollector struct{ m prometheus.Metric }
 
 func (c constCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.Desc() }
 func (c constCollector) Collect(ch chan<- prometheus.Metric) { ch <- c.m }
+
+// storeStats are the gauges read from the applier's Stats, taken once a
+// scrape: each take asks pebble for its metrics.
+type storeStats struct {
+	s      *Server
+	series []storeSeries
+}
+
+type storeSeries struct {
+	desc  *prometheus.Desc
+	value func(apply.Stats) float64
+}
+
+func newStoreStats(s *Server) storeStats {
+	series := func(ns, name, help string, value func(apply.Stats) float64) storeSeries {
+		return storeSeries{prometheus.NewDesc(prometheus.BuildFQName(ns, "mvcc", name), help, nil, nil), value}
+	}
+	return storeStats{s: s, series: []storeSeries{
+		series("etcd", "db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.",
+			func(st apply.Stats) float64 { return float64(st.Backend.SizeBytes) }),
+		series("etcd", "db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.",
+			func(st apply.Stats) float64 { return float64(st.Backend.SizeInUseBytes) }),
+		series("etcd", "db_open_read_transactions", "The number of currently open read transactions",
+			func(st apply.Stats) float64 { return float64(st.Backend.OpenReadViews) }),
+		series("etcd_debugging", "keys_total", "Total number of keys.",
+			func(st apply.Stats) float64 { return float64(st.Store.Keys) }),
+		series("etcd_debugging", "current_revision", "The current revision of store.",
+			func(st apply.Stats) float64 { return float64(st.Store.Rev) }),
+		series("etcd_debugging", "compact_revision", "The revision of the last compaction in store.",
+			func(st apply.Stats) float64 { return float64(st.Store.CompactRev) }),
+	}}
+}
+
+func (c storeStats) Describe(ch chan<- *prometheus.Desc) {
+	for _, se := range c.series {
+		ch <- se.desc
+	}
+}
+
+func (c storeStats) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.applier.Stats()
+	for _, se := range c.series {
+		ch <- prometheus.MustNewConstMetric(se.desc, prometheus.GaugeValue, se.value(st))
+	}
+}
 
 // knownPeers is etcd's etcd_network_known_peers: 1 for every member of
 // the cluster as applied, this one included.
