@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -21,8 +22,9 @@ import (
 )
 
 var (
-	memberPrefix = []byte("c/member/")
-	confStateKey = []byte("c/confstate")
+	memberPrefix  = []byte("c/member/")
+	removedPrefix = []byte("c/removed/")
+	confStateKey  = []byte("c/confstate")
 )
 
 // Result is what applying one entry produced, for the member that
@@ -69,6 +71,9 @@ type Applier struct {
 	// consistent index (rebuilt from the backend at open and restore).
 	lessor  *lease.Lessor
 	members map[uint64]*membership.Member
+	// removed are the IDs removed from the cluster, never to return
+	// (etcd's members_removed bucket).
+	removed map[uint64]bool
 	// confState is the configuration as of the consistent index.
 	confState raftpb.ConfState
 }
@@ -134,7 +139,17 @@ func (a *Applier) openLocked() error {
 		members[m.ID] = m
 		return true
 	})
+	removed := map[uint64]bool{}
 	if err = errors.Join(err, decodeErr); err == nil {
+		err = view.Scan(removedPrefix, prefixEnd(removedPrefix), func(k, _ []byte) bool {
+			var id uint64
+			id, decodeErr = strconv.ParseUint(string(k[len(removedPrefix):]), 16, 64)
+			removed[id] = true
+			return decodeErr == nil
+		})
+		err = errors.Join(err, decodeErr)
+	}
+	if err == nil {
 		var v []byte
 		var ok bool
 		if v, ok, err = view.Get(confStateKey); err == nil && ok {
@@ -154,7 +169,7 @@ func (a *Applier) openLocked() error {
 		be.Close()
 		return fmt.Errorf("apply: loading leases from %s: %w", a.dir, err)
 	}
-	a.be, a.store, a.members, a.confState = be, store, members, cs
+	a.be, a.store, a.members, a.removed, a.confState = be, store, members, removed, cs
 	return nil
 }
 
@@ -249,6 +264,36 @@ func (a *Applier) Members() []membership.Member {
 	return out
 }
 
+// Member returns member id, if it is in the cluster.
+func (a *Applier) Member(id uint64) (membership.Member, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	m, ok := a.members[id]
+	if !ok {
+		return membership.Member{}, false
+	}
+	return *m, true
+}
+
+// Removed returns the IDs removed from the cluster, sorted.
+func (a *Applier) Removed() []uint64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]uint64, 0, len(a.removed))
+	for id := range a.removed {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// IsRemoved reports whether id was removed from the cluster.
+func (a *Applier) IsRemoved(id uint64) bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.removed[id]
+}
+
 // Stats are the backend's and the store's gauges, read together.
 type Stats struct {
 	Backend backend.Stats
@@ -306,7 +351,8 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 	}
 	switch {
 	case e.Type == raftpb.EntryConfChange:
-		return Result{}, true, a.applyConfChange(e)
+		res, err := a.applyConfChange(e)
+		return res, true, err
 	case e.Type != raftpb.EntryNormal:
 		return Result{}, true, fmt.Errorf("apply: entry %d has unknown type %v", e.Index, e.Type)
 	case r == nil:
@@ -490,58 +536,85 @@ func (a *Applier) applyMemberAttr(e raftpb.Entry, r *pb.InternalRaftRequest) (Re
 	return Result{}, batch.Commit(e.Index, e.Term)
 }
 
-func (a *Applier) applyConfChange(e raftpb.Entry) error {
+// applyConfChange mirrors a configuration change raft made when it
+// appended the entry (see package raft) into the member records:
+//
+//	AddVoter, new ID      the member in the context, a voter (founding entries)
+//	AddVoter, a learner   promoted; its record kept
+//	AddLearner, new ID    the member in the context; its IsLearner as the
+//	                      context says: false is a voter raft keeps as a
+//	                      learner until it has caught up (server.promoteDue)
+//	AddLearner, a voter   demoted
+//	UpdateNode            the context's peer URLs
+//	RemoveNode            record deleted, ID remembered as removed
+//
+// The result carries the context's request ID for the proposer.
+func (a *Applier) applyConfChange(e raftpb.Entry) (Result, error) {
 	var cc raftpb.ConfChange
 	if err := cc.Unmarshal(e.Data); err != nil {
-		return fmt.Errorf("apply: conf change at entry %d does not decode: %w", e.Index, err)
+		return Result{}, fmt.Errorf("apply: conf change at entry %d does not decode: %w", e.Index, err)
 	}
+	var ctx membership.ChangeContext
+	if len(cc.Context) > 0 {
+		if err := ctx.Unmarshal(cc.Context); err != nil {
+			return Result{}, fmt.Errorf("apply: conf change at entry %d: %w", e.Index, err)
+		}
+	}
+	res := Result{ID: ctx.RequestID}
 	// The same function raft applies at append time: the two agree on
 	// every configuration, and a change raft ignored as invalid is
 	// ignored here too (only the index moves).
 	cs, err := raft.ApplyConfChange(a.confState, cc)
 	if errors.Is(err, raft.ErrInvalidConfChange) {
 		a.logger.Warn("ignoring an invalid conf change, as raft does", zap.Uint64("index", e.Index), zap.Error(err))
-		return a.be.NewBatch().Commit(e.Index, e.Term)
+		res.Err = err
+		return res, a.be.NewBatch().Commit(e.Index, e.Term)
 	}
 	if err != nil {
-		return fmt.Errorf("apply: conf change at entry %d: %w", e.Index, err)
+		return Result{}, fmt.Errorf("apply: conf change at entry %d: %w", e.Index, err)
 	}
 	batch := a.be.NewBatch()
-	m := a.members[cc.NodeID]
+	var m *membership.Member
+	if old, ok := a.members[cc.NodeID]; ok {
+		cp := *old
+		m = &cp
+	}
 	before := a.confState // for the log line
 	switch cc.Type {
 	case raftpb.ConfChangeAddVoter, raftpb.ConfChangeAddLearner:
-		if len(cc.Context) > 0 {
-			var nm membership.Member
-			if err := nm.Unmarshal(cc.Context); err != nil {
-				return fmt.Errorf("apply: conf change at entry %d: %w", e.Index, err)
-			}
-			if m != nil && len(nm.ClientURLs) == 0 {
-				nm.ClientURLs = m.ClientURLs
-			}
-			m = &nm
-		}
 		if m == nil {
-			m = &membership.Member{}
+			nm := ctx.Member
+			m = &nm
+			m.IsLearner = cc.Type == raftpb.ConfChangeAddLearner && (len(cc.Context) == 0 || ctx.IsLearner)
+		} else {
+			m.IsLearner = cc.Type == raftpb.ConfChangeAddLearner
 		}
-		m.ID, m.IsLearner = cc.NodeID, cs.IsLearner(cc.NodeID)
+		m.ID = cc.NodeID
+		batch.Set(memberKey(m.ID), m.Marshal())
+	case raftpb.ConfChangeUpdateNode:
+		if m == nil {
+			m = &membership.Member{ID: cc.NodeID}
+		}
+		m.PeerURLs = slices.Clone(ctx.PeerURLs)
 		batch.Set(memberKey(m.ID), m.Marshal())
 	case raftpb.ConfChangeRemoveNode:
 		batch.Delete(memberKey(cc.NodeID))
+		batch.Set(removedKey(cc.NodeID), nil)
 		m = nil
 	}
 	batch.Set(confStateKey, cs.Marshal())
 	if err := batch.Commit(e.Index, e.Term); err != nil {
-		return err
+		return Result{}, err
 	}
 	a.confState = cs
 	if m == nil {
 		delete(a.members, cc.NodeID)
+		a.removed[cc.NodeID] = true
 	} else {
 		a.members[cc.NodeID] = m
 	}
 	a.logMemberChange(cc, before, m)
-	return nil
+	return res, nil
 }
 
 // logMemberChange logs an applied conf change in etcd's words and fields
@@ -555,10 +628,16 @@ func (a *Applier) logMemberChange(cc raftpb.ConfChange, before raftpb.ConfState,
 		a.logger.Info("removed member", zap.String("removed-remote-peer-id", id), zap.Bool("removed-remote-peer-is-learner", wasLearner))
 	case cc.Type == raftpb.ConfChangeAddVoter && wasLearner:
 		a.logger.Info("promote member", zap.String("promoted-member-id", id))
+	case cc.Type == raftpb.ConfChangeUpdateNode:
+		a.logger.Info("updated member", zap.String("updated-remote-peer-id", id), zap.Strings("updated-remote-peer-urls", now.PeerURLs))
 	case !before.IsVoter(cc.NodeID) && !wasLearner:
 		a.logger.Info("added member", zap.String("added-peer-id", id),
 			zap.Strings("added-peer-peer-urls", now.PeerURLs), zap.Bool("added-peer-is-learner", now.IsLearner))
 	}
+}
+
+func removedKey(id uint64) []byte {
+	return fmt.Appendf(append([]byte(nil), removedPrefix...), "%016x", id)
 }
 
 func memberKey(id uint64) []byte {

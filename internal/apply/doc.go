@@ -14,6 +14,7 @@
 // # Backend layout (besides mvcc's, see package mvcc)
 //
 //	"c/member/" + 16 hex digits of the ID  -> membership.Member (JSON)
+//	"c/removed/" + 16 hex digits of the ID -> empty: an ID removed, never to return
 //	"c/confstate"                         -> raftpb.ConfState as of the consistent index
 //
 // # Images

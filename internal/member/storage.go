@@ -33,7 +33,11 @@ type Config struct {
 	InitialClusterToken string
 	// InitialClusterState is "new" or "existing".
 	InitialClusterState string
-	AdvertisePeerURLs   []string
+	// Join, for InitialClusterState "existing", asks the cluster's
+	// members who this member is (see JoinInfo). It is called on a first
+	// start, and on a restart whose WAL holds nothing yet.
+	Join              func() (JoinInfo, error)
+	AdvertisePeerURLs []string
 	// MinLeaseTTL is the shortest lease TTL granted, in seconds.
 	MinLeaseTTL int64
 	// FS holds the WAL and the snapshots; nil is the real disk.
@@ -104,6 +108,14 @@ type Storage struct {
 	// log, committed or not (see package raft), which the backend may not
 	// have applied yet.
 	ConfState raftpb.ConfState
+}
+
+// JoinInfo is what a member joining a running cluster learns from it:
+// the cluster's ID, its own ID (given by `member add`) and the members.
+type JoinInfo struct {
+	ClusterID uint64
+	MemberID  uint64
+	Members   []membership.Member
 }
 
 // Close closes the WAL and the backend.
@@ -206,13 +218,12 @@ func checkWritable(fs vfs.FS, dir string) error {
 // bootstrapNew starts a member of a new cluster: its WAL begins with one
 // committed AddVoter entry per founding member, carrying the member.
 func bootstrapNew(cfg Config, fs vfs.FS, st *Storage) error {
-	if cfg.InitialClusterState == "existing" {
-		return errors.New("--initial-cluster-state=existing joins a member added with `member add`, " +
-			"which Cairn does not implement yet; start every founding member with --initial-cluster-state=new")
-	}
 	if ci := st.Applier.ConsistentIndex(); ci != 0 {
 		return fmt.Errorf("the data directory %s has a database (consistent index %d) but no WAL: "+
 			"refusing to start a new member over it", cfg.Dir, ci)
+	}
+	if cfg.InitialClusterState == "existing" {
+		return joinExisting(cfg, fs, st)
 	}
 	members, self, err := foundingMembers(cfg)
 	if err != nil {
@@ -235,6 +246,59 @@ func bootstrapNew(cfg Config, fs vfs.FS, st *Storage) error {
 		zap.String("local-member-id", membership.IDString(st.MemberID)),
 		zap.String("cluster-id", membership.IDString(st.ClusterID)))
 	return nil
+}
+
+// joinExisting starts a member added to a running cluster: its WAL holds
+// only the IDs the cluster gave it, and raft starts with no log and no
+// configuration; the leader sends it the log, or a snapshot and its image.
+func joinExisting(cfg Config, fs vfs.FS, st *Storage) error {
+	if cfg.Join == nil {
+		return errors.New("--initial-cluster-state=existing: no way to ask the cluster's members")
+	}
+	info, err := cfg.Join()
+	if err != nil {
+		return err
+	}
+	w, err := wal.Create(fs, cfg.WALDir(), wal.Metadata{MemberID: info.MemberID, ClusterID: info.ClusterID}, walOptions(cfg))
+	if err != nil {
+		return err
+	}
+	st.WAL = w
+	st.MemberID, st.ClusterID = info.MemberID, info.ClusterID
+	st.Peers = peersOf(info.Members, info.MemberID)
+	cfg.Logger.Info("starting local member", zap.String("name", cfg.Name),
+		zap.String("local-member-id", membership.IDString(st.MemberID)),
+		zap.String("cluster-id", membership.IDString(st.ClusterID)), zap.String("initial-cluster-state", "existing"))
+	return nil
+}
+
+// rejoin restarts a joining member whose WAL holds nothing yet: it asks
+// the cluster again, which must still know it by the same IDs.
+func rejoin(cfg Config, st *Storage) error {
+	if cfg.Join == nil {
+		return errors.New("the WAL of this joining member holds nothing yet: start it with --initial-cluster-state=existing")
+	}
+	info, err := cfg.Join()
+	if err != nil {
+		return err
+	}
+	if info.MemberID != st.MemberID || info.ClusterID != st.ClusterID {
+		return fmt.Errorf("the WAL belongs to member %s of cluster %s, but the cluster now knows this member as %s of cluster %s: "+
+			"remove the data directory %s and start again", membership.IDString(st.MemberID), membership.IDString(st.ClusterID),
+			membership.IDString(info.MemberID), membership.IDString(info.ClusterID), cfg.Dir)
+	}
+	st.Peers = peersOf(info.Members, info.MemberID)
+	return nil
+}
+
+func peersOf(members []membership.Member, self uint64) []membership.Member {
+	var peers []membership.Member
+	for _, m := range members {
+		if m.ID != self {
+			peers = append(peers, m)
+		}
+	}
+	return peers
 }
 
 // foundingMembers reads --initial-cluster and finds this member in it.
@@ -346,6 +410,11 @@ func restart(cfg Config, fs vfs.FS, st *Storage) error {
 	st.WAL = w
 	st.MemberID, st.ClusterID = state.Metadata.MemberID, state.Metadata.ClusterID
 	st.SnapIndex = s.Metadata.Index
+	if s.IsEmpty() && state.HardState.IsEmpty() && ci == 0 && len(state.Entries) == 0 && cfg.InitialClusterState == "existing" {
+		// A joining member that stopped before the leader sent it
+		// anything (a founding write is never empty).
+		return rejoin(cfg, st)
+	}
 	if s.IsEmpty() && state.HardState.IsEmpty() && ci == 0 {
 		// No HardState: the first start stopped before its founding
 		// write was whole (the entries and the HardState go in one

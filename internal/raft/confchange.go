@@ -21,6 +21,7 @@ var ErrInvalidConfChange = errors.New("raft: invalid configuration change")
 //	{voters=[1 2 3]} + AddLearner(4) -> {voters=[1 2 3] learners=[4]}
 //	                 + AddVoter(4)   -> {voters=[1 2 3 4]}          (promotion)
 //	                 + RemoveNode(1) -> {voters=[2 3 4]}
+//	                 + UpdateNode(2) -> {voters=[2 3 4]}            (a member's URLs)
 func ApplyConfChange(cs raftpb.ConfState, cc raftpb.ConfChange) (raftpb.ConfState, error) {
 	if cc.NodeID == 0 {
 		return cs, fmt.Errorf("%w: node id 0", ErrInvalidConfChange)
@@ -53,6 +54,10 @@ func ApplyConfChange(cs raftpb.ConfState, cc raftpb.ConfChange) (raftpb.ConfStat
 		case learner:
 			out.Learners = remove(out.Learners, id)
 		default:
+			return cs, fmt.Errorf("%w: %d is not a member", ErrInvalidConfChange, id)
+		}
+	case raftpb.ConfChangeUpdateNode:
+		if !voter && !learner {
 			return cs, fmt.Errorf("%w: %d is not a member", ErrInvalidConfChange, id)
 		}
 	default:

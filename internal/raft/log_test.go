@@ -303,6 +303,9 @@ func TestApplyConfChange(t *testing.T) {
 		{"remove last voter", cs([]uint64{1}, nil), raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: 1}, cs([]uint64{1}, nil), true},
 		{"demote last voter", cs([]uint64{1}, nil), raftpb.ConfChange{Type: raftpb.ConfChangeAddLearner, NodeID: 1}, cs([]uint64{1}, nil), true},
 		{"node 0", base, raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter}, base, true},
+		{"update voter", base, raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode, NodeID: 2}, base, false},
+		{"update learner", cs([]uint64{1}, []uint64{2}), raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode, NodeID: 2}, cs([]uint64{1}, []uint64{2}), false},
+		{"update stranger", base, raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode, NodeID: 9}, base, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tc.in.Clone()

@@ -356,3 +356,11 @@ func (d *Driver) ProposeAsLeader(data []byte, term uint64) error {
 	}
 	return d.raft.Propose(data)
 }
+
+// ProposeConfChangeAsLeader is ProposeAsLeader for a membership change.
+func (d *Driver) ProposeConfChangeAsLeader(cc raftpb.ConfChange, term uint64) error {
+	if st := d.raft.BasicStatus(); st.RaftState != raft.StateLeader || st.Term != term {
+		return ErrNotLeader
+	}
+	return d.raft.ProposeConfChange(cc)
+}

@@ -248,6 +248,14 @@ func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChange) erro
 	return n.propose(ctx, proposal{cc: &cc, errc: make(chan error, 1)})
 }
 
+// ProposeConfChangeAsLeader proposes a membership change only if this
+// member is the leader of term when the loop takes it (see
+// ProposeAsLeader): the server validates a change against the leader's
+// applied membership, so the change must not be carried out elsewhere.
+func (n *Node) ProposeConfChangeAsLeader(ctx context.Context, cc raftpb.ConfChange, term uint64) error {
+	return n.propose(ctx, proposal{cc: &cc, leaderOnly: true, term: term, errc: make(chan error, 1)})
+}
+
 func (n *Node) propose(ctx context.Context, p proposal) error {
 	return call(ctx, n, n.propc, p, p.errc)
 }
@@ -448,6 +456,10 @@ func (n *Node) drain() {
 }
 
 func (n *Node) handleProposal(p proposal) {
+	if p.cc != nil && p.leaderOnly {
+		p.errc <- n.d.ProposeConfChangeAsLeader(*p.cc, p.term)
+		return
+	}
 	if p.cc != nil {
 		p.errc <- n.d.Raft().ProposeConfChange(*p.cc)
 		return

@@ -268,7 +268,7 @@ func TestRejects(t *testing.T) {
 		{"conf state learners truncated", confState, []byte{0, 2, 1}, "ConfState.Learners: count 2"},
 		{"snapshot nested error names its path", snapshot, []byte{1, 0x80, 0x00, 0, 0, 0, 0},
 			"Snapshot.Metadata: SnapshotMetadata.ConfState: ConfState.Voters: non-minimal"},
-		{"conf change unknown type", confChange, []byte{3, 1, 0}, "ConfChange.Type: unknown value 3"},
+		{"conf change unknown type", confChange, []byte{4, 1, 0}, "ConfChange.Type: unknown value 4"},
 		{"conf change bad context length", confChange, []byte{0, 1, 2, 'x'}, "ConfChange.Context: length 2"},
 		{"message empty input", message, nil, "Message version: truncated"},
 		{"message version 0", message, set(heartbeat, 0, 0), "unknown format version 0"},

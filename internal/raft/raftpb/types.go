@@ -105,8 +105,12 @@ const (
 	ConfChangeAddLearner ConfChangeType = 1
 	// ConfChangeRemoveNode removes a voter or a learner.
 	ConfChangeRemoveNode ConfChangeType = 2
+	// ConfChangeUpdateNode changes nothing raft counts: it carries a
+	// member's new record (its peer URLs) in Context, ordered with the
+	// other changes (one pending at a time).
+	ConfChangeUpdateNode ConfChangeType = 3
 
-	maxConfChangeType = ConfChangeRemoveNode
+	maxConfChangeType = ConfChangeUpdateNode
 )
 
 func (t ConfChangeType) String() string {
@@ -117,6 +121,8 @@ func (t ConfChangeType) String() string {
 		return "AddLearner"
 	case ConfChangeRemoveNode:
 		return "RemoveNode"
+	case ConfChangeUpdateNode:
+		return "UpdateNode"
 	}
 	return fmt.Sprintf("ConfChangeType(%d)", uint8(t))
 }
