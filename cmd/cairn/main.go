@@ -260,7 +260,12 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	srv.Stop()
 	wg.Wait()
-	return srv.Err()
+	if err := srv.Err(); !errors.Is(err, server.ErrMemberRemoved) {
+		return err
+	}
+	// A member removed from its cluster exits 0, as etcd's: it did what
+	// the cluster asked.
+	return nil
 }
 
 // serverConfig maps the flags onto the server's configuration.
@@ -295,6 +300,7 @@ func serverConfig(c config, retention time.Duration, keepRevs int64, compactionI
 		DisablePreVote:                    !c.PreVote,
 		DisableInitialElectionTickAdvance: !c.InitialElectionTickAdvance,
 		StrictReconfigCheck:               c.StrictReconfigCheck,
+		MaxLearners:                       maxLearners(c.MaxLearners),
 		MaxConcurrentStreams:              c.MaxConcurrentStreams,
 		GRPCKeepAliveMinTime:              c.GRPCKeepAliveMinTime,
 		GRPCKeepAliveInterval:             c.GRPCKeepAliveInterval,
@@ -305,6 +311,15 @@ func serverConfig(c config, retention time.Duration, keepRevs int64, compactionI
 		Logger:                            logger,
 		Registry:                          reg,
 	}
+}
+
+// maxLearners maps --max-learners onto server.Config.MaxLearners, whose
+// zero is the default: --max-learners=0 allows no learner.
+func maxLearners(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // defaultInitialCluster is etcd's: name=URL for each advertised peer URL.

@@ -32,6 +32,8 @@ var (
 type Result struct {
 	// ID is the request's ID (0 for entries that carry none).
 	ID uint64
+	// Index is the entry's raft index.
+	Index uint64
 	// Resp is the response (a *pb.PutResponse, ...), or nil.
 	Resp any
 	// Err is a refusal the proposer gets (mvcc.ErrKeyNotFound, ...).
@@ -346,25 +348,30 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 	if ci, _ := a.be.ConsistentIndex(); e.Index <= ci {
 		return Result{}, false, nil
 	}
+	res, err := a.applyEntry(e, r, decodeErr)
+	res.Index = e.Index
+	return res, true, err
+}
+
+func (a *Applier) applyEntry(e raftpb.Entry, r *pb.InternalRaftRequest, decodeErr error) (Result, error) {
 	if decodeErr != nil {
-		return Result{}, true, decodeErr
+		return Result{}, decodeErr
 	}
 	switch {
 	case e.Type == raftpb.EntryConfChange:
-		res, err := a.applyConfChange(e)
-		return res, true, err
+		return a.applyConfChange(e)
 	case e.Type != raftpb.EntryNormal:
-		return Result{}, true, fmt.Errorf("apply: entry %d has unknown type %v", e.Index, e.Type)
+		return Result{}, fmt.Errorf("apply: entry %d has unknown type %v", e.Index, e.Type)
 	case r == nil:
 		// A new leader's empty entry: only the index moves.
-		return Result{}, true, a.be.NewBatch().Commit(e.Index, e.Term)
+		return Result{}, a.be.NewBatch().Commit(e.Index, e.Term)
 	}
 	res, err := a.applyRequest(e, r)
 	res.Op = RequestType(r)
 	if r.Header != nil {
 		res.ID = r.Header.ID
 	}
-	return res, true, err
+	return res, err
 }
 
 func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Result, error) {

@@ -75,10 +75,12 @@ type Config struct {
 	// --initial-election-tick-advance=false).
 	DisableInitialElectionTickAdvance bool
 	// StrictReconfigCheck rejects membership changes that would lose
-	// quorum (etcd's --strict-reconfig-check, default true). Stored only:
-	// Cairn has no member add/remove yet; issue #17, which adds them,
-	// checks it.
+	// quorum (etcd's --strict-reconfig-check, default true in etcd; false
+	// here if unset): see mayChange.
 	StrictReconfigCheck bool
+	// MaxLearners is how many learners the cluster may have (etcd's
+	// --max-learners); 0 takes etcd's default, 1, and -1 allows none.
+	MaxLearners int
 
 	// The client gRPC server (etcd's --max-concurrent-streams,
 	// --grpc-keepalive-*); zero takes etcd's defaults (no stream limit,
@@ -117,6 +119,7 @@ const (
 	DefaultLeaseCheckpointInterval     = 5 * time.Minute
 
 	DefaultMaxConcurrentStreams  = math.MaxUint32
+	DefaultMaxLearners           = 1
 	DefaultGRPCKeepAliveMinTime  = 5 * time.Second
 	DefaultGRPCKeepAliveInterval = 2 * time.Hour
 	DefaultGRPCKeepAliveTimeout  = 20 * time.Second
@@ -178,6 +181,12 @@ func (c *Config) validate() error {
 	}
 	if c.QuotaBackendBytes <= 0 {
 		c.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	switch {
+	case c.MaxLearners == 0:
+		c.MaxLearners = DefaultMaxLearners
+	case c.MaxLearners < 0:
+		c.MaxLearners = 0
 	}
 	if c.InitialClusterToken == "" {
 		c.InitialClusterToken = "etcd-cluster"

@@ -240,6 +240,8 @@ func (s *Server) toLeader(ctx context.Context, method string, req marshaler, loc
 func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]byte, error) {
 	var local func() (marshaler, error)
 	switch method {
+	case callChange:
+		return s.handleChange(ctx, data)
 	case callRenew:
 		var req pb.LeaseKeepAliveRequest
 		if err := req.Unmarshal(data); err != nil {

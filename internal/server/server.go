@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,8 +66,23 @@ type Server struct {
 	// restore, which holds the applier across closing and reopening the
 	// database, and stop ticks and heartbeats meanwhile.
 	members atomic.Pointer[[]membership.Member]
+	// peers guards the transport's peer set, which both the raft loop
+	// (configurations) and the apply loop (members) change; conf is
+	// raft's latest configuration.
+	peers struct {
+		sync.Mutex
+		conf raftpb.ConfState
+	}
+	// learner is whether this member's record says learner.
+	learner atomic.Bool
 
 	reads readBatcher
+
+	// reconfigMu makes the leader's membership changes one at a time,
+	// each checked against the membership the one before left.
+	reconfigMu sync.Mutex
+	// removedOnce is set when this member learns it was removed.
+	removedOnce atomic.Bool
 
 	// leaseClears are leases renewed with a checkpoint to clear: the lease
 	// loop proposes the clears, in batches.
@@ -94,6 +110,11 @@ func New(cfg Config) (*Server, error) {
 	st, err := bootstrap(&cfg, m)
 	if err != nil {
 		return nil, err
+	}
+	if st.Applier.IsRemoved(st.MemberID) {
+		st.Close()
+		return nil, fmt.Errorf("%w: member %s; the data-dir used by this member (%s) must be removed before it is added again",
+			ErrMemberRemoved, membership.IDString(st.MemberID), cfg.DataDir)
 	}
 	s := &Server{
 		cfg: cfg, logger: cfg.Logger, st: st, applier: st.Applier, wait: newWaitRegistry(),
@@ -136,6 +157,7 @@ func bootstrap(cfg *Config, m *metrics) (*member.Storage, error) {
 		Logger: cfg.Logger, Metrics: m.storage,
 		DedicatedWALDir: cfg.WALDir, MaxWALs: cfg.MaxWALs, UnsafeNoFsync: cfg.UnsafeNoFsync,
 		ForceNewCluster: cfg.ForceNewCluster,
+		Join:            func() (member.JoinInfo, error) { return joinInfo(*cfg) },
 	})
 }
 
@@ -167,6 +189,7 @@ func (s *Server) Start() error {
 	s.tr = transport.New(transport.Config{
 		LocalID: s.st.MemberID, ClusterID: s.st.ClusterID,
 		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger, Metrics: s.metrics.transport,
+		Removed: s.applier.IsRemoved, OnRemoved: s.removedByPeer, Cluster: s.describeCluster,
 	})
 	tick := s.cfg.HeartbeatInterval
 	rn, err := raftnode.New(raftnode.Config{
@@ -209,6 +232,7 @@ func (s *Server) Start() error {
 	s.goAttached(s.watchRaft)
 	s.goAttached(s.leaseLoop)
 	s.goAttached(s.advanceTicks)
+	s.goAttached(s.promoteLoop)
 	if c := newAutoCompactor(s); c != nil {
 		s.goAttached(c.run)
 	}
@@ -238,8 +262,8 @@ func (s *Server) goAttached(fn func()) {
 
 // Stop stops the member and waits for everything it started.
 func (s *Server) Stop() {
-	if s.rn != nil {
-		s.logLeadershipOnStop()
+	if s.rn != nil && s.Err() == nil {
+		s.transferOnStop()
 	}
 	s.stopOnce.Do(func() { close(s.stopping) })
 	if s.rn != nil {
@@ -252,20 +276,6 @@ func (s *Server) Stop() {
 	}
 	if err := s.applier.Close(); err != nil {
 		s.logger.Warn("closing the backend", zap.Error(err))
-	}
-}
-
-// logLeadershipOnStop says, in etcd's words, why a stopping member hands
-// its leadership to no one. (etcd's leader transfers it to a caught-up
-// voter first; Cairn's does not yet, and logs nothing then.)
-func (s *Server) logLeadershipOnStop() {
-	lead := s.rn.Lead()
-	fields := []zap.Field{zap.String("local-member-id", membership.IDString(s.ID())), zap.String("current-leader-member-id", membership.IDString(lead))}
-	switch {
-	case lead != s.ID():
-		s.logger.Info("skipped leadership transfer; local server is not leader", fields...)
-	case s.soleVoter():
-		s.logger.Info("skipped leadership transfer for single voting member cluster", fields...)
 	}
 }
 
@@ -321,16 +331,39 @@ func (s *Server) leaderChanged(lead uint64) {
 // configuration (called from the raft loop, before messages to new
 // members are sent).
 func (s *Server) onConfState(cs raftpb.ConfState) {
+	s.peers.Lock()
+	defer s.peers.Unlock()
+	s.peers.conf = cs.Clone()
+	s.syncPeersLocked()
+}
+
+// syncPeersLocked makes the transport's peers the members in raft's
+// latest configuration and those in the applied membership, at their
+// applied (or founding) URLs. A member that an uncommitted configuration
+// removes keeps its peer until the removal is applied: if it leads, it
+// needs the others' answers to commit its own removal (raft §4.2.2).
+// REQUIRES: s.peers held.
+func (s *Server) syncPeersLocked() {
 	known := map[uint64]membership.Member{}
 	for _, m := range s.st.Peers {
 		known[m.ID] = m
 	}
+	in := map[uint64]bool{}
 	for _, m := range *s.members.Load() {
 		known[m.ID] = m
+		in[m.ID] = true
 	}
-	in := map[uint64]bool{}
-	for _, id := range append(append([]uint64(nil), cs.Voters...), cs.Learners...) {
+	for _, id := range append(append([]uint64(nil), s.peers.conf.Voters...), s.peers.conf.Learners...) {
 		in[id] = true
+	}
+	if len(in) == 0 {
+		// A joining member that has applied nothing yet: the members
+		// the cluster described, so that it can answer the leader.
+		for _, m := range s.st.Peers {
+			in[m.ID] = true
+		}
+	}
+	for id := range in {
 		if m, ok := known[id]; ok {
 			s.tr.SetPeer(id, m.PeerURLs)
 		}
@@ -404,15 +437,23 @@ func (s *Server) entryApplied(e raftpb.Entry, res apply.Result, took time.Durati
 // the members in step with what was applied.
 func (s *Server) membersChanged() {
 	s.refreshMembers()
-	for _, m := range *s.members.Load() {
-		s.tr.SetPeer(m.ID, m.PeerURLs)
-	}
+	s.checkRemoved()
+	s.peers.Lock()
+	defer s.peers.Unlock()
+	s.syncPeersLocked()
 }
 
 func (s *Server) refreshMembers() {
 	ms := s.applier.Members()
 	s.members.Store(&ms)
+	i := slices.IndexFunc(ms, func(m membership.Member) bool { return m.ID == s.st.MemberID })
+	s.learner.Store(i >= 0 && ms[i].IsLearner)
 }
+
+// IsLearner reports whether this member is a learner (as its member
+// record says: a member added as a voter is not one, even while raft
+// keeps it a learner until it has caught up).
+func (s *Server) IsLearner() bool { return s.learner.Load() }
 
 func (s *Server) setApplied(index uint64) {
 	s.applied.Lock()

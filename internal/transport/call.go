@@ -95,3 +95,35 @@ func (t *Transport) handleCall(_ any, ctx context.Context, dec func(any) error, 
 	}
 	return &resp, nil
 }
+
+// handleCluster answers FetchCluster. It asks nothing of the caller: a
+// member joining the cluster knows neither the cluster's ID nor its own.
+func (t *Transport) handleCluster(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+	var req []byte
+	if err := dec(&req); err != nil {
+		return nil, err
+	}
+	if t.cfg.Cluster == nil {
+		return nil, status.Error(codes.Unimplemented, "transport: this member does not describe its cluster")
+	}
+	resp, err := t.cfg.Cluster()
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &resp, nil
+}
+
+// FetchCluster asks the member at peer URL rawURL to describe its
+// cluster (its Config.Cluster), for a member joining it.
+func FetchCluster(ctx context.Context, rawURL string) ([]byte, error) {
+	conn, err := dial(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var req, resp []byte
+	if err := conn.Invoke(ctx, "/"+serviceName+"/Cluster", &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}

@@ -88,6 +88,13 @@ func (p *peer) run() {
 			reachable = false
 		}
 		p.t.cfg.Raft.ReportUnreachable(p.id)
+		if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied && st.Message() == ErrMemberRemoved.Error() {
+			logger.Warn("peer says this member was removed from the cluster")
+			if p.t.cfg.OnRemoved != nil {
+				p.t.cfg.OnRemoved()
+			}
+			backoff = maxBackoff
+		}
 		if status.Code(err) == codes.FailedPrecondition {
 			// Another cluster, or another member at that address: keep
 			// trying (it may be replaced), but slowly.
@@ -160,8 +167,10 @@ func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 	// on a ready connection), as etcd's peer status.
 	active := p.t.cfg.Metrics.activePeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id))
 	active.Set(1)
+	p.t.setActive(p.id, true)
 	defer func() {
 		active.Set(0)
+		p.t.setActive(p.id, false)
 		if err != nil {
 			p.t.cfg.Metrics.disconnectedPeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id)).Inc()
 		}

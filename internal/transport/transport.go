@@ -90,7 +90,21 @@ type Config struct {
 	// Metrics count what is sent and received. Default: metrics of the
 	// transport's own, not registered.
 	Metrics *Metrics
+	// Removed, if set, reports whether a member was removed from the
+	// cluster: its streams are refused with ErrMemberRemoved, which tells
+	// it (etcd's peers answer such a member 410 Gone).
+	Removed func(id uint64) bool
+	// OnRemoved, if set, is called (from a peer goroutine, possibly more
+	// than once) when a peer refuses this member as removed.
+	OnRemoved func()
+	// Cluster, if set, answers a joining member's FetchCluster: this
+	// member's view of the cluster, in the caller's encoding.
+	Cluster func() ([]byte, error)
 }
+
+// ErrMemberRemoved is a peer's answer to a member removed from the
+// cluster, in etcd's words.
+var ErrMemberRemoved = errors.New("the member has been permanently removed from the cluster")
 
 // Transport sends raft messages to peers and receives theirs. Its methods
 // are safe for concurrent use.
@@ -106,6 +120,9 @@ type Transport struct {
 	mu struct {
 		sync.Mutex
 		peers map[uint64]*peer
+		// activeSince is when the stream to each peer last opened, for
+		// the peers whose stream is open now.
+		activeSince map[uint64]time.Time
 		// snapshotting holds the peers with a snapshot in flight.
 		snapshotting map[uint64]bool
 		stopped      bool
@@ -125,6 +142,7 @@ func New(cfg Config) *Transport {
 	}
 	t := &Transport{cfg: cfg, logger: cfg.Logger, stopc: make(chan struct{})}
 	t.mu.peers = map[uint64]*peer{}
+	t.mu.activeSince = map[uint64]time.Time{}
 	t.mu.snapshotting = map[uint64]bool{}
 	return t
 }
@@ -151,7 +169,7 @@ func (t *Transport) Register(s *grpc.Server) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: serviceName,
 		HandlerType: (*any)(nil),
-		Methods:     []grpc.MethodDesc{{MethodName: "Call", Handler: t.handleCall}},
+		Methods:     []grpc.MethodDesc{{MethodName: "Call", Handler: t.handleCall}, {MethodName: "Cluster", Handler: t.handleCluster}},
 		Streams: []grpc.StreamDesc{
 			{StreamName: "Messages", Handler: t.handleMessages, ClientStreams: true},
 			{StreamName: "Snapshot", Handler: t.handleSnapshot, ClientStreams: true},
@@ -192,6 +210,25 @@ func (t *Transport) RemovePeer(id uint64) {
 	if p, ok := t.mu.peers[id]; ok {
 		p.stop()
 		delete(t.mu.peers, id)
+	}
+}
+
+// ActiveSince returns when the message stream to peer id opened, or the
+// zero time if it is not open now (etcd's ActiveSince: a peer is healthy
+// when it has been reachable for a while).
+func (t *Transport) ActiveSince(id uint64) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.activeSince[id]
+}
+
+func (t *Transport) setActive(id uint64, active bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if active {
+		t.mu.activeSince[id] = time.Now()
+	} else {
+		delete(t.mu.activeSince, id)
 	}
 }
 
@@ -293,6 +330,10 @@ func (t *Transport) checkStream(ctx context.Context) (from uint64, err error) {
 			zap.String("local-cluster", idString(t.cfg.ClusterID)))
 		return 0, status.Errorf(codes.FailedPrecondition, "%v: member %s is in cluster %s, this is cluster %s",
 			ErrClusterMismatch, idString(from), idString(cluster), idString(t.cfg.ClusterID))
+	}
+	if t.cfg.Removed != nil && t.cfg.Removed(from) {
+		t.logger.Warn("rejected peer stream from a removed member", zap.String("remote-member", idString(from)))
+		return 0, status.Error(codes.PermissionDenied, ErrMemberRemoved.Error())
 	}
 	if to != t.cfg.LocalID {
 		t.logger.Error("rejected peer stream meant for another member",

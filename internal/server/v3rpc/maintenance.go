@@ -4,9 +4,11 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/server"
 	"github.com/cairn-db/cairn/internal/version"
 )
@@ -76,8 +78,16 @@ func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_Snapsho
 	return unimplemented("Maintenance.Snapshot")
 }
 
-func (m *maintenanceServer) MoveLeader(context.Context, *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
-	return nil, unimplemented("Maintenance.MoveLeader")
+// MoveLeader hands leadership to the target; only the leader may (etcd
+// answers other members "not leader", and so does its client's caller).
+func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if m.s.Leader() != m.s.ID() {
+		return nil, rpctypes.ErrGRPCNotLeader
+	}
+	if err := m.s.MoveLeader(ctx, r.TargetID); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MoveLeaderResponse{}, nil
 }
 
 func (m *maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
@@ -96,27 +106,70 @@ func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 	}
 	// As etcd's Cluster service, a header without a revision: membership
 	// is not part of the key-value store.
-	resp := &pb.MemberListResponse{Header: &pb.ResponseHeader{ClusterId: c.s.ClusterID(), MemberId: c.s.ID(), RaftTerm: c.s.Term()}}
-	for _, m := range members {
-		resp.Members = append(resp.Members, &pb.Member{
-			ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner,
-		})
+	return &pb.MemberListResponse{Header: clusterHeader(c.s), Members: membersToProto(members)}, nil
+}
+
+func membersToProto(members []membership.Member) []*pb.Member {
+	out := make([]*pb.Member, len(members))
+	for i, m := range members {
+		out[i] = &pb.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
 	}
-	return resp, nil
+	return out
 }
 
-func (c *clusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	return nil, unimplemented("Cluster.MemberAdd")
+// clusterHeader is the Cluster service's header: no revision, as etcd's.
+func clusterHeader(s *server.Server) *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: s.ClusterID(), MemberId: s.ID(), RaftTerm: s.Term()}
 }
 
-func (c *clusterServer) MemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	return nil, unimplemented("Cluster.MemberRemove")
+func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if len(r.PeerURLs) == 0 {
+		return nil, rpctypes.ErrGRPCMemberBadURLs
+	}
+	for _, u := range r.PeerURLs {
+		if membership.CheckURL(u) != nil {
+			return nil, rpctypes.ErrGRPCMemberBadURLs
+		}
+	}
+	m, members, err := c.s.AddMember(ctx, r.PeerURLs, r.IsLearner)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MemberAddResponse{
+		Header:  clusterHeader(c.s),
+		Member:  &pb.Member{ID: m.ID, PeerURLs: m.PeerURLs, IsLearner: m.IsLearner},
+		Members: membersToProto(members),
+	}, nil
 }
 
-func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	return nil, unimplemented("Cluster.MemberUpdate")
+func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	members, err := c.s.RemoveMember(ctx, r.ID)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MemberRemoveResponse{Header: clusterHeader(c.s), Members: membersToProto(members)}, nil
 }
 
-func (c *clusterServer) MemberPromote(context.Context, *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	return nil, unimplemented("Cluster.MemberPromote")
+func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if len(r.PeerURLs) == 0 {
+		return nil, rpctypes.ErrGRPCMemberBadURLs
+	}
+	for _, u := range r.PeerURLs {
+		if membership.CheckURL(u) != nil {
+			return nil, rpctypes.ErrGRPCMemberBadURLs
+		}
+	}
+	members, err := c.s.UpdateMember(ctx, r.ID, r.PeerURLs)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MemberUpdateResponse{Header: clusterHeader(c.s), Members: membersToProto(members)}, nil
+}
+
+func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	members, err := c.s.PromoteMember(ctx, r.ID)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.MemberPromoteResponse{Header: clusterHeader(c.s), Members: membersToProto(members)}, nil
 }

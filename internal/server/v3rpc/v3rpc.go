@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/lease"
+	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
 	"github.com/cairn-db/cairn/internal/server"
 )
@@ -134,6 +135,9 @@ func (v *Service) guardedUnary(ctx context.Context, req any, info *grpc.UnarySer
 	if err := v.clients.count(ctx, unaryCall); err != nil {
 		return nil, err
 	}
+	if v.s.IsLearner() && !learnerServes(req) {
+		return nil, rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	return v.guard.unary(ctx, req, info, handler)
 }
 
@@ -153,6 +157,9 @@ func (v *Service) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 func (v *Service) guardedStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if err := v.clients.count(ss.Context(), streamCall); err != nil {
 		return err
+	}
+	if v.s.IsLearner() && info.FullMethod != "/etcdserverpb.Maintenance/Snapshot" {
+		return rpctypes.ErrGRPCNotSupportedForLearner
 	}
 	return v.guard.stream(srv, ss, info, handler)
 }
@@ -199,6 +206,19 @@ func header(s *server.Server, h *pb.ResponseHeader) *pb.ResponseHeader {
 	return h
 }
 
+// learnerServes reports whether a learner serves req: as etcd's, only
+// Status and serializable ranges (a learner's state may lag, and it has no
+// vote to confirm a read with).
+func learnerServes(req any) bool {
+	switch r := req.(type) {
+	case *pb.StatusRequest:
+		return true
+	case *pb.RangeRequest:
+		return r.Serializable
+	}
+	return false
+}
+
 // toGRPCError maps the server's errors to etcd's.
 func toGRPCError(err error) error {
 	if err == nil {
@@ -236,6 +256,26 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCRequestTooLarge
 	case errors.Is(err, server.ErrNoSpace):
 		return rpctypes.ErrGRPCNoSpace
+	case errors.Is(err, membership.ErrIDRemoved), errors.Is(err, membership.ErrIDNotFound):
+		return rpctypes.ErrGRPCMemberNotFound
+	case errors.Is(err, membership.ErrIDExists):
+		return rpctypes.ErrGRPCMemberExist
+	case errors.Is(err, membership.ErrPeerURLExists):
+		return rpctypes.ErrGRPCPeerURLExist
+	case errors.Is(err, membership.ErrMemberNotLearner):
+		return rpctypes.ErrGRPCMemberNotLearner
+	case errors.Is(err, membership.ErrTooManyLearners):
+		return rpctypes.ErrGRPCTooManyLearners
+	case errors.Is(err, server.ErrNotEnoughStartedMembers):
+		return rpctypes.ErrMemberNotEnoughStarted
+	case errors.Is(err, server.ErrLearnerNotReady):
+		return rpctypes.ErrGRPCLearnerNotReady
+	case errors.Is(err, server.ErrNotLeader):
+		return rpctypes.ErrGRPCNotLeader
+	case errors.Is(err, server.ErrUnhealthy):
+		return rpctypes.ErrGRPCUnhealthy
+	case errors.Is(err, server.ErrBadLeaderTransferee):
+		return rpctypes.ErrGRPCBadLeaderTransferee
 	case errors.Is(err, context.Canceled):
 		return rpctypes.ErrGRPCCanceled
 	case errors.Is(err, context.DeadlineExceeded):
