@@ -191,3 +191,20 @@ func response[T any](r apply.Result) (T, error) {
 	}
 	return resp, nil
 }
+
+// HashKV hashes the store's history up to revision rev (0: the current
+// one; see mvcc.Store.HashKV) and returns the hash, the revision hashed
+// and the compaction revision. Members that applied the same log agree;
+// the hash is Cairn's own (CRC-32C over its records), not etcd's.
+func (s *Server) HashKV(rev int64) (hash uint32, hashRev, compacted int64, err error) {
+	err = s.applier.View(func(st *mvcc.Store) error {
+		var current int64
+		hash, current, compacted, err = st.HashKV(rev)
+		hashRev = rev
+		if rev <= 0 {
+			hashRev = current
+		}
+		return err
+	})
+	return hash, hashRev, compacted, err
+}

@@ -70,8 +70,15 @@ func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResp
 	return nil, unimplemented("Maintenance.Hash")
 }
 
-func (m *maintenanceServer) HashKV(context.Context, *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	return nil, unimplemented("Maintenance.HashKV")
+// HashKV hashes this member's history up to a revision: members that
+// applied the same log answer the same hash (etcdctl endpoint hashkv
+// --cluster compares them). The hash is Cairn's own, not etcd's.
+func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	hash, rev, compacted, err := m.s.HashKV(r.Revision)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.HashKVResponse{Header: header(m.s, nil), Hash: hash, CompactRevision: compacted, HashRevision: rev}, nil
 }
 
 func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_SnapshotServer) error {
