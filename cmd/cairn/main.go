@@ -250,6 +250,9 @@ func serve(c config, logger *zap.Logger) error {
 	for _, d := range demuxes {
 		d.Close()
 	}
+	// As etcd's: the member stops (a leader hands its leadership over
+	// first, which needs the peers' answers) before peer traffic does.
+	srv.Stop()
 	for _, l := range peerLns {
 		logger.Info("stopping serving peer traffic", zap.String("address", l.Addr().String()))
 	}
@@ -258,7 +261,6 @@ func serve(c config, logger *zap.Logger) error {
 	for _, l := range peerLns {
 		logger.Info("stopped serving peer traffic", zap.String("address", l.Addr().String()))
 	}
-	srv.Stop()
 	wg.Wait()
 	if err := srv.Err(); !errors.Is(err, server.ErrMemberRemoved) {
 		return err

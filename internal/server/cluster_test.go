@@ -110,9 +110,11 @@ func (c *testCluster) stop(i int) {
 		return
 	}
 	c.members[i] = nil
+	// As cmd/cairn: the member first (a leader hands over leadership,
+	// which needs its peers' answers), then its peer server.
+	m.s.Stop()
 	m.g.Stop()
 	<-m.served
-	m.s.Stop()
 }
 
 // waitLeader waits until member i knows a leader, and returns it.

@@ -381,6 +381,11 @@ func (s *Server) MoveLeader(ctx context.Context, target uint64) error {
 			return ErrStopped
 		case <-time.After(s.cfg.HeartbeatInterval):
 		}
+		// Raft abandons a transfer that has not finished within an
+		// election timeout; then so does this wait.
+		if st, err := s.rn.Status(ctx); err == nil && st.Lead == s.ID() && st.LeadTransferee == 0 && s.rn.Lead() != target {
+			return ErrTimeoutLeaderTransfer
+		}
 	}
 	s.logger.Info("leadership transfer finished", zap.String("local-member-id", membership.IDString(s.ID())),
 		zap.String("old-leader-member-id", membership.IDString(lead)),
