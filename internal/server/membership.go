@@ -100,7 +100,13 @@ func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string)
 
 // PromoteMember makes the learner id a voter and returns the members after.
 func (s *Server) PromoteMember(ctx context.Context, id uint64) ([]membership.Member, error) {
-	return s.changeMembers(ctx, membership.Change{Kind: membership.Promote, Member: membership.Member{ID: id}})
+	members, err := s.changeMembers(ctx, membership.Change{Kind: membership.Promote, Member: membership.Member{ID: id}})
+	if err != nil {
+		s.metrics.promoteFailed.WithLabelValues(err.Error()).Inc()
+		return nil, err
+	}
+	s.metrics.promoted.Inc()
+	return members, nil
 }
 
 // changeMembers carries out change on the leader, here or forwarded, and

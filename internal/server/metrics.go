@@ -32,6 +32,10 @@ type metrics struct {
 
 	leaderChanges   prometheus.Counter
 	proposalsFailed prometheus.Counter
+	// promoted and promoteFailed count MemberPromote calls (etcd's
+	// learner_promote_successes and _failures, by reason).
+	promoted      prometheus.Counter
+	promoteFailed *prometheus.CounterVec
 	// requestSeconds and applySeconds are by request type (apply.RequestType)
 	// and by success (index 1) or failure (0).
 	requestSeconds map[string][2]prometheus.Observer
@@ -62,6 +66,14 @@ func newMetrics() *metrics {
 			Namespace: "etcd", Subsystem: "server", Name: "leader_changes_seen_total",
 			Help: "The number of leader changes seen.",
 		}),
+		promoted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "learner_promote_successes",
+			Help: "The total number of successful learner promotions while this member is leader.",
+		}),
+		promoteFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "etcd", Subsystem: "server", Name: "learner_promote_failures",
+			Help: "The total number of failed learner promotions (likely learner not ready) while this member is leader.",
+		}, []string{"Reason"}),
 		proposalsFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "etcd", Subsystem: "server", Name: "proposals_failed_total",
 			Help: "The total number of failed proposals seen.",
@@ -161,7 +173,7 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) {
 			prometheus.GaugeValue, 1, value)}
 	}
 	cs := []prometheus.Collector{
-		m.leaderChanges, m.proposalsFailed, m.slowApplies, m.readIndexFails, m.slowReadIndex, m.snapshotApplying,
+		m.leaderChanges, m.promoted, m.promoteFailed, m.proposalsFailed, m.slowApplies, m.readIndexFails, m.slowReadIndex, m.snapshotApplying,
 		m.leasesExpired, m.backendCommit, m.backendSnapshot,
 		gauge("etcd", "server", "has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", func() float64 {
 			return boolGauge(s.rn != nil && s.rn.Lead() != 0)
@@ -241,9 +253,6 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) {
 		constant("etcd", "grpc_proxy", "cache_keys_total", "Total number of keys/ranges cached", prometheus.GaugeValue, 0),
 		constant("etcd", "grpc_proxy", "events_coalescing_total", "Total number of events coalescing", prometheus.CounterValue, 0),
 		constant("etcd", "grpc_proxy", "watchers_coalescing_total", "Total number of current watchers coalescing", prometheus.GaugeValue, 0),
-		// No learner promotion yet (MemberPromote is unimplemented).
-		constant("etcd", "server", "learner_promote_successes",
-			"The total number of successful learner promotions while this member is leader.", prometheus.CounterValue, 0),
 	}
 	cs = append(cs, m.requestVecs...)
 	cs = append(cs, m.storage.Apply.MVCC.Collectors()...)

@@ -23,6 +23,16 @@
 // does not match the stream, logging each refusal: a member of another
 // cluster never reaches raft.
 //
+// A member removed from the cluster (Config.Removed) has its streams and
+// calls refused with ErrMemberRemoved (PermissionDenied), which tells it
+// to stop (Config.OnRemoved), as etcd's peers answer such a member 410.
+//
+// Two unary methods sit beside the streams: Call carries what a follower
+// forwards to the leader (lease keep-alives, membership changes), checked
+// like a stream; Cluster answers a member that is joining and knows
+// neither the cluster's ID nor its own (FetchCluster), so it checks
+// nothing and says only what Config.Cluster says.
+//
 // A message that cannot be sent (queue full, no connection) is dropped and
 // reported to raft with ReportUnreachable; raft retries on its own. Every
 // MsgSnap is reported with ReportSnapshot, success or failure, as raft
