@@ -250,6 +250,9 @@ func serve(c config, logger *zap.Logger) error {
 	for _, d := range demuxes {
 		d.Close()
 	}
+	// Before the peer listeners close: the transferee's messages tell
+	// this leader that the transfer is done.
+	srv.HandOverLeadership()
 	for _, l := range peerLns {
 		logger.Info("stopping serving peer traffic", zap.String("address", l.Addr().String()))
 	}
