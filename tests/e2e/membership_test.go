@@ -206,6 +206,30 @@ func waitRemovedExit(t *testing.T, m *member) {
 	}
 }
 
+// restartRemoved starts the removed member m again on its data directory:
+// it must not rejoin, but stop by itself saying it was removed. Refused at
+// start (exit 1) if it had applied its own removal, or, as etcd's, stopped
+// (exit 0) when the peers refuse it as removed: a removed follower often
+// never applies its removal, since the leader stops sending to it once it
+// has.
+func restartRemoved(t *testing.T, m *member) {
+	t.Helper()
+	before := len(logText(t, m))
+	m.start()
+	select {
+	case <-m.proc.exited:
+	case <-time.After(waitDeadline):
+		t.Fatalf("%s, removed, restarted and still runs %v later", m.name, waitDeadline)
+	}
+	code := m.proc.exitCode(t)
+	out := logText(t, m)[before:]
+	if (code != 0 && code != 1) || !strings.Contains(out, "the member has been permanently removed from the cluster") ||
+		strings.Contains(out, "ready to serve client requests") {
+		t.Fatalf("%s, removed, restarted: exit %d, log:\n%s", m.name, code, out)
+	}
+	t.Logf("%s, removed, restarted and stopped with exit status %d", m.name, code)
+}
+
 // haltOnFailure halts g when the test ends, if it has not been already:
 // a test that fails midway leaves no writers behind.
 func haltOnFailure(t *testing.T, g *loadGen) func() {
@@ -485,6 +509,9 @@ func TestGrowShrinkUnderLoad(t *testing.T) {
 		cli.SetEndpoints(c.endpoints()...)
 		waitRemovedExit(t, victim)
 		h.waitMore(t, 50, fmt.Sprintf("%s removed", victim.name))
+		if !removeLeader {
+			restartRemoved(t, victim)
+		}
 	}
 	if ml := waitMembersPublished(t, cli, 3); len(ml.Members) != 3 {
 		t.Fatalf("members %+v", ml.Members)
