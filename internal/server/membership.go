@@ -142,6 +142,11 @@ func (s *Server) forwardChange(ctx context.Context, lead uint64, change membersh
 		if ctx.Err() != nil {
 			return 0, ctxError(ctx.Err())
 		}
+		// The removal of the leader itself: applying it here drops the
+		// connection its answer was to come on. It is made.
+		if change.Kind == membership.Remove && change.Member.ID == lead && s.applier.IsRemoved(lead) {
+			return s.AppliedIndex(), nil
+		}
 		// The leader unreachable or stepped down: etcd's client retries
 		// on this one.
 		s.logger.Warn("forwarding a membership change to the leader failed", zap.String("leader", membership.IDString(lead)), zap.Error(err))

@@ -52,6 +52,9 @@ type Server struct {
 	done     chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+	// handOverOnce: leadership is handed over once, on the first of
+	// HandOverLeadership and Stop.
+	handOverOnce sync.Once
 	// fatal is the error that stopped the member on its own, if any.
 	fatal atomic.Pointer[error]
 
@@ -260,11 +263,21 @@ func (s *Server) goAttached(fn func()) {
 	}()
 }
 
+// HandOverLeadership hands leadership to another voter if this member
+// leads and is stopping normally (transferOnStop), once; Stop does it if
+// it has not been done. Call it while the peer listeners still serve: the
+// leader learns that the transferee leads from the transferee's messages,
+// and waits until it does (etcd likewise stops its server before closing
+// its peer handlers).
+func (s *Server) HandOverLeadership() {
+	if s.rn != nil && s.Err() == nil {
+		s.handOverOnce.Do(s.transferOnStop)
+	}
+}
+
 // Stop stops the member and waits for everything it started.
 func (s *Server) Stop() {
-	if s.rn != nil && s.Err() == nil {
-		s.transferOnStop()
-	}
+	s.HandOverLeadership()
 	s.stopOnce.Do(func() { close(s.stopping) })
 	if s.rn != nil {
 		s.rn.Stop()

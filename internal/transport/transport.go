@@ -360,6 +360,13 @@ func (t *Transport) handleMessages(_ any, stream grpc.ServerStream) error {
 			return err
 		}
 		received.Add(float64(len(frame)))
+		// A stream opened before its sender was removed: the sender
+		// may never apply its own removal (the leader stops sending to
+		// it once removed), so this refusal is how it learns.
+		if t.cfg.Removed != nil && t.cfg.Removed(from) {
+			t.logger.Warn("rejected peer stream from a removed member", zap.String("remote-member", idString(from)))
+			return status.Error(codes.PermissionDenied, ErrMemberRemoved.Error())
+		}
 		msgs, err := decodeBatch(frame, t.cfg.ClusterID)
 		if err != nil {
 			t.logger.Error("dropped a bad frame from a peer", zap.String("remote-member", idString(from)), zap.Error(err))
