@@ -111,6 +111,13 @@ func add(a, b Stats) Stats {
 	a.Delivered += b.Delivered
 	a.Dropped += b.Dropped
 	a.Duplicated += b.Duplicated
+	a.ConfProposed += b.ConfProposed
+	a.ConfRefused += b.ConfRefused
+	a.Added += b.Added
+	a.Promoted += b.Promoted
+	a.Removed += b.Removed
+	a.Updated += b.Updated
+	a.RemovedStopped += b.RemovedStopped
 	return a
 }
 
