@@ -243,6 +243,9 @@ func (s *Sim) confApplied(m *simMember, co *confOp, res apply.Result) {
 		co.applied = true
 		switch co.kind {
 		case confAddVoter, confAddLearner:
+			if s.ms.everRemoved[co.member.ID] {
+				s.failf("%s: removed ID %x added again", m.name, co.member.ID)
+			}
 			s.stats.Added++
 		case confPromote, confPromoteDue:
 			s.stats.Promoted++
