@@ -40,6 +40,8 @@
 // removal, or whose traffic a peer refuses as removed (etcd's transport
 // answers 410 Gone), stops for good: it is never restarted and nothing
 // waits for it. The cluster stays between 1 voter and maxMembers members.
+// Changes draw from a generator of their own: a seed without them runs its
+// faults and clients as it did before they existed.
 //
 // Clients (at most numClients operations at a time) put, delete and run
 // txns with compares on a few keys, read linearizably (ReadIndex, served
@@ -71,11 +73,11 @@
 //     as invalid, and no removed ID is added again;
 //   - at convergence every running member has the same members, removed
 //     IDs and configuration, and raft's configuration is the applied one;
-//     a voter record is a raft voter (or, while its member does not run, a
-//     raft learner), a learner record a raft learner, and
-//     every ID in the configuration has a record; every removed ID is
-//     remembered and none is back; each member's peer URLs are those of
-//     its latest update.
+//     a voter record is a raft voter (or, while its member does not run,
+//     a raft learner), a learner record a raft learner, and every ID in
+//     the configuration has a record; every removed ID is remembered and
+//     none is back; each member's peer URLs are those of its latest
+//     update.
 //
 // At the end the simulator stops the faults, restarts every member (but
 // those removed, or never to be started) and requires the cluster to

@@ -170,6 +170,10 @@ type Stats struct {
 	ConfProposed, ConfRefused         int
 	Added, Promoted, Removed, Updated int
 	RemovedStopped                    int
+	// Joins counts the starts of added members through the join path:
+	// first starts, and restarts before the leader sent anything
+	// (Rejoins).
+	Joins, Rejoins int
 }
 
 type mix struct {
@@ -290,6 +294,14 @@ func (s *Sim) start(m *simMember) error {
 	if m.joiner && st.MemberID != m.id {
 		st.Close()
 		return fmt.Errorf("member %s: joined as %x, added as %x", m.name, st.MemberID, m.id)
+	}
+	if m.joiner && st.Raft.HardState().IsEmpty() {
+		// member.Open asked the cluster (a first start, or a restart
+		// whose WAL held nothing yet).
+		s.stats.Joins++
+		if m.incarnation > 0 {
+			s.stats.Rejoins++
+		}
 	}
 	m.id = st.MemberID
 	m.st = st

@@ -118,6 +118,8 @@ func add(a, b Stats) Stats {
 	a.Removed += b.Removed
 	a.Updated += b.Updated
 	a.RemovedStopped += b.RemovedStopped
+	a.Joins += b.Joins
+	a.Rejoins += b.Rejoins
 	return a
 }
 
