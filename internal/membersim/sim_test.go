@@ -14,6 +14,7 @@ import (
 //	CAIRN_MEMBERSIM_SEEDS=N   run N seeds from CAIRN_MEMBERSIM_FIRST (default 0)
 //	CAIRN_MEMBERSIM_STEPS=N   steps per seed
 //	CAIRN_MEMBERSIM_MAXFAIL=N stop after N failing seeds (default 5)
+//	CAIRN_MEMBERSIM_MEMBERS=N found every cluster with N members (default 3, or 5 for seeds 3 mod 4)
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
@@ -26,11 +27,12 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-func configFor(seed uint64, steps int) Config {
+func configFor(t *testing.T, seed uint64, steps int) Config {
 	members := 3
 	if seed%4 == 3 {
 		members = 5
 	}
+	members = envInt(t, "CAIRN_MEMBERSIM_MEMBERS", members)
 	return Config{Seed: seed, Members: members, Steps: steps}
 }
 
@@ -57,7 +59,7 @@ func TestMemberSimulation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := configFor(n, steps)
+		cfg := configFor(t, n, steps)
 		cfg.Trace = os.Stderr
 		stats, err := runSeed(cfg)
 		t.Logf("%+v", stats)
@@ -75,7 +77,7 @@ func TestMemberSimulation(t *testing.T) {
 	var total Stats
 	failed := 0
 	for seed := first; seed < first+seeds; seed++ {
-		stats, err := runSeed(configFor(uint64(seed), steps))
+		stats, err := runSeed(configFor(t, uint64(seed), steps))
 		if err != nil {
 			failed++
 			t.Errorf("FAILED SEED %d: %v\n  replay: CAIRN_MEMBERSIM_SEED=%d go test ./internal/membersim -run TestMemberSimulation -v", seed, err, seed)
