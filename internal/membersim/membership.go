@@ -121,8 +121,10 @@ func (s *Sim) reconfigStep() {
 	members, removed, cs := a.Members(), a.Removed(), a.ConfState()
 	var change membership.Change
 	var co confOp
+	// Of the changes tried: 35% add a voter, 15% a learner, 15% promote
+	// a learner, 20% remove a member, 15% update one.
 	switch r := rng.IntN(100); {
-	case r < 35, r < 50:
+	case r < 50:
 		if len(members) >= maxMembers {
 			return
 		}

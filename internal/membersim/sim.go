@@ -30,6 +30,9 @@ type Config struct {
 	Steps int
 	// Trace, if not nil, receives a line per event.
 	Trace io.Writer
+	// ReconfigPerMille, if not 0, replaces the seed's share of steps
+	// that try a membership change (for soaks).
+	ReconfigPerMille int
 }
 
 const (
@@ -235,6 +238,9 @@ func New(cfg Config) (*Sim, error) {
 	s.ms.init(cfg.Seed)
 	s.drawMix()
 	s.mix.reconfig = []int{0, 0, 10, 25, 50}[s.ms.rng.IntN(5)]
+	if cfg.ReconfigPerMille != 0 {
+		s.mix.reconfig = cfg.ReconfigPerMille
+	}
 	s.tracef("seed %d: %d members, mix %+v drop=%v dup=%v delay<=%d", cfg.Seed, cfg.Members, s.mix,
 		s.net.dropRate, s.net.dupRate, s.net.maxDelay)
 	var parts []string

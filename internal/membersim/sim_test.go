@@ -15,6 +15,7 @@ import (
 //	CAIRN_MEMBERSIM_STEPS=N   steps per seed
 //	CAIRN_MEMBERSIM_MAXFAIL=N stop after N failing seeds (default 5)
 //	CAIRN_MEMBERSIM_MEMBERS=N found every cluster with N members (default 3, or 5 for seeds 3 mod 4)
+//	CAIRN_MEMBERSIM_RECONFIG=N try a membership change at N per mille of steps (default: the seed's draw)
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
@@ -33,7 +34,7 @@ func configFor(t *testing.T, seed uint64, steps int) Config {
 		members = 5
 	}
 	members = envInt(t, "CAIRN_MEMBERSIM_MEMBERS", members)
-	return Config{Seed: seed, Members: members, Steps: steps}
+	return Config{Seed: seed, Members: members, Steps: steps, ReconfigPerMille: envInt(t, "CAIRN_MEMBERSIM_RECONFIG", 0)}
 }
 
 func runSeed(cfg Config) (stats Stats, err error) {
