@@ -4,12 +4,18 @@ import (
 	"github.com/cairn-db/cairn/internal/mvcc"
 )
 
-// finalChecks run on the converged cluster: every member has applied the
-// same entries.
+// finalChecks run on the converged cluster: every running member has
+// applied the same entries (removed members and members never started
+// are not running).
 func (s *Sim) finalChecks() {
+	live := s.up()
+	s.membershipChecks(live)
+	if s.err != nil {
+		return
+	}
 	var rev, compacted int64
 	var hash uint32
-	for i, m := range s.members {
+	for i, m := range live {
 		var h uint32
 		var r, c int64
 		err := m.st.Applier.View(func(st *mvcc.Store) error {
@@ -28,12 +34,12 @@ func (s *Sim) finalChecks() {
 		}
 		if r != rev || c != compacted || h != hash {
 			s.failf("members differ: %s has revision %d compacted %d hash %x; %s has %d, %d, %x",
-				s.members[0].name, rev, compacted, hash, m.name, r, c, h)
+				live[0].name, rev, compacted, hash, m.name, r, c, h)
 			return
 		}
 	}
 	s.watches.catchUp(s, rev)
-	m := s.members[0]
+	m := live[0]
 	// No acknowledged write is lost: each still reads as written at its
 	// revision, unless compacted away.
 	for _, a := range s.clients.acked {

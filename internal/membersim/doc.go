@@ -25,6 +25,24 @@
 // keeping only what each disk made durable (the WAL's disk also a random
 // part of the rest); restarts; slow apply.
 //
+// Membership changes (a seed's mix sets how often; none in 2 seeds out of
+// 5) are made as the server makes them (see membership.go): the leader,
+// once it has applied what it committed, validates the change against its
+// applied membership (membership.Validate) and proposes it in its term
+// (Driver.ProposeConfChangeAsLeader). Voters are added as raft learners
+// whose record says voter, and the leader's duty promotes them once caught
+// up (member.PromotionsDue); learners are added, and promoted on request
+// only once caught up (member.CaughtUp: "learner not ready"); members are
+// removed (voters, learners, the leader) and their peer URLs updated (the
+// network is by ID: only the records change). Once `member add` has
+// returned, the new member is started empty in join mode (member.Open with
+// Join) soon, after a long while, or never. A member that applied its own
+// removal, or whose traffic a peer refuses as removed (etcd's transport
+// answers 410 Gone), stops for good: it is never restarted and nothing
+// waits for it. The cluster stays between 1 voter and maxMembers members.
+// Changes draw from a generator of their own: a seed without them runs its
+// faults and clients as it did before they existed.
+//
 // Clients (at most numClients operations at a time) put, delete and run
 // txns with compares on a few keys, read linearizably (ReadIndex, served
 // once the applied index reaches it) and serializably, grant and revoke
@@ -50,11 +68,21 @@
 //   - every member's HashKV at the same revision is equal;
 //   - every watcher sees each revision after its start exactly once, in
 //     order, whole in one response, with the same events as every other
-//     watcher.
+//     watcher;
+//   - a membership change the leader validated is never ignored by raft
+//     as invalid, and no removed ID is added again;
+//   - at convergence every running member has the same members, removed
+//     IDs and configuration, and raft's configuration is the applied one;
+//     a voter record is a raft voter (or, while its member does not run,
+//     a raft learner), a learner record a raft learner, and every ID in
+//     the configuration has a record; every removed ID is remembered and
+//     none is back; each member's peer URLs are those of its latest
+//     update.
 //
-// At the end the simulator stops the faults, restarts every member and
-// requires the cluster to converge (a leader, everything applied
-// everywhere) within a bound of ticks.
+// At the end the simulator stops the faults, restarts every member (but
+// those removed, or never to be started) and requires the cluster to
+// converge (a leader, everything applied everywhere, nothing in flight,
+// every running pending voter promoted) within a bound of ticks.
 //
 // A failing seed reproduces with CAIRN_MEMBERSIM_SEED=<seed> (see
 // sim_test.go), which also traces every event. Pebble flushes in its own

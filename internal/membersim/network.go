@@ -2,6 +2,7 @@ package membersim
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -126,6 +127,15 @@ func (n *network) deliver(s *Sim, env envelope) {
 			// The transport reports every snapshot, sent or not.
 			from.d.Raft().ReportSnapshot(env.to, false)
 			s.handleReady(from)
+		}
+		return
+	}
+	if to.st.Applier.IsRemoved(env.from) {
+		// The transport refuses a removed member's traffic, and tells
+		// it so: it stops.
+		s.stats.Dropped++
+		if from != nil {
+			s.stopRemoved(from, fmt.Sprintf("%s refused its message", to.name))
 		}
 		return
 	}

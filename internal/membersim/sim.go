@@ -30,6 +30,9 @@ type Config struct {
 	Steps int
 	// Trace, if not nil, receives a line per event.
 	Trace io.Writer
+	// ReconfigPerMille, if not 0, replaces the seed's share of steps
+	// that try a membership change (for soaks).
+	ReconfigPerMille int
 }
 
 const (
@@ -92,6 +95,12 @@ type simMember struct {
 	// sent a vote or an append acknowledgement: the write it promised
 	// must have been made already).
 	cutNext bool
+	// joiner: added at run time; it starts empty, in join mode.
+	joiner bool
+	// never: added, but its operator never starts it.
+	never bool
+	// removed: stopped for good (see stopRemoved); never started again.
+	removed bool
 }
 
 // outcome is what applying a request produced, at the first member that
@@ -135,6 +144,7 @@ type Sim struct {
 
 	clients clients
 	watches watches
+	ms      membershipState
 	// results[index] is what the first member to apply entry index
 	// computed; every other member must compute the same.
 	results map[uint64]string
@@ -157,6 +167,16 @@ type Stats struct {
 	Expiries                             int
 	MaxRev                               int64
 	Delivered, Dropped, Duplicated       int
+	// Membership changes: proposed, refused (by validation, "learner
+	// not ready", or raft), applied by kind, and members stopped for
+	// good after their removal.
+	ConfProposed, ConfRefused         int
+	Added, Promoted, Removed, Updated int
+	RemovedStopped                    int
+	// Joins counts the starts of added members through the join path:
+	// first starts, and restarts before the leader sent anything
+	// (Rejoins).
+	Joins, Rejoins int
 }
 
 type mix struct {
@@ -176,6 +196,9 @@ type mix struct {
 	// promiseCutRate: chance that a member that sends a vote or an
 	// append acknowledgement loses power at its next storage write.
 	promiseCutRate float64
+	// reconfig: per-mille of steps that try a membership change (drawn
+	// from the membership changes' own generator).
+	reconfig int
 }
 
 func (s *Sim) drawMix() {
@@ -212,7 +235,12 @@ func New(cfg Config) (*Sim, error) {
 	}
 	s.net.init()
 	s.clients.init()
+	s.ms.init(cfg.Seed)
 	s.drawMix()
+	s.mix.reconfig = []int{0, 0, 10, 25, 50}[s.ms.rng.IntN(5)]
+	if cfg.ReconfigPerMille != 0 {
+		s.mix.reconfig = cfg.ReconfigPerMille
+	}
 	s.tracef("seed %d: %d members, mix %+v drop=%v dup=%v delay<=%d", cfg.Seed, cfg.Members, s.mix,
 		s.net.dropRate, s.net.dupRate, s.net.maxDelay)
 	var parts []string
@@ -249,9 +277,15 @@ func (s *Sim) failf(format string, args ...any) {
 // start opens m's storage (creating it on the first start) and starts its
 // driver and pipeline: the code a cairn process runs at start-up.
 func (s *Sim) start(m *simMember) error {
+	state := "new"
+	var join func() (member.JoinInfo, error)
+	if m.joiner {
+		state = "existing"
+		join = func() (member.JoinInfo, error) { return s.joinInfo(m) }
+	}
 	st, err := member.Open(member.Config{
 		Name: m.name, Dir: "/" + m.name,
-		InitialCluster: s.initial, InitialClusterToken: "sim", InitialClusterState: "new",
+		InitialCluster: s.initial, InitialClusterToken: "sim", InitialClusterState: state, Join: join,
 		AdvertisePeerURLs: []string{fmt.Sprintf("http://%s.sim:2380", m.name)},
 		MinLeaseTTL:       1,
 		FS:                m.fs,
@@ -262,6 +296,18 @@ func (s *Sim) start(m *simMember) error {
 	})
 	if err != nil {
 		return fmt.Errorf("member %s: open: %w", m.name, err)
+	}
+	if m.joiner && st.MemberID != m.id {
+		st.Close()
+		return fmt.Errorf("member %s: joined as %x, added as %x", m.name, st.MemberID, m.id)
+	}
+	if m.joiner && st.Raft.HardState().IsEmpty() {
+		// member.Open asked the cluster (a first start, or a restart
+		// whose WAL held nothing yet).
+		s.stats.Joins++
+		if m.incarnation > 0 {
+			s.stats.Rejoins++
+		}
 	}
 	m.id = st.MemberID
 	m.st = st
@@ -313,6 +359,8 @@ func (s *Sim) start(m *simMember) error {
 	m.up = true
 	m.incarnation++
 	s.tracef("start %s (%x): applied %d, commit %d", m.name, m.id, m.applied, m.recovery)
+	// It applied its own removal, and the power went before it stopped.
+	s.checkSelfRemoved(m)
 	return nil
 }
 
@@ -346,7 +394,9 @@ func (s *Sim) handleReady(m *simMember) {
 			return
 		}
 		s.failf("member %s: %v", m.name, err)
+		return
 	}
+	s.checkSelfRemoved(m)
 }
 
 // applyOne applies m's oldest queued batch, then lets the driver hand out
@@ -442,12 +492,21 @@ func (s *Sim) powerCut(m *simMember) {
 }
 
 func (s *Sim) restart(m *simMember) {
-	if m.up {
+	if m.up || !m.startable() {
 		return
 	}
 	delete(s.restartAt, m)
 	s.stats.Restarts++
-	if err := s.start(m); err != nil {
+	switch err := s.start(m); {
+	case err == nil:
+	case errors.Is(err, errJoinRemoved):
+		// Removed before it first started: the cluster refuses it.
+		s.tracef("%s (%x) cannot join: %v", m.name, m.id, err)
+		m.removed = true
+	case errors.Is(err, errJoinUnknown):
+		s.tracef("%s (%x) cannot join yet: %v", m.name, m.id, err)
+		s.restartAt[m] = s.now + 1 + s.rng.Uint64N(2*electionTicks)
+	default:
 		s.failf("restart: %v", err)
 	}
 }
@@ -541,6 +600,9 @@ func (s *Sim) Run() (Stats, error) {
 }
 
 func (s *Sim) randomStep() {
+	if s.mix.reconfig > 0 && s.ms.rng.IntN(1000) < s.mix.reconfig {
+		s.reconfigStep()
+	}
 	r := s.rng.IntN(1000)
 	switch {
 	case r < s.mix.faults:
@@ -585,6 +647,10 @@ func (s *Sim) tickAll() {
 	for _, m := range s.up() {
 		s.leaseDuty(m)
 	}
+	for _, m := range s.up() {
+		s.promotionDuty(m)
+	}
+	s.peersRefuseRemoved()
 }
 
 func (s *Sim) fault() {
@@ -610,7 +676,7 @@ func (s *Sim) fault() {
 	case r < s.mix.crash+s.mix.restart:
 		var down []*simMember
 		for _, m := range s.members {
-			if !m.up {
+			if !m.up && m.startable() {
 				down = append(down, m)
 			}
 		}
@@ -659,12 +725,14 @@ func (s *Sim) stabilize() {
 	s.failf("no convergence within %d ticks of healing: %s", progressTicks, s.describe())
 }
 
-// converged: a leader exists and every member applied its commit index,
-// with no client request outstanding.
+// converged: a leader exists and every member of its applied membership
+// (but those never started) runs and applied its commit index, with no
+// client request outstanding and nothing in any log beyond it; no
+// removed member runs; and no running member waits for its promotion.
 func (s *Sim) converged() bool {
 	var lead *simMember
-	for _, m := range s.members {
-		if m.d.Raft().BasicStatus().RaftState == raft.StateLeader {
+	for _, m := range s.up() {
+		if m.isLeader() {
 			lead = m
 		}
 	}
@@ -672,18 +740,41 @@ func (s *Sim) converged() bool {
 		return false
 	}
 	commit := lead.d.Raft().BasicStatus().Commit
-	for _, m := range s.members {
-		if m.applied != commit || len(m.applyQ) > 0 || len(m.pending) > 0 || len(m.reads) > 0 {
+	if lead.applied != commit {
+		return false
+	}
+	for _, rec := range lead.st.Applier.Members() {
+		if m := s.byID[rec.ID]; m != nil && !m.never && !m.up {
 			return false
 		}
 	}
-	return true
+	for _, m := range s.up() {
+		if lead.st.Applier.IsRemoved(m.id) {
+			return false
+		}
+		if m.applied != commit || len(m.applyQ) > 0 || len(m.pending) > 0 || len(m.reads) > 0 {
+			return false
+		}
+		if m.d.Raft().Status().LastIndex != commit {
+			// An entry in flight: a configuration change in it is
+			// in force in raft, not applied yet.
+			return false
+		}
+	}
+	return s.pendingPromotion(lead) == nil
 }
 
 func (s *Sim) describe() string {
 	var b strings.Builder
 	for _, m := range s.members {
-		if !m.up {
+		switch {
+		case m.removed:
+			fmt.Fprintf(&b, "%s removed; ", m.name)
+			continue
+		case m.never:
+			fmt.Fprintf(&b, "%s never started; ", m.name)
+			continue
+		case !m.up:
 			fmt.Fprintf(&b, "%s down; ", m.name)
 			continue
 		}
@@ -730,6 +821,10 @@ func (s *Sim) appliedHook(m *simMember) func(e raftpb.Entry, res apply.Result, _
 			s.requests[res.ID] = outcome{index: e.Index, res: res, at: s.tick()}
 		} else if first.index != e.Index {
 			s.failf("request %x applied at entries %d and %d", res.ID, first.index, e.Index)
+		}
+		if co, ok := s.ms.ops[res.ID]; ok {
+			s.confApplied(m, co, res)
+			return
 		}
 		if o, ok := m.pending[res.ID]; ok {
 			delete(m.pending, res.ID)

@@ -14,6 +14,8 @@ import (
 //	CAIRN_MEMBERSIM_SEEDS=N   run N seeds from CAIRN_MEMBERSIM_FIRST (default 0)
 //	CAIRN_MEMBERSIM_STEPS=N   steps per seed
 //	CAIRN_MEMBERSIM_MAXFAIL=N stop after N failing seeds (default 5)
+//	CAIRN_MEMBERSIM_MEMBERS=N found every cluster with N members (default 3, or 5 for seeds 3 mod 4)
+//	CAIRN_MEMBERSIM_RECONFIG=N try a membership change at N per mille of steps (default: the seed's draw)
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
@@ -26,12 +28,13 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-func configFor(seed uint64, steps int) Config {
+func configFor(t *testing.T, seed uint64, steps int) Config {
 	members := 3
 	if seed%4 == 3 {
 		members = 5
 	}
-	return Config{Seed: seed, Members: members, Steps: steps}
+	members = envInt(t, "CAIRN_MEMBERSIM_MEMBERS", members)
+	return Config{Seed: seed, Members: members, Steps: steps, ReconfigPerMille: envInt(t, "CAIRN_MEMBERSIM_RECONFIG", 0)}
 }
 
 func runSeed(cfg Config) (stats Stats, err error) {
@@ -57,7 +60,7 @@ func TestMemberSimulation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := configFor(n, steps)
+		cfg := configFor(t, n, steps)
 		cfg.Trace = os.Stderr
 		stats, err := runSeed(cfg)
 		t.Logf("%+v", stats)
@@ -75,7 +78,7 @@ func TestMemberSimulation(t *testing.T) {
 	var total Stats
 	failed := 0
 	for seed := first; seed < first+seeds; seed++ {
-		stats, err := runSeed(configFor(uint64(seed), steps))
+		stats, err := runSeed(configFor(t, uint64(seed), steps))
 		if err != nil {
 			failed++
 			t.Errorf("FAILED SEED %d: %v\n  replay: CAIRN_MEMBERSIM_SEED=%d go test ./internal/membersim -run TestMemberSimulation -v", seed, err, seed)
@@ -111,6 +114,15 @@ func add(a, b Stats) Stats {
 	a.Delivered += b.Delivered
 	a.Dropped += b.Dropped
 	a.Duplicated += b.Duplicated
+	a.ConfProposed += b.ConfProposed
+	a.ConfRefused += b.ConfRefused
+	a.Added += b.Added
+	a.Promoted += b.Promoted
+	a.Removed += b.Removed
+	a.Updated += b.Updated
+	a.RemovedStopped += b.RemovedStopped
+	a.Joins += b.Joins
+	a.Rejoins += b.Rejoins
 	return a
 }
 
