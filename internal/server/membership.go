@@ -72,6 +72,9 @@ type changeRequest struct {
 type changeAnswer struct {
 	Index uint64 `json:"index,omitempty"`
 	Err   string `json:"err,omitempty"`
+	// Members are the leader's, after the change: the answer of a member
+	// that asked for its own removal, which it never applies.
+	Members []membership.Member `json:"members,omitempty"`
 }
 
 // AddMember adds a member with peerURLs, a learner if isLearner, and
@@ -121,7 +124,14 @@ func (s *Server) changeMembers(ctx context.Context, change membership.Change) ([
 	} else if lead == 0 {
 		err = ErrNoLeader
 	} else {
-		index, err = s.forwardChange(ctx, lead, change)
+		var members []membership.Member
+		index, members, err = s.forwardChange(ctx, lead, change)
+		if err == nil && change.Kind == membership.Remove && change.Member.ID == s.ID() {
+			// A follower removed by its own request: the leader stops
+			// replicating to it when it appends the removal, so it
+			// never applies it (its peers will refuse it, and it stops).
+			return members, nil
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -132,39 +142,39 @@ func (s *Server) changeMembers(ctx context.Context, change membership.Change) ([
 	return s.applier.Members(), nil
 }
 
-func (s *Server) forwardChange(ctx context.Context, lead uint64, change membership.Change) (uint64, error) {
+func (s *Server) forwardChange(ctx context.Context, lead uint64, change membership.Change) (uint64, []membership.Member, error) {
 	data, err := json.Marshal(changeRequest{Kind: change.Kind, Member: change.Member})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	out, err := s.tr.Call(ctx, lead, callChange, data)
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, ctxError(ctx.Err())
+			return 0, nil, ctxError(ctx.Err())
 		}
 		// The removal of the leader itself: applying it here drops the
 		// connection its answer was to come on. It is made.
 		if change.Kind == membership.Remove && change.Member.ID == lead && s.applier.IsRemoved(lead) {
-			return s.AppliedIndex(), nil
+			return s.AppliedIndex(), s.applier.Members(), nil
 		}
 		// The leader unreachable or stepped down: etcd's client retries
 		// on this one.
 		s.logger.Warn("forwarding a membership change to the leader failed", zap.String("leader", membership.IDString(lead)), zap.Error(err))
-		return 0, ErrNoLeader
+		return 0, nil, ErrNoLeader
 	}
 	var ans changeAnswer
 	if err := json.Unmarshal(out, &ans); err != nil {
-		return 0, fmt.Errorf("the leader's answer to a membership change: %w", err)
+		return 0, nil, fmt.Errorf("the leader's answer to a membership change: %w", err)
 	}
 	if ans.Err != "" {
 		for _, e := range changeErrors {
 			if e.Error() == ans.Err {
-				return 0, e
+				return 0, nil, e
 			}
 		}
-		return 0, errors.New(ans.Err)
+		return 0, nil, errors.New(ans.Err)
 	}
-	return ans.Index, nil
+	return ans.Index, ans.Members, nil
 }
 
 // handleChange serves a change a follower forwarded.
@@ -179,7 +189,7 @@ func (s *Server) handleChange(ctx context.Context, data []byte) ([]byte, error) 
 	} else if index, err := s.changeAsLeader(ctx, membership.Change{Kind: req.Kind, Member: req.Member}); err != nil {
 		ans.Err = err.Error()
 	} else {
-		ans.Index = index
+		ans.Index, ans.Members = index, s.applier.Members()
 	}
 	return json.Marshal(ans)
 }

@@ -163,11 +163,8 @@ func (c *cluster) drop(m *member) {
 }
 
 // removeMember removes member id (`member remove`), asking the members
-// that stay; m, if not nil, is that member, dropped from c. (Asked of
-// itself, a removed follower forwards the change to the leader and then
-// waits to apply it, which it never does: the leader stops sending to it
-// once it has applied the removal. The change is made; the caller gets
-// "request timed out".)
+// that stay; m, if not nil, is that member, dropped from c. (A member
+// asked to remove itself: TestRemoveSelfThroughFollower.)
 func (c *cluster) removeMember(m *member, id uint64) {
 	c.t.Helper()
 	if m != nil {
@@ -832,5 +829,34 @@ func TestMembershipRefusals(t *testing.T) {
 	startExpectingFailure(t, wiped, "has already started")
 	if _, err := os.Stat(filepath.Join(wiped.dataDir, "member", "wal")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the refused start left a WAL behind (%v): the next start would not be refused", err)
+	}
+}
+
+// A follower asked to remove itself (etcdctl with every member in
+// --endpoints may send it there) answers with the members after the
+// removal, as the leader has them, although it never applies the removal
+// itself (the leader stops replicating to it when it appends it); then it
+// stops, refused by its peers.
+func TestRemoveSelfThroughFollower(t *testing.T) {
+	c := newCluster(t, 3)
+	lead := c.waitLeader()
+	f := c.members[(lead+1)%3]
+	id := memberID(t, f)
+	own := f.client()
+	c.drop(f)
+	err := retryChange(t, fmt.Sprintf("member remove %x through itself", id), func(ctx context.Context) error {
+		resp, err := own.MemberRemove(ctx, id)
+		if err == nil && (len(resp.Members) != 2 || slices.ContainsFunc(resp.Members, func(pm *pb.Member) bool { return pm.ID == id })) {
+			t.Fatalf("member remove %x through itself answered members %+v", id, resp.Members)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("member remove %x through itself: %v", id, err)
+	}
+	waitRemovedExit(t, f)
+	resp, err := c.client().MemberList(ctxT(t))
+	if err != nil || len(resp.Members) != 2 {
+		t.Fatalf("member list after the removal: %v, %+v", err, resp)
 	}
 }
