@@ -250,6 +250,11 @@ func serve(c config, logger *zap.Logger) error {
 	for _, d := range demuxes {
 		d.Close()
 	}
+	// The member stops while its peers can still reach it, as etcd's
+	// does: a leader hands leadership over on its way out (srv.Stop),
+	// which takes its peers' answers, and waits until it hears from the
+	// new leader.
+	srv.Stop()
 	for _, l := range peerLns {
 		logger.Info("stopping serving peer traffic", zap.String("address", l.Addr().String()))
 	}
@@ -258,7 +263,6 @@ func serve(c config, logger *zap.Logger) error {
 	for _, l := range peerLns {
 		logger.Info("stopped serving peer traffic", zap.String("address", l.Addr().String()))
 	}
-	srv.Stop()
 	wg.Wait()
 	if err := srv.Err(); !errors.Is(err, server.ErrMemberRemoved) {
 		return err
