@@ -238,10 +238,12 @@ func (s *Server) mayChange(ctx context.Context, members []membership.Member, cha
 			return ErrNotEnoughStartedMembers
 		}
 	case membership.Add:
-		if !s.cfg.StrictReconfigCheck || change.Member.IsLearner {
+		if !s.cfg.StrictReconfigCheck {
 			return nil
 		}
-		if !membership.ReadyToAddVoter(members) {
+		// A learner does not count towards the quorum, but etcd still
+		// refuses to add one while this member is cut off from a quorum.
+		if !change.Member.IsLearner && !membership.ReadyToAddVoter(members) {
 			s.logger.Warn("rejecting member add request; not enough healthy members", fields...)
 			return ErrNotEnoughStartedMembers
 		}
