@@ -133,6 +133,12 @@ func (s *Server) forwardChange(ctx context.Context, lead uint64, change membersh
 	}
 	out, err := s.tr.Call(ctx, lead, callChange, data)
 	if err != nil {
+		if change.Kind == membership.Remove && change.Member.ID == lead && s.applier.IsRemoved(lead) {
+			// The leader removed itself, and this member applied the
+			// removal (closing its connection to the leader) before the
+			// leader's answer arrived: the change is done.
+			return 0, nil
+		}
 		if ctx.Err() != nil {
 			return 0, ctxError(ctx.Err())
 		}
