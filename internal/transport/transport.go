@@ -360,6 +360,14 @@ func (t *Transport) handleMessages(_ any, stream grpc.ServerStream) error {
 			return err
 		}
 		received.Add(float64(len(frame)))
+		// A member removed while its stream was open is refused as at
+		// the stream's start: it reconnects, is refused, and so learns
+		// that it was removed (it may never receive the entry that
+		// removed it).
+		if t.cfg.Removed != nil && t.cfg.Removed(from) {
+			t.logger.Warn("rejected peer stream from a removed member", zap.String("remote-member", idString(from)))
+			return status.Error(codes.PermissionDenied, ErrMemberRemoved.Error())
+		}
 		msgs, err := decodeBatch(frame, t.cfg.ClusterID)
 		if err != nil {
 			t.logger.Error("dropped a bad frame from a peer", zap.String("remote-member", idString(from)), zap.Error(err))
