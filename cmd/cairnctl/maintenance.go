@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/snapshot"
 )
@@ -116,27 +117,33 @@ func newMoveLeaderCommand(g *globals) *cobra.Command {
 			var leaderEP string
 			var leaderID uint64
 			for _, ep := range g.endpoints {
-				g.withEndpoint(ep, func(cli *clientv3.Client, ctx context.Context) error {
+				// As etcdctl, the first endpoint that does not answer
+				// ends the command.
+				if err := g.withEndpoint(ep, func(cli *clientv3.Client, ctx context.Context) error {
 					resp, err := cli.Status(ctx, ep)
 					if err == nil && resp.Header.MemberId == resp.Leader {
 						leaderEP, leaderID = ep, resp.Leader
 					}
 					return err
-				})
+				}); err != nil {
+					return err
+				}
 				if leaderEP != "" {
 					break
 				}
 			}
 			if leaderEP == "" {
-				return fmt.Errorf("no leader endpoint given at %v", g.endpoints)
+				return badArgs("no leader endpoint given at %v", g.endpoints)
 			}
 			return g.withEndpoint(leaderEP, func(cli *clientv3.Client, ctx context.Context) error {
-				if _, err := cli.MoveLeader(ctx, target); err != nil {
+				resp, err := cli.MoveLeader(ctx, target)
+				if err != nil {
 					return err
 				}
-				fmt.Fprintf(g.stdout, "Leadership transferred from %s to %s\n",
-					strconv.FormatUint(leaderID, 16), strconv.FormatUint(target, 16))
-				return nil
+				return g.display(g.hexJSON(resp), (*pb.MoveLeaderResponse)(resp), func() {}, func() {
+					fmt.Fprintf(g.stdout, "Leadership transferred from %s to %s\n",
+						strconv.FormatUint(leaderID, 16), strconv.FormatUint(target, 16))
+				})
 			})
 		},
 	}

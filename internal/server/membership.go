@@ -56,7 +56,7 @@ var (
 var changeErrors = []error{
 	membership.ErrIDRemoved, membership.ErrIDExists, membership.ErrIDNotFound, membership.ErrPeerURLExists,
 	membership.ErrMemberNotLearner, membership.ErrTooManyLearners,
-	ErrNotEnoughStartedMembers, ErrUnhealthy, ErrLearnerNotReady, ErrTimeout, ErrStopped, ErrNoLeader,
+	ErrNotEnoughStartedMembers, ErrUnhealthy, ErrLearnerNotReady, ErrNotLeader, ErrTimeout, ErrStopped, ErrNoLeader,
 	ErrTooManyRequests, ErrCanceled,
 }
 
@@ -204,6 +204,13 @@ func (s *Server) changeAsLeader(ctx context.Context, change membership.Change) (
 		return 0, err
 	}
 	members := s.applier.Members()
+	if change.Kind == membership.Promote {
+		// As etcd, readiness first: promoting a voter that is behind
+		// answers "not in sync", one that is not in raft "not found".
+		if err := s.learnerReady(ctx, change.Member.ID); err != nil {
+			return 0, err
+		}
+	}
 	if err := membership.Validate(members, s.applier.Removed(), change, s.cfg.MaxLearners); err != nil {
 		return 0, err
 	}
@@ -246,23 +253,17 @@ func (s *Server) mayChange(ctx context.Context, members []membership.Member, cha
 	since := time.Now().Add(-HealthInterval)
 	switch change.Kind {
 	case membership.Promote:
-		st, err := s.rn.Status(ctx)
-		if err != nil {
-			return ctxError(err)
-		}
-		if !member.CaughtUp(st, change.Member.ID) {
-			s.logger.Warn("rejecting promote learner: learner is not ready", fields...)
-			return ErrLearnerNotReady
-		}
 		if s.cfg.StrictReconfigCheck && !membership.ReadyToPromote(members) {
 			s.logger.Warn("rejecting member promote request; not enough healthy members", fields...)
 			return ErrNotEnoughStartedMembers
 		}
 	case membership.Add:
-		if !s.cfg.StrictReconfigCheck || change.Member.IsLearner {
+		if !s.cfg.StrictReconfigCheck {
 			return nil
 		}
-		if !membership.ReadyToAddVoter(members) {
+		// A learner does not count towards the quorum, but etcd still
+		// refuses to add one while this member is cut off from a quorum.
+		if !change.Member.IsLearner && !membership.ReadyToAddVoter(members) {
 			s.logger.Warn("rejecting member add request; not enough healthy members", fields...)
 			return ErrNotEnoughStartedMembers
 		}
@@ -291,6 +292,27 @@ func (s *Server) mayChange(ctx context.Context, members []membership.Member, cha
 				"reconfigure breaks active quorum", append(fields, zap.Int("active-peers", active))...)
 			return ErrUnhealthy
 		}
+	}
+	return nil
+}
+
+// learnerReady is etcd's isLearnerReady, on the leader: member id must be
+// in raft's progress and caught up with the leader's log.
+func (s *Server) learnerReady(ctx context.Context, id uint64) error {
+	st, err := s.rn.Status(ctx)
+	if err != nil {
+		return ctxError(err)
+	}
+	if st.Progress == nil {
+		return ErrNotLeader
+	}
+	if _, ok := st.Progress[id]; !ok {
+		return membership.ErrIDNotFound
+	}
+	if !member.CaughtUp(st, id) {
+		s.logger.Warn("rejecting promote learner: learner is not ready", zap.String("local-member-id", membership.IDString(s.ID())),
+			zap.String("member-id", membership.IDString(id)))
+		return ErrLearnerNotReady
 	}
 	return nil
 }
