@@ -155,54 +155,42 @@ func peerURLTaken(members []Member, id uint64, urls []string) bool {
 // run (etcd's Member.IsStarted).
 func (m *Member) IsStarted() bool { return m.Name != "" }
 
+// voters counts the voters other than skip, and those of them started.
+func voters(members []Member, skip uint64) (n, started int) {
+	for _, m := range members {
+		if m.IsLearner || m.ID == skip {
+			continue
+		}
+		if m.IsStarted() {
+			started++
+		}
+		n++
+	}
+	return n, started
+}
+
 // ReadyToAddVoter is etcd's --strict-reconfig-check rule for adding a
 // voter: the started voters must make a quorum of the voters after the
 // add (a one-member cluster may always add one, to restore from backup).
 func ReadyToAddVoter(members []Member) bool {
-	nmembers, nstarted := 1, 0
-	for _, m := range members {
-		if m.IsLearner {
-			continue
-		}
-		if m.IsStarted() {
-			nstarted++
-		}
-		nmembers++
-	}
-	if nstarted == 1 && nmembers == 2 {
+	n, started := voters(members, 0)
+	n++ // the new one, not started
+	if started == 1 && n == 2 {
 		return true
 	}
-	return nstarted >= nmembers/2+1
+	return started >= n/2+1
 }
 
 // ReadyToRemoveVoter is the rule for removing voter id: the started
 // voters left must make a quorum of the voters left.
 func ReadyToRemoveVoter(members []Member, id uint64) bool {
-	nmembers, nstarted := 0, 0
-	for _, m := range members {
-		if m.IsLearner || m.ID == id {
-			continue
-		}
-		if m.IsStarted() {
-			nstarted++
-		}
-		nmembers++
-	}
-	return nstarted >= nmembers/2+1
+	n, started := voters(members, id)
+	return started >= n/2+1
 }
 
 // ReadyToPromote is the rule for promoting a learner, counted as started:
 // the started voters with it must make a quorum of the voters with it.
 func ReadyToPromote(members []Member) bool {
-	nmembers, nstarted := 1, 1
-	for _, m := range members {
-		if m.IsLearner {
-			continue
-		}
-		if m.IsStarted() {
-			nstarted++
-		}
-		nmembers++
-	}
-	return nstarted >= nmembers/2+1
+	n, started := voters(members, 0)
+	return started+1 >= (n+1)/2+1
 }

@@ -312,22 +312,13 @@ func (s *Sim) stopRemoved(m *simMember, why string) {
 	}
 	s.tracef("%s (%x) stops for good: %s", m.name, m.id, why)
 	s.stats.RemovedStopped++
-	for _, o := range m.pending {
-		s.clients.unknown(o, s.tick())
-	}
-	for _, o := range m.reads {
-		s.clients.abandon(o)
-	}
-	for _, r := range m.readyReads {
-		s.clients.abandon(r.o)
-	}
-	s.watches.memberDown(s, m)
-	if err := m.st.Close(); err != nil {
+	st := m.st
+	s.memberGone(m) // before the close: watch streams drain what they sent
+	if err := st.Close(); err != nil {
 		s.failf("%s: closing: %v", m.name, err)
 	}
 	delete(s.restartAt, m)
 	m.removed = true
-	m.up, m.st, m.d, m.pipe, m.images, m.applyQ, m.pending, m.reads, m.readyReads = false, nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 // checkSelfRemoved stops m if it has applied its own removal.

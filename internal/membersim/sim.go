@@ -471,6 +471,13 @@ func (s *Sim) crash(m *simMember) {
 	// stale after the crash, the backend's disk is replaced).
 	_ = m.st.Applier.Close()
 	m.dbfs = crashed
+	s.memberGone(m)
+}
+
+// memberGone ends what clients and watchers had going on m, which stopped
+// (crashed, or removed for good): its proposals' outcomes are unknown, its
+// reads abandoned, its watchers moved.
+func (s *Sim) memberGone(m *simMember) {
 	for _, o := range m.pending {
 		s.clients.unknown(o, s.tick())
 	}
