@@ -452,22 +452,36 @@ func (s *Server) transferOnStop() {
 		s.logger.Info("skipped leadership transfer for single voting member cluster", fields...)
 		return
 	}
-	var best uint64
-	var oldest time.Time
+	// Candidates: the voters whose stream is open, connected longest
+	// first (etcd's longestConnected). A stream can look open a moment
+	// after its member stopped, so a candidate that has not taken over
+	// within transferTry is given up for the next: raft would only
+	// abandon it after an election timeout.
+	type candidate struct {
+		id    uint64
+		since time.Time
+	}
+	var cands []candidate
 	for _, id := range cs.Voters {
-		if id == s.ID() {
-			continue
-		}
-		at := s.tr.ActiveSince(id)
-		if !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
-			best, oldest = id, at
+		if at := s.tr.ActiveSince(id); id != s.ID() && !at.IsZero() {
+			cands = append(cands, candidate{id, at})
 		}
 	}
+	slices.SortFunc(cands, func(a, b candidate) int { return a.since.Compare(b.since) })
 	err := ErrUnhealthy
-	if best != 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
-		err = s.MoveLeader(ctx, best)
+	deadline := time.Now().Add(s.requestTimeout)
+	try := 10 * s.cfg.HeartbeatInterval
+	for _, c := range cands {
+		end := time.Now().Add(try)
+		if end.After(deadline) {
+			end = deadline
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), end)
+		err = s.MoveLeader(ctx, c.id)
 		cancel()
+		if err == nil || !errors.Is(err, ErrTimeoutLeaderTransfer) || time.Now().After(deadline) {
+			break
+		}
 	}
 	if err != nil {
 		s.logger.Warn("leadership transfer failed", zap.String("local-member-id", membership.IDString(s.ID())), zap.Error(err))
