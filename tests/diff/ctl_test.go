@@ -74,6 +74,7 @@ var (
 	leaseHexRe  = regexp.MustCompile(`\b[0-9a-f]{12,16}\b`)
 	leaseDecRe  = regexp.MustCompile(`"ID"( ?: ?)[0-9]+`)
 	memberPadRe = regexp.MustCompile(`Member +<lease>`)
+	cellPadRe   = regexp.MustCompile(`│ +<lease> │`)
 	// Durations (endpoint health's "took") differ from run to run.
 	durationRe = regexp.MustCompile(`[0-9]+\.[0-9]+(ns|µs|ms|s)\b|\b[0-9]+(ns|µs|ms)\b`)
 )
@@ -82,6 +83,8 @@ func normalize(s string) string {
 	s = leaseHexRe.ReplaceAllString(s, "<lease>")
 	// "Member %16x": a random ID of 15 digits or fewer is padded.
 	s = memberPadRe.ReplaceAllString(s, "Member <lease>")
+	// A table cell too: a new member's random ID in member list.
+	s = cellPadRe.ReplaceAllString(s, "│ <lease> │")
 	if d := durationRe.ReplaceAllString(s, "<duration>"); d != s {
 		// A table's column widths follow the durations' lengths.
 		s = dashesRe.ReplaceAllString(spacesRe.ReplaceAllString(d, " "), "-")
