@@ -42,8 +42,7 @@ func joinInfo(cfg Config) (member.JoinInfo, error) {
 	if err != nil {
 		return member.JoinInfo{}, err
 	}
-	own := slices.Clone(cfg.AdvertisePeerURLs)
-	slices.Sort(own)
+	own := sorted(cfg.AdvertisePeerURLs)
 	var urls []string
 	for _, m := range local {
 		if !slices.Equal(m.PeerURLs, own) {
@@ -115,6 +114,7 @@ func checkJoin(local []membership.Member, own []string, desc clusterDescription)
 	return member.JoinInfo{ClusterID: desc.ClusterID, MemberID: self.ID, Members: desc.Members}, nil
 }
 
+// sorted returns a sorted copy of s (peer URLs are compared sorted).
 func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)

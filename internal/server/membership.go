@@ -80,8 +80,7 @@ type changeAnswer struct {
 // AddMember adds a member with peerURLs, a learner if isLearner, and
 // returns it (with the ID the cluster gave it) and the members after.
 func (s *Server) AddMember(ctx context.Context, peerURLs []string, isLearner bool) (membership.Member, []membership.Member, error) {
-	urls := slices.Clone(peerURLs)
-	slices.Sort(urls)
+	urls := sorted(peerURLs)
 	// etcd's derivation for a member added at run time: the cluster
 	// token plays no part, the time does.
 	m := membership.Member{ID: membership.ComputeMemberID(urls, "", time.Now().Unix()), PeerURLs: urls, IsLearner: isLearner}
@@ -96,9 +95,7 @@ func (s *Server) RemoveMember(ctx context.Context, id uint64) ([]membership.Memb
 
 // UpdateMember sets member id's peer URLs and returns the members after.
 func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string) ([]membership.Member, error) {
-	urls := slices.Clone(peerURLs)
-	slices.Sort(urls)
-	return s.changeMembers(ctx, membership.Change{Kind: membership.Update, Member: membership.Member{ID: id, PeerURLs: urls}})
+	return s.changeMembers(ctx, membership.Change{Kind: membership.Update, Member: membership.Member{ID: id, PeerURLs: sorted(peerURLs)}})
 }
 
 // PromoteMember makes the learner id a voter and returns the members after.
@@ -347,16 +344,7 @@ func (s *Server) proposeConfChange(ctx context.Context, cc raftpb.ConfChange, ct
 		}
 		return apply.Result{}, s.proposalError(err)
 	}
-	select {
-	case r := <-ch:
-		return r, nil
-	case <-ctx.Done():
-		s.wait.cancel(id)
-		return apply.Result{}, s.proposalError(ctx.Err())
-	case <-s.stopping:
-		s.wait.cancel(id)
-		return apply.Result{}, ErrStopped
-	}
+	return s.awaitApplied(ctx, id, ch)
 }
 
 // promoteLoop is the leader's promotion duty: a member added as a voter

@@ -52,8 +52,8 @@ type Server struct {
 	done     chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
-	// handOverOnce: leadership is handed over once, on the first of
-	// HandOverLeadership and Stop.
+	// handOverOnce: a stopping leader hands leadership over once, however
+	// often Stop is called.
 	handOverOnce sync.Once
 	// fatal is the error that stopped the member on its own, if any.
 	fatal atomic.Pointer[error]
@@ -263,21 +263,15 @@ func (s *Server) goAttached(fn func()) {
 	}()
 }
 
-// HandOverLeadership hands leadership to another voter if this member
-// leads and is stopping normally (transferOnStop), once; Stop does it if
-// it has not been done. Call it while the peer listeners still serve: the
-// leader learns that the transferee leads from the transferee's messages,
-// and waits until it does (etcd likewise stops its server before closing
-// its peer handlers).
-func (s *Server) HandOverLeadership() {
+// Stop stops the member and waits for everything it started. A leader
+// stopping normally first hands its leadership over (transferOnStop), so
+// the peer server must still serve: the leader learns that the transferee
+// leads from the transferee's messages (etcd likewise stops its server
+// before its peer handlers).
+func (s *Server) Stop() {
 	if s.rn != nil && s.Err() == nil {
 		s.handOverOnce.Do(s.transferOnStop)
 	}
-}
-
-// Stop stops the member and waits for everything it started.
-func (s *Server) Stop() {
-	s.HandOverLeadership()
 	s.stopOnce.Do(func() { close(s.stopping) })
 	if s.rn != nil {
 		s.rn.Stop()
@@ -586,11 +580,23 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		s.wait.cancel(id)
 		return apply.Result{}, s.proposalError(err)
 	}
+	r, err := s.awaitApplied(ctx, id, ch)
+	if err != nil {
+		if !errors.Is(err, ErrStopped) {
+			s.metrics.proposalsFailed.Inc()
+		}
+		return apply.Result{}, err
+	}
+	return r, r.Err
+}
+
+// awaitApplied waits for the result of request id, registered as ch, until
+// ctx ends or the member stops (then the registration is cancelled).
+func (s *Server) awaitApplied(ctx context.Context, id uint64, ch <-chan apply.Result) (apply.Result, error) {
 	select {
 	case r := <-ch:
-		return r, r.Err
+		return r, nil
 	case <-ctx.Done():
-		s.metrics.proposalsFailed.Inc()
 		s.wait.cancel(id)
 		return apply.Result{}, s.proposalError(ctx.Err())
 	case <-s.stopping:

@@ -30,11 +30,7 @@ func (s *Server) Status() Status {
 		CommitIndex:  s.rn.CommitIndex(),
 		AppliedIndex: s.AppliedIndex(),
 		Term:         s.rn.Term(),
-	}
-	for _, m := range s.applier.Members() {
-		if m.ID == s.st.MemberID {
-			st.IsLearner = m.IsLearner
-		}
+		IsLearner:    s.IsLearner(),
 	}
 	if st.DBSize > st.QuotaBytes {
 		st.Errors = append(st.Errors, "memberID:"+membership.IDString(s.st.MemberID)+" alarm:NOSPACE ")

@@ -88,9 +88,6 @@ func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_Snapsho
 // MoveLeader hands leadership to the target; only the leader may (etcd
 // answers other members "not leader", and so does its client's caller).
 func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
-	if m.s.Leader() != m.s.ID() {
-		return nil, rpctypes.ErrGRPCNotLeader
-	}
 	if err := m.s.MoveLeader(ctx, r.TargetID); err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -129,14 +126,23 @@ func clusterHeader(s *server.Server) *pb.ResponseHeader {
 	return &pb.ResponseHeader{ClusterId: s.ClusterID(), MemberId: s.ID(), RaftTerm: s.Term()}
 }
 
-func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	if len(r.PeerURLs) == 0 {
-		return nil, rpctypes.ErrGRPCMemberBadURLs
+// checkPeerURLs refuses what etcd's types.NewURLs refuses, with etcd's
+// error.
+func checkPeerURLs(urls []string) error {
+	if len(urls) == 0 {
+		return rpctypes.ErrGRPCMemberBadURLs
 	}
-	for _, u := range r.PeerURLs {
+	for _, u := range urls {
 		if membership.CheckURL(u) != nil {
-			return nil, rpctypes.ErrGRPCMemberBadURLs
+			return rpctypes.ErrGRPCMemberBadURLs
 		}
+	}
+	return nil
+}
+
+func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if err := checkPeerURLs(r.PeerURLs); err != nil {
+		return nil, err
 	}
 	m, members, err := c.s.AddMember(ctx, r.PeerURLs, r.IsLearner)
 	if err != nil {
@@ -158,13 +164,8 @@ func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 }
 
 func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	if len(r.PeerURLs) == 0 {
-		return nil, rpctypes.ErrGRPCMemberBadURLs
-	}
-	for _, u := range r.PeerURLs {
-		if membership.CheckURL(u) != nil {
-			return nil, rpctypes.ErrGRPCMemberBadURLs
-		}
+	if err := checkPeerURLs(r.PeerURLs); err != nil {
+		return nil, err
 	}
 	members, err := c.s.UpdateMember(ctx, r.ID, r.PeerURLs)
 	if err != nil {
