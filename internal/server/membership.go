@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/raftnode"
+	"github.com/cairn-db/cairn/internal/transport"
 )
 
 // Membership changes (etcd's Cluster service and MoveLeader).
@@ -48,7 +49,9 @@ var (
 	ErrNotLeader               = errors.New("etcdserver: not leader")
 	ErrBadLeaderTransferee     = errors.New("etcdserver: bad leader transferee")
 	ErrTimeoutLeaderTransfer   = errors.New("etcdserver: request timed out, leader transfer took too long")
-	ErrMemberRemoved           = errors.New("the member has been permanently removed from the cluster")
+	// ErrMemberRemoved is the transport's: a peer's refusal and this
+	// member's own removal say the same.
+	ErrMemberRemoved = transport.ErrMemberRemoved
 )
 
 // changeErrors names the errors a leader can answer a forwarded change

@@ -331,9 +331,8 @@ func (t *Transport) checkStream(ctx context.Context) (from uint64, err error) {
 		return 0, status.Errorf(codes.FailedPrecondition, "%v: member %s is in cluster %s, this is cluster %s",
 			ErrClusterMismatch, idString(from), idString(cluster), idString(t.cfg.ClusterID))
 	}
-	if t.cfg.Removed != nil && t.cfg.Removed(from) {
-		t.logger.Warn("rejected peer stream from a removed member", zap.String("remote-member", idString(from)))
-		return 0, status.Error(codes.PermissionDenied, ErrMemberRemoved.Error())
+	if err := t.refuseRemoved(from); err != nil {
+		return 0, err
 	}
 	if to != t.cfg.LocalID {
 		t.logger.Error("rejected peer stream meant for another member",
@@ -342,6 +341,16 @@ func (t *Transport) checkStream(ctx context.Context) (from uint64, err error) {
 			idString(to), idString(t.cfg.LocalID))
 	}
 	return from, nil
+}
+
+// refuseRemoved is the answer to member from if it was removed from the
+// cluster (ErrMemberRemoved, which tells it), else nil.
+func (t *Transport) refuseRemoved(from uint64) error {
+	if t.cfg.Removed == nil || !t.cfg.Removed(from) {
+		return nil
+	}
+	t.logger.Warn("rejected peer stream from a removed member", zap.String("remote-member", idString(from)))
+	return status.Error(codes.PermissionDenied, ErrMemberRemoved.Error())
 }
 
 // handleMessages receives one peer's message stream.
@@ -363,9 +372,8 @@ func (t *Transport) handleMessages(_ any, stream grpc.ServerStream) error {
 		// A stream opened before its sender was removed: the sender
 		// may never apply its own removal (the leader stops sending to
 		// it once removed), so this refusal is how it learns.
-		if t.cfg.Removed != nil && t.cfg.Removed(from) {
-			t.logger.Warn("rejected peer stream from a removed member", zap.String("remote-member", idString(from)))
-			return status.Error(codes.PermissionDenied, ErrMemberRemoved.Error())
+		if err := t.refuseRemoved(from); err != nil {
+			return err
 		}
 		msgs, err := decodeBatch(frame, t.cfg.ClusterID)
 		if err != nil {
