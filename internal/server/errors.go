@@ -1,6 +1,10 @@
 package server
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/cairn-db/cairn/internal/transport"
+)
 
 // Errors with etcd's messages (v3rpc maps them to etcd's gRPC codes).
 var (
@@ -11,4 +15,18 @@ var (
 	ErrTooManyRequests = errors.New("etcdserver: too many requests")
 	ErrRequestTooLarge = errors.New("etcdserver: request is too large")
 	ErrNoSpace         = errors.New("etcdserver: mvcc: database space exceeded")
+)
+
+// Errors of membership changes and leadership moves, with etcd's
+// messages (the membership package's own are membership.Err*).
+var (
+	ErrNotEnoughStartedMembers = errors.New("etcdserver: re-configuration failed due to not enough started members")
+	ErrUnhealthy               = errors.New("etcdserver: unhealthy cluster")
+	ErrLearnerNotReady         = errors.New("etcdserver: can only promote a learner member which is in sync with leader")
+	ErrNotLeader               = errors.New("etcdserver: not leader")
+	ErrBadLeaderTransferee     = errors.New("etcdserver: bad leader transferee")
+	ErrTimeoutLeaderTransfer   = errors.New("etcdserver: request timed out, leader transfer took too long")
+	// ErrMemberRemoved is the transport's: a peer's refusal and this
+	// member's own removal say the same.
+	ErrMemberRemoved = transport.ErrMemberRemoved
 )

@@ -15,7 +15,6 @@ import (
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/raftnode"
-	"github.com/cairn-db/cairn/internal/transport"
 )
 
 // Membership changes (etcd's Cluster service and MoveLeader).
@@ -39,20 +38,6 @@ import (
 // HealthInterval is how long a peer must have been connected to count as
 // healthy for --strict-reconfig-check (etcd's HealthInterval).
 const HealthInterval = 5 * time.Second
-
-// Errors of membership changes and leadership moves, with etcd's
-// messages (the membership package's own are membership.Err*).
-var (
-	ErrNotEnoughStartedMembers = errors.New("etcdserver: re-configuration failed due to not enough started members")
-	ErrUnhealthy               = errors.New("etcdserver: unhealthy cluster")
-	ErrLearnerNotReady         = errors.New("etcdserver: can only promote a learner member which is in sync with leader")
-	ErrNotLeader               = errors.New("etcdserver: not leader")
-	ErrBadLeaderTransferee     = errors.New("etcdserver: bad leader transferee")
-	ErrTimeoutLeaderTransfer   = errors.New("etcdserver: request timed out, leader transfer took too long")
-	// ErrMemberRemoved is the transport's: a peer's refusal and this
-	// member's own removal say the same.
-	ErrMemberRemoved = transport.ErrMemberRemoved
-)
 
 // changeErrors names the errors a leader can answer a forwarded change
 // with, so the follower returns the same error value.
