@@ -76,6 +76,10 @@ type Server struct {
 		sync.Mutex
 		conf raftpb.ConfState
 	}
+	// removed are the IDs removed from the cluster, as last applied: the
+	// transport asks for every frame it receives, so not of the applier
+	// (whose lock a restore holds).
+	removed atomic.Pointer[map[uint64]bool]
 	// learner is whether this member's record says learner.
 	learner atomic.Bool
 
@@ -192,7 +196,7 @@ func (s *Server) Start() error {
 	s.tr = transport.New(transport.Config{
 		LocalID: s.st.MemberID, ClusterID: s.st.ClusterID,
 		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger, Metrics: s.metrics.transport,
-		Removed: s.applier.IsRemoved, OnRemoved: s.removedByPeer, Cluster: s.describeCluster,
+		Removed: s.isRemoved, OnRemoved: s.removedByPeer, Cluster: s.describeCluster,
 	})
 	tick := s.cfg.HeartbeatInterval
 	rn, err := raftnode.New(raftnode.Config{
@@ -455,7 +459,15 @@ func (s *Server) refreshMembers() {
 	s.members.Store(&ms)
 	i := slices.IndexFunc(ms, func(m membership.Member) bool { return m.ID == s.st.MemberID })
 	s.learner.Store(i >= 0 && ms[i].IsLearner)
+	removed := map[uint64]bool{}
+	for _, id := range s.applier.Removed() {
+		removed[id] = true
+	}
+	s.removed.Store(&removed)
 }
+
+// isRemoved reports whether id was removed from the cluster (as applied).
+func (s *Server) isRemoved(id uint64) bool { return (*s.removed.Load())[id] }
 
 // IsLearner reports whether this member is a learner (as its member
 // record says: a member added as a voter is not one, even while raft
