@@ -1,4 +1,4 @@
-package main
+package clitable
 
 import (
 	"fmt"
@@ -9,11 +9,11 @@ import (
 	"github.com/dustin/go-humanize"
 )
 
-// renderTable draws rows as etcdctl 3.7's tables (tablewriter 1.x's
+// Render draws rows as etcdctl 3.7's tables (tablewriter 1.x's
 // default look): box-drawing borders, the header in capitals centred, the
 // cells right-aligned, a rule between the header and the rows only when
 // there are rows. Widths count runes, not bytes ("µs").
-func renderTable(w io.Writer, header []string, rows [][]string) {
+func Render(w io.Writer, header []string, rows [][]string) {
 	widths := make([]int, len(header))
 	for i, h := range header {
 		widths[i] = utf8.RuneCountInString(h)
@@ -63,5 +63,5 @@ func renderTable(w io.Writer, header []string, rows [][]string) {
 	rule("└", "┴", "┘")
 }
 
-// humanBytes is how etcdctl prints sizes (go-humanize's SI bytes).
-func humanBytes(n int64) string { return humanize.Bytes(uint64(n)) }
+// HumanBytes is how etcdctl prints sizes (go-humanize's SI bytes).
+func HumanBytes(n int64) string { return humanize.Bytes(uint64(n)) }

@@ -1,11 +1,11 @@
-package main
+package clitable
 
 import (
 	"strings"
 	"testing"
 )
 
-// TestRenderTable holds renderTable to tables etcdctl 3.7.3 printed
+// TestRenderTable holds Render to tables etcdctl 3.7.3 printed
 // (against a cairn): a member list, and an endpoint hashkv whose every
 // request failed (no rows: no rule under the header). It runs without a
 // stock etcdctl, which tests/diff needs.
@@ -31,7 +31,7 @@ func TestRenderTable(t *testing.T) {
 `,
 	}} {
 		var b strings.Builder
-		renderTable(&b, tc.header, tc.rows)
+		Render(&b, tc.header, tc.rows)
 		if b.String() != tc.want {
 			t.Errorf("got\n%s\nwant\n%s", b.String(), tc.want)
 		}

@@ -1,0 +1,162 @@
+package apply
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/lease"
+	"github.com/cairn-db/cairn/internal/membership"
+	"github.com/cairn-db/cairn/internal/mvcc"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+// A backup (Maintenance.Snapshot) is exported from a Checkpoint, so that
+// it costs the live database nothing but the checkpoint's hard links, and
+// imported (cairnutl snapshot restore) into a new member's empty backend.
+// The file format is not this package's business: the caller's Sink and
+// Source translate (to etcd's snapshot file, package etcdsnap).
+
+// Sink receives the state of a checkpoint.
+type Sink interface {
+	PutRevision(rev mvcc.Revision, tombstone bool, kv []byte) error
+	PutLease(lease.Record) error
+	PutMember(membership.Member) error
+	PutRemoved(id uint64) error
+}
+
+// ExportMeta is what an export holds besides the data: the raft position
+// and configuration of the checkpoint, and its compaction marks.
+type ExportMeta struct {
+	ConsistentIndex, Term             uint64
+	ConfState                         raftpb.ConfState
+	ScheduledCompact, FinishedCompact int64
+}
+
+// Export writes the checkpoint's history, leases and membership to sink,
+// in that order, and returns its metadata. The checkpoint is opened as a
+// database of its own (it may be written to: it is a throwaway copy).
+func (a *Applier) Export(c *Checkpoint, sink Sink) (ExportMeta, error) {
+	be, err := backend.Open(c.fs.PathJoin(c.dir, "db"), a.opts)
+	if err != nil {
+		return ExportMeta{}, err
+	}
+	defer be.Close()
+	view := be.NewReadView()
+	defer view.Close()
+	meta := ExportMeta{ConfState: c.Metadata.ConfState}
+	meta.ConsistentIndex, meta.Term = be.ConsistentIndex()
+	if meta.ConsistentIndex != c.Metadata.Index {
+		return ExportMeta{}, fmt.Errorf("apply: export: checkpoint at index %d holds index %d", c.Metadata.Index, meta.ConsistentIndex)
+	}
+	if meta.ScheduledCompact, meta.FinishedCompact, err = mvcc.Compaction(view); err != nil {
+		return ExportMeta{}, err
+	}
+	if err := mvcc.ScanHistory(view, sink.PutRevision); err != nil {
+		return ExportMeta{}, err
+	}
+	var sinkErr error
+	err = view.Scan([]byte{lease.Prefix}, []byte{lease.Prefix + 1}, func(k, v []byte) bool {
+		var r lease.Record
+		if r, sinkErr = lease.DecodeRecord(k, v); sinkErr == nil {
+			sinkErr = sink.PutLease(r)
+		}
+		return sinkErr == nil
+	})
+	if err = errors.Join(err, sinkErr); err != nil {
+		return ExportMeta{}, err
+	}
+	err = view.Scan(memberPrefix, prefixEnd(memberPrefix), func(_, v []byte) bool {
+		var m membership.Member
+		if sinkErr = m.Unmarshal(v); sinkErr == nil {
+			sinkErr = sink.PutMember(m)
+		}
+		return sinkErr == nil
+	})
+	if err = errors.Join(err, sinkErr); err != nil {
+		return ExportMeta{}, err
+	}
+	err = view.Scan(removedPrefix, prefixEnd(removedPrefix), func(k, _ []byte) bool {
+		var id uint64
+		if id, sinkErr = strconv.ParseUint(string(k[len(removedPrefix):]), 16, 64); sinkErr == nil {
+			sinkErr = sink.PutRemoved(id)
+		}
+		return sinkErr == nil
+	})
+	if err = errors.Join(err, sinkErr); err != nil {
+		return ExportMeta{}, err
+	}
+	return meta, nil
+}
+
+// Source is what Import reads: a store's history and leases from
+// elsewhere. Membership is not imported: a restored member starts a new
+// cluster from its own --initial-cluster, as etcdutl's restore does.
+type Source interface {
+	Revisions(fn func(rev mvcc.Revision, tombstone bool, kv []byte) error) error
+	Leases(fn func(lease.Record) error) error
+	// Compaction is the last compaction scheduled and finished (0: none).
+	Compaction() (scheduled, finished int64, err error)
+}
+
+// ImportStats counts what Import wrote.
+type ImportStats struct {
+	Revisions, Leases int64
+	// Revision is the store's revision after the import.
+	Revision int64
+}
+
+// Import creates a backend in dir (which must hold none) with the
+// history and leases of src, and no raft index: the member bootstrapped
+// on it applies its founding entries over the imported store. The
+// backend is synced and closed on return.
+func Import(dir string, opts backend.Options, src Source) (ImportStats, error) {
+	var st ImportStats
+	be, err := backend.Open(dir, opts)
+	if err != nil {
+		return st, err
+	}
+	defer be.Close()
+	if ci, _ := be.ConsistentIndex(); ci != 0 {
+		return st, fmt.Errorf("apply: import: %s holds a database at index %d", dir, ci)
+	}
+	im, err := mvcc.NewImporter(be)
+	if err != nil {
+		return st, err
+	}
+	var last int64
+	if err := src.Revisions(func(rev mvcc.Revision, tombstone bool, kv []byte) error {
+		last = rev.Main
+		return im.Put(rev, tombstone, kv)
+	}); err != nil {
+		return st, err
+	}
+	scheduled, finished, err := src.Compaction()
+	if err != nil {
+		return st, err
+	}
+	if err := im.Finish(scheduled, finished); err != nil {
+		return st, err
+	}
+	batch := be.NewBatch()
+	defer batch.Close()
+	if err := src.Leases(func(r lease.Record) error {
+		if r.ID == 0 || r.TTL <= 0 {
+			return fmt.Errorf("apply: import: lease %x with TTL %d", r.ID, r.TTL)
+		}
+		batch.Set(lease.Key(r.ID), r.Encode())
+		st.Leases++
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	if err := batch.CommitMaintenance(); err != nil {
+		return st, err
+	}
+	if err := be.Sync(); err != nil {
+		return st, err
+	}
+	st.Revisions, st.Revision = im.Revisions, max(last, scheduled, 1)
+	return st, nil
+}
