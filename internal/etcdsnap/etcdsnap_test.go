@@ -537,3 +537,23 @@ func TestSemverString(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenLockedFile: a database a process holds open for writing (a
+// running etcd's member/snap/db) is refused after a short wait, not
+// waited on forever.
+func TestOpenLockedFile(t *testing.T) {
+	path, _ := finishedFile(t)
+	must(t, os.Truncate(path, int64(len(mustRead(t, path)))-32)) // bbolt would not open it for writing with the trailer
+	db, err := bolt.Open(path, 0o600, nil)
+	must(t, err)
+	defer db.Close()
+	if _, err := Open(path, false); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Open of a file held for writing: %v, want ErrLocked", err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	b, err := os.ReadFile(path)
+	must(t, err)
+	return b
+}
