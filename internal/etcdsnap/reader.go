@@ -74,6 +74,12 @@ type Reader struct {
 // match (etcdutl restore's rules; skip the check for a database copied
 // from a data dir). Then the file must hold every page of its database,
 // pass bbolt's structural check, and have etcd's key and meta buckets.
+// Open reads the whole file once or twice (hash, check) before returning.
+//
+// Where etcdutl restore says "snapshot missing hash" of any file without a
+// trailer (random bytes, a truncated file), Open says what is wrong first:
+// ErrNotSnapshot or ErrTruncated, and ErrMissingHash only of a whole
+// database without a trailer.
 func Open(path string, verifyHash bool) (*Reader, error) {
 	info, err := os.Stat(path)
 	if err != nil {
