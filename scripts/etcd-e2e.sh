@@ -2,7 +2,8 @@
 # Runs etcd's own end-to-end tests against Cairn: the module
 # go.etcd.io/etcd/tests/v3 (v3.7.3), its tests/common cases run through the
 # e2e framework (-tags e2e) and its tests/e2e, with cairn as the framework's
-# `etcd` and stock etcdctl/etcdutl of the same release beside it.
+# `etcd`, cairnutl as its `etcdutl` and stock etcdctl of the same release
+# beside them.
 #
 #   scripts/etcd-e2e.sh                      # the selection (CI runs this)
 #   ETCD_E2E_STOCK=1 scripts/etcd-e2e.sh     # the same selection against stock etcd
@@ -26,6 +27,8 @@
 #
 # Other settings:
 #   ETCD_E2E_ETCD=/path      the binary to run as `etcd` instead of the freshly built cairn
+#   ETCD_E2E_BUILD_ONLY=1    build (or find in the cache) etcd's test binaries, etcdctl and
+#                            etcdutl, print the folder they are in, run nothing
 #   ETCD_E2E_TIMEOUT=20m     the time all tests may take; past it the rest fail unrun
 #   ETCD_E2E_TEST_TIMEOUT=3m the time one top-level test may take (go test's -timeout)
 #   ETCD_E2E_OUT=/dir        keep the test2json streams, stderr and a results.txt (one
@@ -102,6 +105,11 @@ build common.test test -c -tags e2e go.etcd.io/etcd/tests/v3/common
 build etcdctl build go.etcd.io/etcd/etcdctl/v3
 build etcdutl build go.etcd.io/etcd/etcdutl/v3
 tests_dir=$(cd "$mod" && go list -m -f '{{.Dir}}' go.etcd.io/etcd/tests/v3)
+if [[ -n ${ETCD_E2E_BUILD_ONLY:-} ]]; then
+  # .ci/run builds first, so that stock etcdutl is there for tests/diff.
+  echo "$bin"
+  exit 0
+fi
 
 # --- the bin folder the framework runs: etcd, etcdctl, etcdutl. No
 # etcd-last-release: the mixed-version cases need one, and skip without it.
@@ -122,7 +130,16 @@ else
   # answers as etcd does, which the framework parses).
   ln -s "$work/cairn" "$work/bin/etcd"
 fi
-ln -s "$bin/etcdctl" "$bin/etcdutl" "$work/bin/"
+ln -s "$bin/etcdctl" "$work/bin/"
+if [[ $label == cairn ]]; then
+  # Installed under etcd's names, Cairn's tools speak as etcd's: the
+  # framework's etcdutl (snapshot status and restore, defrag, hashkv) is
+  # cairnutl, since only it reads and writes a cairn data directory.
+  (cd "$repo" && go build -o "$work/cairnutl" ./cmd/cairnutl) >&2
+  ln -s "$work/cairnutl" "$work/bin/etcdutl"
+else
+  ln -s "$bin/etcdutl" "$work/bin/"
+fi
 (cd "$repo" && go build -o "$work/summary" ./tests/etcde2e/summary) >&2
 
 # --- what to run: go test -run and -skip patterns, a package at a time.

@@ -207,7 +207,7 @@ func (c *config) flagDefs() []flagDef {
 		{name: "bootstrap-defrag-threshold-megabytes", group: features, shown: "", value: uintValue[uint]{&c.BootstrapDefragThresholdMegabytes}, effect: noEffect, why: "Cairn's pebble backend reclaims space by its own compactions; there is no bbolt file to defragment", usage: "Enable the defrag during etcd server bootstrap on condition that it will free at least the provided threshold of disk space. Needs to be set to non-zero value to take effect."},
 		{name: "max-learners", group: features, shown: "'1'", value: intValue[int]{&c.MaxLearners}, usage: "Set the max number of learner members allowed in the cluster membership."},
 		{name: "compaction-sleep-interval", group: features, shown: "", value: durationValue{&c.CompactionSleepInterval}, effect: noEffect, why: "Cairn removes compacted revisions in the background without pausing between batches", usage: "Sets the sleep interval between each compaction batch."},
-		{name: "downgrade-check-time", group: features, shown: "", value: durationValue{&c.DowngradeCheckTime}, effect: noEffect, why: "cluster downgrades are not built yet", usage: "Duration of time between two downgrade status checks."},
+		{name: "downgrade-check-time", group: features, shown: "", value: durationValue{&c.DowngradeCheckTime}, effect: noEffect, why: "a Cairn cluster refuses downgrades (no etcd binary can run on its data)", usage: "Duration of time between two downgrade status checks."},
 		{name: "snapshot-catchup-entries", group: features, shown: "", value: uintValue[uint64]{&c.SnapshotCatchUpEntries}, usage: "Number of entries for a slow follower to catch up after compacting the raft storage entries."},
 
 		// Unsafe feature

@@ -99,6 +99,9 @@ type Server struct {
 	// every dbSizeEvery (pebble's metrics are too dear per request).
 	dbSize   atomic.Int64
 	dbSizeAt time.Time
+
+	// backups numbers the backup files being written (backup.go).
+	backups atomic.Uint64
 }
 
 const dbSizeEvery = 500 * time.Millisecond
@@ -131,6 +134,7 @@ func New(cfg Config) (*Server, error) {
 		metrics: m,
 	}
 	s.refreshMembers()
+	s.removeStaleBackups()
 	s.pipeline = member.NewPipeline(st, member.PipelineConfig{
 		SnapshotCount: cfg.SnapshotCount,
 		// No deadline: the loop answers even while it waits for this

@@ -86,7 +86,7 @@ func cleanEnv() []string {
 // cairnBinary and ctlBinary are the server and cairnctl (named etcdctl:
 // installed as etcdctl, as a drop-in replacement is, it names itself
 // etcdctl in its messages), built once for the package's tests.
-var cairnBinary, ctlBinary string
+var cairnBinary, ctlBinary, utlBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -99,8 +99,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	cairnBinary, ctlBinary = filepath.Join(dir, "cairn"), filepath.Join(dir, "etcdctl")
-	for _, b := range []struct{ out, pkg string }{{cairnBinary, "cairn"}, {ctlBinary, "cairnctl"}} {
+	cairnBinary, ctlBinary, utlBinary = filepath.Join(dir, "cairn"), filepath.Join(dir, "etcdctl"), filepath.Join(dir, "cairnutl")
+	for _, b := range []struct{ out, pkg string }{{cairnBinary, "cairn"}, {ctlBinary, "cairnctl"}, {utlBinary, "cairnutl"}} {
 		build := exec.Command("go", "build", "-o", b.out, "../../cmd/"+b.pkg)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {

@@ -17,7 +17,7 @@ import (
 
 // cairnBinary and ctlBinary are the server and cairnctl, built once for
 // the package's tests.
-var cairnBinary, ctlBinary string
+var cairnBinary, ctlBinary, utlBinary string
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -30,8 +30,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	cairnBinary, ctlBinary = os.Getenv("CAIRN_E2E_BINARY"), filepath.Join(dir, "cairnctl")
-	builds := [][]string{{"-o", ctlBinary, "../../cmd/cairnctl"}}
+	cairnBinary, ctlBinary, utlBinary = os.Getenv("CAIRN_E2E_BINARY"), filepath.Join(dir, "cairnctl"), filepath.Join(dir, "cairnutl")
+	builds := [][]string{{"-o", ctlBinary, "../../cmd/cairnctl"}, {"-o", utlBinary, "../../cmd/cairnutl"}}
 	if cairnBinary == "" {
 		cairnBinary = filepath.Join(dir, "cairn")
 		builds = append(builds, []string{"-tags", "invariants", "-o", cairnBinary, "../../cmd/cairn"})

@@ -2,6 +2,8 @@ package v3rpc
 
 import (
 	"context"
+	"crypto/sha256"
+	"io"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -81,8 +83,32 @@ func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	return &pb.HashKVResponse{Header: header(m.s, nil), Hash: hash, CompactRevision: compacted, HashRevision: rev}, nil
 }
 
-func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_SnapshotServer) error {
-	return unimplemented("Maintenance.Snapshot")
+// snapshotChunkBytes is the blob size of each Snapshot response (etcd's).
+const snapshotChunkBytes = 32 * 1024
+
+// Snapshot streams a backup in etcd's snapshot file format (see
+// server.Backup) as etcd does: chunks with the bytes still to come, then
+// one more response whose blob is the SHA-256 of all the bytes before it,
+// which etcdctl appends to the file and etcdutl checks on restore.
+func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	err := m.s.Backup(srv.Context(), func(f *server.BackupFile) error {
+		h := sha256.New()
+		var sent int64
+		for sent < f.Size {
+			// A new buffer each time: Send may still hold the last one.
+			buf := make([]byte, min(snapshotChunkBytes, f.Size-sent))
+			if _, err := io.ReadFull(f, buf); err != nil {
+				return err
+			}
+			sent += int64(len(buf))
+			h.Write(buf)
+			if err := srv.Send(&pb.SnapshotResponse{RemainingBytes: uint64(f.Size - sent), Blob: buf, Version: f.StorageVersion}); err != nil {
+				return err
+			}
+		}
+		return srv.Send(&pb.SnapshotResponse{Blob: h.Sum(nil), Version: f.StorageVersion})
+	})
+	return toGRPCError(err)
 }
 
 // MoveLeader hands leadership to the target; only the leader may (etcd
@@ -94,8 +120,14 @@ func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	return &pb.MoveLeaderResponse{}, nil
 }
 
-func (m *maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
-	return nil, unimplemented("Maintenance.Downgrade")
+// Downgrade checks the target as etcd does, then refuses a downgrade
+// Cairn cannot honour (server.Downgrade says why).
+func (m *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	v, err := m.s.Downgrade(ctx, r.Action, r.Version)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.DowngradeResponse{Header: header(m.s, nil), Version: v}, nil
 }
 
 type clusterServer struct {

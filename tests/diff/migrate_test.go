@@ -1,0 +1,227 @@
+package diff
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// etcdutl is stock etcdutl 3.7.3, REFERENCE_ETCDUTL_BINARY; without it
+// the test is skipped, and says so.
+func etcdutl(t *testing.T) string {
+	utl := os.Getenv("REFERENCE_ETCDUTL_BINARY")
+	if utl == "" {
+		t.Skip("REFERENCE_ETCDUTL_BINARY is not set: no stock etcdutl " +
+			"(set it to the etcdutl that ETCD_E2E_BUILD_ONLY=1 scripts/etcd-e2e.sh builds; .ci/run does)")
+	}
+	return utl
+}
+
+// one is a one-member cluster of binary on dataDir, named d.
+type one struct {
+	clientURL, peerURL string
+	proc               *child
+	cli                *clientv3.Client
+}
+
+func startOne(t *testing.T, binary, dataDir, clientURL, peerURL string) *one {
+	t.Helper()
+	cmd := exec.Command(binary, "--name", "d", "--data-dir", dataDir,
+		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+		"--initial-cluster", "d="+peerURL, "--log-level", "error")
+	cmd.Env = cleanEnv()
+	o := &one{clientURL: clientURL, peerURL: peerURL, proc: startChild(t, cmd)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s:\n%s", o.proc, o.proc.output())
+		}
+	})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	o.cli = cli
+	deadline := time.Now().Add(waitDeadline)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := cli.Get(ctx, "x")
+		cancel()
+		if err == nil {
+			return o
+		}
+		if o.proc.done() || time.Now().After(deadline) {
+			t.Fatalf("%s not serving within %v: %v\n%s", o.proc, waitDeadline, err, o.proc.output())
+		}
+		time.Sleep(50 * time.Millisecond) // polling a starting process
+	}
+}
+
+func newURLs(t *testing.T) (clientURL, peerURL string) {
+	return fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+}
+
+// state is what a user reads of a store: every key at every revision from
+// the compaction on (as get -w json shows them, less the header's IDs),
+// the leases with their granted TTLs and keys, and HashKV.
+func state(t *testing.T, cli *clientv3.Client, from, to int64) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
+	defer cancel()
+	var b strings.Builder
+	for rev := from; rev <= to; rev++ {
+		resp, err := cli.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(rev))
+		if err != nil {
+			fmt.Fprintf(&b, "rev %d: %v\n", rev, err)
+			continue
+		}
+		kvs, _ := json.Marshal(resp.Kvs)
+		fmt.Fprintf(&b, "rev %d (header %d): %d %s\n", rev, resp.Header.Revision, resp.Count, kvs)
+	}
+	_, err := cli.Get(ctx, "a", clientv3.WithRev(from-1))
+	fmt.Fprintf(&b, "below the compaction: %v\n", err)
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, l := range leases.Leases {
+		ids = append(ids, int64(l.ID))
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(id), clientv3.WithAttachedKeys())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, k := range ttl.Keys {
+			keys = append(keys, string(k))
+		}
+		slices.Sort(keys)
+		fmt.Fprintf(&b, "lease %x: granted %d, keys %v\n", id, ttl.GrantedTTL, keys)
+	}
+	hash, err := cli.HashKV(ctx, cli.Endpoints()[0], to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "hashkv at %d: %d (compact %d)\n", to, hash.Hash, hash.CompactRevision)
+	return b.String()
+}
+
+// A user moves a live etcd 3.7.3 to Cairn (stock etcdctl snapshot save,
+// cairnutl snapshot restore) and back (stock etcdctl snapshot save against
+// Cairn, stock etcdutl snapshot restore, stock etcd): at every step every
+// key reads back the same at every revision kept, with the same leases,
+// compaction and HashKV.
+func TestMigrateEtcdToCairnAndBack(t *testing.T) {
+	cairn, etcd := binaries(t)
+	stockUtl := etcdutl(t)
+	etcdctl := filepath.Join(filepath.Dir(etcd), "etcdctl")
+	dir := t.TempDir()
+
+	cu, pu := newURLs(t)
+	src := startOne(t, etcd, filepath.Join(dir, "etcd"), cu, pu)
+	ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
+	defer cancel()
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	long, err := src.cli.Grant(ctx, 3600)
+	must(nil, err)
+	short, err := src.cli.Grant(ctx, 600)
+	must(nil, err)
+	for i := range 40 {
+		must(src.cli.Put(ctx, fmt.Sprintf("k%02d", i%13), fmt.Sprintf("v%d", i)))
+	}
+	must(src.cli.Put(ctx, "leased/a", "1", clientv3.WithLease(long.ID)))
+	must(src.cli.Put(ctx, "leased/b", "2", clientv3.WithLease(short.ID)))
+	must(src.cli.Delete(ctx, "k00", clientv3.WithRange("k03")))
+	must(src.cli.Txn(ctx).If(clientv3.Compare(clientv3.Version("k05"), ">", 0)).
+		Then(clientv3.OpPut("k05", "txn"), clientv3.OpDelete("k06"), clientv3.OpPut("t", "x")).Commit())
+	compacted, err := src.cli.Put(ctx, "k07", "at-compaction")
+	must(nil, err)
+	must(src.cli.Compact(ctx, compacted.Header.Revision))
+	for i := range 10 {
+		must(src.cli.Put(ctx, fmt.Sprintf("after/%d", i), "v", clientv3.WithLease(long.ID)))
+	}
+	last, err := src.cli.Delete(ctx, "after/3")
+	must(nil, err)
+	from, to := compacted.Header.Revision, last.Header.Revision
+	want := state(t, src.cli, from, to)
+
+	save := func(o *one, file string) {
+		t.Helper()
+		stdout, stderr, code := runChild(t, exec.Command(etcdctl, "--endpoints", o.clientURL, "snapshot", "save", file), commandDeadline)
+		if code != 0 || !strings.Contains(stdout, "Snapshot saved at "+file) {
+			t.Fatalf("etcdctl snapshot save: exit %d\n%s%s", code, stdout, stderr)
+		}
+	}
+	restore := func(utl, file, dataDir, peerURL string) {
+		t.Helper()
+		stdout, stderr, code := runChild(t, exec.Command(utl, "snapshot", "restore", file, "--data-dir", dataDir,
+			"--name", "d", "--initial-cluster", "d="+peerURL, "--initial-advertise-peer-urls", peerURL), commandDeadline)
+		if code != 0 {
+			t.Fatalf("%s snapshot restore: exit %d\n%s%s", filepath.Base(utl), code, stdout, stderr)
+		}
+	}
+
+	// etcd -> Cairn.
+	fromEtcd := filepath.Join(dir, "from-etcd.db")
+	save(src, fromEtcd)
+	cu, pu = newURLs(t)
+	restore(utlBinary, fromEtcd, filepath.Join(dir, "cairn"), pu)
+	c := startOne(t, cairn, filepath.Join(dir, "cairn"), cu, pu)
+	if got := state(t, c.cli, from, to); got != want {
+		t.Fatalf("Cairn restored from etcd's snapshot reads otherwise:\n%s", lineDiff(got, want))
+	}
+	// Cairn -> etcd.
+	fromCairn := filepath.Join(dir, "from-cairn.db")
+	save(c, fromCairn)
+	cu, pu = newURLs(t)
+	restore(stockUtl, fromCairn, filepath.Join(dir, "etcd-again"), pu)
+	back := startOne(t, etcd, filepath.Join(dir, "etcd-again"), cu, pu)
+	if got := state(t, back.cli, from, to); got != want {
+		t.Fatalf("etcd restored from Cairn's snapshot reads otherwise (-got +the first etcd):\n%s", lineDiff(got, want))
+	}
+	// Both take writes at the next revision.
+	for _, o := range []*one{c, back} {
+		resp, err := o.cli.Put(ctx, "next", "1")
+		if err != nil || resp.Header.Revision != to+1 {
+			t.Fatalf("a put after the restore: %v at revision %v, want %d", err, resp, to+1)
+		}
+	}
+}
+
+// lineDiff shows the lines of got and want that differ, by position.
+func lineDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	var b strings.Builder
+	for i := range max(len(g), len(w)) {
+		var gl, wl string
+		if i < len(g) {
+			gl = g[i]
+		}
+		if i < len(w) {
+			wl = w[i]
+		}
+		if gl != wl {
+			fmt.Fprintf(&b, "-%s\n+%s\n", gl, wl)
+		}
+	}
+	return b.String()
+}
