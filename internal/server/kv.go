@@ -192,19 +192,25 @@ func response[T any](r apply.Result) (T, error) {
 	return resp, nil
 }
 
-// HashKV hashes the store's history up to revision rev (0: the current
-// one; see mvcc.Store.HashKV) and returns the hash, the revision hashed
-// and the compaction revision. Members that applied the same log agree;
-// the hash is Cairn's own (CRC-32C over its records), not etcd's.
-func (s *Server) HashKV(rev int64) (hash uint32, hashRev, compacted int64, err error) {
+// HashKV is etcd's HashKV: the hash of the store's history up to revision
+// rev (0: the current one), taken at a compaction at rev if the store
+// remembers one (see mvcc.Store.HashByRev), with the current revision.
+// Members that applied the same log agree, and the value is etcd's for
+// the same history.
+func (s *Server) HashKV(rev int64) (h mvcc.KeyValueHash, current int64, err error) {
 	err = s.applier.View(func(st *mvcc.Store) error {
-		var current int64
-		hash, current, compacted, err = st.HashKV(rev)
-		hashRev = rev
-		if rev <= 0 {
-			hashRev = current
-		}
+		h, current, err = st.HashByRev(rev)
 		return err
 	})
-	return hash, hashRev, compacted, err
+	return h, current, err
+}
+
+// Hash is a hash of everything the member's store keeps (see
+// mvcc.Store.Hash; not etcd's value), with the current revision.
+func (s *Server) Hash() (hash uint32, current int64, err error) {
+	err = s.applier.View(func(st *mvcc.Store) error {
+		hash, current, err = st.Hash()
+		return err
+	})
+	return hash, current, err
 }

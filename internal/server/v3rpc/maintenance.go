@@ -66,19 +66,27 @@ func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (
 	return nil, unimplemented("Maintenance.Defragment")
 }
 
+// Hash hashes everything this member's store keeps. Members that applied
+// the same log agree, once their compactions' removals are done; the
+// value is Cairn's own (etcd's hashes its bbolt file).
 func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
-	return nil, unimplemented("Maintenance.Hash")
+	hash, rev, err := m.s.Hash()
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.HashResponse{Header: header(m.s, &pb.ResponseHeader{Revision: rev}), Hash: hash}, nil
 }
 
 // HashKV hashes this member's history up to a revision: members that
 // applied the same log answer the same hash (etcdctl endpoint hashkv
-// --cluster compares them). The hash is Cairn's own, not etcd's.
+// --cluster compares them), etcd's for the same history.
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	hash, rev, compacted, err := m.s.HashKV(r.Revision)
+	h, current, err := m.s.HashKV(r.Revision)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	return &pb.HashKVResponse{Header: header(m.s, nil), Hash: hash, CompactRevision: compacted, HashRevision: rev}, nil
+	return &pb.HashKVResponse{Header: header(m.s, &pb.ResponseHeader{Revision: current}), Hash: h.Hash,
+		CompactRevision: h.CompactRevision, HashRevision: h.Revision}, nil
 }
 
 func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, pb.Maintenance_SnapshotServer) error {
