@@ -144,7 +144,9 @@ func TestAlarmRefusals(t *testing.T) {
 
 func TestCost(t *testing.T) {
 	put := &pb.PutRequest{Key: []byte("k"), Value: make([]byte, 4096)}
-	op := func(p *pb.PutRequest) *pb.RequestOp { return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: p}} }
+	op := func(p *pb.PutRequest) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: p}}
+	}
 	small := &pb.PutRequest{Key: []byte("s")}
 	for _, tc := range []struct {
 		req  any
