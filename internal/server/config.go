@@ -179,7 +179,8 @@ func (c *Config) validate() error {
 	if c.MaxTxnOps <= 0 {
 		c.MaxTxnOps = DefaultMaxTxnOps
 	}
-	if c.QuotaBackendBytes <= 0 {
+	if c.QuotaBackendBytes == 0 {
+		// As etcd: 0 is the default, a negative quota none.
 		c.QuotaBackendBytes = DefaultQuotaBackendBytes
 	}
 	switch {

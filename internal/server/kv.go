@@ -34,7 +34,7 @@ func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.Rang
 
 // Put proposes a put and returns its result once applied.
 func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
-	if err := s.checkQuota(); err != nil {
+	if err := s.checkQuota(ctx, req); err != nil {
 		return nil, err
 	}
 	r, err := s.propose(ctx, &pb.InternalRaftRequest{Put: req})
@@ -56,13 +56,12 @@ func (s *Server) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 // Txn runs a transaction. A read-only txn is served like a Range (etcd
 // does the same): linearizable unless every range in it is serializable.
 func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	// etcd checks the quota first: a read-only txn costs nothing.
+	if err := s.checkQuota(ctx, req); err != nil {
+		return nil, err
+	}
 	if isTxnReadOnly(req) {
 		return s.readTxn(ctx, req)
-	}
-	if txnPuts(req) {
-		if err := s.checkQuota(); err != nil {
-			return nil, err
-		}
 	}
 	r, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: req})
 	if err != nil {
@@ -152,32 +151,6 @@ func isTxnSerializable(r *pb.TxnRequest) bool {
 		}
 	}
 	return true
-}
-
-// checkQuota refuses writes that grow the database while it is over
-// --quota-backend-bytes, as etcd's NOSPACE alarm does; deletes and
-// compactions, which free space, go through.
-func (s *Server) checkQuota() error {
-	if s.dbSize.Load() > s.cfg.QuotaBackendBytes {
-		return ErrNoSpace
-	}
-	return nil
-}
-
-func txnPuts(r *pb.TxnRequest) bool {
-	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
-		for _, op := range ops {
-			switch v := op.Request.(type) {
-			case *pb.RequestOp_RequestPut:
-				return true
-			case *pb.RequestOp_RequestTxn:
-				if txnPuts(v.RequestTxn) {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // response is the proposer's response of type T. Any other type means a

@@ -47,6 +47,9 @@ var errNotLeader = status.Error(codes.FailedPrecondition, "cairn: not the leader
 // LeaseGrant grants a lease, with the ID asked for or, if 0, one the
 // member generates.
 func (s *Server) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := s.checkQuota(ctx, req); err != nil {
+		return nil, err
+	}
 	if req.TTL > lease.MaxTTL {
 		return nil, lease.ErrTTLTooLarge
 	}

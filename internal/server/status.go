@@ -32,8 +32,13 @@ func (s *Server) Status() Status {
 		Term:         s.rn.Term(),
 		IsLearner:    s.IsLearner(),
 	}
-	if st.DBSize > st.QuotaBytes {
-		st.Errors = append(st.Errors, "memberID:"+membership.IDString(s.st.MemberID)+" alarm:NOSPACE ")
+	// etcd's errors: no leader, then every alarm as its protobuf text
+	// ("memberID:10276657743932975437 alarm:NOSPACE ").
+	if st.Leader == 0 {
+		st.Errors = append(st.Errors, ErrNoLeader.Error())
+	}
+	for _, a := range s.Alarms() {
+		st.Errors = append(st.Errors, a.String())
 	}
 	return st
 }

@@ -45,20 +45,15 @@ func unimplemented(call string) error {
 	return status.Errorf(codes.Unimplemented, "cairn: %s is not implemented yet", call)
 }
 
-// Alarm lists the alarms (etcdctl's endpoint health asks). The only alarm
-// Cairn raises is NOSPACE, while the database is over its quota; it is
-// derived from the size, so activating or deactivating by hand is not
-// implemented.
+// Alarm gets, raises or clears alarms through raft, with etcd's answers:
+// GET filters by type only (every member's alarms), ACTIVATE answers the
+// alarm, DEACTIVATE the alarm cleared (none if it was not raised).
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	if r.Action != pb.AlarmRequest_GET {
-		return nil, unimplemented("Maintenance.Alarm " + r.Action.String())
+	resp, err := m.s.Alarm(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
 	}
-	resp := &pb.AlarmResponse{Header: header(m.s, nil)}
-	if st := m.s.Status(); len(st.Errors) > 0 && (r.Alarm == pb.AlarmType_NONE || r.Alarm == pb.AlarmType_NOSPACE) {
-		if r.MemberID == 0 || r.MemberID == m.s.ID() {
-			resp.Alarms = append(resp.Alarms, &pb.AlarmMember{MemberID: m.s.ID(), Alarm: pb.AlarmType_NOSPACE})
-		}
-	}
+	resp.Header = header(m.s, nil)
 	return resp, nil
 }
 
