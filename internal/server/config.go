@@ -90,6 +90,20 @@ type Config struct {
 	GRPCKeepAliveInterval time.Duration
 	GRPCKeepAliveTimeout  time.Duration
 
+	// InitialCorruptCheck makes a restarting member compare its HashKV
+	// with its peers' before it serves, and refuse to start on a mismatch
+	// (etcd's feature gate InitialCorruptCheck).
+	InitialCorruptCheck bool
+	// CorruptCheckTime is how often the leader compares its HashKV with
+	// its peers' (etcd's --corrupt-check-time); 0 is never.
+	CorruptCheckTime time.Duration
+	// CompactHashCheck makes the leader compare the hashes its
+	// compactions stored with its peers', every CompactHashCheckTime
+	// (etcd's feature gate CompactHashCheck and --compact-hash-check-time,
+	// default 1m).
+	CompactHashCheck     bool
+	CompactHashCheckTime time.Duration
+
 	// Metrics is "basic" or "extensive" (etcd's --metrics: extensive adds
 	// the gRPC handling-time histograms).
 	Metrics string
@@ -117,6 +131,7 @@ const (
 
 	DefaultWatchProgressNotifyInterval = 10 * time.Minute
 	DefaultLeaseCheckpointInterval     = 5 * time.Minute
+	DefaultCompactHashCheckTime        = time.Minute
 
 	DefaultMaxConcurrentStreams  = math.MaxUint32
 	DefaultMaxLearners           = 1
@@ -175,6 +190,9 @@ func (c *Config) validate() error {
 	}
 	if err := raftnode.DefaultLimits.Check(c.MaxRequestBytes); err != nil {
 		return err
+	}
+	if c.CompactHashCheckTime <= 0 {
+		c.CompactHashCheckTime = DefaultCompactHashCheckTime
 	}
 	if c.MaxTxnOps <= 0 {
 		c.MaxTxnOps = DefaultMaxTxnOps

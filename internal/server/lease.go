@@ -239,12 +239,15 @@ func (s *Server) toLeader(ctx context.Context, method string, req marshaler, loc
 }
 
 // HandleCall serves what a follower forwards: this member must be the
-// leader, else errNotLeader and the follower tries again.
+// leader, else errNotLeader and the follower tries again. Hash requests
+// (the corruption checks') are answered by any member.
 func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]byte, error) {
 	var local func() (marshaler, error)
 	switch method {
 	case callChange:
 		return s.handleChange(ctx, data)
+	case callHashKV:
+		return s.handleHashKV(data)
 	case callRenew:
 		var req pb.LeaseKeepAliveRequest
 		if err := req.Unmarshal(data); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/cairn-db/cairn/internal/raftnode"
 	"github.com/cairn-db/cairn/internal/transport"
 	"github.com/cairn-db/cairn/internal/vfs"
+	"github.com/cairn-db/cairn/internal/wal"
 )
 
 // Server is one running member.
@@ -95,6 +96,12 @@ type Server struct {
 	// loop proposes the clears, in batches.
 	leaseClears chan int64
 
+	// restarted is whether the member had data before this start (the
+	// initial corruption check only runs then, as etcd's).
+	restarted bool
+	// corrupt is the corruption checks' state (see corrupt.go).
+	corrupt corruptChecker
+
 	// dbSize is the backend's size, refreshed by the apply loop at most
 	// every dbSizeEvery (pebble's metrics are too dear per request).
 	dbSize   atomic.Int64
@@ -114,6 +121,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	m := newMetrics()
+	// An unreadable WAL directory: bootstrap says why.
+	restarted, _ := wal.Exists(vfs.OS(), cfg.walDir())
 	st, err := bootstrap(&cfg, m)
 	if err != nil {
 		return nil, err
@@ -128,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 		requestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		ready:          make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{}),
 		images:  member.NewImages(st, m.backendSnapshot),
-		metrics: m,
+		metrics: m, restarted: restarted,
 	}
 	s.refreshMembers()
 	s.pipeline = member.NewPipeline(st, member.PipelineConfig{
@@ -232,6 +241,15 @@ func (s *Server) Start() error {
 	for _, m := range s.st.Peers {
 		s.tr.SetPeer(m.ID, m.PeerURLs)
 	}
+	if s.cfg.InitialCorruptCheck && s.restarted {
+		// Before raft runs or peers are served, as etcd's.
+		if err := s.initialCorruptCheck(); err != nil {
+			s.logger.Error("checkInitialHashKV failed", zap.Error(err))
+			s.tr.Stop()
+			s.rn = nil // never started: Stop must not wait for it
+			return err
+		}
+	}
 	rn.Start()
 	s.goAttached(s.applyLoop)
 	s.goAttached(s.readLoop)
@@ -242,6 +260,9 @@ func (s *Server) Start() error {
 	s.goAttached(s.promoteLoop)
 	if c := newAutoCompactor(s); c != nil {
 		s.goAttached(c.run)
+	}
+	if s.cfg.CorruptCheckTime > 0 || s.cfg.CompactHashCheck {
+		s.goAttached(s.corruptCheckLoop)
 	}
 	go func() {
 		s.wg.Wait()
