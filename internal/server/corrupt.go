@@ -330,8 +330,37 @@ func (s *Server) uncheckedCompactionHashes() []mvcc.KeyValueHash {
 // the check is over (every peer checked, or an alarm raised); if not, the
 // next older hash is tried.
 func (s *Server) checkPeerHashes(leaderHash mvcc.KeyValueHash, peers []peerHash) bool {
-	leader := membership.IDString(s.ID())
-	byHash := map[uint32][]uint64{leaderHash.Hash: {s.ID()}}
+	v := compareCompactionHashes(s.logger, s.ID(), leaderHash, peers)
+	for _, id := range v.alarms {
+		s.triggerCorruptAlarm(id)
+	}
+	if v.agreed {
+		s.corrupt.mu.Lock()
+		s.corrupt.latestRevisionChecked = max(s.corrupt.latestRevisionChecked, leaderHash.Revision)
+		s.corrupt.mu.Unlock()
+	}
+	return v.over
+}
+
+// compactionVerdict is what comparing a compaction's hashes decided.
+type compactionVerdict struct {
+	// alarms are the members to raise CORRUPT for (0: the cluster).
+	alarms []uint64
+	// agreed: every member answered, with the same hash.
+	agreed bool
+	// over: no older hash need be checked (agreed, or alarms raised).
+	over bool
+}
+
+// compareCompactionHashes is etcd's checkPeerHashes, without effects
+// other than its log lines: the peers at the leader's compaction revision
+// are grouped by hash; if they do not all agree, the members outside a
+// majority group are corrupt, and without a majority the whole cluster
+// (member 0) is. Peers that did not answer, or answered for another
+// compaction revision, are passed over.
+func compareCompactionHashes(logger *zap.Logger, leaderID uint64, leaderHash mvcc.KeyValueHash, peers []peerHash) compactionVerdict {
+	leader := membership.IDString(leaderID)
+	byHash := map[uint32][]uint64{leaderHash.Hash: {leaderID}}
 	checked := 0
 	for _, p := range peers {
 		reason := ""
@@ -343,7 +372,7 @@ func (s *Server) checkPeerHashes(leaderHash mvcc.KeyValueHash, peers []peerHash)
 				p.resp.CompactRevision, leaderHash.CompactRevision)
 		}
 		if reason != "" {
-			s.logger.Warn("Skipped peer's hash", zap.Int("number-of-peers", len(peers)),
+			logger.Warn("Skipped peer's hash", zap.Int("number-of-peers", len(peers)),
 				zap.String("leader-id", leader), zap.String("peer-id", membership.IDString(p.id)),
 				zap.String("reason", reason))
 			continue
@@ -353,18 +382,16 @@ func (s *Server) checkPeerHashes(leaderHash mvcc.KeyValueHash, peers []peerHash)
 	}
 	if len(byHash) == 1 {
 		if checked == len(peers) {
-			s.logger.Info("successfully checked hash on whole cluster", zap.Int("number-of-peers-checked", checked),
+			logger.Info("successfully checked hash on whole cluster", zap.Int("number-of-peers-checked", checked),
 				zap.Int64("revision", leaderHash.Revision), zap.Int64("compactRevision", leaderHash.CompactRevision))
-			s.corrupt.mu.Lock()
-			s.corrupt.latestRevisionChecked = max(s.corrupt.latestRevisionChecked, leaderHash.Revision)
-			s.corrupt.mu.Unlock()
-			return true
+			return compactionVerdict{agreed: true, over: true}
 		}
-		s.logger.Warn("skipped revision in compaction hash check; was not able to check all peers",
+		logger.Warn("skipped revision in compaction hash check; was not able to check all peers",
 			zap.Int("number-of-peers-checked", checked), zap.Int("number-of-peers", len(peers)),
 			zap.Int64("revision", leaderHash.Revision), zap.Int64("compactRevision", leaderHash.CompactRevision))
-		return false
+		return compactionVerdict{}
 	}
+	var v compactionVerdict
 	quorum := (len(peers)+1)/2 + 1
 	quorumExists := false
 	for h, ids := range byHash {
@@ -375,27 +402,26 @@ func (s *Server) checkPeerHashes(leaderHash mvcc.KeyValueHash, peers []peerHash)
 		}
 	}
 	if !quorumExists {
-		s.logger.Error("Detected compaction hash mismatch but cannot identify the corrupted members, so intentionally set the memberID as 0",
+		logger.Error("Detected compaction hash mismatch but cannot identify the corrupted members, so intentionally set the memberID as 0",
 			zap.String("leader-id", leader), zap.Int64("leader-revision", leaderHash.Revision),
 			zap.Int64("leader-compact-revision", leaderHash.CompactRevision), zap.Uint32("leader-hash", leaderHash.Hash))
-		s.triggerCorruptAlarm(0)
+		v.alarms = append(v.alarms, 0)
 	}
 	for h, ids := range byHash {
 		if quorumExists {
-			for _, id := range ids {
-				s.triggerCorruptAlarm(id)
-			}
+			v.alarms = append(v.alarms, ids...)
 		}
 		names := make([]string, len(ids))
 		for i, id := range ids {
 			names[i] = membership.IDString(id)
 		}
-		s.logger.Error("Detected compaction hash mismatch", zap.String("leader-id", leader),
+		logger.Error("Detected compaction hash mismatch", zap.String("leader-id", leader),
 			zap.Int64("leader-revision", leaderHash.Revision), zap.Int64("leader-compact-revision", leaderHash.CompactRevision),
 			zap.Uint32("leader-hash", leaderHash.Hash), zap.Uint32("peer-hash", h),
 			zap.String("peer-ids", strings.Join(names, ",")), zap.Bool("quorum-exist", quorumExists))
 	}
-	return true
+	v.over = true
+	return v
 }
 
 // triggerCorruptAlarm raises the CORRUPT alarm of member id (0: the whole
