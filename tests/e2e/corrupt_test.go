@@ -120,7 +120,28 @@ func waitCorruptAlarm(t *testing.T, cli *clientv3.Client, id uint64) {
 func TestInitialCorruptCheck(t *testing.T) {
 	c := newCluster(t, 3, "--feature-gates=InitialCorruptCheck=true")
 	cli := c.client()
+	waitMembersPublished(t, cli, 3) // their records are in every store
 	putKeys(t, cli, 5)
+	// Members that applied the same log store the same: Maintenance.Hash
+	// (over everything each keeps) agrees, as HashKV does.
+	var hashes []uint32
+	for _, m := range c.members {
+		mcli := m.client()
+		if _, err := mcli.Get(ctxT(t), "k0"); err != nil { // linearizable: m has applied the puts
+			t.Fatal(err)
+		}
+		resp, err := pb.NewMaintenanceClient(mcli.ActiveConnection()).Hash(ctxT(t), &pb.HashRequest{})
+		if err != nil {
+			t.Fatalf("%s: Hash: %v", m.name, err)
+		}
+		if resp.Header.Revision != 6 || resp.Hash == 0 {
+			t.Fatalf("%s: Hash %+v", m.name, resp)
+		}
+		hashes = append(hashes, resp.Hash)
+	}
+	if hashes[0] != hashes[1] || hashes[0] != hashes[2] {
+		t.Fatalf("members' Hash differ: %v", hashes)
+	}
 	healthy, corrupt := c.members[1], c.members[2]
 	healthy.restart()
 	c.waitLeader()
