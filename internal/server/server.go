@@ -85,6 +85,9 @@ type Server struct {
 
 	reads readBatcher
 
+	// defragMu makes defragmentations one at a time.
+	defragMu sync.Mutex
+
 	// reconfigMu makes the leader's membership changes one at a time,
 	// each checked against the membership the one before left.
 	reconfigMu sync.Mutex
@@ -94,14 +97,7 @@ type Server struct {
 	// leaseClears are leases renewed with a checkpoint to clear: the lease
 	// loop proposes the clears, in batches.
 	leaseClears chan int64
-
-	// dbSize is the backend's size, refreshed by the apply loop at most
-	// every dbSizeEvery (pebble's metrics are too dear per request).
-	dbSize   atomic.Int64
-	dbSizeAt time.Time
 }
-
-const dbSizeEvery = 500 * time.Millisecond
 
 // maxAppliedLag is how far the applied index may fall behind the commit
 // index before proposals are refused with "too many requests" (etcd's
@@ -144,7 +140,6 @@ func New(cfg Config) (*Server, error) {
 		Logger:         cfg.Logger,
 	})
 	s.reqIDs.init(st.MemberID)
-	s.dbSize.Store(st.Applier.DBSize())
 	s.applied.index = st.Applier.ConsistentIndex()
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
@@ -418,10 +413,6 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 		return err
 	}
 	s.setApplied(applied)
-	if time.Since(s.dbSizeAt) > dbSizeEvery {
-		s.dbSize.Store(s.applier.DBSize())
-		s.dbSizeAt = time.Now()
-	}
 	return nil
 }
 
