@@ -40,3 +40,18 @@ func (s *Server) Defragment() error {
 		zap.Duration("took", took))
 	return nil
 }
+
+// maybeDefragment is --bootstrap-defrag-threshold-megabytes: at start,
+// defragment if that gives back at least the threshold.
+func (s *Server) maybeDefragment() error {
+	sizes := s.applier.Sizes()
+	threshold := int64(s.cfg.BootstrapDefragThresholdMegabytes) << 20
+	if sizes.Total-sizes.InUse < threshold {
+		s.logger.Info("Skipping defragmentation",
+			zap.Int64("current-db-size-bytes", sizes.Total),
+			zap.Int64("current-db-size-in-use-bytes", sizes.InUse),
+			zap.Int64("bootstrap-defrag-threshold-bytes", threshold))
+		return nil
+	}
+	return s.Defragment()
+}

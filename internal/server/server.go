@@ -140,6 +140,12 @@ func New(cfg Config) (*Server, error) {
 		Logger:         cfg.Logger,
 	})
 	s.reqIDs.init(st.MemberID)
+	if cfg.BootstrapDefragThresholdMegabytes != 0 {
+		if err := s.maybeDefragment(); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	s.applied.index = st.Applier.ConsistentIndex()
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
