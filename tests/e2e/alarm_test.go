@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,6 +58,12 @@ func TestNoSpaceAlarm(t *testing.T) {
 			t.Fatalf("member %d: lease grant under NOSPACE: %v", i, err)
 		}
 	}
+	// etcd's series: the alarm by member and type, the quota, the sizes.
+	sc := scrapeMetrics(t, c.members[2])
+	sc.equal(t, 1, "etcd_debugging_server_alarms", "server_id", strconv.FormatUint(id, 16), "alarm_type", "NOSPACE")
+	sc.equal(t, 256<<10, "etcd_server_quota_backend_bytes")
+	sc.atLeast(t, float64(n*16<<10), "etcd_mvcc_db_total_size_in_bytes")
+	sc.atLeast(t, float64(n*16<<10), "etcd_mvcc_db_total_size_in_use_in_bytes")
 	c.members[1].restart()
 	c.waitLeader()
 	ctlOK(t, c.members[1], want, "alarm", "list")
@@ -85,6 +92,12 @@ func TestNoSpaceAlarm(t *testing.T) {
 	}
 	if after.DbSize >= st.DbSize/2 || after.DbSizeInUse > after.DbSize {
 		t.Fatalf("dbSize %d (in use %d) after deleting, compacting and defragmenting, %d before", after.DbSize, after.DbSizeInUse, st.DbSize)
+	}
+	sc = scrapeMetrics(t, m0)
+	sc.equal(t, 1, "etcd_disk_backend_defrag_duration_seconds")
+	sc.equal(t, 0, "etcd_disk_defrag_inflight")
+	if size, _ := sc.value("etcd_mvcc_db_total_size_in_bytes"); size >= float64(st.DbSize/2) {
+		t.Fatalf("etcd_mvcc_db_total_size_in_bytes %v after defragmenting, dbSize %d before", size, st.DbSize)
 	}
 	ctlOK(t, m0, want, "alarm", "disarm")
 	ctlOK(t, c.members[2], "", "alarm", "list")
