@@ -38,13 +38,13 @@ func (s *Server) Status() Status {
 		Term:         s.rn.Term(),
 		IsLearner:    s.IsLearner(),
 	}
-	// etcd's errors: no leader, then every alarm as its protobuf text
-	// ("memberID:10276657743932975437 alarm:NOSPACE ").
+	// etcd's errors: no leader, then every alarm as etcd 3.7 prints it
+	// ("memberID:10276657743932975437 alarm:NOSPACE").
 	if st.Leader == 0 {
 		st.Errors = append(st.Errors, ErrNoLeader.Error())
 	}
 	for _, a := range s.Alarms() {
-		st.Errors = append(st.Errors, a.String())
+		st.Errors = append(st.Errors, fmt.Sprintf("memberID:%d alarm:%s", a.MemberID, a.Alarm))
 	}
 	return st
 }
