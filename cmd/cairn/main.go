@@ -286,6 +286,7 @@ func serverConfig(c config, retention time.Duration, keepRevs int64, compactionI
 		SnapshotCount:                     c.SnapshotCount,
 		SnapshotCatchUpEntries:            c.SnapshotCatchUpEntries,
 		QuotaBackendBytes:                 c.QuotaBackendBytes,
+		BootstrapDefragThresholdMegabytes: c.BootstrapDefragThresholdMegabytes,
 		MaxRequestBytes:                   int(c.MaxRequestBytes),
 		MaxTxnOps:                         int(c.MaxTxnOps),
 		AutoCompactionMode:                c.AutoCompactionMode,

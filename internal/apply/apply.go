@@ -327,11 +327,21 @@ func (a *Applier) ConfState() raftpb.ConfState {
 	return a.confState.Clone()
 }
 
-// DBSize is the backend's size on disk, in bytes.
-func (a *Applier) DBSize() int64 {
+// Sizes are the backend's sizes (see backend.Sizes).
+func (a *Applier) Sizes() backend.Sizes {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.be.Size()
+	return a.be.Sizes()
+}
+
+// Defragment compacts the whole backend (see backend.Defragment) while
+// applies and reads go on. A restore meanwhile closes the backend it
+// compacts, which ends it with backend.ErrClosed.
+func (a *Applier) Defragment() error {
+	a.mu.RLock()
+	be := a.be
+	a.mu.RUnlock()
+	return be.Defragment()
 }
 
 // Apply applies one committed entry, unless the backend already holds it

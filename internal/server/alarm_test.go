@@ -52,7 +52,7 @@ func TestActivateAlarmLatchesClusterWide(t *testing.T) {
 		if got := mustGet(t, s, "k"); got != "v" {
 			t.Fatalf("member %d: k = %q", i, got)
 		}
-		if st := s.Status(); len(st.Errors) != 1 || st.Errors[0] != "memberID:2748 alarm:CORRUPT " {
+		if st := s.Status(); len(st.Errors) != 1 || st.Errors[0] != "memberID:2748 alarm:CORRUPT" {
 			t.Fatalf("member %d: status errors %q", i, st.Errors)
 		}
 	}

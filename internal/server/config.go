@@ -35,8 +35,12 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 
 	QuotaBackendBytes int64
-	MaxRequestBytes   int
-	MaxTxnOps         int
+	// BootstrapDefragThresholdMegabytes, if set, defragments the backend
+	// at start when that would give back at least this many MiB (its
+	// size less its size in use), as etcd.
+	BootstrapDefragThresholdMegabytes uint
+	MaxRequestBytes                   int
+	MaxTxnOps                         int
 
 	// AutoCompactionMode is "periodic" or "revision"; AutoCompactionRetention
 	// is a duration (periodic) or a revision count (revision); zero is off.

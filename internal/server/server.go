@@ -86,6 +86,9 @@ type Server struct {
 
 	reads readBatcher
 
+	// defragMu makes defragmentations one at a time.
+	defragMu sync.Mutex
+
 	// reconfigMu makes the leader's membership changes one at a time,
 	// each checked against the membership the one before left.
 	reconfigMu sync.Mutex
@@ -101,14 +104,7 @@ type Server struct {
 	restarted bool
 	// corrupt is the corruption checks' state (see corrupt.go).
 	corrupt corruptChecker
-
-	// dbSize is the backend's size, refreshed by the apply loop at most
-	// every dbSizeEvery (pebble's metrics are too dear per request).
-	dbSize   atomic.Int64
-	dbSizeAt time.Time
 }
-
-const dbSizeEvery = 500 * time.Millisecond
 
 // maxAppliedLag is how far the applied index may fall behind the commit
 // index before proposals are refused with "too many requests" (etcd's
@@ -153,7 +149,12 @@ func New(cfg Config) (*Server, error) {
 		Logger:         cfg.Logger,
 	})
 	s.reqIDs.init(st.MemberID)
-	s.dbSize.Store(st.Applier.DBSize())
+	if cfg.BootstrapDefragThresholdMegabytes != 0 {
+		if err := s.maybeDefragment(); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	s.applied.index = st.Applier.ConsistentIndex()
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
@@ -439,10 +440,6 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 		return err
 	}
 	s.setApplied(applied)
-	if time.Since(s.dbSizeAt) > dbSizeEvery {
-		s.dbSize.Store(s.applier.DBSize())
-		s.dbSizeAt = time.Now()
-	}
 	return nil
 }
 

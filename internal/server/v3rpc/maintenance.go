@@ -26,7 +26,7 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		Header:           header(m.s, nil),
 		Version:          version.Etcd,
 		DbSize:           st.DBSize,
-		DbSizeInUse:      st.DBSize,
+		DbSizeInUse:      st.DBSizeInUse,
 		DbSizeQuota:      st.QuotaBytes,
 		Leader:           st.Leader,
 		RaftIndex:        st.CommitIndex,
@@ -57,8 +57,13 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 	return resp, nil
 }
 
+// Defragment compacts this member's backend (server.Defragment) and, as
+// etcd's, answers an empty response, without a header.
 func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	return nil, unimplemented("Maintenance.Defragment")
+	if err := m.s.Defragment(); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.DefragmentResponse{}, nil
 }
 
 // Hash hashes everything this member's store keeps. Members that applied
