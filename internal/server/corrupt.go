@@ -70,8 +70,9 @@ type peerHash struct {
 }
 
 // peerHashes asks every other member for its HashKV at rev, one after
-// the other, each within the request timeout (etcd's getPeerHashKVs).
-func (s *Server) peerHashes(rev int64) []peerHash {
+// the other, each within the request timeout or until ctx ends (etcd's
+// getPeerHashKVs).
+func (s *Server) peerHashes(ctx context.Context, rev int64) []peerHash {
 	req, _ := (&pb.HashKVRequest{Revision: rev}).Marshal()
 	var out []peerHash
 	for _, m := range *s.members.Load() {
@@ -79,8 +80,8 @@ func (s *Server) peerHashes(rev int64) []peerHash {
 			continue
 		}
 		ph := peerHash{id: m.ID, urls: m.PeerURLs}
-		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
-		data, err := s.tr.Call(ctx, m.ID, callHashKV, req)
+		callCtx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+		data, err := s.tr.Call(callCtx, m.ID, callHashKV, req)
 		cancel()
 		if err == nil {
 			resp := &pb.HashKVResponse{}
@@ -135,7 +136,7 @@ func (s *Server) initialCorruptCheck() error {
 		zap.Int64("local-member-compact-revision", h.CompactRevision), zap.Uint32("local-member-hash", h.Hash),
 	}
 	mismatch := 0
-	for _, p := range s.peerHashes(h.Revision) {
+	for _, p := range s.peerHashes(context.Background(), h.Revision) {
 		if p.resp != nil {
 			fields := append(slices.Clone(localFields),
 				zap.String("remote-peer-id", membership.IDString(p.resp.Header.MemberId)),
@@ -183,8 +184,17 @@ type corruptChecker struct {
 // corruptCheckLoop runs the periodic and the compaction hash checks
 // (whichever the configuration enables) while this member leads, until
 // the server stops. Stop waits for it (goAttached); a check in progress
-// finishes first (each peer call is bounded by the request timeout).
+// then ends at its next peer call.
 func (s *Server) corruptCheckLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.goAttached(func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
 	var periodic, compact <-chan time.Time
 	if t := s.cfg.CorruptCheckTime; t > 0 {
 		ticker := time.NewTicker(t)
@@ -210,27 +220,27 @@ func (s *Server) corruptCheckLoop() {
 			return
 		case <-periodic:
 			if s.isLeader() {
-				if err := s.periodicCorruptCheck(); err != nil {
+				if err := s.periodicCorruptCheck(ctx); err != nil {
 					s.logger.Warn("failed to check hash KV", zap.Error(err))
 				}
 			}
 		case <-compact:
 			if s.isLeader() {
-				s.compactHashCheck()
+				s.compactHashCheck(ctx)
 			}
 		}
 	}
 }
 
 // periodicCorruptCheck is etcd's PeriodicCheck, on the leader.
-func (s *Server) periodicCorruptCheck() error {
+func (s *Server) periodicCorruptCheck(ctx context.Context) error {
 	h, _, err := s.HashKV(0)
 	if err != nil {
 		return err
 	}
-	peers := s.peerHashes(h.Revision)
-	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
-	err = s.linearizableReadWait(ctx)
+	peers := s.peerHashes(ctx, h.Revision)
+	readCtx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+	err = s.linearizableReadWait(readCtx)
 	cancel()
 	if err != nil {
 		return err
@@ -288,12 +298,12 @@ func (s *Server) periodicCorruptCheck() error {
 // its compactions stored that the whole cluster has not yet been found to
 // agree on, newest first, until one is checked on every peer (or raised
 // an alarm).
-func (s *Server) compactHashCheck() {
+func (s *Server) compactHashCheck(ctx context.Context) {
 	s.logger.Info("starting compact hash check", zap.String("local-member-id", membership.IDString(s.ID())),
 		zap.Duration("timeout", s.requestTimeout))
 	hashes := s.uncheckedCompactionHashes()
 	for i, h := range hashes {
-		peers := s.peerHashes(h.Revision)
+		peers := s.peerHashes(ctx, h.Revision)
 		if len(peers) == 0 {
 			continue
 		}
