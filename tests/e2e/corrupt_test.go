@@ -81,6 +81,16 @@ func putKeys(t *testing.T, cli *clientv3.Client, n int) {
 	}
 }
 
+// logged reports whether some member logged a line with message msg.
+func (c *cluster) logged(msg string) bool {
+	for _, m := range c.members {
+		if data, err := os.ReadFile(m.logPath); err == nil && strings.Contains(string(data), `"msg":"`+msg+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
 // aFollower returns a member that does not lead, once the cluster agrees
 // on a leader.
 func (c *cluster) aFollower() *member {
@@ -181,6 +191,9 @@ func TestPeriodicCorruptCheck(t *testing.T) {
 	corruptValue(t, m, 6)
 	m.start()
 	waitCorruptAlarm(t, cli, id)
+	if !c.logged("same compact revision then hashes must match") {
+		t.Error("no member logged etcd's line for the mismatch")
+	}
 }
 
 // The leader's compaction hash check (CompactHashCheck) compares the hash
@@ -201,4 +214,7 @@ func TestCompactHashCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCorruptAlarm(t, cli, id)
+	if !c.logged("Detected compaction hash mismatch") {
+		t.Error("no member logged etcd's line for the mismatch")
+	}
 }
