@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"cmp"
 	"encoding/binary"
 	"hash"
 	"hash/crc32"
@@ -122,7 +123,7 @@ func (hs *hashes) store(h KeyValueHash) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.list = append(hs.list, h)
-	slices.SortFunc(hs.list, func(a, b KeyValueHash) int { return int(a.Revision - b.Revision) })
+	slices.SortFunc(hs.list, func(a, b KeyValueHash) int { return cmp.Compare(a.Revision, b.Revision) })
 	if len(hs.list) > storedHashesMax {
 		hs.list = slices.Delete(hs.list, 0, len(hs.list)-storedHashesMax)
 	}
