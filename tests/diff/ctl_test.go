@@ -80,6 +80,9 @@ var (
 	// The database's exact size counts the raft entries applied, whose
 	// request IDs (from the clock) vary in length.
 	dbSizeRe = regexp.MustCompile(`("dbSize(?:InUse)?":|"DBSize(?:InUse)?" : )[0-9]+`)
+	// The same sizes as endpoint status prints them ("5.7 kB"), which a
+	// few bytes can round either way.
+	kBRe = regexp.MustCompile(`\b[0-9]+(\.[0-9])? kB\b`)
 )
 
 func normalize(s string) string {
@@ -88,8 +91,9 @@ func normalize(s string) string {
 	s = memberPadRe.ReplaceAllString(s, "Member <lease>")
 	// A table cell too: a new member's random ID in member list.
 	s = cellPadRe.ReplaceAllString(s, "│ <lease> │")
-	if d := durationRe.ReplaceAllString(s, "<duration>"); d != s {
-		// A table's column widths follow the durations' lengths.
+	if d := kBRe.ReplaceAllString(durationRe.ReplaceAllString(s, "<duration>"), "<kB>"); d != s {
+		// A table's column widths follow the durations' and sizes'
+		// lengths.
 		s = dashesRe.ReplaceAllString(spacesRe.ReplaceAllString(d, " "), "-")
 	}
 	s = dbSizeRe.ReplaceAllString(s, "$1<bytes>")
