@@ -327,11 +327,19 @@ func (a *Applier) ConfState() raftpb.ConfState {
 	return a.confState.Clone()
 }
 
-// Sizes are the backend's sizes (see backend.Sizes).
+// Sizes are the backend's sizes now (see backend.Sizes).
 func (a *Applier) Sizes() backend.Sizes {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	return a.be.Sizes()
+}
+
+// SizesEstimate are the backend's sizes, cheaply (see
+// backend.SizesEstimate).
+func (a *Applier) SizesEstimate() backend.Sizes {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.be.SizesEstimate()
 }
 
 // Defragment compacts the whole backend (see backend.Defragment) while

@@ -76,15 +76,16 @@ type Backend struct {
 		consistentTerm  uint64
 		closed          bool
 		// sizes are the database's sizes as pebble last reported them
-		// (at sizesAt), plus the bytes of every batch committed since:
-		// pebble's metrics are too dear to take for every request.
+		// (at sizesAt), plus the bytes of every batch committed since
+		// (SizesEstimate): pebble's metrics are too dear to take for
+		// every request.
 		sizes   Sizes
 		sizesAt time.Time
 	}
 }
 
-// sizesEvery is how often Sizes asks pebble again; between two asks it
-// adds the batches committed to the last answer.
+// sizesEvery is how often SizesEstimate asks pebble again; between two
+// asks it adds the batches committed to the last answer.
 const sizesEvery = 100 * time.Millisecond
 
 // Open opens (creating if needed) the database in dir.
@@ -413,17 +414,29 @@ type Sizes struct {
 	InUse int64
 }
 
-// Sizes returns the database's sizes (zero once closed), as pebble
-// reported them at most sizesEvery ago plus the batches committed since.
+// Sizes returns the database's sizes now (zero once closed). It asks
+// pebble for its metrics: not for every request (see SizesEstimate).
 func (b *Backend) Sizes() Sizes {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.mu.closed {
 		return Sizes{}
 	}
+	b.mu.sizes, b.mu.sizesAt = sizesOf(b.db.Metrics()), time.Now()
+	return b.mu.sizes
+}
+
+// SizesEstimate returns the database's sizes (zero once closed) as pebble
+// reported them at most sizesEvery ago, plus the batches committed since:
+// cheap enough for every request.
+func (b *Backend) SizesEstimate() Sizes {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed {
+		return Sizes{}
+	}
 	if time.Since(b.mu.sizesAt) >= sizesEvery {
-		b.mu.sizes = sizesOf(b.db.Metrics())
-		b.mu.sizesAt = time.Now()
+		b.mu.sizes, b.mu.sizesAt = sizesOf(b.db.Metrics()), time.Now()
 	}
 	return b.mu.sizes
 }

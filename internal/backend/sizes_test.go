@@ -24,9 +24,13 @@ func TestSizesAndDefragment(t *testing.T) {
 		if err := wb.Commit(index, 1); err != nil {
 			t.Fatal(err)
 		}
+		est := b.SizesEstimate() // the last Sizes plus this batch
 		sz := b.Sizes()
 		if sz.Total < prev+4096 || sz.InUse > sz.Total {
 			t.Fatalf("after put %d of 4 KiB: sizes %+v, %d before", i+1, sz, prev)
+		}
+		if est.Total < sz.Total-64 || est.Total > sz.Total+64 {
+			t.Fatalf("after put %d of 4 KiB: estimated %+v, sizes %+v", i+1, est, sz)
 		}
 		prev = sz.Total
 	}

@@ -39,7 +39,7 @@ func (s *Server) Alarms() []*pb.AlarmMember { return s.applier.Alarms(pb.AlarmTy
 // negative quota disables the check.
 func (s *Server) checkQuota(ctx context.Context, req any) error {
 	cost := apply.Cost(req)
-	if cost == 0 || s.cfg.QuotaBackendBytes < 0 || s.applier.Sizes().Total+int64(cost) < s.cfg.QuotaBackendBytes {
+	if cost == 0 || s.cfg.QuotaBackendBytes < 0 || s.applier.SizesEstimate().Total+int64(cost) < s.cfg.QuotaBackendBytes {
 		return nil
 	}
 	if !s.hasAlarm(s.ID(), pb.AlarmType_NOSPACE) {
