@@ -9,6 +9,7 @@
 #   ETCD_E2E_STOCK=1 scripts/etcd-e2e.sh     # the same selection against stock etcd
 #   ETCD_E2E_ALL=1 scripts/etcd-e2e.sh       # every test, waiting ones included (hours; not CI)
 #   ETCD_E2E_RUN='TestKVPut|TestCtlV3Elect' scripts/etcd-e2e.sh   # these tests, minus waiting.txt
+#   ETCD_E2E_ALL=1 ETCD_E2E_RUN='TestAlarm' scripts/etcd-e2e.sh  # these tests, waiting ones included
 #
 # The selection is tests/etcde2e/selection.txt (package and top-level test
 # name a line), minus the tests and subtests tests/etcde2e/waiting.txt lists
@@ -204,7 +205,7 @@ unrun=0
 for pkg in common e2e; do
   mkdir -p "$out/$pkg"
   if [[ -n $all ]]; then
-    run='.*' skip=''
+    run=${run_override:-.*} skip=''
   else
     if [[ -n $run_override ]]; then
       run=$run_override

@@ -377,6 +377,17 @@ func (c *config) legacy() {
 			c.FeatureGates.Set("InitialCorruptCheck=true")
 		}
 	}
+	if c.ExperimentalCorruptCheckTime != 0 && !c.given["corrupt-check-time"] {
+		c.CorruptCheckTime = c.ExperimentalCorruptCheckTime
+	}
+	if c.ExperimentalCompactHashCheckEnabled {
+		if _, ok := c.FeatureGates.explicit["CompactHashCheck"]; !ok {
+			c.FeatureGates.Set("CompactHashCheck=true")
+		}
+	}
+	if c.ExperimentalCompactHashCheckTime != 0 && !c.given["compact-hash-check-time"] {
+		c.CompactHashCheckTime = c.ExperimentalCompactHashCheckTime
+	}
 }
 
 // errUnsetAdvertiseClientURLs is etcd's ErrUnsetAdvertiseClientURLsFlag.

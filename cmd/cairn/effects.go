@@ -46,9 +46,7 @@ func applyEffects(c *config, logger *zap.Logger) error {
 				missing = append(missing, "--feature-gates="+g.name+"=true")
 			}
 		case g.notBuilt:
-		case g.name == "InitialCorruptCheck" && !on:
-		case g.name == "InitialCorruptCheck":
-			logger.Warn(g.cairn, zap.String("feature-gate", g.name+"=true"))
+		case g.cairn == "": // honoured
 		default:
 			logger.Warn("feature gate has no effect in Cairn", zap.String("feature-gate", fmt.Sprintf("%s=%t", g.name, on)),
 				zap.String("reason", g.cairn))

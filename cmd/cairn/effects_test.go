@@ -31,15 +31,15 @@ func TestEffects(t *testing.T) {
 		{args: []string{"--discovery-srv", "example.com"}, fail: "--discovery-srv: discovery is not built yet"},
 		{args: []string{"--discovery-endpoints", "http://d:2379", "--discovery-token", "t"}, fail: "discovery is not built yet"},
 		{args: []string{"--enable-distributed-tracing"}, fail: "--enable-distributed-tracing: distributed tracing is not built yet"},
-		{args: []string{"--corrupt-check-time", "5m"}, fail: "--corrupt-check-time: the periodic corruption check is not built yet"},
-		{args: []string{"--feature-gates", "CompactHashCheck=true"}, fail: "--feature-gates=CompactHashCheck=true: the leader's periodic compaction-hash check"},
-		{args: []string{"--feature-gates", "AllAlpha=true"}, fail: "CompactHashCheck=true"},
-		{args: []string{"--feature-gates", "AllAlpha=true,CompactHashCheck=false,SetMemberLocalAddr=false"},
+		{args: []string{"--corrupt-check-time", "5m", "--compact-hash-check-time", "10s"}},
+		{args: []string{"--feature-gates", "CompactHashCheck=true"}},
+		{args: []string{"--feature-gates", "AllAlpha=true"}, fail: "SetMemberLocalAddr=true"},
+		{args: []string{"--feature-gates", "AllAlpha=true,SetMemberLocalAddr=false"},
 			noEffect: []string{"LeaseCheckpoint=true", "LeaseCheckpointPersist=true", "PriorityRequest=true", "StopGRPCServiceOnDefrag=true"}},
 		{args: []string{"--feature-gates", "TxnModeWriteWithSharedBuffer=false,FastLeaseKeepAlive=false"},
 			noEffect: []string{"TxnModeWriteWithSharedBuffer=false", "FastLeaseKeepAlive=false"}},
 		{args: []string{"--feature-gates", "SetMemberLocalAddr=true"}, fail: "choosing the local address of peer connections is not built yet"},
-		// kubeadm's: runs, saying it runs without the check.
+		// kubeadm's.
 		{args: []string{"--feature-gates", "InitialCorruptCheck=true"}},
 	} {
 		c, err := parse(t, tc.args, nil)
@@ -64,16 +64,23 @@ func TestEffects(t *testing.T) {
 			t.Errorf("%v: logged no effect for %v, want %v", tc.args, logged, tc.noEffect)
 		}
 	}
-	c := mustParse(t, "--feature-gates", "InitialCorruptCheck=true")
-	logger, logs := observedLogger()
-	applyEffects(&c, logger)
-	if logs.FilterMessageSnippet("initial corruption check").Len() != 1 {
-		t.Fatalf("InitialCorruptCheck=true: %v", logs.All())
+	// Older kubeadm's flag for the same, and etcd 3.6's other names for
+	// the corruption checks.
+	c := mustParse(t, "--experimental-initial-corrupt-check=true", "--experimental-compact-hash-check-enabled",
+		"--experimental-corrupt-check-time=3s", "--experimental-compact-hash-check-time=4s")
+	for _, gate := range []string{"InitialCorruptCheck", "CompactHashCheck"} {
+		if on, given := c.FeatureGates.enabled(gateNamed(gate)); !on || !given {
+			t.Fatalf("the experimental flag did not turn %s on", gate)
+		}
 	}
-	// Older kubeadm's flag for the same.
-	c = mustParse(t, "--experimental-initial-corrupt-check=true")
-	if on, given := c.FeatureGates.enabled(gateNamed("InitialCorruptCheck")); !on || !given {
-		t.Fatal("--experimental-initial-corrupt-check did not turn the gate on")
+	scfg := serverConfig(c, 0, 0, 0, nil, nil)
+	if !scfg.InitialCorruptCheck || !scfg.CompactHashCheck || scfg.CorruptCheckTime != 3*time.Second || scfg.CompactHashCheckTime != 4*time.Second {
+		t.Fatalf("server config %+v", scfg)
+	}
+	// The new names win.
+	c = mustParse(t, "--experimental-corrupt-check-time=3s", "--corrupt-check-time=5s")
+	if c.CorruptCheckTime != 5*time.Second {
+		t.Fatalf("--corrupt-check-time = %v", c.CorruptCheckTime)
 	}
 }
 

@@ -23,9 +23,9 @@ type gate struct {
 // gates are etcd 3.7.3's, in its help's (alphabetical) order. AllAlpha
 // and AllBeta set every alpha (beta) gate not named explicitly.
 var gates = []gate{
-	{name: "CompactHashCheck", cairn: "the leader's periodic compaction-hash check of followers is not built yet (HashKV is not served)", notBuilt: true},
+	{name: "CompactHashCheck"},
 	{name: "FastLeaseKeepAlive", beta: true, deflt: true, cairn: "no effect in Cairn: its leader always renews a lease after applying every committed entry, as etcd does with the gate off"},
-	{name: "InitialCorruptCheck", cairn: "the initial corruption check (comparing this member's hash with its peers' before serving) is not built yet: starting without it"},
+	{name: "InitialCorruptCheck"},
 	{name: "LeaseCheckpoint", cairn: "no effect in Cairn: lease remaining TTLs are always checkpointed (see --lease-checkpoint-interval)"},
 	{name: "LeaseCheckpointPersist", cairn: "no effect in Cairn: lease checkpoints are always persisted"},
 	{name: "PriorityRequest", cairn: "no effect in Cairn: requests are applied in log order, with no priority for lease revocations"},

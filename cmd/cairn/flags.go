@@ -198,13 +198,13 @@ func (c *config) flagDefs() []flagDef {
 		{name: "distributed-tracing-sampling-rate", group: tracing, shown: "'0'", value: intValue[int]{&c.DistributedTracingSamplingRate}, effect: notBuilt, why: tracingMissing, usage: "Number of samples to collect per million spans for distributed tracing."},
 
 		// Features
-		{name: "corrupt-check-time", group: features, shown: "'0s'", value: durationValue{&c.CorruptCheckTime}, effect: notBuilt, why: "the periodic corruption check is not built yet (HashKV is not served)", usage: "Duration of time between cluster corruption check passes."},
-		{name: "compact-hash-check-time", group: features, shown: "'1m'", value: durationValue{&c.CompactHashCheckTime}, effect: notBuilt, why: "the compaction-hash check (feature gate CompactHashCheck) is not built yet", usage: "Duration of time between leader checks followers compaction hashes."},
+		{name: "corrupt-check-time", group: features, shown: "'0s'", value: durationValue{&c.CorruptCheckTime}, usage: "Duration of time between cluster corruption check passes."},
+		{name: "compact-hash-check-time", group: features, shown: "'1m'", value: durationValue{&c.CompactHashCheckTime}, usage: "Duration of time between leader checks followers compaction hashes."},
 		{name: "compaction-batch-limit", group: features, shown: "1000", value: intValue[int]{&c.CompactionBatchLimit}, effect: noEffect, why: "Cairn removes compacted revisions in fixed batches of 1000", usage: "CompactionBatchLimit sets the maximum revisions deleted in each compaction batch."},
 		{name: "peer-skip-client-san-verification", group: features, shown: "'false'", value: boolValue{&c.PeerSkipClientSANVerification}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.skip-client-san-verification", usage: "Skip verification of SAN field in client certificate for peer connections."},
 		{name: "watch-progress-notify-interval", group: features, shown: "'10m'", value: durationValue{&c.WatchProgressNotifyInterval}, usage: "Duration of periodical watch progress notification."},
 		{name: "warning-apply-duration", group: features, shown: "'100ms'", value: durationValue{&c.WarningApplyDuration}, usage: "Warning is generated if requests take more than this duration."},
-		{name: "bootstrap-defrag-threshold-megabytes", group: features, shown: "", value: uintValue[uint]{&c.BootstrapDefragThresholdMegabytes}, effect: noEffect, why: "Cairn's pebble backend reclaims space by its own compactions; there is no bbolt file to defragment", usage: "Enable the defrag during etcd server bootstrap on condition that it will free at least the provided threshold of disk space. Needs to be set to non-zero value to take effect."},
+		{name: "bootstrap-defrag-threshold-megabytes", group: features, shown: "", value: uintValue[uint]{&c.BootstrapDefragThresholdMegabytes}, usage: "Enable the defrag during etcd server bootstrap on condition that it will free at least the provided threshold of disk space. Needs to be set to non-zero value to take effect."},
 		{name: "max-learners", group: features, shown: "'1'", value: intValue[int]{&c.MaxLearners}, usage: "Set the max number of learner members allowed in the cluster membership."},
 		{name: "compaction-sleep-interval", group: features, shown: "", value: durationValue{&c.CompactionSleepInterval}, effect: noEffect, why: "Cairn removes compacted revisions in the background without pausing between batches", usage: "Sets the sleep interval between each compaction batch."},
 		{name: "downgrade-check-time", group: features, shown: "", value: durationValue{&c.DowngradeCheckTime}, effect: noEffect, why: "a Cairn cluster refuses downgrades (no etcd binary can run on its data)", usage: "Duration of time between two downgrade status checks."},
@@ -230,6 +230,12 @@ func (c *config) flagDefs() []flagDef {
 			deprecated: "--experimental-enable-lease-checkpoint-persist is deprecated in etcd 3.6 and refused by etcd 3.7; Cairn always persists lease checkpoints"},
 		{name: "experimental-initial-corrupt-check", group: hidden, value: boolValue{&c.ExperimentalInitialCorruptCheck},
 			deprecated: "--experimental-initial-corrupt-check is deprecated in etcd 3.6 and refused by etcd 3.7; use --feature-gates=InitialCorruptCheck=true"},
+		{name: "experimental-corrupt-check-time", group: hidden, value: durationValue{&c.ExperimentalCorruptCheckTime},
+			deprecated: "--experimental-corrupt-check-time is deprecated in etcd 3.6 and refused by etcd 3.7; use --corrupt-check-time"},
+		{name: "experimental-compact-hash-check-enabled", group: hidden, value: boolValue{&c.ExperimentalCompactHashCheckEnabled},
+			deprecated: "--experimental-compact-hash-check-enabled is deprecated in etcd 3.6 and refused by etcd 3.7; use --feature-gates=CompactHashCheck=true"},
+		{name: "experimental-compact-hash-check-time", group: hidden, value: durationValue{&c.ExperimentalCompactHashCheckTime},
+			deprecated: "--experimental-compact-hash-check-time is deprecated in etcd 3.6 and refused by etcd 3.7; use --compact-hash-check-time"},
 	}
 	for _, name := range ignoredFlags {
 		defs = append(defs, flagDef{name: name, group: hidden, value: ignoredValue{}, fileKey: "-"})
@@ -384,6 +390,9 @@ type config struct {
 	ExperimentalEnableLeaseCheckpoint        bool
 	ExperimentalEnableLeaseCheckpointPersist bool
 	ExperimentalInitialCorruptCheck          bool
+	ExperimentalCorruptCheckTime             time.Duration
+	ExperimentalCompactHashCheckEnabled      bool
+	ExperimentalCompactHashCheckTime         time.Duration
 
 	configFile string
 	version    bool

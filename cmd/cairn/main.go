@@ -286,6 +286,7 @@ func serverConfig(c config, retention time.Duration, keepRevs int64, compactionI
 		SnapshotCount:                     c.SnapshotCount,
 		SnapshotCatchUpEntries:            c.SnapshotCatchUpEntries,
 		QuotaBackendBytes:                 c.QuotaBackendBytes,
+		BootstrapDefragThresholdMegabytes: c.BootstrapDefragThresholdMegabytes,
 		MaxRequestBytes:                   int(c.MaxRequestBytes),
 		MaxTxnOps:                         int(c.MaxTxnOps),
 		AutoCompactionMode:                c.AutoCompactionMode,
@@ -310,9 +311,19 @@ func serverConfig(c config, retention time.Duration, keepRevs int64, compactionI
 		Metrics:                           c.Metrics,
 		WarningApplyDuration:              c.WarningApplyDuration,
 		WarningUnaryRequestDuration:       c.WarningUnaryRequestDuration,
+		InitialCorruptCheck:               gateOn(c, "InitialCorruptCheck"),
+		CorruptCheckTime:                  c.CorruptCheckTime,
+		CompactHashCheck:                  gateOn(c, "CompactHashCheck"),
+		CompactHashCheckTime:              c.CompactHashCheckTime,
 		Logger:                            logger,
 		Registry:                          reg,
 	}
+}
+
+// gateOn reports whether feature gate name is on.
+func gateOn(c config, name string) bool {
+	on, _ := c.FeatureGates.enabled(gateNamed(name))
+	return on
 }
 
 // maxLearners maps --max-learners onto server.Config.MaxLearners, whose

@@ -82,6 +82,9 @@ func logStarting(logger *zap.Logger, cfg server.Config, listenPeerURLs, listenCl
 		zap.Int64("quota-backend-bytes", quota),
 		zap.Int("max-request-bytes", cfg.MaxRequestBytes),
 		zap.Bool("pre-vote", !cfg.DisablePreVote),
+		zap.Bool("initial-corrupt-check", cfg.InitialCorruptCheck),
+		zap.String("corrupt-check-time-interval", cfg.CorruptCheckTime.String()),
+		zap.Duration("compact-check-time-interval", cfg.CompactHashCheckTime),
 		zap.String("auto-compaction-mode", cfg.AutoCompactionMode),
 		zap.Duration("auto-compaction-retention", cfg.AutoCompactionRetention),
 		// etcd 3.7 enforces v2-deprecation's default whatever the flag

@@ -82,8 +82,9 @@ func hashKV(g *globals, path string, rev int64) (hash uint32, hashRev, compactRe
 		return 0, 0, 0, err
 	}
 	defer store.Close()
-	hash, hashRev, compactRev, err = store.HashKV(rev)
-	return hash, hashRev, compactRev, err
+	// etcdutl's: a freshly opened store remembers no compaction's hash.
+	h, _, err := store.HashByRev(rev)
+	return h.Hash, h.Revision, h.CompactRevision, err
 }
 
 // findDB finds the backend of a data directory given as itself, its

@@ -69,7 +69,7 @@ func run(name string, args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().StringVarP(&g.writeOut, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "time to wait to obtain a file lock on db file, 0 to block indefinitely")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return badArgs("%v", err) })
-	root.AddCommand(newSnapshotCommand(g), newHashKVCommand(g), newMigrateCommand(g), newVersionCommand(g),
+	root.AddCommand(newSnapshotCommand(g), newDefragCommand(g), newHashKVCommand(g), newMigrateCommand(g), newVersionCommand(g),
 		newCompletionCommand(g))
 	root.SetArgs(args)
 	root.SetOut(stdout)

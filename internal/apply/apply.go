@@ -78,6 +78,9 @@ type Applier struct {
 	removed map[uint64]bool
 	// confState is the configuration as of the consistent index.
 	confState raftpb.ConfState
+	// alarms are the active alarms, by type and member ID, as of the
+	// consistent index; changed only under mu held exclusively.
+	alarms map[pb.AlarmType]map[uint64]bool
 }
 
 // Metrics are what the store and the lessor count into; they outlive the
@@ -164,6 +167,13 @@ func (a *Applier) openLocked() error {
 		be.Close()
 		return fmt.Errorf("apply: loading membership from %s: %w", a.dir, err)
 	}
+	alarms, err := loadAlarms(view)
+	if err != nil {
+		view.Close()
+		store.Close()
+		be.Close()
+		return fmt.Errorf("apply: loading alarms from %s: %w", a.dir, err)
+	}
 	err = loadLeases(view, store, a.lessor)
 	view.Close()
 	if err != nil {
@@ -171,7 +181,7 @@ func (a *Applier) openLocked() error {
 		be.Close()
 		return fmt.Errorf("apply: loading leases from %s: %w", a.dir, err)
 	}
-	a.be, a.store, a.members, a.removed, a.confState = be, store, members, removed, cs
+	a.be, a.store, a.members, a.removed, a.confState, a.alarms = be, store, members, removed, cs, alarms
 	return nil
 }
 
@@ -317,11 +327,29 @@ func (a *Applier) ConfState() raftpb.ConfState {
 	return a.confState.Clone()
 }
 
-// DBSize is the backend's size on disk, in bytes.
-func (a *Applier) DBSize() int64 {
+// Sizes are the backend's sizes now (see backend.Sizes).
+func (a *Applier) Sizes() backend.Sizes {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.be.Size()
+	return a.be.Sizes()
+}
+
+// SizesEstimate are the backend's sizes, cheaply (see
+// backend.SizesEstimate).
+func (a *Applier) SizesEstimate() backend.Sizes {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.be.SizesEstimate()
+}
+
+// Defragment compacts the whole backend (see backend.Defragment) while
+// applies and reads go on. A restore meanwhile closes the backend it
+// compacts, which ends it with backend.ErrClosed.
+func (a *Applier) Defragment() error {
+	a.mu.RLock()
+	be := a.be
+	a.mu.RUnlock()
+	return be.Defragment()
 }
 
 // Apply applies one committed entry, unless the backend already holds it
@@ -336,9 +364,9 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 			r, decodeErr = nil, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
 		}
 	}
-	// Membership changes take the lock exclusively: readers of Members
-	// and ConfState hold it shared.
-	if e.Type == raftpb.EntryConfChange || r != nil && r.ClusterMemberAttrSet != nil {
+	// Membership and alarm changes take the lock exclusively: readers of
+	// Members, ConfState and Alarms hold it shared.
+	if e.Type == raftpb.EntryConfChange || r != nil && (r.ClusterMemberAttrSet != nil || r.Alarm != nil) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 	} else {
@@ -375,6 +403,10 @@ func (a *Applier) applyEntry(e raftpb.Entry, r *pb.InternalRaftRequest, decodeEr
 }
 
 func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Result, error) {
+	if err := alarmRefusal(r, a.alarms); err != nil {
+		// Refused by an alarm every member has applied: a result.
+		return Result{Err: err}, a.be.NewBatch().Commit(e.Index, e.Term)
+	}
 	switch {
 	case r.Put != nil:
 		return a.applyWrite(e, func(tw *mvcc.TxnWrite) (any, error) { return tw.PutRequest(r.Put) })
@@ -392,6 +424,8 @@ func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Resul
 		return a.applyLeaseCheckpoint(e, r.LeaseCheckpoint)
 	case r.ClusterMemberAttrSet != nil:
 		return a.applyMemberAttr(e, r)
+	case r.Alarm != nil:
+		return a.applyAlarm(e, r.Alarm)
 	}
 	// A request this version does not know (written by a newer member):
 	// applying it as a no-op would silently diverge from that member.

@@ -16,6 +16,16 @@
 //	"c/member/" + 16 hex digits of the ID  -> membership.Member (JSON)
 //	"c/removed/" + 16 hex digits of the ID -> empty: an ID removed, never to return
 //	"c/confstate"                         -> raftpb.ConfState as of the consistent index
+//	"c/alarm/" + 16 hex digits of the member ID + "/" + the type's number (NOSPACE 1, CORRUPT 2)
+//	                                      -> empty: an active alarm
+//
+// # Alarms
+//
+// An alarm (etcd's AlarmMember: a member ID and a type) is raised and
+// cleared by an applied Alarm request, so every member holds the same set,
+// and it survives restarts and images with the rest of the backend. While
+// one is active, the applier refuses what etcd's capped (NOSPACE) and
+// corrupt (CORRUPT) appliers refuse, as results (see alarmRefusal).
 //
 // # Images
 //

@@ -1,9 +1,11 @@
 package backend
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -50,11 +52,21 @@ type Options struct {
 
 // Backend is an open pebble database. It is safe for concurrent use; the
 // applier is its only writer.
+//
+// Lock order: maintenance, then mu.
 type Backend struct {
 	db            *pebble.DB
 	dir           string
 	logger        *zap.Logger
 	commitSeconds prometheus.Observer
+
+	// stopMaintenance cancels a Defragment under way; Close calls it.
+	stopMaintenance context.CancelFunc
+	maintenanceCtx  context.Context
+	// maintenance is held shared by a Defragment for its whole run and
+	// exclusively by Close around closing the database: pebble panics on
+	// a compaction of a closed database.
+	maintenance sync.RWMutex
 
 	mu struct {
 		sync.Mutex
@@ -63,8 +75,18 @@ type Backend struct {
 		consistentIndex uint64
 		consistentTerm  uint64
 		closed          bool
+		// sizes are the database's sizes as pebble last reported them
+		// (at sizesAt), plus the bytes of every batch committed since
+		// (SizesEstimate): pebble's metrics are too dear to take for
+		// every request.
+		sizes   Sizes
+		sizesAt time.Time
 	}
 }
+
+// sizesEvery is how often SizesEstimate asks pebble again; between two
+// asks it adds the batches committed to the last answer.
+const sizesEvery = 100 * time.Millisecond
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string, opts Options) (*Backend, error) {
@@ -91,6 +113,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
 	b := &Backend{db: db, dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds}
+	b.maintenanceCtx, b.stopMaintenance = context.WithCancel(context.Background())
 	index, err := b.getUint64(consistentIndexKey)
 	if err == nil {
 		var term uint64
@@ -130,6 +153,9 @@ func (b *Backend) ConsistentIndex() (index, term uint64) {
 // Close closes the database. Batches committed without a Sync since the
 // last one may be lost (see the package doc); Close syncs first.
 func (b *Backend) Close() error {
+	b.stopMaintenance()
+	b.maintenance.Lock()
+	defer b.maintenance.Unlock()
 	b.mu.Lock()
 	if b.mu.closed {
 		b.mu.Unlock()
@@ -231,6 +257,7 @@ func (wb *Batch) Commit(index, term uint64) error {
 		b.commitSeconds.Observe(time.Since(start).Seconds())
 	}
 	b.mu.consistentIndex, b.mu.consistentTerm = index, term
+	b.addSizeLocked(wb.batch.Len())
 	return nil
 }
 
@@ -248,7 +275,11 @@ func (wb *Batch) CommitMaintenance() error {
 	if wb.b.mu.closed {
 		return ErrClosed
 	}
-	return wb.batch.Commit(pebble.NoSync)
+	if err := wb.batch.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	wb.b.addSizeLocked(wb.batch.Len())
+	return nil
 }
 
 // Close discards a batch that was not committed.
@@ -366,22 +397,75 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic(msg)
 }
 
-// Size is the space the database takes on disk, in bytes.
-func (b *Backend) Size() int64 {
+// Sizes are how much space the database takes, in bytes.
+type Sizes struct {
+	// Total is what the database occupies: its tables (obsolete ones not
+	// yet deleted included), manifest, options file and live logs, where
+	// a log still being written counts what was written to it, synced or
+	// not (pebble counts its size only once the log is closed). It leaves
+	// out the few obsolete logs pebble keeps to write the next logs over
+	// (at most MemTableStopWritesThreshold+1, each at most a memtable):
+	// space set aside, as bbolt keeps free pages, that data never grows.
+	Total int64
+	// InUse leaves out of Total what compacting the whole database would
+	// give back: tables pebble no longer needs, the outputs of compactions
+	// under way, and its estimate of the bytes that deleted data (point
+	// and range tombstones and what they shadow) holds in tables.
+	InUse int64
+}
+
+// Sizes returns the database's sizes now (zero once closed). It asks
+// pebble for its metrics: not for every request (see SizesEstimate).
+func (b *Backend) Sizes() Sizes {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.mu.closed {
-		return 0
+		return Sizes{}
 	}
-	return int64(b.db.Metrics().DiskSpaceUsage())
+	b.mu.sizes, b.mu.sizesAt = sizesOf(b.db.Metrics()), time.Now()
+	return b.mu.sizes
+}
+
+// SizesEstimate returns the database's sizes (zero once closed) as pebble
+// reported them at most sizesEvery ago, plus the batches committed since:
+// cheap enough for every request.
+func (b *Backend) SizesEstimate() Sizes {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed {
+		return Sizes{}
+	}
+	if time.Since(b.mu.sizesAt) >= sizesEvery {
+		b.mu.sizes, b.mu.sizesAt = sizesOf(b.db.Metrics()), time.Now()
+	}
+	return b.mu.sizes
+}
+
+// sizesOf derives Sizes from pebble's metrics.
+func sizesOf(m *pebble.Metrics) Sizes {
+	total := m.DiskSpaceUsage() - m.WAL.ObsoletePhysicalSize
+	// The live logs hold m.WAL.Size bytes (the memtables' data, not yet
+	// flushed), of which pebble counts on disk only the closed logs'.
+	if m.WAL.Size > m.WAL.PhysicalSize {
+		total += m.WAL.Size - m.WAL.PhysicalSize
+	}
+	reclaimable := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
+		m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize + uint64(m.Compact.InProgressBytes) +
+		m.Table.Garbage.PointDeletionsBytesEstimate + m.Table.Garbage.RangeDeletionsBytesEstimate
+	return Sizes{Total: int64(total), InUse: int64(total - min(reclaimable, total))}
+}
+
+// addSizeLocked adds a committed batch's bytes to the sizes until pebble
+// is asked again.
+// REQUIRES: b.mu held.
+func (b *Backend) addSizeLocked(n int) {
+	b.mu.sizes.Total += int64(n)
+	b.mu.sizes.InUse += int64(n)
 }
 
 // Stats are the database's gauges, for metrics.
 type Stats struct {
-	// SizeBytes is the space taken on disk (Size); SizeInUseBytes leaves
-	// out what pebble no longer needs and has yet to delete (obsolete and
-	// zombie tables and logs) and the outputs of compactions under way.
-	SizeBytes, SizeInUseBytes int64
+	Sizes
 	// OpenReadViews is how many read views (pebble snapshots) are open.
 	OpenReadViews int
 }
@@ -395,14 +479,59 @@ func (b *Backend) Stats() Stats {
 		return Stats{}
 	}
 	m := b.db.Metrics()
-	total := m.DiskSpaceUsage()
-	doomed := m.WAL.ObsoletePhysicalSize + m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
-		m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize + uint64(m.Compact.InProgressBytes)
-	return Stats{
-		SizeBytes:      int64(total),
-		SizeInUseBytes: int64(total - min(doomed, total)),
-		OpenReadViews:  m.Snapshots.Count,
+	b.mu.sizes, b.mu.sizesAt = sizesOf(m), time.Now()
+	return Stats{Sizes: b.mu.sizes, OpenReadViews: m.Snapshots.Count}
+}
+
+// Defragment compacts the whole database (a manual compaction of every
+// key, after flushing the memtables), so that deleted and overwritten
+// data gives its space back, as etcd's defragmentation does. Reads and
+// writes go on meanwhile. Close cancels it (ErrClosed).
+func (b *Backend) Defragment() error {
+	b.maintenance.RLock()
+	defer b.maintenance.RUnlock()
+	b.mu.Lock()
+	closed := b.mu.closed
+	b.mu.Unlock()
+	if closed {
+		return ErrClosed
 	}
+	ctx := b.maintenanceCtx
+	err := b.db.Flush()
+	if err == nil {
+		var first, last []byte
+		first, last, err = b.keyBounds()
+		if err == nil && first != nil {
+			// Compact's end is exclusive: just past the last key.
+			err = b.db.Compact(ctx, first, append(last, 0), true)
+		}
+	}
+	b.mu.Lock()
+	b.mu.sizesAt = time.Time{} // ask pebble afresh
+	b.mu.Unlock()
+	if ctx.Err() != nil {
+		return ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("backend: defragmenting %s: %w", b.dir, err)
+	}
+	return nil
+}
+
+// keyBounds returns the first and last keys (metadata included), nil if
+// the database is empty.
+func (b *Backend) keyBounds() (first, last []byte, err error) {
+	it, err := b.db.NewIter(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if it.First() {
+		first = slices.Clone(it.Key())
+	}
+	if it.Last() {
+		last = slices.Clone(it.Key())
+	}
+	return first, last, errors.Join(it.Error(), it.Close())
 }
 
 // Dir is the database's directory.

@@ -21,7 +21,9 @@ func (s *Sim) finalChecks() {
 		err := m.st.Applier.View(func(st *mvcc.Store) error {
 			var err error
 			r = st.Rev()
-			h, _, c, err = st.HashKV(r)
+			var kvh mvcc.KeyValueHash
+			kvh, _, err = st.HashKV(r)
+			h, c = kvh.Hash, kvh.CompactRevision
 			return err
 		})
 		if err != nil {

@@ -27,6 +27,16 @@ func (s *Store) Compact(rev int64, index, term uint64) (<-chan struct{}, error) 
 	s.mu.RLock()
 	current, compacted, ever := s.mu.currentRev, s.mu.compactRev, s.mu.compacted
 	s.mu.RUnlock()
+	// The compaction's hash (see compactionHash) covers every revision
+	// since the last compaction only if that one's removal finished.
+	hashFrom := compactionHash{prevRev: compacted}
+	if !ever {
+		hashFrom.prevRev = -1
+	}
+	var err error
+	if hashFrom.keep, err = s.prevCompactionFinished(); err != nil {
+		return nil, err
+	}
 	batch := s.b.NewBatch()
 	var refusal error
 	switch {
@@ -54,7 +64,35 @@ func (s *Store) Compact(rev int64, index, term uint64) (<-chan struct{}, error) 
 	s.views.close()
 	// Reads below rev fail from here on. The rest, the index's share
 	// included, happens in the background, so writes go on.
-	return s.compactor.start(s, rev, nil), nil
+	return s.compactor.start(s, rev, nil, hashFrom), nil
+}
+
+// prevCompactionFinished reports whether the removal of the last
+// compaction (if any) is done, as etcd's checkPrevCompactionCompleted.
+func (s *Store) prevCompactionFinished() (bool, error) {
+	view := s.b.NewReadView()
+	defer view.Close()
+	scheduled, sok, err := view.Get(scheduledCompactKey)
+	if err != nil {
+		return false, err
+	}
+	finished, fok, err := view.Get(finishedCompactKey)
+	if err != nil {
+		return false, err
+	}
+	return sok == fok && bytes.Equal(scheduled, finished), nil
+}
+
+// compactionHash says how a compaction hashes what it removes, as etcd's
+// does: the hash of the history up to the compaction revision, with
+// prevRev (the compaction before, -1 for none) as the compaction revision
+// and the compaction's own kept revisions as keep (see kvHasher). keep
+// says whether to store it for HashByRev: only if the removal before
+// finished (etcd-io/etcd#15919), and never for a removal resumed after a
+// restart.
+type compactionHash struct {
+	prevRev int64
+	keep    bool
 }
 
 // compactor runs the removals compactions schedule, one at a time, each
@@ -84,8 +122,9 @@ func (c *compactor) init(batchKeys, crashAfterBatches int) {
 
 // start compacts the index at rev (unless keep, what that kept, is given)
 // and removes, in the background, the revisions at or below rev that the
-// index no longer needs; then records the compaction finished.
-func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}) <-chan struct{} {
+// index no longer needs, hashing them as hashFrom says; then records the
+// compaction finished.
+func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}, hashFrom compactionHash) <-chan struct{} {
 	done := make(chan struct{})
 	c.lastMu.Lock()
 	c.last = done
@@ -101,9 +140,17 @@ func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}) <-cha
 			keep = s.index.compact(rev)
 			s.metrics.indexCompactionPauseMs.Observe(float64(time.Since(start)) / float64(time.Millisecond))
 		}
-		if err := c.remove(s, rev, keep); err != nil {
+		hasher := newKVHasher(hashFrom.prevRev, rev, keep, nil)
+		finished, err := c.remove(s, rev, keep, hasher)
+		switch {
+		case err != nil:
 			s.logger.Error("mvcc: removing compacted revisions; a restart resumes it",
 				zap.Int64("revision", rev), zap.Error(err))
+		case finished && hashFrom.keep:
+			s.logStoredHash(hasher.sum())
+			s.hashes.store(hasher.sum())
+		case finished:
+			s.logger.Info("previous compaction was interrupted, skip storing compaction hash value")
 		}
 		s.views.close() // a view made during the removal pins what it removed
 	}()
@@ -126,7 +173,10 @@ func (c *compactor) stop() {
 	c.wg.Wait()
 }
 
-func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}) error {
+// remove deletes the revisions at or below rev not in keep, writing each
+// it meets, removed or not, to hasher. It reports whether it finished
+// (it stops early when the store closes).
+func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}, hasher *kvHasher) (bool, error) {
 	end := revisionKey(Revision{Main: rev + 1}, false)
 	from := []byte{'r'}
 	removed := 0
@@ -134,18 +184,21 @@ func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}) erro
 	for batches := 0; ; batches++ {
 		select {
 		case <-c.stopc:
-			return nil
+			return false, nil
 		default:
 		}
 		if c.crashAfterBatches > 0 && batches == c.crashAfterBatches {
-			return nil
+			return false, nil
 		}
 		var doomed [][]byte
 		view := s.b.NewReadView()
-		err := view.Scan(from, end, func(k, _ []byte) bool {
+		err := view.Scan(from, end, func(k, v []byte) bool {
 			r, _, err := parseRevisionKey(k)
 			if err != nil {
 				return true // Open reported it; leave it
+			}
+			if err := hasher.write(k, v); err != nil {
+				panic(err) // parsed above
 			}
 			if _, ok := keep[r]; !ok {
 				doomed = append(doomed, bytes.Clone(k))
@@ -155,7 +208,7 @@ func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}) erro
 		})
 		view.Close()
 		if err != nil {
-			return err
+			return false, err
 		}
 		batchStart := time.Now()
 		batch := s.b.NewBatch()
@@ -166,7 +219,7 @@ func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}) erro
 			batch.Set(finishedCompactKey, binary.BigEndian.AppendUint64(nil, uint64(rev)))
 		}
 		if err := batch.CommitMaintenance(); err != nil {
-			return err
+			return false, err
 		}
 		// etcd's pause is how long a batch of deletions holds its
 		// writers; here, how long one removal batch takes to commit.
@@ -178,8 +231,8 @@ func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}) erro
 			s.metrics.dbCompactionLast.Set(float64(time.Now().Unix()))
 			// etcd's words, which etcd's tests wait for.
 			s.logger.Info("finished scheduled compaction", zap.Int64("compact-revision", rev),
-				zap.Int("number-of-keys-compacted", removed))
-			return nil
+				zap.Int("number-of-keys-compacted", removed), zap.Uint32("hash", hasher.sum().Hash))
+			return true, nil
 		}
 	}
 }

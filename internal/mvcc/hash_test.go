@@ -46,30 +46,132 @@ func TestHashKV(t *testing.T) {
 		t.Fatal("the interrupted removal removed as much as the finished one")
 	}
 	for _, rev := range []int64{0, 12, 15} {
-		h1, cur, comp, err := finished.HashKV(rev)
-		if err != nil || cur != 22 || comp != 12 {
-			t.Fatalf("HashKV(%d) = %d, %d, %v", rev, cur, comp, err)
+		h1, cur, err := finished.HashKV(rev)
+		if err != nil || cur != 22 || h1.CompactRevision != 12 {
+			t.Fatalf("HashKV(%d) = %+v, %d, %v", rev, h1, cur, err)
 		}
-		h2, _, _, _ := interrupted.HashKV(rev)
+		h2, _, _ := interrupted.HashKV(rev)
 		if h1 != h2 {
-			t.Fatalf("HashKV(%d): %08x after a finished removal, %08x after an interrupted one", rev, h1, h2)
+			t.Fatalf("HashKV(%d): %+v after a finished removal, %+v after an interrupted one", rev, h1, h2)
 		}
 	}
-	h1, _, _, _ := finished.HashKV(0)
-	h3, _, _, _ := other.HashKV(0)
+	h1, _, _ := finished.HashKV(0)
+	h3, _, _ := other.HashKV(0)
 	if h1 == h3 {
 		t.Fatal("different histories hash alike")
 	}
 	// Up to 21 the two histories are the same.
-	a, _, _, _ := finished.HashKV(21)
-	b, _, _, _ := other.HashKV(21)
+	a, _, _ := finished.HashKV(21)
+	b, _, _ := other.HashKV(21)
 	if a != b {
 		t.Fatal("histories equal up to 21 hash differently there")
 	}
-	if _, _, _, err := finished.HashKV(11); err != ErrCompacted {
+	if _, _, err := finished.HashKV(11); err != ErrCompacted {
 		t.Fatalf("HashKV below the compaction: %v", err)
 	}
-	if _, _, _, err := finished.HashKV(23); err != ErrFutureRev {
+	if _, _, err := finished.HashKV(23); err != ErrFutureRev {
 		t.Fatalf("HashKV past the current revision: %v", err)
+	}
+}
+
+// A compaction keeps the hash of what it compacted, as etcd's does:
+// HashByRev at its revision answers it, with the compaction before as
+// its compaction revision, until a restart forgets it; one whose removal
+// before was unfinished (here: resumed after a restart) keeps none.
+func TestCompactionHashes(t *testing.T) {
+	dir := t.TempDir()
+	b, err := backend.Open(dir, backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := open(b, nil, nil, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := uint64(0)
+	put := func(k, v string) {
+		index++
+		tw := s.Write()
+		tw.Put([]byte(k), []byte(v), 0)
+		tw.End(index, 1)
+	}
+	compact := func(rev int64) {
+		index++
+		done, err := s.Compact(rev, index, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-done
+	}
+	for i := range 8 {
+		put(fmt.Sprint("k", i%3), fmt.Sprint("v", i)) // revisions 2..9
+	}
+	before, _, err := s.HashKV(5)
+	if err != nil || before.CompactRevision != -1 || before.Revision != 5 {
+		t.Fatalf("HashKV(5) before any compaction = %+v, %v", before, err)
+	}
+	compact(5)
+	compact(7)
+	hs := s.CompactionHashes()
+	if len(hs) != 2 || hs[0].Revision != 5 || hs[0].CompactRevision != -1 || hs[1].Revision != 7 || hs[1].CompactRevision != 5 {
+		t.Fatalf("compaction hashes %+v", hs)
+	}
+	// Nothing at or below 5 was compacted when the first was taken: it
+	// is the hash HashKV(5) gave then.
+	if hs[0] != before {
+		t.Fatalf("hash at the compaction %+v, HashKV before it %+v", hs[0], before)
+	}
+	got, cur, err := s.HashByRev(7)
+	if err != nil || got != hs[1] || cur != 9 {
+		t.Fatalf("HashByRev(7) = %+v, %d, %v; want %+v", got, cur, err, hs[1])
+	}
+	computed, _, err := s.HashKV(7)
+	if err != nil || computed.CompactRevision != 7 || computed == hs[1] {
+		t.Fatalf("HashKV(7) = %+v, %v: want one computed after the compaction at 7", computed, err)
+	}
+
+	// A restart forgets them; HashByRev computes.
+	s.Close()
+	s, err = open(b, nil, nil, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs := s.CompactionHashes(); len(hs) != 0 {
+		t.Fatalf("hashes after a restart: %+v", hs)
+	}
+	if got, _, err := s.HashByRev(7); err != nil || got != computed {
+		t.Fatalf("HashByRev(7) after a restart = %+v, %v; want %+v", got, err, computed)
+	}
+	s.Close()
+	b.Close()
+
+	// An interrupted removal, resumed by Open, keeps no hash (it did
+	// not hash all it removed); the next compaction does.
+	b, err = backend.Open(dir, backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s, err = open(b, nil, nil, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put("k0", "x")
+	put("k1", "y")
+	compact(9) // gives up after a batch
+	s.Close()
+	s, err = open(b, nil, nil, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.compactor.wait()
+	if hs := s.CompactionHashes(); len(hs) != 0 {
+		t.Fatalf("a resumed removal kept %+v", hs)
+	}
+	put("k2", "z")
+	compact(10)
+	if hs := s.CompactionHashes(); len(hs) != 1 || hs[0].Revision != 10 || hs[0].CompactRevision != 9 {
+		t.Fatalf("compaction hashes %+v", hs)
 	}
 }

@@ -306,3 +306,28 @@ func (ti *treeIndex) keptAt(at int64) map[Revision]struct{} {
 	})
 	return keep
 }
+
+// hashKeep returns etcd's Keep(at), which its HashKV filters compacted
+// revisions with: per key, the latest revision at or below main revision
+// at of the first life not over before at, unless it is that life's
+// delete. Unlike keptAt it leaves out a delete at at, and looks at one
+// life only, as etcd's index does (keptAt also keeps a life begun again
+// at at by a transaction that deletes a key and puts it back).
+func (ti *treeIndex) hashKeep(at int64) map[Revision]struct{} {
+	ti.mu.RLock()
+	defer ti.mu.RUnlock()
+	keep := map[Revision]struct{}{}
+	ti.tree.Ascend(func(ki *keyIndex) bool {
+		for _, g := range ki.gens {
+			if g.tombstoned && g.revs[len(g.revs)-1].Main < at {
+				continue
+			}
+			if i := g.latestAt(at); i >= 0 && !(g.tombstoned && i == len(g.revs)-1) {
+				keep[g.revs[i]] = struct{}{}
+			}
+			break
+		}
+		return true
+	})
+	return keep
+}

@@ -47,6 +47,9 @@ type Store struct {
 	// revision (see views.go).
 	views viewCache
 
+	// hashes are those taken at compactions (see hash.go).
+	hashes hashes
+
 	// notify, if set (by the watchable store, before any write), is told
 	// of every write transaction that changed something, in revision
 	// order, with its events, after it is committed and readable.
@@ -135,7 +138,7 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 		// reads back as more history than it should: cut it again.
 		keep := s.index.compact(scheduled)
 		if finished < scheduled {
-			s.compactor.start(s, scheduled, keep)
+			s.compactor.start(s, scheduled, keep, compactionHash{prevRev: finished})
 		}
 	}
 	return s, nil

@@ -35,8 +35,12 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 
 	QuotaBackendBytes int64
-	MaxRequestBytes   int
-	MaxTxnOps         int
+	// BootstrapDefragThresholdMegabytes, if set, defragments the backend
+	// at start when that would give back at least this many MiB (its
+	// size less its size in use), as etcd.
+	BootstrapDefragThresholdMegabytes uint
+	MaxRequestBytes                   int
+	MaxTxnOps                         int
 
 	// AutoCompactionMode is "periodic" or "revision"; AutoCompactionRetention
 	// is a duration (periodic) or a revision count (revision); zero is off.
@@ -90,6 +94,20 @@ type Config struct {
 	GRPCKeepAliveInterval time.Duration
 	GRPCKeepAliveTimeout  time.Duration
 
+	// InitialCorruptCheck makes a restarting member compare its HashKV
+	// with its peers' before it serves, and refuse to start on a mismatch
+	// (etcd's feature gate InitialCorruptCheck).
+	InitialCorruptCheck bool
+	// CorruptCheckTime is how often the leader compares its HashKV with
+	// its peers' (etcd's --corrupt-check-time); 0 is never.
+	CorruptCheckTime time.Duration
+	// CompactHashCheck makes the leader compare the hashes its
+	// compactions stored with its peers', every CompactHashCheckTime
+	// (etcd's feature gate CompactHashCheck and --compact-hash-check-time,
+	// default 1m).
+	CompactHashCheck     bool
+	CompactHashCheckTime time.Duration
+
 	// Metrics is "basic" or "extensive" (etcd's --metrics: extensive adds
 	// the gRPC handling-time histograms).
 	Metrics string
@@ -117,6 +135,7 @@ const (
 
 	DefaultWatchProgressNotifyInterval = 10 * time.Minute
 	DefaultLeaseCheckpointInterval     = 5 * time.Minute
+	DefaultCompactHashCheckTime        = time.Minute
 
 	DefaultMaxConcurrentStreams  = math.MaxUint32
 	DefaultMaxLearners           = 1
@@ -176,10 +195,14 @@ func (c *Config) validate() error {
 	if err := raftnode.DefaultLimits.Check(c.MaxRequestBytes); err != nil {
 		return err
 	}
+	if c.CompactHashCheckTime <= 0 {
+		c.CompactHashCheckTime = DefaultCompactHashCheckTime
+	}
 	if c.MaxTxnOps <= 0 {
 		c.MaxTxnOps = DefaultMaxTxnOps
 	}
-	if c.QuotaBackendBytes <= 0 {
+	if c.QuotaBackendBytes == 0 {
+		// As etcd: 0 is the default, a negative quota none.
 		c.QuotaBackendBytes = DefaultQuotaBackendBytes
 	}
 	switch {

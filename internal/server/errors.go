@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 
+	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/transport"
 )
 
@@ -14,7 +15,10 @@ var (
 	ErrNoLeader        = errors.New("etcdserver: no leader")
 	ErrTooManyRequests = errors.New("etcdserver: too many requests")
 	ErrRequestTooLarge = errors.New("etcdserver: request is too large")
-	ErrNoSpace         = errors.New("etcdserver: mvcc: database space exceeded")
+	// ErrNoSpace and ErrCorrupt are the applier's: an alarm's refusal
+	// and the quota's say the same.
+	ErrNoSpace = apply.ErrNoSpace
+	ErrCorrupt = apply.ErrCorrupt
 )
 
 // Errors of membership changes and leadership moves, with etcd's

@@ -34,7 +34,7 @@ func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.Rang
 
 // Put proposes a put and returns its result once applied.
 func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
-	if err := s.checkQuota(); err != nil {
+	if err := s.checkQuota(ctx, req); err != nil {
 		return nil, err
 	}
 	r, err := s.propose(ctx, &pb.InternalRaftRequest{Put: req})
@@ -56,13 +56,12 @@ func (s *Server) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 // Txn runs a transaction. A read-only txn is served like a Range (etcd
 // does the same): linearizable unless every range in it is serializable.
 func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	// etcd checks the quota first: a read-only txn costs nothing.
+	if err := s.checkQuota(ctx, req); err != nil {
+		return nil, err
+	}
 	if isTxnReadOnly(req) {
 		return s.readTxn(ctx, req)
-	}
-	if txnPuts(req) {
-		if err := s.checkQuota(); err != nil {
-			return nil, err
-		}
 	}
 	r, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: req})
 	if err != nil {
@@ -154,32 +153,6 @@ func isTxnSerializable(r *pb.TxnRequest) bool {
 	return true
 }
 
-// checkQuota refuses writes that grow the database while it is over
-// --quota-backend-bytes, as etcd's NOSPACE alarm does; deletes and
-// compactions, which free space, go through.
-func (s *Server) checkQuota() error {
-	if s.dbSize.Load() > s.cfg.QuotaBackendBytes {
-		return ErrNoSpace
-	}
-	return nil
-}
-
-func txnPuts(r *pb.TxnRequest) bool {
-	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
-		for _, op := range ops {
-			switch v := op.Request.(type) {
-			case *pb.RequestOp_RequestPut:
-				return true
-			case *pb.RequestOp_RequestTxn:
-				if txnPuts(v.RequestTxn) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
 // response is the proposer's response of type T. Any other type means a
 // result reached the wrong waiter (request IDs collided): an error, never
 // another request's answer.
@@ -192,19 +165,25 @@ func response[T any](r apply.Result) (T, error) {
 	return resp, nil
 }
 
-// HashKV hashes the store's history up to revision rev (0: the current
-// one; see mvcc.Store.HashKV) and returns the hash, the revision hashed
-// and the compaction revision. Members that applied the same log agree;
-// the hash is Cairn's own (CRC-32C over its records), not etcd's.
-func (s *Server) HashKV(rev int64) (hash uint32, hashRev, compacted int64, err error) {
+// HashKV is etcd's HashKV: the hash of the store's history up to revision
+// rev (0: the current one), taken at a compaction at rev if the store
+// remembers one (see mvcc.Store.HashByRev), with the current revision.
+// Members that applied the same log agree, and the value is etcd's for
+// the same history.
+func (s *Server) HashKV(rev int64) (h mvcc.KeyValueHash, current int64, err error) {
 	err = s.applier.View(func(st *mvcc.Store) error {
-		var current int64
-		hash, current, compacted, err = st.HashKV(rev)
-		hashRev = rev
-		if rev <= 0 {
-			hashRev = current
-		}
+		h, current, err = st.HashByRev(rev)
 		return err
 	})
-	return hash, hashRev, compacted, err
+	return h, current, err
+}
+
+// Hash is a hash of everything the member's store keeps (see
+// mvcc.Store.Hash; not etcd's value), with the current revision.
+func (s *Server) Hash() (hash uint32, current int64, err error) {
+	err = s.applier.View(func(st *mvcc.Store) error {
+		hash, current, err = st.Hash()
+		return err
+	})
+	return hash, current, err
 }

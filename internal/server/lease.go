@@ -47,6 +47,9 @@ var errNotLeader = status.Error(codes.FailedPrecondition, "cairn: not the leader
 // LeaseGrant grants a lease, with the ID asked for or, if 0, one the
 // member generates.
 func (s *Server) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := s.checkQuota(ctx, req); err != nil {
+		return nil, err
+	}
 	if req.TTL > lease.MaxTTL {
 		return nil, lease.ErrTTLTooLarge
 	}
@@ -236,12 +239,15 @@ func (s *Server) toLeader(ctx context.Context, method string, req marshaler, loc
 }
 
 // HandleCall serves what a follower forwards: this member must be the
-// leader, else errNotLeader and the follower tries again.
+// leader, else errNotLeader and the follower tries again. Hash requests
+// (the corruption checks') are answered by any member.
 func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]byte, error) {
 	var local func() (marshaler, error)
 	switch method {
 	case callChange:
 		return s.handleChange(ctx, data)
+	case callHashKV:
+		return s.handleHashKV(data)
 	case callRenew:
 		var req pb.LeaseKeepAliveRequest
 		if err := req.Unmarshal(data); err != nil {

@@ -49,6 +49,10 @@ type metrics struct {
 	leasesExpired    prometheus.Counter
 	backendCommit    prometheus.Histogram
 	backendSnapshot  prometheus.Histogram
+	// defragSeconds times each defragmentation; defragInflight is 1
+	// while one runs.
+	defragSeconds  prometheus.Histogram
+	defragInflight prometheus.Gauge
 	// requestVecs are the vectors behind requestSeconds, applySeconds and
 	// rangeSeconds, to register.
 	requestVecs []prometheus.Collector
@@ -102,6 +106,15 @@ func newMetrics() *metrics {
 			Namespace: "etcd", Subsystem: "disk", Name: "backend_commit_duration_seconds",
 			Help:    "The latency distributions of commit called by backend.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		defragSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "etcd", Subsystem: "disk", Name: "backend_defrag_duration_seconds",
+			Help:    "The latency distribution of backend defragmentation.",
+			Buckets: prometheus.ExponentialBuckets(.1, 2, 13),
+		}),
+		defragInflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "etcd", Subsystem: "disk", Name: "defrag_inflight",
+			Help: "Whether or not defrag is active on the member. 1 means active, 0 means not.",
 		}),
 		backendSnapshot: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "etcd", Subsystem: "disk", Name: "backend_snapshot_duration_seconds",
@@ -174,7 +187,7 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) {
 	}
 	cs := []prometheus.Collector{
 		m.leaderChanges, m.promoted, m.promoteFailed, m.proposalsFailed, m.slowApplies, m.readIndexFails, m.slowReadIndex, m.snapshotApplying,
-		m.leasesExpired, m.backendCommit, m.backendSnapshot,
+		m.leasesExpired, m.backendCommit, m.backendSnapshot, m.defragSeconds, m.defragInflight,
 		gauge("etcd", "server", "has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", func() float64 {
 			return boolGauge(s.rn != nil && s.rn.Lead() != 0)
 		}),
@@ -201,6 +214,9 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) {
 			func() float64 { return float64(s.wait.len()) }),
 		gauge("etcd", "server", "quota_backend_bytes", "Current backend storage quota size in bytes.",
 			func() float64 { return float64(s.cfg.QuotaBackendBytes) }),
+		alarmSeries{s: s, desc: prometheus.NewDesc("etcd_debugging_server_alarms",
+			"Alarms for every member in cluster. 1 for 'server_id' label with current ID. 2 for 'alarm_type' label with type of this alarm",
+			[]string{"server_id", "alarm_type"}, nil)},
 		info("id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
 			"server_id", membership.IDString(s.st.MemberID)),
 		info("go_version", "Which Go version server is running with. 1 for 'server_go_version' label with current version.",
@@ -219,14 +235,6 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) {
 
 		// Mechanisms Cairn does not have; their values are what they
 		// truly are here (README: "Metrics").
-		// No defragmentation: pebble reclaims space by compacting.
-		prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "etcd", Subsystem: "disk", Name: "backend_defrag_duration_seconds",
-			Help:    "The latency distribution of backend defragmentation.",
-			Buckets: prometheus.ExponentialBuckets(.1, 2, 13),
-		}),
-		constant("etcd", "disk", "defrag_inflight", "Whether or not defrag is active on the member. 1 means active, 0 means not.",
-			prometheus.GaugeValue, 0),
 		// bbolt's commit phases: a pebble commit has no rebalance or
 		// spill, and is timed whole in backend_commit_duration_seconds.
 		prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -294,9 +302,9 @@ func newStoreStats(s *Server) storeStats {
 	}
 	return storeStats{s: s, series: []storeSeries{
 		series("etcd", "db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.",
-			func(st apply.Stats) float64 { return float64(st.Backend.SizeBytes) }),
+			func(st apply.Stats) float64 { return float64(st.Backend.Total) }),
 		series("etcd", "db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.",
-			func(st apply.Stats) float64 { return float64(st.Backend.SizeInUseBytes) }),
+			func(st apply.Stats) float64 { return float64(st.Backend.InUse) }),
 		series("etcd", "db_open_read_transactions", "The number of currently open read transactions",
 			func(st apply.Stats) float64 { return float64(st.Backend.OpenReadViews) }),
 		series("etcd_debugging", "keys_total", "Total number of keys.",
@@ -318,6 +326,22 @@ func (c storeStats) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.applier.Stats()
 	for _, se := range c.series {
 		ch <- prometheus.MustNewConstMetric(se.desc, prometheus.GaugeValue, se.value(st))
+	}
+}
+
+// alarmSeries is etcd's etcd_debugging_server_alarms: 1 for every active
+// alarm of the cluster, by member and type. etcd counts the alarms this
+// member applied since it started (and keeps a cleared one's series, at
+// 0); this reads the alarms in force, which survive a restart.
+type alarmSeries struct {
+	s    *Server
+	desc *prometheus.Desc
+}
+
+func (a alarmSeries) Describe(ch chan<- *prometheus.Desc) { ch <- a.desc }
+func (a alarmSeries) Collect(ch chan<- prometheus.Metric) {
+	for _, am := range a.s.Alarms() {
+		ch <- prometheus.MustNewConstMetric(a.desc, prometheus.GaugeValue, 1, membership.IDString(am.MemberID), am.Alarm.String())
 	}
 }
 

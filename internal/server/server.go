@@ -23,6 +23,7 @@ import (
 	"github.com/cairn-db/cairn/internal/raftnode"
 	"github.com/cairn-db/cairn/internal/transport"
 	"github.com/cairn-db/cairn/internal/vfs"
+	"github.com/cairn-db/cairn/internal/wal"
 )
 
 // Server is one running member.
@@ -85,6 +86,9 @@ type Server struct {
 
 	reads readBatcher
 
+	// defragMu makes defragmentations one at a time.
+	defragMu sync.Mutex
+
 	// reconfigMu makes the leader's membership changes one at a time,
 	// each checked against the membership the one before left.
 	reconfigMu sync.Mutex
@@ -95,16 +99,15 @@ type Server struct {
 	// loop proposes the clears, in batches.
 	leaseClears chan int64
 
-	// dbSize is the backend's size, refreshed by the apply loop at most
-	// every dbSizeEvery (pebble's metrics are too dear per request).
-	dbSize   atomic.Int64
-	dbSizeAt time.Time
+	// restarted is whether the member had data before this start (the
+	// initial corruption check only runs then, as etcd's).
+	restarted bool
+	// corrupt is the corruption checks' state (see corrupt.go).
+	corrupt corruptChecker
 
 	// backups numbers the backup files being written (backup.go).
 	backups atomic.Uint64
 }
-
-const dbSizeEvery = 500 * time.Millisecond
 
 // maxAppliedLag is how far the applied index may fall behind the commit
 // index before proposals are refused with "too many requests" (etcd's
@@ -117,6 +120,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	m := newMetrics()
+	// An unreadable WAL directory: bootstrap says why.
+	restarted, _ := wal.Exists(vfs.OS(), cfg.walDir())
 	st, err := bootstrap(&cfg, m)
 	if err != nil {
 		return nil, err
@@ -131,7 +136,7 @@ func New(cfg Config) (*Server, error) {
 		requestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
 		ready:          make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{}),
 		images:  member.NewImages(st, m.backendSnapshot),
-		metrics: m,
+		metrics: m, restarted: restarted,
 	}
 	s.refreshMembers()
 	s.removeStaleBackups()
@@ -148,7 +153,12 @@ func New(cfg Config) (*Server, error) {
 		Logger:         cfg.Logger,
 	})
 	s.reqIDs.init(st.MemberID)
-	s.dbSize.Store(st.Applier.DBSize())
+	if cfg.BootstrapDefragThresholdMegabytes != 0 {
+		if err := s.maybeDefragment(); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	s.applied.index = st.Applier.ConsistentIndex()
 	s.applied.changed = make(chan struct{})
 	s.reads.init()
@@ -236,6 +246,15 @@ func (s *Server) Start() error {
 	for _, m := range s.st.Peers {
 		s.tr.SetPeer(m.ID, m.PeerURLs)
 	}
+	if s.cfg.InitialCorruptCheck && s.restarted {
+		// Before raft runs or peers are served, as etcd's.
+		if err := s.initialCorruptCheck(); err != nil {
+			s.logger.Error("checkInitialHashKV failed", zap.Error(err))
+			s.tr.Stop()
+			s.rn = nil // never started: Stop must not wait for it
+			return err
+		}
+	}
 	rn.Start()
 	s.goAttached(s.applyLoop)
 	s.goAttached(s.readLoop)
@@ -246,6 +265,9 @@ func (s *Server) Start() error {
 	s.goAttached(s.promoteLoop)
 	if c := newAutoCompactor(s); c != nil {
 		s.goAttached(c.run)
+	}
+	if s.cfg.CorruptCheckTime > 0 || s.cfg.CompactHashCheck {
+		s.goAttached(s.corruptCheckLoop)
 	}
 	go func() {
 		s.wg.Wait()
@@ -422,10 +444,6 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 		return err
 	}
 	s.setApplied(applied)
-	if time.Since(s.dbSizeAt) > dbSizeEvery {
-		s.dbSize.Store(s.applier.DBSize())
-		s.dbSizeAt = time.Now()
-	}
 	return nil
 }
 

@@ -11,7 +11,11 @@ import (
 
 // Status is what Maintenance.Status reports.
 type Status struct {
-	DBSize       int64
+	// DBSize and DBSizeInUse are the backend's sizes (backend.Sizes).
+	DBSize      int64
+	DBSizeInUse int64
+	// QuotaBytes is --quota-backend-bytes (the default for 0; negative:
+	// no quota), as etcd reports it.
 	QuotaBytes   int64
 	Leader       uint64
 	CommitIndex  uint64
@@ -23,8 +27,10 @@ type Status struct {
 
 // Status reports the member's state.
 func (s *Server) Status() Status {
+	sizes := s.applier.Sizes()
 	st := Status{
-		DBSize:       s.applier.DBSize(),
+		DBSize:       sizes.Total,
+		DBSizeInUse:  sizes.InUse,
 		QuotaBytes:   s.cfg.QuotaBackendBytes,
 		Leader:       s.rn.Lead(),
 		CommitIndex:  s.rn.CommitIndex(),
@@ -32,8 +38,13 @@ func (s *Server) Status() Status {
 		Term:         s.rn.Term(),
 		IsLearner:    s.IsLearner(),
 	}
-	if st.DBSize > st.QuotaBytes {
-		st.Errors = append(st.Errors, "memberID:"+membership.IDString(s.st.MemberID)+" alarm:NOSPACE ")
+	// etcd's errors: no leader, then every alarm as etcd 3.7 prints it
+	// ("memberID:10276657743932975437 alarm:NOSPACE").
+	if st.Leader == 0 {
+		st.Errors = append(st.Errors, ErrNoLeader.Error())
+	}
+	for _, a := range s.Alarms() {
+		st.Errors = append(st.Errors, fmt.Sprintf("memberID:%d alarm:%s", a.MemberID, a.Alarm))
 	}
 	return st
 }

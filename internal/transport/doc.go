@@ -28,8 +28,8 @@
 // to stop (Config.OnRemoved), as etcd's peers answer such a member 410.
 //
 // Two unary methods sit beside the streams: Call carries what a follower
-// forwards to the leader (lease keep-alives, membership changes), checked
-// like a stream; Cluster answers a member that is joining and knows
+// forwards to the leader (lease keep-alives, membership changes) and the
+// corruption checks' hash requests to any member, checked like a stream; Cluster answers a member that is joining and knows
 // neither the cluster's ID nor its own (FetchCluster), so it checks
 // nothing and says only what Config.Cluster says.
 //

@@ -245,3 +245,57 @@ func TestDowngradeRefused(t *testing.T) {
 		}
 	}
 }
+
+// cairnutl's offline commands on a stopped member: hashkv of its data
+// dir and of a backup is the hash the member served, defrag leaves it
+// unchanged, and the member serves the same after a restart; on a
+// running member's data dir, hashkv gives up with a clear error.
+func TestUtlOffline(t *testing.T) {
+	c := newCluster(t, 1)
+	m := c.members[0]
+	cli := m.client()
+	ctx := ctxT(t)
+	for i := range 200 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("k%d", i%20), strings.Repeat("v", 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := cli.Delete(ctx, "k1", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision-50, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := cli.HashKV(ctx, m.clientURL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLine := fmt.Sprintf("%d, %d, %d\n", want.Hash, want.Header.Revision, want.CompactRevision)
+	file := filepath.Join(t.TempDir(), "backup.db")
+	if out := ctl(t, m, "", nil, "snapshot", "save", file); out.code != 0 {
+		t.Fatalf("snapshot save: %+v", out)
+	}
+	if out := utl(t, "hashkv", "--timeout", "1s", m.dataDir); out.code == 0 || !strings.Contains(out.stderr, "in use") {
+		t.Errorf("hashkv of a running member's data dir: exit %d, %q %q", out.code, out.stdout, out.stderr)
+	}
+	m.kill()
+	for _, args := range [][]string{{"hashkv", m.dataDir}, {"hashkv", file}, {"defrag", "--data-dir", m.dataDir}, {"hashkv", m.dataDir}} {
+		out := utl(t, args...)
+		if args[0] == "defrag" {
+			if out.code != 0 || out.stdout != "" {
+				t.Fatalf("cairnutl %v: exit %d, %q %q", args, out.code, out.stdout, out.stderr)
+			}
+			continue
+		}
+		if out.code != 0 || out.stdout != wantLine {
+			t.Fatalf("cairnutl %v: exit %d, %q (stderr %q), want %q", args, out.code, out.stdout, out.stderr, wantLine)
+		}
+	}
+	m.start()
+	c.waitLeader()
+	got, err := m.client().HashKV(ctx, m.clientURL, 0)
+	if err != nil || got.Hash != want.Hash {
+		t.Fatalf("after an offline defrag: HashKV %v (%v), want %d", got, err, want.Hash)
+	}
+}

@@ -115,14 +115,21 @@ func getOnly(fn http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// health is etcd's /health check, in its order: no alarm (unless
-// excluded), a leader (unless serializable), and a read that succeeds.
+// health is etcd's /health check, in its order: no alarm (unless its
+// type is excluded), a leader (unless serializable), and a read that
+// succeeds.
 func health(ctx context.Context, s *server.Server, serializable bool, exclude []string) (bool, string) {
-	st := s.Status()
-	if len(st.Errors) > 0 && !slices.Contains(exclude, "NOSPACE") {
-		return false, "ALARM NOSPACE"
+	for _, a := range s.Alarms() {
+		if slices.Contains(exclude, a.Alarm.String()) {
+			continue
+		}
+		switch a.Alarm {
+		case pb.AlarmType_NOSPACE, pb.AlarmType_CORRUPT:
+			return false, "ALARM " + a.Alarm.String()
+		}
+		return false, "ALARM UNKNOWN"
 	}
-	if !serializable && st.Leader == 0 {
+	if !serializable && s.Leader() == 0 {
 		return false, "RAFT NO LEADER"
 	}
 	if err := readCheck(ctx, s, serializable); err != nil {
@@ -135,18 +142,10 @@ func health(ctx context.Context, s *server.Server, serializable bool, exclude []
 // data_corruption fails on CORRUPT only: a member over its quota (NOSPACE)
 // is still ready, as in etcd (its /health fails).
 func alarmCheck(s *server.Server, at pb.AlarmType) error {
-	if slices.Contains(activeAlarms(s), at) {
-		return fmt.Errorf("alarm activated: %s", at)
-	}
-	return nil
-}
-
-// activeAlarms are the member's active alarms: NOSPACE while it is over its
-// quota (Status errors). Cairn raises no other; the corruption check that
-// raises CORRUPT is not built.
-func activeAlarms(s *server.Server) []pb.AlarmType {
-	if len(s.Status().Errors) > 0 {
-		return []pb.AlarmType{pb.AlarmType_NOSPACE}
+	for _, a := range s.Alarms() {
+		if a.Alarm == at {
+			return fmt.Errorf("alarm activated: %s", at)
+		}
 	}
 	return nil
 }

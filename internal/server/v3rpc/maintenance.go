@@ -28,7 +28,7 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		Header:           header(m.s, nil),
 		Version:          version.Etcd,
 		DbSize:           st.DBSize,
-		DbSizeInUse:      st.DBSize,
+		DbSizeInUse:      st.DBSizeInUse,
 		DbSizeQuota:      st.QuotaBytes,
 		Leader:           st.Leader,
 		RaftIndex:        st.CommitIndex,
@@ -47,40 +47,48 @@ func unimplemented(call string) error {
 	return status.Errorf(codes.Unimplemented, "cairn: %s is not implemented yet", call)
 }
 
-// Alarm lists the alarms (etcdctl's endpoint health asks). The only alarm
-// Cairn raises is NOSPACE, while the database is over its quota; it is
-// derived from the size, so activating or deactivating by hand is not
-// implemented.
+// Alarm gets, raises or clears alarms through raft, with etcd's answers:
+// GET filters by type only (every member's alarms), ACTIVATE answers the
+// alarm, DEACTIVATE the alarm cleared (none if it was not raised).
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	if r.Action != pb.AlarmRequest_GET {
-		return nil, unimplemented("Maintenance.Alarm " + r.Action.String())
+	resp, err := m.s.Alarm(ctx, r)
+	if err != nil {
+		return nil, toGRPCError(err)
 	}
-	resp := &pb.AlarmResponse{Header: header(m.s, nil)}
-	if st := m.s.Status(); len(st.Errors) > 0 && (r.Alarm == pb.AlarmType_NONE || r.Alarm == pb.AlarmType_NOSPACE) {
-		if r.MemberID == 0 || r.MemberID == m.s.ID() {
-			resp.Alarms = append(resp.Alarms, &pb.AlarmMember{MemberID: m.s.ID(), Alarm: pb.AlarmType_NOSPACE})
-		}
-	}
+	resp.Header = header(m.s, nil)
 	return resp, nil
 }
 
+// Defragment compacts this member's backend (server.Defragment) and, as
+// etcd's, answers an empty response, without a header.
 func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	return nil, unimplemented("Maintenance.Defragment")
+	if err := m.s.Defragment(); err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.DefragmentResponse{}, nil
 }
 
+// Hash hashes everything this member's store keeps. Members that applied
+// the same log agree, once their compactions' removals are done; the
+// value is Cairn's own (etcd's hashes its bbolt file).
 func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
-	return nil, unimplemented("Maintenance.Hash")
+	hash, rev, err := m.s.Hash()
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &pb.HashResponse{Header: header(m.s, &pb.ResponseHeader{Revision: rev}), Hash: hash}, nil
 }
 
 // HashKV hashes this member's history up to a revision: members that
 // applied the same log answer the same hash (etcdctl endpoint hashkv
-// --cluster compares them). The hash is Cairn's own, not etcd's.
+// --cluster compares them), etcd's for the same history.
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
-	hash, rev, compacted, err := m.s.HashKV(r.Revision)
+	h, current, err := m.s.HashKV(r.Revision)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	return &pb.HashKVResponse{Header: header(m.s, nil), Hash: hash, CompactRevision: compacted, HashRevision: rev}, nil
+	return &pb.HashKVResponse{Header: header(m.s, &pb.ResponseHeader{Revision: current}), Hash: h.Hash,
+		CompactRevision: h.CompactRevision, HashRevision: h.Revision}, nil
 }
 
 // snapshotChunkBytes is the blob size of each Snapshot response (etcd's).

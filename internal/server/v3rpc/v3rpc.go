@@ -256,6 +256,8 @@ func toGRPCError(err error) error {
 		return rpctypes.ErrGRPCRequestTooLarge
 	case errors.Is(err, server.ErrNoSpace):
 		return rpctypes.ErrGRPCNoSpace
+	case errors.Is(err, server.ErrCorrupt):
+		return rpctypes.ErrGRPCCorrupt
 	case errors.Is(err, membership.ErrIDRemoved), errors.Is(err, membership.ErrIDNotFound):
 		return rpctypes.ErrGRPCMemberNotFound
 	case errors.Is(err, membership.ErrIDExists):

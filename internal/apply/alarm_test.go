@@ -1,0 +1,166 @@
+package apply
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+// applyReq applies r as the entry at index and returns its result.
+func applyReq(t *testing.T, a *Applier, index uint64, r *pb.InternalRaftRequest) Result {
+	t.Helper()
+	data, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, ok, err := a.Apply(raftpb.Entry{Index: index, Term: 1, Type: raftpb.EntryNormal, Data: data})
+	if err != nil || !ok {
+		t.Fatalf("entry %d: applied %v, %v", index, ok, err)
+	}
+	return res
+}
+
+func alarmReq(action pb.AlarmRequest_AlarmAction, id uint64, at pb.AlarmType) *pb.InternalRaftRequest {
+	return &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{Action: action, MemberID: id, Alarm: at}}
+}
+
+func alarmsString(ms []*pb.AlarmMember) string {
+	s := ""
+	for _, m := range ms {
+		s += m.String() + ";"
+	}
+	return s
+}
+
+// The answers etcd's alarm store gives, and its persistence across a
+// reopen and an image install.
+func TestAlarmsApplyAndPersist(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	a, err := Open(dir, backend.Options{CacheBytes: 1 << 20}, 1, Metrics{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := uint64(0)
+	next := func(r *pb.InternalRaftRequest) Result { idx++; return applyReq(t, a, idx, r) }
+	answer := func(r *pb.InternalRaftRequest) string {
+		res := next(r)
+		if res.Err != nil {
+			t.Fatalf("%v: %v", r, res.Err)
+		}
+		return alarmsString(res.Resp.(*pb.AlarmResponse).Alarms)
+	}
+	for _, tc := range []struct {
+		req  *pb.InternalRaftRequest
+		want string
+	}{
+		// NONE is no alarm to raise; clearing what is not raised answers nothing.
+		{alarmReq(pb.AlarmRequest_ACTIVATE, 1, pb.AlarmType_NONE), ""},
+		{alarmReq(pb.AlarmRequest_DEACTIVATE, 1, pb.AlarmType_NOSPACE), ""},
+		{alarmReq(pb.AlarmRequest_ACTIVATE, 2, pb.AlarmType_NOSPACE), "memberID:2 alarm:NOSPACE ;"},
+		// Raising it again answers it again.
+		{alarmReq(pb.AlarmRequest_ACTIVATE, 2, pb.AlarmType_NOSPACE), "memberID:2 alarm:NOSPACE ;"},
+		{alarmReq(pb.AlarmRequest_ACTIVATE, 1, pb.AlarmType_CORRUPT), "memberID:1 alarm:CORRUPT ;"},
+		// GET filters by type, never by member.
+		{alarmReq(pb.AlarmRequest_GET, 7, pb.AlarmType_NONE), "memberID:2 alarm:NOSPACE ;memberID:1 alarm:CORRUPT ;"},
+		{alarmReq(pb.AlarmRequest_GET, 7, pb.AlarmType_CORRUPT), "memberID:1 alarm:CORRUPT ;"},
+		{alarmReq(pb.AlarmRequest_DEACTIVATE, 1, pb.AlarmType_CORRUPT), "memberID:1 alarm:CORRUPT ;"},
+	} {
+		if got := answer(tc.req); got != tc.want {
+			t.Fatalf("%v: answered %q, want %q", tc.req.Alarm, got, tc.want)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a, err = Open(dir, backend.Options{CacheBytes: 1 << 20}, 1, Metrics{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if got := alarmsString(a.Alarms(pb.AlarmType_NONE)); got != "memberID:2 alarm:NOSPACE ;" {
+		t.Fatalf("after a reopen, alarms %q", got)
+	}
+	// A member that installs an image gets the image's alarms.
+	b := openApplier(t)
+	applyReq(t, b, 1, alarmReq(pb.AlarmRequest_ACTIVATE, 9, pb.AlarmType_CORRUPT))
+	restoreFrom(t, b, a)
+	if got := alarmsString(b.Alarms(pb.AlarmType_NONE)); got != "memberID:2 alarm:NOSPACE ;" {
+		t.Fatalf("after an image install, alarms %q", got)
+	}
+}
+
+// What NOSPACE and CORRUPT refuse, as etcd's capped and corrupt appliers.
+func TestAlarmRefusals(t *testing.T) {
+	put := &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}}
+	del := &pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{Key: []byte("k")}}
+	txnPut := &pb.InternalRaftRequest{Txn: &pb.TxnRequest{Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: put.Put}}}}}
+	txnDel := &pb.InternalRaftRequest{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: del.DeleteRange}}}}}
+	compact := &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: 1}}
+	grant := &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 5, TTL: 10}}
+	revoke := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 5}}
+	for _, tc := range []struct {
+		alarm pb.AlarmType
+		req   *pb.InternalRaftRequest
+		want  error
+	}{
+		{pb.AlarmType_NOSPACE, put, ErrNoSpace},
+		{pb.AlarmType_NOSPACE, txnPut, ErrNoSpace},
+		{pb.AlarmType_NOSPACE, grant, ErrNoSpace},
+		{pb.AlarmType_NOSPACE, del, nil},
+		{pb.AlarmType_NOSPACE, txnDel, nil},
+		{pb.AlarmType_NOSPACE, compact, nil},
+		{pb.AlarmType_NOSPACE, revoke, nil},
+		{pb.AlarmType_CORRUPT, put, ErrCorrupt},
+		{pb.AlarmType_CORRUPT, del, ErrCorrupt},
+		{pb.AlarmType_CORRUPT, txnDel, ErrCorrupt},
+		{pb.AlarmType_CORRUPT, compact, ErrCorrupt},
+		{pb.AlarmType_CORRUPT, grant, ErrCorrupt},
+		{pb.AlarmType_CORRUPT, revoke, ErrCorrupt},
+	} {
+		a := openApplier(t)
+		applyReq(t, a, 1, put)
+		applyReq(t, a, 2, grant)
+		applyReq(t, a, 3, alarmReq(pb.AlarmRequest_ACTIVATE, 1, tc.alarm))
+		res := applyReq(t, a, 4, tc.req)
+		if !errors.Is(res.Err, tc.want) {
+			t.Errorf("%v under %v: %v, want %v", tc.req, tc.alarm, res.Err, tc.want)
+		}
+		// Refused or not, the entry is applied.
+		if ci := a.ConsistentIndex(); ci != 4 {
+			t.Errorf("consistent index %d after entry 4", ci)
+		}
+		// Cleared, the alarm refuses nothing more.
+		applyReq(t, a, 5, alarmReq(pb.AlarmRequest_DEACTIVATE, 1, tc.alarm))
+		if res := applyReq(t, a, 6, tc.req); errors.Is(res.Err, ErrNoSpace) || errors.Is(res.Err, ErrCorrupt) {
+			t.Errorf("%v after %v cleared: %v", tc.req, tc.alarm, res.Err)
+		}
+	}
+}
+
+func TestCost(t *testing.T) {
+	put := &pb.PutRequest{Key: []byte("k"), Value: make([]byte, 4096)}
+	op := func(p *pb.PutRequest) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: p}}
+	}
+	small := &pb.PutRequest{Key: []byte("s")}
+	for _, tc := range []struct {
+		req  any
+		want int
+	}{
+		{put, 4353},
+		{&pb.LeaseGrantRequest{TTL: 5}, 64},
+		{&pb.TxnRequest{Success: []*pb.RequestOp{op(put), op(small)}, Failure: []*pb.RequestOp{op(small)}}, 4353 + 257},
+		{&pb.TxnRequest{Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Success: []*pb.RequestOp{op(put)}}}}}}, 4353},
+		{&pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("k")}}}}}, 0},
+		{&pb.DeleteRangeRequest{}, 0},
+	} {
+		if got := Cost(tc.req); got != tc.want {
+			t.Errorf("Cost(%v) = %d, want %d", tc.req, got, tc.want)
+		}
+	}
+}
