@@ -91,7 +91,8 @@ func hashKV(g *globals, path string, rev int64) (hash uint32, hashRev, compactRe
 // member/ or member/db/.
 func findDB(dir string) (string, error) {
 	for _, c := range []string{filepath.Join(dir, "member", "db"), filepath.Join(dir, "db"), dir} {
-		if _, err := os.Stat(filepath.Join(c, "CURRENT")); err == nil {
+		// Every pebble database has a manifest.
+		if m, _ := filepath.Glob(filepath.Join(c, "MANIFEST-*")); len(m) > 0 {
 			return c, nil
 		}
 	}
