@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
 // Alarm applies an alarm request through raft (a GET too, as etcd: the
@@ -60,4 +61,37 @@ func (s *Server) hasAlarm(memberID uint64, t pb.AlarmType) bool {
 		}
 	}
 	return false
+}
+
+// checkAppliedQuota is etcd's quota check at apply time, on every member:
+// a write that grows the store (apply.Cost > 0), applied while this
+// member's backend is at or over its own quota, raises this member's
+// NOSPACE alarm, so that a member over its quota stops the cluster's
+// writes even if no client writes through it. Unlike etcd, the write's
+// proposer is answered that it succeeded, as it did. Called from the
+// apply loop: the alarm is proposed from a goroutine.
+func (s *Server) checkAppliedQuota(e raftpb.Entry, res apply.Result) {
+	if res.Err != nil || s.cfg.QuotaBackendBytes < 0 || res.Op != "Put" && res.Op != "Txn" && res.Op != "LeaseGrant" ||
+		s.applier.SizesEstimate().Total < s.cfg.QuotaBackendBytes || s.hasAlarm(s.ID(), pb.AlarmType_NOSPACE) {
+		return
+	}
+	if res.Op == "Txn" {
+		// Only now, over the quota, is the entry decoded again.
+		var r pb.InternalRaftRequest
+		if err := r.Unmarshal(e.Data); err != nil || apply.Cost(r.Txn) == 0 {
+			return
+		}
+	}
+	if !s.raisingNoSpace.CompareAndSwap(false, true) {
+		return
+	}
+	s.logger.Warn("message exceeded backend quota; raising alarm", zap.Int64("quota-size-bytes", s.cfg.QuotaBackendBytes))
+	s.goAttached(func() {
+		defer s.raisingNoSpace.Store(false)
+		// The proposal ends by itself: applied, timed out, or the
+		// member stopping.
+		if err := s.activateAlarm(context.Background(), s.ID(), pb.AlarmType_NOSPACE); err != nil {
+			s.logger.Warn("raising the NOSPACE alarm", zap.Error(err))
+		}
+	})
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -68,4 +69,29 @@ func TestActivateAlarmLatchesClusterWide(t *testing.T) {
 		waitAlarms(t, c.members[i].s, 0)
 	}
 	mustPut(t, c.members[2].s, "k", "w")
+}
+
+// A member over its own quota raises NOSPACE when it applies a write,
+// even one proposed through a member under its quota (etcd's quota
+// check at apply time): the cluster stops taking writes.
+func TestFollowerOverQuotaRaisesNoSpace(t *testing.T) {
+	c := newTestCluster(t, 3, func(i int, cfg *Config) {
+		if i == 1 {
+			cfg.QuotaBackendBytes = 64 << 10
+		}
+	})
+	c.waitLeader(0)
+	s0, s1 := c.members[0].s, c.members[1].s
+	value := make([]byte, 16<<10)
+	var err error
+	for i := 0; i < 40 && err == nil; i++ {
+		_, err = s0.Put(ctxTimeout(t), &pb.PutRequest{Key: []byte(fmt.Sprintf("k%d", i)), Value: value})
+	}
+	if !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("40 puts of 16 KiB through a member with the default quota, one member at 64 KiB: %v", err)
+	}
+	got := waitAlarms(t, s0, 1)
+	if got[0].MemberID != s1.ID() || got[0].Alarm != pb.AlarmType_NOSPACE {
+		t.Fatalf("alarms %v, want member %x's NOSPACE", got, s1.ID())
+	}
 }

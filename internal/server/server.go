@@ -86,6 +86,10 @@ type Server struct {
 
 	reads readBatcher
 
+	// raisingNoSpace is set while a goroutine raises this member's
+	// NOSPACE alarm for a write applied over the quota (one at a time).
+	raisingNoSpace atomic.Bool
+
 	// defragMu makes defragmentations one at a time.
 	defragMu sync.Mutex
 
@@ -451,6 +455,7 @@ func (s *Server) applyAll(ta raftnode.ToApply) error {
 func (s *Server) entryApplied(e raftpb.Entry, res apply.Result, took time.Duration) {
 	s.metrics.observeApply(res, took)
 	s.warnSlowApply(e, res, took)
+	s.checkAppliedQuota(e, res)
 	if res.ID != 0 {
 		s.wait.trigger(res.ID, res)
 	}
