@@ -86,12 +86,12 @@ func run(name string, args []string, stdout, stderr io.Writer) int {
 	return exitError
 }
 
-// logger is etcdutl's: console lines on stderr, at info.
+// logger is etcdutl's: console lines on stderr, at info, with the
+// caller.
 func (g *globals) logger() *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.RFC3339TimeEncoder
-	enc.EncodeLevel = zapcore.CapitalLevelEncoder
-	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(g.stderr), zap.InfoLevel))
+	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(g.stderr), zap.InfoLevel), zap.AddCaller())
 }
 
 // print shows one result in the chosen format: header and row for simple

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/apply"
@@ -16,6 +19,7 @@ import (
 	"github.com/cairn-db/cairn/internal/etcdsnap"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/member"
+	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
 )
 
@@ -140,16 +144,29 @@ func restore(g *globals, path string, o restoreOptions) (err error) {
 	st, err := member.Open(member.Config{
 		Name: o.name, Dir: memberDir, InitialCluster: o.initialCluster, InitialClusterToken: o.token,
 		InitialClusterState: "new", AdvertisePeerURLs: splitURLs(o.peerURLs), MinLeaseTTL: 1,
-		DedicatedWALDir: o.walDir, Backend: backend.Options{Logger: lg}, Logger: lg,
+		DedicatedWALDir: o.walDir, Backend: backend.Options{}, Logger: lg,
 	})
 	if err != nil {
 		return err
 	}
+	clusterID := st.ClusterID
 	if err := st.Close(); err != nil {
 		return err
 	}
+	// etcd's lines for the new cluster's members (etcd's test framework
+	// waits for them).
+	members, err := membership.ParseInitialCluster(o.initialCluster, o.token)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(members, func(a, b membership.Member) int { return cmp.Compare(a.ID, b.ID) })
+	for _, m := range members {
+		lg.Info("added member", zap.String("cluster-id", membership.IDString(clusterID)), zap.String("local-member-id", "0"),
+			zap.String("added-peer-id", membership.IDString(m.ID)), zap.Strings("added-peer-peer-urls", m.PeerURLs),
+			zap.Bool("added-peer-is-learner", false))
+	}
 	src := &snapshotSource{r: r, bump: int64(o.bumpRevision), lg: lg}
-	stats, err := apply.Import(filepath.Join(memberDir, "db"), backend.Options{Logger: lg}, src)
+	stats, err := apply.Import(filepath.Join(memberDir, "db"), backend.Options{}, src)
 	if err != nil {
 		return err
 	}
@@ -209,6 +226,21 @@ func (s *snapshotSource) Leases(fn func(lease.Record) error) error {
 	return s.r.Leases(func(l etcdsnap.Lease) error {
 		return fn(lease.Record{ID: l.ID, TTL: l.TTL, RemainingTTL: l.RemainingTTL})
 	})
+}
+
+func (s *snapshotSource) Alarms(fn func(uint64, pb.AlarmType) error) error {
+	alarms, err := s.r.Alarms()
+	if err != nil {
+		return err
+	}
+	for _, a := range alarms {
+		s.lg.Warn("restoring an alarm: writes are refused until it is cleared (etcdctl alarm disarm)",
+			zap.String("member-id", membership.IDString(a.MemberID)), zap.String("alarm", a.Alarm.String()))
+		if err := fn(a.MemberID, a.Alarm); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *snapshotSource) Compaction() (scheduled, finished int64, err error) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -24,6 +26,7 @@ type Sink interface {
 	PutLease(lease.Record) error
 	PutMember(membership.Member) error
 	PutRemoved(id uint64) error
+	PutAlarm(memberID uint64, t pb.AlarmType) error
 }
 
 // ExportMeta is what an export holds besides the data: the raft position
@@ -34,8 +37,8 @@ type ExportMeta struct {
 	ScheduledCompact, FinishedCompact int64
 }
 
-// Export writes the checkpoint's history, leases and membership to sink,
-// in that order, and returns its metadata. The checkpoint is opened as a
+// Export writes the checkpoint's history, leases, membership and alarms
+// to sink, in that order, and returns its metadata. The checkpoint is opened as a
 // database of its own (it may be written to: it is a throwaway copy).
 func (a *Applier) Export(c *Checkpoint, sink Sink) (ExportMeta, error) {
 	be, err := backend.Open(c.fs.PathJoin(c.dir, "db"), a.opts)
@@ -87,15 +90,27 @@ func (a *Applier) Export(c *Checkpoint, sink Sink) (ExportMeta, error) {
 	if err = errors.Join(err, sinkErr); err != nil {
 		return ExportMeta{}, err
 	}
+	alarms, err := loadAlarms(view)
+	if err != nil {
+		return ExportMeta{}, err
+	}
+	for _, am := range alarmsLocked(alarms, pb.AlarmType_NONE) {
+		if err := sink.PutAlarm(am.MemberID, am.Alarm); err != nil {
+			return ExportMeta{}, err
+		}
+	}
 	return meta, nil
 }
 
-// Source is what Import reads: a store's history and leases from
+// Source is what Import reads: a store's history, leases and alarms from
 // elsewhere. Membership is not imported: a restored member starts a new
-// cluster from its own --initial-cluster, as etcdutl's restore does.
+// cluster from its own --initial-cluster, as etcdutl's restore does. The
+// alarms are, as etcdutl keeps them: a backup taken while NOSPACE was
+// raised restores refusing writes until `alarm disarm`.
 type Source interface {
 	Revisions(fn func(rev mvcc.Revision, tombstone bool, kv []byte) error) error
 	Leases(fn func(lease.Record) error) error
+	Alarms(fn func(memberID uint64, t pb.AlarmType) error) error
 	// Compaction is the last compaction scheduled and finished (0: none).
 	Compaction() (scheduled, finished int64, err error)
 }
@@ -147,6 +162,15 @@ func Import(dir string, opts backend.Options, src Source) (ImportStats, error) {
 		}
 		batch.Set(lease.Key(r.ID), r.Encode())
 		st.Leases++
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	if err := src.Alarms(func(id uint64, t pb.AlarmType) error {
+		if t != pb.AlarmType_NOSPACE && t != pb.AlarmType_CORRUPT {
+			return fmt.Errorf("apply: import: alarm %v of member %x", t, id)
+		}
+		batch.Set(alarmKey(id, t), nil)
 		return nil
 	}); err != nil {
 		return st, err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/etcdsnap"
@@ -131,3 +132,6 @@ func (b *backupSink) PutLease(r lease.Record) error {
 
 func (b *backupSink) PutMember(m membership.Member) error { return b.w.PutMember(m) }
 func (b *backupSink) PutRemoved(id uint64) error          { return b.w.PutRemoved(id) }
+func (b *backupSink) PutAlarm(id uint64, t pb.AlarmType) error {
+	return b.w.PutAlarm(etcdsnap.Alarm{MemberID: id, Alarm: t})
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -297,5 +298,38 @@ func TestUtlOffline(t *testing.T) {
 	got, err := m.client().HashKV(ctx, m.clientURL, 0)
 	if err != nil || got.Hash != want.Hash {
 		t.Fatalf("after an offline defrag: HashKV %v (%v), want %d", got, err, want.Hash)
+	}
+}
+
+// A backup keeps the alarms raised when it was taken, and a restore keeps
+// them, as etcd's do: the restored member refuses writes until `alarm
+// disarm`.
+func TestBackupKeepsAlarms(t *testing.T) {
+	c := newCluster(t, 1)
+	m := c.members[0]
+	cli := m.client()
+	if _, err := cli.Put(ctxT(t), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	mc := pb.NewMaintenanceClient(cli.ActiveConnection())
+	if _, err := mc.Alarm(ctxT(t), &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: 42, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "backup.db")
+	if out := ctl(t, m, "", nil, "snapshot", "save", file); out.code != 0 {
+		t.Fatalf("snapshot save: %+v", out)
+	}
+	restored := newUnstartedCluster(t, 1)
+	restoreCluster(t, restored, file)
+	restored.members[0].start()
+	restored.waitLeader()
+	r := restored.members[0]
+	ctlOK(t, r, "memberID:42 alarm:NOSPACE\n", "alarm", "list")
+	if _, err := r.client().Put(ctxT(t), "k", "w"); err == nil || !strings.Contains(err.Error(), "database space exceeded") {
+		t.Fatalf("a put with NOSPACE restored: %v", err)
+	}
+	ctlOK(t, r, "memberID:42 alarm:NOSPACE\n", "alarm", "disarm")
+	if _, err := r.client().Put(ctxT(t), "k", "w"); err != nil {
+		t.Fatalf("a put after alarm disarm: %v", err)
 	}
 }
