@@ -7,8 +7,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/server"
@@ -41,10 +39,6 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		// record rather than none (JSON clients see "downgradeInfo":{}).
 		DowngradeInfo: &pb.DowngradeInfo{},
 	}, nil
-}
-
-func unimplemented(call string) error {
-	return status.Errorf(codes.Unimplemented, "cairn: %s is not implemented yet", call)
 }
 
 // Alarm gets, raises or clears alarms through raft, with etcd's answers:
