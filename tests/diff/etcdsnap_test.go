@@ -50,9 +50,10 @@ func etcdutlBinary(t *testing.T) string {
 	return b
 }
 
-// startStockEtcd runs stock etcd as the one-member cluster name on the
-// given ports with dataDir, and returns a client once it serves.
-func startStockEtcd(t *testing.T, etcd, name, dataDir string, cport, pport int) *clientv3.Client {
+// startSingle runs binary (stock etcd or cairn) as the one-member
+// cluster name on the given ports with dataDir, and returns a client once
+// it serves.
+func startSingle(t *testing.T, etcd, name, dataDir string, cport, pport int) *clientv3.Client {
 	t.Helper()
 	curl, purl := fmt.Sprintf("http://127.0.0.1:%d", cport), fmt.Sprintf("http://127.0.0.1:%d", pport)
 	cmd := exec.Command(etcd, "--name", name, "--data-dir", dataDir,
@@ -159,7 +160,7 @@ func etcdutlStatus(t *testing.T, etcdutl, path string) etcdsnap.Status {
 func TestEtcdSnapshotReadByEtcdsnap(t *testing.T) {
 	etcd, etcdctl := stockTools(t)
 	dir := t.TempDir()
-	cli := startStockEtcd(t, etcd, "d", filepath.Join(dir, "data"), 11710, 11711)
+	cli := startSingle(t, etcd, "d", filepath.Join(dir, "data"), 11710, 11711)
 	c := testContext(t)
 
 	put := func(k, v string, opts ...clientv3.OpOption) {
@@ -431,7 +432,7 @@ func TestEtcdsnapFileRestoredByEtcd(t *testing.T) {
 		"--data-dir", restored, "--initial-cluster", "r="+purl, "--initial-advertise-peer-urls", purl), commandDeadline); code != 0 {
 		t.Fatalf("etcdutl snapshot restore: exit %d\n%s%s", code, stdout, stderr)
 	}
-	cli := startStockEtcd(t, etcd, "r", restored, 11720, 11721)
+	cli := startSingle(t, etcd, "r", restored, 11720, 11721)
 	ep := cli.Endpoints()[0]
 	c := testContext(t)
 

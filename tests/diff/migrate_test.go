@@ -4,73 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
-// etcdutl is stock etcdutl 3.7.3, REFERENCE_ETCDUTL_BINARY; without it
-// the test is skipped, and says so.
-func etcdutl(t *testing.T) string {
-	utl := os.Getenv("REFERENCE_ETCDUTL_BINARY")
-	if utl == "" {
-		t.Skip("REFERENCE_ETCDUTL_BINARY is not set: no stock etcdutl " +
-			"(set it to the etcdutl that ETCD_E2E_BUILD_ONLY=1 scripts/etcd-e2e.sh builds; .ci/run does)")
-	}
-	return utl
-}
+// ports are a member's client and peer ports, and the URLs on them.
+type ports struct{ client, peer int }
 
-// one is a one-member cluster of binary on dataDir, named d.
-type one struct {
-	clientURL, peerURL string
-	proc               *child
-	cli                *clientv3.Client
-}
+func newPorts(t *testing.T) ports { return ports{freePort(t), freePort(t)} }
 
-func startOne(t *testing.T, binary, dataDir, clientURL, peerURL string) *one {
-	t.Helper()
-	cmd := exec.Command(binary, "--name", "d", "--data-dir", dataDir,
-		"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", "d="+peerURL, "--log-level", "error")
-	cmd.Env = cleanEnv()
-	o := &one{clientURL: clientURL, peerURL: peerURL, proc: startChild(t, cmd)}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("%s:\n%s", o.proc, o.proc.output())
-		}
-	})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	o.cli = cli
-	deadline := time.Now().Add(waitDeadline)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cli.Get(ctx, "x")
-		cancel()
-		if err == nil {
-			return o
-		}
-		if o.proc.done() || time.Now().After(deadline) {
-			t.Fatalf("%s not serving within %v: %v\n%s", o.proc, waitDeadline, err, o.proc.output())
-		}
-		time.Sleep(50 * time.Millisecond) // polling a starting process
-	}
-}
-
-func newURLs(t *testing.T) (clientURL, peerURL string) {
-	return fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-}
+func (p ports) clientURL() string { return fmt.Sprintf("http://127.0.0.1:%d", p.client) }
+func (p ports) peerURL() string   { return fmt.Sprintf("http://127.0.0.1:%d", p.peer) }
 
 // state is what a user reads of a store: every key at every revision from
 // the compaction on (as get -w json shows them, less the header's IDs),
@@ -127,12 +76,12 @@ func state(t *testing.T, cli *clientv3.Client, from, to int64) string {
 // compaction and HashKV.
 func TestMigrateEtcdToCairnAndBack(t *testing.T) {
 	cairn, etcd := binaries(t)
-	stockUtl := etcdutl(t)
+	stockUtl := etcdutlBinary(t)
 	etcdctl := filepath.Join(filepath.Dir(etcd), "etcdctl")
 	dir := t.TempDir()
 
-	cu, pu := newURLs(t)
-	src := startOne(t, etcd, filepath.Join(dir, "etcd"), cu, pu)
+	srcPorts := newPorts(t)
+	src := startSingle(t, etcd, "d", filepath.Join(dir, "etcd"), srcPorts.client, srcPorts.peer)
 	ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
 	defer cancel()
 	must := func(_ any, err error) {
@@ -141,40 +90,40 @@ func TestMigrateEtcdToCairnAndBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	long, err := src.cli.Grant(ctx, 3600)
+	long, err := src.Grant(ctx, 3600)
 	must(nil, err)
-	short, err := src.cli.Grant(ctx, 600)
+	short, err := src.Grant(ctx, 600)
 	must(nil, err)
 	for i := range 40 {
-		must(src.cli.Put(ctx, fmt.Sprintf("k%02d", i%13), fmt.Sprintf("v%d", i)))
+		must(src.Put(ctx, fmt.Sprintf("k%02d", i%13), fmt.Sprintf("v%d", i)))
 	}
-	must(src.cli.Put(ctx, "leased/a", "1", clientv3.WithLease(long.ID)))
-	must(src.cli.Put(ctx, "leased/b", "2", clientv3.WithLease(short.ID)))
-	must(src.cli.Delete(ctx, "k00", clientv3.WithRange("k03")))
-	must(src.cli.Txn(ctx).If(clientv3.Compare(clientv3.Version("k05"), ">", 0)).
+	must(src.Put(ctx, "leased/a", "1", clientv3.WithLease(long.ID)))
+	must(src.Put(ctx, "leased/b", "2", clientv3.WithLease(short.ID)))
+	must(src.Delete(ctx, "k00", clientv3.WithRange("k03")))
+	must(src.Txn(ctx).If(clientv3.Compare(clientv3.Version("k05"), ">", 0)).
 		Then(clientv3.OpPut("k05", "txn"), clientv3.OpDelete("k06"), clientv3.OpPut("t", "x")).Commit())
-	compacted, err := src.cli.Put(ctx, "k07", "at-compaction")
+	compacted, err := src.Put(ctx, "k07", "at-compaction")
 	must(nil, err)
-	must(src.cli.Compact(ctx, compacted.Header.Revision))
+	must(src.Compact(ctx, compacted.Header.Revision))
 	for i := range 10 {
-		must(src.cli.Put(ctx, fmt.Sprintf("after/%d", i), "v", clientv3.WithLease(long.ID)))
+		must(src.Put(ctx, fmt.Sprintf("after/%d", i), "v", clientv3.WithLease(long.ID)))
 	}
-	last, err := src.cli.Delete(ctx, "after/3")
+	last, err := src.Delete(ctx, "after/3")
 	must(nil, err)
 	from, to := compacted.Header.Revision, last.Header.Revision
-	want := state(t, src.cli, from, to)
+	want := state(t, src, from, to)
 
-	save := func(o *one, file string) {
+	save := func(p ports, file string) {
 		t.Helper()
-		stdout, stderr, code := runChild(t, exec.Command(etcdctl, "--endpoints", o.clientURL, "snapshot", "save", file), commandDeadline)
+		stdout, stderr, code := runChild(t, exec.Command(etcdctl, "--endpoints", p.clientURL(), "snapshot", "save", file), commandDeadline)
 		if code != 0 || !strings.Contains(stdout, "Snapshot saved at "+file) {
 			t.Fatalf("etcdctl snapshot save: exit %d\n%s%s", code, stdout, stderr)
 		}
 	}
-	restore := func(utl, file, dataDir, peerURL string) {
+	restore := func(utl, file, dataDir string, p ports) {
 		t.Helper()
 		stdout, stderr, code := runChild(t, exec.Command(utl, "snapshot", "restore", file, "--data-dir", dataDir,
-			"--name", "d", "--initial-cluster", "d="+peerURL, "--initial-advertise-peer-urls", peerURL), commandDeadline)
+			"--name", "d", "--initial-cluster", "d="+p.peerURL(), "--initial-advertise-peer-urls", p.peerURL()), commandDeadline)
 		if code != 0 {
 			t.Fatalf("%s snapshot restore: exit %d\n%s%s", filepath.Base(utl), code, stdout, stderr)
 		}
@@ -182,25 +131,25 @@ func TestMigrateEtcdToCairnAndBack(t *testing.T) {
 
 	// etcd -> Cairn.
 	fromEtcd := filepath.Join(dir, "from-etcd.db")
-	save(src, fromEtcd)
-	cu, pu = newURLs(t)
-	restore(utlBinary, fromEtcd, filepath.Join(dir, "cairn"), pu)
-	c := startOne(t, cairn, filepath.Join(dir, "cairn"), cu, pu)
-	if got := state(t, c.cli, from, to); got != want {
+	save(srcPorts, fromEtcd)
+	cairnPorts := newPorts(t)
+	restore(utlBinary, fromEtcd, filepath.Join(dir, "cairn"), cairnPorts)
+	c := startSingle(t, cairn, "d", filepath.Join(dir, "cairn"), cairnPorts.client, cairnPorts.peer)
+	if got := state(t, c, from, to); got != want {
 		t.Fatalf("Cairn restored from etcd's snapshot reads otherwise:\n%s", lineDiff(got, want))
 	}
 	// Cairn -> etcd.
 	fromCairn := filepath.Join(dir, "from-cairn.db")
-	save(c, fromCairn)
-	cu, pu = newURLs(t)
-	restore(stockUtl, fromCairn, filepath.Join(dir, "etcd-again"), pu)
-	back := startOne(t, etcd, filepath.Join(dir, "etcd-again"), cu, pu)
-	if got := state(t, back.cli, from, to); got != want {
+	save(cairnPorts, fromCairn)
+	backPorts := newPorts(t)
+	restore(stockUtl, fromCairn, filepath.Join(dir, "etcd-again"), backPorts)
+	back := startSingle(t, etcd, "d", filepath.Join(dir, "etcd-again"), backPorts.client, backPorts.peer)
+	if got := state(t, back, from, to); got != want {
 		t.Fatalf("etcd restored from Cairn's snapshot reads otherwise (-got +the first etcd):\n%s", lineDiff(got, want))
 	}
 	// Both take writes at the next revision.
-	for _, o := range []*one{c, back} {
-		resp, err := o.cli.Put(ctx, "next", "1")
+	for _, cli := range []*clientv3.Client{c, back} {
+		resp, err := cli.Put(ctx, "next", "1")
 		if err != nil || resp.Header.Revision != to+1 {
 			t.Fatalf("a put after the restore: %v at revision %v, want %d", err, resp, to+1)
 		}
