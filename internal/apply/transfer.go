@@ -41,7 +41,11 @@ type ExportMeta struct {
 // to sink, in that order, and returns its metadata. The checkpoint is opened as a
 // database of its own (it may be written to: it is a throwaway copy).
 func (a *Applier) Export(c *Checkpoint, sink Sink) (ExportMeta, error) {
-	be, err := backend.Open(c.fs.PathJoin(c.dir, "db"), a.opts)
+	// The copy's pebble logs nothing and times nothing: it is not the
+	// member's database.
+	opts := a.opts
+	opts.Logger, opts.CommitSeconds = nil, nil
+	be, err := backend.Open(c.fs.PathJoin(c.dir, "db"), opts)
 	if err != nil {
 		return ExportMeta{}, err
 	}

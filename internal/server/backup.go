@@ -46,15 +46,20 @@ func (s *Server) Backup(ctx context.Context, send func(*BackupFile) error) error
 	if err != nil {
 		return fmt.Errorf("backup: checkpoint: %w", err)
 	}
-	defer cp.Close()
 	path := filepath.Join(s.cfg.memberDir(), fmt.Sprintf("backup-%d-%d.db.tmp", cp.Metadata.Index, s.backups.Add(1)))
 	// A leftover of a crash is removed at start (removeStaleBackups).
 	w, err := etcdsnap.Create(path)
 	if err != nil {
+		cp.Close()
 		return fmt.Errorf("backup: %w", err)
 	}
 	sink := &backupSink{ctx: ctx, w: w}
 	meta, err := s.applier.Export(cp, sink)
+	// The checkpoint is not needed once exported: its files (hard links)
+	// go before the stream starts.
+	if cerr := cp.Close(); cerr != nil {
+		s.logger.Warn("removing a backup's checkpoint", zap.Error(cerr))
+	}
 	if err == nil {
 		err = w.Finish(etcdsnap.Meta{
 			ConsistentIndex:  meta.ConsistentIndex,
