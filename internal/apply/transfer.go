@@ -41,10 +41,10 @@ type ExportMeta struct {
 // to sink, in that order, and returns its metadata. The checkpoint is opened as a
 // database of its own (it may be written to: it is a throwaway copy).
 func (a *Applier) Export(c *Checkpoint, sink Sink) (ExportMeta, error) {
-	// The copy's pebble logs nothing and times nothing: it is not the
-	// member's database.
+	// The copy's pebble logs nothing, times nothing and writes nothing
+	// (its log is replayed in memory, not flushed): it is only read.
 	opts := a.opts
-	opts.Logger, opts.CommitSeconds = nil, nil
+	opts.Logger, opts.CommitSeconds, opts.ReadOnly = nil, nil, true
 	be, err := backend.Open(c.fs.PathJoin(c.dir, "db"), opts)
 	if err != nil {
 		return ExportMeta{}, err

@@ -48,6 +48,10 @@ type Options struct {
 	// CommitSeconds, if set, observes how long each batch commit takes
 	// (etcd's etcd_disk_backend_commit_duration_seconds).
 	CommitSeconds prometheus.Observer
+	// ReadOnly opens the database for reading only: its log is replayed
+	// into memory, nothing is flushed or compacted, and writes fail (a
+	// backup's export of a checkpoint).
+	ReadOnly bool
 }
 
 // Backend is an open pebble database. It is safe for concurrent use; the
@@ -104,7 +108,8 @@ func Open(dir string, opts Options) (*Backend, error) {
 		Logger:             pebbleLogger{opts.Logger.Sugar()},
 		// Left nil, pebble takes vfs.Default and watches it for slow
 		// syncs (WithDiskHealthChecks), which a given FS goes without.
-		FS: opts.FS,
+		FS:       opts.FS,
+		ReadOnly: opts.ReadOnly,
 	})
 	if pebble.IsCorruptionError(err) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, dir, err)
