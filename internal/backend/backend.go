@@ -421,15 +421,7 @@ type Sizes struct {
 
 // Sizes returns the database's sizes now (zero once closed). It asks
 // pebble for its metrics: not for every request (see SizesEstimate).
-func (b *Backend) Sizes() Sizes {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.mu.closed {
-		return Sizes{}
-	}
-	b.mu.sizes, b.mu.sizesAt = sizesOf(b.db.Metrics()), time.Now()
-	return b.mu.sizes
-}
+func (b *Backend) Sizes() Sizes { return b.Stats().Sizes }
 
 // SizesEstimate returns the database's sizes (zero once closed) as pebble
 // reported them at most sizesEvery ago, plus the batches committed since:
