@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/term"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 func newAuthCommand(g *globals) *cobra.Command {
@@ -21,7 +23,7 @@ func newAuthCommand(g *globals) *cobra.Command {
 		Short: "Enables authentication",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 0 {
-				return badArgs("auth enable command does not accept any arguments")
+				return tool.BadArgs("auth enable command does not accept any arguments")
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				// As etcdctl: the root role is created and granted to root
@@ -51,7 +53,7 @@ func newAuthCommand(g *globals) *cobra.Command {
 		Short: "Disables authentication",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 0 {
-				return badArgs("auth disable command does not accept any arguments")
+				return tool.BadArgs("auth disable command does not accept any arguments")
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.AuthDisable(ctx)
@@ -67,7 +69,7 @@ func newAuthCommand(g *globals) *cobra.Command {
 		Short: "Returns authentication status",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 0 {
-				return badArgs("auth status command does not accept any arguments")
+				return tool.BadArgs("auth status command does not accept any arguments")
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.AuthStatus(ctx)
@@ -97,7 +99,7 @@ func newUserCommand(g *globals) *cobra.Command {
 		Short: "Adds a new user",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("user add command requires user name as its argument")
+				return tool.BadArgs("user add command requires user name as its argument")
 			}
 			// As etcdctl: the argument is the name alone with
 			// --no-password or --new-user-password, else "name:password"
@@ -107,7 +109,7 @@ func newUserCommand(g *globals) *cobra.Command {
 				name, hasPassword = args[0], false
 			}
 			if hasPassword && name == "" {
-				return badArgs("empty user name is not allowed")
+				return tool.BadArgs("empty user name is not allowed")
 			}
 			if !hasPassword && !noPassword {
 				var err error
@@ -147,7 +149,7 @@ func newUserCommand(g *globals) *cobra.Command {
 		Short: "Changes password of user",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("user passwd command requires user name as its argument")
+				return tool.BadArgs("user passwd command requires user name as its argument")
 			}
 			var password string
 			if passwdInteractive {
@@ -173,7 +175,7 @@ func newUserCommand(g *globals) *cobra.Command {
 	oneUser := func(use, short, usage string, run func(cli *clientv3.Client, ctx context.Context, name string) error) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("%s", usage)
+				return tool.BadArgs("%s", usage)
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error { return run(cli, ctx, args[0]) })
 		}}
@@ -207,7 +209,7 @@ func newUserCommand(g *globals) *cobra.Command {
 				return nil
 			}
 			if g.writeOut == formatFields {
-				return exitErr{exitBadFeature, fmt.Errorf("fields not supported as output format")}
+				return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("fields not supported as output format")}
 			}
 			return g.display(resp, nil, func() {}, func() {
 				fmt.Fprintf(g.stdout, "User: %s\n", name)
@@ -224,7 +226,7 @@ func newUserCommand(g *globals) *cobra.Command {
 		Short: "Lists all users",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 0 {
-				return badArgs("user list command requires no arguments")
+				return tool.BadArgs("user list command requires no arguments")
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.UserList(ctx)
@@ -232,7 +234,7 @@ func newUserCommand(g *globals) *cobra.Command {
 					return err
 				}
 				if g.writeOut == formatFields {
-					return exitErr{exitBadFeature, fmt.Errorf("fields not supported as output format")}
+					return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("fields not supported as output format")}
 				}
 				return g.display(resp, nil, func() {}, func() {
 					for _, u := range resp.Users {
@@ -245,7 +247,7 @@ func newUserCommand(g *globals) *cobra.Command {
 	roleOfUser := func(use, short, usage, done string, grant bool) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 2 {
-				return badArgs("%s", usage)
+				return tool.BadArgs("%s", usage)
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				var hdr any
@@ -277,7 +279,7 @@ func newRoleCommand(g *globals) *cobra.Command {
 	oneRole := func(use, short, usage string, run func(cli *clientv3.Client, ctx context.Context, name string) error) *cobra.Command {
 		return &cobra.Command{Use: use, Short: short, RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("%s", usage)
+				return tool.BadArgs("%s", usage)
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error { return run(cli, ctx, args[0]) })
 		}}
@@ -314,7 +316,7 @@ func newRoleCommand(g *globals) *cobra.Command {
 		Short: "Lists all roles",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 0 {
-				return badArgs("role list command requires no arguments")
+				return tool.BadArgs("role list command requires no arguments")
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.RoleList(ctx)
@@ -342,12 +344,12 @@ func newRoleCommand(g *globals) *cobra.Command {
 		Short: "Grants a key to a role",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 3 {
-				return badArgs("role grant command requires role name, permission type, and key [endkey] as its argument")
+				return tool.BadArgs("role grant command requires role name, permission type, and key [endkey] as its argument")
 			}
 			permType, ok := map[string]clientv3.PermissionType{"READ": clientv3.PermissionType(clientv3.PermRead),
 				"WRITE": clientv3.PermissionType(clientv3.PermWrite), "READWRITE": clientv3.PermissionType(clientv3.PermReadWrite)}[strings.ToUpper(args[1])]
 			if !ok {
-				return badArgs("invalid permission type: %s", args[1])
+				return tool.BadArgs("invalid permission type: %s", args[1])
 			}
 			key, end, err := permRange(args[2:], prefix, fromKey)
 			if err != nil {
@@ -371,7 +373,7 @@ func newRoleCommand(g *globals) *cobra.Command {
 		Short: "Revokes a key from a role",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 {
-				return badArgs("role revoke-permission command requires role name and key [endkey] as its argument")
+				return tool.BadArgs("role revoke-permission command requires role name and key [endkey] as its argument")
 			}
 			key, end, err := permRange(args[1:], rprefix, rfromKey)
 			if err != nil {
@@ -403,13 +405,13 @@ func permRange(args []string, prefix, fromKey bool) (string, string, error) {
 	key := args[0]
 	if len(args) > 1 {
 		if prefix || fromKey {
-			return "", "", badArgs("unexpected endkey argument with --prefix or --from-key")
+			return "", "", tool.BadArgs("unexpected endkey argument with --prefix or --from-key")
 		}
 		return key, args[1], nil
 	}
 	switch {
 	case prefix && fromKey:
-		return "", "", badArgs("--from-key and --prefix flags are mutually exclusive")
+		return "", "", tool.BadArgs("--from-key and --prefix flags are mutually exclusive")
 	case prefix:
 		return key, clientv3.GetPrefixRangeEnd(key), nil
 	case fromKey:
@@ -464,10 +466,10 @@ func (g *globals) askPassword(name string) (string, error) {
 	}
 	password := read(fmt.Sprintf("Password of %s: ", name))
 	if password == "" {
-		return "", badArgs("empty password")
+		return "", tool.BadArgs("empty password")
 	}
 	if read(fmt.Sprintf("Type password of %s again for confirmation: ", name)) != password {
-		return "", badArgs("given passwords are different")
+		return "", tool.BadArgs("given passwords are different")
 	}
 	return password, nil
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 // check perf and check datascale: etcdctl's load checks, with its
@@ -209,7 +211,7 @@ func (g *globals) checkEmpty(c *clientv3.Client, prefix, hint string, timeout ti
 		return err
 	}
 	if len(resp.Kvs) > 0 {
-		return exitErr{exitInvalidInput, fmt.Errorf("prefix %q has keys. Delete with %s first", prefix, hint)}
+		return tool.ExitErr{Code: tool.ExitInvalidInput, Err: fmt.Errorf("prefix %q has keys. Delete with %s first", prefix, hint)}
 	}
 	return nil
 }
@@ -265,7 +267,7 @@ func randomKey(prefix string, size int) string {
 func (g *globals) checkPerf(o *checkOptions) error {
 	model, ok := checkLoads[o.load]
 	if !ok {
-		return exitErr{exitBadFeature, fmt.Errorf("unknown load option %v", o.load)}
+		return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("unknown load option %v", o.load)}
 	}
 	load := perfLoads[model]
 	if o.duration > 0 {
@@ -340,7 +342,7 @@ func (g *globals) checkPerf(o *checkOptions) error {
 	}
 	if !pass {
 		fmt.Fprintln(g.stdout, "FAIL")
-		return exitErr{exitError, errLogged}
+		return tool.ExitErr{Code: tool.ExitError, Err: errLogged}
 	}
 	fmt.Fprintln(g.stdout, "PASS")
 	return nil
@@ -352,7 +354,7 @@ func (g *globals) checkPerf(o *checkOptions) error {
 func (g *globals) checkDatascale(o *checkOptions) error {
 	model, ok := checkLoads[o.load]
 	if !ok {
-		return exitErr{exitBadFeature, fmt.Errorf("unknown load option %v", o.load)}
+		return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("unknown load option %v", o.load)}
 	}
 	load := datascaleLoads[model]
 	clients, closeAll, err := g.checkClients(load.clients)
@@ -366,7 +368,7 @@ func (g *globals) checkDatascale(o *checkOptions) error {
 	before := g.residentMemory(g.endpoints[0])
 	if before == 0 {
 		fmt.Fprintln(g.stdout, "FAIL: Could not read process_resident_memory_bytes before the put operations.")
-		return exitErr{exitError, errLogged}
+		return tool.ExitErr{Code: tool.ExitError, Err: errLogged}
 	}
 	fmt.Fprintf(g.stdout, "Start data scale check for work load [%v key-value pairs, %v bytes per key-value, %v concurrent clients].\n", load.limit, load.kvSize, load.clients)
 
@@ -390,13 +392,13 @@ func (g *globals) checkDatascale(o *checkOptions) error {
 	after := g.residentMemory(g.endpoints[0])
 	if after == 0 {
 		fmt.Fprintln(g.stdout, "FAIL: Could not read process_resident_memory_bytes after the put operations.")
-		return exitErr{exitError, errLogged}
+		return tool.ExitErr{Code: tool.ExitError, Err: errLogged}
 	}
 	if err := g.checkCleanup(clients[0], o); err != nil {
 		return err
 	}
 	if !g.reportErrors(&stats) {
-		return exitErr{exitError, errLogged}
+		return tool.ExitErr{Code: tool.ExitError, Err: errLogged}
 	}
 	mb := (after - before) / (1024 * 1024)
 	fmt.Fprintf(g.stdout, "PASS: Approximate system memory used : %v MB.\n", strconv.FormatFloat(mb, 'f', 2, 64))

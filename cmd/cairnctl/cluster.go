@@ -12,7 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/cairn-db/cairn/internal/clitable"
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 func newMemberCommand(g *globals) *cobra.Command {
@@ -69,7 +69,7 @@ func (g *globals) printMemberList(resp *clientv3.MemberListResponse) {
 		printProtobuf(g.stdout, (*pb.MemberListResponse)(resp))
 	case formatTable:
 		hdr, rows := memberRows(resp)
-		clitable.Render(g.stdout, hdr, rows)
+		tool.Render(g.stdout, hdr, rows)
 	case formatFields:
 		g.printHeaderFields(resp.Header)
 		for _, m := range resp.Members {
@@ -235,7 +235,7 @@ func (g *globals) endpointHashKV(eps []string, rev int64) error {
 		for _, h := range hs {
 			rows = append(rows, []string{h.Ep, fmt.Sprint(h.Resp.Hash), fmt.Sprint(h.Resp.HashRevision)})
 		}
-		clitable.Render(g.stdout, []string{"endpoint", "hash", "hash revision"}, rows)
+		tool.Render(g.stdout, []string{"endpoint", "hash", "hash revision"}, rows)
 	case formatFields:
 		for _, h := range hs {
 			g.printHeaderFields(h.Resp.Header)
@@ -345,7 +345,7 @@ func (g *globals) endpointHealth(eps []string) error {
 		for _, h := range results {
 			rows = append(rows, []string{h.Ep, fmt.Sprint(h.Health), h.Took, h.Error})
 		}
-		clitable.Render(g.stdout, []string{"endpoint", "health", "took", "error"}, rows)
+		tool.Render(g.stdout, []string{"endpoint", "health", "took", "error"}, rows)
 	case formatFields:
 		for _, h := range results {
 			fmt.Fprintf(g.stdout, "\"Endpoint\" : %q\n", h.Ep)
@@ -367,7 +367,7 @@ func (g *globals) endpointHealth(eps []string) error {
 		unhealthy = unhealthy || !h.Health
 	}
 	if unhealthy {
-		return exitErr{exitError, fmt.Errorf("unhealthy cluster")}
+		return tool.ExitErr{Code: tool.ExitError, Err: fmt.Errorf("unhealthy cluster")}
 	}
 	return nil
 }
@@ -395,7 +395,7 @@ func (g *globals) endpointStatus(eps []string) error {
 		for _, s := range sts {
 			rows = append(rows, statusRow(s))
 		}
-		clitable.Render(g.stdout, []string{"endpoint", "ID", "version", "storage version", "db size", "in use",
+		tool.Render(g.stdout, []string{"endpoint", "ID", "version", "storage version", "db size", "in use",
 			"percentage not in use", "quota", "is leader", "is learner", "raft term", "raft index",
 			"raft applied index", "errors", "downgrade target version", "downgrade enabled"}, rows)
 	case formatFields:
@@ -440,7 +440,7 @@ func statusRow(s epStatus) []string {
 		target, enabled = r.DowngradeInfo.TargetVersion, r.DowngradeInfo.Enabled
 	}
 	return []string{s.Ep, fmt.Sprintf("%x", r.Header.MemberId), r.Version, r.StorageVersion,
-		clitable.HumanBytes(r.DbSize), clitable.HumanBytes(r.DbSizeInUse), fmt.Sprintf("%d%%", notInUse), clitable.HumanBytes(r.DbSizeQuota),
+		tool.HumanBytes(r.DbSize), tool.HumanBytes(r.DbSizeInUse), fmt.Sprintf("%d%%", notInUse), tool.HumanBytes(r.DbSizeQuota),
 		fmt.Sprint(r.Leader == r.Header.MemberId), fmt.Sprint(r.IsLearner), fmt.Sprint(r.RaftTerm),
 		fmt.Sprint(r.RaftIndex), fmt.Sprint(r.RaftAppliedIndex), strings.Join(r.Errors, ", "), target, fmt.Sprint(enabled)}
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 // newCompletionCommand is etcdctl's completion command: cobra's shell
@@ -53,20 +55,10 @@ PowerShell:
 		Short:                 "Generate completion script",
 		Long:                  long,
 		DisableFlagsInUseLine: true,
-		ValidArgs:             []string{"bash", "zsh", "fish", "powershell"},
+		ValidArgs:             tool.Shells,
 		Args:                  usageArgs(cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			root := cmd.Root()
-			switch args[0] {
-			case "bash":
-				return root.GenBashCompletion(g.stdout)
-			case "zsh":
-				return root.GenZshCompletion(g.stdout)
-			case "fish":
-				return root.GenFishCompletion(g.stdout, true)
-			default:
-				return root.GenPowerShellCompletionWithDesc(g.stdout)
-			}
+			return tool.WriteCompletion(cmd.Root(), g.stdout, args[0])
 		},
 	}
 }

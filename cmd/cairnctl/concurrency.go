@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 // interruptCtx is cancelled by SIGINT or SIGTERM: lock and elect then
@@ -27,7 +29,7 @@ func newLockCommand(g *globals) *cobra.Command {
 		Short: "Acquires a named lock",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return badArgs("lock takes a lock name argument and an optional command to execute")
+				return tool.BadArgs("lock takes a lock name argument and an optional command to execute")
 			}
 			return g.withClient(func(cli *clientv3.Client) error {
 				s, err := concurrency.NewSession(cli, concurrency.WithTTL(ttl))
@@ -80,13 +82,13 @@ func newElectCommand(g *globals) *cobra.Command {
 		Short: "Observes and participates in leader election",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 && len(args) != 2 {
-				return badArgs("elect takes one election name argument and an optional proposal")
+				return tool.BadArgs("elect takes one election name argument and an optional proposal")
 			}
 			if listen && len(args) == 2 {
-				return badArgs("proposal given but -l is set")
+				return tool.BadArgs("proposal given but -l is set")
 			}
 			if !listen && len(args) != 2 {
-				return badArgs("no proposal argument but -l not set")
+				return tool.BadArgs("no proposal argument but -l not set")
 			}
 			return g.withClient(func(cli *clientv3.Client) error {
 				s, err := concurrency.NewSession(cli)

@@ -8,6 +8,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 // newDowngradeCommand is etcdctl's downgrade validate/enable/cancel.
@@ -24,10 +26,10 @@ func newDowngradeCommand(g *globals) *cobra.Command {
 				version := ""
 				if needsVersion {
 					if len(args) < 1 {
-						return badArgs("TARGET_VERSION not provided")
+						return tool.BadArgs("TARGET_VERSION not provided")
 					}
 					if len(args) > 1 {
-						return badArgs("too many arguments")
+						return tool.BadArgs("too many arguments")
 					}
 					version = args[0]
 				}

@@ -21,6 +21,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 // globals are the flags every command shares, etcdctl's, and the streams.
@@ -160,7 +162,7 @@ func (g *globals) fromEnvironment(cmd *cobra.Command) error {
 				// etcdctl logs this, fatally, as a JSON line.
 				g.logger().Error("conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))",
 					zap.String("environment-variable", name))
-				err = exitErr{exitError, errLogged}
+				err = tool.ExitErr{Code: tool.ExitError, Err: errLogged}
 				return
 			}
 			if serr := f.Value.Set(value); serr != nil {
@@ -214,13 +216,13 @@ func (g *globals) client() (*clientv3.Client, error) {
 	if g.cacert != "" || g.cert != "" || g.key != "" || g.skipVerify || !g.insecure {
 		tlsCfg, err := g.tlsConfig()
 		if err != nil {
-			return nil, exitErr{exitBadArgs, err}
+			return nil, tool.ExitErr{Code: tool.ExitBadArgs, Err: err}
 		}
 		cfg.TLS = tlsCfg
 	}
 	cli, err := clientv3.New(cfg)
 	if err != nil {
-		return nil, exitErr{exitBadConnection, err}
+		return nil, tool.ExitErr{Code: tool.ExitBadConnection, Err: err}
 	}
 	return cli, nil
 }

@@ -13,6 +13,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 func newPutCommand(g *globals) *cobra.Command {
@@ -88,11 +90,11 @@ will store the content of the file to <key>.
 // from stdin, as etcdctl.
 func putArgs(g *globals, args []string, ignoreValue bool) (string, string, error) {
 	if len(args) == 0 {
-		return "", "", badArgs("put command needs 1 argument and input from stdin or 2 arguments")
+		return "", "", tool.BadArgs("put command needs 1 argument and input from stdin or 2 arguments")
 	}
 	key := args[0]
 	if ignoreValue && len(args) > 1 {
-		return "", "", badArgs("put command needs only 1 argument when 'ignore-value' is set")
+		return "", "", tool.BadArgs("put command needs only 1 argument when 'ignore-value' is set")
 	}
 	if ignoreValue {
 		return key, "", nil
@@ -102,7 +104,7 @@ func putArgs(g *globals, args []string, ignoreValue bool) (string, string, error
 	}
 	b, err := io.ReadAll(g.stdin)
 	if err != nil || len(b) == 0 {
-		return "", "", badArgs("put command needs 1 argument and input from stdin or 2 arguments")
+		return "", "", tool.BadArgs("put command needs 1 argument and input from stdin or 2 arguments")
 	}
 	return key, string(b), nil
 }
@@ -121,7 +123,7 @@ func parseLeaseID(s, what string) (clientv3.LeaseID, error) {
 		if dec, derr := strconv.ParseInt(s, 10, 64); derr == nil && len(s) > 16 {
 			return clientv3.LeaseID(dec), nil
 		}
-		return 0, badArgs("bad %s (%v), expecting ID in Hex", what, err)
+		return 0, tool.BadArgs("bad %s (%v), expecting ID in Hex", what, err)
 	}
 	return clientv3.LeaseID(id), nil
 }
@@ -142,28 +144,28 @@ func newGetCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if len(args) == 0 || len(args) > 2 {
-				return badArgs("get command needs one argument as key and an optional argument as range_end")
+				return tool.BadArgs("get command needs one argument as key and an optional argument as range_end")
 			}
 			if prefix && fromKey {
-				return badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+				return tool.BadArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
 			}
 			if keysOnly && countOnly {
-				return exitErr{exitInvalidInput, fmt.Errorf("`--keys-only` and `--count-only` cannot be set at the same time, choose one")}
+				return tool.ExitErr{Code: tool.ExitInvalidInput, Err: fmt.Errorf("`--keys-only` and `--count-only` cannot be set at the same time, choose one")}
 			}
 			if countOnly && g.writeOut != formatFields {
-				return badArgs("--count-only is only for `--write-out=fields`")
+				return tool.BadArgs("--count-only is only for `--write-out=fields`")
 			}
 			if printValueOnly && g.writeOut != formatSimple {
-				return badArgs("print-value-only is only for `--write-out=simple`")
+				return tool.BadArgs("print-value-only is only for `--write-out=simple`")
 			}
 			if ver != 0 && (len(args) > 1 || prefix || fromKey) {
-				return badArgs("--ver is only for a single key")
+				return tool.BadArgs("--ver is only for a single key")
 			}
 			if ver != 0 && rev != 0 {
-				return badArgs("`--ver` and `--rev` cannot be set at the same time, choose one")
+				return tool.BadArgs("`--ver` and `--rev` cannot be set at the same time, choose one")
 			}
 			if ver < 0 {
-				return badArgs("bad version %d", ver)
+				return tool.BadArgs("bad version %d", ver)
 			}
 			opts, err := consistencyOpts(consistency)
 			if err != nil {
@@ -173,12 +175,12 @@ func newGetCommand(g *globals) *cobra.Command {
 				// etcd 3.7's RangeStream RPC, which neither Cairn's
 				// server nor the client cairnctl is built on has yet
 				// (README).
-				return exitErr{exitBadFeature, fmt.Errorf("--stream (the RangeStream RPC) is not supported by cairnctl yet")}
+				return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("--stream (the RangeStream RPC) is not supported by cairnctl yet")}
 			}
 			key := args[0]
 			if len(args) > 1 {
 				if prefix || fromKey {
-					return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+					return tool.BadArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
 				}
 				opts = append(opts, clientv3.WithRange(args[1]))
 			}
@@ -194,7 +196,7 @@ func newGetCommand(g *globals) *cobra.Command {
 				order = clientv3.SortDescend
 			case "":
 			default:
-				return badArgs("bad sort order %v", sortOrder)
+				return tool.BadArgs("bad sort order %v", sortOrder)
 			}
 			target := clientv3.SortByKey
 			switch strings.ToUpper(sortTarget) {
@@ -209,7 +211,7 @@ func newGetCommand(g *globals) *cobra.Command {
 				target = clientv3.SortByVersion
 			case "":
 			default:
-				return badArgs("bad sort target %v", sortTarget)
+				return tool.BadArgs("bad sort target %v", sortTarget)
 			}
 			opts = append(opts, clientv3.WithSort(target, order))
 			key, opts = openRange(key, prefix, fromKey, opts)
@@ -223,7 +225,7 @@ func newGetCommand(g *globals) *cobra.Command {
 				clientv3.WithMinCreateRev(minCreate), clientv3.WithMaxCreateRev(maxCreate))
 			if g.capture != nil {
 				if ver != 0 {
-					return badArgs("--ver is not supported in a txn")
+					return tool.BadArgs("--ver is not supported in a txn")
 				}
 				return g.capture(clientv3.OpGet(key, opts...))
 			}
@@ -294,16 +296,16 @@ func newDelCommand(g *globals) *cobra.Command {
 				return err
 			}
 			if len(args) == 0 || len(args) > 2 {
-				return badArgs("del command needs one argument as key and an optional argument as range_end")
+				return tool.BadArgs("del command needs one argument as key and an optional argument as range_end")
 			}
 			if prefix && fromKey {
-				return badArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
+				return tool.BadArgs("`--prefix` and `--from-key` cannot be set at the same time, choose one")
 			}
 			var opts []clientv3.OpOption
 			key := args[0]
 			if len(args) > 1 {
 				if prefix || fromKey {
-					return badArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+					return tool.BadArgs("too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
 				}
 				opts = append(opts, clientv3.WithRange(args[1]))
 				if !isRange && g.capture == nil {
@@ -345,7 +347,7 @@ func newCompactCommand(g *globals) *cobra.Command {
 		Short: "Compacts the event history in etcd",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("compaction command needs 1 argument")
+				return tool.BadArgs("compaction command needs 1 argument")
 			}
 			rev, err := strconv.ParseInt(args[0], 10, 64)
 			if err != nil {
@@ -437,5 +439,5 @@ func consistencyOpts(consistency string) ([]clientv3.OpOption, error) {
 	case "l":
 		return nil, nil
 	}
-	return nil, exitErr{exitBadFeature, fmt.Errorf("unknown consistency flag %q", consistency)}
+	return nil, tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("unknown consistency flag %q", consistency)}
 }

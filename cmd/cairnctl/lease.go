@@ -8,6 +8,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cairn-db/cairn/internal/tool"
 	"github.com/cairn-db/cairn/internal/version"
 )
 
@@ -19,7 +20,7 @@ func newLeaseCommand(g *globals) *cobra.Command {
 
 func leaseArg(args []string, what string) (clientv3.LeaseID, error) {
 	if len(args) != 1 {
-		return 0, badArgs("lease %s command needs lease ID as argument", what)
+		return 0, tool.BadArgs("lease %s command needs lease ID as argument", what)
 	}
 	return parseLeaseID(args[0], "lease ID arg")
 }
@@ -33,11 +34,11 @@ func newLeaseGrant(g *globals) *cobra.Command {
 				return err
 			}
 			if len(args) != 1 {
-				return badArgs("lease grant command needs TTL argument")
+				return tool.BadArgs("lease grant command needs TTL argument")
 			}
 			var ttl int64
 			if _, err := fmt.Sscan(args[0], &ttl); err != nil {
-				return badArgs("bad TTL (%v)", err)
+				return tool.BadArgs("bad TTL (%v)", err)
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.Grant(ctx, ttl)
@@ -64,7 +65,7 @@ func newLeaseRevoke(g *globals) *cobra.Command {
 				return err
 			}
 			if len(args) != 1 {
-				return badArgs("lease revoke command needs 1 argument")
+				return tool.BadArgs("lease revoke command needs 1 argument")
 			}
 			id, err := parseLeaseID(args[0], "lease ID arg")
 			if err != nil {
@@ -188,7 +189,7 @@ func newLeaseKeepAlive(g *globals) *cobra.Command {
 					resp, err := cli.KeepAliveOnce(ctx, id)
 					if err != nil {
 						// etcdctl exits as for a bad connection here.
-						return exitErr{exitBadConnection, err}
+						return tool.ExitErr{Code: tool.ExitBadConnection, Err: err}
 					}
 					return g.printKeepAlive(resp)
 				}

@@ -9,31 +9,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
-
-// Exit codes, etcdctl's.
-const (
-	exitSuccess       = 0
-	exitError         = 1
-	exitBadConnection = 2
-	exitInvalidInput  = 3
-	exitBadFeature    = 4
-	exitInterrupted   = 5
-	exitBadArgs       = 128
-)
-
-// exitErr carries an exit code with its message.
-type exitErr struct {
-	code int
-	err  error
-}
-
-func (e exitErr) Error() string { return e.err.Error() }
-func (e exitErr) Unwrap() error { return e.err }
-
-func badArgs(format string, a ...any) error {
-	return exitErr{exitBadArgs, fmt.Errorf(format, a...)}
-}
 
 func main() {
 	os.Exit(run(filepath.Base(os.Args[0]), os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr))
@@ -60,7 +38,7 @@ func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io
 	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
-		return exitSuccess
+		return tool.ExitSuccess
 	}
 	if !errors.Is(err, errLogged) {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
@@ -74,11 +52,11 @@ func run(name string, args, environ []string, stdin io.Reader, stdout, stderr io
 	if strings.HasPrefix(err.Error(), "unknown command ") {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
 	}
-	var ee exitErr
+	var ee tool.ExitErr
 	if errors.As(err, &ee) {
-		return ee.code
+		return ee.Code
 	}
-	return exitError
+	return tool.ExitError
 }
 
 // flagError is a command line cobra could not parse: a bad flag or flag

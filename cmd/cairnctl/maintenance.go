@@ -11,6 +11,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/snapshot"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 func newAlarmCommand(g *globals) *cobra.Command {
@@ -25,7 +27,7 @@ func newAlarmCommand(g *globals) *cobra.Command {
 			Short: short,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if len(args) != 0 {
-					return badArgs("alarm %s command accepts no arguments", use)
+					return tool.BadArgs("alarm %s command accepts no arguments", use)
 				}
 				return g.request(func(cli *clientv3.Client, ctx context.Context) error {
 					var resp *clientv3.AlarmResponse
@@ -85,7 +87,7 @@ func newDefragCommand(g *globals) *cobra.Command {
 				}
 			}
 			if failures > 0 {
-				return exitErr{exitError, errLogged}
+				return tool.ExitErr{Code: tool.ExitError, Err: errLogged}
 			}
 			return nil
 		},
@@ -100,14 +102,14 @@ func newMoveLeaderCommand(g *globals) *cobra.Command {
 		Short: "Transfers leadership to another etcd cluster member.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("move-leader command needs 1 argument")
+				return tool.BadArgs("move-leader command needs 1 argument")
 			}
 			if err := rpcFormatsOnly(g.writeOut); err != nil {
 				return err
 			}
 			target, err := strconv.ParseUint(args[0], 16, 64)
 			if err != nil {
-				return badArgs("%v", err)
+				return tool.BadArgs("%v", err)
 			}
 			// The request must reach the leader: find it among the
 			// endpoints.
@@ -133,7 +135,7 @@ func newMoveLeaderCommand(g *globals) *cobra.Command {
 				}
 			}
 			if leaderEP == "" {
-				return badArgs("no leader endpoint given at %v", g.endpoints)
+				return tool.BadArgs("no leader endpoint given at %v", g.endpoints)
 			}
 			return g.withEndpoint(leaderEP, func(cli *clientv3.Client, ctx context.Context) error {
 				resp, err := cli.MoveLeader(ctx, target)
@@ -177,20 +179,20 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 		Example: example,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("snapshot save expects one argument")
+				return tool.BadArgs("snapshot save expects one argument")
 			}
 			if err := g.discover(); err != nil {
 				return err
 			}
 			if len(g.endpoints) != 1 {
-				return badArgs("snapshot must be requested to one selected node, not multiple %v", g.endpoints)
+				return tool.BadArgs("snapshot must be requested to one selected node, not multiple %v", g.endpoints)
 			}
 			cfg := clientv3.Config{Endpoints: g.endpoints, DialTimeout: g.dialTimeout, Logger: g.logger()}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			version, err := snapshot.SaveWithVersion(ctx, g.logger(), cfg, args[0])
 			if err != nil {
-				return exitErr{exitInterrupted, err}
+				return tool.ExitErr{Code: tool.ExitInterrupted, Err: err}
 			}
 			fmt.Fprintf(g.stdout, "Snapshot saved at %s\n", args[0])
 			if version != "" {

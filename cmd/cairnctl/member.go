@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 // addMemberCommands adds member add, remove, update and promote to cmd.
@@ -20,13 +22,13 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 		Short: "Adds a member into the cluster",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("member name not provided")
+				return tool.BadArgs("member name not provided")
 			}
 			if len(args) > 1 {
-				return badArgs("too many arguments")
+				return tool.BadArgs("too many arguments")
 			}
 			if len(peerURLs) == 0 {
-				return badArgs("member peer urls not provided")
+				return tool.BadArgs("member peer urls not provided")
 			}
 			name, urls := args[0], strings.Split(peerURLs, ",")
 			if err := rpcFormatsOnly(g.writeOut); err != nil {
@@ -79,11 +81,11 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 
 	memberID := func(args []string) (uint64, error) {
 		if len(args) != 1 {
-			return 0, badArgs("member ID is not provided")
+			return 0, tool.BadArgs("member ID is not provided")
 		}
 		id, err := strconv.ParseUint(args[0], 16, 64)
 		if err != nil {
-			return 0, badArgs("bad member ID arg (%v), expecting ID in Hex", err)
+			return 0, tool.BadArgs("bad member ID arg (%v), expecting ID in Hex", err)
 		}
 		return id, nil
 	}
@@ -114,7 +116,7 @@ func addMemberCommands(g *globals, cmd *cobra.Command) {
 				return err
 			}
 			if len(updateURLs) == 0 {
-				return badArgs("member peer urls not provided")
+				return tool.BadArgs("member peer urls not provided")
 			}
 			return g.memberChange("updated in", id, func(cli *clientv3.Client, ctx context.Context) (*pb.ResponseHeader, marshaler, any, error) {
 				resp, err := cli.MemberUpdate(ctx, id, strings.Split(updateURLs, ","))

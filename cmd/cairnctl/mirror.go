@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/mirror"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 // mirrorOptions are make-mirror's flags.
@@ -39,10 +41,10 @@ func newMakeMirrorCommand(g *globals) *cobra.Command {
 		Short: "Makes a mirror at the destination etcd cluster",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("make-mirror takes one destination argument")
+				return tool.BadArgs("make-mirror takes one destination argument")
 			}
 			if o.noDestPrefix && o.destPrefix != "" {
-				return badArgs("`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one")
+				return tool.BadArgs("`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one")
 			}
 			// The destination prefix is the source's unless told otherwise.
 			// (etcdctl forgets this default when --rev is given, and strips
@@ -57,7 +59,7 @@ func newMakeMirrorCommand(g *globals) *cobra.Command {
 			}
 			defer dst.Close()
 			return g.withClient(func(src *clientv3.Client) error {
-				return exitErr{exitError, g.mirror(context.Background(), src, dst, &o)}
+				return tool.ExitErr{Code: tool.ExitError, Err: g.mirror(context.Background(), src, dst, &o)}
 			})
 		},
 	}

@@ -10,6 +10,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 // The output formats, etcdctl's (-w).
@@ -31,9 +33,9 @@ func checkFormat(format string, table bool) error {
 		if table {
 			return nil
 		}
-		return exitErr{exitBadFeature, fmt.Errorf("%s not supported as output format", format)}
+		return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("%s not supported as output format", format)}
 	}
-	return exitErr{exitBadFeature, fmt.Errorf("unsupported output format")}
+	return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("unsupported output format")}
 }
 
 // rpcFormatsOnly refuses fields and table for responses etcdctl prints
@@ -42,7 +44,7 @@ func checkFormat(format string, table bool) error {
 // cairnctl says the same before sending it, so that nothing changes.
 func rpcFormatsOnly(format string) error {
 	if format == formatFields || format == formatTable {
-		return exitErr{exitBadFeature, fmt.Errorf("%s not supported as output format", format)}
+		return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("%s not supported as output format", format)}
 	}
 	return checkFormat(format, false)
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 func newTxnCommand(g *globals) *cobra.Command {
@@ -52,7 +54,7 @@ Refer to https://github.com/etcd-io/etcd/blob/main/etcdctl/README.md#txn-options
 				interactive, args = true, nil
 			}
 			if len(args) != 0 {
-				return badArgs("txn command does not accept argument")
+				return tool.BadArgs("txn command does not accept argument")
 			}
 			r := bufio.NewReader(g.stdin)
 			prompt := func(s string) {
@@ -94,14 +96,14 @@ func readCompares(r *bufio.Reader) ([]clientv3.Cmp, error) {
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			return nil, exitErr{exitInvalidInput, err}
+			return nil, tool.ExitErr{Code: tool.ExitInvalidInput, Err: err}
 		}
 		if len(strings.TrimSpace(line)) == 0 {
 			return cmps, nil
 		}
 		cmp, err := parseCompare(strings.TrimSpace(line))
 		if err != nil {
-			return nil, exitErr{exitInvalidInput, err}
+			return nil, tool.ExitErr{Code: tool.ExitInvalidInput, Err: err}
 		}
 		cmps = append(cmps, *cmp)
 	}
@@ -159,18 +161,18 @@ func readOps(g *globals, r *bufio.Reader) ([]clientv3.Op, error) {
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
-			return nil, exitErr{exitInvalidInput, err}
+			return nil, tool.ExitErr{Code: tool.ExitInvalidInput, Err: err}
 		}
 		if len(strings.TrimSpace(line)) == 0 {
 			return ops, nil
 		}
 		op, err := parseRequest(g, strings.TrimSpace(line))
-		var ee exitErr
+		var ee tool.ExitErr
 		if errors.As(err, &ee) {
 			return nil, err // the request's own command refused it, as etcdctl exits then
 		}
 		if err != nil {
-			return nil, exitErr{exitInvalidInput, err}
+			return nil, tool.ExitErr{Code: tool.ExitInvalidInput, Err: err}
 		}
 		ops = append(ops, op)
 	}
@@ -194,8 +196,8 @@ func parseRequest(g *globals, line string) (clientv3.Op, error) {
 	root.AddCommand(newPutCommand(&sub), newGetCommand(&sub), newDelCommand(&sub))
 	root.SetArgs(args)
 	err := root.Execute()
-	var ee exitErr
-	if errors.As(err, &ee) && ee.code == exitBadArgs {
+	var ee tool.ExitErr
+	if errors.As(err, &ee) && ee.Code == tool.ExitBadArgs {
 		return clientv3.Op{}, err
 	}
 	if err != nil || op == nil {

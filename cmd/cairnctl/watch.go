@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 var (
@@ -61,7 +63,7 @@ func newWatchCommand(g *globals) *cobra.Command {
 			}
 			envKey, envRange := g.getenv("WATCH_KEY"), g.getenv("WATCH_RANGE_END")
 			if envKey == "" && envRange != "" {
-				return badArgs("ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END=%q", envRange)
+				return tool.BadArgs("ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END=%q", envRange)
 			}
 			if o.interactive {
 				return g.watchInteractive(args, envKey, envRange)
@@ -70,12 +72,12 @@ func newWatchCommand(g *globals) *cobra.Command {
 			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
 				keyArgs, execArgs = args[:dash], args[dash:]
 				if len(execArgs) == 0 {
-					return badArgs("%v", errBadArgsNumSeparator)
+					return tool.BadArgs("%v", errBadArgsNumSeparator)
 				}
 			}
 			if envKey != "" {
 				if len(keyArgs) > 0 {
-					return badArgs("%v", errBadArgsNumEnv)
+					return tool.BadArgs("%v", errBadArgsNumEnv)
 				}
 				keyArgs = []string{envKey}
 				if envRange != "" {
@@ -83,17 +85,17 @@ func newWatchCommand(g *globals) *cobra.Command {
 				}
 			}
 			if len(keyArgs) == 0 {
-				return badArgs("%v", errBadArgsNum)
+				return tool.BadArgs("%v", errBadArgsNum)
 			}
 			return g.withClient(func(cli *clientv3.Client) error {
 				ch, err := o.watch(cli, keyArgs)
 				if err != nil {
-					return badArgs("%v", err)
+					return tool.BadArgs("%v", err)
 				}
 				// Runs until interrupted (the signal's default action ends
 				// the process, as etcdctl's), or the watch ends.
 				g.printWatchChan(cli, ch, execArgs)
-				return exitErr{exitInterrupted, fmt.Errorf("watch is canceled by the server")}
+				return tool.ExitErr{Code: tool.ExitInterrupted, Err: fmt.Errorf("watch is canceled by the server")}
 			})
 		},
 	}
@@ -162,7 +164,7 @@ func (g *globals) watchInteractive(args []string, envKey, envRange string) error
 				var o watchOptions
 				keyArgs, execArgs, err := o.parseLine(g, words[1:], envKey, envRange)
 				if err != nil {
-					return badArgs("%v", err)
+					return tool.BadArgs("%v", err)
 				}
 				ch, err := o.watch(cli, keyArgs)
 				if err != nil {
@@ -196,7 +198,7 @@ func (g *globals) watchInteractive(args []string, envKey, envRange string) error
 		for {
 			l, err := r.ReadString('\n')
 			if err != nil {
-				return exitErr{exitInvalidInput, fmt.Errorf("error reading watch request line: %w", err)}
+				return tool.ExitErr{Code: tool.ExitInvalidInput, Err: fmt.Errorf("error reading watch request line: %w", err)}
 			}
 			if err := line(strings.TrimSuffix(l, "\n")); err != nil {
 				return err
@@ -301,7 +303,7 @@ func (g *globals) printWatchResponse(cli *clientv3.Client, resp clientv3.WatchRe
 		c.Stdout, c.Stderr = g.stdout, g.stderr
 		if err := c.Run(); err != nil {
 			fmt.Fprintf(g.stderr, "command %q error (%v)\n", execArgs, err)
-			os.Exit(exitError)
+			os.Exit(tool.ExitError)
 		}
 	}
 }

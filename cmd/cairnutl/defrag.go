@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 func newDefragCommand(g *globals) *cobra.Command {
@@ -13,7 +15,7 @@ func newDefragCommand(g *globals) *cobra.Command {
 		Short: "Defragments the storage of the etcd",
 		RunE: func(*cobra.Command, []string) error {
 			if dataDir == "" {
-				return badArgs(`required flag(s) "data-dir" not set`)
+				return tool.BadArgs(`required flag(s) "data-dir" not set`)
 			}
 			if err := defrag(g, dataDir); err != nil {
 				//lint:ignore ST1005 etcdutl's message, word for word

@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/etcdsnap"
 	"github.com/cairn-db/cairn/internal/mvcc"
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 func newHashKVCommand(g *globals) *cobra.Command {
@@ -26,7 +27,7 @@ func newHashKVCommand(g *globals) *cobra.Command {
 data directory (the data dir, its member/ or its member/db/) or of a snapshot file.`,
 		RunE: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("hashkv requires exactly one argument")
+				return tool.BadArgs("hashkv requires exactly one argument")
 			}
 			hash, hashRev, compactRev, err := hashKV(g, args[0], rev)
 			if err != nil {

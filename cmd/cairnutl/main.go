@@ -13,30 +13,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/cairn-db/cairn/internal/clitable"
+	"github.com/cairn-db/cairn/internal/tool"
 	"github.com/cairn-db/cairn/internal/version"
 )
-
-// Exit codes, etcdutl's (cobrautl's).
-const (
-	exitSuccess    = 0
-	exitError      = 1
-	exitBadFeature = 4
-	exitBadArgs    = 128
-)
-
-// exitErr carries an exit code with its message.
-type exitErr struct {
-	code int
-	err  error
-}
-
-func (e exitErr) Error() string { return e.err.Error() }
-func (e exitErr) Unwrap() error { return e.err }
-
-func badArgs(format string, a ...any) error {
-	return exitErr{exitBadArgs, fmt.Errorf(format, a...)}
-}
 
 func main() {
 	os.Exit(run(filepath.Base(os.Args[0]), os.Args[1:], os.Stdout, os.Stderr))
@@ -68,7 +47,7 @@ func run(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	root.PersistentFlags().StringVarP(&g.writeOut, "write-out", "w", "simple", "set the output format (fields, json, protobuf, simple, table)")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 10*time.Second, "time to wait to obtain a file lock on db file, 0 to block indefinitely")
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return badArgs("%v", err) })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return tool.BadArgs("%v", err) })
 	root.AddCommand(newSnapshotCommand(g), newDefragCommand(g), newHashKVCommand(g), newMigrateCommand(g), newVersionCommand(g),
 		newCompletionCommand(g))
 	root.SetArgs(args)
@@ -76,14 +55,14 @@ func run(name string, args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	err := root.Execute()
 	if err == nil {
-		return exitSuccess
+		return tool.ExitSuccess
 	}
 	fmt.Fprintf(stderr, "Error: %v\n", err)
-	var ee exitErr
+	var ee tool.ExitErr
 	if errors.As(err, &ee) {
-		return ee.code
+		return ee.Code
 	}
-	return exitError
+	return tool.ExitError
 }
 
 // logger is etcdutl's: console lines on stderr, at info, with the
@@ -107,7 +86,7 @@ func (g *globals) print(v any, header, row []string, fields [][2]string) error {
 		}
 		fmt.Fprintln(g.stdout)
 	case "table":
-		clitable.Render(g.stdout, header, [][]string{row})
+		tool.Render(g.stdout, header, [][]string{row})
 	case "fields":
 		for _, f := range fields {
 			fmt.Fprintf(g.stdout, "%q : %s\n", f[0], f[1])
@@ -119,9 +98,9 @@ func (g *globals) print(v any, header, row []string, fields [][2]string) error {
 		}
 		fmt.Fprintln(g.stdout, string(b))
 	case "protobuf":
-		return exitErr{exitBadFeature, errors.New("protobuf is not supported for this command")}
+		return tool.ExitErr{Code: tool.ExitBadFeature, Err: errors.New("protobuf is not supported for this command")}
 	default:
-		return exitErr{exitBadFeature, errors.New("unsupported output format")}
+		return tool.ExitErr{Code: tool.ExitBadFeature, Err: errors.New("unsupported output format")}
 	}
 	return nil
 }
@@ -145,20 +124,10 @@ func newCompletionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:       "completion [bash|zsh|fish|powershell]",
 		Short:     "Generate completion script",
-		ValidArgs: []string{"bash", "zsh", "fish", "powershell"},
+		ValidArgs: tool.Shells,
 		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			root := cmd.Root()
-			switch args[0] {
-			case "bash":
-				return root.GenBashCompletion(g.stdout)
-			case "zsh":
-				return root.GenZshCompletion(g.stdout)
-			case "fish":
-				return root.GenFishCompletion(g.stdout, true)
-			default:
-				return root.GenPowerShellCompletionWithDesc(g.stdout)
-			}
+			return tool.WriteCompletion(cmd.Root(), g.stdout, args[0])
 		},
 	}
 }

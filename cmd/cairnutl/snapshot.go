@@ -15,12 +15,12 @@ import (
 
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/backend"
-	"github.com/cairn-db/cairn/internal/clitable"
 	"github.com/cairn-db/cairn/internal/etcdsnap"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/member"
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
+	"github.com/cairn-db/cairn/internal/tool"
 )
 
 func newSnapshotCommand(g *globals) *cobra.Command {
@@ -38,7 +38,7 @@ The items in the lists are hash, revision, total keys, total size.
 `,
 		RunE: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("snapshot status requires exactly one argument")
+				return tool.BadArgs("snapshot status requires exactly one argument")
 			}
 			if _, err := os.Stat(args[0]); err != nil {
 				return err
@@ -56,7 +56,7 @@ The items in the lists are hash, revision, total keys, total size.
 				Version   string `json:"version"`
 			}{st.Hash, st.Revision, st.TotalKey, st.TotalSize, st.Version}
 			row := []string{fmt.Sprintf("%x", st.Hash), fmt.Sprint(st.Revision), fmt.Sprint(st.TotalKey),
-				clitable.HumanBytes(st.TotalSize), st.Version}
+				tool.HumanBytes(st.TotalSize), st.Version}
 			return g.print(v, []string{"hash", "revision", "total keys", "total size", "version"}, row, [][2]string{
 				{"Hash", fmt.Sprint(st.Hash)}, {"Revision", fmt.Sprint(st.Revision)}, {"Keys", fmt.Sprint(st.TotalKey)},
 				{"Size", fmt.Sprint(st.TotalSize)}, {"Version", st.Version}})
@@ -78,10 +78,10 @@ func newSnapshotRestoreCommand(g *globals) *cobra.Command {
 		Short: "Restores an etcd member snapshot to an etcd directory",
 		RunE: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return badArgs("snapshot restore requires exactly one argument")
+				return tool.BadArgs("snapshot restore requires exactly one argument")
 			}
 			if (o.bumpRevision == 0) == o.markCompacted {
-				return badArgs("--mark-compacted required if --revision-bump > 0")
+				return tool.BadArgs("--mark-compacted required if --revision-bump > 0")
 			}
 			return restore(g, args[0], o)
 		},

@@ -1,3 +1,4 @@
-// Package clitable draws tables and sizes as etcdctl and etcdutl 3.7 print
-// them (-w table), for cairnctl and cairnutl.
-package clitable
+// Package tool is what cairnctl and cairnutl share to behave as etcdctl and
+// etcdutl 3.7 do: their exit codes (cobrautl's), the completion command's
+// scripts, and the -w table look.
+package tool

@@ -1,4 +1,4 @@
-package clitable
+package tool
 
 import (
 	"fmt"
