@@ -125,7 +125,9 @@ type Node struct {
 	// purging is set while a purge goroutine runs; wg waits for it and
 	// for report deliveries.
 	purging atomic.Bool
-	wg      sync.WaitGroup
+	// purgeAgain asks the purge goroutine for one more round.
+	purgeAgain atomic.Bool
+	wg         sync.WaitGroup
 
 	lead atomic.Uint64
 	term atomic.Uint64
@@ -566,18 +568,31 @@ func (n *Node) sendApply(ta ToApply) error {
 
 // purgeInBackground removes old snapshot files, off the loop: telling
 // which snapshots the WAL accepts reads its live segments, too slow to do
-// between heartbeats. At most one purge runs; Stop waits for it.
+// between heartbeats. At most one purge runs; a snapshot taken while it
+// runs makes it go round again (else the newest snapshot's purge would be
+// lost and one file too many kept until the next). Stop waits for it.
 func (n *Node) purgeInBackground() {
+	n.purgeAgain.Store(true)
 	if !n.purging.CompareAndSwap(false, true) {
-		return
+		return // the running purge sees purgeAgain
 	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		defer n.purging.Store(false)
-		if err := PurgeSnapshots(n.cfg.FS, n.cfg.WALDir, n.cfg.Snap, n.cfg.MaxSnapshots); err != nil {
-			// A segment released meanwhile, say: the next purge retries.
-			n.logger.Warn("purging old snapshots", zap.Error(err))
+		for {
+			for n.purgeAgain.Swap(false) {
+				if err := PurgeSnapshots(n.cfg.FS, n.cfg.WALDir, n.cfg.Snap, n.cfg.MaxSnapshots); err != nil {
+					// A segment released meanwhile, say: the next purge retries.
+					n.logger.Warn("purging old snapshots", zap.Error(err))
+				}
+			}
+			n.purging.Store(false)
+			// A request between the last Swap and the Store above found
+			// purging set and left: take it up unless another goroutine
+			// has.
+			if !n.purgeAgain.Load() || !n.purging.CompareAndSwap(false, true) {
+				return
+			}
 		}
 	}()
 }
