@@ -74,7 +74,6 @@ var groups = []group{member, clustering, security, auth, monitoring, logging, tr
 // Missing features, as notBuilt flags name them.
 const (
 	tlsMissing       = "TLS is not built yet (issue #19); Cairn serves http:// and unix:// URLs only"
-	authMissing      = "authentication is not built yet (the Auth service answers Unimplemented)"
 	discoveryMissing = "discovery is not built yet; bootstrap with --initial-cluster"
 	tracingMissing   = "distributed tracing is not built yet"
 )
@@ -172,9 +171,9 @@ func (c *config) flagDefs() []flagDef {
 		{name: "tls-max-version", group: security, shown: "''", value: stringValue{&c.TLSMaxVersion}, effect: notBuilt, why: tlsMissing, usage: "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go)."},
 
 		// Auth
-		{name: "auth-token", group: auth, shown: "'simple'", value: stringValue{&c.AuthToken}, effect: notBuilt, why: authMissing, usage: "Specify a v3 authentication token type and its options ('simple' or 'jwt')."},
-		{name: "bcrypt-cost", group: auth, shown: "10", value: uintValue[uint]{&c.BcryptCost}, effect: notBuilt, why: authMissing, usage: "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."},
-		{name: "auth-token-ttl", group: auth, shown: "300", value: uintValue[uint]{&c.AuthTokenTTL}, effect: notBuilt, why: authMissing, usage: "Time (in seconds) of the auth-token-ttl."},
+		{name: "auth-token", group: auth, shown: "'simple'", value: stringValue{&c.AuthToken}, usage: "Specify a v3 authentication token type and its options ('simple' or 'jwt')."},
+		{name: "bcrypt-cost", group: auth, shown: "10", value: uintValue[uint]{&c.BcryptCost}, usage: "Specify the cost / strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."},
+		{name: "auth-token-ttl", group: auth, shown: "300", value: uintValue[uint]{&c.AuthTokenTTL}, usage: "Time (in seconds) of the auth-token-ttl."},
 
 		// Profiling and Monitoring
 		{name: "enable-pprof", group: monitoring, shown: "'false'", value: boolValue{&c.EnablePprof}, usage: "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\""},

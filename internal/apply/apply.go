@@ -13,6 +13,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
+	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -81,6 +82,9 @@ type Applier struct {
 	// alarms are the active alarms, by type and member ID, as of the
 	// consistent index; changed only under mu held exclusively.
 	alarms map[pb.AlarmType]map[uint64]bool
+	// auth is the auth state as of the consistent index (reloaded at open
+	// and restore); it has its own lock, and only Apply changes it.
+	auth *auth.Store
 }
 
 // Metrics are what the store and the lessor count into; they outlive the
@@ -110,7 +114,13 @@ func Open(dir string, opts backend.Options, minLeaseTTL int64, m Metrics, logger
 	if m.MVCC == nil {
 		m.MVCC = mvcc.NewMetrics()
 	}
-	a := &Applier{dir: dir, fs: fs, logger: logger, opts: opts, mvccMetrics: m.MVCC, lessor: lease.New(minLeaseTTL, m.Lease)}
+	// A store with etcd's default token settings until SetAuth gives
+	// the member's.
+	as, err := auth.New(auth.Options{Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	a := &Applier{dir: dir, fs: fs, logger: logger, opts: opts, mvccMetrics: m.MVCC, lessor: lease.New(minLeaseTTL, m.Lease), auth: as}
 	if err := a.openLocked(); err != nil {
 		return nil, err
 	}
@@ -175,12 +185,22 @@ func (a *Applier) openLocked() error {
 		return fmt.Errorf("apply: loading alarms from %s: %w", a.dir, err)
 	}
 	err = loadLeases(view, store, a.lessor)
+	var authState auth.State
+	if err == nil {
+		authState, err = auth.Load(view.Get, func(prefix []byte, fn func(k, v []byte) bool) error {
+			return view.Scan(prefix, prefixEnd(prefix), fn)
+		})
+		if err != nil {
+			err = fmt.Errorf("loading auth: %w", err)
+		}
+	}
 	view.Close()
 	if err != nil {
 		store.Close()
 		be.Close()
 		return fmt.Errorf("apply: loading leases from %s: %w", a.dir, err)
 	}
+	a.auth.Reset(authState)
 	a.be, a.store, a.members, a.removed, a.confState, a.alarms = be, store, members, removed, cs, alarms
 	return nil
 }
@@ -241,6 +261,18 @@ func (a *Applier) ConsistentIndex() uint64 {
 	defer a.mu.RUnlock()
 	ci, _ := a.be.ConsistentIndex()
 	return ci
+}
+
+// Auth is the auth store (users, roles, the enabled flag, tokens).
+func (a *Applier) Auth() *auth.Store { return a.auth }
+
+// SetAuth replaces the auth store with as (configured with the member's
+// token and bcrypt settings), carrying the state over. Call it before the
+// first Apply.
+func (a *Applier) SetAuth(as *auth.Store) {
+	as.Reset(a.auth.Snapshot())
+	a.auth.Close()
+	a.auth = as
 }
 
 // Lessor holds the leases as applied.
@@ -407,7 +439,18 @@ func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Resul
 		// Refused by an alarm every member has applied: a result.
 		return Result{Err: err}, a.be.NewBatch().Commit(e.Index, e.Term)
 	}
+	if err := a.authRefusal(r); err != nil {
+		// Refused by the auth state every member has applied: a result.
+		return Result{Err: err}, a.be.NewBatch().Commit(e.Index, e.Term)
+	}
 	switch {
+	case auth.IsAuthRequest(r):
+		batch := a.be.NewBatch()
+		resp, err := a.auth.Apply(r, e.Index, batch)
+		if cerr := batch.Commit(e.Index, e.Term); cerr != nil {
+			return Result{}, cerr
+		}
+		return Result{Resp: resp, Err: err}, nil
 	case r.Put != nil:
 		return a.applyWrite(e, func(tw *mvcc.TxnWrite) (any, error) { return tw.PutRequest(r.Put) })
 	case r.DeleteRange != nil:
@@ -430,6 +473,30 @@ func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Resul
 	// A request this version does not know (written by a newer member):
 	// applying it as a no-op would silently diverge from that member.
 	return Result{}, fmt.Errorf("apply: entry %d holds a request this version cannot apply", e.Index)
+}
+
+// authRefusal checks a write against the permissions of the user its
+// header names, as etcd's auth applier does at apply time (the proposer
+// checked too, but auth may have changed since). Requests the members
+// propose themselves (a lease's expiry, alarms, compactions, checkpoints)
+// are not checked here; an expiry's revoke names the root user.
+func (a *Applier) authRefusal(r *pb.InternalRaftRequest) error {
+	ai := auth.HeaderInfo(r)
+	leaseKeys := func(id int64) []string {
+		keys, _ := a.lessor.Keys(id)
+		return keys
+	}
+	switch {
+	case r.Put != nil:
+		return a.auth.CheckPutRequest(ai, r.Put, leaseKeys)
+	case r.DeleteRange != nil:
+		return a.auth.CheckDeleteRequest(ai, r.DeleteRange)
+	case r.Txn != nil:
+		return a.auth.CheckTxn(ai, r.Txn, leaseKeys)
+	case r.LeaseRevoke != nil:
+		return a.auth.CheckLeaseKeys(ai, r.LeaseRevoke.ID, leaseKeys)
+	}
+	return nil
 }
 
 // RequestType names a request's type as etcd does in its metrics' op and
@@ -458,6 +525,8 @@ func RequestType(r *pb.InternalRaftRequest) string {
 		return "ClusterVersionSet"
 	case r.ClusterMemberAttrSet != nil:
 		return "ClusterMemberAttrSet"
+	case auth.IsAuthRequest(r):
+		return "Auth"
 	}
 	return "Unknown"
 }
@@ -465,7 +534,7 @@ func RequestType(r *pb.InternalRaftRequest) string {
 // RequestTypes returns every type RequestType names.
 func RequestTypes() []string {
 	return []string{"Range", "Put", "DeleteRange", "Txn", "Compaction", "LeaseGrant", "LeaseRevoke",
-		"LeaseCheckpoint", "Alarm", "ClusterVersionSet", "ClusterMemberAttrSet", "Unknown"}
+		"LeaseCheckpoint", "Alarm", "ClusterVersionSet", "ClusterMemberAttrSet", "Auth", "Unknown"}
 }
 
 // refusal reports whether err is a state-dependent refusal (a result),

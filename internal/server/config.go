@@ -42,6 +42,17 @@ type Config struct {
 	MaxRequestBytes                   int
 	MaxTxnOps                         int
 
+	// AuthToken is --auth-token ("simple", or "jwt,..."; see package
+	// auth), AuthTokenTTL --auth-token-ttl in seconds, BcryptCost
+	// --bcrypt-cost (0: 10).
+	AuthToken    string
+	AuthTokenTTL int64
+	BcryptCost   int
+	// ClientCertAuth is --client-cert-auth: a request with no token is
+	// made by the user its verified client certificate's common name
+	// names.
+	ClientCertAuth bool
+
 	// AutoCompactionMode is "periodic" or "revision"; AutoCompactionRetention
 	// is a duration (periodic) or a revision count (revision); zero is off.
 	AutoCompactionMode             string

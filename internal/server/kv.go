@@ -8,6 +8,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/mvcc"
 )
 
@@ -22,14 +23,22 @@ func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.Rang
 			return nil, err
 		}
 	}
-	readStart := time.Now()
-	err = s.applier.View(func(st *mvcc.Store) error {
-		var err error
-		resp, err = st.RangeRequest(req)
+	err = s.checkRead(ctx, func(as *auth.Store, ai auth.Info) error {
+		return as.CheckRange(ai, req.Key, req.RangeEnd)
+	}, func() error {
+		readStart := time.Now()
+		err := s.applier.View(func(st *mvcc.Store) error {
+			var err error
+			resp, err = st.RangeRequest(req)
+			return err
+		})
+		s.metrics.observeRead(readStart, err)
 		return err
 	})
-	s.metrics.observeRead(readStart, err)
-	return resp, err
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // Put proposes a put and returns its result once applied.
@@ -81,12 +90,19 @@ func (s *Server) readTxn(ctx context.Context, req *pb.TxnRequest) (resp *pb.TxnR
 			return nil, err
 		}
 	}
-	err = s.applier.View(func(st *mvcc.Store) error {
-		var err error
-		resp, err = st.ReadTxnRequest(req)
-		return err
+	err = s.checkRead(ctx, func(as *auth.Store, ai auth.Info) error {
+		return as.CheckTxn(ai, req, s.leaseKeys)
+	}, func() error {
+		return s.applier.View(func(st *mvcc.Store) error {
+			var err error
+			resp, err = st.ReadTxnRequest(req)
+			return err
+		})
 	})
-	return resp, err
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // Compact proposes a compaction; with req.Physical it returns only once

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/raftnode"
 )
@@ -47,6 +48,9 @@ var errNotLeader = status.Error(codes.FailedPrecondition, "cairn: not the leader
 // LeaseGrant grants a lease, with the ID asked for or, if 0, one the
 // member generates.
 func (s *Server) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if _, err := s.RequireAuthInfo(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.checkQuota(ctx, req); err != nil {
 		return nil, err
 	}
@@ -67,6 +71,10 @@ func (s *Server) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb
 
 // LeaseRevoke revokes a lease, deleting its keys in one revision.
 func (s *Server) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	// The permissions are checked when applied (write on every key).
+	if _, err := s.RequireAuthInfo(ctx); err != nil {
+		return nil, err
+	}
 	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: req})
 	if err != nil {
 		return nil, err
@@ -77,6 +85,14 @@ func (s *Server) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*
 // LeaseRenew renews a lease on the leader (forwarding to it from a
 // follower) and returns its TTL; lease.ErrNotFound if it is gone.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	// etcd's: write permission on every key of the lease.
+	rev, err := s.checkLeaseKeys(ctx, id, true)
+	if err != nil {
+		return 0, err
+	}
+	if s.Auth().Enabled() && rev != s.Auth().Revision() {
+		return 0, auth.ErrAuthOldRevision
+	}
 	resp, err := s.toLeader(ctx, callRenew, &pb.LeaseKeepAliveRequest{ID: id}, func() (marshaler, error) {
 		return s.renewAnswer(id)
 	}, &pb.LeaseKeepAliveResponse{})
@@ -92,11 +108,26 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 // LeaseTimeToLive reports a lease's granted and remaining TTL (from the
 // leader, which alone keeps time) and, if asked, its keys.
 func (s *Server) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if _, err := s.RequireAuthInfo(ctx); err != nil {
+		return nil, err
+	}
+	var rev uint64
+	if req.Keys {
+		// Listing the keys needs read permission on each (etcd's fix of
+		// CVE-2023-32082): refused otherwise.
+		var err error
+		if rev, err = s.checkLeaseKeys(ctx, req.ID, false); err != nil {
+			return nil, err
+		}
+	}
 	resp, err := s.toLeader(ctx, callTimeToLive, req, func() (marshaler, error) {
 		return s.timeToLiveLocal(req)
 	}, &pb.LeaseTimeToLiveResponse{})
 	if err != nil {
 		return nil, err
+	}
+	if req.Keys && s.Auth().Enabled() && rev != s.Auth().Revision() {
+		return nil, auth.ErrAuthOldRevision
 	}
 	return resp.(*pb.LeaseTimeToLiveResponse), nil
 }
@@ -106,8 +137,27 @@ func (s *Server) LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, erro
 	if err := s.linearizableReadWait(ctx); err != nil {
 		return nil, err
 	}
+	ids := s.applier.Lessor().Leases()
+	// etcd's: read permission on every key of every lease, or nothing.
+	as := s.Auth()
+	if as.Enabled() {
+		rev := as.Revision()
+		for _, id := range ids {
+			if _, err := s.checkLeaseKeys(ctx, id, false); err != nil {
+				return nil, err
+			}
+		}
+		if len(ids) == 0 {
+			if _, err := s.RequireAuthInfo(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if rev != as.Revision() {
+			return nil, auth.ErrAuthOldRevision
+		}
+	}
 	resp := &pb.LeaseLeasesResponse{}
-	for _, id := range s.applier.Lessor().Leases() {
+	for _, id := range ids {
 		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: id})
 	}
 	return resp, nil
@@ -367,7 +417,8 @@ func (s *Server) leaseLoop() {
 // expired lease, checkpointing): if this member does not lead in term
 // when raft takes it, it is dropped, never forwarded to another leader.
 func (s *Server) proposeLeaderDuty(req *pb.InternalRaftRequest, term uint64) {
-	_, err := s.proposeAs(context.Background(), req, term)
+	// As root: the member's own decision, not a user's (etcd's WithRoot).
+	_, err := s.proposeAs(withRoot(context.Background()), req, term)
 	if err == nil && req.LeaseRevoke != nil {
 		// Only an expired lease's revoke is a leader duty.
 		s.metrics.leasesExpired.Inc()

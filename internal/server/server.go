@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/member"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -142,6 +143,12 @@ func New(cfg Config) (*Server, error) {
 		images:  member.NewImages(st, m.backendSnapshot),
 		metrics: m, restarted: restarted,
 	}
+	as, err := auth.New(auth.Options{Token: cfg.AuthToken, TokenTTL: cfg.AuthTokenTTL, BcryptCost: cfg.BcryptCost, Logger: cfg.Logger})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("creating the auth store (--auth-token %q): %w", cfg.AuthToken, err)
+	}
+	st.Applier.SetAuth(as)
 	s.refreshMembers()
 	s.removeStaleBackups()
 	s.pipeline = member.NewPipeline(st, member.PipelineConfig{
@@ -595,6 +602,14 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	defer func() { s.metrics.observeRequest(apply.RequestType(req), start, err) }()
 	id := s.reqIDs.next()
 	req.Header = &pb.RequestHeader{ID: id}
+	if req.Authenticate == nil {
+		// Who asks, for the applier's permission checks (etcd's).
+		ai, err := s.AuthInfo(ctx)
+		if err != nil {
+			return apply.Result{}, err
+		}
+		req.Header.Username, req.Header.AuthRevision = ai.User, ai.Revision
+	}
 	data, err := req.Marshal()
 	if err != nil {
 		return apply.Result{}, err

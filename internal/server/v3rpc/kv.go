@@ -67,6 +67,10 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 }
 
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	// etcd's: compaction is root's.
+	if err := k.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	resp, err := k.s.Compact(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)

@@ -45,6 +45,17 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 // GET filters by type only (every member's alarms), ACTIVATE answers the
 // alarm, DEACTIVATE the alarm cleared (none if it was not raised).
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	// etcd's: anyone signed in may list alarms; raising or clearing one
+	// is root's.
+	var err error
+	if r.Action == pb.AlarmRequest_GET {
+		_, err = m.s.RequireAuthInfo(ctx)
+	} else {
+		err = m.s.CheckAdmin(ctx)
+	}
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
 	resp, err := m.s.Alarm(ctx, r)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -55,7 +66,10 @@ func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.
 
 // Defragment compacts this member's backend (server.Defragment) and, as
 // etcd's, answers an empty response, without a header.
-func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+func (m *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if err := m.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if err := m.s.Defragment(); err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -65,7 +79,10 @@ func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (
 // Hash hashes everything this member's store keeps. Members that applied
 // the same log agree, once their compactions' removals are done; the
 // value is Cairn's own (etcd's hashes its bbolt file).
-func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
+func (m *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	if err := m.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	hash, rev, err := m.s.Hash()
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -77,6 +94,9 @@ func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResp
 // applied the same log answer the same hash (etcdctl endpoint hashkv
 // --cluster compares them), etcd's for the same history.
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	if err := m.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	h, current, err := m.s.HashKV(r.Revision)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -93,6 +113,9 @@ const snapshotChunkBytes = 32 * 1024
 // one more response whose blob is the SHA-256 of all the bytes before it,
 // which etcdctl appends to the file and etcdutl checks on restore.
 func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_SnapshotServer) error {
+	if err := m.s.CheckAdmin(srv.Context()); err != nil {
+		return toGRPCError(err)
+	}
 	err := m.s.Backup(srv.Context(), func(f *server.BackupFile) error {
 		h := sha256.New()
 		var sent int64
@@ -116,6 +139,9 @@ func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv pb.Maintenance_S
 // MoveLeader hands leadership to the target; only the leader may (etcd
 // answers other members "not leader", and so does its client's caller).
 func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if err := m.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if err := m.s.MoveLeader(ctx, r.TargetID); err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -125,6 +151,9 @@ func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 // Downgrade checks the target as etcd does, then refuses a downgrade
 // Cairn cannot honour (server.Downgrade says why).
 func (m *maintenanceServer) Downgrade(ctx context.Context, r *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	if err := m.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	v, err := m.s.Downgrade(ctx, r.Action, r.Version)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -139,6 +168,9 @@ type clusterServer struct {
 
 func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	members, err := c.s.MemberList(ctx, r.Linearizable)
+	if err == nil {
+		_, err = c.s.RequireAuthInfo(ctx)
+	}
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -175,6 +207,9 @@ func checkPeerURLs(urls []string) error {
 }
 
 func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if err := c.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if err := checkPeerURLs(r.PeerURLs); err != nil {
 		return nil, err
 	}
@@ -190,6 +225,9 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 }
 
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := c.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	members, err := c.s.RemoveMember(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -198,6 +236,9 @@ func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 }
 
 func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := c.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	if err := checkPeerURLs(r.PeerURLs); err != nil {
 		return nil, err
 	}
@@ -209,6 +250,9 @@ func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 }
 
 func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := c.s.CheckAdmin(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	members, err := c.s.PromoteMember(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPCError(err)

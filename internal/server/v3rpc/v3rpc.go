@@ -108,6 +108,7 @@ func (v *Service) Register(g *grpc.Server) {
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterWatchServer(g, &watchServer{s: s, goAttached: v.goAttached, metrics: v.watch})
 	pb.RegisterLeaseServer(g, &leaseServer{s: s})
+	pb.RegisterAuthServer(g, &authServer{s: s})
 	v.grpcMetrics.initialize(g)
 }
 
@@ -226,6 +227,9 @@ func toGRPCError(err error) error {
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
+	}
+	if e, ok := authErrors[err]; ok {
+		return e
 	}
 	switch {
 	case errors.Is(err, mvcc.ErrCompacted):

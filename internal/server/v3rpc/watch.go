@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/mvcc"
 	"github.com/cairn-db/cairn/internal/server"
 )
@@ -135,6 +136,12 @@ func (sw *serverWatchStream) create(c *pb.WatchCreateRequest) {
 	key := c.Key
 	if len(key) == 0 {
 		key = []byte{0} // the smallest key, as etcd
+	}
+	// The whole watched range must be readable (etcd's isWatchPermitted;
+	// a from-key or prefix range included: see auth.Store.CheckRange).
+	if err := sw.s.CheckRead(sw.grpc.Context(), key, c.RangeEnd); err != nil {
+		sw.st.Refuse(watchAuthReason(err))
+		return
 	}
 	o := mvcc.WatchOptions{ID: mvcc.WatchID(c.WatchId), Key: key, End: c.RangeEnd, StartRev: c.StartRevision,
 		PrevKV: c.PrevKv}
@@ -297,4 +304,17 @@ func fragments(resp *pb.WatchResponse, limit int) []*pb.WatchResponse {
 	}
 	cur.Fragment = false
 	return append(out, cur)
+}
+
+// watchAuthReason is the cancel reason of a watch auth refuses, etcd's.
+func watchAuthReason(err error) string {
+	switch {
+	case errors.Is(err, auth.ErrInvalidAuthToken):
+		return rpctypes.ErrGRPCInvalidAuthToken.Error()
+	case errors.Is(err, auth.ErrAuthOldRevision):
+		return rpctypes.ErrGRPCAuthOldRevision.Error()
+	case errors.Is(err, auth.ErrUserEmpty):
+		return rpctypes.ErrGRPCUserEmpty.Error()
+	}
+	return rpctypes.ErrGRPCPermissionDenied.Error()
 }
