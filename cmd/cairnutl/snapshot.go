@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/etcdsnap"
 	"github.com/cairn-db/cairn/internal/lease"
@@ -124,12 +125,6 @@ func restore(g *globals, path string, o restoreOptions) (err error) {
 		return err
 	}
 	defer r.Close()
-	if auth, err := r.HasAuth(); err != nil {
-		return err
-	} else if auth {
-		return errors.New("the snapshot holds auth data (auth enabled, users or roles), which Cairn cannot restore yet: " +
-			"restoring it would leave the data unprotected")
-	}
 	memberDir := filepath.Join(dataDir, "member")
 	lg.Info("restoring snapshot", zap.String("path", path), zap.String("wal-dir", walDirOf(memberDir, o.walDir)),
 		zap.String("data-dir", dataDir))
@@ -226,6 +221,11 @@ func (s *snapshotSource) Leases(fn func(lease.Record) error) error {
 	return s.r.Leases(func(l etcdsnap.Lease) error {
 		return fn(lease.Record{ID: l.ID, TTL: l.TTL, RemainingTTL: l.RemainingTTL})
 	})
+}
+
+func (s *snapshotSource) Auth() (auth.State, error) {
+	a, err := s.r.Auth()
+	return auth.State{Enabled: a.Enabled, Revision: a.Revision, Users: a.Users, Roles: a.Roles}, err
 }
 
 func (s *snapshotSource) Alarms(fn func(uint64, pb.AlarmType) error) error {

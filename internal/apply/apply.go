@@ -187,10 +187,7 @@ func (a *Applier) openLocked() error {
 	err = loadLeases(view, store, a.lessor)
 	var authState auth.State
 	if err == nil {
-		authState, err = auth.Load(view.Get, func(prefix []byte, fn func(k, v []byte) bool) error {
-			return view.Scan(prefix, prefixEnd(prefix), fn)
-		})
-		if err != nil {
+		if authState, err = loadAuth(view); err != nil {
 			err = fmt.Errorf("loading auth: %w", err)
 		}
 	}
@@ -203,6 +200,13 @@ func (a *Applier) openLocked() error {
 	a.auth.Reset(authState)
 	a.be, a.store, a.members, a.removed, a.confState, a.alarms = be, store, members, removed, cs, alarms
 	return nil
+}
+
+// loadAuth reads the auth state the backend keeps.
+func loadAuth(view *backend.ReadView) (auth.State, error) {
+	return auth.Load(view.Get, func(prefix []byte, fn func(k, v []byte) bool) error {
+		return view.Scan(prefix, prefixEnd(prefix), fn)
+	})
 }
 
 // loadLeases rebuilds the lessor from the lease records and the store's

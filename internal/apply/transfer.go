@@ -7,6 +7,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -27,6 +28,7 @@ type Sink interface {
 	PutMember(membership.Member) error
 	PutRemoved(id uint64) error
 	PutAlarm(memberID uint64, t pb.AlarmType) error
+	PutAuth(auth.State) error
 }
 
 // ExportMeta is what an export holds besides the data: the raft position
@@ -37,8 +39,9 @@ type ExportMeta struct {
 	ScheduledCompact, FinishedCompact int64
 }
 
-// Export writes the checkpoint's history, leases, membership and alarms
-// to sink, in that order, and returns its metadata. The checkpoint is opened as a
+// Export writes the checkpoint's history, leases, membership, alarms and
+// auth state (users with their password hashes, roles) to sink, in that
+// order, and returns its metadata. The checkpoint is opened as a
 // database of its own (it may be written to: it is a throwaway copy).
 func (a *Applier) Export(c *Checkpoint, sink Sink) (ExportMeta, error) {
 	// The copy's pebble logs nothing, times nothing and writes nothing
@@ -103,11 +106,19 @@ func (a *Applier) Export(c *Checkpoint, sink Sink) (ExportMeta, error) {
 			return ExportMeta{}, err
 		}
 	}
+	st, err := loadAuth(view)
+	if err != nil {
+		return ExportMeta{}, err
+	}
+	if err := sink.PutAuth(st); err != nil {
+		return ExportMeta{}, err
+	}
 	return meta, nil
 }
 
-// Source is what Import reads: a store's history, leases and alarms from
-// elsewhere. Membership is not imported: a restored member starts a new
+// Source is what Import reads: a store's history, leases, alarms and auth
+// state from elsewhere (a restored cluster is as protected as the one
+// backed up). Membership is not imported: a restored member starts a new
 // cluster from its own --initial-cluster, as etcdutl's restore does. The
 // alarms are, as etcdutl keeps them: a backup taken while NOSPACE was
 // raised restores refusing writes until `alarm disarm`.
@@ -115,6 +126,8 @@ type Source interface {
 	Revisions(fn func(rev mvcc.Revision, tombstone bool, kv []byte) error) error
 	Leases(fn func(lease.Record) error) error
 	Alarms(fn func(memberID uint64, t pb.AlarmType) error) error
+	// Auth is the auth state: enabled or not, users, roles.
+	Auth() (auth.State, error)
 	// Compaction is the last compaction scheduled and finished (0: none).
 	Compaction() (scheduled, finished int64, err error)
 }
@@ -177,6 +190,13 @@ func Import(dir string, opts backend.Options, src Source) (ImportStats, error) {
 		batch.Set(alarmKey(id, t), nil)
 		return nil
 	}); err != nil {
+		return st, err
+	}
+	ast, err := src.Auth()
+	if err != nil {
+		return st, err
+	}
+	if err := auth.Write(ast, batch); err != nil {
 		return st, err
 	}
 	if err := batch.CommitMaintenance(); err != nil {

@@ -45,8 +45,10 @@
 // # Writing
 //
 // Create makes a new file; PutRevision takes the history in revision order;
-// Finish writes meta, cluster and an empty auth state (auth off, no users or
-// roles, authRevision 1, exactly what a fresh etcd 3.7.3 holds) and fsyncs.
+// PutUser and PutRole the auth buckets, PutAuth the enabled flag and auth
+// revision; Finish writes meta, cluster and the auth bucket (without
+// PutAuth: auth off, authRevision 1, exactly what a fresh etcd 3.7.3 holds)
+// and fsyncs. Reader.Auth reads the auth state back.
 // The writer commits a bbolt transaction every batchBytes (4 MiB) of puts,
 // so its memory stays bounded whatever the size of the store, and cuts the
 // file to the database's pgid*pageSize bytes (bbolt grows files ahead of

@@ -3,6 +3,7 @@ package etcdsnap
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"go.etcd.io/etcd/api/v3/authpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/cairn-db/cairn/internal/membership"
@@ -333,9 +335,57 @@ func (r *Reader) Alarms() ([]Alarm, error) {
 	return alarms, err
 }
 
-// HasAuth reports whether the file holds auth state Cairn cannot carry
-// yet (issue #19): auth enabled, or any user or role (a store where auth
-// was enabled once and disabled keeps its users and roles).
+// Auth is a file's auth state: the auth bucket, users and roles.
+type Auth struct {
+	Enabled  bool
+	Revision uint64
+	Users    []*authpb.User
+	Roles    []*authpb.Role
+}
+
+// Auth reads the auth state (users and roles in name order).
+func (r *Reader) Auth() (Auth, error) {
+	var a Auth
+	err := r.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketAuth); b != nil {
+			a.Enabled = bytes.Equal(b.Get(keyAuthEnabled), []byte{1})
+			if v := b.Get(keyAuthRevision); v != nil {
+				if len(v) != 8 {
+					return fmt.Errorf("etcdsnap: auth revision %x", v)
+				}
+				a.Revision = binary.BigEndian.Uint64(v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return a, err
+	}
+	err = r.forEach(bucketAuthUsers, func(k, v []byte) error {
+		u := &authpb.User{}
+		if err := u.Unmarshal(v); err != nil {
+			return fmt.Errorf("etcdsnap: user %q: %w", k, err)
+		}
+		a.Users = append(a.Users, u)
+		return nil
+	})
+	if err != nil {
+		return a, err
+	}
+	err = r.forEach(bucketAuthRoles, func(k, v []byte) error {
+		ro := &authpb.Role{}
+		if err := ro.Unmarshal(v); err != nil {
+			return fmt.Errorf("etcdsnap: role %q: %w", k, err)
+		}
+		a.Roles = append(a.Roles, ro)
+		return nil
+	})
+	return a, err
+}
+
+// HasAuth reports whether the file holds auth state: auth enabled, or
+// any user or role (a store where auth was enabled once and disabled
+// keeps its users and roles).
 func (r *Reader) HasAuth() (bool, error) {
 	var has bool
 	err := r.db.View(func(tx *bolt.Tx) error {

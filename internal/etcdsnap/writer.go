@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/authpb"
 
 	"github.com/cairn-db/cairn/internal/invariants"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -69,6 +70,14 @@ type Writer struct {
 	commits int
 	// err is the first error, returned by every call after it.
 	err error
+	// auth is the auth bucket's state PutAuth gave (nil: a fresh etcd's).
+	auth *authHeader
+}
+
+// authHeader is the auth bucket: the enabled flag and the auth revision.
+type authHeader struct {
+	enabled  bool
+	revision uint64
 }
 
 // Create makes a new snapshot file at path; an existing file is refused.
@@ -211,6 +220,40 @@ func (w *Writer) PutAlarm(a Alarm) error {
 	return w.put(w.tx.Bucket(bucketAlarm), bucketAlarm, marshalAlarm(a), []byte{})
 }
 
+// PutAuth records the auth bucket's state (written by Finish): auth
+// enabled or not, and the auth revision.
+func (w *Writer) PutAuth(enabled bool, revision uint64) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	w.auth = &authHeader{enabled: enabled, revision: max(revision, 1)}
+	return nil
+}
+
+// PutUser adds a user (etcd's authUsers bucket: name -> authpb.User).
+func (w *Writer) PutUser(u *authpb.User) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	v, err := u.Marshal()
+	if err != nil {
+		return w.fail(err)
+	}
+	return w.put(w.tx.Bucket(bucketAuthUsers), bucketAuthUsers, u.Name, v)
+}
+
+// PutRole adds a role (etcd's authRoles bucket: name -> authpb.Role).
+func (w *Writer) PutRole(r *authpb.Role) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	v, err := r.Marshal()
+	if err != nil {
+		return w.fail(err)
+	}
+	return w.put(w.tx.Bucket(bucketAuthRoles), bucketAuthRoles, r.Name, v)
+}
+
 // Finish writes m into the meta and cluster buckets and etcd's empty auth
 // state (auth disabled, no users or roles: authRevision 1 and no
 // authEnabled key, as a fresh etcd 3.7.3 has it), commits, cuts the file to
@@ -231,6 +274,12 @@ func (w *Writer) Finish(m Meta) error {
 		{bucketMeta, keyConfState, marshalConfState(m.ConfState)},
 		{bucketMeta, keyStorageVersion, []byte(StorageVersion)},
 		{bucketAuth, keyAuthRevision, u64Value(1)},
+	}
+	if w.auth != nil {
+		puts[2].v = u64Value(w.auth.revision)
+		if w.auth.enabled {
+			puts = append(puts, kv{bucketAuth, keyAuthEnabled, []byte{1}})
+		}
 	}
 	// etcd never writes a consistent index or term of 0, nor compaction
 	// marks before a compaction.

@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
+	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/etcdsnap"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -137,6 +138,23 @@ func (b *backupSink) PutLease(r lease.Record) error {
 
 func (b *backupSink) PutMember(m membership.Member) error { return b.w.PutMember(m) }
 func (b *backupSink) PutRemoved(id uint64) error          { return b.w.PutRemoved(id) }
+func (b *backupSink) PutAuth(st auth.State) error {
+	if err := b.w.PutAuth(st.Enabled, st.Revision); err != nil {
+		return err
+	}
+	for _, u := range st.Users {
+		if err := b.w.PutUser(u); err != nil {
+			return err
+		}
+	}
+	for _, r := range st.Roles {
+		if err := b.w.PutRole(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (b *backupSink) PutAlarm(id uint64, t pb.AlarmType) error {
 	return b.w.PutAlarm(etcdsnap.Alarm{MemberID: id, Alarm: t})
 }
