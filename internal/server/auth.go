@@ -49,8 +49,13 @@ func (s *Server) AuthInfo(ctx context.Context) (auth.Info, error) {
 		token := strings.TrimPrefix(ts[0], "Bearer ")
 		if idx, ok := as.SimpleTokenIndex(token); ok {
 			// The token is known once its Authenticate entry is applied
-			// here: a member a little behind waits for it (as etcd).
-			if err := s.waitApplied(ctx, idx); err != nil {
+			// here: a member a little behind waits for it (as etcd), but
+			// not beyond a request's timeout (a forged index would hold
+			// a client with no deadline for ever).
+			wctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+			err := s.waitApplied(wctx, idx)
+			cancel()
+			if err != nil {
 				return auth.Info{}, auth.ErrInvalidAuthToken
 			}
 		}
