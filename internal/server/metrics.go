@@ -249,8 +249,8 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) {
 			Namespace: "etcd_debugging", Subsystem: "disk", Name: "backend_commit_write_duration_seconds",
 			Help: "The latency distributions of commit.write called by bboltdb backend.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
-		// No auth: the store's auth revision stays where etcd's starts.
-		constant("etcd_debugging", "auth", "revision", "The current revision of auth store.", prometheus.GaugeValue, 1),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "etcd_debugging", Subsystem: "auth", Name: "revision",
+			Help: "The current revision of auth store."}, func() float64 { return float64(s.Auth().Revision()) }),
 		// No v2 store: no v2 watchers or TTL keys.
 		constant("etcd_debugging", "store", "watchers", "Count of currently active watchers.", prometheus.GaugeValue, 0),
 		constant("etcd_debugging", "store", "expires_total", "Total number of expired keys.", prometheus.CounterValue, 0),
