@@ -19,6 +19,10 @@ type maintenanceServer struct {
 }
 
 func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	// etcd's: any signed-in user.
+	if _, err := m.s.RequireAuthInfo(ctx); err != nil {
+		return nil, toGRPCError(err)
+	}
 	st := m.s.Status()
 	// The versions are etcd's (package version), so that clients'
 	// version-gated features (Kubernetes' watch progress requests) work.
