@@ -115,27 +115,13 @@ func TestMigrateEtcdToCairnAndBack(t *testing.T) {
 	from, to := compacted.Header.Revision, last.Header.Revision
 	want := state(t, src, from, to)
 
-	save := func(p ports, file string) {
-		t.Helper()
-		stdout, stderr, code := runChild(t, exec.Command(etcdctl, "--endpoints", p.clientURL(), "snapshot", "save", file), commandDeadline)
-		if code != 0 || !strings.Contains(stdout, "Snapshot saved at "+file) {
-			t.Fatalf("etcdctl snapshot save: exit %d\n%s%s", code, stdout, stderr)
-		}
-	}
-	restore := func(utl, file, dataDir string, p ports) {
-		t.Helper()
-		stdout, stderr, code := runChild(t, exec.Command(utl, "snapshot", "restore", file, "--data-dir", dataDir,
-			"--name", "d", "--initial-cluster", "d="+p.peerURL(), "--initial-advertise-peer-urls", p.peerURL()), commandDeadline)
-		if code != 0 {
-			t.Fatalf("%s snapshot restore: exit %d\n%s%s", filepath.Base(utl), code, stdout, stderr)
-		}
-	}
+	save := func(p ports, file string) { snapshotSave(t, etcdctl, p, file) }
 
 	// etcd -> Cairn.
 	fromEtcd := filepath.Join(dir, "from-etcd.db")
 	save(srcPorts, fromEtcd)
 	cairnPorts := newPorts(t)
-	restore(utlBinary, fromEtcd, filepath.Join(dir, "cairn"), cairnPorts)
+	snapshotRestore(t, utlBinary, fromEtcd, filepath.Join(dir, "cairn"), cairnPorts)
 	c := startSingle(t, cairn, "d", filepath.Join(dir, "cairn"), cairnPorts.client, cairnPorts.peer)
 	if got := state(t, c, from, to); got != want {
 		t.Fatalf("Cairn restored from etcd's snapshot reads otherwise:\n%s", lineDiff(got, want))
@@ -144,7 +130,7 @@ func TestMigrateEtcdToCairnAndBack(t *testing.T) {
 	fromCairn := filepath.Join(dir, "from-cairn.db")
 	save(cairnPorts, fromCairn)
 	backPorts := newPorts(t)
-	restore(stockUtl, fromCairn, filepath.Join(dir, "etcd-again"), backPorts)
+	snapshotRestore(t, stockUtl, fromCairn, filepath.Join(dir, "etcd-again"), backPorts)
 	back := startSingle(t, etcd, "d", filepath.Join(dir, "etcd-again"), backPorts.client, backPorts.peer)
 	if got := state(t, back, from, to); got != want {
 		t.Fatalf("etcd restored from Cairn's snapshot reads otherwise (-got +the first etcd):\n%s", lineDiff(got, want))
@@ -230,33 +216,39 @@ func TestMigrateAuth(t *testing.T) {
 			t.Errorf("%s: a wrong password: %v, want %v", who, err, rpctypes.ErrAuthFailed)
 		}
 	}
-	save := func(p ports, file string) {
-		t.Helper()
-		stdout, stderr, code := runChild(t, exec.Command(etcdctl, "--endpoints", p.clientURL(), "--user", "root:rootpw",
-			"snapshot", "save", file), commandDeadline)
-		if code != 0 {
-			t.Fatalf("etcdctl snapshot save: exit %d\n%s%s", code, stdout, stderr)
-		}
-	}
-	restore := func(utl, file, dataDir string, p ports) {
-		t.Helper()
-		stdout, stderr, code := runChild(t, exec.Command(utl, "snapshot", "restore", file, "--data-dir", dataDir,
-			"--name", "d", "--initial-cluster", "d="+p.peerURL(), "--initial-advertise-peer-urls", p.peerURL()), commandDeadline)
-		if code != 0 {
-			t.Fatalf("%s snapshot restore: exit %d\n%s%s", filepath.Base(utl), code, stdout, stderr)
-		}
-	}
+	save := func(p ports, file string) { snapshotSave(t, etcdctl, p, file, "--user", "root:rootpw") }
 	fromEtcd := filepath.Join(dir, "from-etcd.db")
 	save(srcPorts, fromEtcd)
 	cairnPorts := newPorts(t)
-	restore(utlBinary, fromEtcd, filepath.Join(dir, "cairn"), cairnPorts)
+	snapshotRestore(t, utlBinary, fromEtcd, filepath.Join(dir, "cairn"), cairnPorts)
 	startSingle(t, cairn, "d", filepath.Join(dir, "cairn"), cairnPorts.client, cairnPorts.peer)
 	check("cairn restored from etcd", cairnPorts)
 
 	fromCairn := filepath.Join(dir, "from-cairn.db")
 	save(cairnPorts, fromCairn)
 	backPorts := newPorts(t)
-	restore(stockUtl, fromCairn, filepath.Join(dir, "etcd-again"), backPorts)
+	snapshotRestore(t, stockUtl, fromCairn, filepath.Join(dir, "etcd-again"), backPorts)
 	startSingle(t, etcd, "d", filepath.Join(dir, "etcd-again"), backPorts.client, backPorts.peer)
 	check("etcd restored from cairn", backPorts)
+}
+
+// snapshotSave saves a snapshot of the member at p with etcdctl.
+func snapshotSave(t *testing.T, etcdctl string, p ports, file string, flags ...string) {
+	t.Helper()
+	args := append([]string{"--endpoints", p.clientURL()}, flags...)
+	stdout, stderr, code := runChild(t, exec.Command(etcdctl, append(args, "snapshot", "save", file)...), commandDeadline)
+	if code != 0 || !strings.Contains(stdout, "Snapshot saved at "+file) {
+		t.Fatalf("etcdctl snapshot save: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// snapshotRestore restores a snapshot file with utl (etcdutl or
+// cairnutl) into a one-member cluster named d at p.
+func snapshotRestore(t *testing.T, utl, file, dataDir string, p ports) {
+	t.Helper()
+	stdout, stderr, code := runChild(t, exec.Command(utl, "snapshot", "restore", file, "--data-dir", dataDir,
+		"--name", "d", "--initial-cluster", "d="+p.peerURL(), "--initial-advertise-peer-urls", p.peerURL()), commandDeadline)
+	if code != 0 {
+		t.Fatalf("%s snapshot restore: exit %d\n%s%s", filepath.Base(utl), code, stdout, stderr)
+	}
 }
