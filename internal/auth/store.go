@@ -143,35 +143,33 @@ func Load(get func(key []byte) ([]byte, bool, error), scan func(prefix []byte, f
 		}
 		st.Revision = binary.BigEndian.Uint64(v)
 	}
-	var decodeErr error
-	err = scan(userPrefix, func(k, v []byte) bool {
-		u := &authpb.User{}
-		if decodeErr = u.Unmarshal(v); decodeErr != nil {
-			decodeErr = fmt.Errorf("auth: user %q does not decode: %w", k[len(userPrefix):], decodeErr)
-			return false
-		}
-		st.Users = append(st.Users, u)
-		return true
-	})
-	if err == nil {
-		err = decodeErr
-	}
-	if err != nil {
+	if st.Users, err = loadAll[authpb.User](scan, userPrefix, "user"); err != nil {
 		return st, err
 	}
-	err = scan(rolePrefix, func(k, v []byte) bool {
-		r := &authpb.Role{}
-		if decodeErr = r.Unmarshal(v); decodeErr != nil {
-			decodeErr = fmt.Errorf("auth: role %q does not decode: %w", k[len(rolePrefix):], decodeErr)
+	st.Roles, err = loadAll[authpb.Role](scan, rolePrefix, "role")
+	return st, err
+}
+
+// loadAll decodes every value under prefix.
+func loadAll[T any, PT interface {
+	*T
+	Unmarshal([]byte) error
+}](scan func(prefix []byte, fn func(k, v []byte) bool) error, prefix []byte, what string) ([]*T, error) {
+	var out []*T
+	var decodeErr error
+	err := scan(prefix, func(k, v []byte) bool {
+		x := PT(new(T))
+		if decodeErr = x.Unmarshal(v); decodeErr != nil {
+			decodeErr = fmt.Errorf("auth: %s %q does not decode: %w", what, k[len(prefix):], decodeErr)
 			return false
 		}
-		st.Roles = append(st.Roles, r)
+		out = append(out, (*T)(x))
 		return true
 	})
 	if err == nil {
 		err = decodeErr
 	}
-	return st, err
+	return out, err
 }
 
 // Write writes a whole state (an import) through w.
