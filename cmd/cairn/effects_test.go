@@ -27,7 +27,6 @@ func TestEffects(t *testing.T) {
 		{args: []string{"--cert-file", "/s.crt", "--key-file", "/s.key"}, fail: "--cert-file, --key-file: TLS is not built yet (issue #19)"},
 		{args: []string{"--peer-client-cert-auth"}, fail: "--peer-client-cert-auth: TLS is not built yet"},
 		{args: []string{"--tls-min-version", "TLS1.3"}, fail: "--tls-min-version: TLS is not built yet"},
-		{args: []string{"--auth-token", "jwt,pub-key=a,priv-key=b,sign-method=RS256"}, fail: "--auth-token: authentication is not built yet"},
 		{args: []string{"--discovery-srv", "example.com"}, fail: "--discovery-srv: discovery is not built yet"},
 		{args: []string{"--discovery-endpoints", "http://d:2379", "--discovery-token", "t"}, fail: "discovery is not built yet"},
 		{args: []string{"--enable-distributed-tracing"}, fail: "--enable-distributed-tracing: distributed tracing is not built yet"},
