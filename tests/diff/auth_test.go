@@ -2,8 +2,13 @@ package diff
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,11 +31,13 @@ type authTarget struct {
 	clus   pb.ClusterClient
 	auth   pb.AuthClient
 	tokens map[string]string
+	// peer is the other server.
+	peer *authTarget
 }
 
 func newAuthTarget(conn *grpc.ClientConn) *authTarget {
 	return &authTarget{conn, pb.NewKVClient(conn), pb.NewLeaseClient(conn), pb.NewWatchClient(conn),
-		pb.NewMaintenanceClient(conn), pb.NewClusterClient(conn), pb.NewAuthClient(conn), map[string]string{}}
+		pb.NewMaintenanceClient(conn), pb.NewClusterClient(conn), pb.NewAuthClient(conn), map[string]string{}, nil}
 }
 
 // authSetup is the same on both servers, through clientv3: keys and two
@@ -544,6 +551,78 @@ func authOps() []authOp {
 			return a.AuthEnable(ctx, &pb.AuthEnableRequest{})
 		}),
 	)
+	// Malformed admin requests (auth off: anyone may send them).
+	for _, f := range []func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error){
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserAdd(ctx, &pb.AuthUserAddRequest{Name: "root", Password: "pw"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.AuthEnable(ctx, &pb.AuthEnableRequest{}) // root without the root role
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserAdd(ctx, &pb.AuthUserAddRequest{Name: "", Password: "pw"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserAdd(ctx, &pb.AuthUserAddRequest{Name: "ur", Password: "pw"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserAdd(ctx, &pb.AuthUserAddRequest{Name: "np", Password: "pw", Options: &authpb.UserAddOptions{NoPassword: true}})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserAdd(ctx, &pb.AuthUserAddRequest{Name: "ep", Password: ""})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserGet(ctx, &pb.AuthUserGetRequest{Name: "np"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.RoleAdd(ctx, &pb.AuthRoleAddRequest{Name: ""})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.RoleAdd(ctx, &pb.AuthRoleAddRequest{Name: "rread"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.RoleGrantPermission(ctx, &pb.AuthRoleGrantPermissionRequest{Name: "nope", Perm: &authpb.Permission{Key: []byte("k")}})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.RoleGrantPermission(ctx, &pb.AuthRoleGrantPermissionRequest{Name: "rread"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserGrantRole(ctx, &pb.AuthUserGrantRoleRequest{User: "nobody", Role: "rread"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserGrantRole(ctx, &pb.AuthUserGrantRoleRequest{User: "ur", Role: "nope"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserGrantRole(ctx, &pb.AuthUserGrantRoleRequest{User: "ur", Role: "rread"}) // already granted
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserChangePassword(ctx, &pb.AuthUserChangePasswordRequest{Name: "nobody", Password: "x"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserChangePassword(ctx, &pb.AuthUserChangePasswordRequest{Name: "unopw", Password: "x"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserDelete(ctx, &pb.AuthUserDeleteRequest{Name: "nobody"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.RoleDelete(ctx, &pb.AuthRoleDeleteRequest{Role: "nope"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserRevokeRole(ctx, &pb.AuthUserRevokeRoleRequest{Name: "nobody", Role: "rread"})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.RoleRevokePermission(ctx, &pb.AuthRoleRevokePermissionRequest{Role: "nope", Key: []byte("k")})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.UserList(ctx, &pb.AuthUserListRequest{})
+		},
+		func(ctx context.Context, a pb.AuthClient) (fmt.Stringer, error) {
+			return a.RoleList(ctx, &pb.AuthRoleListRequest{})
+		},
+	} {
+		ops = append(ops, authDo("", fmt.Sprintf("malformed admin request %d", len(ops)), f))
+	}
+	ops = append(ops, authOp{"", "authenticate unopw with auth off", authenticate("unopw", "")})
 	return ops
 }
 
@@ -553,17 +632,22 @@ func authOps() []authOp {
 // payloads.
 func TestAuthDifferential(t *testing.T) {
 	cairn, etcd := binaries(t)
-	servers := []*authTarget{
-		newAuthTarget(startServer(t, cairn, "--bcrypt-cost", "4")),
-		newAuthTarget(startServer(t, etcd, "--bcrypt-cost", "4")),
-	}
+	runAuthOps(t, authOps(), startServer(t, cairn, "--bcrypt-cost", "4"), startServer(t, etcd, "--bcrypt-cost", "4"))
+}
+
+// runAuthOps runs authSetup on the two servers, then every op on both,
+// and requires the same answers.
+func runAuthOps(t *testing.T, ops []authOp, cairn, etcd *grpc.ClientConn) {
+	t.Helper()
+	servers := []*authTarget{newAuthTarget(cairn), newAuthTarget(etcd)}
+	servers[0].peer, servers[1].peer = servers[1], servers[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitDeadline)
 	defer cancel()
 	for _, s := range servers {
 		authSetup(t, ctx, s.conn.Target())
 	}
 	start := time.Now()
-	for i, o := range authOps() {
+	for i, o := range ops {
 		var got [2]string
 		for j, s := range servers {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -580,5 +664,81 @@ func TestAuthDifferential(t *testing.T) {
 			t.Fatalf("op %d: etcd timed out: the table waits for something that does not come", i)
 		}
 	}
-	t.Logf("%d requests compared in %v", len(authOps()), time.Since(start))
+	t.Logf("%d requests compared in %v", len(ops), time.Since(start))
+}
+
+// jwtOps are for servers with JWT tokens: a JWT carries the auth
+// revision it was made at, so a change of the auth state makes it old;
+// and either server's tokens work on the other (same key, same state).
+func jwtOps() []authOp {
+	peerToken := func(user, key string) authOp {
+		return authOp{user, "the other server's token: range " + key, func(ctx context.Context, s *authTarget) string {
+			ctx = metadata.AppendToOutgoingContext(ctx, "token", s.peer.tokens[user])
+			return result(s.kv.Range(ctx, rng(key, "")))
+		}}
+	}
+	grant := func(key string) authOp {
+		return authOp{"root", "grant rread " + key, func(ctx context.Context, s *authTarget) string {
+			return result(s.auth.RoleGrantPermission(s.ctx(ctx, "root"), &pb.AuthRoleGrantPermissionRequest{Name: "rread",
+				Perm: &authpb.Permission{PermType: authpb.READ, Key: []byte(key)}}))
+		}}
+	}
+	kv := func(user string, f func(ctx context.Context, s *authTarget) string) authOp {
+		return authOp{user, "", func(ctx context.Context, s *authTarget) string { return f(s.ctx(ctx, user), s) }}
+	}
+	rangeOp := func(user, key string) authOp {
+		o := kv(user, func(ctx context.Context, s *authTarget) string { return result(s.kv.Range(ctx, rng(key, ""))) })
+		o.desc = "range " + key
+		return o
+	}
+	return []authOp{
+		{"", "authenticate root", authenticate("root", "rootpw")},
+		{"", "authenticate ur", authenticate("ur", "urpw")},
+		{"", "authenticate no such user", authenticate("nobody", "x")},
+		{"", "authenticate no-password user", authenticate("unopw", "")},
+		rangeOp("ur", "r"), rangeOp("ur", "a"), rangeOp("bogus", "r"),
+		peerToken("ur", "r"), peerToken("ur", "a"),
+		// The auth revision moves on: ur's token is old.
+		grant("q"),
+		rangeOp("ur", "r"), rangeOp("ur", "q"),
+		{"ur", "put r", func(ctx context.Context, s *authTarget) string { return result(s.kv.Put(s.ctx(ctx, "ur"), put("r"))) }},
+		{"ur", "watch r", func(ctx context.Context, s *authTarget) string {
+			return watchOnce(ctx, s, "ur", &pb.WatchCreateRequest{Key: []byte("r")})
+		}},
+		{"ur", "lease ttl 100", func(ctx context.Context, s *authTarget) string { return timeToLive(ctx, s, "ur", 100, false) }},
+		{"ur", "user get ur", func(ctx context.Context, s *authTarget) string {
+			return result(s.auth.UserGet(s.ctx(ctx, "ur"), &pb.AuthUserGetRequest{Name: "ur"}))
+		}},
+		{"", "authenticate ur", authenticate("ur", "urpw")},
+		rangeOp("ur", "q"), peerToken("ur", "q"),
+		{"root", "auth disable", func(ctx context.Context, s *authTarget) string {
+			return result(s.auth.AuthDisable(s.ctx(ctx, "root"), &pb.AuthDisableRequest{}))
+		}},
+		rangeOp("ur", "a"), rangeOp("", "a"),
+	}
+}
+
+// TestAuthDifferentialJWT runs jwtOps on cairn and stock etcd, both with
+// JWT tokens signed by the same RSA key (made here).
+func TestAuthDifferentialJWT(t *testing.T) {
+	cairn, etcd := binaries(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "jwt.key"), filepath.Join(dir, "jwt.pub")
+	if err := os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opt := "jwt,pub-key=" + pub + ",priv-key=" + priv + ",sign-method=RS256,ttl=10m"
+	runAuthOps(t, jwtOps(), startServer(t, cairn, "--bcrypt-cost", "4", "--auth-token", opt),
+		startServer(t, etcd, "--bcrypt-cost", "4", "--auth-token", opt))
 }
