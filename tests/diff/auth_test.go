@@ -339,6 +339,29 @@ func authOps() []authOp {
 		watch("", "r", ""), watch("bogus", "r", ""), watch("root", "\x00", "\x00", "zzz"),
 		watch("uall", "p/", "p0", "r", "p/w"),
 	)
+	// A watch outlives the permission it was created with (etcd checks
+	// at creation only): after the revoke, root's put still arrives.
+	ops = append(ops, authOp{"ur", "watch r, revoke rread's r, put r", func(ctx context.Context, s *authTarget) string {
+		wctx, cancel := context.WithCancel(s.ctx(ctx, "ur"))
+		defer cancel()
+		w, err := s.watch.Watch(wctx)
+		if err != nil {
+			return result(nil, err)
+		}
+		if err := w.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
+			CreateRequest: &pb.WatchCreateRequest{Key: []byte("r")}}}); err != nil {
+			return result(nil, err)
+		}
+		created, err := w.Recv()
+		out := result(created, err)
+		root := s.ctx(ctx, "root")
+		out += " | " + result(s.auth.RoleRevokePermission(root, &pb.AuthRoleRevokePermissionRequest{Role: "rread", Key: []byte("r")}))
+		out += " | " + result(s.kv.Put(root, put("r")))
+		out += " | " + result(w.Recv())
+		out += " | " + result(s.auth.RoleGrantPermission(root, &pb.AuthRoleGrantPermissionRequest{Name: "rread",
+			Perm: &authpb.Permission{PermType: authpb.READ, Key: []byte("r")}}))
+		return out
+	}})
 	// Leases (CVE-2023-32082: time-to-live lists keys only to who may
 	// read them).
 	ops = append(ops,
