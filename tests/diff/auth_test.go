@@ -394,6 +394,30 @@ func authOps() []authOp {
 	}
 	ops = append(ops, revoke("urw", 100), revoke("", 300), revoke("ur", 300), revoke("urw", 200),
 		kv("root", rng("p/2", "")), revoke("root", 100), kv("root", rng("a", "")))
+	// An expired lease's keys go with it: the member revokes it as root.
+	ops = append(ops, authOp{"root", "lease 400 (ttl 2) holding p/exp expires", func(ctx context.Context, s *authTarget) string {
+		root := s.ctx(ctx, "root")
+		if _, err := s.lease.LeaseGrant(root, &pb.LeaseGrantRequest{ID: 400, TTL: 2}); err != nil {
+			return result(nil, err)
+		}
+		if _, err := s.kv.Put(root, put("p/exp", withLease(400))); err != nil {
+			return result(nil, err)
+		}
+		for {
+			resp, err := s.kv.Range(root, rng("p/exp", ""))
+			if err != nil {
+				return result(nil, err)
+			}
+			if resp.Count == 0 {
+				return "expired"
+			}
+			select {
+			case <-ctx.Done():
+				return "still there at the deadline"
+			case <-time.After(100 * time.Millisecond): // polling a real server
+			}
+		}
+	}})
 	// Cluster and maintenance.
 	for _, u := range []string{"", "bogus", "ur", "root"} {
 		if u == "ur" || u == "root" {
