@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -362,6 +364,31 @@ func authOps() []authOp {
 			Perm: &authpb.Permission{PermType: authpb.READ, Key: []byte("r")}}))
 		return out
 	}})
+	// HTTP endpoints with auth on: the health checks read as root (etcd's
+	// WithRoot), and the auth revision gauge follows the store.
+	for _, path := range []string{"/health", "/health?serializable=true", "/readyz", "/livez", "/metrics"} {
+		ops = append(ops, authOp{"", "GET " + path, func(ctx context.Context, s *authTarget) string {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.conn.Target()+path, nil)
+			if err != nil {
+				return err.Error()
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if path == "/metrics" {
+				for line := range strings.SplitSeq(string(b), "\n") {
+					if strings.HasPrefix(line, "etcd_debugging_auth_revision ") {
+						return line
+					}
+				}
+				return "no etcd_debugging_auth_revision"
+			}
+			return fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}})
+	}
 	// Leases (CVE-2023-32082: time-to-live lists keys only to who may
 	// read them).
 	ops = append(ops,
@@ -420,10 +447,9 @@ func authOps() []authOp {
 	}})
 	// Cluster and maintenance.
 	for _, u := range []string{"", "bogus", "ur", "root"} {
-		if u == "ur" || u == "root" {
-			ops = append(ops, do(u, "status", func(ctx context.Context, s *authTarget) string { return ok(s.maint.Status(ctx, &pb.StatusRequest{})) }))
-		}
 		ops = append(ops,
+			// etcd requires a user (requireAuthInfo), not root.
+			do(u, "status", func(ctx context.Context, s *authTarget) string { return ok(s.maint.Status(ctx, &pb.StatusRequest{})) }),
 			do(u, "member list", func(ctx context.Context, s *authTarget) string {
 				resp, err := s.clus.MemberList(ctx, &pb.MemberListRequest{})
 				if err != nil {
