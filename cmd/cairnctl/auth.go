@@ -56,12 +56,12 @@ func newAuthCommand(g *globals) *cobra.Command {
 				return tool.BadArgs("auth disable command does not accept any arguments")
 			}
 			return g.request(func(cli *clientv3.Client, ctx context.Context) error {
-				resp, err := cli.AuthDisable(ctx)
-				if err != nil {
+				if _, err := cli.AuthDisable(ctx); err != nil {
 					return err
 				}
-				return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
-					func() { fmt.Fprintln(g.stdout, "Authentication Disabled") })
+				// etcdctl prints this in every output format.
+				fmt.Fprintln(g.stdout, "Authentication Disabled")
+				return nil
 			})
 		},
 	}, &cobra.Command{
@@ -196,7 +196,9 @@ func newUserCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.writeOut == formatSimple && detail {
+			if detail {
+				// As etcdctl, in every output format: the name, then each
+				// role as role get prints it.
 				fmt.Fprintf(g.stdout, "User: %s\n", name)
 				for _, role := range resp.Roles {
 					fmt.Fprintln(g.stdout)
@@ -204,7 +206,9 @@ func newUserCommand(g *globals) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					g.printRolePermissions(role, rresp)
+					if err := g.displayRoleGet(role, rresp); err != nil {
+						return err
+					}
 				}
 				return nil
 			}
@@ -308,8 +312,7 @@ func newRoleCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) },
-				func() { g.printRolePermissions(name, resp) })
+			return g.displayRoleGet(name, resp)
 		})
 	list := &cobra.Command{
 		Use:   "list",
@@ -385,9 +388,13 @@ func newRoleCommand(g *globals) *cobra.Command {
 					return err
 				}
 				return g.display(resp, nil, func() { g.printHeaderFields(resp.Header) }, func() {
-					if len(end) == 0 {
+					switch {
+					case len(end) == 0:
 						fmt.Fprintf(g.stdout, "Permission of key %s is revoked from role %s\n", key, args[0])
-					} else {
+					case end == "\x00":
+						// etcdctl's, unclosed bracket and all.
+						fmt.Fprintf(g.stdout, "Permission of range [%s, <open ended> is revoked from role %s\n", key, args[0])
+					default:
 						fmt.Fprintf(g.stdout, "Permission of range [%s, %s) is revoked from role %s\n", key, end, args[0])
 					}
 				})
@@ -453,6 +460,19 @@ func (g *globals) printRolePermissions(name string, resp *clientv3.AuthRoleGetRe
 	printPerms(true)
 	fmt.Fprintln(g.stdout, "KV Write:")
 	printPerms(false)
+}
+
+// displayRoleGet prints a role get answer in the output format asked for.
+func (g *globals) displayRoleGet(name string, resp *clientv3.AuthRoleGetResponse) error {
+	return g.display(resp, nil, func() {
+		g.printHeaderFields(resp.Header)
+		for _, p := range resp.Perm {
+			// etcdctl's Println: two spaces after the colon.
+			fmt.Fprintln(g.stdout, `"PermType" : `, p.PermType.String())
+			fmt.Fprintf(g.stdout, "\"Key\" : %q\n", string(p.Key))
+			fmt.Fprintf(g.stdout, "\"RangeEnd\" : %q\n", string(p.RangeEnd))
+		}
+	}, func() { g.printRolePermissions(name, resp) })
 }
 
 // askPassword asks for name's password twice, as etcdctl does: prompts on

@@ -208,8 +208,16 @@ func (g *globals) client() (*clientv3.Client, error) {
 		cfg.DialOptions = append(cfg.DialOptions, grpc.WithPerRPCCredentials(jwtCredentials(g.jwtToken)))
 	} else if g.user != "" {
 		user, password, hasPassword := strings.Cut(g.user, ":")
-		if !hasPassword {
-			password = g.password
+		switch {
+		case g.password != "":
+			// As etcdctl: --password makes --user all name.
+			user, password = g.user, g.password
+		case !hasPassword:
+			// As etcdctl, which asks with speakeasy: the prompt and,
+			// once answered, a newline on stdout.
+			fmt.Fprint(g.stdout, "Password: ")
+			password = g.readSecret()
+			fmt.Fprintln(g.stdout)
 		}
 		cfg.Username, cfg.Password = user, password
 	}

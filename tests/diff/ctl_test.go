@@ -465,7 +465,7 @@ func compareCtl(t *testing.T, golden, server, etcd string, members int, steps []
 }
 
 // goldenSets are the step lists with golden files: run against cairn.
-var goldenSets = map[string]func() []ctlStep{"kv": ctlKVSteps, "help": ctlHelpSteps}
+var goldenSets = map[string]func() []ctlStep{"kv": ctlKVSteps, "help": ctlHelpSteps, "auth": ctlAuthSteps}
 
 // TestCtlGolden runs cairnctl, installed as etcdctl, against cairn
 // through every golden step list, and requires what stock etcdctl printed

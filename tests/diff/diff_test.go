@@ -35,13 +35,14 @@ func freePort(t *testing.T) int {
 
 // startServer runs binary as a one-member cluster and returns a
 // connection to it, once it serves. The test's end kills it.
-func startServer(t *testing.T, binary string) *grpc.ClientConn {
+func startServer(t *testing.T, binary string, extra ...string) *grpc.ClientConn {
 	cport, pport := freePort(t), freePort(t)
 	curl, purl := fmt.Sprintf("http://127.0.0.1:%d", cport), fmt.Sprintf("http://127.0.0.1:%d", pport)
 	cmd := exec.Command(binary, "--name", "d", "--data-dir", filepath.Join(t.TempDir(), "data"),
 		"--listen-client-urls", curl, "--advertise-client-urls", curl,
 		"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
 		"--initial-cluster", "d="+purl, "--log-level", "error")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Env = cleanEnv()
 	srv := startChild(t, cmd)
 	t.Cleanup(func() {
