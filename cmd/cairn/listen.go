@@ -138,18 +138,17 @@ func firstErr(a, b error) error {
 	return b
 }
 
-// listen opens a listener for a URL: http:// on its host:port, unix://
-// on its path.
+// listen opens a listener for a URL: http:// and https:// on its
+// host:port, unix:// and unixs:// on its path (TLS is put on by the
+// caller: wrapTLS).
 func listen(lc net.ListenConfig, rawURL string) (net.Listener, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
 	switch u.Scheme {
-	case "http":
-	case "https", "unixs":
-		return nil, fmt.Errorf("TLS (%s) is not built yet (issue #19)", u.Scheme)
-	case "unix":
+	case "http", "https":
+	case "unix", "unixs":
 		return lc.Listen(context.Background(), "unix", u.Host+u.Path)
 	default:
 		return nil, fmt.Errorf("unsupported URL scheme %q", u.Scheme)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/cairn-db/cairn/internal/server"
 	"github.com/cairn-db/cairn/internal/server/v3rpc"
+	"github.com/cairn-db/cairn/internal/tlsutil"
 )
 
 func main() {
@@ -124,7 +125,12 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tlsSet, err := setupTLS(c, logger)
+	if err != nil {
+		return err
+	}
 	scfg := serverConfig(c, retention, keepRevs, compactionInterval, logger, reg)
+	scfg.PeerTLS = tlsSet.peerDial
 	logStarting(logger, scfg, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
 	srv, err := server.New(scfg)
 	if err != nil {
@@ -138,10 +144,15 @@ func serve(c config, logger *zap.Logger) error {
 			l.Close()
 		}
 	}
-	listenAll := func(what string, urls []string) ([]net.Listener, error) {
+	// listenAll listens on urls, https:// and unixs:// ones with TLS
+	// from info.
+	listenAll := func(what string, urls []string, info tlsutil.Info, checkSAN bool, refusedMsg string) ([]net.Listener, error) {
 		var ls []net.Listener
 		for _, u := range urls {
 			l, err := listen(lc, u)
+			if err == nil {
+				l, err = wrapTLS(l, u, info, checkSAN, refusedMsg, logger)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("listening for %s on %s: %w", what, u, err)
 			}
@@ -150,16 +161,18 @@ func serve(c config, logger *zap.Logger) error {
 		}
 		return ls, nil
 	}
-	peerLns, err := listenAll("peers", c.ListenPeerURLs)
+	peerLns, err := listenAll("peers", c.ListenPeerURLs, tlsSet.peer, true, "rejected connection on peer endpoint")
 	var clientLns, httpLns, metricsLns []net.Listener
 	if err == nil {
-		clientLns, err = listenAll("clients", c.ListenClientURLs)
+		clientLns, err = listenAll("clients", c.ListenClientURLs, tlsSet.client, false, "rejected connection on client endpoint")
 	}
 	if err == nil {
-		httpLns, err = listenAll("HTTP clients", c.ListenClientHTTPURLs)
+		httpLns, err = listenAll("HTTP clients", c.ListenClientHTTPURLs, tlsSet.client, false, "rejected connection on client endpoint")
 	}
 	if err == nil {
-		metricsLns, err = listenAll("metrics", c.ListenMetricsURLs)
+		// As etcd's, an https:// metrics URL uses the client TLS and
+		// checks the client's SANs.
+		metricsLns, err = listenAll("metrics", c.ListenMetricsURLs, tlsSet.client, true, "rejected connection on client endpoint")
 	}
 	if err != nil {
 		closeAll()
@@ -171,10 +184,13 @@ func serve(c config, logger *zap.Logger) error {
 		srv.Stop() // closes the storage New opened
 		return err
 	}
-	peerGRPC := grpc.NewServer(server.PeerServerOptions()...)
+	// The TLS listeners hand over connections whose handshake is done;
+	// these credentials pass them (and plain ones) through, telling
+	// handlers the TLS state.
+	peerGRPC := grpc.NewServer(append(server.PeerServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	srv.RegisterPeerService(peerGRPC)
 	clientAPI := v3rpc.New(srv)
-	clientGRPC := grpc.NewServer(clientAPI.ServerOptions()...)
+	clientGRPC := grpc.NewServer(append(clientAPI.ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	clientAPI.Register(clientGRPC)
 	endpoints := v3rpc.HTTPHandler(srv, reg)
 	var handler http.Handler = endpoints
@@ -191,6 +207,13 @@ func serve(c config, logger *zap.Logger) error {
 	httpSrv := &http.Server{
 		Handler:           newAccessController(c.CORS, c.HostWhitelist, handler, logger),
 		ReadHeaderTimeout: 10 * time.Second,
+		HTTP2:             http2Config(c.MaxConcurrentStreams),
+	}
+	// tlsSrv serves the https:// client URLs, gRPC and HTTP alike.
+	tlsSrv := &http.Server{
+		Handler:           newAccessController(c.CORS, c.HostWhitelist, grpcOrHTTP(clientGRPC, handler), logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		HTTP2:             http2Config(c.MaxConcurrentStreams),
 	}
 	metricsSrv := &http.Server{Handler: metricsOnly(endpoints), ReadHeaderTimeout: 10 * time.Second}
 
@@ -207,11 +230,17 @@ func serve(c config, logger *zap.Logger) error {
 		logger.Info("serving peer traffic", zap.String("address", l.Addr().String()))
 	}
 	var demuxes []*demux
-	for _, l := range clientLns {
+	for i, l := range clientLns {
+		tls := secure(c.ListenClientURLs[i])
 		if len(httpLns) > 0 {
 			// --listen-client-http-urls takes HTTP off the client URLs.
 			goServe(func() { clientGRPC.Serve(l) })
-			logServingClients(logger, "grpc", l)
+			logServingClients(logger, tls, "grpc", l)
+			continue
+		}
+		if tls {
+			goServe(func() { tlsSrv.Serve(l) })
+			logServingClients(logger, tls, "grpc+http", l)
 			continue
 		}
 		d := newDemux(l)
@@ -219,11 +248,11 @@ func serve(c config, logger *zap.Logger) error {
 		goServe(func() { d.serve() })
 		goServe(func() { clientGRPC.Serve(d.grpc) })
 		goServe(func() { httpSrv.Serve(d.http) })
-		logServingClients(logger, "grpc+http", l)
+		logServingClients(logger, false, "grpc+http", l)
 	}
-	for _, l := range httpLns {
+	for i, l := range httpLns {
 		goServe(func() { httpSrv.Serve(l) })
-		logServingClients(logger, "http", l)
+		logServingClients(logger, secure(c.ListenClientHTTPURLs[i]), "http", l)
 	}
 	for _, l := range metricsLns {
 		goServe(func() { metricsSrv.Serve(l) })
@@ -246,6 +275,7 @@ func serve(c config, logger *zap.Logger) error {
 	clientGRPC.Stop()
 	clientAPI.Close()
 	httpSrv.Close()
+	tlsSrv.Close()
 	metricsSrv.Close()
 	for _, d := range demuxes {
 		d.Close()
