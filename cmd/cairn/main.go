@@ -162,9 +162,14 @@ func serve(c config, logger *zap.Logger) error {
 		return ls, nil
 	}
 	peerLns, err := listenAll("peers", c.ListenPeerURLs, tlsSet.peer, true, "rejected connection on peer endpoint")
-	var clientLns, httpLns, metricsLns []net.Listener
+	var clientAddrs []*clientAddr
+	var httpLns, metricsLns []net.Listener
+	split := len(c.ListenClientHTTPURLs) > 0
 	if err == nil {
-		clientLns, err = listenAll("clients", c.ListenClientURLs, tlsSet.client, false, "rejected connection on client endpoint")
+		clientAddrs, err = listenClients(lc, c.ListenClientURLs, split, tlsSet.client, logger)
+		for _, ca := range clientAddrs {
+			all = append(all, ca.root)
+		}
 	}
 	if err == nil {
 		httpLns, err = listenAll("HTTP clients", c.ListenClientHTTPURLs, tlsSet.client, false, "rejected connection on client endpoint")
@@ -230,25 +235,36 @@ func serve(c config, logger *zap.Logger) error {
 		logger.Info("serving peer traffic", zap.String("address", l.Addr().String()))
 	}
 	var demuxes []*demux
-	for i, l := range clientLns {
-		tls := secure(c.ListenClientURLs[i])
-		if len(httpLns) > 0 {
+	for _, ca := range clientAddrs {
+		if ca.demux != nil {
+			d := ca.demux
+			demuxes = append(demuxes, d)
+			goServe(func() { d.serve() })
+			goServe(func() { clientGRPC.Serve(d.grpc) })
+			if d.http != nil {
+				goServe(func() { httpSrv.Serve(d.http) })
+			}
+		} else if ca.insecure && split {
 			// --listen-client-http-urls takes HTTP off the client URLs.
-			goServe(func() { clientGRPC.Serve(l) })
-			logServingClients(logger, tls, "grpc", l)
-			continue
+			goServe(func() { clientGRPC.Serve(ca.root) })
 		}
-		if tls {
-			goServe(func() { tlsSrv.Serve(l) })
-			logServingClients(logger, tls, "grpc+http", l)
-			continue
+		if ca.tls != nil {
+			if split {
+				goServe(func() { clientGRPC.Serve(ca.tls) })
+			} else {
+				goServe(func() { tlsSrv.Serve(ca.tls) })
+			}
 		}
-		d := newDemux(l)
-		demuxes = append(demuxes, d)
-		goServe(func() { d.serve() })
-		goServe(func() { clientGRPC.Serve(d.grpc) })
-		goServe(func() { httpSrv.Serve(d.http) })
-		logServingClients(logger, false, "grpc+http", l)
+		traffic := "grpc+http"
+		if split {
+			traffic = "grpc"
+		}
+		if ca.insecure {
+			logServingClients(logger, false, traffic, ca.root)
+		}
+		if ca.tls != nil {
+			logServingClients(logger, true, traffic, ca.root)
+		}
 	}
 	for i, l := range httpLns {
 		goServe(func() { httpSrv.Serve(l) })
@@ -260,7 +276,7 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	logNowServing(logger, srv, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
 	// etcd says it once per client listener (gRPC and HTTP ones alike).
-	goServe(func() { logWhenReady(logger, srv, len(clientLns)+len(httpLns)) })
+	goServe(func() { logWhenReady(logger, srv, len(clientAddrs)+len(httpLns)) })
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)

@@ -200,3 +200,70 @@ func grpcOrHTTP(gs *grpc.Server, next http.Handler) http.Handler {
 func http2Config(maxStreams uint32) *http.HTTP2Config {
 	return &http.HTTP2Config{MaxConcurrentStreams: int(min(maxStreams, math.MaxInt32))}
 }
+
+// clientAddr is one address of --listen-client-urls. etcd serves the
+// http:// and https:// URLs that name the same address on one listener;
+// so does cairn, telling TLS connections by their first byte.
+type clientAddr struct {
+	// root is the address's listener, without TLS.
+	root             net.Listener
+	secure, insecure bool
+	// demux splits root when it serves plain connections (gRPC and, but
+	// with --listen-client-http-urls, HTTP) beside TLS ones, or plain
+	// gRPC and HTTP; nil when root serves TLS only, or gRPC only.
+	demux *demux
+	// tls hands out the TLS connections, handshake done; nil if no
+	// https:// URL names the address.
+	tls net.Listener
+}
+
+// listenClients opens one listener per address of urls, with TLS from
+// info for the https:// and unixs:// ones. On an error the listeners
+// opened so far are closed.
+func listenClients(lc net.ListenConfig, urls []string, split bool, info tlsutil.Info, logger *zap.Logger) (addrs []*clientAddr, err error) {
+	defer func() {
+		if err != nil {
+			for _, a := range addrs {
+				a.root.Close()
+			}
+		}
+	}()
+	byKey := map[string]*clientAddr{}
+	for _, u := range urls {
+		key := u
+		if pu, perr := url.Parse(u); perr == nil {
+			key = pu.Host + pu.Path
+		}
+		a := byKey[key]
+		if a == nil {
+			l, err := listen(lc, u)
+			if err != nil {
+				return addrs, fmt.Errorf("listening for clients on %s: %w", u, err)
+			}
+			a = &clientAddr{root: l}
+			byKey[key] = a
+			addrs = append(addrs, a)
+		}
+		if secure(u) {
+			a.secure = true
+		} else {
+			a.insecure = true
+		}
+	}
+	for _, a := range addrs {
+		tlsSource := a.root
+		switch {
+		case a.secure && a.insecure:
+			a.demux = newDemux(a.root, !split, true)
+			tlsSource = a.demux.tls
+		case a.insecure && !split:
+			a.demux = newDemux(a.root, true, false)
+		}
+		if a.secure {
+			if a.tls, err = wrapTLS(tlsSource, "https://", info, false, "rejected connection on client endpoint", logger); err != nil {
+				return addrs, fmt.Errorf("listening for clients on %s: %w", a.root.Addr(), err)
+			}
+		}
+	}
+	return addrs, nil
+}

@@ -225,12 +225,14 @@ func tlsTalk(addr string, cfg *tls.Config) error {
 	return err
 }
 
-// One member serves https:// and http:// client URLs side by side, with
-// --auto-tls and --peer-auto-tls certificates it writes under
-// <data-dir>/fixtures, valid --self-signed-cert-validity years; its
-// https:// metrics URL uses the client certificate.
+// One member serves https:// and http:// client URLs side by side, on
+// two ports and on one (as etcd allows), with --auto-tls and
+// --peer-auto-tls certificates it writes under <data-dir>/fixtures, valid
+// --self-signed-cert-validity years; its https:// metrics URL uses the
+// client certificate.
 func TestAutoTLSSideBySide(t *testing.T) {
-	ports := freePorts(t, 4)
+	ports := freePorts(t, 5)
+	both := fmt.Sprintf("127.0.0.1:%d", ports[4])
 	httpsURL := fmt.Sprintf("https://127.0.0.1:%d", ports[0])
 	httpURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	peerURL := fmt.Sprintf("https://127.0.0.1:%d", ports[2])
@@ -240,7 +242,7 @@ func TestAutoTLSSideBySide(t *testing.T) {
 	m.dataDir = filepath.Join(t.TempDir(), "m0")
 	m.logPath = filepath.Join(t.TempDir(), "m0.log")
 	m.args = []string{"--name", m.name, "--data-dir", m.dataDir,
-		"--listen-client-urls", httpsURL + "," + httpURL, "--advertise-client-urls", httpsURL,
+		"--listen-client-urls", httpsURL + "," + httpURL + ",https://" + both + ",http://" + both, "--advertise-client-urls", httpsURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "m0=" + peerURL,
 		"--listen-metrics-urls", metricsURL,
 		"--auto-tls", "--peer-auto-tls", "--self-signed-cert-validity", "2"}
@@ -257,9 +259,11 @@ func TestAutoTLSSideBySide(t *testing.T) {
 	if _, err := m.client().Put(ctxT(t), "k", "v"); err != nil {
 		t.Fatal(err)
 	}
-	plain := &member{t: t, clientURL: httpURL}
-	if resp, err := plain.client().Get(ctxT(t), "k"); err != nil || len(resp.Kvs) != 1 {
-		t.Fatalf("get on the http URL: %v %v", resp, err)
+	for _, other := range []*member{{t: t, clientURL: httpURL}, {t: t, clientURL: "http://" + both},
+		{t: t, clientURL: "https://" + both, clientTLS: skipVerify}} {
+		if resp, err := other.client().Get(ctxT(t), "k"); err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("get on %s: %v %v", other.clientURL, resp, err)
+		}
 	}
 	for _, dir := range []string{"client", "peer"} {
 		data, err := os.ReadFile(filepath.Join(m.dataDir, "fixtures", dir, "cert.pem"))
@@ -275,7 +279,7 @@ func TestAutoTLSSideBySide(t *testing.T) {
 		}
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: skipVerify}}
-	for _, u := range []string{httpsURL + "/health", httpURL + "/health", metricsURL + "/metrics"} {
+	for _, u := range []string{httpsURL + "/health", httpURL + "/health", metricsURL + "/metrics", "https://" + both + "/health", "http://" + both + "/health"} {
 		resp, err := hc.Get(u)
 		if err != nil {
 			t.Fatal(err)
