@@ -335,3 +335,51 @@ func TestTLSStartRefusals(t *testing.T) {
 	m.args = append(base, "--auto-tls", "--cipher-suites", "TLS_NOPE")
 	startExpectingFailure(t, m, `unexpected TLS cipher suite \"TLS_NOPE\"`)
 }
+
+// A member's certificate replaced on disk is served from the next
+// handshake on, without a restart; a client certificate revoked by a
+// CRL written meanwhile is refused from then on too.
+func TestTLSRotation(t *testing.T) {
+	p := newTestPKI(t)
+	crl := filepath.Join(t.TempDir(), "crl.der")
+	p.ca.CRL(t, crl)
+	c := newClusterWith(t, 1, func(m *member) {
+		m.clientURL = strings.Replace(m.clientURL, "http://", "https://", 1)
+		m.clientTLS = p.clientTLS(t, p.client)
+		for i, a := range m.args {
+			if a == "--listen-client-urls" || a == "--advertise-client-urls" {
+				m.args[i+1] = m.clientURL
+			}
+		}
+		m.args = append(m.args, "--cert-file="+p.server.CertFile, "--key-file="+p.server.KeyFile,
+			"--trusted-ca-file="+p.ca.CertFile, "--client-cert-auth", "--client-crl-file="+crl)
+	})
+	m := c.members[0]
+	host := strings.TrimPrefix(m.clientURL, "https://")
+	served := func() *x509.Certificate {
+		t.Helper()
+		cfg := p.clientTLS(t, p.client)
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", host, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0]
+	}
+	if got := served(); !got.Equal(p.server.Cert) {
+		t.Fatalf("served %q, want the first server certificate", got.Subject.CommonName)
+	}
+	spec := certtest.Localhost
+	spec.Name, spec.CN = "server", "node1-renewed" // the same files
+	renewed := p.ca.Issue(t, spec)
+	if got := served(); !got.Equal(renewed.Cert) {
+		t.Fatalf("after the files were replaced, served %q, want node1-renewed", got.Subject.CommonName)
+	}
+	if _, err := m.client().Put(ctxT(t), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	p.ca.CRL(t, crl, p.client.Cert)
+	if err := tlsTalk(host, p.clientTLS(t, p.client)); err == nil {
+		t.Fatal("a client certificate revoked by the new CRL was served")
+	}
+}
