@@ -383,3 +383,58 @@ func TestTLSRotation(t *testing.T) {
 		t.Fatal("a client certificate revoked by the new CRL was served")
 	}
 }
+
+// A member joins a cluster whose peers speak TLS with
+// --peer-client-cert-auth (--initial-cluster-state existing: it fetches
+// the cluster over https first), then catches up and serves.
+func TestTLSPeersJoin(t *testing.T) {
+	p := newTestPKI(t)
+	peerFlags := []string{"--peer-cert-file=" + p.peer.CertFile, "--peer-key-file=" + p.peer.KeyFile,
+		"--peer-trusted-ca-file=" + p.ca.CertFile, "--peer-client-cert-auth"}
+	c := newClusterWith(t, 1, func(m *member) {
+		m.peerURL = strings.Replace(m.peerURL, "http://", "https://", 1)
+		m.args = setFlag(m.args, "--listen-peer-urls", m.peerURL)
+		m.args = setFlag(m.args, "--initial-advertise-peer-urls", m.peerURL)
+		m.args = setFlag(m.args, "--initial-cluster", m.name+"="+m.peerURL)
+		m.args = append(m.args, peerFlags...)
+	})
+	cli := c.client()
+	if _, err := cli.Put(ctxT(t), "before", "join"); err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 2)
+	n := &member{t: t, name: "m1", clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		peerURL: fmt.Sprintf("https://127.0.0.1:%d", ports[1])}
+	n.dataDir = filepath.Join(t.TempDir(), n.name)
+	n.logPath = filepath.Join(t.TempDir(), n.name+".log")
+	if err := retryChange(t, "member add", func(ctx context.Context) error {
+		_, err := cli.MemberAdd(ctx, []string{n.peerURL})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n.args = append([]string(nil), c.members[0].args...)
+	for _, f := range [][2]string{
+		{"--name", n.name}, {"--data-dir", n.dataDir},
+		{"--listen-client-urls", n.clientURL}, {"--advertise-client-urls", n.clientURL},
+		{"--listen-peer-urls", n.peerURL}, {"--initial-advertise-peer-urls", n.peerURL},
+		{"--initial-cluster", c.members[0].name + "=" + c.members[0].peerURL + "," + n.name + "=" + n.peerURL},
+		{"--initial-cluster-state", "existing"},
+	} {
+		n.args = setFlag(n.args, f[0], f[1])
+	}
+	c.members = append(c.members, n)
+	n.start()
+	c.waitLeader()
+	deadline := time.Now().Add(waitDeadline)
+	for {
+		resp, err := n.client().Get(ctxT(t), "before", clientv3.WithSerializable())
+		if err == nil && len(resp.Kvs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new member never served the key written before it joined: %v %v", resp, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a real member, not synchronizing goroutines
+	}
+}
