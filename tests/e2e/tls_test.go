@@ -184,7 +184,7 @@ func TestKubeadmTLSCluster(t *testing.T) {
 	ctlOK(t, m, "OK\n", append(tlsFlags, "put", "/registry/ctl", "1")...)
 	ctlOK(t, m, "/registry/ctl\n1\n", append(tlsFlags, "get", "/registry/ctl")...)
 	ctlOK(t, m, "/registry/ctl\n1\n", "--insecure-skip-tls-verify", "--cert="+p.client.CertFile, "--key="+p.client.KeyFile, "get", "/registry/ctl")
-	if out := ctl(t, m, "", nil, "--cacert="+p.ca.CertFile, "--command-timeout=3s", "get", "/registry/ctl"); out.code == 0 {
+	if out := ctl(t, m, "", nil, "--cacert="+p.ca.CertFile, "--command-timeout=1500ms", "get", "/registry/ctl"); out.code == 0 {
 		t.Errorf("cairnctl without a client certificate got %q", out.stdout)
 	}
 
@@ -198,7 +198,7 @@ func TestKubeadmTLSCluster(t *testing.T) {
 				t.Fatalf("etcdctl %v: exit %d\n%s%s", cmdArgs, code, stdout, stderr)
 			}
 		}
-		if _, _, code := runChild(t, exec.Command(etcdctl, "--endpoints="+m.clientURL, "--cacert="+p.ca.CertFile, "--command-timeout=3s", "get", "k"), commandDeadline); code == 0 {
+		if _, _, code := runChild(t, exec.Command(etcdctl, "--endpoints="+m.clientURL, "--cacert="+p.ca.CertFile, "--command-timeout=1500ms", "get", "k"), commandDeadline); code == 0 {
 			t.Error("etcdctl without a client certificate succeeded")
 		}
 	} else {
