@@ -45,10 +45,9 @@ const (
 	// Cairn (bbolt tuning, rafthttp timeouts), so a value given is logged
 	// once, as a warning, and changes nothing.
 	noEffect
-	// notBuilt: the feature (TLS, auth, discovery, tracing, corruption
-	// checks) is not built yet; asking for it fails the start (exit 1)
-	// with an error naming the flag and the feature, rather than running
-	// without what was asked.
+	// notBuilt: the feature (auth, discovery, tracing) is not built yet;
+	// asking for it fails the start (exit 1) with an error naming the
+	// flag and the feature, rather than running without what was asked.
 	notBuilt
 )
 
@@ -73,7 +72,6 @@ var groups = []group{member, clustering, security, auth, monitoring, logging, tr
 
 // Missing features, as notBuilt flags name them.
 const (
-	tlsMissing       = "TLS is not built yet (issue #19); Cairn serves http:// and unix:// URLs only"
 	discoveryMissing = "discovery is not built yet; bootstrap with --initial-cluster"
 	tracingMissing   = "distributed tracing is not built yet"
 )
@@ -144,31 +142,31 @@ func (c *config) flagDefs() []flagDef {
 		{name: "v2-deprecation", group: clustering, shown: "'write-only'", value: choiceValue{&c.V2Deprecation, []string{"write-only", "write-only-skip-check", "write-only-drop-data", "gone"}}, deprecated: "--v2-deprecation is deprecated and scheduled for removal in v3.8. The default value is enforced, ignoring user input.", usage: "Phase of v2store deprecation. Deprecated and scheduled for removal in v3.8. The default value is enforced, ignoring user input.\nSupported values:\n  'not-yet'                // Issues a warning if v2store have meaningful content (default in v3.5)\n  'write-only'             // Custom v2 state is not allowed (default in v3.6)\n  'write-only-skip-check'  // Custom v2 state is not allowed similar to 'write-only', but bypass the v2 content check.\n  'write-only-drop-data'   // Custom v2 state will get DELETED ! (planned default in v3.7)\n  'gone'                   // v2store is not maintained any longer. (planned to cleanup anything related to v2store in v3.8)"},
 
 		// Security
-		{name: "cert-file", group: security, shown: "''", value: stringValue{&c.CertFile}, effect: notBuilt, why: tlsMissing, fileKey: "client-transport-security.cert-file", usage: "Path to the client server TLS cert file."},
-		{name: "key-file", group: security, shown: "''", value: stringValue{&c.KeyFile}, effect: notBuilt, why: tlsMissing, fileKey: "client-transport-security.key-file", usage: "Path to the client server TLS key file."},
-		{name: "client-cert-auth", group: security, shown: "'false'", value: boolValue{&c.ClientCertAuth}, effect: notBuilt, why: tlsMissing, fileKey: "client-transport-security.client-cert-auth", usage: "Enable client cert authentication."},
-		{name: "client-cert-file", group: security, shown: "''", value: stringValue{&c.ClientCertFile}, effect: notBuilt, why: tlsMissing, fileKey: "client-transport-security.client-cert-file", usage: "Path to an explicit peer client TLS cert file otherwise cert file will be used when client auth is required."},
-		{name: "client-key-file", group: security, shown: "''", value: stringValue{&c.ClientKeyFile}, effect: notBuilt, why: tlsMissing, fileKey: "client-transport-security.client-key-file", usage: "Path to an explicit peer client TLS key file otherwise key file will be used when client auth is required."},
-		{name: "client-crl-file", group: security, shown: "''", value: stringValue{&c.ClientCRLFile}, effect: notBuilt, why: tlsMissing, fileKey: "-", usage: "Path to the client certificate revocation list file."},
-		{name: "client-cert-allowed-hostname", group: security, shown: "''", value: listValue{&c.ClientCertAllowedHostname}, effect: notBuilt, why: tlsMissing, fileKey: "client-transport-security.allowed-hostname", usage: "Comma-separated list of SAN hostnames for client cert authentication."},
-		{name: "trusted-ca-file", group: security, shown: "''", value: stringValue{&c.TrustedCAFile}, effect: notBuilt, why: tlsMissing, fileKey: "client-transport-security.trusted-ca-file", usage: "Path to the client server TLS trusted CA cert file."},
-		{name: "auto-tls", group: security, shown: "'false'", value: boolValue{&c.AutoTLS}, effect: notBuilt, why: tlsMissing, fileKey: "client-transport-security.auto-tls", usage: "Client TLS using generated certificates."},
-		{name: "peer-cert-file", group: security, shown: "''", value: stringValue{&c.PeerCertFile}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.cert-file", usage: "Path to the peer server TLS cert file."},
-		{name: "peer-key-file", group: security, shown: "''", value: stringValue{&c.PeerKeyFile}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.key-file", usage: "Path to the peer server TLS key file."},
-		{name: "peer-client-cert-auth", group: security, shown: "'false'", value: boolValue{&c.PeerClientCertAuth}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.client-cert-auth", usage: "Enable peer client cert authentication."},
-		{name: "peer-client-cert-file", group: security, shown: "''", value: stringValue{&c.PeerClientCertFile}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.client-cert-file", usage: "Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required."},
-		{name: "peer-client-key-file", group: security, shown: "''", value: stringValue{&c.PeerClientKeyFile}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.client-key-file", usage: "Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required."},
-		{name: "peer-trusted-ca-file", group: security, shown: "''", value: stringValue{&c.PeerTrustedCAFile}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.trusted-ca-file", usage: "Path to the peer server TLS trusted CA file."},
-		{name: "peer-cert-allowed-cn", group: security, shown: "''", value: listValue{&c.PeerCertAllowedCN}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.allowed-cn", usage: "Comma-separated list of allowed CNs for inter-peer TLS authentication."},
-		{name: "peer-cert-allowed-hostname", group: security, shown: "''", value: listValue{&c.PeerCertAllowedHostname}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.allowed-hostname", usage: "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication."},
-		{name: "peer-auto-tls", group: security, shown: "'false'", value: boolValue{&c.PeerAutoTLS}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.auto-tls", usage: "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided."},
-		{name: "self-signed-cert-validity", group: security, shown: "'1'", value: uintValue[uint]{&c.SelfSignedCertValidity}, effect: notBuilt, why: tlsMissing, usage: "The validity period of the client and peer certificates that are automatically generated by etcd when you specify ClientAutoTLS and PeerAutoTLS, the unit is year, and the default is 1."},
-		{name: "peer-crl-file", group: security, shown: "''", value: stringValue{&c.PeerCRLFile}, effect: notBuilt, why: tlsMissing, fileKey: "-", usage: "Path to the peer certificate revocation list file."},
-		{name: "cipher-suites", group: security, shown: "''", value: listValue{&c.CipherSuites}, effect: notBuilt, why: tlsMissing, usage: "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go)."},
+		{name: "cert-file", group: security, shown: "''", value: stringValue{&c.CertFile}, fileKey: "client-transport-security.cert-file", usage: "Path to the client server TLS cert file."},
+		{name: "key-file", group: security, shown: "''", value: stringValue{&c.KeyFile}, fileKey: "client-transport-security.key-file", usage: "Path to the client server TLS key file."},
+		{name: "client-cert-auth", group: security, shown: "'false'", value: boolValue{&c.ClientCertAuth}, fileKey: "client-transport-security.client-cert-auth", usage: "Enable client cert authentication."},
+		{name: "client-cert-file", group: security, shown: "''", value: stringValue{&c.ClientCertFile}, fileKey: "client-transport-security.client-cert-file", usage: "Path to an explicit peer client TLS cert file otherwise cert file will be used when client auth is required."},
+		{name: "client-key-file", group: security, shown: "''", value: stringValue{&c.ClientKeyFile}, fileKey: "client-transport-security.client-key-file", usage: "Path to an explicit peer client TLS key file otherwise key file will be used when client auth is required."},
+		{name: "client-crl-file", group: security, shown: "''", value: stringValue{&c.ClientCRLFile}, fileKey: "-", usage: "Path to the client certificate revocation list file."},
+		{name: "client-cert-allowed-hostname", group: security, shown: "''", value: listValue{&c.ClientCertAllowedHostname}, fileKey: "client-transport-security.allowed-hostname", usage: "Comma-separated list of SAN hostnames for client cert authentication."},
+		{name: "trusted-ca-file", group: security, shown: "''", value: stringValue{&c.TrustedCAFile}, fileKey: "client-transport-security.trusted-ca-file", usage: "Path to the client server TLS trusted CA cert file."},
+		{name: "auto-tls", group: security, shown: "'false'", value: boolValue{&c.AutoTLS}, fileKey: "client-transport-security.auto-tls", usage: "Client TLS using generated certificates."},
+		{name: "peer-cert-file", group: security, shown: "''", value: stringValue{&c.PeerCertFile}, fileKey: "peer-transport-security.cert-file", usage: "Path to the peer server TLS cert file."},
+		{name: "peer-key-file", group: security, shown: "''", value: stringValue{&c.PeerKeyFile}, fileKey: "peer-transport-security.key-file", usage: "Path to the peer server TLS key file."},
+		{name: "peer-client-cert-auth", group: security, shown: "'false'", value: boolValue{&c.PeerClientCertAuth}, fileKey: "peer-transport-security.client-cert-auth", usage: "Enable peer client cert authentication."},
+		{name: "peer-client-cert-file", group: security, shown: "''", value: stringValue{&c.PeerClientCertFile}, fileKey: "peer-transport-security.client-cert-file", usage: "Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required."},
+		{name: "peer-client-key-file", group: security, shown: "''", value: stringValue{&c.PeerClientKeyFile}, fileKey: "peer-transport-security.client-key-file", usage: "Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required."},
+		{name: "peer-trusted-ca-file", group: security, shown: "''", value: stringValue{&c.PeerTrustedCAFile}, fileKey: "peer-transport-security.trusted-ca-file", usage: "Path to the peer server TLS trusted CA file."},
+		{name: "peer-cert-allowed-cn", group: security, shown: "''", value: listValue{&c.PeerCertAllowedCN}, fileKey: "peer-transport-security.allowed-cn", usage: "Comma-separated list of allowed CNs for inter-peer TLS authentication."},
+		{name: "peer-cert-allowed-hostname", group: security, shown: "''", value: listValue{&c.PeerCertAllowedHostname}, fileKey: "peer-transport-security.allowed-hostname", usage: "Comma-separated list of allowed SAN hostnames for inter-peer TLS authentication."},
+		{name: "peer-auto-tls", group: security, shown: "'false'", value: boolValue{&c.PeerAutoTLS}, fileKey: "peer-transport-security.auto-tls", usage: "Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided."},
+		{name: "self-signed-cert-validity", group: security, shown: "'1'", value: uintValue[uint]{&c.SelfSignedCertValidity}, usage: "The validity period of the client and peer certificates that are automatically generated by etcd when you specify ClientAutoTLS and PeerAutoTLS, the unit is year, and the default is 1."},
+		{name: "peer-crl-file", group: security, shown: "''", value: stringValue{&c.PeerCRLFile}, fileKey: "-", usage: "Path to the peer certificate revocation list file."},
+		{name: "cipher-suites", group: security, shown: "''", value: listValue{&c.CipherSuites}, usage: "Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go)."},
 		{name: "cors", group: security, shown: "'*'", value: urlsValue{p: &c.CORS, exceptions: []string{"*"}}, usage: "Comma-separated whitelist of origins for CORS, or cross-origin resource sharing, (empty or * means allow all)."},
 		{name: "host-whitelist", group: security, shown: "'*'", value: listValue{&c.HostWhitelist}, usage: "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."},
-		{name: "tls-min-version", group: security, shown: "'TLS1.2'", value: stringValue{&c.TLSMinVersion}, effect: notBuilt, why: tlsMissing, usage: "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."},
-		{name: "tls-max-version", group: security, shown: "''", value: stringValue{&c.TLSMaxVersion}, effect: notBuilt, why: tlsMissing, usage: "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go)."},
+		{name: "tls-min-version", group: security, shown: "'TLS1.2'", value: stringValue{&c.TLSMinVersion}, usage: "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."},
+		{name: "tls-max-version", group: security, shown: "''", value: stringValue{&c.TLSMaxVersion}, usage: "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go)."},
 
 		// Auth
 		{name: "auth-token", group: auth, shown: "'simple'", value: stringValue{&c.AuthToken}, usage: "Specify a v3 authentication token type and its options ('simple' or 'jwt')."},
@@ -200,7 +198,7 @@ func (c *config) flagDefs() []flagDef {
 		{name: "corrupt-check-time", group: features, shown: "'0s'", value: durationValue{&c.CorruptCheckTime}, usage: "Duration of time between cluster corruption check passes."},
 		{name: "compact-hash-check-time", group: features, shown: "'1m'", value: durationValue{&c.CompactHashCheckTime}, usage: "Duration of time between leader checks followers compaction hashes."},
 		{name: "compaction-batch-limit", group: features, shown: "1000", value: intValue[int]{&c.CompactionBatchLimit}, effect: noEffect, why: "Cairn removes compacted revisions in fixed batches of 1000", usage: "CompactionBatchLimit sets the maximum revisions deleted in each compaction batch."},
-		{name: "peer-skip-client-san-verification", group: features, shown: "'false'", value: boolValue{&c.PeerSkipClientSANVerification}, effect: notBuilt, why: tlsMissing, fileKey: "peer-transport-security.skip-client-san-verification", usage: "Skip verification of SAN field in client certificate for peer connections."},
+		{name: "peer-skip-client-san-verification", group: features, shown: "'false'", value: boolValue{&c.PeerSkipClientSANVerification}, fileKey: "peer-transport-security.skip-client-san-verification", usage: "Skip verification of SAN field in client certificate for peer connections."},
 		{name: "watch-progress-notify-interval", group: features, shown: "'10m'", value: durationValue{&c.WatchProgressNotifyInterval}, usage: "Duration of periodical watch progress notification."},
 		{name: "warning-apply-duration", group: features, shown: "'100ms'", value: durationValue{&c.WarningApplyDuration}, usage: "Warning is generated if requests take more than this duration."},
 		{name: "bootstrap-defrag-threshold-megabytes", group: features, shown: "", value: uintValue[uint]{&c.BootstrapDefragThresholdMegabytes}, usage: "Enable the defrag during etcd server bootstrap on condition that it will free at least the provided threshold of disk space. Needs to be set to non-zero value to take effect."},

@@ -23,19 +23,38 @@ var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 // first bytes.
 const sniffTimeout = 10 * time.Second
 
-// demux splits one listener into a gRPC and an HTTP listener.
+// tlsRecordHandshake opens every TLS connection (a ClientHello record).
+const tlsRecordHandshake = 0x16
+
+// demux splits one listener into a gRPC and an HTTP listener, and, when
+// an address serves both http:// and https:// URLs (etcd allows it), a
+// listener of the connections that open with a TLS handshake, still to
+// be made (tlsutil.NewListener takes it).
 type demux struct {
-	root  net.Listener
-	grpc  *chanListener
-	http  *chanListener
+	root net.Listener
+	grpc *chanListener
+	// http is nil on a gRPC-only address (--listen-client-http-urls):
+	// its plain HTTP/1 connections are closed, as etcd's gRPC server
+	// closes them.
+	http *chanListener
+	// tls is nil unless the address also serves https://.
+	tls   *chanListener
 	done  chan struct{}
 	close sync.Once
 }
 
-func newDemux(l net.Listener) *demux {
+func newDemux(l net.Listener, serveHTTP, serveTLS bool) *demux {
 	d := &demux{root: l, done: make(chan struct{})}
-	d.grpc = &chanListener{addr: l.Addr(), conns: make(chan net.Conn), done: d.done, closeFn: d.Close}
-	d.http = &chanListener{addr: l.Addr(), conns: make(chan net.Conn), done: d.done, closeFn: d.Close}
+	newChan := func() *chanListener {
+		return &chanListener{addr: l.Addr(), conns: make(chan net.Conn), done: d.done, closeFn: d.Close}
+	}
+	d.grpc = newChan()
+	if serveHTTP {
+		d.http = newChan()
+	}
+	if serveTLS {
+		d.tls = newChan()
+	}
 	return d
 }
 
@@ -59,9 +78,16 @@ func (d *demux) classify(c net.Conn) {
 	head, err := br.Peek(len(http2Preface))
 	c.SetReadDeadline(time.Time{})
 	target := d.http
-	if err == nil && bytes.Equal(head, http2Preface) {
+	switch {
+	case err == nil && bytes.Equal(head, http2Preface):
 		target = d.grpc
-	} else if err != nil && len(head) == 0 {
+	case len(head) == 0:
+		c.Close()
+		return
+	case head[0] == tlsRecordHandshake && d.tls != nil:
+		target = d.tls
+	}
+	if target == nil {
 		c.Close()
 		return
 	}
@@ -138,18 +164,17 @@ func firstErr(a, b error) error {
 	return b
 }
 
-// listen opens a listener for a URL: http:// on its host:port, unix://
-// on its path.
+// listen opens a listener for a URL: http:// and https:// on its
+// host:port, unix:// and unixs:// on its path (TLS is put on by the
+// caller: wrapTLS).
 func listen(lc net.ListenConfig, rawURL string) (net.Listener, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
 	switch u.Scheme {
-	case "http":
-	case "https", "unixs":
-		return nil, fmt.Errorf("TLS (%s) is not built yet (issue #19)", u.Scheme)
-	case "unix":
+	case "http", "https":
+	case "unix", "unixs":
 		return lc.Listen(context.Background(), "unix", u.Host+u.Path)
 	default:
 		return nil, fmt.Errorf("unsupported URL scheme %q", u.Scheme)

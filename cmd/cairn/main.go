@@ -25,6 +25,7 @@ import (
 
 	"github.com/cairn-db/cairn/internal/server"
 	"github.com/cairn-db/cairn/internal/server/v3rpc"
+	"github.com/cairn-db/cairn/internal/tlsutil"
 )
 
 func main() {
@@ -124,7 +125,12 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tlsSet, err := setupTLS(c, logger)
+	if err != nil {
+		return err
+	}
 	scfg := serverConfig(c, retention, keepRevs, compactionInterval, logger, reg)
+	scfg.PeerTLS = tlsSet.peerDial
 	logStarting(logger, scfg, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
 	srv, err := server.New(scfg)
 	if err != nil {
@@ -138,10 +144,15 @@ func serve(c config, logger *zap.Logger) error {
 			l.Close()
 		}
 	}
-	listenAll := func(what string, urls []string) ([]net.Listener, error) {
+	// listenAll listens on urls, https:// and unixs:// ones with TLS
+	// from info.
+	listenAll := func(what string, urls []string, info tlsutil.Info, checkSAN bool, refusedMsg string) ([]net.Listener, error) {
 		var ls []net.Listener
 		for _, u := range urls {
 			l, err := listen(lc, u)
+			if err == nil {
+				l, err = wrapTLS(l, u, info, checkSAN, refusedMsg, logger)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("listening for %s on %s: %w", what, u, err)
 			}
@@ -150,16 +161,23 @@ func serve(c config, logger *zap.Logger) error {
 		}
 		return ls, nil
 	}
-	peerLns, err := listenAll("peers", c.ListenPeerURLs)
-	var clientLns, httpLns, metricsLns []net.Listener
+	peerLns, err := listenAll("peers", c.ListenPeerURLs, tlsSet.peer, true, "rejected connection on peer endpoint")
+	var clientAddrs []*clientAddr
+	var httpLns, metricsLns []net.Listener
+	split := len(c.ListenClientHTTPURLs) > 0
 	if err == nil {
-		clientLns, err = listenAll("clients", c.ListenClientURLs)
+		clientAddrs, err = listenClients(lc, c.ListenClientURLs, split, tlsSet.client, logger)
+		for _, ca := range clientAddrs {
+			all = append(all, ca.root)
+		}
 	}
 	if err == nil {
-		httpLns, err = listenAll("HTTP clients", c.ListenClientHTTPURLs)
+		httpLns, err = listenAll("HTTP clients", c.ListenClientHTTPURLs, tlsSet.client, false, "rejected connection on client endpoint")
 	}
 	if err == nil {
-		metricsLns, err = listenAll("metrics", c.ListenMetricsURLs)
+		// As etcd's, an https:// metrics URL uses the client TLS and
+		// checks the client's SANs.
+		metricsLns, err = listenAll("metrics", c.ListenMetricsURLs, tlsSet.client, true, "rejected connection on client endpoint")
 	}
 	if err != nil {
 		closeAll()
@@ -171,10 +189,13 @@ func serve(c config, logger *zap.Logger) error {
 		srv.Stop() // closes the storage New opened
 		return err
 	}
-	peerGRPC := grpc.NewServer(server.PeerServerOptions()...)
+	// The TLS listeners hand over connections whose handshake is done;
+	// these credentials pass them (and plain ones) through, telling
+	// handlers the TLS state.
+	peerGRPC := grpc.NewServer(append(server.PeerServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	srv.RegisterPeerService(peerGRPC)
 	clientAPI := v3rpc.New(srv)
-	clientGRPC := grpc.NewServer(clientAPI.ServerOptions()...)
+	clientGRPC := grpc.NewServer(append(clientAPI.ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	clientAPI.Register(clientGRPC)
 	endpoints := v3rpc.HTTPHandler(srv, reg)
 	var handler http.Handler = endpoints
@@ -191,6 +212,13 @@ func serve(c config, logger *zap.Logger) error {
 	httpSrv := &http.Server{
 		Handler:           newAccessController(c.CORS, c.HostWhitelist, handler, logger),
 		ReadHeaderTimeout: 10 * time.Second,
+		HTTP2:             http2Config(c.MaxConcurrentStreams),
+	}
+	// tlsSrv serves the https:// client URLs, gRPC and HTTP alike.
+	tlsSrv := &http.Server{
+		Handler:           newAccessController(c.CORS, c.HostWhitelist, grpcOrHTTP(clientGRPC, handler), logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		HTTP2:             http2Config(c.MaxConcurrentStreams),
 	}
 	metricsSrv := &http.Server{Handler: metricsOnly(endpoints), ReadHeaderTimeout: 10 * time.Second}
 
@@ -207,23 +235,40 @@ func serve(c config, logger *zap.Logger) error {
 		logger.Info("serving peer traffic", zap.String("address", l.Addr().String()))
 	}
 	var demuxes []*demux
-	for _, l := range clientLns {
-		if len(httpLns) > 0 {
+	for _, ca := range clientAddrs {
+		if ca.demux != nil {
+			d := ca.demux
+			demuxes = append(demuxes, d)
+			goServe(func() { d.serve() })
+			goServe(func() { clientGRPC.Serve(d.grpc) })
+			if d.http != nil {
+				goServe(func() { httpSrv.Serve(d.http) })
+			}
+		} else if ca.insecure && split {
 			// --listen-client-http-urls takes HTTP off the client URLs.
-			goServe(func() { clientGRPC.Serve(l) })
-			logServingClients(logger, "grpc", l)
-			continue
+			goServe(func() { clientGRPC.Serve(ca.root) })
 		}
-		d := newDemux(l)
-		demuxes = append(demuxes, d)
-		goServe(func() { d.serve() })
-		goServe(func() { clientGRPC.Serve(d.grpc) })
-		goServe(func() { httpSrv.Serve(d.http) })
-		logServingClients(logger, "grpc+http", l)
+		if ca.tls != nil {
+			if split {
+				goServe(func() { clientGRPC.Serve(ca.tls) })
+			} else {
+				goServe(func() { tlsSrv.Serve(ca.tls) })
+			}
+		}
+		traffic := "grpc+http"
+		if split {
+			traffic = "grpc"
+		}
+		if ca.insecure {
+			logServingClients(logger, false, traffic, ca.root)
+		}
+		if ca.tls != nil {
+			logServingClients(logger, true, traffic, ca.root)
+		}
 	}
-	for _, l := range httpLns {
+	for i, l := range httpLns {
 		goServe(func() { httpSrv.Serve(l) })
-		logServingClients(logger, "http", l)
+		logServingClients(logger, secure(c.ListenClientHTTPURLs[i]), "http", l)
 	}
 	for _, l := range metricsLns {
 		goServe(func() { metricsSrv.Serve(l) })
@@ -231,7 +276,7 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	logNowServing(logger, srv, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
 	// etcd says it once per client listener (gRPC and HTTP ones alike).
-	goServe(func() { logWhenReady(logger, srv, len(clientLns)+len(httpLns)) })
+	goServe(func() { logWhenReady(logger, srv, len(clientAddrs)+len(httpLns)) })
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
@@ -246,6 +291,7 @@ func serve(c config, logger *zap.Logger) error {
 	clientGRPC.Stop()
 	clientAPI.Close()
 	httpSrv.Close()
+	tlsSrv.Close()
 	metricsSrv.Close()
 	for _, d := range demuxes {
 		d.Close()

@@ -118,9 +118,12 @@ func nonNil(urls []string) []string {
 // logServingClients says a client listener is served, and what traffic
 // it takes ("grpc+http", or "grpc" and "http" apart with
 // --listen-client-http-urls), in etcd's words for plain-text listeners.
-func logServingClients(logger *zap.Logger, traffic string, l net.Listener) {
-	logger.Info("serving client traffic insecurely; this is strongly discouraged!",
-		zap.String("traffic", traffic), zap.String("address", l.Addr().String()))
+func logServingClients(logger *zap.Logger, secure bool, traffic string, l net.Listener) {
+	msg := "serving client traffic insecurely; this is strongly discouraged!"
+	if secure {
+		msg = "serving client traffic securely"
+	}
+	logger.Info(msg, zap.String("traffic", traffic), zap.String("address", l.Addr().String()))
 }
 
 // logWhenReady logs "ready to serve client requests", once per client

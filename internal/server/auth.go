@@ -7,11 +7,10 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 
 	"github.com/cairn-db/cairn/internal/auth"
+	"github.com/cairn-db/cairn/internal/tlsutil"
 )
 
 // Auth is the member's auth store.
@@ -75,18 +74,11 @@ func (s *Server) AuthInfo(ctx context.Context) (auth.Info, error) {
 // name), unless the request came through the gRPC gateway, whose
 // certificate names no user.
 func certInfo(ctx context.Context, md metadata.MD, as *auth.Store) auth.Info {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.AuthInfo == nil {
+	if len(md.Get("grpcgateway-accept")) > 0 {
 		return auth.Info{}
 	}
-	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(md.Get("grpcgateway-accept")) > 0 {
-		return auth.Info{}
-	}
-	for _, chain := range ti.State.VerifiedChains {
-		if len(chain) > 0 {
-			return auth.Info{User: chain[0].Subject.CommonName, Revision: as.Revision()}
-		}
+	if cn, ok := tlsutil.PeerCommonName(ctx); ok {
+		return auth.Info{User: cn, Revision: as.Revision()}
 	}
 	return auth.Info{}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -131,6 +132,10 @@ type Config struct {
 
 	Logger   *zap.Logger
 	Registry prometheus.Registerer
+
+	// PeerTLS is what this member dials https:// peer URLs with (peer
+	// CA, peer client certificate); nil if it has no peer TLS.
+	PeerTLS *tls.Config
 }
 
 // Defaults as etcd's.

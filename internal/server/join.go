@@ -59,7 +59,7 @@ func joinInfo(cfg Config) (member.JoinInfo, error) {
 	for found := false; !found; {
 		for _, u := range urls {
 			callCtx, callCancel := context.WithTimeout(ctx, 2*time.Second)
-			data, err := transport.FetchCluster(callCtx, u)
+			data, err := transport.FetchCluster(callCtx, u, cfg.PeerTLS)
 			callCancel()
 			if err == nil {
 				err = json.Unmarshal(data, &desc)

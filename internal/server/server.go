@@ -221,7 +221,7 @@ func (s *Server) Start() error {
 	s.tr = transport.New(transport.Config{
 		LocalID: s.st.MemberID, ClusterID: s.st.ClusterID,
 		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger, Metrics: s.metrics.transport,
-		Removed: s.isRemoved, OnRemoved: s.removedByPeer, Cluster: s.describeCluster,
+		Removed: s.isRemoved, OnRemoved: s.removedByPeer, Cluster: s.describeCluster, TLS: s.cfg.PeerTLS,
 	})
 	tick := s.cfg.HeartbeatInterval
 	rn, err := raftnode.New(raftnode.Config{

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 
 	"google.golang.org/grpc"
@@ -64,7 +65,7 @@ func (t *Transport) callConn(to uint64) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("transport: no peer %s", idString(to))
 	}
 	if p.callConn == nil {
-		conn, err := dial(p.urls[p.callURL%len(p.urls)])
+		conn, err := dial(p.urls[p.callURL%len(p.urls)], t.cfg.TLS)
 		if err != nil {
 			return nil, err
 		}
@@ -114,9 +115,10 @@ func (t *Transport) handleCluster(_ any, _ context.Context, dec func(any) error,
 }
 
 // FetchCluster asks the member at peer URL rawURL to describe its
-// cluster (its Config.Cluster), for a member joining it.
-func FetchCluster(ctx context.Context, rawURL string) ([]byte, error) {
-	conn, err := dial(rawURL)
+// cluster (its Config.Cluster), for a member joining it; tlsConfig is
+// what https:// URLs are dialled with (Config.TLS).
+func FetchCluster(ctx context.Context, rawURL string, tlsConfig *tls.Config) ([]byte, error) {
+	conn, err := dial(rawURL, tlsConfig)
 	if err != nil {
 		return nil, err
 	}

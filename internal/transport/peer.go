@@ -70,7 +70,7 @@ func (p *peer) run() {
 	for {
 		if conn == nil {
 			var err error
-			if conn, err = dial(p.urls[urlIndex%len(p.urls)]); err != nil {
+			if conn, err = dial(p.urls[urlIndex%len(p.urls)], p.t.cfg.TLS); err != nil {
 				logger.Error("peer URL unusable", zap.Error(err))
 				urlIndex++
 				if !p.sleep(maxBackoff) {

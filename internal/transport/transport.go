@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -100,6 +102,10 @@ type Config struct {
 	// Cluster, if set, answers a joining member's FetchCluster: this
 	// member's view of the cluster, in the caller's encoding.
 	Cluster func() ([]byte, error)
+	// TLS is what this member dials https:// and unixs:// peer URLs with
+	// (the peer CA, and the peer client certificate presented when
+	// asked). Nil: such URLs cannot be dialled.
+	TLS *tls.Config
 }
 
 // ErrMemberRemoved is a peer's answer to a member removed from the
@@ -512,7 +518,7 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 	sn := *m.Snapshot
 	sn.Metadata = md
 	m.Snapshot = &sn
-	conn, err := dial(urls[0])
+	conn, err := dial(urls[0], t.cfg.TLS)
 	if err != nil {
 		return err
 	}
@@ -594,14 +600,31 @@ func streamError(stream grpc.ClientStream, sendErr error) error {
 // dial returns a client connection to a peer URL: http://host:port, or
 // unix://path, a Unix socket at host+path as the member listening on it
 // reads the URL (etcd's reading; "unix://localhost:2380" is a file named
-// "localhost:2380" in the working directory).
-func dial(rawURL string) (*grpc.ClientConn, error) {
+// "localhost:2380" in the working directory); https:// and unixs:// are
+// the same over TLS with tlsConfig, the server's name checked against
+// the URL's host.
+func dial(rawURL string, tlsConfig *tls.Config) (*grpc.ClientConn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
+	creds := insecure.NewCredentials()
+	switch u.Scheme {
+	case "http", "unix":
+	case "https", "unixs":
+		if tlsConfig == nil {
+			return nil, fmt.Errorf("transport: %s needs TLS: --peer-cert-file and --peer-key-file, --peer-trusted-ca-file or --peer-auto-tls", rawURL)
+		}
+		cfg := tlsConfig.Clone()
+		if cfg.ServerName == "" && u.Scheme == "https" {
+			cfg.ServerName = u.Hostname()
+		}
+		creds = credentials.NewTLS(cfg)
+	default:
+		return nil, fmt.Errorf("transport: unsupported peer URL scheme %q", u.Scheme)
+	}
 	var unixSocket []grpc.DialOption
-	if u.Scheme == "unix" {
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
 		path := u.Host + u.Path
 		unixSocket = append(unixSocket, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -609,7 +632,7 @@ func dial(rawURL string) (*grpc.ClientConn, error) {
 		}))
 	}
 	return grpc.NewClient("passthrough:///"+u.Host, append(unixSocket,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxFrameBytes), grpc.MaxCallRecvMsgSize(MaxFrameBytes)),
 		// A peer whose host vanished is noticed in seconds, not after
 		// TCP's retransmissions give up.

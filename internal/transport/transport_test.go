@@ -506,7 +506,7 @@ func TestOtherClusterRefused(t *testing.T) {
 
 	// Right metadata, wrong cluster in the frame: the stream ends.
 	c := startNode(t, 3, testCluster, "127.0.0.1:0", nil)
-	conn, err := dial(c.url())
+	conn, err := dial(c.url(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

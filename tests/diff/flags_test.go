@@ -40,6 +40,8 @@ func TestFlagRefusalsMatchEtcd(t *testing.T) {
 		{"--feature-gates", "LeaseCheckpointPersist=true"},
 		{"--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"},
 		{"--tls-min-version", "TLS1.1"},
+		{"--tls-min-version", "TLS1.3", "--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+		{"--tls-max-version", "TLS1.0"},
 		{"--auto-compaction-mode", "bogus"},
 		{"--election-timeout", "0"},
 		{"--heartbeat-interval", "300"},

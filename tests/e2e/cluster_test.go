@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -67,6 +68,9 @@ type member struct {
 	// proc is the running process; nil while the member is down.
 	proc    *child
 	logPath string
+	// clientTLS, if set, is what the test's clients (client, waitLeader)
+	// reach an https:// clientURL with.
+	clientTLS *tls.Config
 }
 
 type cluster struct {
@@ -199,7 +203,7 @@ func (m *member) restart() {
 func (m *member) client() *clientv3.Client {
 	m.t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: m.clientTLS,
 	})
 	if err != nil {
 		m.t.Fatal(err)
@@ -220,7 +224,7 @@ func (c *cluster) endpoints() []string {
 // client returns a client of every member.
 func (c *cluster) client() *clientv3.Client {
 	c.t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: c.members[0].clientTLS})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -266,7 +270,7 @@ func (c *cluster) waitLeader() int {
 
 func memberStatus(m *member) (*clientv3.StatusResponse, error) {
 	// Polled: a member that does not answer in 5 s is asked again.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: m.clientTLS})
 	if err != nil {
 		return nil, err
 	}

@@ -14,10 +14,10 @@ import (
 
 // kubeadmArgs is the command line kubeadm (cmd/kubeadm/app/phases/etcd/
 // local.go, getEtcdCommand) writes into etcd's static pod for a new
-// single-member cluster, with its TLS flags in tls, and https made http
-// when tls is dropped. clientURL is the advertised one; kubeadm listens
-// on 127.0.0.1 too.
-func kubeadmArgs(name, dataDir, loopbackURL, clientURL, peerURL, metricsURL string, tls bool) []string {
+// single-member cluster, less its TLS flags (TestKubeadmTLSCluster adds
+// them). clientURL is the advertised one; kubeadm listens on 127.0.0.1
+// too.
+func kubeadmArgs(name, dataDir, loopbackURL, clientURL, peerURL, metricsURL string) []string {
 	args := []string{
 		"--name=" + name,
 		"--feature-gates=InitialCorruptCheck=true",
@@ -30,13 +30,6 @@ func kubeadmArgs(name, dataDir, loopbackURL, clientURL, peerURL, metricsURL stri
 		"--listen-metrics-urls=" + metricsURL,
 		"--watch-progress-notify-interval=5s",
 		"--initial-cluster=" + name + "=" + peerURL,
-	}
-	if tls {
-		pki := "/etc/kubernetes/pki/etcd/"
-		args = append(args,
-			"--cert-file="+pki+"server.crt", "--key-file="+pki+"server.key", "--trusted-ca-file="+pki+"ca.crt",
-			"--client-cert-auth=true", "--peer-cert-file="+pki+"peer.crt", "--peer-key-file="+pki+"peer.key",
-			"--peer-trusted-ca-file="+pki+"ca.crt", "--peer-client-cert-auth=true")
 	}
 	return args
 }
@@ -52,7 +45,7 @@ func TestKubeadmFlags(t *testing.T) {
 	m := &member{t: t, name: "node1", clientURL: url(1), peerURL: url(2)}
 	m.dataDir = filepath.Join(t.TempDir(), "etcd")
 	m.logPath = filepath.Join(t.TempDir(), "node1.log")
-	m.args = kubeadmArgs(m.name, m.dataDir, url(0), url(1), url(2), url(3), false)
+	m.args = kubeadmArgs(m.name, m.dataDir, url(0), url(1), url(2), url(3))
 	c := &cluster{t: t, members: []*member{m}}
 	t.Cleanup(func() {
 		m.kill()
@@ -102,23 +95,6 @@ func TestKubeadmFlags(t *testing.T) {
 	}
 	if checks != 1 {
 		t.Errorf("the initial corruption check passed %d times, want once (on the restart)", checks)
-	}
-}
-
-// kubeadm's full flag set, TLS included, refuses to start with one error
-// line naming the TLS flags and saying TLS is not built: never a member
-// that serves plain text where certificates were asked for.
-func TestKubeadmTLSFlagsRefused(t *testing.T) {
-	ports := freePorts(t, 4)
-	url := func(i int) string { return fmt.Sprintf("https://127.0.0.1:%d", ports[i]) }
-	m := &member{t: t, name: "node1"}
-	m.dataDir = filepath.Join(t.TempDir(), "etcd")
-	m.logPath = filepath.Join(t.TempDir(), "node1.log")
-	m.args = kubeadmArgs(m.name, m.dataDir, url(0), url(1), url(2), strings.Replace(url(3), "https", "http", 1), true)
-	line := startExpectingFailure(t, m, "--cert-file", "--key-file", "--trusted-ca-file", "--client-cert-auth",
-		"--peer-cert-file", "--peer-key-file", "--peer-trusted-ca-file", "--peer-client-cert-auth", "TLS is not built yet")
-	if _, err := os.Stat(m.dataDir); err == nil {
-		t.Errorf("the refused start created %s (%s)", m.dataDir, line)
 	}
 }
 
