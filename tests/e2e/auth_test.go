@@ -49,6 +49,14 @@ func authSetup(t *testing.T, cli *clientv3.Client) {
 	}
 }
 
+// signIn makes waitLeader poll the members as root (authSetup's), as
+// Status needs a user once auth is enabled.
+func (c *cluster) signIn() {
+	for _, m := range c.members {
+		m.statusUser, m.statusPassword = "root", "pw"
+	}
+}
+
 // userClient is a client of endpoints that signs in as user.
 func userClient(t *testing.T, endpoints []string, user, password string) *clientv3.Client {
 	t.Helper()
@@ -178,6 +186,7 @@ func TestAuthJWT(t *testing.T) {
 			m := c.members[0]
 			anon := m.client()
 			authSetup(t, anon)
+			c.signIn()
 			eps := []string{m.clientURL}
 
 			resp, err := userClient(t, eps, "reader", "rpw").Get(ctxT(t), "k/1")
@@ -200,7 +209,9 @@ func TestAuthJWT(t *testing.T) {
 			resp, err = getWithToken(t, anon, tok, "k/1")
 			requireValue(t, "raw JWT after a restart", resp, err)
 
-			// Verify-only: the public key alone.
+			// Verify-only: the public key alone. It signs no one in:
+			// waitLeader shows it the token.
+			m.statusUser, m.statusToken = "", tok
 			m.setArg("--auth-token", opt(false))
 			m.restart()
 			c.waitLeader()
@@ -225,6 +236,7 @@ func TestAuthSimpleTokenTTL(t *testing.T) {
 	m := c.members[0]
 	anon := m.client()
 	authSetup(t, anon)
+	c.signIn()
 	user := userClient(t, []string{m.clientURL}, "reader", "rpw")
 	resp, err := user.Get(ctxT(t), "k/1")
 	requireValue(t, "reader's client", resp, err)
@@ -257,6 +269,7 @@ func TestAuthCluster(t *testing.T) {
 	lead := c.waitLeader()
 	anon := c.members[lead].client()
 	authSetup(t, anon)
+	c.signIn()
 
 	tok := token(t, c.members[0].client(), "reader", "rpw")
 	for _, m := range c.members {

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/metadata"
 )
 
 // cairnBinary and ctlBinary are the server and cairnctl, built once for
@@ -71,6 +73,10 @@ type member struct {
 	// clientTLS, if set, is what the test's clients (client, waitLeader)
 	// reach an https:// clientURL with.
 	clientTLS *tls.Config
+	// statusUser and statusPassword, if set, sign waitLeader's status
+	// requests in (with auth enabled, Status needs a user, as etcd's);
+	// statusToken, if set, is sent with them instead.
+	statusUser, statusPassword, statusToken string
 }
 
 type cluster struct {
@@ -270,13 +276,17 @@ func (c *cluster) waitLeader() int {
 
 func memberStatus(m *member) (*clientv3.StatusResponse, error) {
 	// Polled: a member that does not answer in 5 s is asked again.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: m.clientTLS})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: m.clientTLS,
+		Username: m.statusUser, Password: m.statusPassword})
 	if err != nil {
 		return nil, err
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if m.statusToken != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, rpctypes.TokenFieldNameGRPC, m.statusToken)
+	}
 	return cli.Status(ctx, m.clientURL)
 }
 
