@@ -108,12 +108,12 @@ func ctlAuthSteps() []ctlStep {
 	return steps
 }
 
-// TestCtlAuthDifferential runs ctlAuthSteps three times: stock etcdctl
-// against stock etcd (the reference), stock etcdctl against cairn (the
-// server's answers), cairnctl against cairn (the CLI's printing), and
-// requires the same output, errors and exit codes from all three. The
-// reference run is the golden file ctl-auth.json, which TestCtlGolden
-// holds cairnctl against cairn to where there is no stock etcd.
+// TestCtlAuthDifferential runs ctlAuthSteps with stock etcdctl against
+// cairn (the server's answers) and requires what etcdctl printed against
+// stock etcd: the golden file ctl-auth.json, which -update writes from a
+// run against stock etcd 3.7.3 (the run is not repeated otherwise, for
+// CI's time: the steps and the etcd release are fixed). TestCtlGolden holds
+// cairnctl against cairn (the CLI's printing) to the same file.
 func TestCtlAuthDifferential(t *testing.T) {
 	cairn, etcd := binaries(t)
 	etcdctl := filepath.Join(filepath.Dir(etcd), "etcdctl")
@@ -122,8 +122,8 @@ func TestCtlAuthDifferential(t *testing.T) {
 	}
 	steps := ctlAuthSteps()
 	ports := []int{freePort(t), freePort(t)}
-	want := runScript(t, etcd, etcdctl, ports, steps)
 	if *update {
+		want := runScript(t, etcd, etcdctl, ports, steps)
 		b, err := json.MarshalIndent(toGolden(steps, want), "", "  ")
 		if err != nil {
 			t.Fatal(err)
@@ -131,16 +131,6 @@ func TestCtlAuthDifferential(t *testing.T) {
 		if err := os.WriteFile(goldenPath("auth"), append(b, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	} else {
-		compareGolden(t, "auth", steps, want, "stock etcdctl against stock etcd (the golden file is stale: rerun with -update)")
 	}
-	for _, run := range []struct{ name, ctl string }{{"etcdctl against cairn", etcdctl}, {"cairnctl against cairn", ctlBinary}} {
-		got := runScript(t, cairn, run.ctl, ports, steps)
-		for i := range steps {
-			if got[i] != want[i] {
-				t.Errorf("%v:\n%s: exit %d\n%s--- stderr\n%s\netcdctl against etcd: exit %d\n%s--- stderr\n%s", steps[i].args,
-					run.name, got[i].Code, got[i].Stdout, got[i].Stderr, want[i].Code, want[i].Stdout, want[i].Stderr)
-			}
-		}
-	}
+	compareGolden(t, "auth", steps, runScript(t, cairn, etcdctl, ports, steps), "stock etcdctl against cairn")
 }
