@@ -197,7 +197,10 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 			ep, peer = fmt.Sprintf("$EP%d", i), fmt.Sprintf("$PEER%d", i)
 		}
 		hdr := id.Status.Header
+		// etcdctl prints some IDs as %16x: an ID with a leading zero
+		// digit (one in 16, the IDs derive from random ports) is padded.
 		names = append(names, fmt.Sprint(hdr.ClusterID), "<cluster-id>", fmt.Sprint(hdr.MemberID), member,
+			fmt.Sprintf("%16x", hdr.ClusterID), "<cluster-id>", fmt.Sprintf("%16x", hdr.MemberID), member,
 			fmt.Sprintf("%x", hdr.ClusterID), "<cluster-id>", fmt.Sprintf("%x", hdr.MemberID), member,
 			eps[i], ep, fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]), peer)
 	}
