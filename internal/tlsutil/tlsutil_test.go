@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -129,23 +128,8 @@ func (s *echoServer) talk(cfg *tls.Config) error {
 // clientConfig trusts p's CA and presents pair (none if its files are
 // empty).
 func (p *pki) clientConfig(t *testing.T, pair certtest.Pair) *tls.Config {
-	t.Helper()
-	pem, err := os.ReadFile(p.ca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
-	if pair.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(pair.CertFile, pair.KeyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Always presented, even when the server asks for another
-		// CA's (Certificates would then send nothing).
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
-	}
+	cfg := p.ca.ClientConfig(t, pair)
+	cfg.ServerName = "127.0.0.1"
 	return cfg
 }
 

@@ -45,22 +45,7 @@ func newTestPKI(t *testing.T) *testPKI {
 
 // clientTLS trusts the CA and presents pair, if it has files.
 func (p *testPKI) clientTLS(t *testing.T, pair certtest.Pair) *tls.Config {
-	t.Helper()
-	data, err := os.ReadFile(p.ca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(data)
-	cfg := &tls.Config{RootCAs: pool}
-	if pair.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(pair.CertFile, pair.KeyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
-	}
-	return cfg
+	return p.ca.ClientConfig(t, pair)
 }
 
 // refused checks that a client with cfg cannot put a key on url.

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -152,4 +153,26 @@ func writePEM(t testing.TB, file, typ string, der []byte, mode os.FileMode) {
 	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ClientConfig is a client's TLS configuration that trusts ca and, if
+// pair has files, always presents pair (even when the server asks for
+// another CA's, so that a refusal is the server's).
+func (ca *CA) ClientConfig(t testing.TB, pair Pair) *tls.Config {
+	t.Helper()
+	data, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(data)
+	cfg := &tls.Config{RootCAs: pool}
+	if pair.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(pair.CertFile, pair.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	}
+	return cfg
 }
