@@ -153,9 +153,11 @@ func (s *Server) leaseKeys(id int64) []string {
 }
 
 // checkLeaseKeys is etcd's check before a keep-alive (write on every key
-// of the lease) or a time-to-live with keys (read on each), for the user
-// in ctx; an admin passes. It returns the auth revision checked at.
-func (s *Server) checkLeaseKeys(ctx context.Context, id int64, write bool) (uint64, error) {
+// of the lease), a time-to-live with keys or a listing of the leases (read
+// on each key), for the user in ctx, on the keys of every lease in ids;
+// an admin passes, and with auth enabled a user is needed even for no
+// lease. It returns the auth revision checked at.
+func (s *Server) checkLeaseKeys(ctx context.Context, ids []int64, write bool) (uint64, error) {
 	as := s.Auth()
 	rev := as.Revision()
 	if !as.Enabled() {
@@ -168,14 +170,16 @@ func (s *Server) checkLeaseKeys(ctx context.Context, id int64, write bool) (uint
 	if as.IsAdmin(ai) == nil {
 		return rev, nil
 	}
-	for _, k := range s.leaseKeys(id) {
-		if write {
-			err = as.CheckPut(ai, []byte(k))
-		} else {
-			err = as.CheckRange(ai, []byte(k), nil)
-		}
-		if err != nil {
-			return rev, err
+	for _, id := range ids {
+		for _, k := range s.leaseKeys(id) {
+			if write {
+				err = as.CheckPut(ai, []byte(k))
+			} else {
+				err = as.CheckRange(ai, []byte(k), nil)
+			}
+			if err != nil {
+				return rev, err
+			}
 		}
 	}
 	return rev, nil

@@ -86,7 +86,7 @@ func (s *Server) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*
 // follower) and returns its TTL; lease.ErrNotFound if it is gone.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 	// etcd's: write permission on every key of the lease.
-	rev, err := s.checkLeaseKeys(ctx, id, true)
+	rev, err := s.checkLeaseKeys(ctx, []int64{id}, true)
 	if err != nil {
 		return 0, err
 	}
@@ -116,7 +116,7 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveReq
 		// Listing the keys needs read permission on each (etcd's fix of
 		// CVE-2023-32082): refused otherwise.
 		var err error
-		if rev, err = s.checkLeaseKeys(ctx, req.ID, false); err != nil {
+		if rev, err = s.checkLeaseKeys(ctx, []int64{req.ID}, false); err != nil {
 			return nil, err
 		}
 	}
@@ -139,22 +139,12 @@ func (s *Server) LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, erro
 	}
 	ids := s.applier.Lessor().Leases()
 	// etcd's: read permission on every key of every lease, or nothing.
-	as := s.Auth()
-	if as.Enabled() {
-		rev := as.Revision()
-		for _, id := range ids {
-			if _, err := s.checkLeaseKeys(ctx, id, false); err != nil {
-				return nil, err
-			}
-		}
-		if len(ids) == 0 {
-			if _, err := s.RequireAuthInfo(ctx); err != nil {
-				return nil, err
-			}
-		}
-		if rev != as.Revision() {
-			return nil, auth.ErrAuthOldRevision
-		}
+	rev, err := s.checkLeaseKeys(ctx, ids, false)
+	if err != nil {
+		return nil, err
+	}
+	if as := s.Auth(); as.Enabled() && rev != as.Revision() {
+		return nil, auth.ErrAuthOldRevision
 	}
 	resp := &pb.LeaseLeasesResponse{}
 	for _, id := range ids {
