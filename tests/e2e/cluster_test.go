@@ -104,6 +104,25 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
+// cleanUpAtEnd has the test's end kill c's members and, if it failed,
+// show each one's last log lines. Call it before the first start, so
+// that a failing start kills those started.
+func (c *cluster) cleanUpAtEnd() {
+	c.t.Cleanup(func() {
+		for _, m := range c.members {
+			m.kill()
+		}
+		if c.t.Failed() {
+			for _, m := range c.members {
+				if data, err := os.ReadFile(m.logPath); err == nil {
+					lines := strings.Split(string(data), "\n")
+					c.t.Logf("last log lines of %s:\n%s", m.name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+				}
+			}
+		}
+	})
+}
+
 // newCluster starts n members with extra flags.
 func newCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
@@ -146,19 +165,7 @@ func newUnstartedCluster(t *testing.T, n int, extra ...string) *cluster {
 		c.members = append(c.members, m)
 	}
 	// Before the first start: a failing start kills those started.
-	t.Cleanup(func() {
-		for _, m := range c.members {
-			m.kill()
-		}
-		if t.Failed() {
-			for _, m := range c.members {
-				if data, err := os.ReadFile(m.logPath); err == nil {
-					lines := strings.Split(string(data), "\n")
-					t.Logf("last log lines of %s:\n%s", m.name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-				}
-			}
-		}
-	})
+	c.cleanUpAtEnd()
 	for _, m := range c.members {
 		m.args = append([]string{
 			"--name", m.name, "--data-dir", m.dataDir,

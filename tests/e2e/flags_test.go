@@ -47,13 +47,7 @@ func TestKubeadmFlags(t *testing.T) {
 	m.logPath = filepath.Join(t.TempDir(), "node1.log")
 	m.args = kubeadmArgs(m.name, m.dataDir, url(0), url(1), url(2), url(3))
 	c := &cluster{t: t, members: []*member{m}}
-	t.Cleanup(func() {
-		m.kill()
-		if t.Failed() {
-			data, _ := os.ReadFile(m.logPath)
-			t.Logf("log:\n%s", data)
-		}
-	})
+	c.cleanUpAtEnd()
 	m.start()
 	c.waitLeader()
 	if _, err := m.client().Put(ctxT(t), "/registry/k", "v"); err != nil {

@@ -83,16 +83,7 @@ func TestKubeadmTLSCluster(t *testing.T) {
 		c.members = append(c.members, m)
 		initial = append(initial, m.name+"="+m.peerURL)
 	}
-	t.Cleanup(func() {
-		for _, m := range c.members {
-			m.kill()
-			if t.Failed() {
-				data, _ := os.ReadFile(m.logPath)
-				lines := strings.Split(string(data), "\n")
-				t.Logf("last log lines of %s:\n%s", m.name, strings.Join(lines[max(0, len(lines)-30):], "\n"))
-			}
-		}
-	})
+	c.cleanUpAtEnd()
 	for i, m := range c.members {
 		args := kubeadmArgs(m.name, m.dataDir, url("https", 4*i), m.clientURL, m.peerURL, url("http", 4*i+3))
 		for j, a := range args {
@@ -232,13 +223,7 @@ func TestAutoTLSSideBySide(t *testing.T) {
 		"--listen-metrics-urls", metricsURL,
 		"--auto-tls", "--peer-auto-tls", "--self-signed-cert-validity", "2"}
 	c := &cluster{t: t, members: []*member{m}}
-	t.Cleanup(func() {
-		m.kill()
-		if t.Failed() {
-			data, _ := os.ReadFile(m.logPath)
-			t.Logf("log:\n%s", data)
-		}
-	})
+	c.cleanUpAtEnd()
 	m.start()
 	c.waitLeader()
 	if _, err := m.client().Put(ctxT(t), "k", "v"); err != nil {
