@@ -100,7 +100,7 @@ func newElectCommand(g *globals) *cobra.Command {
 				defer stop()
 				if listen {
 					for resp := range e.Observe(ctx) {
-						g.printGet((*clientv3.GetResponse)(&resp))
+						g.printGet(resp)
 					}
 					return nil
 				}

@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/tool"
 )
@@ -61,7 +62,7 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // marshaler is a response with a protobuf encoding.
-type marshaler interface{ Marshal() ([]byte, error) }
+type marshaler = proto.Message
 
 // display prints a response in the chosen format: v as JSON; m's protobuf
 // encoding (with no m, protobuf prints as simple, as etcdctl's printers do
@@ -84,7 +85,7 @@ func (g *globals) display(v any, m marshaler, fields, simple func()) error {
 
 // printProtobuf writes the response's protobuf encoding.
 func printProtobuf(w io.Writer, m marshaler) error {
-	b, err := m.Marshal()
+	b, err := proto.Marshal(m)
 	if err != nil {
 		return err
 	}

@@ -144,7 +144,11 @@ func parseCompare(line string) (*clientv3.Cmp, error) {
 	case "val", "value":
 		cmp = clientv3.Compare(clientv3.Value(key), op, val)
 	case "lease":
-		cmp = clientv3.Compare(clientv3.Cmp{Key: []byte(key), Target: pb.Compare_LEASE}, op, val)
+		// etcdctl passes the string on and panics ("bad value"); a lease
+		// ID is read in hex, as every etcdctl lease command reads it.
+		if v, err = strconv.ParseInt(val, 16, 64); err == nil {
+			cmp = clientv3.Compare(clientv3.LeaseValue(key), op, clientv3.LeaseID(v))
+		}
 	default:
 		return nil, fmt.Errorf("malformed comparison: %s (unknown target %s)", line, target)
 	}

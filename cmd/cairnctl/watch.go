@@ -320,7 +320,7 @@ func (g *globals) printWatch(resp clientv3.WatchResponse) {
 			reason = ee.Error()
 		}
 		printJSON(g.stdout, struct {
-			Header          pb.ResponseHeader
+			Header          *pb.ResponseHeader
 			Events          []*clientv3.Event
 			CompactRevision int64
 			Canceled        bool
@@ -335,11 +335,11 @@ func (g *globals) printWatch(resp clientv3.WatchResponse) {
 		for i, ev := range resp.Events {
 			evs[i] = (*mvccpb.Event)(ev)
 		}
-		printProtobuf(g.stdout, &pb.WatchResponse{Header: &resp.Header, Events: evs,
+		printProtobuf(g.stdout, &pb.WatchResponse{Header: resp.Header, Events: evs,
 			CompactRevision: resp.CompactRevision, Canceled: resp.Canceled, Created: resp.Created})
 		return
 	case formatFields:
-		g.printHeaderFields(&resp.Header)
+		g.printHeaderFields(resp.Header)
 		for _, ev := range resp.Events {
 			fmt.Fprintln(g.stdout, `"Type" :`, ev.Type)
 			if ev.PrevKv != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -14,7 +15,7 @@ import (
 // applyReq applies r as the entry at index and returns its result.
 func applyReq(t *testing.T, a *Applier, index uint64, r *pb.InternalRaftRequest) Result {
 	t.Helper()
-	data, err := r.Marshal()
+	data, err := proto.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}

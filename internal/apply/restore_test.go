@@ -8,6 +8,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/mvcc"
@@ -27,7 +28,7 @@ func openApplier(t *testing.T) *Applier {
 // applyPut applies a put of key=value as the entry at index.
 func applyPut(t *testing.T, a *Applier, index uint64, key, value string) {
 	t.Helper()
-	data, err := (&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(key), Value: []byte(value)}}).Marshal()
+	data, err := proto.Marshal(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(key), Value: []byte(value)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestLeasesAcrossRestore(t *testing.T) {
 	behind, ahead := openApplier(t), openApplier(t)
 	apply := func(index uint64, r *pb.InternalRaftRequest) {
 		t.Helper()
-		data, err := r.Marshal()
+		data, err := proto.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
 		}

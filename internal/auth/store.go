@@ -14,6 +14,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/protobuf/proto"
 )
 
 // The root user and role: the root role may do anything, and auth can be
@@ -153,13 +154,13 @@ func Load(get func(key []byte) ([]byte, bool, error), scan func(prefix []byte, f
 // loadAll decodes every value under prefix.
 func loadAll[T any, PT interface {
 	*T
-	Unmarshal([]byte) error
+	proto.Message
 }](scan func(prefix []byte, fn func(k, v []byte) bool) error, prefix []byte, what string) ([]*T, error) {
 	var out []*T
 	var decodeErr error
 	err := scan(prefix, func(k, v []byte) bool {
 		x := PT(new(T))
-		if decodeErr = x.Unmarshal(v); decodeErr != nil {
+		if decodeErr = proto.Unmarshal(v, x); decodeErr != nil {
 			decodeErr = fmt.Errorf("auth: %s %q does not decode: %w", what, k[len(prefix):], decodeErr)
 			return false
 		}
@@ -177,14 +178,14 @@ func Write(st State, w Writer) error {
 	w.Set(enabledKey, enabledValue(st.Enabled))
 	w.Set(revisionKey, revisionValue(st.Revision))
 	for _, u := range st.Users {
-		v, err := u.Marshal()
+		v, err := proto.Marshal(u)
 		if err != nil {
 			return err
 		}
 		w.Set(userKey(string(u.Name)), v)
 	}
 	for _, r := range st.Roles {
-		v, err := r.Marshal()
+		v, err := proto.Marshal(r)
 		if err != nil {
 			return err
 		}
@@ -778,9 +779,7 @@ func (s *Store) roleGrantLocked(r *pb.AuthRoleGrantPermissionRequest, w Writer) 
 	// names the same range; else the new one is added in key order.
 	i := sort.Search(len(perms), func(i int) bool { return bytes.Compare(perms[i].Key, r.Perm.Key) >= 0 })
 	if i < len(perms) && bytes.Equal(perms[i].Key, r.Perm.Key) && bytes.Equal(perms[i].RangeEnd, r.Perm.RangeEnd) {
-		p := *perms[i]
-		p.PermType = r.Perm.PermType
-		perms[i] = &p
+		perms[i] = &authpb.Permission{Key: perms[i].Key, RangeEnd: perms[i].RangeEnd, PermType: r.Perm.PermType}
 	} else {
 		perms = append(perms, &authpb.Permission{Key: r.Perm.Key, RangeEnd: r.Perm.RangeEnd, PermType: r.Perm.PermType})
 		slices.SortStableFunc(perms, func(a, b *authpb.Permission) int { return bytes.Compare(a.Key, b.Key) })
@@ -833,7 +832,7 @@ func (s *Store) roleDeleteLocked(name string, w Writer) error {
 }
 
 func (s *Store) putUserLocked(u *authpb.User, w Writer) {
-	v, err := u.Marshal()
+	v, err := proto.Marshal(u)
 	if err != nil {
 		panic(fmt.Sprintf("auth: marshalling a user: %v", err)) // a generated marshaller does not fail
 	}
@@ -842,7 +841,7 @@ func (s *Store) putUserLocked(u *authpb.User, w Writer) {
 }
 
 func (s *Store) putRoleLocked(r *authpb.Role, w Writer) {
-	v, err := r.Marshal()
+	v, err := proto.Marshal(r)
 	if err != nil {
 		panic(fmt.Sprintf("auth: marshalling a role: %v", err))
 	}

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -23,11 +24,11 @@ import (
 // rev is one revision with its KeyValue, as a test builds and reads them.
 type rev struct {
 	r  Revision
-	kv mvccpb.KeyValue
+	kv *mvccpb.KeyValue
 }
 
 func marshalKV(t testing.TB, kv *mvccpb.KeyValue) []byte {
-	b, err := kv.Marshal()
+	b, err := proto.Marshal(kv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,13 +39,13 @@ func marshalKV(t testing.TB, kv *mvccpb.KeyValue) []byte {
 // changes, a delete, a key re-created, with a lease on some keys.
 func history(lease int64) []rev {
 	return []rev{
-		{Revision{Main: 2}, mvccpb.KeyValue{Key: []byte("a"), Value: []byte("1"), CreateRevision: 2, ModRevision: 2, Version: 1}},
-		{Revision{Main: 3}, mvccpb.KeyValue{Key: []byte("b"), Value: []byte("1"), CreateRevision: 3, ModRevision: 3, Version: 1, Lease: lease}},
-		{Revision{Main: 4}, mvccpb.KeyValue{Key: []byte("a"), Value: []byte("2"), CreateRevision: 2, ModRevision: 4, Version: 2}},
-		{Revision{Main: 4, Sub: 1}, mvccpb.KeyValue{Key: []byte("c"), Value: []byte{}, CreateRevision: 4, ModRevision: 4, Version: 1}},
-		{Revision{Main: 5, Tombstone: true}, mvccpb.KeyValue{Key: []byte("a")}},
-		{Revision{Main: 6}, mvccpb.KeyValue{Key: []byte("a"), Value: []byte("3"), CreateRevision: 6, ModRevision: 6, Version: 1, Lease: lease}},
-		{Revision{Main: 7, Tombstone: true}, mvccpb.KeyValue{Key: []byte("c")}},
+		{Revision{Main: 2}, &mvccpb.KeyValue{Key: []byte("a"), Value: []byte("1"), CreateRevision: 2, ModRevision: 2, Version: 1}},
+		{Revision{Main: 3}, &mvccpb.KeyValue{Key: []byte("b"), Value: []byte("1"), CreateRevision: 3, ModRevision: 3, Version: 1, Lease: lease}},
+		{Revision{Main: 4}, &mvccpb.KeyValue{Key: []byte("a"), Value: []byte("2"), CreateRevision: 2, ModRevision: 4, Version: 2}},
+		{Revision{Main: 4, Sub: 1}, &mvccpb.KeyValue{Key: []byte("c"), Value: []byte{}, CreateRevision: 4, ModRevision: 4, Version: 1}},
+		{Revision{Main: 5, Tombstone: true}, &mvccpb.KeyValue{Key: []byte("a")}},
+		{Revision{Main: 6}, &mvccpb.KeyValue{Key: []byte("a"), Value: []byte("3"), CreateRevision: 6, ModRevision: 6, Version: 1, Lease: lease}},
+		{Revision{Main: 7, Tombstone: true}, &mvccpb.KeyValue{Key: []byte("c")}},
 	}
 }
 
@@ -57,7 +58,7 @@ func TestRoundTrip(t *testing.T) {
 	revs := history(0x694d9b3a4c5e1f07)
 	var buf []byte // reused, as an iterator reuses its value buffer
 	for _, r := range revs {
-		buf = append(buf[:0], marshalKV(t, &r.kv)...)
+		buf = append(buf[:0], marshalKV(t, r.kv)...)
 		if err := w.PutRevision(r.r, buf); err != nil {
 			t.Fatal(err)
 		}
@@ -124,8 +125,8 @@ func TestRoundTrip(t *testing.T) {
 		}
 		var got []rev
 		err = r.Revisions(func(rv Revision, b []byte) error {
-			var kv mvccpb.KeyValue
-			if err := kv.Unmarshal(b); err != nil {
+			kv := &mvccpb.KeyValue{}
+			if err := proto.Unmarshal(b, kv); err != nil {
 				return err
 			}
 			got = append(got, rev{rv, kv})
@@ -274,8 +275,8 @@ func TestStockEtcdFiles(t *testing.T) {
 	lease := leases[0].ID
 	var got []string
 	must(t, r.Revisions(func(rv Revision, b []byte) error {
-		var kv mvccpb.KeyValue
-		if err := kv.Unmarshal(b); err != nil {
+		kv := &mvccpb.KeyValue{}
+		if err := proto.Unmarshal(b, kv); err != nil {
 			return err
 		}
 		got = append(got, fmt.Sprintf("%d.%d %v %s=%q c%d m%d v%d lease=%v", rv.Main, rv.Sub, rv.Tombstone,
@@ -435,7 +436,7 @@ func finishedFile(t *testing.T) (string, []byte) {
 	w, err := Create(path)
 	must(t, err)
 	for i, r := range history(5) {
-		must(t, w.PutRevision(r.r, marshalKV(t, &history(5)[i].kv)))
+		must(t, w.PutRevision(r.r, marshalKV(t, history(5)[i].kv)))
 	}
 	// Enough values that the database spans several pages.
 	for i := range 200 {

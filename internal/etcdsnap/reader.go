@@ -17,6 +17,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"go.etcd.io/etcd/api/v3/authpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/membership"
 )
@@ -363,7 +364,7 @@ func (r *Reader) Auth() (Auth, error) {
 	}
 	err = r.forEach(bucketAuthUsers, func(k, v []byte) error {
 		u := &authpb.User{}
-		if err := u.Unmarshal(v); err != nil {
+		if err := proto.Unmarshal(v, u); err != nil {
 			return fmt.Errorf("etcdsnap: user %q: %w", k, err)
 		}
 		a.Users = append(a.Users, u)
@@ -374,7 +375,7 @@ func (r *Reader) Auth() (Auth, error) {
 	}
 	err = r.forEach(bucketAuthRoles, func(k, v []byte) error {
 		ro := &authpb.Role{}
-		if err := ro.Unmarshal(v); err != nil {
+		if err := proto.Unmarshal(v, ro); err != nil {
 			return fmt.Errorf("etcdsnap: role %q: %w", k, err)
 		}
 		a.Roles = append(a.Roles, ro)
@@ -410,7 +411,7 @@ func (r *Reader) HasAuth() (bool, error) {
 // what it stored.)
 func checkKeyValue(r Revision, kv []byte) {
 	var m mvccpb.KeyValue
-	if err := m.Unmarshal(kv); err != nil {
+	if err := proto.Unmarshal(kv, &m); err != nil {
 		panic(fmt.Sprintf("etcdsnap: revision %d.%d: value is not a KeyValue: %v", r.Main, r.Sub, err))
 	}
 	if len(m.Key) == 0 {

@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Status is what `etcdutl snapshot status` reports of a file; the JSON
@@ -69,7 +70,7 @@ func ReadStatus(path string) (Status, error) {
 				}
 				st.Revision = rev.Main
 				var kv mvccpb.KeyValue
-				if err := kv.Unmarshal(v); err != nil {
+				if err := proto.Unmarshal(v, &kv); err != nil {
 					return fmt.Errorf("%w: revision %d.%d: %v", ErrCorrupt, rev.Main, rev.Sub, err)
 				}
 				if rev.Tombstone {

@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/authpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/invariants"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -235,7 +236,7 @@ func (w *Writer) PutUser(u *authpb.User) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	v, err := u.Marshal()
+	v, err := proto.Marshal(u)
 	if err != nil {
 		return w.fail(err)
 	}
@@ -247,7 +248,7 @@ func (w *Writer) PutRole(r *authpb.Role) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	v, err := r.Marshal()
+	v, err := proto.Marshal(r)
 	if err != nil {
 		return w.fail(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/lease"
@@ -183,7 +184,7 @@ func (s *Sim) clientStep() {
 		s.handleReady(m)
 		return
 	}
-	data, err := request(o).Marshal()
+	data, err := proto.Marshal(request(o))
 	if err != nil {
 		s.failf("marshal: %v", err)
 		return

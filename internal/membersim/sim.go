@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pebblevfs "github.com/cockroachdb/pebble/v2/vfs"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/backend"
@@ -541,7 +542,7 @@ func (s *Sim) leaseDuty(m *simMember) {
 		c.nextReq++
 		o := &op{id: c.nextID, member: m, reqID: c.nextReq, deadline: s.now + opTimeoutTicks,
 			in: input{kind: opRevoke, lease: id}, expiry: true}
-		data, err := request(o).Marshal()
+		data, err := proto.Marshal(request(o))
 		if err != nil {
 			s.failf("marshal: %v", err)
 			return

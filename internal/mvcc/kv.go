@@ -113,7 +113,7 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 		rev, tombstone, err := parseRevisionKey(k)
 		if err == nil {
 			kv.Reset()
-			err = kv.Unmarshal(v)
+			err = unmarshalKV(v, &kv)
 		}
 		if err != nil {
 			scanErr = fmt.Errorf("%w: revision key %x: %v", ErrCorrupt, k, err)
@@ -291,7 +291,7 @@ func (s *Store) valueAt(view *backend.ReadView, pending map[Revision]*mvccpb.Key
 		return nil, fmt.Errorf("%w: no value for revision %s", ErrCorrupt, rev)
 	}
 	kv := &mvccpb.KeyValue{}
-	if err := kv.Unmarshal(v); err != nil {
+	if err := unmarshalKV(v, kv); err != nil {
 		return nil, fmt.Errorf("%w: revision %s: %v", ErrCorrupt, rev, err)
 	}
 	return kv, nil
@@ -399,11 +399,7 @@ func (tw *TxnWrite) DeleteRange(key, end []byte) ([]*mvccpb.KeyValue, error) {
 }
 
 func (tw *TxnWrite) write(rev Revision, kv *mvccpb.KeyValue, tombstone bool) {
-	data, err := kv.Marshal()
-	if err != nil {
-		panic(fmt.Sprintf("mvcc: marshaling a KeyValue: %v", err)) // cannot fail
-	}
-	tw.batch.Set(revisionKey(rev, tombstone), data)
+	tw.batch.Set(revisionKey(rev, tombstone), marshalKV(kv))
 	tw.changes[rev] = kv
 	tw.subs++
 	ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: kv}

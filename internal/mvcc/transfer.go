@@ -90,7 +90,7 @@ func (im *Importer) Put(rev Revision, tombstone bool, kv []byte) error {
 		return fmt.Errorf("mvcc: import: revision %d.%d after %d.%d", rev.Main, rev.Sub, im.last.Main, im.last.Sub)
 	}
 	var m mvccpb.KeyValue
-	if err := m.Unmarshal(kv); err != nil {
+	if err := unmarshalKV(kv, &m); err != nil {
 		return fmt.Errorf("mvcc: import: revision %d.%d: %w", rev.Main, rev.Sub, err)
 	}
 	if len(m.Key) == 0 {

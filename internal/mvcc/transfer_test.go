@@ -125,7 +125,7 @@ func equalKVs(a, b []*mvccpb.KeyValue) bool {
 // already holds a history.
 func TestImportRefusesBadHistory(t *testing.T) {
 	kv := func(key string, create, mod, ver int64) []byte {
-		b, _ := (&mvccpb.KeyValue{Key: []byte(key), CreateRevision: create, ModRevision: mod, Version: ver}).Marshal()
+		b := marshalKV(&mvccpb.KeyValue{Key: []byte(key), CreateRevision: create, ModRevision: mod, Version: ver})
 		return b
 	}
 	for _, tc := range []struct {

@@ -878,7 +878,7 @@ func readEvents(view interface {
 			}
 			kv := &mvccpb.KeyValue{}
 			if perr == nil {
-				perr = kv.Unmarshal(v)
+				perr = unmarshalKV(v, kv)
 			}
 			if perr != nil {
 				err = perr

@@ -5,6 +5,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -78,7 +79,7 @@ func (s *Server) checkAppliedQuota(e raftpb.Entry, res apply.Result) {
 	if res.Op == "Txn" {
 		// Only now, over the quota, is the entry decoded again.
 		var r pb.InternalRaftRequest
-		if err := r.Unmarshal(e.Data); err != nil || apply.Cost(r.Txn) == 0 {
+		if err := proto.Unmarshal(e.Data, &r); err != nil || apply.Cost(r.Txn) == 0 {
 			return
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/tlsutil"
@@ -232,7 +233,7 @@ func (s *Server) AuthRequest(ctx context.Context, r *pb.InternalRaftRequest) (an
 	as := s.Auth()
 	switch {
 	case r.AuthUserAdd != nil:
-		u := *r.AuthUserAdd
+		u := proto.CloneOf(r.AuthUserAdd)
 		if u.Options == nil || !u.Options.NoPassword {
 			h, err := as.HashPassword(u.Password)
 			if err != nil {
@@ -240,15 +241,15 @@ func (s *Server) AuthRequest(ctx context.Context, r *pb.InternalRaftRequest) (an
 			}
 			u.HashedPassword, u.Password = h, ""
 		}
-		r.AuthUserAdd = &u
+		r.AuthUserAdd = u
 	case r.AuthUserChangePassword != nil && r.AuthUserChangePassword.Password != "":
-		u := *r.AuthUserChangePassword
+		u := proto.CloneOf(r.AuthUserChangePassword)
 		h, err := as.HashPassword(u.Password)
 		if err != nil {
 			return nil, err
 		}
 		u.HashedPassword, u.Password = h, ""
-		r.AuthUserChangePassword = &u
+		r.AuthUserChangePassword = u
 	}
 	res, err := s.propose(ctx, r)
 	if err != nil {

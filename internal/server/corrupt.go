@@ -12,6 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
@@ -46,7 +47,7 @@ const callHashKV = "hashkv"
 // not. An error's text crosses as the call's status message.
 func (s *Server) handleHashKV(data []byte) ([]byte, error) {
 	var req pb.HashKVRequest
-	if err := req.Unmarshal(data); err != nil {
+	if err := proto.Unmarshal(data, &req); err != nil {
 		return nil, err
 	}
 	h, current, err := s.HashKV(req.Revision)
@@ -58,7 +59,7 @@ func (s *Server) handleHashKV(data []byte) ([]byte, error) {
 		Header: &pb.ResponseHeader{ClusterId: s.ClusterID(), MemberId: s.ID(), Revision: current},
 		Hash:   h.Hash, CompactRevision: h.CompactRevision, HashRevision: h.Revision,
 	}
-	return resp.Marshal()
+	return proto.Marshal(resp)
 }
 
 // peerHash is one peer's answer to callHashKV: resp, or err.
@@ -73,7 +74,7 @@ type peerHash struct {
 // the other, each within the request timeout or until ctx ends (etcd's
 // getPeerHashKVs).
 func (s *Server) peerHashes(ctx context.Context, rev int64) []peerHash {
-	req, _ := (&pb.HashKVRequest{Revision: rev}).Marshal()
+	req, _ := proto.Marshal(&pb.HashKVRequest{Revision: rev})
 	var out []peerHash
 	for _, m := range *s.members.Load() {
 		if m.ID == s.ID() || len(m.PeerURLs) == 0 {
@@ -85,7 +86,7 @@ func (s *Server) peerHashes(ctx context.Context, rev int64) []peerHash {
 		cancel()
 		if err == nil {
 			resp := &pb.HashKVResponse{}
-			if err = resp.Unmarshal(data); err == nil {
+			if err = proto.Unmarshal(data, resp); err == nil {
 				ph.resp = resp
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/lease"
@@ -57,12 +58,12 @@ func (s *Server) LeaseGrant(ctx context.Context, req *pb.LeaseGrantRequest) (*pb
 	if req.TTL > lease.MaxTTL {
 		return nil, lease.ErrTTLTooLarge
 	}
-	r := *req
+	r := proto.CloneOf(req)
 	if r.ID == 0 {
 		// As etcd: from the request ID generator, positive.
 		r.ID = int64(s.reqIDs.next() & (1<<63 - 1))
 	}
-	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: &r})
+	res, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: r})
 	if err != nil {
 		return nil, err
 	}
@@ -226,10 +227,7 @@ func (s *Server) timeToLiveLocal(req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeT
 	return resp, nil
 }
 
-type marshaler interface {
-	Marshal() ([]byte, error)
-	Unmarshal([]byte) error
-}
+type marshaler = proto.Message
 
 // toLeader runs local on the leader, or forwards req to the leader as
 // method and decodes its answer into resp; across leader changes it tries
@@ -238,7 +236,7 @@ func (s *Server) toLeader(ctx context.Context, method string, req marshaler, loc
 	resp marshaler) (marshaler, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
-	data, err := req.Marshal()
+	data, err := proto.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +259,7 @@ func (s *Server) toLeader(ctx context.Context, method string, req marshaler, loc
 			out, err := s.tr.Call(callCtx, lead, method, data)
 			callCancel()
 			if err == nil {
-				return resp, resp.Unmarshal(out)
+				return resp, proto.Unmarshal(out, resp)
 			}
 			s.logger.Debug("forwarding to the leader failed; retrying", zap.String("call", method), zap.Error(err))
 		}
@@ -289,17 +287,17 @@ func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]
 	case callHashKV:
 		return s.handleHashKV(data)
 	case callRenew:
-		var req pb.LeaseKeepAliveRequest
-		if err := req.Unmarshal(data); err != nil {
+		req := &pb.LeaseKeepAliveRequest{}
+		if err := proto.Unmarshal(data, req); err != nil {
 			return nil, err
 		}
 		local = func() (marshaler, error) { return s.renewAnswer(req.ID) }
 	case callTimeToLive:
-		var req pb.LeaseTimeToLiveRequest
-		if err := req.Unmarshal(data); err != nil {
+		req := &pb.LeaseTimeToLiveRequest{}
+		if err := proto.Unmarshal(data, req); err != nil {
 			return nil, err
 		}
-		local = func() (marshaler, error) { return s.timeToLiveLocal(&req) }
+		local = func() (marshaler, error) { return s.timeToLiveLocal(req) }
 	default:
 		return nil, fmt.Errorf("unknown call %q", method)
 	}
@@ -313,7 +311,7 @@ func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	return out.Marshal()
+	return proto.Marshal(out)
 }
 
 // leaderDuty is a proposal only the leader of term may make.

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/auth"
@@ -610,7 +611,7 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		}
 		req.Header.Username, req.Header.AuthRevision = ai.User, ai.Revision
 	}
-	data, err := req.Marshal()
+	data, err := proto.Marshal(req)
 	if err != nil {
 		return apply.Result{}, err
 	}

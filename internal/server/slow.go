@@ -7,6 +7,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -18,20 +19,18 @@ import (
 // ("read-only txn "), each timed from when the member started on it. Values
 // are not logged (etcd's loggable requests redact them).
 
-type sizer interface{ Size() int }
-
 // warnSlowApply is told of an entry that took took to apply.
 func (s *Server) warnSlowApply(e raftpb.Entry, res apply.Result, took time.Duration) {
 	if took <= s.cfg.WarningApplyDuration || e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
 		return
 	}
 	r := &pb.InternalRaftRequest{}
-	if err := r.Unmarshal(e.Data); err != nil {
+	if err := proto.Unmarshal(e.Data, r); err != nil {
 		return // the applier already failed on it
 	}
 	var resp string
-	if m, ok := res.Resp.(sizer); ok && m != nil {
-		resp = fmt.Sprintf("size:%d", m.Size())
+	if m, ok := res.Resp.(proto.Message); ok && m != nil {
+		resp = fmt.Sprintf("size:%d", proto.Size(m))
 	}
 	s.warnSlow(took, "", (&pb.InternalRaftStringer{Request: r}).String(), resp, res.Err)
 }
@@ -44,7 +43,7 @@ func (s *Server) warnSlowRange(start time.Time, req *pb.RangeRequest, resp *pb.R
 	}
 	var out string
 	if resp != nil {
-		out = fmt.Sprintf("range_response_count:%d size:%d", len(resp.Kvs), resp.Size())
+		out = fmt.Sprintf("range_response_count:%d size:%d", len(resp.Kvs), proto.Size(resp))
 	}
 	s.warnSlow(took, "read-only range ", req.String(), out, err)
 }
@@ -67,7 +66,7 @@ func (s *Server) warnSlowReadTxn(start time.Time, req *pb.TxnRequest, resp *pb.T
 				}
 			}
 		}
-		out = fmt.Sprintf("responses:<%s> size:%d", strings.Join(parts, " "), resp.Size())
+		out = fmt.Sprintf("responses:<%s> size:%d", strings.Join(parts, " "), proto.Size(resp))
 	}
 	s.warnSlow(took, "read-only txn ", pb.NewLoggableTxnRequest(req).String(), out, err)
 }

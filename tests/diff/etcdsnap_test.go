@@ -27,6 +27,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/etcdsnap"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -132,7 +133,7 @@ func readRevisions(t *testing.T, r *etcdsnap.Reader) []snapRev {
 	var revs []snapRev
 	err := r.Revisions(func(rev etcdsnap.Revision, b []byte) error {
 		kv := new(mvccpb.KeyValue)
-		if err := kv.Unmarshal(b); err != nil {
+		if err := proto.Unmarshal(b, kv); err != nil {
 			return err
 		}
 		revs = append(revs, snapRev{rev, kv})
@@ -394,7 +395,7 @@ func TestEtcdsnapFileRestoredByEtcd(t *testing.T) {
 	}
 	defer w.Abort()
 	for _, r := range m.revs {
-		b, err := r.kv.Marshal()
+		b, err := proto.Marshal(r.kv)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/backend"
 )
@@ -47,12 +48,12 @@ func corruptValue(t *testing.T, m *member, rev int64) {
 	if err != nil || !ok {
 		t.Fatalf("%s has no put at revision %d: %v", m.name, rev, err)
 	}
-	var kv mvccpb.KeyValue
-	if err := kv.Unmarshal(v); err != nil {
+	kv := &mvccpb.KeyValue{}
+	if err := proto.Unmarshal(v, kv); err != nil {
 		t.Fatal(err)
 	}
 	kv.Value = append(kv.Value, " (corrupted)"...)
-	data, err := kv.Marshal()
+	data, err := proto.Marshal(kv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"context"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
@@ -13,6 +14,7 @@ import (
 )
 
 type leaseServer struct {
+	pb.UnimplementedLeaseServer
 	s *server.Server
 }
 

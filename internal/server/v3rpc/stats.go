@@ -7,6 +7,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/proto"
 )
 
 // requestStats logs a unary request that took longer than warn (etcd's
@@ -39,24 +40,24 @@ func logRequestStats(ctx context.Context, lg *zap.Logger, debug bool, start time
 	switch resp := resp.(type) {
 	case *pb.RangeResponse:
 		if req, ok := req.(*pb.RangeRequest); ok {
-			reqSize, content = req.Size(), req.String()
+			reqSize, content = proto.Size(req), req.String()
 		}
 		if resp != nil {
-			respCount, respSize = resp.Count, resp.Size()
+			respCount, respSize = resp.Count, proto.Size(resp)
 		}
 	case *pb.PutResponse:
 		if req, ok := req.(*pb.PutRequest); ok {
-			reqCount, reqSize, content = 1, req.Size(), pb.NewLoggablePutRequest(req).String()
+			reqCount, reqSize, content = 1, proto.Size(req), pb.NewLoggablePutRequest(req).String()
 		}
 		if resp != nil {
-			respSize = resp.Size()
+			respSize = proto.Size(resp)
 		}
 	case *pb.DeleteRangeResponse:
 		if req, ok := req.(*pb.DeleteRangeRequest); ok {
-			reqSize, content = req.Size(), req.String()
+			reqSize, content = proto.Size(req), req.String()
 		}
 		if resp != nil {
-			respCount, respSize = resp.Deleted, resp.Size()
+			respCount, respSize = resp.Deleted, proto.Size(resp)
 		}
 	case *pb.TxnResponse:
 		if req, ok := req.(*pb.TxnRequest); ok && resp != nil {
@@ -67,12 +68,12 @@ func logRequestStats(ctx context.Context, lg *zap.Logger, debug bool, start time
 			}
 			reqCount = int64(len(ops))
 			for _, op := range ops {
-				reqSize += op.Size()
+				reqSize += proto.Size(op)
 			}
 			content = pb.NewLoggableTxnRequest(req).String()
 		}
 		if resp != nil {
-			respSize = resp.Size()
+			respSize = proto.Size(resp)
 		}
 	default:
 		reqCount, reqSize, respCount, respSize = -1, -1, -1, -1

@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/mvcc"
@@ -17,6 +18,7 @@ import (
 )
 
 type watchServer struct {
+	pb.UnimplementedWatchServer
 	s *server.Server
 	// goAttached is the Service's: it runs a goroutine that Close waits
 	// for, or refuses once Close has begun.
@@ -280,21 +282,20 @@ func (sw *serverWatchStream) header(rev int64) *pb.ResponseHeader {
 // created with fragment set. A response under limit, or of one event, is
 // sent whole.
 func fragments(resp *pb.WatchResponse, limit int) []*pb.WatchResponse {
-	if resp.Size() < limit || len(resp.Events) < 2 {
+	if proto.Size(resp) < limit || len(resp.Events) < 2 {
 		return []*pb.WatchResponse{resp}
 	}
 	empty := func() *pb.WatchResponse {
-		part := *resp
-		part.Events, part.Fragment = nil, true
-		return &part
+		return &pb.WatchResponse{Header: resp.Header, WatchId: resp.WatchId, Created: resp.Created,
+			Canceled: resp.Canceled, CompactRevision: resp.CompactRevision, CancelReason: resp.CancelReason, Fragment: true}
 	}
 	var out []*pb.WatchResponse
 	cur := empty()
-	overhead := cur.Size()
+	overhead := proto.Size(cur)
 	size := overhead
 	for _, ev := range resp.Events {
 		// The event as it is framed in the message: tag, length, bytes.
-		evSize := (&pb.WatchResponse{Events: []*mvccpb.Event{ev}}).Size()
+		evSize := proto.Size(&pb.WatchResponse{Events: []*mvccpb.Event{ev}})
 		if len(cur.Events) > 0 && size+evSize >= limit {
 			out = append(out, cur)
 			cur, size = empty(), overhead
