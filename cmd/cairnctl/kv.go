@@ -171,12 +171,6 @@ func newGetCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if stream && g.capture == nil {
-				// etcd 3.7's RangeStream RPC, which neither Cairn's
-				// server nor the client cairnctl is built on has yet
-				// (README).
-				return tool.ExitErr{Code: tool.ExitBadFeature, Err: fmt.Errorf("--stream (the RangeStream RPC) is not supported by cairnctl yet")}
-			}
 			key := args[0]
 			if len(args) > 1 {
 				if prefix || fromKey {
@@ -238,7 +232,19 @@ func newGetCommand(g *globals) *cobra.Command {
 					}
 					opts = append(opts, clientv3.WithRev(r))
 				}
-				resp, err := cli.Get(ctx, key, opts...)
+				var (
+					resp *clientv3.GetResponse
+					err  error
+				)
+				if stream {
+					// etcd 3.7's RangeStream RPC, its chunks merged.
+					var ch clientv3.GetStreamChan
+					if ch, err = cli.GetStream(ctx, key, opts...); err == nil {
+						resp, err = clientv3.GetStreamToGetResponse(ch)
+					}
+				} else {
+					resp, err = cli.Get(ctx, key, opts...)
+				}
 				if err != nil {
 					return err
 				}

@@ -254,7 +254,7 @@ func argify(s string) []string {
 }
 
 func (g *globals) printTxn(resp *clientv3.TxnResponse) error {
-	return g.display(resp, (*pb.TxnResponse)(resp), func() { g.printTxnFields(resp) }, func() { g.printTxnSimple(resp) })
+	return g.display(newTxnJSON((*pb.TxnResponse)(resp)), (*pb.TxnResponse)(resp), func() { g.printTxnFields(resp) }, func() { g.printTxnSimple(resp) })
 }
 
 func (g *globals) printTxnFields(resp *clientv3.TxnResponse) {
@@ -293,4 +293,42 @@ func (g *globals) printTxnSimple(resp *clientv3.TxnResponse) {
 			fmt.Fprintf(g.stdout, "unexpected response %+v\n", r)
 		}
 	}
+}
+
+// txnJSON is a TxnResponse as etcdctl 3.7 prints it in JSON: each
+// response under "Response" with its oneof field's name, as etcd 3.6's
+// messages (gogoproto) had it (protobuf-go's oneof wrappers have no JSON
+// names).
+type txnJSON struct {
+	Header    *pb.ResponseHeader `json:"header,omitempty"`
+	Succeeded bool               `json:"succeeded,omitempty"`
+	Responses []responseOpJSON   `json:"responses,omitempty"`
+}
+
+type responseOpJSON struct {
+	Response struct {
+		ResponseRange       *pb.RangeResponse       `json:"response_range,omitempty"`
+		ResponsePut         *pb.PutResponse         `json:"response_put,omitempty"`
+		ResponseDeleteRange *pb.DeleteRangeResponse `json:"response_delete_range,omitempty"`
+		ResponseTxn         *txnJSON                `json:"response_txn,omitempty"`
+	} `json:"Response"`
+}
+
+func newTxnJSON(r *pb.TxnResponse) *txnJSON {
+	out := &txnJSON{Header: r.GetHeader(), Succeeded: r.GetSucceeded()}
+	for _, op := range r.GetResponses() {
+		var j responseOpJSON
+		switch op := op.Response.(type) {
+		case *pb.ResponseOp_ResponseRange:
+			j.Response.ResponseRange = op.ResponseRange
+		case *pb.ResponseOp_ResponsePut:
+			j.Response.ResponsePut = op.ResponsePut
+		case *pb.ResponseOp_ResponseDeleteRange:
+			j.Response.ResponseDeleteRange = op.ResponseDeleteRange
+		case *pb.ResponseOp_ResponseTxn:
+			j.Response.ResponseTxn = newTxnJSON(op.ResponseTxn)
+		}
+		out.Responses = append(out.Responses, j)
+	}
+	return out
 }

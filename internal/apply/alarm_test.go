@@ -2,6 +2,7 @@ package apply
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -33,7 +34,7 @@ func alarmReq(action pb.AlarmRequest_AlarmAction, id uint64, at pb.AlarmType) *p
 func alarmsString(ms []*pb.AlarmMember) string {
 	s := ""
 	for _, m := range ms {
-		s += m.String() + ";"
+		s += fmt.Sprintf("memberID:%d alarm:%v ;", m.MemberID, m.Alarm)
 	}
 	return s
 }

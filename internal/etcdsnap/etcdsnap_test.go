@@ -135,8 +135,8 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(got) != fmt.Sprint(revs) {
-			t.Fatalf("revisions:\n%v\nwant\n%v", got, revs)
+		if revsString(got) != revsString(revs) {
+			t.Fatalf("revisions:\n%v\nwant\n%v", revsString(got), revsString(revs))
 		}
 		var gotLeases []Lease
 		if err := r.Leases(func(l Lease) error { gotLeases = append(gotLeases, l); return nil }); err != nil {
@@ -557,4 +557,12 @@ func mustRead(t *testing.T, path string) []byte {
 	b, err := os.ReadFile(path)
 	must(t, err)
 	return b
+}
+
+func revsString(revs []rev) string {
+	var b strings.Builder
+	for _, r := range revs {
+		fmt.Fprintf(&b, "%v %q=%q c%d m%d v%d l%x\n", r.r, r.kv.Key, r.kv.Value, r.kv.CreateRevision, r.kv.ModRevision, r.kv.Version, r.kv.Lease)
+	}
+	return b.String()
 }

@@ -215,6 +215,11 @@ type RangeOptions struct {
 	// NoCount stops at Limit keys, leaving Count short: for walking the
 	// store a page at a time without counting what is left each time.
 	NoCount bool
+	// MaxBytes, if positive, stops reading values once the keys and
+	// values read reach it (at least one key is read): for a stream's
+	// chunks. The keys read are then a prefix of the range's, and KVs
+	// may be shorter than Limit with more keys left.
+	MaxBytes int
 }
 
 // RangeResult is what a read found.
@@ -267,12 +272,17 @@ func (s *Store) rangeAt(view *backend.ReadView, pending map[Revision]*mvccpb.Key
 		}
 		return !opts.NoCount || opts.Limit <= 0 || int64(len(found)) < opts.Limit
 	})
+	bytes := 0
 	for _, e := range found {
+		if opts.MaxBytes > 0 && bytes >= opts.MaxBytes {
+			break
+		}
 		kv, err := s.valueAt(view, pending, e.mod)
 		if err != nil {
 			return RangeResult{Rev: current}, err
 		}
 		res.KVs = append(res.KVs, kv)
+		bytes += len(kv.Key) + len(kv.Value)
 	}
 	return res, nil
 }

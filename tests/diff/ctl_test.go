@@ -197,10 +197,12 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 			ep, peer = fmt.Sprintf("$EP%d", i), fmt.Sprintf("$PEER%d", i)
 		}
 		hdr := id.Status.Header
-		// etcdctl prints some IDs as %16x: an ID with a leading zero
-		// digit (one in 16, the IDs derive from random ports) is padded.
+		// etcdctl prints some IDs as %16x ("Member %16x added to
+		// cluster %16x"): an ID with a leading zero digit (one in 16,
+		// the IDs derive from random ports) is padded. Only there: the
+		// padded form also matches a space before an ID printed as %x.
 		names = append(names, fmt.Sprint(hdr.ClusterID), "<cluster-id>", fmt.Sprint(hdr.MemberID), member,
-			fmt.Sprintf("%16x", hdr.ClusterID), "<cluster-id>", fmt.Sprintf("%16x", hdr.MemberID), member,
+			fmt.Sprintf("cluster %16x", hdr.ClusterID), "cluster <cluster-id>", fmt.Sprintf("Member %16x", hdr.MemberID), "Member "+member,
 			fmt.Sprintf("%x", hdr.ClusterID), "<cluster-id>", fmt.Sprintf("%x", hdr.MemberID), member,
 			eps[i], ep, fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]), peer)
 	}
@@ -552,6 +554,9 @@ func ctlKVSteps() []ctlStep {
 		e("get", "a", "-w", "json"),
 		e("get", "a", "-w", "fields"),
 		e("get", "a", "-w", "protobuf"),
+		e("get", "", "--prefix", "--stream"),
+		e("get", "", "--prefix", "--stream", "--limit", "2", "-w", "json"),
+		e("get", "", "--prefix", "--stream", "--keys-only", "--rev", "3"),
 		e("get", "", "--prefix", "--keys-only"),
 		e("get", "a", "--print-value-only"),
 		e("get", "", "--prefix", "--count-only", "-w", "fields"),

@@ -13,6 +13,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cairn-db/cairn/internal/version"
@@ -59,7 +60,7 @@ func scrapeMetrics(t *testing.T, m *member) scrape {
 	if code != 200 {
 		t.Fatalf("/metrics of %s: %d %q", m.name, code, body)
 	}
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("/metrics of %s does not parse: %v", m.name, err)

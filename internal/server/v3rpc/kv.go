@@ -27,6 +27,20 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	return resp, nil
 }
 
+// RangeStream is etcd 3.7's streamed Range (server.RangeStream).
+func (k *kvServer) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
+	if err := checkRange(r); err != nil {
+		return err
+	}
+	err := k.s.RangeStream(stream.Context(), r, func(resp *pb.RangeResponse) error {
+		if resp.Header != nil {
+			resp.Header = header(k.s, resp.Header)
+		}
+		return stream.Send(&pb.RangeStreamResponse{RangeResponse: resp})
+	})
+	return toGRPCError(err)
+}
+
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := checkPut(r); err != nil {
 		return nil, err
