@@ -69,7 +69,7 @@ func TestMemberSimulation(t *testing.T) {
 		}
 		return
 	}
-	seeds := envInt(t, "CAIRN_MEMBERSIM_SEEDS", 250)
+	seeds := envInt(t, "CAIRN_MEMBERSIM_SEEDS", 150)
 	if testing.Short() {
 		seeds = min(seeds, 20)
 	}
