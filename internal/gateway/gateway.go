@@ -9,6 +9,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	etcdservergw "go.etcd.io/etcd/api/v3/etcdserverpb/gw"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -31,13 +32,14 @@ const pipeBufferBytes = 1 << 20
 type Gateway struct {
 	listener *bufconn.Listener
 	conn     *grpc.ClientConn
-	mux      *runtime.ServeMux
+	handler  http.Handler
 }
 
 // New builds the gateway for etcd's KV, Watch, Lease, Cluster,
 // Maintenance and Auth services and the services extra registers
-// (etcd's Lock and Election are registered so).
-func New(extra ...RegisterFunc) (*Gateway, error) {
+// (etcd's Lock and Election are registered so). logger gets the
+// WebSocket upgrades that fail.
+func New(logger *zap.Logger, extra ...RegisterFunc) (*Gateway, error) {
 	l := bufconn.Listen(pipeBufferBytes)
 	conn, err := grpc.NewClient("passthrough:///cairn-gateway",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
@@ -81,15 +83,16 @@ func New(extra ...RegisterFunc) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
-	return &Gateway{listener: l, conn: conn, mux: mux}, nil
+	return &Gateway{listener: l, conn: conn, handler: &websocketProxy{next: mux, logger: logger}}, nil
 }
 
 // Listener is where the gRPC server must serve the gateway's calls.
 func (g *Gateway) Listener() net.Listener { return g.listener }
 
-// Handler serves the gateway's routes; any other path is a 404 with
-// grpc-gateway's JSON body ({"code":5,"message":"Not Found"}).
-func (g *Gateway) Handler() http.Handler { return g.mux }
+// Handler serves the gateway's routes, over plain HTTP or a WebSocket;
+// any other path is a 404 with grpc-gateway's JSON body
+// ({"code":5,"message":"Not Found"}).
+func (g *Gateway) Handler() http.Handler { return g.handler }
 
 // Close ends the gateway's connection (its calls in flight fail) and
 // closes its listener.

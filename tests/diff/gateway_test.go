@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // gwStep is one HTTP request of TestGatewayDifferential, made as user (a
@@ -176,6 +178,41 @@ func gwStream(path, body string, actions ...func(ctx context.Context, t *gwTarge
 	}
 }
 
+// gwWebSocket opens a WebSocket on path (as a browser does, with a GET
+// asking for the upgrade), sends each of requests as a message, then
+// reads one message per action after running it, as gwStream.
+func gwWebSocket(path string, requests []string, actions ...func(ctx context.Context, t *gwTarget) error) func(ctx context.Context, t *gwTarget) string {
+	return func(ctx context.Context, t *gwTarget) string {
+		conn, resp, err := websocket.DefaultDialer.DialContext(ctx, "ws"+strings.TrimPrefix(t.base, "http")+path, nil)
+		if err != nil {
+			return "dial: " + err.Error()
+		}
+		defer conn.Close()
+		out := []string{fmt.Sprintf("%d", resp.StatusCode)}
+		for _, r := range requests {
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(r)); err != nil {
+				return "write: " + err.Error()
+			}
+		}
+		if deadline, ok := ctx.Deadline(); ok {
+			conn.SetReadDeadline(deadline)
+		}
+		for _, act := range actions {
+			if act != nil {
+				if err := act(ctx, t); err != nil {
+					return err.Error()
+				}
+			}
+			_, msg, err := conn.ReadMessage()
+			if err != nil {
+				return strings.Join(append(out, "read: "+err.Error()), "\n")
+			}
+			out = append(out, gwNormalize(msg))
+		}
+		return strings.Join(out, "\n")
+	}
+}
+
 // gwPut is a stream action: a put through the gateway.
 func gwPut(key, value string) func(ctx context.Context, t *gwTarget) error {
 	return func(ctx context.Context, t *gwTarget) error {
@@ -260,6 +297,11 @@ func gwSteps() []gwStep {
 			fmt.Sprintf(`{"create_request":{"key":%q,"start_revision":"5"}}`, b64("foo")), nil, nil)},
 		{desc: "watch from a compacted revision", watch: gwStream("/v3/watch",
 			fmt.Sprintf(`{"create_request":{"key":%q,"start_revision":"2"}}`, b64("foo")), nil, nil)},
+		{desc: "watch over a WebSocket: two watchers on one stream, a put", watch: gwWebSocket("/v3/watch",
+			[]string{fmt.Sprintf(`{"create_request":{"key":%q}}`, b64("ws")), fmt.Sprintf(`{"create_request":{"key":%q,"watch_id":"7"}}`, b64("ws"))},
+			nil, nil, gwPut("ws", "1"), nil)},
+		{desc: "lease keep-alive over a WebSocket, no such lease", watch: gwWebSocket("/v3/lease/keepalive", []string{`{"ID":"99"}`}, nil)},
+		{desc: "WebSocket on an unknown path", watch: gwWebSocket("/v3/nope", nil, nil)},
 		{desc: "member list", path: "/v3/cluster/member/list", body: `{}`},
 		{desc: "member add bad URL", path: "/v3/cluster/member/add", body: `{"peerURLs":["::"]}`},
 		{desc: "member remove unknown", path: "/v3/cluster/member/remove", body: `{"ID":"1"}`},
