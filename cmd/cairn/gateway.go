@@ -7,18 +7,6 @@ import (
 	"github.com/cairn-db/cairn/internal/gateway"
 )
 
-// gatewayExtras are the gateway's routes beyond etcd's rpc.proto
-// services: etcd registers Lock (/v3/lock/...) and Election
-// (/v3/election/...) here too.
-//
-// LOCK/ELECTION: their gateway routes are registered HERE, and only here,
-// once Cairn has the v3lockpb and v3electionpb packages (with their gw
-// files): add their RegisterLockHandler and RegisterElectionHandler.
-// Until then /v3/lock/* and /v3/election/* are the gateway's 404.
-func gatewayExtras() []gateway.RegisterFunc {
-	return nil
-}
-
 // clientHTTPMux is what the client URLs (or --listen-client-http-urls)
 // serve over HTTP, as etcd's createMux: pprof with --enable-pprof, the
 // gateway (if on) under /v3/, and the other endpoints (/health,

@@ -181,7 +181,7 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	var gw *gateway.Gateway
 	if err == nil && c.EnableGRPCGateway {
-		gw, err = gateway.New(logger, gatewayExtras()...)
+		gw, err = gateway.New(logger)
 	}
 	if err != nil {
 		closeAll()

@@ -14,12 +14,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	v3electiongw "github.com/cairn-db/cairn/api/v3electionpb/gw"
+	v3lockgw "github.com/cairn-db/cairn/api/v3lockpb/gw"
 )
 
-// RegisterFunc adds one gRPC service's routes to the gateway's mux,
+// registerFunc adds one gRPC service's routes to the gateway's mux,
 // calling the service over conn: the shape of the generated
 // Register<Service>Handler functions.
-type RegisterFunc func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
+type registerFunc func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
 
 // pipeBufferBytes is each direction's buffer of the in-memory connection;
 // gRPC's flow control (64 KiB windows by default) keeps it from filling
@@ -36,10 +39,9 @@ type Gateway struct {
 }
 
 // New builds the gateway for etcd's KV, Watch, Lease, Cluster,
-// Maintenance and Auth services and the services extra registers
-// (etcd's Lock and Election are registered so). logger gets the
-// WebSocket upgrades that fail.
-func New(logger *zap.Logger, extra ...RegisterFunc) (*Gateway, error) {
+// Maintenance, Auth, Lock and Election services, etcd's list. logger
+// gets the WebSocket upgrades that fail.
+func New(logger *zap.Logger) (*Gateway, error) {
 	l := bufconn.Listen(pipeBufferBytes)
 	conn, err := grpc.NewClient("passthrough:///cairn-gateway",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
@@ -67,15 +69,18 @@ func New(logger *zap.Logger, extra ...RegisterFunc) (*Gateway, error) {
 			},
 		}),
 	)
-	registers := []RegisterFunc{
+	for _, register := range []registerFunc{
 		etcdservergw.RegisterKVHandler,
 		etcdservergw.RegisterWatchHandler,
 		etcdservergw.RegisterLeaseHandler,
 		etcdservergw.RegisterClusterHandler,
 		etcdservergw.RegisterMaintenanceHandler,
 		etcdservergw.RegisterAuthHandler,
-	}
-	for _, register := range append(registers, extra...) {
+		// /v3/lock/* and /v3/election/*: Cairn's own generated
+		// packages, with etcd's paths.
+		v3lockgw.RegisterLockHandler,
+		v3electiongw.RegisterElectionHandler,
+	} {
 		// The generated functions use the context only to register.
 		if err := register(context.Background(), mux, conn); err != nil {
 			conn.Close()
