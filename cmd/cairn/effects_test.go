@@ -145,7 +145,7 @@ func TestAccessController(t *testing.T) {
 		if tc.origin != "" {
 			req.Header.Set("Origin", tc.origin)
 		}
-		newAccessController(tc.cors, tc.hosts, ok, zap.NewNop()).ServeHTTP(rec, req)
+		newAccessController(accessConfig{cors: tc.cors, hosts: tc.hosts, logger: zap.NewNop()}, ok).ServeHTTP(rec, req)
 		if rec.Code != tc.code || rec.Header().Get("Access-Control-Allow-Origin") != tc.allowedOrigins {
 			t.Errorf("%+v: %d %q", tc, rec.Code, rec.Header().Get("Access-Control-Allow-Origin"))
 		}

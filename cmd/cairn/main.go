@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 
+	"github.com/cairn-db/cairn/internal/gateway"
 	"github.com/cairn-db/cairn/internal/server"
 	"github.com/cairn-db/cairn/internal/server/v3rpc"
 	"github.com/cairn-db/cairn/internal/tlsutil"
@@ -179,10 +179,17 @@ func serve(c config, logger *zap.Logger) error {
 		// checks the client's SANs.
 		metricsLns, err = listenAll("metrics", c.ListenMetricsURLs, tlsSet.client, true, "rejected connection on client endpoint")
 	}
+	var gw *gateway.Gateway
+	if err == nil && c.EnableGRPCGateway {
+		gw, err = gateway.New(logger)
+	}
 	if err != nil {
 		closeAll()
 		srv.Stop()
 		return err
+	}
+	if gw != nil {
+		defer gw.Close() // after clientGRPC.Stop
 	}
 	if err := srv.Start(); err != nil {
 		closeAll()
@@ -198,25 +205,19 @@ func serve(c config, logger *zap.Logger) error {
 	clientGRPC := grpc.NewServer(append(clientAPI.ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	clientAPI.Register(clientGRPC)
 	endpoints := v3rpc.HTTPHandler(srv, reg)
-	var handler http.Handler = endpoints
-	if c.EnablePprof {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		mux.Handle("/", handler)
-		handler = mux
+	handler := clientHTTPMux(endpoints, gw, c.EnablePprof)
+	access := accessConfig{cors: c.CORS, hosts: c.HostWhitelist, logger: logger}
+	if gw != nil && c.ClientCertAuth {
+		access.refuseGatewayCN = func() bool { return srv.Auth().Enabled() }
 	}
 	httpSrv := &http.Server{
-		Handler:           newAccessController(c.CORS, c.HostWhitelist, handler, logger),
+		Handler:           newAccessController(access, handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		HTTP2:             http2Config(c.MaxConcurrentStreams),
 	}
 	// tlsSrv serves the https:// client URLs, gRPC and HTTP alike.
 	tlsSrv := &http.Server{
-		Handler:           newAccessController(c.CORS, c.HostWhitelist, grpcOrHTTP(clientGRPC, handler), logger),
+		Handler:           newAccessController(access, grpcOrHTTP(clientGRPC, handler)),
 		ReadHeaderTimeout: 10 * time.Second,
 		HTTP2:             http2Config(c.MaxConcurrentStreams),
 	}
@@ -229,6 +230,10 @@ func serve(c config, logger *zap.Logger) error {
 			defer wg.Done()
 			fn()
 		}()
+	}
+	if gw != nil {
+		// The gateway's in-memory connection; clientGRPC.Stop closes it.
+		goServe(func() { clientGRPC.Serve(gw.Listener()) })
 	}
 	for _, l := range peerLns {
 		goServe(func() { peerGRPC.Serve(l) })

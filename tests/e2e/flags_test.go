@@ -92,8 +92,8 @@ func TestKubeadmFlags(t *testing.T) {
 	}
 }
 
-// --listen-client-http-urls moves HTTP off the client URLs, which then
-// serve gRPC only, as etcd's.
+// --listen-client-http-urls moves HTTP (the gateway too) off the client
+// URLs, which then serve gRPC only, as etcd's.
 func TestListenClientHTTPURLs(t *testing.T) {
 	httpURL := fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])
 	c := newCluster(t, 1, "--listen-client-http-urls", httpURL)
@@ -101,6 +101,11 @@ func TestListenClientHTTPURLs(t *testing.T) {
 		t.Errorf("/health on the HTTP URL: %d %q", code, body)
 	}
 	cl := &http.Client{Timeout: 10 * time.Second}
+	// The gateway moves with the other HTTP endpoints.
+	if code, body := gatewayPost(t, cl, httpURL+"/v3/kv/put", `{"key":"Zm9v","value":"YmFy"}`, ""); code != 200 ||
+		!strings.Contains(body, `"revision":"2"`) {
+		t.Errorf("/v3/kv/put on the HTTP URL: %d %s", code, body)
+	}
 	if resp, err := cl.Get(c.members[0].clientURL + "/health"); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == 200 {
