@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
 	"github.com/cairn-db/cairn/internal/server"
+	"github.com/cairn-db/cairn/internal/server/v3lock"
 )
 
 // grpcOverheadBytes is what a request may carry beyond --max-request-bytes
@@ -29,11 +30,15 @@ const grpcOverheadBytes = 512 * 1024
 
 // Service is the client API's gRPC services on a server, and the
 // goroutines they run beside their handlers: the leader guard's monitor,
-// and the receivers of watch streams that outlive their handler (see
-// Watch). Close stops them and waits for them.
+// the receivers of watch streams that outlive their handler (see Watch),
+// and the Lock and Election services' in-process client. Close stops them
+// and waits for them.
 type Service struct {
 	s     *server.Server
 	guard *leaderGuard
+	// lockElection is the Lock and Election services, on a client of
+	// this Service's own KV, Lease and Watch handlers.
+	lockElection *v3lock.Server
 	// Metrics, registered by New on the server's registry.
 	grpcMetrics *grpcMetrics
 	clients     *clientRequests
@@ -71,6 +76,7 @@ func New(s *server.Server) *Service {
 	cfg.Registry.MustRegister(cs...)
 	v.guard = newLeaderGuard(s)
 	v.goAttached(func() { v.guard.monitor(v.stopc) })
+	v.lockElection = v3lock.New(&kvServer{s: s}, &leaseServer{s: s}, v.newWatchServer(), cfg.Logger)
 	return v
 }
 
@@ -106,10 +112,15 @@ func (v *Service) Register(g *grpc.Server) {
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
-	pb.RegisterWatchServer(g, &watchServer{s: s, goAttached: v.goAttached, metrics: v.watch})
+	pb.RegisterWatchServer(g, v.newWatchServer())
 	pb.RegisterLeaseServer(g, &leaseServer{s: s})
 	pb.RegisterAuthServer(g, &authServer{s: s})
+	v.lockElection.Register(g)
 	v.grpcMetrics.initialize(g)
+}
+
+func (v *Service) newWatchServer() *watchServer {
+	return &watchServer{s: v.s, goAttached: v.goAttached, metrics: v.watch}
 }
 
 // unary is every unary call's interceptor: the gRPC metrics, then, as
@@ -169,6 +180,9 @@ func (v *Service) guardedStream(srv any, ss grpc.ServerStream, info *grpc.Stream
 // after the gRPC server's Stop has returned: Stop ends every stream, which
 // ends the watch receivers Close waits for.
 func (v *Service) Close() {
+	// First: the in-process client's watch streams hold goroutines
+	// (receivers) that wg counts.
+	v.lockElection.Close()
 	v.mu.Lock()
 	v.mu.closed = true
 	v.mu.Unlock()
