@@ -11,10 +11,12 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/api/v3electionpb"
 	"github.com/cairn-db/cairn/api/v3lockpb"
+	"github.com/cairn-db/cairn/internal/tlsutil/certtest"
 )
 
 // grant grants a lease of ttl seconds through cli.
@@ -97,9 +99,23 @@ func requireDesc(t *testing.T, what string, err error, want string) {
 // client-side mutex on the same keys) was SIGKILLed once the holder's
 // lease expires; an election's campaign, proclaim, leader, observe and
 // resign, and their errors; then, with auth on, a user may lock only
-// where it may write.
+// where it may write, whether its token or its client certificate names
+// it (the member serves https with --client-cert-auth; the test's own
+// client's certificate names root).
 func TestLockElection(t *testing.T) {
-	c := newCluster(t, 1)
+	p := newTestPKI(t)
+	rootCert := p.ca.Issue(t, certtest.Spec{Name: "root", CN: "root"})
+	tlsFlags := []string{"--cert-file=" + p.server.CertFile, "--key-file=" + p.server.KeyFile,
+		"--trusted-ca-file=" + p.ca.CertFile, "--client-cert-auth"}
+	c := newClusterWith(t, 1, func(m *member) {
+		https := strings.Replace(m.clientURL, "http://", "https://", 1)
+		for i, a := range m.args {
+			if a == m.clientURL {
+				m.args[i] = https
+			}
+		}
+		m.clientURL, m.clientTLS = https, p.clientTLS(t, rootCert)
+	}, tlsFlags...)
 	m := c.members[0]
 	cli := m.client()
 	lc := v3lockpb.NewLockClient(cli.ActiveConnection())
@@ -122,7 +138,8 @@ func TestLockElection(t *testing.T) {
 	}
 
 	// A holder SIGKILLed: its lease (1s) expires and the waiter gets it.
-	holder := startChild(t, exec.Command(ctlBinary, "--endpoints="+m.clientURL, "lock", "--ttl", "1", "k"))
+	holder := startChild(t, exec.Command(ctlBinary, "--endpoints="+m.clientURL,
+		"--cacert="+p.ca.CertFile, "--cert="+rootCert.CertFile, "--key="+rootCert.KeyFile, "lock", "--ttl", "1", "k"))
 	holder.waitFor(t, "the lock", func(out string) bool { return strings.HasPrefix(out, "k/") })
 	l3 := grant(t, cli, 60)
 	waiter := lockAsync(t, lc, "k", l3)
@@ -207,44 +224,57 @@ func TestLockElection(t *testing.T) {
 	requireDesc(t, "Leader after both resigned", err, "election: no leader")
 	ocancel()
 
-	// Auth: the inner requests run as the caller.
-	root := func(step string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", step, err)
+	// Auth: the inner requests run as the caller, named by its token or,
+	// with none, by its certificate.
+	ctx := ctxT(t)
+	for i, step := range []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", "pw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "locker"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "locker", "ok/", clientv3.GetPrefixRangeEnd("ok/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "locker", "lockerpw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "locker", "locker"); return err },
+		func() error { _, err := cli.UserAdd(ctx, "nobody", "nobodypw"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("auth setup step %d: %v", i, err)
 		}
 	}
-	ctx := ctxT(t)
-	_, err = cli.UserAdd(ctx, "root", "pw")
-	root("add root", err)
-	_, err = cli.UserGrantRole(ctx, "root", "root")
-	root("grant root", err)
-	_, err = cli.RoleAdd(ctx, "locker")
-	root("add role", err)
-	_, err = cli.RoleGrantPermission(ctx, "locker", "ok/", clientv3.GetPrefixRangeEnd("ok/"), clientv3.PermissionType(clientv3.PermReadWrite))
-	root("grant permission", err)
+	certs := map[string]certtest.Pair{}
 	for _, u := range []string{"locker", "nobody"} {
-		_, err = cli.UserAdd(ctx, u, u+"pw")
-		root("add "+u, err)
+		certs[u] = p.ca.Issue(t, certtest.Spec{Name: u, CN: u})
 	}
-	_, err = cli.UserGrantRole(ctx, "locker", "locker")
-	root("grant locker", err)
-	_, err = cli.AuthEnable(ctx)
-	root("enable auth", err)
-	c.signIn()
-	for _, tc := range []struct {
-		user, lock string
-		want       error
+	for i, tc := range []struct {
+		cert, user, lock string
+		want             error
 	}{
-		{"locker", "ok", nil},
-		{"locker", "elsewhere", rpctypes.ErrPermissionDenied},
-		{"nobody", "ok", rpctypes.ErrPermissionDenied},
+		{"nobody", "locker", "ok", nil},
+		{"nobody", "locker", "elsewhere", rpctypes.ErrPermissionDenied},
+		{"locker", "nobody", "ok", rpctypes.ErrPermissionDenied},
+		{"locker", "", "ok", nil},
+		{"locker", "", "elsewhere", rpctypes.ErrPermissionDenied},
+		{"nobody", "", "ok", rpctypes.ErrPermissionDenied},
 	} {
-		ucli := userClient(t, c.endpoints(), tc.user, tc.user+"pw")
+		// A lock of its own: the one before still holds its lock.
+		name := fmt.Sprintf("%s/%d", tc.lock, i)
+		cfg := clientv3.Config{Endpoints: []string{m.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+			TLS: p.clientTLS(t, certs[tc.cert])}
+		if tc.user != "" {
+			cfg.Username, cfg.Password = tc.user, tc.user+"pw"
+		}
+		ucli, err := clientv3.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ucli.Close() })
 		lease := grant(t, ucli, 60)
-		_, err := v3lockpb.NewLockClient(ucli.ActiveConnection()).Lock(ctxT(t), &v3lockpb.LockRequest{Name: []byte(tc.lock), Lease: lease})
+		_, err = v3lockpb.NewLockClient(ucli.ActiveConnection()).Lock(ctxT(t), &v3lockpb.LockRequest{Name: []byte(name), Lease: lease})
 		if got := rpctypes.Error(err); !errors.Is(got, tc.want) {
-			t.Errorf("Lock %q as %s: error %v, want %v", tc.lock, tc.user, err, tc.want)
+			t.Errorf("Lock %q with %s's certificate and %q's token: error %v, want %v", name, tc.cert, tc.user, err, tc.want)
 		}
 	}
 }
