@@ -320,6 +320,21 @@ func (r *ReadView) Get(key []byte) ([]byte, bool, error) {
 	return append([]byte(nil), v...), true, nil
 }
 
+// GetFunc calls fn with the value stored under key, if there is one, and
+// returns whether there was and fn's error. The value is valid only during
+// the call: for decoders that copy what they keep, saving Get's copy.
+func (r *ReadView) GetFunc(key []byte, fn func(value []byte) error) (bool, error) {
+	v, closer, err := r.snap.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer closer.Close()
+	return true, fn(v)
+}
+
 // Scan calls fn with each key in [start, end) in order (end nil: no upper
 // bound), until fn returns false. key and value are valid only during the
 // call.

@@ -292,7 +292,12 @@ func (s *Store) valueAt(view *backend.ReadView, pending map[Revision]*mvccpb.Key
 	if kv, ok := pending[rev]; ok {
 		return cloneKV(kv), nil
 	}
-	v, ok, err := view.Get(revisionKey(rev, false))
+	kv := &mvccpb.KeyValue{}
+	var decodeErr error
+	ok, err := view.GetFunc(revisionKey(rev, false), func(v []byte) error {
+		decodeErr = unmarshalKV(v, kv) // copies what it keeps
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -300,9 +305,8 @@ func (s *Store) valueAt(view *backend.ReadView, pending map[Revision]*mvccpb.Key
 		// The index names it, so the backend must hold it.
 		return nil, fmt.Errorf("%w: no value for revision %s", ErrCorrupt, rev)
 	}
-	kv := &mvccpb.KeyValue{}
-	if err := unmarshalKV(v, kv); err != nil {
-		return nil, fmt.Errorf("%w: revision %s: %v", ErrCorrupt, rev, err)
+	if decodeErr != nil {
+		return nil, fmt.Errorf("%w: revision %s: %v", ErrCorrupt, rev, decodeErr)
 	}
 	return kv, nil
 }
