@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/backend"
 )
@@ -389,5 +391,54 @@ func TestRangeRacingCompact(t *testing.T) {
 	wg.Wait()
 	if v := bad.Load(); v != nil {
 		t.Fatal(v)
+	}
+}
+
+// A read into an arena returns what a plain read does, and the next read
+// after Reset reuses the arena's memory instead of allocating more.
+func TestRangeArena(t *testing.T) {
+	s, _ := newTestStore(t)
+	tw := s.Write()
+	for i := range 100 {
+		tw.Put(fmt.Appendf(nil, "k%03d", i), bytes.Repeat([]byte{byte('a' + i%26)}, 1000+i), 0)
+	}
+	tw.End(1, 1)
+	plain, err := s.Range([]byte("k"), []byte("l"), RangeOptions{Limit: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arena := &Arena{}
+	read := func(from string) []*mvccpb.KeyValue {
+		arena.Reset()
+		res, err := s.Range([]byte(from), []byte("l"), RangeOptions{Limit: 50, NoCount: true, Arena: arena})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.KVs
+	}
+	first := read("k")
+	if len(first) != len(plain.KVs) {
+		t.Fatalf("%d keys through the arena, %d without", len(first), len(plain.KVs))
+	}
+	for i := range first {
+		if !proto.Equal(first[i], plain.KVs[i]) {
+			t.Fatalf("key %d: %v through the arena, %v without", i, first[i], plain.KVs[i])
+		}
+	}
+	firstKV, firstKey := first[0], &first[0].Key[0]
+	second := read("k050")
+	if string(second[0].Key) != "k050" || second[0] != firstKV || &second[0].Key[0] != firstKey {
+		t.Fatalf("the second read did not reuse the arena: %q", second[0].Key)
+	}
+	// What a warm read still allocates is small (revision keys, the
+	// index walk's slice, pebble's lookups), not the ~50 KB it reads.
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 20 {
+		read("k050")
+	}
+	runtime.ReadMemStats(&after)
+	if perRead := (after.TotalAlloc - before.TotalAlloc) / 20; perRead > 16<<10 {
+		t.Errorf("a read of 50 keys of 1 KiB into a warm arena allocated %d bytes", perRead)
 	}
 }

@@ -61,6 +61,12 @@ var errKVEncoding = errors.New("malformed KeyValue encoding")
 // backend's buffers are. Unknown fields are skipped, as proto.Unmarshal
 // would keep them only to re-encode them.
 func unmarshalKV(b []byte, kv *mvccpb.KeyValue) error {
+	return decodeKV(b, kv, nil)
+}
+
+// decodeKV is unmarshalKV with Key and Value copied into memory from
+// alloc (nil: a fresh allocation).
+func decodeKV(b []byte, kv *mvccpb.KeyValue, alloc func(n int) []byte) error {
 	kv.Reset()
 	var key, value []byte
 	for len(b) > 0 {
@@ -106,7 +112,12 @@ func unmarshalKV(b []byte, kv *mvccpb.KeyValue) error {
 		}
 	}
 	if len(key)+len(value) > 0 {
-		buf := make([]byte, len(key)+len(value))
+		var buf []byte
+		if alloc != nil {
+			buf = alloc(len(key) + len(value))
+		} else {
+			buf = make([]byte, len(key)+len(value))
+		}
 		copy(buf, key)
 		copy(buf[len(key):], value)
 		if len(key) > 0 {

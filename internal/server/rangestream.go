@@ -87,6 +87,11 @@ func (s *Server) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 		want = req.Limit
 	}
 	from := req.Key
+	// One chunk's KeyValues at a time, their memory reused for the
+	// next: gRPC has encoded a message by the time SendMsg returns, and
+	// Cairn installs none of the stats handlers or binary loggers that
+	// could keep it longer.
+	arena := &mvcc.Arena{}
 	var sent int64
 	// keys bounds the index entries one chunk looks up; it grows while
 	// chunks end on it rather than on bytes.
@@ -98,8 +103,9 @@ func (s *Server) RangeStream(ctx context.Context, req *pb.RangeRequest, send fun
 				return ctxError(err)
 			}
 			limit := min(keys, want-sent)
+			arena.Reset()
 			err := s.applier.View(func(st *mvcc.Store) error {
-				res, err := st.Range(from, req.RangeEnd, mvcc.RangeOptions{Rev: rev, Limit: limit, NoCount: true, MaxBytes: budget})
+				res, err := st.Range(from, req.RangeEnd, mvcc.RangeOptions{Rev: rev, Limit: limit, NoCount: true, MaxBytes: budget, Arena: arena})
 				kvs = res.KVs
 				return err
 			})
