@@ -37,6 +37,14 @@ func TestDefragMeasure(t *testing.T) {
 	if v := os.Getenv("CAIRN_DEFRAG_KEYS"); v != "" {
 		keys, _ = strconv.Atoi(v)
 	}
+	eachServer(t, func(t *testing.T) { measureDefrag(t, keys) })
+}
+
+// eachServer runs a measurement as a subtest against cairn and, with
+// REFERENCE_ETCD_BINARY set, against stock etcd on the same machine, one
+// after the other: the harness (newCluster) starts cairnBinary, which is
+// the binary measured meanwhile.
+func eachServer(t *testing.T, measure func(t *testing.T)) {
 	binaries := map[string]string{"cairn": cairnBinary}
 	if ref := os.Getenv("REFERENCE_ETCD_BINARY"); ref != "" {
 		binaries["etcd"] = ref
@@ -47,12 +55,10 @@ func TestDefragMeasure(t *testing.T) {
 			continue
 		}
 		t.Run(name, func(t *testing.T) {
-			// The harness starts cairnBinary; this measurement runs
-			// one binary at a time.
 			saved := cairnBinary
 			cairnBinary = bin
 			defer func() { cairnBinary = saved }()
-			measureDefrag(t, keys)
+			measure(t)
 		})
 	}
 }

@@ -184,37 +184,25 @@ func TestRangeStreamMeasure(t *testing.T) {
 	if v := os.Getenv("CAIRN_RANGESTREAM_KEYS"); v != "" {
 		keys, _ = strconv.Atoi(v)
 	}
-	binaries := map[string]string{"cairn": cairnBinary}
-	if ref := os.Getenv("REFERENCE_ETCD_BINARY"); ref != "" {
-		binaries["etcd"] = ref
-	}
-	for _, name := range []string{"cairn", "etcd"} {
-		bin, ok := binaries[name]
-		if !ok {
-			continue
-		}
-		t.Run(name, func(t *testing.T) {
-			saved := cairnBinary
-			cairnBinary = bin
-			defer func() { cairnBinary = saved }()
-			c := newCluster(t, 1, "--quota-backend-bytes", fmt.Sprint(int64(8)<<30))
-			m := c.members[0]
-			cli := memberClient(t, m)
+	eachServer(t, func(t *testing.T) {
+		name := strings.TrimPrefix(t.Name(), "TestRangeStreamMeasure/")
+		c := newCluster(t, 1, "--quota-backend-bytes", fmt.Sprint(int64(8)<<30))
+		m := c.members[0]
+		cli := memberClient(t, m)
+		start := time.Now()
+		loadKeys(t, cli, "/k/", keys, 1024)
+		t.Logf("%s: loaded %d keys of 1 KiB in %v", name, keys, time.Since(start).Round(time.Second))
+		pid := m.proc.cmd.Process.Pid
+		t.Logf("%s: RSS at rest %d MiB", name, procStatusKB(t, pid, "VmRSS")>>10)
+		for _, read := range []struct {
+			name string
+			fn   func(*testing.T, *clientv3.Client, string) (int, int64)
+		}{{"RangeStream", streamAll}, {"Range", rangeAll}, {"RangeStream again", streamAll}} {
+			var n int
+			var size int64
 			start := time.Now()
-			loadKeys(t, cli, "/k/", keys, 1024)
-			t.Logf("%s: loaded %d keys of 1 KiB in %v", name, keys, time.Since(start).Round(time.Second))
-			pid := m.proc.cmd.Process.Pid
-			t.Logf("%s: RSS at rest %d MiB", name, procStatusKB(t, pid, "VmRSS")>>10)
-			for _, read := range []struct {
-				name string
-				fn   func(*testing.T, *clientv3.Client, string) (int, int64)
-			}{{"RangeStream", streamAll}, {"Range", rangeAll}, {"RangeStream again", streamAll}} {
-				var n int
-				var size int64
-				start := time.Now()
-				growth := peakGrowth(t, pid, func() { n, size = read.fn(t, cli, "/k/") })
-				t.Logf("%s: %s of %d keys (%d MiB): server peak RSS +%d MiB, %v", name, read.name, n, size>>20, growth>>20, time.Since(start).Round(time.Millisecond))
-			}
-		})
-	}
+			growth := peakGrowth(t, pid, func() { n, size = read.fn(t, cli, "/k/") })
+			t.Logf("%s: %s of %d keys (%d MiB): server peak RSS +%d MiB, %v", name, read.name, n, size>>20, growth>>20, time.Since(start).Round(time.Millisecond))
+		}
+	})
 }
