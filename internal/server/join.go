@@ -1,12 +1,15 @@
 package server
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-db/cairn/internal/member"
@@ -16,27 +19,45 @@ import (
 
 // clusterDescription is what a member tells one joining the cluster
 // (transport.FetchCluster): the cluster's ID, its members and the IDs
-// removed from it, as of its last applied entry.
+// removed from it, as of its last applied entry, and that entry's index
+// (taken first: the members are at least that new). A member still
+// catching up, replaying the log, describes the cluster as it was at the
+// entry it has reached.
 type clusterDescription struct {
 	ClusterID uint64              `json:"clusterID"`
+	Index     uint64              `json:"index,omitempty"`
 	Members   []membership.Member `json:"members"`
 	Removed   []uint64            `json:"removed,omitempty"`
 }
 
 // describeCluster answers a joining member (the transport's Cluster).
 func (s *Server) describeCluster() ([]byte, error) {
-	return json.Marshal(clusterDescription{ClusterID: s.ClusterID(), Members: s.applier.Members(), Removed: s.applier.Removed()})
+	index := s.AppliedIndex()
+	return json.Marshal(clusterDescription{ClusterID: s.ClusterID(), Index: index, Members: s.applier.Members(), Removed: s.applier.Removed()})
 }
 
 // joinTimeout bounds how long a joining member asks the cluster's members
-// who it is.
-const joinTimeout = 30 * time.Second
+// who it is; fetchTimeout, each call.
+const (
+	joinTimeout  = 30 * time.Second
+	fetchTimeout = 2 * time.Second
+)
 
 // joinInfo is how a member started with --initial-cluster-state=existing
 // learns its cluster: it asks the other members in --initial-cluster (at
 // their peer URLs) and checks, as etcd does, that --initial-cluster lists
 // exactly the cluster's members; its own ID is the one the cluster gave
 // the member with its --initial-advertise-peer-urls (`member add`).
+//
+// It asks them all and believes the one that has applied the most. etcd
+// believes the first to answer, which is wrong when that one is a member
+// added shortly before and still replaying the log: its members are those
+// of the entry it has reached, without the latest `member add`s, and the
+// start fails ("member count is unequal"). When the freshest answer does
+// not fit and some member did not answer, it asks again (until
+// joinTimeout): those that did may all be behind. When every member
+// answered, the freshest answer is at least as new as the `member add`
+// (the member that made it applied it), and its verdict is final.
 func joinInfo(cfg Config) (member.JoinInfo, error) {
 	local, err := membership.ParseInitialCluster(cfg.InitialCluster, cfg.InitialClusterToken)
 	if err != nil {
@@ -54,33 +75,59 @@ func joinInfo(cfg Config) (member.JoinInfo, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 	defer cancel()
-	var desc clusterDescription
-	var errs []error
-	for found := false; !found; {
-		for _, u := range urls {
-			callCtx, callCancel := context.WithTimeout(ctx, 2*time.Second)
-			data, err := transport.FetchCluster(callCtx, u, cfg.PeerTLS)
-			callCancel()
-			if err == nil {
-				err = json.Unmarshal(data, &desc)
+	for {
+		descs, errs := fetchClusters(ctx, urls, cfg.PeerTLS)
+		var checkErr error
+		if len(descs) > 0 {
+			freshest := slices.MaxFunc(descs, func(a, b clusterDescription) int { return cmp.Compare(a.Index, b.Index) })
+			info, err := checkJoin(local, own, freshest)
+			if err == nil || len(errs) == 0 {
+				return info, err
 			}
-			if err == nil {
-				found = true
-				break
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", u, err))
-		}
-		if found {
-			break
+			checkErr = err
 		}
 		select {
 		case <-ctx.Done():
+			if checkErr != nil {
+				return member.JoinInfo{}, checkErr
+			}
 			return member.JoinInfo{}, fmt.Errorf("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs: %w",
-				errors.Join(errs[max(0, len(errs)-len(urls)):]...))
+				errors.Join(errs...))
 		case <-time.After(time.Second):
 		}
 	}
-	return checkJoin(local, own, desc)
+}
+
+// fetchClusters asks each of urls at once for its description of the
+// cluster and returns the answers, and the errors of those that gave
+// none. It returns when every call has ended.
+func fetchClusters(ctx context.Context, urls []string, tlsConfig *tls.Config) ([]clusterDescription, []error) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex // guards descs and errs
+		descs []clusterDescription
+		errs  []error
+	)
+	for _, u := range urls {
+		wg.Go(func() {
+			callCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
+			defer cancel()
+			data, err := transport.FetchCluster(callCtx, u, tlsConfig)
+			var desc clusterDescription
+			if err == nil {
+				err = json.Unmarshal(data, &desc)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", u, err))
+				return
+			}
+			descs = append(descs, desc)
+		})
+	}
+	wg.Wait()
+	return descs, errs
 }
 
 // checkJoin matches --initial-cluster against the cluster's members by
