@@ -428,9 +428,9 @@ func (tw *TxnWrite) Range(key, end []byte, opts RangeOptions) (RangeResult, erro
 	return tw.s.rangeAt(tw.view, tw.changes, key, end, opts, tw.Rev(), tw.compact)
 }
 
-// Put sets key to value, attached to lease (0 for none), and returns the
-// KeyValue written.
-func (tw *TxnWrite) Put(key, value []byte, lease int64) *mvccpb.KeyValue {
+// Put sets key to value, attached to lease (0 for none). It copies key
+// and value.
+func (tw *TxnWrite) Put(key, value []byte, lease int64) {
 	rev := Revision{Main: tw.rev, Sub: tw.subs}
 	kv := &mvccpb.KeyValue{Key: bytes.Clone(key), Value: bytes.Clone(value), Lease: lease, ModRevision: rev.Main,
 		CreateRevision: rev.Main, Version: 1}
@@ -441,7 +441,6 @@ func (tw *TxnWrite) Put(key, value []byte, lease int64) *mvccpb.KeyValue {
 	}
 	tw.write(rev, kv, false)
 	tw.s.index.put(key, rev)
-	return cloneKV(kv)
 }
 
 // DeleteRange deletes the keys in a range (as for Range) and returns the

@@ -411,6 +411,11 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 	}), nil
 }
 
+// maxKeptBuffer bounds the encoding buffer a WAL keeps between writes: a
+// few large entries' worth, so that a run of large puts does not allocate
+// (and zero) a buffer per write.
+const maxKeptBuffer = 4 << 20
+
 // Save appends entries and then the HardState (if not empty and changed),
 // and syncs if mustSync. Entries must continue the log: the first at most
 // one past the last entry saved (lower indexes replace the suffix from
@@ -437,11 +442,21 @@ func (w *WAL) Save(hs raftpb.HardState, ents []raftpb.Entry, mustSync bool) erro
 			}
 		}
 	}
-	buf, crc := w.mu.buf[:0], w.mu.crc
+	writeState := !hs.IsEmpty() && hs != w.mu.state
+	// One allocation for the whole write: grown entry by entry, a batch
+	// of large entries was copied over and over (a 1 MiB put's entry
+	// cost more in regrowing than in encoding).
+	need := 0
+	for i := range ents {
+		need += frameBytes(ents[i].Size() + 1)
+	}
+	if writeState {
+		need += frameBytes(hs.Size() + 1)
+	}
+	buf, crc := slices.Grow(w.mu.buf[:0], need), w.mu.crc
 	for i := range ents {
 		buf, crc = appendRecord(buf, crc, entryType, ents[i].MarshalTo)
 	}
-	writeState := !hs.IsEmpty() && hs != w.mu.state
 	if writeState {
 		buf, crc = appendRecord(buf, crc, stateType, hs.MarshalTo)
 	}
@@ -456,7 +471,7 @@ func (w *WAL) Save(hs raftpb.HardState, ents []raftpb.Entry, mustSync bool) erro
 			w.mu.state = hs
 		}
 	}
-	if cap(buf) <= 1<<20 {
+	if cap(buf) <= maxKeptBuffer {
 		w.mu.buf = buf
 	}
 	if w.mu.offset >= w.opts.SegmentBytes {
