@@ -6,6 +6,15 @@
 #   BENCH_SCALE=4 scripts/bench.sh   # 4x the requests per line
 #   BENCH_SIZES="1" scripts/bench.sh # only the 1-member clusters
 #   BENCH_LINES=watch scripts/bench.sh # only the watch lines (default "kv watch lease")
+#   BENCH_LINES="txn range100 watchget big" scripts/bench.sh # the other groups
+#
+# Groups: kv (put with 1 and 100 clients, range of one key), watch (watch,
+# watch-latency), lease (keep-alive), txn (txn-put of 4 puts, txn-mixed,
+# stm), range100 (range --limit 100 over 20,000 keys, both consistencies),
+# watchget (watch-get: 10,000 watchers catching up), big (puts of 1 MiB
+# values; 1,500 of them, under etcd's 2 GiB quota). Every line but watch's
+# reports requests/s, p99 latency and the members' CPU per request, and
+# failed requests if any.
 #
 # Stock etcd 3.7.3 (the release Cairn follows), its etcdctl and etcd's
 # benchmark tool (3.6.6's: the newest published; a client, it measures a
@@ -74,23 +83,36 @@ cpu_ticks() {
 }
 tck=$(getconf CLK_TCK)
 
-# rate KEY EPS TOTAL ARGS...: runs one benchmark line; records requests/s
-# and the servers' CPU seconds per 10,000 requests under result[KEY] and
-# cpu[KEY]. (A rate is noisy on a shared machine; CPU per request much less.)
-declare -A result cpu
+# rate KEY EPS TOTAL ARGS...: runs one benchmark line; records requests/s,
+# p99 latency (ms), failed requests and the servers' CPU seconds per 10,000
+# requests under result, p99, failed and cpu [KEY]. (A rate is noisy on a
+# shared machine; CPU per request much less.)
+declare -A result cpu p99 failed
 rate() {
-  local key=$1 eps=$2 total=$3
+  local key=$1 eps=$2 total=$3 out=$work/rate.out
   shift 3
   local before after
   before=$(cpu_ticks)
-  result[$key]=$("$ref/benchmark" --endpoints "$eps" "$@" --total "$total" 2>/dev/null | awk '/Requests\/sec:/ {print $2}')
+  if [[ $total == events=* ]]; then # watch-get has no --total: CPU per event
+    total=${total#events=}
+    "$ref/benchmark" --endpoints "$eps" "$@" >"$out" 2>/dev/null || true
+  else
+    "$ref/benchmark" --endpoints "$eps" "$@" --total "$total" >"$out" 2>/dev/null || true
+  fi
   after=$(cpu_ticks)
+  result[$key]=$(tr '\r' '\n' <"$out" | awk '/Requests\/sec:/ {print $2; exit}')
+  p99[$key]=$(tr '\r' '\n' <"$out" | awk '$1 == "99%" {printf "%.1f", $3 * 1000; exit}')
+  failed[$key]=$(tr '\r' '\n' <"$out" | awk '/^Error distribution:/ {e = 1; next} e && /^ *\[[0-9]+\]/ {gsub(/[][]/, "", $1); n += $1} END {print n + 0}')
   cpu[$key]=$(awk -v t=$((after - before)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
 }
 
 lines=()
 [[ " $benches " == *" kv "* ]] && lines+=("put-1c" "put-100c" "range-l" "range-s")
 [[ " $benches " == *" lease "* ]] && lines+=("lease-ka")
+[[ " $benches " == *" txn "* ]] && lines+=("txn-put" "txn-mixed" "stm")
+[[ " $benches " == *" range100 "* ]] && lines+=("range100-l" "range100-s")
+[[ " $benches " == *" watchget "* ]] && lines+=("watch-get")
+[[ " $benches " == *" big "* ]] && lines+=("put-1mib")
 run_lines() {
   local system=$1 n=$2 eps=$3
   # Writes go to the leader, as etcd's benchmark docs run them.
@@ -101,6 +123,33 @@ run_lines() {
   "$ref/etcdctl" --endpoints "$eps" put foo bar >/dev/null
   rate "$system,$n,range-l" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency l
   rate "$system,$n,range-s" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency s
+}
+
+# txn_lines: txn-put (4 puts of 256 bytes over 100,000 keys), txn-mixed (a
+# range of at most 100 keys and a put, reads and writes half each, 10,000
+# keys), stm (serializable-snapshot STM transactions over 1,000 keys, 4 keys
+# each, half of them written), 100 clients over 10 connections.
+txn_lines() {
+  local system=$1 n=$2 eps=$3
+  rate "$system,$n,txn-put" "$eps" $((20000 * scale)) --target-leader --conns 10 --clients 100 \
+    txn-put --txn-ops 4 --key-size 8 --key-space-size 100000 --val-size 256
+  rate "$system,$n,txn-mixed" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
+    txn-mixed --key-size 8 --key-space-size 10000 --val-size 256 --limit 100 --rw-ratio 1
+  rate "$system,$n,stm" "$eps" $((10000 * scale)) --conns 10 --clients 100 \
+    stm --keys 1000 --keys-per-txn 4 --txn-wr-percent 50 --isolation ss --val-size 256
+}
+
+# range100_lines: 20,000 keys of 256 bytes, then ranges over all but the
+# first of them (keys 0x01.. to 0xff) limited to 100, both consistencies:
+# each answer counts the whole range and returns 100 keys.
+range100_lines() {
+  local system=$1 n=$2 eps=$3
+  "$ref/benchmark" --endpoints "$eps" --target-leader --conns 10 --clients 100 \
+    put --key-size 8 --sequential-keys --key-space-size 20000 --val-size 256 --total 20000 >/dev/null 2>&1
+  rate "$system,$n,range100-l" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
+    range $'\x01' $'\xff' --limit 100 --consistency l
+  rate "$system,$n,range100-s" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
+    range $'\x01' $'\xff' --limit 100 --consistency s
 }
 
 # summary_value FILE SECTION FIELD: FIELD's value (e.g. "Requests/sec:",
@@ -144,6 +193,17 @@ for n in $sizes; do
     [[ " $benches " == *" watch "* ]] && watch_lines "$system" "$n" "$eps"
     [[ " $benches " == *" lease "* ]] && rate "$system,$n,lease-ka" "$eps" $((20000 * scale)) \
       --conns 10 --clients 100 lease-keepalive
+    # range100 before txn: txn-put writes 55,000 more keys, which its
+    # ranges would count.
+    [[ " $benches " == *" range100 "* ]] && range100_lines "$system" "$n" "$eps"
+    [[ " $benches " == *" txn "* ]] && txn_lines "$system" "$n" "$eps"
+    # watch-get: 10,000 watchers on 10 streams, each catching up on 8
+    # events, while 10 clients get a key: the gets' rate and latency (the
+    # tool's report), the members' CPU per 10,000 events.
+    [[ " $benches " == *" watchget "* ]] && rate "$system,$n,watch-get" "$eps" events=80000 \
+      --conns 10 --clients 10 watch-get --watchers 10000 --streams 10 --events 8
+    [[ " $benches " == *" big "* ]] && rate "$system,$n,put-1mib" "$eps" 1500 --target-leader \
+      --conns 10 --clients 100 put --key-size 8 --sequential-keys --val-size 1048576
     stop_cluster
   done
 done
@@ -169,8 +229,8 @@ if [[ " $benches " == *" watch "* ]]; then
 fi
 ((${#lines[@]} > 0)) || exit 0
 
-printf '| members | benchmark | Cairn req/s | etcd req/s | Cairn/etcd | Cairn CPU-s/10k | etcd CPU-s/10k | etcd/Cairn CPU |\n'
-printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
+printf '| members | benchmark | Cairn req/s | etcd req/s | Cairn/etcd | Cairn p99 ms | etcd p99 ms | Cairn CPU-s/10k | etcd CPU-s/10k | etcd/Cairn CPU | failed (Cairn/etcd) |\n'
+printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
 for n in $sizes; do
   for l in "${lines[@]}"; do
     c=${result[cairn,$n,$l]:-0} e=${result[etcd,$n,$l]:-0}
@@ -183,7 +243,16 @@ for n in $sizes; do
       range-l) desc="range linearizable, 100 clients" ;;
       range-s) desc="range serializable, 100 clients" ;;
       lease-ka) desc="lease keep-alive, 100 clients" ;;
+      txn-put) desc="txn-put, 4 puts per txn, 100 clients" ;;
+      txn-mixed) desc="txn-mixed, range limit 100 / put, 100 clients" ;;
+      stm) desc="stm, 4 keys per txn, serializable snapshot, 100 clients" ;;
+      range100-l) desc="range --limit 100 over 20k keys, linearizable" ;;
+      range100-s) desc="range --limit 100 over 20k keys, serializable" ;;
+      watch-get) desc="watch-get: gets during 10k watchers' catch-up (CPU per 10k events)" ;;
+      put-1mib) desc="put 1 MiB values, 100 clients" ;;
     esac
-    printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s |\n' "$n" "$desc" "$c" "$e" "$ratio" "$cc" "$ce" "$cratio"
+    printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$desc" "$c" "$e" "$ratio" \
+      "${p99[cairn,$n,$l]:-n/a}" "${p99[etcd,$n,$l]:-n/a}" "$cc" "$ce" "$cratio" \
+      "${failed[cairn,$n,$l]:-0}/${failed[etcd,$n,$l]:-0}"
   done
 done

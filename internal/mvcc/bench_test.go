@@ -59,7 +59,8 @@ func BenchmarkTxn(b *testing.B) {
 }
 
 // BenchmarkRange reads a single key, a 100-key prefix and a 10,000-key
-// prefix out of 20,000 keys.
+// prefix out of 20,000 keys, and the first 100 of all 20,000 (counting
+// them all, as etcd's benchmark range --limit 100 does).
 func BenchmarkRange(b *testing.B) {
 	s, _ := newTestStore(b)
 	value := make([]byte, 256)
@@ -77,15 +78,23 @@ func BenchmarkRange(b *testing.B) {
 			tw.End(index, 1)
 		}
 	}
-	for _, c := range []struct{ name, key, end string }{
-		{"single", "one/00000", ""},
-		{"prefix100", "p100/", "p1000"},
-		{"prefix10k", "p10k/", "p10k0"},
+	for _, c := range []struct {
+		name, key, end string
+		limit          int64
+	}{
+		{"single", "one/00000", "", 0},
+		{"prefix100", "p100/", "p1000", 0},
+		{"prefix10k", "p10k/", "p10k0", 0},
+		{"all-limit100", "\x00", "\x00", 100},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
-				if _, err := s.Range([]byte(c.key), []byte(c.end), RangeOptions{}); err != nil {
+				res, err := s.Range([]byte(c.key), []byte(c.end), RangeOptions{Limit: c.limit})
+				if err != nil {
 					b.Fatal(err)
+				}
+				if c.limit > 0 && (res.Count != 20000 || len(res.KVs) != int(c.limit)) {
+					b.Fatalf("count %d, %d kvs", res.Count, len(res.KVs))
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ranges/s")

@@ -64,6 +64,29 @@ type keyIndex struct {
 	// gens are oldest first. Every one but the last is tombstoned.
 	// Invariant: not empty while the key is in the tree.
 	gens []generation
+	// latest is the main revision of the key's latest change and deleted
+	// whether it was a delete: the last revision of the last generation,
+	// kept here so that counting a range (aliveAt) reads nothing else for
+	// a key unchanged since the revision read. Compaction never removes
+	// that revision, so only put and tombstone change them.
+	latest  int64
+	deleted bool
+}
+
+// aliveAt reports whether the key existed at main revision at (get's ok).
+func (ki *keyIndex) aliveAt(at int64) bool {
+	if invariants.Enabled {
+		g := &ki.gens[len(ki.gens)-1]
+		if last := g.revs[len(g.revs)-1]; last.Main != ki.latest || g.tombstoned != ki.deleted {
+			panic(fmt.Sprintf("mvcc: key %q: latest %d deleted %v, but its last revision is %s (tombstoned %v)",
+				ki.key, ki.latest, ki.deleted, last, g.tombstoned))
+		}
+	}
+	if at >= ki.latest {
+		return !ki.deleted
+	}
+	_, _, _, ok := ki.get(at)
+	return ok
 }
 
 func (ki *keyIndex) alive() bool {
@@ -80,6 +103,7 @@ func (ki *keyIndex) put(rev Revision) {
 	}
 	g.revs = append(g.revs, rev)
 	g.ver++
+	ki.latest, ki.deleted = rev.Main, false
 }
 
 func (ki *keyIndex) tombstone(rev Revision) {
@@ -89,6 +113,7 @@ func (ki *keyIndex) tombstone(rev Revision) {
 	g := &ki.gens[len(ki.gens)-1]
 	g.revs = append(g.revs, rev)
 	g.tombstoned = true
+	ki.latest, ki.deleted = rev.Main, true
 }
 
 // get returns the key's latest put at or below main revision at, with the
@@ -197,6 +222,7 @@ func (ti *treeIndex) restoreTombstone(key []byte, rev Revision) {
 		return
 	}
 	ki.gens = append(ki.gens, generation{created: rev, revs: []Revision{rev}, tombstoned: true})
+	ki.latest, ki.deleted = rev.Main, true
 }
 
 // tombstone records a delete of key, which must be alive, at rev.
@@ -243,6 +269,39 @@ func (ti *treeIndex) rangeKeys(key, end []byte, at int64, fn func(indexEntry) bo
 		}
 		return fn(indexEntry{key: ki.key, mod: mod, created: created, ver: ver})
 	}
+	ti.ascend(key, end, visit)
+}
+
+// rangeCount walks the keys in the range (as rangeKeys) alive at main
+// revision at: fn gets the first n of them, until it returns false, which
+// ends the walk; the rest are only counted. It returns how many it found,
+// fn's included. Counting a key unchanged since at reads only its
+// keyIndex (see aliveAt): a Range with a limit counts all the keys it
+// does not return, as etcd's does.
+func (ti *treeIndex) rangeCount(key, end []byte, at int64, n int, fn func(indexEntry) bool) (count int64) {
+	ti.mu.RLock()
+	defer ti.mu.RUnlock()
+	visit := func(ki *keyIndex) bool {
+		if count >= int64(n) {
+			if ki.aliveAt(at) {
+				count++
+			}
+			return true
+		}
+		mod, created, ver, ok := ki.get(at)
+		if !ok {
+			return true
+		}
+		count++
+		return fn(indexEntry{key: ki.key, mod: mod, created: created, ver: ver})
+	}
+	ti.ascend(key, end, visit)
+	return count
+}
+
+// ascend calls visit for each keyIndex in the range (see rangeKeys), in
+// key order, until it returns false. REQUIRES: ti.mu held.
+func (ti *treeIndex) ascend(key, end []byte, visit func(*keyIndex) bool) {
 	switch {
 	case len(end) == 0:
 		if ki, ok := ti.tree.Get(&keyIndex{key: key}); ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -306,11 +307,16 @@ func (s *Store) rangeAt(view *backend.ReadView, pending map[Revision]*mvccpb.Key
 	}
 	res := RangeResult{Rev: current}
 	var found []indexEntry
-	s.index.rangeKeys(key, end, rev, func(e indexEntry) bool {
-		res.Count++
-		if !opts.CountOnly && (opts.Limit <= 0 || int64(len(found)) < opts.Limit) {
-			found = append(found, e)
-		}
+	// The first want keys are read, the rest only counted; without a
+	// count (NoCount), the walk ends at the limit.
+	want := math.MaxInt
+	if opts.CountOnly {
+		want = 0
+	} else if opts.Limit > 0 {
+		want = int(min(opts.Limit, math.MaxInt))
+	}
+	res.Count = s.index.rangeCount(key, end, rev, want, func(e indexEntry) bool {
+		found = append(found, e)
 		return !opts.NoCount || opts.Limit <= 0 || int64(len(found)) < opts.Limit
 	})
 	bytes := 0
