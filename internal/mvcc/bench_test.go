@@ -60,7 +60,8 @@ func BenchmarkTxn(b *testing.B) {
 
 // BenchmarkRange reads a single key, a 100-key prefix and a 10,000-key
 // prefix out of 20,000 keys, and the first 100 of all 20,000 (counting
-// them all, as etcd's benchmark range --limit 100 does).
+// them all, as etcd's benchmark range --limit 100 does), from a key on
+// and between two keys.
 func BenchmarkRange(b *testing.B) {
 	s, _ := newTestStore(b)
 	value := make([]byte, 256)
@@ -86,6 +87,7 @@ func BenchmarkRange(b *testing.B) {
 		{"prefix100", "p100/", "p1000", 0},
 		{"prefix10k", "p10k/", "p10k0", 0},
 		{"all-limit100", "\x00", "\x00", 100},
+		{"all-limit100-end", "a", "z", 100},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {

@@ -310,7 +310,24 @@ func (ti *treeIndex) ascend(key, end []byte, visit func(*keyIndex) bool) {
 	case len(end) == 1 && end[0] == 0:
 		ti.tree.AscendGreaterOrEqual(&keyIndex{key: key}, visit)
 	default:
-		ti.tree.AscendRange(&keyIndex{key: key}, &keyIndex{key: end}, visit)
+		// The range's last key is found once; the walk stops at it by
+		// identity. AscendRange would compare every key with end, which
+		// reads each key's bytes: for a count over many keys that was
+		// most of the cost.
+		var last *keyIndex
+		ti.tree.DescendLessOrEqual(&keyIndex{key: end}, func(ki *keyIndex) bool {
+			if bytes.Equal(ki.key, end) {
+				return true
+			}
+			last = ki
+			return false
+		})
+		if last == nil || bytes.Compare(last.key, key) < 0 {
+			return
+		}
+		ti.tree.AscendGreaterOrEqual(&keyIndex{key: key}, func(ki *keyIndex) bool {
+			return visit(ki) && ki != last
+		})
 	}
 }
 

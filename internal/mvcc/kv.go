@@ -319,12 +319,22 @@ func (s *Store) rangeAt(view *backend.ReadView, pending map[Revision]*mvccpb.Key
 		found = append(found, e)
 		return !opts.NoCount || opts.Limit <= 0 || int64(len(found)) < opts.Limit
 	})
+	// Many values are read through one iterator (see backend.Getter).
+	var get valueGetter = view
+	if len(found) >= manyValues {
+		g, err := view.NewGetter(revisionKeyPrefix)
+		if err != nil {
+			return RangeResult{Rev: current}, err
+		}
+		defer g.Close()
+		get = g
+	}
 	bytes := 0
 	for _, e := range found {
 		if opts.MaxBytes > 0 && bytes >= opts.MaxBytes {
 			break
 		}
-		kv, err := s.valueAt(view, pending, e.mod, opts.Arena)
+		kv, err := s.valueAt(get, pending, e.mod, opts.Arena)
 		if err != nil {
 			return RangeResult{Rev: current}, err
 		}
@@ -334,9 +344,17 @@ func (s *Store) rangeAt(view *backend.ReadView, pending map[Revision]*mvccpb.Key
 	return res, nil
 }
 
+// manyValues is how many values a read must look up for a Getter to pay.
+const manyValues = 4
+
+// valueGetter is a backend.ReadView or backend.Getter.
+type valueGetter interface {
+	GetFunc(key []byte, fn func(value []byte) error) (bool, error)
+}
+
 // valueAt reads the KeyValue stored for the put at rev.
 // With an arena, the KeyValue and its bytes are the arena's.
-func (s *Store) valueAt(view *backend.ReadView, pending map[Revision]*mvccpb.KeyValue, rev Revision, arena *Arena) (*mvccpb.KeyValue, error) {
+func (s *Store) valueAt(view valueGetter, pending map[Revision]*mvccpb.KeyValue, rev Revision, arena *Arena) (*mvccpb.KeyValue, error) {
 	if kv, ok := pending[rev]; ok {
 		return cloneKV(kv), nil
 	}

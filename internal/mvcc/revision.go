@@ -47,5 +47,9 @@ func parseRevisionKey(k []byte) (rev Revision, tombstone bool, err error) {
 	return rev, len(k) == revisionKeyBytes+1, nil
 }
 
-// revisionPrefixEnd bounds every revision key from above.
-var revisionPrefixEnd = []byte{'r' + 1}
+// revisionKeyPrefix starts every revision key; revisionPrefixEnd bounds
+// them from above.
+var (
+	revisionKeyPrefix = []byte{'r'}
+	revisionPrefixEnd = []byte{'r' + 1}
+)
