@@ -32,7 +32,7 @@ func (t *Transport) Call(ctx context.Context, to uint64, method string, req []by
 	}
 	ctx = metadata.AppendToOutgoingContext(t.outgoingContext(ctx, to), mdMethod, method)
 	var resp []byte
-	if err := conn.Invoke(ctx, "/"+serviceName+"/Call", &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+	if err := conn.Invoke(ctx, "/"+serviceName+"/Call", &req, &resp, grpc.ForceCodecV2(rawCodec{})); err != nil {
 		if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
 			// The connection, not the peer's answer: dial again.
 			t.dropCallConn(to, conn)
@@ -124,7 +124,7 @@ func FetchCluster(ctx context.Context, rawURL string, tlsConfig *tls.Config) ([]
 	}
 	defer conn.Close()
 	var req, resp []byte
-	if err := conn.Invoke(ctx, "/"+serviceName+"/Cluster", &req, &resp, grpc.ForceCodec(rawCodec{})); err != nil {
+	if err := conn.Invoke(ctx, "/"+serviceName+"/Cluster", &req, &resp, grpc.ForceCodecV2(rawCodec{})); err != nil {
 		return nil, err
 	}
 	return resp, nil

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
@@ -140,7 +141,7 @@ func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 	ctx, cancel := cancelOn(p.t.outgoingContext(context.Background(), p.id), p.stopc)
 	defer cancel()
 	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
-		grpc.ForceCodec(rawCodec{}))
+		grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
 		return err
 	}
@@ -227,6 +228,8 @@ func encodeBatch(buf []byte, clusterID uint64, msgs []raftpb.Message) []byte {
 	return buf
 }
 
+// decodeBatch decodes a frame of messages. They point into frame, which
+// must not be modified or reused afterwards (every receive makes a new one).
 func decodeBatch(frame []byte, clusterID uint64) ([]raftpb.Message, error) {
 	if len(frame) < 8 {
 		return nil, fmt.Errorf("transport: short frame")
@@ -249,7 +252,7 @@ func decodeBatch(frame []byte, clusterID uint64) ([]raftpb.Message, error) {
 		if k <= 0 || l > uint64(len(frame)-k) {
 			return nil, fmt.Errorf("transport: bad message length")
 		}
-		if err := msgs[i].Unmarshal(frame[k : k+int(l)]); err != nil {
+		if err := msgs[i].UnmarshalAliased(frame[k : k+int(l)]); err != nil {
 			return nil, fmt.Errorf("transport: message %d: %w", i, err)
 		}
 		frame = frame[k+int(l):]
@@ -262,22 +265,25 @@ func decodeBatch(frame []byte, clusterID uint64) ([]raftpb.Message, error) {
 
 // rawCodec passes frames through as bytes: the peer protocol is not
 // protobuf.
+// rawCodec sends and receives []byte as is (a gRPC CodecV2: a received
+// message is copied once, out of gRPC's pooled buffers, into a new slice
+// that the receiver owns).
 type rawCodec struct{}
 
-func (rawCodec) Marshal(v any) ([]byte, error) {
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	b, ok := v.(*[]byte)
 	if !ok {
 		return nil, fmt.Errorf("transport: cannot encode %T", v)
 	}
-	return *b, nil
+	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
 }
 
-func (rawCodec) Unmarshal(data []byte, v any) error {
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	b, ok := v.(*[]byte)
 	if !ok {
 		return fmt.Errorf("transport: cannot decode into %T", v)
 	}
-	*b = append((*b)[:0], data...)
+	*b = data.Materialize()
 	return nil
 }
 

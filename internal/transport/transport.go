@@ -156,7 +156,7 @@ func New(cfg Config) *Transport {
 // ServerOptions are the options the peer gRPC server needs.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ForceServerCodec(rawCodec{}),
+		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(MaxFrameBytes),
 		grpc.MaxSendMsgSize(MaxFrameBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
@@ -525,7 +525,7 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 	defer conn.Close()
 	ctx, cancel := cancelOn(t.outgoingContext(context.Background(), m.To), t.stopc)
 	defer cancel()
-	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Snapshot", grpc.ForceCodec(rawCodec{}))
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Snapshot", grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
 		return err
 	}

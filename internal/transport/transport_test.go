@@ -514,7 +514,7 @@ func TestOtherClusterRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(a.tr.outgoingContext(context.Background(), 3), waitTimeout)
 	defer cancel()
 	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
-		grpc.ForceCodec(rawCodec{}))
+		grpc.ForceCodecV2(rawCodec{}))
 	if err != nil {
 		t.Fatal(err)
 	}

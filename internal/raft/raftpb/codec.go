@@ -307,7 +307,18 @@ func (m *Message) appendTo(buf []byte) []byte {
 // Unmarshal sets m to the Message encoded in data, which must hold exactly
 // one. On error m is unchanged.
 func (m *Message) Unmarshal(data []byte) error {
-	d := decoder{data: data}
+	return m.unmarshal(decoder{data: data})
+}
+
+// UnmarshalAliased is Unmarshal with m's byte fields (entries' data, the
+// context, a snapshot's data) pointing into data rather than copied: the
+// caller must never modify data afterwards. The transport receives each
+// frame into a buffer of its own, so it saves a copy of every entry.
+func (m *Message) UnmarshalAliased(data []byte) error {
+	return m.unmarshal(decoder{data: data, alias: true})
+}
+
+func (m *Message) unmarshal(d decoder) error {
 	var v Message
 	d.message(&v)
 	if err := d.finish("Message"); err != nil {
@@ -397,6 +408,8 @@ type decoder struct {
 	// sized, on first use, to the rest of the input, which bounds every later
 	// byte field too, so it is never reallocated.
 	arena []byte
+	// alias makes byte fields point into data instead (UnmarshalAliased).
+	alias bool
 }
 
 // fail records the first error, naming the type and field in format.
@@ -512,6 +525,11 @@ func (d *decoder) bytes(field string) []byte {
 		return nil
 	}
 	size := int(n)
+	if d.alias {
+		b := d.data[d.pos : d.pos+size : d.pos+size]
+		d.pos += size
+		return b
+	}
 	if cap(d.arena)-len(d.arena) < size {
 		d.arena = make([]byte, 0, d.remaining())
 	}

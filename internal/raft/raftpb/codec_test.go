@@ -211,6 +211,45 @@ func TestUnmarshalCopies(t *testing.T) {
 	}
 }
 
+// UnmarshalAliased decodes every test message as Unmarshal does, its byte
+// fields pointing into the input (no copy), each capped so that appending
+// to one cannot overwrite the input after it.
+func TestUnmarshalAliased(t *testing.T) {
+	for i, in := range testMessages() {
+		enc := in.Marshal()
+		var copied, aliased Message
+		if err := copied.Unmarshal(enc); err != nil {
+			t.Fatal(err)
+		}
+		if err := aliased.UnmarshalAliased(enc); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(aliased, copied) {
+			t.Fatalf("message %d: aliased %+v, copied %+v", i, aliased, copied)
+		}
+	}
+	in := Message{Type: MsgApp, Entries: entries(2, 8)}
+	enc := in.Marshal()
+	var out Message
+	if err := out.UnmarshalAliased(enc); err != nil {
+		t.Fatal(err)
+	}
+	d := out.Entries[0].Data
+	if cap(d) != len(d) {
+		t.Fatalf("entry data not capped: len %d cap %d", len(d), cap(d))
+	}
+	out.Entries[0].Data = append(out.Entries[0].Data, 0xff)
+	if !reflect.DeepEqual(out.Entries[1], in.Entries[1]) {
+		t.Fatalf("appending to one entry changed the next: %+v", out.Entries[1])
+	}
+	for i := range enc {
+		enc[i] = 0xee
+	}
+	if !bytes.Equal(d, bytes.Repeat([]byte{0xee}, len(d))) {
+		t.Fatalf("entry data did not change with the input: not aliased")
+	}
+}
+
 func TestUnmarshalErrorLeavesValue(t *testing.T) {
 	orig := Message{Type: MsgVote, Term: 4}
 	m := orig
