@@ -455,8 +455,16 @@ func (tw *TxnWrite) Range(key, end []byte, opts RangeOptions) (RangeResult, erro
 // Put sets key to value, attached to lease (0 for none). It copies key
 // and value.
 func (tw *TxnWrite) Put(key, value []byte, lease int64) {
+	tw.put(bytes.Clone(key), bytes.Clone(value), lease)
+}
+
+// put is Put keeping key and value, which the caller must never modify
+// afterwards: the KeyValue holding them goes to watchers. A request
+// decoded from a raft entry owns its bytes (PutRequest), so a large value
+// is not copied once more.
+func (tw *TxnWrite) put(key, value []byte, lease int64) {
 	rev := Revision{Main: tw.rev, Sub: tw.subs}
-	kv := &mvccpb.KeyValue{Key: bytes.Clone(key), Value: bytes.Clone(value), Lease: lease, ModRevision: rev.Main,
+	kv := &mvccpb.KeyValue{Key: key, Value: value, Lease: lease, ModRevision: rev.Main,
 		CreateRevision: rev.Main, Version: 1}
 	if _, created, ver, ok := tw.s.index.get(key, tw.rev); ok {
 		kv.CreateRevision, kv.Version = created.Main, ver+1

@@ -143,7 +143,8 @@ func (s kvSorter) Len() int           { return len(s.kvs) }
 func (s kvSorter) Less(i, j int) bool { return s.less(s.kvs[i], s.kvs[j]) }
 func (s kvSorter) Swap(i, j int)      { s.kvs[i], s.kvs[j] = s.kvs[j], s.kvs[i] }
 
-// PutRequest applies a put in the transaction.
+// PutRequest applies a put in the transaction. It keeps req's key and
+// value (see put): the caller must not modify them afterwards.
 func (tw *TxnWrite) PutRequest(req *pb.PutRequest) (*pb.PutResponse, error) {
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{}}
 	value, lease := req.Value, req.Lease
@@ -178,7 +179,7 @@ func (tw *TxnWrite) PutRequest(req *pb.PutRequest) (*pb.PutResponse, error) {
 			lease = prev.Lease
 		}
 	}
-	tw.Put(req.Key, value, lease)
+	tw.put(req.Key, value, lease)
 	if req.PrevKv {
 		resp.PrevKv = prev
 	}
@@ -208,7 +209,8 @@ func (tw *TxnWrite) DeleteRangeRequest(req *pb.DeleteRangeRequest) (*pb.DeleteRa
 // a key that does not exist, a range at a revision that is compacted or
 // to come); and only if all pass do they run, in order, each seeing the
 // writes before it, all at the transaction's one revision. A txn that
-// fails its check writes nothing.
+// fails its check writes nothing. Its puts keep their keys and values,
+// as PutRequest does.
 func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	path, err := tw.txnPath(req, nil)
 	if err != nil {
