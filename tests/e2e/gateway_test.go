@@ -48,17 +48,7 @@ func gatewayPost(t *testing.T, cl *http.Client, url, body, token string) (int, s
 func TestGatewayClientCertAuth(t *testing.T) {
 	p := newTestPKI(t)
 	noCN := p.ca.Issue(t, certtest.Spec{Name: "nocn"})
-	c := newClusterWith(t, 1, func(m *member) {
-		m.clientURL = strings.Replace(m.clientURL, "http://", "https://", 1)
-		m.clientTLS = p.clientTLS(t, p.client)
-		for i, a := range m.args {
-			if a == "--listen-client-urls" || a == "--advertise-client-urls" {
-				m.args[i+1] = m.clientURL
-			}
-		}
-		m.args = append(m.args, "--cert-file="+p.server.CertFile, "--key-file="+p.server.KeyFile,
-			"--trusted-ca-file="+p.ca.CertFile, "--client-cert-auth")
-	})
+	c := newClusterWith(t, 1, func(m *member) { m.serveClientsTLS(t, p, p.client) })
 	u := c.members[0].clientURL
 	httpsClient := func(cfg *tls.Config) *http.Client {
 		return &http.Client{Timeout: waitDeadline, Transport: &http.Transport{TLSClientConfig: cfg}}
@@ -106,20 +96,6 @@ func TestGatewayClientCertAuth(t *testing.T) {
 		!strings.Contains(body, `"value":"YmFy"`) {
 		t.Errorf("range with root's token: %d %s", code, body)
 	}
-}
-
-func httpGetWith(t *testing.T, cl *http.Client, url string) (int, string, http.Header) {
-	t.Helper()
-	resp, err := cl.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body), resp.Header
 }
 
 // --enable-grpc-gateway=false takes /v3/ off the HTTP side: the path is

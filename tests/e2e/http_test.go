@@ -10,10 +10,16 @@ import (
 	"time"
 )
 
+// httpGet GETs url and returns the status, body and headers.
 func httpGet(t *testing.T, url string) (int, string, http.Header) {
 	t.Helper()
-	c := &http.Client{Timeout: waitDeadline}
-	resp, err := c.Get(url)
+	return httpGetWith(t, &http.Client{Timeout: waitDeadline}, url)
+}
+
+// httpGetWith is httpGet through cl (a TLS client, say).
+func httpGetWith(t *testing.T, cl *http.Client, url string) (int, string, http.Header) {
+	t.Helper()
+	resp, err := cl.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,17 +105,7 @@ func requireDesc(t *testing.T, what string, err error, want string) {
 func TestLockElection(t *testing.T) {
 	p := newTestPKI(t)
 	rootCert := p.ca.Issue(t, certtest.Spec{Name: "root", CN: "root"})
-	tlsFlags := []string{"--cert-file=" + p.server.CertFile, "--key-file=" + p.server.KeyFile,
-		"--trusted-ca-file=" + p.ca.CertFile, "--client-cert-auth"}
-	c := newClusterWith(t, 1, func(m *member) {
-		https := strings.Replace(m.clientURL, "http://", "https://", 1)
-		for i, a := range m.args {
-			if a == m.clientURL {
-				m.args[i] = https
-			}
-		}
-		m.clientURL, m.clientTLS = https, p.clientTLS(t, rootCert)
-	}, tlsFlags...)
+	c := newClusterWith(t, 1, func(m *member) { m.serveClientsTLS(t, p, rootCert) })
 	m := c.members[0]
 	cli := m.client()
 	lc := v3lockpb.NewLockClient(cli.ActiveConnection())

@@ -48,6 +48,20 @@ func (p *testPKI) clientTLS(t *testing.T, pair certtest.Pair) *tls.Config {
 	return p.ca.ClientConfig(t, pair)
 }
 
+// serveClientsTLS moves m's client URL to https:// (listened on and
+// advertised), served with p's server certificate under
+// --client-cert-auth, plus extra flags; the test's clients present cert.
+// Call it before m's first start (newClusterWith's prepare).
+func (m *member) serveClientsTLS(t *testing.T, p *testPKI, cert certtest.Pair, extra ...string) {
+	m.clientURL = strings.Replace(m.clientURL, "http://", "https://", 1)
+	m.clientTLS = p.clientTLS(t, cert)
+	m.setArg("--listen-client-urls", m.clientURL)
+	m.setArg("--advertise-client-urls", m.clientURL)
+	m.args = append(m.args, "--cert-file="+p.server.CertFile, "--key-file="+p.server.KeyFile,
+		"--trusted-ca-file="+p.ca.CertFile, "--client-cert-auth")
+	m.args = append(m.args, extra...)
+}
+
 // refused checks that a client with cfg cannot put a key on url.
 func refused(t *testing.T, url string, cfg *tls.Config, who string) {
 	t.Helper()
@@ -313,17 +327,7 @@ func TestTLSRotation(t *testing.T) {
 	p := newTestPKI(t)
 	crl := filepath.Join(t.TempDir(), "crl.der")
 	p.ca.CRL(t, crl)
-	c := newClusterWith(t, 1, func(m *member) {
-		m.clientURL = strings.Replace(m.clientURL, "http://", "https://", 1)
-		m.clientTLS = p.clientTLS(t, p.client)
-		for i, a := range m.args {
-			if a == "--listen-client-urls" || a == "--advertise-client-urls" {
-				m.args[i+1] = m.clientURL
-			}
-		}
-		m.args = append(m.args, "--cert-file="+p.server.CertFile, "--key-file="+p.server.KeyFile,
-			"--trusted-ca-file="+p.ca.CertFile, "--client-cert-auth", "--client-crl-file="+crl)
-	})
+	c := newClusterWith(t, 1, func(m *member) { m.serveClientsTLS(t, p, p.client, "--client-crl-file="+crl) })
 	m := c.members[0]
 	host := strings.TrimPrefix(m.clientURL, "https://")
 	served := func() *x509.Certificate {
