@@ -428,6 +428,10 @@ func (w *WAL) Save(hs raftpb.HardState, ents []raftpb.Entry, mustSync bool) erro
 	if w.mu.err != nil {
 		return w.mu.err
 	}
+	// need sizes the buffer for the whole write, one allocation: grown
+	// entry by entry, a batch of large entries was copied over and over
+	// (a 1 MiB put's entry cost more in regrowing than in encoding).
+	need := 0
 	if len(ents) > 0 {
 		if first := ents[0].Index; first <= w.mu.snapIndex || first > w.mu.lastIndex+1 {
 			return fmt.Errorf("%w: entry %d, with the log at %d and its snapshot at %d",
@@ -437,19 +441,14 @@ func (w *WAL) Save(hs raftpb.HardState, ents []raftpb.Entry, mustSync bool) erro
 			if i > 0 && ents[i].Index != ents[i-1].Index+1 {
 				return fmt.Errorf("%w: entry %d after entry %d", ErrEntryGap, ents[i].Index, ents[i-1].Index)
 			}
-			if size := ents[i].Size() + 1; size > MaxRecordBytes {
+			size := ents[i].Size() + 1
+			if size > MaxRecordBytes {
 				return fmt.Errorf("%w: entry %d is %d bytes, over %d", ErrRecordTooLarge, ents[i].Index, size, MaxRecordBytes)
 			}
+			need += frameBytes(size)
 		}
 	}
 	writeState := !hs.IsEmpty() && hs != w.mu.state
-	// One allocation for the whole write: grown entry by entry, a batch
-	// of large entries was copied over and over (a 1 MiB put's entry
-	// cost more in regrowing than in encoding).
-	need := 0
-	for i := range ents {
-		need += frameBytes(ents[i].Size() + 1)
-	}
 	if writeState {
 		need += frameBytes(hs.Size() + 1)
 	}
