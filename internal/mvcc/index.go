@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/google/btree"
@@ -256,28 +257,19 @@ type indexEntry struct {
 }
 
 // rangeKeys calls fn, in key order, for each key in the range that was
-// alive at main revision at, until fn returns false. The range is a single
-// key if end is empty, every key from key on if end is "\x00", else
-// [key, end). fn must not call the index.
+// alive at main revision at, until fn returns false (see rangeCount).
 func (ti *treeIndex) rangeKeys(key, end []byte, at int64, fn func(indexEntry) bool) {
-	ti.mu.RLock()
-	defer ti.mu.RUnlock()
-	visit := func(ki *keyIndex) bool {
-		mod, created, ver, ok := ki.get(at)
-		if !ok {
-			return true
-		}
-		return fn(indexEntry{key: ki.key, mod: mod, created: created, ver: ver})
-	}
-	ti.ascend(key, end, visit)
+	ti.rangeCount(key, end, at, math.MaxInt, fn)
 }
 
-// rangeCount walks the keys in the range (as rangeKeys) alive at main
-// revision at: fn gets the first n of them, until it returns false, which
-// ends the walk; the rest are only counted. It returns how many it found,
-// fn's included. Counting a key unchanged since at reads only its
-// keyIndex (see aliveAt): a Range with a limit counts all the keys it
-// does not return, as etcd's does.
+// rangeCount walks the keys in the range alive at main revision at, in key
+// order. The range is a single key if end is empty, every key from key on
+// if end is "\x00", else [key, end). fn gets the first n keys, until it
+// returns false, which ends the walk; the rest are only counted (fn is
+// never called when n is 0). It returns how many it found, fn's included.
+// Counting a key unchanged since at reads only its keyIndex (see
+// aliveAt): a Range with a limit counts all the keys it does not return,
+// as etcd's does. fn must not call the index.
 func (ti *treeIndex) rangeCount(key, end []byte, at int64, n int, fn func(indexEntry) bool) (count int64) {
 	ti.mu.RLock()
 	defer ti.mu.RUnlock()
@@ -299,7 +291,7 @@ func (ti *treeIndex) rangeCount(key, end []byte, at int64, n int, fn func(indexE
 	return count
 }
 
-// ascend calls visit for each keyIndex in the range (see rangeKeys), in
+// ascend calls visit for each keyIndex in the range (see rangeCount), in
 // key order, until it returns false. REQUIRES: ti.mu held.
 func (ti *treeIndex) ascend(key, end []byte, visit func(*keyIndex) bool) {
 	switch {

@@ -131,9 +131,7 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 	if err := errors.Join(err, scanErr); err != nil {
 		return nil, err
 	}
-	var keys int64
-	s.index.rangeKeys([]byte{0}, []byte{0}, s.mu.currentRev, func(indexEntry) bool { keys++; return true })
-	s.keys.Store(keys)
+	s.keys.Store(s.index.rangeCount([]byte{0}, []byte{0}, s.mu.currentRev, 0, nil))
 	if scheduled > 0 {
 		// What a compaction interrupted by a crash left in the backend
 		// reads back as more history than it should: cut it again.
