@@ -100,8 +100,8 @@ rate() {
     "$ref/benchmark" --endpoints "$eps" "$@" --total "$total" >"$out" 2>/dev/null || true
   fi
   after=$(cpu_ticks)
-  result[$key]=$(tr '\r' '\n' <"$out" | awk '/Requests\/sec:/ {print $2; exit}')
-  p99[$key]=$(tr '\r' '\n' <"$out" | awk '$1 == "99%" {printf "%.1f", $3 * 1000; exit}')
+  result[$key]=$(summary_value "$out" "Summary:" "Requests/sec:")
+  p99[$key]=$(awk -v s="$(summary_value "$out" "Summary:" "99%")" 'BEGIN { if (s != "") printf "%.1f", s * 1000 }')
   failed[$key]=$(tr '\r' '\n' <"$out" | awk '/^Error distribution:/ {e = 1; next} e && /^ *\[[0-9]+\]/ {gsub(/[][]/, "", $1); n += $1} END {print n + 0}')
   cpu[$key]=$(awk -v t=$((after - before)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
 }
