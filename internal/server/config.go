@@ -29,6 +29,10 @@ type Config struct {
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
+	// RequestTimeout bounds how long a proposal waits to be applied
+	// before it is answered "request timed out". Default: 5 s and two
+	// election timeouts, etcd's (no flag sets it there either).
+	RequestTimeout time.Duration
 	// SnapshotCount is how many applied entries trigger a snapshot.
 	SnapshotCount uint64
 	// SnapshotCatchUpEntries is how many entries before a snapshot stay
@@ -194,6 +198,9 @@ func (c *Config) validate() error {
 	}
 	if c.ElectionTimeout <= 0 {
 		c.ElectionTimeout = DefaultElection
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5*time.Second + 2*c.ElectionTimeout
 	}
 	if c.ElectionTimeout < 5*c.HeartbeatInterval {
 		return fmt.Errorf("--election-timeout[%v] should be at least as 5 times as --heartbeat-interval[%v]",

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-db/cairn/internal/membership"
 	"go.uber.org/zap"
 )
 
@@ -118,6 +119,9 @@ func (s *Server) readIndex(seq uint64) (uint64, error) {
 			if s.rn.Lead() == 0 {
 				return 0, ErrNoLeader
 			}
+			// etcd's words; one line per round, however many reads wait.
+			s.logger.Warn("timed out waiting for read index response (local node might have slow network)",
+				zap.Duration("timeout", s.requestTimeout), zap.String("leader", membership.IDString(s.rn.Lead())))
 			return 0, ErrTimeout
 		case <-s.stopping:
 			return 0, ErrStopped

@@ -45,6 +45,10 @@ type Server struct {
 
 	// requestTimeout bounds how long a proposal waits to be applied.
 	requestTimeout time.Duration
+	// inflight counts the proposals waited on; timeouts limits the
+	// warnings about those that time out (timeout.go).
+	inflight inflight
+	timeouts timeoutLog
 
 	// ready is closed once this start's attributes are published: the
 	// member is in the cluster, has a leader and has applied the log up to
@@ -139,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, logger: cfg.Logger, st: st, applier: st.Applier, wait: newWaitRegistry(),
-		requestTimeout: 5*time.Second + 2*cfg.ElectionTimeout,
+		requestTimeout: cfg.RequestTimeout,
 		ready:          make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{}),
 		images:  member.NewImages(st, m.backendSnapshot),
 		metrics: m, restarted: restarted,
@@ -626,6 +630,8 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	ch := s.wait.register(id)
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 	defer cancel()
+	s.inflight.add(len(data))
+	defer s.inflight.done(len(data))
 	proposeFn := s.rn.Propose
 	if leaderTerm != 0 {
 		proposeFn = func(ctx context.Context, data []byte) error { return s.rn.ProposeAsLeader(ctx, data, leaderTerm) }
@@ -633,12 +639,19 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	if err := proposeFn(ctx, data); err != nil {
 		s.metrics.proposalsFailed.Inc()
 		s.wait.cancel(id)
-		return apply.Result{}, s.proposalError(err)
+		err = s.proposalError(err)
+		if err == ErrTimeout {
+			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), true)
+		}
+		return apply.Result{}, err
 	}
 	r, err := s.awaitApplied(ctx, id, ch)
 	if err != nil {
 		if !errors.Is(err, ErrStopped) {
 			s.metrics.proposalsFailed.Inc()
+		}
+		if err == ErrTimeout {
+			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), false)
 		}
 		return apply.Result{}, err
 	}

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/membership"
+)
+
+// Why a request timed out. etcd answers "request timed out" and logs
+// nothing; an operator then cannot tell a slow disk from a slow apply or
+// from more load than the member takes. A proposal that times out logs
+// one warning with where things stood: the entries committed and applied
+// (a wide gap: the apply loop is behind; none: the entry had not
+// committed, so replication or the disk was slow, or the leader changed),
+// and the proposals this member had in flight, in number and bytes. At
+// most one line a second, saying how many timed out since the last.
+
+// inflight counts the proposals this member waits on.
+type inflight struct {
+	n, bytes atomic.Int64
+}
+
+func (f *inflight) add(size int) {
+	f.n.Add(1)
+	f.bytes.Add(int64(size))
+}
+
+func (f *inflight) done(size int) {
+	f.n.Add(-1)
+	f.bytes.Add(-int64(size))
+}
+
+// timeoutLog limits the timeout warnings to one a second.
+type timeoutLog struct {
+	mu sync.Mutex
+	// last is when the last line was logged; since counts the timeouts
+	// since then that were not logged.
+	last  time.Time
+	since int
+}
+
+// take reports whether a line may be logged now and, if so, how many
+// timeouts it stands for (this one included).
+func (l *timeoutLog) take(now time.Time) (n int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.since++
+	if !l.last.IsZero() && now.Sub(l.last) < time.Second {
+		return 0, false
+	}
+	n, l.last, l.since = l.since, now, 0
+	return n, true
+}
+
+// warnTimeout logs a proposal of the given type and size that timed out
+// after waited; dropped says raft did not take it (no leader to forward
+// to, or a leadership transfer under way).
+func (s *Server) warnTimeout(typ string, size int, waited time.Duration, dropped bool) {
+	n, ok := s.timeouts.take(time.Now())
+	if !ok {
+		return
+	}
+	committed, applied := s.rn.CommitIndex(), s.AppliedIndex()
+	stage := "proposed, not applied in time"
+	if dropped {
+		stage = "dropped by raft"
+	}
+	s.logger.Warn("request timed out",
+		zap.String("request-type", typ),
+		zap.Int("request-bytes", size),
+		zap.Duration("waited", waited),
+		zap.String("stage", stage),
+		zap.Uint64("committed-index", committed),
+		zap.Uint64("applied-index", applied),
+		zap.Uint64("apply-backlog", committed-min(committed, applied)),
+		zap.String("leader", membership.IDString(s.rn.Lead())),
+		zap.Int64("proposals-in-flight", s.inflight.n.Load()),
+		zap.Int64("proposal-bytes-in-flight", s.inflight.bytes.Load()),
+		zap.Int("timed-out-since-last-warning", n))
+}
