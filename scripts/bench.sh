@@ -7,12 +7,16 @@
 #   BENCH_SIZES="1" scripts/bench.sh # only the 1-member clusters
 #   BENCH_LINES=watch scripts/bench.sh # only the watch lines (default "kv watch lease")
 #   BENCH_LINES="txn range100 watchget big" scripts/bench.sh # the other groups
+#   BENCH_SIZES=3 BENCH_LINES=scale scripts/bench.sh # 1M keys: memory, disk, restart
 #
 # Groups: kv (put with 1 and 100 clients, range of one key), watch (watch,
 # watch-latency), lease (keep-alive), txn (txn-put of 4 puts, txn-mixed,
 # stm), range100 (range --limit 100 over 20,000 keys, both consistencies),
 # watchget (watch-get: 10,000 watchers catching up), big (puts of 1 MiB
-# values; 1,500 of them, under etcd's 2 GiB quota). Every line but watch's
+# values; 1,500 of them, under etcd's 2 GiB quota), scale (1,000,000 keys
+# on a fresh cluster: load rate, RSS at rest, disk, memory growth for a
+# range of 100,000 keys, restart time after SIGTERM and SIGKILL; a table
+# of its own). Every line but watch's
 # reports requests/s, p99 latency and the members' CPU per request, and
 # failed requests if any.
 #
@@ -41,28 +45,41 @@ trap cleanup EXIT
 
 port=32379
 # start_cluster BINARY NAME N: starts N members and sets eps to their
-# client endpoints. (Not run in a subshell: it records the pids.)
+# client endpoints and base to their first port. (Not run in a subshell:
+# it records the pids.)
 eps=""
+base=0
 start_cluster() {
-  local bin=$1 name=$2 n=$3 initial="" i
+  base=$port
+  launch_members "$@" "$base"
+  port=$((port + 2 * $3 + 10))
+  wait_healthy "$2"
+}
+
+# launch_members BINARY NAME N BASE: starts (or restarts, on the data
+# directories they left) N members on ports from BASE, sets eps.
+launch_members() {
+  local bin=$1 name=$2 n=$3 first=$4 initial="" i
   eps=""
   for ((i = 0; i < n; i++)); do
-    initial+="${initial:+,}$name$i=http://127.0.0.1:$((port + 2 * i + 1))"
+    initial+="${initial:+,}$name$i=http://127.0.0.1:$((first + 2 * i + 1))"
   done
   for ((i = 0; i < n; i++)); do
-    local c=$((port + 2 * i)) p=$((port + 2 * i + 1))
+    local c=$((first + 2 * i)) p=$((first + 2 * i + 1))
     "$bin" --name "$name$i" --data-dir "$work/$name$i" --log-level error \
       --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-      --initial-cluster "$initial" --initial-cluster-token "$name" >"$work/$name$i.log" 2>&1 &
+      --initial-cluster "$initial" --initial-cluster-token "$name" >>"$work/$name$i.log" 2>&1 &
     pids+=($!)
     eps+="${eps:+,}127.0.0.1:$c"
   done
-  port=$((port + 2 * n + 10))
+}
+
+wait_healthy() {
   local tries=0
   until "$ref/etcdctl" --endpoints "$eps" --command-timeout 2s endpoint health >/dev/null 2>&1; do
     tries=$((tries + 1))
-    if ((tries > 100)); then echo "cluster $name did not become healthy" >&2; exit 1; fi
+    if ((tries > 100)); then echo "cluster $1 did not become healthy" >&2; exit 1; fi
     sleep 0.2
   done
 }
@@ -113,6 +130,7 @@ lines=()
 [[ " $benches " == *" range100 "* ]] && lines+=("range100-l" "range100-s")
 [[ " $benches " == *" watchget "* ]] && lines+=("watch-get")
 [[ " $benches " == *" big "* ]] && lines+=("put-1mib")
+[[ " $benches " == *" scale "* ]] && lines+=("load-1m")
 run_lines() {
   local system=$1 n=$2 eps=$3
   # Writes go to the leader, as etcd's benchmark docs run them.
@@ -183,28 +201,93 @@ watch_lines() {
   wlcpu[$system,$n]=$(awk -v t=$((after - before)) -v hz="$tck" -v n=$((puts * 100)) 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
 }
 
+# scale_lines SYSTEM N BINARY NAME: the scale lines, on a fresh cluster.
+# Loads 1,000,000 keys of 256-byte values (100 clients; its rate is the
+# load-1m line), lets the members settle, then reads the largest member's
+# RSS (VmRSS) and data directory (du), the first member's peak RSS growth
+# (VmHWM, reset through clear_refs) while it answers one range of 100,000
+# keys, and the time from starting every member again, after a SIGTERM
+# and after a SIGKILL, to the first linearizable read answered.
+declare -A srss sdisk sgrow sterm skill
+rss_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+scale_lines() {
+  local system=$1 n=$2 bin=$3 name=$4 p i m d
+  rate "$system,$n,load-1m" "$eps" 1000000 --target-leader --conns 10 --clients 100 \
+    put --key-size 8 --sequential-keys --key-space-size 1000000 --val-size 256
+  sleep 10 # let flushes and compactions that the load started finish
+  m=0
+  for p in "${pids[@]}"; do
+    ((m < $(rss_kib "$p" VmRSS))) && m=$(rss_kib "$p" VmRSS)
+  done
+  srss[$system,$n]=$((m / 1024))
+  m=0
+  for ((i = 0; i < n; i++)); do
+    d=$(du -sk "$work/$name$i" | cut -f1)
+    ((m < d)) && m=$d
+  done
+  sdisk[$system,$n]=$((m / 1024))
+  p=${pids[0]}
+  echo 5 >"/proc/$p/clear_refs" # VmHWM := VmRSS
+  m=$(rss_kib "$p" VmRSS)
+  "$ref/etcdctl" --endpoints "${eps%%,*}" --command-timeout 120s get "" --prefix --limit 100000 >/dev/null
+  sgrow[$system,$n]=$((($(rss_kib "$p" VmHWM) - m) / 1024))
+  restart_time TERM "$bin" "$name" "$n"
+  sterm[$system,$n]=$elapsed
+  restart_time KILL "$bin" "$name" "$n"
+  skill[$system,$n]=$elapsed
+}
+
+# restart_time SIGNAL BINARY NAME N: stops every member with SIGNAL, waits
+# for them to exit, starts them again and sets elapsed to the seconds until a
+# linearizable read is answered. (Not run in a subshell: it
+# waits for the members and records the new pids.)
+elapsed=0
+restart_time() {
+  local sig=$1 p start tries=0
+  for p in "${pids[@]}"; do kill -"$sig" "$p"; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+  start=$(date +%s.%N)
+  launch_members "$2" "$3" "$4" "$base"
+  until "$ref/etcdctl" --endpoints "$eps" --command-timeout 1s get foo >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if ((tries > 3000)); then echo "cluster $3 did not answer after a restart" >&2; exit 1; fi
+    sleep 0.05
+  done
+  elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+}
+
 for n in $sizes; do
   for system in cairn etcd; do
     bin=$work/cairn
     [[ $system == etcd ]] && bin=$ref/etcd
+    if [[ " ${benches//scale/} " == *[a-z]* ]]; then # groups other than scale
+      rm -rf "$work"/"$system"*/
+      start_cluster "$bin" "$system$n-" "$n"
+      [[ " $benches " == *" kv "* ]] && run_lines "$system" "$n" "$eps"
+      [[ " $benches " == *" watch "* ]] && watch_lines "$system" "$n" "$eps"
+      [[ " $benches " == *" lease "* ]] && rate "$system,$n,lease-ka" "$eps" $((20000 * scale)) \
+        --conns 10 --clients 100 lease-keepalive
+      # range100 before txn: txn-put writes 55,000 more keys, which its
+      # ranges would count.
+      [[ " $benches " == *" range100 "* ]] && range100_lines "$system" "$n" "$eps"
+      [[ " $benches " == *" txn "* ]] && txn_lines "$system" "$n" "$eps"
+      # watch-get: 10,000 watchers on 10 streams, each catching up on 8
+      # events, while 10 clients get a key: the gets' rate and latency (the
+      # tool's report), the members' CPU per 10,000 events.
+      [[ " $benches " == *" watchget "* ]] && rate "$system,$n,watch-get" "$eps" events=80000 \
+        --conns 10 --clients 10 watch-get --watchers 10000 --streams 10 --events 8
+      [[ " $benches " == *" big "* ]] && rate "$system,$n,put-1mib" "$eps" 1500 --target-leader \
+        --conns 10 --clients 100 put --key-size 8 --sequential-keys --val-size 1048576
+      stop_cluster
+    fi
+    if [[ " $benches " == *" scale "* ]]; then
+      rm -rf "$work"/"$system"*/
+      start_cluster "$bin" "$system$n-s" "$n"
+      scale_lines "$system" "$n" "$bin" "$system$n-s"
+      stop_cluster
+    fi
     rm -rf "$work"/"$system"*/
-    start_cluster "$bin" "$system$n-" "$n"
-    [[ " $benches " == *" kv "* ]] && run_lines "$system" "$n" "$eps"
-    [[ " $benches " == *" watch "* ]] && watch_lines "$system" "$n" "$eps"
-    [[ " $benches " == *" lease "* ]] && rate "$system,$n,lease-ka" "$eps" $((20000 * scale)) \
-      --conns 10 --clients 100 lease-keepalive
-    # range100 before txn: txn-put writes 55,000 more keys, which its
-    # ranges would count.
-    [[ " $benches " == *" range100 "* ]] && range100_lines "$system" "$n" "$eps"
-    [[ " $benches " == *" txn "* ]] && txn_lines "$system" "$n" "$eps"
-    # watch-get: 10,000 watchers on 10 streams, each catching up on 8
-    # events, while 10 clients get a key: the gets' rate and latency (the
-    # tool's report), the members' CPU per 10,000 events.
-    [[ " $benches " == *" watchget "* ]] && rate "$system,$n,watch-get" "$eps" events=80000 \
-      --conns 10 --clients 10 watch-get --watchers 10000 --streams 10 --events 8
-    [[ " $benches " == *" big "* ]] && rate "$system,$n,put-1mib" "$eps" 1500 --target-leader \
-      --conns 10 --clients 100 put --key-size 8 --sequential-keys --val-size 1048576
-    stop_cluster
   done
 done
 
@@ -223,6 +306,27 @@ if [[ " $benches " == *" watch "* ]]; then
         "$(awk -v c="$c" -v e="$e" 'BEGIN { if (c > 0) printf "%.2fx faster", e / c; else print "n/a" }')" \
         "${wlcpu[cairn,$n]:-0}" "${wlcpu[etcd,$n]:-0}" \
         "$(awk -v c="${wlcpu[cairn,$n]:-0}" -v e="${wlcpu[etcd,$n]:-0}" 'BEGIN { if (c > 0) printf "%.2f", e / c; else print "n/a" }')"
+    done
+  done
+  echo
+fi
+if [[ " $benches " == *" scale "* ]]; then
+  printf '| members | 1M keys x 256 B | Cairn | etcd | Cairn/etcd |\n'
+  printf '| --- | --- | --- | --- | --- |\n'
+  for n in $sizes; do
+    for l in srss sdisk sgrow sterm skill; do
+      declare -n v=$l
+      case $l in
+        srss) desc="RSS at rest, largest member, MiB" ;;
+        sdisk) desc="disk, largest member's data directory, MiB" ;;
+        sgrow) desc="peak RSS growth answering a range of 100k keys, MiB" ;;
+        sterm) desc="restart after SIGTERM to the first linearizable read, s" ;;
+        skill) desc="restart after SIGKILL to the first linearizable read, s" ;;
+      esac
+      c=${v[cairn,$n]:-0} e=${v[etcd,$n]:-0}
+      printf '| %s | %s | %s | %s | %s |\n' "$n" "$desc" "$c" "$e" \
+        "$(awk -v c="$c" -v e="$e" 'BEGIN { if (e > 0) printf "%.2f", c / e; else print "n/a" }')"
+      unset -n v
     done
   done
   echo
@@ -250,6 +354,7 @@ for n in $sizes; do
       range100-s) desc="range --limit 100 over 20k keys, serializable" ;;
       watch-get) desc="watch-get: gets during 10k watchers' catch-up (CPU per 10k events)" ;;
       put-1mib) desc="put 1 MiB values, 100 clients" ;;
+      load-1m) desc="load 1M keys of 256 B (scale), 100 clients" ;;
     esac
     printf '| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$desc" "$c" "$e" "$ratio" \
       "${p99[cairn,$n,$l]:-n/a}" "${p99[etcd,$n,$l]:-n/a}" "$cc" "$ce" "$cratio" \
