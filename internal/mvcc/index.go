@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/google/btree"
 
@@ -194,13 +196,40 @@ func (ti *treeIndex) put(key []byte, rev Revision) {
 	ki.put(rev)
 }
 
-// restorePut records a put read back from the backend on a restart: the
-// KeyValue stored with it says when the key was created and its version,
-// which the puts before it (perhaps compacted away) no longer can.
-func (ti *treeIndex) restorePut(key []byte, rev Revision, created, ver int64) {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	ki := ti.getOrInsertLocked(key)
+// indexRestorer rebuilds an index from the revisions read back from the
+// backend on a restart, in revision order. It groups them by key in a map
+// and then inserts the keys into the tree in key order: inserted in the
+// order they come (unrelated to the keys' order), each lookup in the tree
+// compares with keys all over memory, a cache miss each, and 1M keys took
+// 6 s; grouped and sorted, about a third of that (BenchmarkRestart1M).
+type indexRestorer struct {
+	// keys maps a key (sharing its bytes with keyIndex.key, never
+	// modified) to its history so far.
+	keys map[string]*keyIndex
+}
+
+func newIndexRestorer() *indexRestorer {
+	return &indexRestorer{keys: map[string]*keyIndex{}}
+}
+
+func (r *indexRestorer) get(key []byte) *keyIndex {
+	if ki, ok := r.keys[string(key)]; ok {
+		return ki
+	}
+	ki := &keyIndex{key: bytes.Clone(key)}
+	name := ""
+	if len(ki.key) > 0 {
+		name = unsafe.String(&ki.key[0], len(ki.key))
+	}
+	r.keys[name] = ki
+	return ki
+}
+
+// put records a put read back: the KeyValue stored with it says when the
+// key was created and its version, which the puts before it (perhaps
+// compacted away) no longer can.
+func (r *indexRestorer) put(key []byte, rev Revision, created, ver int64) {
+	ki := r.get(key)
 	if !ki.alive() {
 		ki.gens = append(ki.gens, generation{created: Revision{Main: created}})
 	}
@@ -208,22 +237,43 @@ func (ti *treeIndex) restorePut(key []byte, rev Revision, created, ver int64) {
 	ki.gens[len(ki.gens)-1].ver = ver
 }
 
-// restoreTombstone records a delete read back from the backend on a
-// restart. The key may have no life to end: a compaction removed the puts
-// before it, either keeping the delete on purpose (it was at the
-// compaction revision) or because a crash interrupted the removal. The
-// delete is then a life of its own; the compaction Open runs next drops it
-// unless it is at the compaction revision (etcd-io/etcd#19179).
-func (ti *treeIndex) restoreTombstone(key []byte, rev Revision) {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	ki := ti.getOrInsertLocked(key)
+// tombstone records a delete read back. The key may have no life to end:
+// a compaction removed the puts before it, either keeping the delete on
+// purpose (it was at the compaction revision) or because a crash
+// interrupted the removal. The delete is then a life of its own; the
+// compaction Open runs next drops it unless it is at the compaction
+// revision (etcd-io/etcd#19179).
+func (r *indexRestorer) tombstone(key []byte, rev Revision) {
+	ki := r.get(key)
 	if ki.alive() {
 		ki.tombstone(rev)
 		return
 	}
 	ki.gens = append(ki.gens, generation{created: rev, revs: []Revision{rev}, tombstoned: true})
 	ki.latest, ki.deleted = rev.Main, true
+}
+
+// build inserts every key recorded into ti, which must be empty, in key
+// order, and forgets them.
+func (r *indexRestorer) build(ti *treeIndex) {
+	type item struct {
+		key []byte
+		ki  *keyIndex
+	}
+	items := make([]item, 0, len(r.keys))
+	for _, ki := range r.keys {
+		items = append(items, item{ki.key, ki})
+	}
+	r.keys = nil
+	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.key, b.key) })
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	if ti.tree.Len() != 0 {
+		panic("mvcc: index restored into a non-empty index")
+	}
+	for _, it := range items {
+		ti.tree.ReplaceOrInsert(it.ki)
+	}
 }
 
 // tombstone records a delete of key, which must be alive, at rev.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -110,20 +111,27 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 	s.mu.currentRev = max(s.mu.currentRev, scheduled)
 	var kv mvccpb.KeyValue
 	var scanErr error
+	// Each revision's key and value are decoded into scratch, reused: the
+	// index copies a key it keeps.
+	var scratch []byte
+	alloc := func(n int) []byte {
+		scratch = slices.Grow(scratch[:0], n)[:n]
+		return scratch
+	}
+	restorer := newIndexRestorer()
 	err = view.Scan([]byte{'r'}, revisionPrefixEnd, func(k, v []byte) bool {
 		rev, tombstone, err := parseRevisionKey(k)
 		if err == nil {
-			kv.Reset()
-			err = unmarshalKV(v, &kv)
+			err = decodeKV(v, &kv, alloc)
 		}
 		if err != nil {
 			scanErr = fmt.Errorf("%w: revision key %x: %v", ErrCorrupt, k, err)
 			return false
 		}
 		if tombstone {
-			s.index.restoreTombstone(kv.Key, rev)
+			restorer.tombstone(kv.Key, rev)
 		} else {
-			s.index.restorePut(kv.Key, rev, kv.CreateRevision, kv.Version)
+			restorer.put(kv.Key, rev, kv.CreateRevision, kv.Version)
 		}
 		s.mu.currentRev = max(s.mu.currentRev, rev.Main)
 		return true
@@ -131,6 +139,7 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 	if err := errors.Join(err, scanErr); err != nil {
 		return nil, err
 	}
+	restorer.build(s.index)
 	s.keys.Store(s.index.rangeCount([]byte{0}, []byte{0}, s.mu.currentRev, 0, nil))
 	if scheduled > 0 {
 		// What a compaction interrupted by a crash left in the backend
