@@ -227,26 +227,8 @@ func loadLeases(view *backend.ReadView, store *mvcc.Store, le *lease.Lessor) err
 	if err = errors.Join(err, decodeErr); err != nil {
 		return err
 	}
-	keys := map[string]int64{}
-	if len(records) > 0 {
-		// Every live key, a page at a time.
-		from := []byte{0}
-		for {
-			res, err := store.Range(from, []byte{0}, mvcc.RangeOptions{Limit: 10000, NoCount: true})
-			if err != nil {
-				return err
-			}
-			for _, kv := range res.KVs {
-				if kv.Lease != 0 {
-					keys[string(kv.Key)] = kv.Lease
-				}
-			}
-			if len(res.KVs) < 10000 {
-				break
-			}
-			from = append(slices.Clone(res.KVs[len(res.KVs)-1].Key), 0)
-		}
-	}
+	// Open read every live key's lease.
+	keys := store.TakeLeasedKeys()
 	le.Reset(records, keys, 0)
 	return nil
 }

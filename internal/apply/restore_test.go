@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -119,9 +120,31 @@ func TestLeasesAcrossRestore(t *testing.T) {
 	apply(2, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("held"), Value: []byte("v"), Lease: 7}})
 	apply(3, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
 		Checkpoints: []*pb.LeaseCheckpoint{{ID: 7, Remaining_TTL: 42}}}})
+	// Keys whose latest put names another lease, or none, or that were
+	// deleted: the restore reads each key's latest put alone.
+	put := func(index uint64, key string, lease int64) {
+		apply(index, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(key), Value: []byte("v"), Lease: lease}})
+	}
+	del := func(index uint64, key string) {
+		apply(index, &pb.InternalRaftRequest{DeleteRange: &pb.DeleteRangeRequest{Key: []byte(key)}})
+	}
+	apply(4, &pb.InternalRaftRequest{LeaseGrant: &pb.LeaseGrantRequest{ID: 8, TTL: 60}})
+	put(5, "moved", 7)
+	put(6, "moved", 8)
+	put(7, "freed", 7)
+	put(8, "freed", 0)
+	put(9, "gone", 8)
+	del(10, "gone")
+	put(11, "back", 8)
+	del(12, "back")
+	put(13, "back", 8)
 	restoreFrom(t, behind, ahead)
-	if keys, err := behind.Lessor().Keys(7); err != nil || fmt.Sprint(keys) != "[held]" {
-		t.Fatalf("after the restore: %v %v", keys, err)
+	for id, want := range map[int64]string{7: "[held]", 8: "[back moved]"} {
+		keys, err := behind.Lessor().Keys(id)
+		slices.Sort(keys)
+		if err != nil || fmt.Sprint(keys) != want {
+			t.Fatalf("after the restore, lease %d holds %v (%v), want %s", id, keys, err, want)
+		}
 	}
 	behind.Lessor().Promote(0, func() bool { return true })
 	if granted, remaining, _, err := behind.Lessor().TimeToLive(7, false); err != nil || granted != 60 || remaining != 41 && remaining != 42 {

@@ -206,30 +206,45 @@ type indexRestorer struct {
 	// keys maps a key (sharing its bytes with keyIndex.key, never
 	// modified) to its history so far.
 	keys map[string]*keyIndex
+	// leases maps each key alive so far whose latest put names a lease
+	// to that lease (shares keys' strings).
+	leases map[string]int64
 }
 
 func newIndexRestorer() *indexRestorer {
-	return &indexRestorer{keys: map[string]*keyIndex{}}
+	return &indexRestorer{keys: map[string]*keyIndex{}, leases: map[string]int64{}}
 }
 
-func (r *indexRestorer) get(key []byte) *keyIndex {
+// get returns key's history so far, and the key as a string that shares
+// the history's bytes.
+func (r *indexRestorer) get(key []byte) (*keyIndex, string) {
 	if ki, ok := r.keys[string(key)]; ok {
-		return ki
+		return ki, keyString(ki.key)
 	}
 	ki := &keyIndex{key: bytes.Clone(key)}
-	name := ""
-	if len(ki.key) > 0 {
-		name = unsafe.String(&ki.key[0], len(ki.key))
-	}
+	name := keyString(ki.key)
 	r.keys[name] = ki
-	return ki
+	return ki, name
+}
+
+// keyString is b as a string sharing its bytes, which must never change.
+func keyString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // put records a put read back: the KeyValue stored with it says when the
-// key was created and its version, which the puts before it (perhaps
-// compacted away) no longer can.
-func (r *indexRestorer) put(key []byte, rev Revision, created, ver int64) {
-	ki := r.get(key)
+// key was created, its version, which the puts before it (perhaps
+// compacted away) no longer can, and its lease (0 for none).
+func (r *indexRestorer) put(key []byte, rev Revision, created, ver, lease int64) {
+	ki, name := r.get(key)
+	if lease != 0 {
+		r.leases[name] = lease
+	} else if len(r.leases) > 0 {
+		delete(r.leases, name)
+	}
 	if !ki.alive() {
 		ki.gens = append(ki.gens, generation{created: Revision{Main: created}})
 	}
@@ -244,7 +259,10 @@ func (r *indexRestorer) put(key []byte, rev Revision, created, ver int64) {
 // compaction Open runs next drops it unless it is at the compaction
 // revision (etcd-io/etcd#19179).
 func (r *indexRestorer) tombstone(key []byte, rev Revision) {
-	ki := r.get(key)
+	ki, name := r.get(key)
+	if len(r.leases) > 0 {
+		delete(r.leases, name)
+	}
 	if ki.alive() {
 		ki.tombstone(rev)
 		return

@@ -37,6 +37,9 @@ type Store struct {
 	// keys is how many keys are alive (etcd's keys_total), kept by the
 	// writer: +1 for a put that creates a key, -1 for each key deleted.
 	keys atomic.Int64
+	// leasedKeys are the live keys attached to a lease, as Open found
+	// them, until TakeLeasedKeys.
+	leasedKeys map[string]int64
 
 	// writeMu serializes write transactions.
 	writeMu sync.Mutex
@@ -131,7 +134,7 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 		if tombstone {
 			restorer.tombstone(kv.Key, rev)
 		} else {
-			restorer.put(kv.Key, rev, kv.CreateRevision, kv.Version)
+			restorer.put(kv.Key, rev, kv.CreateRevision, kv.Version, kv.Lease)
 		}
 		s.mu.currentRev = max(s.mu.currentRev, rev.Main)
 		return true
@@ -140,6 +143,7 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 		return nil, err
 	}
 	restorer.build(s.index)
+	s.leasedKeys = restorer.leases
 	s.keys.Store(s.index.rangeCount([]byte{0}, []byte{0}, s.mu.currentRev, 0, nil))
 	if scheduled > 0 {
 		// What a compaction interrupted by a crash left in the backend
@@ -150,6 +154,16 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 		}
 	}
 	return s, nil
+}
+
+// TakeLeasedKeys returns, once, the keys alive when the store was opened
+// that are attached to a lease, with their leases: Open reads them on the
+// way (the lessor is rebuilt from them) and forgets them here. Call it
+// before any write.
+func (s *Store) TakeLeasedKeys() map[string]int64 {
+	m := s.leasedKeys
+	s.leasedKeys = nil
+	return m
 }
 
 func getRev(view *backend.ReadView, key []byte) (int64, error) {
