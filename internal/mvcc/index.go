@@ -201,7 +201,7 @@ func (ti *treeIndex) put(key []byte, rev Revision) {
 // and then inserts the keys into the tree in key order: inserted in the
 // order they come (unrelated to the keys' order), each lookup in the tree
 // compares with keys all over memory, a cache miss each, and 1M keys took
-// 6 s; grouped and sorted, about a third of that (BenchmarkRestart1M).
+// 6 s; grouped and sorted, 4.2 s (BenchmarkRestart1M, one run).
 type indexRestorer struct {
 	// keys maps a key (sharing its bytes with keyIndex.key, never
 	// modified) to its history so far.
@@ -283,14 +283,31 @@ func (r *indexRestorer) build(ti *treeIndex) {
 		items = append(items, item{ki.key, ki})
 	}
 	r.keys = nil
-	slices.SortFunc(items, func(a, b item) int { return bytes.Compare(a.key, b.key) })
+	// Two halves sorted at once (a second core, where there is one),
+	// merged as they go into the tree. The keys are distinct.
+	cmp := func(a, b item) int { return bytes.Compare(a.key, b.key) }
+	half := len(items) / 2
+	if len(items) < 1<<14 {
+		half = 0
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { slices.SortFunc(items[:half], cmp) })
+	slices.SortFunc(items[half:], cmp)
+	wg.Wait()
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
 	if ti.tree.Len() != 0 {
 		panic("mvcc: index restored into a non-empty index")
 	}
-	for _, it := range items {
-		ti.tree.ReplaceOrInsert(it.ki)
+	a, b := items[:half], items[half:]
+	for len(a) > 0 || len(b) > 0 {
+		var next item
+		if len(b) == 0 || len(a) > 0 && cmp(a[0], b[0]) < 0 {
+			next, a = a[0], a[1:]
+		} else {
+			next, b = b[0], b[1:]
+		}
+		ti.tree.ReplaceOrInsert(next.ki)
 	}
 }
 
