@@ -31,6 +31,9 @@ type ctlStep struct {
 	background string
 	watchers   int
 	stop       string
+	// printed, for a background command, waits (after the watchers)
+	// until its stdout contains it: a campaign has been won.
+	printed string
 	// digest replaces stdout by its SHA-256 (for long outputs: shell
 	// completion scripts).
 	digest bool
@@ -280,6 +283,12 @@ func runScript(t *testing.T, server, ctl string, ports []int, steps []ctlStep) [
 			}
 			running[st.background] = b
 			waitWatchers(t, curl, st.watchers)
+			for deadline := time.Now().Add(waitDeadline); !strings.Contains(b.stdout.String(), st.printed); {
+				if time.Now().After(deadline) {
+					t.Fatalf("%v printed %q in %v, not %q", args, b.stdout.String(), waitDeadline, st.printed)
+				}
+				time.Sleep(20 * time.Millisecond) // polling a child's output
+			}
 			out = append(out, ctlResult{})
 			continue
 		}
@@ -695,10 +704,12 @@ func ctlKVSteps() []ctlStep {
 		e("make-mirror", "--dest-prefix", "x", "--no-dest-prefix", "127.0.0.1:1"),
 		e("watch", "w", "--rev", "1", "--prefix", "x"),
 		// Locks and elections, held in the background, given up on SIGINT.
-		{args: []string{"--endpoints", "$EP", "lock", "mylock"}, background: "l1", watchers: 0},
+		{args: []string{"--endpoints", "$EP", "lock", "mylock"}, background: "l1", watchers: 0, printed: "mylock/"},
 		e("lock", "mylock2", "--", "sh", "-c", "echo $ETCD_LOCK_KEY | cut -c1-8"),
 		{args: []string{"--endpoints", "$EP", "elect", "-l", "myelection"}, background: "e1", watchers: 1},
-		{args: []string{"--endpoints", "$EP", "elect", "myelection", "first"}, background: "e2", watchers: 1},
+		// The observer's watch is the one counted: wait for the win, or
+		// the interrupt may come before the campaign (no output, exit -1).
+		{args: []string{"--endpoints", "$EP", "elect", "myelection", "first"}, background: "e2", watchers: 1, printed: "first"},
 		{stop: "e2"}, {stop: "e1"}, {stop: "l1"},
 		e("lock"),
 		e("elect", "x"),
