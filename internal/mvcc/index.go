@@ -23,9 +23,11 @@ type generation struct {
 	// version of revs[i] can still be computed after compaction.
 	ver int64
 	// revs are this life's revisions that compaction kept, oldest first;
-	// never empty. If tombstoned, the last is the delete.
-	revs       []Revision
-	tombstoned bool
+	// never empty. If the life has ended (keyIndex.tombstoned), the last
+	// is the delete. (Whether it has is not kept here: only the last life
+	// can be going on, and keyIndex.deleted says whether it is. Without
+	// the flag a generation is 48 bytes, a size class below 56.)
+	revs []Revision
 }
 
 // latestAt returns the index in revs of the latest revision at or below
@@ -38,10 +40,11 @@ func (g *generation) latestAt(at int64) int {
 	return i
 }
 
-// version returns the key's version at revs[i], a put.
-func (g *generation) version(i int) int64 {
+// version returns the key's version at revs[i], a put; tombstoned says
+// whether the life has ended.
+func (g *generation) version(i int, tombstoned bool) int64 {
 	after := len(g.revs) - 1 - i // changes after revs[i]
-	if g.tombstoned {
+	if tombstoned {
 		after-- // the delete is not a put
 	}
 	return g.ver - int64(after)
@@ -64,7 +67,8 @@ func (g *generation) version(i int) int64 {
 //	    {created 5.0, ver 1, revs [5.0]}
 type keyIndex struct {
 	key []byte
-	// gens are oldest first. Every one but the last is tombstoned.
+	// gens are oldest first. Every one but the last has ended
+	// (tombstoned).
 	// Invariant: not empty while the key is in the tree.
 	gens []generation
 	// latest is the main revision of the key's latest change and deleted
@@ -80,9 +84,9 @@ type keyIndex struct {
 func (ki *keyIndex) aliveAt(at int64) bool {
 	if invariants.Enabled {
 		g := &ki.gens[len(ki.gens)-1]
-		if last := g.revs[len(g.revs)-1]; last.Main != ki.latest || g.tombstoned != ki.deleted {
-			panic(fmt.Sprintf("mvcc: key %q: latest %d deleted %v, but its last revision is %s (tombstoned %v)",
-				ki.key, ki.latest, ki.deleted, last, g.tombstoned))
+		if last := g.revs[len(g.revs)-1]; last.Main != ki.latest {
+			panic(fmt.Sprintf("mvcc: key %q: latest %d deleted %v, but its last revision is %s",
+				ki.key, ki.latest, ki.deleted, last))
 		}
 	}
 	if at >= ki.latest {
@@ -93,7 +97,12 @@ func (ki *keyIndex) aliveAt(at int64) bool {
 }
 
 func (ki *keyIndex) alive() bool {
-	return len(ki.gens) > 0 && !ki.gens[len(ki.gens)-1].tombstoned
+	return len(ki.gens) > 0 && !ki.deleted
+}
+
+// tombstoned reports whether life gi has ended in a delete.
+func (ki *keyIndex) tombstoned(gi int) bool {
+	return gi < len(ki.gens)-1 || ki.deleted
 }
 
 func (ki *keyIndex) put(rev Revision) {
@@ -115,7 +124,6 @@ func (ki *keyIndex) tombstone(rev Revision) {
 	}
 	g := &ki.gens[len(ki.gens)-1]
 	g.revs = append(g.revs, rev)
-	g.tombstoned = true
 	ki.latest, ki.deleted = rev.Main, true
 }
 
@@ -129,10 +137,11 @@ func (ki *keyIndex) get(at int64) (mod, created Revision, ver int64, ok bool) {
 		if i < 0 {
 			continue
 		}
-		if g.tombstoned && i == len(g.revs)-1 {
+		tombstoned := ki.tombstoned(gi)
+		if tombstoned && i == len(g.revs)-1 {
 			return Revision{}, Revision{}, 0, false // deleted by then
 		}
-		return g.revs[i], g.created, g.version(i), true
+		return g.revs[i], g.created, g.version(i, tombstoned), true
 	}
 	return Revision{}, Revision{}, 0, false
 }
@@ -144,7 +153,7 @@ func (ki *keyIndex) compact(at int64, keep map[Revision]struct{}) (empty bool) {
 	// Lives that ended before at are gone. One that ended at at keeps its
 	// delete, for watchers starting there.
 	n := 0
-	for n < len(ki.gens) && ki.gens[n].tombstoned && ki.gens[n].revs[len(ki.gens[n].revs)-1].Main < at {
+	for n < len(ki.gens) && ki.tombstoned(n) && ki.gens[n].revs[len(ki.gens[n].revs)-1].Main < at {
 		n++
 	}
 	ki.gens = ki.gens[n:]
@@ -247,6 +256,7 @@ func (r *indexRestorer) put(key []byte, rev Revision, created, ver, lease int64)
 	}
 	if !ki.alive() {
 		ki.gens = append(ki.gens, generation{created: Revision{Main: created}})
+		ki.deleted = false // a life going on, which put extends
 	}
 	ki.put(rev)
 	ki.gens[len(ki.gens)-1].ver = ver
@@ -267,7 +277,7 @@ func (r *indexRestorer) tombstone(key []byte, rev Revision) {
 		ki.tombstone(rev)
 		return
 	}
-	ki.gens = append(ki.gens, generation{created: rev, revs: []Revision{rev}, tombstoned: true})
+	ki.gens = append(ki.gens, generation{created: rev, revs: []Revision{rev}})
 	ki.latest, ki.deleted = rev.Main, true
 }
 
@@ -445,8 +455,8 @@ func (ti *treeIndex) keptAt(at int64) map[Revision]struct{} {
 	keep := map[Revision]struct{}{}
 	ti.tree.Ascend(func(ki *keyIndex) bool {
 		// The lives not over before at, as compact finds them.
-		for _, g := range ki.gens {
-			if g.tombstoned && g.revs[len(g.revs)-1].Main < at {
+		for gi, g := range ki.gens {
+			if ki.tombstoned(gi) && g.revs[len(g.revs)-1].Main < at {
 				continue
 			}
 			i := g.latestAt(at)
@@ -471,11 +481,12 @@ func (ti *treeIndex) hashKeep(at int64) map[Revision]struct{} {
 	defer ti.mu.RUnlock()
 	keep := map[Revision]struct{}{}
 	ti.tree.Ascend(func(ki *keyIndex) bool {
-		for _, g := range ki.gens {
-			if g.tombstoned && g.revs[len(g.revs)-1].Main < at {
+		for gi, g := range ki.gens {
+			tombstoned := ki.tombstoned(gi)
+			if tombstoned && g.revs[len(g.revs)-1].Main < at {
 				continue
 			}
-			if i := g.latestAt(at); i >= 0 && !(g.tombstoned && i == len(g.revs)-1) {
+			if i := g.latestAt(at); i >= 0 && !(tombstoned && i == len(g.revs)-1) {
 				keep[g.revs[i]] = struct{}{}
 			}
 			break

@@ -34,9 +34,9 @@ func (ti *treeIndex) dump() string {
 	var b strings.Builder
 	ti.tree.Ascend(func(ki *keyIndex) bool {
 		fmt.Fprintf(&b, "%s:", ki.key)
-		for _, g := range ki.gens {
+		for gi, g := range ki.gens {
 			fmt.Fprintf(&b, " {created %s ver %d revs %v", g.created, g.ver, g.revs)
-			if g.tombstoned {
+			if ki.tombstoned(gi) {
 				b.WriteString(" tombstoned")
 			}
 			b.WriteString("}")
