@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -432,14 +433,20 @@ func TestRangeArena(t *testing.T) {
 	}
 	// What a warm read still allocates is small (revision keys, the
 	// index walk's slice, pebble's iterator: some 20 KB), not the ~50 KB
-	// it reads.
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range 20 {
-		read("k050")
+	// it reads. The process's other goroutines (pebble's, the runtime's)
+	// allocate meanwhile too, and only add: the least of five rounds.
+	perRead := uint64(math.MaxUint64)
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 20 {
+			read("k050")
+		}
+		runtime.ReadMemStats(&after)
+		perRead = min(perRead, (after.TotalAlloc-before.TotalAlloc)/20)
 	}
-	runtime.ReadMemStats(&after)
-	if perRead := (after.TotalAlloc - before.TotalAlloc) / 20; perRead > 28<<10 {
+	t.Logf("a warm read of 50 keys of 1 KiB allocated %d bytes", perRead)
+	if perRead > 28<<10 {
 		t.Errorf("a read of 50 keys of 1 KiB into a warm arena allocated %d bytes", perRead)
 	}
 }
