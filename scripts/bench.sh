@@ -123,6 +123,19 @@ rate() {
   cpu[$key]=$(awk -v t=$((after - before)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
 }
 
+# fsync_rate: synchronous 4 KiB writes per second to $work's disk (dd
+# with oflag=dsync: each write waits for the disk, as a WAL append's
+# fdatasync does). A put from one client costs one such wait on each
+# member (Cairn's WAL; its pebble batches are not synced per put), so
+# this bounds the put-1c line.
+fsync_rate() {
+  local out
+  out=$(dd if=/dev/zero of="$work/fsync.test" bs=4k count=1000 oflag=dsync 2>&1 | tail -1)
+  rm -f "$work/fsync.test"
+  # "4096000 bytes (4.1 MB, 3.9 MiB) copied, 1.2 s, 3.4 MB/s"
+  awk -v l="$out" 'BEGIN { split(l, f, ", "); split(f[3], t, " "); if (t[1] > 0) printf "%.0f", 1000 / t[1] }'
+}
+
 lines=()
 [[ " $benches " == *" kv "* ]] && lines+=("put-1c" "put-100c" "range-l" "range-s")
 [[ " $benches " == *" lease "* ]] && lines+=("lease-ka")
@@ -332,6 +345,17 @@ if [[ " $benches " == *" scale "* ]]; then
   echo
 fi
 ((${#lines[@]} > 0)) || exit 0
+
+if [[ " $benches " == *" kv "* ]]; then
+  f=$(fsync_rate)
+  for n in $sizes; do
+    printf 'disk: %s synchronous 4 KiB writes/s (dd oflag=dsync); put, 1 client, %s member(s): Cairn %.0f/s (%s of it), etcd %.0f/s\n' \
+      "$f" "$n" "${result[cairn,$n,put-1c]:-0}" \
+      "$(awk -v p="${result[cairn,$n,put-1c]:-0}" -v f="$f" 'BEGIN { if (f > 0) printf "%.0f%%", 100 * p / f; else print "n/a" }')" \
+      "${result[etcd,$n,put-1c]:-0}"
+  done
+  echo
+fi
 
 printf '| members | benchmark | Cairn req/s | etcd req/s | Cairn/etcd | Cairn p99 ms | etcd p99 ms | Cairn CPU-s/10k | etcd CPU-s/10k | etcd/Cairn CPU | failed (Cairn/etcd) |\n'
 printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
