@@ -49,9 +49,9 @@ type Config struct {
 	// DedicatedWALDir, when set, holds the WAL instead of Dir/wal (etcd's
 	// --wal-dir).
 	DedicatedWALDir string
-	// MaxWALs is how many WAL segment files are kept at most, beyond those
-	// recovery from the newest snapshots still needs; 0 keeps them all
-	// (etcd's --max-wals). Files go when a snapshot is taken.
+	// MaxWALs is etcd's --max-wals: 0 keeps every WAL segment file.
+	// Otherwise only the segments recovery may need are kept (see
+	// walOptions), fewer than etcd's 5. Files go when a snapshot is taken.
 	MaxWALs int
 	// UnsafeNoFsync makes every fsync a no-op: the WAL's, the snapshots'
 	// and the backend's (etcd's --unsafe-no-fsync). A power failure can
@@ -130,12 +130,16 @@ func (st *Storage) Close() error {
 	return err
 }
 
-// walOptions keep one released segment, so that a damaged newest snapshot
-// file can fall back to the one before it (see package wal), and at least
-// MaxWALs segments in all.
+// walOptions keep the segments recovery may need: those from the newest
+// snapshot on, and one released segment, so that a damaged newest
+// snapshot file can fall back to the one before it (see package wal).
+// etcd keeps --max-wals segments (5: 320 MiB) whether anything needs them
+// or not; Cairn keeps no more than that maximum and no more than it needs
+// (#21: on 1M keys of 256 bytes, five segments were 80% of a member's
+// data directory). --max-wals=0 keeps every segment, as etcd.
 func walOptions(cfg Config) wal.Options {
-	keep := cfg.MaxWALs
-	if keep <= 0 {
+	keep := 0
+	if cfg.MaxWALs <= 0 {
 		keep = math.MaxInt
 	}
 	return wal.Options{KeepReleased: 1, KeepSegments: keep, SegmentBytes: cfg.WALSegmentBytes, Logger: cfg.Logger, Metrics: cfg.Metrics.WAL}

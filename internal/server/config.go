@@ -80,6 +80,10 @@ type Config struct {
 	// default to 5).
 	MaxSnapshots int
 	MaxWALs      int
+	// WALSegmentBytes is the size WAL segments are preallocated to and
+	// cut at; 0 is the WAL's default, 64 MiB (etcd's, not a flag). Tests
+	// make it small.
+	WALSegmentBytes int64
 	// UnsafeNoFsync skips every fsync (WAL, snapshots, backend): a power
 	// failure then loses acknowledged writes. For tests (etcd's
 	// --unsafe-no-fsync).

@@ -192,7 +192,7 @@ func bootstrap(cfg *Config, m *metrics) (*member.Storage, error) {
 		InitialClusterState: cfg.InitialClusterState, AdvertisePeerURLs: cfg.AdvertisePeerURLs,
 		MinLeaseTTL: cfg.MinLeaseTTL(), Backend: backend.Options{Logger: cfg.Logger, CommitSeconds: m.backendCommit},
 		Logger: cfg.Logger, Metrics: m.storage,
-		DedicatedWALDir: cfg.WALDir, MaxWALs: cfg.MaxWALs, UnsafeNoFsync: cfg.UnsafeNoFsync,
+		DedicatedWALDir: cfg.WALDir, MaxWALs: cfg.MaxWALs, WALSegmentBytes: cfg.WALSegmentBytes, UnsafeNoFsync: cfg.UnsafeNoFsync,
 		ForceNewCluster: cfg.ForceNewCluster,
 		Join:            func() (member.JoinInfo, error) { return joinInfo(*cfg) },
 	})

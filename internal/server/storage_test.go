@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -69,6 +70,46 @@ func TestMaxSnapshots(t *testing.T) {
 			c.waitLeader(0)
 			if got := mustGet(t, c.members[0].s, "k79"); got != "v" {
 				t.Fatalf("k79 = %q after a restart, want v", got)
+			}
+		})
+	}
+}
+
+// --max-wals: WAL segments no recovery needs go (all but those from the
+// newest snapshot on and one before it), fewer than the bound; 0 keeps
+// every one, as etcd. Either way the member recovers its writes.
+func TestMaxWALs(t *testing.T) {
+	for _, max := range []int{5, 0} {
+		t.Run(fmt.Sprint(max), func(t *testing.T) {
+			c := newTestCluster(t, 1, func(_ int, cfg *Config) {
+				cfg.SnapshotCount, cfg.MaxSnapshots, cfg.MaxWALs = 10, 5, max
+				cfg.WALSegmentBytes = 64 << 10
+			})
+			c.waitLeader(0)
+			// About 1 KiB an entry: 7 segments' worth, a snapshot every 10.
+			value := strings.Repeat("v", 1000)
+			for i := range 450 {
+				mustPut(t, c.members[0].s, fmt.Sprintf("k%d", i), value)
+			}
+			walDir := filepath.Join(c.cfgs[0].DataDir, "member", "wal")
+			// Segments go as snapshots are taken, after the puts' answers:
+			// wait for the count to settle.
+			deadline := time.Now().Add(waitTimeout)
+			for {
+				n := globCount(t, filepath.Join(walDir, "*.wal"))
+				if max == 0 && n >= 7 || max > 0 && n <= 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d WAL segments with --max-wals=%d after 450 writes of 1 KiB, a snapshot every 10", n, max)
+				}
+				time.Sleep(10 * time.Millisecond) // a polling interval
+			}
+			c.stop(0)
+			c.start(0)
+			c.waitLeader(0)
+			if got := mustGet(t, c.members[0].s, "k449"); got != value {
+				t.Fatalf("k449 = %q after a restart, want the value written", got)
 			}
 		})
 	}
