@@ -639,9 +639,13 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	if err := proposeFn(ctx, data); err != nil {
 		s.metrics.proposalsFailed.Inc()
 		s.wait.cancel(id)
+		stage := stageNotProposed
+		if errors.Is(err, raft.ErrProposalDropped) {
+			stage = stageDropped
+		}
 		err = s.proposalError(err)
 		if err == ErrTimeout {
-			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), true)
+			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stage)
 		}
 		return apply.Result{}, err
 	}
@@ -651,7 +655,7 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 			s.metrics.proposalsFailed.Inc()
 		}
 		if err == ErrTimeout {
-			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), false)
+			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stageProposed)
 		}
 		return apply.Result{}, err
 	}

@@ -56,19 +56,25 @@ func (l *timeoutLog) take(now time.Time) (n int, ok bool) {
 	return n, true
 }
 
+// Where a proposal that timed out was (warnTimeout's stage).
+const (
+	// raft dropped it: no leader to forward to, or a leadership
+	// transfer under way.
+	stageDropped = "dropped by raft"
+	// The raft loop did not take it in time: busy, or stalled on a write.
+	stageNotProposed = "not taken by raft in time"
+	// Taken, but not committed and applied in time.
+	stageProposed = "proposed, not applied in time"
+)
+
 // warnTimeout logs a proposal of the given type and size that timed out
-// after waited; dropped says raft did not take it (no leader to forward
-// to, or a leadership transfer under way).
-func (s *Server) warnTimeout(typ string, size int, waited time.Duration, dropped bool) {
+// after waited, at stage.
+func (s *Server) warnTimeout(typ string, size int, waited time.Duration, stage string) {
 	n, ok := s.timeouts.take(time.Now())
 	if !ok {
 		return
 	}
 	committed, applied := s.rn.CommitIndex(), s.AppliedIndex()
-	stage := "proposed, not applied in time"
-	if dropped {
-		stage = "dropped by raft"
-	}
 	s.logger.Warn("request timed out",
 		zap.String("request-type", typ),
 		zap.Int("request-bytes", size),
