@@ -52,7 +52,7 @@ func (s *Server) AuthInfo(ctx context.Context) (auth.Info, error) {
 			// here: a member a little behind waits for it (as etcd), but
 			// not beyond a request's timeout (a forged index would hold
 			// a client with no deadline for ever).
-			wctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+			wctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 			err := s.waitApplied(wctx, idx)
 			cancel()
 			if err != nil {

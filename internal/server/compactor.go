@@ -86,7 +86,7 @@ func (c *autoCompactor) run() {
 		if c.s.rn.Lead() != c.s.ID() || target <= last || target <= 0 {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.requestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.RequestTimeout)
 		_, err := c.s.Compact(ctx, &pb.CompactionRequest{Revision: target})
 		cancel()
 		switch {

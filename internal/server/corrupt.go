@@ -81,7 +81,7 @@ func (s *Server) peerHashes(ctx context.Context, rev int64) []peerHash {
 			continue
 		}
 		ph := peerHash{id: m.ID, urls: m.PeerURLs}
-		callCtx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+		callCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		data, err := s.tr.Call(callCtx, m.ID, callHashKV, req)
 		cancel()
 		if err == nil {
@@ -127,7 +127,7 @@ func errDataInconsistency(id uint64) error {
 func (s *Server) initialCorruptCheck() error {
 	local := membership.IDString(s.ID())
 	s.logger.Info("starting initial corruption check", zap.String("local-member-id", local),
-		zap.Duration("timeout", s.requestTimeout))
+		zap.Duration("timeout", s.cfg.RequestTimeout))
 	h, _, err := s.HashKV(0)
 	if err != nil {
 		return fmt.Errorf("%s failed to fetch hash (%w)", local, err)
@@ -240,7 +240,7 @@ func (s *Server) periodicCorruptCheck(ctx context.Context) error {
 		return err
 	}
 	peers := s.peerHashes(ctx, h.Revision)
-	readCtx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+	readCtx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	err = s.linearizableReadWait(readCtx)
 	cancel()
 	if err != nil {
@@ -301,7 +301,7 @@ func (s *Server) periodicCorruptCheck(ctx context.Context) error {
 // an alarm).
 func (s *Server) compactHashCheck(ctx context.Context) {
 	s.logger.Info("starting compact hash check", zap.String("local-member-id", membership.IDString(s.ID())),
-		zap.Duration("timeout", s.requestTimeout))
+		zap.Duration("timeout", s.cfg.RequestTimeout))
 	hashes := s.uncheckedCompactionHashes()
 	for i, h := range hashes {
 		peers := s.peerHashes(ctx, h.Revision)

@@ -234,7 +234,7 @@ type marshaler = proto.Message
 // again until ctx ends.
 func (s *Server) toLeader(ctx context.Context, method string, req marshaler, local func() (marshaler, error),
 	resp marshaler) (marshaler, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	data, err := proto.Marshal(req)
 	if err != nil {

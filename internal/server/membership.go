@@ -100,7 +100,7 @@ func (s *Server) PromoteMember(ctx context.Context, id uint64) ([]membership.Mem
 // changeMembers carries out change on the leader, here or forwarded, and
 // returns the members once this member has applied it.
 func (s *Server) changeMembers(ctx context.Context, change membership.Change) ([]membership.Member, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	var index uint64
 	var err error
@@ -355,7 +355,7 @@ func (s *Server) promoteLoop() {
 }
 
 func (s *Server) promoteDue() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	st, err := s.rn.Status(ctx)
 	if err != nil || st.Progress == nil {
@@ -445,7 +445,7 @@ func (s *Server) transferOnStop() {
 	}
 	slices.SortFunc(cands, func(a, b candidate) int { return a.since.Compare(b.since) })
 	err := ErrUnhealthy
-	deadline := time.Now().Add(s.requestTimeout)
+	deadline := time.Now().Add(s.cfg.RequestTimeout)
 	try := 10 * s.cfg.HeartbeatInterval
 	for _, c := range cands {
 		end := time.Now().Add(try)

@@ -68,7 +68,7 @@ func (s *Server) readLoop() {
 		seq++
 		index, err := s.readIndex(seq)
 		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 			err = s.waitApplied(ctx, index)
 			cancel()
 			if err != nil {
@@ -84,14 +84,14 @@ func (s *Server) readLoop() {
 // Rounds lost to a leader change are retried until the request timeout.
 func (s *Server) readIndex(seq uint64) (uint64, error) {
 	rctx := binary.BigEndian.AppendUint64(nil, seq)
-	deadline := time.NewTimer(s.requestTimeout)
+	deadline := time.NewTimer(s.cfg.RequestTimeout)
 	defer deadline.Stop()
 	// A round can be dropped silently (a leader change); ask again
 	// after this long, as etcd does.
 	retry := time.NewTicker(500 * time.Millisecond)
 	defer retry.Stop()
 	send := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 		defer cancel()
 		return s.proposalError(s.rn.ReadIndex(ctx, rctx))
 	}
@@ -121,7 +121,7 @@ func (s *Server) readIndex(seq uint64) (uint64, error) {
 			}
 			// etcd's words; one line per round, however many reads wait.
 			s.logger.Warn("timed out waiting for read index response (local node might have slow network)",
-				zap.Duration("timeout", s.requestTimeout), zap.String("leader", membership.IDString(s.rn.Lead())))
+				zap.Duration("timeout", s.cfg.RequestTimeout), zap.String("leader", membership.IDString(s.rn.Lead())))
 			return 0, ErrTimeout
 		case <-s.stopping:
 			return 0, ErrStopped

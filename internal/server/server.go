@@ -43,8 +43,6 @@ type Server struct {
 	wait     *waitRegistry
 	reqIDs   requestIDs
 
-	// requestTimeout bounds how long a proposal waits to be applied.
-	requestTimeout time.Duration
 	// inflight counts the proposals waited on; timeouts limits the
 	// warnings about those that time out (timeout.go).
 	inflight inflight
@@ -143,8 +141,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, logger: cfg.Logger, st: st, applier: st.Applier, wait: newWaitRegistry(),
-		requestTimeout: cfg.RequestTimeout,
-		ready:          make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{}),
+		ready: make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{}),
 		images:  member.NewImages(st, m.backendSnapshot),
 		metrics: m, restarted: restarted,
 	}
@@ -566,25 +563,25 @@ func (s *Server) publishAttributes() {
 		zap.String("local-member-attributes", fmt.Sprintf("{Name:%s ClientURLs:%v}", s.cfg.Name, s.cfg.AdvertiseClientURLs)),
 	}
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 		_, err := s.propose(ctx, req)
 		cancel()
 		if err == nil {
 			// Logged before ready is closed: "ready" must follow it.
 			s.logger.Info("published local member to cluster through raft", append(fields,
-				zap.String("cluster-id", membership.IDString(s.ClusterID())), zap.Duration("publish-timeout", s.requestTimeout))...)
+				zap.String("cluster-id", membership.IDString(s.ClusterID())), zap.Duration("publish-timeout", s.cfg.RequestTimeout))...)
 			close(s.ready)
 			return
 		}
 		select {
 		case <-s.stopping:
-			s.logger.Warn("stopped publish because server is stopping", append(fields, zap.Duration("publish-timeout", s.requestTimeout))...)
+			s.logger.Warn("stopped publish because server is stopping", append(fields, zap.Duration("publish-timeout", s.cfg.RequestTimeout))...)
 			return
 		default:
 		}
 		if !errors.Is(err, ErrNoLeader) { // no leader yet: the usual start, not worth a warning
 			s.logger.Warn("failed to publish local member to cluster through raft", append(fields,
-				zap.Duration("publish-timeout", s.requestTimeout), zap.Error(err))...)
+				zap.Duration("publish-timeout", s.cfg.RequestTimeout), zap.Error(err))...)
 		}
 		select {
 		case <-s.stopping:
@@ -628,7 +625,7 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		return apply.Result{}, ErrTooManyRequests
 	}
 	ch := s.wait.register(id)
-	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	s.inflight.add(len(data))
 	defer s.inflight.done(len(data))
