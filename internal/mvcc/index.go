@@ -283,8 +283,9 @@ func (r *indexRestorer) tombstone(key []byte, rev Revision) {
 }
 
 // build inserts every key recorded into ti, which must be empty, in key
-// order, and forgets them.
-func (r *indexRestorer) build(ti *treeIndex) {
+// order, and forgets them. It returns how many of them are alive (at the
+// latest revision read).
+func (r *indexRestorer) build(ti *treeIndex) (alive int64) {
 	type item struct {
 		key []byte
 		ki  *keyIndex
@@ -292,6 +293,9 @@ func (r *indexRestorer) build(ti *treeIndex) {
 	items := make([]item, 0, len(r.keys))
 	for _, ki := range r.keys {
 		items = append(items, item{ki.key, ki})
+		if ki.alive() {
+			alive++
+		}
 	}
 	r.keys = nil
 	// Two halves sorted at once (a second core, where there is one),
@@ -320,6 +324,7 @@ func (r *indexRestorer) build(ti *treeIndex) {
 		}
 		ti.tree.ReplaceOrInsert(next.ki)
 	}
+	return alive
 }
 
 // tombstone records a delete of key, which must be alive, at rev.

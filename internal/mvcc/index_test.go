@@ -161,9 +161,12 @@ func TestIndexRestorerMatchesLiveIndex(t *testing.T) {
 		alive[k] = true
 	}
 	restored := newTreeIndex()
-	r.build(restored)
+	counted := r.build(restored)
 	if live.tree.Len() != restored.tree.Len() {
 		t.Fatalf("restored %d keys, want %d", restored.tree.Len(), live.tree.Len())
+	}
+	if want := live.rangeCount([]byte{0}, []byte{0}, 3*keys, 0, nil); counted != want {
+		t.Fatalf("the restorer counted %d keys alive, the live index %d", counted, want)
 	}
 	var want []*keyIndex
 	live.tree.Ascend(func(ki *keyIndex) bool { want = append(want, ki); return true })

@@ -142,9 +142,8 @@ func open(b *backend.Backend, logger *zap.Logger, m *Metrics, batchKeys, crashAf
 	if err := errors.Join(err, scanErr); err != nil {
 		return nil, err
 	}
-	restorer.build(s.index)
+	s.keys.Store(restorer.build(s.index))
 	s.leasedKeys = restorer.leases
-	s.keys.Store(s.index.rangeCount([]byte{0}, []byte{0}, s.mu.currentRev, 0, nil))
 	if scheduled > 0 {
 		// What a compaction interrupted by a crash left in the backend
 		// reads back as more history than it should: cut it again.
