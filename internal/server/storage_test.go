@@ -18,6 +18,24 @@ func globCount(t *testing.T, pattern string) int {
 	return len(names)
 }
 
+// waitGlobCount waits until the number of files matching pattern
+// satisfies settled, as background purges bring it there, and fails the
+// test with what after waitTimeout.
+func waitGlobCount(t *testing.T, pattern string, settled func(n int) bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		n := globCount(t, pattern)
+		if settled(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s", n, what)
+		}
+		time.Sleep(10 * time.Millisecond) // a polling interval
+	}
+}
+
 // --wal-dir: the WAL lives there and nowhere else, and a restart finds
 // it there.
 func TestDedicatedWALDir(t *testing.T) {
@@ -54,17 +72,8 @@ func TestMaxSnapshots(t *testing.T) {
 			snapDir := filepath.Join(c.cfgs[0].DataDir, "member", "snap")
 			// Purges run in the background after each snapshot: wait for
 			// the count to settle at the bound.
-			deadline := time.Now().Add(waitTimeout)
-			for {
-				n := globCount(t, filepath.Join(snapDir, "*.snap"))
-				if max == 0 && n >= 7 || max > 0 && n == max {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%d snapshot files with --max-snapshots=%d after 80 writes, one snapshot every 10", n, max)
-				}
-				time.Sleep(10 * time.Millisecond) // a polling interval
-			}
+			waitGlobCount(t, filepath.Join(snapDir, "*.snap"), func(n int) bool { return max == 0 && n >= 7 || max > 0 && n == max },
+				fmt.Sprintf("snapshot files with --max-snapshots=%d after 80 writes, one snapshot every 10", max))
 			c.stop(0)
 			c.start(0)
 			c.waitLeader(0)
@@ -94,17 +103,8 @@ func TestMaxWALs(t *testing.T) {
 			walDir := filepath.Join(c.cfgs[0].DataDir, "member", "wal")
 			// Segments go as snapshots are taken, after the puts' answers:
 			// wait for the count to settle.
-			deadline := time.Now().Add(waitTimeout)
-			for {
-				n := globCount(t, filepath.Join(walDir, "*.wal"))
-				if max == 0 && n >= 7 || max > 0 && n <= 2 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%d WAL segments with --max-wals=%d after 450 writes of 1 KiB, a snapshot every 10", n, max)
-				}
-				time.Sleep(10 * time.Millisecond) // a polling interval
-			}
+			waitGlobCount(t, filepath.Join(walDir, "*.wal"), func(n int) bool { return max == 0 && n >= 7 || max > 0 && n <= 2 },
+				fmt.Sprintf("WAL segments with --max-wals=%d after 450 writes of 1 KiB, a snapshot every 10", max))
 			c.stop(0)
 			c.start(0)
 			c.waitLeader(0)
