@@ -6,8 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cairn-db/cairn/internal/membership"
 	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/membership"
 )
 
 // readBatcher batches linearizable reads: readers wait on the current
