@@ -35,7 +35,9 @@
 // The in-memory index maps each key to its history: generations of
 // revisions, one per life of the key from creation to delete (index.go
 // walks through an example). Reads find the revision to read in the index
-// and its value in the backend.
+// and its value in the backend. A key with one life going on and one
+// revision kept (put once, or compacted since its last change: most keys)
+// is one 64-byte object; other histories hang off it.
 //
 // # Compaction
 //

@@ -16,18 +16,17 @@ import (
 // generation is one life of a key: the revisions from the put that created
 // it to the delete that ended it, if one has.
 type generation struct {
-	// created is the revision of the put that began this life. It survives
-	// compaction even when that put's revision is gone from revs.
-	created Revision
+	// created is the main revision of the put that began this life (a
+	// KeyValue's CreateRevision). It survives compaction even when that
+	// put's revision is gone from revs.
+	created int64
 	// ver counts the puts in this life, compacted ones included, so the
 	// version of revs[i] can still be computed after compaction.
 	ver int64
 	// revs are this life's revisions that compaction kept, oldest first;
 	// never empty. If the life has ended (keyIndex.tombstoned), the last
 	// is the delete. (Whether it has is not kept here: only the last life
-	// can be going on, and keyIndex.deleted says whether it is. Without
-	// the flag a generation is 48 bytes, allocated as 48; with it, 56
-	// bytes took 64.)
+	// can be going on, and history.deleted says whether it is.)
 	revs []Revision
 }
 
@@ -54,118 +53,212 @@ func (g *generation) version(i int, tombstoned bool) int64 {
 // keyIndex is one key's history, as generations. A worked example:
 //
 //	put(2.0) put(3.0) delete(4.0) put(5.0)
-//	    {created 2.0, ver 2, revs [2.0 3.0 4.0], tombstoned}
-//	    {created 5.0, ver 1, revs [5.0]}
-//	get(1) -> none (not created yet)     get(3) -> 3.0, created 2.0, version 2
-//	get(4) -> none (deleted at 4)        get(9) -> 5.0, created 5.0, version 1
+//	    {created 2, ver 2, revs [2.0 3.0 4.0], tombstoned}
+//	    {created 5, ver 1, revs [5.0]}
+//	get(1) -> none (not created yet)     get(3) -> 3.0, created 2, version 2
+//	get(4) -> none (deleted at 4)        get(9) -> 5.0, created 5, version 1
 //	compact(3): the first life is still going at 3: keep from the latest
 //	    revision at or below 3 (3.0, whose value reads at 3 need)
-//	    {created 2.0, ver 2, revs [3.0 4.0], tombstoned} {created 5.0, ...}
+//	    {created 2, ver 2, revs [3.0 4.0], tombstoned} {created 5, ...}
 //	compact(4): the first life ended at 4 exactly: its delete stays, so
 //	    that a watch from 4 still sees it (etcd-io/etcd#18089)
-//	    {created 2.0, ver 2, revs [4.0], tombstoned} {created 5.0, ...}
+//	    {created 2, ver 2, revs [4.0], tombstoned} {created 5, ...}
 //	compact(5): now it is gone
-//	    {created 5.0, ver 1, revs [5.0]}
+//	    {created 5, ver 1, revs [5.0]}
+//
+// Most keys, most of the time, have one life going on with one revision
+// kept: put once, or compacted since their last change. Those are kept in
+// a short form, the keyIndex alone (64 bytes): last, created and ver are
+// that life, hist is nil. Any other history is in hist (the long form).
+// With the long form only, a key put once took a keyIndex, a generation
+// and a revs array: 128 bytes, twice as much, and three objects for the
+// garbage collector instead of one.
 type keyIndex struct {
 	key []byte
+	// last is the key's latest change: the last revision of the last
+	// generation, in either form. Compaction never removes it, so only put
+	// and tombstone change it. Counting a range (aliveAt) reads nothing
+	// else for a key unchanged since the revision read. Main 0: no history
+	// yet (a keyIndex just made, not yet in the tree).
+	last Revision
+	// created and ver are the short form's generation (see generation);
+	// zero in the long form.
+	created, ver int64
+	// hist is the long form, nil in the short.
+	hist *history
+}
+
+// history is a key's history in the long form (see keyIndex).
+type history struct {
 	// gens are oldest first. Every one but the last has ended
-	// (tombstoned).
-	// Invariant: not empty while the key is in the tree.
+	// (tombstoned). Invariant: not empty.
 	gens []generation
-	// latest is the main revision of the key's latest change and deleted
-	// whether it was a delete: the last revision of the last generation,
-	// kept here so that counting a range (aliveAt) reads nothing else for
-	// a key unchanged since the revision read. Compaction never removes
-	// that revision, so only put and tombstone change them.
-	latest  int64
+	// deleted says whether the last generation has ended too, in the
+	// delete at keyIndex.last.
 	deleted bool
+}
+
+// empty reports whether the key has no history yet.
+func (ki *keyIndex) empty() bool { return ki.last.Main == 0 }
+
+// deleted reports whether the key's latest change was a delete.
+func (ki *keyIndex) deleted() bool { return ki.hist != nil && ki.hist.deleted }
+
+// alive reports whether the key exists at its latest change.
+func (ki *keyIndex) alive() bool { return !ki.empty() && !ki.deleted() }
+
+// lives returns the key's generations, oldest first: hist's, or in the
+// short form one built in buf over ki.last. The caller must not modify
+// them, nor keep them past the index's lock.
+func (ki *keyIndex) lives(buf *[1]generation) []generation {
+	switch {
+	case ki.hist != nil:
+		return ki.hist.gens
+	case ki.empty():
+		return nil
+	}
+	buf[0] = generation{created: ki.created, ver: ki.ver, revs: unsafe.Slice(&ki.last, 1)}
+	return buf[:]
+}
+
+// long returns the key's history in the long form, converting the short.
+func (ki *keyIndex) long() *history {
+	if ki.hist == nil {
+		ki.hist = &history{}
+		if !ki.empty() {
+			ki.hist.gens = []generation{{created: ki.created, ver: ki.ver, revs: []Revision{ki.last}}}
+		}
+		ki.created, ki.ver = 0, 0
+	}
+	return ki.hist
+}
+
+// shorten puts the key's history in the short form if it fits: one life,
+// going on, one revision kept.
+func (ki *keyIndex) shorten() {
+	h := ki.hist
+	if h == nil || h.deleted || len(h.gens) != 1 || len(h.gens[0].revs) != 1 {
+		return
+	}
+	g := &h.gens[0]
+	ki.created, ki.ver, ki.hist = g.created, g.ver, nil
+}
+
+// check panics if the key's forms disagree (invariants builds only).
+func (ki *keyIndex) check() {
+	if !invariants.Enabled || ki.empty() {
+		return
+	}
+	if h := ki.hist; h != nil {
+		g := &h.gens[len(h.gens)-1]
+		if last := g.revs[len(g.revs)-1]; last != ki.last || ki.created != 0 || ki.ver != 0 {
+			panic(fmt.Sprintf("mvcc: key %q: last %s, created %d, ver %d, but its last revision is %s",
+				ki.key, ki.last, ki.created, ki.ver, last))
+		}
+	} else if ki.ver < 1 || ki.created > ki.last.Main {
+		panic(fmt.Sprintf("mvcc: key %q: short form with last %s, created %d, ver %d", ki.key, ki.last, ki.created, ki.ver))
+	}
 }
 
 // aliveAt reports whether the key existed at main revision at (get's ok).
 func (ki *keyIndex) aliveAt(at int64) bool {
-	if invariants.Enabled {
-		g := &ki.gens[len(ki.gens)-1]
-		if last := g.revs[len(g.revs)-1]; last.Main != ki.latest {
-			panic(fmt.Sprintf("mvcc: key %q: latest %d deleted %v, but its last revision is %s",
-				ki.key, ki.latest, ki.deleted, last))
-		}
-	}
-	if at >= ki.latest {
-		return !ki.deleted
+	ki.check()
+	if at >= ki.last.Main {
+		return !ki.deleted()
 	}
 	_, _, _, ok := ki.get(at)
 	return ok
 }
 
-func (ki *keyIndex) alive() bool {
-	return len(ki.gens) > 0 && !ki.deleted
-}
-
-// tombstoned reports whether life gi has ended in a delete.
-func (ki *keyIndex) tombstoned(gi int) bool {
-	return gi < len(ki.gens)-1 || ki.deleted
+// tombstoned reports whether life gi of gens (ki.lives) has ended in a
+// delete.
+func (ki *keyIndex) tombstoned(gens []generation, gi int) bool {
+	return gi < len(gens)-1 || ki.deleted()
 }
 
 func (ki *keyIndex) put(rev Revision) {
-	if !ki.alive() {
-		ki.gens = append(ki.gens, generation{created: rev})
+	if invariants.Enabled && !ki.last.Less(rev) {
+		panic(fmt.Sprintf("mvcc: put of %q at %s after %s", ki.key, rev, ki.last))
 	}
-	g := &ki.gens[len(ki.gens)-1]
-	if invariants.Enabled && len(g.revs) > 0 && !g.revs[len(g.revs)-1].Less(rev) {
-		panic(fmt.Sprintf("mvcc: put of %q at %s after %s", ki.key, rev, g.revs[len(g.revs)-1]))
+	if ki.empty() {
+		ki.last, ki.created, ki.ver = rev, rev.Main, 1
+		return
 	}
+	h := ki.long()
+	if h.deleted {
+		h.gens = append(h.gens, generation{created: rev.Main})
+		h.deleted = false
+	}
+	g := &h.gens[len(h.gens)-1]
 	g.revs = append(g.revs, rev)
 	g.ver++
-	ki.latest, ki.deleted = rev.Main, false
+	ki.last = rev
 }
 
 func (ki *keyIndex) tombstone(rev Revision) {
 	if !ki.alive() {
 		panic(fmt.Sprintf("mvcc: delete of %q, which is not alive", ki.key))
 	}
-	g := &ki.gens[len(ki.gens)-1]
+	h := ki.long()
+	g := &h.gens[len(h.gens)-1]
 	g.revs = append(g.revs, rev)
-	ki.latest, ki.deleted = rev.Main, true
+	h.deleted = true
+	ki.last = rev
 }
 
 // get returns the key's latest put at or below main revision at, with the
-// revision of its creation and its version; ok is false if the key did
-// not exist at at.
-func (ki *keyIndex) get(at int64) (mod, created Revision, ver int64, ok bool) {
-	for gi := len(ki.gens) - 1; gi >= 0; gi-- {
-		g := &ki.gens[gi]
+// main revision of its creation and its version; ok is false if the key
+// did not exist at at.
+func (ki *keyIndex) get(at int64) (mod Revision, created, ver int64, ok bool) {
+	if ki.hist == nil {
+		if ki.empty() || at < ki.last.Main {
+			return Revision{}, 0, 0, false
+		}
+		return ki.last, ki.created, ki.ver, true
+	}
+	gens := ki.hist.gens
+	for gi := len(gens) - 1; gi >= 0; gi-- {
+		g := &gens[gi]
 		i := g.latestAt(at)
 		if i < 0 {
 			continue
 		}
-		tombstoned := ki.tombstoned(gi)
+		tombstoned := ki.tombstoned(gens, gi)
 		if tombstoned && i == len(g.revs)-1 {
-			return Revision{}, Revision{}, 0, false // deleted by then
+			return Revision{}, 0, 0, false // deleted by then
 		}
 		return g.revs[i], g.created, g.version(i, tombstoned), true
 	}
-	return Revision{}, Revision{}, 0, false
+	return Revision{}, 0, 0, false
 }
 
 // compact drops what reads at or after main revision at no longer need,
 // and adds to keep the revisions at or below at that they still do. It
 // reports whether the key has no history left.
 func (ki *keyIndex) compact(at int64, keep map[Revision]struct{}) (empty bool) {
+	if ki.hist == nil {
+		// One life going on with one revision: nothing to drop.
+		if ki.last.Main <= at {
+			keep[ki.last] = struct{}{}
+		}
+		return false
+	}
+	h := ki.hist
 	// Lives that ended before at are gone. One that ended at at keeps its
 	// delete, for watchers starting there.
 	n := 0
-	for n < len(ki.gens) && ki.tombstoned(n) && ki.gens[n].revs[len(ki.gens[n].revs)-1].Main < at {
+	for n < len(h.gens) && ki.tombstoned(h.gens, n) && h.gens[n].revs[len(h.gens[n].revs)-1].Main < at {
 		n++
 	}
-	ki.gens = ki.gens[n:]
-	if len(ki.gens) == 0 {
+	h.gens = h.gens[n:]
+	if len(h.gens) == 0 {
 		return true
 	}
 	// In each life begun by at (the one going on at at; a life ended at at
 	// exactly; and one begun again in that same revision, after a delete
 	// earlier in it), only its latest revision at or below at is read.
-	for gi := range ki.gens {
-		g := &ki.gens[gi]
+	for gi := range h.gens {
+		g := &h.gens[gi]
 		i := g.latestAt(at)
 		if i < 0 {
 			break
@@ -173,6 +266,7 @@ func (ki *keyIndex) compact(at int64, keep map[Revision]struct{}) (empty bool) {
 		g.revs = g.revs[i:]
 		keep[g.revs[0]] = struct{}{}
 	}
+	ki.shorten()
 	return false
 }
 
@@ -255,12 +349,19 @@ func (r *indexRestorer) put(key []byte, rev Revision, created, ver, lease int64)
 	} else if len(r.leases) > 0 {
 		delete(r.leases, name)
 	}
-	if !ki.alive() {
-		ki.gens = append(ki.gens, generation{created: Revision{Main: created}})
-		ki.deleted = false // a life going on, which put extends
+	if ki.empty() {
+		ki.last, ki.created, ki.ver = rev, created, ver
+		return
 	}
-	ki.put(rev)
-	ki.gens[len(ki.gens)-1].ver = ver
+	h := ki.long()
+	if h.deleted {
+		h.gens = append(h.gens, generation{created: created})
+		h.deleted = false
+	}
+	g := &h.gens[len(h.gens)-1]
+	g.revs = append(g.revs, rev)
+	g.ver = ver
+	ki.last = rev
 }
 
 // tombstone records a delete read back. The key may have no life to end:
@@ -278,8 +379,10 @@ func (r *indexRestorer) tombstone(key []byte, rev Revision) {
 		ki.tombstone(rev)
 		return
 	}
-	ki.gens = append(ki.gens, generation{created: rev, revs: []Revision{rev}})
-	ki.latest, ki.deleted = rev.Main, true
+	h := ki.long()
+	h.gens = append(h.gens, generation{created: rev.Main, revs: []Revision{rev}})
+	h.deleted = true
+	ki.last = rev
 }
 
 // build inserts every key recorded into ti, which must be empty, in key
@@ -339,12 +442,12 @@ func (ti *treeIndex) tombstone(key []byte, rev Revision) {
 }
 
 // get looks key up at main revision at.
-func (ti *treeIndex) get(key []byte, at int64) (mod, created Revision, ver int64, ok bool) {
+func (ti *treeIndex) get(key []byte, at int64) (mod Revision, created, ver int64, ok bool) {
 	ti.mu.RLock()
 	defer ti.mu.RUnlock()
 	ki, found := ti.tree.Get(&keyIndex{key: key})
 	if !found {
-		return Revision{}, Revision{}, 0, false
+		return Revision{}, 0, 0, false
 	}
 	return ki.get(at)
 }
@@ -353,7 +456,7 @@ func (ti *treeIndex) get(key []byte, at int64) (mod, created Revision, ver int64
 type indexEntry struct {
 	key     []byte // shared with the index: do not modify
 	mod     Revision
-	created Revision
+	created int64 // main revision
 	ver     int64
 }
 
@@ -461,8 +564,10 @@ func (ti *treeIndex) keptAt(at int64) map[Revision]struct{} {
 	keep := map[Revision]struct{}{}
 	ti.tree.Ascend(func(ki *keyIndex) bool {
 		// The lives not over before at, as compact finds them.
-		for gi, g := range ki.gens {
-			if ki.tombstoned(gi) && g.revs[len(g.revs)-1].Main < at {
+		var buf [1]generation
+		gens := ki.lives(&buf)
+		for gi, g := range gens {
+			if ki.tombstoned(gens, gi) && g.revs[len(g.revs)-1].Main < at {
 				continue
 			}
 			i := g.latestAt(at)
@@ -487,8 +592,10 @@ func (ti *treeIndex) hashKeep(at int64) map[Revision]struct{} {
 	defer ti.mu.RUnlock()
 	keep := map[Revision]struct{}{}
 	ti.tree.Ascend(func(ki *keyIndex) bool {
-		for gi, g := range ki.gens {
-			tombstoned := ki.tombstoned(gi)
+		var buf [1]generation
+		gens := ki.lives(&buf)
+		for gi, g := range gens {
+			tombstoned := ki.tombstoned(gens, gi)
 			if tombstoned && g.revs[len(g.revs)-1].Main < at {
 				continue
 			}

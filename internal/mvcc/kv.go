@@ -487,7 +487,7 @@ func (tw *TxnWrite) put(key, value []byte, lease int64) {
 	kv := &mvccpb.KeyValue{Key: key, Value: value, Lease: lease, ModRevision: rev.Main,
 		CreateRevision: rev.Main, Version: 1}
 	if _, created, ver, ok := tw.s.index.get(key, tw.rev); ok {
-		kv.CreateRevision, kv.Version = created.Main, ver+1
+		kv.CreateRevision, kv.Version = created, ver+1
 	} else {
 		tw.s.keys.Add(1)
 	}
