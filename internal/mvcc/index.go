@@ -176,13 +176,15 @@ func (ki *keyIndex) tombstoned(gens []generation, gi int) bool {
 	return gi < len(gens)-1 || ki.deleted()
 }
 
-func (ki *keyIndex) put(rev Revision) {
+// put records a put at rev and returns the key's creation revision and
+// version after it: what the put's KeyValue says.
+func (ki *keyIndex) put(rev Revision) (created, ver int64) {
 	if invariants.Enabled && !ki.last.Less(rev) {
 		panic(fmt.Sprintf("mvcc: put of %q at %s after %s", ki.key, rev, ki.last))
 	}
 	if ki.empty() {
 		ki.last, ki.created, ki.ver = rev, rev.Main, 1
-		return
+		return ki.created, ki.ver
 	}
 	h := ki.long()
 	if h.deleted {
@@ -193,6 +195,7 @@ func (ki *keyIndex) put(rev Revision) {
 	g.revs = append(g.revs, rev)
 	g.ver++
 	ki.last = rev
+	return g.created, g.ver
 }
 
 func (ki *keyIndex) tombstone(rev Revision) {
@@ -292,12 +295,12 @@ func (ti *treeIndex) getOrInsertLocked(key []byte) *keyIndex {
 	return ki
 }
 
-// put records a put of key at rev.
-func (ti *treeIndex) put(key []byte, rev Revision) {
+// put records a put of key at rev and returns the key's creation revision
+// and version after it (see keyIndex.put).
+func (ti *treeIndex) put(key []byte, rev Revision) (created, ver int64) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	ki := ti.getOrInsertLocked(key)
-	ki.put(rev)
+	return ti.getOrInsertLocked(key).put(rev)
 }
 
 // indexRestorer rebuilds an index from the revisions read back from the
