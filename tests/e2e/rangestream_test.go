@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -132,7 +133,10 @@ func memberClient(t *testing.T, m *member) *clientv3.Client {
 
 // Streaming a range holds the server to about a chunk, whatever the range
 // holds; the same range read whole (Range) costs the server at least the
-// result (which shows the measurement sees it). The bound is half the
+// result, which shows the measurement sees it. Each is measured on the
+// member just restarted: memory the load, or the other reads, left idle
+// in its heap would absorb part of what is measured (a Range after the
+// streams grew the server by 50-185 MiB). The stream's bound is half the
 // range: what a stream leaves is garbage, which the collector lets grow
 // with the live heap (GOGC) before it runs, not with the range.
 func TestRangeStreamMemoryBound(t *testing.T) {
@@ -145,18 +149,29 @@ func TestRangeStreamMemoryBound(t *testing.T) {
 	m := c.members[0]
 	cli := memberClient(t, m)
 	loadKeys(t, cli, "/big/", keys, size)
-	pid := m.proc.cmd.Process.Pid
-	if n, _ := streamAll(t, cli, "/big/"); n != keys { // caches warm
-		t.Fatalf("streamed %d keys, want %d", n, keys)
+	restarted := func() int {
+		m.restart()
+		c.waitLeader()
+		if n, _ := streamAll(t, cli, "/big/"); n != keys { // caches warm
+			t.Fatalf("streamed %d keys, want %d", n, keys)
+		}
+		return m.proc.cmd.Process.Pid
 	}
+
 	var n int
-	streamed := peakGrowth(t, pid, func() { n, _ = streamAll(t, cli, "/big/") })
-	if n != keys {
-		t.Fatalf("streamed %d keys, want %d", n, keys)
-	}
-	whole := peakGrowth(t, pid, func() { n, _ = rangeAll(t, cli, "/big/") })
+	whole := peakGrowth(t, restarted(), func() { n, _ = rangeAll(t, cli, "/big/") })
 	if n != keys {
 		t.Fatalf("ranged %d keys, want %d", n, keys)
+	}
+	// The least of three streams: pebble's flushes and compactions and
+	// where the collector's cycle stands add to any one of them.
+	pid := restarted()
+	streamed := int64(math.MaxInt64)
+	for range 3 {
+		streamed = min(streamed, peakGrowth(t, pid, func() { n, _ = streamAll(t, cli, "/big/") }))
+		if n != keys {
+			t.Fatalf("streamed %d keys, want %d", n, keys)
+		}
 	}
 	t.Logf("server peak RSS growth over %d MiB: RangeStream %.1f MiB, Range %.1f MiB",
 		keys*size>>20, float64(streamed)/(1<<20), float64(whole)/(1<<20))
