@@ -352,19 +352,20 @@ func (r *indexRestorer) put(key []byte, rev Revision, created, ver, lease int64)
 	} else if len(r.leases) > 0 {
 		delete(r.leases, name)
 	}
-	if ki.empty() {
-		ki.last, ki.created, ki.ver = rev, created, ver
+	ki.put(rev)
+	ki.setLife(created, ver)
+}
+
+// setLife sets the creation revision and version of the key's last life,
+// in either form: a put read back says them, where the puts before it
+// may have been compacted away.
+func (ki *keyIndex) setLife(created, ver int64) {
+	if h := ki.hist; h != nil {
+		g := &h.gens[len(h.gens)-1]
+		g.created, g.ver = created, ver
 		return
 	}
-	h := ki.long()
-	if h.deleted {
-		h.gens = append(h.gens, generation{created: created})
-		h.deleted = false
-	}
-	g := &h.gens[len(h.gens)-1]
-	g.revs = append(g.revs, rev)
-	g.ver = ver
-	ki.last = rev
+	ki.created, ki.ver = created, ver
 }
 
 // tombstone records a delete read back. The key may have no life to end:
