@@ -64,6 +64,7 @@ type Backend struct {
 	dir           string
 	logger        *zap.Logger
 	commitSeconds prometheus.Observer
+	stalls        *stallLog
 
 	// stopMaintenance cancels a Defragment under way; Close calls it.
 	stopMaintenance context.CancelFunc
@@ -103,6 +104,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	}
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
+	stalls := &stallLog{logger: opts.Logger, every: stallLogEvery}
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -111,6 +113,10 @@ func Open(dir string, opts Options) (*Backend, error) {
 		// syncs (WithDiskHealthChecks), which a given FS goes without.
 		FS:       opts.FS,
 		ReadOnly: opts.ReadOnly,
+		EventListener: &pebble.EventListener{
+			WriteStallBegin: stalls.begin,
+			WriteStallEnd:   stalls.end,
+		},
 	})
 	if pebble.IsCorruptionError(err) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, dir, err)
@@ -118,7 +124,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
-	b := &Backend{db: db, dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds}
+	b := &Backend{db: db, dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds, stalls: stalls}
 	b.maintenanceCtx, b.stopMaintenance = context.WithCancel(context.Background())
 	index, err := b.getUint64(consistentIndexKey)
 	if err == nil {
@@ -437,6 +443,58 @@ func (b *Backend) Checkpoint(dir string) (index, term uint64, err error) {
 		return 0, 0, fmt.Errorf("backend: checkpoint into %s: %w", dir, err)
 	}
 	return b.mu.consistentIndex, b.mu.consistentTerm, nil
+}
+
+// stallLogEvery is the least time between two log lines about write
+// stalls: under a write load the disk cannot keep up with, pebble may stall
+// writes many times a second.
+const stallLogEvery = 10 * time.Second
+
+// stallLog logs pebble's write stalls: the times a commit waits because
+// the memtables waiting to be flushed, or the level-0 tables waiting to be
+// compacted, reached pebble's limit. Applying entries waits with it, and a
+// long enough wait times requests out ("request timed out", stage "not
+// applied in time"): the line says why. The first stall is logged when it
+// ends; later ones are summed into at most one line every stallLogEvery.
+type stallLog struct {
+	logger *zap.Logger
+	every  time.Duration
+
+	mu      sync.Mutex
+	began   time.Time
+	reason  string
+	count   int           // stalls since the last line
+	stalled time.Duration // their total length
+	logged  time.Time     // when the last line was written; zero: never
+}
+
+func (l *stallLog) begin(info pebble.WriteStallBeginInfo) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.began, l.reason = time.Now(), info.Reason
+}
+
+func (l *stallLog) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.began.IsZero() {
+		return
+	}
+	now := time.Now()
+	l.count++
+	l.stalled += now.Sub(l.began)
+	l.began = time.Time{}
+	if !l.logged.IsZero() && now.Sub(l.logged) < l.every {
+		return
+	}
+	since := "since the last such line"
+	if l.logged.IsZero() {
+		since = "first stall since the backend opened"
+	}
+	l.logger.Warn("backend writes stalled: the storage engine's flushes or compactions are behind the writes",
+		zap.Int("stalls", l.count), zap.Duration("stalled", l.stalled), zap.String("last-reason", l.reason),
+		zap.String("counted", since))
+	l.count, l.stalled, l.logged = 0, 0, now
 }
 
 // pebbleLogger hands pebble's log lines to zap. Pebble calls Fatalf for

@@ -12,8 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func mustOpen(t *testing.T, dir string) *Backend {
@@ -340,5 +344,35 @@ func TestPowerLossKeepsBatchesWhole(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// Pebble's write stalls are logged when they end, with pebble's reason:
+// the first at once, later ones summed into at most one line per period,
+// so that "request timed out" lines have their cause beside them.
+func TestWriteStallsAreLogged(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	l := &stallLog{logger: zap.New(core), every: time.Hour}
+	stall := func(reason string) {
+		l.begin(pebble.WriteStallBeginInfo{Reason: reason})
+		l.end()
+	}
+	stall("memtable count limit reached")
+	stall("L0 file count limit exceeded")
+	stall("memtable count limit reached")
+	l.end() // an end without a begin (pebble's listener before the open) counts nothing
+	lines := logs.FilterMessageSnippet("backend writes stalled").All()
+	if len(lines) != 1 || lines[0].ContextMap()["stalls"] != int64(1) ||
+		lines[0].ContextMap()["last-reason"] != "memtable count limit reached" {
+		t.Fatalf("after three stalls within the period: %v", logs.All())
+	}
+	l.mu.Lock()
+	l.logged = l.logged.Add(-time.Hour) // the period is over
+	l.mu.Unlock()
+	stall("L0 file count limit exceeded")
+	lines = logs.FilterMessageSnippet("backend writes stalled").All()
+	if len(lines) != 2 || lines[1].ContextMap()["stalls"] != int64(3) ||
+		lines[1].ContextMap()["last-reason"] != "L0 file count limit exceeded" {
+		t.Fatalf("after the period: %v", logs.All())
 	}
 }
