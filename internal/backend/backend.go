@@ -64,7 +64,6 @@ type Backend struct {
 	dir           string
 	logger        *zap.Logger
 	commitSeconds prometheus.Observer
-	stalls        *stallLog
 
 	// stopMaintenance cancels a Defragment under way; Close calls it.
 	stopMaintenance context.CancelFunc
@@ -124,7 +123,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
-	b := &Backend{db: db, dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds, stalls: stalls}
+	b := &Backend{db: db, dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds}
 	b.maintenanceCtx, b.stopMaintenance = context.WithCancel(context.Background())
 	index, err := b.getUint64(consistentIndexKey)
 	if err == nil {
