@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -64,6 +65,7 @@ type Backend struct {
 	dir           string
 	logger        *zap.Logger
 	commitSeconds prometheus.Observer
+	readOnly      bool
 
 	// stopMaintenance cancels a Defragment under way; Close calls it.
 	stopMaintenance context.CancelFunc
@@ -87,11 +89,24 @@ type Backend struct {
 		sizes   Sizes
 		sizesAt time.Time
 	}
+	// unflushed estimates the bytes in memtables, in no file yet: the
+	// batches committed, less what pebble reports flushed (see flushed).
+	// Not under mu: pebble reports a flush from its own goroutine, which
+	// Checkpoint waits for under mu. Invariant: >= 0.
+	unflushed atomic.Int64
 }
 
 // sizesEvery is how often SizesEstimate asks pebble again; between two
 // asks it adds the batches committed to the last answer.
 const sizesEvery = 100 * time.Millisecond
+
+// Pebble's memtables (see the package doc, Memtables): a memtable grows to
+// memTableBytes before it is flushed, and commits stall only once
+// memTableStopWrites of them wait for a flush.
+const (
+	memTableBytes      = 32 << 20
+	memTableStopWrites = 4
+)
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string, opts Options) (*Backend, error) {
@@ -104,6 +119,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	stalls := &stallLog{logger: opts.Logger, every: stallLogEvery}
+	b := &Backend{dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds, readOnly: opts.ReadOnly}
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -112,9 +128,16 @@ func Open(dir string, opts Options) (*Backend, error) {
 		// syncs (WithDiskHealthChecks), which a given FS goes without.
 		FS:       opts.FS,
 		ReadOnly: opts.ReadOnly,
+		// The raft WAL is the log (see the package doc, Durability):
+		// batches live in memtables until flushed. A database written
+		// with pebble's WAL opens too: its logs are replayed and flushed.
+		DisableWAL:                  true,
+		MemTableSize:                memTableBytes,
+		MemTableStopWritesThreshold: memTableStopWrites,
 		EventListener: &pebble.EventListener{
 			WriteStallBegin: stalls.begin,
 			WriteStallEnd:   stalls.end,
+			FlushEnd:        b.flushed,
 		},
 	})
 	if pebble.IsCorruptionError(err) {
@@ -123,7 +146,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
 	}
-	b := &Backend{db: db, dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds}
+	b.db = db
 	b.maintenanceCtx, b.stopMaintenance = context.WithCancel(context.Background())
 	index, err := b.getUint64(consistentIndexKey)
 	if err == nil {
@@ -161,8 +184,8 @@ func (b *Backend) ConsistentIndex() (index, term uint64) {
 	return b.mu.consistentIndex, b.mu.consistentTerm
 }
 
-// Close closes the database. Batches committed without a Sync since the
-// last one may be lost (see the package doc); Close syncs first.
+// Close closes the database, flushing it first (see the package doc,
+// Durability: without a flush, batches since the last Sync would be lost).
 func (b *Backend) Close() error {
 	b.stopMaintenance()
 	b.maintenance.Lock()
@@ -174,16 +197,54 @@ func (b *Backend) Close() error {
 	}
 	b.mu.closed = true
 	b.mu.Unlock()
-	err := b.db.LogData(nil, pebble.Sync)
+	var err error
+	if !b.readOnly {
+		err = b.db.Flush()
+	}
 	if cerr := b.db.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
 
-// Sync makes every batch committed so far durable.
+// Sync makes every batch committed so far durable: it flushes the
+// memtables into tables, which pebble syncs. It costs a flush (a table
+// write of what the memtables hold), so the server calls it only where the
+// raft log is about to be cut (see the package doc, Durability).
 func (b *Backend) Sync() error {
-	return b.db.LogData(nil, pebble.Sync)
+	// Pebble panics on a flush of a closed database: Close waits for
+	// maintenance.
+	b.maintenance.RLock()
+	defer b.maintenance.RUnlock()
+	b.mu.Lock()
+	closed := b.mu.closed
+	b.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if b.readOnly {
+		return nil
+	}
+	if err := b.db.Flush(); err != nil {
+		return fmt.Errorf("backend: flushing %s: %w", b.dir, err)
+	}
+	return nil
+}
+
+// flushed is pebble's FlushEnd event: what it flushed is in a table now.
+// Pebble reports the memtables' bytes, their skiplist included, which
+// exceed the batches' bytes they hold, so unflushed errs low, never below
+// zero.
+func (b *Backend) flushed(info pebble.FlushInfo) {
+	if info.Err != nil {
+		return
+	}
+	for {
+		n := b.unflushed.Load()
+		if b.unflushed.CompareAndSwap(n, max(0, n-int64(info.InputBytes))) {
+			return
+		}
+	}
 }
 
 // Batch is a set of writes committed atomically, together with the raft
@@ -438,7 +499,12 @@ func (b *Backend) Checkpoint(dir string) (index, term uint64, err error) {
 		return 0, 0, ErrClosed
 	}
 	// Under mu no batch commits, so the index read here is the copy's.
-	if err := b.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+	// A checkpoint holds tables only (pebble's WAL is off): flush the
+	// memtables into them first.
+	if err := b.db.Flush(); err != nil {
+		return 0, 0, fmt.Errorf("backend: checkpoint into %s: flushing: %w", dir, err)
+	}
+	if err := b.db.Checkpoint(dir); err != nil {
 		return 0, 0, fmt.Errorf("backend: checkpoint into %s: %w", dir, err)
 	}
 	return b.mu.consistentIndex, b.mu.consistentTerm, nil
@@ -511,12 +577,10 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 // Sizes are how much space the database takes, in bytes.
 type Sizes struct {
 	// Total is what the database occupies: its tables (obsolete ones not
-	// yet deleted included), manifest, options file and live logs, where
-	// a log still being written counts what was written to it, synced or
-	// not (pebble counts its size only once the log is closed). It leaves
-	// out the few obsolete logs pebble keeps to write the next logs over
-	// (at most MemTableStopWritesThreshold+1, each at most a memtable):
-	// space set aside, as bbolt keeps free pages, that data never grows.
+	// yet deleted included), manifest and options file, and the batches
+	// committed but not yet flushed into a table, counted as if they were
+	// (they are in memtables: a write grows the size at once). It leaves
+	// out logs pebble wrote before its WAL was turned off, once obsolete.
 	Total int64
 	// InUse leaves out of Total what compacting the whole database would
 	// give back: tables pebble no longer needs, the outputs of compactions
@@ -539,19 +603,15 @@ func (b *Backend) SizesEstimate() Sizes {
 		return Sizes{}
 	}
 	if time.Since(b.mu.sizesAt) >= sizesEvery {
-		b.mu.sizes, b.mu.sizesAt = sizesOf(b.db.Metrics()), time.Now()
+		b.mu.sizes, b.mu.sizesAt = sizesOf(b.db.Metrics(), b.unflushed.Load()), time.Now()
 	}
 	return b.mu.sizes
 }
 
-// sizesOf derives Sizes from pebble's metrics.
-func sizesOf(m *pebble.Metrics) Sizes {
-	total := m.DiskSpaceUsage() - m.WAL.ObsoletePhysicalSize
-	// The live logs hold m.WAL.Size bytes (the memtables' data, not yet
-	// flushed), of which pebble counts on disk only the closed logs'.
-	if m.WAL.Size > m.WAL.PhysicalSize {
-		total += m.WAL.Size - m.WAL.PhysicalSize
-	}
+// sizesOf derives Sizes from pebble's metrics and the bytes committed and
+// not yet flushed.
+func sizesOf(m *pebble.Metrics, unflushed int64) Sizes {
+	total := m.DiskSpaceUsage() - m.WAL.ObsoletePhysicalSize + uint64(unflushed)
 	reclaimable := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
 		m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize + uint64(m.Compact.InProgressBytes) +
 		m.Table.Garbage.PointDeletionsBytesEstimate + m.Table.Garbage.RangeDeletionsBytesEstimate
@@ -564,6 +624,7 @@ func sizesOf(m *pebble.Metrics) Sizes {
 func (b *Backend) addSizeLocked(n int) {
 	b.mu.sizes.Total += int64(n)
 	b.mu.sizes.InUse += int64(n)
+	b.unflushed.Add(int64(n))
 }
 
 // Stats are the database's gauges, for metrics.
@@ -582,7 +643,7 @@ func (b *Backend) Stats() Stats {
 		return Stats{}
 	}
 	m := b.db.Metrics()
-	b.mu.sizes, b.mu.sizesAt = sizesOf(m), time.Now()
+	b.mu.sizes, b.mu.sizesAt = sizesOf(m, b.unflushed.Load()), time.Now()
 	return Stats{Sizes: b.mu.sizes, OpenReadViews: m.Snapshots.Count}
 }
 

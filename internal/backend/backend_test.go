@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -304,8 +305,7 @@ func TestKillKeepsBatchesWhole(t *testing.T) {
 // consistent index covers every synced batch and no more than was
 // committed, and the data is exactly that of the batches up to it. The
 // crashes keep none, some or all of what was written but not synced
-// (pebble may still hold the newest batches in its WAL buffer, so even
-// "all" can lose some).
+// (batches not yet flushed are in memory only, so even "all" loses them).
 func TestPowerLossKeepsBatchesWhole(t *testing.T) {
 	for _, unsyncedPercent := range []int{0, 30, 100} {
 		t.Run(fmt.Sprintf("unsynced-kept-%d%%", unsyncedPercent), func(t *testing.T) {
@@ -375,4 +375,44 @@ func TestWriteStallsAreLogged(t *testing.T) {
 		lines[1].ContextMap()["last-reason"] != "L0 file count limit exceeded" {
 		t.Fatalf("after the period: %v", logs.All())
 	}
+}
+
+// A database an older Cairn wrote, with pebble's WAL on and its last
+// batches only in that log (never flushed), opens with every batch and
+// its consistent index: pebble replays the log and flushes it.
+func TestOpensADatabaseWrittenWithPebblesWAL(t *testing.T) {
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest,
+		Logger: pebbleLogger{zap.NewNop().Sugar()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf [8]byte
+	for i := uint64(1); i <= 50; i++ {
+		wb := db.NewBatch()
+		setBatch(&Batch{batch: wb}, i)
+		binary.BigEndian.PutUint64(buf[:], i)
+		wb.Set(consistentIndexKey, buf[:], nil)
+		binary.BigEndian.PutUint64(buf[:], 1)
+		wb.Set(consistentTermKey, buf[:], nil)
+		if err := wb.Commit(pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := db.Metrics().Flush.Count; n != 0 {
+		t.Fatalf("%d flushes: the batches must be in the log only", n)
+	}
+	if err := db.Close(); err != nil { // pebble's Close does not flush
+		t.Fatal(err)
+	}
+
+	b := mustOpen(t, dir)
+	checkBatchesWhole(t, b, 50, 50)
+	commit(t, b, 51, "key00000051", string(batchValue(51)), "last", "51")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = mustOpen(t, dir)
+	defer b.Close()
+	checkBatchesWhole(t, b, 51, 51)
 }

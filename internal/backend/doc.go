@@ -15,30 +15,47 @@
 // # Durability
 //
 // The raft WAL, not pebble, is what makes a write durable: a write is
-// acknowledged once its raft entry is synced in the WALs of a quorum. Batches
-// are therefore committed without syncing pebble's own write-ahead log, which
-// makes applying cheap, and a crash may lose the last batches applied. That is
-// safe because every batch carries the consistent index (the raft index it
-// applies) in the same atomic write: after a crash pebble recovers a prefix of
-// its batches, the consistent index says exactly how far that prefix goes,
-// and the server replays the raft log from there.
+// acknowledged once its raft entry is synced in the WALs of a quorum. So
+// pebble's own write-ahead log is turned off (a second copy of every value
+// on disk, the raft WAL's being the first): a committed batch lives in a
+// memtable until pebble flushes it into a table, and a crash, a SIGKILL as
+// much as a power loss, loses the batches not yet flushed. That is safe
+// because every batch carries the consistent index (the raft index it
+// applies) in the same atomic write, and memtables are flushed in commit
+// order: after a crash the database holds a prefix of its batches, the
+// consistent index says exactly how far that prefix goes, and the server
+// replays the raft log from there.
 //
 // The one rule this needs: the raft log must keep every entry after the
 // backend's durable consistent index. Before the server releases WAL segments
 // (or compacts its in-memory raft log) up to index i, it calls Sync, which
-// makes every committed batch durable, and checks ConsistentIndex() >= i.
+// flushes every committed batch into tables, and checks ConsistentIndex() >= i.
+// The server cuts its log at each raft snapshot (every --snapshot-count
+// entries), so a crash costs at most that many entries' replay. Close
+// flushes too, so a clean stop replays nothing. A database written while
+// pebble's WAL was on (by an older Cairn) opens as well: pebble replays its
+// logs and flushes them.
+//
+// # Memtables
+//
+// A memtable grows to 32 MiB (pebble starts at 256 KiB and doubles) and up
+// to four may wait for their flush before commits stall. With pebble's
+// default 4 MiB and two, a stream of 1 MiB values flushed every three values
+// and stalled commits hundreds of times a run (each stall is logged, see
+// stallLog), holding up applies past the request timeout. The cost is
+// memory that writes fill: the memtables in use, and one flushed memtable
+// pebble keeps to reuse.
 //
 // # Sizes and defragmentation
 //
 // Sizes is what etcd's Status reports as dbSize and dbSizeInUse, and what
-// its quota is checked against: pebble's files, with the live log's
-// written bytes counted (pebble counts a log only once closed), so that a
-// write grows the size at once, not when its memtable is flushed. Worked:
-// an empty database takes some 3.5 kB (manifest, options); each put of a
-// 4 KiB value adds its batch (4.2 kB) to the log; after a flush the data
-// is in a compressed table and the log is gone. Defragment flushes and
-// compacts every key: tombstones and the data they delete are dropped,
-// while commits and reads go on.
+// its quota is checked against: pebble's files, with the batches not yet
+// flushed counted as if they were, so that a write grows the size at once,
+// not when its memtable is flushed. Worked: an empty database takes some
+// 3.5 kB (manifest, options); each put of a 4 KiB value adds its batch
+// (4.2 kB); after a flush the data is in a compressed table. Defragment
+// flushes and compacts every key: tombstones and the data they delete are
+// dropped, while commits and reads go on.
 //
 // # Crashing (simulation)
 //
@@ -46,7 +63,7 @@
 // can run a member on pebble's vfs.NewCrashableMem and cut its power. The
 // crash is a copy of the file system keeping only what was synced (a file's
 // bytes once the file is synced, a name once its directory is), taken
-// before the old database is closed; closing it then (Close syncs, and
+// before the old database is closed; closing it then (Close flushes, and
 // stops pebble's goroutines) writes only to the discarded file system:
 //
 //	fs := vfs.NewCrashableMem()
