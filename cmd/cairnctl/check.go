@@ -95,6 +95,11 @@ func newCheckCommand(g *globals) *cobra.Command {
 	}
 	scale.register(scaleCmd, "The datascale check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)", "/etcdctl-check-datascale/")
 	cmd.AddCommand(perfCmd, scaleCmd)
+	// etcdctl has no such check: under its name, cairnctl has none either
+	// (even hidden, cobra would pad the help's command list for it).
+	if g.name != "etcdctl" {
+		cmd.AddCommand(newCheckLinearizableCommand(g))
+	}
 	return cmd
 }
 

@@ -194,8 +194,14 @@ func (g *globals) client() (*clientv3.Client, error) {
 	if err := g.discover(); err != nil {
 		return nil, err
 	}
+	return g.clientTo(g.endpoints)
+}
+
+// clientTo connects to some of the endpoints (after discover), with every
+// other setting of the command line.
+func (g *globals) clientTo(endpoints []string) (*clientv3.Client, error) {
 	cfg := clientv3.Config{
-		Endpoints:            g.endpoints,
+		Endpoints:            endpoints,
 		DialTimeout:          g.dialTimeout,
 		DialKeepAliveTime:    g.keepaliveTime,
 		DialKeepAliveTimeout: g.keepaliveTimeout,

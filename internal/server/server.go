@@ -438,6 +438,9 @@ func (s *Server) applyLoop() {
 		case <-s.stopping:
 			return
 		}
+		if brokenStaleReads && !s.isLeader() {
+			time.Sleep(brokenApplyDelay) // the broken build's fault (broken_on.go)
+		}
 		err := s.applyAll(ta)
 		s.rn.ApplyDone(ta)
 		if err != nil {
