@@ -98,26 +98,6 @@ func usedBytes(t *testing.T, path string) int {
 	return n
 }
 
-// waitFiles waits until pattern matches at least n files, and returns
-// them.
-func waitFiles(t *testing.T, pattern string, n int, within time.Duration) []string {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		files, err := filepath.Glob(pattern)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(files) >= n {
-			return files
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d files match %s after %v, want %d", len(files), pattern, within, n)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a real process's files
-	}
-}
-
 // Garbage in the middle of pebble's manifest (the record of its tables,
 // which a start reads whole; pebble's own WAL is off, see the backend's
 // doc): the start fails, naming the database directory. Pebble reads a
