@@ -43,6 +43,7 @@ func defaultConfig() config {
 		GRPCKeepAliveInterval:         2 * time.Hour,
 		GRPCKeepAliveTimeout:          20 * time.Second,
 		EnableGRPCGateway:             true,
+		Dashboard:                     "auto",
 		RaftReadTimeout:               5 * time.Second,
 		RaftWriteTimeout:              5 * time.Second,
 		InitialAdvertisePeerURLs:      []string{"http://localhost:2380"},
@@ -401,6 +402,9 @@ func (c *config) validate() error {
 	}
 	if len(c.ListenClientURLs) == 0 || len(c.ListenPeerURLs) == 0 {
 		return errors.New("--listen-client-urls and --listen-peer-urls must not be empty")
+	}
+	if c.Dashboard != "auto" && c.Dashboard != "on" && c.Dashboard != "off" {
+		return fmt.Errorf("--dashboard must be 'auto', 'on' or 'off', not %q", c.Dashboard)
 	}
 	if c.DiscoveryFallback == "proxy" {
 		return errors.New(`v2 proxy is deprecated, and --discovery-fallback can't be configured as "proxy"`)

@@ -371,6 +371,7 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"--election-timeout", "100", "--data-dir", t.TempDir()}, 1, "election-timeout"},
 		{[]string{"--initial-cluster", "x=http://localhost:2380", "--data-dir", t.TempDir()}, 1, "couldn't find local name"},
 		{[]string{"--log-level", "loud"}, 1, "--log-level"},
+		{[]string{"--dashboard", "yes"}, 1, "--dashboard must be 'auto', 'on' or 'off'"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run("cairn", tc.args, nil, &stdout, &stderr)
@@ -444,5 +445,29 @@ func TestIgnoredFlags(t *testing.T) {
 	}
 	if c.Name != "n" {
 		t.Fatalf("--name after the ignored flags: %q", c.Name)
+	}
+}
+
+// --dashboard auto serves the dashboard only where every URL serving the
+// client HTTP endpoints listens on a loopback address or a unix socket.
+func TestDashboardAuto(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		on   bool
+	}{
+		{nil, true}, // http://localhost:2379
+		{[]string{"--listen-client-urls", "http://127.0.0.1:2379,http://[::1]:2379", "--advertise-client-urls", "http://127.0.0.1:2379"}, true},
+		{[]string{"--listen-client-urls", "unix://cairn.sock:2379", "--advertise-client-urls", "unix://cairn.sock:2379"}, true},
+		{[]string{"--listen-client-urls", "http://127.0.0.1:2379,http://10.0.0.5:2379", "--advertise-client-urls", "http://10.0.0.5:2379"}, false},
+		{[]string{"--listen-client-urls", "http://0.0.0.0:2379", "--advertise-client-urls", "http://10.0.0.5:2379"}, false},
+		{[]string{"--listen-client-urls", "http://0.0.0.0:2379", "--advertise-client-urls", "http://10.0.0.5:2379",
+			"--listen-client-http-urls", "http://127.0.0.1:2378"}, true},
+		{[]string{"--listen-client-urls", "http://0.0.0.0:2379", "--advertise-client-urls", "http://10.0.0.5:2379", "--dashboard", "on"}, true},
+		{[]string{"--dashboard", "off"}, false},
+	} {
+		c := mustParse(t, tc.args...)
+		if on := c.dashboardOn(); on != tc.on {
+			t.Errorf("%v: dashboard on = %v, want %v", tc.args, on, tc.on)
+		}
 	}
 }

@@ -216,6 +216,8 @@ func (c *config) flagDefs() []flagDef {
 			usage: "How often the leader records leases' remaining TTLs through raft, so that a leader change does not renew them (etcd: fixed 5m, with feature gate LeaseCheckpoint)."},
 		{name: "auto-compaction-interval", group: cairnOnly, shown: "''", value: stringValue{&c.AutoCompactionInterval},
 			usage: "How often auto-compaction samples (periodic) or compacts (revision), e.g. '10s'. Empty: etcd's (periodic: retention/10, at most 6m; revision: 5m)."},
+		{name: "dashboard", group: cairnOnly, shown: "'auto'", value: stringValue{&c.Dashboard},
+			usage: "Serve the web dashboard at client URL + \"/ui/\": 'auto' (when every client URL serving HTTP listens on a loopback address), 'on' or 'off'. Needs the gRPC gateway."},
 
 		// Hidden: etcd 3.5/3.6 names, which etcd 3.7 refuses; Cairn keeps
 		// taking them so that older manifests start.
@@ -381,6 +383,7 @@ type config struct {
 	// Cairn only
 	LeaseCheckpointInterval time.Duration
 	AutoCompactionInterval  string
+	Dashboard               string
 
 	// Hidden (etcd 3.5/3.6 names)
 	ExperimentalWatchProgressNotifyInterval  time.Duration

@@ -205,7 +205,8 @@ func serve(c config, logger *zap.Logger) error {
 	clientGRPC := grpc.NewServer(append(clientAPI.ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	clientAPI.Register(clientGRPC)
 	endpoints := v3rpc.HTTPHandler(srv, reg)
-	handler := clientHTTPMux(endpoints, gw, c.EnablePprof)
+	dashboard := gw != nil && c.dashboardOn()
+	handler := clientHTTPMux(endpoints, gw, c.EnablePprof, dashboard)
 	access := accessConfig{cors: c.CORS, hosts: c.HostWhitelist, logger: logger}
 	if gw != nil && c.ClientCertAuth {
 		access.refuseGatewayCN = func() bool { return srv.Auth().Enabled() }

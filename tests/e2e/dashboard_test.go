@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// dashboardRow is one member as the dashboard's Cluster page shows it.
+type dashboardRow struct {
+	Member, Role, Health string
+}
+
+// dashboardRows reads the Cluster page's member table.
+func dashboardRows(b *browser) []dashboardRow {
+	var rows []dashboardRow
+	b.script(`return [...document.querySelectorAll('#members tbody tr')].map(r =>
+		({Member: r.dataset.member, Role: r.dataset.role, Health: r.dataset.health}))`, &rows)
+	return rows
+}
+
+// waitDashboard waits until the page's member table satisfies ok.
+func waitDashboard(t *testing.T, b *browser, what string, ok func([]dashboardRow) bool) []dashboardRow {
+	t.Helper()
+	deadline := time.Now().Add(failoverDeadline)
+	for {
+		rows := dashboardRows(b)
+		if ok(rows) {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dashboard did not show %s within %v: %+v", what, failoverDeadline, rows)
+		}
+		time.Sleep(100 * time.Millisecond) // polling a page that refreshes every second
+	}
+}
+
+// The dashboard in a real browser (headless Chromium): served at /ui/ on a
+// loopback client URL, its Cluster page lists the three members with the
+// leader everyone agrees on; once the leader is SIGKILLed, the page (served
+// by a follower) shows it unreachable and the new leader.
+// CAIRN_DASHBOARD_SCREENSHOTS=dir saves the pages as PNGs
+// (scripts/dashboard-screenshots.sh).
+func TestDashboard(t *testing.T) {
+	b := startBrowser(t)
+	shots := os.Getenv("CAIRN_DASHBOARD_SCREENSHOTS")
+	c := newCluster(t, 3)
+	lead := c.waitLeader()
+	page := c.members[(lead+1)%3]
+	b.open(page.clientURL + "/ui/")
+
+	leaderIs := func(name string) func([]dashboardRow) bool {
+		return func(rows []dashboardRow) bool {
+			leaders := 0
+			for _, r := range rows {
+				if r.Role == "leader" {
+					leaders++
+				}
+				if r.Role == "leader" && r.Member != name {
+					return false
+				}
+			}
+			return len(rows) == 3 && leaders == 1
+		}
+	}
+	rows := waitDashboard(t, b, "three healthy members led by "+c.members[lead].name, func(rows []dashboardRow) bool {
+		for _, r := range rows {
+			if r.Health != "healthy" {
+				return false
+			}
+		}
+		return leaderIs(c.members[lead].name)(rows)
+	})
+	names := []string{rows[0].Member, rows[1].Member, rows[2].Member}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"m0", "m1", "m2"}) {
+		t.Fatalf("the dashboard lists %v", names)
+	}
+	var title string
+	b.script(`return document.title`, &title)
+	if title != "Cairn" {
+		t.Fatalf("page title %q", title)
+	}
+	b.screenshot(shots, "cluster.png")
+
+	old := c.members[lead]
+	old.kill()
+	newLead := c.waitLeader()
+	waitDashboard(t, b, fmt.Sprintf("%s unreachable and %s leading", old.name, c.members[newLead].name), func(rows []dashboardRow) bool {
+		for _, r := range rows {
+			if r.Member == old.name && r.Health != "unreachable" {
+				return false
+			}
+		}
+		return leaderIs(c.members[newLead].name)(rows)
+	})
+	b.screenshot(shots, "cluster-leader-killed.png")
+}
+
+// --dashboard: served by default on loopback client URLs, with the
+// page's files and headers; off when asked.
+func TestDashboardFlag(t *testing.T) {
+	get := func(url string) (int, string, http.Header) {
+		t.Helper()
+		resp, err := (&http.Client{Timeout: commandDeadline}).Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), resp.Header
+	}
+	on := newCluster(t, 1).members[0]
+	code, body, h := get(on.clientURL + "/ui/")
+	if code != 200 || !strings.Contains(body, `<script src="app.js" defer></script>`) ||
+		!strings.HasPrefix(h.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Fatalf("/ui/: %d %q %v", code, body, h)
+	}
+	if code, body, _ := get(on.clientURL + "/ui/app.js"); code != 200 || !strings.Contains(body, "/v3/cluster/member/list") {
+		t.Fatalf("/ui/app.js: %d, %d bytes", code, len(body))
+	}
+	off := newCluster(t, 1, "--dashboard", "off").members[0]
+	if code, _, _ := get(off.clientURL + "/ui/"); code != 404 {
+		t.Fatalf("/ui/ with --dashboard off: %d", code)
+	}
+}
+
+// With auth enabled, the page asks for a user and password, shows the
+// error of a wrong password, and with root's shows the cluster.
+func TestDashboardSignIn(t *testing.T) {
+	b := startBrowser(t)
+	c := newCluster(t, 1)
+	m := c.members[0]
+	authSetup(t, m.client())
+	c.signIn()
+	b.open(m.clientURL + "/ui/")
+	waitPage := func(what, js string) {
+		t.Helper()
+		deadline := time.Now().Add(waitDeadline)
+		for {
+			var ok bool
+			b.script(js, &ok)
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the page did not show %s within %v", what, waitDeadline)
+			}
+			time.Sleep(100 * time.Millisecond) // polling a page that refreshes every second
+		}
+	}
+	waitPage("the sign-in form", `return !document.getElementById('login').hidden && document.getElementById('cluster').hidden`)
+	signIn := func(password string) {
+		var done bool
+		b.script(`const f = document.getElementById('login-form'); f.name.value = 'root'; f.password.value = '`+password+`';
+			f.requestSubmit(); return true`, &done)
+	}
+	signIn("wrong")
+	waitPage("the sign-in error", `return document.getElementById('login-error').textContent.includes('authentication failed')`)
+	signIn("pw")
+	rows := waitDashboard(t, b, "the member, signed in", func(rows []dashboardRow) bool {
+		return len(rows) == 1 && rows[0].Role == "leader" && rows[0].Health == "healthy"
+	})
+	if rows[0].Member != "m0" {
+		t.Fatalf("rows %+v", rows)
+	}
+}
