@@ -14,5 +14,5 @@ command -v chromedriver >/dev/null && command -v chromium >/dev/null || {
   echo "chromium and chromedriver are needed: apt-get install chromium chromium-driver" >&2
   exit 1
 }
-CAIRN_DASHBOARD_SCREENSHOTS=$dir go test -count=1 -run '^TestDashboard$' -v ./tests/e2e/ | grep -E "screenshot|^(--- |ok|FAIL)"
+CAIRN_DASHBOARD_SCREENSHOTS=$dir go test -count=1 -run '^TestDashboard(KeysLeasesLoad)?$' -v ./tests/e2e/ | grep -E "screenshot|^(--- |ok|FAIL)"
 ls -l "$dir"/*.png

@@ -11,13 +11,25 @@
 // member serving the page, or from any other member that answers once it
 // is down; each member's status comes from that member's own client URL
 // (the gateway answers other origins: --cors defaults to "*", as etcd's).
+//
+// Keys: a prefix's keys, a page of 50 at a time (keys-only ranges, the
+// next page from the last key + "\0"), a key's value as text, JSON or
+// hex and its history (ranges at the revision before each version's, back
+// to its creation or to the compacted revision), put and delete after a
+// confirm(), and a live watch (the gateway's streamed /v3/watch).
+//
+// Leases: /v3/lease/leases, each lease's time-to-live with its keys, and
+// revoke after a confirm(). Load: the member's /metrics every 2 s
+// (requests/s from grpc_server_handled_total, latency quantiles from
+// etcd_server_request_duration_seconds' buckets, watchers), drawn as SVG.
+//
 // With auth enabled, the page asks for a user and password and sends the
 // token /v3/auth/authenticate returns with every call.
 //
 // # Front end
 //
 // Hand-written HTML, CSS and JavaScript, no framework and no build step:
-// the files in assets/ are what the browser runs (about 10 KB), so the
+// the files in assets/ are what the browser runs (about 30 KB), so the
 // binary needs no toolchain beyond Go's and a review reads what ships.
 //
 // # When it is served

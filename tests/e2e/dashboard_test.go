@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // dashboardRow is one member as the dashboard's Cluster page shows it.
@@ -169,4 +171,102 @@ func TestDashboardSignIn(t *testing.T) {
 	if rows[0].Member != "m0" {
 		t.Fatalf("rows %+v", rows)
 	}
+}
+
+// The Keys, Leases and Load pages: a key put through the page (after its
+// confirmation) shows in the page's watch and in the store; the browser
+// lists it, shows its value as JSON and its history; the page deletes it;
+// a lease with a key shows with its key count and the page revokes it; the
+// load charts fill from the member's metrics.
+func TestDashboardKeysLeasesLoad(t *testing.T) {
+	b := startBrowser(t)
+	shots := os.Getenv("CAIRN_DASHBOARD_SCREENSHOTS")
+	m := newCluster(t, 1).members[0]
+	cli := m.client()
+	b.open(m.clientURL + "/ui/#keys")
+
+	b.script(`const f = document.getElementById('watch-form'); f.prefix.value = 'dash/'; f.requestSubmit(); return true`, nil)
+	b.waitTrue("the watch started", `return document.getElementById('watch-state').textContent.startsWith('watching from revision')`)
+	b.script(`const f = document.getElementById('put-form'); f.key.value = 'dash/config'; f.value.value = '{"replicas":3,"image":"app:v1"}';
+		setTimeout(() => f.requestSubmit(), 0); return true`, nil)
+	b.acceptConfirm()
+	b.waitTrue("the put in the watch", `return [...document.querySelectorAll('#watch-events tbody tr')].some(r =>
+		r.dataset.event === 'PUT' && r.children[2].textContent === 'dash/config')`)
+	if resp, err := cli.Get(ctxT(t), "dash/config"); err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != `{"replicas":3,"image":"app:v1"}` {
+		t.Fatalf("the key put through the page: %v %v", resp, err)
+	}
+	if _, err := cli.Put(ctxT(t), "dash/config", `{"replicas":5,"image":"app:v2"}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctxT(t), "other", "x"); err != nil {
+		t.Fatal(err)
+	}
+
+	b.script(`const f = document.getElementById('browse-form'); f.prefix.value = 'dash/'; f.requestSubmit(); return true`, nil)
+	b.waitTrue("the key list", `const rows = [...document.querySelectorAll('#key-list tbody tr')];
+		return rows.length === 1 && rows[0].dataset.key === 'dash/config' && document.getElementById('key-count').textContent.startsWith('1 keys')`)
+	b.script(`document.querySelector('#key-list tbody tr a').click(); return true`, nil)
+	b.waitTrue("the key's history", `return document.querySelectorAll('#key-history tbody tr').length === 3`)
+	b.script(`[...document.querySelectorAll('#key-detail button')].find(x => x.textContent === 'JSON').click(); return true`, nil)
+	var view string
+	b.script(`return document.getElementById('value-view').textContent`, &view)
+	if view != "{\n  \"replicas\": 5,\n  \"image\": \"app:v2\"\n}" {
+		t.Fatalf("the JSON view: %q", view)
+	}
+	var history []string
+	b.script(`return [...document.querySelectorAll('#key-history tbody tr')].map(r => r.textContent)`, &history)
+	if !strings.Contains(history[0], `"replicas":5`) || !strings.Contains(history[1], `"replicas":3`) || !strings.Contains(history[2], "created at revision") {
+		t.Fatalf("the history: %q", history)
+	}
+	b.screenshot(shots, "keys.png")
+	b.script(`setTimeout(() => [...document.querySelectorAll('#key-detail button')].find(x => x.textContent === 'Delete').click(), 0); return true`, nil)
+	b.acceptConfirm()
+	b.waitTrue("the delete", `return document.getElementById('key-detail').textContent.includes('deleted at revision')`)
+	if resp, err := cli.Get(ctxT(t), "dash/config"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the key the page deleted: %v %v", resp, err)
+	}
+
+	lease, err := cli.Grant(ctxT(t), 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctxT(t), "dash/leased", "v", clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	b.open(m.clientURL + "/ui/#leases")
+	id := fmt.Sprintf("%x", lease.ID)
+	b.waitTrue("the lease", `const r = document.querySelector('#lease-list tbody tr[data-lease="`+id+`"]');
+		return r !== null && r.children[3].textContent === '1' && Number(r.children[1].textContent) > 500`)
+	b.screenshot(shots, "leases.png")
+	b.script(`setTimeout(() => document.querySelector('#lease-list tbody tr[data-lease="`+id+`"] button').click(), 0); return true`, nil)
+	b.acceptConfirm()
+	b.waitTrue("the lease gone", `return document.querySelector('#lease-list tbody tr[data-lease="`+id+`"]') === null`)
+	if resp, err := cli.Get(ctxT(t), "dash/leased"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the revoked lease's key: %v %v", resp, err)
+	}
+
+	b.open(m.clientURL + "/ui/#load")
+	// Requests for the charts to count, until a sample shows them, with
+	// their latency.
+	loaded := `const v = (name) => { const f = document.querySelector('figure[data-chart="' + name + '"] .current');
+		return f === null ? NaN : Number(f.textContent); };
+		return v('requests/s') > 0 && v('p99 latency, ms (bucket bound)') > 0 && v('watchers') >= 0 && v('leases') === 0 &&
+			document.querySelector('figure[data-chart="requests/s"]').dataset.points >= 3`
+	deadline := time.Now().Add(waitDeadline)
+	for i := 0; ; i++ {
+		if _, err := cli.Put(ctxT(t), fmt.Sprintf("load/%d", i%100), "v"); err != nil {
+			t.Fatal(err)
+		}
+		var ok bool
+		if i%20 == 0 {
+			b.script(loaded, &ok)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the load charts show no requests after %d puts in %v", i+1, waitDeadline)
+		}
+	}
+	b.screenshot(shots, "load.png")
 }

@@ -98,12 +98,14 @@ func (b *browser) do(method, path string, body, out any) error {
 	return nil
 }
 
-// open loads url.
+// open loads url, a dashboard page, and waits until its script has set
+// up its handlers.
 func (b *browser) open(url string) {
 	b.t.Helper()
 	if err := b.do("POST", "/url", map[string]string{"url": url}, nil); err != nil {
 		b.t.Fatal(err)
 	}
+	b.waitTrue("its script ready", `return document.body.dataset.ready === 'true'`)
 }
 
 // script runs JavaScript in the page and decodes what it returns.
@@ -111,6 +113,44 @@ func (b *browser) script(js string, out any) {
 	b.t.Helper()
 	if err := b.do("POST", "/execute/sync", map[string]any{"script": js, "args": []any{}}, out); err != nil {
 		b.t.Fatal(err)
+	}
+}
+
+// acceptConfirm waits for the page's confirm() dialog and accepts it.
+func (b *browser) acceptConfirm() {
+	b.t.Helper()
+	deadline := time.Now().Add(waitDeadline)
+	for {
+		var text string
+		if err := b.do("GET", "/alert/text", nil, &text); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("no confirmation asked within %v", waitDeadline)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the browser
+	}
+	if err := b.do("POST", "/alert/accept", map[string]any{}, nil); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// waitTrue waits until the script returns true.
+func (b *browser) waitTrue(what, js string) {
+	b.t.Helper()
+	deadline := time.Now().Add(waitDeadline)
+	for {
+		var ok bool
+		b.script(js, &ok)
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			var main string
+			b.script(`return document.querySelector('main').innerText`, &main)
+			b.t.Fatalf("the page did not show %s within %v; it shows:\n%s", what, waitDeadline, main)
+		}
+		time.Sleep(100 * time.Millisecond) // polling a page
 	}
 }
 
