@@ -173,7 +173,8 @@ func TestDashboardSignIn(t *testing.T) {
 	}
 }
 
-// The Keys, Leases and Load pages: a key put through the page (after its
+// The Keys, Leases and Load pages, against 3 members (the page served by
+// m0, whatever its role): a key put through the page (after its
 // confirmation) shows in the page's watch and in the store; the browser
 // lists it, shows its value as JSON and its history; the page deletes it;
 // a lease with a key shows with its key count and the page revokes it; the
@@ -181,8 +182,9 @@ func TestDashboardSignIn(t *testing.T) {
 func TestDashboardKeysLeasesLoad(t *testing.T) {
 	b := startBrowser(t)
 	shots := os.Getenv("CAIRN_DASHBOARD_SCREENSHOTS")
-	m := newCluster(t, 1).members[0]
-	cli := m.client()
+	c := newCluster(t, 3)
+	m := c.members[0]
+	cli := c.client()
 	b.open(m.clientURL + "/ui/#keys")
 
 	b.script(`const f = document.getElementById('watch-form'); f.prefix.value = 'dash/'; f.requestSubmit(); return true`, nil)

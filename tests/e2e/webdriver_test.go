@@ -47,16 +47,28 @@ func startBrowser(t *testing.T) *browser {
 		}
 		time.Sleep(50 * time.Millisecond) // polling a starting process
 	}
-	caps := map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
-		"browserName": "chrome",
-		"goog:chromeOptions": map[string]any{"binary": chromium, "args": []string{
-			"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,800"}},
-	}}}
 	var session struct {
 		SessionID string `json:"sessionId"`
 	}
-	if err := b.do("POST", "/session", caps, &session); err != nil {
-		t.Fatalf("starting chromium: %v", err)
+	// A browser of its own (profile directory included) per attempt.
+	// Chromium starting beside other Chromiums on a loaded machine has
+	// exited at start ("session not created: Chrome instance exited"):
+	// a start is tried three times.
+	for attempt := 1; ; attempt++ {
+		caps := map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
+			"browserName": "chrome",
+			"goog:chromeOptions": map[string]any{"binary": chromium, "args": []string{
+				"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,800",
+				"--user-data-dir=" + t.TempDir()}},
+		}}}
+		err := b.do("POST", "/session", caps, &session)
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("starting chromium: %v", err)
+		}
+		t.Logf("starting chromium, attempt %d: %.200v", attempt, err)
 	}
 	b.base += "/session/" + session.SessionID
 	t.Cleanup(func() { b.do("DELETE", "", nil, nil) })
