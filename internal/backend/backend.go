@@ -94,6 +94,10 @@ type Backend struct {
 	// Not under mu: pebble reports a flush from its own goroutine, which
 	// Checkpoint waits for under mu. Invariant: >= 0.
 	unflushed atomic.Int64
+	// flushFailed receives the error of a failed flush (pebble retries a
+	// failed flush for ever, so a wait on the flush alone would never end
+	// on a disk that refuses it: see flush).
+	flushFailed chan error
 }
 
 // sizesEvery is how often SizesEstimate asks pebble again; between two
@@ -119,7 +123,8 @@ func Open(dir string, opts Options) (*Backend, error) {
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
 	stalls := &stallLog{logger: opts.Logger, every: stallLogEvery}
-	b := &Backend{dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds, readOnly: opts.ReadOnly}
+	b := &Backend{dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds, readOnly: opts.ReadOnly,
+		flushFailed: make(chan error, 1)}
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -199,7 +204,9 @@ func (b *Backend) Close() error {
 	b.mu.Unlock()
 	var err error
 	if !b.readOnly {
-		err = b.db.Flush()
+		// On failure, what the memtables held is still in the raft
+		// log, which replays it at the next start.
+		err = b.flush()
 	}
 	if cerr := b.db.Close(); err == nil {
 		err = cerr
@@ -225,10 +232,33 @@ func (b *Backend) Sync() error {
 	if b.readOnly {
 		return nil
 	}
-	if err := b.db.Flush(); err != nil {
-		return fmt.Errorf("backend: flushing %s: %w", b.dir, err)
+	return b.flush()
+}
+
+// emptyFlush is the error pebble's FlushEnd carries for a flush that had
+// nothing to write (its variable is unexported).
+const emptyFlush = "pebble: empty table"
+
+// flush flushes the memtables and waits for it, or for a flush to fail:
+// pebble retries a failed flush for ever (a full disk, a directory gone),
+// and a flush cannot complete before the ones queued ahead of it.
+func (b *Backend) flush() error {
+	for drained := false; !drained; {
+		select {
+		case <-b.flushFailed: // an earlier failure, already reported
+		default:
+			drained = true
+		}
 	}
-	return nil
+	done, err := b.db.AsyncFlush()
+	if err == nil {
+		select {
+		case <-done:
+			return nil
+		case err = <-b.flushFailed:
+		}
+	}
+	return fmt.Errorf("backend: flushing %s: %w", b.dir, err)
 }
 
 // flushed is pebble's FlushEnd event: what it flushed is in a table now.
@@ -236,7 +266,14 @@ func (b *Backend) Sync() error {
 // exceed the batches' bytes they hold, so unflushed errs low, never below
 // zero.
 func (b *Backend) flushed(info pebble.FlushInfo) {
+	if info.Err != nil && info.Err.Error() == emptyFlush {
+		return // nothing to flush: a success (pebble's metamorphic tests tell it so too)
+	}
 	if info.Err != nil {
+		select {
+		case b.flushFailed <- info.Err:
+		default:
+		}
 		return
 	}
 	for {
@@ -501,8 +538,8 @@ func (b *Backend) Checkpoint(dir string) (index, term uint64, err error) {
 	// Under mu no batch commits, so the index read here is the copy's.
 	// A checkpoint holds tables only (pebble's WAL is off): flush the
 	// memtables into them first.
-	if err := b.db.Flush(); err != nil {
-		return 0, 0, fmt.Errorf("backend: checkpoint into %s: flushing: %w", dir, err)
+	if err := b.flush(); err != nil {
+		return 0, 0, fmt.Errorf("backend: checkpoint into %s: %w", dir, err)
 	}
 	if err := b.db.Checkpoint(dir); err != nil {
 		return 0, 0, fmt.Errorf("backend: checkpoint into %s: %w", dir, err)

@@ -416,3 +416,24 @@ func TestOpensADatabaseWrittenWithPebblesWAL(t *testing.T) {
 	defer b.Close()
 	checkBatchesWhole(t, b, 51, 51)
 }
+
+// A flush the disk refuses (here: the database's directory is gone) is
+// an error of Sync, Checkpoint and Close, not a wait for ever: pebble
+// retries a failed flush without end.
+func TestFlushFailureIsAnError(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	b := mustOpen(t, dir)
+	commit(t, b, 1, "k", "v")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "backend: flushing "+dir) {
+		t.Fatalf("Sync with the directory gone: %v", err)
+	}
+	if _, _, err := b.Checkpoint(filepath.Join(t.TempDir(), "copy")); err == nil {
+		t.Fatal("Checkpoint with the directory gone: no error")
+	}
+	if err := b.Close(); err == nil {
+		t.Fatal("Close with the directory gone: no error")
+	}
+}
