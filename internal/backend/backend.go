@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/invariants"
+	"github.com/cairn-db/cairn/internal/lograte"
 )
 
 var (
@@ -128,7 +129,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	db, err := pebble.Open(dir, &pebble.Options{
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{opts.Logger.Sugar()},
+		Logger:             pebbleLogger{l: opts.Logger.Sugar(), errs: &lograte.Limit{}},
 		// Left nil, pebble takes vfs.Default and watches it for slow
 		// syncs (WithDiskHealthChecks), which a given FS goes without.
 		FS:       opts.FS,
@@ -600,11 +601,26 @@ func (l *stallLog) end() {
 }
 
 // pebbleLogger hands pebble's log lines to zap. Pebble calls Fatalf for
-// states it cannot continue from; that is a crash, loudly.
-type pebbleLogger struct{ l *zap.SugaredLogger }
+// states it cannot continue from; that is a crash, loudly. Its errors are
+// limited to one line a second (errs): pebble retries a failed flush or
+// compaction at once and logs each failure, thousands a second on a full
+// disk, which the log would then fill further.
+type pebbleLogger struct {
+	l    *zap.SugaredLogger
+	errs *lograte.Limit
+}
 
-func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Infof("pebble: "+format, args...) }
-func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf("pebble: "+format, args...) }
+func (p pebbleLogger) Infof(format string, args ...any) { p.l.Infof("pebble: "+format, args...) }
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	n, ok := p.errs.Take(time.Now())
+	if !ok {
+		return
+	}
+	if n > 1 {
+		format += fmt.Sprintf(" (%d pebble errors since the last such line, this one included)", n)
+	}
+	p.l.Errorf("pebble: "+format, args...)
+}
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf("pebble: "+format, args...)
 	p.l.Error(msg)

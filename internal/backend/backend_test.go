@@ -19,6 +19,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/cairn-db/cairn/internal/lograte"
 )
 
 func mustOpen(t *testing.T, dir string) *Backend {
@@ -383,7 +385,7 @@ func TestWriteStallsAreLogged(t *testing.T) {
 func TestOpensADatabaseWrittenWithPebblesWAL(t *testing.T) {
 	dir := t.TempDir()
 	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest,
-		Logger: pebbleLogger{zap.NewNop().Sugar()}})
+		Logger: pebbleLogger{l: zap.NewNop().Sugar(), errs: &lograte.Limit{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,10 +421,16 @@ func TestOpensADatabaseWrittenWithPebblesWAL(t *testing.T) {
 
 // A flush the disk refuses (here: the database's directory is gone) is
 // an error of Sync, Checkpoint and Close, not a wait for ever: pebble
-// retries a failed flush without end.
+// retries a failed flush without end. Its error lines, one per retry,
+// are limited to one a second.
 func TestFlushFailureIsAnError(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "db")
-	b := mustOpen(t, dir)
+	core, logs := observer.New(zap.ErrorLevel)
+	start := time.Now()
+	b, err := Open(dir, Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	commit(t, b, 1, "k", "v")
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
@@ -435,5 +443,9 @@ func TestFlushFailureIsAnError(t *testing.T) {
 	}
 	if err := b.Close(); err == nil {
 		t.Fatal("Close with the directory gone: no error")
+	}
+	lines := logs.FilterMessageSnippet("pebble: background error").Len()
+	if max := int(time.Since(start)/time.Second) + 1; lines < 1 || lines > max {
+		t.Fatalf("%d pebble error lines in %v, want 1 to %d", lines, time.Since(start), max)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/lograte"
 	"github.com/cairn-db/cairn/internal/member"
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/raft"
@@ -46,7 +47,7 @@ type Server struct {
 	// inflight counts the proposals waited on; timeouts limits the
 	// warnings about those that time out (timeout.go).
 	inflight inflight
-	timeouts timeoutLog
+	timeouts lograte.Limit
 
 	// ready is closed once this start's attributes are published: the
 	// member is in the cluster, has a leader and has applied the log up to

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,28 +33,6 @@ func (f *inflight) done(size int) {
 	f.bytes.Add(-int64(size))
 }
 
-// timeoutLog limits the timeout warnings to one a second.
-type timeoutLog struct {
-	mu sync.Mutex
-	// last is when the last line was logged; since counts the timeouts
-	// since then that were not logged.
-	last  time.Time
-	since int
-}
-
-// take reports whether a line may be logged now and, if so, how many
-// timeouts it stands for (this one included).
-func (l *timeoutLog) take(now time.Time) (n int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.since++
-	if !l.last.IsZero() && now.Sub(l.last) < time.Second {
-		return 0, false
-	}
-	n, l.last, l.since = l.since, now, 0
-	return n, true
-}
-
 // Where a proposal that timed out was (warnTimeout's stage).
 const (
 	// raft dropped it: no leader to forward to, or a leadership
@@ -70,7 +47,7 @@ const (
 // warnTimeout logs a proposal of the given type and size that timed out
 // after waited, at stage.
 func (s *Server) warnTimeout(typ string, size int, waited time.Duration, stage string) {
-	n, ok := s.timeouts.take(time.Now())
+	n, ok := s.timeouts.Take(time.Now())
 	if !ok {
 		return
 	}

@@ -65,26 +65,3 @@ func TestTimeoutIsLogged(t *testing.T) {
 		t.Fatalf("%d read index timeout lines, want 1: %v", n, logs.All())
 	}
 }
-
-// TestTimeoutLogIsLimited: one line a second at most, each counting the
-// timeouts since the last.
-func TestTimeoutLogIsLimited(t *testing.T) {
-	var l timeoutLog
-	t0 := time.Unix(1000, 0)
-	for i, step := range []struct {
-		at     time.Duration
-		n      int
-		logged bool
-	}{
-		{0, 1, true},
-		{100 * time.Millisecond, 0, false},
-		{999 * time.Millisecond, 0, false},
-		{time.Second, 3, true},
-		{2500 * time.Millisecond, 1, true},
-	} {
-		n, ok := l.take(t0.Add(step.at))
-		if n != step.n || ok != step.logged {
-			t.Fatalf("step %d at %v: take = %d, %v; want %d, %v", i, step.at, n, ok, step.n, step.logged)
-		}
-	}
-}
