@@ -176,7 +176,8 @@ func TestDashboardSignIn(t *testing.T) {
 // The Keys, Leases and Load pages, against 3 members (the page served by
 // m0, whatever its role): a key put through the page (after its
 // confirmation) shows in the page's watch and in the store; the browser
-// lists it, shows its value as JSON and its history; the page deletes it;
+// lists it, shows its value as JSON and its history (cut short, and saying
+// so, once compacted); the page deletes it;
 // a lease with a key shows with its key count and the page revokes it; the
 // load charts fill from the member's metrics.
 func TestDashboardKeysLeasesLoad(t *testing.T) {
@@ -221,6 +222,17 @@ func TestDashboardKeysLeasesLoad(t *testing.T) {
 		t.Fatalf("the history: %q", history)
 	}
 	b.screenshot(shots, "keys.png")
+	// Compacted at the key's last change: the history stops there, and says so.
+	cur, err := cli.Get(ctxT(t), "dash/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctxT(t), cur.Kvs[0].ModRevision); err != nil {
+		t.Fatal(err)
+	}
+	b.script(`document.querySelector('#key-list tbody tr a').click(); return true`, nil)
+	b.waitTrue("the history cut by the compaction", `const rows = [...document.querySelectorAll('#key-history tbody tr')];
+		return rows.length === 2 && rows[1].textContent === 'older revisions are compacted'`)
 	b.script(`setTimeout(() => [...document.querySelectorAll('#key-detail button')].find(x => x.textContent === 'Delete').click(), 0); return true`, nil)
 	b.acceptConfirm()
 	b.waitTrue("the delete", `return document.getElementById('key-detail').textContent.includes('deleted at revision')`)
