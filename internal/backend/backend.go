@@ -224,16 +224,20 @@ func (b *Backend) Sync() error {
 	// maintenance.
 	b.maintenance.RLock()
 	defer b.maintenance.RUnlock()
-	b.mu.Lock()
-	closed := b.mu.closed
-	b.mu.Unlock()
-	if closed {
+	if b.closed() {
 		return ErrClosed
 	}
 	if b.readOnly {
 		return nil
 	}
 	return b.flush()
+}
+
+// closed reports whether Close has begun.
+func (b *Backend) closed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mu.closed
 }
 
 // emptyFlush is the error pebble's FlushEnd carries for a flush that had
@@ -707,14 +711,11 @@ func (b *Backend) Stats() Stats {
 func (b *Backend) Defragment() error {
 	b.maintenance.RLock()
 	defer b.maintenance.RUnlock()
-	b.mu.Lock()
-	closed := b.mu.closed
-	b.mu.Unlock()
-	if closed {
+	if b.closed() {
 		return ErrClosed
 	}
 	ctx := b.maintenanceCtx
-	err := b.db.Flush()
+	err := b.flush()
 	if err == nil {
 		var first, last []byte
 		first, last, err = b.keyBounds()

@@ -420,7 +420,7 @@ func TestOpensADatabaseWrittenWithPebblesWAL(t *testing.T) {
 }
 
 // A flush the disk refuses (here: the database's directory is gone) is
-// an error of Sync, Checkpoint and Close, not a wait for ever: pebble
+// an error of Sync, Checkpoint, Defragment and Close, not a wait for ever: pebble
 // retries a failed flush without end. Its error lines, one per retry,
 // are limited to one a second.
 func TestFlushFailureIsAnError(t *testing.T) {
@@ -440,6 +440,9 @@ func TestFlushFailureIsAnError(t *testing.T) {
 	}
 	if _, _, err := b.Checkpoint(filepath.Join(t.TempDir(), "copy")); err == nil {
 		t.Fatal("Checkpoint with the directory gone: no error")
+	}
+	if err := b.Defragment(); err == nil {
+		t.Fatal("Defragment with the directory gone: no error")
 	}
 	if err := b.Close(); err == nil {
 		t.Fatal("Close with the directory gone: no error")
