@@ -141,29 +141,14 @@ func TestDashboardSignIn(t *testing.T) {
 	authSetup(t, m.client())
 	c.signIn()
 	b.open(m.clientURL + "/ui/")
-	waitPage := func(what, js string) {
-		t.Helper()
-		deadline := time.Now().Add(waitDeadline)
-		for {
-			var ok bool
-			b.script(js, &ok)
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the page did not show %s within %v", what, waitDeadline)
-			}
-			time.Sleep(100 * time.Millisecond) // polling a page that refreshes every second
-		}
-	}
-	waitPage("the sign-in form", `return !document.getElementById('login').hidden && document.getElementById('cluster').hidden`)
+	b.waitTrue("the sign-in form", `return !document.getElementById('login').hidden && document.getElementById('cluster').hidden`)
 	signIn := func(password string) {
 		var done bool
 		b.script(`const f = document.getElementById('login-form'); f.name.value = 'root'; f.password.value = '`+password+`';
 			f.requestSubmit(); return true`, &done)
 	}
 	signIn("wrong")
-	waitPage("the sign-in error", `return document.getElementById('login-error').textContent.includes('authentication failed')`)
+	b.waitTrue("the sign-in error", `return document.getElementById('login-error').textContent.includes('authentication failed')`)
 	signIn("pw")
 	rows := waitDashboard(t, b, "the member, signed in", func(rows []dashboardRow) bool {
 		return len(rows) == 1 && rows[0].Role == "leader" && rows[0].Health == "healthy"
