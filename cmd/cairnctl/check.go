@@ -345,6 +345,12 @@ func (g *globals) checkPerf(o *checkOptions) error {
 	} else {
 		fmt.Fprintf(g.stdout, "PASS: Stddev is %fs\n", stddev)
 	}
+	return g.verdict(pass)
+}
+
+// verdict prints a check's last line, PASS or FAIL, and returns the exit
+// error a failure takes (the lines above said why).
+func (g *globals) verdict(pass bool) error {
 	if !pass {
 		fmt.Fprintln(g.stdout, "FAIL")
 		return tool.ExitErr{Code: tool.ExitError, Err: errLogged}

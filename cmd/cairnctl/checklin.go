@@ -129,10 +129,5 @@ func (g *globals) checkLinearizable(o *linOptions) error {
 			fmt.Fprintf(g.stdout, "  not written by the check: %s\n", f)
 		}
 	}
-	if !pass {
-		fmt.Fprintln(g.stdout, "FAIL")
-		return tool.ExitErr{Code: tool.ExitError, Err: errLogged}
-	}
-	fmt.Fprintln(g.stdout, "PASS")
-	return nil
+	return g.verdict(pass)
 }
