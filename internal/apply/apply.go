@@ -283,6 +283,16 @@ func (a *Applier) Sync() error {
 	return a.be.Sync()
 }
 
+// SyncAsync starts making everything applied so far durable and returns
+// at once (the backend's FlushAsync): the flush's Err is Sync's result.
+// A restore meanwhile closes the backend it flushes: its Err is then
+// backend.ErrClosed.
+func (a *Applier) SyncAsync() *backend.Flush {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.be.FlushAsync()
+}
+
 // Members returns the members, sorted by ID.
 func (a *Applier) Members() []membership.Member {
 	a.mu.RLock()

@@ -246,8 +246,61 @@ const emptyFlush = "pebble: empty table"
 
 // flush flushes the memtables and waits for it, or for a flush to fail:
 // pebble retries a failed flush for ever (a full disk, a directory gone),
-// and a flush cannot complete before the ones queued ahead of it.
+// and a flush cannot complete before the ones queued ahead of it. The
+// caller holds maintenance (shared or not): pebble panics on a flush of a
+// closed database.
 func (b *Backend) flush() error {
+	return b.startFlush(nil).Err()
+}
+
+// A Flush is a flush of the memtables under way (FlushAsync).
+type Flush struct {
+	done chan struct{}
+	// err is the flush's result, set before done is closed.
+	err error
+}
+
+// Done is closed once the flush has ended: completed, failed, or given up
+// because the backend closed.
+func (f *Flush) Done() <-chan struct{} { return f.done }
+
+// Err waits for the flush to end and returns its result: nil once every
+// batch committed before it started is in a table.
+func (f *Flush) Err() error {
+	<-f.done
+	return f.err
+}
+
+// endedFlush is a Flush that ended with err before it began.
+func endedFlush(err error) *Flush {
+	f := &Flush{done: make(chan struct{}), err: err}
+	close(f.done)
+	return f
+}
+
+// FlushAsync is Sync without the wait: it starts a flush of every batch
+// committed so far and returns at once. The flush's Err is what Sync would
+// have returned, or ErrClosed if the backend closes first (Close flushes
+// anyway). The server starts one at each raft snapshot and takes the
+// snapshot when it is done, so that applying goes on while the memtables
+// are written.
+func (b *Backend) FlushAsync() *Flush {
+	b.maintenance.RLock()
+	defer b.maintenance.RUnlock()
+	if b.closed() {
+		return endedFlush(ErrClosed)
+	}
+	if b.readOnly {
+		return endedFlush(nil)
+	}
+	return b.startFlush(b.maintenanceCtx.Done())
+}
+
+// startFlush starts a flush, under maintenance, and a goroutine that
+// waits for it (or for a failure, or for stop) and ends the Flush; the
+// goroutine ends with it. Close passes a nil stop: it has cancelled the
+// maintenance context and must still wait for its own flush.
+func (b *Backend) startFlush(stop <-chan struct{}) *Flush {
 	for drained := false; !drained; {
 		select {
 		case <-b.flushFailed: // an earlier failure, already reported
@@ -255,15 +308,22 @@ func (b *Backend) flush() error {
 			drained = true
 		}
 	}
-	done, err := b.db.AsyncFlush()
-	if err == nil {
-		select {
-		case <-done:
-			return nil
-		case err = <-b.flushFailed:
-		}
+	flushed, err := b.db.AsyncFlush()
+	if err != nil {
+		return endedFlush(fmt.Errorf("backend: flushing %s: %w", b.dir, err))
 	}
-	return fmt.Errorf("backend: flushing %s: %w", b.dir, err)
+	f := &Flush{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		select {
+		case <-flushed:
+		case err := <-b.flushFailed:
+			f.err = fmt.Errorf("backend: flushing %s: %w", b.dir, err)
+		case <-stop:
+			f.err = ErrClosed
+		}
+	}()
+	return f
 }
 
 // flushed is pebble's FlushEnd event: what it flushed is in a table now.

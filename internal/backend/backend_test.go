@@ -304,7 +304,9 @@ func TestKillKeepsBatchesWhole(t *testing.T) {
 // TestPowerLossKeepsBatchesWhole cuts the power of an in-memory disk under
 // a backend committing batches, five times over one database, as the
 // simulator does (see the package doc, Crashing): after each crash the
-// consistent index covers every synced batch and no more than was
+// consistent index covers every synced batch (by Sync, or by a FlushAsync
+// that ended before the crash, batches committed meanwhile aside) and no
+// more than was
 // committed, and the data is exactly that of the batches up to it. The
 // crashes keep none, some or all of what was written but not synced
 // (batches not yet flushed are in memory only, so even "all" loses them).
@@ -315,7 +317,8 @@ func TestPowerLossKeepsBatchesWhole(t *testing.T) {
 			fs := vfs.NewCrashableMem()
 			const dir = "/member/db"
 			b := mustOpenOn(t, fs, dir)
-			var synced, committed uint64
+			var synced, committed, flushingAt uint64
+			var flushing *Flush
 			for round := range 5 {
 				for i, end := committed+1, committed+100+rng.Uint64N(200); i <= end; i++ {
 					wb := b.NewBatch()
@@ -324,13 +327,25 @@ func TestPowerLossKeepsBatchesWhole(t *testing.T) {
 						t.Fatal(err)
 					}
 					committed = i
-					if rng.IntN(30) == 0 {
+					switch {
+					case rng.IntN(60) == 0:
 						if err := b.Sync(); err != nil {
 							t.Fatal(err)
 						}
 						synced = i
+					case flushing == nil && rng.IntN(60) == 0:
+						// Batches go on while it flushes.
+						flushing, flushingAt = b.FlushAsync(), i
+					case flushing != nil && rng.IntN(10) == 0:
+						if err := flushing.Err(); err != nil {
+							t.Fatal(err)
+						}
+						synced, flushing = max(synced, flushingAt), nil
 					}
 				}
+				// A flush still under way when the power goes promises
+				// nothing.
+				flushing = nil
 				fs = fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: unsyncedPercent, RNG: rng})
 				if err := b.Close(); err != nil { // on the file system the crash discarded
 					t.Fatal(err)
@@ -438,6 +453,9 @@ func TestFlushFailureIsAnError(t *testing.T) {
 	if err := b.Sync(); err == nil || !strings.Contains(err.Error(), "backend: flushing "+dir) {
 		t.Fatalf("Sync with the directory gone: %v", err)
 	}
+	if err := b.FlushAsync().Err(); err == nil || !strings.Contains(err.Error(), "backend: flushing "+dir) {
+		t.Fatalf("FlushAsync with the directory gone: %v", err)
+	}
 	if _, _, err := b.Checkpoint(filepath.Join(t.TempDir(), "copy")); err == nil {
 		t.Fatal("Checkpoint with the directory gone: no error")
 	}
@@ -446,6 +464,9 @@ func TestFlushFailureIsAnError(t *testing.T) {
 	}
 	if err := b.Close(); err == nil {
 		t.Fatal("Close with the directory gone: no error")
+	}
+	if err := b.FlushAsync().Err(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("FlushAsync after Close: %v, want ErrClosed", err)
 	}
 	lines := logs.FilterMessageSnippet("pebble: background error").Len()
 	if max := int(time.Since(start)/time.Second) + 1; lines < 1 || lines > max {

@@ -28,10 +28,13 @@
 //
 // The one rule this needs: the raft log must keep every entry after the
 // backend's durable consistent index. Before the server releases WAL segments
-// (or compacts its in-memory raft log) up to index i, it calls Sync, which
-// flushes every committed batch into tables, and checks ConsistentIndex() >= i.
-// The server cuts its log at each raft snapshot (every --snapshot-count
-// entries), so a crash costs at most that many entries' replay. Close
+// (or compacts its in-memory raft log) up to index i, a flush must have
+// ended that started after the batch of i was committed: Sync, which
+// flushes every committed batch into tables, or FlushAsync, the same
+// without the wait (the server applies on while it runs, and takes the
+// snapshot at i once it is done). The server cuts its log at each raft
+// snapshot (every --snapshot-count entries), so a crash costs at most
+// about twice that many entries' replay. Close
 // flushes too, so a clean stop replays nothing. A database written while
 // pebble's WAL was on (by an older Cairn) opens as well: pebble replays its
 // logs and flushes them.

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/raft"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/raftnode"
@@ -19,6 +20,15 @@ import (
 // snapshot taken every SnapshotCount entries. It starts no goroutine and
 // is not safe for concurrent use: the server's apply goroutine calls it,
 // and the member simulator calls it from its scheduler.
+//
+// A snapshot at index i needs the backend durable up to i first (the WAL
+// before i is released), which costs a flush of the memtables (up to
+// 4 x 32 MiB). Applying does not wait for it: Apply starts the flush and
+// notes the snapshot as pending (index, configuration), and the snapshot
+// is taken once the flush is done (FinishSnapshot; the server calls it
+// when SnapshotFlushed fires). A flush still under way when the next
+// snapshot falls due is waited for: the WAL does not grow without bound
+// behind a slow disk.
 type Pipeline struct {
 	applier *apply.Applier
 	snaps   *snap.Snapshotter
@@ -26,6 +36,17 @@ type Pipeline struct {
 
 	// snapIndex is the index of the last snapshot taken or installed.
 	snapIndex uint64
+	// pending is the snapshot whose flush is under way, nil if none.
+	// Invariant: pending.index > snapIndex.
+	pending *pendingSnapshot
+}
+
+// pendingSnapshot is a snapshot waiting for the flush that makes the
+// backend durable up to its index.
+type pendingSnapshot struct {
+	index uint64
+	cs    raftpb.ConfState
+	flush *backend.Flush
 }
 
 // PipelineConfig configures a Pipeline.
@@ -80,12 +101,78 @@ func (p *Pipeline) Apply(ta raftnode.ToApply) (uint64, error) {
 			p.cfg.MembersChanged()
 		}
 	}
-	if last > 0 && last-p.snapIndex >= p.cfg.SnapshotCount {
-		if err := p.snapshot(last); err != nil {
-			return 0, err
-		}
+	if err := p.maybeSnapshot(last); err != nil {
+		return 0, err
 	}
 	return p.applier.ConsistentIndex(), nil
+}
+
+// maybeSnapshot finishes the pending snapshot if its flush is done (or
+// waits for it if another is due), and starts one if due. A snapshot
+// started here is never finished in the same call, so that the member
+// simulator, which finishes it after each Apply, sees the same order
+// whatever pebble's timing.
+func (p *Pipeline) maybeSnapshot(last uint64) error {
+	if s := p.pending; s != nil {
+		select {
+		case <-s.flush.Done():
+		default:
+			if last < s.index+p.cfg.SnapshotCount {
+				return nil
+			}
+		}
+		if err := p.FinishSnapshot(true); err != nil {
+			return err
+		}
+	}
+	if p.pending == nil && last > 0 && last-p.snapIndex >= p.cfg.SnapshotCount {
+		p.pending = &pendingSnapshot{index: last, cs: p.applier.ConfState(), flush: p.applier.SyncAsync()}
+	}
+	return nil
+}
+
+// SnapshotFlushed is closed when the pending snapshot's flush is done,
+// and nil (never ready) when no snapshot is pending: a select on it calls
+// FinishSnapshot.
+func (p *Pipeline) SnapshotFlushed() <-chan struct{} {
+	if p.pending == nil {
+		return nil
+	}
+	return p.pending.flush.Done()
+}
+
+// FinishSnapshot takes the pending snapshot once its flush is done: if wait,
+// after waiting for the flush; if not, only if the flush is done already.
+// A flush that failed is fatal, as a failed Sync was; one given up because
+// the backend closed (the member is stopping) leaves the WAL as it was.
+func (p *Pipeline) FinishSnapshot(wait bool) error {
+	s := p.pending
+	if s == nil {
+		return nil
+	}
+	if !wait {
+		select {
+		case <-s.flush.Done():
+		default:
+			return nil
+		}
+	}
+	p.pending = nil
+	if err := s.flush.Err(); err != nil {
+		if errors.Is(err, backend.ErrClosed) {
+			return nil
+		}
+		return fmt.Errorf("syncing the backend for a snapshot: %w", err)
+	}
+	err := p.cfg.TakeSnapshot(s.index, s.cs)
+	switch {
+	case err == nil, errors.Is(err, raft.ErrSnapOutOfDate):
+		p.snapIndex = max(p.snapIndex, s.index)
+		return nil
+	case errors.Is(err, raftnode.ErrStopped):
+		return nil
+	}
+	return err
 }
 
 // installSnapshot replaces the backend with the snapshot's image, unless
@@ -93,6 +180,10 @@ func (p *Pipeline) Apply(ta raftnode.ToApply) (uint64, error) {
 // raft saw the snapshot (see transport).
 func (p *Pipeline) installSnapshot(snapshot raftpb.Snapshot) error {
 	index := snapshot.Metadata.Index
+	// A pending snapshot is older than the leader's (raft sends one only
+	// past what this member has), and the restore closes the backend
+	// its flush was making durable.
+	p.pending = nil
 	if ci := p.applier.ConsistentIndex(); ci < index {
 		p.cfg.Logger.Info("applying snapshot", zap.Uint64("current-applied-index", ci),
 			zap.Uint64("incoming-leader-snapshot-index", index), zap.Uint64("incoming-leader-snapshot-term", snapshot.Metadata.Term))
@@ -117,21 +208,4 @@ func (p *Pipeline) installSnapshot(snapshot raftpb.Snapshot) error {
 	}
 	p.snapIndex = index
 	return nil
-}
-
-// snapshot records a snapshot at index, after making the backend durable
-// there: the WAL before it is released.
-func (p *Pipeline) snapshot(index uint64) error {
-	if err := p.applier.Sync(); err != nil {
-		return fmt.Errorf("syncing the backend for a snapshot: %w", err)
-	}
-	err := p.cfg.TakeSnapshot(index, p.applier.ConfState())
-	switch {
-	case err == nil, errors.Is(err, raft.ErrSnapOutOfDate):
-		p.snapIndex = index
-		return nil
-	case errors.Is(err, raftnode.ErrStopped):
-		return nil
-	}
-	return err
 }

@@ -431,6 +431,12 @@ func (s *Sim) applyBatch(m *simMember, ta raftnode.ToApply) error {
 	if err != nil {
 		return err
 	}
+	// A snapshot Apply started is taken now, its flush waited for, so
+	// that a seed's run does not depend on when pebble's goroutines
+	// finish the flush (the server takes it when the flush is done).
+	if err := m.pipe.FinishSnapshot(true); err != nil {
+		return err
+	}
 	if applied < m.applied {
 		s.failf("member %s: applied index went back from %d to %d", m.name, m.applied, applied)
 	}

@@ -436,6 +436,14 @@ func (s *Server) applyLoop() {
 			if !ok {
 				return
 			}
+		case <-s.pipeline.SnapshotFlushed():
+			// The flush a snapshot waited for is done: take it now
+			// rather than at the next entries, which may be long.
+			if err := s.pipeline.FinishSnapshot(false); err != nil {
+				s.fail(err)
+				return
+			}
+			continue
 		case <-s.stopping:
 			return
 		}
