@@ -48,6 +48,8 @@ type Server struct {
 	// warnings about those that time out (timeout.go).
 	inflight inflight
 	timeouts lograte.Limit
+	// admission bounds the bytes of proposals in flight (admission.go).
+	admission *admission
 
 	// ready is closed once this start's attributes are published: the
 	// member is in the cluster, has a leader and has applied the log up to
@@ -144,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, logger: cfg.Logger, st: st, applier: st.Applier, wait: newWaitRegistry(),
 		ready: make(chan struct{}), stopping: make(chan struct{}), done: make(chan struct{}),
 		images:  member.NewImages(st, m.backendSnapshot),
-		metrics: m, restarted: restarted,
+		metrics: m, restarted: restarted, admission: newAdmission(maxProposalBytes),
 	}
 	as, err := auth.New(auth.Options{Token: cfg.AuthToken, TokenTTL: cfg.AuthTokenTTL, BcryptCost: cfg.BcryptCost, Logger: cfg.Logger})
 	if err != nil {
@@ -631,6 +633,16 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	if len(data) > s.cfg.MaxRequestBytes {
 		return apply.Result{}, ErrRequestTooLarge
 	}
+	// The request timeout starts once admitted: a burst of large
+	// requests waits here rather than timing out in the raft log.
+	if err := s.admission.acquire(ctx, s.stopping, len(data)); err != nil {
+		err = s.proposalError(err)
+		if err == ErrTimeout {
+			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stageNotAdmitted)
+		}
+		return apply.Result{}, err
+	}
+	defer s.admission.release(len(data))
 	if s.rn.CommitIndex() > s.AppliedIndex()+maxAppliedLag {
 		// The applier is far behind what raft commits: more proposals
 		// would only queue, as etcd refuses them.

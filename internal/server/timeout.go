@@ -15,7 +15,8 @@ import (
 // one warning with where things stood: the entries committed and applied
 // (a wide gap: the apply loop is behind; none: the entry had not
 // committed, so replication or the disk was slow, or the leader changed),
-// and the proposals this member had in flight, in number and bytes. At
+// and the proposals this member had in flight, in number and bytes, and
+// waiting to be admitted (admission.go). At
 // most one line a second, saying how many timed out since the last.
 
 // inflight counts the proposals this member waits on.
@@ -35,6 +36,9 @@ func (f *inflight) done(size int) {
 
 // Where a proposal that timed out was (warnTimeout's stage).
 const (
+	// The client's deadline passed while it waited to be proposed
+	// behind earlier proposals (admission.go).
+	stageNotAdmitted = "waiting to be proposed: earlier proposals fill the bytes in flight"
 	// raft dropped it: no leader to forward to, or a leadership
 	// transfer under way.
 	stageDropped = "dropped by raft"
@@ -63,5 +67,6 @@ func (s *Server) warnTimeout(typ string, size int, waited time.Duration, stage s
 		zap.String("leader", membership.IDString(s.rn.Lead())),
 		zap.Int64("proposals-in-flight", s.inflight.n.Load()),
 		zap.Int64("proposal-bytes-in-flight", s.inflight.bytes.Load()),
+		zap.Int("proposals-waiting-admission", s.admission.waiters()),
 		zap.Int("timed-out-since-last-warning", n))
 }
