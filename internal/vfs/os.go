@@ -66,6 +66,9 @@ type osFile struct{ *os.File }
 
 func (f osFile) Sync() error { return syncData(f.File) }
 
+// DropCache lets the OS drop f's cached pages in [off, off+n).
+func (f osFile) DropCache(off, n int64) error { return dropCache(f.File, off, n) }
+
 // Preallocate grows f to size, never shrinking it.
 func (f osFile) Preallocate(size int64) error {
 	fi, err := f.Stat()

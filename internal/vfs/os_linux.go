@@ -38,3 +38,17 @@ func preallocate(f *os.File, size int64) error {
 	}
 	return nil
 }
+
+// dropCache is posix_fadvise(POSIX_FADV_DONTNEED): clean pages in the range
+// are dropped at once (dirty ones would be written back first; callers
+// drop only synced ranges).
+func dropCache(f *os.File, off, n int64) error {
+	_, _, errno := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), uintptr(off), uintptr(n), fadvDontNeed, 0, 0)
+	if errno != 0 {
+		return &os.PathError{Op: "fadvise", Path: f.Name(), Err: errno}
+	}
+	return nil
+}
+
+// fadvDontNeed is POSIX_FADV_DONTNEED on Linux.
+const fadvDontNeed = 4

@@ -54,6 +54,15 @@ type File interface {
 	Stat() (os.FileInfo, error)
 }
 
+// CacheDropper is a File whose cached pages can be let go: DropCache tells
+// the OS that [off, off+n), written and synced, will not be read again
+// soon (posix_fadvise DONTNEED), so its pages return to the free memory at
+// once rather than crowding the page cache. Only real files have it; a
+// caller treats its absence as a no-op.
+type CacheDropper interface {
+	DropCache(off, n int64) error
+}
+
 // ErrInjected is the error ErrorFS returns from an operation it was told to
 // fail.
 var ErrInjected = errors.New("vfs: injected error")

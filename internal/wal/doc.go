@@ -20,6 +20,9 @@
 // segment is started when the previous one has reached SegmentBytes, and
 // the previous one is synced first, so every segment but the last is whole.
 // Leftover .tmp files hold nothing acknowledged and are removed on open.
+// What is synced leaves the page cache (a megabyte at a time, and a whole
+// segment when it is cut): the WAL is read back only at start-up
+// (dropSyncedLocked says why).
 //
 // # Records
 //

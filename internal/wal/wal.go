@@ -153,7 +153,10 @@ type WAL struct {
 		state raftpb.HardState
 		// unsynced is set when tail has writes that are not yet synced.
 		unsynced bool
-		buf      []byte
+		// dropped is where tail's pages from the start were let go from
+		// the page cache (dropSyncedLocked). Invariant: dropped <= offset.
+		dropped int64
+		buf     []byte
 	}
 }
 
@@ -341,6 +344,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 	w.mu.segments = segs
 	w.mu.tail = tail
 	w.mu.offset = end.offset
+	w.mu.dropped = 0
 	w.mu.allocated = allocated
 	w.mu.crc = end.crc
 	w.mu.lastIndex = lastIndex
@@ -666,8 +670,48 @@ func (w *WAL) syncLocked() error {
 	}
 	w.opts.Metrics.fsyncSeconds.Observe(time.Since(start).Seconds())
 	w.mu.unsynced = false
+	w.dropSyncedLocked()
 	return nil
 }
+
+// dropEvery is how many synced bytes of the tail accumulate before their
+// pages are let go from the page cache.
+const dropEvery = 1 << 20
+
+// dropSyncedLocked lets go of the page cache's copy of the tail's synced
+// whole pages, a megabyte at a time. The WAL is read back only when the
+// member starts (and off the raft loop to find snapshots), so its pages
+// only crowd out pebble's tables, and each new page the cache takes costs
+// a page allocation (on a virtual machine, memory the host may have to
+// fault in: there, writing a 1 MiB entry cost several times the CPU of
+// writing over freed pages). PostgreSQL lets go of WAL segments likewise.
+// The last, partial page stays: the next record fills it, and dropping
+// it would make that write read it back.
+//
+// REQUIRES: w.mu held; the tail synced up to offset.
+func (w *WAL) dropSyncedLocked() {
+	end := w.mu.offset &^ (pageBytes - 1)
+	if end-w.mu.dropped < dropEvery {
+		return
+	}
+	w.dropLocked(w.mu.tail, w.mu.dropped, end)
+	w.mu.dropped = end
+	if invariants.Enabled && w.mu.dropped > w.mu.offset {
+		panic(fmt.Sprintf("wal: dropped the cache up to %d, past the tail's end %d", w.mu.dropped, w.mu.offset))
+	}
+}
+
+// dropLocked drops f's cached pages in [from, to), if f can.
+func (w *WAL) dropLocked(f vfs.File, from, to int64) {
+	if d, ok := f.(vfs.CacheDropper); ok && to > from {
+		// Only a hint: a failure costs memory, not data.
+		_ = d.DropCache(from, to-from)
+	}
+}
+
+// pageBytes is the page size dropSyncedLocked assumes (4 KiB: on larger
+// pages it drops less, the partial page's neighbours kept).
+const pageBytes = 4 << 10
 
 // REQUIRES: w.mu held.
 func (w *WAL) failLocked(err error) error {
@@ -685,7 +729,7 @@ func (w *WAL) cutLocked() error {
 	last := w.mu.segments[len(w.mu.segments)-1]
 	next := segment{seq: last.seq + 1, index: w.mu.lastIndex + 1}
 	state := w.mu.state
-	old := w.mu.tail
+	old, oldDropped, oldEnd := w.mu.tail, w.mu.dropped, w.mu.offset
 	if err := w.startSegmentLocked(next, func(buf []byte, crc uint32) ([]byte, uint32) {
 		if state.IsEmpty() {
 			return buf, crc
@@ -694,7 +738,9 @@ func (w *WAL) cutLocked() error {
 	}); err != nil {
 		return w.failLocked(err)
 	}
-	// Everything in it is durable: a failure to close loses nothing.
+	// Everything in it is durable (and never written again): its pages
+	// can go, and a failure to close loses nothing.
+	w.dropLocked(old, oldDropped, oldEnd)
 	if err := old.Close(); err != nil {
 		w.opts.Logger.Warn("wal: closing a finished segment", zap.String("segment", last.name()), zap.Error(err))
 	}
@@ -742,6 +788,7 @@ func (w *WAL) startSegmentLocked(s segment, more func([]byte, uint32) ([]byte, u
 	w.mu.segments = append(w.mu.segments, s)
 	w.mu.tail = f
 	w.mu.offset = int64(len(buf))
+	w.mu.dropped = 0
 	w.mu.allocated = size
 	w.mu.crc = crc
 	w.mu.unsynced = false
