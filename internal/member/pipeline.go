@@ -17,7 +17,8 @@ import (
 
 // Pipeline applies what the raft loop hands over, in order: a snapshot's
 // image first, then the committed entries, each exactly once; and it has a
-// snapshot taken every SnapshotCount entries. It starts no goroutine and
+// snapshot taken every SnapshotCount entries (or SnapshotBytes of entry
+// data, if sooner). It starts no goroutine and
 // is not safe for concurrent use: the server's apply goroutine calls it,
 // and the member simulator calls it from its scheduler.
 //
@@ -39,6 +40,9 @@ type Pipeline struct {
 	// pending is the snapshot whose flush is under way, nil if none.
 	// Invariant: pending.index > snapIndex.
 	pending *pendingSnapshot
+	// bytes is the entry data applied since the last snapshot started
+	// (or was installed): SnapshotBytes of it make a snapshot due.
+	bytes uint64
 }
 
 // pendingSnapshot is a snapshot waiting for the flush that makes the
@@ -53,6 +57,11 @@ type pendingSnapshot struct {
 type PipelineConfig struct {
 	// SnapshotCount is how many applied entries trigger a snapshot.
 	SnapshotCount uint64
+	// SnapshotBytes, if not zero, also triggers one once the entries
+	// applied since the last hold that many bytes of data: the raft log
+	// held in memory until a snapshot cuts it stays bounded with large
+	// values (10,000 entries of 1 MiB would be 10 GiB).
+	SnapshotBytes uint64
 	// TakeSnapshot records a snapshot at index with configuration cs (the
 	// raft loop's TakeSnapshot). The pipeline makes the backend durable
 	// up to index first.
@@ -94,6 +103,7 @@ func (p *Pipeline) Apply(ta raftnode.ToApply) (uint64, error) {
 			return 0, err
 		}
 		last = e.Index
+		p.bytes += uint64(len(e.Data))
 		if applied && p.cfg.Applied != nil {
 			p.cfg.Applied(e, res, time.Since(start))
 		}
@@ -117,7 +127,7 @@ func (p *Pipeline) maybeSnapshot(last uint64) error {
 		select {
 		case <-s.flush.Done():
 		default:
-			if last < s.index+p.cfg.SnapshotCount {
+			if last < s.index+p.cfg.SnapshotCount && !p.bytesDue() {
 				return nil
 			}
 		}
@@ -125,10 +135,17 @@ func (p *Pipeline) maybeSnapshot(last uint64) error {
 			return err
 		}
 	}
-	if p.pending == nil && last > 0 && last-p.snapIndex >= p.cfg.SnapshotCount {
+	if p.pending == nil && last > 0 && (last-p.snapIndex >= p.cfg.SnapshotCount || p.bytesDue()) {
 		p.pending = &pendingSnapshot{index: last, cs: p.applier.ConfState(), flush: p.applier.SyncAsync()}
+		p.bytes = 0
 	}
 	return nil
+}
+
+// bytesDue reports whether the entry data applied since the last snapshot
+// started makes another due.
+func (p *Pipeline) bytesDue() bool {
+	return p.cfg.SnapshotBytes > 0 && p.bytes >= p.cfg.SnapshotBytes
 }
 
 // SnapshotFlushed is closed when the pending snapshot's flush is done,
@@ -184,6 +201,7 @@ func (p *Pipeline) installSnapshot(snapshot raftpb.Snapshot) error {
 	// past what this member has), and the restore closes the backend
 	// its flush was making durable.
 	p.pending = nil
+	p.bytes = 0
 	if ci := p.applier.ConsistentIndex(); ci < index {
 		p.cfg.Logger.Info("applying snapshot", zap.Uint64("current-applied-index", ci),
 			zap.Uint64("incoming-leader-snapshot-index", index), zap.Uint64("incoming-leader-snapshot-term", snapshot.Metadata.Term))

@@ -137,3 +137,61 @@ func TestSnapshotWaitsForItsFlushNotApplying(t *testing.T) {
 		t.Fatal("no snapshot pending after the second was taken")
 	}
 }
+
+// With SnapshotBytes set, a snapshot also falls due once the entries
+// applied since the last started hold that much data, however few.
+func TestSnapshotDueByBytes(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{
+		Name: "a", Dir: filepath.Join(dir, "member"), InitialCluster: "a=http://127.0.0.1:1",
+		InitialClusterToken: "t", InitialClusterState: "new",
+		AdvertisePeerURLs: []string{"http://127.0.0.1:1"}, MinLeaseTTL: 1,
+	}
+	st := mustOpen(t, cfg)
+	defer st.Close()
+	var taken []uint64
+	p := NewPipeline(st, PipelineConfig{
+		SnapshotCount: 1000,
+		SnapshotBytes: 1 << 20,
+		TakeSnapshot: func(index uint64, cs raftpb.ConfState) error {
+			taken = append(taken, index)
+			return nil
+		},
+	})
+	boot, _ := logOf(t, st)
+	if _, err := p.Apply(raftnode.ToApply{Entries: boot}); err != nil {
+		t.Fatal(err)
+	}
+	next := boot[len(boot)-1].Index + 1
+	value := make([]byte, 300<<10)
+	put := func() {
+		t.Helper()
+		data, err := proto.Marshal(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k"), Value: value}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Apply(raftnode.ToApply{Entries: []raftpb.Entry{{Index: next, Term: 1, Type: raftpb.EntryNormal, Data: data}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.FinishSnapshot(true); err != nil {
+			t.Fatal(err)
+		}
+		next++
+	}
+	for range 3 { // 900 KiB
+		put()
+	}
+	if len(taken) != 0 {
+		t.Fatalf("snapshots %v after 900 KiB, want none", taken)
+	}
+	put() // 1.2 MiB
+	if want := []uint64{next - 1}; fmt.Sprint(taken) != fmt.Sprint(want) {
+		t.Fatalf("snapshots %v after 1.2 MiB, want %v", taken, want)
+	}
+	for range 4 {
+		put()
+	}
+	if want := []uint64{next - 5, next - 1}; fmt.Sprint(taken) != fmt.Sprint(want) {
+		t.Fatalf("snapshots %v after 1.2 MiB more, want %v", taken, want)
+	}
+}

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 
@@ -318,8 +319,7 @@ func (d *Driver) TakeSnapshot(index uint64, cs raftpb.ConfState) error {
 	if _, err := d.cfg.Log.Release(md.Index); err != nil {
 		return fmt.Errorf("raftnode: releasing the WAL: %w", err)
 	}
-	if md.Index > d.cfg.Limits.SnapshotCatchUpEntries {
-		compactTo := md.Index - d.cfg.Limits.SnapshotCatchUpEntries
+	if compactTo := d.catchUpStart(md.Index); compactTo > 0 {
 		if err := d.cfg.Storage.Compact(compactTo); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("raftnode: compacting raft storage: %w", err)
 		}
@@ -330,6 +330,32 @@ func (d *Driver) TakeSnapshot(index uint64, cs raftpb.ConfState) error {
 	// etcd's words, which etcd's tests wait for ("saved snapshot").
 	d.logger.Info("saved snapshot to disk", zap.Uint64("snapshot-index", md.Index), zap.Uint64("snapshot-term", md.Term))
 	return nil
+}
+
+// catchUpStart is the index up to which the in-memory log can go after a
+// snapshot at index (0: none): the entries kept for slow followers are
+// the SnapshotCatchUpEntries before it, fewer if their data passes
+// SnapshotCatchUpBytes.
+func (d *Driver) catchUpStart(index uint64) uint64 {
+	var compactTo uint64
+	if index > d.cfg.Limits.SnapshotCatchUpEntries {
+		compactTo = index - d.cfg.Limits.SnapshotCatchUpEntries
+	}
+	first, err := d.cfg.Storage.FirstIndex()
+	if err != nil || index < first {
+		return compactTo
+	}
+	ents, err := d.cfg.Storage.Entries(max(first, compactTo+1), index+1, math.MaxUint64)
+	if err != nil {
+		return compactTo
+	}
+	var kept uint64
+	for i := len(ents) - 1; i >= 0; i-- {
+		if kept += uint64(len(ents[i].Data)); kept > d.cfg.Limits.SnapshotCatchUpBytes {
+			return max(compactTo, ents[i].Index)
+		}
+	}
+	return compactTo
 }
 
 // PurgeSnapshots keeps the newest keep snapshots the WAL accepts as a

@@ -28,11 +28,15 @@ type Limits struct {
 	// SnapshotCatchUpEntries is how many entries before a snapshot stay
 	// in memory for slow followers.
 	SnapshotCatchUpEntries uint64
+	// SnapshotCatchUpBytes bounds those entries' data in bytes: with
+	// large values fewer stay (5,000 entries of 1 MiB would be 5 GiB).
+	SnapshotCatchUpBytes uint64
 }
 
 // DefaultLimits are etcd's where etcd has the limit (1 MiB messages, 512
 // in flight, 5000 catch-up entries), and otherwise chosen so that one
-// member holds at most a few hundred MiB of entries in memory.
+// member holds at most a few hundred MiB of entries in memory (etcd has
+// no bound in bytes on its catch-up entries).
 var DefaultLimits = Limits{
 	MaxSizePerMsg:            1 << 20,
 	MaxInflightMsgs:          512,
@@ -40,6 +44,7 @@ var DefaultLimits = Limits{
 	MaxCommittedSizePerReady: 64 << 20,
 	MaxApplyBytes:            256 << 20,
 	SnapshotCatchUpEntries:   5000,
+	SnapshotCatchUpBytes:     512 << 20,
 }
 
 // entryOverheadBytes is what a WAL record adds to a request's bytes: the
@@ -70,6 +75,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.SnapshotCatchUpEntries == 0 {
 		l.SnapshotCatchUpEntries = d.SnapshotCatchUpEntries
+	}
+	if l.SnapshotCatchUpBytes == 0 {
+		l.SnapshotCatchUpBytes = d.SnapshotCatchUpBytes
 	}
 	return l
 }

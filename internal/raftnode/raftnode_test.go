@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -189,5 +190,68 @@ func TestLimitsCheck(t *testing.T) {
 		if err := tc.lim.Check(tc.request); (err == nil) != tc.ok {
 			t.Errorf("%+v with requests of %d bytes: %v, want ok=%v", tc.lim, tc.request, err, tc.ok)
 		}
+	}
+}
+
+// catchUpAfterSnapshot logs 40 entries of 1 KiB behind the founding one,
+// takes a snapshot at 40 with limits, and returns the first index the
+// in-memory log keeps.
+func catchUpAfterSnapshot(t *testing.T, limits Limits) uint64 {
+	t.Helper()
+	storage := raft.NewMemoryStorage()
+	if err := raft.Bootstrap(storage, []uint64{1}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := wal.Create(vfs.NewMem(), "/wal", wal.Metadata{MemberID: 1, ClusterID: 1}, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ents, _ := storage.Entries(1, 2, ^uint64(0))
+	var more []raftpb.Entry
+	for i := uint64(2); i <= 41; i++ {
+		more = append(more, raftpb.Entry{Term: 1, Index: i, Data: make([]byte, 1<<10)})
+	}
+	hs := raftpb.HardState{Term: 1, Vote: 1, Commit: 41}
+	if err := w.Save(hs, append(ents, more...), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := storage.Append(more); err != nil {
+		t.Fatal(err)
+	}
+	storage.SetHardState(hs)
+	sn, err := snap.New(vfs.NewMem(), "/snap", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDriver(DriverConfig{
+		ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, Storage: storage, Applied: 41,
+		Log: w, Snaps: sn, Sender: nopTransport{}, Rand: rand.New(rand.NewPCG(1, 1)), Limits: limits,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.TakeSnapshot(40, raftpb.ConfState{Voters: []uint64{1}}); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := storage.FirstIndex()
+	return first
+}
+
+// After a snapshot the in-memory log keeps SnapshotCatchUpEntries entries
+// before it for slow followers, fewer when their data passes
+// SnapshotCatchUpBytes: large values do not hold gigabytes in memory.
+func TestCatchUpEntriesBoundedInBytes(t *testing.T) {
+	if first := catchUpAfterSnapshot(t, Limits{SnapshotCatchUpEntries: 30}); first != 11 {
+		t.Fatalf("30 catch-up entries, 512 MiB: the log starts at %d, want 11", first)
+	}
+	// 10 KiB hold entries 31 to 40 exactly.
+	limits := Limits{SnapshotCatchUpEntries: 30, SnapshotCatchUpBytes: 10 << 10}
+	if first := catchUpAfterSnapshot(t, limits); first != 31 {
+		t.Fatalf("30 catch-up entries in at most 10 KiB: the log starts at %d, want 31", first)
+	}
+	limits.SnapshotCatchUpBytes = 100 << 10
+	if first := catchUpAfterSnapshot(t, limits); first != 11 {
+		t.Fatalf("30 catch-up entries in at most 100 KiB: the log starts at %d, want 11", first)
 	}
 }

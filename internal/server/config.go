@@ -146,6 +146,13 @@ type Config struct {
 	PeerTLS *tls.Config
 }
 
+// snapshotBytes makes a snapshot due once the entries applied since the
+// last hold 1 GiB of data, whatever --snapshot-count says (etcd has no
+// such bound): with the catch-up entries kept after it (at most 512 MiB,
+// raftnode.Limits), the raft log a member holds in memory stays under
+// about 1.5 GiB however large the values.
+const snapshotBytes = 1 << 30
+
 // Defaults as etcd's.
 const (
 	DefaultSnapshotCount     = 10000

@@ -158,6 +158,7 @@ func New(cfg Config) (*Server, error) {
 	s.removeStaleBackups()
 	s.pipeline = member.NewPipeline(st, member.PipelineConfig{
 		SnapshotCount: cfg.SnapshotCount,
+		SnapshotBytes: snapshotBytes,
 		// No deadline: the loop answers even while it waits for this
 		// applier, and Stop ends it (ErrStopped) before anything waits on
 		// the apply goroutine.
