@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -208,10 +209,22 @@ func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 			for _, m := range batch {
 				p.t.reportFailure(m)
 			}
-			if sent {
-				return fmt.Errorf("%w: %v", errConnected, streamError(stream, err))
+			if err == io.EOF {
+				// The server ended the stream; its status is what the
+				// receiver above gets. Not a second RecvMsg here: two at
+				// once on one stream are not allowed, and this one waited
+				// for ever at a shutdown (the stream's context is
+				// cancelled only when this returns).
+				select {
+				case err = <-broken:
+				case <-p.stopc:
+					return nil
+				}
 			}
-			return streamError(stream, err)
+			if sent {
+				return fmt.Errorf("%w: %v", errConnected, err)
+			}
+			return err
 		}
 		p.m.sentBytes.Add(float64(len(frame)))
 		sent = true
