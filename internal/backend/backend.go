@@ -372,6 +372,22 @@ func (wb *Batch) Set(key, value []byte) {
 	}
 }
 
+// SetEncoded writes key = a value of n bytes that encode writes in place
+// into the slice it is given (of length n): a large value is encoded
+// straight into the batch instead of into a buffer copied there.
+func (wb *Batch) SetEncoded(key []byte, n int, encode func(dst []byte)) {
+	if wb.err == nil && (len(key) == 0 || key[0] == 0) {
+		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
+	}
+	if wb.err != nil {
+		return
+	}
+	op := wb.batch.SetDeferred(len(key), n)
+	copy(op.Key, key)
+	encode(op.Value)
+	wb.err = op.Finish()
+}
+
 // Delete removes key.
 func (wb *Batch) Delete(key []byte) {
 	if wb.err == nil && (len(key) == 0 || key[0] == 0) {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/invariants"
 )
 
 // Meta keys (see doc.go).
@@ -522,7 +523,14 @@ func (tw *TxnWrite) DeleteRange(key, end []byte) ([]*mvccpb.KeyValue, error) {
 }
 
 func (tw *TxnWrite) write(rev Revision, kv *mvccpb.KeyValue, tombstone bool) {
-	tw.batch.Set(revisionKey(rev, tombstone), marshalKV(kv))
+	// Encoded into the batch: a large value is copied once here, not
+	// into an encoding and then into the batch.
+	n := sizeKV(kv)
+	tw.batch.SetEncoded(revisionKey(rev, tombstone), n, func(dst []byte) {
+		if b := appendKV(dst[:0], kv); invariants.Enabled && (len(b) != n || len(b) > 0 && &b[0] != &dst[0]) {
+			panic(fmt.Sprintf("mvcc: KeyValue encoded to %d bytes, sized %d", len(b), n))
+		}
+	})
 	tw.changes[rev] = kv
 	tw.subs++
 	ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: kv}

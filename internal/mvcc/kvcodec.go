@@ -17,6 +17,11 @@ import (
 
 // marshalKV returns kv's wire encoding.
 func marshalKV(kv *mvccpb.KeyValue) []byte {
+	return appendKV(make([]byte, 0, sizeKV(kv)), kv)
+}
+
+// sizeKV is the length of kv's wire encoding.
+func sizeKV(kv *mvccpb.KeyValue) int {
 	n := 0
 	if len(kv.Key) > 0 {
 		n += 1 + protowire.SizeBytes(len(kv.Key))
@@ -32,7 +37,11 @@ func marshalKV(kv *mvccpb.KeyValue) []byte {
 	if kv.Lease != 0 {
 		n += 1 + protowire.SizeVarint(uint64(kv.Lease))
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// appendKV appends kv's wire encoding to b.
+func appendKV(b []byte, kv *mvccpb.KeyValue) []byte {
 	if len(kv.Key) > 0 {
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
 		b = protowire.AppendBytes(b, kv.Key)
