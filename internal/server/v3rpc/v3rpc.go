@@ -100,8 +100,13 @@ func (v *Service) ServerOptions() []grpc.ServerOption {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.GRPCKeepAliveInterval, Timeout: cfg.GRPCKeepAliveTimeout}),
 		// Reused workers keep the stacks they grew: a fresh goroutine
 		// per request spent a third of the server's CPU on stack growth
-		// (runtime.copystack) in a profile of serializable ranges.
-		grpc.NumStreamWorkers(uint32(max(64, 16*runtime.NumCPU()))),
+		// (runtime.copystack) in a profile of serializable ranges. A
+		// worker is held for the whole of its stream (a watch, a
+		// keep-alive) and of a write (until applied), and a request
+		// that finds none idle gets a fresh goroutine: with 64 workers,
+		// 100 clients putting spent 3.6% of the leader's CPU growing
+		// stacks, 1.5% with 256. An idle worker costs its stack.
+		grpc.NumStreamWorkers(uint32(max(256, 16*runtime.NumCPU()))),
 	}
 }
 
