@@ -12,7 +12,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/backend"
@@ -388,8 +387,8 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 	var r *pb.InternalRaftRequest
 	var decodeErr error
 	if e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
-		r = &pb.InternalRaftRequest{}
-		if err := proto.Unmarshal(e.Data, r); err != nil {
+		var err error
+		if r, err = decodeRequest(e.Data); err != nil {
 			r, decodeErr = nil, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
 		}
 	}

@@ -491,8 +491,8 @@ func (tw *TxnWrite) Put(key, value []byte, lease int64) {
 
 // put is Put keeping key and value, which the caller must never modify
 // afterwards: the KeyValue holding them goes to watchers. A request
-// decoded from a raft entry owns its bytes (PutRequest), so a large value
-// is not copied once more.
+// decoded from a raft entry has bytes nothing modifies (a large value
+// shares the entry's), so a value is not copied once more.
 func (tw *TxnWrite) put(key, value []byte, lease int64) {
 	rev := Revision{Main: tw.rev, Sub: tw.subs}
 	// One walk of the index: the key's history so far (its own earlier

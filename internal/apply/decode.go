@@ -1,0 +1,150 @@
+package apply
+
+import (
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// aliasValueBytes is the size from which a put's value is left in the
+// entry's bytes instead of copied out of them.
+const aliasValueBytes = 64 << 10
+
+// decodeRequest decodes a normal entry's request. A put, the commonest
+// entry, is decoded by hand: the generic decoder walks reflection tables
+// and copies the value out of the entry, a fresh megabyte per member for a
+// 1 MiB value. Anything else, or a put encoded in a way the hand decoder
+// does not expect (a field twice, an unknown field), goes to
+// proto.Unmarshal, so the result is always what proto.Unmarshal gives
+// (TestDecodeRequestMatchesProto).
+//
+// A value of aliasValueBytes or more shares the entry's bytes, which
+// nothing modifies once the entry exists (the raft log, the WAL's reader
+// and the transport each make them once); the key and smaller values are
+// copied, so a key kept for long (the index, a lease) never holds a whole
+// entry, or a peer's frame of entries, in memory.
+func decodeRequest(data []byte) (*pb.InternalRaftRequest, error) {
+	if r := decodePut(data); r != nil {
+		return r, nil
+	}
+	r := &pb.InternalRaftRequest{}
+	if err := proto.Unmarshal(data, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// decodePut decodes b if it is a put request with a header and ID, each
+// field at most once and nothing else; otherwise it returns nil.
+func decodePut(b []byte) *pb.InternalRaftRequest {
+	r := &pb.InternalRaftRequest{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil
+			}
+			r.ID, b = v, b[n:]
+		case num == 100 && typ == protowire.BytesType && r.Header == nil:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil
+			}
+			h := &pb.RequestHeader{}
+			if proto.Unmarshal(v, h) != nil {
+				return nil
+			}
+			r.Header, b = h, b[n:]
+		case num == 4 && typ == protowire.BytesType && r.Put == nil:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil
+			}
+			if r.Put = decodePutRequest(v); r.Put == nil {
+				return nil
+			}
+			b = b[n:]
+		default:
+			return nil
+		}
+	}
+	if r.Put == nil {
+		return nil
+	}
+	return r
+}
+
+// decodePutRequest decodes a PutRequest's fields, each at most once, or
+// returns nil.
+func decodePutRequest(b []byte) *pb.PutRequest {
+	p := &pb.PutRequest{}
+	var key, value []byte
+	var seen uint8
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num < 1 || num > 6 || seen&(1<<num) != 0 {
+			return nil
+		}
+		seen |= 1 << num
+		b = b[n:]
+		if num <= 2 {
+			if typ != protowire.BytesType {
+				return nil
+			}
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil
+			}
+			if num == 1 {
+				key = v
+			} else {
+				value = v
+			}
+			b = b[n:]
+			continue
+		}
+		if typ != protowire.VarintType {
+			return nil
+		}
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return nil
+		}
+		b = b[n:]
+		switch num {
+		case 3:
+			p.Lease = int64(v)
+		case 4:
+			p.PrevKv = v != 0
+		case 5:
+			p.IgnoreValue = v != 0
+		case 6:
+			p.IgnoreLease = v != 0
+		}
+	}
+	// As proto.Unmarshal: a bytes field present but empty is empty, not
+	// nil. The key and a small value share one allocation.
+	own := len(key)
+	if len(value) < aliasValueBytes {
+		own += len(value)
+	}
+	buf := make([]byte, 0, own)
+	if seen&(1<<1) != 0 {
+		buf = append(buf, key...)
+		p.Key = buf[:len(key):len(key)]
+	}
+	if seen&(1<<2) != 0 {
+		if len(value) >= aliasValueBytes {
+			p.Value = value[:len(value):len(value)]
+		} else {
+			p.Value = append(buf[len(buf):], value...)
+		}
+	}
+	return p
+}

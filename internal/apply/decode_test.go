@@ -1,0 +1,167 @@
+package apply
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// requestCorpus is encodings of requests as proposers write them, puts of
+// every shape among them, and encodings they never write but a decoder
+// must read as proto.Unmarshal does (fields twice, unknown fields, wrong
+// wire types, truncations).
+func requestCorpus(rng *rand.Rand) [][]byte {
+	bytesOf := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	marshal := func(r *pb.InternalRaftRequest) []byte {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}
+	var out [][]byte
+	for i := range 300 {
+		put := &pb.PutRequest{Key: bytesOf(rng.IntN(40)), Lease: rng.Int64N(3) - 1,
+			PrevKv: rng.IntN(2) == 0, IgnoreValue: rng.IntN(4) == 0, IgnoreLease: rng.IntN(4) == 0}
+		switch i % 3 {
+		case 0:
+			put.Value = bytesOf(rng.IntN(300))
+		case 1:
+			put.Value = bytesOf(aliasValueBytes - 2 + rng.IntN(4))
+		}
+		r := &pb.InternalRaftRequest{ID: rng.Uint64N(4), Put: put}
+		if rng.IntN(4) != 0 {
+			r.Header = &pb.RequestHeader{ID: rng.Uint64(), Username: []string{"", "root", "u\u00e9"}[rng.IntN(3)], AuthRevision: rng.Uint64N(9)}
+		}
+		out = append(out, marshal(r))
+	}
+	put := marshal(&pb.InternalRaftRequest{ID: 7, Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v"), Lease: 5}})
+	out = append(out,
+		marshal(&pb.InternalRaftRequest{ID: 1, Txn: &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("a")}}}}}}),
+		marshal(&pb.InternalRaftRequest{ID: 2, DeleteRange: &pb.DeleteRangeRequest{Key: []byte("a"), RangeEnd: []byte("b")}}),
+		marshal(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 3}, LeaseGrant: &pb.LeaseGrantRequest{TTL: 5, ID: 9}}),
+		marshal(&pb.InternalRaftRequest{ID: 4, Put: &pb.PutRequest{}}),
+		marshal(&pb.InternalRaftRequest{ID: 5}),
+		nil,
+		// A put twice (merged), an ID twice (the last wins), a header twice.
+		append(append([]byte(nil), put...), marshal(&pb.InternalRaftRequest{ID: 8, Put: &pb.PutRequest{Value: []byte("w"), PrevKv: true}})...),
+		append(append([]byte(nil), put...), marshal(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 1}})...),
+		// An unknown field, and a known one with the wrong wire type.
+		protowire.AppendVarint(protowire.AppendTag(append([]byte(nil), put...), 999, protowire.VarintType), 3),
+		protowire.AppendBytes(protowire.AppendTag(append([]byte(nil), put...), 1, protowire.BytesType), []byte("x")),
+		// The put's own fields twice, unknown, of the wrong type.
+		protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType),
+			protowire.AppendBytes(protowire.AppendTag(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte("a")), 1, protowire.BytesType), []byte("b"))),
+		protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType),
+			protowire.AppendVarint(protowire.AppendTag(nil, 9, protowire.VarintType), 1)),
+		protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType),
+			protowire.AppendVarint(protowire.AppendTag(nil, 2, protowire.VarintType), 1)),
+		protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType),
+			protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), nil)),
+	)
+	// Every prefix of a put: truncations anywhere.
+	for i := range put {
+		out = append(out, put[:i])
+	}
+	return out
+}
+
+// The hand decoder gives what proto.Unmarshal gives, for every encoding,
+// including errors for what does not decode.
+func TestDecodeRequestMatchesProto(t *testing.T) {
+	for i, data := range requestCorpus(rand.New(rand.NewPCG(1, 2))) {
+		checkDecodeMatchesProto(t, fmt.Sprint("case ", i), data)
+	}
+}
+
+func checkDecodeMatchesProto(t *testing.T, name string, data []byte) {
+	t.Helper()
+	want := &pb.InternalRaftRequest{}
+	wantErr := proto.Unmarshal(data, want)
+	got, err := decodeRequest(data)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("%s (%x): error %v, proto.Unmarshal's %v", name, data, err, wantErr)
+	}
+	if err == nil && !proto.Equal(got, want) {
+		t.Fatalf("%s (%x): decoded %v, proto.Unmarshal %v", name, data, got, want)
+	}
+	// Present but empty bytes are empty, not nil, as proto.Unmarshal
+	// leaves them (proto.Equal does not tell).
+	if err == nil && want.Put != nil && got.Put != nil &&
+		((want.Put.Key == nil) != (got.Put.Key == nil) || (want.Put.Value == nil) != (got.Put.Value == nil)) {
+		t.Fatalf("%s (%x): nil-ness of key/value differs: got %#v, want %#v", name, data, got.Put, want.Put)
+	}
+}
+
+// A large value shares the entry's bytes; the key and a small value do
+// not, so keeping a key never keeps a whole entry in memory.
+func TestDecodedPutSharesOnlyLargeValues(t *testing.T) {
+	for _, size := range []int{10, aliasValueBytes - 1, aliasValueBytes, 1 << 20} {
+		data, err := proto.Marshal(&pb.InternalRaftRequest{ID: 1, Put: &pb.PutRequest{Key: []byte("key"), Value: bytes.Repeat([]byte{7}, size)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := decodeRequest(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		within := func(b []byte) bool {
+			p, start := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(unsafe.Pointer(unsafe.SliceData(data)))
+			return p >= start && p < start+uintptr(len(data))
+		}
+		if within(r.Put.Key) {
+			t.Fatalf("value of %d bytes: the key shares the entry's bytes", size)
+		}
+		if got, want := within(r.Put.Value), size >= aliasValueBytes; got != want {
+			t.Fatalf("value of %d bytes: shares the entry's bytes %v, want %v", size, got, want)
+		}
+		if cap(r.Put.Value) != len(r.Put.Value) {
+			t.Fatalf("value of %d bytes: capacity %d, so an append would write past it", size, cap(r.Put.Value))
+		}
+	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, data := range requestCorpus(rand.New(rand.NewPCG(3, 4))) {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkDecodeMatchesProto(t, "fuzz", data)
+	})
+}
+
+func BenchmarkDecodePut(b *testing.B) {
+	for _, size := range []int{256, 1 << 20} {
+		data, err := proto.Marshal(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 9}, ID: 9,
+			Put: &pb.PutRequest{Key: []byte("benchmark-key"), Value: make([]byte, size)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("hand/%d", size), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := decodeRequest(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("proto/%d", size), func(b *testing.B) {
+			for b.Loop() {
+				if err := proto.Unmarshal(data, &pb.InternalRaftRequest{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
