@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,6 +313,56 @@ func TestKillAllAndRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged writes survived; highest acknowledged revision %d", len(g.acked), maxAcked)
+}
+
+// SIGTERM every member at the same moment, under load, twice (a cluster
+// stopped whole, as Kubernetes stops a StatefulSet): each exits, with 0,
+// within exitDeadline, and after a restart every acknowledged write is
+// there. A member once hung for minutes in such a stop (a peer stream's
+// send found the stream ended by the other member and waited on a second
+// receive; a0e1191): the race is too narrow to hit on demand, but a hang
+// fails here.
+func TestTerminateAllUnderLoad(t *testing.T) {
+	c := newCluster(t, 3)
+	acked := map[string]int64{}
+	for round := range 2 {
+		cli := c.client()
+		g := startLoadPrefix(cli, 8, fmt.Sprintf("load%d/", round))
+		if n := g.waitAcked(300, waitDeadline); n < 300 {
+			g.halt()
+			t.Fatalf("round %d: only %d writes acknowledged", round, n)
+		}
+		for _, m := range c.members {
+			m.proc.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		deadline := time.After(exitDeadline)
+		for _, m := range c.members {
+			select {
+			case <-m.proc.exited:
+			case <-deadline:
+				g.halt()
+				t.Fatalf("round %d: %s did not exit within %v of a SIGTERM to every member", round, m.name, exitDeadline)
+			}
+			if code := m.proc.exitCode(t); code != 0 {
+				g.halt()
+				t.Fatalf("round %d: %s exited %d after SIGTERM", round, m.name, code)
+			}
+			m.proc = nil
+		}
+		g.halt()
+		cli.Close()
+		for k, rev := range g.acked {
+			acked[k] = rev
+		}
+		for _, m := range c.members {
+			m.start()
+		}
+		c.waitLeader()
+		for _, m := range c.members {
+			checkAcked(t, m.client(), acked, false)
+		}
+	}
+	t.Logf("%d acknowledged writes survived two whole-cluster stops", len(acked))
 }
 
 // A member that was down while the others snapshotted and compacted their
