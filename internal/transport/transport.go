@@ -597,6 +597,11 @@ func streamError(stream grpc.ClientStream, sendErr error) error {
 	return sendErr
 }
 
+// testStreamInterceptor, set only by tests before any dial, wraps the
+// streams the transport opens (to stand in for a peer that ends a stream
+// at a chosen moment).
+var testStreamInterceptor grpc.StreamClientInterceptor
+
 // dial returns a client connection to a peer URL: http://host:port, or
 // unix://path, a Unix socket at host+path as the member listening on it
 // reads the URL (etcd's reading; "unix://localhost:2380" is a file named
@@ -604,6 +609,10 @@ func streamError(stream grpc.ClientStream, sendErr error) error {
 // the same over TLS with tlsConfig, the server's name checked against
 // the URL's host.
 func dial(rawURL string, tlsConfig *tls.Config) (*grpc.ClientConn, error) {
+	var intercept []grpc.DialOption
+	if testStreamInterceptor != nil {
+		intercept = append(intercept, grpc.WithStreamInterceptor(testStreamInterceptor))
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
@@ -631,7 +640,7 @@ func dial(rawURL string, tlsConfig *tls.Config) (*grpc.ClientConn, error) {
 			return d.DialContext(ctx, "unix", path)
 		}))
 	}
-	return grpc.NewClient("passthrough:///"+u.Host, append(unixSocket,
+	return grpc.NewClient("passthrough:///"+u.Host, append(append(unixSocket, intercept...),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxFrameBytes), grpc.MaxCallRecvMsgSize(MaxFrameBytes)),
 		// A peer whose host vanished is noticed in seconds, not after

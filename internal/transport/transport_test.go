@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -623,4 +624,84 @@ func TestStopLeavesNothing(t *testing.T) {
 	a.stop()
 	b.stop()
 	goleak.VerifyNone(t)
+}
+
+// endedStream is a message stream whose second send fails with io.EOF, as
+// gRPC's does once the server has ended the stream; it notes whether two
+// receives were ever in progress at once, which gRPC does not allow.
+type endedStream struct {
+	grpc.ClientStream
+	sends     atomic.Int32
+	receiving atomic.Int32
+	overlap   atomic.Bool
+}
+
+func (s *endedStream) SendMsg(m any) error {
+	if s.sends.Add(1) > 1 {
+		return io.EOF
+	}
+	return s.ClientStream.SendMsg(m)
+}
+
+func (s *endedStream) RecvMsg(m any) error {
+	if s.receiving.Add(1) > 1 {
+		s.overlap.Store(true)
+	}
+	defer s.receiving.Add(-1)
+	return s.ClientStream.RecvMsg(m)
+}
+
+// A send that finds its stream ended by the peer (io.EOF) learns why from
+// the stream's one receiver; it never receives beside it, and the
+// transport still stops. It did receive beside it (a0e1191): gRPC allows
+// one receiver at a time, the second waited for ever, and a member's stop
+// with it, for 17 minutes at a SIGTERM to a whole cluster.
+func TestEndedStreamNeverReceivedTwice(t *testing.T) {
+	var mu sync.Mutex
+	var streams []*endedStream
+	testStreamInterceptor = func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+		streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		s, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil || !strings.HasSuffix(method, "/Messages") {
+			return s, err
+		}
+		es := &endedStream{ClientStream: s}
+		mu.Lock()
+		defer mu.Unlock()
+		streams = append(streams, es)
+		return es, nil
+	}
+	defer func() { testStreamInterceptor = nil }()
+
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", nil)
+	b := startNode(t, 2, testCluster, "127.0.0.1:0", nil)
+	a.tr.SetPeer(2, []string{b.url()})
+	a.tr.Send([]raftpb.Message{app(1, 2, 1)})
+	waitFor(t, "the first message", func() bool { return len(b.raft.received(1)) == 1 })
+	// The second frame's send fails as if b had ended the stream; b has
+	// not, so the receiver stays in RecvMsg and the sender must wait for
+	// it (or the stop) rather than receive itself.
+	a.tr.Send([]raftpb.Message{app(1, 2, 2)})
+	waitFor(t, "the failed send reported", func() bool { return a.raft.unreachableCount(2) > 0 })
+
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		a.tr.Stop()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(waitTimeout):
+		t.Fatal("Stop did not return after a send found its stream ended")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(streams) == 0 {
+		t.Fatal("no message stream was opened")
+	}
+	for i, s := range streams {
+		if s.overlap.Load() {
+			t.Fatalf("stream %d: two receives at once", i)
+		}
+	}
 }
