@@ -320,7 +320,8 @@ func TestKillAllAndRestart(t *testing.T) {
 // within exitDeadline, and after a restart every acknowledged write is
 // there. A member once hung for minutes in such a stop (a peer stream's
 // send found the stream ended by the other member and waited on a second
-// receive; a0e1191): the race is too narrow to hit on demand, but a hang
+// receive; a0e1191): the race is too narrow to hit on demand here (the
+// transport's TestEndedStreamNeverReceivedTwice stages it), but a hang
 // fails here.
 func TestTerminateAllUnderLoad(t *testing.T) {
 	c := newCluster(t, 3)
