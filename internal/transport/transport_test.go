@@ -59,6 +59,22 @@ type snapshotReport struct {
 	ok bool
 }
 
+// stopWithin stops tr, failing the test if Stop has not returned within
+// waitTimeout (when says in what situation).
+func stopWithin(t *testing.T, tr *Transport, when string) {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tr.Stop()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(waitTimeout):
+		t.Fatalf("Stop did not return %s", when)
+	}
+}
+
 // fakeRaft records what the transport hands raft. If snaps is set, a
 // MsgSnap is checked on arrival against the image saved there.
 type fakeRaft struct {
@@ -598,16 +614,7 @@ func TestStopLeavesNothing(t *testing.T) {
 		t.Fatal("the snapshot never reached SaveImage")
 	}
 
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		a.tr.Stop()
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(waitTimeout):
-		t.Fatal("Stop did not return with a snapshot in flight")
-	}
+	stopWithin(t, a.tr, "with a snapshot in flight")
 	if got := a.raft.reports(); len(got) != 1 || got[0] != (snapshotReport{to: 2, ok: false}) {
 		t.Fatalf("snapshot reports %+v, want one failure for 2", got)
 	}
@@ -684,16 +691,7 @@ func TestEndedStreamNeverReceivedTwice(t *testing.T) {
 	a.tr.Send([]raftpb.Message{app(1, 2, 2)})
 	waitFor(t, "the failed send reported", func() bool { return a.raft.unreachableCount(2) > 0 })
 
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		a.tr.Stop()
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(waitTimeout):
-		t.Fatal("Stop did not return after a send found its stream ended")
-	}
+	stopWithin(t, a.tr, "after a send found its stream ended")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(streams) == 0 {
