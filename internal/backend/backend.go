@@ -362,12 +362,20 @@ func (b *Backend) NewBatch() *Batch {
 	return &Batch{b: b, batch: b.db.NewBatch()}
 }
 
-// Set writes key = value.
-func (wb *Batch) Set(key, value []byte) {
+// writable reports whether the batch takes a write to key (starting at
+// key, for a range): none after an error, and none to the keys reserved
+// for the backend's own records (under 0x00), which is recorded as the
+// batch's error.
+func (wb *Batch) writable(key []byte) bool {
 	if wb.err == nil && (len(key) == 0 || key[0] == 0) {
 		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
 	}
-	if wb.err == nil {
+	return wb.err == nil
+}
+
+// Set writes key = value.
+func (wb *Batch) Set(key, value []byte) {
+	if wb.writable(key) {
 		wb.err = wb.batch.Set(key, value, nil)
 	}
 }
@@ -376,10 +384,7 @@ func (wb *Batch) Set(key, value []byte) {
 // into the slice it is given (of length n): a large value is encoded
 // straight into the batch instead of into a buffer copied there.
 func (wb *Batch) SetEncoded(key []byte, n int, encode func(dst []byte)) {
-	if wb.err == nil && (len(key) == 0 || key[0] == 0) {
-		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
-	}
-	if wb.err != nil {
+	if !wb.writable(key) {
 		return
 	}
 	op := wb.batch.SetDeferred(len(key), n)
@@ -390,20 +395,14 @@ func (wb *Batch) SetEncoded(key []byte, n int, encode func(dst []byte)) {
 
 // Delete removes key.
 func (wb *Batch) Delete(key []byte) {
-	if wb.err == nil && (len(key) == 0 || key[0] == 0) {
-		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
-	}
-	if wb.err == nil {
+	if wb.writable(key) {
 		wb.err = wb.batch.Delete(key, nil)
 	}
 }
 
 // DeleteRange removes every key in [start, end).
 func (wb *Batch) DeleteRange(start, end []byte) {
-	if wb.err == nil && (len(start) == 0 || start[0] == 0) {
-		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, start)
-	}
-	if wb.err == nil {
+	if wb.writable(start) {
 		wb.err = wb.batch.DeleteRange(start, end, nil)
 	}
 }
