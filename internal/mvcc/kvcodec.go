@@ -11,14 +11,10 @@ import (
 // The backend stores each revision's KeyValue in its protobuf wire form,
 // the bytes etcd stores in bbolt (the snapshot migration relies on it). The
 // api module's generated code encodes through reflection tables; every put
-// and every read goes through these two functions, so they are written out:
+// (sizeKV, appendKV: encoded in place into the write batch) and every read
+// (unmarshalKV) goes through these functions, so they are written out:
 // fields in number order, zero values omitted, as proto.Marshal writes them
 // (TestKVCodecMatchesProto).
-
-// marshalKV returns kv's wire encoding.
-func marshalKV(kv *mvccpb.KeyValue) []byte {
-	return appendKV(make([]byte, 0, sizeKV(kv)), kv)
-}
 
 // sizeKV is the length of kv's wire encoding.
 func sizeKV(kv *mvccpb.KeyValue) int {

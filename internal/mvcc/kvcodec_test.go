@@ -9,6 +9,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// marshalKV returns kv's wire encoding, as a put writes it into its batch.
+func marshalKV(kv *mvccpb.KeyValue) []byte {
+	return appendKV(make([]byte, 0, sizeKV(kv)), kv)
+}
+
 // The hand-written codec must write exactly what proto.Marshal writes (the
 // bytes are etcd's on-disk form, and snapshots carry them) and read back
 // anything proto.Marshal writes, including fields it does not know.
