@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Alternating A/B runs of one etcd benchmark line against two or more
+# server builds (or stock etcd): how #21's changes are measured on a
+# shared machine, whose load moves between runs by more than most changes.
+#
+#   go build -o /tmp/old ./cmd/cairn; (change); go build -o /tmp/new ./cmd/cairn
+#   scripts/bench-ab.sh 4 /tmp/old /tmp/new            # put, 100 clients, 150k puts
+#   AB_ARGS="--target-leader --conns 10 --clients 100 txn-put --txn-ops 4 --key-size 8 \
+#     --key-space-size 100000 --val-size 256 --total 60000" scripts/bench-ab.sh 3 /tmp/old /tmp/new
+#
+# Each run starts a fresh 3-member cluster of one binary on loopback (data
+# under a temporary directory on the real disk), runs etcd's benchmark tool
+# (from ../shared/tools/etcd-reference.sh) with AB_ARGS against it, and
+# prints requests/s, p99, the members' CPU-s per 10k requests (user +
+# kernel from /proc/<pid>/stat) and the largest member's peak RSS. Rounds
+# alternate between the binaries. Every process started here is killed on
+# exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:?usage: bench-ab.sh ROUNDS BINARY...}
+shift
+(($# > 0)) || { echo "usage: bench-ab.sh ROUNDS BINARY..." >&2; exit 2; }
+ref=$(ETCD_REF_VERSION=v3.7.3 bash ../shared/tools/etcd-reference.sh)
+args=${AB_ARGS:-"--target-leader --conns 10 --clients 100 put --key-size 8 --val-size 256 --key-space-size 100000 --total 150000"}
+total=$(awk '{for (i = 1; i < NF; i++) if ($i == "--total") print $(i + 1)}' <<<"$args")
+[[ -n $total ]] || { echo "AB_ARGS needs --total" >&2; exit 2; }
+work=$(mktemp -d /var/tmp/cairn-bench-ab.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+tck=$(getconf CLK_TCK)
+cpu() {
+  local p t=0
+  for p in "${pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+
+run() {
+  local bin=$1 dir=$work/run initial="" eps="" i c p
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  sync # the last run's data is written back before this one is measured
+  for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((45379 + 2 * i + 1))"; done
+  for i in 0 1 2; do
+    c=$((45379 + 2 * i)) p=$((c + 1))
+    "$bin" --name "m$i" --data-dir "$dir/m$i" --log-level error \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$initial" >>"$dir/m$i.log" 2>&1 &
+    pids+=($!)
+    eps+="${eps:+,}127.0.0.1:$c"
+  done
+  local tries=0
+  until "$ref/etcdctl" --endpoints "$eps" --command-timeout 2s put warm x >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if ((tries > 150)); then echo "cluster of $bin did not answer" >&2; exit 1; fi
+    sleep 0.2
+  done
+  local cpu0 cpu1 rss=0 m
+  cpu0=$(cpu)
+  # shellcheck disable=SC2086 # AB_ARGS is a list of arguments
+  "$ref/benchmark" --endpoints "$eps" $args >"$dir/out" 2>&1 || true
+  cpu1=$(cpu)
+  for p in "${pids[@]}"; do
+    m=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status")
+    ((rss < m)) && rss=$m
+  done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+  printf '| %s | %s | %s | %s | %d |\n' "$(basename "$bin")" \
+    "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "Requests/sec:" {printf "%.0f", $2; exit}')" \
+    "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "99%" {printf "%.1f", $3 * 1000; exit}')" \
+    "$(awk -v t=$((cpu1 - cpu0)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')" \
+    $((rss / 1024))
+}
+
+echo "benchmark $args; 3 members, fresh clusters, $rounds round(s); $(date -u '+%F %H:%M UTC')"
+echo
+echo '| binary | req/s | p99 ms | members CPU-s/10k | peak RSS MiB |'
+echo '| --- | --- | --- | --- | --- |'
+for ((r = 0; r < rounds; r++)); do
+  for bin in "$@"; do
+    run "$bin"
+  done
+done
