@@ -23,14 +23,24 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cairn-db/cairn/internal/gateway"
+	"github.com/cairn-db/cairn/internal/gctune"
 	"github.com/cairn-db/cairn/internal/server"
 	"github.com/cairn-db/cairn/internal/server/v3rpc"
 	"github.com/cairn-db/cairn/internal/tlsutil"
 )
 
 func main() {
+	// The process's GOGC follows its live heap (see gctune), unless the
+	// operator set one. main owns the tuner: os.Exit ends it.
+	if gctune.Wanted(os.Environ()) {
+		gctune.Start(gctune.DefaultHeadroomBytes, gcTuneEvery)
+	}
 	os.Exit(run(os.Args[0], os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
+
+// gcTuneEvery is how often the GC tuner looks at the live heap: a
+// collection every few hundred milliseconds is what it prevents.
+const gcTuneEvery = 250 * time.Millisecond
 
 // run is cairn invoked as argv0 (whose base name "etcd" makes it speak as
 // etcd) with args; it returns the exit status: 0, 1 for a configuration
