@@ -12,9 +12,10 @@
 # under a temporary directory on the real disk), runs etcd's benchmark tool
 # (from ../shared/tools/etcd-reference.sh) with AB_ARGS against it, and
 # prints requests/s, p99, the members' CPU-s per 10k requests (user +
-# kernel from /proc/<pid>/stat) and the largest member's peak RSS. Rounds
-# alternate between the binaries. Every process started here is killed on
-# exit.
+# kernel from /proc/<pid>/stat), the largest member's peak RSS and the
+# bytes the members wrote to the disk (/proc/<pid>/io: WAL, pebble's
+# flushes and compactions). Rounds alternate between the binaries. Every
+# process started here is killed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:?usage: bench-ab.sh ROUNDS BINARY...}
@@ -36,6 +37,13 @@ tck=$(getconf CLK_TCK)
 cpu() {
   local p t=0
   for p in "${pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+# written: bytes the members sent to the disk (WAL, pebble's flushes and
+# compactions), from /proc/<pid>/io.
+written() {
+  local p t=0
+  for p in "${pids[@]}"; do t=$((t + $(awk '$1 == "write_bytes:" {print $2}' "/proc/$p/io"))); done
   echo "$t"
 }
 
@@ -60,11 +68,11 @@ run() {
     if ((tries > 150)); then echo "cluster of $bin did not answer" >&2; exit 1; fi
     sleep 0.2
   done
-  local cpu0 cpu1 rss=0 m
-  cpu0=$(cpu)
+  local cpu0 cpu1 w0 w1 rss=0 m
+  cpu0=$(cpu) w0=$(written)
   # shellcheck disable=SC2086 # AB_ARGS is a list of arguments
   "$ref/benchmark" --endpoints "$eps" $args >"$dir/out" 2>&1 || true
-  cpu1=$(cpu)
+  cpu1=$(cpu) w1=$(written)
   for p in "${pids[@]}"; do
     m=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status")
     ((rss < m)) && rss=$m
@@ -72,17 +80,17 @@ run() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   pids=()
-  printf '| %s | %s | %s | %s | %d |\n' "$(basename "$bin")" \
+  printf '| %s | %s | %s | %s | %d | %d |\n' "$(basename "$bin")" \
     "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "Requests/sec:" {printf "%.0f", $2; exit}')" \
     "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "99%" {printf "%.1f", $3 * 1000; exit}')" \
     "$(awk -v t=$((cpu1 - cpu0)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')" \
-    $((rss / 1024))
+    $((rss / 1024)) $(((w1 - w0) >> 20))
 }
 
 echo "benchmark $args; 3 members, fresh clusters, $rounds round(s); $(date -u '+%F %H:%M UTC')"
 echo
-echo '| binary | req/s | p99 ms | members CPU-s/10k | peak RSS MiB |'
-echo '| --- | --- | --- | --- | --- |'
+echo '| binary | req/s | p99 ms | members CPU-s/10k | peak RSS MiB | members wrote MiB |'
+echo '| --- | --- | --- | --- | --- | --- |'
 for ((r = 0; r < rounds; r++)); do
   for bin in "$@"; do
     run "$bin"
