@@ -24,16 +24,22 @@ var (
 	// ErrClosed is returned by calls after Close.
 	ErrClosed = errors.New("backend: closed")
 	// ErrReservedKey is returned for a write to a key in the backend's own
-	// metadata prefix.
-	ErrReservedKey = errors.New("backend: key in the reserved 0x00 prefix")
+	// metadata prefixes.
+	ErrReservedKey = errors.New("backend: key in a reserved prefix (0x00 or 0xff)")
 	// ErrCorrupt is returned by Open for a database pebble finds damaged
 	// (a corrupt log or table): the member cannot start on it.
 	ErrCorrupt = errors.New("backend: corrupt")
 )
 
+// The backend's own records sort after every other key (see the package
+// doc, Keys: every batch writes them). Databases written before 2026-12
+// hold them under 0x00; Open reads those and the next commit moves them.
 var (
-	consistentIndexKey = []byte("\x00consistent_index")
-	consistentTermKey  = []byte("\x00consistent_term")
+	consistentIndexKey = []byte("\xffconsistent_index")
+	consistentTermKey  = []byte("\xffconsistent_term")
+
+	legacyIndexKey = []byte("\x00consistent_index")
+	legacyTermKey  = []byte("\x00consistent_term")
 )
 
 // Options tune a backend. The zero value is usable.
@@ -82,7 +88,11 @@ type Backend struct {
 		// committed. Invariant: they never decrease.
 		consistentIndex uint64
 		consistentTerm  uint64
-		closed          bool
+		// legacyMeta: the database still holds the consistent index
+		// under its old keys (legacyIndexKey), which the next commit
+		// deletes.
+		legacyMeta bool
+		closed     bool
 		// sizes are the database's sizes as pebble last reported them
 		// (at sizesAt), plus the bytes of every batch committed since
 		// (SizesEstimate): pebble's metrics are too dear to take for
@@ -154,12 +164,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 	}
 	b.db = db
 	b.maintenanceCtx, b.stopMaintenance = context.WithCancel(context.Background())
-	index, err := b.getUint64(consistentIndexKey)
-	if err == nil {
-		var term uint64
-		term, err = b.getUint64(consistentTermKey)
-		b.mu.consistentIndex, b.mu.consistentTerm = index, term
-	}
+	err = b.loadConsistentIndex()
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("backend: opening %s: %w", dir, err)
@@ -167,19 +172,45 @@ func Open(dir string, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-func (b *Backend) getUint64(key []byte) (uint64, error) {
-	v, closer, err := b.db.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
+// loadConsistentIndex reads the consistent index and term into mu, from
+// their old keys in a database that has only those.
+func (b *Backend) loadConsistentIndex() error {
+	indexKey, termKey := consistentIndexKey, consistentTermKey
+	_, found, err := b.getUint64(indexKey)
+	if err == nil && !found {
+		_, found, err = b.getUint64(legacyIndexKey)
+		if found {
+			indexKey, termKey = legacyIndexKey, legacyTermKey
+			b.mu.legacyMeta = true
+		}
 	}
 	if err != nil {
-		return 0, err
+		return err
+	}
+	index, _, err := b.getUint64(indexKey)
+	if err != nil {
+		return err
+	}
+	term, _, err := b.getUint64(termKey)
+	b.mu.consistentIndex, b.mu.consistentTerm = index, term
+	return err
+}
+
+// getUint64 reads an 8-byte big-endian value; found is false (and the
+// value 0) for a key the database does not hold.
+func (b *Backend) getUint64(key []byte) (v uint64, found bool, err error) {
+	buf, closer, err := b.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
 	}
 	defer closer.Close()
-	if len(v) != 8 {
-		return 0, fmt.Errorf("backend: %q holds %d bytes, not 8", key[1:], len(v))
+	if len(buf) != 8 {
+		return 0, true, fmt.Errorf("backend: %q holds %d bytes, not 8", key[1:], len(buf))
 	}
-	return binary.BigEndian.Uint64(v), nil
+	return binary.BigEndian.Uint64(buf), true, nil
 }
 
 // ConsistentIndex returns the raft index (and its term) of the last batch
@@ -364,10 +395,10 @@ func (b *Backend) NewBatch() *Batch {
 
 // writable reports whether the batch takes a write to key (starting at
 // key, for a range): none after an error, and none to the keys reserved
-// for the backend's own records (under 0x00), which is recorded as the
-// batch's error.
+// for the backend's own records (under 0x00 and 0xff), which is recorded
+// as the batch's error.
 func (wb *Batch) writable(key []byte) bool {
-	if wb.err == nil && (len(key) == 0 || key[0] == 0) {
+	if wb.err == nil && (len(key) == 0 || key[0] == 0 || key[0] == 0xff) {
 		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
 	}
 	return wb.err == nil
@@ -400,12 +431,19 @@ func (wb *Batch) Delete(key []byte) {
 	}
 }
 
-// DeleteRange removes every key in [start, end).
+// DeleteRange removes every key in [start, end). The range must end at or
+// before the reserved 0xff prefix.
 func (wb *Batch) DeleteRange(start, end []byte) {
+	if wb.err == nil && bytes.Compare(end, reservedEnd) > 0 {
+		wb.err = fmt.Errorf("%w: a range to %q", ErrReservedKey, end)
+	}
 	if wb.writable(start) {
 		wb.err = wb.batch.DeleteRange(start, end, nil)
 	}
 }
+
+// reservedEnd is where the reserved 0xff prefix starts.
+var reservedEnd = []byte{0xff}
 
 // Commit applies the batch atomically, recording that it applies the raft
 // entry at (index, term), which must not be below the last one committed.
@@ -438,6 +476,11 @@ func (wb *Batch) Commit(index, term uint64) error {
 	if err := wb.batch.Set(consistentTermKey, buf[:], nil); err != nil {
 		return err
 	}
+	if b.mu.legacyMeta {
+		if err := errors.Join(wb.batch.Delete(legacyIndexKey, nil), wb.batch.Delete(legacyTermKey, nil)); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	if err := wb.batch.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("backend: committing index %d: %w", index, err)
@@ -446,6 +489,7 @@ func (wb *Batch) Commit(index, term uint64) error {
 		b.commitSeconds.Observe(time.Since(start).Seconds())
 	}
 	b.mu.consistentIndex, b.mu.consistentTerm = index, term
+	b.mu.legacyMeta = false
 	b.addSizeLocked(wb.batch.Len())
 	return nil
 }
@@ -552,9 +596,9 @@ func (g *Getter) GetFunc(key []byte, fn func(value []byte) error) (bool, error) 
 // Close releases the iterator.
 func (g *Getter) Close() error { return g.it.Close() }
 
-// Scan calls fn with each key in [start, end) in order (end nil: no upper
-// bound), until fn returns false. key and value are valid only during the
-// call.
+// Scan calls fn with each key in [start, end) in order (end nil: every key
+// from start on), until fn returns false; the backend's own keys never
+// show. key and value are valid only during the call.
 func (r *ReadView) Scan(start, end []byte, fn func(key, value []byte) bool) error {
 	return scan(r.snap.NewIter, start, end, false, fn)
 }
@@ -566,9 +610,12 @@ func (r *ReadView) ScanReverse(start, end []byte, fn func(key, value []byte) boo
 
 func scan(newIter func(*pebble.IterOptions) (*pebble.Iterator, error), start, end []byte, reverse bool,
 	fn func(key, value []byte) bool) error {
+	// Never show the backend's own keys.
 	if len(start) == 0 || start[0] == 0 {
-		// Never show the backend's own keys.
 		start = []byte{1}
+	}
+	if end == nil || bytes.Compare(end, reservedEnd) > 0 {
+		end = reservedEnd
 	}
 	it, err := newIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
 	if err != nil {

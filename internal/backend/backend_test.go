@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -79,10 +80,17 @@ func TestBatchesCarryTheConsistentIndex(t *testing.T) {
 	}
 	commit(t, b, 5, "a", "1", "b", "2")
 	commit(t, b, 6, "a", "", "c", "3")
-	wb := b.NewBatch()
-	wb.Set([]byte("\x00consistent_index"), []byte("boom"))
-	if err := wb.Commit(7, 1); !errors.Is(err, ErrReservedKey) {
-		t.Fatalf("writing a reserved key: got %v, want ErrReservedKey", err)
+	for _, write := range []func(*Batch){
+		func(wb *Batch) { wb.Set([]byte("\x00consistent_index"), []byte("boom")) },
+		func(wb *Batch) { wb.Set([]byte("\xffconsistent_index"), []byte("boom")) },
+		func(wb *Batch) { wb.Delete([]byte("\xffconsistent_term")) },
+		func(wb *Batch) { wb.DeleteRange([]byte("a"), []byte("\xffz")) },
+	} {
+		wb := b.NewBatch()
+		write(wb)
+		if err := wb.Commit(7, 1); !errors.Is(err, ErrReservedKey) {
+			t.Fatalf("writing a reserved key: got %v, want ErrReservedKey", err)
+		}
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -100,6 +108,57 @@ func TestBatchesCarryTheConsistentIndex(t *testing.T) {
 	}
 	if got := strings.Join(scanAll(t, r, true), " "); got != "c=3 b=2" {
 		t.Fatalf("reverse scan: %s", got)
+	}
+	// The metadata sorts after every key (see the package doc, Keys).
+	if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, consistentTermKey) {
+		t.Fatalf("last key %q (%v), want %q", last, err, consistentTermKey)
+	}
+}
+
+// A database an older Cairn wrote keeps its consistent index under 0x00:
+// it opens at that index, and the next commit moves the index to its keys
+// under 0xff and deletes the old ones.
+func TestMovesTheConsistentIndexOfAnOlderDatabase(t *testing.T) {
+	dir := t.TempDir()
+	b := mustOpen(t, dir)
+	wb := b.NewBatch()
+	wb.Set([]byte("a"), []byte("1"))
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], 41)
+	wb.batch.Set(legacyIndexKey, buf[:], nil)
+	binary.BigEndian.PutUint64(buf[:], 3)
+	wb.batch.Set(legacyTermKey, buf[:], nil)
+	if err := wb.batch.Commit(pebble.NoSync); err != nil { // as an older Cairn did: no new keys
+		t.Fatal(err)
+	}
+	wb.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = mustOpen(t, dir)
+	if i, term := b.ConsistentIndex(); i != 41 || term != 3 {
+		t.Fatalf("an older database opens at %d/%d, want 41/3", i, term)
+	}
+	commit(t, b, 42, "b", "2")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = mustOpen(t, dir)
+	defer b.Close()
+	if i, term := b.ConsistentIndex(); i != 42 || term != 1 {
+		t.Fatalf("consistent index %d/%d after the move, want 42/1", i, term)
+	}
+	for _, k := range [][]byte{legacyIndexKey, legacyTermKey} {
+		if _, found, err := b.getUint64(k); found || err != nil {
+			t.Fatalf("the old key %q is still there (%v)", k, err)
+		}
+	}
+	r := b.NewReadView()
+	defer r.Close()
+	if got := strings.Join(scanAll(t, r, false), " "); got != "a=1 b=2" {
+		t.Fatalf("scan: %s", got)
 	}
 }
 
@@ -409,9 +468,9 @@ func TestOpensADatabaseWrittenWithPebblesWAL(t *testing.T) {
 		wb := db.NewBatch()
 		setBatch(&Batch{batch: wb}, i)
 		binary.BigEndian.PutUint64(buf[:], i)
-		wb.Set(consistentIndexKey, buf[:], nil)
+		wb.Set(legacyIndexKey, buf[:], nil)
 		binary.BigEndian.PutUint64(buf[:], 1)
-		wb.Set(consistentTermKey, buf[:], nil)
+		wb.Set(legacyTermKey, buf[:], nil)
 		if err := wb.Commit(pebble.Sync); err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,7 @@
 // # Backend layout
 //
 // The store keeps its data in a backend (internal/backend), in two key
-// spaces beside the backend's own 0x00 prefix:
+// spaces beside the backend's own reserved prefixes:
 //
 //	'r' | main u64 BE | sub u64 BE             -> mvccpb.KeyValue (a put)
 //	'r' | main u64 BE | sub u64 BE | 't'       -> mvccpb.KeyValue with only

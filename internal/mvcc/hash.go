@@ -238,7 +238,7 @@ func (s *Store) Hash() (uint32, int64, error) {
 	defer view.Close()
 	rev := s.Rev()
 	h := crc32.New(castagnoli)
-	err := view.Scan([]byte{0x01}, nil, func(k, v []byte) bool {
+	err := view.Scan([]byte{0x01}, []byte{0xff}, func(k, v []byte) bool {
 		h.Write(k)
 		h.Write(v)
 		return true
