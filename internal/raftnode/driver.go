@@ -12,7 +12,6 @@ import (
 	"github.com/cairn-db/cairn/internal/raft"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/snap"
-	"github.com/cairn-db/cairn/internal/vfs"
 	"github.com/cairn-db/cairn/internal/wal"
 )
 
@@ -360,10 +359,9 @@ func (d *Driver) catchUpStart(index uint64) uint64 {
 
 // PurgeSnapshots keeps the newest keep snapshots the WAL accepts as a
 // start (and anything newer) and removes older snapshot files and images.
-// Reading the WAL's segments is slow: production calls it off the raft
-// loop.
-func PurgeSnapshots(fs vfs.FS, walDir string, snaps *snap.Snapshotter, keep int) error {
-	valid, err := wal.ValidSnapshots(fs, walDir)
+// It removes files: production calls it off the raft loop.
+func PurgeSnapshots(w *wal.WAL, snaps *snap.Snapshotter, keep int) error {
+	valid, err := w.ValidSnapshots()
 	if err != nil {
 		return fmt.Errorf("listing the WAL's snapshots: %w", err)
 	}

@@ -93,7 +93,7 @@ func TestAdvanceTicks(t *testing.T) {
 	sent := make(recordingSender, 16)
 	n, err := New(Config{
 		ID: 1, ElectionTicks: electionTicks, HeartbeatTicks: 1, TickInterval: time.Hour,
-		Storage: storage, WAL: w, Snap: sn, FS: vfs.NewMem(), WALDir: "/wal", Transport: sent,
+		Storage: storage, WAL: w, Snap: sn, Transport: sent,
 	})
 	if err != nil {
 		t.Fatal(err)

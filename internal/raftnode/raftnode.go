@@ -15,7 +15,6 @@ import (
 	"github.com/cairn-db/cairn/internal/raft"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/snap"
-	"github.com/cairn-db/cairn/internal/vfs"
 	"github.com/cairn-db/cairn/internal/wal"
 )
 
@@ -42,10 +41,6 @@ type Config struct {
 	Applied uint64
 	WAL     *wal.WAL
 	Snap    *snap.Snapshotter
-	// FS and WALDir locate the WAL, to tell which snapshots it accepts
-	// when purging old ones.
-	FS     vfs.FS
-	WALDir string
 	// MaxSnapshots is how many snapshot files (and images) are kept after
 	// each snapshot taken; 0 keeps them all (etcd's --max-snapshots).
 	MaxSnapshots int
@@ -566,9 +561,9 @@ func (n *Node) sendApply(ta ToApply) error {
 	}
 }
 
-// purgeInBackground removes old snapshot files, off the loop: telling
-// which snapshots the WAL accepts reads its live segments, too slow to do
-// between heartbeats. At most one purge runs; a snapshot taken while it
+// purgeInBackground removes old snapshot files, off the loop: removing
+// files and syncing their directory is too slow to do between heartbeats.
+// At most one purge runs; a snapshot taken while it
 // runs makes it go round again (else the newest snapshot's purge would be
 // lost and one file too many kept until the next). Stop waits for it.
 func (n *Node) purgeInBackground() {
@@ -581,7 +576,7 @@ func (n *Node) purgeInBackground() {
 		defer n.wg.Done()
 		for {
 			for n.purgeAgain.Swap(false) {
-				if err := PurgeSnapshots(n.cfg.FS, n.cfg.WALDir, n.cfg.Snap, n.cfg.MaxSnapshots); err != nil {
+				if err := PurgeSnapshots(n.cfg.WAL, n.cfg.Snap, n.cfg.MaxSnapshots); err != nil {
 					// A segment released meanwhile, say: the next purge retries.
 					n.logger.Warn("purging old snapshots", zap.Error(err))
 				}

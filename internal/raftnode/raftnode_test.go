@@ -47,7 +47,7 @@ func startOneWith(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
 	}
 	n, err := New(Config{
 		ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, TickInterval: time.Millisecond,
-		Storage: storage, WAL: w, Snap: sn, FS: fs, WALDir: "/wal", Transport: nopTransport{},
+		Storage: storage, WAL: w, Snap: sn, Transport: nopTransport{},
 		CampaignOnStart: true, Limits: Limits{MaxApplyBytes: maxApplyBytes},
 	})
 	if err != nil {

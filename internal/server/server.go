@@ -239,8 +239,6 @@ func (s *Server) Start() error {
 		Applied:        s.applier.ConsistentIndex(),
 		WAL:            s.st.WAL,
 		Snap:           s.st.Snap,
-		FS:             vfs.OS(),
-		WALDir:         s.cfg.walDir(),
 		MaxSnapshots:   s.cfg.MaxSnapshots,
 		Transport:      s.tr,
 		Logger:         s.logger,

@@ -333,6 +333,7 @@ func (r *crashRun) crashAndRecover() {
 	r.records = r.records[:match]
 	r.synced = match
 	r.w = w
+	r.checkValidSnapshots()
 	r.hs = st.HardState
 	r.term, r.vote, r.commit = st.HardState.Term, st.HardState.Vote, st.HardState.Commit
 	r.snapIndex = from.Index
@@ -343,6 +344,22 @@ func (r *crashRun) crashAndRecover() {
 	}
 	if r.term == 0 {
 		r.term = 1
+	}
+}
+
+// checkValidSnapshots checks that the WAL's list of valid snapshots, kept
+// in memory, is the one read from its segments.
+func (r *crashRun) checkValidSnapshots() {
+	got, err := r.w.ValidSnapshots()
+	if err != nil {
+		r.t.Fatalf("(*WAL).ValidSnapshots: %v", err)
+	}
+	want, err := ValidSnapshots(r.efs, walDir)
+	if err != nil {
+		r.t.Fatalf("ValidSnapshots: %v\n%s", err, r.mem)
+	}
+	if !slices.Equal(got, want) {
+		r.t.Fatalf("the WAL holds the valid snapshots %v, its segments %v", got, want)
 	}
 }
 
@@ -391,6 +408,9 @@ func runCrashSeed(t *testing.T, seed uint64, log bool) {
 				break
 			}
 			r.step()
+			if !r.failed {
+				r.checkValidSnapshots()
+			}
 		}
 		// Disarm whatever did not fire before recovering.
 		for _, op := range []vfs.Op{vfs.OpWrite, vfs.OpSync, vfs.OpRename, vfs.OpCreate, vfs.OpRemove} {

@@ -151,6 +151,11 @@ type WAL struct {
 		snapIndex uint64
 		// state is the last HardState written.
 		state raftpb.HardState
+		// snaps are the snapshots recorded in the live segments, less
+		// those an installed snapshot replaced, in record order: what
+		// the package's ValidSnapshots reads from the disk, kept as the
+		// records are written (see (*WAL).ValidSnapshots).
+		snaps snapshotList
 		// unsynced is set when tail has writes that are not yet synced.
 		unsynced bool
 		// dropped is where tail's pages from the start were let go from
@@ -200,6 +205,7 @@ func Create(fs vfs.FS, dir string, md Metadata, opts Options) (*WAL, error) {
 	}); err != nil {
 		return nil, err
 	}
+	w.mu.snaps = snapshotList{{}} // in segment 0
 	return w, nil
 }
 
@@ -238,7 +244,25 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 		found     bool
 		readErr   error
 		lastState raftpb.HardState
+		snaps     snapshotList
 	)
+	if start > 0 {
+		// The snapshots recorded before the one opened from, for
+		// (*WAL).ValidSnapshots: only their records are read.
+		_, err := scan(fs, dir, segs[:start], false, func(seg segment, rec record) error {
+			if rec.typ != snapshotType {
+				return nil
+			}
+			m, kind, err := decodeSnapshot(rec.payload)
+			if err == nil {
+				snaps = snaps.add(m, kind, seg.seq)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, State{}, err
+		}
+	}
 	// The entries in st.Entries are those after base = snap.Index.
 	base := snap.Index
 	snapIndex := snap.Index // the newest snapshot recorded
@@ -290,6 +314,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 				st.HardState.Commit = max(st.HardState.Commit, m.Index)
 			}
 			snapIndex = max(snapIndex, m.Index)
+			snaps = snaps.add(m, kind, s.seq)
 			if m.Index == snap.Index {
 				if m.Term != snap.Term {
 					readErr = fmt.Errorf("%w: %s recorded %+v, asked for %+v", ErrSnapshotMismatch, filepath.Join(dir, s.name()), m, snap)
@@ -342,6 +367,7 @@ func Open(fs vfs.FS, dir string, snap Snapshot, opts Options) (*WAL, State, erro
 		return nil, State{}, fmt.Errorf("wal: zeroing %s after offset %d: %w", filepath.Join(dir, tailSeg.name()), end.offset, err)
 	}
 	w.mu.segments = segs
+	w.mu.snaps = snaps
 	w.mu.tail = tail
 	w.mu.offset = end.offset
 	w.mu.dropped = 0
@@ -380,10 +406,10 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 		return nil, fmt.Errorf("%w: %s", ErrNotExist, dir)
 	}
 	var (
-		snaps  []Snapshot
+		snaps  snapshotList
 		commit uint64
 	)
-	_, err = scan(fs, dir, segs, false, func(_ segment, rec record) error {
+	_, err = scan(fs, dir, segs, false, func(seg segment, rec record) error {
 		switch rec.typ {
 		case stateType:
 			var hs raftpb.HardState
@@ -398,10 +424,8 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 			}
 			if kind == snapshotInstalled {
 				commit = max(commit, m.Index)
-				// Opening from an older snapshot would meet this record.
-				snaps = slices.DeleteFunc(snaps, func(s Snapshot) bool { return s.Index < m.Index })
 			}
-			snaps = append(snaps, m)
+			snaps = snaps.add(m, kind, seg.seq)
 		}
 		return nil
 	})
@@ -409,10 +433,60 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 		return nil, err
 	}
 	lowest := slices.MinFunc(segs, func(a, b segment) int { return cmp.Compare(a.index, b.index) }).index
-	return slices.DeleteFunc(snaps, func(s Snapshot) bool {
+	return snaps.valid(commit, lowest), nil
+}
+
+// ValidSnapshots is the package's ValidSnapshots for this WAL's directory,
+// from memory: the WAL keeps the list as it writes its records (it read
+// the records before its own at Open), where the package's function reads
+// every live segment. A member takes a snapshot every --snapshot-count
+// entries and purges old snapshot files after each; reading 64-128 MiB of
+// segments back from the disk every time competed with the WAL's fsyncs.
+func (w *WAL) ValidSnapshots() ([]Snapshot, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err != nil {
+		return nil, w.mu.err
+	}
+	// Released segments take their records with them.
+	first := w.mu.segments[0].seq
+	w.mu.snaps = slices.DeleteFunc(w.mu.snaps, func(s recordedSnapshot) bool { return s.seq < first })
+	lowest := slices.MinFunc(w.mu.segments, func(a, b segment) int { return cmp.Compare(a.index, b.index) }).index
+	return w.mu.snaps.valid(w.mu.state.Commit, lowest), nil
+}
+
+// snapshotList is the snapshots recorded in a run of records, in order,
+// less those an installed snapshot replaced.
+type snapshotList []recordedSnapshot
+
+// recordedSnapshot is a snapshot and the segment (its seq) recording it.
+type recordedSnapshot struct {
+	Snapshot
+	seq uint64
+}
+
+// add is the record of snapshot m, of kind snapshotTaken or
+// snapshotInstalled, in the segment numbered seq.
+func (l snapshotList) add(m Snapshot, kind uint8, seq uint64) snapshotList {
+	if kind == snapshotInstalled {
+		// Opening from an older snapshot would meet this record.
+		l = slices.DeleteFunc(l, func(s recordedSnapshot) bool { return s.Index < m.Index })
+	}
+	return append(l, recordedSnapshot{m, seq})
+}
+
+// valid returns a new list of the snapshots that can be opened from, with
+// commit the last commit index recorded and lowest the oldest segment's
+// first index.
+func (l snapshotList) valid(commit, lowest uint64) []Snapshot {
+	var valid []Snapshot
+	for _, s := range l {
 		// Open starts at a segment whose index is at most the snapshot's.
-		return s.Index > commit || s.Index < lowest
-	}), nil
+		if s.Index <= commit && s.Index >= lowest {
+			valid = append(valid, s.Snapshot)
+		}
+	}
+	return valid
 }
 
 // maxKeptBuffer bounds the encoding buffer a WAL keeps between writes: a
@@ -522,6 +596,7 @@ func (w *WAL) saveSnapshotLocked(snap Snapshot, kind uint8) error {
 	if err := w.writeLocked(buf, crc); err != nil {
 		return err
 	}
+	w.mu.snaps = w.mu.snaps.add(snap, kind, w.mu.segments[len(w.mu.segments)-1].seq)
 	if kind == snapshotInstalled {
 		// Before any cut: a segment started after this record must start
 		// above the snapshot, or Open from it would begin after the
