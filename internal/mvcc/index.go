@@ -278,6 +278,11 @@ func (ki *keyIndex) compact(at int64, keep map[Revision]struct{}) (empty bool) {
 type treeIndex struct {
 	mu   sync.RWMutex
 	tree *btree.BTreeG[*keyIndex]
+	// probe is the item a lookup under the write lock searches the tree
+	// with (find): a fresh one per lookup escapes to the heap, one
+	// allocation per put. Its key is nil between lookups. Guarded by mu
+	// held for writing.
+	probe keyIndex
 }
 
 func newTreeIndex() *treeIndex {
@@ -287,12 +292,20 @@ func newTreeIndex() *treeIndex {
 // getOrInsertLocked returns key's index entry, adding an empty one if
 // there is none. REQUIRES: ti.mu held.
 func (ti *treeIndex) getOrInsertLocked(key []byte) *keyIndex {
-	ki, ok := ti.tree.Get(&keyIndex{key: key})
+	ki, ok := ti.find(key)
 	if !ok {
 		ki = &keyIndex{key: bytes.Clone(key)}
 		ti.tree.ReplaceOrInsert(ki)
 	}
 	return ki
+}
+
+// find returns key's index entry. REQUIRES: ti.mu held for writing.
+func (ti *treeIndex) find(key []byte) (*keyIndex, bool) {
+	ti.probe.key = key
+	ki, ok := ti.tree.Get(&ti.probe)
+	ti.probe.key = nil // the caller's bytes are not kept
+	return ki, ok
 }
 
 // put records a put of key at rev and returns the key's creation revision
@@ -438,7 +451,7 @@ func (r *indexRestorer) build(ti *treeIndex) (alive int64) {
 func (ti *treeIndex) tombstone(key []byte, rev Revision) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	ki, ok := ti.tree.Get(&keyIndex{key: key})
+	ki, ok := ti.find(key)
 	if !ok {
 		panic(fmt.Sprintf("mvcc: delete of %q, which has no history", key))
 	}
