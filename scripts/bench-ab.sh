@@ -33,6 +33,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=scripts/cluster3.sh
+source scripts/cluster3.sh
 tck=$(getconf CLK_TCK)
 cpu() {
   local p t=0
@@ -48,26 +50,11 @@ written() {
 }
 
 run() {
-  local bin=$1 dir=$work/run initial="" eps="" i c p
+  local bin=$1 dir=$work/run eps="" p
   rm -rf "$dir"
   mkdir -p "$dir"
   sync # the last run's data is written back before this one is measured
-  for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((45379 + 2 * i + 1))"; done
-  for i in 0 1 2; do
-    c=$((45379 + 2 * i)) p=$((c + 1))
-    "$bin" --name "m$i" --data-dir "$dir/m$i" --log-level error \
-      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-      --initial-cluster "$initial" >>"$dir/m$i.log" 2>&1 &
-    pids+=($!)
-    eps+="${eps:+,}127.0.0.1:$c"
-  done
-  local tries=0
-  until "$ref/etcdctl" --endpoints "$eps" --command-timeout 2s put warm x >/dev/null 2>&1; do
-    tries=$((tries + 1))
-    if ((tries > 150)); then echo "cluster of $bin did not answer" >&2; exit 1; fi
-    sleep 0.2
-  done
+  start_cluster3 "$bin" "$dir" 45379
   local cpu0 cpu1 w0 w1 rss=0 m
   cpu0=$(cpu) w0=$(written)
   # shellcheck disable=SC2086 # AB_ARGS is a list of arguments

@@ -44,6 +44,8 @@ cleanup() {
   [[ -n ${BENCH_DIR:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=scripts/cluster3.sh
+source scripts/cluster3.sh
 
 # The block device under $work, for its sectors written.
 dev=$(df --output=source "$work" | tail -1)
@@ -60,26 +62,11 @@ tck=$(getconf CLK_TCK)
 
 # run BINARY: one fresh cluster, one row of the table.
 run() {
-  local bin=$1 dir=$work/run initial="" eps="" i c p out=$work/big.out
+  local bin=$1 dir=$work/run eps="" p out=$work/big.out
   rm -rf "$dir"
   mkdir -p "$dir"
   sync # the last run's data is written back before this one is measured
-  for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((42379 + 2 * i + 1))"; done
-  for i in 0 1 2; do
-    c=$((42379 + 2 * i)) p=$((c + 1))
-    "$bin" --name "m$i" --data-dir "$dir/m$i" --log-level error --quota-backend-bytes 8589934592 \
-      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-      --initial-cluster "$initial" >>"$dir/m$i.log" 2>&1 &
-    pids+=($!)
-    eps+="${eps:+,}127.0.0.1:$c"
-  done
-  local tries=0
-  until "$ref/etcdctl" --endpoints "$eps" --command-timeout 2s put warm x >/dev/null 2>&1; do
-    tries=$((tries + 1))
-    if ((tries > 150)); then echo "cluster of $bin did not answer" >&2; exit 1; fi
-    sleep 0.2
-  done
+  start_cluster3 "$bin" "$dir" 42379 --quota-backend-bytes 8589934592
   "$ref/benchmark" --endpoints "$eps" --target-leader --conns 10 --clients 100 \
     put --key-size 8 --val-size 256 --key-space-size 100000 --total "$pre" >/dev/null 2>&1
   sync
