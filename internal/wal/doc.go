@@ -76,6 +76,12 @@
 // truncating a conflicting suffix writes exactly that), so the entries
 // returned are the log as it was at the last record.
 //
+// Which snapshots the WAL can be opened from (ValidSnapshots) takes every
+// live segment's snapshot and state records. A WAL keeps that list in
+// memory as it writes ((*WAL).ValidSnapshots): Open also reads the snapshot
+// records of the segments before the one it starts from, and nothing
+// later reads a segment back.
+//
 // # Damage
 //
 // A crash can tear the tail of the last segment: sectors of an unsynced
