@@ -175,19 +175,12 @@ func Open(dir string, opts Options) (*Backend, error) {
 // loadConsistentIndex reads the consistent index and term into mu, from
 // their old keys in a database that has only those.
 func (b *Backend) loadConsistentIndex() error {
-	indexKey, termKey := consistentIndexKey, consistentTermKey
-	_, found, err := b.getUint64(indexKey)
+	termKey := consistentTermKey
+	index, found, err := b.getUint64(consistentIndexKey)
 	if err == nil && !found {
-		_, found, err = b.getUint64(legacyIndexKey)
-		if found {
-			indexKey, termKey = legacyIndexKey, legacyTermKey
-			b.mu.legacyMeta = true
-		}
+		termKey = legacyTermKey
+		index, b.mu.legacyMeta, err = b.getUint64(legacyIndexKey)
 	}
-	if err != nil {
-		return err
-	}
-	index, _, err := b.getUint64(indexKey)
 	if err != nil {
 		return err
 	}

@@ -563,9 +563,9 @@ func (n *Node) sendApply(ta ToApply) error {
 
 // purgeInBackground removes old snapshot files, off the loop: removing
 // files and syncing their directory is too slow to do between heartbeats.
-// At most one purge runs; a snapshot taken while it
-// runs makes it go round again (else the newest snapshot's purge would be
-// lost and one file too many kept until the next). Stop waits for it.
+// At most one purge runs; a snapshot taken while it runs makes it go round
+// again (else the newest snapshot's purge would be lost and one file too
+// many kept until the next). Stop waits for it.
 func (n *Node) purgeInBackground() {
 	n.purgeAgain.Store(true)
 	if !n.purging.CompareAndSwap(false, true) {

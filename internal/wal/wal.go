@@ -432,8 +432,7 @@ func ValidSnapshots(fs vfs.FS, dir string) ([]Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	lowest := slices.MinFunc(segs, func(a, b segment) int { return cmp.Compare(a.index, b.index) }).index
-	return snaps.valid(commit, lowest), nil
+	return snaps.valid(commit, segs), nil
 }
 
 // ValidSnapshots is the package's ValidSnapshots for this WAL's directory,
@@ -451,8 +450,7 @@ func (w *WAL) ValidSnapshots() ([]Snapshot, error) {
 	// Released segments take their records with them.
 	first := w.mu.segments[0].seq
 	w.mu.snaps = slices.DeleteFunc(w.mu.snaps, func(s recordedSnapshot) bool { return s.seq < first })
-	lowest := slices.MinFunc(w.mu.segments, func(a, b segment) int { return cmp.Compare(a.index, b.index) }).index
-	return w.mu.snaps.valid(w.mu.state.Commit, lowest), nil
+	return w.mu.snaps.valid(w.mu.state.Commit, w.mu.segments), nil
 }
 
 // snapshotList is the snapshots recorded in a run of records, in order,
@@ -476,9 +474,11 @@ func (l snapshotList) add(m Snapshot, kind uint8, seq uint64) snapshotList {
 }
 
 // valid returns a new list of the snapshots that can be opened from, with
-// commit the last commit index recorded and lowest the oldest segment's
-// first index.
-func (l snapshotList) valid(commit, lowest uint64) []Snapshot {
+// commit the last commit index recorded and segs the live segments.
+func (l snapshotList) valid(commit uint64, segs []segment) []Snapshot {
+	// Segment indexes are not monotonic (an installed snapshot rewinds
+	// the log): the lowest of them bounds where Open can start.
+	lowest := slices.MinFunc(segs, func(a, b segment) int { return cmp.Compare(a.index, b.index) }).index
 	var valid []Snapshot
 	for _, s := range l {
 		// Open starts at a segment whose index is at most the snapshot's.
