@@ -1,0 +1,322 @@
+// Command putpath reads a member's Go execution trace, as printed by
+// `go tool trace -d=parsed`, taken while one client puts one key after
+// another (scripts/trace-put1c.sh takes them), and prints where a put's
+// time goes: the medians and 90th percentiles of the steps of its path
+// through the member's goroutines, found by the stacks that wake each
+// goroutine (the gRPC handler proposing to the raft loop, the raft loop
+// handing messages to a peer's goroutine, and so on).
+//
+//	putpath -role leader leader.txt
+//	putpath -role follower follower.txt
+//
+// A leader's put runs from one proposal to the next; a follower's from
+// an append handed to its raft loop to the acknowledgement on the wire.
+// A put whose steps do not all appear, in order, is left out and counted.
+// The stacks named here are Cairn's and gRPC's function names: renaming
+// one of them makes the tool find no complete put, which it says.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// event is one goroutine state transition of the trace.
+type event struct {
+	at     float64 // microseconds since the trace's first event
+	g      int64   // the goroutine that caused it (-1: none)
+	target int64   // the goroutine whose state changed
+	what   string  // e.g. "Waiting->Runnable"
+	stack  string  // the first frames of the stacks, space-separated
+}
+
+var (
+	header = regexp.MustCompile(`^M=-?\d+ P=-?\d+ G=(-?\d+) (\w+) Time=(\d+)(.*)$`)
+	goID   = regexp.MustCompile(`GoID=(\d+) (\w+->\w+)`)
+)
+
+// stackFrames is how many frames of an event's stacks are matched.
+const stackFrames = 6
+
+func parse(r io.Reader) ([]event, error) {
+	var evs []event
+	var cur *event
+	var frames int
+	var t0 int64 = -1
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := header.FindStringSubmatch(line); m != nil {
+			if cur != nil {
+				evs = append(evs, *cur)
+				cur = nil
+			}
+			t, _ := strconv.ParseInt(m[3], 10, 64)
+			if t0 < 0 {
+				t0 = t
+			}
+			if m[2] != "StateTransition" {
+				continue
+			}
+			gm := goID.FindStringSubmatch(m[4])
+			if gm == nil {
+				continue // a processor's or thread's transition
+			}
+			g, _ := strconv.ParseInt(m[1], 10, 64)
+			target, _ := strconv.ParseInt(gm[1], 10, 64)
+			cur = &event{at: float64(t-t0) / 1e3, g: g, target: target, what: gm[2]}
+			frames = 0
+			continue
+		}
+		s := strings.TrimSpace(line)
+		if cur == nil || s == "" || strings.HasPrefix(s, "/") || strings.HasSuffix(s, "=") || frames >= stackFrames {
+			continue
+		}
+		fn, _, _ := strings.Cut(s, " @")
+		cur.stack += fn + " "
+		frames++
+	}
+	if cur != nil {
+		evs = append(evs, *cur)
+	}
+	return evs, sc.Err()
+}
+
+func (e event) wakes(stack ...string) bool {
+	if e.what != "Waiting->Runnable" {
+		return false
+	}
+	for _, s := range stack {
+		if !strings.Contains(e.stack, s) {
+			return false
+		}
+	}
+	return true
+}
+
+func (e event) syscall(name string) bool {
+	return e.what == "Running->Syscall" && strings.Contains(e.stack, "syscall."+name)
+}
+
+// mark is one step of a put, seen at a time.
+type mark struct {
+	at   float64
+	step int
+}
+
+// path is a path's steps in order, named, and their marks: a put has one
+// mark of each, the first starting it. With next, the last step is the
+// next put's first.
+type path struct {
+	names []string
+	next  bool
+	marks []mark
+}
+
+// leaderPath marks a leader's steps. The peers' goroutines are those the
+// raft loop hands messages to; gRPC's writer goroutines of the peers'
+// connections are those the peers' goroutines wake, and of the client's
+// connection the one the response's headers wake.
+func leaderPath(evs []event) path {
+	p := path{next: true, names: []string{
+		"a client's request handed to a gRPC worker",
+		"its handler proposes to the raft loop",
+		"the raft loop hands the append to a peer goroutine",
+		"the peer goroutine running",
+		"the append on the wire (first write)",
+		"the ack handed to the raft loop",
+		"committed: the entry handed to the applier",
+		"applied: the writer woken",
+		"the response queued to gRPC's writer",
+		"the response on the wire",
+		"the next request handed to a worker (the client's turnaround)",
+	}}
+	peers, peerWriters, clientWriters := set{}, set{}, set{}
+	for _, e := range evs {
+		switch {
+		case e.wakes("Transport).Send", "handleReady"):
+			peers.add(e.target)
+		case e.wakes("writeHeaderLocked"):
+			clientWriters.add(e.target)
+		}
+	}
+	for _, e := range evs {
+		if e.wakes("executeAndPut") && peers.has(e.g) {
+			peerWriters.add(e.target)
+		}
+	}
+	for _, e := range evs {
+		step := -1
+		switch {
+		case e.wakes("operateHeaders"):
+			step = 0
+		case e.wakes("raftnode.(*Node).propose"):
+			step = 1
+		case e.wakes("Transport).Send", "handleReady"):
+			step = 2
+		case e.what == "Runnable->Running" && peers.has(e.target):
+			step = 3
+		case e.syscall("write") && peerWriters.has(e.g):
+			step = 4
+		case e.wakes("raftAdapter).Process"):
+			step = 5
+		case e.wakes("sendApply"):
+			step = 6
+		case e.wakes("waitRegistry).trigger"):
+			step = 7
+		case e.wakes("writeHeaderLocked"):
+			step = 8
+		case e.syscall("write") && clientWriters.has(e.g):
+			step = 9
+		}
+		if step >= 0 {
+			p.marks = append(p.marks, mark{e.at, step})
+		}
+	}
+	return p
+}
+
+// followerPath marks a follower's steps, from an append handed to its
+// raft loop to the ack on the wire.
+func followerPath(evs []event) path {
+	p := path{names: []string{
+		"the append handed to the raft loop",
+		"the WAL's fdatasync begins",
+		"the raft loop back from it",
+		"the ack handed to the peer goroutine",
+		"the ack on the wire",
+	}}
+	raftLoop, peers, peerWriters := set{}, set{}, set{}
+	for _, e := range evs {
+		switch {
+		case e.wakes("raftAdapter).Process"):
+			raftLoop.add(e.target)
+		case e.wakes("Transport).Send", "handleReady"):
+			peers.add(e.target)
+		}
+	}
+	for _, e := range evs {
+		if e.wakes("executeAndPut") && peers.has(e.g) {
+			peerWriters.add(e.target)
+		}
+	}
+	for _, e := range evs {
+		step := -1
+		switch {
+		case e.wakes("raftAdapter).Process"):
+			step = 0
+		case e.syscall("Fdatasync") && raftLoop.has(e.g):
+			step = 1
+		case strings.HasPrefix(e.what, "Syscall->") && raftLoop.has(e.g):
+			step = 2
+		case e.wakes("Transport).Send", "handleReady"):
+			step = 3
+		case e.syscall("write") && peerWriters.has(e.g):
+			step = 4
+		}
+		if step >= 0 {
+			p.marks = append(p.marks, mark{e.at, step})
+		}
+	}
+	return p
+}
+
+// puts cuts the marks into puts: from each first step, the first mark of
+// every later step in order. A put that misses a step, or whose steps
+// come out of order, is left out.
+func (p path) puts() (complete [][]float64, partial int) {
+	slices.SortStableFunc(p.marks, func(a, b mark) int {
+		switch {
+		case a.at < b.at:
+			return -1
+		case a.at > b.at:
+			return 1
+		}
+		return 0
+	})
+	var cur []float64
+	for _, m := range p.marks {
+		switch {
+		case m.step == 0:
+			switch {
+			case cur != nil && p.next && len(cur) == len(p.names)-1:
+				complete = append(complete, append(cur, m.at))
+			case cur != nil:
+				partial++
+			}
+			cur = []float64{m.at}
+		case cur != nil && m.step == len(cur):
+			cur = append(cur, m.at)
+			if len(cur) == len(p.names) {
+				complete = append(complete, cur)
+				cur = nil
+			}
+		}
+	}
+	if cur != nil {
+		partial++
+	}
+	return complete, partial
+}
+
+func quantile(xs []float64, q float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*q))]
+}
+
+type set map[int64]bool
+
+func (s set) add(g int64)      { s[g] = true }
+func (s set) has(g int64) bool { return s[g] }
+
+func main() {
+	role := flag.String("role", "leader", "the member the trace is of: leader or follower")
+	flag.Parse()
+	if flag.NArg() != 1 || (*role != "leader" && *role != "follower") {
+		fmt.Fprintln(os.Stderr, "usage: putpath -role leader|follower TRACE.txt (go tool trace -d=parsed's output)")
+		os.Exit(2)
+	}
+	f, err := os.Open(flag.Arg(0))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer f.Close()
+	evs, err := parse(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	p := leaderPath(evs)
+	if *role == "follower" {
+		p = followerPath(evs)
+	}
+	puts, partial := p.puts()
+	fmt.Printf("%s: %d puts complete, %d partial\n", *role, len(puts), partial)
+	if len(puts) == 0 {
+		os.Exit(1)
+	}
+	fmt.Println("| step (microseconds since the one before) | median | p90 |")
+	fmt.Println("| --- | --- | --- |")
+	for i := 1; i < len(p.names); i++ {
+		d := make([]float64, len(puts))
+		for j, put := range puts {
+			d[j] = put[i] - put[i-1]
+		}
+		fmt.Printf("| %s | %.0f | %.0f |\n", p.names[i], quantile(d, 0.5), quantile(d, 0.9))
+	}
+	total := make([]float64, len(puts))
+	for j, put := range puts {
+		total[j] = put[len(put)-1] - put[0]
+	}
+	fmt.Printf("| all of it | %.0f | %.0f |\n", quantile(total, 0.5), quantile(total, 0.9))
+}
