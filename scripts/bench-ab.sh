@@ -26,15 +26,14 @@ args=${AB_ARGS:-"--target-leader --conns 10 --clients 100 put --key-size 8 --val
 total=$(awk '{for (i = 1; i < NF; i++) if ($i == "--total") print $(i + 1)}' <<<"$args")
 [[ -n $total ]] || { echo "AB_ARGS needs --total" >&2; exit 2; }
 work=$(mktemp -d /var/tmp/cairn-bench-ab.XXXXXX)
+# shellcheck source=scripts/cluster3.sh
+source scripts/cluster3.sh
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_cluster3
   rm -rf "$work"
 }
 trap cleanup EXIT
-# shellcheck source=scripts/cluster3.sh
-source scripts/cluster3.sh
 tck=$(getconf CLK_TCK)
 cpu() {
   local p t=0
@@ -64,9 +63,7 @@ run() {
     m=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status")
     ((rss < m)) && rss=$m
   done
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  stop_cluster3
   printf '| %s | %s | %s | %s | %d | %d |\n' "$(basename "$bin")" \
     "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "Requests/sec:" {printf "%.0f", $2; exit}')" \
     "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "99%" {printf "%.1f", $3 * 1000; exit}')" \

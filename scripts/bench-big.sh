@@ -37,15 +37,14 @@ if [[ -z $binaries ]]; then
   go build -o "$work/cairn" ./cmd/cairn
   binaries="$work/cairn $ref/etcd"
 fi
+# shellcheck source=scripts/cluster3.sh
+source scripts/cluster3.sh
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_cluster3
   [[ -n ${BENCH_DIR:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
-# shellcheck source=scripts/cluster3.sh
-source scripts/cluster3.sh
 
 # The block device under $work, for its sectors written.
 dev=$(df --output=source "$work" | tail -1)
@@ -80,9 +79,7 @@ run() {
     m=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status")
     ((rss < m)) && rss=$m
   done
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  stop_cluster3
   sync
   sec1=$(sectors)
   local rate p99 failed disk="-"

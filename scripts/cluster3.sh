@@ -10,7 +10,8 @@
 # the port after each, and get the FLAGs beyond the common ones. Their pids
 # are appended to the caller's array pids and their client endpoints set in
 # eps (comma-separated). Needs $ref, the folder of etcd-reference.sh's
-# etcdctl. Exits if the cluster takes no write within 30 s.
+# etcdctl. Exits if the cluster takes no write within 30 s. stop_cluster3
+# kills them.
 start_cluster3() {
   local bin=$1 dir=$2 port=$3 initial="" i c p tries=0
   shift 3
@@ -30,4 +31,13 @@ start_cluster3() {
     if ((tries > 150)); then echo "cluster of $bin did not answer" >&2; exit 1; fi
     sleep 0.2
   done
+}
+
+# stop_cluster3 kills the members in pids (SIGKILL), waits for them and
+# empties pids.
+stop_cluster3() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
 }

@@ -18,15 +18,14 @@ ref=$(ETCD_REF_VERSION=v3.7.3 bash ../shared/tools/etcd-reference.sh)
 work=$(mktemp -d /var/tmp/cairn-trace.XXXXXX)
 out=${TRACE_DIR:-$work}
 mkdir -p "$out"
+# shellcheck source=scripts/cluster3.sh
+source scripts/cluster3.sh
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_cluster3
   rm -rf "$work"
 }
 trap cleanup EXIT
-# shellcheck source=scripts/cluster3.sh
-source scripts/cluster3.sh
 go build -o "$work/putpath" ./scripts/putpath
 start_cluster3 "$bin" "$work" 47379 --enable-pprof
 

@@ -18,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -112,150 +113,135 @@ type mark struct {
 	step int
 }
 
-// path is a path's steps in order, named, and their marks: a put has one
-// mark of each, the first starting it. With next, the last step is the
-// next put's first.
+// step is one step of a put's path: its name, and the event that marks
+// it (the first step's starts a put).
+type step struct {
+	name  string
+	match func(event) bool
+}
+
+// path is a path's steps in order and their marks: a put has one mark of
+// each, the first starting it. With next, the last step is the next put's
+// first (its step is not in steps).
 type path struct {
-	names []string
-	next  bool
+	steps []step
+	next  string
 	marks []mark
 }
 
-// leaderPath marks a leader's steps. The peers' goroutines are those the
-// raft loop hands messages to; gRPC's writer goroutines of the peers'
-// connections are those the peers' goroutines wake, and of the client's
-// connection the one the response's headers wake.
-func leaderPath(evs []event) path {
-	p := path{next: true, names: []string{
-		"a client's request handed to a gRPC worker",
-		"its handler proposes to the raft loop",
-		"the raft loop hands the append to a peer goroutine",
-		"the peer goroutine running",
-		"the append on the wire (first write)",
-		"the ack handed to the raft loop",
-		"committed: the entry handed to the applier",
-		"applied: the writer woken",
-		"the response queued to gRPC's writer",
-		"the response on the wire",
-		"the next request handed to a worker (the client's turnaround)",
-	}}
-	peers, peerWriters, clientWriters := set{}, set{}, set{}
+// newPath marks the events of evs that match steps, each with the first
+// step it matches.
+func newPath(evs []event, next string, steps ...step) path {
+	p := path{steps: steps, next: next}
 	for _, e := range evs {
-		switch {
-		case e.wakes("Transport).Send", "handleReady"):
+		for i, s := range steps {
+			if s.match(e) {
+				p.marks = append(p.marks, mark{e.at, i})
+				break
+			}
+		}
+	}
+	return p
+}
+
+// names are the steps' names, and the next put's first if the path has one.
+func (p path) names() []string {
+	var names []string
+	for _, s := range p.steps {
+		names = append(names, s.name)
+	}
+	if p.next != "" {
+		names = append(names, p.next)
+	}
+	return names
+}
+
+// peerGoroutines finds the goroutines that send to the peers: those the
+// raft loop hands messages to, and gRPC's writer goroutines of the peers'
+// connections, which they wake.
+func peerGoroutines(evs []event) (peers, writers set) {
+	peers, writers = set{}, set{}
+	for _, e := range evs {
+		if e.wakes("Transport).Send", "handleReady") {
 			peers.add(e.target)
-		case e.wakes("writeHeaderLocked"):
-			clientWriters.add(e.target)
 		}
 	}
 	for _, e := range evs {
 		if e.wakes("executeAndPut") && peers.has(e.g) {
-			peerWriters.add(e.target)
+			writers.add(e.target)
 		}
 	}
+	return peers, writers
+}
+
+// woken matches an event that wakes a goroutine from a stack holding all
+// of stack.
+func woken(stack ...string) func(event) bool {
+	return func(e event) bool { return e.wakes(stack...) }
+}
+
+// leaderPath marks a leader's steps. gRPC's writer goroutine of a client's
+// connection is the one a response's headers wake.
+func leaderPath(evs []event) path {
+	peers, peerWriters := peerGoroutines(evs)
+	clientWriters := set{}
 	for _, e := range evs {
-		step := -1
-		switch {
-		case e.wakes("operateHeaders"):
-			step = 0
-		case e.wakes("raftnode.(*Node).propose"):
-			step = 1
-		case e.wakes("Transport).Send", "handleReady"):
-			step = 2
-		case e.what == "Runnable->Running" && peers.has(e.target):
-			step = 3
-		case e.syscall("write") && peerWriters.has(e.g):
-			step = 4
-		case e.wakes("raftAdapter).Process"):
-			step = 5
-		case e.wakes("sendApply"):
-			step = 6
-		case e.wakes("waitRegistry).trigger"):
-			step = 7
-		case e.wakes("writeHeaderLocked"):
-			step = 8
-		case e.syscall("write") && clientWriters.has(e.g):
-			step = 9
-		}
-		if step >= 0 {
-			p.marks = append(p.marks, mark{e.at, step})
+		if e.wakes("writeHeaderLocked") {
+			clientWriters.add(e.target)
 		}
 	}
-	return p
+	return newPath(evs, "the next request handed to a worker (the client's turnaround)",
+		step{"a client's request handed to a gRPC worker", woken("operateHeaders")},
+		step{"its handler proposes to the raft loop", woken("raftnode.(*Node).propose")},
+		step{"the raft loop hands the append to a peer goroutine", woken("Transport).Send", "handleReady")},
+		step{"the peer goroutine running", func(e event) bool { return e.what == "Runnable->Running" && peers.has(e.target) }},
+		step{"the append on the wire (first write)", func(e event) bool { return e.syscall("write") && peerWriters.has(e.g) }},
+		step{"the ack handed to the raft loop", woken("raftAdapter).Process")},
+		step{"committed: the entry handed to the applier", woken("sendApply")},
+		step{"applied: the writer woken", woken("waitRegistry).trigger")},
+		step{"the response queued to gRPC's writer", woken("writeHeaderLocked")},
+		step{"the response on the wire", func(e event) bool { return e.syscall("write") && clientWriters.has(e.g) }},
+	)
 }
 
 // followerPath marks a follower's steps, from an append handed to its
 // raft loop to the ack on the wire.
 func followerPath(evs []event) path {
-	p := path{names: []string{
-		"the append handed to the raft loop",
-		"the WAL's fdatasync begins",
-		"the raft loop back from it",
-		"the ack handed to the peer goroutine",
-		"the ack on the wire",
-	}}
-	raftLoop, peers, peerWriters := set{}, set{}, set{}
+	_, peerWriters := peerGoroutines(evs)
+	raftLoop := set{}
 	for _, e := range evs {
-		switch {
-		case e.wakes("raftAdapter).Process"):
+		if e.wakes("raftAdapter).Process") {
 			raftLoop.add(e.target)
-		case e.wakes("Transport).Send", "handleReady"):
-			peers.add(e.target)
 		}
 	}
-	for _, e := range evs {
-		if e.wakes("executeAndPut") && peers.has(e.g) {
-			peerWriters.add(e.target)
-		}
-	}
-	for _, e := range evs {
-		step := -1
-		switch {
-		case e.wakes("raftAdapter).Process"):
-			step = 0
-		case e.syscall("Fdatasync") && raftLoop.has(e.g):
-			step = 1
-		case strings.HasPrefix(e.what, "Syscall->") && raftLoop.has(e.g):
-			step = 2
-		case e.wakes("Transport).Send", "handleReady"):
-			step = 3
-		case e.syscall("write") && peerWriters.has(e.g):
-			step = 4
-		}
-		if step >= 0 {
-			p.marks = append(p.marks, mark{e.at, step})
-		}
-	}
-	return p
+	return newPath(evs, "",
+		step{"the append handed to the raft loop", woken("raftAdapter).Process")},
+		step{"the WAL's fdatasync begins", func(e event) bool { return e.syscall("Fdatasync") && raftLoop.has(e.g) }},
+		step{"the raft loop back from it", func(e event) bool { return strings.HasPrefix(e.what, "Syscall->") && raftLoop.has(e.g) }},
+		step{"the ack handed to the peer goroutine", woken("Transport).Send", "handleReady")},
+		step{"the ack on the wire", func(e event) bool { return e.syscall("write") && peerWriters.has(e.g) }},
+	)
 }
 
 // puts cuts the marks into puts: from each first step, the first mark of
-// every later step in order. A put that misses a step, or whose steps
-// come out of order, is left out.
+// every later step in order (with next, then the next put's first). A put
+// that misses a step, or whose steps come out of order, is left out.
 func (p path) puts() (complete [][]float64, partial int) {
-	slices.SortStableFunc(p.marks, func(a, b mark) int {
-		switch {
-		case a.at < b.at:
-			return -1
-		case a.at > b.at:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(p.marks, func(a, b mark) int { return cmp.Compare(a.at, b.at) })
 	var cur []float64
 	for _, m := range p.marks {
 		switch {
 		case m.step == 0:
 			switch {
-			case cur != nil && p.next && len(cur) == len(p.names)-1:
+			case cur != nil && p.next != "" && len(cur) == len(p.steps):
 				complete = append(complete, append(cur, m.at))
 			case cur != nil:
 				partial++
 			}
 			cur = []float64{m.at}
-		case cur != nil && m.step == len(cur):
+		case cur != nil && m.step == len(cur) && len(cur) < len(p.steps):
 			cur = append(cur, m.at)
-			if len(cur) == len(p.names) {
+			if p.next == "" && len(cur) == len(p.steps) {
 				complete = append(complete, cur)
 				cur = nil
 			}
@@ -307,12 +293,13 @@ func main() {
 	}
 	fmt.Println("| step (microseconds since the one before) | median | p90 |")
 	fmt.Println("| --- | --- | --- |")
-	for i := 1; i < len(p.names); i++ {
+	names := p.names()
+	for i := 1; i < len(names); i++ {
 		d := make([]float64, len(puts))
 		for j, put := range puts {
 			d[j] = put[i] - put[i-1]
 		}
-		fmt.Printf("| %s | %.0f | %.0f |\n", p.names[i], quantile(d, 0.5), quantile(d, 0.9))
+		fmt.Printf("| %s | %.0f | %.0f |\n", names[i], quantile(d, 0.5), quantile(d, 0.9))
 	}
 	total := make([]float64, len(puts))
 	for j, put := range puts {
