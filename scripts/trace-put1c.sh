@@ -44,7 +44,10 @@ timeout 120 "$ref/benchmark" --endpoints "$eps" --target-leader --conns 1 --clie
 bench=$!
 # The trace starts once the puts run (the benchmark's first second
 # includes its connection set-up).
-until [[ -s $work/bench.out ]]; do sleep 0.1; done
+until [[ -s $work/bench.out ]]; do
+  kill -0 "$bench" 2>/dev/null || { echo "the benchmark ended before it printed anything" >&2; exit 1; }
+  sleep 0.1
+done
 sleep 1
 curl -sf "http://$leader/debug/pprof/trace?seconds=1" -o "$out/leader.trace" &
 c1=$!

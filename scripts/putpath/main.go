@@ -9,8 +9,9 @@
 //	putpath -role leader leader.txt
 //	putpath -role follower follower.txt
 //
-// A leader's put runs from one proposal to the next; a follower's from
-// an append handed to its raft loop to the acknowledgement on the wire.
+// A leader's put runs from a request handed to a gRPC worker to the next
+// one; a follower's from an append handed to its raft loop to the
+// acknowledgement on the wire.
 // A put whose steps do not all appear, in order, is left out and counted.
 // The stacks named here are Cairn's and gRPC's function names: renaming
 // one of them makes the tool find no complete put, which it says.
@@ -156,47 +157,48 @@ func (p path) names() []string {
 	return names
 }
 
-// peerGoroutines finds the goroutines that send to the peers: those the
-// raft loop hands messages to, and gRPC's writer goroutines of the peers'
-// connections, which they wake.
-func peerGoroutines(evs []event) (peers, writers set) {
-	peers, writers = set{}, set{}
-	for _, e := range evs {
-		if e.wakes("Transport).Send", "handleReady") {
-			peers.add(e.target)
-		}
-	}
-	for _, e := range evs {
-		if e.wakes("executeAndPut") && peers.has(e.g) {
-			writers.add(e.target)
-		}
-	}
-	return peers, writers
-}
-
 // woken matches an event that wakes a goroutine from a stack holding all
 // of stack.
 func woken(stack ...string) func(event) bool {
 	return func(e event) bool { return e.wakes(stack...) }
 }
 
+// The hand-offs both roles' paths and goroutine sets are found by.
+var (
+	handedToPeer = woken("Transport).Send", "handleReady") // the raft loop to a peer goroutine
+	handedToRaft = woken("raftAdapter).Process")           // a peer's message to the raft loop
+)
+
+// targets are the goroutines whose transitions match.
+func targets(evs []event, match func(event) bool) set {
+	gs := set{}
+	for _, e := range evs {
+		if match(e) {
+			gs.add(e.target)
+		}
+	}
+	return gs
+}
+
+// peerWriters are gRPC's writer goroutines of the peers' connections:
+// those the peer goroutines wake.
+func peerWriters(evs []event, peers set) set {
+	return targets(evs, func(e event) bool { return e.wakes("executeAndPut") && peers.has(e.g) })
+}
+
 // leaderPath marks a leader's steps. gRPC's writer goroutine of a client's
 // connection is the one a response's headers wake.
 func leaderPath(evs []event) path {
-	peers, peerWriters := peerGoroutines(evs)
-	clientWriters := set{}
-	for _, e := range evs {
-		if e.wakes("writeHeaderLocked") {
-			clientWriters.add(e.target)
-		}
-	}
+	peers := targets(evs, handedToPeer)
+	writers := peerWriters(evs, peers)
+	clientWriters := targets(evs, woken("writeHeaderLocked"))
 	return newPath(evs, "the next request handed to a worker (the client's turnaround)",
 		step{"a client's request handed to a gRPC worker", woken("operateHeaders")},
 		step{"its handler proposes to the raft loop", woken("raftnode.(*Node).propose")},
-		step{"the raft loop hands the append to a peer goroutine", woken("Transport).Send", "handleReady")},
+		step{"the raft loop hands the append to a peer goroutine", handedToPeer},
 		step{"the peer goroutine running", func(e event) bool { return e.what == "Runnable->Running" && peers.has(e.target) }},
-		step{"the append on the wire (first write)", func(e event) bool { return e.syscall("write") && peerWriters.has(e.g) }},
-		step{"the ack handed to the raft loop", woken("raftAdapter).Process")},
+		step{"the append on the wire (first write)", func(e event) bool { return e.syscall("write") && writers.has(e.g) }},
+		step{"the ack handed to the raft loop", handedToRaft},
 		step{"committed: the entry handed to the applier", woken("sendApply")},
 		step{"applied: the writer woken", woken("waitRegistry).trigger")},
 		step{"the response queued to gRPC's writer", woken("writeHeaderLocked")},
@@ -207,19 +209,14 @@ func leaderPath(evs []event) path {
 // followerPath marks a follower's steps, from an append handed to its
 // raft loop to the ack on the wire.
 func followerPath(evs []event) path {
-	_, peerWriters := peerGoroutines(evs)
-	raftLoop := set{}
-	for _, e := range evs {
-		if e.wakes("raftAdapter).Process") {
-			raftLoop.add(e.target)
-		}
-	}
+	writers := peerWriters(evs, targets(evs, handedToPeer))
+	raftLoop := targets(evs, handedToRaft)
 	return newPath(evs, "",
-		step{"the append handed to the raft loop", woken("raftAdapter).Process")},
+		step{"the append handed to the raft loop", handedToRaft},
 		step{"the WAL's fdatasync begins", func(e event) bool { return e.syscall("Fdatasync") && raftLoop.has(e.g) }},
 		step{"the raft loop back from it", func(e event) bool { return strings.HasPrefix(e.what, "Syscall->") && raftLoop.has(e.g) }},
-		step{"the ack handed to the peer goroutine", woken("Transport).Send", "handleReady")},
-		step{"the ack on the wire", func(e event) bool { return e.syscall("write") && peerWriters.has(e.g) }},
+		step{"the ack handed to the peer goroutine", handedToPeer},
+		step{"the ack on the wire", func(e event) bool { return e.syscall("write") && writers.has(e.g) }},
 	)
 }
 
