@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -27,6 +28,15 @@ func startOne(t *testing.T, fs vfs.FS) *Node {
 
 // startOneWith is startOne with a bound on the bytes the applier holds.
 func startOneWith(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
+	t.Helper()
+	n := newOne(t, fs, maxApplyBytes)
+	n.Start()
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// newOne is startOneWith without starting the loop.
+func newOne(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
 	t.Helper()
 	storage := raft.NewMemoryStorage()
 	if err := raft.Bootstrap(storage, []uint64{1}); err != nil {
@@ -53,8 +63,6 @@ func startOneWith(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Start()
-	t.Cleanup(n.Stop)
 	return n
 }
 
@@ -253,5 +261,60 @@ func TestCatchUpEntriesBoundedInBytes(t *testing.T) {
 	limits.SnapshotCatchUpBytes = 100 << 10
 	if first := catchUpAfterSnapshot(t, limits); first != 11 {
 		t.Fatalf("30 catch-up entries in at most 100 KiB: the log starts at %d, want 11", first)
+	}
+}
+
+// ProposeUntil, the server's request path: a proposal the loop never
+// answers gives up with context.DeadlineExceeded once its timer fires,
+// and answered proposals, which reuse their answer channels, each get
+// their own answer and are applied.
+func TestProposeUntil(t *testing.T) {
+	idle := newOne(t, vfs.NewMem(), 0) // its loop never runs
+	expired := make(chan time.Time)
+	close(expired)
+	if err := idle.ProposeUntil(context.Background(), expired, []byte("x"), 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ProposeUntil on a loop that never answers: %v, want context.DeadlineExceeded", err)
+	}
+
+	n := startOne(t, vfs.NewMem())
+	proposeUntilApplied(t, n, "warm-up")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const proposals = 200
+	// The applier, beside the proposer: the loop hands out no more than
+	// it is told were applied.
+	applied := make(chan int)
+	go func() {
+		seen := map[string]bool{}
+		defer func() { applied <- len(seen) }()
+		for len(seen) < proposals {
+			select {
+			case ta, ok := <-n.Apply():
+				if !ok {
+					return
+				}
+				for _, e := range ta.Entries {
+					if len(e.Data) == 4 && e.Data[0] == 'p' {
+						seen[string(e.Data)] = true
+					}
+				}
+				n.ApplyDone(ta)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for i := range proposals {
+		if err := n.ProposeUntil(ctx, nil, fmt.Appendf(nil, "p%03d", i), 0); err != nil {
+			t.Fatalf("proposal %d: %v", i, err)
+		}
+	}
+	// A leader-only proposal in another term is refused, and the answer
+	// is that refusal, not an earlier proposal's.
+	if err := n.ProposeUntil(ctx, nil, []byte("stale"), n.Term()+1); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a proposal as leader of term %d: %v, want ErrNotLeader", n.Term()+1, err)
+	}
+	if got := <-applied; got != proposals {
+		t.Fatalf("%d of %d proposals applied (loop error: %v)", got, proposals, n.Err())
 	}
 }

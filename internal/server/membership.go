@@ -332,7 +332,7 @@ func (s *Server) proposeConfChange(ctx context.Context, cc raftpb.ConfChange, ct
 		}
 		return apply.Result{}, s.proposalError(err)
 	}
-	return s.awaitApplied(ctx, id, ch)
+	return s.awaitApplied(ctx, nil, id, ch)
 }
 
 // promoteLoop is the leader's promotion duty: a member added as a voter

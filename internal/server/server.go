@@ -648,15 +648,13 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		return apply.Result{}, ErrTooManyRequests
 	}
 	ch := s.wait.register(id)
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
+	// The request timeout, as a pooled timer rather than a context with
+	// a deadline (see raftnode.Node.ProposeUntil).
+	timeout := requestTimers.get(s.cfg.RequestTimeout)
+	defer requestTimers.put(timeout)
 	s.inflight.add(len(data))
 	defer s.inflight.done(len(data))
-	proposeFn := s.rn.Propose
-	if leaderTerm != 0 {
-		proposeFn = func(ctx context.Context, data []byte) error { return s.rn.ProposeAsLeader(ctx, data, leaderTerm) }
-	}
-	if err := proposeFn(ctx, data); err != nil {
+	if err := s.rn.ProposeUntil(ctx, timeout.C, data, leaderTerm); err != nil {
 		s.metrics.proposalsFailed.Inc()
 		s.wait.cancel(id)
 		stage := stageNotProposed
@@ -669,7 +667,7 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		}
 		return apply.Result{}, err
 	}
-	r, err := s.awaitApplied(ctx, id, ch)
+	r, err := s.awaitApplied(ctx, timeout.C, id, ch)
 	if err != nil {
 		if !errors.Is(err, ErrStopped) {
 			s.metrics.proposalsFailed.Inc()
@@ -683,14 +681,18 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 }
 
 // awaitApplied waits for the result of request id, registered as ch, until
-// ctx ends or the member stops (then the registration is cancelled).
-func (s *Server) awaitApplied(ctx context.Context, id uint64, ch <-chan apply.Result) (apply.Result, error) {
+// ctx ends, expired delivers (nil: never; a timeout) or the member stops
+// (then the registration is cancelled).
+func (s *Server) awaitApplied(ctx context.Context, expired <-chan time.Time, id uint64, ch <-chan apply.Result) (apply.Result, error) {
 	select {
 	case r := <-ch:
 		return r, nil
 	case <-ctx.Done():
 		s.wait.cancel(id)
 		return apply.Result{}, s.proposalError(ctx.Err())
+	case <-expired:
+		s.wait.cancel(id)
+		return apply.Result{}, ErrTimeout
 	case <-s.stopping:
 		s.wait.cancel(id)
 		return apply.Result{}, ErrStopped
@@ -742,3 +744,26 @@ func (a *raftAdapter) Process(ctx context.Context, m raftpb.Message) error {
 }
 func (a *raftAdapter) ReportUnreachable(id uint64)       { a.rn.ReportUnreachable(id) }
 func (a *raftAdapter) ReportSnapshot(id uint64, ok bool) { a.rn.ReportSnapshot(id, ok) }
+
+// timerPool reuses stopped timers: since Go 1.23 a timer's channel holds
+// no stale tick after Stop or Reset, so a timer put back stopped is as
+// good as a new one.
+type timerPool struct{ p sync.Pool }
+
+// requestTimers time proposals out (Server.proposeAs).
+var requestTimers timerPool
+
+// get returns a timer that fires after d.
+func (tp *timerPool) get(d time.Duration) *time.Timer {
+	if t, ok := tp.p.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// put stops t and keeps it for a later get.
+func (tp *timerPool) put(t *time.Timer) {
+	t.Stop()
+	tp.p.Put(t)
+}
