@@ -228,16 +228,7 @@ func (n *Node) Stop() {
 // Propose proposes data; nil means raft accepted it (it may still be lost
 // to a leader change: wait for it to be applied).
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	return n.propose(ctx, proposal{data: data, errc: make(chan error, 1)})
-}
-
-// ProposeAsLeader proposes data only if this member is the leader of term
-// when the loop takes it, so the entry is appended in that term; else it
-// fails with ErrNotLeader. Decisions only a leader may take (lease expiry)
-// use it, with the term they were taken in: a member that stepped down
-// never has them forwarded, nor carried out after it leads again.
-func (n *Node) ProposeAsLeader(ctx context.Context, data []byte, term uint64) error {
-	return n.propose(ctx, proposal{data: data, leaderOnly: true, term: term, errc: make(chan error, 1)})
+	return n.ProposeUntil(ctx, nil, data, 0)
 }
 
 // ProposeConfChange proposes a membership change.
@@ -253,12 +244,20 @@ func (n *Node) ProposeConfChangeAsLeader(ctx context.Context, cc raftpb.ConfChan
 	return n.propose(ctx, proposal{cc: &cc, leaderOnly: true, term: term, errc: make(chan error, 1)})
 }
 
-// ProposeUntil is Propose, or ProposeAsLeader when term is not 0, that
-// also gives up (with context.DeadlineExceeded) once expired delivers, as
-// a timer's channel does: a server's request path, where a context with a
-// deadline per request (its timer, its registration with the parent, its
-// done channel: seven allocations) cost a few percent of a busy leader's
-// CPU. Its answer channel is reused across proposals that were answered.
+// ProposeUntil is Propose that also gives up (with
+// context.DeadlineExceeded) once expired delivers (never, if nil), as a
+// timer's channel does. With term not 0 it proposes data only if this
+// member is the leader of term when the loop takes it, so the entry is
+// appended in that term; else it fails with ErrNotLeader. Decisions only a
+// leader may take (lease expiry) give the term they were taken in: a
+// member that stepped down never has them forwarded, nor carried out after
+// it leads again.
+//
+// The server's request path uses the timer for its request timeout: a
+// context with a deadline per request (its timer, its registration with
+// the parent, its done channel: seven allocations) cost a few percent of a
+// busy leader's CPU. The answer channel is reused across proposals that
+// were answered.
 func (n *Node) ProposeUntil(ctx context.Context, expired <-chan time.Time, data []byte, term uint64) error {
 	errc := errcPool.Get().(chan error)
 	answered, err := callUntil(ctx, expired, n, n.propc, proposal{data: data, leaderOnly: term != 0, term: term, errc: errc}, errc)
