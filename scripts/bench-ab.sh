@@ -14,7 +14,10 @@
 # prints requests/s, p99, the members' CPU-s per 10k requests (user +
 # kernel from /proc/<pid>/stat), the largest member's peak RSS and the
 # bytes the members wrote to the disk (/proc/<pid>/io: WAL, pebble's
-# flushes and compactions). Rounds alternate between the binaries. Every
+# flushes and compactions), and the bytes their Go heaps allocated per
+# request (go_memstats_alloc_bytes_total from each member's /metrics:
+# steadier between rounds than CPU on a loaded machine, and what sets how
+# often the garbage collector runs). Rounds alternate between the binaries. Every
 # process started here is killed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,33 +51,44 @@ written() {
   echo "$t"
 }
 
+# allocated: bytes the members' Go heaps allocated, from each one's
+# go_memstats_alloc_bytes_total (etcd exports it too).
+allocated() {
+  local e v t=0
+  for e in ${eps//,/ }; do
+    v=$(curl -s "http://$e/metrics" | awk '$1 == "go_memstats_alloc_bytes_total" {printf "%.0f", $2}')
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
 run() {
   local bin=$1 dir=$work/run eps="" p
   rm -rf "$dir"
   mkdir -p "$dir"
   sync # the last run's data is written back before this one is measured
   start_cluster3 "$bin" "$dir" 45379
-  local cpu0 cpu1 w0 w1 rss=0 m
-  cpu0=$(cpu) w0=$(written)
+  local cpu0 cpu1 w0 w1 a0 a1 rss=0 m
+  cpu0=$(cpu) w0=$(written) a0=$(allocated)
   # shellcheck disable=SC2086 # AB_ARGS is a list of arguments
   "$ref/benchmark" --endpoints "$eps" $args >"$dir/out" 2>&1 || true
-  cpu1=$(cpu) w1=$(written)
+  cpu1=$(cpu) w1=$(written) a1=$(allocated)
   for p in "${pids[@]}"; do
     m=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status")
     ((rss < m)) && rss=$m
   done
   stop_cluster3
-  printf '| %s | %s | %s | %s | %d | %d |\n' "$(basename "$bin")" \
+  printf '| %s | %s | %s | %s | %d | %d | %d |\n' "$(basename "$bin")" \
     "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "Requests/sec:" {printf "%.0f", $2; exit}')" \
     "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "99%" {printf "%.1f", $3 * 1000; exit}')" \
     "$(awk -v t=$((cpu1 - cpu0)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')" \
-    $((rss / 1024)) $(((w1 - w0) >> 20))
+    $((rss / 1024)) $(((w1 - w0) >> 20)) $(((a1 - a0) / total))
 }
 
 echo "benchmark $args; 3 members, fresh clusters, $rounds round(s); $(date -u '+%F %H:%M UTC')"
 echo
-echo '| binary | req/s | p99 ms | members CPU-s/10k | peak RSS MiB | members wrote MiB |'
-echo '| --- | --- | --- | --- | --- | --- |'
+echo '| binary | req/s | p99 ms | members CPU-s/10k | peak RSS MiB | members wrote MiB | members allocated B/req |'
+echo '| --- | --- | --- | --- | --- | --- | --- |'
 for ((r = 0; r < rounds; r++)); do
   for bin in "$@"; do
     run "$bin"
