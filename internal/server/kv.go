@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -46,7 +47,7 @@ func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err := s.checkQuota(ctx, req); err != nil {
 		return nil, err
 	}
-	r, err := s.propose(ctx, &pb.InternalRaftRequest{Put: req})
+	r, err := s.proposeWrite(ctx, func(ir *pb.InternalRaftRequest) { ir.Put = req })
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func (s *Server) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 
 // DeleteRange proposes a delete and returns its result once applied.
 func (s *Server) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	r, err := s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: req})
+	r, err := s.proposeWrite(ctx, func(ir *pb.InternalRaftRequest) { ir.DeleteRange = req })
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +73,7 @@ func (s *Server) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	if isTxnReadOnly(req) {
 		return s.readTxn(ctx, req)
 	}
-	r, err := s.propose(ctx, &pb.InternalRaftRequest{Txn: req})
+	r, err := s.proposeWrite(ctx, func(ir *pb.InternalRaftRequest) { ir.Txn = req })
 	if err != nil {
 		return nil, err
 	}
@@ -203,3 +204,19 @@ func (s *Server) Hash() (hash uint32, current int64, err error) {
 	})
 	return hash, current, err
 }
+
+// proposeWrite proposes the request set fills in, in an
+// InternalRaftRequest from a pool: propose only marshals it (and reads its
+// type for metrics and logs), so it is free again once propose returns.
+// One per write (400 bytes) was 4% of what a busy leader allocated.
+func (s *Server) proposeWrite(ctx context.Context, set func(*pb.InternalRaftRequest)) (apply.Result, error) {
+	ir := internalRequests.Get().(*pb.InternalRaftRequest)
+	set(ir)
+	r, err := s.propose(ctx, ir)
+	ir.Reset()
+	internalRequests.Put(ir)
+	return r, err
+}
+
+// internalRequests holds empty InternalRaftRequests for proposeWrite.
+var internalRequests = sync.Pool{New: func() any { return new(pb.InternalRaftRequest) }}

@@ -683,9 +683,10 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 // awaitApplied waits for the result of request id, registered as ch, until
 // ctx ends, expired delivers (nil: never; a timeout) or the member stops
 // (then the registration is cancelled).
-func (s *Server) awaitApplied(ctx context.Context, expired <-chan time.Time, id uint64, ch <-chan apply.Result) (apply.Result, error) {
+func (s *Server) awaitApplied(ctx context.Context, expired <-chan time.Time, id uint64, ch chan apply.Result) (apply.Result, error) {
 	select {
 	case r := <-ch:
+		s.wait.release(ch)
 		return r, nil
 	case <-ctx.Done():
 		s.wait.cancel(id)
