@@ -387,10 +387,14 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 	var r *pb.InternalRaftRequest
 	var decodeErr error
 	if e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
+		var put *decodedPut
 		var err error
-		if r, err = decodeRequest(e.Data); err != nil {
+		if r, put, err = decodeRequest(e.Data); err != nil {
 			r, decodeErr = nil, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
 		}
+		// Nothing holds a put's request once it is applied (see
+		// decodeRequest).
+		defer put.release()
 	}
 	// Membership and alarm changes take the lock exclusively: readers of
 	// Members, ConfState and Alarms hold it shared.

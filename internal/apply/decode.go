@@ -1,6 +1,8 @@
 package apply
 
 import (
+	"sync"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -23,83 +25,110 @@ const aliasValueBytes = 64 << 10
 // and the transport each make them once); the key and smaller values are
 // copied, so a key kept for long (the index, a lease) never holds a whole
 // entry, or a peer's frame of entries, in memory.
-func decodeRequest(data []byte) (*pb.InternalRaftRequest, error) {
-	if r := decodePut(data); r != nil {
-		return r, nil
+//
+// A put's request, header and PutRequest come from a pool: the caller
+// hands them back with release once nothing holds them any more (nil for
+// any other request). The applier holds none of them after the entry is
+// applied: a put's KeyValue and response are objects of their own, and
+// they share only the key's and value's bytes, which are never pooled.
+// Decoding a put allocated some 550 bytes of them per member, a fifth of
+// what a follower allocated per put.
+func decodeRequest(data []byte) (*pb.InternalRaftRequest, *decodedPut, error) {
+	d := decodedPuts.Get().(*decodedPut)
+	if decodePut(data, d) {
+		return &d.r, d, nil
 	}
+	d.release() // whatever decodePut filled in
 	r := &pb.InternalRaftRequest{}
 	if err := proto.Unmarshal(data, r); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return r, nil
+	return r, nil, nil
 }
 
-// decodePut decodes b if it is a put request with a header and ID, each
-// field at most once and nothing else; otherwise it returns nil.
-func decodePut(b []byte) *pb.InternalRaftRequest {
-	r := &pb.InternalRaftRequest{}
+// decodedPut holds the objects of a decoded put; r's Header and Put point
+// at h and p (Header may be nil).
+type decodedPut struct {
+	r pb.InternalRaftRequest
+	h pb.RequestHeader
+	p pb.PutRequest
+}
+
+var decodedPuts = sync.Pool{New: func() any { return new(decodedPut) }}
+
+// release empties d and puts it back in the pool. d may be nil.
+func (d *decodedPut) release() {
+	if d == nil {
+		return
+	}
+	d.r.Reset()
+	d.h.Reset()
+	d.p.Reset()
+	decodedPuts.Put(d)
+}
+
+// decodePut decodes b into d, which must be empty, if it is a put request
+// with a header and ID, each field at most once and nothing else; else it
+// returns false, with d partly filled in.
+func decodePut(b []byte, d *decodedPut) bool {
+	r := &d.r
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil
+			return false
 		}
 		b = b[n:]
 		switch {
 		case num == 1 && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
-				return nil
+				return false
 			}
 			r.ID, b = v, b[n:]
 		case num == 100 && typ == protowire.BytesType && r.Header == nil:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return nil
+				return false
 			}
-			h := &pb.RequestHeader{}
-			if proto.Unmarshal(v, h) != nil {
-				return nil
+			if proto.Unmarshal(v, &d.h) != nil {
+				return false
 			}
-			r.Header, b = h, b[n:]
+			r.Header, b = &d.h, b[n:]
 		case num == 4 && typ == protowire.BytesType && r.Put == nil:
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return nil
+				return false
 			}
-			if r.Put = decodePutRequest(v); r.Put == nil {
-				return nil
+			if !decodePutRequest(v, &d.p) {
+				return false
 			}
-			b = b[n:]
+			r.Put, b = &d.p, b[n:]
 		default:
-			return nil
+			return false
 		}
 	}
-	if r.Put == nil {
-		return nil
-	}
-	return r
+	return r.Put != nil
 }
 
-// decodePutRequest decodes a PutRequest's fields, each at most once, or
-// returns nil.
-func decodePutRequest(b []byte) *pb.PutRequest {
-	p := &pb.PutRequest{}
+// decodePutRequest decodes a PutRequest's fields, each at most once, into
+// p, which must be empty, or returns false.
+func decodePutRequest(b []byte, p *pb.PutRequest) bool {
 	var key, value []byte
 	var seen uint8
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num < 1 || num > 6 || seen&(1<<num) != 0 {
-			return nil
+			return false
 		}
 		seen |= 1 << num
 		b = b[n:]
 		if num <= 2 {
 			if typ != protowire.BytesType {
-				return nil
+				return false
 			}
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return nil
+				return false
 			}
 			if num == 1 {
 				key = v
@@ -110,11 +139,11 @@ func decodePutRequest(b []byte) *pb.PutRequest {
 			continue
 		}
 		if typ != protowire.VarintType {
-			return nil
+			return false
 		}
 		v, n := protowire.ConsumeVarint(b)
 		if n < 0 {
-			return nil
+			return false
 		}
 		b = b[n:]
 		switch num {
@@ -146,5 +175,5 @@ func decodePutRequest(b []byte) *pb.PutRequest {
 			p.Value = append(buf[len(buf):], value...)
 		}
 	}
-	return p
+	return true
 }
