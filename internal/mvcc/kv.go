@@ -315,7 +315,7 @@ func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 
 // rangeAt reads at opts.Rev given the current and compaction revisions,
 // from view and, for revisions not yet committed, pending.
-func (s *Store) rangeAt(view *backend.ReadView, pending map[Revision]*mvccpb.KeyValue, key, end []byte,
+func (s *Store) rangeAt(view *backend.ReadView, pending *pendingKVs, key, end []byte,
 	opts RangeOptions, current, compacted int64) (RangeResult, error) {
 	rev := opts.Rev
 	switch {
@@ -375,8 +375,8 @@ type valueGetter interface {
 
 // valueAt reads the KeyValue stored for the put at rev.
 // With an arena, the KeyValue and its bytes are the arena's.
-func (s *Store) valueAt(view valueGetter, pending map[Revision]*mvccpb.KeyValue, rev Revision, arena *Arena) (*mvccpb.KeyValue, error) {
-	if kv, ok := pending[rev]; ok {
+func (s *Store) valueAt(view valueGetter, pending *pendingKVs, rev Revision, arena *Arena) (*mvccpb.KeyValue, error) {
+	if kv, ok := pending.get(rev); ok {
 		return cloneKV(kv), nil
 	}
 	var kv *mvccpb.KeyValue
@@ -427,9 +427,11 @@ type TxnWrite struct {
 	view *backend.ReadView
 	// rev is the main revision this transaction writes at.
 	rev int64
-	// changes are the KeyValues written so far, by revision (a delete is
-	// a KeyValue with only Key set), for reads in the transaction.
-	changes map[Revision]*mvccpb.KeyValue
+	// changes are the KeyValues written so far (a delete's has only Key
+	// set), for reads in the transaction; first holds the first, so that
+	// a transaction of one change allocates nothing for them.
+	changes pendingKVs
+	first   [1]*mvccpb.KeyValue
 	// events are the changes in order, for watchers.
 	events  []*mvccpb.Event
 	subs    int64
@@ -459,10 +461,25 @@ func (s *Store) Write() *TxnWrite {
 	rev := s.mu.currentRev + 1
 	compact := s.mu.compactRev
 	s.mu.RUnlock()
-	return &TxnWrite{
-		s: s, batch: s.b.NewBatch(), rev: rev,
-		changes: map[Revision]*mvccpb.KeyValue{}, compact: compact,
+	tw := &TxnWrite{s: s, batch: s.b.NewBatch(), rev: rev, compact: compact}
+	tw.changes = pendingKVs{main: rev, kvs: tw.first[:0]}
+	return tw
+}
+
+// pendingKVs are a write transaction's KeyValues: kvs[sub] is the one
+// written at revision (main, sub). A map by revision cost a put 20% of
+// what a follower allocated per entry.
+type pendingKVs struct {
+	main int64
+	kvs  []*mvccpb.KeyValue
+}
+
+// get returns the KeyValue written at rev, if any. p may be nil.
+func (p *pendingKVs) get(rev Revision) (*mvccpb.KeyValue, bool) {
+	if p == nil || rev.Main != p.main || rev.Sub < 0 || rev.Sub >= int64(len(p.kvs)) {
+		return nil, false
 	}
+	return p.kvs[rev.Sub], true
 }
 
 // Rev returns the revision the transaction's reads see: its own if it has
@@ -480,7 +497,7 @@ func (tw *TxnWrite) Range(key, end []byte, opts RangeOptions) (RangeResult, erro
 	if tw.view == nil {
 		tw.view = tw.s.b.NewReadView()
 	}
-	return tw.s.rangeAt(tw.view, tw.changes, key, end, opts, tw.Rev(), tw.compact)
+	return tw.s.rangeAt(tw.view, &tw.changes, key, end, opts, tw.Rev(), tw.compact)
 }
 
 // Put sets key to value, attached to lease (0 for none). It copies key
@@ -531,7 +548,10 @@ func (tw *TxnWrite) write(rev Revision, kv *mvccpb.KeyValue, tombstone bool) {
 			panic(fmt.Sprintf("mvcc: KeyValue encoded to %d bytes, sized %d", len(b), n))
 		}
 	})
-	tw.changes[rev] = kv
+	if invariants.Enabled && (rev.Main != tw.changes.main || rev.Sub != int64(len(tw.changes.kvs))) {
+		panic(fmt.Sprintf("mvcc: write at %v in a transaction at %d with %d changes", rev, tw.changes.main, len(tw.changes.kvs)))
+	}
+	tw.changes.kvs = append(tw.changes.kvs, kv)
 	tw.subs++
 	ev := &mvccpb.Event{Type: mvccpb.PUT, Kv: kv}
 	if tombstone {
