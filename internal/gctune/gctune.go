@@ -111,11 +111,26 @@ func (t *Tuner) adjust() {
 		scanned += s.Value.Uint64()
 	}
 	p := Percent(scanned, t.headroomBytes)
-	if t.percent != 0 && p*10 > t.percent*9 && p*10 < t.percent*11 {
+	if !changes(t.percent, p) {
 		return
 	}
 	debug.SetGCPercent(p)
 	t.percent = p
+}
+
+// changes reports whether the tuner, having set GOGC to prev (0: nothing
+// yet), sets it to p: when it moved by a tenth or more, or reached Go's
+// default. Without the second, a collection that happened to find a live
+// heap just under the headroom (GOGC 105, say) kept GOGC there once the
+// heap was much larger, where the default belongs.
+func changes(prev, p int) bool {
+	if prev == 0 {
+		return true
+	}
+	if p == prev {
+		return false
+	}
+	return p == minPercent || p*10 <= prev*9 || p*10 >= prev*11
 }
 
 // Stop ends the tuner and puts back the GOGC it found. It may be called

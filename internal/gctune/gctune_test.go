@@ -96,3 +96,25 @@ func TestTunerKeepsHeadroom(t *testing.T) {
 		t.Fatalf("GOGC after Stop: %d, want the 80 it found", p)
 	}
 }
+
+// The tuner leaves GOGC alone for moves under a tenth, but always goes
+// back to Go's default once the live heap is past the headroom: a
+// collection in the middle of the heap's growth (live just under the
+// headroom: GOGC 105) must not keep it above 100 (TestTunerKeepsHeadroom
+// failed so).
+func TestChanges(t *testing.T) {
+	for _, c := range []struct {
+		prev, p int
+		want    bool
+	}{
+		{0, 100, true}, {0, 1600, true},
+		{1600, 1600, false}, {1600, 1500, false}, {1600, 1700, false},
+		{1600, 1440, true}, {1600, 1760, true},
+		{105, 100, true}, {110, 100, true}, {100, 100, false},
+		{100, 105, false}, {100, 110, true},
+	} {
+		if got := changes(c.prev, c.p); got != c.want {
+			t.Errorf("changes(%d, %d) = %v, want %v", c.prev, c.p, got, c.want)
+		}
+	}
+}
