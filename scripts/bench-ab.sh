@@ -31,12 +31,7 @@ total=$(awk '{for (i = 1; i < NF; i++) if ($i == "--total") print $(i + 1)}' <<<
 work=$(mktemp -d /var/tmp/cairn-bench-ab.XXXXXX)
 # shellcheck source=scripts/cluster3.sh
 source scripts/cluster3.sh
-pids=()
-cleanup() {
-  stop_cluster3
-  rm -rf "$work"
-}
-trap cleanup EXIT
+stop_cluster3_on_exit "$work"
 tck=$(getconf CLK_TCK)
 cpu() {
   local p t=0

@@ -39,12 +39,11 @@ if [[ -z $binaries ]]; then
 fi
 # shellcheck source=scripts/cluster3.sh
 source scripts/cluster3.sh
-pids=()
-cleanup() {
-  stop_cluster3
-  [[ -n ${BENCH_DIR:-} ]] || rm -rf "$work"
-}
-trap cleanup EXIT
+if [[ -n ${BENCH_DIR:-} ]]; then
+  stop_cluster3_on_exit # BENCH_DIR's data is kept
+else
+  stop_cluster3_on_exit "$work"
+fi
 
 # The block device under $work, for its sectors written.
 dev=$(df --output=source "$work" | tail -1)

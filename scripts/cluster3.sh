@@ -11,7 +11,7 @@
 # are appended to the caller's array pids and their client endpoints set in
 # eps (comma-separated). Needs $ref, the folder of etcd-reference.sh's
 # etcdctl. Exits if the cluster takes no write within 30 s. stop_cluster3
-# kills them.
+# kills them; stop_cluster3_on_exit does so when the script exits.
 start_cluster3() {
   local bin=$1 dir=$2 port=$3 initial="" i c p tries=0
   shift 3
@@ -40,4 +40,12 @@ stop_cluster3() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pids=()
+}
+
+# stop_cluster3_on_exit [DIR] empties pids and, when the script exits,
+# stops the cluster (stop_cluster3) and removes DIR, if given.
+stop_cluster3_on_exit() {
+  pids=()
+  cluster3_scratch=${1:-}
+  trap 'stop_cluster3; [[ -z $cluster3_scratch ]] || rm -rf "$cluster3_scratch"' EXIT
 }

@@ -20,12 +20,7 @@ out=${TRACE_DIR:-$work}
 mkdir -p "$out"
 # shellcheck source=scripts/cluster3.sh
 source scripts/cluster3.sh
-pids=()
-cleanup() {
-  stop_cluster3
-  rm -rf "$work"
-}
-trap cleanup EXIT
+stop_cluster3_on_exit "$work"
 go build -o "$work/putpath" ./scripts/putpath
 start_cluster3 "$bin" "$work" 47379 --enable-pprof
 
