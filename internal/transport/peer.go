@@ -213,7 +213,10 @@ func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 		if len(frame) <= cap(*bufp) {
 			*bufp = frame
 			msg = pooledFrame{bufp}
-		} // else encodeBatch grew a buffer of its own: bufp is not sent
+		} else {
+			// encodeBatch grew a buffer of its own: bufp is not sent.
+			framePool.Put(bufp)
+		}
 		if err := stream.SendMsg(msg); err != nil {
 			for _, m := range batch {
 				p.t.reportFailure(m)
