@@ -22,7 +22,7 @@ import (
 var ErrStopped = errors.New("raftnode: stopped")
 
 // ErrNotLeader is a leader-only proposal made on a member that is not the
-// leader (see ProposeAsLeader).
+// leader (see ProposeUntil with a term).
 var ErrNotLeader = errors.New("raftnode: not the leader")
 
 // Transport is what the loop sends through.
@@ -238,7 +238,7 @@ func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChange) erro
 
 // ProposeConfChangeAsLeader proposes a membership change only if this
 // member is the leader of term when the loop takes it (see
-// ProposeAsLeader): the server validates a change against the leader's
+// ProposeUntil): the server validates a change against the leader's
 // applied membership, so the change must not be carried out elsewhere.
 func (n *Node) ProposeConfChangeAsLeader(ctx context.Context, cc raftpb.ConfChange, term uint64) error {
 	return n.propose(ctx, proposal{cc: &cc, leaderOnly: true, term: term, errc: make(chan error, 1)})
