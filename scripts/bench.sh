@@ -35,9 +35,12 @@ ref=$(ETCD_REF_VERSION=v3.7.3 bash ../shared/tools/etcd-reference.sh)
 work=${BENCH_DIR:-$(mktemp -d /var/tmp/cairn-bench.XXXXXX)}
 mkdir -p "$work"
 go build -o "$work/cairn" ./cmd/cairn
+# pids: the members of the cluster being measured (use SYSTEM selects it);
+# all_pids: every member started, which the exit kills.
 pids=()
+all_pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${all_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [[ -n ${BENCH_DIR:-} ]] || rm -rf "$work"
 }
@@ -76,6 +79,7 @@ launch_members() {
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
       --initial-cluster "$initial" --initial-cluster-token "$name" >>"$work/$name$i.log" 2>&1 &
     pids+=($!)
+    all_pids+=($!)
     eps+="${eps:+,}127.0.0.1:$c"
   done
 }
@@ -91,8 +95,36 @@ wait_healthy() {
 
 stop_cluster() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   pids=()
+}
+
+# Both servers' clusters run side by side and each line runs on one, then
+# at once on the other, the order flipping from line to line: the load
+# other tenants put on the machine moves by more than many of the
+# differences measured, and it moves less between two halves of one line
+# (a minute) than between two halves of the whole run (five). use SYSTEM
+# makes SYSTEM's cluster the current one (pids, eps).
+declare -A sys_pids sys_eps
+keep_cluster() { sys_pids[$1]="${pids[*]}"; sys_eps[$1]=$eps; }
+use() {
+  read -ra pids <<<"${sys_pids[$1]}"
+  eps=${sys_eps[$1]}
+}
+# both FN ARGS...: runs FN SYSTEM ARGS... for each server, in the order of
+# the line before flipped. Dirty pages the other server's line left (1.5 GB
+# after the 1 MiB line) are written back first, so that they are not
+# charged to this one's fsyncs.
+flip=0
+both() {
+  local s order="cairn etcd"
+  ((flip)) && order="etcd cairn"
+  flip=$((1 - flip))
+  for s in $order; do
+    use "$s"
+    sync
+    "$@" "$s"
+  done
 }
 
 # cpu_ticks: CPU time (user+system, clock ticks) the running members used.
@@ -149,42 +181,50 @@ lines=()
 [[ " $benches " == *" watchget "* ]] && lines+=("watch-get")
 [[ " $benches " == *" big "* ]] && lines+=("put-1mib")
 [[ " $benches " == *" scale "* ]] && lines+=("load-1m")
-run_lines() {
-  local system=$1 n=$2 eps=$3
-  # Writes go to the leader, as etcd's benchmark docs run them.
-  rate "$system,$n,put-1c" "$eps" $((2000 * scale)) --target-leader --conns 1 --clients 1 \
+# Each line below is LINE_FN N SYSTEM, on the current cluster (eps).
+# Writes go to the leader, as etcd's benchmark docs run them.
+put1c() {
+  rate "$2,$1,put-1c" "$eps" $((2000 * scale)) --target-leader --conns 1 --clients 1 \
     put --key-size 8 --sequential-keys --val-size 256
-  rate "$system,$n,put-100c" "$eps" $((40000 * scale)) --target-leader --conns 10 --clients 100 \
+}
+put100c() {
+  rate "$2,$1,put-100c" "$eps" $((40000 * scale)) --target-leader --conns 10 --clients 100 \
     put --key-size 8 --sequential-keys --val-size 256
   "$ref/etcdctl" --endpoints "$eps" put foo bar >/dev/null
-  rate "$system,$n,range-l" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency l
-  rate "$system,$n,range-s" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency s
 }
+range_l() { rate "$2,$1,range-l" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency l; }
+range_s() { rate "$2,$1,range-s" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency s; }
 
-# txn_lines: txn-put (4 puts of 256 bytes over 100,000 keys), txn-mixed (a
+# txn lines: txn-put (4 puts of 256 bytes over 100,000 keys), txn-mixed (a
 # range of at most 100 keys and a put, reads and writes half each, 10,000
 # keys), stm (serializable-snapshot STM transactions over 1,000 keys, 4 keys
 # each, half of them written), 100 clients over 10 connections.
-txn_lines() {
-  local system=$1 n=$2 eps=$3
-  rate "$system,$n,txn-put" "$eps" $((20000 * scale)) --target-leader --conns 10 --clients 100 \
+txn_put() {
+  rate "$2,$1,txn-put" "$eps" $((20000 * scale)) --target-leader --conns 10 --clients 100 \
     txn-put --txn-ops 4 --key-size 8 --key-space-size 100000 --val-size 256
-  rate "$system,$n,txn-mixed" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
+}
+txn_mixed() {
+  rate "$2,$1,txn-mixed" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
     txn-mixed --key-size 8 --key-space-size 10000 --val-size 256 --limit 100 --rw-ratio 1
-  rate "$system,$n,stm" "$eps" $((10000 * scale)) --conns 10 --clients 100 \
+}
+stm() {
+  rate "$2,$1,stm" "$eps" $((10000 * scale)) --conns 10 --clients 100 \
     stm --keys 1000 --keys-per-txn 4 --txn-wr-percent 50 --isolation ss --val-size 256
 }
 
-# range100_lines: 20,000 keys of 256 bytes, then ranges over all but the
+# range100 lines: 20,000 keys of 256 bytes, then ranges over all but the
 # first of them (keys 0x01.. to 0xff) limited to 100, both consistencies:
 # each answer counts the whole range and returns 100 keys.
-range100_lines() {
-  local system=$1 n=$2 eps=$3
+range100_load() {
   "$ref/benchmark" --endpoints "$eps" --target-leader --conns 10 --clients 100 \
     put --key-size 8 --sequential-keys --key-space-size 20000 --val-size 256 --total 20000 >/dev/null 2>&1
-  rate "$system,$n,range100-l" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
+}
+range100_l() {
+  rate "$2,$1,range100-l" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
     range $'\x01' $'\xff' --limit 100 --consistency l
-  rate "$system,$n,range100-s" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
+}
+range100_s() {
+  rate "$2,$1,range100-s" "$eps" $((20000 * scale)) --conns 10 --clients 100 \
     range $'\x01' $'\xff' --limit 100 --consistency s
 }
 
@@ -203,7 +243,7 @@ summary_value() {
 # 200/s, 32-byte values).
 declare -A wrate wcpu wavg wp99 wlcpu
 watch_lines() {
-  local system=$1 n=$2 eps=$3 before after out=$work/watch.out puts=$((1000 * scale))
+  local n=$1 system=$2 before after out=$work/watch.out puts=$((1000 * scale))
   before=$(cpu_ticks)
   "$ref/benchmark" --endpoints "$eps" --target-leader watch --streams 10 --watch-per-stream 100 \
     --put-total "$puts" >"$out" 2>/dev/null
@@ -275,38 +315,70 @@ restart_time() {
   elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 }
 
+# watch_get N SYSTEM: 10,000 watchers on 10 streams, each catching up on 8
+# events, while 10 clients get a key: the gets' rate and latency (the
+# tool's report), the members' CPU per 10,000 events.
+watch_get() {
+  rate "$2,$1,watch-get" "$eps" events=80000 --conns 10 --clients 10 watch-get --watchers 10000 --streams 10 --events 8
+}
+put1mib() {
+  rate "$2,$1,put-1mib" "$eps" 1500 --target-leader --conns 10 --clients 100 \
+    put --key-size 8 --sequential-keys --val-size 1048576
+}
+lease_ka() { rate "$2,$1,lease-ka" "$eps" $((20000 * scale)) --conns 10 --clients 100 lease-keepalive; }
+
 for n in $sizes; do
-  for system in cairn etcd; do
-    bin=$work/cairn
-    [[ $system == etcd ]] && bin=$ref/etcd
-    if [[ " ${benches//scale/} " == *[a-z]* ]]; then # groups other than scale
+  if [[ " ${benches//scale/} " == *[a-z]* ]]; then # groups other than scale
+    for system in cairn etcd; do
+      bin=$work/cairn
+      [[ $system == etcd ]] && bin=$ref/etcd
       rm -rf "$work"/"$system"*/
+      pids=()
       start_cluster "$bin" "$system$n-" "$n"
-      [[ " $benches " == *" kv "* ]] && run_lines "$system" "$n" "$eps"
-      [[ " $benches " == *" watch "* ]] && watch_lines "$system" "$n" "$eps"
-      [[ " $benches " == *" lease "* ]] && rate "$system,$n,lease-ka" "$eps" $((20000 * scale)) \
-        --conns 10 --clients 100 lease-keepalive
-      # range100 before txn: txn-put writes 55,000 more keys, which its
-      # ranges would count.
-      [[ " $benches " == *" range100 "* ]] && range100_lines "$system" "$n" "$eps"
-      [[ " $benches " == *" txn "* ]] && txn_lines "$system" "$n" "$eps"
-      # watch-get: 10,000 watchers on 10 streams, each catching up on 8
-      # events, while 10 clients get a key: the gets' rate and latency (the
-      # tool's report), the members' CPU per 10,000 events.
-      [[ " $benches " == *" watchget "* ]] && rate "$system,$n,watch-get" "$eps" events=80000 \
-        --conns 10 --clients 10 watch-get --watchers 10000 --streams 10 --events 8
-      [[ " $benches " == *" big "* ]] && rate "$system,$n,put-1mib" "$eps" 1500 --target-leader \
-        --conns 10 --clients 100 put --key-size 8 --sequential-keys --val-size 1048576
-      stop_cluster
+      keep_cluster "$system"
+    done
+    if [[ " $benches " == *" kv "* ]]; then
+      both put1c "$n"
+      both put100c "$n"
+      both range_l "$n"
+      both range_s "$n"
     fi
-    if [[ " $benches " == *" scale "* ]]; then
+    [[ " $benches " == *" watch "* ]] && both watch_lines "$n"
+    [[ " $benches " == *" lease "* ]] && both lease_ka "$n"
+    # range100 before txn: txn-put writes 55,000 more keys, which its
+    # ranges would count.
+    if [[ " $benches " == *" range100 "* ]]; then
+      both range100_load "$n"
+      both range100_l "$n"
+      both range100_s "$n"
+    fi
+    if [[ " $benches " == *" txn "* ]]; then
+      both txn_put "$n"
+      both txn_mixed "$n"
+      both stm "$n"
+    fi
+    [[ " $benches " == *" watchget "* ]] && both watch_get "$n"
+    [[ " $benches " == *" big "* ]] && both put1mib "$n"
+    for system in cairn etcd; do
+      use "$system"
+      stop_cluster
+    done
+    rm -rf "$work"/cairn*/ "$work"/etcd*/
+  fi
+  if [[ " $benches " == *" scale "* ]]; then
+    # One server at a time: the restarts are CPU-bound, and RSS is read
+    # at rest.
+    for system in cairn etcd; do
+      bin=$work/cairn
+      [[ $system == etcd ]] && bin=$ref/etcd
       rm -rf "$work"/"$system"*/
+      pids=()
       start_cluster "$bin" "$system$n-s" "$n"
       scale_lines "$system" "$n" "$bin" "$system$n-s"
       stop_cluster
-    fi
-    rm -rf "$work"/"$system"*/
-  done
+      rm -rf "$work"/"$system"*/
+    done
+  fi
 done
 
 if [[ " $benches " == *" watch "* ]]; then
