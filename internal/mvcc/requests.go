@@ -407,6 +407,12 @@ func (tw *TxnWrite) op(op *pb.RequestOp) (*pb.ResponseOp, error) {
 func (tw *TxnWrite) compares(cs []*pb.Compare) (bool, error) {
 	for _, c := range cs {
 		tw.ops.ranges++ // etcd counts each compare's read as a range
+		if c.Target != pb.Compare_VALUE && c.Target != pb.Compare_LEASE {
+			if !tw.compareIndex(c) {
+				return false, nil
+			}
+			continue
+		}
 		res, err := tw.Range(c.Key, c.RangeEnd, RangeOptions{})
 		if err != nil {
 			return false, err
@@ -426,6 +432,25 @@ func (tw *TxnWrite) compares(cs []*pb.Compare) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// compareIndex evaluates a compare of a version or a revision, which the
+// index holds for every key (this transaction's own writes included): no
+// value is read from the backend, where etcd reads each key's whole
+// KeyValue. Kubernetes compares every write's key by its mod revision, and
+// so do etcd's STM transactions, for each key they read.
+func (tw *TxnWrite) compareIndex(c *pb.Compare) bool {
+	found, ok := false, true
+	tw.s.index.rangeKeys(c.Key, c.RangeEnd, tw.Rev(), func(e indexEntry) bool {
+		found = true
+		ok = compareKV(c, &mvccpb.KeyValue{ModRevision: e.mod.Main, CreateRevision: e.created, Version: e.ver})
+		return ok
+	})
+	if !found {
+		// As a missing key in compares: zero.
+		return compareKV(c, &mvccpb.KeyValue{})
+	}
+	return ok
 }
 
 func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
