@@ -868,11 +868,14 @@ func (ws *WatchableStore) toSyncedLocked(w *watcher) {
 }
 
 // eventCache holds the events of revisions from..to of store, whole, last
-// served at used.
+// served at used: bytes of them, and cut if a read stopped at
+// maxBytesPerSync before the revision it was asked for.
 type eventCache struct {
 	store    *Store
 	from, to int64
 	events   []*mvccpb.Event
+	bytes    int
+	cut      bool
 	used     time.Time
 }
 
@@ -884,43 +887,54 @@ const caughtIdle = time.Second
 // caughtUpEventsLocked returns the events of a catch-up round from
 // revision from on (whole revisions, within maxRevsPerSync and
 // maxBytesPerSync, up to current at most) and the last revision they
-// cover. It serves them from what the last round read when that holds
-// from, and reads the backend otherwise. Watchers created one after
-// another each wake the syncer, and each round read the same revisions
-// again for the few watchers it found: 10,000 watchers starting 80
-// revisions back (etcd's watch-get benchmark, --events 80) spent 40% of
-// the members' CPU samples decoding those revisions. A revision's events never change once
-// committed (a compaction removes history, and a watcher that starts
-// below it gets a compacted response instead), and they are shared, never
-// modified (watcher.filter copies an event to add what it needs), so
-// serving them again is what reading them again would give. A restore
-// attaches another store, which the cache is not served to.
+// cover. Watchers created one after another each wake the syncer, and each
+// round read the same revisions again for the few watchers it found:
+// 10,000 watchers starting 80 revisions back (etcd's watch-get benchmark,
+// --events 80) spent 40% of the members' CPU samples decoding those
+// revisions. So a round starting within what the last one read serves
+// from it, reading only the revisions committed since; it gives what a
+// read from the backend would (the same events, as far: a watcher's first
+// response holds everything up to current, as etcd's does) unless that
+// read stopped at maxBytesPerSync, when the next round goes on from where
+// it stopped. A revision's events never change once committed (a
+// compaction removes history, and a watcher that starts below it gets a
+// compacted response instead), and they are shared, never modified
+// (watcher.filter copies an event to add what it needs). A restore attaches
+// another store, which the cache is not served to.
 //
 // REQUIRES: ws.mu held; s attached.
 func (ws *WatchableStore) caughtUpEventsLocked(view interface {
 	Scan(start, end []byte, fn func(key, value []byte) bool) error
 }, s *Store, from, current int64) ([]*mvccpb.Event, int64, error) {
 	c := &ws.mu.caught
-	if c.store == s && c.from <= from && from <= c.to {
-		i := sort.Search(len(c.events), func(i int) bool { return c.events[i].Kv.ModRevision >= from })
-		c.used = time.Now()
-		return c.events[i:], c.to, nil
+	target := min(current, from+maxRevsPerSync-1)
+	if c.store != s || from < c.from || from > c.to || target-c.from >= maxRevsPerSync {
+		events, to, n, err := readEvents(view, from, target, maxBytesPerSync)
+		if err != nil {
+			return nil, 0, err
+		}
+		ws.mu.catchUpReads++
+		*c = eventCache{store: s, from: from, to: to, events: events, bytes: n, cut: to < target}
+	} else if c.to < target && !c.cut {
+		// Revisions committed since the cache was read.
+		events, to, n, err := readEvents(view, c.to+1, target, maxBytesPerSync-c.bytes)
+		if err != nil {
+			return nil, 0, err
+		}
+		ws.mu.catchUpReads++
+		c.events, c.to, c.bytes, c.cut = append(c.events, events...), to, c.bytes+n, to < target
 	}
-	events, to, err := readEvents(view, from, min(current, from+maxRevsPerSync-1), maxBytesPerSync)
-	if err != nil {
-		return nil, 0, err
-	}
-	ws.mu.catchUpReads++
-	*c = eventCache{store: s, from: from, to: to, events: events, used: time.Now()}
-	return events, to, nil
+	c.used = time.Now()
+	i := sort.Search(len(c.events), func(i int) bool { return c.events[i].Kv.ModRevision >= from })
+	return c.events[i:], c.to, nil
 }
 
 // readEvents reads the events of revisions from..to from the backend, in
 // order, stopping early after a revision once maxBytes are read. It
-// returns the last revision read whole.
+// returns the last revision read whole and the bytes read.
 func readEvents(view interface {
 	Scan(start, end []byte, fn func(key, value []byte) bool) error
-}, from, to int64, maxBytes int) ([]*mvccpb.Event, int64, error) {
+}, from, to int64, maxBytes int) ([]*mvccpb.Event, int64, int, error) {
 	var (
 		events  []*mvccpb.Event
 		err     error
@@ -954,7 +968,7 @@ func readEvents(view interface {
 	if !stopped {
 		last = to // everything up to to was read
 	}
-	return events, last, errors.Join(scanErr, err)
+	return events, last, bytes, errors.Join(scanErr, err)
 }
 
 // watcherGroup is a set of watchers indexed for notify: single-key

@@ -643,6 +643,21 @@ func TestWatchCatchUpReadsOnce(t *testing.T) {
 		t.Fatalf("200 watchers caught up with %d reads of the backend, want 1", reads)
 	}
 
+	// Revisions committed since the last read: a watcher created now
+	// gets them in its first response with the rest, as from a read of
+	// the backend (and as from etcd), not in a second one.
+	for i := 80; i < 83; i++ {
+		w.do(func(tw *TxnWrite) { tw.Put([]byte("k"), []byte(fmt.Sprintf("v%d", i)), 0) })
+	}
+	st.Close() // its 200 watchers would get these revisions too
+	st = ws.NewWatchStream()
+	defer st.Close()
+	id0 := watch(t, st, "k", "", start+40, false)
+	if r := receive(t, st); r.WatchID != id0 || len(r.Events) != 43 {
+		t.Fatalf("a watcher from %d after 3 more revisions got %d events first (%s), want all 43 at once",
+			start+40, len(r.Events), eventString(r.Events))
+	}
+
 	// A restored store's history differs: the cache is not served from it.
 	s2, _ := newTestStore(t)
 	w2 := &writer{s: s2}
