@@ -926,7 +926,8 @@ func (ws *WatchableStore) caughtUpEventsLocked(view interface {
 	}
 	c.used = time.Now()
 	i := sort.Search(len(c.events), func(i int) bool { return c.events[i].Kv.ModRevision >= from })
-	return c.events[i:], c.to, nil
+	// Capped: the cache appends after what it hands out.
+	return c.events[i:len(c.events):len(c.events)], c.to, nil
 }
 
 // readEvents reads the events of revisions from..to from the backend, in
