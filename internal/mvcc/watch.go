@@ -909,14 +909,11 @@ func (ws *WatchableStore) caughtUpEventsLocked(view interface {
 	c := &ws.mu.caught
 	target := min(current, from+maxRevsPerSync-1)
 	if c.store != s || from < c.from || from > c.to || target-c.from >= maxRevsPerSync {
-		events, to, n, err := readEvents(view, from, target, maxBytesPerSync)
-		if err != nil {
-			return nil, 0, err
-		}
-		ws.mu.catchUpReads++
-		*c = eventCache{store: s, from: from, to: to, events: events, bytes: n, cut: to < target}
-	} else if c.to < target && !c.cut {
-		// Revisions committed since the cache was read.
+		// Start afresh: empty, the read below begins at from.
+		*c = eventCache{store: s, from: from, to: from - 1}
+	}
+	if c.to < target && !c.cut {
+		// From from, or the revisions committed since the cache was read.
 		events, to, n, err := readEvents(view, c.to+1, target, maxBytesPerSync-c.bytes)
 		if err != nil {
 			return nil, 0, err
