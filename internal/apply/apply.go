@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/invariants"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
@@ -384,9 +385,23 @@ func (a *Applier) Defragment() error {
 // (index at or below the consistent index), and returns its result for
 // the proposer. An error is fatal.
 func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
-	var r *pb.InternalRaftRequest
+	return a.ApplyProposed(e, nil)
+}
+
+// ApplyProposed is Apply given the request of a normal entry as the member
+// that proposed it built it (nil: decoded from e.Data, as Apply does).
+// Decoding what it has just encoded was 4-5% of a leader's CPU under
+// txn-put. r must be what e.Data decodes to (checked in invariants
+// builds), and nothing may change it during the call. The applier keeps
+// nothing of r once it returns, but may keep its keys' and values' bytes
+// (as it keeps those it decodes), so those must never change.
+func (a *Applier) ApplyProposed(e raftpb.Entry, r *pb.InternalRaftRequest) (Result, bool, error) {
 	var decodeErr error
-	if e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
+	if r != nil {
+		if invariants.Enabled && (e.Type != raftpb.EntryNormal || !proposedMatches(e.Data, r)) {
+			panic(fmt.Sprintf("apply: entry %d: the proposer's request is not what the entry decodes to", e.Index))
+		}
+	} else if e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
 		var put *decodedPut
 		var err error
 		if r, put, err = decodeRequest(e.Data); err != nil {

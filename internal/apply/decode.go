@@ -177,3 +177,69 @@ func decodePutRequest(b []byte, p *pb.PutRequest) bool {
 	}
 	return true
 }
+
+// RequestID returns the ID in a normal entry's request header without
+// decoding the rest of the request (a put's value is skipped over, not
+// read), or false if the bytes hold no header with an ID. Only the last
+// header counts, as proto.Unmarshal merges repeated ones.
+func RequestID(data []byte) (uint64, bool) {
+	var id uint64
+	var found bool
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return 0, false
+		}
+		data = data[n:]
+		if num != 100 || typ != protowire.BytesType {
+			if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
+				return 0, false
+			}
+			data = data[n:]
+			continue
+		}
+		h, n := protowire.ConsumeBytes(data)
+		if n < 0 {
+			return 0, false
+		}
+		data = data[n:]
+		if hid, ok := headerID(h); ok {
+			id, found = hid, true
+		}
+	}
+	return id, found && id != 0
+}
+
+// headerID returns the ID field of an encoded RequestHeader.
+func headerID(h []byte) (uint64, bool) {
+	var id uint64
+	var found bool
+	for len(h) > 0 {
+		num, typ, n := protowire.ConsumeTag(h)
+		if n < 0 {
+			return 0, false
+		}
+		h = h[n:]
+		if num == 1 && typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(h)
+			if n < 0 {
+				return 0, false
+			}
+			id, found, h = v, true, h[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, h); n < 0 {
+			return 0, false
+		}
+		h = h[n:]
+	}
+	return id, found
+}
+
+// proposedMatches says whether data decodes to r (an invariants check of
+// ApplyProposed's caller).
+func proposedMatches(data []byte, r *pb.InternalRaftRequest) bool {
+	d, put, err := decodeRequest(data)
+	defer put.release()
+	return err == nil && proto.Equal(d, r)
+}

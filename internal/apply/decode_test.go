@@ -10,6 +10,9 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-db/cairn/internal/invariants"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
 // requestCorpus is encodings of requests as proposers write them, puts of
@@ -169,4 +172,67 @@ func BenchmarkDecodePut(b *testing.B) {
 			}
 		})
 	}
+}
+
+// The ID the applier looks a proposer's request up by is the one the
+// entry's request carries, whatever else the entry holds.
+func TestRequestIDMatchesProto(t *testing.T) {
+	corpus := requestCorpus(rand.New(rand.NewPCG(5, 6)))
+	big := make([]byte, 1<<20)
+	for _, r := range []*pb.InternalRaftRequest{
+		{Header: &pb.RequestHeader{ID: 1<<63 | 42, Username: "u"}, Put: &pb.PutRequest{Key: []byte("k"), Value: big}},
+		{Header: &pb.RequestHeader{ID: 9}, Txn: &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a")}},
+			Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("a")}}}}}},
+		{Header: &pb.RequestHeader{ID: 10}, Compaction: &pb.CompactionRequest{Revision: 5}},
+		{Header: &pb.RequestHeader{}, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 3}},
+	} {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		corpus = append(corpus, b)
+	}
+	decoded := 0
+	for i, data := range corpus {
+		id, ok := RequestID(data)
+		var r pb.InternalRaftRequest
+		if proto.Unmarshal(data, &r) != nil {
+			continue // what RequestID says of bytes that do not decode does not matter
+		}
+		decoded++
+		if want := r.GetHeader().GetID(); id != want || ok != (want != 0) {
+			t.Fatalf("entry %d: RequestID = %d, %v; the decoded header's ID is %d", i, id, ok, want)
+		}
+	}
+	if decoded < 300 {
+		t.Fatalf("only %d of the corpus decode", decoded)
+	}
+}
+
+// A request handed over by its proposer is applied as the entry's bytes
+// would be, and one that does not match them is caught in invariants
+// builds.
+func TestApplyProposedMatchesDecoded(t *testing.T) {
+	if !invariants.Enabled {
+		t.Skip("the check runs in invariants builds (the test suite's)")
+	}
+	a := openApplier(t)
+	req := &pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 77}, Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}}
+	data, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, applied, err := a.ApplyProposed(raftpb.Entry{Type: raftpb.EntryNormal, Index: 2, Term: 1, Data: data}, req)
+	if err != nil || !applied || res.ID != 77 || res.Op != "Put" {
+		t.Fatalf("ApplyProposed = %+v, %v, %v", res, applied, err)
+	}
+	other := &pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 78}, Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("w")}}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("a request that is not the entry's was applied")
+			}
+		}()
+		_, _, _ = a.ApplyProposed(raftpb.Entry{Type: raftpb.EntryNormal, Index: 3, Term: 1, Data: data}, other)
+	}()
 }

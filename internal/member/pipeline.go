@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
 	"github.com/cairn-db/cairn/internal/apply"
@@ -69,6 +70,10 @@ type PipelineConfig struct {
 	// Applied is told of each entry applied (not of those the backend
 	// already held), with its result and how long the backend took.
 	Applied func(e raftpb.Entry, res apply.Result, took time.Duration)
+	// Proposed, if set, returns the request of a normal entry that this
+	// member proposed and still waits for, as the proposer built it
+	// (see apply.Applier.ApplyProposed), or nil: the entry is decoded.
+	Proposed func(e raftpb.Entry) *pb.InternalRaftRequest
 	// MembersChanged is called after a conf change or a restored image
 	// may have changed the members.
 	MembersChanged func()
@@ -98,7 +103,11 @@ func (p *Pipeline) Apply(ta raftnode.ToApply) (uint64, error) {
 	var last uint64
 	for _, e := range ta.Entries {
 		start := time.Now()
-		res, applied, err := p.applier.Apply(e)
+		var proposed *pb.InternalRaftRequest
+		if p.cfg.Proposed != nil && e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
+			proposed = p.cfg.Proposed(e)
+		}
+		res, applied, err := p.applier.ApplyProposed(e, proposed)
 		if err != nil {
 			return 0, err
 		}

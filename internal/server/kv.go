@@ -212,9 +212,11 @@ func (s *Server) Hash() (hash uint32, current int64, err error) {
 func (s *Server) proposeWrite(ctx context.Context, set func(*pb.InternalRaftRequest)) (apply.Result, error) {
 	ir := internalRequests.Get().(*pb.InternalRaftRequest)
 	set(ir)
-	r, err := s.propose(ctx, ir)
-	ir.Reset()
-	internalRequests.Put(ir)
+	r, lent, err := s.proposeLent(ctx, ir, 0)
+	if !lent {
+		ir.Reset()
+		internalRequests.Put(ir)
+	}
 	return r, err
 }
 

@@ -324,7 +324,7 @@ func (s *Server) proposeConfChange(ctx context.Context, cc raftpb.ConfChange, ct
 	id := s.reqIDs.next()
 	ctxm.RequestID = id
 	cc.Context = ctxm.Marshal()
-	ch := s.wait.register(id)
+	ch := s.wait.register(id, nil, 0)
 	if err := s.rn.ProposeConfChangeAsLeader(ctx, cc, term); err != nil {
 		s.wait.cancel(id)
 		if errors.Is(err, raftnode.ErrNotLeader) {
@@ -332,7 +332,8 @@ func (s *Server) proposeConfChange(ctx context.Context, cc raftpb.ConfChange, ct
 		}
 		return apply.Result{}, s.proposalError(err)
 	}
-	return s.awaitApplied(ctx, nil, id, ch)
+	r, _, err := s.awaitApplied(ctx, nil, id, ch)
+	return r, err
 }
 
 // promoteLoop is the leader's promotion duty: a member added as a voter

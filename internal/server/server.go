@@ -166,6 +166,7 @@ func New(cfg Config) (*Server, error) {
 			return s.rn.TakeSnapshot(context.Background(), index, cs)
 		},
 		Applied:        s.entryApplied,
+		Proposed:       s.wait.claim,
 		MembersChanged: s.membersChanged,
 		Logger:         cfg.Logger,
 	})
@@ -612,7 +613,15 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (appl
 // proposeAs is propose; a proposal with a leader term fails with
 // raftnode.ErrNotLeader unless this member leads in that term when raft
 // takes it.
-func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (res apply.Result, err error) {
+func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (apply.Result, error) {
+	res, _, err := s.proposeLent(ctx, req, leaderTerm)
+	return res, err
+}
+
+// proposeLent is proposeAs, saying whether req may still be in the
+// applier's hands (it gave up waiting after the applier claimed req: see
+// waitRegistry), so that the caller must not reuse it.
+func (s *Server) proposeLent(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (res apply.Result, lent bool, err error) {
 	start := time.Now()
 	defer func() { s.metrics.observeRequest(apply.RequestType(req), start, err) }()
 	id := s.reqIDs.next()
@@ -621,16 +630,16 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		// Who asks, for the applier's permission checks (etcd's).
 		ai, err := s.AuthInfo(ctx)
 		if err != nil {
-			return apply.Result{}, err
+			return apply.Result{}, false, err
 		}
 		req.Header.Username, req.Header.AuthRevision = ai.User, ai.Revision
 	}
 	data, err := proto.Marshal(req)
 	if err != nil {
-		return apply.Result{}, err
+		return apply.Result{}, false, err
 	}
 	if len(data) > s.cfg.MaxRequestBytes {
-		return apply.Result{}, ErrRequestTooLarge
+		return apply.Result{}, false, ErrRequestTooLarge
 	}
 	// The request timeout starts once admitted: a burst of large
 	// requests waits here rather than timing out in the raft log.
@@ -639,15 +648,15 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		if err == ErrTimeout {
 			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stageNotAdmitted)
 		}
-		return apply.Result{}, err
+		return apply.Result{}, false, err
 	}
 	defer s.admission.release(len(data))
 	if s.rn.CommitIndex() > s.AppliedIndex()+maxAppliedLag {
 		// The applier is far behind what raft commits: more proposals
 		// would only queue, as etcd refuses them.
-		return apply.Result{}, ErrTooManyRequests
+		return apply.Result{}, false, ErrTooManyRequests
 	}
-	ch := s.wait.register(id)
+	ch := s.wait.register(id, req, len(data))
 	// The request timeout, as a pooled timer rather than a context with
 	// a deadline (see raftnode.Node.ProposeUntil).
 	timeout := requestTimers.get(s.cfg.RequestTimeout)
@@ -656,7 +665,9 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	defer s.inflight.done(len(data))
 	if err := s.rn.ProposeUntil(ctx, timeout.C, data, leaderTerm); err != nil {
 		s.metrics.proposalsFailed.Inc()
-		s.wait.cancel(id)
+		// Raft may have taken it before giving up: then the applier
+		// may have the request.
+		lent := s.wait.cancel(id)
 		stage := stageNotProposed
 		if errors.Is(err, raft.ErrProposalDropped) {
 			stage = stageDropped
@@ -665,9 +676,9 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		if err == ErrTimeout {
 			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stage)
 		}
-		return apply.Result{}, err
+		return apply.Result{}, lent, err
 	}
-	r, err := s.awaitApplied(ctx, timeout.C, id, ch)
+	r, lent, err := s.awaitApplied(ctx, timeout.C, id, ch)
 	if err != nil {
 		if !errors.Is(err, ErrStopped) {
 			s.metrics.proposalsFailed.Inc()
@@ -675,28 +686,26 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		if err == ErrTimeout {
 			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stageProposed)
 		}
-		return apply.Result{}, err
+		return apply.Result{}, lent, err
 	}
-	return r, r.Err
+	return r, false, r.Err
 }
 
 // awaitApplied waits for the result of request id, registered as ch, until
 // ctx ends, expired delivers (nil: never; a timeout) or the member stops
-// (then the registration is cancelled).
-func (s *Server) awaitApplied(ctx context.Context, expired <-chan time.Time, id uint64, ch chan apply.Result) (apply.Result, error) {
+// (then the registration is cancelled, and lent says whether the applier
+// had claimed the request: see waitRegistry.cancel).
+func (s *Server) awaitApplied(ctx context.Context, expired <-chan time.Time, id uint64, ch chan apply.Result) (r apply.Result, lent bool, err error) {
 	select {
 	case r := <-ch:
 		s.wait.release(ch)
-		return r, nil
+		return r, false, nil
 	case <-ctx.Done():
-		s.wait.cancel(id)
-		return apply.Result{}, s.proposalError(ctx.Err())
+		return apply.Result{}, s.wait.cancel(id), s.proposalError(ctx.Err())
 	case <-expired:
-		s.wait.cancel(id)
-		return apply.Result{}, ErrTimeout
+		return apply.Result{}, s.wait.cancel(id), ErrTimeout
 	case <-s.stopping:
-		s.wait.cancel(id)
-		return apply.Result{}, ErrStopped
+		return apply.Result{}, s.wait.cancel(id), ErrStopped
 	}
 }
 

@@ -3,39 +3,77 @@ package server
 import (
 	"sync"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
 // waitRegistry holds the proposals waiting for their entries to be
-// applied, by request ID.
+// applied, by request ID, with their requests: the applier uses a request
+// as the proposer built it rather than decoding the entry (claim).
 type waitRegistry struct {
 	mu      sync.Mutex
-	waiters map[uint64]chan apply.Result
+	waiters map[uint64]waiter
+}
+
+type waiter struct {
+	ch chan apply.Result
+	// req is the request proposed, marshalled into size bytes (nil for
+	// a conf change); claimed says the applier took it.
+	req     *pb.InternalRaftRequest
+	size    int
+	claimed bool
 }
 
 func newWaitRegistry() *waitRegistry {
-	return &waitRegistry{waiters: map[uint64]chan apply.Result{}}
+	return &waitRegistry{waiters: map[uint64]waiter{}}
 }
 
 // register returns the channel id's result will arrive on (buffered, so
 // the applier never blocks on a proposer that gave up). The caller only
-// receives from it, and hands it to release once it has received.
-func (w *waitRegistry) register(id uint64) chan apply.Result {
+// receives from it, and hands it to release once it has received. req,
+// if not nil, is the request marshalled into size bytes for id's entry:
+// from now on it must not change, and once cancel says the applier
+// claimed it, it must not be reused.
+func (w *waitRegistry) register(id uint64, req *pb.InternalRaftRequest, size int) chan apply.Result {
 	ch := resultChans.Get().(chan apply.Result)
 	w.mu.Lock()
-	w.waiters[id] = ch
+	w.waiters[id] = waiter{ch: ch, req: req, size: size}
 	w.mu.Unlock()
 	return ch
+}
+
+// claim returns the request registered for a normal entry's ID, for the
+// applier to use instead of decoding the entry, or nil if nobody here
+// waits for it (another member proposed it, or the proposer gave up), it
+// was claimed before, or the entry's size is not the request's (an ID
+// that is not ours). The applier must be done with the request before it
+// triggers the ID's result.
+func (w *waitRegistry) claim(e raftpb.Entry) *pb.InternalRaftRequest {
+	id, ok := apply.RequestID(e.Data)
+	if !ok {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wt, ok := w.waiters[id]
+	if !ok || wt.req == nil || wt.claimed || wt.size != len(e.Data) {
+		return nil
+	}
+	wt.claimed = true
+	w.waiters[id] = wt
+	return wt.req
 }
 
 // trigger delivers id's result, if anyone waits for it here.
 func (w *waitRegistry) trigger(id uint64, r apply.Result) {
 	w.mu.Lock()
-	ch, ok := w.waiters[id]
+	wt, ok := w.waiters[id]
 	delete(w.waiters, id)
 	w.mu.Unlock()
 	if ok {
-		ch <- r
+		wt.ch <- r
 	}
 }
 
@@ -51,11 +89,15 @@ func (w *waitRegistry) release(ch chan apply.Result) {
 // holds: one per proposal was 3% of what a busy leader allocated.
 var resultChans = sync.Pool{New: func() any { return make(chan apply.Result, 1) }}
 
-// cancel forgets id.
-func (w *waitRegistry) cancel(id uint64) {
+// cancel forgets id. It says whether the applier claimed id's request
+// and may still be using it, in which case the proposer must not reuse
+// it.
+func (w *waitRegistry) cancel(id uint64) (claimed bool) {
 	w.mu.Lock()
+	wt, ok := w.waiters[id]
 	delete(w.waiters, id)
 	w.mu.Unlock()
+	return ok && wt.claimed
 }
 
 // len is how many proposals wait.

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-db/cairn/internal/apply"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
+)
+
+// The applier gets a proposer's request once, only for the entry it was
+// marshalled into, and a proposer that gives up learns whether the
+// applier has it (so that it does not reuse it).
+func TestWaitRegistryClaim(t *testing.T) {
+	entry := func(r *pb.InternalRaftRequest) raftpb.Entry {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raftpb.Entry{Type: raftpb.EntryNormal, Index: 5, Data: b}
+	}
+	w := newWaitRegistry()
+	req := &pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 7}, Put: &pb.PutRequest{Key: []byte("k")}}
+	e := entry(req)
+	ch := w.register(7, req, len(e.Data))
+
+	// Another member's entry with the same ID and other bytes, an entry
+	// with no ID, and an ID nobody here waits for: decoded, not claimed.
+	if got := w.claim(entry(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 7}, Put: &pb.PutRequest{Key: []byte("other")}})); got != nil {
+		t.Fatal("claimed for an entry of another size")
+	}
+	if got := w.claim(entry(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k")}})); got != nil {
+		t.Fatal("claimed for an entry without an ID")
+	}
+	if got := w.claim(entry(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 8}})); got != nil {
+		t.Fatal("claimed for an ID nobody waits for")
+	}
+
+	if got := w.claim(e); got != req {
+		t.Fatalf("claim = %v, want the registered request", got)
+	}
+	if got := w.claim(e); got != nil {
+		t.Fatal("claimed twice (an entry applied again would share it)")
+	}
+	w.trigger(7, apply.Result{ID: 7, Op: "Put"})
+	if r := <-ch; r.Op != "Put" {
+		t.Fatalf("result %+v", r)
+	}
+	w.release(ch)
+
+	// Given up before the applier claimed it: the proposer may reuse it.
+	w.register(9, req, len(e.Data))
+	if w.cancel(9) {
+		t.Fatal("cancel says claimed; nothing claimed it")
+	}
+	// Given up after: it may not.
+	req2 := &pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 10}, Put: &pb.PutRequest{Key: []byte("k")}}
+	e2 := entry(req2)
+	w.register(10, req2, len(e2.Data))
+	if w.claim(e2) != req2 {
+		t.Fatal("not claimed")
+	}
+	if !w.cancel(10) {
+		t.Fatal("cancel after a claim says the request is free")
+	}
+	if n := w.len(); n != 0 {
+		t.Fatalf("%d waiters left", n)
+	}
+}
