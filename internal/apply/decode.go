@@ -157,23 +157,22 @@ func decodePutRequest(b []byte, p *pb.PutRequest) bool {
 			p.IgnoreLease = v != 0
 		}
 	}
-	// As proto.Unmarshal: a bytes field present but empty is empty, not
-	// nil. The key and a small value share one allocation.
+	// As proto.Unmarshal: a bytes field present but empty is nil, as
+	// if absent. The key and a small value share one allocation.
 	own := len(key)
 	if len(value) < aliasValueBytes {
 		own += len(value)
 	}
 	buf := make([]byte, 0, own)
-	if seen&(1<<1) != 0 {
+	if len(key) > 0 {
 		buf = append(buf, key...)
 		p.Key = buf[:len(key):len(key)]
 	}
-	if seen&(1<<2) != 0 {
-		if len(value) >= aliasValueBytes {
-			p.Value = value[:len(value):len(value)]
-		} else {
-			p.Value = append(buf[len(buf):], value...)
-		}
+	switch {
+	case len(value) >= aliasValueBytes:
+		p.Value = value[:len(value):len(value)]
+	case len(value) > 0:
+		p.Value = append(buf[len(buf):], value...)
 	}
 	return true
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -73,6 +75,9 @@ func requestCorpus(rng *rand.Rand) [][]byte {
 			protowire.AppendVarint(protowire.AppendTag(nil, 2, protowire.VarintType), 1)),
 		protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType),
 			protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), nil)),
+		// A put's key and value present but empty.
+		protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType),
+			protowire.AppendBytes(protowire.AppendTag(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), nil), 2, protowire.BytesType), nil)),
 	)
 	// Every prefix of a put: truncations anywhere.
 	for i := range put {
@@ -103,11 +108,42 @@ func checkDecodeMatchesProto(t *testing.T, name string, data []byte) {
 	if err == nil && !proto.Equal(got, want) {
 		t.Fatalf("%s (%x): decoded %v, proto.Unmarshal %v", name, data, got, want)
 	}
-	// Present but empty bytes are empty, not nil, as proto.Unmarshal
-	// leaves them (proto.Equal does not tell).
-	if err == nil && want.Put != nil && got.Put != nil &&
-		((want.Put.Key == nil) != (got.Put.Key == nil) || (want.Put.Value == nil) != (got.Put.Value == nil)) {
-		t.Fatalf("%s (%x): nil-ness of key/value differs: got %#v, want %#v", name, data, got.Put, want.Put)
+	// Which byte strings are nil is proto.Unmarshal's too: it leaves a
+	// bytes field present but empty nil (proto.Equal does not tell).
+	if err == nil {
+		var g, w []string
+		nilness(reflect.ValueOf(got), "", &g)
+		nilness(reflect.ValueOf(want), "", &w)
+		if !slices.Equal(g, w) {
+			t.Fatalf("%s (%x): nil-ness of byte strings differs: got %v, want %v", name, data, g, w)
+		}
+	}
+}
+
+// nilness lists the byte strings in v (through pointers, slices, oneof
+// interfaces and exported struct fields) that are nil, by path.
+func nilness(v reflect.Value, path string, out *[]string) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			nilness(v.Elem(), path, out)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); f.IsExported() {
+				nilness(v.Field(i), path+"."+f.Name, out)
+			}
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			if v.IsNil() {
+				*out = append(*out, path)
+			}
+			return
+		}
+		for i := range v.Len() {
+			nilness(v.Index(i), fmt.Sprintf("%s[%d]", path, i), out)
+		}
 	}
 }
 
