@@ -179,60 +179,42 @@ func decodePutRequest(b []byte, p *pb.PutRequest) bool {
 
 // RequestID returns the ID in a normal entry's request header without
 // decoding the rest of the request (a put's value is skipped over, not
-// read), or false if the bytes hold no header with an ID. Only the last
-// header counts, as proto.Unmarshal merges repeated ones.
+// read), or false if the bytes hold no header with an ID or do not parse.
+// Headers repeated merge, as proto.Unmarshal merges them: the last ID
+// counts.
 func RequestID(data []byte) (uint64, bool) {
 	var id uint64
-	var found bool
-	for len(data) > 0 {
-		num, typ, n := protowire.ConsumeTag(data)
-		if n < 0 {
-			return 0, false
-		}
-		data = data[n:]
+	valid := eachField(data, func(num protowire.Number, typ protowire.Type, v []byte) bool {
 		if num != 100 || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
-				return 0, false
+			return true
+		}
+		h, _ := protowire.ConsumeBytes(v)
+		return eachField(h, func(num protowire.Number, typ protowire.Type, v []byte) bool {
+			if num == 1 && typ == protowire.VarintType {
+				id, _ = protowire.ConsumeVarint(v)
 			}
-			data = data[n:]
-			continue
-		}
-		h, n := protowire.ConsumeBytes(data)
-		if n < 0 {
-			return 0, false
-		}
-		data = data[n:]
-		if hid, ok := headerID(h); ok {
-			id, found = hid, true
-		}
-	}
-	return id, found && id != 0
+			return true
+		})
+	})
+	return id, valid && id != 0
 }
 
-// headerID returns the ID field of an encoded RequestHeader.
-func headerID(h []byte) (uint64, bool) {
-	var id uint64
-	var found bool
-	for len(h) > 0 {
-		num, typ, n := protowire.ConsumeTag(h)
+// eachField calls fn with the number, wire type and encoded value of each
+// field of message b, in order, and says whether b parsed and fn returned
+// true for every field.
+func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte) bool) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return 0, false
+			return false
 		}
-		h = h[n:]
-		if num == 1 && typ == protowire.VarintType {
-			v, n := protowire.ConsumeVarint(h)
-			if n < 0 {
-				return 0, false
-			}
-			id, found, h = v, true, h[n:]
-			continue
+		b = b[n:]
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 || !fn(num, typ, b[:n]) {
+			return false
 		}
-		if n = protowire.ConsumeFieldValue(num, typ, h); n < 0 {
-			return 0, false
-		}
-		h = h[n:]
+		b = b[n:]
 	}
-	return id, found
+	return true
 }
 
 // proposedMatches says whether data decodes to r (an invariants check of

@@ -228,6 +228,12 @@ func TestRequestIDMatchesProto(t *testing.T) {
 		}
 		corpus = append(corpus, b)
 	}
+	// Headers repeated merge: the last ID counts, and a header without
+	// one keeps the one before.
+	h5, _ := proto.Marshal(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 5}})
+	h6, _ := proto.Marshal(&pb.InternalRaftRequest{Header: &pb.RequestHeader{ID: 6}})
+	hu, _ := proto.Marshal(&pb.InternalRaftRequest{Header: &pb.RequestHeader{Username: "u"}})
+	corpus = append(corpus, slices.Concat(h5, h6), slices.Concat(h6, h5), slices.Concat(h5, hu), slices.Concat(h5, corpus[0], h6))
 	decoded := 0
 	for i, data := range corpus {
 		id, ok := RequestID(data)
