@@ -418,8 +418,8 @@ func (tw *TxnWrite) compares(cs []*pb.Compare) (bool, error) {
 			return false, err
 		}
 		if len(res.KVs) == 0 {
-			// A missing key has no value to compare; its version,
-			// revisions and lease compare as zero.
+			// A missing key has no value to compare; its lease compares
+			// as zero (as its version and revisions do: compareIndex).
 			if c.Target == pb.Compare_VALUE || !compareKV(c, &mvccpb.KeyValue{}) {
 				return false, nil
 			}

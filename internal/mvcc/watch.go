@@ -9,6 +9,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/backend"
 )
 
 const (
@@ -903,9 +905,7 @@ const caughtIdle = time.Second
 // another store, which the cache is not served to.
 //
 // REQUIRES: ws.mu held; s attached.
-func (ws *WatchableStore) caughtUpEventsLocked(view interface {
-	Scan(start, end []byte, fn func(key, value []byte) bool) error
-}, s *Store, from, current int64) ([]*mvccpb.Event, int64, error) {
+func (ws *WatchableStore) caughtUpEventsLocked(view *backend.ReadView, s *Store, from, current int64) ([]*mvccpb.Event, int64, error) {
 	c := &ws.mu.caught
 	target := min(current, from+maxRevsPerSync-1)
 	if c.store != s || from < c.from || from > c.to || target-c.from >= maxRevsPerSync {
@@ -930,9 +930,7 @@ func (ws *WatchableStore) caughtUpEventsLocked(view interface {
 // readEvents reads the events of revisions from..to from the backend, in
 // order, stopping early after a revision once maxBytes are read. It
 // returns the last revision read whole and the bytes read.
-func readEvents(view interface {
-	Scan(start, end []byte, fn func(key, value []byte) bool) error
-}, from, to int64, maxBytes int) ([]*mvccpb.Event, int64, int, error) {
+func readEvents(view *backend.ReadView, from, to int64, maxBytes int) ([]*mvccpb.Event, int64, int, error) {
 	var (
 		events  []*mvccpb.Event
 		err     error
