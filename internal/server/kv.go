@@ -212,8 +212,11 @@ func (s *Server) Hash() (hash uint32, current int64, err error) {
 func (s *Server) proposeWrite(ctx context.Context, set func(*pb.InternalRaftRequest)) (apply.Result, error) {
 	ir := internalRequests.Get().(*pb.InternalRaftRequest)
 	set(ir)
-	r, lent, err := s.proposeLent(ctx, ir, 0)
-	if !lent {
+	r, err := s.propose(ctx, ir)
+	if err == nil {
+		// Its result arrived, so the applier is done with it; after an
+		// error it may not be (see waitRegistry.register), and the GC
+		// has it.
 		ir.Reset()
 		internalRequests.Put(ir)
 	}

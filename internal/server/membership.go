@@ -332,8 +332,7 @@ func (s *Server) proposeConfChange(ctx context.Context, cc raftpb.ConfChange, ct
 		}
 		return apply.Result{}, s.proposalError(err)
 	}
-	r, _, err := s.awaitApplied(ctx, nil, id, ch)
-	return r, err
+	return s.awaitApplied(ctx, nil, id, ch)
 }
 
 // promoteLoop is the leader's promotion duty: a member added as a voter

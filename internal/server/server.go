@@ -613,15 +613,7 @@ func (s *Server) propose(ctx context.Context, req *pb.InternalRaftRequest) (appl
 // proposeAs is propose; a proposal with a leader term fails with
 // raftnode.ErrNotLeader unless this member leads in that term when raft
 // takes it.
-func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (apply.Result, error) {
-	res, _, err := s.proposeLent(ctx, req, leaderTerm)
-	return res, err
-}
-
-// proposeLent is proposeAs, saying whether req may still be in the
-// applier's hands (it gave up waiting after the applier claimed req: see
-// waitRegistry), so that the caller must not reuse it.
-func (s *Server) proposeLent(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (res apply.Result, lent bool, err error) {
+func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, leaderTerm uint64) (res apply.Result, err error) {
 	start := time.Now()
 	defer func() { s.metrics.observeRequest(apply.RequestType(req), start, err) }()
 	id := s.reqIDs.next()
@@ -630,16 +622,16 @@ func (s *Server) proposeLent(ctx context.Context, req *pb.InternalRaftRequest, l
 		// Who asks, for the applier's permission checks (etcd's).
 		ai, err := s.AuthInfo(ctx)
 		if err != nil {
-			return apply.Result{}, false, err
+			return apply.Result{}, err
 		}
 		req.Header.Username, req.Header.AuthRevision = ai.User, ai.Revision
 	}
 	data, err := proto.Marshal(req)
 	if err != nil {
-		return apply.Result{}, false, err
+		return apply.Result{}, err
 	}
 	if len(data) > s.cfg.MaxRequestBytes {
-		return apply.Result{}, false, ErrRequestTooLarge
+		return apply.Result{}, ErrRequestTooLarge
 	}
 	// The request timeout starts once admitted: a burst of large
 	// requests waits here rather than timing out in the raft log.
@@ -648,13 +640,13 @@ func (s *Server) proposeLent(ctx context.Context, req *pb.InternalRaftRequest, l
 		if err == ErrTimeout {
 			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stageNotAdmitted)
 		}
-		return apply.Result{}, false, err
+		return apply.Result{}, err
 	}
 	defer s.admission.release(len(data))
 	if s.rn.CommitIndex() > s.AppliedIndex()+maxAppliedLag {
 		// The applier is far behind what raft commits: more proposals
 		// would only queue, as etcd refuses them.
-		return apply.Result{}, false, ErrTooManyRequests
+		return apply.Result{}, ErrTooManyRequests
 	}
 	ch := s.wait.register(id, req, len(data))
 	// The request timeout, as a pooled timer rather than a context with
@@ -665,9 +657,7 @@ func (s *Server) proposeLent(ctx context.Context, req *pb.InternalRaftRequest, l
 	defer s.inflight.done(len(data))
 	if err := s.rn.ProposeUntil(ctx, timeout.C, data, leaderTerm); err != nil {
 		s.metrics.proposalsFailed.Inc()
-		// Raft may have taken it before giving up: then the applier
-		// may have the request.
-		lent := s.wait.cancel(id)
+		s.wait.cancel(id)
 		stage := stageNotProposed
 		if errors.Is(err, raft.ErrProposalDropped) {
 			stage = stageDropped
@@ -676,9 +666,9 @@ func (s *Server) proposeLent(ctx context.Context, req *pb.InternalRaftRequest, l
 		if err == ErrTimeout {
 			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stage)
 		}
-		return apply.Result{}, lent, err
+		return apply.Result{}, err
 	}
-	r, lent, err := s.awaitApplied(ctx, timeout.C, id, ch)
+	r, err := s.awaitApplied(ctx, timeout.C, id, ch)
 	if err != nil {
 		if !errors.Is(err, ErrStopped) {
 			s.metrics.proposalsFailed.Inc()
@@ -686,26 +676,28 @@ func (s *Server) proposeLent(ctx context.Context, req *pb.InternalRaftRequest, l
 		if err == ErrTimeout {
 			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stageProposed)
 		}
-		return apply.Result{}, lent, err
+		return apply.Result{}, err
 	}
-	return r, false, r.Err
+	return r, r.Err
 }
 
 // awaitApplied waits for the result of request id, registered as ch, until
 // ctx ends, expired delivers (nil: never; a timeout) or the member stops
-// (then the registration is cancelled, and lent says whether the applier
-// had claimed the request: see waitRegistry.cancel).
-func (s *Server) awaitApplied(ctx context.Context, expired <-chan time.Time, id uint64, ch chan apply.Result) (r apply.Result, lent bool, err error) {
+// (then the registration is cancelled).
+func (s *Server) awaitApplied(ctx context.Context, expired <-chan time.Time, id uint64, ch chan apply.Result) (apply.Result, error) {
 	select {
 	case r := <-ch:
 		s.wait.release(ch)
-		return r, false, nil
+		return r, nil
 	case <-ctx.Done():
-		return apply.Result{}, s.wait.cancel(id), s.proposalError(ctx.Err())
+		s.wait.cancel(id)
+		return apply.Result{}, s.proposalError(ctx.Err())
 	case <-expired:
-		return apply.Result{}, s.wait.cancel(id), ErrTimeout
+		s.wait.cancel(id)
+		return apply.Result{}, ErrTimeout
 	case <-s.stopping:
-		return apply.Result{}, s.wait.cancel(id), ErrStopped
+		s.wait.cancel(id)
+		return apply.Result{}, ErrStopped
 	}
 }
 

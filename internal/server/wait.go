@@ -34,8 +34,9 @@ func newWaitRegistry() *waitRegistry {
 // the applier never blocks on a proposer that gave up). The caller only
 // receives from it, and hands it to release once it has received. req,
 // if not nil, is the request marshalled into size bytes for id's entry:
-// from now on it must not change, and once cancel says the applier
-// claimed it, it must not be reused.
+// from now on it must not change, and, as ch, it may be reused only once
+// its result was received (a proposer that gave up may have left it with
+// the applier).
 func (w *waitRegistry) register(id uint64, req *pb.InternalRaftRequest, size int) chan apply.Result {
 	ch := resultChans.Get().(chan apply.Result)
 	w.mu.Lock()
@@ -89,15 +90,11 @@ func (w *waitRegistry) release(ch chan apply.Result) {
 // holds: one per proposal was 3% of what a busy leader allocated.
 var resultChans = sync.Pool{New: func() any { return make(chan apply.Result, 1) }}
 
-// cancel forgets id. It says whether the applier claimed id's request
-// and may still be using it, in which case the proposer must not reuse
-// it.
-func (w *waitRegistry) cancel(id uint64) (claimed bool) {
+// cancel forgets id.
+func (w *waitRegistry) cancel(id uint64) {
 	w.mu.Lock()
-	wt, ok := w.waiters[id]
 	delete(w.waiters, id)
 	w.mu.Unlock()
-	return ok && wt.claimed
 }
 
 // len is how many proposals wait.
