@@ -407,28 +407,35 @@ func (tw *TxnWrite) op(op *pb.RequestOp) (*pb.ResponseOp, error) {
 func (tw *TxnWrite) compares(cs []*pb.Compare) (bool, error) {
 	for _, c := range cs {
 		tw.ops.ranges++ // etcd counts each compare's read as a range
+		var ok bool
+		var err error
 		if c.Target != pb.Compare_VALUE && c.Target != pb.Compare_LEASE {
-			if !tw.compareIndex(c) {
-				return false, nil
-			}
-			continue
+			ok = tw.compareIndex(c)
+		} else {
+			ok, err = tw.compareValues(c)
 		}
-		res, err := tw.Range(c.Key, c.RangeEnd, RangeOptions{})
-		if err != nil {
+		if !ok || err != nil {
 			return false, err
 		}
-		if len(res.KVs) == 0 {
-			// A missing key has no value to compare; its lease compares
-			// as zero (as its version and revisions do: compareIndex).
-			if c.Target == pb.Compare_VALUE || !compareKV(c, &mvccpb.KeyValue{}) {
-				return false, nil
-			}
-			continue
-		}
-		for _, kv := range res.KVs {
-			if !compareKV(c, kv) {
-				return false, nil
-			}
+	}
+	return true, nil
+}
+
+// compareValues evaluates a compare from the keys' whole KeyValues, as
+// etcd does every compare: what a value or lease compare needs.
+func (tw *TxnWrite) compareValues(c *pb.Compare) (bool, error) {
+	res, err := tw.Range(c.Key, c.RangeEnd, RangeOptions{})
+	if err != nil {
+		return false, err
+	}
+	if len(res.KVs) == 0 {
+		// A missing key has no value to compare; its version,
+		// revisions and lease compare as zero.
+		return c.Target != pb.Compare_VALUE && compareKV(c, &mvccpb.KeyValue{}), nil
+	}
+	for _, kv := range res.KVs {
+		if !compareKV(c, kv) {
+			return false, nil
 		}
 	}
 	return true, nil

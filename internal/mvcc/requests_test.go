@@ -472,28 +472,9 @@ func TestReadTxnRequest(t *testing.T) {
 	}
 }
 
-// compareByValues is compares' path for every target: the keys' whole
-// KeyValues read with Range, which compareIndex skips for versions and
-// revisions.
-func compareByValues(t *testing.T, tw *TxnWrite, c *pb.Compare) bool {
-	t.Helper()
-	res, err := tw.Range(c.Key, c.RangeEnd, RangeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.KVs) == 0 {
-		return compareKV(c, &mvccpb.KeyValue{})
-	}
-	for _, kv := range res.KVs {
-		if !compareKV(c, kv) {
-			return false
-		}
-	}
-	return true
-}
-
 // Compares of versions and revisions answered from the index agree with
-// the same compares answered from the keys' stored KeyValues, on random
+// the same compares answered from the keys' stored KeyValues (the path
+// value and lease compares take, and etcd's for every compare), on random
 // histories (keys put, deleted, put again; some compacted), for single
 // keys, ranges and from-key ranges, before a transaction writes and after
 // it wrote (a nested txn's compares see its earlier puts and deletes).
@@ -543,7 +524,11 @@ func TestCompareIndexMatchesValues(t *testing.T) {
 					case pb.Compare_MOD:
 						c.TargetUnion = &pb.Compare_ModRevision{ModRevision: v}
 					}
-					if got, want := tw.compareIndex(c), compareByValues(t, tw, c); got != want {
+					want, err := tw.compareValues(c)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := tw.compareIndex(c); got != want {
 						t.Fatalf("round %d, pass %d: compare %v from the index %v, from the values %v", round, pass, c, got, want)
 					}
 					checked++
