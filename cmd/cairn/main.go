@@ -247,7 +247,7 @@ func serve(c config, logger *zap.Logger) error {
 		goServe(func() { clientGRPC.Serve(gw.Listener()) })
 	}
 	for _, l := range peerLns {
-		goServe(func() { peerGRPC.Serve(l) })
+		goServe(func() { srv.ServePeers(l, peerGRPC) })
 		logger.Info("serving peer traffic", zap.String("address", l.Addr().String()))
 	}
 	var demuxes []*demux

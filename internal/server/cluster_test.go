@@ -98,7 +98,7 @@ func (c *testCluster) startOn(i int, ln net.Listener) {
 	s.RegisterPeerService(m.g)
 	go func() {
 		defer close(m.served)
-		m.g.Serve(ln)
+		m.s.ServePeers(ln, m.g)
 	}()
 	c.members[i] = m
 }

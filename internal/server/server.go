@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -218,6 +219,11 @@ func (s *Server) Config() Config { return s.cfg }
 // RegisterPeerService adds the peer transport's service to a gRPC server
 // built with PeerServerOptions.
 func (s *Server) RegisterPeerService(g *grpc.Server) { s.tr.Register(g) }
+
+// ServePeers serves peer traffic on l until l is closed: raft's messages
+// itself, and the rest through g, a gRPC server built with
+// PeerServerOptions and registered with RegisterPeerService.
+func (s *Server) ServePeers(l net.Listener, g *grpc.Server) error { return s.tr.Serve(l, g) }
 
 // PeerServerOptions are the options the peer gRPC server needs.
 func PeerServerOptions() []grpc.ServerOption { return transport.ServerOptions() }

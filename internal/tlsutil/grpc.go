@@ -25,7 +25,9 @@ type insecureInfo struct{ credentials.CommonAuthInfo }
 func (insecureInfo) AuthType() string { return "insecure" }
 
 func (handshaken) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	if tc, ok := c.(*tls.Conn); ok {
+	// A *tls.Conn, or a connection wrapping one that says its state (the
+	// peer transport's, which reads a connection's first bytes itself).
+	if tc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		return c, credentials.TLSInfo{
 			State:          tc.ConnectionState(),
 			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},

@@ -37,6 +37,9 @@ type peer struct {
 	// by stop.
 	callConn *grpc.ClientConn
 	callURL  int
+	// buf is the raw connection's frame buffer, used by run's goroutine
+	// only.
+	buf []byte
 }
 
 func newPeer(t *Transport, id uint64, urls []string) *peer {
@@ -55,9 +58,12 @@ func (p *peer) stop() {
 	})
 }
 
-// run keeps a stream open to the peer and sends what arrives on msgc,
-// batching what is queued into one frame. While the peer is unreachable,
-// queued messages are dropped and reported, and reconnection backs off.
+// run keeps a connection open to the peer and sends what arrives on
+// msgc, batching what is queued into one frame. While the peer is
+// unreachable, queued messages are dropped and reported, and reconnection
+// backs off. It sends on a raw message connection (raw.go), or, for one
+// connection after a peer did not take that (a member from before them),
+// on a gRPC stream.
 func (p *peer) run() {
 	logger := p.t.logger.With(zap.String("peer", idString(p.id)))
 	backoff := minBackoff
@@ -69,10 +75,33 @@ func (p *peer) run() {
 	}()
 	urlIndex := 0
 	reachable := true
+	useGRPC := false
 	for {
-		if conn == nil {
-			var err error
-			if conn, err = dial(p.urls[urlIndex%len(p.urls)], p.t.cfg.TLS); err != nil {
+		var err error
+		peerURL := p.urls[urlIndex%len(p.urls)]
+		if useGRPC {
+			if conn == nil {
+				if conn, err = dial(peerURL, p.t.cfg.TLS); err != nil {
+					logger.Error("peer URL unusable", zap.Error(err))
+					urlIndex++
+					if !p.sleep(maxBackoff) {
+						return
+					}
+					continue
+				}
+			}
+			err = p.stream(conn)
+			// The next connection tries the raw one again: the peer
+			// may have been upgraded, or may have died at the hello.
+			useGRPC = false
+		} else {
+			err = p.dialAndSend(peerURL)
+			if errors.Is(err, errNoRawTransport) {
+				logger.Info("peer takes messages on gRPC streams only; using those")
+				useGRPC = true
+				continue
+			}
+			if errors.Is(err, errUnusableURL) {
 				logger.Error("peer URL unusable", zap.Error(err))
 				urlIndex++
 				if !p.sleep(maxBackoff) {
@@ -81,29 +110,37 @@ func (p *peer) run() {
 				continue
 			}
 		}
-		err := p.stream(conn)
 		if err == nil {
 			return // stopped
 		}
-		if reachable {
+		// Logged once while the peer cannot be reached, and whenever a
+		// connection that worked breaks.
+		if reachable || errors.Is(err, errConnected) {
 			logger.Warn("lost peer stream", zap.Error(err))
 			reachable = false
 		}
 		p.t.cfg.Raft.ReportUnreachable(p.id)
+		removed := errors.Is(err, ErrMemberRemoved)
 		if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied && st.Message() == ErrMemberRemoved.Error() {
+			removed = true
+		}
+		if removed {
 			logger.Warn("peer says this member was removed from the cluster")
 			if p.t.cfg.OnRemoved != nil {
 				p.t.cfg.OnRemoved()
 			}
 			backoff = maxBackoff
 		}
-		if status.Code(err) == codes.FailedPrecondition {
+		var r *refusal
+		if status.Code(err) == codes.FailedPrecondition || errors.As(err, &r) && (r.code == rawOtherCluster || r.code == rawOtherMember) {
 			// Another cluster, or another member at that address: keep
 			// trying (it may be replaced), but slowly.
 			backoff = maxBackoff
 		}
-		conn.Close()
-		conn = nil
+		if conn != nil {
+			conn.Close()
+			conn = nil
+		}
 		urlIndex++
 		if !p.sleep(backoff) {
 			return
@@ -113,6 +150,25 @@ func (p *peer) run() {
 			backoff = minBackoff
 		}
 	}
+}
+
+// dialAndSend opens a raw message connection to peerURL and sends on it
+// until it breaks (an error) or the peer stops (nil).
+func (p *peer) dialAndSend(peerURL string) error {
+	ctx, cancel := cancelOn(context.Background(), p.stopc)
+	ctx, cancelDial := context.WithTimeout(ctx, p.t.cfg.DialTimeout)
+	conn, err := dialRaw(ctx, peerURL, p.t.cfg.TLS)
+	cancelDial()
+	cancel()
+	if err != nil {
+		select {
+		case <-p.stopc:
+			return nil
+		default:
+		}
+		return err
+	}
+	return p.rawStream(conn)
 }
 
 // errConnected marks a stream that worked before it broke.
@@ -164,15 +220,56 @@ func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 		cancel()
 		<-received
 	}()
+	return p.sendLoop(broken, func(batch []raftpb.Message, size int) (int, error) {
+		// A buffer from gRPC's pool per frame, which gRPC puts back once
+		// it has written the frame (it queues the bytes without copying,
+		// so the frame outlives SendMsg). The bound covers the cluster ID
+		// and each length.
+		bufp := framePool.Get(size + 16 + 10*len(batch))
+		frame := encodeBatch((*bufp)[:0], p.t.cfg.ClusterID, batch)
+		msg := any(&frame)
+		if len(frame) <= cap(*bufp) {
+			*bufp = frame
+			msg = pooledFrame{bufp}
+		} else {
+			// encodeBatch grew a buffer of its own: bufp is not sent.
+			framePool.Put(bufp)
+		}
+		return len(frame), stream.SendMsg(msg)
+	}, func(err error) error {
+		if err != io.EOF {
+			return err
+		}
+		// The server ended the stream; its status is what the receiver
+		// above gets. Not a second RecvMsg here: two at once on one
+		// stream are not allowed, and this one waited for ever at a
+		// shutdown (the stream's context is cancelled only when this
+		// returns).
+		select {
+		case err = <-broken:
+			return err
+		case <-p.stopc:
+			return errPeerStopped
+		}
+	})
+}
+
+// errPeerStopped is a send given up because the peer stopped.
+var errPeerStopped = errors.New("transport: peer stopped")
+
+// sendLoop sends what arrives on msgc with send, batching what is queued
+// into one call, until the peer stops (nil), the connection breaks (the
+// error from broken) or a send fails: its batch is reported, and explain
+// turns send's error into the one to return (errPeerStopped for nil).
+// send returns how many bytes it wrote.
+func (p *peer) sendLoop(broken <-chan error, send func(batch []raftpb.Message, size int) (int, error),
+	explain func(error) error) (err error) {
 	sent := false
-	// The peer counts as active while the stream is open (gRPC opened it
-	// on a ready connection), as etcd's peer status.
-	active := p.t.cfg.Metrics.activePeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id))
-	active.Set(1)
-	p.t.setActive(p.id, true)
+	// The peer counts as active while the connection is open, as etcd's
+	// peer status.
+	p.t.setActive(p, true)
 	defer func() {
-		active.Set(0)
-		p.t.setActive(p.id, false)
+		p.t.setActive(p, false)
 		if err != nil {
 			p.t.cfg.Metrics.disconnectedPeers.WithLabelValues(idString(p.t.cfg.LocalID), idString(p.id)).Inc()
 		}
@@ -185,7 +282,7 @@ func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 			return nil
 		case err := <-broken:
 			if sent {
-				return fmt.Errorf("%w: %v", errConnected, err)
+				return fmt.Errorf("%w: %w", errConnected, err)
 			}
 			return err
 		case m = <-p.msgc:
@@ -202,43 +299,20 @@ func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 				break drain
 			}
 		}
-		// A buffer from gRPC's pool per frame, which gRPC puts back once
-		// it has written the frame (it queues the bytes without copying,
-		// so the frame outlives SendMsg): frames were a sixteenth of
-		// what a busy leader allocated. The bound covers the cluster ID
-		// and each length.
-		bufp := framePool.Get(size + 16 + 10*len(batch))
-		frame := encodeBatch((*bufp)[:0], p.t.cfg.ClusterID, batch)
-		msg := any(&frame)
-		if len(frame) <= cap(*bufp) {
-			*bufp = frame
-			msg = pooledFrame{bufp}
-		} else {
-			// encodeBatch grew a buffer of its own: bufp is not sent.
-			framePool.Put(bufp)
-		}
-		if err := stream.SendMsg(msg); err != nil {
+		n, err := send(batch, size)
+		if err != nil {
 			for _, m := range batch {
 				p.t.reportFailure(m)
 			}
-			if err == io.EOF {
-				// The server ended the stream; its status is what the
-				// receiver above gets. Not a second RecvMsg here: two at
-				// once on one stream are not allowed, and this one waited
-				// for ever at a shutdown (the stream's context is
-				// cancelled only when this returns).
-				select {
-				case err = <-broken:
-				case <-p.stopc:
-					return nil
-				}
+			if err = explain(err); err == errPeerStopped {
+				return nil
 			}
 			if sent {
-				return fmt.Errorf("%w: %v", errConnected, err)
+				return fmt.Errorf("%w: %w", errConnected, err)
 			}
 			return err
 		}
-		p.m.sentBytes.Add(float64(len(frame)))
+		p.m.sentBytes.Add(float64(n))
 		sent = true
 	}
 }

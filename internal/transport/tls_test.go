@@ -5,8 +5,6 @@ import (
 	"net"
 	"testing"
 
-	"google.golang.org/grpc"
-
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/tlsutil"
 	"github.com/cairn-db/cairn/internal/tlsutil/certtest"
@@ -29,18 +27,8 @@ func serveTLSNode(t *testing.T, id uint64, server, client tlsutil.Info) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{id: id, clusterID: testCluster, peerURL: "https://" + raw.Addr().String(), raft: newFakeRaft(nil),
-		served: make(chan struct{})}
-	n.tr = New(Config{LocalID: id, ClusterID: testCluster, Raft: n.raft, TLS: ccfg,
-		Cluster: func() ([]byte, error) { return []byte("cluster"), nil }})
-	n.srv = grpc.NewServer(append(ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
-	n.tr.Register(n.srv)
-	go func() {
-		defer close(n.served)
-		n.srv.Serve(lis)
-	}()
-	t.Cleanup(n.stop)
-	return n
+	n := newNode(id, testCluster, nil, Config{TLS: ccfg, Cluster: func() ([]byte, error) { return []byte("cluster"), nil }})
+	return serveNodeWith(t, n, lis, "https://"+raw.Addr().String())
 }
 
 // Members on https:// peer URLs with --peer-client-cert-auth reach each

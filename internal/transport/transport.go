@@ -131,7 +131,10 @@ type Transport struct {
 		activeSince map[uint64]time.Time
 		// snapshotting holds the peers with a snapshot in flight.
 		snapshotting map[uint64]bool
-		stopped      bool
+		// inbound holds the raw message connections being received,
+		// which Stop closes.
+		inbound map[net.Conn]struct{}
+		stopped bool
 	}
 }
 
@@ -150,6 +153,7 @@ func New(cfg Config) *Transport {
 	t.mu.peers = map[uint64]*peer{}
 	t.mu.activeSince = map[uint64]time.Time{}
 	t.mu.snapshotting = map[uint64]bool{}
+	t.mu.inbound = map[net.Conn]struct{}{}
 	return t
 }
 
@@ -198,7 +202,7 @@ func (t *Transport) SetPeer(id uint64, urls []string) {
 		if slices.Equal(p.urls, urls) {
 			return
 		}
-		p.stop()
+		t.dropPeerLocked(p)
 	}
 	p := newPeer(t, id, urls)
 	t.mu.peers[id] = p
@@ -214,8 +218,7 @@ func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p, ok := t.mu.peers[id]; ok {
-		p.stop()
-		delete(t.mu.peers, id)
+		t.dropPeerLocked(p)
 	}
 }
 
@@ -228,14 +231,36 @@ func (t *Transport) ActiveSince(id uint64) time.Time {
 	return t.mu.activeSince[id]
 }
 
-func (t *Transport) setActive(id uint64, active bool) {
+func (t *Transport) setActive(p *peer, active bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.mu.peers[p.id] != p {
+		// Stopped, and replaced or removed: its successor's state (or
+		// none, set by dropPeerLocked) stands.
+		return
+	}
+	t.setActiveLocked(p.id, active)
+}
+
+// setActiveLocked records whether the connection to peer id is open.
+// REQUIRES: t.mu held.
+func (t *Transport) setActiveLocked(id uint64, active bool) {
+	g := t.cfg.Metrics.activePeers.WithLabelValues(idString(t.cfg.LocalID), idString(id))
 	if active {
 		t.mu.activeSince[id] = time.Now()
+		g.Set(1)
 	} else {
 		delete(t.mu.activeSince, id)
+		g.Set(0)
 	}
+}
+
+// dropPeerLocked stops peer p, which leaves the transport or is replaced.
+// REQUIRES: t.mu held.
+func (t *Transport) dropPeerLocked(p *peer) {
+	p.stop()
+	delete(t.mu.peers, p.id)
+	t.setActiveLocked(p.id, false)
 }
 
 // Peers returns the IDs of the peers the transport sends to.
@@ -299,9 +324,11 @@ func (t *Transport) Stop() {
 	}
 	t.mu.stopped = true
 	close(t.stopc)
-	for id, p := range t.mu.peers {
-		p.stop()
-		delete(t.mu.peers, id)
+	for _, p := range t.mu.peers {
+		t.dropPeerLocked(p)
+	}
+	for c := range t.mu.inbound {
+		c.Close()
 	}
 	t.mu.Unlock()
 	t.wg.Wait()
@@ -313,7 +340,8 @@ func (t *Transport) outgoingContext(ctx context.Context, to uint64) context.Cont
 		mdFrom, idString(t.cfg.LocalID), mdTo, idString(to))
 }
 
-// checkStream checks an incoming stream's metadata and returns the sender.
+// checkStream checks an incoming gRPC stream's metadata and returns the
+// sender.
 func (t *Transport) checkStream(ctx context.Context) (from uint64, err error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	get := func(k string) (uint64, error) {
@@ -330,33 +358,43 @@ func (t *Transport) checkStream(ctx context.Context) (from uint64, err error) {
 		t.logger.Warn("rejected peer stream with bad metadata", zap.Error(err))
 		return 0, status.Errorf(codes.InvalidArgument, "transport: bad stream metadata: %v", err)
 	}
-	if cluster != t.cfg.ClusterID {
-		t.logger.Error("rejected peer stream from another cluster",
-			zap.String("remote-member", idString(from)), zap.String("remote-cluster", idString(cluster)),
-			zap.String("local-cluster", idString(t.cfg.ClusterID)))
-		return 0, status.Errorf(codes.FailedPrecondition, "%v: member %s is in cluster %s, this is cluster %s",
-			ErrClusterMismatch, idString(from), idString(cluster), idString(t.cfg.ClusterID))
-	}
-	if err := t.refuseRemoved(from); err != nil {
-		return 0, err
-	}
-	if to != t.cfg.LocalID {
-		t.logger.Error("rejected peer stream meant for another member",
-			zap.String("remote-member", idString(from)), zap.String("meant-for", idString(to)))
-		return 0, status.Errorf(codes.FailedPrecondition, "transport: stream meant for member %s reached member %s",
-			idString(to), idString(t.cfg.LocalID))
+	if r := t.checkIdentity(cluster, from, to); r != nil {
+		return 0, r.grpcStatus()
 	}
 	return from, nil
 }
 
-// refuseRemoved is the answer to member from if it was removed from the
+// checkIdentity checks what a stream or connection says of itself: the
+// sender's cluster, the sender, and the member it is meant for. It
+// returns nil if they are to be served, else the refusal (logged).
+func (t *Transport) checkIdentity(cluster, from, to uint64) *refusal {
+	if cluster != t.cfg.ClusterID {
+		t.logger.Error("rejected peer stream from another cluster",
+			zap.String("remote-member", idString(from)), zap.String("remote-cluster", idString(cluster)),
+			zap.String("local-cluster", idString(t.cfg.ClusterID)))
+		return &refusal{code: rawOtherCluster, text: fmt.Sprintf("%v: member %s is in cluster %s, this is cluster %s",
+			ErrClusterMismatch, idString(from), idString(cluster), idString(t.cfg.ClusterID))}
+	}
+	if r := t.refuseRemoved(from); r != nil {
+		return r
+	}
+	if to != t.cfg.LocalID {
+		t.logger.Error("rejected peer stream meant for another member",
+			zap.String("remote-member", idString(from)), zap.String("meant-for", idString(to)))
+		return &refusal{code: rawOtherMember, text: fmt.Sprintf("transport: stream meant for member %s reached member %s",
+			idString(to), idString(t.cfg.LocalID))}
+	}
+	return nil
+}
+
+// refuseRemoved is the refusal of member from if it was removed from the
 // cluster (ErrMemberRemoved, which tells it), else nil.
-func (t *Transport) refuseRemoved(from uint64) error {
+func (t *Transport) refuseRemoved(from uint64) *refusal {
 	if t.cfg.Removed == nil || !t.cfg.Removed(from) {
 		return nil
 	}
 	t.logger.Warn("rejected peer stream from a removed member", zap.String("remote-member", idString(from)))
-	return status.Error(codes.PermissionDenied, ErrMemberRemoved.Error())
+	return &refusal{code: rawRemoved, text: ErrMemberRemoved.Error()}
 }
 
 // handleMessages receives one peer's message stream.
@@ -378,8 +416,8 @@ func (t *Transport) handleMessages(_ any, stream grpc.ServerStream) error {
 		// A stream opened before its sender was removed: the sender
 		// may never apply its own removal (the leader stops sending to
 		// it once removed), so this refusal is how it learns.
-		if err := t.refuseRemoved(from); err != nil {
-			return err
+		if r := t.refuseRemoved(from); r != nil {
+			return r.grpcStatus()
 		}
 		msgs, err := decodeBatch(frame, t.cfg.ClusterID)
 		if err != nil {

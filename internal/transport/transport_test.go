@@ -24,6 +24,7 @@ import (
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 	"github.com/cairn-db/cairn/internal/snap"
+	"github.com/cairn-db/cairn/internal/tlsutil"
 )
 
 // These tests run real transports on loopback gRPC servers. What the
@@ -236,30 +237,76 @@ type node struct {
 	tr            *Transport
 	srv           *grpc.Server
 	served        chan struct{}
+	// removed are the members this one takes as removed from the
+	// cluster (Config.Removed); toldRemoved counts the peers' refusals
+	// of this member as removed (Config.OnRemoved).
+	removed     sync.Map
+	toldRemoved atomic.Int32
 }
 
 // startNode starts member id of clusterID listening on addr
 // ("127.0.0.1:0" for any port).
 func startNode(t *testing.T, id, clusterID uint64, addr string, snaps *fakeSnapshots) *node {
 	t.Helper()
+	return serveNode(t, id, clusterID, listen(t, addr), "", snaps)
+}
+
+// startOldNode starts member id as one from before the raw message
+// connections: its peer server is gRPC alone.
+func startOldNode(t *testing.T, id, clusterID uint64, addr string) *node {
+	t.Helper()
+	n := newNode(id, clusterID, nil, Config{})
+	lis := listen(t, addr)
+	n.peerURL = "http://" + lis.Addr().String()
+	go func() {
+		defer close(n.served)
+		n.srv.Serve(lis)
+	}()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func listen(t *testing.T, addr string) net.Listener {
+	t.Helper()
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveNode(t, id, clusterID, lis, "http://"+lis.Addr().String(), snaps)
+	return lis
 }
 
-// serveNode starts member id of clusterID on lis, reached at peerURL.
+// newNode builds member id's transport from cfg (its IDs, raft and
+// removal hooks set here) and its gRPC server, serving nothing yet.
+func newNode(id, clusterID uint64, snaps *fakeSnapshots, cfg Config) *node {
+	n := &node{id: id, clusterID: clusterID, snaps: snaps, raft: newFakeRaft(snaps), served: make(chan struct{})}
+	cfg.LocalID, cfg.ClusterID, cfg.Raft, cfg.Snapshots = id, clusterID, n.raft, snaps
+	cfg.Removed = func(id uint64) bool {
+		_, ok := n.removed.Load(id)
+		return ok
+	}
+	cfg.OnRemoved = func() { n.toldRemoved.Add(1) }
+	n.tr = New(cfg)
+	n.srv = grpc.NewServer(append(ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
+	n.tr.Register(n.srv)
+	return n
+}
+
+// serveNode starts member id of clusterID on lis, reached at peerURL
+// (http:// lis's address if empty).
 func serveNode(t *testing.T, id, clusterID uint64, lis net.Listener, peerURL string, snaps *fakeSnapshots) *node {
 	t.Helper()
-	n := &node{id: id, clusterID: clusterID, peerURL: peerURL, snaps: snaps, raft: newFakeRaft(snaps),
-		served: make(chan struct{})}
-	n.tr = New(Config{LocalID: id, ClusterID: clusterID, Raft: n.raft, Snapshots: snaps})
-	n.srv = grpc.NewServer(ServerOptions()...)
-	n.tr.Register(n.srv)
+	return serveNodeWith(t, newNode(id, clusterID, snaps, Config{}), lis, peerURL)
+}
+
+func serveNodeWith(t *testing.T, n *node, lis net.Listener, peerURL string) *node {
+	t.Helper()
+	if peerURL == "" {
+		peerURL = "http://" + lis.Addr().String()
+	}
+	n.peerURL = peerURL
 	go func() {
 		defer close(n.served)
-		n.srv.Serve(lis)
+		n.tr.Serve(lis, n.srv)
 	}()
 	t.Cleanup(n.stop)
 	return n
@@ -583,7 +630,8 @@ func TestRemovePeerStopsSending(t *testing.T) {
 }
 
 // Stop returns while a snapshot is in flight (its receiver stuck in
-// SaveImage) and a peer is unreachable, reports the snapshot failed, and
+// SaveImage), a peer is unreachable and another has not answered the
+// hello, reports the snapshot failed, and
 // leaves no goroutine behind; after it, Send reports instead of sending.
 func TestStopLeavesNothing(t *testing.T) {
 	senderSnaps, receiverSnaps := newFakeSnapshots(t), newFakeSnapshots(t)
@@ -603,11 +651,28 @@ func TestStopLeavesNothing(t *testing.T) {
 	deadURL := "http://" + lis.Addr().String()
 	lis.Close()
 	a.tr.SetPeer(3, []string{deadURL})
+	// A peer that takes connections and never answers a hello.
+	silent := listen(t, "127.0.0.1:0")
+	defer silent.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := silent.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	a.tr.SetPeer(4, []string{"http://" + silent.Addr().String()})
 	senderSnaps.put(t, 5, make([]byte, 2*snapshotChunkBytes))
 
 	a.tr.Send([]raftpb.Message{app(1, 2, 1), app(1, 3, 1), {Type: raftpb.MsgSnap, From: 1, To: 2, Term: 1,
 		Snapshot: &raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 5, Term: 1}}}})
 	waitFor(t, "the message", func() bool { return len(b.raft.received(1)) == 1 })
+	var silentConn net.Conn
+	select {
+	case silentConn = <-accepted:
+		defer silentConn.Close()
+	case <-time.After(waitTimeout):
+		t.Fatal("the silent peer was never dialled")
+	}
 	select {
 	case <-stuck:
 	case <-time.After(waitTimeout):
@@ -681,7 +746,8 @@ func TestEndedStreamNeverReceivedTwice(t *testing.T) {
 	defer func() { testStreamInterceptor = nil }()
 
 	a := startNode(t, 1, testCluster, "127.0.0.1:0", nil)
-	b := startNode(t, 2, testCluster, "127.0.0.1:0", nil)
+	// A member from before the raw connections: a sends on gRPC streams.
+	b := startOldNode(t, 2, testCluster, "127.0.0.1:0")
 	a.tr.SetPeer(2, []string{b.url()})
 	a.tr.Send([]raftpb.Message{app(1, 2, 1)})
 	waitFor(t, "the first message", func() bool { return len(b.raft.received(1)) == 1 })
