@@ -15,7 +15,10 @@
 // written by the peer's one goroutine straight to the socket and read by
 // one goroutine on the receiver: a gRPC stream added a writer goroutine
 // on the sender and a handler on the receiver, and HTTP/2's framing, to
-// every append and acknowledgement. Serve tells the two kinds of
+// every append and acknowledgement. Send itself writes a peer's messages
+// to a plain socket when that cannot block nor pass a queued message
+// (direct.go), which spares an idle member's appends and acknowledgements
+// the wait for the goroutine. Serve tells the two kinds of
 // connection apart by their first bytes on the one peer listener. A peer
 // that does not answer the hello as a raw receiver (a member from before
 // the raw connection) is sent to on a gRPC Raft/Messages stream instead,

@@ -38,13 +38,33 @@ type peer struct {
 	callConn *grpc.ClientConn
 	callURL  int
 	// buf is the raw connection's frame buffer, used by run's goroutine
-	// only.
+	// only (under direct.mu).
 	buf []byte
+	// direct is Send's way straight to the raw connection's socket.
+	direct direct
 }
 
 func newPeer(t *Transport, id uint64, urls []string) *peer {
-	return &peer{t: t, id: id, urls: urls, msgc: make(chan raftpb.Message, peerQueueLen), stopc: make(chan struct{}),
+	p := &peer{t: t, id: id, urls: urls, msgc: make(chan raftpb.Message, peerQueueLen), stopc: make(chan struct{}),
 		m: t.cfg.Metrics.forPeer(id)}
+	p.direct.kick = make(chan struct{}, 1)
+	return p
+}
+
+// enqueue hands m to the peer's goroutine, or drops and reports it if the
+// queue is full. REQUIRES: Transport.mu held (Send's).
+func (p *peer) enqueue(m raftpb.Message) {
+	p.direct.queued.Add(1)
+	select {
+	case p.msgc <- m:
+	default:
+		p.direct.queued.Add(-1)
+		p.t.logger.Debug("peer queue full, dropping message", zap.String("peer", idString(m.To)), zap.Stringer("type", m.Type))
+		if m.Type == raftpb.MsgHeartbeat {
+			p.t.cfg.Metrics.heartbeatFailures.Inc()
+		}
+		p.t.reportFailure(m)
+	}
 }
 
 // stop ends the peer's stream and its calls' connection.
@@ -186,6 +206,7 @@ func (p *peer) sleep(d time.Duration) bool {
 		case <-timer.C:
 			return true
 		case m := <-p.msgc:
+			p.direct.queued.Add(-1)
 			p.t.reportFailure(m)
 		}
 	}
@@ -221,6 +242,9 @@ func (p *peer) stream(conn *grpc.ClientConn) (err error) {
 		<-received
 	}()
 	return p.sendLoop(broken, func(batch []raftpb.Message, size int) (int, error) {
+		if len(batch) == 0 {
+			return 0, nil
+		}
 		// A buffer from gRPC's pool per frame, which gRPC puts back once
 		// it has written the frame (it queues the bytes without copying,
 		// so the frame outlives SendMsg). The bound covers the cluster ID
@@ -285,6 +309,16 @@ func (p *peer) sendLoop(broken <-chan error, send func(batch []raftpb.Message, s
 				return fmt.Errorf("%w: %w", errConnected, err)
 			}
 			return err
+		case <-p.direct.kick:
+			// Bytes a direct write left over: written before anything
+			// else (an empty batch writes only those).
+			if _, err := send(nil, 0); err != nil {
+				if err = explain(err); err == errPeerStopped {
+					return nil
+				}
+				return fmt.Errorf("%w: %w", errConnected, err)
+			}
+			continue
 		case m = <-p.msgc:
 		}
 		batch = append(batch[:0], m)
@@ -300,6 +334,8 @@ func (p *peer) sendLoop(broken <-chan error, send func(batch []raftpb.Message, s
 			}
 		}
 		n, err := send(batch, size)
+		// Written or lost: direct writes may pass them now.
+		p.direct.queued.Add(-int64(len(batch)))
 		if err != nil {
 			for _, m := range batch {
 				p.t.reportFailure(m)

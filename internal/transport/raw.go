@@ -245,9 +245,23 @@ func (p *peer) rawStream(conn net.Conn) (err error) {
 		}
 		broken <- err
 	}()
+	// Send may write to a plain socket itself from now on (direct.go).
+	closeDirect := p.openDirect(conn)
+	defer closeDirect()
 	return p.sendLoop(broken, func(batch []raftpb.Message, size int) (int, error) {
-		p.buf = encodeRawFrame(p.buf[:0], p.t.cfg.ClusterID, batch, size)
+		p.direct.mu.Lock()
+		defer p.direct.mu.Unlock()
 		conn.SetWriteDeadline(time.Now().Add(rawWriteTimeout))
+		if pending := p.direct.pending; len(pending) > 0 {
+			if _, err := conn.Write(pending); err != nil {
+				return 0, err
+			}
+			p.direct.pending = pending[:0]
+		}
+		if len(batch) == 0 {
+			return 0, nil
+		}
+		p.buf = encodeRawFrame(p.buf[:0], p.t.cfg.ClusterID, batch, size)
 		n, err := conn.Write(p.buf)
 		if cap(p.buf) > 2*maxBatchBytes {
 			p.buf = nil // not kept after one very large message

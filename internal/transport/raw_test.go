@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -163,5 +164,55 @@ func TestBadRawConnectionsRefused(t *testing.T) {
 	waitFor(t, "the message from the connection's sender", func() bool { return len(b.raft.received(1)) == 1 })
 	if got := b.raft.received(5); len(got) != 0 {
 		t.Fatalf("a message from another sender than the connection's reached raft")
+	}
+}
+
+// While a receiver reads nothing (its raft loop held), a sender's Send
+// never blocks: its direct writes fill the socket, what the socket does
+// not take is left to the peer's goroutine, and what does not fit the
+// queue is dropped and reported. Once the receiver reads again, every
+// message not reported arrives, in the order sent.
+func TestSendNeverBlocksOnAFullSocket(t *testing.T) {
+	a := startNode(t, 1, testCluster, "127.0.0.1:0", nil)
+	b := newNode(2, testCluster, nil, Config{})
+	b.raft.gate = make(chan struct{})
+	serveNodeWith(t, b, listen(t, "127.0.0.1:0"), "")
+	a.tr.SetPeer(2, []string{b.url()})
+	a.tr.Send([]raftpb.Message{app(1, 2, 1)})
+	waitFor(t, "the connection", func() bool { return !a.tr.ActiveSince(2).IsZero() })
+
+	const count = 6000 // 4 KiB each: more than the sockets and the queue hold
+	data := bytes.Repeat([]byte("x"), 4<<10)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for index := uint64(2); index <= count; {
+			var batch []raftpb.Message
+			for n := 1 + int(index%3); n > 0 && index <= count; n-- {
+				m := app(1, 2, index)
+				m.Entries[0].Data = data
+				batch = append(batch, m)
+				index++
+			}
+			a.tr.Send(batch)
+		}
+	}()
+	select {
+	case <-sent:
+	case <-time.After(waitTimeout):
+		t.Fatal("Send blocked on a peer that reads nothing")
+	}
+	close(b.raft.gate)
+	waitFor(t, "every message sent and not reported lost", func() bool {
+		return len(b.raft.received(1))+a.raft.unreachableCount(2) == count
+	})
+	got := b.raft.received(1)
+	if len(got) == count || len(got) < 100 {
+		t.Fatalf("%d of %d messages arrived: the test wants the queue overflowed and the sockets full", len(got), count)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Index <= got[i-1].Index {
+			t.Fatalf("message %d arrived after %d", got[i].Index, got[i-1].Index)
+		}
 	}
 }

@@ -131,6 +131,8 @@ type Transport struct {
 		activeSince map[uint64]time.Time
 		// snapshotting holds the peers with a snapshot in flight.
 		snapshotting map[uint64]bool
+		// batch is Send's scratch: one peer's messages.
+		batch []raftpb.Message
 		// inbound holds the raw message connections being received,
 		// which Stop closes.
 		inbound map[net.Conn]struct{}
@@ -274,15 +276,19 @@ func (t *Transport) Peers() []uint64 {
 	return ids
 }
 
-// Send queues messages for their peers. It never blocks: a message that
-// cannot be queued is dropped and reported.
+// Send sends messages to their peers: a peer's messages are written to
+// its socket here if that cannot block (direct.go), else queued for its
+// goroutine. It never blocks: a message that cannot be queued is dropped
+// and reported.
 func (t *Transport) Send(msgs []raftpb.Message) {
 	if len(msgs) == 0 {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, m := range msgs {
+	var seenArr [8]uint64
+	seen := seenArr[:0] // the peers whose messages are sent already
+	for i, m := range msgs {
 		if m.To == t.cfg.LocalID {
 			continue
 		}
@@ -295,15 +301,24 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 			t.startSnapshotLocked(p, m)
 			continue
 		}
-		select {
-		case p.msgc <- m:
-		default:
-			t.logger.Debug("peer queue full, dropping message", zap.String("peer", idString(m.To)), zap.Stringer("type", m.Type))
-			if m.Type == raftpb.MsgHeartbeat {
-				t.cfg.Metrics.heartbeatFailures.Inc()
-			}
-			t.reportFailure(m)
+		if slices.Contains(seen, m.To) {
+			continue
 		}
+		seen = append(seen, m.To)
+		// This peer's first message here: its messages, in order.
+		batch := t.mu.batch[:0]
+		for _, m := range msgs[i:] {
+			if m.To == p.id && m.Type != raftpb.MsgSnap {
+				batch = append(batch, m)
+			}
+		}
+		t.mu.batch = batch[:0]
+		if !p.tryWrite(batch) {
+			for _, m := range batch {
+				p.enqueue(m)
+			}
+		}
+		clear(batch) // nothing of raft's kept past Send
 	}
 }
 

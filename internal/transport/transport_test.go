@@ -80,6 +80,9 @@ func stopWithin(t *testing.T, tr *Transport, when string) {
 // MsgSnap is checked on arrival against the image saved there.
 type fakeRaft struct {
 	snaps *fakeSnapshots
+	// gate, if set before messages arrive, holds every Process until it
+	// is closed (a raft loop that stopped reading its peers).
+	gate chan struct{}
 
 	mu          sync.Mutex
 	msgs        []raftpb.Message
@@ -95,6 +98,13 @@ func newFakeRaft(snaps *fakeSnapshots) *fakeRaft {
 }
 
 func (r *fakeRaft) Process(ctx context.Context, m raftpb.Message) error {
+	if r.gate != nil {
+		select {
+		case <-r.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	var snapErr error
 	if m.Type == raftpb.MsgSnap {
 		snapErr = r.snaps.check(m.Snapshot.Metadata.Index)
