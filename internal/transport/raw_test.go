@@ -2,15 +2,12 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
@@ -35,18 +32,7 @@ func TestOldPeerGetsGRPCStreams(t *testing.T) {
 	}
 
 	// What the old member sends: a gRPC Messages stream.
-	conn, err := dial(a.url(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(old.tr.outgoingContext(context.Background(), 1), waitTimeout)
-	defer cancel()
-	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
-		grpc.ForceCodecV2(rawCodec{}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := openMessagesStream(t, old, a)
 	frame := encodeBatch(nil, testCluster, []raftpb.Message{app(2, 1, 1), app(2, 1, 2)})
 	if err := stream.SendMsg(&frame); err != nil {
 		t.Fatal(err)

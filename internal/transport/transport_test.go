@@ -580,18 +580,7 @@ func TestOtherClusterRefused(t *testing.T) {
 
 	// Right metadata, wrong cluster in the frame: the stream ends.
 	c := startNode(t, 3, testCluster, "127.0.0.1:0", nil)
-	conn, err := dial(c.url(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(a.tr.outgoingContext(context.Background(), 3), waitTimeout)
-	defer cancel()
-	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
-		grpc.ForceCodecV2(rawCodec{}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := openMessagesStream(t, a, c)
 	frame := encodeBatch(nil, testCluster+1, []raftpb.Message{app(1, 3, 1)})
 	if err := stream.SendMsg(&frame); err != nil {
 		t.Fatal(err)
@@ -608,6 +597,25 @@ func TestOtherClusterRefused(t *testing.T) {
 	if got := c.raft.received(1); len(got) != 0 {
 		t.Fatalf("raft got %d messages from a frame of another cluster", len(got))
 	}
+}
+
+// openMessagesStream opens a gRPC Messages stream from one node to
+// another by hand, as members before the raw connection send.
+func openMessagesStream(t *testing.T, from, to *node) grpc.ClientStream {
+	t.Helper()
+	conn, err := dial(to.url(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(from.tr.outgoingContext(context.Background(), to.id), waitTimeout)
+	t.Cleanup(cancel)
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, "/"+serviceName+"/Messages",
+		grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream
 }
 
 // After RemovePeer, messages to it are reported unreachable at once and
