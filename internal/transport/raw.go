@@ -149,9 +149,10 @@ func appendHello(buf []byte, cluster, from, to uint64) []byte {
 	return binary.BigEndian.AppendUint64(buf, to)
 }
 
-// writeStatus answers a sender; a refusal's text is cut to what the
-// length field holds.
-func writeStatus(w io.Writer, r *refusal) error {
+// writeStatus writes prefix (the answer's magic, or nothing) and a status,
+// rawOK for a nil refusal, in one write; a refusal's text is cut to what
+// the length field holds.
+func writeStatus(w io.Writer, prefix string, r *refusal) error {
 	if r == nil {
 		r = &refusal{code: rawOK}
 	}
@@ -159,9 +160,26 @@ func writeStatus(w io.Writer, r *refusal) error {
 	if len(text) > 1<<12 {
 		text = text[:1<<12]
 	}
-	buf := append([]byte{byte(r.code)}, byte(len(text)>>8), byte(len(text)))
+	buf := append([]byte(prefix), byte(r.code), byte(len(text)>>8), byte(len(text)))
 	_, err := w.Write(append(buf, text...))
 	return err
+}
+
+// lingerTimeout bounds lingerClose's wait for the sender to close.
+const lingerTimeout = 2 * time.Second
+
+// lingerClose ends a connection whose sender was just sent a refusal:
+// it closes the writing half and reads (and drops) what the sender still
+// sends until the sender closes or lingerTimeout passes. Closed at once
+// with frames unread, the socket would be reset, and a reset can reach
+// the sender before it reads the refusal, which tells it why (a removed
+// member would not learn it was removed).
+func lingerClose(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.Copy(io.Discard, conn)
 }
 
 // readStatus reads a receiver's status: nil for rawOK, else its refusal.
@@ -391,10 +409,11 @@ func (t *Transport) serveRaw(conn net.Conn) {
 	from := binary.BigEndian.Uint64(hello[8:])
 	ref := t.checkIdentity(binary.BigEndian.Uint64(hello[:]), from, binary.BigEndian.Uint64(hello[16:]))
 	conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
-	if _, err := conn.Write([]byte(rawMagic)); err != nil {
+	if err := writeStatus(conn, rawMagic, ref); err != nil {
 		return
 	}
-	if err := writeStatus(conn, ref); err != nil || ref != nil {
+	if ref != nil {
+		lingerClose(conn)
 		return
 	}
 	conn.SetDeadline(time.Time{})
@@ -403,7 +422,9 @@ func (t *Transport) serveRaw(conn net.Conn) {
 	received := t.cfg.Metrics.receivedBytes.WithLabelValues(idString(from))
 	refuse := func(r *refusal) {
 		conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
-		writeStatus(conn, r)
+		if writeStatus(conn, "", r) == nil {
+			lingerClose(conn)
+		}
 	}
 	br := bufio.NewReaderSize(conn, rawReadBuffer)
 	var head [4]byte
