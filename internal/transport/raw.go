@@ -277,12 +277,18 @@ func (p *peer) rawStream(conn net.Conn) (err error) {
 			p.direct.pending = pending[:0]
 		}
 		if len(batch) == 0 {
+			conn.SetWriteDeadline(time.Time{})
 			return 0, nil
 		}
 		p.buf = encodeRawFrame(p.buf[:0], p.t.cfg.ClusterID, batch, size)
 		n, err := conn.Write(p.buf)
 		if cap(p.buf) > 2*maxBatchBytes {
 			p.buf = nil // not kept after one very large message
+		}
+		if err == nil {
+			// The deadline is for this write: left set, it would refuse
+			// Send's direct writes once passed.
+			conn.SetWriteDeadline(time.Time{})
 		}
 		return n, err
 	}, func(err error) error {
