@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"sync"
 	"syscall"
 	"time"
@@ -42,7 +41,6 @@ type rawCode byte
 
 const (
 	rawOK rawCode = iota
-	rawBadHello
 	rawOtherCluster
 	rawOtherMember
 	rawRemoved
@@ -101,40 +99,21 @@ var errNoRawTransport = errors.New("transport: peer does not take raw message co
 // errUnusableURL is a peer URL that cannot be dialled as it is.
 var errUnusableURL = errors.New("transport: unusable peer URL")
 
-// dialRaw opens a raw message connection's socket to a peer URL (see
-// dial for the URLs), with TCP keep-alives that notice a vanished peer in
+// dialRaw opens a raw message connection's socket to a peer URL
+// (parsePeerURL), with TCP keep-alives that notice a vanished peer in
 // seconds, as gRPC's keep-alive pings did.
 func dialRaw(ctx context.Context, rawURL string, tlsConfig *tls.Config) (net.Conn, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errUnusableURL, err)
-	}
-	if (u.Scheme == "https" || u.Scheme == "unixs") && tlsConfig == nil {
-		return nil, fmt.Errorf("%w: %s needs TLS: --peer-cert-file and --peer-key-file, --peer-trusted-ca-file or --peer-auto-tls",
-			errUnusableURL, rawURL)
-	}
-	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepaliveTime, Interval: time.Second, Count: 3},
-		Control: setUserTimeout}
-	var conn net.Conn
-	switch u.Scheme {
-	case "http", "https":
-		conn, err = d.DialContext(ctx, "tcp", u.Host)
-	case "unix", "unixs":
-		conn, err = d.DialContext(ctx, "unix", u.Host+u.Path)
-	default:
-		return nil, fmt.Errorf("%w: unsupported scheme %q", errUnusableURL, u.Scheme)
-	}
+	pt, err := parsePeerURL(rawURL, tlsConfig)
 	if err != nil {
 		return nil, err
 	}
-	if u.Scheme == "http" || u.Scheme == "unix" {
-		return conn, nil
+	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepaliveTime, Interval: time.Second, Count: 3},
+		Control: setUserTimeout}
+	conn, err := d.DialContext(ctx, pt.network, pt.address)
+	if err != nil || pt.tls == nil {
+		return conn, err
 	}
-	cfg := tlsConfig.Clone()
-	if cfg.ServerName == "" && u.Scheme == "https" {
-		cfg.ServerName = u.Hostname()
-	}
-	tc := tls.Client(conn, cfg)
+	tc := tls.Client(conn, pt.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		conn.Close()
 		return nil, err

@@ -655,45 +655,69 @@ func streamError(stream grpc.ClientStream, sendErr error) error {
 // at a chosen moment).
 var testStreamInterceptor grpc.StreamClientInterceptor
 
-// dial returns a client connection to a peer URL: http://host:port, or
-// unix://path, a Unix socket at host+path as the member listening on it
-// reads the URL (etcd's reading; "unix://localhost:2380" is a file named
-// "localhost:2380" in the working directory); https:// and unixs:// are
-// the same over TLS with tlsConfig, the server's name checked against
-// the URL's host.
+// peerTarget is where a peer URL is dialled.
+type peerTarget struct {
+	network, address string
+	// host is the URL's host, gRPC's target name.
+	host string
+	// tls is the configuration to dial with, nil for a plain socket.
+	tls *tls.Config
+}
+
+// parsePeerURL reads a peer URL: http://host:port, or unix://path, a Unix
+// socket at host+path as the member listening on it reads the URL (etcd's
+// reading; "unix://localhost:2380" is a file named "localhost:2380" in the
+// working directory); https:// and unixs:// are the same over TLS with
+// tlsConfig, the server's name checked against the URL's host. Its errors
+// are errUnusableURL.
+func parsePeerURL(rawURL string, tlsConfig *tls.Config) (peerTarget, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return peerTarget{}, fmt.Errorf("%w: %w", errUnusableURL, err)
+	}
+	pt := peerTarget{network: "tcp", address: u.Host, host: u.Host}
+	switch u.Scheme {
+	case "http", "https":
+	case "unix", "unixs":
+		pt.network, pt.address = "unix", u.Host+u.Path
+	default:
+		return peerTarget{}, fmt.Errorf("%w: unsupported scheme %q", errUnusableURL, u.Scheme)
+	}
+	if u.Scheme == "https" || u.Scheme == "unixs" {
+		if tlsConfig == nil {
+			return peerTarget{}, fmt.Errorf("%w: %s needs TLS: --peer-cert-file and --peer-key-file, --peer-trusted-ca-file or --peer-auto-tls",
+				errUnusableURL, rawURL)
+		}
+		pt.tls = tlsConfig.Clone()
+		if pt.tls.ServerName == "" && u.Scheme == "https" {
+			pt.tls.ServerName = u.Hostname()
+		}
+	}
+	return pt, nil
+}
+
+// dial returns a gRPC client connection to a peer URL (parsePeerURL).
 func dial(rawURL string, tlsConfig *tls.Config) (*grpc.ClientConn, error) {
 	var intercept []grpc.DialOption
 	if testStreamInterceptor != nil {
 		intercept = append(intercept, grpc.WithStreamInterceptor(testStreamInterceptor))
 	}
-	u, err := url.Parse(rawURL)
+	pt, err := parsePeerURL(rawURL, tlsConfig)
 	if err != nil {
 		return nil, err
 	}
 	creds := insecure.NewCredentials()
-	switch u.Scheme {
-	case "http", "unix":
-	case "https", "unixs":
-		if tlsConfig == nil {
-			return nil, fmt.Errorf("transport: %s needs TLS: --peer-cert-file and --peer-key-file, --peer-trusted-ca-file or --peer-auto-tls", rawURL)
-		}
-		cfg := tlsConfig.Clone()
-		if cfg.ServerName == "" && u.Scheme == "https" {
-			cfg.ServerName = u.Hostname()
-		}
-		creds = credentials.NewTLS(cfg)
-	default:
-		return nil, fmt.Errorf("transport: unsupported peer URL scheme %q", u.Scheme)
+	if pt.tls != nil {
+		creds = credentials.NewTLS(pt.tls)
 	}
 	var unixSocket []grpc.DialOption
-	if u.Scheme == "unix" || u.Scheme == "unixs" {
-		path := u.Host + u.Path
+	if pt.network == "unix" {
 		unixSocket = append(unixSocket, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return d.DialContext(ctx, "unix", pt.address)
 		}))
 	}
-	return grpc.NewClient("passthrough:///"+u.Host, append(append(unixSocket, intercept...),
+	return grpc.NewClient("passthrough:///"+pt.host, append(append(unixSocket, intercept...),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxFrameBytes), grpc.MaxCallRecvMsgSize(MaxFrameBytes)),
 		// A peer whose host vanished is noticed in seconds, not after
