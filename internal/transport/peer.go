@@ -11,9 +11,7 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/grpc/status"
 
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
@@ -140,19 +138,15 @@ func (p *peer) run() {
 			reachable = false
 		}
 		p.t.cfg.Raft.ReportUnreachable(p.id)
-		removed := errors.Is(err, ErrMemberRemoved)
-		if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied && st.Message() == ErrMemberRemoved.Error() {
-			removed = true
-		}
-		if removed {
+		switch r := refusalOf(err); {
+		case r == nil:
+		case r.code == rawRemoved:
 			logger.Warn("peer says this member was removed from the cluster")
 			if p.t.cfg.OnRemoved != nil {
 				p.t.cfg.OnRemoved()
 			}
 			backoff = maxBackoff
-		}
-		var r *refusal
-		if status.Code(err) == codes.FailedPrecondition || errors.As(err, &r) && (r.code == rawOtherCluster || r.code == rawOtherMember) {
+		case r.code == rawOtherCluster || r.code == rawOtherMember:
 			// Another cluster, or another member at that address: keep
 			// trying (it may be replaced), but slowly.
 			backoff = maxBackoff

@@ -90,6 +90,27 @@ func (r *refusal) grpcStatus() error {
 	return status.Error(code, r.text)
 }
 
+// refusalOf returns the refusal a sender got: one read from a raw
+// connection, or one a gRPC stream ended with (grpcStatus's, read back;
+// FailedPrecondition as another member, which is all a sender tells
+// apart), else nil.
+func refusalOf(err error) *refusal {
+	var r *refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	st, ok := status.FromError(err)
+	switch {
+	case !ok:
+		return nil
+	case st.Code() == codes.PermissionDenied && st.Message() == ErrMemberRemoved.Error():
+		return &refusal{code: rawRemoved, text: st.Message()}
+	case st.Code() == codes.FailedPrecondition:
+		return &refusal{code: rawOtherMember, text: st.Message()}
+	}
+	return nil
+}
+
 // errNoRawTransport is a peer that closed (or reset) the connection
 // without answering the hello: a member from before the raw connection,
 // whose gRPC server took the hello for a bad HTTP/2 preface. (Or one that

@@ -14,8 +14,9 @@ import (
 
 // A member from before the raw message connections (its peer server is
 // gRPC alone) is sent to on a gRPC stream, in order and with nothing
-// reported unreachable; the gRPC streams such a member sends are received
-// as before.
+// reported unreachable, and its refusal of a removed sender on that stream
+// tells the sender; the gRPC streams such a member sends are received as
+// before.
 func TestOldPeerGetsGRPCStreams(t *testing.T) {
 	a := startNode(t, 1, testCluster, "127.0.0.1:0", nil)
 	old := startOldNode(t, 2, testCluster, "127.0.0.1:0")
@@ -39,6 +40,15 @@ func TestOldPeerGetsGRPCStreams(t *testing.T) {
 	}
 	waitFor(t, "the old member's messages", func() bool { return len(a.raft.received(2)) == 2 })
 	checkInOrder(t, a.raft.received(2), 1, 2)
+
+	// Removed, as the old member sees it: told on the gRPC stream.
+	old.removed.Store(uint64(1), true)
+	index := uint64(100)
+	waitFor(t, "member 1 told by the old member it was removed", func() bool {
+		index++
+		a.tr.Send([]raftpb.Message{app(1, 2, index)})
+		return a.toldRemoved.Load() > 0
+	})
 }
 
 // A member removed from the cluster is told so by a peer it sends to, when
