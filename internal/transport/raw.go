@@ -451,28 +451,12 @@ func (t *Transport) serveRaw(conn net.Conn) {
 			return
 		}
 		received.Add(float64(len(frame) + len(head)))
-		// A connection opened before its sender was removed: the sender
-		// may never apply its own removal (the leader stops sending to
-		// it once removed), so this refusal is how it learns.
-		if r := t.refuseRemoved(from); r != nil {
+		r, err := t.receiveFrame(ctx, from, frame)
+		if r != nil {
 			refuse(r)
-			return
 		}
-		msgs, err := decodeBatch(frame, t.cfg.ClusterID)
-		if err != nil {
-			t.logger.Error("dropped a bad frame from a peer", zap.String("remote-member", idString(from)), zap.Error(err))
-			refuse(&refusal{code: rawBadFrame, text: err.Error()})
+		if r != nil || err != nil {
 			return
-		}
-		for _, m := range msgs {
-			if m.From != from || m.To != t.cfg.LocalID {
-				t.logger.Error("dropped a message not matching its stream", zap.String("stream-from", idString(from)),
-					zap.String("from", idString(m.From)), zap.String("to", idString(m.To)))
-				continue
-			}
-			if err := t.cfg.Raft.Process(ctx, m); err != nil {
-				return
-			}
 		}
 	}
 }

@@ -428,28 +428,44 @@ func (t *Transport) handleMessages(_ any, stream grpc.ServerStream) error {
 			return err
 		}
 		received.Add(float64(len(frame)))
-		// A stream opened before its sender was removed: the sender
-		// may never apply its own removal (the leader stops sending to
-		// it once removed), so this refusal is how it learns.
-		if r := t.refuseRemoved(from); r != nil {
+		r, err := t.receiveFrame(stream.Context(), from, frame)
+		if r != nil {
 			return r.grpcStatus()
 		}
-		msgs, err := decodeBatch(frame, t.cfg.ClusterID)
 		if err != nil {
-			t.logger.Error("dropped a bad frame from a peer", zap.String("remote-member", idString(from)), zap.Error(err))
-			return status.Error(codes.InvalidArgument, err.Error())
-		}
-		for _, m := range msgs {
-			if m.From != from || m.To != t.cfg.LocalID {
-				t.logger.Error("dropped a message not matching its stream", zap.String("stream-from", idString(from)),
-					zap.String("from", idString(m.From)), zap.String("to", idString(m.To)))
-				continue
-			}
-			if err := t.cfg.Raft.Process(stream.Context(), m); err != nil {
-				return status.FromContextError(err).Err()
-			}
+			return status.FromContextError(err).Err()
 		}
 	}
+}
+
+// receiveFrame hands raft the messages of a Messages frame received from
+// member from, on a gRPC stream or a raw connection. It returns the
+// refusal that ends the stream (the sender was removed, the frame is bad),
+// or Raft.Process's error; a message whose From or To is not the stream's
+// is dropped and logged.
+func (t *Transport) receiveFrame(ctx context.Context, from uint64, frame []byte) (*refusal, error) {
+	// A stream opened before its sender was removed: the sender may never
+	// apply its own removal (the leader stops sending to it once
+	// removed), so this refusal is how it learns.
+	if r := t.refuseRemoved(from); r != nil {
+		return r, nil
+	}
+	msgs, err := decodeBatch(frame, t.cfg.ClusterID)
+	if err != nil {
+		t.logger.Error("dropped a bad frame from a peer", zap.String("remote-member", idString(from)), zap.Error(err))
+		return &refusal{code: rawBadFrame, text: err.Error()}, nil
+	}
+	for _, m := range msgs {
+		if m.From != from || m.To != t.cfg.LocalID {
+			t.logger.Error("dropped a message not matching its stream", zap.String("stream-from", idString(from)),
+				zap.String("from", idString(m.From)), zap.String("to", idString(m.To)))
+			continue
+		}
+		if err := t.cfg.Raft.Process(ctx, m); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // handleSnapshot receives one snapshot: its image, then its message.
