@@ -270,6 +270,9 @@ func (p *peer) rawStream(conn net.Conn) (err error) {
 		p.direct.mu.Lock()
 		defer p.direct.mu.Unlock()
 		conn.SetWriteDeadline(time.Now().Add(rawWriteTimeout))
+		// The deadline is for these writes: left set, it would refuse
+		// Send's direct writes once passed.
+		defer conn.SetWriteDeadline(time.Time{})
 		if pending := p.direct.pending; len(pending) > 0 {
 			if _, err := conn.Write(pending); err != nil {
 				return 0, err
@@ -277,18 +280,12 @@ func (p *peer) rawStream(conn net.Conn) (err error) {
 			p.direct.pending = pending[:0]
 		}
 		if len(batch) == 0 {
-			conn.SetWriteDeadline(time.Time{})
 			return 0, nil
 		}
 		p.buf = encodeRawFrame(p.buf[:0], p.t.cfg.ClusterID, batch, size)
 		n, err := conn.Write(p.buf)
 		if cap(p.buf) > 2*maxBatchBytes {
 			p.buf = nil // not kept after one very large message
-		}
-		if err == nil {
-			// The deadline is for this write: left set, it would refuse
-			// Send's direct writes once passed.
-			conn.SetWriteDeadline(time.Time{})
 		}
 		return n, err
 	}, func(err error) error {
