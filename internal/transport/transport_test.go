@@ -252,6 +252,9 @@ type node struct {
 	// of this member as removed (Config.OnRemoved).
 	removed     sync.Map
 	toldRemoved atomic.Int32
+	// grpcOnly serves the peer listener with gRPC alone, as members did
+	// before the raw message connection.
+	grpcOnly bool
 }
 
 // startNode starts member id of clusterID listening on addr
@@ -266,14 +269,8 @@ func startNode(t *testing.T, id, clusterID uint64, addr string, snaps *fakeSnaps
 func startOldNode(t *testing.T, id, clusterID uint64, addr string) *node {
 	t.Helper()
 	n := newNode(id, clusterID, nil, Config{})
-	lis := listen(t, addr)
-	n.peerURL = "http://" + lis.Addr().String()
-	go func() {
-		defer close(n.served)
-		n.srv.Serve(lis)
-	}()
-	t.Cleanup(n.stop)
-	return n
+	n.grpcOnly = true
+	return serveNodeWith(t, n, listen(t, addr), "")
 }
 
 func listen(t *testing.T, addr string) net.Listener {
@@ -316,7 +313,11 @@ func serveNodeWith(t *testing.T, n *node, lis net.Listener, peerURL string) *nod
 	n.peerURL = peerURL
 	go func() {
 		defer close(n.served)
-		n.tr.Serve(lis, n.srv)
+		if n.grpcOnly {
+			n.srv.Serve(lis)
+		} else {
+			n.tr.Serve(lis, n.srv)
+		}
 	}()
 	t.Cleanup(n.stop)
 	return n
