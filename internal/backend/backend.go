@@ -109,6 +109,13 @@ type Backend struct {
 	// failed flush for ever, so a wait on the flush alone would never end
 	// on a disk that refuses it: see flush).
 	flushFailed chan error
+	// reclaimBlobs counts the Defragments running: while any does, every
+	// blob file with garbage is rewritten (see valueSeparation).
+	reclaimBlobs atomic.Int32
+	// compacted receives (without blocking, so it holds at most one) a
+	// signal whenever a compaction or a blob file rewrite ends or a file
+	// is deleted.
+	compacted chan struct{}
 }
 
 // sizesEvery is how often SizesEstimate asks pebble again; between two
@@ -123,6 +130,17 @@ const (
 	memTableStopWrites = 4
 )
 
+// Values of at least separateValueBytes (the stored KeyValue: key, value
+// and revisions) are kept in blob files beside the tables (see the package
+// doc, Large values), and pebble rewrites blob files once more than
+// blobGarbageRatio of their values are referenced by no key; blobRewriteWait
+// bounds how long Defragment waits for the next rewrite to end.
+const (
+	separateValueBytes = 1 << 10
+	blobGarbageRatio   = 0.2
+	blobRewriteWait    = 10 * time.Second
+)
+
 // Open opens (creating if needed) the database in dir.
 func Open(dir string, opts Options) (*Backend, error) {
 	if opts.CacheBytes <= 0 {
@@ -135,8 +153,8 @@ func Open(dir string, opts Options) (*Backend, error) {
 	defer cache.Unref()
 	stalls := &stallLog{logger: opts.Logger, every: stallLogEvery}
 	b := &Backend{dir: dir, logger: opts.Logger, commitSeconds: opts.CommitSeconds, readOnly: opts.ReadOnly,
-		flushFailed: make(chan error, 1)}
-	db, err := pebble.Open(dir, &pebble.Options{
+		flushFailed: make(chan error, 1), compacted: make(chan struct{}, 1)}
+	popts := &pebble.Options{
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{l: opts.Logger.Sugar(), errs: &lograte.Limit{}},
@@ -151,11 +169,17 @@ func Open(dir string, opts Options) (*Backend, error) {
 		MemTableSize:                memTableBytes,
 		MemTableStopWritesThreshold: memTableStopWrites,
 		EventListener: &pebble.EventListener{
-			WriteStallBegin: stalls.begin,
-			WriteStallEnd:   stalls.end,
-			FlushEnd:        b.flushed,
+			WriteStallBegin:    stalls.begin,
+			WriteStallEnd:      stalls.end,
+			FlushEnd:           b.flushed,
+			CompactionEnd:      func(pebble.CompactionInfo) { b.signalCompacted() },
+			BlobFileRewriteEnd: func(pebble.BlobFileRewriteInfo) { b.signalCompacted() },
+			TableDeleted:       func(pebble.TableDeleteInfo) { b.signalCompacted() },
+			BlobFileDeleted:    func(pebble.BlobFileDeleteInfo) { b.signalCompacted() },
 		},
-	})
+	}
+	popts.Experimental.ValueSeparationPolicy = b.valueSeparation
+	db, err := pebble.Open(dir, popts)
 	if pebble.IsCorruptionError(err) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, dir, err)
 	}
@@ -787,6 +811,10 @@ func sizesOf(m *pebble.Metrics, unflushed int64) Sizes {
 	reclaimable := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
 		m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize + uint64(m.Compact.InProgressBytes) +
 		m.Table.Garbage.PointDeletionsBytesEstimate + m.Table.Garbage.RangeDeletionsBytesEstimate
+	if bf := m.BlobFiles; bf.ValueSize > bf.ReferencedValueSize {
+		// The live blob files' share of values no key refers to, on disk.
+		reclaimable += uint64(float64(bf.LiveSize) * float64(bf.ValueSize-bf.ReferencedValueSize) / float64(bf.ValueSize))
+	}
 	return Sizes{Total: int64(total), InUse: int64(total - min(reclaimable, total))}
 }
 
@@ -821,8 +849,10 @@ func (b *Backend) Stats() Stats {
 
 // Defragment compacts the whole database (a manual compaction of every
 // key, after flushing the memtables), so that deleted and overwritten
-// data gives its space back, as etcd's defragmentation does. Reads and
-// writes go on meanwhile. Close cancels it (ErrClosed).
+// data gives its space back, as etcd's defragmentation does, then waits
+// while pebble rewrites the blob files that hold values no key refers to
+// any more (reclaimBlobGarbage). Reads and writes go on meanwhile. Close
+// cancels it (ErrClosed).
 func (b *Backend) Defragment() error {
 	b.maintenance.RLock()
 	defer b.maintenance.RUnlock()
@@ -830,6 +860,8 @@ func (b *Backend) Defragment() error {
 		return ErrClosed
 	}
 	ctx := b.maintenanceCtx
+	b.reclaimBlobs.Add(1)
+	defer b.reclaimBlobs.Add(-1)
 	err := b.flush()
 	if err == nil {
 		var first, last []byte
@@ -838,6 +870,9 @@ func (b *Backend) Defragment() error {
 			// Compact's end is exclusive: just past the last key.
 			err = b.db.Compact(ctx, first, append(last, 0), true)
 		}
+	}
+	if err == nil {
+		b.reclaimBlobGarbage(ctx)
 	}
 	b.mu.Lock()
 	b.mu.sizesAt = time.Time{} // ask pebble afresh
@@ -849,6 +884,61 @@ func (b *Backend) Defragment() error {
 		return fmt.Errorf("backend: defragmenting %s: %w", b.dir, err)
 	}
 	return nil
+}
+
+// valueSeparation is pebble's value separation policy (see the package
+// doc, Large values): while a Defragment runs, any blob file holding a
+// value no key refers to is rewritten, rather than once the garbage passes
+// blobGarbageRatio. Pebble asks for it whenever it picks a compaction.
+func (b *Backend) valueSeparation() pebble.ValueSeparationPolicy {
+	p := pebble.ValueSeparationPolicy{
+		Enabled:               true,
+		MinimumSize:           separateValueBytes,
+		MaxBlobReferenceDepth: 10,
+		TargetGarbageRatio:    blobGarbageRatio,
+	}
+	if b.reclaimBlobs.Load() > 0 {
+		p.TargetGarbageRatio = 0
+	}
+	return p
+}
+
+func (b *Backend) signalCompacted() {
+	select {
+	case b.compacted <- struct{}{}:
+	default:
+	}
+}
+
+// reclaimBlobGarbage waits, with reclaimBlobs raised, until the blob files
+// hold no value that no key refers to (pebble rewrites them one at a time
+// once a compaction ends) and the files that compactions and rewrites left
+// obsolete are deleted (pebble deletes them in the background), so that
+// Sizes shows the space given back. It stops early, logging what is left,
+// when ctx ends or nothing has ended or been deleted for blobRewriteWait
+// (pebble found nothing more to do).
+func (b *Backend) reclaimBlobGarbage(ctx context.Context) {
+	for {
+		m := b.db.Metrics()
+		garbage := int64(m.BlobFiles.ValueSize) - int64(m.BlobFiles.ReferencedValueSize)
+		obsolete := m.Table.Local.ObsoleteSize + m.BlobFiles.Local.ObsoleteSize
+		if garbage <= 0 && obsolete == 0 {
+			return
+		}
+		t := time.NewTimer(blobRewriteWait)
+		select {
+		case <-b.compacted:
+			t.Stop()
+		case <-t.C:
+			b.logger.Info("defragment left unreferenced values in blob files or obsolete files",
+				zap.Int64("unreferenced-value-bytes", garbage), zap.Uint64("blob-files", m.BlobFiles.LiveCount),
+				zap.Uint64("obsolete-file-bytes", obsolete))
+			return
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
 }
 
 // keyBounds returns the first and last keys (metadata included), nil if

@@ -62,6 +62,22 @@
 // memory that writes fill: the memtables in use, and one flushed memtable
 // pebble keeps to reuse.
 //
+// # Large values
+//
+// A stored value (the MVCC store's KeyValue: key, value, revisions) of 1 KiB
+// or more is written to a blob file beside the table when its memtable is
+// flushed (pebble's value separation), and the table keeps a reference to
+// it: compactions then move references, not values, where before each one
+// rewrote every value it read. Puts of 2 KiB values (100 clients, 3
+// members): the members wrote 25% fewer bytes to the disk and took 12-14%
+// less CPU per put; 1 MiB values: 21-33% fewer bytes, see the README.
+// Smaller values stay in the tables: separating them would add a blob read
+// to every read of them and a reference to every key. A value no key refers
+// to any more (its revision compacted) stays in its blob file until pebble
+// rewrites the file, which it does once more than a fifth of the values in
+// blob files are such garbage; Defragment has every file with garbage
+// rewritten and waits for it (see below).
+//
 // # Sizes and defragmentation
 //
 // Sizes is what etcd's Status reports as dbSize and dbSizeInUse, and what
@@ -71,7 +87,11 @@
 // 3.5 kB (manifest, options); each put of a 4 KiB value adds its batch
 // (4.2 kB); after a flush the data is in a compressed table. Defragment
 // flushes and compacts every key: tombstones and the data they delete are
-// dropped, while commits and reads go on.
+// dropped, while commits and reads go on; then it waits while pebble
+// rewrites the blob files holding values no key refers to and deletes the
+// files left obsolete, so that the sizes it reports after are the space
+// left (it stops waiting, with a log line, once nothing has happened for
+// 10 s). InUse counts a blob file's garbage as reclaimable.
 //
 // # Crashing (simulation)
 //

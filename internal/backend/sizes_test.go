@@ -2,6 +2,8 @@ package backend
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"path/filepath"
 	"testing"
 )
 
@@ -55,4 +57,84 @@ func TestSizesAndDefragment(t *testing.T) {
 	if err := b.Defragment(); err != ErrClosed {
 		t.Fatalf("Defragment after Close: %v", err)
 	}
+}
+
+// Values of separateValueBytes and more live in blob files: they read back
+// whole from the database and from a checkpoint, and a Defragment after
+// deleting half of them returns only once the blob file holding both
+// halves has been rewritten, so the space of the deleted half is back.
+func TestLargeValuesInBlobFiles(t *testing.T) {
+	b, err := Open(t.TempDir(), Options{CacheBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rng := rand.New(rand.NewPCG(1, 2)) // incompressible values
+	want := map[string]string{}
+	wb := b.NewBatch()
+	for i := range 200 {
+		v := make([]byte, 8<<10)
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		k := fmt.Sprintf("k%04d", i)
+		wb.Set([]byte(k), v)
+		want[k] = string(v)
+	}
+	if err := wb.Commit(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(); err != nil { // one flush: one blob file
+		t.Fatal(err)
+	}
+	if m := b.db.Metrics(); m.BlobFiles.LiveCount == 0 || m.BlobFiles.ValueSize < 200*8<<10 {
+		t.Fatalf("after flushing 200 values of 8 KiB: %d blob files, %d bytes of values in them",
+			m.BlobFiles.LiveCount, m.BlobFiles.ValueSize)
+	}
+	wb = b.NewBatch()
+	for i := 0; i < 200; i += 2 {
+		k := fmt.Sprintf("k%04d", i)
+		wb.Delete([]byte(k))
+		delete(want, k)
+	}
+	if err := wb.Commit(2, 1); err != nil {
+		t.Fatal(err)
+	}
+	before := b.Sizes()
+	if err := b.Defragment(); err != nil {
+		t.Fatal(err)
+	}
+	m := b.db.Metrics()
+	after := b.Sizes()
+	if m.BlobFiles.ValueSize != m.BlobFiles.ReferencedValueSize || after.Total > 100*8<<10+256<<10 || after.InUse > after.Total {
+		t.Fatalf("after deleting 100 of 200 values of 8 KiB and defragmenting: sizes %+v (%+v before), "+
+			"%d of the blob files' %d value bytes referenced", after, before, m.BlobFiles.ReferencedValueSize, m.BlobFiles.ValueSize)
+	}
+	checkValues := func(name string, b *Backend) {
+		t.Helper()
+		r := b.NewReadView()
+		defer r.Close()
+		n := 0
+		err := r.Scan(nil, nil, func(k, v []byte) bool {
+			if w, ok := want[string(k)]; !ok || w != string(v) {
+				t.Errorf("%s: %s holds %d bytes, want %d (present %v)", name, k, len(v), len(w), ok)
+			}
+			n++
+			return true
+		})
+		if err != nil || n != len(want) {
+			t.Fatalf("%s: scanned %d keys (%v), want %d", name, n, err, len(want))
+		}
+	}
+	checkValues("database", b)
+	dir := filepath.Join(t.TempDir(), "checkpoint")
+	if _, _, err := b.Checkpoint(dir); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(dir, Options{CacheBytes: 1 << 20, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	checkValues("checkpoint", c)
 }
