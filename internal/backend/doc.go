@@ -70,7 +70,7 @@
 // it: compactions then move references, not values, where before each one
 // rewrote every value it read. Puts of 2 KiB values (100 clients, 3
 // members): the members wrote 25% fewer bytes to the disk and took 12-14%
-// less CPU per put; 1 MiB values: 21-33% fewer bytes, see the README.
+// less CPU per put; 1 MiB values: 25-29% fewer bytes, see the README.
 // Smaller values stay in the tables: separating them would add a blob read
 // to every read of them and a reference to every key. A value no key refers
 // to any more (its revision compacted) stays in its blob file until pebble
