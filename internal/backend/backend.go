@@ -116,6 +116,8 @@ type Backend struct {
 	// signal whenever a compaction or a blob file rewrite ends or a file
 	// is deleted.
 	compacted chan struct{}
+	// blobRewrites counts the blob file rewrites ended.
+	blobRewrites atomic.Int64
 }
 
 // sizesEvery is how often SizesEstimate asks pebble again; between two
@@ -173,7 +175,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 			WriteStallEnd:      stalls.end,
 			FlushEnd:           b.flushed,
 			CompactionEnd:      func(pebble.CompactionInfo) { b.signalCompacted() },
-			BlobFileRewriteEnd: func(pebble.BlobFileRewriteInfo) { b.signalCompacted() },
+			BlobFileRewriteEnd: func(pebble.BlobFileRewriteInfo) { b.blobRewrites.Add(1); b.signalCompacted() },
 			TableDeleted:       func(pebble.TableDeleteInfo) { b.signalCompacted() },
 			BlobFileDeleted:    func(pebble.BlobFileDeleteInfo) { b.signalCompacted() },
 		},
@@ -914,18 +916,37 @@ func (b *Backend) signalCompacted() {
 // hold no value that no key refers to (pebble rewrites them one at a time
 // once a compaction ends) and the files that compactions and rewrites left
 // obsolete are deleted (pebble deletes them in the background), so that
-// Sizes shows the space given back. It stops early, logging what is left,
-// when ctx ends or nothing has ended or been deleted for blobRewriteWait
-// (pebble found nothing more to do).
+// Sizes shows the space given back.
+//
+// Writes go on meanwhile, and with them compactions, which leave new
+// obsolete files and, after an MVCC compaction, new garbage: so the wait
+// ends too, logging what is left, once pebble has rewritten as many blob
+// files as there were when it began, once no rewrite has ended for
+// blobRewriteWait (pebble found nothing more to rewrite), once the
+// obsolete files alone have been waited for that long, or when ctx ends.
 func (b *Backend) reclaimBlobGarbage(ctx context.Context) {
+	m := b.db.Metrics()
+	rewrites := b.blobRewrites.Load()
+	limit := rewrites + int64(m.BlobFiles.LiveCount)
+	progress := time.Now() // the last rewrite's end, or the start
+	var deletionsFrom time.Time
 	for {
-		m := b.db.Metrics()
 		garbage := int64(m.BlobFiles.ValueSize) - int64(m.BlobFiles.ReferencedValueSize)
 		obsolete := m.Table.Local.ObsoleteSize + m.BlobFiles.Local.ObsoleteSize
-		if garbage <= 0 && obsolete == 0 {
-			return
+		if n := b.blobRewrites.Load(); n != rewrites {
+			rewrites, progress = n, time.Now()
 		}
-		t := time.NewTimer(blobRewriteWait)
+		deadline := progress.Add(blobRewriteWait)
+		if garbage <= 0 || rewrites >= limit {
+			if obsolete == 0 {
+				return
+			}
+			if deletionsFrom.IsZero() {
+				deletionsFrom = time.Now()
+			}
+			deadline = deletionsFrom.Add(blobRewriteWait)
+		}
+		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-b.compacted:
 			t.Stop()
@@ -938,6 +959,7 @@ func (b *Backend) reclaimBlobGarbage(ctx context.Context) {
 			t.Stop()
 			return
 		}
+		m = b.db.Metrics()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // Sizes count what is written and not yet flushed (the issue: a size
@@ -137,4 +138,66 @@ func TestLargeValuesInBlobFiles(t *testing.T) {
 	}
 	defer c.Close()
 	checkValues("checkpoint", c)
+}
+
+// Defragment returns while writes go on: compactions keep leaving obsolete
+// files and deletes keep making blob garbage, so a wait for none to be
+// left could last as long as the writes.
+func TestDefragmentReturnsUnderWrites(t *testing.T) {
+	b, err := Open(t.TempDir(), Options{CacheBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	value := make([]byte, 2<<10)
+	stop, warm := make(chan struct{}), make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() { // the writer: puts, deletes of older keys, flushes
+		var err error
+		defer func() { writerDone <- err }()
+		for i := uint64(1); ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			wb := b.NewBatch()
+			for j := range uint64(8) {
+				k := i*8 + j
+				value[0] = byte(k)
+				wb.Set(fmt.Appendf(nil, "k%08d", k), value)
+				if k >= 400 {
+					wb.Delete(fmt.Appendf(nil, "k%08d", k-400))
+				}
+			}
+			if err = wb.Commit(i, 1); err != nil {
+				return
+			}
+			if i%50 == 0 {
+				if err = b.Sync(); err != nil {
+					return
+				}
+			}
+			if i == 1000 { // some 40 flushed tables and blob files
+				close(warm)
+			}
+		}
+	}()
+	<-warm
+	for round := range 3 {
+		done := make(chan error, 1)
+		go func() { done <- b.Defragment() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Defragment %d: %v", round, err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("Defragment %d has not returned after 2 minutes of writes", round)
+		}
+	}
+	close(stop)
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
 }
