@@ -136,7 +136,8 @@ const (
 // and revisions) are kept in blob files beside the tables (see the package
 // doc, Large values), and pebble rewrites blob files once more than
 // blobGarbageRatio of their values are referenced by no key; blobRewriteWait
-// bounds how long Defragment waits for the next rewrite to end.
+// bounds how long Defragment waits for the next rewrite to end, and for the
+// obsolete files' deletion (reclaimBlobGarbage).
 const (
 	separateValueBytes = 1 << 10
 	blobGarbageRatio   = 0.2
@@ -813,9 +814,9 @@ func sizesOf(m *pebble.Metrics, unflushed int64) Sizes {
 	reclaimable := m.Table.Local.ObsoleteSize + m.Table.Local.ZombieSize +
 		m.BlobFiles.Local.ObsoleteSize + m.BlobFiles.Local.ZombieSize + uint64(m.Compact.InProgressBytes) +
 		m.Table.Garbage.PointDeletionsBytesEstimate + m.Table.Garbage.RangeDeletionsBytesEstimate
-	if bf := m.BlobFiles; bf.ValueSize > bf.ReferencedValueSize {
+	if garbage := blobGarbage(m); garbage > 0 {
 		// The live blob files' share of values no key refers to, on disk.
-		reclaimable += uint64(float64(bf.LiveSize) * float64(bf.ValueSize-bf.ReferencedValueSize) / float64(bf.ValueSize))
+		reclaimable += uint64(float64(m.BlobFiles.LiveSize) * float64(garbage) / float64(m.BlobFiles.ValueSize))
 	}
 	return Sizes{Total: int64(total), InUse: int64(total - min(reclaimable, total))}
 }
@@ -931,13 +932,13 @@ func (b *Backend) reclaimBlobGarbage(ctx context.Context) {
 	progress := time.Now() // the last rewrite's end, or the start
 	var deletionsFrom time.Time
 	for {
-		garbage := int64(m.BlobFiles.ValueSize) - int64(m.BlobFiles.ReferencedValueSize)
+		garbage := blobGarbage(m)
 		obsolete := m.Table.Local.ObsoleteSize + m.BlobFiles.Local.ObsoleteSize
 		if n := b.blobRewrites.Load(); n != rewrites {
 			rewrites, progress = n, time.Now()
 		}
 		deadline := progress.Add(blobRewriteWait)
-		if garbage <= 0 || rewrites >= limit {
+		if garbage == 0 || rewrites >= limit {
 			if obsolete == 0 {
 				return
 			}
@@ -952,7 +953,7 @@ func (b *Backend) reclaimBlobGarbage(ctx context.Context) {
 			t.Stop()
 		case <-t.C:
 			b.logger.Info("defragment left unreferenced values in blob files or obsolete files",
-				zap.Int64("unreferenced-value-bytes", garbage), zap.Uint64("blob-files", m.BlobFiles.LiveCount),
+				zap.Uint64("unreferenced-value-bytes", garbage), zap.Uint64("blob-files", m.BlobFiles.LiveCount),
 				zap.Uint64("obsolete-file-bytes", obsolete))
 			return
 		case <-ctx.Done():
@@ -961,6 +962,15 @@ func (b *Backend) reclaimBlobGarbage(ctx context.Context) {
 		}
 		m = b.db.Metrics()
 	}
+}
+
+// blobGarbage is the bytes of values in live blob files that no key
+// refers to (uncompressed): what rewriting every blob file would drop.
+func blobGarbage(m *pebble.Metrics) uint64 {
+	if m.BlobFiles.ValueSize <= m.BlobFiles.ReferencedValueSize {
+		return 0
+	}
+	return m.BlobFiles.ValueSize - m.BlobFiles.ReferencedValueSize
 }
 
 // keyBounds returns the first and last keys (metadata included), nil if

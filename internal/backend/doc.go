@@ -90,8 +90,11 @@
 // dropped, while commits and reads go on; then it waits while pebble
 // rewrites the blob files holding values no key refers to and deletes the
 // files left obsolete, so that the sizes it reports after are the space
-// left (it stops waiting, with a log line, once nothing has happened for
-// 10 s). InUse counts a blob file's garbage as reclaimable.
+// left. Writes go on meanwhile and make new obsolete files and garbage, so
+// the wait is bounded (with a log line of what is left): by as many
+// rewrites as there were blob files, by 10 s without a rewrite ending, and
+// by 10 s of waiting for deletions alone. InUse counts a blob file's
+// garbage as reclaimable.
 //
 // # Crashing (simulation)
 //
