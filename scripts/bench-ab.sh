@@ -12,7 +12,9 @@
 # under a temporary directory on the real disk), runs etcd's benchmark tool
 # (from ../shared/tools/etcd-reference.sh) with AB_ARGS against it, and
 # prints requests/s, p99, the members' CPU-s per 10k requests (user +
-# kernel from /proc/<pid>/stat), the largest member's peak RSS and the
+# kernel from /proc/<pid>/stat), the benchmark client's (it shares the
+# cores, and what a server sends it, such as HTTP/2 PINGs, is work for
+# it: user + system, from bash's time), the largest member's peak RSS and the
 # bytes the members wrote to the disk (/proc/<pid>/io: WAL, pebble's
 # flushes and compactions), and the bytes their Go heaps allocated per
 # request (go_memstats_alloc_bytes_total from each member's /metrics:
@@ -66,24 +68,26 @@ run() {
   local cpu0 cpu1 w0 w1 a0 a1 rss=0 m
   cpu0=$(cpu) w0=$(written) a0=$(allocated)
   # shellcheck disable=SC2086 # AB_ARGS is a list of arguments
-  "$ref/benchmark" --endpoints "$eps" $args >"$dir/out" 2>&1 || true
+  local TIMEFORMAT='%U %S' # bash's time: the benchmark client's CPU-s
+  { time "$ref/benchmark" --endpoints "$eps" $args >"$dir/out" 2>&1 || true; } 2>"$dir/client-time"
   cpu1=$(cpu) w1=$(written) a1=$(allocated)
   for p in "${pids[@]}"; do
     m=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status")
     ((rss < m)) && rss=$m
   done
   stop_cluster3
-  printf '| %s | %s | %s | %s | %d | %d | %d |\n' "$(basename "$bin")" \
+  printf '| %s | %s | %s | %s | %s | %d | %d | %d |\n' "$(basename "$bin")" \
     "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "Requests/sec:" {printf "%.0f", $2; exit}')" \
     "$(tr '\r' '\n' <"$dir/out" | awk '$1 == "99%" {printf "%.1f", $3 * 1000; exit}')" \
     "$(awk -v t=$((cpu1 - cpu0)) -v hz="$tck" -v n="$total" 'BEGIN { printf "%.3f", t / hz / n * 10000 }')" \
+    "$(awk -v n="$total" '{ printf "%.3f", ($1 + $2) / n * 10000 }' "$dir/client-time")" \
     $((rss / 1024)) $(((w1 - w0) >> 20)) $(((a1 - a0) / total))
 }
 
 echo "benchmark $args; 3 members, fresh clusters, $rounds round(s); $(date -u '+%F %H:%M UTC')"
 echo
-echo '| binary | req/s | p99 ms | members CPU-s/10k | peak RSS MiB | members wrote MiB | members allocated B/req |'
-echo '| --- | --- | --- | --- | --- | --- | --- |'
+echo '| binary | req/s | p99 ms | members CPU-s/10k | client CPU-s/10k | peak RSS MiB | members wrote MiB | members allocated B/req |'
+echo '| --- | --- | --- | --- | --- | --- | --- | --- |'
 for ((r = 0; r < rounds; r++)); do
   for bin in "$@"; do
     run "$bin"

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/server"
 )
@@ -90,13 +92,17 @@ func TestKeepAliveMinTime(t *testing.T) {
 }
 
 const (
+	frameData     = 0x0
 	frameHeaders  = 0x1
 	frameSettings = 0x4
 	framePing     = 0x6
 	frameGoAway   = 0x7
 
 	flagAck        = 0x1
+	flagEndStream  = 0x1
 	flagEndHeaders = 0x4
+
+	settingInitialWindowSize = 0x4
 )
 
 type frame struct {
@@ -155,5 +161,90 @@ func TestMaxConcurrentStreams(t *testing.T) {
 		}
 		cancel()
 		m.stop(t)
+	}
+}
+
+// The server's flow-control windows are static, so gRPC does not estimate
+// the bandwidth-delay product: that estimator answers a request arriving
+// with no PING of its own outstanding with a WINDOW_UPDATE and a PING,
+// which with one request at a time on a connection is every request, and
+// each costs the client a read and a PING ACK. Three puts in turn on one
+// connection written frame by frame: each succeeds, no PING comes from
+// the server, and its SETTINGS give streams a window that holds a request
+// of --max-request-bytes.
+func TestUnaryRequestsDrawNoPings(t *testing.T) {
+	m := startMemberWith(t, nil)
+	c, err := net.Dial("tcp", m.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitTimeout))
+	frames := readFrames(c)
+	io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	writeFrame(t, c, frameSettings, 0, 0, nil)
+
+	var hdr []byte
+	for _, f := range [][2]string{
+		{":method", "POST"}, {":scheme", "http"}, {":path", "/etcdserverpb.KV/Put"},
+		{":authority", "localhost"}, {"content-type", "application/grpc"}, {"te", "trailers"},
+	} {
+		hdr = append(hdr, 0, byte(len(f[0])))
+		hdr = append(append(hdr, f[0]...), byte(len(f[1])))
+		hdr = append(hdr, f[1]...)
+	}
+	dec := hpack.NewDecoder(4096, nil)
+	var window uint32
+	for i, stream := range []uint32{1, 3, 5} {
+		req, err := proto.Marshal(&pb.PutRequest{Key: []byte("k"), Value: []byte{byte(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(req)))
+		writeFrame(t, c, frameHeaders, flagEndHeaders, stream, hdr)
+		writeFrame(t, c, frameData, flagEndStream, stream, append(msg, req...))
+		for done := false; !done; {
+			f, ok := <-frames
+			if !ok {
+				t.Fatalf("put %d: the connection ended before its trailers", i)
+			}
+			switch f.typ {
+			case framePing:
+				if f.flags&flagAck == 0 {
+					t.Fatalf("put %d: the server sent a PING (%x): it is estimating the bandwidth-delay product", i, f.payload)
+				}
+			case frameSettings:
+				if f.flags&flagAck != 0 {
+					break
+				}
+				for p := f.payload; len(p) >= 6; p = p[6:] {
+					if binary.BigEndian.Uint16(p) == settingInitialWindowSize {
+						window = binary.BigEndian.Uint32(p[2:])
+					}
+				}
+				writeFrame(t, c, frameSettings, flagAck, 0, nil)
+			case frameHeaders:
+				fields, err := dec.DecodeFull(f.payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.flags&flagEndStream == 0 {
+					break
+				}
+				for _, hf := range fields {
+					if hf.Name == "grpc-status" && hf.Value != "0" {
+						t.Fatalf("put %d: trailers %v", i, fields)
+					}
+				}
+				done = true
+			}
+		}
+	}
+	if want := uint32(server.DefaultMaxRequestBytes + grpcOverheadBytes); window < want {
+		t.Fatalf("the server's SETTINGS give streams a window of %d bytes, want at least %d", window, want)
+	}
+	resp, err := pb.NewKVClient(m.conn).Range(context.Background(), &pb.RangeRequest{Key: []byte("k")})
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Version != 3 {
+		t.Fatalf("after three puts: %v, %v; want the key at version 3", resp, err)
 	}
 }
