@@ -40,6 +40,9 @@ func DescribeMessage(m raftpb.Message) string {
 		if len(m.Entries) > 0 {
 			fmt.Fprintf(&b, " Entries:%s", DescribeEntries(m.Entries))
 		}
+		if m.Reject {
+			b.WriteString(" NoAnswer")
+		}
 	case raftpb.MsgAppResp:
 		fmt.Fprintf(&b, " Index:%d", m.Index)
 		if m.Reject {

@@ -42,7 +42,10 @@
 //     snapshot), a bounded in-flight window (count and bytes), batching up
 //     to MaxSizePerMsg, and fast backtracking: a rejection carries a hint
 //     (index, term) that lets the leader skip a whole term of conflicting
-//     entries per round trip (see raftLog.findConflictByTerm).
+//     entries per round trip (see raftLog.findConflictByTerm). An append
+//     that only moves the commit index of a follower the leader knows to
+//     hold its whole log is marked as wanting no answer (Message.Reject on
+//     a MsgApp), and the follower accepts it silently.
 //   - Commitment only of current-term entries, counted by quorum (§5.4.2);
 //     a new leader appends an empty entry. The leader's own entries count
 //     toward a quorum only once the caller reports them durable (Advance).

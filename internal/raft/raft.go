@@ -411,10 +411,16 @@ func (r *raft) maybeSendAppend(to uint64, sendIfEmpty bool) bool {
 	if errTerm != nil || errEnts != nil {
 		return r.maybeSendSnapshot(to, pr)
 	}
+	// An append that only carries the commit index to a follower known
+	// to hold every entry wants no answer: its acknowledgement would
+	// change nothing here, and with one write at a time it is half the
+	// messages a follower sends (liveness, for CheckQuorum, is the
+	// heartbeats' to show).
+	caughtUp := len(ents) == 0 && pr.State == StateReplicate && pr.Match == prevIndex && prevIndex == r.raftLog.lastIndex()
 	r.send(raftpb.Message{
 		Type: raftpb.MsgApp, To: to,
 		Index: prevIndex, LogTerm: prevTerm,
-		Entries: ents, Commit: r.raftLog.committed,
+		Entries: ents, Commit: r.raftLog.committed, Reject: caughtUp,
 	})
 	switch pr.State {
 	case StateReplicate:
@@ -1105,7 +1111,9 @@ func (r *raft) handleAppend(m raftpb.Message) error {
 			r.noteAppended(m.Entries[from-m.Index-1:])
 			r.applyConf()
 		}
-		r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: lastNew})
+		if !m.Reject || len(m.Entries) > 0 {
+			r.send(raftpb.Message{Type: raftpb.MsgAppResp, To: m.From, Index: lastNew})
+		}
 		return nil
 	}
 	hintIndex := min(m.Index, r.raftLog.lastIndex())

@@ -210,3 +210,49 @@ func TestAdvanceAfterTruncationKeepsDurablePrefix(t *testing.T) {
 		t.Fatalf("handed out %s after the truncation, want only 3/6", DescribeEntries(rd.Entries))
 	}
 }
+
+// TestCommitOnlyAppendsGoUnanswered: a MsgApp with no entries that the
+// leader marks as wanting no answer (Reject, sent to a follower it knows
+// holds its whole log) is accepted silently; one the follower cannot
+// accept is still refused aloud, and one carrying entries is still
+// acknowledged, as the leader counts on both.
+func TestCommitOnlyAppendsGoUnanswered(t *testing.T) {
+	answers := func(n *Node) []raftpb.Message {
+		var out []raftpb.Message
+		for n.HasReady() {
+			rd := n.Ready()
+			for _, m := range rd.Messages {
+				if m.Type == raftpb.MsgAppResp {
+					out = append(out, m)
+				}
+			}
+			n.Advance()
+		}
+		return out
+	}
+	n := newFollower(t)
+	answers(n)
+	step := func(m raftpb.Message) {
+		t.Helper()
+		m.Type, m.From, m.To, m.Term, m.Reject = raftpb.MsgApp, 1, 2, 2, true
+		if err := n.Step(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	step(raftpb.Message{Index: 3, LogTerm: 1, Commit: 3})
+	if got := answers(n); len(got) != 0 {
+		t.Fatalf("a commit-only append to a caught-up follower was answered: %v", got)
+	}
+	step(raftpb.Message{Index: 3, LogTerm: 1, Commit: 4, Entries: ents(4, 2)})
+	if got := answers(n); len(got) != 1 || got[0].Reject || got[0].Index != 4 {
+		t.Fatalf("an append of entry 4: answers %v, want one acknowledging index 4", got)
+	}
+	step(raftpb.Message{Index: 9, LogTerm: 2, Commit: 4})
+	if got := answers(n); len(got) != 1 || !got[0].Reject {
+		t.Fatalf("a commit-only append past the follower's log: answers %v, want one refusal", got)
+	}
+	if c := n.BasicStatus().Commit; c != 4 {
+		t.Fatalf("commit %d, want 4", c)
+	}
+}

@@ -143,7 +143,7 @@ func (c ConfChange) String() string { return fmt.Sprintf("%s(%d)", c.Type, c.Nod
 type MessageType uint8
 
 const (
-	MsgApp            MessageType = 1  // leader -> follower: entries after (LogTerm, Index)
+	MsgApp            MessageType = 1  // leader -> follower: entries after (LogTerm, Index); Reject set: no answer wanted (see Message.Reject)
 	MsgAppResp        MessageType = 2  // follower -> leader: accept (Index = last match) or reject (RejectHint, LogTerm)
 	MsgVote           MessageType = 3  // candidate -> all: vote for me in Term; (LogTerm, Index) = my last entry
 	MsgVoteResp       MessageType = 4  // vote granted (Reject false) or refused
@@ -197,13 +197,19 @@ func (t MessageType) IsResponse() bool {
 // Message is what raft members say to each other. Which fields mean
 // something depends on Type (see the constants above).
 type Message struct {
-	Type       MessageType
-	To         uint64
-	From       uint64
-	Term       uint64
-	LogTerm    uint64
-	Index      uint64
-	Commit     uint64
+	Type    MessageType
+	To      uint64
+	From    uint64
+	Term    uint64
+	LogTerm uint64
+	Index   uint64
+	Commit  uint64
+	// Reject on a response: refused. On a MsgApp with no entries it is
+	// the leader saying it knows the follower holds everything up to
+	// Index, its last index: the append only carries Commit, and a
+	// follower that accepts it sends no MsgAppResp, which would tell the
+	// leader nothing (one refusing it still answers). A member that
+	// predates this ignores it on a MsgApp and answers.
 	Reject     bool
 	RejectHint uint64
 	Entries    []Entry
