@@ -217,10 +217,17 @@ func TestAdvanceAfterTruncationKeepsDurablePrefix(t *testing.T) {
 // accept is still refused aloud, and one carrying entries is still
 // acknowledged, as the leader counts on both.
 func TestCommitOnlyAppendsGoUnanswered(t *testing.T) {
+	n, st := newTestNode(t, 2, nil)
+	if err := n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 2, Commit: 3}); err != nil {
+		t.Fatal(err)
+	}
 	answers := func(n *Node) []raftpb.Message {
 		var out []raftpb.Message
 		for n.HasReady() {
 			rd := n.Ready()
+			if err := st.Append(rd.Entries); err != nil {
+				t.Fatal(err)
+			}
 			for _, m := range rd.Messages {
 				if m.Type == raftpb.MsgAppResp {
 					out = append(out, m)
@@ -230,7 +237,6 @@ func TestCommitOnlyAppendsGoUnanswered(t *testing.T) {
 		}
 		return out
 	}
-	n := newFollower(t)
 	answers(n)
 	step := func(m raftpb.Message) {
 		t.Helper()
