@@ -64,7 +64,7 @@ run() {
   rm -rf "$dir"
   mkdir -p "$dir"
   sync # the last run's data is written back before this one is measured
-  start_cluster3 "$bin" "$dir" 45379
+  start_cluster3 "$bin" "$dir" 25379
   local cpu0 cpu1 w0 w1 a0 a1 rss=0 m
   cpu0=$(cpu) w0=$(written) a0=$(allocated)
   # shellcheck disable=SC2086 # AB_ARGS is a list of arguments

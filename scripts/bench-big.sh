@@ -64,7 +64,7 @@ run() {
   rm -rf "$dir"
   mkdir -p "$dir"
   sync # the last run's data is written back before this one is measured
-  start_cluster3 "$bin" "$dir" 42379 --quota-backend-bytes 8589934592
+  start_cluster3 "$bin" "$dir" 22379 --quota-backend-bytes 8589934592
   "$ref/benchmark" --endpoints "$eps" --target-leader --conns 10 --clients 100 \
     put --key-size 8 --val-size 256 --key-space-size 100000 --total "$pre" >/dev/null 2>&1
   sync

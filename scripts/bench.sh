@@ -46,7 +46,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=32379
+# Below 32768: Linux takes no ephemeral ports there, so no connection
+# can hold a member's port before it listens.
+port=14379
 # start_cluster BINARY NAME N: starts N members and sets eps to their
 # client endpoints and base to their first port. (Not run in a subshell:
 # it records the pids.)

@@ -10,7 +10,9 @@
 # the port after each, and get the FLAGs beyond the common ones. Their pids
 # are appended to the caller's array pids and their client endpoints set in
 # eps (comma-separated). Needs $ref, the folder of etcd-reference.sh's
-# etcdctl. Exits if the cluster takes no write within 30 s. stop_cluster3
+# etcdctl. Exits if the cluster takes no write within 30 s or a member has
+# exited. PORT is best below 32768, where Linux picks no ephemeral ports
+# (a connection's local port could take a member's). stop_cluster3
 # kills them; stop_cluster3_on_exit does so when the script exits.
 start_cluster3() {
   local bin=$1 dir=$2 port=$3 initial="" i c p tries=0
@@ -30,6 +32,15 @@ start_cluster3() {
     tries=$((tries + 1))
     if ((tries > 150)); then echo "cluster of $bin did not answer" >&2; exit 1; fi
     sleep 0.2
+  done
+  # Two members take a write without the third: one that failed to start
+  # (its port taken, say) would leave the benchmark waiting on it.
+  for i in 0 1 2; do
+    if ! kill -0 "${pids[${#pids[@]} - 3 + i]}" 2>/dev/null; then
+      echo "member m$i of $bin exited:" >&2
+      tail -3 "$dir/m$i.log" >&2
+      exit 1
+    fi
   done
 }
 

@@ -22,7 +22,7 @@ mkdir -p "$out"
 source scripts/cluster3.sh
 stop_cluster3_on_exit "$work"
 go build -o "$work/putpath" ./scripts/putpath
-start_cluster3 "$bin" "$work" 47379 --enable-pprof
+start_cluster3 "$bin" "$work" 27379 --enable-pprof
 
 # The leader is the endpoint whose member ID is the leader's.
 leader="" follower=""
