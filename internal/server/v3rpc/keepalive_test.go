@@ -35,26 +35,8 @@ func TestKeepAliveMinTime(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := startMemberWith(t, func(cfg *server.Config) { cfg.GRPCKeepAliveMinTime = tc.minTime })
-			c, err := net.Dial("tcp", m.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(waitTimeout))
-			frames := readFrames(c)
-			io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-			writeFrame(t, c, frameSettings, 0, 0, nil)
-			var hdr []byte
-			for _, f := range [][2]string{
-				{":method", "POST"}, {":scheme", "http"}, {":path", "/etcdserverpb.Watch/Watch"},
-				{":authority", "localhost"}, {"content-type", "application/grpc"}, {"te", "trailers"},
-			} {
-				// HPACK: a literal field, not indexed, new name, no Huffman.
-				hdr = append(hdr, 0, byte(len(f[0])))
-				hdr = append(append(hdr, f[0]...), byte(len(f[1])))
-				hdr = append(hdr, f[1]...)
-			}
-			writeFrame(t, c, frameHeaders, flagEndHeaders, 1, hdr)
+			c, frames := dialHTTP2(t, m)
+			writeFrame(t, c, frameHeaders, flagEndHeaders, 1, requestHeaders("/etcdserverpb.Watch/Watch"))
 
 			const pings = 10
 			acks := 0
@@ -108,6 +90,40 @@ const (
 type frame struct {
 	typ, flags byte
 	payload    []byte
+}
+
+// dialHTTP2 opens a client connection to m that the test speaks HTTP/2 on
+// frame by frame: the preface and an empty SETTINGS are written, and the
+// frames the server sends arrive on the channel. The connection closes
+// when the test ends and fails every read and write after waitTimeout.
+func dialHTTP2(t *testing.T, m *member) (net.Conn, <-chan frame) {
+	t.Helper()
+	c, err := net.Dial("tcp", m.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(waitTimeout))
+	frames := readFrames(c)
+	io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	writeFrame(t, c, frameSettings, 0, 0, nil)
+	return c, frames
+}
+
+// requestHeaders is the HPACK block of a gRPC call's HEADERS frame to
+// path: each field a literal, not indexed, with a new name and no Huffman
+// coding.
+func requestHeaders(path string) []byte {
+	var hdr []byte
+	for _, f := range [][2]string{
+		{":method", "POST"}, {":scheme", "http"}, {":path", path},
+		{":authority", "localhost"}, {"content-type", "application/grpc"}, {"te", "trailers"},
+	} {
+		hdr = append(hdr, 0, byte(len(f[0])))
+		hdr = append(append(hdr, f[0]...), byte(len(f[1])))
+		hdr = append(hdr, f[1]...)
+	}
+	return hdr
 }
 
 // writeFrame writes one HTTP/2 frame: | length (3B) | type | flags |
@@ -174,25 +190,8 @@ func TestMaxConcurrentStreams(t *testing.T) {
 // of --max-request-bytes.
 func TestUnaryRequestsDrawNoPings(t *testing.T) {
 	m := startMemberWith(t, nil)
-	c, err := net.Dial("tcp", m.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(waitTimeout))
-	frames := readFrames(c)
-	io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-	writeFrame(t, c, frameSettings, 0, 0, nil)
-
-	var hdr []byte
-	for _, f := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":path", "/etcdserverpb.KV/Put"},
-		{":authority", "localhost"}, {"content-type", "application/grpc"}, {"te", "trailers"},
-	} {
-		hdr = append(hdr, 0, byte(len(f[0])))
-		hdr = append(append(hdr, f[0]...), byte(len(f[1])))
-		hdr = append(hdr, f[1]...)
-	}
+	c, frames := dialHTTP2(t, m)
+	hdr := requestHeaders("/etcdserverpb.KV/Put")
 	dec := hpack.NewDecoder(4096, nil)
 	var window uint32
 	for i, stream := range []uint32{1, 3, 5} {
