@@ -15,7 +15,7 @@
 # (a connection's local port could take a member's). stop_cluster3
 # kills them; stop_cluster3_on_exit does so when the script exits.
 start_cluster3() {
-  local bin=$1 dir=$2 port=$3 initial="" i c p tries=0
+  local bin=$1 dir=$2 port=$3 initial="" i c p tries=0 started=()
   shift 3
   eps=""
   for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((port + 2 * i + 1))"; done
@@ -26,6 +26,7 @@ start_cluster3() {
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
       --initial-cluster "$initial" >>"$dir/m$i.log" 2>&1 &
     pids+=($!)
+    started+=($!)
     eps+="${eps:+,}127.0.0.1:$c"
   done
   until "$ref/etcdctl" --endpoints "$eps" --command-timeout 2s put warm x >/dev/null 2>&1; do
@@ -36,7 +37,7 @@ start_cluster3() {
   # Two members take a write without the third: one that failed to start
   # (its port taken, say) would leave the benchmark waiting on it.
   for i in 0 1 2; do
-    if ! kill -0 "${pids[${#pids[@]} - 3 + i]}" 2>/dev/null; then
+    if ! kill -0 "${started[i]}" 2>/dev/null; then
       echo "member m$i of $bin exited:" >&2
       tail -3 "$dir/m$i.log" >&2
       exit 1

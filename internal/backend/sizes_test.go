@@ -65,26 +65,24 @@ func TestSizesAndDefragment(t *testing.T) {
 // deleting half of them returns only once the blob file holding both
 // halves has been rewritten, so the space of the deleted half is back.
 func TestLargeValuesInBlobFiles(t *testing.T) {
-	b, err := Open(t.TempDir(), Options{CacheBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustOpen(t, t.TempDir())
 	defer b.Close()
 	rng := rand.New(rand.NewPCG(1, 2)) // incompressible values
 	want := map[string]string{}
-	wb := b.NewBatch()
+	var puts, deletes []string
 	for i := range 200 {
 		v := make([]byte, 8<<10)
 		for j := range v {
 			v[j] = byte(rng.Uint32())
 		}
 		k := fmt.Sprintf("k%04d", i)
-		wb.Set([]byte(k), v)
+		puts = append(puts, k, string(v))
 		want[k] = string(v)
+		if i%2 == 0 {
+			deletes = append(deletes, k, "")
+		}
 	}
-	if err := wb.Commit(1, 1); err != nil {
-		t.Fatal(err)
-	}
+	commit(t, b, 1, puts...)
 	if err := b.Sync(); err != nil { // one flush: one blob file
 		t.Fatal(err)
 	}
@@ -92,14 +90,9 @@ func TestLargeValuesInBlobFiles(t *testing.T) {
 		t.Fatalf("after flushing 200 values of 8 KiB: %d blob files, %d bytes of values in them",
 			m.BlobFiles.LiveCount, m.BlobFiles.ValueSize)
 	}
-	wb = b.NewBatch()
-	for i := 0; i < 200; i += 2 {
-		k := fmt.Sprintf("k%04d", i)
-		wb.Delete([]byte(k))
-		delete(want, k)
-	}
-	if err := wb.Commit(2, 1); err != nil {
-		t.Fatal(err)
+	commit(t, b, 2, deletes...)
+	for i := 0; i < len(deletes); i += 2 {
+		delete(want, deletes[i])
 	}
 	before := b.Sizes()
 	if err := b.Defragment(); err != nil {
@@ -144,10 +137,7 @@ func TestLargeValuesInBlobFiles(t *testing.T) {
 // files and deletes keep making blob garbage, so a wait for none to be
 // left could last as long as the writes.
 func TestDefragmentReturnsUnderWrites(t *testing.T) {
-	b, err := Open(t.TempDir(), Options{CacheBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustOpen(t, t.TempDir())
 	defer b.Close()
 	value := make([]byte, 2<<10)
 	stop, warm := make(chan struct{}), make(chan struct{})
@@ -183,7 +173,11 @@ func TestDefragmentReturnsUnderWrites(t *testing.T) {
 			}
 		}
 	}()
-	<-warm
+	select {
+	case <-warm:
+	case err := <-writerDone:
+		t.Fatalf("the writer stopped before its 1,000th batch: %v", err)
+	}
 	for round := range 3 {
 		done := make(chan error, 1)
 		go func() { done <- b.Defragment() }()

@@ -28,14 +28,14 @@ func newTestNode(t *testing.T, id uint64, configure func(*Config)) (*Node, *Memo
 }
 
 // newFollower returns member 2 of a 3-voter cluster, which has heard from
-// leader 1 in term 2.
-func newFollower(t *testing.T) *Node {
+// leader 1 in term 2, with its storage.
+func newFollower(t *testing.T) (*Node, *MemoryStorage) {
 	t.Helper()
-	n, _ := newTestNode(t, 2, nil)
+	n, st := newTestNode(t, 2, nil)
 	if err := n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 2, Commit: 3}); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return n, st
 }
 
 // TestStepRejectsMalformedMessages: messages no correct peer sends are
@@ -59,7 +59,7 @@ func TestStepRejectsMalformedMessages(t *testing.T) {
 		{"addressed to another member", raftpb.Message{Type: raftpb.MsgHeartbeat, Term: 2, To: 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := newFollower(t)
+			n, _ := newFollower(t)
 			before := n.Status()
 			m := tc.m
 			m.From = 1
@@ -167,7 +167,7 @@ func TestTransferDoesNotPostponeCheckQuorum(t *testing.T) {
 // TestTermBound: no member adopts or reaches a term at the bound, so no
 // campaign can overflow it.
 func TestTermBound(t *testing.T) {
-	n := newFollower(t)
+	n, _ := newFollower(t)
 	if err := n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: maxTerm - 1, Commit: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -217,11 +217,10 @@ func TestAdvanceAfterTruncationKeepsDurablePrefix(t *testing.T) {
 // accept is still refused aloud, and one carrying entries is still
 // acknowledged, as the leader counts on both.
 func TestCommitOnlyAppendsGoUnanswered(t *testing.T) {
-	n, st := newTestNode(t, 2, nil)
-	if err := n.Step(raftpb.Message{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 2, Commit: 3}); err != nil {
-		t.Fatal(err)
-	}
-	answers := func(n *Node) []raftpb.Message {
+	n, st := newFollower(t)
+	// answers hands out n's Readies, storing their entries, and returns
+	// the MsgAppResps among their messages.
+	answers := func() []raftpb.Message {
 		var out []raftpb.Message
 		for n.HasReady() {
 			rd := n.Ready()
@@ -237,7 +236,7 @@ func TestCommitOnlyAppendsGoUnanswered(t *testing.T) {
 		}
 		return out
 	}
-	answers(n)
+	answers()
 	step := func(m raftpb.Message) {
 		t.Helper()
 		m.Type, m.From, m.To, m.Term, m.Reject = raftpb.MsgApp, 1, 2, 2, true
@@ -247,15 +246,15 @@ func TestCommitOnlyAppendsGoUnanswered(t *testing.T) {
 	}
 
 	step(raftpb.Message{Index: 3, LogTerm: 1, Commit: 3})
-	if got := answers(n); len(got) != 0 {
+	if got := answers(); len(got) != 0 {
 		t.Fatalf("a commit-only append to a caught-up follower was answered: %v", got)
 	}
 	step(raftpb.Message{Index: 3, LogTerm: 1, Commit: 4, Entries: ents(4, 2)})
-	if got := answers(n); len(got) != 1 || got[0].Reject || got[0].Index != 4 {
+	if got := answers(); len(got) != 1 || got[0].Reject || got[0].Index != 4 {
 		t.Fatalf("an append of entry 4: answers %v, want one acknowledging index 4", got)
 	}
 	step(raftpb.Message{Index: 9, LogTerm: 2, Commit: 4})
-	if got := answers(n); len(got) != 1 || !got[0].Reject {
+	if got := answers(); len(got) != 1 || !got[0].Reject {
 		t.Fatalf("a commit-only append past the follower's log: answers %v, want one refusal", got)
 	}
 	if c := n.BasicStatus().Commit; c != 4 {
