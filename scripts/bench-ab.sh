@@ -28,8 +28,11 @@ shift
 (($# > 0)) || { echo "usage: bench-ab.sh ROUNDS BINARY..." >&2; exit 2; }
 ref=$(ETCD_REF_VERSION=v3.7.3 bash ../shared/tools/etcd-reference.sh)
 args=${AB_ARGS:-"--target-leader --conns 10 --clients 100 put --key-size 8 --val-size 256 --key-space-size 100000 --total 150000"}
-total=$(awk '{for (i = 1; i < NF; i++) if ($i == "--total") print $(i + 1)}' <<<"$args")
-[[ -n $total ]] || { echo "AB_ARGS needs --total" >&2; exit 2; }
+# AB_TOTAL: the requests (or, for watch-get, which has no --total, the
+# events: --watchers x --events) that the CPU and allocation columns
+# divide by.
+total=${AB_TOTAL:-$(awk '{for (i = 1; i < NF; i++) if ($i == "--total") print $(i + 1)}' <<<"$args")}
+[[ -n $total ]] || { echo "AB_ARGS needs --total (or AB_TOTAL)" >&2; exit 2; }
 work=$(mktemp -d /var/tmp/cairn-bench-ab.XXXXXX)
 # shellcheck source=scripts/cluster3.sh
 source scripts/cluster3.sh
