@@ -138,11 +138,12 @@ type out struct {
 	hbuf bytes.Buffer
 	enc  *hpack.Encoder // the connection's HPACK state, into hbuf
 	wake chan struct{}  // mode writer and workers: something to write
+	done chan struct{}  // closed when the reader ends: the writer ends too
 	msg  []byte         // an answer's gRPC message, reused under mu
 }
 
 func newOut(c net.Conn) *out {
-	o := &out{c: c, wake: make(chan struct{}, 1)}
+	o := &out{c: c, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	o.fr = http2.NewFramer(o, nil)
 	o.enc = hpack.NewEncoder(&o.hbuf)
 	return o
@@ -172,10 +173,16 @@ func (o *out) kick() {
 }
 
 // writeLoop is the writer goroutine: it swaps the buffer out under mu and
-// writes it, until the connection fails or wake is closed.
+// writes it, until the connection fails or done is closed. (wake is never
+// closed: a worker may still answer on a connection that has ended.)
 func (o *out) writeLoop() {
 	var spare []byte
-	for range o.wake {
+	for {
+		select {
+		case <-o.wake:
+		case <-o.done:
+			return
+		}
 		o.mu.Lock()
 		b := o.buf
 		o.buf = spare[:0]
@@ -200,7 +207,7 @@ func (s *server) serveConn(c net.Conn) {
 	o := newOut(c)
 	if s.mode != inline {
 		go o.writeLoop()
-		defer close(o.wake)
+		defer close(o.done)
 	}
 	fr := http2.NewFramer(nil, br)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
