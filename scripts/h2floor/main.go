@@ -127,35 +127,54 @@ type call struct {
 	data []byte
 }
 
-// out is a connection's outgoing side: frames are encoded into buf (by
-// the reader in mode inline; by whoever holds mu otherwise) and written
-// by flush (the reader in mode inline, the writer goroutine otherwise).
+// out is a connection's outgoing side: frames are encoded into buf under
+// lock and written by flush (the reader, in mode inline) or by the writer
+// goroutine (otherwise).
 type out struct {
-	c    net.Conn
-	mu   sync.Mutex
-	buf  []byte
-	fr   *http2.Framer // writes into buf, through out.Write
-	hbuf bytes.Buffer
-	enc  *hpack.Encoder // the connection's HPACK state, into hbuf
-	wake chan struct{}  // mode writer and workers: something to write
-	done chan struct{}  // closed when the reader ends: the writer ends too
-	msg  []byte         // an answer's gRPC message, reused under mu
+	c net.Conn
+	// shared: goroutines other than the reader write frames (every mode
+	// but inline), so lock takes mu.
+	shared bool
+	mu     sync.Mutex
+	buf    []byte
+	fr     *http2.Framer // writes into buf, through out.Write
+	hbuf   bytes.Buffer
+	enc    *hpack.Encoder // the connection's HPACK state, into hbuf
+	wake   chan struct{}  // mode writer and workers: something to write
+	done   chan struct{}  // closed when the reader ends: the writer ends too
+	msg    []byte         // an answer's gRPC message, reused under lock
 }
 
-func newOut(c net.Conn) *out {
-	o := &out{c: c, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newOut(c net.Conn, shared bool) *out {
+	o := &out{c: c, shared: shared, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	o.fr = http2.NewFramer(o, nil)
 	o.enc = hpack.NewEncoder(&o.hbuf)
 	return o
 }
 
-// Write appends p to the buffer. REQUIRES: o.mu held, or mode inline.
+// lock and unlock guard buf and the encoders: mu when the connection's
+// frames are written by more than the reader, nothing otherwise (the
+// inline mode measures a reader that takes no lock).
+func (o *out) lock() {
+	if o.shared {
+		o.mu.Lock()
+	}
+}
+
+func (o *out) unlock() {
+	if o.shared {
+		o.mu.Unlock()
+	}
+}
+
+// Write appends p to the buffer. REQUIRES: o.lock held.
 func (o *out) Write(p []byte) (int, error) {
 	o.buf = append(o.buf, p...)
 	return len(p), nil
 }
 
-// flush writes what is buffered. Mode inline only (the reader).
+// flush writes what is buffered. Mode inline only (the reader, which
+// alone touches buf).
 func (o *out) flush() error {
 	if len(o.buf) == 0 {
 		return nil
@@ -183,10 +202,10 @@ func (o *out) writeLoop() {
 		case <-o.done:
 			return
 		}
-		o.mu.Lock()
+		o.lock()
 		b := o.buf
 		o.buf = spare[:0]
-		o.mu.Unlock()
+		o.unlock()
 		if len(b) > 0 {
 			if _, err := o.c.Write(b); err != nil {
 				o.c.Close() // the reader's next read fails and it ends
@@ -204,30 +223,19 @@ func (s *server) serveConn(c net.Conn) {
 	if _, err := io.ReadFull(br, preface); err != nil || string(preface) != http2.ClientPreface {
 		return
 	}
-	o := newOut(c)
-	if s.mode != inline {
+	o := newOut(c, s.mode != inline)
+	if o.shared {
 		go o.writeLoop()
 		defer close(o.done)
 	}
 	fr := http2.NewFramer(nil, br)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	fr.SetMaxReadFrameSize(1 << 20)
-	// locked runs f, which writes frames, holding o.mu when other
-	// goroutines write too.
-	locked := func(f func()) {
-		if s.mode == inline {
-			f()
-			return
-		}
-		o.mu.Lock()
-		f()
-		o.mu.Unlock()
-	}
-	locked(func() {
-		o.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20},
-			http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20})
-		o.fr.WriteWindowUpdate(0, 16<<20)
-	})
+	o.lock()
+	o.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20},
+		http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 20})
+	o.fr.WriteWindowUpdate(0, 16<<20)
+	o.unlock()
 	calls := map[uint32]*call{}
 	received := 0 // DATA bytes not yet given back to the client's window
 	for {
@@ -257,51 +265,52 @@ func (s *server) serveConn(c net.Conn) {
 			}
 		case *http2.SettingsFrame:
 			if !f.IsAck() {
-				locked(func() { o.fr.WriteSettingsAck() })
+				o.lock()
+				o.fr.WriteSettingsAck()
+				o.unlock()
 			}
 		case *http2.PingFrame:
 			if !f.IsAck() {
-				locked(func() { o.fr.WritePing(true, f.Data) })
+				o.lock()
+				o.fr.WritePing(true, f.Data)
+				o.unlock()
 			}
 		}
 		if received > 1<<20 {
-			n := uint32(received)
-			locked(func() { o.fr.WriteWindowUpdate(0, n) })
+			o.lock()
+			o.fr.WriteWindowUpdate(0, uint32(received))
+			o.unlock()
 			received = 0
 		}
 		if br.Buffered() == 0 { // the next read may block: write now
-			if s.mode == inline {
-				if o.flush() != nil {
-					return
-				}
-			} else {
+			if o.shared {
 				o.kick()
+			} else if o.flush() != nil {
+				return
 			}
 		}
 	}
 }
 
-// answer answers cl on stream id as the mode says.
+// answer answers cl on stream id: on the reader (modes inline and writer;
+// written when the reader's buffer empties) or on a worker.
 func (s *server) answer(o *out, id uint32, cl *call) {
-	switch s.mode {
-	case inline:
+	if s.mode != workers {
+		o.lock()
 		s.respond(o, id, cl)
-	case writer:
-		o.mu.Lock()
+		o.unlock()
+		return
+	}
+	s.work <- func() {
+		o.lock()
 		s.respond(o, id, cl)
-		o.mu.Unlock() // written when the reader's buffer empties
-	case workers:
-		s.work <- func() {
-			o.mu.Lock()
-			s.respond(o, id, cl)
-			o.mu.Unlock()
-			o.kick()
-		}
+		o.unlock()
+		o.kick()
 	}
 }
 
 // respond encodes the answer to cl: headers, the message, and trailers
-// with its status. REQUIRES: o.mu held, or mode inline.
+// with its status. REQUIRES: o.lock held.
 func (s *server) respond(o *out, id uint32, cl *call) {
 	var resp proto.Message
 	if cl.path == "/etcdserverpb.KV/Range" && len(cl.data) >= 5 {
