@@ -233,9 +233,11 @@ func TestKeyIndexForms(t *testing.T) {
 }
 
 // TestIndexMemoryPerKey: keys put once (a bulk load, or etcd's benchmark
-// tool) cost the heap about 90 bytes each beside their bytes: the keyIndex
-// (64), the key (8 here) and the tree's slot and node share. The long form
-// alone took about 150.
+// tool) cost the heap about 90 bytes each beside their bytes, the keyIndex
+// (64), the key (8 here) and the tree's slot and node share, and 12-24
+// more for the key table (9 bytes a slot, between three eighths and three
+// quarters full; 100k keys is just past a doubling: 116 in all). The long
+// form alone took about 150 without the table.
 func TestIndexMemoryPerKey(t *testing.T) {
 	const keys = 100_000
 	perKey := math.MaxFloat64
@@ -253,7 +255,7 @@ func TestIndexMemoryPerKey(t *testing.T) {
 		perKey = min(perKey, float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/keys)
 	}
 	t.Logf("%.1f heap bytes a key", perKey)
-	if perKey > 110 {
-		t.Fatalf("the index takes %.1f heap bytes a key put once, want at most 110", perKey)
+	if perKey > 125 {
+		t.Fatalf("the index takes %.1f heap bytes a key put once, want at most 125", perKey)
 	}
 }
