@@ -103,11 +103,21 @@ func requestCorpus(rng *rand.Rand) [][]byte {
 		Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("/registry/pods/ns/p"), Value: []byte("v"), Lease: 3}}}},
 		Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("/registry/pods/ns/p")}}}},
 	}})
-	txnOf := func(fields []byte) []byte { return protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), fields) }
-	cmpOf := func(fields []byte) []byte { return txnOf(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), fields)) }
-	opOf := func(fields []byte) []byte { return txnOf(protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), fields)) }
-	varint := func(num protowire.Number, v uint64) []byte { return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v) }
-	bytesField := func(num protowire.Number, v []byte) []byte { return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v) }
+	txnOf := func(fields []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), fields)
+	}
+	cmpOf := func(fields []byte) []byte {
+		return txnOf(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), fields))
+	}
+	opOf := func(fields []byte) []byte {
+		return txnOf(protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), fields))
+	}
+	varint := func(num protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v)
+	}
+	bytesField := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
 	out = append(out,
 		marshal(&pb.InternalRaftRequest{ID: 12, Txn: deep}),
 		marshal(&pb.InternalRaftRequest{ID: 13, Txn: &pb.TxnRequest{}}),
