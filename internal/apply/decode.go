@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"math"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -102,7 +103,7 @@ func decodePut(b []byte, d *decodedPut) bool {
 			if n < 0 {
 				return false
 			}
-			if !decodePutRequest(v, &d.p) {
+			if !decodePutRequest(v, &d.p, aliasValueBytes) {
 				return false
 			}
 			r.Put, b = &d.p, b[n:]
@@ -112,7 +113,7 @@ func decodePut(b []byte, d *decodedPut) bool {
 				return false
 			}
 			t := new(pb.TxnRequest)
-			if !decodeTxnRequest(v, t, 0) {
+			if !decodeTxnRequest(v, t, 0, aliasValueBytes) {
 				return false
 			}
 			r.Txn, b = t, b[n:]
@@ -123,6 +124,18 @@ func decodePut(b []byte, d *decodedPut) bool {
 	return r.Put != nil || r.Txn != nil
 }
 
+// DecodeClientPut and DecodeClientTxn decode a client's request, as gRPC
+// hands it to the server, into p or t, which must be empty, or return
+// false, with p or t partly filled in: then proto.Unmarshal must decode it
+// (into an emptied message), and gives an error if it does not parse.
+// Every byte is copied (gRPC reuses its buffers). Under etcd's txn-put
+// benchmark proto.Unmarshal of the client's txns was 4.3% of the
+// leader's CPU.
+func DecodeClientPut(b []byte, p *pb.PutRequest) bool { return decodePutRequest(b, p, math.MaxInt) }
+
+// DecodeClientTxn: see DecodeClientPut.
+func DecodeClientTxn(b []byte, t *pb.TxnRequest) bool { return decodeTxnRequest(b, t, 0, math.MaxInt) }
+
 // maxTxnDepth is how deeply nested a transaction the hand decoder takes;
 // deeper ones go to proto.Unmarshal.
 const maxTxnDepth = 8
@@ -131,10 +144,11 @@ const maxTxnDepth = 8
 // returns false: for anything decodePutRequest would refuse in a put, a
 // singular field twice (proto.Unmarshal would merge), two fields of a
 // oneof, an unknown field, a wrong wire type, or transactions nested more
-// than maxTxnDepth deep. depth is how many it is nested in. A txn's
+// than maxTxnDepth deep. depth is how many it is nested in; values of
+// aliasFrom bytes or more share b (see decodePutRequest). A txn's
 // objects are not pooled: the applier's response and the lessor may keep
 // its keys.
-func decodeTxnRequest(b []byte, t *pb.TxnRequest, depth int) bool {
+func decodeTxnRequest(b []byte, t *pb.TxnRequest, depth, aliasFrom int) bool {
 	// Counted first, so that each list is allocated once at its size.
 	var counts [4]int
 	for rest := b; len(rest) > 0; {
@@ -171,7 +185,7 @@ func decodeTxnRequest(b []byte, t *pb.TxnRequest, depth int) bool {
 			t.Compare = append(t.Compare, c)
 			continue
 		}
-		op := decodeRequestOp(v, depth)
+		op := decodeRequestOp(v, depth, aliasFrom)
 		if op == nil {
 			return false
 		}
@@ -193,7 +207,7 @@ type putOp struct {
 
 // decodeRequestOp decodes a RequestOp, or returns nil (see
 // decodeTxnRequest).
-func decodeRequestOp(b []byte, depth int) *pb.RequestOp {
+func decodeRequestOp(b []byte, depth, aliasFrom int) *pb.RequestOp {
 	op := (*pb.RequestOp)(nil)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -215,7 +229,7 @@ func decodeRequestOp(b []byte, depth int) *pb.RequestOp {
 			op = &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: r}}
 		case 2:
 			x := new(putOp)
-			if !decodePutRequest(v, &x.p) {
+			if !decodePutRequest(v, &x.p, aliasFrom) {
 				return nil
 			}
 			x.w.RequestPut = &x.p
@@ -229,7 +243,7 @@ func decodeRequestOp(b []byte, depth int) *pb.RequestOp {
 			op = &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: d}}
 		case 4:
 			t := new(pb.TxnRequest)
-			if depth >= maxTxnDepth || !decodeTxnRequest(v, t, depth+1) {
+			if depth >= maxTxnDepth || !decodeTxnRequest(v, t, depth+1, aliasFrom) {
 				return nil
 			}
 			op = &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: t}}
@@ -389,8 +403,9 @@ func decodeDeleteRangeRequest(b []byte, d *pb.DeleteRangeRequest) bool {
 }
 
 // decodePutRequest decodes a PutRequest's fields, each at most once, into
-// p, which must be empty, or returns false.
-func decodePutRequest(b []byte, p *pb.PutRequest) bool {
+// p, which must be empty, or returns false. A value of aliasFrom bytes or
+// more shares b's bytes; the key and smaller values are copied.
+func decodePutRequest(b []byte, p *pb.PutRequest, aliasFrom int) bool {
 	var key, value []byte
 	var seen uint8
 	for len(b) > 0 {
@@ -438,7 +453,7 @@ func decodePutRequest(b []byte, p *pb.PutRequest) bool {
 	// As proto.Unmarshal: a bytes field present but empty is nil, as
 	// if absent. The key and a small value share one allocation.
 	own := len(key)
-	if len(value) < aliasValueBytes {
+	if len(value) < aliasFrom {
 		own += len(value)
 	}
 	buf := make([]byte, 0, own)
@@ -447,7 +462,7 @@ func decodePutRequest(b []byte, p *pb.PutRequest) bool {
 		p.Key = buf[:len(key):len(key)]
 	}
 	switch {
-	case len(value) >= aliasValueBytes:
+	case len(value) >= aliasFrom:
 		p.Value = value[:len(value):len(value)]
 	case len(value) > 0:
 		p.Value = append(buf[len(buf):], value...)

@@ -2,9 +2,12 @@ package v3rpc
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers gRPC's codec, which codec wraps
 	"google.golang.org/grpc/mem"
+
+	"github.com/cairn-db/cairn/internal/apply"
 )
 
 // codec is gRPC's "proto" codec with the bytes of every message counted,
@@ -32,7 +35,30 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	return out, err
 }
 
+// Unmarshal decodes puts and txns, the requests every write is, by hand
+// where it can (apply.DecodeClientPut): proto.Unmarshal walks reflection
+// tables and allocates each message apart.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	c.received.Add(float64(data.Len()))
+	switch m := v.(type) {
+	case *pb.PutRequest:
+		if apply.DecodeClientPut(contiguous(data), m) {
+			return nil
+		}
+		m.Reset()
+	case *pb.TxnRequest:
+		if apply.DecodeClientTxn(contiguous(data), m) {
+			return nil
+		}
+		m.Reset()
+	}
 	return c.std.Unmarshal(data, v)
+}
+
+// contiguous is data's bytes in one slice: its one buffer's, or a copy.
+func contiguous(data mem.BufferSlice) []byte {
+	if len(data) == 1 {
+		return data[0].ReadOnlyData()
+	}
+	return data.Materialize()
 }

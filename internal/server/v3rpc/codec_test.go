@@ -10,6 +10,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 )
 
 // The codec writes exactly what gRPC's own does, small and large (pooled
@@ -46,5 +48,60 @@ func TestCodecMatchesGRPCs(t *testing.T) {
 	}
 	if s, r := testutil.ToFloat64(sent), testutil.ToFloat64(received); s != float64(total) || r != float64(total) {
 		t.Fatalf("counted %v bytes sent and %v received, want %d", s, r, total)
+	}
+}
+
+// Puts and txns, which the codec decodes by hand, read as gRPC's codec
+// reads them: whole or split over buffers, large values, a request the
+// hand decoder leaves to proto.Unmarshal (a field twice), and one that
+// does not parse. The result shares no byte with gRPC's buffers, which
+// gRPC reuses once Unmarshal returns.
+func TestCodecUnmarshalsWritesAsGRPCs(t *testing.T) {
+	c, std := newCodec(prometheus.NewCounter(prometheus.CounterOpts{Name: "sent"}), prometheus.NewCounter(prometheus.CounterOpts{Name: "received"})), encoding.GetCodecV2("proto")
+	put := &pb.PutRequest{Key: []byte("/registry/pods/ns/p"), Value: bytes.Repeat([]byte("v"), 100<<10), Lease: 5, PrevKv: true}
+	txn := &pb.TxnRequest{
+		Compare: []*pb.Compare{{Key: put.Key, Target: pb.Compare_MOD, TargetUnion: &pb.Compare_ModRevision{ModRevision: 9}}},
+		Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: put}}},
+		Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: put.Key}}}},
+	}
+	encode := func(m proto.Message) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	putBytes, txnBytes := encode(put), encode(txn)
+	twice := append(append([]byte(nil), putBytes...), encode(&pb.PutRequest{Key: []byte("other")})...)
+	for name, tc := range map[string]struct {
+		data []byte
+		msg  func() proto.Message
+	}{
+		"put":            {putBytes, func() proto.Message { return new(pb.PutRequest) }},
+		"txn":            {txnBytes, func() proto.Message { return new(pb.TxnRequest) }},
+		"put, key twice": {twice, func() proto.Message { return new(pb.PutRequest) }},
+		"txn, truncated": {txnBytes[:len(txnBytes)-3], func() proto.Message { return new(pb.TxnRequest) }},
+	} {
+		for _, split := range []int{0, 1, 7, len(tc.data) / 2} {
+			data := append([]byte(nil), tc.data...)
+			var bufs mem.BufferSlice
+			if split > 0 {
+				bufs = append(bufs, mem.SliceBuffer(data[:split]))
+			}
+			bufs = append(bufs, mem.SliceBuffer(data[split:]))
+			got, want := tc.msg(), tc.msg()
+			err := c.Unmarshal(bufs, got)
+			wantErr := std.Unmarshal(mem.BufferSlice{mem.SliceBuffer(tc.data)}, want)
+			if (err != nil) != (wantErr != nil) {
+				t.Fatalf("%s, split at %d: error %v, gRPC's codec %v", name, split, err, wantErr)
+			}
+			if err != nil {
+				continue
+			}
+			clear(data) // gRPC reuses the buffer
+			if !proto.Equal(got, want) {
+				t.Fatalf("%s, split at %d: decoded %v, gRPC's codec %v", name, split, got, want)
+			}
+		}
 	}
 }
