@@ -336,20 +336,26 @@ func decodeCompare(b []byte, c *pb.Compare) bool {
 	})
 }
 
-// decodeRangeRequest decodes a RangeRequest into r, which must be empty,
-// or returns false (see decodeTxnRequest).
-func decodeRangeRequest(b []byte, r *pb.RangeRequest) bool {
-	return fields(b, func(num protowire.Number, v []byte) bool {
+// keyAndEnd takes the byte fields of a RangeRequest and a
+// DeleteRangeRequest: the key (1) and the range's end (2).
+func keyAndEnd(key, end *[]byte) func(num protowire.Number, v []byte) bool {
+	return func(num protowire.Number, v []byte) bool {
 		switch num {
 		case 1:
-			r.Key = ownBytes(v)
+			*key = ownBytes(v)
 		case 2:
-			r.RangeEnd = ownBytes(v)
+			*end = ownBytes(v)
 		default:
 			return false
 		}
 		return true
-	}, func(num protowire.Number, v uint64) bool {
+	}
+}
+
+// decodeRangeRequest decodes a RangeRequest into r, which must be empty,
+// or returns false (see decodeTxnRequest).
+func decodeRangeRequest(b []byte, r *pb.RangeRequest) bool {
+	return fields(b, keyAndEnd(&r.Key, &r.RangeEnd), func(num protowire.Number, v uint64) bool {
 		switch num {
 		case 3:
 			r.Limit = int64(v)
@@ -383,17 +389,7 @@ func decodeRangeRequest(b []byte, r *pb.RangeRequest) bool {
 // decodeDeleteRangeRequest decodes a DeleteRangeRequest into d, which
 // must be empty, or returns false (see decodeTxnRequest).
 func decodeDeleteRangeRequest(b []byte, d *pb.DeleteRangeRequest) bool {
-	return fields(b, func(num protowire.Number, v []byte) bool {
-		switch num {
-		case 1:
-			d.Key = ownBytes(v)
-		case 2:
-			d.RangeEnd = ownBytes(v)
-		default:
-			return false
-		}
-		return true
-	}, func(num protowire.Number, v uint64) bool {
+	return fields(b, keyAndEnd(&d.Key, &d.RangeEnd), func(num protowire.Number, v uint64) bool {
 		if num != 3 {
 			return false
 		}
