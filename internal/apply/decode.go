@@ -136,6 +136,9 @@ func DecodeClientPut(b []byte, p *pb.PutRequest) bool { return decodePutRequest(
 // DecodeClientTxn: see DecodeClientPut.
 func DecodeClientTxn(b []byte, t *pb.TxnRequest) bool { return decodeTxnRequest(b, t, 0, math.MaxInt) }
 
+// DecodeClientRange: see DecodeClientPut.
+func DecodeClientRange(b []byte, r *pb.RangeRequest) bool { return decodeRangeRequest(b, r) }
+
 // maxTxnDepth is how deeply nested a transaction the hand decoder takes;
 // deeper ones go to proto.Unmarshal.
 const maxTxnDepth = 8
@@ -255,37 +258,39 @@ func decodeRequestOp(b []byte, depth, aliasFrom int) *pb.RequestOp {
 	return op
 }
 
-// fields walks a message's fields for the hand decoders below: it calls
-// bytesField for each length-delimited field and varintField for each
-// varint, and returns false if a field does not parse, comes twice, has a
-// number above 64, has another wire type, or a callback refuses it.
-func fields(b []byte, bytesField func(num protowire.Number, v []byte) bool, varintField func(num protowire.Number, v uint64) bool) bool {
-	var seen uint64 // bit n for field n, bit 0 for field 64 (Compare's range_end)
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < 1 || num > 64 || seen&(1<<(num%64)) != 0 {
-			return false
-		}
-		seen |= 1 << (num % 64)
-		b = b[n:]
-		switch typ {
-		case protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 || !bytesField(num, v) {
-				return false
-			}
-			b = b[n:]
-		case protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 || !varintField(num, v) {
-				return false
-			}
-			b = b[n:]
-		default:
-			return false
-		}
+// field is one field of a message, as nextField reads it: a varint's
+// value in x, a length-delimited field's bytes in v.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	v   []byte
+	x   uint64
+}
+
+// nextField reads b's first field and returns it and its length in b,
+// or n < 0 if it does not parse, has a number above 64, or is neither a
+// varint nor length-delimited. seen marks the numbers read so far (bit 0
+// for 64, Compare's range_end); a number seen before is refused too.
+func nextField(b []byte, seen *uint64) (f field, n int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num < 1 || num > 64 || *seen&(1<<(num%64)) != 0 {
+		return f, -1
 	}
-	return true
+	*seen |= 1 << (num % 64)
+	f.num, f.typ = num, typ
+	var m int
+	switch typ {
+	case protowire.BytesType:
+		f.v, m = protowire.ConsumeBytes(b[n:])
+	case protowire.VarintType:
+		f.x, m = protowire.ConsumeVarint(b[n:])
+	default:
+		return f, -1
+	}
+	if m < 0 {
+		return f, -1
+	}
+	return f, n + m
 }
 
 // ownBytes copies a proto3 bytes field as proto.Unmarshal does: present
@@ -300,102 +305,105 @@ func ownBytes(v []byte) []byte {
 // decodeCompare decodes a Compare into c, which must be empty, or returns
 // false (see decodeTxnRequest).
 func decodeCompare(b []byte, c *pb.Compare) bool {
-	return fields(b, func(num protowire.Number, v []byte) bool {
+	var seen uint64
+	for len(b) > 0 {
+		f, n := nextField(b, &seen)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		bytesField, oneof := f.typ == protowire.BytesType, f.num >= 4 && f.num <= 8
 		switch {
-		case num == 3:
-			c.Key = ownBytes(v)
-		case num == 64:
-			c.RangeEnd = ownBytes(v)
-		case num == 7 && c.TargetUnion == nil:
+		case oneof && c.TargetUnion != nil, bytesField != (f.num == 3 || f.num == 7 || f.num == 64):
+			return false // two of the oneof, or a wrong wire type
+		case f.num == 1:
+			c.Result = pb.Compare_CompareResult(int32(f.x))
+		case f.num == 2:
+			c.Target = pb.Compare_CompareTarget(int32(f.x))
+		case f.num == 3:
+			c.Key = ownBytes(f.v)
+		case f.num == 4:
+			c.TargetUnion = &pb.Compare_Version{Version: int64(f.x)}
+		case f.num == 5:
+			c.TargetUnion = &pb.Compare_CreateRevision{CreateRevision: int64(f.x)}
+		case f.num == 6:
+			c.TargetUnion = &pb.Compare_ModRevision{ModRevision: int64(f.x)}
+		case f.num == 7:
 			// In a oneof, present but empty stays non-nil.
-			c.TargetUnion = &pb.Compare_Value{Value: append([]byte{}, v...)}
+			c.TargetUnion = &pb.Compare_Value{Value: append([]byte{}, f.v...)}
+		case f.num == 8:
+			c.TargetUnion = &pb.Compare_Lease{Lease: int64(f.x)}
+		case f.num == 64:
+			c.RangeEnd = ownBytes(f.v)
 		default:
 			return false
 		}
-		return true
-	}, func(num protowire.Number, v uint64) bool {
-		switch {
-		case num == 1:
-			c.Result = pb.Compare_CompareResult(int32(v))
-		case num == 2:
-			c.Target = pb.Compare_CompareTarget(int32(v))
-		case c.TargetUnion != nil:
-			return false
-		case num == 4:
-			c.TargetUnion = &pb.Compare_Version{Version: int64(v)}
-		case num == 5:
-			c.TargetUnion = &pb.Compare_CreateRevision{CreateRevision: int64(v)}
-		case num == 6:
-			c.TargetUnion = &pb.Compare_ModRevision{ModRevision: int64(v)}
-		case num == 8:
-			c.TargetUnion = &pb.Compare_Lease{Lease: int64(v)}
-		default:
-			return false
-		}
-		return true
-	})
-}
-
-// keyAndEnd takes the byte fields of a RangeRequest and a
-// DeleteRangeRequest: the key (1) and the range's end (2).
-func keyAndEnd(key, end *[]byte) func(num protowire.Number, v []byte) bool {
-	return func(num protowire.Number, v []byte) bool {
-		switch num {
-		case 1:
-			*key = ownBytes(v)
-		case 2:
-			*end = ownBytes(v)
-		default:
-			return false
-		}
-		return true
 	}
+	return true
 }
 
 // decodeRangeRequest decodes a RangeRequest into r, which must be empty,
 // or returns false (see decodeTxnRequest).
 func decodeRangeRequest(b []byte, r *pb.RangeRequest) bool {
-	return fields(b, keyAndEnd(&r.Key, &r.RangeEnd), func(num protowire.Number, v uint64) bool {
-		switch num {
-		case 3:
-			r.Limit = int64(v)
-		case 4:
-			r.Revision = int64(v)
-		case 5:
-			r.SortOrder = pb.RangeRequest_SortOrder(int32(v))
-		case 6:
-			r.SortTarget = pb.RangeRequest_SortTarget(int32(v))
-		case 7:
-			r.Serializable = v != 0
-		case 8:
-			r.KeysOnly = v != 0
-		case 9:
-			r.CountOnly = v != 0
-		case 10:
-			r.MinModRevision = int64(v)
-		case 11:
-			r.MaxModRevision = int64(v)
-		case 12:
-			r.MinCreateRevision = int64(v)
-		case 13:
-			r.MaxCreateRevision = int64(v)
-		default:
+	var seen uint64
+	for len(b) > 0 {
+		f, n := nextField(b, &seen)
+		if n < 0 || f.num > 13 || (f.typ == protowire.BytesType) != (f.num <= 2) {
 			return false
 		}
-		return true
-	})
+		b = b[n:]
+		switch f.num {
+		case 1:
+			r.Key = ownBytes(f.v)
+		case 2:
+			r.RangeEnd = ownBytes(f.v)
+		case 3:
+			r.Limit = int64(f.x)
+		case 4:
+			r.Revision = int64(f.x)
+		case 5:
+			r.SortOrder = pb.RangeRequest_SortOrder(int32(f.x))
+		case 6:
+			r.SortTarget = pb.RangeRequest_SortTarget(int32(f.x))
+		case 7:
+			r.Serializable = f.x != 0
+		case 8:
+			r.KeysOnly = f.x != 0
+		case 9:
+			r.CountOnly = f.x != 0
+		case 10:
+			r.MinModRevision = int64(f.x)
+		case 11:
+			r.MaxModRevision = int64(f.x)
+		case 12:
+			r.MinCreateRevision = int64(f.x)
+		case 13:
+			r.MaxCreateRevision = int64(f.x)
+		}
+	}
+	return true
 }
 
 // decodeDeleteRangeRequest decodes a DeleteRangeRequest into d, which
 // must be empty, or returns false (see decodeTxnRequest).
 func decodeDeleteRangeRequest(b []byte, d *pb.DeleteRangeRequest) bool {
-	return fields(b, keyAndEnd(&d.Key, &d.RangeEnd), func(num protowire.Number, v uint64) bool {
-		if num != 3 {
+	var seen uint64
+	for len(b) > 0 {
+		f, n := nextField(b, &seen)
+		if n < 0 || f.num > 3 || (f.typ == protowire.BytesType) != (f.num <= 2) {
 			return false
 		}
-		d.PrevKv = v != 0
-		return true
-	})
+		b = b[n:]
+		switch f.num {
+		case 1:
+			d.Key = ownBytes(f.v)
+		case 2:
+			d.RangeEnd = ownBytes(f.v)
+		case 3:
+			d.PrevKv = f.x != 0
+		}
+	}
+	return true
 }
 
 // decodePutRequest decodes a PutRequest's fields, each at most once, into

@@ -35,9 +35,10 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	return out, err
 }
 
-// Unmarshal decodes puts and txns, the requests every write is, by hand
-// where it can (apply.DecodeClientPut): proto.Unmarshal walks reflection
-// tables and allocates each message apart.
+// Unmarshal decodes puts and txns, the requests every write is, and
+// ranges by hand where it can (apply.DecodeClientPut): proto.Unmarshal
+// walks reflection tables and allocates each message apart (0.6 us for a
+// range of one key, a read's whole request).
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	c.received.Add(float64(data.Len()))
 	switch m := v.(type) {
@@ -48,6 +49,11 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 		m.Reset()
 	case *pb.TxnRequest:
 		if apply.DecodeClientTxn(contiguous(data), m) {
+			return nil
+		}
+		m.Reset()
+	case *pb.RangeRequest:
+		if apply.DecodeClientRange(contiguous(data), m) {
 			return nil
 		}
 		m.Reset()

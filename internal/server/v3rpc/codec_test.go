@@ -51,7 +51,7 @@ func TestCodecMatchesGRPCs(t *testing.T) {
 	}
 }
 
-// Puts and txns, which the codec decodes by hand, read as gRPC's codec
+// Puts, txns and ranges, which the codec decodes by hand, read as gRPC's codec
 // reads them: whole or split over buffers, large values, a request the
 // hand decoder leaves to proto.Unmarshal (a field twice), and one that
 // does not parse. The result shares no byte with gRPC's buffers, which
@@ -72,6 +72,7 @@ func TestCodecUnmarshalsWritesAsGRPCs(t *testing.T) {
 		return b
 	}
 	putBytes, txnBytes := encode(put), encode(txn)
+	rangeBytes := encode(&pb.RangeRequest{Key: put.Key, RangeEnd: []byte("/registry/pods/nt"), Limit: 500, Revision: 7, Serializable: true})
 	twice := append(append([]byte(nil), putBytes...), encode(&pb.PutRequest{Key: []byte("other")})...)
 	for name, tc := range map[string]struct {
 		data []byte
@@ -79,6 +80,7 @@ func TestCodecUnmarshalsWritesAsGRPCs(t *testing.T) {
 	}{
 		"put":            {putBytes, func() proto.Message { return new(pb.PutRequest) }},
 		"txn":            {txnBytes, func() proto.Message { return new(pb.TxnRequest) }},
+		"range":          {rangeBytes, func() proto.Message { return new(pb.RangeRequest) }},
 		"put, key twice": {twice, func() proto.Message { return new(pb.PutRequest) }},
 		"txn, truncated": {txnBytes[:len(txnBytes)-3], func() proto.Message { return new(pb.TxnRequest) }},
 	} {
@@ -102,6 +104,21 @@ func TestCodecUnmarshalsWritesAsGRPCs(t *testing.T) {
 			if !proto.Equal(got, want) {
 				t.Fatalf("%s, split at %d: decoded %v, gRPC's codec %v", name, split, got, want)
 			}
+		}
+	}
+}
+
+func BenchmarkUnmarshalRangeRequest(b *testing.B) {
+	c := newCodec(prometheus.NewCounter(prometheus.CounterOpts{Name: "sent"}), prometheus.NewCounter(prometheus.CounterOpts{Name: "received"}))
+	data, err := proto.Marshal(&pb.RangeRequest{Key: []byte("foo"), Serializable: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var r pb.RangeRequest
+		if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, &r); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
