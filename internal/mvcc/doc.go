@@ -37,7 +37,9 @@
 // walks through an example). Reads find the revision to read in the index
 // and its value in the backend. A key with one life going on and one
 // revision kept (put once, or compacted since its last change: most keys)
-// is one 64-byte object; other histories hang off it.
+// is one 64-byte object; other histories hang off it. The keys are in a
+// B-tree, in key order, for ranges, and in a hash table (keytable.go) for
+// finding one key: a put, a delete or a single-key read walks no tree.
 //
 // # Compaction
 //
