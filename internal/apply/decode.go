@@ -293,6 +293,19 @@ func nextField(b []byte, seen *uint64) (f field, n int) {
 	return f, n + m
 }
 
+// nextRequestField reads the next field of a PutRequest, a RangeRequest
+// or a DeleteRangeRequest, whose fields 1 and 2 are bytes (the key; the
+// value or the range's end) and the others, up to last, varints: as
+// nextField, and n < 0 too for a field numbered above last or of the
+// other wire type.
+func nextRequestField(b []byte, seen *uint64, last protowire.Number) (f field, n int) {
+	f, n = nextField(b, seen)
+	if n < 0 || f.num > last || (f.typ == protowire.BytesType) != (f.num <= 2) {
+		return f, -1
+	}
+	return f, n
+}
+
 // ownBytes copies a proto3 bytes field as proto.Unmarshal does: present
 // but empty is nil.
 func ownBytes(v []byte) []byte {
@@ -347,8 +360,8 @@ func decodeCompare(b []byte, c *pb.Compare) bool {
 func decodeRangeRequest(b []byte, r *pb.RangeRequest) bool {
 	var seen uint64
 	for len(b) > 0 {
-		f, n := nextField(b, &seen)
-		if n < 0 || f.num > 13 || (f.typ == protowire.BytesType) != (f.num <= 2) {
+		f, n := nextRequestField(b, &seen, 13)
+		if n < 0 {
 			return false
 		}
 		b = b[n:]
@@ -389,8 +402,8 @@ func decodeRangeRequest(b []byte, r *pb.RangeRequest) bool {
 func decodeDeleteRangeRequest(b []byte, d *pb.DeleteRangeRequest) bool {
 	var seen uint64
 	for len(b) > 0 {
-		f, n := nextField(b, &seen)
-		if n < 0 || f.num > 3 || (f.typ == protowire.BytesType) != (f.num <= 2) {
+		f, n := nextRequestField(b, &seen, 3)
+		if n < 0 {
 			return false
 		}
 		b = b[n:]
@@ -411,47 +424,26 @@ func decodeDeleteRangeRequest(b []byte, d *pb.DeleteRangeRequest) bool {
 // more shares b's bytes; the key and smaller values are copied.
 func decodePutRequest(b []byte, p *pb.PutRequest, aliasFrom int) bool {
 	var key, value []byte
-	var seen uint8
+	var seen uint64
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num < 1 || num > 6 || seen&(1<<num) != 0 {
-			return false
-		}
-		seen |= 1 << num
-		b = b[n:]
-		if num <= 2 {
-			if typ != protowire.BytesType {
-				return false
-			}
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return false
-			}
-			if num == 1 {
-				key = v
-			} else {
-				value = v
-			}
-			b = b[n:]
-			continue
-		}
-		if typ != protowire.VarintType {
-			return false
-		}
-		v, n := protowire.ConsumeVarint(b)
+		f, n := nextRequestField(b, &seen, 6)
 		if n < 0 {
 			return false
 		}
 		b = b[n:]
-		switch num {
+		switch f.num {
+		case 1:
+			key = f.v
+		case 2:
+			value = f.v
 		case 3:
-			p.Lease = int64(v)
+			p.Lease = int64(f.x)
 		case 4:
-			p.PrevKv = v != 0
+			p.PrevKv = f.x != 0
 		case 5:
-			p.IgnoreValue = v != 0
+			p.IgnoreValue = f.x != 0
 		case 6:
-			p.IgnoreLease = v != 0
+			p.IgnoreLease = f.x != 0
 		}
 	}
 	// As proto.Unmarshal: a bytes field present but empty is nil, as
