@@ -15,20 +15,10 @@
 # (a connection's local port could take a member's). stop_cluster3
 # kills them; stop_cluster3_on_exit does so when the script exits.
 start_cluster3() {
-  local bin=$1 dir=$2 port=$3 initial="" i c p tries=0 started=()
+  local bin=$1 dir=$2 port=$3 i tries=0 started=()
   shift 3
-  eps=""
-  for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((port + 2 * i + 1))"; done
-  for i in 0 1 2; do
-    c=$((port + 2 * i)) p=$((c + 1))
-    "$bin" --name "m$i" --data-dir "$dir/m$i" --log-level error "$@" \
-      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
-      --initial-cluster "$initial" >>"$dir/m$i.log" 2>&1 &
-    pids+=($!)
-    started+=($!)
-    eps+="${eps:+,}127.0.0.1:$c"
-  done
+  launch_cluster3 "$bin" "$dir" "$port" "$@"
+  started=("${pids[@]: -3}")
   until "$ref/etcdctl" --endpoints "$eps" --command-timeout 2s put warm x >/dev/null 2>&1; do
     tries=$((tries + 1))
     if ((tries > 150)); then echo "cluster of $bin did not answer" >&2; exit 1; fi
@@ -42,6 +32,25 @@ start_cluster3() {
       tail -3 "$dir/m$i.log" >&2
       exit 1
     fi
+  done
+}
+
+# launch_cluster3 BINARY DIR PORT [FLAG...] starts the three members as
+# start_cluster3 does (on DIR's data if it holds some) and returns at once,
+# without waiting for them to answer: the caller times their start.
+launch_cluster3() {
+  local bin=$1 dir=$2 port=$3 initial="" i c p
+  shift 3
+  eps=""
+  for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((port + 2 * i + 1))"; done
+  for i in 0 1 2; do
+    c=$((port + 2 * i)) p=$((c + 1))
+    "$bin" --name "m$i" --data-dir "$dir/m$i" --log-level error "$@" \
+      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+      --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
+      --initial-cluster "$initial" >>"$dir/m$i.log" 2>&1 &
+    pids+=($!)
+    eps+="${eps:+,}127.0.0.1:$c"
   done
 }
 

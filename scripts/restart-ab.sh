@@ -46,15 +46,7 @@ for ((r = 1; r <= rounds; r++)); do
     sync
     start=$(date +%s.%N)
     # start_cluster3 would wait for a write; this waits for a read.
-    initial=m0=http://127.0.0.1:$((port + 1)),m1=http://127.0.0.1:$((port + 3)),m2=http://127.0.0.1:$((port + 5))
-    for i in 0 1 2; do
-      c=$((port + 2 * i))
-      "$bin" --name "m$i" --data-dir "$work/run/m$i" --log-level error \
-        --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
-        --listen-peer-urls "http://127.0.0.1:$((c + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((c + 1))" \
-        --initial-cluster "$initial" >>"$work/run/m$i.log" 2>&1 &
-      pids+=($!)
-    done
+    launch_cluster3 "$bin" "$work/run" "$port"
     tries=0
     until "$ref/etcdctl" --endpoints "$eps" --command-timeout 1s get foo >/dev/null 2>&1; do
       tries=$((tries + 1))
