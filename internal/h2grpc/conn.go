@@ -1,0 +1,524 @@
+package h2grpc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/peer"
+)
+
+// Frame sizes and the windows HTTP/2 starts with (RFC 9113 6.5.2, 6.9.2).
+const (
+	frameHeaderLen      = 9
+	defaultMaxFrameSize = 16384
+	initialWindow       = 65535
+	readBufferSize      = 32 << 10
+	// maxHeaderListSize bounds a request's decoded header fields, as
+	// grpc-go's server's default.
+	maxHeaderListSize = 16 << 20
+	// minWriteBatch is the size under which the writer yields before
+	// writing (see writeLoop).
+	minWriteBatch = 1000
+)
+
+// conn is one client connection: its reader goroutine (serve) and its
+// write side, shared by the reader and the calls' workers.
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	peer *peer.Peer
+	// ctx is every call's parent: cancelled when the connection closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// closed is set once by close.
+	closed atomic.Bool
+	// activity is set by the reader on every frame and cleared by the
+	// keepalive timer (see keepalive).
+	activity atomic.Bool
+	// wake asks writeLoop to write the out buffer.
+	wake chan struct{}
+
+	// Reader-goroutine state.
+	fr            *http2.Framer
+	maxStreamID   uint32
+	recvConnWin   int64 // what the client may still send on the connection
+	recvConnAcked int64 // bytes received since the last connection WINDOW_UPDATE
+	pingStrikes   int
+	lastPing      time.Time
+
+	wmu   sync.Mutex
+	wcond *sync.Cond
+	w     struct {
+		// out holds frames not yet written; spare is the buffer the
+		// writer gave back. writing is set from a flush until the
+		// writer has emptied out.
+		out, spare []byte
+		writing    bool
+		// err is set once the socket fails or the connection closes:
+		// nothing more is written.
+		err      error
+		henc     *hpack.Encoder
+		hbuf     bytes.Buffer
+		sendWin  int64 // the connection's send window
+		peerWin  int64 // SETTINGS_INITIAL_WINDOW_SIZE of the peer
+		maxFrame int   // the peer's SETTINGS_MAX_FRAME_SIZE
+		streams  map[uint32]*stream
+		// resetPings is set when the server sends HEADERS or DATA: the
+		// client's next ping starts a fresh count, as in grpc-go.
+		resetPings bool
+		// goAway is set once GOAWAY was sent: new streams are refused.
+		goAway bool
+		// pingOut is set while a keepalive ping awaits its answer.
+		pingOut bool
+		// timer is the keepalive timer, nil without keepalive.
+		timer *time.Timer
+	}
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{s: s, nc: nc, peer: &peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.ctx = peer.NewContext(c.ctx, c.peer)
+	c.wcond = sync.NewCond(&c.wmu)
+	c.wake = make(chan struct{}, 1)
+	c.w.henc = hpack.NewEncoder(&c.w.hbuf)
+	c.w.sendWin = initialWindow
+	c.w.peerWin = initialWindow
+	c.w.maxFrame = defaultMaxFrameSize
+	c.w.streams = map[uint32]*stream{}
+	c.recvConnWin = int64(s.opts.ConnWindow)
+	return c
+}
+
+// serve reads the connection until it fails or closes, then cancels its
+// calls and waits for its writer.
+func (c *conn) serve() {
+	var writer sync.WaitGroup
+	writer.Add(1)
+	go func() {
+		defer writer.Done()
+		c.writeLoop()
+	}()
+	defer writer.Wait()
+	defer c.close(io.EOF)
+	br := bufio.NewReaderSize(c.nc, readBufferSize)
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(br, preface); err != nil || string(preface) != http2.ClientPreface {
+		return
+	}
+	c.fr = http2.NewFramer(io.Discard, br)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.MaxHeaderListSize = maxHeaderListSize
+	c.fr.SetMaxReadFrameSize(defaultMaxFrameSize)
+
+	c.wmu.Lock()
+	c.appendSettingsLocked()
+	if extra := int64(c.s.opts.ConnWindow) - initialWindow; extra > 0 {
+		c.appendWindowUpdateLocked(0, uint32(extra))
+	}
+	if c.s.opts.KeepaliveTime > 0 {
+		c.w.timer = time.AfterFunc(c.s.opts.KeepaliveTime, c.keepalive)
+	}
+	c.flushLocked()
+	c.wmu.Unlock()
+
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				c.resetStream(se.StreamID, se.Code)
+				continue
+			}
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				c.goAwayAndClose(http2.ErrCode(ce), nil)
+			}
+			return
+		}
+		c.activity.Store(true)
+		if err := c.handle(f); err != nil {
+			return
+		}
+	}
+}
+
+// handle handles one frame; an error ends the connection (GOAWAY sent).
+func (c *conn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return c.onHeaders(f)
+	case *http2.DataFrame:
+		return c.onData(f)
+	case *http2.RSTStreamFrame:
+		c.wmu.Lock()
+		st := c.w.streams[f.StreamID]
+		c.wmu.Unlock()
+		if st != nil {
+			st.abort(errStreamReset(f.ErrCode), false)
+		}
+	case *http2.SettingsFrame:
+		return c.onSettings(f)
+	case *http2.PingFrame:
+		return c.onPing(f)
+	case *http2.WindowUpdateFrame:
+		return c.onWindowUpdate(f)
+	case *http2.GoAwayFrame:
+		// The client will open no more streams; the open ones finish.
+	}
+	return nil
+}
+
+func (c *conn) onSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			if s.Val > 1<<31-1 {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
+			delta := int64(s.Val) - c.w.peerWin
+			c.w.peerWin = int64(s.Val)
+			for _, st := range c.w.streams {
+				st.sendWin += delta
+			}
+			c.wcond.Broadcast()
+		case http2.SettingMaxFrameSize:
+			c.w.maxFrame = int(s.Val)
+		case http2.SettingHeaderTableSize:
+			c.w.henc.SetMaxDynamicTableSizeLimit(s.Val)
+		}
+		return nil
+	})
+	if err != nil {
+		c.sendGoAwayLocked(http2.ErrCodeFlowControl, nil)
+		return err
+	}
+	c.appendFrameHeaderLocked(0, http2.FrameSettings, http2.FlagSettingsAck, 0)
+	c.flushLocked()
+	return nil
+}
+
+func (c *conn) onPing(f *http2.PingFrame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if f.IsAck() {
+		c.w.pingOut = false
+		return nil
+	}
+	if c.w.resetPings {
+		c.pingStrikes, c.lastPing, c.w.resetPings = 0, time.Time{}, false
+	}
+	now := time.Now()
+	if len(c.w.streams) == 0 {
+		// grpc-go's server, without PermitWithoutStream: a ping with no
+		// call open is allowed once every two hours.
+		if !c.lastPing.IsZero() && c.lastPing.Add(2*time.Hour).After(now) {
+			c.pingStrikes++
+		}
+	} else if !c.lastPing.IsZero() && c.lastPing.Add(c.s.opts.KeepaliveMinTime).After(now) {
+		c.pingStrikes++
+	}
+	c.lastPing = now
+	if c.pingStrikes > maxPingStrikes {
+		c.sendGoAwayLocked(http2.ErrCodeEnhanceYourCalm, []byte("too_many_pings"))
+		return errors.New("h2grpc: too many pings")
+	}
+	c.appendFrameHeaderLocked(0, http2.FramePing, http2.FlagPingAck, 8)
+	c.w.out = append(c.w.out, f.Data[:]...)
+	c.flushLocked()
+	return nil
+}
+
+func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if f.StreamID == 0 {
+		c.w.sendWin += int64(f.Increment)
+		if c.w.sendWin > 1<<31-1 {
+			c.sendGoAwayLocked(http2.ErrCodeFlowControl, nil)
+			return errors.New("h2grpc: connection window overflow")
+		}
+	} else if st := c.w.streams[f.StreamID]; st != nil {
+		st.sendWin += int64(f.Increment)
+	}
+	c.wcond.Broadcast()
+	return nil
+}
+
+// onData appends a DATA frame's bytes to its stream, returning the
+// connection's window as they arrive (a stream's own window bounds what
+// waits in it) and the stream's as its calls read them.
+func (c *conn) onData(f *http2.DataFrame) error {
+	n := int64(f.Length)
+	c.recvConnWin -= n
+	if c.recvConnWin < 0 {
+		c.goAwayAndClose(http2.ErrCodeFlowControl, nil)
+		return errors.New("h2grpc: connection window exceeded")
+	}
+	c.recvConnAcked += n
+	if c.recvConnAcked >= int64(c.s.opts.ConnWindow)/4 {
+		c.wmu.Lock()
+		c.appendWindowUpdateLocked(0, uint32(c.recvConnAcked))
+		c.flushLocked()
+		c.wmu.Unlock()
+		c.recvConnWin += c.recvConnAcked
+		c.recvConnAcked = 0
+	}
+	if f.StreamID > c.maxStreamID {
+		c.goAwayAndClose(http2.ErrCodeProtocol, nil)
+		return errors.New("h2grpc: DATA on an idle stream")
+	}
+	c.wmu.Lock()
+	st := c.w.streams[f.StreamID]
+	c.wmu.Unlock()
+	if st == nil {
+		return nil // a stream closed already: the client may not know yet
+	}
+	st.receive(f.Data(), n, f.StreamEnded())
+	return nil
+}
+
+// keepalive runs on the keepalive timer: a connection silent for
+// KeepaliveTime is pinged, and closed if still silent KeepaliveTimeout
+// later.
+func (c *conn) keepalive() {
+	if c.activity.Swap(false) {
+		c.wmu.Lock()
+		c.w.pingOut = false
+		if c.w.err == nil {
+			c.w.timer.Reset(c.s.opts.KeepaliveTime)
+		}
+		c.wmu.Unlock()
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.w.err != nil {
+		return
+	}
+	if c.w.pingOut {
+		c.wmu.Unlock()
+		c.close(errors.New("h2grpc: keepalive ping not answered"))
+		c.wmu.Lock()
+		return
+	}
+	c.w.pingOut = true
+	c.appendFrameHeaderLocked(0, http2.FramePing, 0, 8)
+	c.w.out = append(c.w.out, 0, 0, 0, 0, 0, 0, 0, 0)
+	c.flushLocked()
+	c.w.timer.Reset(c.s.opts.KeepaliveTimeout)
+}
+
+// close closes the connection once: no more writes, every call's
+// context cancelled, the socket closed (which ends the reader).
+func (c *conn) close(err error) {
+	if c.closed.Swap(true) {
+		return
+	}
+	c.wmu.Lock()
+	if c.w.err == nil {
+		c.w.err = err
+	}
+	if c.w.timer != nil {
+		c.w.timer.Stop()
+	}
+	streams := make([]*stream, 0, len(c.w.streams))
+	for _, st := range c.w.streams {
+		streams = append(streams, st)
+	}
+	c.wcond.Broadcast()
+	c.wmu.Unlock()
+	c.cancel()
+	for _, st := range streams {
+		st.abort(errConnClosed, false)
+	}
+	c.nc.Close()
+}
+
+func (c *conn) goAwayAndClose(code http2.ErrCode, debug []byte) {
+	c.wmu.Lock()
+	c.sendGoAwayLocked(code, debug)
+	c.wmu.Unlock()
+	c.close(fmt.Errorf("h2grpc: connection error %v", code))
+}
+
+func (c *conn) resetStream(id uint32, code http2.ErrCode) {
+	c.wmu.Lock()
+	st := c.w.streams[id]
+	c.appendRSTLocked(id, code)
+	c.flushLocked()
+	c.wmu.Unlock()
+	if st != nil {
+		st.abort(errStreamReset(code), false)
+	}
+}
+
+// Frame writers: each appends one frame to the out buffer; the caller
+// holds wmu and calls flushLocked when done.
+
+func (c *conn) appendFrameHeaderLocked(id uint32, t http2.FrameType, flags http2.Flags, length int) {
+	c.w.out = append(c.w.out, byte(length>>16), byte(length>>8), byte(length), byte(t), byte(flags))
+	c.w.out = binary.BigEndian.AppendUint32(c.w.out, id&(1<<31-1))
+}
+
+func (c *conn) appendSettingsLocked() {
+	settings := []http2.Setting{
+		{ID: http2.SettingMaxConcurrentStreams, Val: c.s.opts.MaxConcurrentStreams},
+		{ID: http2.SettingInitialWindowSize, Val: uint32(c.s.opts.StreamWindow)},
+		{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderListSize},
+	}
+	c.appendFrameHeaderLocked(0, http2.FrameSettings, 0, 6*len(settings))
+	for _, s := range settings {
+		c.w.out = binary.BigEndian.AppendUint16(c.w.out, uint16(s.ID))
+		c.w.out = binary.BigEndian.AppendUint32(c.w.out, s.Val)
+	}
+}
+
+func (c *conn) appendWindowUpdateLocked(id, incr uint32) {
+	c.appendFrameHeaderLocked(id, http2.FrameWindowUpdate, 0, 4)
+	c.w.out = binary.BigEndian.AppendUint32(c.w.out, incr)
+}
+
+func (c *conn) appendRSTLocked(id uint32, code http2.ErrCode) {
+	c.appendFrameHeaderLocked(id, http2.FrameRSTStream, 0, 4)
+	c.w.out = binary.BigEndian.AppendUint32(c.w.out, uint32(code))
+}
+
+// appendGoAwayLocked appends GOAWAY naming the last stream the reader
+// accepted; streams opened after it are refused (see onHeaders).
+func (c *conn) appendGoAwayLocked(code http2.ErrCode, debug []byte) {
+	c.w.goAway = true
+	c.appendFrameHeaderLocked(0, http2.FrameGoAway, 0, 8+len(debug))
+	c.w.out = binary.BigEndian.AppendUint32(c.w.out, c.maxStreamIDLocked())
+	c.w.out = binary.BigEndian.AppendUint32(c.w.out, uint32(code))
+	c.w.out = append(c.w.out, debug...)
+}
+
+// sendGoAwayLocked appends GOAWAY and writes everything appended before
+// returning (within a second), so that the client reads why before the
+// connection closes.
+func (c *conn) sendGoAwayLocked(code http2.ErrCode, debug []byte) {
+	c.appendGoAwayLocked(code, debug)
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	for c.w.writing && c.w.err == nil {
+		c.wcond.Wait()
+	}
+	if c.w.err == nil {
+		c.nc.Write(c.w.out)
+		c.w.out = c.w.out[:0]
+	}
+}
+
+// maxStreamIDLocked is the highest stream the reader opened. The reader
+// writes c.maxStreamID under wmu (onHeaders), so wmu suffices to read it.
+func (c *conn) maxStreamIDLocked() uint32 { return c.maxStreamID }
+
+// appendHeadersLocked HPACK-encodes fields into a HEADERS frame (and
+// CONTINUATION frames beyond the peer's frame size).
+func (c *conn) appendHeadersLocked(id uint32, fields []hpack.HeaderField, endStream bool) {
+	c.w.hbuf.Reset()
+	for _, f := range fields {
+		c.w.henc.WriteField(f)
+	}
+	block := c.w.hbuf.Bytes()
+	t, flags := http2.FrameHeaders, http2.Flags(0)
+	if endStream {
+		flags = http2.FlagHeadersEndStream
+	}
+	for {
+		n := min(len(block), c.w.maxFrame)
+		fl := flags
+		if n == len(block) {
+			fl |= http2.FlagHeadersEndHeaders // == FlagContinuationEndHeaders
+		}
+		c.appendFrameHeaderLocked(id, t, fl, n)
+		c.w.out = append(c.w.out, block[:n]...)
+		block = block[n:]
+		if len(block) == 0 {
+			break
+		}
+		t, flags = http2.FrameContinuation, 0
+	}
+	c.w.resetPings = true
+}
+
+// flushLocked has the connection's writer write the out buffer to the
+// socket. The writer is a goroutine of its own: a call's worker that
+// wrote its answer and returned would have each answer in a write
+// syscall of its own (16% of a leader's CPU under puts from 100 clients,
+// against half that with one writer, which finds several answers
+// waiting when it runs).
+func (c *conn) flushLocked() {
+	if c.w.err != nil {
+		c.w.out = c.w.out[:0]
+		return
+	}
+	if len(c.w.out) == 0 || c.w.writing {
+		return
+	}
+	c.w.writing = true
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop is the connection's writer: it writes what flushLocked asks
+// for, outside the lock, until the connection closes.
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case <-c.wake:
+		case <-c.ctx.Done():
+			return
+		}
+		c.wmu.Lock()
+		if len(c.w.out) < minWriteBatch {
+			// Yield once before a small write, as grpc-go's writer does:
+			// the calls answered by the same applied batch are runnable,
+			// and their answers then share the write. Without it, a
+			// leader under puts from 100 clients wrote 1.8x as often.
+			c.wmu.Unlock()
+			runtime.Gosched()
+			c.wmu.Lock()
+		}
+		for len(c.w.out) > 0 && c.w.err == nil {
+			buf := c.w.out
+			c.w.out = c.w.spare[:0]
+			c.wmu.Unlock()
+			_, err := c.nc.Write(buf)
+			c.wmu.Lock()
+			c.w.spare = buf[:0]
+			if err != nil && c.w.err == nil {
+				c.w.err = err
+				c.wcond.Broadcast()
+				c.wmu.Unlock()
+				c.close(err)
+				c.wmu.Lock()
+			}
+		}
+		c.w.writing = false
+		c.wcond.Broadcast() // for sendGoAwayLocked
+		if cap(c.w.spare) > 1<<20 {
+			c.w.spare = nil // do not keep a large answer's buffer
+		}
+		c.wmu.Unlock()
+	}
+}

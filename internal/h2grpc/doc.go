@@ -1,0 +1,52 @@
+// Package h2grpc is a gRPC server of Cairn's own for the client API: HTTP/2
+// (cleartext, prior knowledge, as etcd's clients speak to http:// endpoints)
+// and gRPC's framing, dispatching every call through the services'
+// generated descriptors (grpc.ServiceDesc) to the same handlers and
+// interceptors grpc-go's server runs. It is the first step of
+// ARCHITECTURE.md's "the client API's own HTTP/2 server": no fast paths
+// yet, behind cairn's --experimental-own-grpc-server.
+//
+// Why: on small requests grpc-go's server is most of a member's CPU (half
+// of the leader's under puts from 100 clients; its per-stream state,
+// contexts and buffers are a third of the leader's allocations). This one
+// keeps a request's state in one object, and hands a unary request to a worker only once its
+// message is whole.
+//
+// One connection:
+//
+//	reader goroutine  reads frames (Framer, 32 KiB buffer); HEADERS open a
+//	                  stream, DATA append to its message buffer, SETTINGS,
+//	                  PING, WINDOW_UPDATE and RST_STREAM are handled here
+//	a unary call      run by a pooled worker once its request is whole;
+//	                  its answer (HEADERS, DATA, trailers) appended to the
+//	                  connection's out buffer in one critical section
+//	a streaming call  run by a pooled worker from its HEADERS on; RecvMsg
+//	                  waits for the reader's messages, SendMsg for the
+//	                  peer's flow-control windows
+//	writer goroutine  woken when the out buffer gets its first frames
+//	                  since the last write; writes everything appended
+//	                  by then in one syscall, outside the lock
+//
+// Locking: conn.wmu guards the write side: the out buffer, the hpack
+// encoder, the send windows (the connection's and every stream's), the
+// stream table and each stream's send state; conn.wcond (on wmu) wakes
+// senders waiting for a window. stream.mu guards a stream's received
+// messages; stream.cond (on mu) wakes RecvMsg. Never take wmu while
+// holding a stream's mu.
+//
+// What it matches of grpc-go's server (tests: h2grpc's own against
+// clientv3 and hand-written frames, and cairn's e2e suite with the flag):
+// SETTINGS both ways (initial window, max frame size, header table size),
+// flow control both ways, PING answers and keepalive enforcement (GOAWAY
+// "too_many_pings" after more than two pings closer than MinTime, or any
+// with no stream open beyond the first), server keepalive pings,
+// RST_STREAM cancelling a call's context, grpc-timeout deadlines,
+// metadata (-bin values base64), the status and message in trailers
+// (percent-encoded), messages over MaxRecvMsgSize refused with
+// ResourceExhausted in grpc-go's words, MaxConcurrentStreams (streams
+// beyond it refused with REFUSED_STREAM), compressed requests refused
+// with Unimplemented. Not yet: GracefulStop (cairn stops with Stop), TLS (https://
+// client URLs stay on grpc-go's server, as do the HTTP/JSON gateway's
+// in-memory connections), grpc.SetHeader/SendHeader through the context
+// (the stream's own methods work), compression of answers.
+package h2grpc

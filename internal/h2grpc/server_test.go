@@ -1,0 +1,312 @@
+package h2grpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.uber.org/goleak"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	_ "google.golang.org/grpc/encoding/proto" // the codec the tests' server uses
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// waitTimeout bounds every wait of these tests; a busy machine is slow,
+// not this slow.
+const waitTimeout = 30 * time.Second
+
+// echoService is the tests' service: Echo answers a RangeRequest with a
+// RangeResponse holding one key-value, the request's key and a value of
+// its Limit bytes; Hold, a stream, says it started on started, holds
+// until its context ends and reports that on held.
+type echoService struct {
+	started chan struct{}
+	held    chan error
+}
+
+var echoDesc = grpc.ServiceDesc{
+	ServiceName: "test.Echo",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{MethodName: "Echo", Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		req := &pb.RangeRequest{}
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		return &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: req.Key, Value: bytes.Repeat([]byte("v"), int(req.Limit))}}}, nil
+	}}},
+	Streams: []grpc.StreamDesc{{StreamName: "Hold", ClientStreams: true, ServerStreams: true, Handler: func(srv any, ss grpc.ServerStream) error {
+		srv.(*echoService).started <- struct{}{}
+		<-ss.Context().Done()
+		err := ss.Context().Err()
+		srv.(*echoService).held <- err
+		return err
+	}}},
+}
+
+// startServer serves the echo service on loopback until the test ends.
+func startServer(t *testing.T, opts Options) (*Server, string, *echoService) {
+	t.Helper()
+	if opts.Codec == nil {
+		opts.Codec = encoding.GetCodecV2("proto")
+	}
+	s := NewServer(opts)
+	svc := &echoService{started: make(chan struct{}, 2), held: make(chan error, 2)}
+	s.RegisterService(&echoDesc, svc)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s, l.Addr().String(), svc
+}
+
+// rawClient is a client connection the test speaks HTTP/2 on frame by
+// frame, its settings given.
+type rawClient struct {
+	t    *testing.T
+	c    net.Conn
+	fr   *http2.Framer
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+}
+
+func dialRaw(t *testing.T, addr string, settings ...http2.Setting) *rawClient {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(waitTimeout))
+	rc := &rawClient{t: t, c: c, fr: http2.NewFramer(c, c)}
+	rc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	rc.henc = hpack.NewEncoder(&rc.hbuf)
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.fr.WriteSettings(settings...); err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// call opens stream id to path and sends msg (nil: none) with END_STREAM
+// if end.
+func (rc *rawClient) call(id uint32, path string, msg proto.Message, end bool) {
+	rc.t.Helper()
+	rc.hbuf.Reset()
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", path},
+		{":authority", "test"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		rc.henc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := rc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: rc.hbuf.Bytes(), EndHeaders: true, EndStream: msg == nil && end}); err != nil {
+		rc.t.Fatal(err)
+	}
+	if msg != nil {
+		b, err := proto.Marshal(msg)
+		if err != nil {
+			rc.t.Fatal(err)
+		}
+		data := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(b))), b...)
+		if err := rc.fr.WriteData(id, end, data); err != nil {
+			rc.t.Fatal(err)
+		}
+	}
+}
+
+// next reads the next frame, acknowledging SETTINGS and PINGs on the way
+// unless told otherwise.
+func (rc *rawClient) next() (http2.Frame, error) {
+	for {
+		f, err := rc.fr.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				rc.fr.WriteSettingsAck()
+			}
+			continue
+		}
+		return f, nil
+	}
+}
+
+// A client whose stream window is 16 bytes gets a 1,000-byte answer 16
+// bytes at a time, each DATA frame after the window update that allows
+// it, and the whole message intact: the server waits for the client's
+// windows, frame by frame.
+func TestAnswerWaitsForClientWindow(t *testing.T) {
+	_, addr, _ := startServer(t, Options{})
+	const window = 16
+	rc := dialRaw(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: window})
+	rc.call(1, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("k"), Limit: 1000}, true)
+	var data []byte
+	for {
+		f, err := rc.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			if len(f.Data()) > window {
+				t.Fatalf("a DATA frame of %d bytes with a window of %d", len(f.Data()), window)
+			}
+			data = append(data, f.Data()...)
+			// Give back the stream's window only: the connection's
+			// starts at 65,535 and stays ahead.
+			rc.fr.WriteWindowUpdate(1, uint32(len(f.Data())))
+		case *http2.MetaHeadersFrame:
+			if !f.StreamEnded() {
+				continue
+			}
+			if got := f.PseudoValue("status"); got != "" && got != "200" {
+				t.Fatalf("trailers-only answer %v", f.Fields)
+			}
+			for _, hf := range f.RegularFields() {
+				if hf.Name == "grpc-status" && hf.Value != "0" {
+					t.Fatalf("trailers %v", f.Fields)
+				}
+			}
+			resp := &pb.RangeResponse{}
+			if len(data) < 5 || int(binary.BigEndian.Uint32(data[1:5])) != len(data)-5 {
+				t.Fatalf("%d bytes received, not one whole message", len(data))
+			}
+			if err := proto.Unmarshal(data[5:], resp); err != nil || len(resp.Kvs) != 1 || len(resp.Kvs[0].Value) != 1000 {
+				t.Fatalf("answer %v, %v", resp, err)
+			}
+			return
+		}
+	}
+}
+
+// A client sending more than a stream's window on it has the stream
+// reset with FLOW_CONTROL_ERROR and its call's context cancelled; the
+// connection serves on.
+func TestClientBeyondStreamWindow(t *testing.T) {
+	_, addr, svc := startServer(t, Options{StreamWindow: 100})
+	rc := dialRaw(t, addr)
+	rc.call(1, "/test.Echo/Hold", nil, false)
+	<-svc.started
+	if err := rc.fr.WriteData(1, false, make([]byte, 101)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := rc.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, ok := f.(*http2.RSTStreamFrame); ok {
+			if f.StreamID != 1 || f.ErrCode != http2.ErrCodeFlowControl {
+				t.Fatalf("RST_STREAM %v on stream %d, want FLOW_CONTROL on 1", f.ErrCode, f.StreamID)
+			}
+			break
+		}
+	}
+	if err := <-svc.held; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the reset call's context ended with %v", err)
+	}
+	rc.call(3, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("k"), Limit: 1}, true)
+	for {
+		f, err := rc.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f, ok := f.(*http2.MetaHeadersFrame); ok && f.StreamEnded() {
+			for _, hf := range f.RegularFields() {
+				if hf.Name == "grpc-status" && hf.Value != "0" {
+					t.Fatalf("a call after the reset: trailers %v", f.Fields)
+				}
+			}
+			return
+		}
+	}
+}
+
+// With keepalive on, a connection silent for KeepaliveTime is pinged; a
+// client that answers is kept (three pings answered), one that does not
+// is closed after KeepaliveTimeout (a second: time enough for the
+// answering client on a busy machine).
+func TestKeepalivePings(t *testing.T) {
+	_, addr, _ := startServer(t, Options{KeepaliveTime: 20 * time.Millisecond, KeepaliveTimeout: time.Second})
+	for _, answer := range []bool{true, false} {
+		rc := dialRaw(t, addr)
+		pings := 0
+		for {
+			f, err := rc.next()
+			if err != nil {
+				if answer {
+					t.Fatalf("a client answering pings was closed after %d: %v", pings, err)
+				}
+				if pings != 1 {
+					t.Fatalf("closed after %d pings, want 1 unanswered", pings)
+				}
+				break
+			}
+			if f, ok := f.(*http2.PingFrame); ok && !f.IsAck() {
+				pings++
+				if answer {
+					rc.fr.WritePing(true, f.Data)
+				}
+				if answer && pings == 3 {
+					break
+				}
+			}
+		}
+	}
+}
+
+// Stop ends Serve, cancels the calls' contexts, and closes the clients'
+// connections; a call after it fails Unavailable on the client.
+func TestStopCancelsCalls(t *testing.T) {
+	s, addr, svc := startServer(t, Options{})
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	resp := &pb.RangeResponse{}
+	if err := conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("k"), Limit: 3}, resp); err != nil || string(resp.Kvs[0].Value) != "vvv" {
+		t.Fatalf("Echo: %v, %v", resp, err)
+	}
+	stream, err := conn.NewStream(ctx, &echoDesc.Streams[0], "/test.Echo/Hold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(&pb.RangeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	<-svc.started
+	s.Stop()
+	if err := <-svc.held; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the held call's context ended with %v", err)
+	}
+	if err := stream.RecvMsg(&pb.RangeResponse{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a stream's Recv after Stop: %v, want Unavailable", err)
+	}
+}
