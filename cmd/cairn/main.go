@@ -24,6 +24,7 @@ import (
 
 	"github.com/cairn-db/cairn/internal/gateway"
 	"github.com/cairn-db/cairn/internal/gctune"
+	"github.com/cairn-db/cairn/internal/h2grpc"
 	"github.com/cairn-db/cairn/internal/server"
 	"github.com/cairn-db/cairn/internal/server/v3rpc"
 	"github.com/cairn-db/cairn/internal/tlsutil"
@@ -214,6 +215,14 @@ func serve(c config, logger *zap.Logger) error {
 	clientAPI := v3rpc.New(srv)
 	clientGRPC := grpc.NewServer(append(clientAPI.ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	clientAPI.Register(clientGRPC)
+	// plainGRPC serves gRPC on the cleartext client URLs: grpc-go's, or
+	// with --experimental-own-grpc-server h2grpc's.
+	plainGRPC := grpcServer(clientGRPC)
+	if c.ExperimentalOwnGRPCServer {
+		own := h2grpc.NewServer(clientAPI.OwnServerOptions())
+		clientAPI.Register(own)
+		plainGRPC = own
+	}
 	endpoints := v3rpc.HTTPHandler(srv, reg)
 	dashboard := gw != nil && c.dashboardOn()
 	handler := clientHTTPMux(endpoints, gw, c.EnablePprof, dashboard)
@@ -256,13 +265,13 @@ func serve(c config, logger *zap.Logger) error {
 			d := ca.demux
 			demuxes = append(demuxes, d)
 			goServe(func() { d.serve() })
-			goServe(func() { clientGRPC.Serve(d.grpc) })
+			goServe(func() { plainGRPC.Serve(d.grpc) })
 			if d.http != nil {
 				goServe(func() { httpSrv.Serve(d.http) })
 			}
 		} else if ca.insecure && split {
 			// --listen-client-http-urls takes HTTP off the client URLs.
-			goServe(func() { clientGRPC.Serve(ca.root) })
+			goServe(func() { plainGRPC.Serve(ca.root) })
 		}
 		if ca.tls != nil {
 			if split {
@@ -305,6 +314,7 @@ func serve(c config, logger *zap.Logger) error {
 	logger.Info("closing etcd server", stopFields(srv.Config())...)
 	defer logger.Info("closed etcd server", stopFields(srv.Config())...)
 	clientGRPC.Stop()
+	plainGRPC.Stop()
 	clientAPI.Close()
 	httpSrv.Close()
 	tlsSrv.Close()
@@ -408,4 +418,10 @@ func defaultInitialCluster(name string, peerURLs []string) string {
 		parts = append(parts, name+"="+u)
 	}
 	return strings.Join(parts, ",")
+}
+
+// grpcServer serves gRPC on a listener: grpc-go's server or h2grpc's.
+type grpcServer interface {
+	Serve(net.Listener) error
+	Stop()
 }

@@ -52,7 +52,7 @@ func New(kv pb.KVServer, lease pb.LeaseServer, watch pb.WatchServer, lg *zap.Log
 }
 
 // Register adds the Lock and Election services to g.
-func (s *Server) Register(g *grpc.Server) {
+func (s *Server) Register(g grpc.ServiceRegistrar) {
 	v3lockpb.RegisterLockServer(g, &lockServer{s: s})
 	v3electionpb.RegisterElectionServer(g, &electionServer{s: s})
 }

@@ -24,7 +24,9 @@ import (
 // client here writes HTTP/2 frames itself: a Watch stream held open (so
 // the pings count against MinTime, not against pinging with no stream),
 // then a ping every 20ms.
-func TestKeepAliveMinTime(t *testing.T) {
+func TestKeepAliveMinTime(t *testing.T) { eachServer(t, testKeepAliveMinTime) }
+
+func testKeepAliveMinTime(t *testing.T, kind string) {
 	for _, tc := range []struct {
 		name       string
 		minTime    time.Duration
@@ -34,7 +36,7 @@ func TestKeepAliveMinTime(t *testing.T) {
 		{"1ms", time.Millisecond, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := startMemberWith(t, func(cfg *server.Config) { cfg.GRPCKeepAliveMinTime = tc.minTime })
+			m := startMemberOn(t, kind, func(cfg *server.Config) { cfg.GRPCKeepAliveMinTime = tc.minTime })
 			c, frames := dialHTTP2(t, m)
 			writeFrame(t, c, frameHeaders, flagEndHeaders, 1, requestHeaders("/etcdserverpb.Watch/Watch"))
 
@@ -161,9 +163,11 @@ func readFrames(r io.Reader) <-chan frame {
 // --max-concurrent-streams bounds the streams one client connection has
 // open: with a limit of one, an open watch holds the only stream and a
 // request waits for it; with the default, it goes through.
-func TestMaxConcurrentStreams(t *testing.T) {
+func TestMaxConcurrentStreams(t *testing.T) { eachServer(t, testMaxConcurrentStreams) }
+
+func testMaxConcurrentStreams(t *testing.T, kind string) {
 	for _, limit := range []uint32{1, 0} {
-		m := startMemberWith(t, func(cfg *server.Config) { cfg.MaxConcurrentStreams = limit })
+		m := startMemberOn(t, kind, func(cfg *server.Config) { cfg.MaxConcurrentStreams = limit })
 		ctx, cancel := context.WithCancel(context.Background())
 		m.openWatch(t, ctx, "k", 0)
 		rctx, rcancel := context.WithTimeout(ctx, time.Second)
@@ -188,8 +192,10 @@ func TestMaxConcurrentStreams(t *testing.T) {
 // connection written frame by frame: each succeeds, no PING comes from
 // the server, and its SETTINGS give streams a window that holds a request
 // of --max-request-bytes.
-func TestUnaryRequestsDrawNoPings(t *testing.T) {
-	m := startMemberWith(t, nil)
+func TestUnaryRequestsDrawNoPings(t *testing.T) { eachServer(t, testUnaryRequestsDrawNoPings) }
+
+func testUnaryRequestsDrawNoPings(t *testing.T, kind string) {
+	m := startMemberOn(t, kind, nil)
 	c, frames := dialHTTP2(t, m)
 	hdr := requestHeaders("/etcdserverpb.KV/Put")
 	dec := hpack.NewDecoder(4096, nil)

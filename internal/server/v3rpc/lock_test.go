@@ -20,8 +20,10 @@ import (
 // their handlers (none runs once it returns), the waiting Lock must end
 // with an error, and the package's TestMain checks that nothing else is
 // left.
-func TestLockElectionStop(t *testing.T) {
-	m := startMember(t)
+func TestLockElectionStop(t *testing.T) { eachServer(t, testLockElectionStop) }
+
+func testLockElectionStop(t *testing.T, kind string) {
+	m := startMemberOn(t, kind, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	var leases []int64

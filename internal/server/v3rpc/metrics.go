@@ -74,7 +74,7 @@ func (m *grpcMetrics) collectors() []prometheus.Collector {
 }
 
 // initialize makes the series of every method registered on g.
-func (m *grpcMetrics) initialize(g *grpc.Server) {
+func (m *grpcMetrics) initialize(g Registrar) {
 	for service, info := range g.GetServiceInfo() {
 		for _, method := range info.Methods {
 			typ := "bidi_stream"

@@ -83,8 +83,12 @@ func TestHandlingTimeOnlyWhenExtensive(t *testing.T) {
 // A call's code is counted as the client gets it, and the client's API
 // version as it sent it (etcd_server_client_requests_total).
 func TestHandledCodesAndClientVersions(t *testing.T) {
+	eachServer(t, testHandledCodesAndClientVersions)
+}
+
+func testHandledCodesAndClientVersions(t *testing.T, kind string) {
 	reg := prometheus.NewRegistry()
-	m := startMemberWith(t, func(cfg *server.Config) { cfg.Registry = reg })
+	m := startMemberOn(t, kind, func(cfg *server.Config) { cfg.Registry = reg })
 	kv := pb.NewKVClient(m.conn)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), rpctypes.MetadataClientAPIVersionKey, "3.5")
 	if _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Revision: 100}); err == nil {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-db/cairn/internal/h2grpc"
 	"github.com/cairn-db/cairn/internal/server"
 )
 
@@ -29,9 +30,13 @@ const waitTimeout = 10 * time.Second
 
 // member is a one-member cluster serving the client API.
 type member struct {
-	s       *server.Server
-	svc     *Service
-	grpc    *grpc.Server
+	s   *server.Server
+	svc *Service
+	// grpc is the client API's gRPC server: grpc-go's or h2grpc's.
+	grpc interface {
+		Serve(net.Listener) error
+		Stop()
+	}
 	served  chan struct{}
 	conn    *grpc.ClientConn
 	addr    string
@@ -47,6 +52,28 @@ func startMember(t testing.TB, extra ...grpc.ServerOption) *member {
 
 // startMemberWith is startMember with tune, if set, changing the config.
 func startMemberWith(t testing.TB, tune func(*server.Config), extra ...grpc.ServerOption) *member {
+	t.Helper()
+	return startMemberOn(t, grpcGo, tune, extra...)
+}
+
+// The client API's two gRPC servers: grpc-go's, and h2grpc's (cairn's
+// --experimental-own-grpc-server). Tests of what a client sees run on
+// both (eachServer).
+const (
+	grpcGo = "grpc-go"
+	own    = "h2grpc"
+)
+
+// eachServer runs f as a subtest on each server.
+func eachServer(t *testing.T, f func(t *testing.T, kind string)) {
+	for _, kind := range []string{grpcGo, own} {
+		t.Run(kind, func(t *testing.T) { f(t, kind) })
+	}
+}
+
+// startMemberOn is startMemberWith on the server kind; extra options are
+// grpc-go's only.
+func startMemberOn(t testing.TB, kind string, tune func(*server.Config), extra ...grpc.ServerOption) *member {
 	t.Helper()
 	cfg := server.Config{
 		Name:              "m",
@@ -74,9 +101,21 @@ func startMemberWith(t testing.TB, tune func(*server.Config), extra ...grpc.Serv
 		}
 		return err
 	}
-	opts := append(m.svc.ServerOptions(), grpc.ChainStreamInterceptor(observe))
-	m.grpc = grpc.NewServer(append(opts, extra...)...)
-	m.svc.Register(m.grpc)
+	if kind == own {
+		opts := m.svc.OwnServerOptions()
+		inner := opts.StreamInterceptor
+		opts.StreamInterceptor = func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			return inner(srv, ss, info, func(srv any, ss grpc.ServerStream) error { return observe(srv, ss, info, handler) })
+		}
+		g := h2grpc.NewServer(opts)
+		m.svc.Register(g)
+		m.grpc = g
+	} else {
+		opts := append(m.svc.ServerOptions(), grpc.ChainStreamInterceptor(observe))
+		g := grpc.NewServer(append(opts, extra...)...)
+		m.svc.Register(g)
+		m.grpc = g
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +222,11 @@ func TestWatchHandlerEndsWhenSendFails(t *testing.T) {
 // handler has returned), and Close, after the gRPC server's Stop, waits
 // for that receiver.
 func TestWatchHandlerEndsWhenServerStops(t *testing.T) {
-	m := startMember(t)
+	eachServer(t, testWatchHandlerEndsWhenServerStops)
+}
+
+func testWatchHandlerEndsWhenServerStops(t *testing.T, kind string) {
+	m := startMemberOn(t, kind, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	stream := m.openWatch(t, ctx, "k", 0)
@@ -201,7 +244,11 @@ func TestWatchHandlerEndsWhenServerStops(t *testing.T) {
 // handler as etcd does: cancelled, it returns; half-closed, it keeps
 // sending events until the client cancels.
 func TestWatchHandlerEndsWhenClientLeaves(t *testing.T) {
-	m := startMember(t)
+	eachServer(t, testWatchHandlerEndsWhenClientLeaves)
+}
+
+func testWatchHandlerEndsWhenClientLeaves(t *testing.T, kind string) {
+	m := startMemberOn(t, kind, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 
@@ -232,8 +279,10 @@ func TestWatchHandlerEndsWhenClientLeaves(t *testing.T) {
 // Close stops the leader guard's monitor while the member runs on (it
 // also ends when the member stops, which would hide a Close that did not
 // stop it).
-func TestCloseStopsMonitor(t *testing.T) {
-	m := startMember(t)
+func TestCloseStopsMonitor(t *testing.T) { eachServer(t, testCloseStopsMonitor) }
+
+func testCloseStopsMonitor(t *testing.T, kind string) {
+	m := startMemberOn(t, kind, nil)
 	const monitor = "v3rpc.(*leaderGuard).monitor"
 	// Until the goroutine first runs, its stack shows only its closure.
 	deadline := time.Now().Add(waitTimeout)

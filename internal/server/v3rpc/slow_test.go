@@ -18,14 +18,16 @@ import (
 // --warning-unary-request-duration are logged with etcd's messages and
 // fields (log alerts written for etcd depend on them), values redacted;
 // faster ones are not.
-func TestSlowRequestWarnings(t *testing.T) {
+func TestSlowRequestWarnings(t *testing.T) { eachServer(t, testSlowRequestWarnings) }
+
+func testSlowRequestWarnings(t *testing.T, kind string) {
 	for _, slow := range []bool{true, false} {
 		limit := time.Hour
 		if slow {
 			limit = time.Nanosecond // every request is slow
 		}
 		core, logs := observer.New(zapcore.InfoLevel)
-		m := startMemberWith(t, func(cfg *server.Config) {
+		m := startMemberOn(t, kind, func(cfg *server.Config) {
 			cfg.Logger = zap.New(core)
 			cfg.WarningApplyDuration, cfg.WarningUnaryRequestDuration = limit, limit
 		})

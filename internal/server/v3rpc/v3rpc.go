@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/cairn-db/cairn/internal/h2grpc"
 	"github.com/cairn-db/cairn/internal/lease"
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
@@ -133,9 +134,36 @@ func streamWindowBytes(maxRequest int) int32 {
 	return int32(min(max(maxRequest+grpcOverheadBytes, 1<<20), connWindowBytes))
 }
 
-// Register adds the services to g, which must have been built with
-// ServerOptions.
-func (v *Service) Register(g *grpc.Server) {
+// OwnServerOptions are ServerOptions for the client API's own server
+// (h2grpc, behind --experimental-own-grpc-server): the same interceptors,
+// codec, limits, keepalive settings and windows.
+func (v *Service) OwnServerOptions() h2grpc.Options {
+	cfg := v.s.Config()
+	return h2grpc.Options{
+		Codec:                newCodec(v.sentBytes, v.recvBytes),
+		UnaryInterceptor:     v.unary,
+		StreamInterceptor:    v.stream,
+		MaxRecvMsgSize:       cfg.MaxRequestBytes + grpcOverheadBytes,
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		StreamWindow:         streamWindowBytes(cfg.MaxRequestBytes),
+		ConnWindow:           connWindowBytes,
+		KeepaliveTime:        cfg.GRPCKeepAliveInterval,
+		KeepaliveTimeout:     cfg.GRPCKeepAliveTimeout,
+		KeepaliveMinTime:     cfg.GRPCKeepAliveMinTime,
+		Workers:              max(256, 16*runtime.NumCPU()),
+	}
+}
+
+// Registrar is a server the services register on: grpc-go's
+// (*grpc.Server, built with ServerOptions) or h2grpc's (built with
+// OwnServerOptions).
+type Registrar interface {
+	grpc.ServiceRegistrar
+	GetServiceInfo() map[string]grpc.ServiceInfo
+}
+
+// Register adds the services to g.
+func (v *Service) Register(g Registrar) {
 	s := v.s
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
