@@ -57,6 +57,10 @@ type conn struct {
 	recvConnAcked int64 // bytes received since the last connection WINDOW_UPDATE
 	pingStrikes   int
 	lastPing      time.Time
+	// answered is set when the reader has answered a call itself (see
+	// Options.Inline): it writes the out buffer once its read buffer is
+	// empty.
+	answered bool
 
 	wmu   sync.Mutex
 	wcond *sync.Cond
@@ -84,6 +88,9 @@ type conn struct {
 		pingOut bool
 		// timer is the keepalive timer, nil without keepalive.
 		timer *time.Timer
+		// readerAnswering is set while the reader runs a call (see
+		// Options.Inline): flushes wait for the reader's writeAnswers.
+		readerAnswering bool
 	}
 }
 
@@ -151,6 +158,10 @@ func (c *conn) serve() {
 		c.activity.Store(true)
 		if err := c.handle(f); err != nil {
 			return
+		}
+		if c.answered && br.Buffered() == 0 {
+			c.answered = false
+			c.writeAnswers()
 		}
 	}
 }
@@ -470,7 +481,7 @@ func (c *conn) flushLocked() {
 		c.w.out = c.w.out[:0]
 		return
 	}
-	if len(c.w.out) == 0 || c.w.writing {
+	if len(c.w.out) == 0 || c.w.writing || c.w.readerAnswering {
 		return
 	}
 	c.w.writing = true
@@ -478,6 +489,34 @@ func (c *conn) flushLocked() {
 	case c.wake <- struct{}{}:
 	default:
 	}
+}
+
+// writeAnswers writes the out buffer from the reader goroutine, unless
+// the writer is writing already (it then writes what is there too).
+func (c *conn) writeAnswers() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.w.writing || len(c.w.out) == 0 || c.w.err != nil {
+		return
+	}
+	c.w.writing = true
+	for len(c.w.out) > 0 && c.w.err == nil {
+		buf := c.w.out
+		c.w.out = c.w.spare[:0]
+		c.wmu.Unlock()
+		_, err := c.nc.Write(buf)
+		c.wmu.Lock()
+		c.w.spare = buf[:0]
+		if err != nil && c.w.err == nil {
+			c.w.err = err
+			c.wcond.Broadcast()
+			c.wmu.Unlock()
+			c.close(err)
+			c.wmu.Lock()
+		}
+	}
+	c.w.writing = false
+	c.wcond.Broadcast()
 }
 
 // writeLoop is the connection's writer: it writes what flushLocked asks

@@ -39,6 +39,13 @@ type Options struct {
 	// Workers is how many goroutines stay idle for calls (a call that
 	// finds none gets a fresh goroutine). Default 256.
 	Workers int
+	// Inline, if set, says whether a unary call may run on the
+	// connection's reader goroutine instead of a worker: one that
+	// answers at once, without waiting for anything (a serializable read
+	// of one key). msg is its request (uncompressed). The reader reads
+	// nothing else meanwhile, and writes the answers it has when its read
+	// buffer is empty: no goroutine is woken for such a call.
+	Inline func(fullMethod string, msg []byte) bool
 }
 
 // maxPingStrikes is how many pings too close together a connection may

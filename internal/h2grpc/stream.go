@@ -316,8 +316,37 @@ func (st *stream) receive(data []byte, n int64, end bool) {
 		return
 	}
 	if start {
-		st.c.s.run(st.runUnary)
+		st.start()
 	}
+}
+
+// start runs a unary call whose request has ended: on the reader
+// goroutine if Options.Inline says so, else on a worker.
+func (st *stream) start() {
+	c := st.c
+	inline := c.s.opts.Inline
+	if inline == nil {
+		c.s.run(st.runUnary)
+		return
+	}
+	st.mu.Lock()
+	var msg []byte
+	if len(st.r.msgs) == 1 && st.r.msgs[0][0] == 0 {
+		msg = st.r.msgs[0][msgHeaderLen:]
+	}
+	st.mu.Unlock()
+	if msg == nil || !inline(st.m.fullMethod, msg) {
+		c.s.run(st.runUnary)
+		return
+	}
+	c.wmu.Lock()
+	c.w.readerAnswering = true
+	c.wmu.Unlock()
+	st.runUnary()
+	c.wmu.Lock()
+	c.w.readerAnswering = false
+	c.wmu.Unlock()
+	c.answered = true
 }
 
 // abort ends the stream's receiving with err and cancels its call (a

@@ -86,6 +86,14 @@ func runCalls(t *testing.T, m *member) []string {
 	record("range at a future revision", "", err)
 	_, err = kv.Range(ctx, &pb.RangeRequest{})
 	record("range of no key", "", err)
+	// Serializable reads of one key (which h2grpc's reader answers
+	// itself): an error, a miss, a hit.
+	_, err = kv.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Revision: 1000, Serializable: true})
+	record("serializable range at a future revision", "", err)
+	resp, err = kv.Range(ctx, &pb.RangeRequest{Key: []byte("none"), Serializable: true})
+	record("serializable range of a missing key", fmt.Sprint(len(resp.GetKvs())), err)
+	resp, err = kv.Range(ctx, &pb.RangeRequest{Key: []byte("r/07"), Serializable: true})
+	record("serializable range of a key", fmt.Sprint(len(resp.GetKvs()), len(resp.GetKvs()[0].GetValue())), err)
 
 	// Methods and services that do not exist, and a compressed request.
 	err = m.conn.Invoke(ctx, "/etcdserverpb.KV/Nope", &pb.RangeRequest{}, &pb.RangeResponse{})

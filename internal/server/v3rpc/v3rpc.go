@@ -151,6 +151,7 @@ func (v *Service) OwnServerOptions() h2grpc.Options {
 		KeepaliveTimeout:     cfg.GRPCKeepAliveTimeout,
 		KeepaliveMinTime:     cfg.GRPCKeepAliveMinTime,
 		Workers:              max(256, 16*runtime.NumCPU()),
+		Inline:               inlineCall,
 	}
 }
 
