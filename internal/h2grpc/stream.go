@@ -326,7 +326,7 @@ func (st *stream) start() {
 	c := st.c
 	inline := c.s.opts.Inline
 	if inline == nil {
-		c.s.run(st.runUnary)
+		c.s.run(st.runUnaryOnWorker)
 		return
 	}
 	st.mu.Lock()
@@ -336,13 +336,13 @@ func (st *stream) start() {
 	}
 	st.mu.Unlock()
 	if msg == nil || !inline(st.m.fullMethod, msg) {
-		c.s.run(st.runUnary)
+		c.s.run(st.runUnaryOnWorker)
 		return
 	}
 	c.wmu.Lock()
 	c.w.readerAnswering = true
 	c.wmu.Unlock()
-	st.runUnary()
+	st.runUnary(true)
 	c.wmu.Lock()
 	c.w.readerAnswering = false
 	c.wmu.Unlock()
@@ -434,9 +434,9 @@ func (st *stream) waitLocked() {
 	stop()
 }
 
-// runUnary runs a unary call whose request has ended.
-func (st *stream) runUnary() {
-	defer st.cancel()
+// runUnary runs a unary call whose request has ended; inline when on
+// the connection's reader.
+func (st *stream) runUnary(inline bool) {
 	msg, err := st.next()
 	if err == io.EOF {
 		st.finish(status.New(codes.Internal, "grpc: error while reading request: no message"))
@@ -475,13 +475,26 @@ func (st *stream) runUnary() {
 		st.finish(status.Newf(codes.Internal, "grpc: error while marshaling: %v", err))
 		return
 	}
-	err = st.send(out, true)
-	out.Free()
-	if err != nil {
-		return // the stream or connection is gone: no one to answer
+	err = st.send(out, true, inline)
+	if err == errWouldWait {
+		// Answered on the reader, beyond the client's windows: a worker
+		// waits for them.
+		st.c.s.run(func() { st.sendAndFinish(out) })
+		return
 	}
-	st.finish(nil)
+	out.Free()
+	st.finish(status.Convert(err)) // nil: OK
 }
+
+// sendAndFinish sends a unary call's answer, waiting for the windows, and
+// its trailers.
+func (st *stream) sendAndFinish(out mem.BufferSlice) {
+	err := st.send(out, true, false)
+	out.Free()
+	st.finish(status.Convert(err))
+}
+
+func (st *stream) runUnaryOnWorker() { st.runUnary(false) }
 
 // runStream runs a streaming call from its HEADERS on.
 func (st *stream) runStream() {
@@ -507,11 +520,17 @@ func appStatus(err error) *status.Status {
 	return status.FromContextError(err)
 }
 
+// errWouldWait is send's error, with noWait, for a message beyond the
+// peer's windows.
+var errWouldWait = errors.New("h2grpc: the answer needs window updates")
+
 // send writes one answer message (its headers first, if not sent),
-// waiting for the peer's windows. With last, the caller finishes next;
-// nothing is flushed here then (finish flushes message and trailers in
-// one write).
-func (st *stream) send(out mem.BufferSlice, last bool) error {
+// waiting for the peer's windows; with noWait (the reader answering: it
+// would wait for window updates only it can read) it writes nothing and
+// returns errWouldWait when the message is beyond them. With last, the
+// caller finishes next; nothing is flushed here then (finish flushes
+// message and trailers in one write).
+func (st *stream) send(out mem.BufferSlice, last, noWait bool) error {
 	c := st.c
 	var hdr [msgHeaderLen]byte
 	if st.comp != nil {
@@ -526,6 +545,9 @@ func (st *stream) send(out mem.BufferSlice, last bool) error {
 	defer c.wmu.Unlock()
 	if err := st.writableLocked(); err != nil {
 		return err
+	}
+	if noWait && int64(msgHeaderLen+out.Len()) > min(c.w.sendWin, st.sendWin) {
+		return errWouldWait
 	}
 	if !st.headerSent {
 		st.appendHeaderLocked()
@@ -616,10 +638,13 @@ func (st *stream) appendHeaderLocked() {
 }
 
 // finish sends the call's status in trailers (alone if no header was
-// sent: a trailers-only answer) and ends the stream; a nil s is OK.
+// sent: a trailers-only answer) and ends the stream and its context; a
+// nil s is OK. Once the stream has ended (reset, connection closed) it
+// only cancels the context.
 // A stream the client has not ended is reset after (NO_ERROR), as
 // grpc-go's server does, so the client stops sending.
 func (st *stream) finish(s *status.Status) {
+	defer st.cancel()
 	c := st.c
 	c.wmu.Lock()
 	if st.done || c.w.err != nil {
@@ -657,7 +682,6 @@ func (st *stream) finish(s *status.Status) {
 	c.removeStreamLocked(st)
 	c.flushLocked()
 	c.wmu.Unlock()
-	st.cancel()
 }
 
 // appendMD appends metadata as header fields, -bin values in base64.
@@ -758,7 +782,7 @@ func (st *stream) SendMsg(m any) error {
 		out.Free()
 		return status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
 	}
-	err = st.send(out, false)
+	err = st.send(out, false, false)
 	out.Free()
 	return err
 }

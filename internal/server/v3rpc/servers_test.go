@@ -12,6 +12,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	_ "google.golang.org/grpc/encoding/gzip" // registers the compressor a call below asks for
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -93,7 +94,20 @@ func runCalls(t *testing.T, m *member) []string {
 	resp, err = kv.Range(ctx, &pb.RangeRequest{Key: []byte("none"), Serializable: true})
 	record("serializable range of a missing key", fmt.Sprint(len(resp.GetKvs())), err)
 	resp, err = kv.Range(ctx, &pb.RangeRequest{Key: []byte("r/07"), Serializable: true})
-	record("serializable range of a key", fmt.Sprint(len(resp.GetKvs()), len(resp.GetKvs()[0].GetValue())), err)
+	record("serializable range of a key", valueSizes(resp), err)
+	// One whose answer (1 MiB) is beyond the client's first window: the
+	// reader cannot wait for window updates it would itself have to read.
+	if _, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("1m"), Value: bytes.Repeat([]byte("m"), 1<<20)}); err != nil {
+		t.Fatal(err)
+	}
+	// On a new connection, whose windows the client has not grown yet.
+	fresh, err := grpc.NewClient("passthrough:///"+m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	resp, err = pb.NewKVClient(fresh).Range(ctx, &pb.RangeRequest{Key: []byte("1m"), Serializable: true})
+	record("serializable range of a 1 MiB value", valueSizes(resp), err)
 
 	// Methods and services that do not exist, and a compressed request.
 	err = m.conn.Invoke(ctx, "/etcdserverpb.KV/Nope", &pb.RangeRequest{}, &pb.RangeResponse{})
@@ -166,7 +180,10 @@ func runCalls(t *testing.T, m *member) []string {
 	}
 	record("snapshot", fmt.Sprintf("more than 4 MB: %v", total > 4<<20), nil)
 
-	// Many calls at once on the one connection.
+	// Many calls at once on the one connection (2,000 writes: their own
+	// deadline, generous for a race build on a busy machine).
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for c := range 100 {
@@ -198,4 +215,13 @@ func runCalls(t *testing.T, m *member) []string {
 	}
 	record("2,000 puts and reads from 100 goroutines", fmt.Sprint(count.Count), nil)
 	return out
+}
+
+// valueSizes is the sizes of an answer's values.
+func valueSizes(resp *pb.RangeResponse) string {
+	var sizes []int
+	for _, kv := range resp.GetKvs() {
+		sizes = append(sizes, len(kv.Value))
+	}
+	return fmt.Sprint(sizes)
 }
