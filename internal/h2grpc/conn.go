@@ -146,6 +146,13 @@ func (c *conn) serve() {
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
+				if se.StreamID > c.maxStreamID && se.StreamID%2 == 1 {
+					// A refused HEADERS still opened (and closed) its
+					// stream: DATA that follows it is not on an idle one.
+					c.wmu.Lock()
+					c.maxStreamID = se.StreamID
+					c.wmu.Unlock()
+				}
 				c.resetStream(se.StreamID, se.Code)
 				continue
 			}
@@ -159,11 +166,44 @@ func (c *conn) serve() {
 		if err := c.handle(f); err != nil {
 			return
 		}
-		if c.answered && br.Buffered() == 0 {
+		if c.answered && !wholeFrameBuffered(br) {
 			c.answered = false
 			c.writeAnswers()
 		}
+		c.throttle()
 	}
+}
+
+// wholeFrameBuffered reports whether br holds the whole of the next frame:
+// the reader then answers it before writing what it has.
+func wholeFrameBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n < frameHeaderLen {
+		return false
+	}
+	h, err := br.Peek(frameHeaderLen)
+	if err != nil {
+		return false
+	}
+	return n >= frameHeaderLen+(int(h[0])<<16|int(h[1])<<8|int(h[2]))
+}
+
+// maxPendingOut bounds the out buffer the reader lets grow: past it, the
+// reader waits for the writer before reading on. A client that sends and
+// never reads (SETTINGS, PINGs, calls to unknown methods: each answered)
+// would otherwise grow it without end; grpc-go's server throttles its
+// reader likewise.
+const maxPendingOut = 4 << 20
+
+// throttle waits, on the reader, while the out buffer is past
+// maxPendingOut.
+func (c *conn) throttle() {
+	c.wmu.Lock()
+	for len(c.w.out) > maxPendingOut && c.w.err == nil {
+		c.flushLocked()
+		c.wcond.Wait()
+	}
+	c.wmu.Unlock()
 }
 
 // handle handles one frame; an error ends the connection (GOAWAY sent).
@@ -211,6 +251,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 			}
 			c.wcond.Broadcast()
 		case http2.SettingMaxFrameSize:
+			if s.Val < defaultMaxFrameSize || s.Val > 1<<24-1 {
+				return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9113 6.5.2
+			}
 			c.w.maxFrame = int(s.Val)
 		case http2.SettingHeaderTableSize:
 			c.w.henc.SetMaxDynamicTableSizeLimit(s.Val)
@@ -218,7 +261,12 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		return nil
 	})
 	if err != nil {
-		c.sendGoAwayLocked(http2.ErrCodeFlowControl, nil)
+		code := http2.ErrCodeProtocol
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			code = http2.ErrCode(ce)
+		}
+		c.sendGoAwayLocked(code, nil)
 		return err
 	}
 	c.appendFrameHeaderLocked(0, http2.FrameSettings, http2.FlagSettingsAck, 0)

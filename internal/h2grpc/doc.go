@@ -44,9 +44,17 @@
 // metadata (-bin values base64), the status and message in trailers
 // (percent-encoded), messages over MaxRecvMsgSize refused with
 // ResourceExhausted in grpc-go's words, MaxConcurrentStreams (streams
-// beyond it refused with REFUSED_STREAM), compressed requests refused
-// with Unimplemented. Not yet: GracefulStop (cairn stops with Stop), TLS (https://
-// client URLs stay on grpc-go's server, as do the HTTP/JSON gateway's
-// in-memory connections), grpc.SetHeader/SendHeader through the context
-// (the stream's own methods work), compression of answers.
+// beyond it refused with REFUSED_STREAM), compression by the compressors
+// registered with grpc's encoding package (others refused with
+// Unimplemented; cairn registers none), the reader throttled while the
+// out buffer is past maxPendingOut.
+//
+// Not yet: TLS (https:// client URLs stay on grpc-go's server, as do the
+// HTTP/JSON gateway's in-memory connections), GracefulStop (cairn stops
+// with Stop), grpc.SetHeader/SendHeader through the context (the stream's
+// own methods work). Unlike grpc-go's: a reset stream leaves
+// MaxConcurrentStreams' count at once, while its handler may still run
+// (grpc-go counts it until the handler returns; this matters only with
+// a limit set), and Stop waits for running handlers (they end with their
+// contexts, which Stop cancels).
 package h2grpc

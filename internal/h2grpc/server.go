@@ -1,6 +1,7 @@
 package h2grpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -46,6 +47,16 @@ type Options struct {
 	// nothing else meanwhile, and writes the answers it has when its read
 	// buffer is empty: no goroutine is woken for such a call.
 	Inline func(fullMethod string, msg []byte) bool
+	// Defer, if set, may take a unary call the reader would hand to a
+	// worker (returning true) to run it later itself: once the call can
+	// be answered without waiting, it calls answer with the call's
+	// context (or one derived from it) on a goroutine of its own, and
+	// answer runs the call there without waiting for anything (an answer
+	// beyond the client's windows goes to a worker); or it calls dispatch
+	// to run the call on a worker after all. (A linearizable read waits
+	// for its ReadIndex round: one goroutine then answers the round's
+	// reads, where each read's worker would have been woken.)
+	Defer func(ctx context.Context, fullMethod string, msg []byte, answer func(context.Context), dispatch func()) bool
 }
 
 // maxPingStrikes is how many pings too close together a connection may
@@ -74,6 +85,7 @@ type Server struct {
 	workers   sync.WaitGroup
 	stopWork  chan struct{}
 	startOnce sync.Once
+	stopOnce  sync.Once
 }
 
 // method is one registered method: a unary handler or a stream handler.
@@ -251,11 +263,7 @@ func (s *Server) startWorkers() {
 
 func (s *Server) stopWorkers() {
 	s.startOnce.Do(func() {})
-	select {
-	case <-s.stopWork:
-	default:
-		close(s.stopWork)
-	}
+	s.stopOnce.Do(func() { close(s.stopWork) })
 	s.workers.Wait()
 }
 

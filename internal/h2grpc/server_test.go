@@ -310,3 +310,44 @@ func TestStopCancelsCalls(t *testing.T) {
 		t.Fatalf("a stream's Recv after Stop: %v, want Unavailable", err)
 	}
 }
+
+// A request larger than the stream's window gets, as its prefix
+// arrives, the window its message needs: the client does not stall
+// halfway (a 100 KB key against a 1,000-byte window here).
+func TestRequestBeyondStreamWindow(t *testing.T) {
+	_, addr, _ := startServer(t, Options{StreamWindow: 1000})
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	key := bytes.Repeat([]byte("k"), 100<<10)
+	resp := &pb.RangeResponse{}
+	if err := conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: key}, resp); err != nil || !bytes.Equal(resp.Kvs[0].Key, key) {
+		t.Fatalf("Echo of a 100 KB key: %v", err)
+	}
+}
+
+// A peer's SETTINGS_MAX_FRAME_SIZE outside what RFC 9113 allows ends
+// the connection with GOAWAY PROTOCOL_ERROR (a frame size of 0 would
+// have the server write empty frames for ever).
+func TestBadMaxFrameSize(t *testing.T) {
+	_, addr, _ := startServer(t, Options{})
+	for _, size := range []uint32{0, 16383, 1 << 24} {
+		rc := dialRaw(t, addr, http2.Setting{ID: http2.SettingMaxFrameSize, Val: size})
+		for {
+			f, err := rc.next()
+			if err != nil {
+				t.Fatalf("max frame size %d: the connection ended without a GOAWAY: %v", size, err)
+			}
+			if f, ok := f.(*http2.GoAwayFrame); ok {
+				if f.ErrCode != http2.ErrCodeProtocol {
+					t.Fatalf("max frame size %d: GOAWAY %v, want PROTOCOL_ERROR", size, f.ErrCode)
+				}
+				break
+			}
+		}
+	}
+}

@@ -106,6 +106,11 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if refused {
 		return nil
 	}
+	if f.Truncated {
+		// Past maxHeaderListSize, as grpc-go's server answers it.
+		c.resetStream(id, http2.ErrCodeFrameSize)
+		return nil
+	}
 
 	var path, contentType, timeout string
 	post := false
@@ -263,6 +268,7 @@ func (st *stream) receive(data []byte, n int64, end bool) {
 	st.r.unacked += n - int64(len(data))
 	st.r.buf = append(st.r.buf, data...)
 	var refuse *status.Status
+	var grant int64
 	for len(st.r.buf) >= msgHeaderLen {
 		size := int(binary.BigEndian.Uint32(st.r.buf[1:5]))
 		if size > st.c.s.opts.MaxRecvMsgSize {
@@ -280,9 +286,18 @@ func (st *stream) receive(data []byte, n int64, end bool) {
 		}
 		if len(st.r.buf) < msgHeaderLen+size {
 			if cap(st.r.buf) < msgHeaderLen+size {
-				// Room for the whole message at once: a large value
-				// arrives in 16 KiB frames.
-				st.r.buf = append(make([]byte, 0, msgHeaderLen+size), st.r.buf...)
+				// Room for more of the message at once (a large value
+				// arrives in 16 KiB frames), but not on the word of its
+				// prefix alone.
+				st.r.buf = append(make([]byte, 0, min(msgHeaderLen+size, 2*len(st.r.buf)+64<<10)), st.r.buf...)
+			}
+			// The rest of the message must fit the stream's window: a
+			// message larger than what is left of it would stall the
+			// client halfway (grpc-go's server grants what a message
+			// needs as it starts reading it).
+			if need := int64(msgHeaderLen + size - len(st.r.buf)); need > st.r.recvWin {
+				grant = need - st.r.recvWin
+				st.r.recvWin += grant
 			}
 			break
 		}
@@ -311,6 +326,15 @@ func (st *stream) receive(data []byte, n int64, end bool) {
 	answer := refuse != nil && !st.r.dispatched
 	st.cond.Broadcast()
 	st.mu.Unlock()
+	if grant > 0 {
+		c := st.c
+		c.wmu.Lock()
+		if !st.done {
+			c.appendWindowUpdateLocked(st.id, uint32(grant))
+			c.flushLocked()
+		}
+		c.wmu.Unlock()
+	}
 	if answer {
 		st.finish(refuse)
 		return
@@ -321,11 +345,12 @@ func (st *stream) receive(data []byte, n int64, end bool) {
 }
 
 // start runs a unary call whose request has ended: on the reader
-// goroutine if Options.Inline says so, else on a worker.
+// goroutine if Options.Inline says so, later where Options.Defer says,
+// else on a worker.
 func (st *stream) start() {
 	c := st.c
-	inline := c.s.opts.Inline
-	if inline == nil {
+	opts := &c.s.opts
+	if opts.Inline == nil && opts.Defer == nil {
 		c.s.run(st.runUnaryOnWorker)
 		return
 	}
@@ -335,19 +360,30 @@ func (st *stream) start() {
 		msg = st.r.msgs[0][msgHeaderLen:]
 	}
 	st.mu.Unlock()
-	if msg == nil || !inline(st.m.fullMethod, msg) {
+	if msg == nil {
 		c.s.run(st.runUnaryOnWorker)
 		return
 	}
-	c.wmu.Lock()
-	c.w.readerAnswering = true
-	c.wmu.Unlock()
-	st.runUnary(true)
-	c.wmu.Lock()
-	c.w.readerAnswering = false
-	c.wmu.Unlock()
-	c.answered = true
+	if opts.Inline != nil && opts.Inline(st.m.fullMethod, msg) {
+		c.wmu.Lock()
+		c.w.readerAnswering = true
+		c.wmu.Unlock()
+		st.runUnary(st.ctx, true)
+		c.wmu.Lock()
+		c.w.readerAnswering = false
+		c.wmu.Unlock()
+		c.answered = true
+		return
+	}
+	if opts.Defer != nil && opts.Defer(st.ctx, st.m.fullMethod, msg, st.answer, st.dispatch) {
+		return
+	}
+	c.s.run(st.runUnaryOnWorker)
 }
+
+// answer and dispatch are the callbacks Options.Defer takes.
+func (st *stream) answer(ctx context.Context) { st.runUnary(ctx, true) }
+func (st *stream) dispatch()                  { st.c.s.run(st.runUnaryOnWorker) }
 
 // abort ends the stream's receiving with err and cancels its call (a
 // reset or a closed connection); with sendReset, RST_STREAM tells the
@@ -434,9 +470,11 @@ func (st *stream) waitLocked() {
 	stop()
 }
 
-// runUnary runs a unary call whose request has ended; inline when on
-// the connection's reader.
-func (st *stream) runUnary(inline bool) {
+// runUnary runs a unary call whose request has ended, with ctx (the
+// stream's, or one Options.Defer derived from it); with noWait (on the
+// connection's reader, or a goroutine answering many calls) it never
+// waits for the client's windows: such an answer goes to a worker.
+func (st *stream) runUnary(ctx context.Context, noWait bool) {
 	msg, err := st.next()
 	if err == io.EOF {
 		st.finish(status.New(codes.Internal, "grpc: error while reading request: no message"))
@@ -464,7 +502,7 @@ func (st *stream) runUnary(inline bool) {
 		}
 		return nil
 	}
-	resp, appErr := st.m.unary(st.m.srv, st.ctx, dec, st.c.s.opts.UnaryInterceptor)
+	resp, appErr := st.m.unary(st.m.srv, ctx, dec, st.c.s.opts.UnaryInterceptor)
 	if appErr != nil {
 		st.finish(appStatus(appErr))
 		return
@@ -475,10 +513,10 @@ func (st *stream) runUnary(inline bool) {
 		st.finish(status.Newf(codes.Internal, "grpc: error while marshaling: %v", err))
 		return
 	}
-	err = st.send(out, true, inline)
+	err = st.send(out, true, noWait)
 	if err == errWouldWait {
-		// Answered on the reader, beyond the client's windows: a worker
-		// waits for them.
+		// An answer beyond the client's windows: a worker waits for
+		// them.
 		st.c.s.run(func() { st.sendAndFinish(out) })
 		return
 	}
@@ -494,7 +532,7 @@ func (st *stream) sendAndFinish(out mem.BufferSlice) {
 	st.finish(status.Convert(err))
 }
 
-func (st *stream) runUnaryOnWorker() { st.runUnary(false) }
+func (st *stream) runUnaryOnWorker() { st.runUnary(st.ctx, false) }
 
 // runStream runs a streaming call from its HEADERS on.
 func (st *stream) runStream() {
@@ -560,10 +598,22 @@ func (st *stream) send(out mem.BufferSlice, last, noWait bool) error {
 		pending = append(pending, b.ReadOnlyData())
 	}
 	total := msgHeaderLen + out.Len()
+	// cut ends a stream whose message was cut short (its context ended
+	// while waiting for a window): trailers after part of a message
+	// would hand the client a broken one, so the stream is reset.
+	cut := func(err error) error {
+		if total < msgHeaderLen+out.Len() && !st.done && c.w.err == nil {
+			st.done = true
+			c.appendRSTLocked(st.id, http2.ErrCodeCancel)
+			c.removeStreamLocked(st)
+			c.flushLocked()
+		}
+		return err
+	}
 	for total > 0 {
 		for c.w.sendWin <= 0 || st.sendWin <= 0 {
 			if err := st.writableLocked(); err != nil {
-				return err
+				return cut(err)
 			}
 			c.flushLocked()
 			if c.w.sendWin > 0 && st.sendWin > 0 {
@@ -571,7 +621,7 @@ func (st *stream) send(out mem.BufferSlice, last, noWait bool) error {
 			}
 			st.waitWindowLocked()
 			if err := st.writableLocked(); err != nil {
-				return err
+				return cut(err)
 			}
 		}
 		n := min(int64(total), c.w.sendWin, st.sendWin, int64(c.w.maxFrame))

@@ -19,7 +19,7 @@ func (s *Server) Range(ctx context.Context, req *pb.RangeRequest) (resp *pb.Rang
 		s.metrics.observeRequest("Range", start, err)
 		s.warnSlowRange(start, req, resp, err)
 	}(time.Now())
-	if !req.Serializable && !brokenStaleReads {
+	if !req.Serializable && !brokenStaleReads && !readAwaited(ctx) {
 		if err := s.linearizableReadWait(ctx); err != nil {
 			return nil, err
 		}

@@ -26,6 +26,8 @@ type readBatcher struct {
 type readNotifier struct {
 	done chan struct{}
 	err  error
+	// after are the calls AfterLinearizableRead queued for this round.
+	after []func(error)
 }
 
 func (b *readBatcher) init() {
@@ -78,7 +80,48 @@ func (s *Server) readLoop() {
 		}
 		n.err = err
 		close(n.done)
+		if len(n.after) > 0 {
+			// One goroutine for the round's queued calls, so that the
+			// next round need not wait for them.
+			s.goAttached(func() {
+				for _, f := range n.after {
+					f(err)
+				}
+			})
+		}
 	}
+}
+
+// AfterLinearizableRead queues f to run once this member has applied
+// everything committed before the call (the same ReadIndex round
+// linearizableReadWait waits for), with the round's error: one goroutine
+// runs a round's queued calls in turn, none woken per read. f must not
+// block. A call made in f with ReadAwaited's context skips its own wait.
+// If the member is stopping, f may never run.
+func (s *Server) AfterLinearizableRead(f func(error)) {
+	s.reads.mu.Lock()
+	s.reads.current.after = append(s.reads.current.after, f)
+	s.reads.mu.Unlock()
+	select {
+	case s.reads.wake <- struct{}{}:
+	default:
+	}
+}
+
+// readAwaitedKey marks a context whose request's ReadIndex round has
+// been waited for (ReadAwaited).
+type readAwaitedKey struct{}
+
+// ReadAwaited returns ctx marked as a request whose linearizable read
+// has been waited for: AfterLinearizableRead's f runs the request with
+// it, and Range then reads at once.
+func ReadAwaited(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readAwaitedKey{}, true)
+}
+
+func readAwaited(ctx context.Context) bool {
+	v, _ := ctx.Value(readAwaitedKey{}).(bool)
+	return v
 }
 
 // readIndex runs one ReadIndex round and returns the index to wait for.

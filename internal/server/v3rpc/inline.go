@@ -1,6 +1,13 @@
 package v3rpc
 
-import "google.golang.org/protobuf/encoding/protowire"
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/cairn-db/cairn/internal/server"
+)
 
 // rangeMethod is the method inlineCall lets the reader answer.
 const rangeMethod = "/etcdserverpb.KV/Range"
@@ -16,37 +23,82 @@ func inlineCall(fullMethod string, msg []byte) bool {
 	if fullMethod != rangeMethod {
 		return false
 	}
-	serializable := false
+	oneKey, serializable := scanRange(msg)
+	return oneKey && serializable
+}
+
+// deferCall is h2grpc's Options.Defer: a linearizable Range of one key
+// waits for its ReadIndex round (the same the handler would wait for:
+// the round starts after the request arrived), then is answered by the
+// goroutine that runs the round's calls, with a context that tells the
+// handler its wait is done. A round that failed hands its calls to
+// workers, whose handlers wait again and answer with the error.
+func (v *Service) deferCall(ctx context.Context, fullMethod string, msg []byte, answer func(context.Context), dispatch func()) bool {
+	if fullMethod != rangeMethod {
+		return false
+	}
+	if oneKey, serializable := scanRange(msg); !oneKey || serializable {
+		return false
+	}
+	// The call's time, in the metrics and the slow-request log, starts
+	// now, as it would have in a worker.
+	ctx = context.WithValue(ctx, arrivedKey{}, time.Now())
+	v.s.AfterLinearizableRead(func(err error) {
+		if err != nil {
+			dispatch()
+			return
+		}
+		answer(server.ReadAwaited(ctx))
+	})
+	return true
+}
+
+// arrivedKey holds, in a deferred call's context, the time it arrived.
+type arrivedKey struct{}
+
+// callStart is when the call in ctx began: now, or, for a call that
+// waited before its interceptor ran (deferCall), when it arrived.
+func callStart(ctx context.Context) time.Time {
+	if t, ok := ctx.Value(arrivedKey{}).(time.Time); ok {
+		return t
+	}
+	return time.Now()
+}
+
+// scanRange reads a RangeRequest's range_end and serializable fields
+// without decoding it: oneKey is false for a range (or for a request the
+// scan cannot read).
+func scanRange(msg []byte) (oneKey, serializable bool) {
 	for len(msg) > 0 {
 		num, typ, n := protowire.ConsumeTag(msg)
 		if n < 0 {
-			return false
+			return false, false
 		}
 		msg = msg[n:]
 		switch {
 		case num == 2 && typ == protowire.BytesType: // range_end
 			v, n := protowire.ConsumeBytes(msg)
 			if n < 0 || len(v) > 0 {
-				return false
+				return false, false
 			}
 			msg = msg[n:]
 			continue
 		case num == 7 && typ == protowire.VarintType: // serializable
 			v, n := protowire.ConsumeVarint(msg)
 			if n < 0 {
-				return false
+				return false, false
 			}
 			serializable = v != 0
 			msg = msg[n:]
 			continue
 		case num > 13:
-			return false
+			return false, false
 		}
 		n = protowire.ConsumeFieldValue(num, typ, msg)
 		if n < 0 {
-			return false
+			return false, false
 		}
 		msg = msg[n:]
 	}
-	return serializable
+	return true, serializable
 }

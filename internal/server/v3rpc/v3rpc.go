@@ -152,6 +152,7 @@ func (v *Service) OwnServerOptions() h2grpc.Options {
 		KeepaliveMinTime:     cfg.GRPCKeepAliveMinTime,
 		Workers:              max(256, 16*runtime.NumCPU()),
 		Inline:               inlineCall,
+		Defer:                v.deferCall,
 	}
 }
 
@@ -184,7 +185,7 @@ func (v *Service) newWatchServer() *watchServer {
 // etcd's, the client's version counted and the leader guard; outermost,
 // the request stats line (its time includes the guard's, as etcd's).
 func (v *Service) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
+	start := callStart(ctx)
 	mm := v.grpcMetrics.methods[info.FullMethod]
 	if mm != nil {
 		mm.started.Inc()
