@@ -44,6 +44,7 @@ func defaultConfig() config {
 		GRPCKeepAliveTimeout:          20 * time.Second,
 		EnableGRPCGateway:             true,
 		Dashboard:                     "auto",
+		OwnGRPCServer:                 true,
 		RaftReadTimeout:               5 * time.Second,
 		RaftWriteTimeout:              5 * time.Second,
 		InitialAdvertisePeerURLs:      []string{"http://localhost:2380"},

@@ -218,8 +218,8 @@ func (c *config) flagDefs() []flagDef {
 			usage: "How often auto-compaction samples (periodic) or compacts (revision), e.g. '10s'. Empty: etcd's (periodic: retention/10, at most 6m; revision: 5m)."},
 		{name: "dashboard", group: cairnOnly, shown: "'auto'", value: stringValue{&c.Dashboard},
 			usage: "Serve the web dashboard at client URL + \"/ui/\": 'auto' (when every client URL serving HTTP listens on a loopback address), 'on' or 'off'. Needs the gRPC gateway."},
-		{name: "experimental-own-grpc-server", group: cairnOnly, shown: "'false'", value: boolValue{&c.ExperimentalOwnGRPCServer},
-			usage: "Serve gRPC on http:// client URLs with Cairn's own HTTP/2 server instead of grpc-go's (experimental; https:// URLs and the gateway stay on grpc-go's)."},
+		{name: "own-grpc-server", group: cairnOnly, shown: "'true'", value: boolValue{&c.OwnGRPCServer},
+			usage: "Serve gRPC on http:// client URLs with Cairn's own HTTP/2 server; false: grpc-go's (https:// URLs and the gateway stay on grpc-go's)."},
 
 		// Hidden: etcd 3.5/3.6 names, which etcd 3.7 refuses; Cairn keeps
 		// taking them so that older manifests start.
@@ -386,9 +386,9 @@ type config struct {
 	LeaseCheckpointInterval time.Duration
 	AutoCompactionInterval  string
 	Dashboard               string
-	// ExperimentalOwnGRPCServer serves gRPC on cleartext client URLs with
+	// OwnGRPCServer serves gRPC on cleartext client URLs with
 	// internal/h2grpc.
-	ExperimentalOwnGRPCServer bool
+	OwnGRPCServer bool
 
 	// Hidden (etcd 3.5/3.6 names)
 	ExperimentalWatchProgressNotifyInterval  time.Duration

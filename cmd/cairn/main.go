@@ -216,9 +216,9 @@ func serve(c config, logger *zap.Logger) error {
 	clientGRPC := grpc.NewServer(append(clientAPI.ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	clientAPI.Register(clientGRPC)
 	// plainGRPC serves gRPC on the cleartext client URLs: grpc-go's, or
-	// with --experimental-own-grpc-server h2grpc's.
+	// by default (--own-grpc-server) h2grpc's.
 	plainGRPC := grpcServer(clientGRPC)
-	if c.ExperimentalOwnGRPCServer {
+	if c.OwnGRPCServer {
 		own := h2grpc.NewServer(clientAPI.OwnServerOptions())
 		clientAPI.Register(own)
 		plainGRPC = own

@@ -2,23 +2,28 @@
 // (cleartext, prior knowledge, as etcd's clients speak to http:// endpoints)
 // and gRPC's framing, dispatching every call through the services'
 // generated descriptors (grpc.ServiceDesc) to the same handlers and
-// interceptors grpc-go's server runs. It is the first step of
-// ARCHITECTURE.md's "the client API's own HTTP/2 server": no fast paths
-// yet, behind cairn's --experimental-own-grpc-server.
+// interceptors grpc-go's server runs: ARCHITECTURE.md's "the client
+// API's own HTTP/2 server". Cairn's default on http:// client URLs
+// (--own-grpc-server; false: grpc-go's).
 //
 // Why: on small requests grpc-go's server is most of a member's CPU (half
 // of the leader's under puts from 100 clients; its per-stream state,
 // contexts and buffers are a third of the leader's allocations). This one
-// keeps a request's state in one object, and hands a unary request to a worker only once its
-// message is whole.
+// keeps a call's state in one object, hands a unary call to a worker only
+// once its request is whole, and has two fast paths the server's options
+// choose: a call answered on the connection's reader (Options.Inline: a
+// serializable read of one key), and a call answered later by whatever
+// ends its wait (Options.Defer: a linearizable read, by the goroutine
+// that ends its ReadIndex round), no worker woken for either.
 //
 // One connection:
 //
 //	reader goroutine  reads frames (Framer, 32 KiB buffer); HEADERS open a
 //	                  stream, DATA append to its message buffer, SETTINGS,
 //	                  PING, WINDOW_UPDATE and RST_STREAM are handled here
-//	a unary call      run by a pooled worker once its request is whole;
-//	                  its answer (HEADERS, DATA, trailers) appended to the
+//	a unary call      run by a pooled worker once its request is whole
+//	                  (or inline, or deferred: see above); its answer
+//	                  (HEADERS, DATA, trailers) appended to the
 //	                  connection's out buffer in one critical section
 //	a streaming call  run by a pooled worker from its HEADERS on; RecvMsg
 //	                  waits for the reader's messages, SendMsg for the

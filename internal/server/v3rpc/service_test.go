@@ -57,7 +57,7 @@ func startMemberWith(t testing.TB, tune func(*server.Config), extra ...grpc.Serv
 }
 
 // The client API's two gRPC servers: grpc-go's, and h2grpc's (cairn's
-// --experimental-own-grpc-server). Tests of what a client sees run on
+// --own-grpc-server, the default). Tests of what a client sees run on
 // both (eachServer).
 const (
 	grpcGo = "grpc-go"

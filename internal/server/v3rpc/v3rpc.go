@@ -135,7 +135,7 @@ func streamWindowBytes(maxRequest int) int32 {
 }
 
 // OwnServerOptions are ServerOptions for the client API's own server
-// (h2grpc, behind --experimental-own-grpc-server): the same interceptors,
+// (h2grpc, cairn's default: --own-grpc-server): the same interceptors,
 // codec, limits, keepalive settings and windows.
 func (v *Service) OwnServerOptions() h2grpc.Options {
 	cfg := v.s.Config()
