@@ -286,10 +286,15 @@ func (st *stream) receive(data []byte, n int64, end bool) {
 		}
 		if len(st.r.buf) < msgHeaderLen+size {
 			if cap(st.r.buf) < msgHeaderLen+size {
-				// Room for more of the message at once (a large value
-				// arrives in 16 KiB frames), but not on the word of its
-				// prefix alone.
-				st.r.buf = append(make([]byte, 0, min(msgHeaderLen+size, 2*len(st.r.buf)+64<<10)), st.r.buf...)
+				// Room for the whole message at once (a large value
+				// arrives in 16 KiB frames) once an eighth of it has
+				// come, not on the word of its prefix alone: before,
+				// room for twice what came.
+				want := msgHeaderLen + size
+				if len(st.r.buf)*8 < want {
+					want = min(want, 2*len(st.r.buf)+64<<10)
+				}
+				st.r.buf = append(make([]byte, 0, want), st.r.buf...)
 			}
 			// The rest of the message must fit the stream's window: a
 			// message larger than what is left of it would stall the
