@@ -218,7 +218,7 @@ func (c *conn) handle(f http2.Frame) error {
 		st := c.w.streams[f.StreamID]
 		c.wmu.Unlock()
 		if st != nil {
-			st.abort(errStreamReset(f.ErrCode), false)
+			st.abort(errStreamReset(f.ErrCode))
 		}
 	case *http2.SettingsFrame:
 		return c.onSettings(f)
@@ -406,7 +406,7 @@ func (c *conn) close(err error) {
 	c.wmu.Unlock()
 	c.cancel()
 	for _, st := range streams {
-		st.abort(errConnClosed, false)
+		st.abort(errConnClosed)
 	}
 	c.nc.Close()
 }
@@ -422,10 +422,13 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.wmu.Lock()
 	st := c.w.streams[id]
 	c.appendRSTLocked(id, code)
+	if st != nil {
+		st.endLocked() // in the RST's critical section: no frame after it
+	}
 	c.flushLocked()
 	c.wmu.Unlock()
 	if st != nil {
-		st.abort(errStreamReset(code), false)
+		st.abort(errStreamReset(code))
 	}
 }
 

@@ -390,10 +390,17 @@ func (st *stream) start() {
 func (st *stream) answer(ctx context.Context) { st.runUnary(ctx, true) }
 func (st *stream) dispatch()                  { st.c.s.run(st.runUnaryOnWorker) }
 
-// abort ends the stream's receiving with err and cancels its call (a
-// reset or a closed connection); with sendReset, RST_STREAM tells the
-// client.
-func (st *stream) abort(err error, sendReset bool) {
+// abort ends the stream (reset either way, or its connection closed):
+// nothing more is written for it, its receiving ends with err, and its
+// call's context is cancelled, in that order, so that the call's own
+// finish, which either of the last two may set off, writes nothing after
+// a reset.
+func (st *stream) abort(err error) {
+	c := st.c
+	c.wmu.Lock()
+	st.endLocked()
+	c.wcond.Broadcast()
+	c.wmu.Unlock()
 	st.mu.Lock()
 	if st.r.err == nil {
 		st.r.err = err
@@ -403,18 +410,15 @@ func (st *stream) abort(err error, sendReset bool) {
 	if st.cancel != nil {
 		st.cancel()
 	}
-	c := st.c
-	c.wmu.Lock()
+}
+
+// endLocked marks the stream ended (nothing more is written for it) and
+// forgets it.
+func (st *stream) endLocked() {
 	if !st.done {
 		st.done = true
-		if sendReset {
-			c.appendRSTLocked(st.id, http2.ErrCodeCancel)
-			c.flushLocked()
-		}
-		c.removeStreamLocked(st)
+		st.c.removeStreamLocked(st)
 	}
-	c.wcond.Broadcast()
-	c.wmu.Unlock()
 }
 
 // removeStreamLocked forgets an ended stream.
