@@ -551,6 +551,13 @@ func (c *conn) writeAnswers() {
 		return
 	}
 	c.w.writing = true
+	c.drainLocked()
+}
+
+// drainLocked writes the out buffer to the socket, wmu released during
+// each write, until it is empty or the connection fails; then clears
+// writing (which the caller set) and wakes sendGoAwayLocked and throttle.
+func (c *conn) drainLocked() {
 	for len(c.w.out) > 0 && c.w.err == nil {
 		buf := c.w.out
 		c.w.out = c.w.spare[:0]
@@ -568,6 +575,9 @@ func (c *conn) writeAnswers() {
 	}
 	c.w.writing = false
 	c.wcond.Broadcast()
+	if cap(c.w.spare) > 1<<20 {
+		c.w.spare = nil // do not keep a large answer's buffer
+	}
 }
 
 // writeLoop is the connection's writer: it writes what flushLocked asks
@@ -589,26 +599,7 @@ func (c *conn) writeLoop() {
 			runtime.Gosched()
 			c.wmu.Lock()
 		}
-		for len(c.w.out) > 0 && c.w.err == nil {
-			buf := c.w.out
-			c.w.out = c.w.spare[:0]
-			c.wmu.Unlock()
-			_, err := c.nc.Write(buf)
-			c.wmu.Lock()
-			c.w.spare = buf[:0]
-			if err != nil && c.w.err == nil {
-				c.w.err = err
-				c.wcond.Broadcast()
-				c.wmu.Unlock()
-				c.close(err)
-				c.wmu.Lock()
-			}
-		}
-		c.w.writing = false
-		c.wcond.Broadcast() // for sendGoAwayLocked
-		if cap(c.w.spare) > 1<<20 {
-			c.w.spare = nil // do not keep a large answer's buffer
-		}
+		c.drainLocked()
 		c.wmu.Unlock()
 	}
 }

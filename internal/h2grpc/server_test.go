@@ -82,6 +82,20 @@ func startServer(t *testing.T, opts Options) (*Server, string, *echoService) {
 	return s, l.Addr().String(), svc
 }
 
+// dialGRPC connects grpc-go's client to addr until the test ends, and
+// returns a context ending after waitTimeout.
+func dialGRPC(t *testing.T, addr string) (*grpc.ClientConn, context.Context) {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	return conn, ctx
+}
+
 // rawClient is a client connection the test speaks HTTP/2 on frame by
 // frame, its settings given.
 type rawClient struct {
@@ -288,13 +302,7 @@ func TestKeepalivePings(t *testing.T) {
 // connections; a call after it fails Unavailable on the client.
 func TestStopCancelsCalls(t *testing.T) {
 	s, addr, svc := startServer(t, Options{})
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
+	conn, ctx := dialGRPC(t, addr)
 	resp := &pb.RangeResponse{}
 	if err := conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("k"), Limit: 3}, resp); err != nil || string(resp.Kvs[0].Value) != "vvv" {
 		t.Fatalf("Echo: %v, %v", resp, err)
@@ -321,13 +329,7 @@ func TestStopCancelsCalls(t *testing.T) {
 // halfway (a 100 KB key against a 1,000-byte window here).
 func TestRequestBeyondStreamWindow(t *testing.T) {
 	_, addr, _ := startServer(t, Options{StreamWindow: 1000})
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
+	conn, ctx := dialGRPC(t, addr)
 	key := bytes.Repeat([]byte("k"), 100<<10)
 	resp := &pb.RangeResponse{}
 	if err := conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: key}, resp); err != nil || !bytes.Equal(resp.Kvs[0].Key, key) {

@@ -332,13 +332,7 @@ func (st *stream) receive(data []byte, n int64, end bool) {
 	st.cond.Broadcast()
 	st.mu.Unlock()
 	if grant > 0 {
-		c := st.c
-		c.wmu.Lock()
-		if !st.done {
-			c.appendWindowUpdateLocked(st.id, uint32(grant))
-			c.flushLocked()
-		}
-		c.wmu.Unlock()
+		st.giveWindow(grant)
 	}
 	if answer {
 		st.finish(refuse)
@@ -445,13 +439,7 @@ func (st *stream) next() ([]byte, error) {
 		}
 		st.mu.Unlock()
 		if give > 0 {
-			c := st.c
-			c.wmu.Lock()
-			if !st.done {
-				c.appendWindowUpdateLocked(st.id, uint32(give))
-				c.flushLocked()
-			}
-			c.wmu.Unlock()
+			st.giveWindow(give)
 		}
 		return msg, nil
 	}
@@ -465,6 +453,18 @@ func (st *stream) next() ([]byte, error) {
 		return nil, io.EOF
 	}
 	return nil, status.FromContextError(st.ctx.Err()).Err()
+}
+
+// giveWindow sends the client a WINDOW_UPDATE of n on the stream, unless
+// it has ended. The caller holds neither lock (wmu is taken here).
+func (st *stream) giveWindow(n int64) {
+	c := st.c
+	c.wmu.Lock()
+	if !st.done {
+		c.appendWindowUpdateLocked(st.id, uint32(n))
+		c.flushLocked()
+	}
+	c.wmu.Unlock()
 }
 
 // waitLocked waits on cond, woken also when the call's context ends
