@@ -139,6 +139,28 @@ func DecodeClientTxn(b []byte, t *pb.TxnRequest) bool { return decodeTxnRequest(
 // DecodeClientRange: see DecodeClientPut.
 func DecodeClientRange(b []byte, r *pb.RangeRequest) bool { return decodeRangeRequest(b, r) }
 
+// ScanClientRange reads, without decoding, two things a client's
+// RangeRequest asks: whether it names one key (no range_end) and whether
+// it is serializable; ok is false for bytes DecodeClientRange refuses.
+func ScanClientRange(b []byte) (oneKey, serializable, ok bool) {
+	var seen uint64
+	oneKey = true
+	for len(b) > 0 {
+		f, n := nextRequestField(b, &seen, 13)
+		if n < 0 {
+			return false, false, false
+		}
+		b = b[n:]
+		switch f.num {
+		case 2:
+			oneKey = len(f.v) == 0
+		case 7:
+			serializable = f.x != 0
+		}
+	}
+	return oneKey, serializable, true
+}
+
 // maxTxnDepth is how deeply nested a transaction the hand decoder takes;
 // deeper ones go to proto.Unmarshal.
 const maxTxnDepth = 8

@@ -358,31 +358,27 @@ func (c *conn) onData(f *http2.DataFrame) error {
 // KeepaliveTime is pinged, and closed if still silent KeepaliveTimeout
 // later.
 func (c *conn) keepalive() {
-	if c.activity.Swap(false) {
-		c.wmu.Lock()
-		c.w.pingOut = false
-		if c.w.err == nil {
-			c.w.timer.Reset(c.s.opts.KeepaliveTime)
-		}
-		c.wmu.Unlock()
-		return
-	}
+	active := c.activity.Swap(false)
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.w.err != nil {
-		return
+	unanswered := false
+	switch {
+	case c.w.err != nil:
+	case active:
+		c.w.pingOut = false
+		c.w.timer.Reset(c.s.opts.KeepaliveTime)
+	case c.w.pingOut:
+		unanswered = true
+	default:
+		c.w.pingOut = true
+		c.appendFrameHeaderLocked(0, http2.FramePing, 0, 8)
+		c.w.out = append(c.w.out, 0, 0, 0, 0, 0, 0, 0, 0)
+		c.flushLocked()
+		c.w.timer.Reset(c.s.opts.KeepaliveTimeout)
 	}
-	if c.w.pingOut {
-		c.wmu.Unlock()
+	c.wmu.Unlock()
+	if unanswered {
 		c.close(errors.New("h2grpc: keepalive ping not answered"))
-		c.wmu.Lock()
-		return
 	}
-	c.w.pingOut = true
-	c.appendFrameHeaderLocked(0, http2.FramePing, 0, 8)
-	c.w.out = append(c.w.out, 0, 0, 0, 0, 0, 0, 0, 0)
-	c.flushLocked()
-	c.w.timer.Reset(c.s.opts.KeepaliveTimeout)
 }
 
 // close closes the connection once: no more writes, every call's
@@ -468,7 +464,9 @@ func (c *conn) appendRSTLocked(id uint32, code http2.ErrCode) {
 func (c *conn) appendGoAwayLocked(code http2.ErrCode, debug []byte) {
 	c.w.goAway = true
 	c.appendFrameHeaderLocked(0, http2.FrameGoAway, 0, 8+len(debug))
-	c.w.out = binary.BigEndian.AppendUint32(c.w.out, c.maxStreamIDLocked())
+	// The reader writes maxStreamID under wmu (onHeaders), so wmu
+	// suffices to read it here.
+	c.w.out = binary.BigEndian.AppendUint32(c.w.out, c.maxStreamID)
 	c.w.out = binary.BigEndian.AppendUint32(c.w.out, uint32(code))
 	c.w.out = append(c.w.out, debug...)
 }
@@ -487,10 +485,6 @@ func (c *conn) sendGoAwayLocked(code http2.ErrCode, debug []byte) {
 		c.w.out = c.w.out[:0]
 	}
 }
-
-// maxStreamIDLocked is the highest stream the reader opened. The reader
-// writes c.maxStreamID under wmu (onHeaders), so wmu suffices to read it.
-func (c *conn) maxStreamIDLocked() uint32 { return c.maxStreamID }
 
 // appendHeadersLocked HPACK-encodes fields into a HEADERS frame (and
 // CONTINUATION frames beyond the peer's frame size).

@@ -130,12 +130,10 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 			timeout = hf.Value
 		case "grpc-encoding":
 			st.encoding = hf.Value
-		case "te", "grpc-message-type", "grpc-message", "grpc-status", "grpc-status-details-bin", "connection":
 		default:
-			if strings.HasPrefix(hf.Name, ":") {
-				if hf.Name == ":authority" {
-					md[hf.Name] = append(md[hf.Name], hf.Value)
-				}
+			// As grpc-go's: reserved headers are not metadata, but for
+			// :authority and user-agent.
+			if isReservedHeader(hf.Name) && hf.Name != ":authority" && hf.Name != "user-agent" {
 				continue
 			}
 			v := hf.Value

@@ -4,8 +4,7 @@ import (
 	"context"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
+	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/server"
 )
 
@@ -17,14 +16,14 @@ const rangeMethod = "/etcdserverpb.KV/Range"
 // the connection's reader may answer it itself (no worker woken). A
 // linearizable one waits for the read index, and a range of many keys
 // may take long enough to hold up the connection's other calls: those
-// go to a worker. msg is scanned, not decoded: a field this scan does
-// not know sends the call to a worker.
+// go to a worker. msg is scanned, not decoded (apply.ScanClientRange): a
+// request the hand decoder would refuse goes to a worker.
 func inlineCall(fullMethod string, msg []byte) bool {
 	if fullMethod != rangeMethod {
 		return false
 	}
-	oneKey, serializable := scanRange(msg)
-	return oneKey && serializable
+	oneKey, serializable, ok := apply.ScanClientRange(msg)
+	return ok && oneKey && serializable
 }
 
 // deferCall is h2grpc's Options.Defer: a linearizable Range of one key
@@ -37,7 +36,7 @@ func (v *Service) deferCall(ctx context.Context, fullMethod string, msg []byte, 
 	if fullMethod != rangeMethod {
 		return false
 	}
-	if oneKey, serializable := scanRange(msg); !oneKey || serializable {
+	if oneKey, serializable, ok := apply.ScanClientRange(msg); !ok || !oneKey || serializable {
 		return false
 	}
 	// The call's time, in the metrics and the slow-request log, starts
@@ -63,42 +62,4 @@ func callStart(ctx context.Context) time.Time {
 		return t
 	}
 	return time.Now()
-}
-
-// scanRange reads a RangeRequest's range_end and serializable fields
-// without decoding it: oneKey is false for a range (or for a request the
-// scan cannot read).
-func scanRange(msg []byte) (oneKey, serializable bool) {
-	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return false, false
-		}
-		msg = msg[n:]
-		switch {
-		case num == 2 && typ == protowire.BytesType: // range_end
-			v, n := protowire.ConsumeBytes(msg)
-			if n < 0 || len(v) > 0 {
-				return false, false
-			}
-			msg = msg[n:]
-			continue
-		case num == 7 && typ == protowire.VarintType: // serializable
-			v, n := protowire.ConsumeVarint(msg)
-			if n < 0 {
-				return false, false
-			}
-			serializable = v != 0
-			msg = msg[n:]
-			continue
-		case num > 13:
-			return false, false
-		}
-		n = protowire.ConsumeFieldValue(num, typ, msg)
-		if n < 0 {
-			return false, false
-		}
-		msg = msg[n:]
-	}
-	return true, serializable
 }
