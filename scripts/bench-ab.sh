@@ -20,7 +20,11 @@
 # request (go_memstats_alloc_bytes_total from each member's /metrics:
 # steadier between rounds than CPU on a loaded machine, and what sets how
 # often the garbage collector runs). Rounds alternate between the binaries. Every
-# process started here is killed on exit.
+# process started here is killed on exit. CLUSTER3_TLS=DIR (see
+# scripts/cluster3.sh) runs the clusters with https:// client URLs and
+# client certificates, as kubeadm's:
+#   (source scripts/cluster3.sh; cluster3_certs /tmp/certs)
+#   CLUSTER3_TLS=/tmp/certs scripts/bench-ab.sh 2 /tmp/old /tmp/new
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:?usage: bench-ab.sh ROUNDS BINARY...}
@@ -56,7 +60,7 @@ written() {
 allocated() {
   local e v t=0
   for e in ${eps//,/ }; do
-    v=$(curl -s "http://$e/metrics" | awk '$1 == "go_memstats_alloc_bytes_total" {printf "%.0f", $2}')
+    v=$(cluster3_curl "$e" /metrics | awk '$1 == "go_memstats_alloc_bytes_total" {printf "%.0f", $2}')
     t=$((t + ${v:-0}))
   done
   echo "$t"
@@ -72,7 +76,7 @@ run() {
   cpu0=$(cpu) w0=$(written) a0=$(allocated)
   # shellcheck disable=SC2086 # AB_ARGS is a list of arguments
   local TIMEFORMAT='%U %S' # bash's time: the benchmark client's CPU-s
-  { time "$ref/benchmark" --endpoints "$eps" $args >"$dir/out" 2>&1 || true; } 2>"$dir/client-time"
+  { time "$ref/benchmark" --endpoints "$eps" "${cluster3_tls[@]}" $args >"$dir/out" 2>&1 || true; } 2>"$dir/client-time"
   cpu1=$(cpu) w1=$(written) a1=$(allocated)
   for p in "${pids[@]}"; do
     m=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$p/status")
@@ -87,7 +91,7 @@ run() {
     $((rss / 1024)) $(((w1 - w0) >> 20)) $(((a1 - a0) / total))
 }
 
-echo "benchmark $args; 3 members, fresh clusters, $rounds round(s); $(date -u '+%F %H:%M UTC')"
+echo "benchmark $args; 3 members, fresh clusters${CLUSTER3_TLS:+, https client URLs}, $rounds round(s); $(date -u '+%F %H:%M UTC')"
 echo
 echo '| binary | req/s | p99 ms | members CPU-s/10k | client CPU-s/10k | peak RSS MiB | members wrote MiB | members allocated B/req |'
 echo '| --- | --- | --- | --- | --- | --- | --- | --- |'

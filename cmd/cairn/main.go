@@ -177,7 +177,7 @@ func serve(c config, logger *zap.Logger) error {
 	var httpLns, metricsLns []net.Listener
 	split := len(c.ListenClientHTTPURLs) > 0
 	if err == nil {
-		clientAddrs, err = listenClients(lc, c.ListenClientURLs, split, tlsSet.client, logger)
+		clientAddrs, err = listenClients(lc, c.ListenClientURLs, split, c.OwnGRPCServer, tlsSet.client, logger)
 		for _, ca := range clientAddrs {
 			all = append(all, ca.root)
 		}
@@ -215,13 +215,18 @@ func serve(c config, logger *zap.Logger) error {
 	clientAPI := v3rpc.New(srv)
 	clientGRPC := grpc.NewServer(append(clientAPI.ServerOptions(), grpc.Creds(tlsutil.ServerCredentials()))...)
 	clientAPI.Register(clientGRPC)
-	// plainGRPC serves gRPC on the cleartext client URLs: grpc-go's, or
-	// by default (--own-grpc-server) h2grpc's.
-	plainGRPC := grpcServer(clientGRPC)
+	// connGRPC serves gRPC on whole connections: the cleartext client
+	// URLs', the https:// ones' when they serve gRPC alone
+	// (--listen-client-http-urls), and those of gRPC clients on the
+	// https:// ones that serve HTTP too (clientAddr.grpcTLS). grpc-go's,
+	// or by default (--own-grpc-server) h2grpc's.
+	connGRPC := grpcServer(clientGRPC)
 	if c.OwnGRPCServer {
-		own := h2grpc.NewServer(clientAPI.OwnServerOptions())
+		opts := clientAPI.OwnServerOptions()
+		opts.Creds = tlsutil.ServerCredentials()
+		own := h2grpc.NewServer(opts)
 		clientAPI.Register(own)
-		plainGRPC = own
+		connGRPC = own
 	}
 	endpoints := v3rpc.HTTPHandler(srv, reg)
 	dashboard := gw != nil && c.dashboardOn()
@@ -235,7 +240,8 @@ func serve(c config, logger *zap.Logger) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		HTTP2:             http2Config(c.MaxConcurrentStreams),
 	}
-	// tlsSrv serves the https:// client URLs, gRPC and HTTP alike.
+	// tlsSrv serves the https:// client URLs, gRPC and HTTP alike (but
+	// the connections of gRPC clients, with --own-grpc-server).
 	tlsSrv := &http.Server{
 		Handler:           newAccessController(access, grpcOrHTTP(clientGRPC, handler)),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -265,20 +271,23 @@ func serve(c config, logger *zap.Logger) error {
 			d := ca.demux
 			demuxes = append(demuxes, d)
 			goServe(func() { d.serve() })
-			goServe(func() { plainGRPC.Serve(d.grpc) })
+			goServe(func() { connGRPC.Serve(d.grpc) })
 			if d.http != nil {
 				goServe(func() { httpSrv.Serve(d.http) })
 			}
 		} else if ca.insecure && split {
 			// --listen-client-http-urls takes HTTP off the client URLs.
-			goServe(func() { plainGRPC.Serve(ca.root) })
+			goServe(func() { connGRPC.Serve(ca.root) })
 		}
 		if ca.tls != nil {
 			if split {
-				goServe(func() { clientGRPC.Serve(ca.tls) })
+				goServe(func() { connGRPC.Serve(ca.tls) })
 			} else {
 				goServe(func() { tlsSrv.Serve(ca.tls) })
 			}
+		}
+		if ca.grpcTLS != nil {
+			goServe(func() { connGRPC.Serve(ca.grpcTLS) })
 		}
 		traffic := "grpc+http"
 		if split {
@@ -314,7 +323,7 @@ func serve(c config, logger *zap.Logger) error {
 	logger.Info("closing etcd server", stopFields(srv.Config())...)
 	defer logger.Info("closed etcd server", stopFields(srv.Config())...)
 	clientGRPC.Stop()
-	plainGRPC.Stop()
+	connGRPC.Stop()
 	clientAPI.Close()
 	httpSrv.Close()
 	tlsSrv.Close()

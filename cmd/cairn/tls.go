@@ -154,11 +154,19 @@ func urlHost(rawURL string) string {
 // etcd; refusals are logged as etcd logs them (EOF, a probe or a client
 // that went away, at debug level).
 func wrapTLS(l net.Listener, rawURL string, info tlsutil.Info, checkSAN bool, refusedMsg string, logger *zap.Logger) (net.Listener, error) {
+	return wrapTLSDivert(l, rawURL, info, checkSAN, refusedMsg, nil, logger)
+}
+
+// wrapTLSDivert is wrapTLS whose connections divert says yes to are
+// handed out by the listener's Diverted (see tlsutil.ListenerOptions).
+func wrapTLSDivert(l net.Listener, rawURL string, info tlsutil.Info, checkSAN bool, refusedMsg string,
+	divert func(*tls.ClientHelloInfo) bool, logger *zap.Logger) (net.Listener, error) {
 	if !secure(rawURL) {
 		return l, nil
 	}
 	return tlsutil.NewListener(l, info, tlsutil.ListenerOptions{
 		CheckSAN: checkSAN,
+		Divert:   divert,
 		OnRefused: func(conn *tls.Conn, err error) {
 			logf := logger.Warn
 			if errors.Is(err, io.EOF) {
@@ -177,6 +185,16 @@ func wrapTLS(l net.Listener, rawURL string, info tlsutil.Info, checkSAN bool, re
 			logf(refusedMsg, append(fields, zap.Error(err))...)
 		},
 	})
+}
+
+// grpcClientHello says whether a TLS client is a gRPC client: one that
+// offers HTTP/2 alone by ALPN, as grpc-go's clients do (clientv3, etcdctl,
+// the Kubernetes API server). Browsers, curl and Go's net/http offer
+// http/1.1 beside it. On an https:// client URL that also serves HTTP,
+// the connections of gRPC clients go to the gRPC server whole (h2grpc's,
+// --own-grpc-server), the others to the HTTP server (grpcOrHTTP).
+func grpcClientHello(hello *tls.ClientHelloInfo) bool {
+	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == "h2"
 }
 
 // grpcOrHTTP serves, on a TLS client listener, gRPC requests with the
@@ -215,12 +233,18 @@ type clientAddr struct {
 	// tls hands out the TLS connections, handshake done; nil if no
 	// https:// URL names the address.
 	tls net.Listener
+	// grpcTLS, when listenClients was asked to divert gRPC clients and
+	// the address serves HTTP too, hands out the TLS connections of gRPC
+	// clients (grpcClientHello), which tls then does not.
+	grpcTLS net.Listener
 }
 
 // listenClients opens one listener per address of urls, with TLS from
 // info for the https:// and unixs:// ones. On an error the listeners
-// opened so far are closed.
-func listenClients(lc net.ListenConfig, urls []string, split bool, info tlsutil.Info, logger *zap.Logger) (addrs []*clientAddr, err error) {
+// opened so far are closed. With divertGRPC, the TLS connections of gRPC
+// clients to an address that serves HTTP too are handed out apart
+// (clientAddr.grpcTLS).
+func listenClients(lc net.ListenConfig, urls []string, split, divertGRPC bool, info tlsutil.Info, logger *zap.Logger) (addrs []*clientAddr, err error) {
 	defer func() {
 		if err != nil {
 			for _, a := range addrs {
@@ -260,8 +284,15 @@ func listenClients(lc net.ListenConfig, urls []string, split bool, info tlsutil.
 			a.demux = newDemux(a.root, true, false)
 		}
 		if a.secure {
-			if a.tls, err = wrapTLS(tlsSource, "https://", info, false, "rejected connection on client endpoint", logger); err != nil {
+			var divert func(*tls.ClientHelloInfo) bool
+			if divertGRPC && !split {
+				divert = grpcClientHello
+			}
+			if a.tls, err = wrapTLSDivert(tlsSource, "https://", info, false, "rejected connection on client endpoint", divert, logger); err != nil {
 				return addrs, fmt.Errorf("listening for clients on %s: %w", a.root.Addr(), err)
+			}
+			if divert != nil {
+				a.grpcTLS = a.tls.(*tlsutil.Listener).Diverted()
 			}
 		}
 	}

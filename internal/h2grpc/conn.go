@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 )
 
@@ -94,8 +95,8 @@ type conn struct {
 	}
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{s: s, nc: nc, peer: &peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}}
+func newConn(s *Server, nc net.Conn, auth credentials.AuthInfo) *conn {
+	c := &conn{s: s, nc: nc, peer: &peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), AuthInfo: auth}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ctx = peer.NewContext(c.ctx, c.peer)
 	c.wcond = sync.NewCond(&c.wmu)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
 )
 
@@ -57,6 +58,13 @@ type Options struct {
 	// for its ReadIndex round: one goroutine then answers the round's
 	// reads, where each read's worker would have been woken.)
 	Defer func(ctx context.Context, fullMethod string, msg []byte, answer func(context.Context), dispatch func()) bool
+	// Creds, if set, is each new connection's handshake, as grpc.Creds's:
+	// it may replace the connection, and its AuthInfo is the calls'
+	// peer.FromContext(ctx).AuthInfo (a TLS client certificate's CN, for
+	// one). It runs on the connection's goroutine and must not block for
+	// long: Stop waits for it. (Cairn's tlsutil.ServerCredentials hand
+	// over connections whose TLS handshake is already done.)
+	Creds credentials.TransportCredentials
 }
 
 // maxPingStrikes is how many pings too close together a connection may
@@ -203,18 +211,35 @@ func (s *Server) Serve(l net.Listener) error {
 // serveConn starts the connection's reader goroutine, unless the server
 // is stopping.
 func (s *Server) serveConn(nc net.Conn) {
-	c := newConn(s, nc)
 	s.mu.Lock()
 	if s.mu.stopped {
 		s.mu.Unlock()
 		nc.Close()
 		return
 	}
-	s.mu.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		var auth credentials.AuthInfo
+		if s.opts.Creds != nil {
+			hc, ai, err := s.opts.Creds.ServerHandshake(nc)
+			if err != nil {
+				nc.Close()
+				return
+			}
+			nc, auth = hc, ai
+		}
+		c := newConn(s, nc, auth)
+		s.mu.Lock()
+		if s.mu.stopped {
+			s.mu.Unlock()
+			c.cancel()
+			nc.Close()
+			return
+		}
+		s.mu.conns[c] = struct{}{}
+		s.mu.Unlock()
 		c.serve()
 		s.mu.Lock()
 		delete(s.mu.conns, c)

@@ -24,7 +24,10 @@
 //	handshake deadline            always (HandshakeTimeout)             connection closed
 //
 // A connection accepted by such a listener is a *tls.Conn whose
-// handshake is done. A gRPC server serving it needs ServerCredentials,
+// handshake is done. ListenerOptions.Divert splits the connections by
+// their ClientHello: those it chooses come out of Listener.Diverted
+// instead (cmd/cairn sends gRPC clients, which offer HTTP/2 alone by
+// ALPN, to its own gRPC server that way). A gRPC server serving it needs ServerCredentials,
 // which hand the connection through and tell handlers (peer.FromContext)
 // the verified chain; PeerCommonName reads it back.
 package tlsutil

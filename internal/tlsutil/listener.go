@@ -32,6 +32,11 @@ type ListenerOptions struct {
 	// OnRefused, if set, is told of each connection refused: a failed
 	// handshake, a revoked certificate, a SAN mismatch.
 	OnRefused func(conn *tls.Conn, err error)
+	// Divert, if set, is asked of each connection's ClientHello; a
+	// connection it says yes to is handed out by Diverted's listener
+	// rather than by Accept, once its handshake and checks have passed.
+	// It runs in the handshake's goroutine and must not block.
+	Divert func(*tls.ClientHelloInfo) bool
 }
 
 // Listener hands out TLS connections whose handshake and checks passed.
@@ -44,6 +49,8 @@ type Listener struct {
 	opts   ListenerOptions
 
 	conns chan *tls.Conn
+	// diverted carries the connections ListenerOptions.Divert chose.
+	diverted chan *tls.Conn
 	// done is closed when the accept loop ends; err is why (read it only
 	// after done is closed).
 	done chan struct{}
@@ -68,7 +75,8 @@ func NewListener(l net.Listener, info Info, opts ListenerOptions) (*Listener, er
 	if info.SkipClientSANVerify {
 		opts.CheckSAN = false
 	}
-	tl := &Listener{root: l, config: cfg, info: info, opts: opts, conns: make(chan *tls.Conn), done: make(chan struct{})}
+	tl := &Listener{root: l, config: cfg, info: info, opts: opts, conns: make(chan *tls.Conn),
+		diverted: make(chan *tls.Conn), done: make(chan struct{})}
 	go tl.acceptLoop()
 	return tl, nil
 }
@@ -105,7 +113,19 @@ func (l *Listener) acceptLoop() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn := tls.Server(raw, l.config)
+			cfg, out := l.config, l.conns
+			if l.opts.Divert != nil {
+				// A configuration of its own, to see this
+				// connection's ClientHello.
+				cfg = cfg.Clone()
+				cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+					if l.opts.Divert(hello) {
+						out = l.diverted
+					}
+					return nil, nil
+				}
+			}
+			conn := tls.Server(raw, cfg)
 			err := l.handshake(ctx, conn)
 			mu.Lock()
 			delete(mu.handshaking, raw)
@@ -118,7 +138,7 @@ func (l *Listener) acceptLoop() {
 				return
 			}
 			select {
-			case l.conns <- conn:
+			case out <- conn:
 			case <-ctx.Done():
 				conn.Close()
 			}
@@ -161,6 +181,24 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return nil, l.err
 	}
 }
+
+// Diverted is a listener of the connections ListenerOptions.Divert chose
+// (none without it); closing it closes l.
+func (l *Listener) Diverted() net.Listener { return divertedListener{l} }
+
+type divertedListener struct{ l *Listener }
+
+func (d divertedListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-d.l.diverted:
+		return c, nil
+	case <-d.l.done:
+		return nil, d.l.err
+	}
+}
+
+func (d divertedListener) Close() error   { return d.l.Close() }
+func (d divertedListener) Addr() net.Addr { return d.l.Addr() }
 
 // Close closes the root listener and waits for the handshakes under way.
 func (l *Listener) Close() error {

@@ -432,3 +432,71 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Divert hands the connections whose ClientHello it says yes to out of
+// Diverted, handshake and checks done, and the others out of Accept; a
+// refused client reaches neither.
+func TestDivert(t *testing.T) {
+	p := newPKI(t)
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := tlsutil.Info{CertFile: p.server.CertFile, KeyFile: p.server.KeyFile, TrustedCAFile: p.ca.CertFile}
+	l, err := tlsutil.NewListener(raw, info, tlsutil.ListenerOptions{
+		Divert: func(h *tls.ClientHelloInfo) bool { return slices.Equal(h.SupportedProtos, []string{"h2"}) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		l.Close()
+		wg.Wait()
+	}()
+	// Each listener answers with its name and closes.
+	for name, ln := range map[string]net.Listener{"accept": l, "diverted": l.Diverted()} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if _, ok := c.(*tls.Conn); !ok {
+					panic("a connection that is not a *tls.Conn")
+				}
+				c.Write([]byte(name))
+				c.Close()
+			}
+		}()
+	}
+	answer := func(pair certtest.Pair, protos ...string) (string, error) {
+		cfg := p.clientConfig(t, pair)
+		cfg.NextProtos = protos
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", l.Addr().String(), cfg)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(waitTimeout))
+		b, err := io.ReadAll(c)
+		return string(b), err
+	}
+	for _, tc := range []struct {
+		protos []string
+		want   string
+	}{
+		{[]string{"h2"}, "diverted"},
+		{[]string{"h2", "http/1.1"}, "accept"},
+		{nil, "accept"},
+	} {
+		if got, err := answer(p.client, tc.protos...); err != nil || got != tc.want {
+			t.Errorf("ALPN %q: answered by %q (%v), want %q", tc.protos, got, err, tc.want)
+		}
+	}
+	if got, err := answer(certtest.Pair{}, "h2"); err == nil || got != "" {
+		t.Errorf("a client without a certificate was answered by %q (%v)", got, err)
+	}
+}
