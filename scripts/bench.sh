@@ -8,6 +8,7 @@
 #   BENCH_LINES=watch scripts/bench.sh # only the watch lines (default "kv watch lease")
 #   BENCH_LINES="txn range100 watchget big" scripts/bench.sh # the other groups
 #   BENCH_SIZES=3 BENCH_LINES=scale scripts/bench.sh # 1M keys: memory, disk, restart
+#   BENCH_TLS=1 BENCH_SIZES=3 BENCH_LINES="kv txn" scripts/bench.sh # https:// client URLs
 #
 # Groups: kv (put with 1 and 100 clients, range of one key), watch (watch,
 # watch-latency), lease (keep-alive), txn (txn-put of 4 puts, txn-mixed,
@@ -26,6 +27,11 @@
 # from the Go module proxy, cached). Data directories live under
 # $BENCH_DIR (default: a temporary directory on the real disk), so fsync
 # costs are real. Every process started here is killed on exit.
+#
+# BENCH_TLS=1 serves the client URLs over https:// with kubeadm's client
+# TLS flags (the members' certificate, a CA, --client-cert-auth; made by
+# cluster3_certs of scripts/cluster3.sh under $BENCH_DIR), and the clients
+# present a client certificate. The peer URLs stay http://.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${BENCH_SCALE:-1}
@@ -35,6 +41,18 @@ ref=$(ETCD_REF_VERSION=v3.7.3 bash ../shared/tools/etcd-reference.sh)
 work=${BENCH_DIR:-$(mktemp -d /var/tmp/cairn-bench.XXXXXX)}
 mkdir -p "$work"
 go build -o "$work/cairn" ./cmd/cairn
+# tls: the clients' TLS flags (etcdctl, benchmark); scheme and tls_server:
+# the members' client URLs and TLS flags.
+tls=() tls_server=() scheme=http
+if [[ -n ${BENCH_TLS:-} ]]; then
+  # shellcheck source=scripts/cluster3.sh
+  source scripts/cluster3.sh
+  cluster3_certs "$work/certs"
+  tls=(--cacert "$work/certs/ca.crt" --cert "$work/certs/client.crt" --key "$work/certs/client.key")
+  tls_server=(--cert-file "$work/certs/server.crt" --key-file "$work/certs/server.key"
+    --trusted-ca-file "$work/certs/ca.crt" --client-cert-auth)
+  scheme=https
+fi
 # pids: the members of the cluster being measured (use SYSTEM selects it);
 # all_pids: every member started, which the exit kills.
 pids=()
@@ -76,8 +94,8 @@ launch_members() {
   done
   for ((i = 0; i < n; i++)); do
     local c=$((first + 2 * i)) p=$((first + 2 * i + 1))
-    "$bin" --name "$name$i" --data-dir "$work/$name$i" --log-level error \
-      --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+    "$bin" --name "$name$i" --data-dir "$work/$name$i" --log-level error "${tls_server[@]}" \
+      --listen-client-urls "$scheme://127.0.0.1:$c" --advertise-client-urls "$scheme://127.0.0.1:$c" \
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
       --initial-cluster "$initial" --initial-cluster-token "$name" >>"$work/$name$i.log" 2>&1 &
     pids+=($!)
@@ -88,7 +106,7 @@ launch_members() {
 
 wait_healthy() {
   local tries=0
-  until "$ref/etcdctl" --endpoints "$eps" --command-timeout 2s endpoint health >/dev/null 2>&1; do
+  until "$ref/etcdctl" "${tls[@]}" --endpoints "$eps" --command-timeout 2s endpoint health >/dev/null 2>&1; do
     tries=$((tries + 1))
     if ((tries > 100)); then echo "cluster $1 did not become healthy" >&2; exit 1; fi
     sleep 0.2
@@ -151,9 +169,9 @@ rate() {
   before=$(cpu_ticks)
   if [[ $total == events=* ]]; then # watch-get has no --total: CPU per event
     total=${total#events=}
-    "$ref/benchmark" --endpoints "$eps" "$@" >"$out" 2>/dev/null || true
+    "$ref/benchmark" "${tls[@]}" --endpoints "$eps" "$@" >"$out" 2>/dev/null || true
   else
-    "$ref/benchmark" --endpoints "$eps" "$@" --total "$total" >"$out" 2>/dev/null || true
+    "$ref/benchmark" "${tls[@]}" --endpoints "$eps" "$@" --total "$total" >"$out" 2>/dev/null || true
   fi
   after=$(cpu_ticks)
   result[$key]=$(summary_value "$out" "Summary:" "Requests/sec:")
@@ -192,7 +210,7 @@ put1c() {
 put100c() {
   rate "$2,$1,put-100c" "$eps" $((40000 * scale)) --target-leader --conns 10 --clients 100 \
     put --key-size 8 --sequential-keys --val-size 256
-  "$ref/etcdctl" --endpoints "$eps" put foo bar >/dev/null
+  "$ref/etcdctl" "${tls[@]}" --endpoints "$eps" put foo bar >/dev/null
 }
 range_l() { rate "$2,$1,range-l" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency l; }
 range_s() { rate "$2,$1,range-s" "$eps" $((40000 * scale)) --conns 10 --clients 100 range foo --consistency s; }
@@ -218,7 +236,7 @@ stm() {
 # first of them (keys 0x01.. to 0xff) limited to 100, both consistencies:
 # each answer counts the whole range and returns 100 keys.
 range100_load() {
-  "$ref/benchmark" --endpoints "$eps" --target-leader --conns 10 --clients 100 \
+  "$ref/benchmark" "${tls[@]}" --endpoints "$eps" --target-leader --conns 10 --clients 100 \
     put --key-size 8 --sequential-keys --key-space-size 20000 --val-size 256 --total 20000 >/dev/null 2>&1
 }
 range100_l() {
@@ -247,13 +265,13 @@ declare -A wrate wcpu wavg wp99 wlcpu
 watch_lines() {
   local n=$1 system=$2 before after out=$work/watch.out puts=$((1000 * scale))
   before=$(cpu_ticks)
-  "$ref/benchmark" --endpoints "$eps" --target-leader watch --streams 10 --watch-per-stream 100 \
+  "$ref/benchmark" "${tls[@]}" --endpoints "$eps" --target-leader watch --streams 10 --watch-per-stream 100 \
     --put-total "$puts" >"$out" 2>/dev/null
   after=$(cpu_ticks)
   wrate[$system,$n]=$(summary_value "$out" "Watch events received summary:" "Requests/sec:")
   wcpu[$system,$n]=$(awk -v t=$((after - before)) -v hz="$tck" -v n=$((puts * 1000)) 'BEGIN { printf "%.3f", t / hz / n * 10000 }')
   before=$(cpu_ticks)
-  "$ref/benchmark" --endpoints "$eps" --target-leader watch-latency --streams 10 --watchers-per-stream 10 \
+  "$ref/benchmark" "${tls[@]}" --endpoints "$eps" --target-leader watch-latency --streams 10 --watchers-per-stream 10 \
     --put-total "$puts" --put-rate 200 >"$out" 2>/dev/null
   after=$(cpu_ticks)
   wavg[$system,$n]=$(summary_value "$out" "Watch events summary:" "Average:")
@@ -289,7 +307,7 @@ scale_lines() {
   p=${pids[0]}
   echo 5 >"/proc/$p/clear_refs" # VmHWM := VmRSS
   m=$(rss_kib "$p" VmRSS)
-  "$ref/etcdctl" --endpoints "${eps%%,*}" --command-timeout 120s get "" --prefix --limit 100000 >/dev/null
+  "$ref/etcdctl" "${tls[@]}" --endpoints "${eps%%,*}" --command-timeout 120s get "" --prefix --limit 100000 >/dev/null
   sgrow[$system,$n]=$((($(rss_kib "$p" VmHWM) - m) / 1024))
   restart_time TERM "$bin" "$name" "$n"
   sterm[$system,$n]=$elapsed
@@ -309,7 +327,7 @@ restart_time() {
   pids=()
   start=$(date +%s.%N)
   launch_members "$2" "$3" "$4" "$base"
-  until "$ref/etcdctl" --endpoints "$eps" --command-timeout 1s get foo >/dev/null 2>&1; do
+  until "$ref/etcdctl" "${tls[@]}" --endpoints "$eps" --command-timeout 1s get foo >/dev/null 2>&1; do
     tries=$((tries + 1))
     if ((tries > 3000)); then echo "cluster $3 did not answer after a restart" >&2; exit 1; fi
     sleep 0.05
@@ -425,6 +443,7 @@ if [[ " $benches " == *" scale "* ]]; then
 fi
 ((${#lines[@]} > 0)) || exit 0
 
+[[ -z ${BENCH_TLS:-} ]] || echo "client URLs: https://, client certificates required (BENCH_TLS)"
 if [[ " $benches " == *" kv "* ]]; then
   f=$(fsync_rate)
   for n in $sizes; do

@@ -219,7 +219,7 @@ func (c *config) flagDefs() []flagDef {
 		{name: "dashboard", group: cairnOnly, shown: "'auto'", value: stringValue{&c.Dashboard},
 			usage: "Serve the web dashboard at client URL + \"/ui/\": 'auto' (when every client URL serving HTTP listens on a loopback address), 'on' or 'off'. Needs the gRPC gateway."},
 		{name: "own-grpc-server", group: cairnOnly, shown: "'true'", value: boolValue{&c.OwnGRPCServer},
-			usage: "Serve gRPC on http:// client URLs with Cairn's own HTTP/2 server; false: grpc-go's (https:// URLs and the gateway stay on grpc-go's)."},
+			usage: "Serve gRPC on http:// client URLs, and gRPC clients (offering only h2 by ALPN) on https:// ones, with Cairn's own HTTP/2 server; false: grpc-go's, over TLS through the HTTP server as etcd does."},
 
 		// Hidden: etcd 3.5/3.6 names, which etcd 3.7 refuses; Cairn keeps
 		// taking them so that older manifests start.
@@ -386,8 +386,8 @@ type config struct {
 	LeaseCheckpointInterval time.Duration
 	AutoCompactionInterval  string
 	Dashboard               string
-	// OwnGRPCServer serves gRPC on cleartext client URLs with
-	// internal/h2grpc.
+	// OwnGRPCServer serves gRPC on cleartext client URLs, and gRPC
+	// clients on TLS ones, with internal/h2grpc.
 	OwnGRPCServer bool
 
 	// Hidden (etcd 3.5/3.6 names)
