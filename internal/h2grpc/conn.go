@@ -95,6 +95,11 @@ type conn struct {
 	}
 }
 
+// prefaceTimeout bounds the wait for a new connection's HTTP/2 preface:
+// a client that connects (and finishes a TLS handshake) and says nothing
+// does not hold the connection's goroutines for ever.
+var prefaceTimeout = 10 * time.Second
+
 func newConn(s *Server, nc net.Conn, auth credentials.AuthInfo) *conn {
 	c := &conn{s: s, nc: nc, peer: &peer.Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(), AuthInfo: auth}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -123,9 +128,13 @@ func (c *conn) serve() {
 	defer c.close(io.EOF)
 	br := bufio.NewReaderSize(c.nc, readBufferSize)
 	preface := make([]byte, len(http2.ClientPreface))
+	// A client has prefaceTimeout to open (grpc-go allows its connection
+	// timeout, 120 s, for the handshake and the preface together).
+	c.nc.SetReadDeadline(time.Now().Add(prefaceTimeout))
 	if _, err := io.ReadFull(br, preface); err != nil || string(preface) != http2.ClientPreface {
 		return
 	}
+	c.nc.SetReadDeadline(time.Time{})
 	c.fr = http2.NewFramer(io.Discard, br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderListSize

@@ -1,10 +1,12 @@
 // Package h2grpc is a gRPC server of Cairn's own for the client API: HTTP/2
-// (cleartext, prior knowledge, as etcd's clients speak to http:// endpoints)
-// and gRPC's framing, dispatching every call through the services'
-// generated descriptors (grpc.ServiceDesc) to the same handlers and
-// interceptors grpc-go's server runs: ARCHITECTURE.md's "the client
-// API's own HTTP/2 server". Cairn's default on http:// client URLs
-// (--own-grpc-server; false: grpc-go's).
+// (prior knowledge, as etcd's clients speak to http:// endpoints, or over
+// a TLS connection whose handshake is done) and gRPC's framing,
+// dispatching every call through the services' generated descriptors
+// (grpc.ServiceDesc) to the same handlers and interceptors grpc-go's
+// server runs: ARCHITECTURE.md's "the client API's own HTTP/2 server".
+// Cairn's default on http:// client URLs and for gRPC clients on https://
+// ones (--own-grpc-server; false: grpc-go's). Options.Creds tells
+// handlers a connection's TLS state, as grpc.Creds does.
 //
 // Why: on small requests grpc-go's server is most of a member's CPU (half
 // of the leader's under puts from 100 clients; its per-stream state,
@@ -52,10 +54,12 @@
 // beyond it refused with REFUSED_STREAM), compression by the compressors
 // registered with grpc's encoding package (others refused with
 // Unimplemented; cairn registers none), the reader throttled while the
-// out buffer is past maxPendingOut.
+// out buffer is past maxPendingOut, a deadline for the client's preface
+// (prefaceTimeout; grpc-go's is its 120 s connection timeout).
 //
-// Not yet: TLS (https:// client URLs stay on grpc-go's server, as do the
-// HTTP/JSON gateway's in-memory connections), GracefulStop (cairn stops
+// Not yet: the HTTP/JSON gateway's in-memory connections (they stay on
+// grpc-go's server, as do browsers' and curl's TLS connections, which
+// net/http serves), GracefulStop (cairn stops
 // with Stop), grpc.SetHeader/SendHeader through the context (the stream's
 // own methods work). Unlike grpc-go's: a reset stream leaves
 // MaxConcurrentStreams' count at once, while its handler may still run

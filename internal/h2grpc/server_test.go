@@ -358,3 +358,25 @@ func TestBadMaxFrameSize(t *testing.T) {
 		}
 	}
 }
+
+// A client that connects and never sends the HTTP/2 preface is closed
+// after prefaceTimeout; one that sends it in time is served.
+func TestPrefaceTimeout(t *testing.T) {
+	defer func(d time.Duration) { prefaceTimeout = d }(prefaceTimeout)
+	prefaceTimeout = 200 * time.Millisecond
+	_, addr, _ := startServer(t, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(waitTimeout))
+	if n, err := c.Read(make([]byte, 64)); err != io.EOF {
+		t.Fatalf("a silent client read %d bytes, %v; want the connection closed (EOF)", n, err)
+	}
+	conn, ctx := dialGRPC(t, addr)
+	resp := &pb.RangeResponse{}
+	if err := conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("k"), Limit: 1}, resp); err != nil {
+		t.Fatalf("a client sending its preface: %v", err)
+	}
+}

@@ -75,6 +75,18 @@ func NewListener(l net.Listener, info Info, opts ListenerOptions) (*Listener, er
 	if info.SkipClientSANVerify {
 		opts.CheckSAN = false
 	}
+	if opts.Divert != nil {
+		// One configuration for every connection (a clone per
+		// connection would give each its own session ticket keys, and
+		// no session would resume); the ClientHello's connection says
+		// which one it is.
+		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if hc, ok := hello.Conn.(*helloConn); ok {
+				hc.divert = opts.Divert(hello)
+			}
+			return nil, nil
+		}
+	}
 	tl := &Listener{root: l, config: cfg, info: info, opts: opts, conns: make(chan *tls.Conn),
 		diverted: make(chan *tls.Conn), done: make(chan struct{})}
 	go tl.acceptLoop()
@@ -113,19 +125,8 @@ func (l *Listener) acceptLoop() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cfg, out := l.config, l.conns
-			if l.opts.Divert != nil {
-				// A configuration of its own, to see this
-				// connection's ClientHello.
-				cfg = cfg.Clone()
-				cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-					if l.opts.Divert(hello) {
-						out = l.diverted
-					}
-					return nil, nil
-				}
-			}
-			conn := tls.Server(raw, cfg)
+			hc := &helloConn{Conn: raw}
+			conn := tls.Server(hc, l.config)
 			err := l.handshake(ctx, conn)
 			mu.Lock()
 			delete(mu.handshaking, raw)
@@ -137,6 +138,10 @@ func (l *Listener) acceptLoop() {
 				conn.Close()
 				return
 			}
+			out := l.conns
+			if hc.divert {
+				out = l.diverted
+			}
 			select {
 			case out <- conn:
 			case <-ctx.Done():
@@ -144,6 +149,15 @@ func (l *Listener) acceptLoop() {
 			}
 		}()
 	}
+}
+
+// helloConn is an accepted connection as its TLS handshake sees it:
+// GetConfigForClient records there what ListenerOptions.Divert said of
+// its ClientHello. The handshake runs on the connection's goroutine, which
+// reads divert after it.
+type helloConn struct {
+	net.Conn
+	divert bool
 }
 
 // handshake completes the handshake within the timeout and runs the

@@ -472,9 +472,18 @@ func TestDivert(t *testing.T) {
 			}
 		}()
 	}
+	// One session cache for the whole test: a session resumes across
+	// connections, the Divert hook notwithstanding.
+	sessions := tls.NewLRUClientSessionCache(8)
+	resumed := 0
 	answer := func(pair certtest.Pair, protos ...string) (string, error) {
 		cfg := p.clientConfig(t, pair)
 		cfg.NextProtos = protos
+		if pair.CertFile != "" {
+			// (A resumed session keeps the certificate it was
+			// made with: the client without one gets none.)
+			cfg.ClientSessionCache = sessions
+		}
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", l.Addr().String(), cfg)
 		if err != nil {
 			return "", err
@@ -482,6 +491,9 @@ func TestDivert(t *testing.T) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(waitTimeout))
 		b, err := io.ReadAll(c)
+		if c.ConnectionState().DidResume {
+			resumed++
+		}
 		return string(b), err
 	}
 	for _, tc := range []struct {
@@ -491,10 +503,15 @@ func TestDivert(t *testing.T) {
 		{[]string{"h2"}, "diverted"},
 		{[]string{"h2", "http/1.1"}, "accept"},
 		{nil, "accept"},
+		{[]string{"h2"}, "diverted"},
+		{[]string{"h2", "http/1.1"}, "accept"},
 	} {
 		if got, err := answer(p.client, tc.protos...); err != nil || got != tc.want {
 			t.Errorf("ALPN %q: answered by %q (%v), want %q", tc.protos, got, err, tc.want)
 		}
+	}
+	if resumed == 0 {
+		t.Error("no connection resumed a session")
 	}
 	if got, err := answer(certtest.Pair{}, "h2"); err == nil || got != "" {
 		t.Errorf("a client without a certificate was answered by %q (%v)", got, err)
