@@ -187,9 +187,13 @@ func (l *Listener) handshake(ctx context.Context, conn *tls.Conn) error {
 
 // Accept returns the next connection whose handshake and checks passed:
 // a *tls.Conn.
-func (l *Listener) Accept() (net.Conn, error) {
+func (l *Listener) Accept() (net.Conn, error) { return l.accept(l.conns) }
+
+// accept returns the next connection from ch (conns or diverted), or the
+// accept loop's error once it has ended.
+func (l *Listener) accept(ch chan *tls.Conn) (net.Conn, error) {
 	select {
-	case c := <-l.conns:
+	case c := <-ch:
 		return c, nil
 	case <-l.done:
 		return nil, l.err
@@ -202,14 +206,7 @@ func (l *Listener) Diverted() net.Listener { return divertedListener{l} }
 
 type divertedListener struct{ l *Listener }
 
-func (d divertedListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-d.l.diverted:
-		return c, nil
-	case <-d.l.done:
-		return nil, d.l.err
-	}
-}
+func (d divertedListener) Accept() (net.Conn, error) { return d.l.accept(d.l.diverted) }
 
 func (d divertedListener) Close() error   { return d.l.Close() }
 func (d divertedListener) Addr() net.Addr { return d.l.Addr() }
