@@ -45,13 +45,12 @@ go build -o "$work/cairn" ./cmd/cairn
 # the members' client URLs and TLS flags.
 tls=() tls_server=() scheme=http
 if [[ -n ${BENCH_TLS:-} ]]; then
+  # cluster3.sh's certificates and flags (CLUSTER3_TLS).
+  CLUSTER3_TLS=$work/certs
   # shellcheck source=scripts/cluster3.sh
   source scripts/cluster3.sh
-  cluster3_certs "$work/certs"
-  tls=(--cacert "$work/certs/ca.crt" --cert "$work/certs/client.crt" --key "$work/certs/client.key")
-  tls_server=(--cert-file "$work/certs/server.crt" --key-file "$work/certs/server.key"
-    --trusted-ca-file "$work/certs/ca.crt" --client-cert-auth)
-  scheme=https
+  cluster3_certs "$CLUSTER3_TLS"
+  tls=("${cluster3_tls[@]}") tls_server=("${cluster3_server_tls[@]}") scheme=$cluster3_scheme
 fi
 # pids: the members of the cluster being measured (use SYSTEM selects it);
 # all_pids: every member started, which the exit kills.

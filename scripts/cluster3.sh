@@ -45,19 +45,14 @@ start_cluster3() {
 # start_cluster3 does (on DIR's data if it holds some) and returns at once,
 # without waiting for them to answer: the caller times their start.
 launch_cluster3() {
-  local bin=$1 dir=$2 port=$3 initial="" i c p scheme=http tlsflags=()
+  local bin=$1 dir=$2 port=$3 initial="" i c p
   shift 3
   eps=""
-  if [[ -n ${CLUSTER3_TLS:-} ]]; then
-    scheme=https
-    tlsflags=(--cert-file "$CLUSTER3_TLS/server.crt" --key-file "$CLUSTER3_TLS/server.key"
-      --trusted-ca-file "$CLUSTER3_TLS/ca.crt" --client-cert-auth)
-  fi
   for i in 0 1 2; do initial+="${initial:+,}m$i=http://127.0.0.1:$((port + 2 * i + 1))"; done
   for i in 0 1 2; do
     c=$((port + 2 * i)) p=$((c + 1))
-    "$bin" --name "m$i" --data-dir "$dir/m$i" --log-level error "${tlsflags[@]}" "$@" \
-      --listen-client-urls "$scheme://127.0.0.1:$c" --advertise-client-urls "$scheme://127.0.0.1:$c" \
+    "$bin" --name "m$i" --data-dir "$dir/m$i" --log-level error "${cluster3_server_tls[@]}" "$@" \
+      --listen-client-urls "$cluster3_scheme://127.0.0.1:$c" --advertise-client-urls "$cluster3_scheme://127.0.0.1:$c" \
       --listen-peer-urls "http://127.0.0.1:$p" --initial-advertise-peer-urls "http://127.0.0.1:$p" \
       --initial-cluster "$initial" >>"$dir/m$i.log" 2>&1 &
     pids+=($!)
@@ -65,11 +60,15 @@ launch_cluster3() {
   done
 }
 
-# cluster3_tls: the client's TLS flags for etcdctl and benchmark (none
-# without CLUSTER3_TLS).
-cluster3_tls=()
+# cluster3_tls: the client's TLS flags for etcdctl and benchmark;
+# cluster3_server_tls and cluster3_scheme: the members' client TLS flags
+# (kubeadm's) and their client URLs' scheme. No TLS without CLUSTER3_TLS.
+cluster3_tls=() cluster3_server_tls=() cluster3_scheme=http
 if [[ -n ${CLUSTER3_TLS:-} ]]; then
   cluster3_tls=(--cacert "$CLUSTER3_TLS/ca.crt" --cert "$CLUSTER3_TLS/client.crt" --key "$CLUSTER3_TLS/client.key")
+  cluster3_server_tls=(--cert-file "$CLUSTER3_TLS/server.crt" --key-file "$CLUSTER3_TLS/server.key"
+    --trusted-ca-file "$CLUSTER3_TLS/ca.crt" --client-cert-auth)
+  cluster3_scheme=https
 fi
 
 # cluster3_curl ENDPOINT PATH: curl -s of a member's HTTP endpoint
