@@ -201,7 +201,9 @@ lines=()
 [[ " $benches " == *" big "* ]] && lines+=("put-1mib")
 [[ " $benches " == *" scale "* ]] && lines+=("load-1m")
 # Each line below is LINE_FN N SYSTEM, on the current cluster (eps).
-# Writes go to the leader, as etcd's benchmark docs run them.
+# Writes go to the leader, as etcd's benchmark docs run them, with the
+# docs' flags: --sequential-keys without --key-space-size puts every
+# value to one key (the tool's key is i % key-space-size, 1 by default).
 put1c() {
   rate "$2,$1,put-1c" "$eps" $((2000 * scale)) --target-leader --conns 1 --clients 1 \
     put --key-size 8 --sequential-keys --val-size 256
