@@ -85,6 +85,11 @@ type conn struct {
 		resetPings bool
 		// goAway is set once GOAWAY was sent: new streams are refused.
 		goAway bool
+		// draining is set by drainCalls: ending streams wake it.
+		draining bool
+		// open is set once the client's preface is read and SETTINGS,
+		// the first frame the server must send, is in out.
+		open bool
 		// pingOut is set while a keepalive ping awaits its answer.
 		pingOut bool
 		// timer is the keepalive timer, nil without keepalive.
@@ -141,6 +146,7 @@ func (c *conn) serve() {
 	c.fr.SetMaxReadFrameSize(defaultMaxFrameSize)
 
 	c.wmu.Lock()
+	c.w.open = true
 	c.appendSettingsLocked()
 	if extra := int64(c.s.opts.ConnWindow) - initialWindow; extra > 0 {
 		c.appendWindowUpdateLocked(0, uint32(extra))
@@ -415,6 +421,44 @@ func (c *conn) close(err error) {
 		st.abort(errConnClosed)
 	}
 	c.nc.Close()
+}
+
+// drainCalls is the connection's part of Server.GracefulStop: GOAWAY tells
+// the client to open no more calls here (one it opens anyway is refused,
+// and grpc-go's client retries it elsewhere); the unary calls already
+// accepted run to their answers; then the connection closes, ending its
+// streaming calls (a watch or a lease keep-alive would never end by
+// itself; clientv3 resumes them on another member). Server.GracefulStop
+// closes the connection early if the calls outlast its timeout.
+func (c *conn) drainCalls() {
+	c.wmu.Lock()
+	if c.w.err == nil && c.w.open && !c.w.goAway {
+		c.appendGoAwayLocked(http2.ErrCodeNo, nil)
+		c.flushLocked()
+	}
+	c.w.draining = true
+	for c.w.err == nil && c.unaryCallsLocked() > 0 {
+		c.wcond.Wait()
+	}
+	// What the last answers appended goes out before the socket closes.
+	for c.w.err == nil && (c.w.writing || len(c.w.out) > 0) {
+		c.flushLocked()
+		c.wcond.Wait()
+	}
+	c.wmu.Unlock()
+	c.close(errDraining)
+}
+
+// unaryCallsLocked counts the accepted calls that are not known to be
+// streaming. REQUIRES: c.wmu held.
+func (c *conn) unaryCallsLocked() int {
+	n := 0
+	for _, st := range c.w.streams {
+		if !st.streaming {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *conn) goAwayAndClose(code http2.ErrCode, debug []byte) {

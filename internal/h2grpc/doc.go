@@ -55,13 +55,18 @@
 // registered with grpc's encoding package (others refused with
 // Unimplemented; cairn registers none), the reader throttled while the
 // out buffer is past maxPendingOut, a deadline for the client's preface
-// (prefaceTimeout; grpc-go's is its 120 s connection timeout).
+// (prefaceTimeout; grpc-go's is its 120 s connection timeout), and
+// GracefulStop (GOAWAY, calls opened after it refused with
+// REFUSED_STREAM, the unary calls in flight answered, up to a timeout).
 //
 // Not yet: the HTTP/JSON gateway's in-memory connections (they stay on
 // grpc-go's server, as do browsers' and curl's TLS connections, which
-// net/http serves), GracefulStop (cairn stops
-// with Stop), grpc.SetHeader/SendHeader through the context (the stream's
-// own methods work). Unlike grpc-go's: a reset stream leaves
+// net/http serves), grpc.SetHeader/SendHeader through the context (the
+// stream's own methods work). Unlike grpc-go's: GracefulStop does not
+// wait for streaming calls (a watch never ends by itself: grpc-go's would
+// wait for it until its caller gives up, etcd's after its request
+// timeout) but closes each connection once its unary calls have
+// answered; a reset stream leaves
 // MaxConcurrentStreams' count at once, while its handler may still run
 // (grpc-go counts it until the handler returns; this matters only with
 // a limit set), and Stop waits for running handlers (they end with their

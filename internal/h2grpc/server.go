@@ -269,6 +269,48 @@ func (s *Server) Stop() {
 	s.stopWorkers()
 }
 
+// GracefulStop stops the server as Stop does, but first lets the unary
+// calls in flight answer: it closes the listeners, sends every connection
+// GOAWAY (a call opened after it is refused, which grpc-go's client
+// retries elsewhere) and closes each connection once its unary calls
+// have answered, ending its streaming calls then (see conn.drainCalls).
+// Connections still busy after timeout are closed as Stop closes them.
+// grpc.Server.GracefulStop also waits for streaming calls, which a watch
+// never ends: etcd bounds that wait by its request timeout.
+func (s *Server) GracefulStop(timeout time.Duration) {
+	s.mu.Lock()
+	s.mu.stopped = true
+	for l := range s.mu.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.mu.conns))
+	for c := range s.mu.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	var drained sync.WaitGroup
+	for _, c := range conns {
+		drained.Add(1)
+		go func() {
+			defer drained.Done()
+			c.drainCalls()
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		drained.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	s.Stop() // the connections left, and the wait for every goroutine
+	<-done
+}
+
 func (s *Server) startWorkers() {
 	for range s.opts.Workers {
 		s.workers.Add(1)

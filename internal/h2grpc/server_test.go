@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -32,11 +33,14 @@ const waitTimeout = 30 * time.Second
 
 // echoService is the tests' service: Echo answers a RangeRequest with a
 // RangeResponse holding one key-value, the request's key and a value of
-// its Limit bytes; Hold, a stream, says it started on started, holds
-// until its context ends and reports that on held.
+// its Limit bytes (for the key "gate", once it has said so on started and
+// received from gate, or failing when its context ends); Hold, a stream,
+// says it started on started, holds until its context ends and reports
+// that on held.
 type echoService struct {
 	started chan struct{}
 	held    chan error
+	gate    chan struct{}
 }
 
 var echoDesc = grpc.ServiceDesc{
@@ -46,6 +50,14 @@ var echoDesc = grpc.ServiceDesc{
 		req := &pb.RangeRequest{}
 		if err := dec(req); err != nil {
 			return nil, err
+		}
+		if string(req.Key) == "gate" {
+			srv.(*echoService).started <- struct{}{}
+			select {
+			case <-srv.(*echoService).gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 		return &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: req.Key, Value: bytes.Repeat([]byte("v"), int(req.Limit))}}}, nil
 	}}},
@@ -65,7 +77,7 @@ func startServer(t *testing.T, opts Options) (*Server, string, *echoService) {
 		opts.Codec = encoding.GetCodecV2("proto")
 	}
 	s := NewServer(opts)
-	svc := &echoService{started: make(chan struct{}, 2), held: make(chan error, 2)}
+	svc := &echoService{started: make(chan struct{}, 2), held: make(chan error, 2), gate: make(chan struct{})}
 	s.RegisterService(&echoDesc, svc)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -378,5 +390,145 @@ func TestPrefaceTimeout(t *testing.T) {
 	resp := &pb.RangeResponse{}
 	if err := conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("k"), Limit: 1}, resp); err != nil {
 		t.Fatalf("a client sending its preface: %v", err)
+	}
+}
+
+// GracefulStop tells the client GOAWAY naming the last call it took,
+// refuses a call opened after it (REFUSED_STREAM: grpc-go's client retries
+// such a call elsewhere), lets the call in flight answer, and only then
+// closes the connection and returns.
+func TestGracefulStopAnswersCallsInFlight(t *testing.T) {
+	s, addr, svc := startServer(t, Options{})
+	rc := dialRaw(t, addr)
+	rc.call(1, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("gate"), Limit: 3}, true)
+	<-svc.started
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s.GracefulStop(waitTimeout)
+	}()
+	for {
+		f, err := rc.next()
+		if err != nil {
+			t.Fatalf("reading GOAWAY: %v", err)
+		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if ga.LastStreamID != 1 || ga.ErrCode != http2.ErrCodeNo {
+				t.Fatalf("GOAWAY last stream %d, code %v; want 1, NO_ERROR", ga.LastStreamID, ga.ErrCode)
+			}
+			break
+		}
+	}
+	rc.call(3, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("late")}, true)
+	var refused bool
+	for !refused {
+		f, err := rc.next()
+		if err != nil {
+			t.Fatalf("reading the refusal of a call after GOAWAY: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			if f.StreamID != 3 || f.ErrCode != http2.ErrCodeRefusedStream {
+				t.Fatalf("RST_STREAM on %d with %v, want 3 REFUSED_STREAM", f.StreamID, f.ErrCode)
+			}
+			refused = true
+		case *http2.HeadersFrame, *http2.MetaHeadersFrame, *http2.DataFrame:
+			t.Fatalf("a frame on stream %d before the gate opened", f.Header().StreamID)
+		}
+	}
+	close(svc.gate)
+	var value []byte
+	status := ""
+	for status == "" {
+		f, err := rc.next()
+		if err != nil {
+			t.Fatalf("reading the answer of the call in flight: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			resp := &pb.RangeResponse{}
+			if err := proto.Unmarshal(f.Data()[msgHeaderLen:], resp); err != nil || len(resp.Kvs) != 1 {
+				t.Fatalf("answer %v, %v", resp, err)
+			}
+			value = resp.Kvs[0].Value
+		case *http2.MetaHeadersFrame:
+			if f.StreamEnded() {
+				status = grpcStatus(f) // the trailers
+			}
+		}
+	}
+	if string(value) != "vvv" || status != "0" {
+		t.Fatalf("the call in flight got %q, grpc-status %s; want vvv, 0", value, status)
+	}
+	for {
+		if _, err := rc.next(); err != nil {
+			break // the server closed the connection
+		}
+	}
+	<-stopped
+}
+
+func grpcStatus(f *http2.MetaHeadersFrame) string {
+	for _, hf := range f.RegularFields() {
+		if hf.Name == "grpc-status" {
+			return hf.Value
+		}
+	}
+	return "none"
+}
+
+// Through grpc-go's client: a unary call in flight answers OK, a
+// streaming call (a watch, say) does not hold the stop up and ends
+// Unavailable, and a call that outlasts the timeout ends as with Stop.
+func TestGracefulStopWithGRPCClient(t *testing.T) {
+	s, addr, svc := startServer(t, Options{})
+	conn, ctx := dialGRPC(t, addr)
+	stream, err := conn.NewStream(ctx, &echoDesc.Streams[0], "/test.Echo/Hold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(&pb.RangeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	<-svc.started
+	answered := make(chan error, 1)
+	go func() {
+		resp := &pb.RangeResponse{}
+		err := conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("gate"), Limit: 2}, resp)
+		if err == nil && (len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "vv") {
+			err = fmt.Errorf("answer %v", resp)
+		}
+		answered <- err
+	}()
+	<-svc.started
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s.GracefulStop(waitTimeout)
+	}()
+	close(svc.gate)
+	if err := <-answered; err != nil {
+		t.Fatalf("the unary call in flight: %v", err)
+	}
+	<-stopped
+	if err := <-svc.held; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the streaming call's context ended with %v", err)
+	}
+	if err := stream.RecvMsg(&pb.RangeResponse{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the streaming call after GracefulStop: %v, want Unavailable", err)
+	}
+}
+
+func TestGracefulStopTimeout(t *testing.T) {
+	s, addr, svc := startServer(t, Options{})
+	conn, ctx := dialGRPC(t, addr)
+	answered := make(chan error, 1)
+	go func() {
+		answered <- conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("gate")}, &pb.RangeResponse{})
+	}()
+	<-svc.started
+	s.GracefulStop(time.Millisecond) // returns although the gate stays shut
+	if err := <-answered; status.Code(err) != codes.Unavailable {
+		t.Fatalf("a call that outlasted GracefulStop's timeout: %v, want Unavailable", err)
 	}
 }

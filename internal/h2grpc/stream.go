@@ -29,6 +29,7 @@ const msgHeaderLen = 5
 
 var (
 	errConnClosed = status.Error(codes.Unavailable, "transport is closing")
+	errDraining   = errors.New("h2grpc: server stopped gracefully")
 )
 
 func errStreamReset(code http2.ErrCode) error {
@@ -41,9 +42,11 @@ func errStreamReset(code http2.ErrCode) error {
 // stream is one call. The reader fills its messages; the call's worker
 // takes them (RecvMsg) and answers (SendMsg, finish).
 type stream struct {
-	c      *conn
-	id     uint32
-	m      *method
+	c  *conn
+	id uint32
+	m  *method
+	// ctx and cancel are set once (setContext, under c.wmu), after the
+	// stream is in the connection's map: nil until then.
 	ctx    context.Context
 	cancel context.CancelFunc
 	// encoding is the request's grpc-encoding ("" or "identity": none);
@@ -73,7 +76,11 @@ type stream struct {
 	}
 
 	// Write side, under c.wmu.
-	sendWin    int64
+	sendWin int64
+	// streaming is set once the stream is known to call a streaming
+	// method (Watch, LeaseKeepAlive, ...), which a draining connection
+	// does not wait for (see conn.drainCalls).
+	streaming  bool
 	headerSent bool
 	done       bool // trailers or RST_STREAM sent
 	header     metadata.MD
@@ -95,12 +102,19 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		c.goAwayAndClose(http2.ErrCodeProtocol, nil)
 		return errors.New("h2grpc: HEADERS on a closed or even stream")
 	}
+	st := &stream{c: c, id: id}
+	st.cond = sync.NewCond(&st.mu)
+	// Accepted or refused in one critical section with GOAWAY (see
+	// conn.drainCalls): a stream GOAWAY counts as accepted is in the map.
 	c.wmu.Lock()
 	c.maxStreamID = id
 	refused := c.w.goAway || uint32(len(c.w.streams)) >= c.s.opts.MaxConcurrentStreams
 	if refused {
 		c.appendRSTLocked(id, http2.ErrCodeRefusedStream)
 		c.flushLocked()
+	} else {
+		st.sendWin = c.w.peerWin
+		c.w.streams[id] = st
 	}
 	c.wmu.Unlock()
 	if refused {
@@ -115,8 +129,6 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	var path, contentType, timeout string
 	post := false
 	md := metadata.MD{}
-	st := &stream{c: c, id: id}
-	st.cond = sync.NewCond(&st.mu)
 	for _, hf := range f.Fields {
 		switch hf.Name {
 		case ":method":
@@ -156,17 +168,15 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if timeout != "" {
 		d, err := decodeTimeout(timeout)
 		if err != nil {
-			st.ctx, st.cancel = context.WithCancel(ctx)
-			c.addStream(st)
+			st.setContext(context.WithCancel(ctx))
 			st.finish(status.Newf(codes.Internal, "malformed grpc-timeout: %v", err))
 			return nil
 		}
-		st.ctx, st.cancel = context.WithTimeout(ctx, d)
+		st.setContext(context.WithTimeout(ctx, d))
 	} else {
-		st.ctx, st.cancel = context.WithCancel(ctx)
+		st.setContext(context.WithCancel(ctx))
 	}
 	st.r.recvWin = int64(c.s.opts.StreamWindow)
-	c.addStream(st)
 
 	m, msg := c.s.lookup(path)
 	if m == nil {
@@ -181,6 +191,9 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		}
 	}
 	if m.stream != nil {
+		c.wmu.Lock()
+		st.streaming = true
+		c.wmu.Unlock()
 		st.r.dispatched = true
 		c.s.run(st.runStream)
 	}
@@ -188,13 +201,6 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		st.receive(nil, 0, true)
 	}
 	return nil
-}
-
-func (c *conn) addStream(st *stream) {
-	c.wmu.Lock()
-	st.sendWin = c.w.peerWin
-	c.w.streams[st.id] = st
-	c.wmu.Unlock()
 }
 
 // isGRPCContentType reports whether ct is application/grpc or one of its
@@ -387,11 +393,21 @@ func (st *stream) dispatch()                  { st.c.s.run(st.runUnaryOnWorker) 
 // call's context is cancelled, in that order, so that the call's own
 // finish, which either of the last two may set off, writes nothing after
 // a reset.
+// setContext sets the call's context, under c.wmu: the stream is in the
+// connection's map already, where abort may find it (and, until then,
+// the connection's context, which close cancels first, is its parent).
+func (st *stream) setContext(ctx context.Context, cancel context.CancelFunc) {
+	st.c.wmu.Lock()
+	st.ctx, st.cancel = ctx, cancel
+	st.c.wmu.Unlock()
+}
+
 func (st *stream) abort(err error) {
 	c := st.c
 	c.wmu.Lock()
 	st.endLocked()
 	c.wcond.Broadcast()
+	cancel := st.cancel
 	c.wmu.Unlock()
 	st.mu.Lock()
 	if st.r.err == nil {
@@ -399,8 +415,8 @@ func (st *stream) abort(err error) {
 	}
 	st.cond.Broadcast()
 	st.mu.Unlock()
-	if st.cancel != nil {
-		st.cancel()
+	if cancel != nil {
+		cancel()
 	}
 }
 
@@ -416,6 +432,9 @@ func (st *stream) endLocked() {
 // removeStreamLocked forgets an ended stream.
 func (c *conn) removeStreamLocked(st *stream) {
 	delete(c.w.streams, st.id)
+	if c.w.draining {
+		c.wcond.Broadcast() // drainCalls counts the calls left
+	}
 }
 
 // next waits for the next request message (with its prefix: see
