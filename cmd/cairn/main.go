@@ -323,7 +323,7 @@ func serve(c config, logger *zap.Logger) error {
 	logger.Info("closing etcd server", stopFields(srv.Config())...)
 	defer logger.Info("closed etcd server", stopFields(srv.Config())...)
 	clientGRPC.Stop()
-	connGRPC.Stop()
+	stopGRPC(connGRPC, srv.Config().RequestTimeout)
 	clientAPI.Close()
 	httpSrv.Close()
 	tlsSrv.Close()
@@ -433,4 +433,19 @@ func defaultInitialCluster(name string, peerURLs []string) string {
 type grpcServer interface {
 	Serve(net.Listener) error
 	Stop()
+}
+
+// stopGRPC stops s at shutdown. h2grpc's server first lets the unary
+// calls in flight answer, for up to timeout (etcd's shutdown waits as
+// long, its request timeout, in grpc.Server.GracefulStop), so that a
+// write or a read under way when the member is told to stop gets its
+// answer rather than a closed connection; streams (watches, lease
+// keep-alives) end at once, where etcd's wait for them too. grpc-go's
+// server (--own-grpc-server=false) stops at once, as before.
+func stopGRPC(s grpcServer, timeout time.Duration) {
+	if h, ok := s.(*h2grpc.Server); ok {
+		h.GracefulStop(timeout)
+		return
+	}
+	s.Stop()
 }

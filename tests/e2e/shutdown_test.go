@@ -1,0 +1,53 @@
+package e2e
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairn-db/cairn/api/v3lockpb"
+)
+
+// A member told to stop (SIGTERM) answers the calls it is serving before
+// it closes its clients' connections, as etcd's does: a Lock waiting on
+// it, for a lock held through another member, gets the lock when the
+// holder unlocks after the SIGTERM, and the member then exits 0. (Before,
+// the connection closed at the SIGTERM and the Lock failed Unavailable,
+// its client left not knowing whether it held the lock.)
+func TestSIGTERMAnswersCallsInFlight(t *testing.T) {
+	c := newCluster(t, 3)
+	stopping, other := c.members[0], c.members[1]
+	cliS, cliO := stopping.client(), other.client()
+	lcS, lcO := v3lockpb.NewLockClient(cliS.ActiveConnection()), v3lockpb.NewLockClient(cliO.ActiveConnection())
+	held, waiting := grant(t, cliO, 60), grant(t, cliS, 60)
+	first := await(t, lockAsync(t, lcO, "l", held), "first Lock")
+	second := lockAsync(t, lcS, "l", waiting)
+	waitKey(t, cliO, fmt.Sprintf("l/%x", waiting))
+	requirePending(t, second, "second Lock")
+
+	stopping.proc.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(waitDeadline)
+	for !c.logged("closing etcd server") {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not log its stop within %v of SIGTERM", stopping.name, waitDeadline)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a real process's log
+	}
+	requirePending(t, second, "second Lock")
+	if _, err := lcO.Unlock(ctxT(t), &v3lockpb.UnlockRequest{Key: first.Key}); err != nil {
+		t.Fatal(err)
+	}
+	if got := await(t, second, "a Lock in flight on a member told to stop"); string(got.Key) != fmt.Sprintf("l/%x", waiting) {
+		t.Fatalf("the Lock's key %q", got.Key)
+	}
+	select {
+	case <-stopping.proc.exited:
+	case <-time.After(exitDeadline):
+		t.Fatalf("%s did not exit within %v of SIGTERM", stopping.name, exitDeadline)
+	}
+	if code := stopping.proc.exitCode(t); code != 0 {
+		t.Fatalf("%s exited %d after SIGTERM", stopping.name, code)
+	}
+	stopping.proc = nil
+}
