@@ -115,6 +115,15 @@ type peekedConn struct {
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// CloseWrite half-closes the connection if the one under it can (a TCP
+// connection): h2grpc's GracefulStop sends its last answers so.
+func (c *peekedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 // chanListener is a net.Listener fed by the demux.
 type chanListener struct {
 	addr    net.Addr

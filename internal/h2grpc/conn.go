@@ -50,6 +50,9 @@ type conn struct {
 	activity atomic.Bool
 	// wake asks writeLoop to write the out buffer.
 	wake chan struct{}
+	// readerDone is closed when serve returns (the reader and the
+	// writer have ended).
+	readerDone chan struct{}
 
 	// Reader-goroutine state.
 	fr            *http2.Framer
@@ -117,12 +120,14 @@ func newConn(s *Server, nc net.Conn, auth credentials.AuthInfo) *conn {
 	c.w.maxFrame = defaultMaxFrameSize
 	c.w.streams = map[uint32]*stream{}
 	c.recvConnWin = int64(s.opts.ConnWindow)
+	c.readerDone = make(chan struct{})
 	return c
 }
 
 // serve reads the connection until it fails or closes, then cancels its
 // calls and waits for its writer.
 func (c *conn) serve() {
+	defer close(c.readerDone)
 	var writer sync.WaitGroup
 	writer.Add(1)
 	go func() {
@@ -426,10 +431,16 @@ func (c *conn) close(err error) {
 // drainCalls is the connection's part of Server.GracefulStop: GOAWAY tells
 // the client to open no more calls here (one it opens anyway is refused,
 // and grpc-go's client retries it elsewhere); the unary calls already
-// accepted run to their answers; then the connection closes, ending its
-// streaming calls (a watch or a lease keep-alive would never end by
-// itself; clientv3 resumes them on another member). Server.GracefulStop
-// closes the connection early if the calls outlast its timeout.
+// accepted run to their answers; then the streaming calls end (a watch or
+// a lease keep-alive would never end by itself; clientv3 resumes them on
+// another member) and the connection closes. Server.GracefulStop closes
+// it early if the calls outlast its timeout.
+//
+// The answers are in the kernel once written, not yet with the client: a
+// close with unread bytes from the client (its WINDOW_UPDATEs and PINGs)
+// resets the connection and drops them. So the connection is half-closed
+// first and the reader reads on until the client closes too, or for
+// halfCloseWait (grpc-go's server does the same).
 func (c *conn) drainCalls() {
 	c.wmu.Lock()
 	if c.w.err == nil && c.w.open && !c.w.goAway {
@@ -440,14 +451,32 @@ func (c *conn) drainCalls() {
 	for c.w.err == nil && c.unaryCallsLocked() > 0 {
 		c.wcond.Wait()
 	}
-	// What the last answers appended goes out before the socket closes.
+	// The streaming calls write nothing more; what the unary calls
+	// appended goes out.
+	for _, st := range c.w.streams {
+		st.endLocked()
+	}
 	for c.w.err == nil && (c.w.writing || len(c.w.out) > 0) {
 		c.flushLocked()
 		c.wcond.Wait()
 	}
+	halfClose := c.w.err == nil && c.w.open
+	if halfClose {
+		c.w.err = errDraining // nothing more is written
+		c.wcond.Broadcast()
+	}
 	c.wmu.Unlock()
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); halfClose && ok && cw.CloseWrite() == nil {
+		t := time.AfterFunc(halfCloseWait, func() { c.close(errDraining) })
+		<-c.readerDone
+		t.Stop()
+	}
 	c.close(errDraining)
 }
+
+// halfCloseWait bounds how long drainCalls waits for the client to close
+// its side after the server closed its own.
+var halfCloseWait = time.Second
 
 // unaryCallsLocked counts the accepted calls that are not known to be
 // streaming. REQUIRES: c.wmu held.

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // the codec the tests' server uses
@@ -405,7 +406,7 @@ func TestGracefulStopAnswersCallsInFlight(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		s.GracefulStop(waitTimeout)
+		s.GracefulStop(time.Hour) // not the timeout: the drain ends it
 	}()
 	for {
 		f, err := rc.next()
@@ -460,12 +461,28 @@ func TestGracefulStopAnswersCallsInFlight(t *testing.T) {
 	if string(value) != "vvv" || status != "0" {
 		t.Fatalf("the call in flight got %q, grpc-status %s; want vvv, 0", value, status)
 	}
+	// The server half-closes (its answers delivered before any reset),
+	// and finishes once the client closes too.
 	for {
 		if _, err := rc.next(); err != nil {
-			break // the server closed the connection
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("after the answer: %v, want EOF", err)
+			}
+			break
 		}
 	}
-	<-stopped
+	rc.c.Close()
+	waitStopped(t, stopped)
+}
+
+// waitStopped waits for GracefulStop to return, within waitTimeout.
+func waitStopped(t *testing.T, stopped <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-stopped:
+	case <-time.After(waitTimeout):
+		t.Fatalf("GracefulStop did not return within %v", waitTimeout)
+	}
 }
 
 func grpcStatus(f *http2.MetaHeadersFrame) string {
@@ -504,13 +521,18 @@ func TestGracefulStopWithGRPCClient(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		s.GracefulStop(waitTimeout)
+		s.GracefulStop(time.Hour) // not the timeout: the drain ends it
 	}()
+	// The client leaves Ready when GOAWAY reaches it: the call is in
+	// flight on a draining connection when the gate opens.
+	if !conn.WaitForStateChange(ctx, connectivity.Ready) {
+		t.Fatal("the client never saw GOAWAY")
+	}
 	close(svc.gate)
 	if err := <-answered; err != nil {
 		t.Fatalf("the unary call in flight: %v", err)
 	}
-	<-stopped
+	waitStopped(t, stopped)
 	if err := <-svc.held; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the streaming call's context ended with %v", err)
 	}

@@ -193,6 +193,9 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if m.stream != nil {
 		c.wmu.Lock()
 		st.streaming = true
+		if c.w.draining {
+			c.wcond.Broadcast() // drainCalls counts the calls left
+		}
 		c.wmu.Unlock()
 		st.r.dispatched = true
 		c.s.run(st.runStream)
@@ -388,11 +391,6 @@ func (st *stream) start() {
 func (st *stream) answer(ctx context.Context) { st.runUnary(ctx, true) }
 func (st *stream) dispatch()                  { st.c.s.run(st.runUnaryOnWorker) }
 
-// abort ends the stream (reset either way, or its connection closed):
-// nothing more is written for it, its receiving ends with err, and its
-// call's context is cancelled, in that order, so that the call's own
-// finish, which either of the last two may set off, writes nothing after
-// a reset.
 // setContext sets the call's context, under c.wmu: the stream is in the
 // connection's map already, where abort may find it (and, until then,
 // the connection's context, which close cancels first, is its parent).
@@ -402,6 +400,11 @@ func (st *stream) setContext(ctx context.Context, cancel context.CancelFunc) {
 	st.c.wmu.Unlock()
 }
 
+// abort ends the stream (reset either way, or its connection closed):
+// nothing more is written for it, its receiving ends with err, and its
+// call's context is cancelled, in that order, so that the call's own
+// finish, which either of the last two may set off, writes nothing after
+// a reset.
 func (st *stream) abort(err error) {
 	c := st.c
 	c.wmu.Lock()

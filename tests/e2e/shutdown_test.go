@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/connectivity"
+
 	"github.com/cairn-db/cairn/api/v3lockpb"
 )
 
@@ -27,12 +29,10 @@ func TestSIGTERMAnswersCallsInFlight(t *testing.T) {
 	requirePending(t, second, "second Lock")
 
 	stopping.proc.cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(waitDeadline)
-	for !c.logged("closing etcd server") {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log its stop within %v of SIGTERM", stopping.name, waitDeadline)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real process's log
+	// The client leaves Ready when the member's GOAWAY reaches it: the
+	// member is stopping, the Lock still in flight.
+	if !cliS.ActiveConnection().WaitForStateChange(ctxT(t), connectivity.Ready) {
+		t.Fatalf("no GOAWAY from %s within %v of SIGTERM", stopping.name, commandDeadline)
 	}
 	requirePending(t, second, "second Lock")
 	if _, err := lcO.Unlock(ctxT(t), &v3lockpb.UnlockRequest{Key: first.Key}); err != nil {
