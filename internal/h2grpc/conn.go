@@ -440,7 +440,8 @@ func (c *conn) close(err error) {
 // close with unread bytes from the client (its WINDOW_UPDATEs and PINGs)
 // resets the connection and drops them. So the connection is half-closed
 // first and the reader reads on until the client closes too, or for
-// halfCloseWait (grpc-go's server does the same).
+// halfCloseWait (grpc-go's server, which does not half-close, waits for
+// its reader likewise, up to a second, before closing).
 func (c *conn) drainCalls() {
 	c.wmu.Lock()
 	if c.w.err == nil && c.w.open && !c.w.goAway {
@@ -451,10 +452,13 @@ func (c *conn) drainCalls() {
 	for c.w.err == nil && c.unaryCallsLocked() > 0 {
 		c.wcond.Wait()
 	}
-	// The streaming calls write nothing more; what the unary calls
-	// appended goes out.
+	// The streaming calls write nothing more (they end, Unavailable as
+	// with Stop, once wmu is released); what the unary calls appended
+	// goes out.
+	ended := make([]*stream, 0, len(c.w.streams))
 	for _, st := range c.w.streams {
 		st.endLocked()
+		ended = append(ended, st)
 	}
 	for c.w.err == nil && (c.w.writing || len(c.w.out) > 0) {
 		c.flushLocked()
@@ -466,6 +470,9 @@ func (c *conn) drainCalls() {
 		c.wcond.Broadcast()
 	}
 	c.wmu.Unlock()
+	for _, st := range ended {
+		st.abort(errConnClosed)
+	}
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); halfClose && ok && cw.CloseWrite() == nil {
 		t := time.AfterFunc(halfCloseWait, func() { c.close(errDraining) })
 		<-c.readerDone

@@ -399,10 +399,18 @@ func TestPrefaceTimeout(t *testing.T) {
 // such a call elsewhere), lets the call in flight answer, and only then
 // closes the connection and returns.
 func TestGracefulStopAnswersCallsInFlight(t *testing.T) {
+	defer func(w time.Duration) { halfCloseWait = w }(halfCloseWait)
+	halfCloseWait = time.Hour // the client's close, not the timer, ends the wait
 	s, addr, svc := startServer(t, Options{})
 	rc := dialRaw(t, addr)
 	rc.call(1, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("gate"), Limit: 3}, true)
 	<-svc.started
+	s.mu.Lock()
+	var sc *conn
+	for c := range s.mu.conns {
+		sc = c
+	}
+	s.mu.Unlock()
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -461,8 +469,8 @@ func TestGracefulStopAnswersCallsInFlight(t *testing.T) {
 	if string(value) != "vvv" || status != "0" {
 		t.Fatalf("the call in flight got %q, grpc-status %s; want vvv, 0", value, status)
 	}
-	// The server half-closes (its answers delivered before any reset),
-	// and finishes once the client closes too.
+	// The server half-closes (so that its answers are not lost to a
+	// reset), and closes once the client closes too.
 	for {
 		if _, err := rc.next(); err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -470,6 +478,9 @@ func TestGracefulStopAnswersCallsInFlight(t *testing.T) {
 			}
 			break
 		}
+	}
+	if sc.closed.Load() {
+		t.Fatal("the server closed the connection before the client did: no half-close")
 	}
 	rc.c.Close()
 	waitStopped(t, stopped)
@@ -533,8 +544,13 @@ func TestGracefulStopWithGRPCClient(t *testing.T) {
 		t.Fatalf("the unary call in flight: %v", err)
 	}
 	waitStopped(t, stopped)
-	if err := <-svc.held; !errors.Is(err, context.Canceled) {
-		t.Fatalf("the streaming call's context ended with %v", err)
+	select {
+	case err := <-svc.held:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the streaming call's context ended with %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("the streaming call's handler still runs %v after GracefulStop", waitTimeout)
 	}
 	if err := stream.RecvMsg(&pb.RangeResponse{}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("the streaming call after GracefulStop: %v, want Unavailable", err)
