@@ -252,7 +252,18 @@ func (s *Server) serveConn(nc net.Conn) {
 // workers; a handler still running ends in its own time, as with
 // grpc.Server.Stop.
 func (s *Server) Stop() {
+	for _, c := range s.stopAccepting() {
+		c.close(errors.New("h2grpc: server stopped"))
+	}
+	s.wg.Wait()
+	s.stopWorkers()
+}
+
+// stopAccepting marks the server stopped (no connection is served after
+// it), closes its listeners and returns the connections it serves.
+func (s *Server) stopAccepting() []*conn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.mu.stopped = true
 	for l := range s.mu.listeners {
 		l.Close()
@@ -261,12 +272,7 @@ func (s *Server) Stop() {
 	for c := range s.mu.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.close(errors.New("h2grpc: server stopped"))
-	}
-	s.wg.Wait()
-	s.stopWorkers()
+	return conns
 }
 
 // GracefulStop stops the server as Stop does, but first lets the unary
@@ -278,18 +284,8 @@ func (s *Server) Stop() {
 // grpc.Server.GracefulStop also waits for streaming calls, which a watch
 // never ends: etcd bounds that wait by its request timeout.
 func (s *Server) GracefulStop(timeout time.Duration) {
-	s.mu.Lock()
-	s.mu.stopped = true
-	for l := range s.mu.listeners {
-		l.Close()
-	}
-	conns := make([]*conn, 0, len(s.mu.conns))
-	for c := range s.mu.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
 	var drained sync.WaitGroup
-	for _, c := range conns {
+	for _, c := range s.stopAccepting() {
 		drained.Add(1)
 		go func() {
 			defer drained.Done()

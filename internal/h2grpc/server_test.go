@@ -311,6 +311,20 @@ func TestKeepalivePings(t *testing.T) {
 	}
 }
 
+// hold opens a Hold stream on conn and returns once its handler runs.
+func hold(t *testing.T, conn *grpc.ClientConn, ctx context.Context, svc *echoService) grpc.ClientStream {
+	t.Helper()
+	stream, err := conn.NewStream(ctx, &echoDesc.Streams[0], "/test.Echo/Hold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(&pb.RangeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	<-svc.started
+	return stream
+}
+
 // Stop ends Serve, cancels the calls' contexts, and closes the clients'
 // connections; a call after it fails Unavailable on the client.
 func TestStopCancelsCalls(t *testing.T) {
@@ -320,14 +334,7 @@ func TestStopCancelsCalls(t *testing.T) {
 	if err := conn.Invoke(ctx, "/test.Echo/Echo", &pb.RangeRequest{Key: []byte("k"), Limit: 3}, resp); err != nil || string(resp.Kvs[0].Value) != "vvv" {
 		t.Fatalf("Echo: %v, %v", resp, err)
 	}
-	stream, err := conn.NewStream(ctx, &echoDesc.Streams[0], "/test.Echo/Hold")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.SendMsg(&pb.RangeRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	<-svc.started
+	stream := hold(t, conn, ctx, svc)
 	s.Stop()
 	if err := <-svc.held; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the held call's context ended with %v", err)
@@ -511,14 +518,7 @@ func grpcStatus(f *http2.MetaHeadersFrame) string {
 func TestGracefulStopWithGRPCClient(t *testing.T) {
 	s, addr, svc := startServer(t, Options{})
 	conn, ctx := dialGRPC(t, addr)
-	stream, err := conn.NewStream(ctx, &echoDesc.Streams[0], "/test.Echo/Hold")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.SendMsg(&pb.RangeRequest{}); err != nil {
-		t.Fatal(err)
-	}
-	<-svc.started
+	stream := hold(t, conn, ctx, svc)
 	answered := make(chan error, 1)
 	go func() {
 		resp := &pb.RangeResponse{}

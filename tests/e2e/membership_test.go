@@ -187,14 +187,7 @@ func (c *cluster) removeMember(m *member, id uint64) {
 // checks that it exited 0 after saying why, in etcd's words.
 func waitRemovedExit(t *testing.T, m *member) {
 	t.Helper()
-	select {
-	case <-m.proc.exited:
-	case <-time.After(waitDeadline):
-		t.Fatalf("%s was removed from the cluster and still runs %v later", m.name, waitDeadline)
-	}
-	if code := m.proc.exitCode(t); code != 0 {
-		t.Fatalf("%s, removed from the cluster, exited %d, want 0", m.name, code)
-	}
+	waitExit(t, m, waitDeadline, "its removal from the cluster")
 	log := logText(t, m)
 	for _, want := range []string{"the member has been permanently removed from the cluster", "data-dir used by this member must be removed"} {
 		if !strings.Contains(log, want) {

@@ -41,13 +41,20 @@ func TestSIGTERMAnswersCallsInFlight(t *testing.T) {
 	if got := await(t, second, "a Lock in flight on a member told to stop"); string(got.Key) != fmt.Sprintf("l/%x", waiting) {
 		t.Fatalf("the Lock's key %q", got.Key)
 	}
-	select {
-	case <-stopping.proc.exited:
-	case <-time.After(exitDeadline):
-		t.Fatalf("%s did not exit within %v of SIGTERM", stopping.name, exitDeadline)
-	}
-	if code := stopping.proc.exitCode(t); code != 0 {
-		t.Fatalf("%s exited %d after SIGTERM", stopping.name, code)
-	}
+	waitExit(t, stopping, exitDeadline, "SIGTERM")
 	stopping.proc = nil
+}
+
+// waitExit waits up to deadline for m's process to exit by itself after
+// what it was told (why), and requires it to exit 0.
+func waitExit(t *testing.T, m *member, deadline time.Duration, why string) {
+	t.Helper()
+	select {
+	case <-m.proc.exited:
+	case <-time.After(deadline):
+		t.Fatalf("%s still runs %v after %s", m.name, deadline, why)
+	}
+	if code := m.proc.exitCode(t); code != 0 {
+		t.Fatalf("%s exited %d after %s, want 0", m.name, code, why)
+	}
 }
