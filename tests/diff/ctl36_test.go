@@ -37,7 +37,7 @@ func TestCtl36Client(t *testing.T) {
 	cairn, etcd := binaries(t)
 	ctl := etcdctl36(t)
 	steps := ctl36Steps()
-	ports := []int{freePort(t), freePort(t)}
+	ports := freePorts(t, 2)
 	want := runScript(t, etcd, ctl, ports, steps)
 	got := runScript(t, cairn, ctl, ports, steps)
 	for i := range steps {

@@ -121,7 +121,7 @@ func TestCtlAuthDifferential(t *testing.T) {
 		t.Skipf("no stock etcdctl beside %s", etcd)
 	}
 	steps := ctlAuthSteps()
-	ports := []int{freePort(t), freePort(t)}
+	ports := freePorts(t, 2)
 	if *update {
 		want := runScript(t, etcd, etcdctl, ports, steps)
 		b, err := json.MarshalIndent(toGolden(steps, want), "", "  ")

@@ -448,10 +448,7 @@ func compareCtl(t *testing.T, golden, server, etcd string, members int, steps []
 	if _, err := os.Stat(etcdctl); err != nil {
 		t.Skipf("no stock etcdctl beside %s", etcd)
 	}
-	var ports []int
-	for range 2 * members {
-		ports = append(ports, freePort(t))
-	}
+	ports := freePorts(t, 2*members)
 	want := runScript(t, server, etcdctl, ports, steps)
 	if golden != "" {
 		if *update {
@@ -500,7 +497,7 @@ func TestCtlGolden(t *testing.T) {
 				t.Skipf("TestCtl%sDifferential runs cairnctl through the %s steps against stock etcdctl", map[string]string{"kv": "", "help": "Help"}[name], name)
 			}
 			s := steps()
-			compareGolden(t, name, s, runScript(t, cairnBinary, ctlBinary, []int{freePort(t), freePort(t)}, s), "cairnctl")
+			compareGolden(t, name, s, runScript(t, cairnBinary, ctlBinary, freePorts(t, 2), s), "cairnctl")
 		})
 	}
 }

@@ -17,10 +17,10 @@ import (
 func startCluster3(t *testing.T, binary string) []string {
 	t.Helper()
 	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
-	var cports, pports []int
+	all := freePorts(t, 6)
+	cports, pports := all[:3], all[3:]
 	var initial, eps []string
 	for i := range 3 {
-		cports, pports = append(cports, freePort(t)), append(pports, freePort(t))
 		initial = append(initial, fmt.Sprintf("m%d=%s", i, url(pports[i])))
 		eps = append(eps, fmt.Sprintf("127.0.0.1:%d", cports[i]))
 	}

@@ -18,7 +18,10 @@ import (
 // ports are a member's client and peer ports, and the URLs on them.
 type ports struct{ client, peer int }
 
-func newPorts(t *testing.T) ports { return ports{freePort(t), freePort(t)} }
+func newPorts(t *testing.T) ports {
+	p := freePorts(t, 2)
+	return ports{p[0], p[1]}
+}
 
 func (p ports) clientURL() string { return fmt.Sprintf("http://127.0.0.1:%d", p.client) }
 func (p ports) peerURL() string   { return fmt.Sprintf("http://127.0.0.1:%d", p.peer) }
