@@ -4,6 +4,8 @@ import (
 	"os"
 	"regexp"
 	"testing"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // Cairn follows etcd 3.7, whose clients (etcdctl 3.7, client/v3 3.7) the
@@ -37,7 +39,7 @@ func TestCtl36Client(t *testing.T) {
 	cairn, etcd := binaries(t)
 	ctl := etcdctl36(t)
 	steps := ctl36Steps()
-	ports := freePorts(t, 2)
+	ports := porttest.Free(t, 2)
 	want := runScript(t, etcd, ctl, ports, steps)
 	got := runScript(t, cairn, ctl, ports, steps)
 	for i := range steps {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // ctlAuthSteps exercise etcdctl's user, role and auth commands, in the
@@ -121,7 +123,7 @@ func TestCtlAuthDifferential(t *testing.T) {
 		t.Skipf("no stock etcdctl beside %s", etcd)
 	}
 	steps := ctlAuthSteps()
-	ports := freePorts(t, 2)
+	ports := porttest.Free(t, 2)
 	if *update {
 		want := runScript(t, etcd, etcdctl, ports, steps)
 		b, err := json.MarshalIndent(toGolden(steps, want), "", "  ")

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // ctlStep is one command line (and its stdin), run by both CLIs.
@@ -448,7 +450,7 @@ func compareCtl(t *testing.T, golden, server, etcd string, members int, steps []
 	if _, err := os.Stat(etcdctl); err != nil {
 		t.Skipf("no stock etcdctl beside %s", etcd)
 	}
-	ports := freePorts(t, 2*members)
+	ports := porttest.Free(t, 2*members)
 	want := runScript(t, server, etcdctl, ports, steps)
 	if golden != "" {
 		if *update {
@@ -497,7 +499,7 @@ func TestCtlGolden(t *testing.T) {
 				t.Skipf("TestCtl%sDifferential runs cairnctl through the %s steps against stock etcdctl", map[string]string{"kv": "", "help": "Help"}[name], name)
 			}
 			s := steps()
-			compareGolden(t, name, s, runScript(t, cairnBinary, ctlBinary, freePorts(t, 2), s), "cairnctl")
+			compareGolden(t, name, s, runScript(t, cairnBinary, ctlBinary, porttest.Free(t, 2), s), "cairnctl")
 		})
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,31 +21,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-)
 
-// freePorts returns n distinct free loopback ports. Their listeners are
-// held until all n are chosen: one closed and the next opened may get the
-// same port back (two servers were once handed one port for their client
-// and peer URLs, and the test waited a minute for a cluster that could
-// not start).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
+	"github.com/cairn-db/cairn/internal/porttest"
+)
 
 // startServer runs binary as a one-member cluster and returns a
 // connection to it, once it serves. The test's end kills it.
 func startServer(t *testing.T, binary string, extra ...string) *grpc.ClientConn {
-	p := freePorts(t, 2)
+	p := porttest.Free(t, 2)
 	cport, pport := p[0], p[1]
 	curl, purl := fmt.Sprintf("http://127.0.0.1:%d", cport), fmt.Sprintf("http://127.0.0.1:%d", pport)
 	cmd := exec.Command(binary, "--name", "d", "--data-dir", filepath.Join(t.TempDir(), "data"),

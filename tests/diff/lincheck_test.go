@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // startCluster3 runs binary as a three-member cluster and returns its
@@ -17,7 +19,7 @@ import (
 func startCluster3(t *testing.T, binary string) []string {
 	t.Helper()
 	url := func(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
-	all := freePorts(t, 6)
+	all := porttest.Free(t, 6)
 	cports, pports := all[:3], all[3:]
 	var initial, eps []string
 	for i := range 3 {

@@ -13,13 +13,15 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // ports are a member's client and peer ports, and the URLs on them.
 type ports struct{ client, peer int }
 
 func newPorts(t *testing.T) ports {
-	p := freePorts(t, 2)
+	p := porttest.Free(t, 2)
 	return ports{p[0], p[1]}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // cairnBinary and ctlBinary are the server and cairnctl, built once for
@@ -84,26 +85,6 @@ type cluster struct {
 	members []*member
 }
 
-// freePorts reserves n loopback ports (closed again before use; the
-// kernel does not hand them out again at once).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // cleanUpAtEnd has the test's end kill c's members and, if it failed,
 // show each one's last log lines. Call it before the first start, so
 // that a failing start kills those started.
@@ -149,7 +130,7 @@ func newClusterWith(t *testing.T, n int, prepare func(*member), extra ...string)
 // shows each one's last log lines.
 func newUnstartedCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
-	ports := freePorts(t, 2*n)
+	ports := porttest.Free(t, 2*n)
 	c := &cluster{t: t}
 	var initial []string
 	for i := range n {

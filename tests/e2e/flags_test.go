@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // kubeadmArgs is the command line kubeadm (cmd/kubeadm/app/phases/etcd/
@@ -40,7 +42,7 @@ func kubeadmArgs(name, dataDir, loopbackURL, clientURL, peerURL, metricsURL stri
 // a restart (the first start has no data to check), the initial
 // corruption check kubeadm asks for runs, and passes.
 func TestKubeadmFlags(t *testing.T) {
-	ports := freePorts(t, 4)
+	ports := porttest.Free(t, 4)
 	url := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", ports[i]) }
 	m := &member{t: t, name: "node1", clientURL: url(1), peerURL: url(2)}
 	m.dataDir = filepath.Join(t.TempDir(), "etcd")
@@ -95,7 +97,7 @@ func TestKubeadmFlags(t *testing.T) {
 // --listen-client-http-urls moves HTTP (the gateway too) off the client
 // URLs, which then serve gRPC only, as etcd's.
 func TestListenClientHTTPURLs(t *testing.T) {
-	httpURL := fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])
+	httpURL := fmt.Sprintf("http://127.0.0.1:%d", porttest.Free(t, 1)[0])
 	c := newCluster(t, 1, "--listen-client-http-urls", httpURL)
 	if code, body, _ := httpGet(t, httpURL+"/health"); code != 200 || !strings.Contains(body, `"health":"true"`) {
 		t.Errorf("/health on the HTTP URL: %d %q", code, body)

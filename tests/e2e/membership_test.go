@@ -20,6 +20,8 @@ import (
 	"github.com/anishathalye/porcupine"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // Runtime reconfiguration, as an operator does it with etcd: `member add`
@@ -94,7 +96,7 @@ func retryChange(t *testing.T, what string, change func(ctx context.Context) err
 func (c *cluster) addMember(cli *clientv3.Client, name string, learner bool) (*member, uint64) {
 	t := c.t
 	t.Helper()
-	ports := freePorts(t, 2)
+	ports := porttest.Free(t, 2)
 	m := &member{
 		t:         t,
 		name:      name,
@@ -536,7 +538,7 @@ func TestLearner(t *testing.T) {
 	if _, err := cli.MemberPromote(ctxT(t), lid); err == nil || err.Error() != "etcdserver: can only promote a learner member which is in sync with leader" {
 		t.Fatalf("promoting a learner that has not started: %v", err)
 	}
-	port := freePorts(t, 1)[0]
+	port := porttest.Free(t, 1)[0]
 	if _, err := cli.MemberAddAsLearner(ctxT(t), []string{fmt.Sprintf("http://127.0.0.1:%d", port)}); err == nil ||
 		err.Error() != "etcdserver: too many learner members in cluster" {
 		t.Fatalf("a second learner over --max-learners=1: %v", err)
@@ -713,7 +715,7 @@ func TestMemberUpdatePeerURL(t *testing.T) {
 	lead := c.waitLeader()
 	leader, moved := c.members[lead], c.members[(lead+1)%3]
 	id := memberID(t, moved)
-	newPeerURL := fmt.Sprintf("http://127.0.0.1:%d", freePorts(t, 1)[0])
+	newPeerURL := fmt.Sprintf("http://127.0.0.1:%d", porttest.Free(t, 1)[0])
 	resp, err := leader.client().MemberUpdate(ctxT(t), id, []string{newPeerURL})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/cairn-db/cairn/internal/porttest"
 	"github.com/cairn-db/cairn/internal/tlsutil/certtest"
 )
 
@@ -85,7 +86,7 @@ func refused(t *testing.T, url string, cfg *tls.Config, who string) {
 // ports alike.
 func TestKubeadmTLSCluster(t *testing.T) {
 	p := newTestPKI(t)
-	ports := freePorts(t, 12)
+	ports := porttest.Free(t, 12)
 	url := func(scheme string, i int) string { return fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[i]) }
 	c := &cluster{t: t}
 	var initial []string
@@ -221,7 +222,7 @@ func tlsTalk(addr string, cfg *tls.Config) error {
 // --self-signed-cert-validity years; its https:// metrics URL uses the
 // client certificate.
 func TestAutoTLSSideBySide(t *testing.T) {
-	ports := freePorts(t, 5)
+	ports := porttest.Free(t, 5)
 	both := fmt.Sprintf("127.0.0.1:%d", ports[4])
 	httpsURL := fmt.Sprintf("https://127.0.0.1:%d", ports[0])
 	httpURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
@@ -304,7 +305,7 @@ func httpGetErr(url string) (int, string, error) {
 
 // The client refusals that stop a start, in etcd's words.
 func TestTLSStartRefusals(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := porttest.Free(t, 2)
 	m := &member{t: t, name: "m0"}
 	m.dataDir = filepath.Join(t.TempDir(), "m0")
 	m.logPath = filepath.Join(t.TempDir(), "m0.log")
@@ -376,7 +377,7 @@ func TestTLSPeersJoin(t *testing.T) {
 	if _, err := cli.Put(ctxT(t), "before", "join"); err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 2)
+	ports := porttest.Free(t, 2)
 	n := &member{t: t, name: "m1", clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
 		peerURL: fmt.Sprintf("https://127.0.0.1:%d", ports[1])}
 	n.dataDir = filepath.Join(t.TempDir(), n.name)

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/cairn-db/cairn/internal/porttest"
 )
 
 // browser is a headless Chromium driven through ChromeDriver's W3C
@@ -31,7 +33,7 @@ func startBrowser(t *testing.T) *browser {
 	if err1 != nil || err2 != nil {
 		t.Skip("no chromedriver or chromium (Debian: apt-get install chromium chromium-driver)")
 	}
-	port := freePorts(t, 1)[0]
+	port := porttest.Free(t, 1)[0]
 	startChild(t, exec.Command(driver, fmt.Sprintf("--port=%d", port)))
 	b := &browser{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	deadline := time.Now().Add(waitDeadline)
