@@ -349,6 +349,8 @@ func (ti *treeIndex) getOrInsertLocked(key []byte) *keyIndex {
 		ti.tree.ReplaceOrInsert(ki)
 		ti.keys.insert(ki)
 		ti.checkLocked()
+	} else {
+		ti.keys.step() // a growing table's move goes on with every write
 	}
 	return ki
 }
@@ -511,6 +513,7 @@ func (ti *treeIndex) tombstone(key []byte, rev Revision) {
 	if ki == nil {
 		panic(fmt.Sprintf("mvcc: delete of %q, which has no history", key))
 	}
+	ti.keys.step()
 	ki.tombstone(rev)
 }
 

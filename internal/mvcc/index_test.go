@@ -236,8 +236,9 @@ func TestKeyIndexForms(t *testing.T) {
 // tool) cost the heap about 90 bytes each beside their bytes, the keyIndex
 // (64), the key (8 here) and the tree's slot and node share, and 12-24
 // more for the key table (9 bytes a slot, between three eighths and three
-// quarters full; 100k keys is just past a doubling: 116 in all). The long
-// form alone took about 150 without the table.
+// quarters full; 100k keys is just past a doubling: 116 in all, and 12
+// more while the old table is held, until the move into the doubled one
+// ends). The long form alone took about 150 without the table.
 func TestIndexMemoryPerKey(t *testing.T) {
 	const keys = 100_000
 	perKey := math.MaxFloat64
@@ -255,7 +256,7 @@ func TestIndexMemoryPerKey(t *testing.T) {
 		perKey = min(perKey, float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/keys)
 	}
 	t.Logf("%.1f heap bytes a key", perKey)
-	if perKey > 125 {
-		t.Fatalf("the index takes %.1f heap bytes a key put once, want at most 125", perKey)
+	if perKey > 130 {
+		t.Fatalf("the index takes %.1f heap bytes a key put once, want at most 130", perKey)
 	}
 }

@@ -7,34 +7,69 @@ import (
 	"testing"
 )
 
-// check verifies the table's invariants: n counts the full slots, at most
-// three quarters of them; every entry has its key's tag and is reached
-// from its home slot with no empty slot on the way.
+// check verifies the table's invariants: n counts the keys, in the table
+// and in the old one's part not yet moved, at most three quarters of the
+// table's slots; in either table every entry has its key's tag and is
+// reached from its home slot with no empty slot on the way (tombstones,
+// only in the old table's unmoved part, do not end a run); no key is in
+// both.
 func (t *keyTable) check() error {
-	mask := uint64(len(t.tags) - 1)
+	full, err := checkSlots(t, "", t.tags, t.slots, 0)
+	if err != nil {
+		return err
+	}
+	if t.old.tags != nil {
+		if t.old.moved <= 0 || t.old.moved >= len(t.old.tags) || len(t.old.tags)*2 != len(t.tags) {
+			return fmt.Errorf("old table of %d slots, %d moved, into %d", len(t.old.tags), t.old.moved, len(t.tags))
+		}
+		live, err := checkSlots(t, "old ", t.old.tags, t.old.slots, t.old.moved)
+		if err != nil {
+			return err
+		}
+		for i := t.old.moved; i < len(t.old.tags); i++ {
+			if t.old.tags[i] > deletedTag && find(t.tags, t.slots, t.old.slots[i].key, t.hash(t.old.slots[i].key)) >= 0 {
+				return fmt.Errorf("key %q in both tables", t.old.slots[i].key)
+			}
+		}
+		full += live
+	}
+	if full != t.n || 4*t.n > 3*len(t.slots) {
+		return fmt.Errorf("%d keys held, %d slots, n %d", full, len(t.slots), t.n)
+	}
+	return nil
+}
+
+// checkSlots checks one table's entries in slots from..len and returns how
+// many there are. Tombstones may be only in an old table (from > 0),
+// anywhere in it: the move passes those made before it.
+func checkSlots(t *keyTable, name string, tags []uint8, slots []*keyIndex, from int) (int, error) {
+	mask := uint64(len(tags) - 1)
 	full := 0
-	for i, tag := range t.tags {
-		if tag == 0 {
-			if t.slots[i] != nil {
-				return fmt.Errorf("slot %d: empty tag, keyIndex %q", i, t.slots[i].key)
+	for i, tag := range tags {
+		if tag == 0 || tag == deletedTag {
+			if slots[i] != nil {
+				return 0, fmt.Errorf("%sslot %d: tag %d, keyIndex %q", name, i, tag, slots[i].key)
+			}
+			if tag == deletedTag && from == 0 {
+				return 0, fmt.Errorf("%sslot %d: a tombstone", name, i)
 			}
 			continue
 		}
+		if i < from {
+			continue
+		}
 		full++
-		h := t.hash(t.slots[i].key)
+		h := t.hash(slots[i].key)
 		if tag != keyTag(h) {
-			return fmt.Errorf("slot %d: tag %#x, key %q's is %#x", i, tag, t.slots[i].key, keyTag(h))
+			return 0, fmt.Errorf("%sslot %d: tag %#x, key %q's is %#x", name, i, tag, slots[i].key, keyTag(h))
 		}
 		for j := h & mask; j != uint64(i); j = (j + 1) & mask {
-			if t.tags[j] == 0 {
-				return fmt.Errorf("slot %d: key %q (home %d) is past empty slot %d", i, t.slots[i].key, h&mask, j)
+			if tags[j] == 0 {
+				return 0, fmt.Errorf("%sslot %d: key %q (home %d) is past empty slot %d", name, i, slots[i].key, h&mask, j)
 			}
 		}
 	}
-	if full != t.n || 4*t.n > 3*len(t.slots) {
-		return fmt.Errorf("%d slots full of %d, n %d", full, len(t.slots), t.n)
-	}
-	return nil
+	return full, nil
 }
 
 // TestKeyTableMatchesMap runs seeded random inserts, deletes and lookups
@@ -43,6 +78,13 @@ func (t *keyTable) check() error {
 // homes, runs are long and wrap around the table's end, and deletes move
 // entries back across the wrap: a failure reproduces from its seed.
 func TestKeyTableMatchesMap(t *testing.T) {
+	oldGets, oldDeletes := 0, 0
+	defer func() {
+		// The seeds must reach keys still in an old table, not yet moved.
+		if !t.Failed() && (oldGets == 0 || oldDeletes == 0) {
+			t.Errorf("%d gets and %d deletes of keys in a growing table's old part, want some of each", oldGets, oldDeletes)
+		}
+	}()
 	for seed := uint64(1); seed <= 40; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		homes := uint64(1 + rng.IntN(64)) // distinct hashes: few, so collisions abound
@@ -56,6 +98,9 @@ func TestKeyTableMatchesMap(t *testing.T) {
 		model := map[string]*keyIndex{}
 		var live []*keyIndex
 		for op := range 3000 {
+			oldHas := func(key []byte) bool { // is key in the old table's unmoved part?
+				return tb.old.tags != nil && find(tb.old.tags, tb.old.slots, key, tb.hash(key)) >= tb.old.moved
+			}
 			key := binary.BigEndian.AppendUint64(nil, uint64(rng.IntN(200)))
 			key = fmt.Appendf(key, "-%d", rng.IntN(3))
 			switch r := rng.IntN(10); {
@@ -72,8 +117,14 @@ func TestKeyTableMatchesMap(t *testing.T) {
 				live[i] = live[len(live)-1]
 				live = live[:len(live)-1]
 				delete(model, string(ki.key))
+				if oldHas(ki.key) {
+					oldDeletes++
+				}
 				tb.delete(ki)
 			default:
+				if oldHas(key) {
+					oldGets++
+				}
 				if got, want := tb.get(key), model[string(key)]; got != want {
 					t.Fatalf("seed %d op %d: get(%q) = %p, want %p", seed, op, key, got, want)
 				}
@@ -87,6 +138,78 @@ func TestKeyTableMatchesMap(t *testing.T) {
 				t.Fatalf("seed %d: get(%q) = %p at the end, want %p", seed, k, got, want)
 			}
 		}
+	}
+}
+
+// TestKeyTableGrowsAFewKeysAtATime: an insert that finds the table full
+// moves growStep of the old slots, not all of them, and each move ends
+// before the table must grow again.
+func TestKeyTableGrowsAFewKeysAtATime(t *testing.T) {
+	tb := newKeyTable()
+	grew := 0
+	for i := range 50_000 {
+		size, moving := len(tb.slots), tb.old.tags != nil
+		tb.insert(newKeyIndex(fmt.Appendf(nil, "key-%d", i)))
+		if len(tb.slots) == size {
+			continue
+		}
+		grew++
+		if moving {
+			t.Fatalf("insert %d grew the table from %d slots before the last move ended", i, size)
+		}
+		if tb.old.tags == nil || tb.old.moved != growStep || len(tb.old.tags) != size {
+			t.Fatalf("insert %d grew the table to %d slots: old table of %d, %d moved; want %d of %d moved",
+				i, len(tb.slots), len(tb.old.tags), tb.old.moved, growStep, size)
+		}
+		if err := tb.check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if grew != 13 { // 16 slots -> 131072 (50k keys are over 3/4 of 65536)
+		t.Fatalf("grew %d times, want 13", grew)
+	}
+	// reserve in the middle of a move ends it first.
+	if tb.old.tags == nil {
+		t.Fatal("no move under way after 50k keys (49,153 started one of 65,536 slots)")
+	}
+	tb.reserve(200_000)
+	if tb.old.tags != nil || len(tb.slots) != 1<<19 {
+		t.Fatalf("reserve(200k) during a move: %d slots, old table of %d", len(tb.slots), len(tb.old.tags))
+	}
+	if err := tb.check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIndexGrowthEndsWithoutNewKeys: once a move has started, puts and
+// deletes of keys the index holds carry it on, so that a store whose
+// writes all go to keys it has does not keep the old table for ever.
+func TestIndexGrowthEndsWithoutNewKeys(t *testing.T) {
+	ti := newTreeIndex()
+	const keys = 98_305 // over 3/4 of 131,072 slots: the table doubles
+	rev := int64(2)
+	key := func(i int) []byte { return fmt.Appendf(nil, "key-%06d", i) }
+	for i := range keys {
+		ti.put(key(i), Revision{Main: rev})
+		rev++
+	}
+	if ti.keys.old.tags == nil {
+		t.Fatalf("no move under way at %d keys (%d slots)", keys, len(ti.keys.slots))
+	}
+	writes := len(ti.keys.old.tags) / growStep
+	for i := range writes {
+		if i%2 == 0 {
+			ti.put(key(i), Revision{Main: rev})
+		} else {
+			ti.tombstone(key(i), Revision{Main: rev})
+		}
+		rev++
+	}
+	if ti.keys.old.tags != nil {
+		t.Fatalf("after %d writes of existing keys the move is at %d of %d slots", writes, ti.keys.old.moved, len(ti.keys.old.tags))
+	}
+	if err := ti.keys.check(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -115,8 +238,13 @@ func TestKeyTableSeededHash(t *testing.T) {
 			t.Fatalf("found %qx, never inserted", ki.key)
 		}
 	}
-	for _, ki := range kis {
+	for i, ki := range kis {
 		tb.delete(ki)
+		if i%1000 == 0 {
+			if err := tb.check(); err != nil {
+				t.Fatalf("after %d deletes: %v", i+1, err)
+			}
+		}
 	}
 	if err := tb.check(); err != nil || tb.n != 0 {
 		t.Fatalf("after deleting every key: n %d, %v", tb.n, err)
