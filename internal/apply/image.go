@@ -46,7 +46,13 @@ func (a *Applier) Checkpoint() (*Checkpoint, error) {
 	// The backend's checkpoint holds its own lock, so the index and term
 	// are the copy's; the configuration changes only under a.mu held
 	// exclusively, so shared is enough to read it with them (and reads and
-	// applies go on meanwhile).
+	// applies go on meanwhile). Flushed first without a.mu, which an
+	// alarm's or a member's entry waits for: under it, the backend
+	// flushes only what was committed since.
+	if err := a.be.Sync(); err != nil {
+		a.fs.RemoveAll(dir)
+		return nil, err
+	}
 	a.mu.RLock()
 	index, term, err := a.be.Checkpoint(a.fs.PathJoin(dir, "db"))
 	cs := a.confState.Clone()
