@@ -209,3 +209,44 @@ func BenchmarkIndexInsertPause(b *testing.B) {
 		b.ReportMetric(float64(longest.Microseconds()), "longest-put-us")
 	}
 }
+
+// BenchmarkIndexPutDuringHashKV: the longest one put of an existing key
+// waited while HashKV's two walks of the index (keptAt, hashKeep) ran over
+// 1M keys. They held the index's read lock for the whole walk, 370 and
+// 680 ms on the 2-core test machine; since 2026-12-05 for 1,024 keys at a
+// time (ascendInChunks).
+//
+//	go test ./internal/mvcc -run '^$' -bench IndexPutDuringHashKV -benchtime 2x
+func BenchmarkIndexPutDuringHashKV(b *testing.B) {
+	const n = 1_000_000
+	ti := newTreeIndex()
+	keys := make([][]byte, n)
+	for i, j := range rand.New(rand.NewPCG(7, 8)).Perm(n) {
+		keys[i] = fmt.Appendf(nil, "/registry/pods/default/pod-%07d", j)
+		ti.put(keys[i], Revision{Main: int64(i + 2)})
+	}
+	rev := int64(n + 2)
+	pick := rand.New(rand.NewPCG(9, 10))
+	b.ResetTimer()
+	for range b.N {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ti.keptAt(rev / 2)
+			ti.hashKeep(rev)
+		}()
+		var longest time.Duration
+		for walking := true; walking; {
+			select {
+			case <-done:
+				walking = false
+			default:
+				start := time.Now()
+				ti.put(keys[pick.IntN(n)], Revision{Main: rev})
+				rev++
+				longest = max(longest, time.Since(start))
+			}
+		}
+		b.ReportMetric(float64(longest.Microseconds())/1000, "longest-put-ms")
+	}
+}

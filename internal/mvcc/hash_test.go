@@ -175,3 +175,73 @@ func TestCompactionHashes(t *testing.T) {
 		t.Fatalf("compaction hashes %+v", hs)
 	}
 }
+
+// HashKV at a revision answers the same while writes go on beside it
+// (puts of keys old and new, deletes, a key deleted and put back): its
+// walks of the index let writes in between chunks of keys, and what they
+// add lies above the revision hashed.
+func TestHashKVWhileWriting(t *testing.T) {
+	s, _ := newTestStore(t)
+	index := uint64(0)
+	write := func(f func(tw *TxnWrite)) {
+		tw := s.Write()
+		f(tw)
+		index++
+		if _, err := tw.End(index, 1); err != nil {
+			t.Error(err)
+		}
+	}
+	const keys = 5 * readChunk
+	for i := range keys {
+		write(func(tw *TxnWrite) { tw.Put(fmt.Appendf(nil, "k%05d", i), []byte("v0"), 0) })
+	}
+	for i := 0; i < keys; i += 3 {
+		write(func(tw *TxnWrite) { tw.Put(fmt.Appendf(nil, "k%05d", i), []byte("v1"), 0) })
+	}
+	for i := 1; i < keys; i += 7 {
+		write(func(tw *TxnWrite) { tw.DeleteRange(fmt.Appendf(nil, "k%05d", i), nil) })
+	}
+	index++
+	done, err := s.Compact(s.Rev()-100, index, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	rev := s.Rev()
+	want, _, err := s.HashKV(rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashed := make(chan error)
+	go func() {
+		for range 5 {
+			if h, _, err := s.HashKV(rev); err != nil || h != want {
+				hashed <- fmt.Errorf("HashKV(%d) = %+v, %v while writing; %+v before", rev, h, err, want)
+				return
+			}
+		}
+		hashed <- nil
+	}()
+	for i := 0; ; i++ {
+		select {
+		case err := <-hashed:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d writes ran beside the hashes", i)
+			return
+		default:
+		}
+		k := fmt.Appendf(nil, "k%05d", (i*131)%keys)
+		switch i % 4 {
+		case 0:
+			write(func(tw *TxnWrite) { tw.Put(k, fmt.Appendf(nil, "w%d", i), 0) })
+		case 1:
+			write(func(tw *TxnWrite) { tw.DeleteRange(k, nil) })
+		case 2:
+			write(func(tw *TxnWrite) { tw.DeleteRange(k, nil); tw.Put(k, []byte("back"), 0) })
+		case 3:
+			write(func(tw *TxnWrite) { tw.Put(fmt.Appendf(nil, "new%d", i), []byte("n"), 0) })
+		}
+	}
+}

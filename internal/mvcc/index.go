@@ -633,14 +633,46 @@ func (ti *treeIndex) compact(at int64) map[Revision]struct{} {
 	return keep
 }
 
+// readChunk is how many keys a walk of the whole index (ascendInChunks)
+// reads under one hold of the read lock.
+const readChunk = 1024
+
+// ascendInChunks calls fn for every key of the tree as it is now, in key
+// order, holding ti.mu for reading over readChunk keys at a time, so that
+// a write waits for one chunk, not for the whole walk (a walk of 1M keys
+// held it 370-680 ms). It walks a copy of the tree, as compact does: a key
+// added meanwhile is not visited, and a key compacted meanwhile is visited
+// as it is then (a compacted-away key has no lives left). fn runs under
+// the read lock.
+//
+// A walk that reads only revisions at or below a revision it was given
+// sees the same as one under the lock throughout: writes add revisions
+// above the current one, and what a compaction removes the callers check
+// for (HashKV reads the compaction revision again after, and keptAt's
+// answer does not depend on whether its compaction has run).
+func (ti *treeIndex) ascendInChunks(fn func(ki *keyIndex)) {
+	ti.mu.Lock() // Clone marks the tree's nodes shared: a write
+	snapshot := ti.tree.Clone()
+	ti.mu.Unlock()
+	n := 0
+	ti.mu.RLock()
+	snapshot.Ascend(func(ki *keyIndex) bool {
+		if n++; n%readChunk == 0 {
+			ti.mu.RUnlock()
+			ti.mu.RLock()
+		}
+		fn(ki)
+		return true
+	})
+	ti.mu.RUnlock()
+}
+
 // keptAt returns the revisions at or below main revision at that a
 // compaction at at keeps (see keyIndex.compact), without compacting:
 // the same whether the index has been compacted at at yet or not.
 func (ti *treeIndex) keptAt(at int64) map[Revision]struct{} {
-	ti.mu.RLock()
-	defer ti.mu.RUnlock()
 	keep := map[Revision]struct{}{}
-	ti.tree.Ascend(func(ki *keyIndex) bool {
+	ti.ascendInChunks(func(ki *keyIndex) {
 		// The lives not over before at, as compact finds them.
 		var buf [1]generation
 		gens := ki.lives(&buf)
@@ -654,7 +686,6 @@ func (ti *treeIndex) keptAt(at int64) map[Revision]struct{} {
 			}
 			keep[g.revs[i]] = struct{}{}
 		}
-		return true
 	})
 	return keep
 }
@@ -666,10 +697,8 @@ func (ti *treeIndex) keptAt(at int64) map[Revision]struct{} {
 // life only, as etcd's index does (keptAt also keeps a life begun again
 // at at by a transaction that deletes a key and puts it back).
 func (ti *treeIndex) hashKeep(at int64) map[Revision]struct{} {
-	ti.mu.RLock()
-	defer ti.mu.RUnlock()
 	keep := map[Revision]struct{}{}
-	ti.tree.Ascend(func(ki *keyIndex) bool {
+	ti.ascendInChunks(func(ki *keyIndex) {
 		var buf [1]generation
 		gens := ki.lives(&buf)
 		for gi, g := range gens {
@@ -682,7 +711,6 @@ func (ti *treeIndex) hashKeep(at int64) map[Revision]struct{} {
 			}
 			break
 		}
-		return true
 	})
 	return keep
 }
