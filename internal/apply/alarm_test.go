@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/mvcc"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
@@ -164,5 +166,53 @@ func TestCost(t *testing.T) {
 		if got := Cost(tc.req); got != tc.want {
 			t.Errorf("Cost(%v) = %d, want %d", tc.req, got, tc.want)
 		}
+	}
+}
+
+// An alarm list is applied while a read holds the store (View): it
+// changes nothing, and waiting for the read would hold up every entry
+// after it. etcdctl's endpoint health sends one through raft.
+func TestAlarmListDoesNotWaitForReads(t *testing.T) {
+	a := openApplier(t)
+	applyReq(t, a, 1, alarmReq(pb.AlarmRequest_ACTIVATE, 2, pb.AlarmType_NOSPACE))
+	reading, release := make(chan struct{}), make(chan struct{})
+	viewed := make(chan error)
+	go func() {
+		viewed <- a.View(func(*mvcc.Store) error {
+			close(reading)
+			<-release
+			return nil
+		})
+	}()
+	<-reading
+	data, err := proto.Marshal(alarmReq(pb.AlarmRequest_GET, 0, pb.AlarmType_NONE))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type applied struct {
+		res Result
+		err error
+	}
+	listed := make(chan applied, 1)
+	go func() {
+		res, _, err := a.Apply(raftpb.Entry{Index: 2, Term: 1, Type: raftpb.EntryNormal, Data: data})
+		listed <- applied{res, err}
+	}()
+	select {
+	case got := <-listed:
+		if got.err != nil {
+			t.Errorf("alarm list: %v", got.err)
+		} else if s := alarmsString(got.res.Resp.(*pb.AlarmResponse).Alarms); s != "memberID:2 alarm:NOSPACE ;" {
+			t.Errorf("alarm list answered %q", s)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the alarm list was not applied while a read held the store")
+	}
+	close(release)
+	if err := <-viewed; err != nil {
+		t.Fatal(err)
+	}
+	if t.Failed() {
+		<-listed // applied once the read let go
 	}
 }

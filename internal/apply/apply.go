@@ -412,8 +412,12 @@ func (a *Applier) ApplyProposed(e raftpb.Entry, r *pb.InternalRaftRequest) (Resu
 		defer put.release()
 	}
 	// Membership and alarm changes take the lock exclusively: readers of
-	// Members, ConfState and Alarms hold it shared.
-	if e.Type == raftpb.EntryConfChange || r != nil && (r.ClusterMemberAttrSet != nil || r.Alarm != nil) {
+	// Members, ConfState and Alarms hold it shared. An alarm list (which
+	// etcdctl's endpoint health sends through raft) changes nothing: it
+	// takes it shared, so that it does not wait for a long read (View)
+	// and hold up the applying of every entry after it meanwhile.
+	if e.Type == raftpb.EntryConfChange || r != nil && (r.ClusterMemberAttrSet != nil ||
+		r.Alarm != nil && r.Alarm.Action != pb.AlarmRequest_GET) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 	} else {
