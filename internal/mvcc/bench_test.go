@@ -250,3 +250,38 @@ func BenchmarkIndexPutDuringHashKV(b *testing.B) {
 		b.ReportMetric(float64(longest.Microseconds())/1000, "longest-put-ms")
 	}
 }
+
+// BenchmarkNotifyRangeWatchers: a put of one key while n watchers watch
+// prefixes of their own (a service registry's clients, each on its
+// service), one of which holds the key: the write and its notification.
+//
+//	go test ./internal/mvcc -run '^$' -bench NotifyRangeWatchers
+func BenchmarkNotifyRangeWatchers(b *testing.B) {
+	for _, n := range []int{100, 10_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, _ := newTestStore(b)
+			ws := NewWatchable(s)
+			defer ws.Close()
+			st := ws.NewWatchStream()
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				for range st.Chan() {
+				}
+			}()
+			defer func() { st.Close(); <-drained }()
+			for i := range n {
+				if _, err := st.Watch(WatchOptions{Key: fmt.Appendf(nil, "/svc/%05d/", i), End: fmt.Appendf(nil, "/svc/%05d0", i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			w := &writer{s: s}
+			value := []byte("10.0.0.1:8080")
+			b.ResetTimer()
+			for i := range b.N {
+				key := fmt.Appendf(nil, "/svc/%05d/instance", i%n)
+				w.do(func(tw *TxnWrite) { tw.Put(key, value, 0) })
+			}
+		})
+	}
+}

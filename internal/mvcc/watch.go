@@ -968,20 +968,20 @@ func readEvents(view *backend.ReadView, from, to int64, maxBytes int) ([]*mvccpb
 }
 
 // watcherGroup is a set of watchers indexed for notify: single-key
-// watchers by key, range watchers in a list.
+// watchers by key, range watchers by range (see rangeWatchers).
 type watcherGroup struct {
 	keys   map[string]map[*watcher]struct{}
-	ranges map[*watcher]struct{}
+	ranges rangeWatchers
 }
 
 func (g *watcherGroup) init() {
 	g.keys = map[string]map[*watcher]struct{}{}
-	g.ranges = map[*watcher]struct{}{}
+	g.ranges = newRangeWatchers()
 }
 
 func (g *watcherGroup) add(w *watcher) {
 	if len(w.end) > 0 {
-		g.ranges[w] = struct{}{}
+		g.ranges.add(w)
 		return
 	}
 	set := g.keys[string(w.key)]
@@ -994,7 +994,7 @@ func (g *watcherGroup) add(w *watcher) {
 
 func (g *watcherGroup) remove(w *watcher) {
 	if len(w.end) > 0 {
-		delete(g.ranges, w)
+		g.ranges.remove(w)
 		return
 	}
 	if set := g.keys[string(w.key)]; set != nil {
@@ -1010,11 +1010,7 @@ func (g *watcherGroup) matching(key []byte, fn func(*watcher)) {
 	for w := range g.keys[string(key)] {
 		fn(w)
 	}
-	for w := range g.ranges {
-		if w.matches(key) {
-			fn(w)
-		}
-	}
+	g.ranges.matching(key, fn)
 }
 
 // each calls fn for every watcher; fn may remove it.
@@ -1024,7 +1020,7 @@ func (g *watcherGroup) each(fn func(*watcher)) {
 			fn(w)
 		}
 	}
-	for w := range g.ranges {
+	for w := range g.ranges.live {
 		fn(w)
 	}
 }

@@ -1,0 +1,99 @@
+package mvcc
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestRangeWatchersMatchAList runs seeded adds, removes (some of watchers
+// coming back, as a watcher does when it leaves the synced group and
+// returns) and lookups against a plain list of live watchers, with
+// ranges over a small alphabet so that they nest, overlap and share
+// starts, some open-ended ("\x00") and some empty. Some lookups remove
+// the watcher they are given, as a notification does when a watcher's
+// channel is full: every watcher holding the key must still be found,
+// once.
+func TestRangeWatchersMatchAList(t *testing.T) {
+	word := func(rng *rand.Rand) []byte {
+		b := make([]byte, 1+rng.IntN(3))
+		for i := range b {
+			b[i] = 'a' + byte(rng.IntN(6))
+		}
+		return b
+	}
+	for seed := uint64(1); seed <= 30; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		r := newRangeWatchers()
+		var all []*watcher // every watcher made, live or not
+		live := map[*watcher]bool{}
+		rebuilds := 0
+		for op := range 4000 {
+			switch x := rng.IntN(10); {
+			case x < 4 || len(all) == 0: // a new watcher
+				w := &watcher{key: word(rng), end: word(rng)}
+				if rng.IntN(8) == 0 {
+					w.end = []byte{0}
+				}
+				all = append(all, w)
+				live[w] = true
+				r.add(w)
+			case x < 6: // remove or bring back one
+				w := all[rng.IntN(len(all))]
+				if live[w] {
+					r.remove(w)
+				} else {
+					r.add(w)
+				}
+				live[w] = !live[w]
+			default:
+				key := word(rng)
+				var want []*watcher
+				for _, w := range all {
+					if live[w] && w.matches(key) {
+						want = append(want, w)
+					}
+				}
+				removing := rng.IntN(3) == 0
+				var got []*watcher
+				r.matching(key, func(w *watcher) {
+					got = append(got, w)
+					if removing && rng.IntN(2) == 0 {
+						r.remove(w)
+						live[w] = false
+					}
+				})
+				less := func(a, b *watcher) int {
+					return slices.Index(all, a) - slices.Index(all, b)
+				}
+				slices.SortFunc(want, less)
+				slices.SortFunc(got, less)
+				if !slices.Equal(got, want) {
+					t.Fatalf("seed %d op %d: key %q: %d watchers found, want %d", seed, op, key, len(got), len(want))
+				}
+			}
+			if len(r.sorted) > 0 && r.stale == 0 && len(r.pending) == 0 {
+				rebuilds++
+			}
+			if err := r.check(); err != nil {
+				t.Fatalf("seed %d op %d: %v", seed, op, err)
+			}
+			if len(r.live) != countTrue(live) {
+				t.Fatalf("seed %d op %d: %d live, want %d", seed, op, len(r.live), countTrue(live))
+			}
+		}
+		if rebuilds == 0 {
+			t.Fatalf("seed %d: never rebuilt", seed)
+		}
+	}
+}
+
+func countTrue(m map[*watcher]bool) int {
+	n := 0
+	for _, v := range m {
+		if v {
+			n++
+		}
+	}
+	return n
+}
