@@ -672,3 +672,84 @@ func TestWatchCatchUpReadsOnce(t *testing.T) {
 		t.Fatalf("after a restore, a watcher from 2 got %s, want [PUT k@2] of the restored store", got)
 	}
 }
+
+// Hundreds of range watchers on one stream (so that the synced group's
+// range index is built, not only looked at one by one), nested,
+// overlapping, sharing starts, some open-ended, some from the first
+// revision and some from now, and a consumer that reads only once the
+// writes are done, so that the stream's channel fills and watchers are set
+// aside and catch up: each gets every event of its range, once, in order.
+func TestWatchManyRangeWatchersEveryEventOnce(t *testing.T) {
+	ws, w := newWatchable(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	key := func() string { return fmt.Sprintf("k%d%d", rng.IntN(6), rng.IntN(6)) }
+	written := []string{""} // written[rev-1]: the key put at rev (rev 1 is the empty store)
+	put := func() {
+		k := key()
+		rev := w.do(func(tw *TxnWrite) { tw.Put([]byte(k), []byte("v"), 0) })
+		if int(rev) != len(written)+1 {
+			t.Fatalf("put at revision %d, want %d", rev, len(written)+1)
+		}
+		written = append(written, k)
+	}
+	for range 100 {
+		put()
+	}
+	st := ws.NewWatchStream()
+	defer st.Close()
+	type spec struct {
+		key, end string
+		start    int64
+	}
+	specs := map[WatchID]spec{}
+	for i := range 400 {
+		sp := spec{key: key(), end: key()}
+		switch i % 5 {
+		case 0:
+			sp.end = "\x00"
+		case 1:
+			sp.end = sp.key[:2] + "9" // the prefix k<d>
+		}
+		if sp.end != "\x00" && sp.end <= sp.key {
+			sp.key, sp.end = sp.end, sp.key+"0"
+		}
+		if i%2 == 0 {
+			sp.start = 1
+		}
+		id := watch(t, st, sp.key, sp.end, sp.start, false)
+		if sp.start == 0 {
+			sp.start = ws.Rev() + 1
+		}
+		specs[id] = sp
+	}
+	for range 400 {
+		put()
+	}
+	next := map[WatchID]int64{}
+	left := 0 // events still to come, over all watchers
+	for id, sp := range specs {
+		next[id] = sp.start
+		for rev := sp.start; rev <= int64(len(written)); rev++ {
+			if (span{[]byte(sp.key), []byte(sp.end)}).contains([]byte(written[rev-1])) {
+				left++
+			}
+		}
+	}
+	for left > 0 {
+		r := receive(t, st)
+		sp := specs[r.WatchID]
+		for _, ev := range r.Events {
+			rev := ev.Kv.ModRevision
+			for gap := next[r.WatchID]; gap < rev; gap++ {
+				if (span{[]byte(sp.key), []byte(sp.end)}).contains([]byte(written[gap-1])) {
+					t.Fatalf("watcher %d [%q, %q): missed %s at %d (next event at %d)", r.WatchID, sp.key, sp.end, written[gap-1], gap, rev)
+				}
+			}
+			if rev < next[r.WatchID] || string(ev.Kv.Key) != written[rev-1] || !(span{[]byte(sp.key), []byte(sp.end)}).contains(ev.Kv.Key) {
+				t.Fatalf("watcher %d [%q, %q): event %s at %d; next expected from %d", r.WatchID, sp.key, sp.end, ev.Kv.Key, rev, next[r.WatchID])
+			}
+			next[r.WatchID] = rev + 1
+			left--
+		}
+	}
+}

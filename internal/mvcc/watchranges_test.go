@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -38,14 +39,18 @@ func TestRangeWatchersMatchAList(t *testing.T) {
 				all = append(all, w)
 				live[w] = true
 				r.add(w)
-			case x < 6: // remove or bring back one
+			case x < 6: // remove or bring back one; or add one already there: nothing
 				w := all[rng.IntN(len(all))]
-				if live[w] {
-					r.remove(w)
-				} else {
+				switch {
+				case live[w] && rng.IntN(4) == 0:
 					r.add(w)
+				case live[w]:
+					r.remove(w)
+					live[w] = false
+				default:
+					r.add(w)
+					live[w] = true
 				}
-				live[w] = !live[w]
 			default:
 				key := word(rng)
 				var want []*watcher
@@ -96,4 +101,41 @@ func countTrue(m map[*watcher]bool) int {
 		}
 	}
 	return n
+}
+
+// Removed watchers do not stay reachable from the index's arrays beyond
+// the stale entries it counts (each keeps its stream, and its channel,
+// alive), however many come and go; adding and removing n watchers is
+// not n sorts of n.
+func TestRangeWatchersLetRemovedGo(t *testing.T) {
+	r := newRangeWatchers()
+	var ws []*watcher
+	for i := range 10_000 {
+		w := &watcher{key: fmt.Appendf(nil, "/svc/%05d/", i), end: fmt.Appendf(nil, "/svc/%05d0", i)}
+		ws = append(ws, w)
+		r.add(w)
+	}
+	for _, w := range ws {
+		r.remove(w)
+	}
+	if err := r.check(); err != nil {
+		t.Fatal(err)
+	}
+	reachable := map[*watcher]bool{}
+	for _, w := range r.sorted[:cap(r.sorted)] {
+		if w != nil {
+			reachable[w] = true
+		}
+	}
+	for _, w := range r.maxEnd[:cap(r.maxEnd)] {
+		if w != nil {
+			reachable[w] = true
+		}
+	}
+	if len(reachable) > r.stale {
+		t.Fatalf("%d removed watchers reachable from the index, %d of them counted stale", len(reachable), r.stale)
+	}
+	if r.stale > 64+len(r.sorted)/2 {
+		t.Fatalf("%d stale entries of %d", r.stale, len(r.sorted))
+	}
 }
