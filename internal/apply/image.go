@@ -47,8 +47,9 @@ func (a *Applier) Checkpoint() (*Checkpoint, error) {
 	// are the copy's; the configuration changes only under a.mu held
 	// exclusively, so shared is enough to read it with them (and reads and
 	// applies go on meanwhile). Flushed first without a.mu, which an
-	// alarm's or a member's entry waits for: under it, the backend
-	// flushes only what was committed since.
+	// alarm's or a member's entry waits for, nor the backend's lock, which
+	// every commit takes: under them, the backend's checkpoint flushes
+	// only what was committed since.
 	if err := a.be.Sync(); err != nil {
 		a.fs.RemoveAll(dir)
 		return nil, err

@@ -677,21 +677,16 @@ func (r *ReadView) Close() error { return r.snap.Close() }
 // table files, so it costs little space or time. It returns the consistent
 // index the copy holds. A raft snapshot sends such a copy.
 //
-// Commits wait while it holds mu: for the flush of what was committed
-// during the flush it makes first, without mu, and for pebble's copy
-// (hard links, the manifest). With 24 MiB committed since the last flush
-// and a loop committing 1 KiB batches as fast as it can beside it, the
-// longest commit took 57-88 ms with the whole flush under mu, 23-43 ms
-// now (BenchmarkCommitDuringCheckpoint, six alternating runs of each); a
-// member commits far slower than that loop, so less is left for the flush
-// under mu.
+// Commits wait while it holds mu: for the flush of the memtables and for
+// pebble's copy (hard links, the manifest). A caller that Syncs first,
+// without its own locks (Applier.Checkpoint does), leaves only what was
+// committed since for the flush under mu. With 24 MiB committed since the
+// last flush and a loop committing 1 KiB batches as fast as it can beside
+// it, the longest commit took 57-88 ms with the whole flush under mu,
+// 23-43 ms after a Sync first (BenchmarkCommitDuringCheckpoint, six
+// alternating runs of each); a member commits far slower than that loop,
+// so less is left for the flush under mu.
 func (b *Backend) Checkpoint(dir string) (index, term uint64, err error) {
-	if err := b.Sync(); err != nil {
-		if errors.Is(err, ErrClosed) {
-			return 0, 0, err
-		}
-		return 0, 0, fmt.Errorf("backend: checkpoint into %s: %w", dir, err)
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.mu.closed {
@@ -699,7 +694,7 @@ func (b *Backend) Checkpoint(dir string) (index, term uint64, err error) {
 	}
 	// Under mu no batch commits, so the index read here is the copy's.
 	// A checkpoint holds tables only (pebble's WAL is off): flush the
-	// memtables into them first (what Sync left: the batches since).
+	// memtables into them first.
 	if err := b.flush(); err != nil {
 		return 0, 0, fmt.Errorf("backend: checkpoint into %s: %w", dir, err)
 	}
