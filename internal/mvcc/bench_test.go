@@ -251,6 +251,51 @@ func BenchmarkIndexPutDuringHashKV(b *testing.B) {
 	}
 }
 
+// BenchmarkIndexPutDuringCount: the longest put into an index of 1M keys
+// while a range with a limit of 500 (a page of a Kubernetes list) counts
+// the whole index, as each page of a paginated list does.
+//
+//	go test ./internal/mvcc -run '^$' -bench IndexPutDuringCount -benchtime 5x
+func BenchmarkIndexPutDuringCount(b *testing.B) {
+	const n = 1_000_000
+	ti := newTreeIndex()
+	keys := make([][]byte, n)
+	for i, j := range rand.New(rand.NewPCG(7, 8)).Perm(n) {
+		keys[i] = fmt.Appendf(nil, "/registry/pods/default/pod-%07d", j)
+		ti.put(keys[i], Revision{Main: int64(i + 2)})
+	}
+	rev := int64(n + 2)
+	at := rev - 1
+	pick := rand.New(rand.NewPCG(9, 10))
+	b.ResetTimer()
+	for range b.N {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			read := 0
+			if c := ti.rangeCount([]byte("/registry/pods/"), []byte("/registry/pods0"), at, 500, func(indexEntry) bool {
+				read++
+				return true
+			}); c != n || read != 500 {
+				panic(fmt.Sprintf("count %d, read %d", c, read))
+			}
+		}()
+		var longest time.Duration
+		for walking := true; walking; {
+			select {
+			case <-done:
+				walking = false
+			default:
+				start := time.Now()
+				ti.put(keys[pick.IntN(n)], Revision{Main: rev})
+				rev++
+				longest = max(longest, time.Since(start))
+			}
+		}
+		b.ReportMetric(float64(longest.Microseconds())/1000, "longest-put-ms")
+	}
+}
+
 // BenchmarkNotifyRangeWatchers: a put of one key while n watchers watch
 // prefixes of their own (a service registry's clients, each on its
 // service), one of which holds the key: the write and its notification.

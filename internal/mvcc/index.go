@@ -549,58 +549,88 @@ func (ti *treeIndex) rangeKeys(key, end []byte, at int64, fn func(indexEntry) bo
 // never called when n is 0). It returns how many it found, fn's included.
 // Counting a key unchanged since at reads only its keyIndex (see
 // aliveAt): a Range with a limit counts all the keys it does not return,
-// as etcd's does. fn must not call the index.
+// as etcd's does.
+//
+// fn runs under ti.mu held for reading, which the walk takes and lets go
+// of every rangeChunk keys (and so fn must not call the index): a count
+// over 1M keys held it 63 ms, and every write waited for it. Between
+// chunks the walk goes on from the first key it has not visited, found
+// again by key.
+//
+// A walk of a revision at or below the current one when it began, and at
+// or above every compaction that runs meanwhile, finds the same as one
+// under the lock throughout: writes add revisions above the current one
+// (a key they add is not alive at the walk's revision), and a compaction
+// at or below the walk's revision removes only keys not alive there and
+// changes no key's life at it. It may visit a key added meanwhile, never
+// one twice. The caller checks the compaction revision after the walk.
 func (ti *treeIndex) rangeCount(key, end []byte, at int64, n int, fn func(indexEntry) bool) (count int64) {
 	ti.mu.RLock()
 	defer ti.mu.RUnlock()
-	visit := func(ki *keyIndex) bool {
-		if count >= int64(n) {
-			if ki.aliveAt(at) {
+	if len(end) == 0 {
+		if ki := ti.keys.get(key); ki != nil {
+			if mod, created, ver, ok := ki.get(at); ok {
 				count++
+				if n > 0 {
+					fn(indexEntry{key: ki.key, mod: mod, created: created, ver: ver})
+				}
 			}
-			return true
 		}
-		mod, created, ver, ok := ki.get(at)
-		if !ok {
-			return true
-		}
-		count++
-		return fn(indexEntry{key: ki.key, mod: mod, created: created, ver: ver})
+		return count
 	}
-	ti.ascend(key, end, visit)
-	return count
+	for from := key; ; {
+		last, ok := ti.lastBefore(from, end)
+		if !ok {
+			return count
+		}
+		var next []byte // the first key not visited when the chunk ends
+		left := rangeChunk
+		// One function per key, which does it all: a count over many
+		// keys costs about 15 ns a key, and a second call 2-3 more.
+		ti.tree.AscendGreaterOrEqual(&keyIndex{key: from}, func(ki *keyIndex) bool {
+			if left == 0 {
+				next = ki.key // keys are never modified
+				return false
+			}
+			left--
+			if count >= int64(n) {
+				if ki.aliveAt(at) {
+					count++
+				}
+			} else if mod, created, ver, ok := ki.get(at); ok {
+				count++
+				if !fn(indexEntry{key: ki.key, mod: mod, created: created, ver: ver}) {
+					return false // next is nil: the walk ends
+				}
+			}
+			return ki != last
+		})
+		if next == nil {
+			return count
+		}
+		ti.mu.RUnlock()
+		ti.mu.RLock()
+		from = next
+	}
 }
 
-// ascend calls visit for each keyIndex in the range (see rangeCount), in
-// key order, until it returns false. REQUIRES: ti.mu held.
-func (ti *treeIndex) ascend(key, end []byte, visit func(*keyIndex) bool) {
-	switch {
-	case len(end) == 0:
-		if ki := ti.keys.get(key); ki != nil {
-			visit(ki)
-		}
-	case len(end) == 1 && end[0] == 0:
-		ti.tree.AscendGreaterOrEqual(&keyIndex{key: key}, visit)
-	default:
-		// The range's last key is found once; the walk stops at it by
-		// identity. AscendRange would compare every key with end, which
-		// reads each key's bytes: for a count over many keys that was
-		// most of the cost.
-		var last *keyIndex
-		ti.tree.DescendLessOrEqual(&keyIndex{key: end}, func(ki *keyIndex) bool {
-			if bytes.Equal(ki.key, end) {
-				return true
-			}
-			last = ki
-			return false
-		})
-		if last == nil || bytes.Compare(last.key, key) < 0 {
-			return
-		}
-		ti.tree.AscendGreaterOrEqual(&keyIndex{key: key}, func(ki *keyIndex) bool {
-			return visit(ki) && ki != last
-		})
+// lastBefore returns the last key of [from, end) (ok false if there is
+// none), or nil and true when end is "\x00", every key from from on: a
+// walk stops at it by identity. AscendRange would compare every key with
+// end, which reads each key's bytes: for a count over many keys that was
+// most of the cost. REQUIRES: ti.mu held.
+func (ti *treeIndex) lastBefore(from, end []byte) (last *keyIndex, ok bool) {
+	if len(end) == 1 && end[0] == 0 {
+		return nil, true
 	}
+	ti.tree.DescendLessOrEqual(&keyIndex{key: end}, func(ki *keyIndex) bool {
+		if bytes.Equal(ki.key, end) {
+			return true
+		}
+		last = ki
+		return false
+	})
+	return last, last != nil && bytes.Compare(last.key, from) >= 0
 }
 
 // compact compacts every key at main revision at (see keyIndex.compact)
@@ -648,6 +678,12 @@ const compactChunk = 256
 // readChunk is how many keys a walk of the whole index (ascendInChunks)
 // reads under one hold of the read lock.
 const readChunk = 1024
+
+// rangeChunk is how many keys a range's walk (rangeCount) reads under one
+// hold of the read lock: 0.1-0.3 ms of counting. Each chunk after the
+// first finds its place again, two descents of the tree of about 0.3 us
+// each: over 1,024 keys that cost a count 5%, over 4,096 about 1%.
+const rangeChunk = 4096
 
 // ascendInChunks calls fn for every key of the tree as it is now, in key
 // order, holding ti.mu for reading over readChunk keys at a time, so that

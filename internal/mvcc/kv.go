@@ -299,18 +299,37 @@ type RangeResult struct {
 // if end is empty, every key from key on if end is "\x00", else
 // [key, end).
 func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	for tries := 1; ; tries++ {
+		res, cut, err := s.rangeOnce(key, end, opts)
+		if !cut {
+			return res, err
+		}
+		// A compaction above the revision read cut the index while the
+		// read walked it (see treeIndex.ascend): what it found may be
+		// short. A read of a revision it was given fails as one that
+		// came after the compaction would; a read of the current
+		// revision is read again at the new one (it can only be cut by
+		// a compaction of writes made since it began).
+		if opts.Rev > 0 || tries == 3 {
+			return RangeResult{Rev: res.Rev}, ErrCompacted
+		}
+	}
+}
+
+// rangeOnce is Range's read; cut says that a compaction above the
+// revision read began while it ran, and so the result may be short.
+func (s *Store) rangeOnce(key, end []byte, opts RangeOptions) (res RangeResult, cut bool, err error) {
 	s.mu.RLock()
 	current, compacted := s.mu.currentRev, s.mu.compactRev
 	view := s.views.acquire(s.b, current)
 	s.mu.RUnlock()
 	defer s.views.release(view)
-	res, err := s.rangeAt(view.view, nil, key, end, opts, current, compacted)
-	if err == nil && opts.Rev > 0 && opts.Rev < s.CompactRev() {
-		// A compaction cut the index while the read walked it: what it
-		// found may be short.
-		return RangeResult{Rev: current}, ErrCompacted
+	res, err = s.rangeAt(view.view, nil, key, end, opts, current, compacted)
+	rev := opts.Rev
+	if rev <= 0 {
+		rev = current
 	}
-	return res, err
+	return res, err == nil && rev < s.CompactRev(), err
 }
 
 // rangeAt reads at opts.Rev given the current and compaction revisions,

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -449,4 +450,102 @@ func TestRangeArena(t *testing.T) {
 	if perRead > 28<<10 {
 		t.Errorf("a read of 50 keys of 1 KiB into a warm arena allocated %d bytes", perRead)
 	}
+}
+
+// TestRangeCountWhileWritingAndCompacting: ranges with a limit, whose
+// count walks the index a chunk at a time, find the exact count of their
+// revision while keys are added and deleted and compactions run, each
+// compaction up to the revision just written: above the revision some of
+// the reads began at. A read of a given revision then fails with
+// ErrCompacted, never with a short count; a read of the current revision
+// is read again.
+func TestRangeCountWhileWritingAndCompacting(t *testing.T) {
+	s, _ := newTestStore(t)
+	const initial = 2*rangeChunk + 500
+	const writes = 2000
+	// counts[rev] is how many keys were alive at rev, stored before the
+	// write that made rev ends.
+	counts := make([]atomic.Int64, writes+10)
+	index := uint64(0)
+	live := []int{}
+	end := func(tw *TxnWrite) {
+		counts[tw.Rev()].Store(int64(len(live)))
+		index++
+		if _, err := tw.End(index, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw := s.Write()
+	for i := range initial {
+		tw.Put(fmt.Appendf(nil, "k%06d", i), []byte("v"), 0)
+		live = append(live, i)
+	}
+	end(tw)
+	index++
+	if _, err := s.Compact(s.Rev(), index, 1); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	var reads, cut atomic.Int64
+	for r := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 9))
+			for !stop.Load() {
+				opts := RangeOptions{Limit: 3}
+				if r == 1 {
+					// A revision since the last compaction, which the
+					// next may pass before the read ends.
+					c := s.CompactRev()
+					opts.Rev = c + rng.Int64N(s.Rev()-c+1)
+				}
+				res, err := s.Range([]byte("k"), []byte("l"), opts)
+				if errors.Is(err, ErrCompacted) && opts.Rev > 0 {
+					cut.Add(1)
+					continue
+				}
+				at := opts.Rev
+				if at == 0 {
+					at = res.Rev
+				}
+				if err != nil || res.Count != counts[at].Load() || len(res.KVs) != int(min(3, res.Count)) {
+					errs <- fmt.Errorf("Range at %d (asked %d): count %d, %d keys, %v; %d keys were alive", at, opts.Rev, res.Count, len(res.KVs), err, counts[at].Load())
+					return
+				}
+				reads.Add(1)
+			}
+		}()
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	next := initial
+	for i := range writes {
+		tw := s.Write()
+		if j := rng.IntN(len(live)); rng.IntN(2) == 0 {
+			tw.DeleteRange(fmt.Appendf(nil, "k%06d", live[j]), nil)
+			live = slices.Delete(live, j, j+1)
+		} else {
+			tw.Put(fmt.Appendf(nil, "k%06d", next), []byte("v"), 0)
+			live = append(live, next)
+			next++
+		}
+		end(tw)
+		if i%50 == 49 {
+			index++
+			done, err := s.Compact(s.Rev(), index, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-done
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("%d reads checked, %d of a given revision cut by a compaction", reads.Load(), cut.Load())
 }
