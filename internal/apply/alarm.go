@@ -135,8 +135,8 @@ func addAlarm(alarms map[pb.AlarmType]map[uint64]bool, id uint64, t pb.AlarmType
 // Alarms returns the active alarms of type t (NONE: of every type), by
 // type then member ID.
 func (a *Applier) Alarms(t pb.AlarmType) []*pb.AlarmMember {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	a.meta.RLock()
+	defer a.meta.RUnlock()
 	return alarmsLocked(a.alarms, t)
 }
 
@@ -163,7 +163,7 @@ func alarmsLocked(alarms map[pb.AlarmType]map[uint64]bool, t pb.AlarmType) []*pb
 //	ACTIVATE    the alarm, raised now or already; nothing for type NONE
 //	DEACTIVATE  the alarm cleared; nothing if it was not raised
 //
-// REQUIRES: a.mu held exclusively.
+// REQUIRES: a.mu held; a.meta held exclusively unless req is a GET.
 func (a *Applier) applyAlarm(e raftpb.Entry, req *pb.AlarmRequest) (Result, error) {
 	resp := &pb.AlarmResponse{Header: &pb.ResponseHeader{}}
 	batch := a.be.NewBatch()

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/mvcc"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
@@ -215,4 +217,85 @@ func TestAlarmListDoesNotWaitForReads(t *testing.T) {
 	if t.Failed() {
 		<-listed // applied once the read let go
 	}
+}
+
+// TestMembershipAndAlarmsDoNotWaitForReads: the entries that change the
+// members, the configuration or the alarms are applied while a long read
+// holds the store (they held the applier's lock exclusively, and so held
+// up every entry after them until the read ended), and readers of the
+// members, the configuration and the alarms see them at once.
+func TestMembershipAndAlarmsDoNotWaitForReads(t *testing.T) {
+	a := openApplier(t)
+	founding := membership.Member{ID: 1, Name: "a", PeerURLs: []string{"http://a:2380"}}
+	applyCC(t, a, 1, raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter, NodeID: 1}, &membership.ChangeContext{Member: founding})
+	reading, release := make(chan struct{}), make(chan struct{})
+	viewed := make(chan error)
+	go func() {
+		viewed <- a.View(func(*mvcc.Store) error {
+			close(reading)
+			<-release
+			return nil
+		})
+	}()
+	<-reading
+	defer func() {
+		close(release)
+		if err := <-viewed; err != nil {
+			t.Error(err)
+		}
+	}()
+	learner := membership.ChangeContext{Member: membership.Member{ID: 2, PeerURLs: []string{"http://b:2380"}, IsLearner: true}}
+	addLearner := raftpb.ConfChange{Type: raftpb.ConfChangeAddLearner, NodeID: 2, Context: learner.Marshal()}
+	remove := raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: 2}
+	entries := []struct {
+		name  string
+		entry raftpb.Entry
+		check func() bool
+	}{
+		{"member attributes", normalEntry(t, &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
+			Member_ID: 1, MemberAttributes: &membershippb.Attributes{Name: "a", ClientUrls: []string{"http://a:2379"}}}}),
+			func() bool { m, _ := a.Member(1); return len(m.ClientURLs) == 1 }},
+		{"alarm raised", normalEntry(t, alarmReq(pb.AlarmRequest_ACTIVATE, 1, pb.AlarmType_NOSPACE)),
+			func() bool { return len(a.Alarms(pb.AlarmType_NOSPACE)) == 1 }},
+		{"alarm cleared", normalEntry(t, alarmReq(pb.AlarmRequest_DEACTIVATE, 1, pb.AlarmType_NOSPACE)),
+			func() bool { return len(a.Alarms(pb.AlarmType_NONE)) == 0 }},
+		{"learner added", raftpb.Entry{Type: raftpb.EntryConfChange, Term: 1,
+			Data: addLearner.Marshal()},
+			func() bool { return a.ConfState().IsLearner(2) }},
+		{"member removed", raftpb.Entry{Type: raftpb.EntryConfChange, Term: 1,
+			Data: remove.Marshal()},
+			func() bool { return a.IsRemoved(2) && len(a.Members()) == 1 }},
+	}
+	for i, c := range entries {
+		c.entry.Index = uint64(i + 2)
+		applied := make(chan error, 1)
+		go func() {
+			_, _, err := a.Apply(c.entry)
+			applied <- err
+		}()
+		select {
+		case err := <-applied:
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if !c.check() {
+				t.Fatalf("%s: applied, but not seen: members %+v, alarms %v, conf %v", c.name, a.Members(), a.Alarms(pb.AlarmType_NONE), a.ConfState())
+			}
+		case <-time.After(30 * time.Second):
+			// The read lets go when the test ends; the apply then ends
+			// before the applier closes.
+			t.Errorf("%s: not applied while a read held the store", c.name)
+			return
+		}
+	}
+}
+
+// normalEntry is a normal entry carrying r (its index left to set).
+func normalEntry(t *testing.T, r *pb.InternalRaftRequest) raftpb.Entry {
+	t.Helper()
+	data, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raftpb.Entry{Term: 1, Type: raftpb.EntryNormal, Data: data}
 }

@@ -48,8 +48,9 @@ type Result struct {
 }
 
 // Applier applies entries to a member's backend and serves reads of it.
+// Entries are applied by one goroutine at a time.
 //
-// Lock order: mu, then the store's own locks.
+// Lock order: mu, then meta, then the store's own locks.
 type Applier struct {
 	dir string
 	// fs is opts.FS (vfs.Default if nil): every file operation, the
@@ -73,7 +74,18 @@ type Applier struct {
 	watch *mvcc.WatchableStore
 	// lessor holds the leases and the keys under each, as of the
 	// consistent index (rebuilt from the backend at open and restore).
-	lessor  *lease.Lessor
+	lessor *lease.Lessor
+
+	// meta guards the members, the removed IDs, the configuration and the
+	// alarms, which entries of their own change: the apply of such an
+	// entry holds it exclusively (and mu shared, as every apply), from
+	// its batch's commit to the change in memory, and a restore holds it
+	// exclusively too. Readers on other goroutines hold it shared; the
+	// applying goroutine reads them without it. Under mu held
+	// exclusively, the membership applies had to wait for every read
+	// under way (a View of a long range), and every entry after them
+	// with them.
+	meta    sync.RWMutex
 	members map[uint64]*membership.Member
 	// removed are the IDs removed from the cluster, never to return
 	// (etcd's members_removed bucket).
@@ -81,7 +93,7 @@ type Applier struct {
 	// confState is the configuration as of the consistent index.
 	confState raftpb.ConfState
 	// alarms are the active alarms, by type and member ID, as of the
-	// consistent index; changed only under mu held exclusively.
+	// consistent index.
 	alarms map[pb.AlarmType]map[uint64]bool
 	// auth is the auth state as of the consistent index (reloaded at open
 	// and restore); it has its own lock, and only Apply changes it.
@@ -199,7 +211,10 @@ func (a *Applier) openLocked() error {
 		return fmt.Errorf("apply: loading leases from %s: %w", a.dir, err)
 	}
 	a.auth.Reset(authState)
-	a.be, a.store, a.members, a.removed, a.confState, a.alarms = be, store, members, removed, cs, alarms
+	a.be, a.store = be, store
+	a.meta.Lock()
+	a.members, a.removed, a.confState, a.alarms = members, removed, cs, alarms
+	a.meta.Unlock()
 	return nil
 }
 
@@ -295,8 +310,8 @@ func (a *Applier) SyncAsync() *backend.Flush {
 
 // Members returns the members, sorted by ID.
 func (a *Applier) Members() []membership.Member {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	a.meta.RLock()
+	defer a.meta.RUnlock()
 	out := make([]membership.Member, 0, len(a.members))
 	for _, m := range a.members {
 		out = append(out, *m)
@@ -307,8 +322,8 @@ func (a *Applier) Members() []membership.Member {
 
 // Member returns member id, if it is in the cluster.
 func (a *Applier) Member(id uint64) (membership.Member, bool) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	a.meta.RLock()
+	defer a.meta.RUnlock()
 	m, ok := a.members[id]
 	if !ok {
 		return membership.Member{}, false
@@ -318,8 +333,8 @@ func (a *Applier) Member(id uint64) (membership.Member, bool) {
 
 // Removed returns the IDs removed from the cluster, sorted.
 func (a *Applier) Removed() []uint64 {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	a.meta.RLock()
+	defer a.meta.RUnlock()
 	out := make([]uint64, 0, len(a.removed))
 	for id := range a.removed {
 		out = append(out, id)
@@ -330,8 +345,8 @@ func (a *Applier) Removed() []uint64 {
 
 // IsRemoved reports whether id was removed from the cluster.
 func (a *Applier) IsRemoved(id uint64) bool {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	a.meta.RLock()
+	defer a.meta.RUnlock()
 	return a.removed[id]
 }
 
@@ -351,8 +366,8 @@ func (a *Applier) Stats() Stats {
 
 // ConfState returns the configuration as of the consistent index.
 func (a *Applier) ConfState() raftpb.ConfState {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	a.meta.RLock()
+	defer a.meta.RUnlock()
 	return a.confState.Clone()
 }
 
@@ -411,18 +426,15 @@ func (a *Applier) ApplyProposed(e raftpb.Entry, r *pb.InternalRaftRequest) (Resu
 		// decodeRequest).
 		defer put.release()
 	}
-	// Membership and alarm changes take the lock exclusively: readers of
-	// Members, ConfState and Alarms hold it shared. An alarm list (which
-	// etcdctl's endpoint health sends through raft) changes nothing: it
-	// takes it shared, so that it does not wait for a long read (View)
-	// and hold up the applying of every entry after it meanwhile.
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	// Membership and alarm changes hold meta exclusively (see meta). An
+	// alarm list (which etcdctl's endpoint health sends through raft)
+	// changes nothing.
 	if e.Type == raftpb.EntryConfChange || r != nil && (r.ClusterMemberAttrSet != nil ||
 		r.Alarm != nil && r.Alarm.Action != pb.AlarmRequest_GET) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-	} else {
-		a.mu.RLock()
-		defer a.mu.RUnlock()
+		a.meta.Lock()
+		defer a.meta.Unlock()
 	}
 	if ci, _ := a.be.ConsistentIndex(); e.Index <= ci {
 		return Result{}, false, nil

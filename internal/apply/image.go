@@ -44,19 +44,21 @@ func (a *Applier) Checkpoint() (*Checkpoint, error) {
 		return nil, err
 	}
 	// The backend's checkpoint holds its own lock, so the index and term
-	// are the copy's; the configuration changes only under a.mu held
-	// exclusively, so shared is enough to read it with them (and reads and
-	// applies go on meanwhile). Flushed first without a.mu, which an
-	// alarm's or a member's entry waits for, nor the backend's lock, which
-	// every commit takes: under them, the backend's checkpoint flushes
-	// only what was committed since.
+	// are the copy's; a configuration change holds a.meta exclusively
+	// from its commit to confState's change, so shared is enough to read
+	// it with them (and reads and other applies go on meanwhile). Flushed
+	// first without a.meta, which a member's or an alarm's entry waits
+	// for, nor the backend's lock, which every commit takes: under them,
+	// the backend's checkpoint flushes only what was committed since.
 	if err := a.be.Sync(); err != nil {
 		a.fs.RemoveAll(dir)
 		return nil, err
 	}
 	a.mu.RLock()
+	a.meta.RLock()
 	index, term, err := a.be.Checkpoint(a.fs.PathJoin(dir, "db"))
 	cs := a.confState.Clone()
+	a.meta.RUnlock()
 	a.mu.RUnlock()
 	if err != nil {
 		a.fs.RemoveAll(dir)
