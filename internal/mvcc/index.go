@@ -574,7 +574,9 @@ func (ti *treeIndex) rangeKeys(key, end []byte, at int64, fn func(indexEntry) bo
 // (a key they add is not alive at the walk's revision), and a compaction
 // at or below the walk's revision removes only keys not alive there and
 // changes no key's life at it. It may visit a key added meanwhile, never
-// one twice. The caller checks the compaction revision after the walk.
+// one twice. The caller checks the compaction revision after the walk. (A
+// write transaction reads above the current revision, its own, but holds
+// the store's writeMu: no other write and no compaction begins meanwhile.)
 func (ti *treeIndex) rangeCount(key, end []byte, at int64, n int, fn func(indexEntry) bool) (count int64) {
 	ti.mu.RLock()
 	defer ti.mu.RUnlock()
@@ -659,14 +661,13 @@ func (ti *treeIndex) compact(at int64) map[Revision]struct{} {
 	keep := map[Revision]struct{}{}
 	ti.lock()
 	snapshot := ti.tree.Clone()
-	ti.mu.Unlock()
 	n := 0
-	ti.lock()
 	snapshot.Ascend(func(ki *keyIndex) bool {
-		if n++; n%compactChunk == 0 {
+		if n > 0 && n%compactChunk == 0 {
 			ti.mu.Unlock()
 			ti.lock()
 		}
+		n++
 		// Only this walk removes keys, so ki is still the tree's; check
 		// anyway rather than delete another keyIndex of the same key.
 		if ki.compact(at, keep) {

@@ -298,19 +298,28 @@ type RangeResult struct {
 // Range reads the keys in a range at a revision. The range is a single key
 // if end is empty, every key from key on if end is "\x00", else
 // [key, end).
+//
+// A compaction above the revision read may cut the index while the read
+// walks it (see treeIndex.rangeCount): what it found may then be short.
+// A read of a revision it was given then fails as one that came after the
+// compaction would. A read of the current revision, which only a
+// compaction of writes made since it began can cut, is read again at the
+// new one; the third time under writeMu, where no write and no compaction
+// begins.
 func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 	for tries := 1; ; tries++ {
+		last := opts.Rev <= 0 && tries == 3
+		if last {
+			s.writeMu.Lock()
+		}
 		res, cut, err := s.rangeOnce(key, end, opts)
+		if last {
+			s.writeMu.Unlock()
+		}
 		if !cut {
 			return res, err
 		}
-		// A compaction above the revision read cut the index while the
-		// read walked it (see treeIndex.ascend): what it found may be
-		// short. A read of a revision it was given fails as one that
-		// came after the compaction would; a read of the current
-		// revision is read again at the new one (it can only be cut by
-		// a compaction of writes made since it began).
-		if opts.Rev > 0 || tries == 3 {
+		if opts.Rev > 0 || last {
 			return RangeResult{Rev: res.Rev}, ErrCompacted
 		}
 	}

@@ -234,7 +234,32 @@ func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 // range, against the current revision, without blocking writes (etcd
 // serves such txns the same way). A txn that writes fails with
 // ErrWriteInReadTxn.
+//
+// A compaction that begins while it runs may pass the revisions it reads
+// (the current one, once written past, or one a range names) and cut
+// what the index still holds of them (see treeIndex.rangeCount): the txn
+// is then run again, the third time under writeMu, where no write and no
+// compaction begins. A range of a revision compacted by then fails its
+// check, as in any txn.
 func (s *Store) ReadTxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	for tries := 1; ; tries++ {
+		last := tries == 3
+		if last {
+			s.writeMu.Lock()
+		}
+		resp, compacted, err := s.readTxnOnce(req)
+		if last {
+			s.writeMu.Unlock()
+		}
+		if last || s.CompactRev() == compacted {
+			return resp, err
+		}
+	}
+}
+
+// readTxnOnce is ReadTxnRequest's run; compacted is the compaction
+// revision when it began.
+func (s *Store) readTxnOnce(req *pb.TxnRequest) (_ *pb.TxnResponse, compacted int64, _ error) {
 	s.mu.RLock()
 	current, compacted := s.mu.currentRev, s.mu.compactRev
 	view := s.views.acquire(s.b, current)
@@ -248,12 +273,12 @@ func (s *Store) ReadTxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	}
 	if err != nil {
 		s.metrics.add(tw.ops)
-		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: current}}, err
+		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: current}}, compacted, err
 	}
 	resp, _, err := tw.runTxn(req, path)
 	resp.Header = &pb.ResponseHeader{Revision: current}
 	s.metrics.add(tw.ops)
-	return resp, err
+	return resp, compacted, err
 }
 
 // txnPath appends to path, in depth-first order, which branch each txn on
