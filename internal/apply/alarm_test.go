@@ -177,16 +177,7 @@ func TestCost(t *testing.T) {
 func TestAlarmListDoesNotWaitForReads(t *testing.T) {
 	a := openApplier(t)
 	applyReq(t, a, 1, alarmReq(pb.AlarmRequest_ACTIVATE, 2, pb.AlarmType_NOSPACE))
-	reading, release := make(chan struct{}), make(chan struct{})
-	viewed := make(chan error)
-	go func() {
-		viewed <- a.View(func(*mvcc.Store) error {
-			close(reading)
-			<-release
-			return nil
-		})
-	}()
-	<-reading
+	letGo := holdStore(t, a)
 	data, err := proto.Marshal(alarmReq(pb.AlarmRequest_GET, 0, pb.AlarmType_NONE))
 	if err != nil {
 		t.Fatal(err)
@@ -210,10 +201,7 @@ func TestAlarmListDoesNotWaitForReads(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Error("the alarm list was not applied while a read held the store")
 	}
-	close(release)
-	if err := <-viewed; err != nil {
-		t.Fatal(err)
-	}
+	letGo()
 	if t.Failed() {
 		<-listed // applied once the read let go
 	}
@@ -228,22 +216,7 @@ func TestMembershipAndAlarmsDoNotWaitForReads(t *testing.T) {
 	a := openApplier(t)
 	founding := membership.Member{ID: 1, Name: "a", PeerURLs: []string{"http://a:2380"}}
 	applyCC(t, a, 1, raftpb.ConfChange{Type: raftpb.ConfChangeAddVoter, NodeID: 1}, &membership.ChangeContext{Member: founding})
-	reading, release := make(chan struct{}), make(chan struct{})
-	viewed := make(chan error)
-	go func() {
-		viewed <- a.View(func(*mvcc.Store) error {
-			close(reading)
-			<-release
-			return nil
-		})
-	}()
-	<-reading
-	defer func() {
-		close(release)
-		if err := <-viewed; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer holdStore(t, a)()
 	learner := membership.ChangeContext{Member: membership.Member{ID: 2, PeerURLs: []string{"http://b:2380"}, IsLearner: true}}
 	addLearner := raftpb.ConfChange{Type: raftpb.ConfChangeAddLearner, NodeID: 2, Context: learner.Marshal()}
 	remove := raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: 2}
@@ -298,4 +271,26 @@ func normalEntry(t *testing.T, r *pb.InternalRaftRequest) raftpb.Entry {
 		t.Fatal(err)
 	}
 	return raftpb.Entry{Term: 1, Type: raftpb.EntryNormal, Data: data}
+}
+
+// holdStore starts a read that holds a's store (a View, as a long range
+// is) until the returned function is called, which waits for its end.
+func holdStore(t *testing.T, a *Applier) (letGo func()) {
+	t.Helper()
+	reading, release := make(chan struct{}), make(chan struct{})
+	viewed := make(chan error)
+	go func() {
+		viewed <- a.View(func(*mvcc.Store) error {
+			close(reading)
+			<-release
+			return nil
+		})
+	}()
+	<-reading
+	return func() {
+		close(release)
+		if err := <-viewed; err != nil {
+			t.Error(err)
+		}
+	}
 }

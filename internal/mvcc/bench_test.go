@@ -218,37 +218,10 @@ func BenchmarkIndexInsertPause(b *testing.B) {
 //
 //	go test ./internal/mvcc -run '^$' -bench IndexPutDuringHashKV -benchtime 2x
 func BenchmarkIndexPutDuringHashKV(b *testing.B) {
-	const n = 1_000_000
-	ti := newTreeIndex()
-	keys := make([][]byte, n)
-	for i, j := range rand.New(rand.NewPCG(7, 8)).Perm(n) {
-		keys[i] = fmt.Appendf(nil, "/registry/pods/default/pod-%07d", j)
-		ti.put(keys[i], Revision{Main: int64(i + 2)})
-	}
-	rev := int64(n + 2)
-	pick := rand.New(rand.NewPCG(9, 10))
-	b.ResetTimer()
-	for range b.N {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			ti.keptAt(rev / 2)
-			ti.hashKeep(rev)
-		}()
-		var longest time.Duration
-		for walking := true; walking; {
-			select {
-			case <-done:
-				walking = false
-			default:
-				start := time.Now()
-				ti.put(keys[pick.IntN(n)], Revision{Main: rev})
-				rev++
-				longest = max(longest, time.Since(start))
-			}
-		}
-		b.ReportMetric(float64(longest.Microseconds())/1000, "longest-put-ms")
-	}
+	benchPutsDuring(b, func(ti *treeIndex, rev int64) {
+		ti.keptAt(rev / 2)
+		ti.hashKeep(rev)
+	})
 }
 
 // BenchmarkIndexPutDuringCount: the longest put into an index of 1M keys
@@ -257,6 +230,21 @@ func BenchmarkIndexPutDuringHashKV(b *testing.B) {
 //
 //	go test ./internal/mvcc -run '^$' -bench IndexPutDuringCount -benchtime 5x
 func BenchmarkIndexPutDuringCount(b *testing.B) {
+	benchPutsDuring(b, func(ti *treeIndex, rev int64) {
+		read := 0
+		if c := ti.rangeCount([]byte("/registry/pods/"), []byte("/registry/pods0"), rev, 500, func(indexEntry) bool {
+			read++
+			return true
+		}); c != 1_000_000 || read != 500 {
+			panic(fmt.Sprintf("count %d, read %d", c, read))
+		}
+	})
+}
+
+// benchPutsDuring puts existing keys of an index of 1M keys, one after
+// another, while walk runs over it at the index's current revision, and
+// reports the longest put.
+func benchPutsDuring(b *testing.B, walk func(ti *treeIndex, rev int64)) {
 	const n = 1_000_000
 	ti := newTreeIndex()
 	keys := make([][]byte, n)
@@ -264,31 +252,24 @@ func BenchmarkIndexPutDuringCount(b *testing.B) {
 		keys[i] = fmt.Appendf(nil, "/registry/pods/default/pod-%07d", j)
 		ti.put(keys[i], Revision{Main: int64(i + 2)})
 	}
-	rev := int64(n + 2)
-	at := rev - 1
+	rev := int64(n + 1)
 	pick := rand.New(rand.NewPCG(9, 10))
 	b.ResetTimer()
 	for range b.N {
 		done := make(chan struct{})
-		go func() {
+		go func(at int64) {
 			defer close(done)
-			read := 0
-			if c := ti.rangeCount([]byte("/registry/pods/"), []byte("/registry/pods0"), at, 500, func(indexEntry) bool {
-				read++
-				return true
-			}); c != n || read != 500 {
-				panic(fmt.Sprintf("count %d, read %d", c, read))
-			}
-		}()
+			walk(ti, at)
+		}(rev)
 		var longest time.Duration
 		for walking := true; walking; {
 			select {
 			case <-done:
 				walking = false
 			default:
+				rev++
 				start := time.Now()
 				ti.put(keys[pick.IntN(n)], Revision{Main: rev})
-				rev++
 				longest = max(longest, time.Since(start))
 			}
 		}
