@@ -95,11 +95,14 @@ type compactionHash struct {
 	keep    bool
 }
 
-// compactor runs the removals compactions schedule, one at a time, each
-// in a goroutine it owns.
+// compactor runs the removals compactions schedule, one at a time and in
+// the order scheduled, each in a goroutine it owns, which waits for the
+// one before it to end. Out of order (they took turns on a mutex, which
+// is not first come, first served), a removal of a later compaction could
+// run before an earlier one's: the earlier one then hashed what the later
+// had already removed, a hash its peers would not have, and recorded its
+// revision as the last finished.
 type compactor struct {
-	// runMu is held by the removal running; the next waits for it.
-	runMu sync.Mutex
 	wg    sync.WaitGroup
 	stopc chan struct{}
 	once  sync.Once
@@ -127,14 +130,16 @@ func (c *compactor) init(batchKeys, crashAfterBatches int) {
 func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}, hashFrom compactionHash) <-chan struct{} {
 	done := make(chan struct{})
 	c.lastMu.Lock()
+	prev := c.last
 	c.last = done
 	c.lastMu.Unlock()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer close(done)
-		c.runMu.Lock()
-		defer c.runMu.Unlock()
+		if prev != nil {
+			<-prev // ends soon after stop too: it stops at its next batch
+		}
 		if keep == nil {
 			start := time.Now()
 			keep = s.index.compact(rev)

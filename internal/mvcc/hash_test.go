@@ -245,3 +245,48 @@ func TestHashKVWhileWriting(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactionsRunInOrder: two compactions scheduled one right after the
+// other have their removals run in that order, whichever goroutine is
+// first: the earlier one's hash is what HashKV gave before it, as every
+// member's is (the later one, scheduled before the earlier's removal
+// ended, keeps none), and the last finished is the later one.
+func TestCompactionsRunInOrder(t *testing.T) {
+	s, b := newTestStore(t)
+	index := uint64(0)
+	for round := range 40 {
+		for i := range 20 {
+			index++
+			tw := s.Write()
+			tw.Put(fmt.Appendf(nil, "k%d", i%7), fmt.Appendf(nil, "v%d.%d", round, i), 0)
+			tw.End(index, 1)
+		}
+		first, second := s.Rev()-10, s.Rev()-5
+		want, _, err := s.HashKV(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index++
+		done1, err := s.Compact(first, index, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index++
+		done2, err := s.Compact(second, index, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-done1
+		<-done2
+		got, _, err := s.HashByRev(first)
+		if err != nil || got != want {
+			t.Fatalf("round %d: the hash kept at the compaction at %d is %+v, %v; HashKV gave %+v before it", round, first, got, err, want)
+		}
+		view := b.NewReadView()
+		finished, err := getRev(view, finishedCompactKey)
+		view.Close()
+		if err != nil || finished != second {
+			t.Fatalf("round %d: the last compaction finished is %d, %v; want %d", round, finished, err, second)
+		}
+	}
+}
