@@ -50,7 +50,9 @@ func (a *Applier) Checkpoint() (*Checkpoint, error) {
 	// first without a.meta, which a member's or an alarm's entry waits
 	// for, nor the backend's lock, which every commit takes: under them,
 	// the backend's checkpoint flushes only what was committed since.
-	if err := a.be.Sync(); err != nil {
+	// (a.Sync holds a.mu shared, which only a restore waits for, and
+	// which keeps a.be from being swapped under the flush.)
+	if err := a.Sync(); err != nil {
 		a.fs.RemoveAll(dir)
 		return nil, err
 	}

@@ -140,6 +140,11 @@ func (c *compactor) start(s *Store, rev int64, keep map[Revision]struct{}, hashF
 		if prev != nil {
 			<-prev // ends soon after stop too: it stops at its next batch
 		}
+		select {
+		case <-c.stopc:
+			return // stopped: a restart resumes what is scheduled
+		default:
+		}
 		if keep == nil {
 			start := time.Now()
 			keep = s.index.compact(rev)

@@ -331,7 +331,11 @@ type treeIndex struct {
 	// writers counts the writers waiting for mu (see lock): a range's
 	// walk lets go of its read lock between chunks only when one is.
 	writers atomic.Int32
-	tree    *btree.BTreeG[*keyIndex]
+	// compacting is held by compact over each chunk, and shared by a read
+	// that a compaction must not cut (holdCompactions). Lock order:
+	// compacting, then mu.
+	compacting sync.RWMutex
+	tree       *btree.BTreeG[*keyIndex]
 	// keys holds every keyIndex of the tree, by key.
 	// Invariant: keys.n == tree.Len().
 	keys keyTable
@@ -574,9 +578,10 @@ func (ti *treeIndex) rangeKeys(key, end []byte, at int64, fn func(indexEntry) bo
 // (a key they add is not alive at the walk's revision), and a compaction
 // at or below the walk's revision removes only keys not alive there and
 // changes no key's life at it. It may visit a key added meanwhile, never
-// one twice. The caller checks the compaction revision after the walk. (A
-// write transaction reads above the current revision, its own, but holds
-// the store's writeMu: no other write and no compaction begins meanwhile.)
+// one twice. The caller checks the compaction revision after the walk, or
+// holds compactions off (holdCompactions). (A write transaction reads
+// above the current revision, its own, but holds the store's writeMu: no
+// other write and no compaction begins meanwhile.)
 func (ti *treeIndex) rangeCount(key, end []byte, at int64, n int, fn func(indexEntry) bool) (count int64) {
 	ti.mu.RLock()
 	defer ti.mu.RUnlock()
@@ -659,12 +664,15 @@ func (ti *treeIndex) lastBefore(from, end []byte) (last *keyIndex, ok bool) {
 // writes only add revisions above at.
 func (ti *treeIndex) compact(at int64) map[Revision]struct{} {
 	keep := map[Revision]struct{}{}
+	ti.compacting.Lock()
 	ti.lock()
 	snapshot := ti.tree.Clone()
 	n := 0
 	snapshot.Ascend(func(ki *keyIndex) bool {
 		if n > 0 && n%compactChunk == 0 {
 			ti.mu.Unlock()
+			ti.compacting.Unlock()
+			ti.compacting.Lock()
 			ti.lock()
 		}
 		n++
@@ -680,7 +688,17 @@ func (ti *treeIndex) compact(at int64) map[Revision]struct{} {
 		return true
 	})
 	ti.mu.Unlock()
+	ti.compacting.Unlock()
 	return keep
+}
+
+// holdCompactions keeps compact from changing the index until the
+// returned function is called: a read under it that began at or above
+// every compaction scheduled so far cannot be cut (see rangeCount), and
+// writes go on.
+func (ti *treeIndex) holdCompactions() (release func()) {
+	ti.compacting.RLock()
+	return ti.compacting.RUnlock
 }
 
 // compactChunk is how many keys compact compacts under one hold of the

@@ -304,22 +304,21 @@ type RangeResult struct {
 // A read of a revision it was given then fails as one that came after the
 // compaction would. A read of the current revision, which only a
 // compaction of writes made since it began can cut, is read again at the
-// new one; the third time under writeMu, where no write and no compaction
-// begins.
+// new one; the third time holding the index's compactions off, so that
+// it cannot be cut (writes go on). A retried read's KeyValues stay in
+// opts.Arena, if any, until its Reset.
 func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 	for tries := 1; ; tries++ {
-		last := opts.Rev <= 0 && tries == 3
-		if last {
-			s.writeMu.Lock()
+		if opts.Rev <= 0 && tries == 3 {
+			defer s.index.holdCompactions()()
+			res, _, err := s.rangeOnce(key, end, opts)
+			return res, err
 		}
 		res, cut, err := s.rangeOnce(key, end, opts)
-		if last {
-			s.writeMu.Unlock()
-		}
 		if !cut {
 			return res, err
 		}
-		if opts.Rev > 0 || last {
+		if opts.Rev > 0 {
 			return RangeResult{Rev: res.Rev}, ErrCompacted
 		}
 	}

@@ -238,28 +238,26 @@ func (tw *TxnWrite) TxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 // A compaction that begins while it runs may pass the revisions it reads
 // (the current one, once written past, or one a range names) and cut
 // what the index still holds of them (see treeIndex.rangeCount): the txn
-// is then run again, the third time under writeMu, where no write and no
-// compaction begins. A range of a revision compacted by then fails its
-// check, as in any txn.
+// is then run again, the third time holding the index's compactions off,
+// so that it cannot be cut (writes go on). A range of a revision
+// compacted by then fails its check, as in any txn. The metrics count the
+// run answered.
 func (s *Store) ReadTxnRequest(req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	for tries := 1; ; tries++ {
-		last := tries == 3
-		if last {
-			s.writeMu.Lock()
+		if tries == 3 {
+			defer s.index.holdCompactions()()
 		}
-		resp, compacted, err := s.readTxnOnce(req)
-		if last {
-			s.writeMu.Unlock()
-		}
-		if last || s.CompactRev() == compacted {
+		resp, compacted, ops, err := s.readTxnOnce(req)
+		if tries == 3 || s.CompactRev() == compacted {
+			s.metrics.add(ops)
 			return resp, err
 		}
 	}
 }
 
 // readTxnOnce is ReadTxnRequest's run; compacted is the compaction
-// revision when it began.
-func (s *Store) readTxnOnce(req *pb.TxnRequest) (_ *pb.TxnResponse, compacted int64, _ error) {
+// revision when it began, ops what it did.
+func (s *Store) readTxnOnce(req *pb.TxnRequest) (_ *pb.TxnResponse, compacted int64, _ opCounts, _ error) {
 	s.mu.RLock()
 	current, compacted := s.mu.currentRev, s.mu.compactRev
 	view := s.views.acquire(s.b, current)
@@ -272,13 +270,11 @@ func (s *Store) readTxnOnce(req *pb.TxnRequest) (_ *pb.TxnResponse, compacted in
 		err = tw.check(req, path)
 	}
 	if err != nil {
-		s.metrics.add(tw.ops)
-		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: current}}, compacted, err
+		return &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: current}}, compacted, tw.ops, err
 	}
 	resp, _, err := tw.runTxn(req, path)
 	resp.Header = &pb.ResponseHeader{Revision: current}
-	s.metrics.add(tw.ops)
-	return resp, compacted, err
+	return resp, compacted, tw.ops, err
 }
 
 // txnPath appends to path, in depth-first order, which branch each txn on

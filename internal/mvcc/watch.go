@@ -731,8 +731,12 @@ func (p *prevKVs) get(ev *mvccpb.Event) *mvccpb.KeyValue {
 	}
 	var kv *mvccpb.KeyValue
 	// Below the compaction there is nothing to tell: no previous KeyValue.
-	if res, err := p.ws.mu.store.Range(ev.Kv.Key, nil, RangeOptions{Rev: ev.Kv.ModRevision - 1}); err == nil && len(res.KVs) == 1 {
-		kv = res.KVs[0]
+	// A given revision (above 0: every write's is 2 or more) is read once,
+	// never again: this may run under writeMu (notify) or ws.mu.
+	if rev := ev.Kv.ModRevision - 1; rev > 0 {
+		if res, err := p.ws.mu.store.Range(ev.Kv.Key, nil, RangeOptions{Rev: rev}); err == nil && len(res.KVs) == 1 {
+			kv = res.KVs[0]
+		}
 	}
 	if p.cache == nil {
 		p.cache = map[prevKey]*mvccpb.KeyValue{}
