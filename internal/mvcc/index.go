@@ -657,11 +657,11 @@ func (ti *treeIndex) lastBefore(from, end []byte) (last *keyIndex, ok bool) {
 // compact compacts every key at main revision at (see keyIndex.compact)
 // and returns the revisions at or below at that reads still need.
 //
-// It takes the lock compactChunk keys at a time, walking a copy of the
-// tree (a B-tree clone is copy-on-write, so cheap), so that reads and
-// writes go on meanwhile: a million keys take about a second. That is safe because
-// compacting a key changes nothing a read at or after at can see, and
-// writes only add revisions above at.
+// It takes the lock (and compacting) compactChunk keys at a time, walking
+// a copy of the tree (a B-tree clone is copy-on-write, so cheap), so that
+// reads and writes go on meanwhile: a million keys take about a second.
+// That is safe because compacting a key changes nothing a read at or after
+// at can see, and writes only add revisions above at.
 func (ti *treeIndex) compact(at int64) map[Revision]struct{} {
 	keep := map[Revision]struct{}{}
 	ti.compacting.Lock()

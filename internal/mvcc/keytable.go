@@ -252,13 +252,11 @@ func (t *keyTable) delete(ki *keyIndex) {
 // which must hold it.
 func (t *keyTable) deleteOld(ki *keyIndex, h uint64) {
 	if t.old.tags != nil {
-		mask := uint64(len(t.old.tags) - 1)
-		for i := h & mask; t.old.tags[i] != 0; i = (i + 1) & mask {
-			if t.old.slots[i] == ki && int(i) >= t.old.moved {
-				t.old.tags[i], t.old.slots[i] = deletedTag, nil
-				t.n--
-				return
-			}
+		// The old table holds a key once: below old.moved if it was moved.
+		if i := find(t.old.tags, t.old.slots, ki.key, h); i >= t.old.moved && t.old.slots[i] == ki {
+			t.old.tags[i], t.old.slots[i] = deletedTag, nil
+			t.n--
+			return
 		}
 	}
 	panic(fmt.Sprintf("mvcc: key %q deleted from the key table, which does not hold it", ki.key))

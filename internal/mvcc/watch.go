@@ -731,8 +731,10 @@ func (p *prevKVs) get(ev *mvccpb.Event) *mvccpb.KeyValue {
 	}
 	var kv *mvccpb.KeyValue
 	// Below the compaction there is nothing to tell: no previous KeyValue.
-	// A given revision (above 0: every write's is 2 or more) is read once,
-	// never again: this may run under writeMu (notify) or ws.mu.
+	// Always a given revision (every write's is 2 or more, so the one
+	// before is above 0): Range reads one once, where a read of the
+	// current revision may retry holding compactions off, and this may
+	// run under writeMu (notify) or ws.mu.
 	if rev := ev.Kv.ModRevision - 1; rev > 0 {
 		if res, err := p.ws.mu.store.Range(ev.Kv.Key, nil, RangeOptions{Rev: rev}); err == nil && len(res.KVs) == 1 {
 			kv = res.KVs[0]
