@@ -141,6 +141,94 @@ func TestPromoteFromCheckpoint(t *testing.T) {
 	}
 }
 
+// Remaining walks the leases a chunk at a time, letting keep-alives and
+// applied entries in between: what changes meanwhile is read as it is
+// when its chunk is walked, a lease revoked meanwhile is left out (its
+// checkpoint would name a lease that is gone), one granted meanwhile waits
+// for the next walk, and a lessor that stops leading returns nothing.
+func TestRemainingBetweenChunks(t *testing.T) {
+	const n = 3*remainingChunk + 10
+	setup := func() (*Lessor, *fakeClock) {
+		le, clock := newTestLessor(1)
+		for i := int64(1); i <= n; i++ {
+			le.Grant(i, 100)
+		}
+		le.Promote(0, yes)
+		clock.advance(30 * time.Second)
+		return le, clock
+	}
+
+	le, _ := setup()
+	rem := le.Remaining()
+	if len(rem) != n || rem[0].ID != 1 || rem[n-1].ID != n || rem[n/2].RemainingTTL != 70 {
+		t.Fatalf("without changes: %d checkpoints (first %+v, last %+v), want %d at 70 s", len(rem), rem[0], rem[n-1], n)
+	}
+
+	le, clock := setup()
+	walked, first := 0, map[int64]bool{} // first: the leases of the first chunk
+	le.betweenChunks = func() {
+		walked++
+		if walked > 1 {
+			return
+		}
+		for _, l := range le.expiries[:remainingChunk] { // the heap's order, not IDs'
+			first[l.ID] = true
+		}
+		// Between the first chunk and the rest: half the leases are
+		// revoked, one is granted, one renewed, and 10 s pass.
+		for i := int64(1); i <= n; i += 2 {
+			if err := le.Revoke(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		le.Grant(n+1, 100)
+		clock.advance(10 * time.Second)
+		if _, _, err := le.Renew(2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rem = le.Remaining()
+	if walked != 3 {
+		t.Fatalf("%d pauses between chunks, want 3", walked)
+	}
+	got := map[int64]int64{}
+	for _, r := range rem {
+		got[r.ID] = r.RemainingTTL
+	}
+	for id := int64(1); id <= n+1; id++ {
+		want, ok := int64(0), false // no checkpoint
+		switch {
+		case first[id]:
+			want, ok = 70, true // walked before the changes
+		case id == 2 || id%2 == 1:
+			// Renewed (full TTL: nothing to checkpoint), revoked, or
+			// granted during the walk.
+		default:
+			want, ok = 60, true // walked after 10 s more
+		}
+		if ttl, has := got[id]; has != ok || ttl != want {
+			t.Errorf("lease %d (in the first chunk: %v): checkpoint %v at %d s, want %v at %d s", id, first[id], has, ttl, ok, want)
+		}
+	}
+	if len(first) != remainingChunk {
+		t.Fatalf("first chunk: %d leases", len(first))
+	}
+
+	le, _ = setup()
+	le.betweenChunks = le.Demote
+	if rem := le.Remaining(); rem != nil {
+		t.Fatalf("%d checkpoints from a lessor that stopped leading during the walk", len(rem))
+	}
+
+	le, _ = setup()
+	le.betweenChunks = func() {
+		le.Reset([]Record{{ID: 7, TTL: 100}}, nil, 0) // a snapshot restored
+	}
+	if rem := le.Remaining(); len(rem) > remainingChunk {
+		t.Fatalf("%d checkpoints: leases a restore replaced were walked on", len(rem))
+	}
+}
+
 // 100,000 leases: finding the expired ones costs what expired, not what
 // exists.
 func TestManyLeasesExpireByHeap(t *testing.T) {
