@@ -3,6 +3,7 @@ package mvcc
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -142,6 +143,10 @@ type WatchableStore struct {
 	stopc     chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+
+	// betweenCloseChunks, if set (by tests), runs between two chunks of a
+	// WatchStream's Close, without ws.mu.
+	betweenCloseChunks func()
 }
 
 type watcherState int
@@ -500,7 +505,17 @@ func (ws *WatchableStore) progressBlockedLocked(w *watcher) bool {
 	return w.state != stateCompacted && !ws.upToDateLocked(w)
 }
 
-// Close cancels every watcher and closes the channel.
+// Close cancels every watcher and closes the channel. The watchers leave
+// closeChunk at a time, and every applied write waits for ws.mu to notify
+// its watchers: a stream of 100,000 watchers took 110-135 ms to close
+// under one hold, and a write waited as long; now 0.9-5.7 ms
+// (BenchmarkWriteDuringStreamClose), the close itself taking longer.
+//
+// From the first hold on, the stream takes no new watcher (Watch and
+// Refuse see st.closed) and owes no create answer or progress response;
+// the watchers not yet removed go on meanwhile (an event, a cancel, a
+// catch-up may still send to the channel, which is closed once the last
+// has left).
 func (st *WatchStream) Close() {
 	ws := st.ws
 	ws.mu.Lock()
@@ -508,20 +523,41 @@ func (st *WatchStream) Close() {
 	if st.closed {
 		return
 	}
-	for _, w := range st.watchers {
-		ws.removeLocked(w)
-	}
+	st.closed = true
+	// Before any watcher is removed: an announcement would hand a removed
+	// watcher back to a group (flushAnnounceLocked).
 	delete(ws.mu.progress, st)
 	delete(ws.mu.announcing, st)
 	st.announce = nil
+	for {
+		n := 0
+		for _, w := range st.watchers {
+			ws.removeLocked(w) // deletes it from st.watchers: allowed during range
+			if n++; n == closeChunk {
+				break
+			}
+		}
+		if len(st.watchers) == 0 {
+			break
+		}
+		ws.mu.Unlock()
+		runtime.Gosched() // a write woken by the unlock takes the lock
+		if ws.betweenCloseChunks != nil {
+			ws.betweenCloseChunks()
+		}
+		ws.mu.Lock()
+	}
 	ws.mu.streams--
-	st.closed = true
 	close(st.ch)
 	// What was never taken will never be sent.
 	for r := range st.ch {
 		ws.metrics.pendingEvents.Sub(float64(len(r.Events)))
 	}
 }
+
+// closeChunk is how many watchers Close removes under one hold of ws.mu:
+// about 0.3 ms.
+const closeChunk = 256
 
 // Sent tells the stream that the events of a response taken from Chan
 // were sent to the client (the events metrics).

@@ -753,3 +753,83 @@ func TestWatchManyRangeWatchersEveryEventOnce(t *testing.T) {
 		}
 	}
 }
+
+// A stream's Close lets writes in between chunks of its watchers, and
+// what runs meanwhile (events for its watchers, the syncer's catch-up and
+// retries, cancels, a full channel with create answers still owed) never
+// hands a removed watcher back to the store: once Close returns, its
+// channel is closed, nothing of it is left, and the store's other
+// streams are served as before.
+func TestWatchCloseInChunks(t *testing.T) {
+	ws, wr := newWatchable(t)
+	for i := range 10 {
+		wr.do(func(tw *TxnWrite) { tw.Put([]byte(fmt.Sprintf("k%05d", i)), []byte("old"), 0) })
+	}
+	other := ws.NewWatchStream()
+	otherID := watch(t, other, "k", "l", 0, false)
+	if r := <-other.Chan(); !r.Created || r.WatchID != otherID {
+		t.Fatalf("other stream: %+v", r)
+	}
+
+	// Nobody reads st until Close: its channel fills with create answers,
+	// and the rest wait (announcements, victims); a third start in the
+	// past.
+	st := ws.NewWatchStream()
+	const n = 4 * closeChunk
+	var ids []WatchID
+	for i := range n {
+		o := WatchOptions{Key: []byte(fmt.Sprintf("k%05d", i))}
+		if i%3 == 0 {
+			o.StartRev = 1
+		}
+		id, err := st.Watch(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+
+	pauses, puts := 0, 0
+	ws.betweenCloseChunks = func() {
+		pauses++
+		for i := range 20 { // watched keys, some of them removed already
+			wr.do(func(tw *TxnWrite) { tw.Put([]byte(fmt.Sprintf("k%05d", (pauses*97+i*13)%n)), []byte("new"), 0) })
+			puts++
+		}
+		// Removed already or not: either is fine.
+		st.Cancel(ids[pauses*7%n])
+		// A slow reader: room for some of what is owed.
+		for range 64 {
+			select {
+			case <-st.Chan():
+			default:
+			}
+		}
+		ws.retryVictims()
+		ws.syncRound()
+		ws.retryProgress()
+	}
+	st.Close()
+	if pauses != n/closeChunk-1 {
+		t.Fatalf("%d pauses between chunks, want %d", pauses, n/closeChunk-1)
+	}
+	for range st.Chan() { // closed: ends once the buffered responses are read
+	}
+	if s := ws.Stats(); s.Streams != 1 || s.Watchers != 1 || s.Slow != 0 {
+		t.Fatalf("after Close: %+v, want only the other stream's watcher", s)
+	}
+	// The syncer and writes go on without touching the closed stream.
+	ws.betweenCloseChunks = nil
+	wr.do(func(tw *TxnWrite) { tw.Put([]byte("k00000"), []byte("last"), 0) })
+	puts++
+	ws.retryVictims()
+	ws.syncRound()
+	got := 0
+	for got < puts {
+		r := receive(t, other)
+		got += len(r.Events)
+	}
+	if got != puts {
+		t.Fatalf("the other stream got %d events, want %d", got, puts)
+	}
+}
