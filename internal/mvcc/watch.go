@@ -407,8 +407,12 @@ func (ws *WatchableStore) flushAnnounceLocked(st *WatchStream) {
 		} else if ws.sendOrSetAsideLocked(a.w); len(st.announce) == 0 || st.announce[0].w != a.w {
 			continue // its Created went, which took it off the queue
 		}
-		ws.mu.announcing[st] = struct{}{}
-		ws.wake()
+		if _, ok := ws.mu.announcing[st]; !ok {
+			// Once: the syncer's retry comes back here while the
+			// channel is full, and a wake-up each time spun it.
+			ws.mu.announcing[st] = struct{}{}
+			ws.wake()
+		}
 		return
 	}
 	st.announce = nil
