@@ -343,12 +343,22 @@ func BenchmarkRangeWatchersChurn(b *testing.B) {
 }
 
 // BenchmarkWriteDuringStreamClose: the longest a write waited while a
-// stream of 100,000 watchers (one key each) closed, and the close's own
-// time. Every write notifies under the watchable store's lock, which Close
-// takes.
+// stream of 100,000 watchers (one key each, or one range each) closed, and
+// the close's own time. Every write notifies under the watchable store's
+// lock, which Close takes.
 //
 //	go test ./internal/mvcc -run '^$' -bench WriteDuringStreamClose -benchtime 3x
 func BenchmarkWriteDuringStreamClose(b *testing.B) {
+	for _, ranges := range []bool{false, true} {
+		name := "keys"
+		if ranges {
+			name = "ranges"
+		}
+		b.Run(name, func(b *testing.B) { benchWriteDuringStreamClose(b, ranges) })
+	}
+}
+
+func benchWriteDuringStreamClose(b *testing.B, ranges bool) {
 	const n = 100_000
 	s, _ := newTestStore(b)
 	ws := NewWatchable(s)
@@ -365,7 +375,11 @@ func BenchmarkWriteDuringStreamClose(b *testing.B) {
 			}
 		}()
 		for i := range n {
-			if _, err := st.Watch(WatchOptions{Key: fmt.Appendf(nil, "/svc/%06d", i)}); err != nil {
+			o := WatchOptions{Key: fmt.Appendf(nil, "/svc/%06d", i)}
+			if ranges {
+				o.End = fmt.Appendf(nil, "/svc/%06d0", i)
+			}
+			if _, err := st.Watch(o); err != nil {
 				b.Fatal(err)
 			}
 		}
