@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -122,7 +123,10 @@ type WatchableStore struct {
 		rev      int64
 		synced   watcherGroup
 		unsynced map[*watcher]struct{}
-		victims  map[*watcher]struct{}
+		// victims are the streams with victims (WatchStream.victims);
+		// nvictims counts those.
+		victims  map[*WatchStream]struct{}
+		nvictims int
 		// progress are the streams owed a progress response.
 		progress map[*WatchStream]struct{}
 		// announcing are the streams whose create answers wait for room.
@@ -133,8 +137,9 @@ type WatchableStore struct {
 		// after it serve from while their watchers start within it
 		// (see caughtUpEventsLocked).
 		caught eventCache
-		// catchUpReads counts the rounds that read the backend.
-		catchUpReads int
+		// catchUpReads counts the rounds that read the backend, and
+		// victimTries the victims retryVictims tried to send (tests).
+		catchUpReads, victimTries int
 	}
 
 	// syncc wakes the syncer; size 1, so a wake-up is never lost and
@@ -203,7 +208,7 @@ func NewWatchable(s *Store) *WatchableStore {
 	ws := &WatchableStore{logger: s.logger, metrics: s.metrics, syncc: make(chan struct{}, 1), stopc: make(chan struct{})}
 	ws.mu.synced.init()
 	ws.mu.unsynced = map[*watcher]struct{}{}
-	ws.mu.victims = map[*watcher]struct{}{}
+	ws.mu.victims = map[*WatchStream]struct{}{}
 	ws.mu.progress = map[*WatchStream]struct{}{}
 	ws.mu.announcing = map[*WatchStream]struct{}{}
 	ws.Attach(s)
@@ -277,8 +282,14 @@ type WatchStream struct {
 	// Guarded by ws.mu (the channel is closed under it, so that no send
 	// races the close).
 	watchers map[WatchID]*watcher
-	nextID   WatchID
-	closed   bool
+	// victims are its watchers whose responses wait for room in ch.
+	victims map[*watcher]struct{}
+	nextID  WatchID
+	// waiting is set while the stream has victims or owes create
+	// answers (it is in ws.mu.victims or ws.mu.announcing): Sent then
+	// wakes the syncer once the reader has made room.
+	waiting atomic.Bool
+	closed  bool
 	// announce are the answers to creates not sent yet, in the order the
 	// creates came: a watcher, whose pending starts with its Created, or
 	// a refusal. They go out in that order, as etcd's do, so a client that
@@ -310,7 +321,7 @@ type WatchStats struct {
 func (ws *WatchableStore) Stats() WatchStats {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	return WatchStats{Streams: ws.mu.streams, Watchers: ws.mu.watchers, Slow: len(ws.mu.unsynced) + len(ws.mu.victims)}
+	return WatchStats{Streams: ws.mu.streams, Watchers: ws.mu.watchers, Slow: len(ws.mu.unsynced) + ws.mu.nvictims}
 }
 
 // Chan returns the stream's responses. It is closed by Close.
@@ -409,14 +420,17 @@ func (ws *WatchableStore) flushAnnounceLocked(st *WatchStream) {
 		}
 		if _, ok := ws.mu.announcing[st]; !ok {
 			// Once: the syncer's retry comes back here while the
-			// channel is full, and a wake-up each time spun it.
+			// channel is full, and a wake-up each time spun it. The
+			// reader's Sent wakes it when there is room.
 			ws.mu.announcing[st] = struct{}{}
+			ws.setWaitingLocked(st)
 			ws.wake()
 		}
 		return
 	}
 	st.announce = nil
 	delete(ws.mu.announcing, st)
+	ws.setWaitingLocked(st)
 }
 
 // Cancel removes a watcher. It is sent a Canceled response, after what
@@ -519,7 +533,8 @@ func (ws *WatchableStore) progressBlockedLocked(w *watcher) bool {
 // Refuse see st.closed) and owes no create answer or progress response;
 // the watchers not yet removed go on meanwhile (an event, a cancel, a
 // catch-up may still send to the channel, which is closed once the last
-// has left).
+// has left). So a second Close may return before the first is done, and
+// the channel's reader must have stopped reading (Close drains it).
 func (st *WatchStream) Close() {
 	ws := st.ws
 	ws.mu.Lock()
@@ -533,6 +548,7 @@ func (st *WatchStream) Close() {
 	delete(ws.mu.progress, st)
 	delete(ws.mu.announcing, st)
 	st.announce = nil
+	ws.setWaitingLocked(st)
 	for {
 		n := 0
 		for _, w := range st.watchers {
@@ -565,11 +581,26 @@ const closeChunk = 256
 
 // Sent tells the stream that the events of a response taken from Chan
 // were sent to the client (the events metrics).
+//
+// While responses wait for room (victims, owed create answers), it wakes
+// the syncer once the channel is half empty: the syncer retries them on
+// its ticker otherwise, one channel's worth (128) every 10 ms.
 func (st *WatchStream) Sent(r WatchResponse) {
 	if n := len(r.Events); n > 0 {
 		st.ws.metrics.pendingEvents.Sub(float64(n))
 		st.ws.metrics.events.Add(float64(n))
 	}
+	if st.waiting.Load() && len(st.ch) <= cap(st.ch)/2 {
+		st.ws.wake()
+	}
+}
+
+// setWaitingLocked updates st.waiting.
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) setWaitingLocked(st *WatchStream) {
+	_, announcing := ws.mu.announcing[st]
+	st.waiting.Store(len(st.victims) > 0 || announcing)
 }
 
 // closeLocked ends w with its last response: w leaves its group at once,
@@ -581,7 +612,7 @@ func (ws *WatchableStore) closeLocked(w *watcher, last WatchResponse, end watche
 	w.last = end
 	w.pending = append(w.pending, last)
 	w.state = stateVictim
-	ws.mu.victims[w] = struct{}{}
+	ws.addVictimLocked(w)
 	ws.sendOrSetAsideLocked(w)
 }
 
@@ -593,7 +624,39 @@ func (ws *WatchableStore) leaveGroupLocked(w *watcher) {
 	case stateUnsynced:
 		delete(ws.mu.unsynced, w)
 	case stateVictim:
-		delete(ws.mu.victims, w)
+		ws.removeVictimLocked(w)
+	}
+}
+
+// addVictimLocked and removeVictimLocked keep w in (out of) its stream's
+// victims, and the stream in (out of) ws.mu.victims while it has any.
+//
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) addVictimLocked(w *watcher) {
+	st := w.stream
+	if _, ok := st.victims[w]; ok {
+		return
+	}
+	if st.victims == nil {
+		st.victims = map[*watcher]struct{}{}
+	}
+	st.victims[w] = struct{}{}
+	ws.mu.victims[st] = struct{}{}
+	ws.mu.nvictims++
+	ws.setWaitingLocked(st)
+}
+
+// REQUIRES: ws.mu held.
+func (ws *WatchableStore) removeVictimLocked(w *watcher) {
+	st := w.stream
+	if _, ok := st.victims[w]; !ok {
+		return
+	}
+	delete(st.victims, w)
+	ws.mu.nvictims--
+	if len(st.victims) == 0 {
+		delete(ws.mu.victims, st)
+		ws.setWaitingLocked(st)
 	}
 }
 
@@ -650,7 +713,7 @@ func (ws *WatchableStore) sendOrSetAsideLocked(w *watcher) bool {
 		ws.leaveGroupLocked(w)
 		w.state = stateCompacted
 	case w.state == stateVictim:
-		delete(ws.mu.victims, w)
+		ws.removeVictimLocked(w)
 		w.state = stateUnsynced
 		ws.mu.unsynced[w] = struct{}{}
 		ws.wake()
@@ -665,7 +728,7 @@ func (ws *WatchableStore) setAsideLocked(w *watcher) {
 	if w.state != stateVictim {
 		ws.leaveGroupLocked(w)
 		w.state = stateVictim
-		ws.mu.victims[w] = struct{}{}
+		ws.addVictimLocked(w)
 		ws.wake()
 	}
 }
@@ -816,8 +879,18 @@ func (ws *WatchableStore) retryVictims() {
 	for st := range ws.mu.announcing {
 		ws.flushAnnounceLocked(st)
 	}
-	for w := range ws.mu.victims {
-		ws.sendOrSetAsideLocked(w)
+	for st := range ws.mu.victims {
+		for w := range st.victims {
+			if len(st.ch) == cap(st.ch) {
+				// Its reader has taken nothing since the last send:
+				// the next retry tries again. Trying each victim spun
+				// the syncer under the lock (100,000 victims on a
+				// stalled stream: a core, and writes 60 ms apart).
+				break
+			}
+			ws.mu.victimTries++
+			ws.sendOrSetAsideLocked(w)
+		}
 	}
 }
 

@@ -834,9 +834,9 @@ func TestWatchCloseInChunks(t *testing.T) {
 	}
 }
 
-// A stream whose creates outrun its reader keeps their answers owed, and
-// the syncer retries them on its ticker: a retry that finds the channel
-// still full does not wake the syncer again at once. It did, and the
+// A stream whose creates outrun its reader keeps their answers owed: a
+// retry that finds the channel still full does not wake the syncer again
+// at once, and the reader wakes it once it has made room. It did, and the
 // syncer spun a core for as long as the reader lagged (100,000 creates on
 // an unread stream: 2.06 CPU-s in 2 s, 0.09 after).
 func TestWatchOwedCreatesDoNotSpinSyncer(t *testing.T) {
@@ -858,8 +858,16 @@ func TestWatchOwedCreatesDoNotSpinSyncer(t *testing.T) {
 			t.Fatal("a retry that sent nothing woke the syncer again")
 		}
 	}
-	// The reader catches up: the retries send what was owed, in order.
+	// The reader catches up: once it has made room, its Sent wakes the
+	// syncer, whose retry sends what was owed, in order.
 	for i := range n {
+		if i == watchChanBufLen/2 {
+			select {
+			case <-ws.syncc:
+			default:
+				t.Fatal("the reader made room and the syncer was not woken")
+			}
+		}
 		if i == watchChanBufLen {
 			ws.retryVictims()
 		}
@@ -868,6 +876,7 @@ func TestWatchOwedCreatesDoNotSpinSyncer(t *testing.T) {
 			if !r.Created || r.WatchID != WatchID(i) {
 				t.Fatalf("answer %d: %+v", i, r)
 			}
+			st.Sent(r)
 		default:
 			t.Fatalf("answer %d not sent", i)
 		}
@@ -876,5 +885,77 @@ func TestWatchOwedCreatesDoNotSpinSyncer(t *testing.T) {
 	defer ws.mu.Unlock()
 	if len(ws.mu.announcing) != 0 || len(ws.mu.victims) != 0 {
 		t.Fatalf("after every answer was sent: %d streams announcing, %d victims", len(ws.mu.announcing), len(ws.mu.victims))
+	}
+}
+
+// Victims wait for their stream's reader: a retry tries a stream's
+// victims only while its channel has room, so a stalled stream with many
+// victims costs the syncer nothing, and each watcher still gets every
+// event once, in order, when the reader comes back.
+func TestWatchStalledStreamVictims(t *testing.T) {
+	ws, wr := newWatchable(t)
+	ws.Close() // the syncer stops: the test plays it
+	st := ws.NewWatchStream()
+	const n = 4 * watchChanBufLen
+	for i := range n {
+		watch(t, st, fmt.Sprintf("k%04d", i), "", 0, false)
+		if r := <-st.Chan(); !r.Created {
+			t.Fatalf("watcher %d: %+v", i, r)
+		}
+	}
+	// The reader stalls: every watcher gets an event, and those past the
+	// channel's room become victims.
+	for i := range n {
+		wr.do(func(tw *TxnWrite) { tw.Put([]byte(fmt.Sprintf("k%04d", i)), []byte("v1"), 0) })
+	}
+	if s := ws.Stats(); s.Slow != n-watchChanBufLen {
+		t.Fatalf("%d slow watchers, want %d", s.Slow, n-watchChanBufLen)
+	}
+	ws.mu.Lock()
+	ws.mu.victimTries = 0
+	ws.mu.Unlock()
+	for range 3 {
+		ws.retryVictims()
+	}
+	ws.mu.Lock()
+	tries := ws.mu.victimTries
+	ws.mu.Unlock()
+	if tries != 0 {
+		t.Fatalf("retries of a stalled stream tried %d victims, want 0", tries)
+	}
+
+	// The reader comes back; the syncer's retries and catch-up rounds
+	// deliver the rest.
+	seen := map[WatchID]int{}
+	for got := 0; got < n; {
+		select {
+		case r := <-st.Chan():
+			for _, ev := range r.Events {
+				if string(ev.Kv.Value) != "v1" {
+					t.Fatalf("watcher %d: event %s", r.WatchID, ev.Kv.Value)
+				}
+				seen[r.WatchID]++
+				got++
+			}
+		default:
+			ws.retryVictims()
+			ws.syncRound()
+			if len(st.Chan()) == 0 {
+				t.Fatalf("%d of %d events delivered, then nothing", got, n)
+			}
+		}
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Fatalf("watcher %d got its event %d times", id, c)
+		}
+	}
+	for i := 0; ws.syncRound(); i++ { // the last ones sent rejoin the synced
+		if i == n {
+			t.Fatal("the syncer's rounds never end")
+		}
+	}
+	if s := ws.Stats(); s.Slow != 0 {
+		t.Fatalf("%d slow watchers once everything was read", s.Slow)
 	}
 }
