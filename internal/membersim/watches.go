@@ -154,6 +154,7 @@ func (ws *watches) drainOne(s *Sim, w *watchClient) {
 	for w.stream != nil {
 		select {
 		case resp := <-w.stream.Chan():
+			w.stream.Sent(resp) // as the server's stream does
 			ws.check(s, w, resp)
 		default:
 			return
@@ -169,6 +170,7 @@ func (ws *watches) catchUp(s *Sim, rev int64) {
 		for w.stream != nil && w.next <= rev && s.err == nil {
 			select {
 			case resp := <-w.stream.Chan():
+				w.stream.Sent(resp)
 				ws.check(s, w, resp)
 			case <-time.After(time.Until(deadline)):
 				s.failf("%s on %s: stuck before revision %d (store at %d)", w.name, w.member.name, w.next, rev)
