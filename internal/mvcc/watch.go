@@ -124,7 +124,7 @@ type WatchableStore struct {
 		synced   watcherGroup
 		unsynced map[*watcher]struct{}
 		// victims are the streams with victims (WatchStream.victims);
-		// nvictims counts those.
+		// nvictims counts the victims of all of them.
 		victims  map[*WatchStream]struct{}
 		nvictims int
 		// progress are the streams owed a progress response.
@@ -613,7 +613,11 @@ func (ws *WatchableStore) closeLocked(w *watcher, last WatchResponse, end watche
 	w.pending = append(w.pending, last)
 	w.state = stateVictim
 	ws.addVictimLocked(w)
-	ws.sendOrSetAsideLocked(w)
+	if !ws.sendOrSetAsideLocked(w) {
+		// Already a victim, setAsideLocked woke no one: the syncer
+		// retries it (or the reader's Sent wakes it).
+		ws.wake()
+	}
 }
 
 // REQUIRES: ws.mu held.
@@ -655,6 +659,7 @@ func (ws *WatchableStore) removeVictimLocked(w *watcher) {
 	delete(st.victims, w)
 	ws.mu.nvictims--
 	if len(st.victims) == 0 {
+		st.victims = nil // a map keeps its size: 100k victims once, 1-2 MB
 		delete(ws.mu.victims, st)
 		ws.setWaitingLocked(st)
 	}
@@ -880,13 +885,25 @@ func (ws *WatchableStore) retryVictims() {
 		ws.flushAnnounceLocked(st)
 	}
 	for st := range ws.mu.victims {
+		// Each retry tries a stream's victims only while its channel has
+		// room: trying every victim spun the syncer under the lock
+		// (100,000 victims on a stalled stream: a core, and writes 60
+		// ms apart). A victim whose Created is still owed takes no
+		// room when tried (answers go out in order), so a stream owing
+		// answers is tried only once they are out; a closing one not
+		// at all (its reader has stopped; Close removes its watchers).
+		if st.closed {
+			continue
+		}
+		if len(st.announce) > 0 {
+			ws.flushAnnounceLocked(st)
+			if len(st.announce) > 0 {
+				continue // its channel was full just now
+			}
+		}
 		for w := range st.victims {
 			if len(st.ch) == cap(st.ch) {
-				// Its reader has taken nothing since the last send:
-				// the next retry tries again. Trying each victim spun
-				// the syncer under the lock (100,000 victims on a
-				// stalled stream: a core, and writes 60 ms apart).
-				break
+				break // the next retry (or the reader's Sent) goes on
 			}
 			ws.mu.victimTries++
 			ws.sendOrSetAsideLocked(w)
