@@ -888,63 +888,94 @@ func TestWatchOwedCreatesDoNotSpinSyncer(t *testing.T) {
 	}
 }
 
+// stalledStream makes a watchable store whose syncer is stopped (the test
+// plays it) and a stream with n watchers on keys k0000..., each then sent
+// one event, value "v1", by a put of its key. If readCreated, each
+// watcher's Created is read before the next watcher is made; else the
+// channel fills with answers, and the rest are owed.
+func stalledStream(t *testing.T, n int, readCreated bool) (*WatchableStore, *WatchStream) {
+	t.Helper()
+	ws, wr := newWatchable(t)
+	ws.Close()
+	st := ws.NewWatchStream()
+	for i := range n {
+		watch(t, st, fmt.Sprintf("k%04d", i), "", 0, false)
+		if !readCreated {
+			continue
+		}
+		if r := <-st.Chan(); !r.Created {
+			t.Fatalf("watcher %d: %+v", i, r)
+		}
+	}
+	for i := range n {
+		wr.do(func(tw *TxnWrite) { tw.Put([]byte(fmt.Sprintf("k%04d", i)), []byte("v1"), 0) })
+	}
+	return ws, st
+}
+
+// retryCountingVictims runs the syncer's retry of victims n times and
+// returns the victims it tried.
+func retryCountingVictims(ws *WatchableStore, n int) int {
+	ws.mu.Lock()
+	before := ws.mu.victimTries
+	ws.mu.Unlock()
+	for range n {
+		ws.retryVictims()
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.mu.victimTries - before
+}
+
+// readPlayingSyncer reads st's responses (telling it each was sent) until
+// on has counted events of them, playing the stopped syncer (a retry and
+// a catch-up round) whenever the channel is empty; it fails if that
+// brings nothing.
+func readPlayingSyncer(t *testing.T, ws *WatchableStore, st *WatchStream, events int, on func(WatchResponse)) {
+	t.Helper()
+	for got := 0; got < events; {
+		select {
+		case r := <-st.Chan():
+			st.Sent(r)
+			on(r)
+			got += len(r.Events)
+		default:
+			ws.retryVictims()
+			ws.syncRound()
+			if len(st.Chan()) == 0 {
+				t.Fatalf("%d of %d events delivered, then nothing", got, events)
+			}
+		}
+	}
+}
+
 // Victims wait for their stream's reader: a retry tries a stream's
 // victims only while its channel has room, so a stalled stream with many
 // victims costs the syncer nothing, and each watcher still gets every
 // event once, in order, when the reader comes back.
 func TestWatchStalledStreamVictims(t *testing.T) {
-	ws, wr := newWatchable(t)
-	ws.Close() // the syncer stops: the test plays it
-	st := ws.NewWatchStream()
+	// The reader stalls once every watcher is made: each gets an event,
+	// and those past the channel's room become victims.
 	const n = 4 * watchChanBufLen
-	for i := range n {
-		watch(t, st, fmt.Sprintf("k%04d", i), "", 0, false)
-		if r := <-st.Chan(); !r.Created {
-			t.Fatalf("watcher %d: %+v", i, r)
-		}
-	}
-	// The reader stalls: every watcher gets an event, and those past the
-	// channel's room become victims.
-	for i := range n {
-		wr.do(func(tw *TxnWrite) { tw.Put([]byte(fmt.Sprintf("k%04d", i)), []byte("v1"), 0) })
-	}
+	ws, st := stalledStream(t, n, true)
 	if s := ws.Stats(); s.Slow != n-watchChanBufLen {
 		t.Fatalf("%d slow watchers, want %d", s.Slow, n-watchChanBufLen)
 	}
-	ws.mu.Lock()
-	ws.mu.victimTries = 0
-	ws.mu.Unlock()
-	for range 3 {
-		ws.retryVictims()
-	}
-	ws.mu.Lock()
-	tries := ws.mu.victimTries
-	ws.mu.Unlock()
-	if tries != 0 {
+	if tries := retryCountingVictims(ws, 3); tries != 0 {
 		t.Fatalf("retries of a stalled stream tried %d victims, want 0", tries)
 	}
 
 	// The reader comes back; the syncer's retries and catch-up rounds
 	// deliver the rest.
 	seen := map[WatchID]int{}
-	for got := 0; got < n; {
-		select {
-		case r := <-st.Chan():
-			for _, ev := range r.Events {
-				if string(ev.Kv.Value) != "v1" {
-					t.Fatalf("watcher %d: event %s", r.WatchID, ev.Kv.Value)
-				}
-				seen[r.WatchID]++
-				got++
+	readPlayingSyncer(t, ws, st, n, func(r WatchResponse) {
+		for _, ev := range r.Events {
+			if string(ev.Kv.Value) != "v1" {
+				t.Fatalf("watcher %d: event %s", r.WatchID, ev.Kv.Value)
 			}
-		default:
-			ws.retryVictims()
-			ws.syncRound()
-			if len(st.Chan()) == 0 {
-				t.Fatalf("%d of %d events delivered, then nothing", got, n)
-			}
+			seen[r.WatchID]++
 		}
-	}
+	})
 	for id, c := range seen {
 		if c != 1 {
 			t.Fatalf("watcher %d got its event %d times", id, c)
@@ -1010,16 +1041,8 @@ func TestWatchReaderWakesSyncer(t *testing.T) {
 // after its flush, which only a reader taking responses during the retry
 // brings about: not played here.)
 func TestWatchVictimsOwingCreatedNotWalked(t *testing.T) {
-	ws, wr := newWatchable(t)
-	ws.Close() // the syncer stops: the test plays it
-	st := ws.NewWatchStream()
 	const n = 3 * watchChanBufLen
-	for i := range n {
-		watch(t, st, fmt.Sprintf("k%04d", i), "", 0, false)
-	}
-	for i := range n { // events for watchers whose Created is owed
-		wr.do(func(tw *TxnWrite) { tw.Put([]byte(fmt.Sprintf("k%04d", i)), []byte("v"), 0) })
-	}
+	ws, st := stalledStream(t, n, false) // events for watchers whose Created is owed
 	if s := ws.Stats(); s.Slow < n-watchChanBufLen {
 		t.Fatalf("%d slow watchers, want at least %d", s.Slow, n-watchChanBufLen)
 	}
@@ -1029,37 +1052,17 @@ func TestWatchVictimsOwingCreatedNotWalked(t *testing.T) {
 		st.Sent(r)
 		created[r.WatchID] = r.Created
 	}
-	ws.mu.Lock()
-	ws.mu.victimTries = 0
-	ws.mu.Unlock()
-	ws.retryVictims()
-	ws.mu.Lock()
-	tries := ws.mu.victimTries
-	ws.mu.Unlock()
-	if tries != 0 || len(st.Chan()) != watchChanBufLen {
+	if tries := retryCountingVictims(ws, 1); tries != 0 || len(st.Chan()) != watchChanBufLen {
 		t.Fatalf("retry: %d victims tried, %d responses in the channel; want 0 and a full channel of answers", tries, len(st.Chan()))
 	}
 	// Everything still arrives, each watcher's Created before its event.
-	for events := 0; events < n; {
-		select {
-		case r := <-st.Chan():
-			st.Sent(r)
-			if r.Created {
-				created[r.WatchID] = true
-				continue
-			}
-			if !created[r.WatchID] {
-				t.Fatalf("watcher %d: an event before its Created", r.WatchID)
-			}
-			events += len(r.Events)
-		default:
-			ws.retryVictims()
-			ws.syncRound()
-			if len(st.Chan()) == 0 {
-				t.Fatalf("%d of %d events delivered, then nothing", events, n)
-			}
+	readPlayingSyncer(t, ws, st, n, func(r WatchResponse) {
+		if r.Created {
+			created[r.WatchID] = true
+		} else if !created[r.WatchID] {
+			t.Fatalf("watcher %d: an event before its Created", r.WatchID)
 		}
-	}
+	})
 }
 
 // A closing stream's victims are not tried between Close's chunks: its
@@ -1067,29 +1070,14 @@ func TestWatchVictimsOwingCreatedNotWalked(t *testing.T) {
 // is owed could never be sent, and a retry walking them every tick undid
 // the chunks (writes waiting 19-43 ms again with 100,000 watchers).
 func TestWatchClosingStreamVictimsNotWalked(t *testing.T) {
-	ws, wr := newWatchable(t)
-	ws.Close() // the syncer stops: the test plays it
-	st := ws.NewWatchStream()
-	const n = 4 * watchChanBufLen
-	for i := range n {
-		watch(t, st, fmt.Sprintf("k%04d", i), "", 0, false)
-	}
-	for i := range n {
-		wr.do(func(tw *TxnWrite) { tw.Put([]byte(fmt.Sprintf("k%04d", i)), []byte("v"), 0) })
-	}
+	ws, st := stalledStream(t, 4*watchChanBufLen, false)
 	for range watchChanBufLen / 2 { // room, then the client goes away
 		st.Sent(<-st.Chan())
 	}
 	tries, pauses := 0, 0
 	ws.betweenCloseChunks = func() {
 		pauses++
-		ws.mu.Lock()
-		ws.mu.victimTries = 0
-		ws.mu.Unlock()
-		ws.retryVictims()
-		ws.mu.Lock()
-		tries += ws.mu.victimTries
-		ws.mu.Unlock()
+		tries += retryCountingVictims(ws, 1)
 	}
 	st.Close()
 	if pauses == 0 || tries != 0 {
