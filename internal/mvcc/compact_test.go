@@ -57,11 +57,7 @@ func TestCompactionRemovesHistory(t *testing.T) {
 			if n := countRevisions(t, b); n != 55 {
 				t.Fatalf("%d revisions before compaction, want 55", n)
 			}
-			done, err := s.Compact(s.Rev(), index+1, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			<-done
+			compactWait(t, s, s.Rev(), index+1)
 			if crashAfter > 0 {
 				s.Close()
 				b.Close()
@@ -96,11 +92,7 @@ func TestCompactionRemovesHistory(t *testing.T) {
 			index += 2
 			tw.End(index, 1)
 			index++
-			done, err = s.Compact(s.Rev(), index, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			<-done
+			compactWait(t, s, s.Rev(), index)
 			if n := countRevisions(t, b); n != 6 {
 				t.Fatalf("%d revisions after the second compaction, want 6", n)
 			}

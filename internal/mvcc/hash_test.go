@@ -31,11 +31,7 @@ func TestHashKV(t *testing.T) {
 			tw.End(index, 1)
 		}
 		index++
-		done, err := s.Compact(12, index, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		<-done
+		compactWait(t, s, 12, index)
 		tw := s.Write()
 		tw.Put([]byte("last"), []byte(lastValue), 0)
 		tw.End(index+1, 1)
@@ -97,11 +93,7 @@ func TestCompactionHashes(t *testing.T) {
 	}
 	compact := func(rev int64) {
 		index++
-		done, err := s.Compact(rev, index, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		<-done
+		compactWait(t, s, rev, index)
 	}
 	for i := range 8 {
 		put(fmt.Sprint("k", i%3), fmt.Sprint("v", i)) // revisions 2..9
@@ -202,11 +194,7 @@ func TestHashKVWhileWriting(t *testing.T) {
 		write(func(tw *TxnWrite) { tw.DeleteRange(fmt.Appendf(nil, "k%05d", i), nil) })
 	}
 	index++
-	done, err := s.Compact(s.Rev()-100, index, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-done
+	compactWait(t, s, s.Rev()-100, index)
 	rev := s.Rev()
 	want, _, err := s.HashKV(rev)
 	if err != nil {

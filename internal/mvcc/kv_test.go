@@ -24,6 +24,17 @@ import (
 
 // newTestStore opens a store on a new backend in a temporary directory,
 // closed when the test ends.
+// compactWait compacts s at rev as raft entry index, failing the test on
+// an error, and waits for the removal to end.
+func compactWait(tb testing.TB, s *Store, rev int64, index uint64) {
+	tb.Helper()
+	done, err := s.Compact(rev, index, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	<-done
+}
+
 func newTestStore(tb testing.TB) (*Store, *backend.Backend) {
 	tb.Helper()
 	be, err := backend.Open(tb.TempDir(), backend.Options{})
@@ -380,11 +391,7 @@ func TestRangeRacingCompact(t *testing.T) {
 		target.Store(put("a"))
 		r2 := put("a")
 		index++
-		done, err := s.Compact(r2, index, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		<-done
+		compactWait(t, s, r2, index)
 		if v := bad.Load(); v != nil {
 			break
 		}
@@ -534,11 +541,7 @@ func TestRangeCountWhileWritingAndCompacting(t *testing.T) {
 		end(tw)
 		if i%50 == 49 {
 			index++
-			done, err := s.Compact(s.Rev(), index, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			<-done
+			compactWait(t, s, s.Rev(), index)
 		}
 	}
 	stop.Store(true)

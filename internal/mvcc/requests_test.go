@@ -393,11 +393,7 @@ func TestCompactAtDeleteThenPutRevision(t *testing.T) {
 		tw.Put([]byte("a"), []byte("2"), 0)
 	}) // 3: delete 3.0, put 3.1
 	r.index++
-	done, err := r.s.Compact(rev, r.index, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-done
+	compactWait(t, r.s, rev, r.index)
 	res, err := r.s.Range([]byte("a"), nil, RangeOptions{})
 	if err != nil || len(res.KVs) != 1 || string(res.KVs[0].Value) != "2" {
 		t.Fatalf("a after compact(%d) = %v, %v; want a=2", rev, res.KVs, err)
@@ -606,11 +602,7 @@ func TestReadTxnCutByCompaction(t *testing.T) {
 	for range 1500 {
 		write()
 		index++
-		done, err := s.Compact(s.Rev(), index, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		<-done
+		compactWait(t, s, s.Rev(), index)
 	}
 	stop.Store(true)
 	wg.Wait()
