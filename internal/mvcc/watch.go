@@ -890,17 +890,12 @@ func (ws *WatchableStore) retryVictims() {
 		// room: trying every victim spun the syncer under the lock
 		// (100,000 victims on a stalled stream: a core, and writes 60
 		// ms apart). A victim whose Created is still owed takes no
-		// room when tried (answers go out in order), so a stream owing
-		// answers is tried only once they are out; a closing one not
-		// at all (its reader has stopped; Close removes its watchers).
-		if st.closed {
+		// room when tried (answers go out in order), so a stream still
+		// owing answers after the flush above is tried only once they
+		// are out; a closing one not at all (its reader has stopped;
+		// Close removes its watchers).
+		if st.closed || len(st.announce) > 0 {
 			continue
-		}
-		if len(st.announce) > 0 {
-			ws.flushAnnounceLocked(st)
-			if len(st.announce) > 0 {
-				continue // its channel was full just now
-			}
 		}
 		for w := range st.victims {
 			if len(st.ch) == cap(st.ch) {
