@@ -35,6 +35,18 @@ func compactWait(tb testing.TB, s *Store, rev int64, index uint64) {
 	<-done
 }
 
+// stopReaders stops the goroutines of wg, which run until stop is set,
+// waits for them, and fails the test with each error they sent to errs.
+func stopReaders(t *testing.T, stop *atomic.Bool, wg *sync.WaitGroup, errs chan error) {
+	t.Helper()
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
 func newTestStore(tb testing.TB) (*Store, *backend.Backend) {
 	tb.Helper()
 	be, err := backend.Open(tb.TempDir(), backend.Options{})
@@ -544,11 +556,6 @@ func TestRangeCountWhileWritingAndCompacting(t *testing.T) {
 			compactWait(t, s, s.Rev(), index)
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	stopReaders(t, &stop, &wg, errs)
 	t.Logf("%d reads checked, %d of a given revision cut by a compaction", reads.Load(), cut.Load())
 }

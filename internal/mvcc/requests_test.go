@@ -604,11 +604,6 @@ func TestReadTxnCutByCompaction(t *testing.T) {
 		index++
 		compactWait(t, s, s.Rev(), index)
 	}
-	stop.Store(true)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	stopReaders(t, &stop, &wg, errs)
 	t.Logf("%d read txns, %d reads", txns.Load(), reads.Load())
 }
