@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -98,6 +99,14 @@ type Applier struct {
 	// auth is the auth state as of the consistent index (reloaded at open
 	// and restore); it has its own lock, and only Apply changes it.
 	auth *auth.Store
+
+	// group is the write group ApplyEntries has open, nil if none; its
+	// entries up to (groupIndex, groupTerm) are applied in it (0: none
+	// yet). applied is ApplyEntries' result, reused. Only the applying
+	// goroutine uses them.
+	group                 *mvcc.WriteGroup
+	groupIndex, groupTerm uint64
+	applied               []Applied
 }
 
 // Metrics are what the store and the lessor count into; they outlive the
@@ -411,23 +420,152 @@ func (a *Applier) Apply(e raftpb.Entry) (Result, bool, error) {
 // nothing of r once it returns, but may keep its keys' and values' bytes
 // (as it keeps those it decodes), so those must never change.
 func (a *Applier) ApplyProposed(e raftpb.Entry, r *pb.InternalRaftRequest) (Result, bool, error) {
-	var decodeErr error
+	r, put, decodeErr := a.request(e, r)
+	defer put.release()
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.applyLocked(e, r, decodeErr)
+}
+
+// Applied is what ApplyEntries did with one entry.
+type Applied struct {
+	Entry  raftpb.Entry
+	Result Result
+	// Applied is false for an entry the backend already held.
+	Applied bool
+	// Took is how long the entry took to apply, and for the last of a
+	// group, the group's commit.
+	Took time.Duration
+}
+
+// Groups of key-value writes are committed once they hold this many
+// entries or bytes of entry data (ApplyEntries).
+const (
+	maxGroupEntries = 512
+	maxGroupBytes   = 4 << 20
+)
+
+// ApplyEntries applies committed entries in order, as ApplyProposed would
+// one by one (proposed, if set, gives the proposer's requests), and
+// returns what it did with each, valid until the next call. Consecutive
+// key-value writes (Put, DeleteRange, Txn) are committed together, in one
+// backend batch (see mvcc.WriteGroup): every result it returns is
+// committed, and readable, when it returns. An error is fatal, and the
+// results before it are those of entries committed.
+func (a *Applier) ApplyEntries(es []raftpb.Entry, proposed func(raftpb.Entry) *pb.InternalRaftRequest) ([]Applied, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := a.applied[:0]
+	defer func() { a.applied = out }()
+	// grouped: how many of out's last entries wait for the group's commit.
+	grouped, groupBytes := 0, 0
+	commit := func() error {
+		start := time.Now()
+		if err := a.commitGroup(); err != nil {
+			out = out[:len(out)-grouped]
+			return err
+		}
+		if grouped > 0 {
+			out[len(out)-1].Took += time.Since(start)
+		}
+		grouped, groupBytes = 0, 0
+		return nil
+	}
+	for _, e := range es {
+		start := time.Now()
+		var r *pb.InternalRaftRequest
+		if proposed != nil && e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
+			r = proposed(e)
+		}
+		r, put, decodeErr := a.request(e, r)
+		if decodeErr == nil && r != nil && (r.Put != nil || r.DeleteRange != nil || r.Txn != nil) {
+			if a.group == nil {
+				a.group = a.store.Group()
+			}
+		} else if err := commit(); err != nil {
+			put.release()
+			return out, err
+		}
+		res, applied, err := a.applyLocked(e, r, decodeErr)
+		put.release()
+		if err != nil {
+			if a.group != nil {
+				a.group.Abort()
+				a.group = nil
+				out = out[:len(out)-grouped]
+			}
+			return out, err
+		}
+		out = append(out, Applied{Entry: e, Result: res, Applied: applied, Took: time.Since(start)})
+		if a.group != nil {
+			grouped++
+			if applied {
+				a.groupIndex, a.groupTerm = e.Index, e.Term
+				groupBytes += len(e.Data)
+			}
+			if a.group.Len() >= maxGroupEntries || groupBytes >= maxGroupBytes {
+				if err := commit(); err != nil {
+					return out, err
+				}
+			}
+		}
+	}
+	return out, commit()
+}
+
+// commitGroup commits the open group of writes, if any, at the index of
+// its last entry applied.
+func (a *Applier) commitGroup() error {
+	g := a.group
+	if g == nil {
+		return nil
+	}
+	a.group = nil
+	index, term := a.groupIndex, a.groupTerm
+	a.groupIndex, a.groupTerm = 0, 0
+	if index == 0 {
+		// Every entry of it was held already.
+		g.Abort()
+		return nil
+	}
+	if err := g.Commit(index, term); err != nil {
+		return fmt.Errorf("apply: committing entries to %d: %w", index, err)
+	}
+	return nil
+}
+
+// commitEmpty records that the entry e is applied, changing nothing else:
+// with the open group of writes if any (committed at an index at or after
+// e's), else in a batch of its own.
+func (a *Applier) commitEmpty(e raftpb.Entry) error {
+	if a.group != nil {
+		return nil
+	}
+	return a.be.NewBatch().Commit(e.Index, e.Term)
+}
+
+// request returns the request of a normal entry: r if set (the proposer's),
+// else decoded from e.Data. put is what release hands back once the entry
+// is applied (see decodeRequest).
+func (a *Applier) request(e raftpb.Entry, r *pb.InternalRaftRequest) (_ *pb.InternalRaftRequest, put *decodedPut, decodeErr error) {
 	if r != nil {
 		if invariants.Enabled && (e.Type != raftpb.EntryNormal || !proposedMatches(e.Data, r)) {
 			panic(fmt.Sprintf("apply: entry %d: the proposer's request is not what the entry decodes to", e.Index))
 		}
-	} else if e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
-		var put *decodedPut
+		return r, nil, nil
+	}
+	if e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
 		var err error
 		if r, put, err = decodeRequest(e.Data); err != nil {
-			r, decodeErr = nil, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
+			return nil, put, fmt.Errorf("apply: entry %d does not decode: %w", e.Index, err)
 		}
-		// Nothing holds a put's request once it is applied (see
-		// decodeRequest).
-		defer put.release()
 	}
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	return r, put, nil
+}
+
+// applyLocked applies e (its request r, or decodeErr), unless the backend
+// holds it already. The caller holds mu shared.
+func (a *Applier) applyLocked(e raftpb.Entry, r *pb.InternalRaftRequest, decodeErr error) (Result, bool, error) {
 	// Membership and alarm changes hold meta exclusively (see meta). An
 	// alarm list (which etcdctl's endpoint health sends through raft)
 	// changes nothing.
@@ -455,7 +593,7 @@ func (a *Applier) applyEntry(e raftpb.Entry, r *pb.InternalRaftRequest, decodeEr
 		return Result{}, fmt.Errorf("apply: entry %d has unknown type %v", e.Index, e.Type)
 	case r == nil:
 		// A new leader's empty entry: only the index moves.
-		return Result{}, a.be.NewBatch().Commit(e.Index, e.Term)
+		return Result{}, a.commitEmpty(e)
 	}
 	res, err := a.applyRequest(e, r)
 	res.Op = RequestType(r)
@@ -468,11 +606,11 @@ func (a *Applier) applyEntry(e raftpb.Entry, r *pb.InternalRaftRequest, decodeEr
 func (a *Applier) applyRequest(e raftpb.Entry, r *pb.InternalRaftRequest) (Result, error) {
 	if err := alarmRefusal(r, a.alarms); err != nil {
 		// Refused by an alarm every member has applied: a result.
-		return Result{Err: err}, a.be.NewBatch().Commit(e.Index, e.Term)
+		return Result{Err: err}, a.commitEmpty(e)
 	}
 	if err := a.authRefusal(r); err != nil {
 		// Refused by the auth state every member has applied: a result.
-		return Result{Err: err}, a.be.NewBatch().Commit(e.Index, e.Term)
+		return Result{Err: err}, a.commitEmpty(e)
 	}
 	switch {
 	case auth.IsAuthRequest(r):
@@ -576,10 +714,17 @@ func refusal(err error) bool {
 		errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrExists) || errors.Is(err, lease.ErrTTLTooLarge)
 }
 
-// applyWrite runs one KV request in a write transaction committed with
-// the entry's index.
+// applyWrite runs one KV request in a write transaction: the open group's
+// next (ApplyEntries), or one committed with the entry's index. The lessor
+// follows the keys at once, before a group's commit: an entry after it in
+// the group may check a lease's keys (auth's CheckPutRequest).
 func (a *Applier) applyWrite(e raftpb.Entry, run func(tw *mvcc.TxnWrite) (any, error)) (Result, error) {
-	tw := a.store.Write()
+	var tw *mvcc.TxnWrite
+	if a.group != nil {
+		tw = a.group.Write()
+	} else {
+		tw = a.store.Write()
+	}
 	tw.LeaseExists = a.lessor.Exists
 	resp, err := run(tw)
 	if err != nil && !refusal(err) {

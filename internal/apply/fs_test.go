@@ -11,9 +11,11 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/mvcc"
+	"github.com/cairn-db/cairn/internal/raft/raftpb"
 )
 
 // The tests here run appliers on pebble's crashable in-memory file system,
@@ -94,8 +96,9 @@ func listDir(t *testing.T, fs vfs.FS, dir string) string {
 	return strings.Join(names, " ")
 }
 
-// TestPowerLoss cuts the power of a member applying entries and syncing
-// now and then, five times over: after each crash the consistent index is
+// TestPowerLoss cuts the power of a member applying entries (one by one,
+// and in runs committed as one group) and syncing now and then, five times
+// over: after each crash the consistent index is
 // at least the last one synced and at most the last one applied, and the
 // store (keys, values, revisions) is exactly that of the entries up to it.
 // The crashes keep none, some or all of what was written but not synced;
@@ -111,7 +114,22 @@ func TestPowerLoss(t *testing.T) {
 			for round := range 5 {
 				for i, end := applied+1, applied+20+rng.Uint64N(80); i <= end; i++ {
 					k, v := putAt(i)
-					applyPut(t, a, i, k, v)
+					if rng.IntN(2) == 0 {
+						applyPut(t, a, i, k, v)
+					} else {
+						// A run of puts, committed as one group.
+						var run []raftpb.Entry
+						for ; len(run) == 0 || i < end && rng.IntN(8) != 0; i++ {
+							k, v := putAt(i)
+							e := normalEntry(t, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(k), Value: []byte(v)}})
+							e.Index = i
+							run = append(run, e)
+						}
+						i--
+						if _, err := a.ApplyEntries(run, nil); err != nil {
+							t.Fatal(err)
+						}
+					}
 					applied = i
 					if rng.IntN(10) == 0 {
 						if err := a.Sync(); err != nil {

@@ -101,24 +101,19 @@ func (p *Pipeline) Apply(ta raftnode.ToApply) (uint64, error) {
 		}
 	}
 	var last uint64
-	for _, e := range ta.Entries {
-		start := time.Now()
-		var proposed *pb.InternalRaftRequest
-		if p.cfg.Proposed != nil && e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
-			proposed = p.cfg.Proposed(e)
+	done, err := p.applier.ApplyEntries(ta.Entries, p.cfg.Proposed)
+	for _, d := range done {
+		last = d.Entry.Index
+		p.bytes += uint64(len(d.Entry.Data))
+		if d.Applied && p.cfg.Applied != nil {
+			p.cfg.Applied(d.Entry, d.Result, d.Took)
 		}
-		res, applied, err := p.applier.ApplyProposed(e, proposed)
-		if err != nil {
-			return 0, err
-		}
-		last = e.Index
-		p.bytes += uint64(len(e.Data))
-		if applied && p.cfg.Applied != nil {
-			p.cfg.Applied(e, res, time.Since(start))
-		}
-		if e.Type == raftpb.EntryConfChange && p.cfg.MembersChanged != nil {
+		if d.Entry.Type == raftpb.EntryConfChange && p.cfg.MembersChanged != nil {
 			p.cfg.MembersChanged()
 		}
+	}
+	if err != nil {
+		return 0, err
 	}
 	if err := p.maybeSnapshot(last); err != nil {
 		return 0, err

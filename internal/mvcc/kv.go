@@ -44,6 +44,9 @@ type Store struct {
 
 	// writeMu serializes write transactions.
 	writeMu sync.Mutex
+	// spareGroup, under writeMu, is a WriteGroup committed, kept for the
+	// next Group with the room its slices grew to.
+	spareGroup *WriteGroup
 
 	// compactor removes what compactions made unreadable, in the
 	// background; see compact.go.
@@ -439,18 +442,18 @@ func cloneKV(kv *mvccpb.KeyValue) *mvccpb.KeyValue {
 }
 
 // TxnWrite is a write transaction: the changes one raft entry makes, all at
-// one main revision, committed together with that entry's index. Reads in
-// it see its own writes. Only one is open at a time.
+// one main revision. Reads in it see its own writes, and those of the
+// transactions before it in its WriteGroup. Only one is open at a time.
 type TxnWrite struct {
 	s     *Store
 	batch *backend.Batch
-	// view is what the transaction reads beside its own changes, opened
-	// at its first read: most writes never read, and a pebble snapshot
-	// opened and closed per write cost 2-3% of a leader's CPU under puts
-	// (its Close looks for a compaction to schedule). Opened late, it
-	// reads the same: only write transactions write revisions, one at a
-	// time (writeMu), and compaction removes only revisions that no read
-	// at or after the compaction revision needs.
+	// g is the group the transaction belongs to (nil for a read
+	// transaction, which has no batch). alone: the group is the
+	// transaction's own, and End commits it.
+	g     *WriteGroup
+	alone bool
+	// view is what the transaction reads beside the changes of its group,
+	// the group's (see WriteGroup.readView), or a read transaction's.
 	view *backend.ReadView
 	// rev is the main revision this transaction writes at.
 	rev int64
@@ -480,17 +483,181 @@ func (tw *TxnWrite) leaseExists(id int64) bool {
 	return tw.LeaseExists != nil && tw.LeaseExists(id)
 }
 
-// Write starts the write transaction for the raft entry at (index, term).
-// End commits it.
+// Write starts the write transaction for one raft entry, in a group of its
+// own: End commits it.
 func (s *Store) Write() *TxnWrite {
+	solo := &struct {
+		g  WriteGroup
+		tw TxnWrite
+	}{}
+	s.startGroup(&solo.g)
+	solo.g.startTxn(&solo.tw)
+	solo.tw.alone = true
+	return &solo.tw
+}
+
+// WriteGroup is a run of write transactions, one per raft entry, committed
+// together in one backend batch with the last entry's index (Commit): a
+// pebble commit per entry, with the two keys of the consistent index
+// inserted in its memtable each time, was 12% of a follower's CPU under
+// puts with 100 clients. Each transaction reads what those before it in
+// the group wrote (from their KeyValues: the batch is not readable), and
+// at its own revision, as if each had been committed at its End. Nothing
+// of the group is visible outside it before Commit: readers read at the
+// store's current revision, which Commit moves, and the watchers hear of
+// each transaction at Commit, in order. A crash before Commit loses the
+// whole group, which the WAL then replays, as it would single entries.
+//
+// The group holds the store's writeMu from Store.Group to Commit (or
+// Abort): no other write, no compaction and no watcher's sync begins
+// meanwhile.
+type WriteGroup struct {
+	s     *Store
+	batch *backend.Batch
+	// view is the group's read view of the backend, opened at its first
+	// read: most writes never read, and a pebble snapshot opened and
+	// closed per write cost 2-3% of a leader's CPU under puts (its Close
+	// looks for a compaction to schedule). Opened late, it reads the
+	// same: only write transactions write revisions, one at a time
+	// (writeMu), and compaction removes only revisions that no read at or
+	// after the compaction revision needs.
+	view *backend.ReadView
+	// rev is the store's revision as of the transactions ended so far;
+	// compact the compaction revision (no compaction runs in a group).
+	rev     int64
+	compact int64
+	// open is the transaction not yet ended, if any.
+	open *TxnWrite
+	// ended are the transactions ended, in order, and changed the
+	// KeyValues of those that changed something: changed[i] those at
+	// main revision changedFrom+i (one main revision per transaction).
+	ended       []endedTxn
+	changedFrom int64
+	changed     [][]*mvccpb.KeyValue
+	// A group of one (Store.Write) allocates nothing more for them.
+	endedFirst   [1]endedTxn
+	changedFirst [1][]*mvccpb.KeyValue
+}
+
+// endedTxn is what Commit needs of an ended transaction.
+type endedTxn struct {
+	rev    int64 // its main revision, if it changed something (subs > 0)
+	subs   int64
+	events []*mvccpb.Event
+	ops    opCounts
+}
+
+// Group starts a group of write transactions (see WriteGroup). It waits
+// for any other group's Commit.
+func (s *Store) Group() *WriteGroup {
 	s.writeMu.Lock()
+	g := s.spareGroup
+	if g == nil {
+		g = &WriteGroup{}
+	} else {
+		s.spareGroup = nil
+	}
+	s.initGroup(g)
+	return g
+}
+
+func (s *Store) startGroup(g *WriteGroup) {
+	s.writeMu.Lock()
+	s.initGroup(g)
+}
+
+func (s *Store) initGroup(g *WriteGroup) {
 	s.mu.RLock()
-	rev := s.mu.currentRev + 1
-	compact := s.mu.compactRev
+	g.rev, g.compact = s.mu.currentRev, s.mu.compactRev
 	s.mu.RUnlock()
-	tw := &TxnWrite{s: s, batch: s.b.NewBatch(), rev: rev, compact: compact}
-	tw.changes = pendingKVs{main: rev, kvs: tw.first[:0]}
+	g.s, g.batch = s, s.b.NewBatch()
+	g.changedFrom = g.rev + 1
+	if cap(g.ended) == 0 {
+		g.ended, g.changed = g.endedFirst[:0], g.changedFirst[:0]
+	}
+}
+
+// Write starts the group's next write transaction. The one before must
+// have ended.
+func (g *WriteGroup) Write() *TxnWrite {
+	tw := &TxnWrite{}
+	g.startTxn(tw)
 	return tw
+}
+
+func (g *WriteGroup) startTxn(tw *TxnWrite) {
+	if g.open != nil || g.batch == nil {
+		panic("mvcc: a write transaction started in a group with one open, or committed")
+	}
+	g.open = tw
+	*tw = TxnWrite{s: g.s, batch: g.batch, g: g, rev: g.rev + 1, compact: g.compact}
+	tw.changes = pendingKVs{main: tw.rev, kvs: tw.first[:0], earlier: g}
+}
+
+// readView returns the group's read view, opening it.
+func (g *WriteGroup) readView() *backend.ReadView {
+	if g.view == nil {
+		g.view = g.s.b.NewReadView()
+	}
+	return g.view
+}
+
+// Len is how many transactions the group has ended.
+func (g *WriteGroup) Len() int { return len(g.ended) }
+
+// Commit commits the group's transactions, recording that they apply the
+// raft entries up to (index, term), and tells the watchers of each, in
+// order. The group cannot be used after.
+//
+// A failure leaves the index ahead of the backend: the caller must treat
+// it as fatal (the server exits and replays from its WAL).
+func (g *WriteGroup) Commit(index, term uint64) error {
+	if g.open != nil {
+		panic("mvcc: a group committed with a transaction open")
+	}
+	s := g.s
+	defer g.release()
+	if err := g.batch.Commit(index, term); err != nil {
+		return err
+	}
+	for _, t := range g.ended {
+		s.metrics.add(t.ops)
+		if t.subs == 0 {
+			continue
+		}
+		s.mu.Lock()
+		s.mu.currentRev = t.rev
+		s.mu.Unlock()
+		if s.notify != nil {
+			// Still under writeMu: notifications come in revision order.
+			s.notify(t.rev, t.events)
+		}
+	}
+	return nil
+}
+
+// Abort ends the group without committing it, after a failure the caller
+// treats as fatal: the index may hold revisions the backend does not.
+func (g *WriteGroup) Abort() {
+	if g.batch != nil {
+		g.batch.Close()
+		g.release()
+	}
+}
+
+func (g *WriteGroup) release() {
+	if g.view != nil {
+		g.view.Close()
+	}
+	s := g.s
+	clear(g.ended)
+	clear(g.changed)
+	*g = WriteGroup{ended: g.ended[:0], changed: g.changed[:0]}
+	if len(g.ended) == 0 && cap(g.ended) > 1 && s.spareGroup == nil {
+		// A group of many, not Store.Write's: its slices are kept for the next.
+		s.spareGroup = g
+	}
+	s.writeMu.Unlock()
 }
 
 // pendingKVs are a write transaction's KeyValues: kvs[sub] is the one
@@ -499,14 +666,31 @@ func (s *Store) Write() *TxnWrite {
 type pendingKVs struct {
 	main int64
 	kvs  []*mvccpb.KeyValue
+	// earlier, if set, is the group whose ended transactions wrote the
+	// revisions below main not yet committed.
+	earlier *WriteGroup
 }
 
 // get returns the KeyValue written at rev, if any. p may be nil.
 func (p *pendingKVs) get(rev Revision) (*mvccpb.KeyValue, bool) {
-	if p == nil || rev.Main != p.main || rev.Sub < 0 || rev.Sub >= int64(len(p.kvs)) {
+	kvs := p.at(rev.Main)
+	if rev.Sub < 0 || rev.Sub >= int64(len(kvs)) {
 		return nil, false
 	}
-	return p.kvs[rev.Sub], true
+	return kvs[rev.Sub], true
+}
+
+// at returns the KeyValues written at main revision main, if pending.
+func (p *pendingKVs) at(main int64) []*mvccpb.KeyValue {
+	switch {
+	case p == nil:
+		return nil
+	case main == p.main:
+		return p.kvs
+	case p.earlier != nil && main >= p.earlier.changedFrom && main < p.main:
+		return p.earlier.changed[main-p.earlier.changedFrom]
+	}
+	return nil
 }
 
 // Rev returns the revision the transaction's reads see: its own if it has
@@ -522,7 +706,7 @@ func (tw *TxnWrite) Rev() int64 {
 // transaction's (as in etcd, the revision it will have once it ends).
 func (tw *TxnWrite) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 	if tw.view == nil {
-		tw.view = tw.s.b.NewReadView()
+		tw.view = tw.g.readView()
 	}
 	return tw.s.rangeAt(tw.view, &tw.changes, key, end, opts, tw.Rev(), tw.compact)
 }
@@ -611,29 +795,31 @@ func checkMetaKey(key []byte) {
 	}
 }
 
-// End commits the transaction, recording that it applies the raft entry at
-// (index, term), and returns the store's revision after it.
+// End ends the transaction and returns the store's revision after it. A
+// transaction alone in its group (Store.Write) is committed, recording
+// that it applies the raft entry at (index, term); one of a group is
+// committed with the group (index and term unused).
 //
 // A failure leaves the index ahead of the backend: the caller must treat
 // it as fatal (the server exits and replays from its WAL).
 func (tw *TxnWrite) End(index, term uint64) (int64, error) {
-	s := tw.s
-	defer s.writeMu.Unlock()
-	if tw.view != nil {
-		defer tw.view.Close()
+	g := tw.g
+	if g == nil || g.open != tw {
+		panic("mvcc: End of a transaction not open in its group")
 	}
-	if err := tw.batch.Commit(index, term); err != nil {
-		return 0, err
-	}
-	s.metrics.add(tw.ops)
+	g.open = nil
+	g.ended = append(g.ended, endedTxn{rev: tw.rev, subs: tw.subs, events: tw.events, ops: tw.ops})
 	if tw.subs > 0 {
-		s.mu.Lock()
-		s.mu.currentRev = tw.rev
-		s.mu.Unlock()
-		if s.notify != nil {
-			// Still under writeMu: notifications come in revision order.
-			s.notify(tw.rev, tw.events)
+		if invariants.Enabled && tw.rev != g.changedFrom+int64(len(g.changed)) {
+			panic(fmt.Sprintf("mvcc: transaction at %d ended in a group whose next revision is %d",
+				tw.rev, g.changedFrom+int64(len(g.changed))))
 		}
+		g.rev = tw.rev
+		g.changed = append(g.changed, tw.changes.kvs)
 	}
-	return tw.Rev(), nil
+	rev := tw.Rev()
+	if tw.alone {
+		return rev, g.Commit(index, term)
+	}
+	return rev, nil
 }
