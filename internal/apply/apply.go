@@ -446,16 +446,24 @@ const (
 )
 
 // ApplyEntries applies committed entries in order, as ApplyProposed would
-// one by one (proposed, if set, gives the proposer's requests), and
-// returns what it did with each, valid until the next call. Consecutive
-// key-value writes (Put, DeleteRange, Txn) are committed together, in one
-// backend batch (see mvcc.WriteGroup): every result it returns is
-// committed, and readable, when it returns. An error is fatal, and the
-// results before it are those of entries committed.
+// one by one (proposed, if set, gives the proposer's requests; it is
+// called with mu held shared and the store's writeMu held, and must take
+// neither), and returns what it did with each, valid until the next call.
+// Consecutive key-value writes (Put, DeleteRange, Txn) are committed
+// together, in one backend batch (see mvcc.WriteGroup): every result it
+// returns is committed, and readable, when it returns. An error is fatal,
+// and the results before it are those of entries committed.
 func (a *Applier) ApplyEntries(es []raftpb.Entry, proposed func(raftpb.Entry) *pb.InternalRaftRequest) ([]Applied, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	// The last call's results go: they hold entries and responses (a
+	// range's in a txn, prev_kv) that nothing else may hold any more. A
+	// slice a burst grew is not kept.
+	clear(a.applied)
 	out := a.applied[:0]
+	if cap(out) > 1024 {
+		out = nil
+	}
 	defer func() { a.applied = out }()
 	// grouped: how many of out's last entries wait for the group's commit.
 	grouped, groupBytes := 0, 0
@@ -472,7 +480,6 @@ func (a *Applier) ApplyEntries(es []raftpb.Entry, proposed func(raftpb.Entry) *p
 		return nil
 	}
 	for _, e := range es {
-		start := time.Now()
 		var r *pb.InternalRaftRequest
 		if proposed != nil && e.Type == raftpb.EntryNormal && len(e.Data) > 0 {
 			r = proposed(e)
@@ -486,12 +493,13 @@ func (a *Applier) ApplyEntries(es []raftpb.Entry, proposed func(raftpb.Entry) *p
 			put.release()
 			return out, err
 		}
+		start := time.Now()
 		res, applied, err := a.applyLocked(e, r, decodeErr)
 		put.release()
 		if err != nil {
 			if a.group != nil {
 				a.group.Abort()
-				a.group = nil
+				a.group, a.groupIndex, a.groupTerm = nil, 0, 0
 				out = out[:len(out)-grouped]
 			}
 			return out, err
@@ -535,8 +543,10 @@ func (a *Applier) commitGroup() error {
 }
 
 // commitEmpty records that the entry e is applied, changing nothing else:
-// with the open group of writes if any (committed at an index at or after
-// e's), else in a batch of its own.
+// with the open group of writes if any (a write refused by an alarm or by
+// auth: the group commits at an index at or after e's, and a batch of its
+// own would record e's index ahead of the group's entries before it),
+// else in a batch of its own.
 func (a *Applier) commitEmpty(e raftpb.Entry) error {
 	if a.group != nil {
 		return nil

@@ -1,7 +1,10 @@
-// Package apply is Cairn's one deterministic applier: it turns each
-// committed raft entry into exactly one backend batch that also records
-// the entry's index (the consistent index), so a restart knows precisely
-// which entries its state already holds and replays only the rest.
+// Package apply is Cairn's one deterministic applier: it turns committed
+// raft entries into backend batches that also record the index of the last
+// entry each applies (the consistent index), so a restart knows precisely
+// which entries its state already holds and replays only the rest. An
+// entry is one batch, but for runs of key-value writes (Put, DeleteRange,
+// Txn) one after another in what ApplyEntries is given: each run is one
+// batch (an mvcc.WriteGroup), which a crash keeps or loses whole.
 //
 // One plain function per request type (applyPut, applyTxn, ...); every
 // member applies the same entries in the same order to the same state and

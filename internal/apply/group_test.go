@@ -307,3 +307,31 @@ func TestWriteGroupInvisibleUntilCommit(t *testing.T) {
 		t.Fatalf("after the group: %s, want %s", got, want)
 	}
 }
+
+// ApplyEntries reuses its results' slice, but nothing of a call's results
+// outlives the next call: a txn's range response (of a value as large as
+// a request may be) or an entry's data would otherwise stay in memory as
+// long as the member runs, past the raft log's compaction.
+func TestApplyEntriesKeepsNoOldResults(t *testing.T) {
+	a := openApplier(t)
+	put := normalEntry(t, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("a"), Value: make([]byte, 1<<20)}})
+	put.Index = 2
+	txn := normalEntry(t, &pb.InternalRaftRequest{Txn: &pb.TxnRequest{Success: []*pb.RequestOp{
+		{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("a")}}}}}})
+	txn.Index = 3
+	if _, err := a.ApplyEntries([]raftpb.Entry{put, txn}, nil); err != nil {
+		t.Fatal(err)
+	}
+	small := normalEntry(t, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("b"), Value: []byte("1")}})
+	small.Index = 4
+	done, err := a.ApplyEntries([]raftpb.Entry{small}, nil)
+	if err != nil || len(done) != 1 {
+		t.Fatalf("ApplyEntries: %d done, %v", len(done), err)
+	}
+	for i, d := range done[:cap(done)][len(done):] {
+		if d.Result.Resp != nil || d.Entry.Data != nil {
+			t.Errorf("slot %d still holds entry %d (%d bytes) and its response after the next call",
+				len(done)+i, d.Entry.Index, len(d.Entry.Data))
+		}
+	}
+}

@@ -26,9 +26,11 @@
 //
 // Big-endian revisions make key order revision order, so history is read
 // by scanning, and a restart rebuilds the in-memory index (below) in one
-// pass. Every write transaction is one backend batch, committed with the
+// pass. Every write transaction is in one backend batch, committed with the
 // raft index it applies (see the backend's package doc for how that keeps
-// the store consistent with the raft log across crashes).
+// the store consistent with the raft log across crashes); a WriteGroup
+// puts the transactions of consecutive entries in one batch, committed
+// with the last one's index.
 //
 // # The index
 //

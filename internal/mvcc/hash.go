@@ -234,9 +234,13 @@ func (s *Store) logStoredHash(h KeyValueHash) {
 func (s *Store) Hash() (uint32, int64, error) {
 	start := time.Now()
 	defer func() { s.metrics.hashSeconds.Observe(time.Since(start).Seconds()) }()
+	// Under writeMu the backend and the revision agree: a WriteGroup's
+	// commit moves the revision one transaction at a time after its batch.
+	s.writeMu.Lock()
 	view := s.b.NewReadView()
-	defer view.Close()
 	rev := s.Rev()
+	s.writeMu.Unlock()
+	defer view.Close()
 	h := crc32.New(castagnoli)
 	err := view.Scan([]byte{0x01}, []byte{0xff}, func(k, v []byte) bool {
 		h.Write(k)

@@ -509,8 +509,9 @@ func (s *Store) Write() *TxnWrite {
 // whole group, which the WAL then replays, as it would single entries.
 //
 // The group holds the store's writeMu from Store.Group to Commit (or
-// Abort): no other write, no compaction and no watcher's sync begins
-// meanwhile.
+// Abort): no other write and no compaction begins meanwhile, and no
+// watcher is added or moved (the watchable store's syncer reads only up
+// to the revision it was notified of).
 type WriteGroup struct {
 	s     *Store
 	batch *backend.Batch
