@@ -526,9 +526,8 @@ func (ws *WatchableStore) progressBlockedLocked(w *watcher) bool {
 // Close cancels every watcher and closes the channel. The watchers leave
 // closeChunk at a time, and every applied write waits for ws.mu to notify
 // its watchers: a stream of 100,000 watchers took 110-135 ms to close
-// under one hold, and a write waited as long; now 0.9-5.7 ms, 20-24 ms
-// with a range each (a removal in a chunk rebuilds the range watchers'
-// index; BenchmarkWriteDuringStreamClose), the close taking longer.
+// under one hold, and a write waited as long; now 0.9-5.7 ms with a key
+// each (BenchmarkWriteDuringStreamClose), the close taking longer.
 //
 // From the first hold on, the stream takes no new watcher (Watch and
 // Refuse see st.closed) and owes no create answer or progress response;

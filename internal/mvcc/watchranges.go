@@ -3,8 +3,6 @@ package mvcc
 import (
 	"bytes"
 	"fmt"
-	"math"
-	"slices"
 
 	"github.com/cairn-db/cairn/internal/invariants"
 )
@@ -15,131 +13,179 @@ import (
 // watchers (BenchmarkNotifyRangeWatchers), a tenth of what the member can
 // apply; etcd keeps an interval tree for the same question.
 //
-// Here the watchers are in a slice sorted by their range's start, with a
-// tree of the largest end over it (maxEnd: node i covers its children 2i
-// and 2i+1, the leaves are the slice's positions from len(maxEnd)/2 on).
-// A key's watchers are among those starting at or before it, and a
-// subtree whose largest end is at or before the key has none: a lookup
-// visits O(log n) nodes for each watcher it finds.
+// Here the watchers are in a treap (a binary search tree kept balanced, in
+// expectation, by random priorities: a parent's priority is at least its
+// children's) ordered by their range's start, then by when they were
+// added; each node also names the watcher of its subtree whose range ends
+// last (maxEnd). A key's watchers start at or before it, and a subtree
+// whose latest end is at or before the key holds none: a lookup visits
+// O(log n) nodes for each watcher it finds, and an add or a remove changes
+// O(log n) nodes (expected).
 //
-//	sorted  [ a-c | b-z | d-e | f-g ]    key "e": start <= "e": the first three
-//	maxEnd  [ - | z | z | g | c | z | e | g ]   "z" > "e": look in; "e" at leaf d-e: not past "e"
+//	         d-e (prio 9, maxEnd b-z)      key "e": the root's maxEnd z > e: look in;
+//	        /              \                 a-c ends at c <= e: not it; d-e: not past e;
+//	a-c (7, b-z)          f-g (4, f-g)       b-z holds e; f-g starts after e: not looked at
+//	     \
+//	     b-z (2, b-z)
 //
-// The slice is rebuilt rather than kept sorted one change at a time:
-// watchers added since the last build wait in pending (looked at one by
-// one by every lookup), watchers removed since stay in sorted (stale,
-// skipped: live says which are live). Once pending passes 64 + 4*sqrt(n),
-// or the stale entries half of sorted, the next change rebuilds: pending
-// sorted and merged into sorted less its stale entries, O(n + p log p),
-// into new arrays (the old ones would keep removed watchers, and their
-// streams, reachable). Adding n watchers one by one costs O(n^1.5) in
-// all, removing them O(n): 100,000 watchers added and removed one by one
-// took 1.0-1.3 s, the longest change (a rebuild) 51-78 ms
-// (BenchmarkRangeWatchersChurn), where a list took about 3 ms an event.
+// Until 2026-12-06 the watchers were in a sorted array with a segment tree
+// over it, rebuilt after about 4*sqrt(n) changes: a rebuild at 100,000
+// range watchers held the store's lock (and every write) for 51-78 ms.
 //
 // Not safe for concurrent use: the watchable store's mu guards it.
 type rangeWatchers struct {
-	// live holds every range watcher of the group.
-	live map[*watcher]struct{}
-	// sorted holds the watchers of the last build by their range's start;
-	// inSorted says which (live or stale). Invariant: every live watcher
-	// is in exactly one of inSorted and pending; stale counts the entries
-	// of sorted that are not live.
-	sorted   []*watcher
-	inSorted map[*watcher]struct{}
-	maxEnd   []*watcher
-	pending  map[*watcher]struct{}
-	stale    int
-	// walking is set while matching runs: its fn may remove the watcher
-	// it was given (one whose channel is full is set aside), and a rebuild
-	// then would move the others under the walk's feet. It waits for the
-	// walk's end.
-	walking bool
+	// live holds every range watcher of the group, and its node.
+	// Invariant: the nodes reachable from root are exactly live's.
+	live map[*watcher]*rangeNode
+	root *rangeNode
+	// seq numbers the nodes in the order they were added: ties of start
+	// are ordered by it. rng draws the priorities (xorshift; any seed
+	// gives the same lookups, in the same order).
+	seq uint64
+	rng uint64
+	// found collects a lookup's watchers before fn is called with them:
+	// fn may remove the watcher it is given (one whose channel is full is
+	// set aside), which must not reshape the tree under the walk.
+	found []*watcher
+}
+
+type rangeNode struct {
+	// key and end are w's (copies of the slices, not of their bytes: a
+	// walk compares them without loading w).
+	key, end    []byte
+	w           *watcher
+	seq, prio   uint64
+	left, right *rangeNode
+	// maxEnd is the latest end of this subtree's ranges.
+	maxEnd []byte
 }
 
 func newRangeWatchers() rangeWatchers {
-	return rangeWatchers{live: map[*watcher]struct{}{}, inSorted: map[*watcher]struct{}{}, pending: map[*watcher]struct{}{}}
+	return rangeWatchers{live: map[*watcher]*rangeNode{}, rng: 0x9e3779b97f4a7c15}
 }
 
 func (r *rangeWatchers) add(w *watcher) {
 	if _, ok := r.live[w]; ok {
 		return
 	}
-	r.live[w] = struct{}{}
-	if _, ok := r.inSorted[w]; ok {
-		r.stale-- // back in the group it left
-	} else {
-		r.pending[w] = struct{}{}
-	}
-	r.maybeRebuild()
+	r.rng ^= r.rng << 13
+	r.rng ^= r.rng >> 7
+	r.rng ^= r.rng << 17
+	r.seq++
+	n := &rangeNode{key: w.key, end: w.end, w: w, seq: r.seq, prio: r.rng, maxEnd: w.end}
+	r.live[w] = n
+	r.root = insertNode(r.root, n)
+	r.checkIfEnabled()
 }
 
 func (r *rangeWatchers) remove(w *watcher) {
-	if _, ok := r.live[w]; !ok {
+	n, ok := r.live[w]
+	if !ok {
 		return
 	}
 	delete(r.live, w)
-	if _, ok := r.inSorted[w]; ok {
-		r.stale++
+	r.root = removeNode(r.root, n)
+	r.checkIfEnabled()
+}
+
+// before reports whether node a comes before node b in the tree's order.
+func before(a, b *rangeNode) bool {
+	if c := bytes.Compare(a.key, b.key); c != 0 {
+		return c < 0
+	}
+	return a.seq < b.seq
+}
+
+// insertNode inserts n into the subtree t and returns the subtree's root.
+func insertNode(t, n *rangeNode) *rangeNode {
+	if t == nil {
+		return n
+	}
+	if before(n, t) {
+		t.left = insertNode(t.left, n)
+		if t.left.prio > t.prio {
+			t = rotateRight(t)
+		}
 	} else {
-		delete(r.pending, w)
+		t.right = insertNode(t.right, n)
+		if t.right.prio > t.prio {
+			t = rotateLeft(t)
+		}
 	}
-	r.maybeRebuild()
+	t.fix()
+	return t
 }
 
-// maybeRebuild rebuilds sorted once the watchers added since the last
-// build are too many to look at one by one, or the removed ones too many
-// to step over.
-func (r *rangeWatchers) maybeRebuild() {
-	if r.walking || float64(len(r.pending)) <= 64+4*math.Sqrt(float64(len(r.live))) && r.stale <= 64+len(r.sorted)/2 {
-		return
+// removeNode removes n from the subtree t, which holds it, and returns the
+// subtree's root.
+func removeNode(t, n *rangeNode) *rangeNode {
+	switch {
+	case t == n:
+		t = joinNodes(t.left, t.right)
+		n.left, n.right = nil, nil
+		return t
+	case before(n, t):
+		t.left = removeNode(t.left, n)
+	default:
+		t.right = removeNode(t.right, n)
 	}
-	byStart := func(a, b *watcher) int { return bytes.Compare(a.key, b.key) }
-	fresh := make([]*watcher, 0, len(r.pending))
-	for w := range r.pending {
-		fresh = append(fresh, w)
-		r.inSorted[w] = struct{}{}
-	}
-	slices.SortFunc(fresh, byStart)
-	sorted := make([]*watcher, 0, len(r.live))
-	for _, w := range r.sorted {
-		if _, ok := r.live[w]; !ok {
-			delete(r.inSorted, w)
-			continue
-		}
-		for len(fresh) > 0 && byStart(fresh[0], w) < 0 {
-			sorted, fresh = append(sorted, fresh[0]), fresh[1:]
-		}
-		sorted = append(sorted, w)
-	}
-	r.sorted = append(sorted, fresh...)
-	clear(r.pending)
-	r.stale = 0
-	leaves := 1
-	for leaves < len(r.sorted) {
-		leaves *= 2
-	}
-	r.maxEnd = make([]*watcher, 2*leaves)
-	copy(r.maxEnd[leaves:], r.sorted)
-	for i := leaves - 1; i > 0; i-- {
-		r.maxEnd[i] = laterEnd(r.maxEnd[2*i], r.maxEnd[2*i+1])
-	}
-	if invariants.Enabled {
-		if err := r.check(); err != nil {
-			panic("mvcc: " + err.Error())
-		}
-	}
+	t.fix()
+	return t
 }
 
-// laterEnd returns whichever of a and b (either may be nil) has the later
-// end: an end of "\x00" (every key from the start on) is later than any.
-func laterEnd(a, b *watcher) *watcher {
+// joinNodes joins two subtrees, every node of a before every node of b.
+func joinNodes(a, b *rangeNode) *rangeNode {
 	switch {
 	case a == nil:
 		return b
-	case b == nil || openEnd(a.end):
+	case b == nil:
 		return a
-	case openEnd(b.end) || bytes.Compare(b.end, a.end) > 0:
+	case a.prio > b.prio:
+		a.right = joinNodes(a.right, b)
+		a.fix()
+		return a
+	default:
+		b.left = joinNodes(a, b.left)
+		b.fix()
+		return b
+	}
+}
+
+func rotateRight(t *rangeNode) *rangeNode {
+	l := t.left
+	t.left, l.right = l.right, t
+	t.fix()
+	l.fix()
+	return l
+}
+
+func rotateLeft(t *rangeNode) *rangeNode {
+	r := t.right
+	t.right, r.left = r.left, t
+	t.fix()
+	r.fix()
+	return r
+}
+
+// fix sets n's maxEnd from its own range and its children's.
+func (n *rangeNode) fix() {
+	m := n.end
+	if n.left != nil {
+		m = laterEnd(m, n.left.maxEnd)
+	}
+	if n.right != nil {
+		m = laterEnd(m, n.right.maxEnd)
+	}
+	n.maxEnd = m
+}
+
+// laterEnd returns whichever of the ends a and b is later: an end of
+// "\x00" (every key from the start on) is later than any.
+func laterEnd(a, b []byte) []byte {
+	switch {
+	case openEnd(a):
+		return a
+	case openEnd(b) || bytes.Compare(b, a) > 0:
 		return b
 	}
 	return a
@@ -147,76 +193,88 @@ func laterEnd(a, b *watcher) *watcher {
 
 func openEnd(end []byte) bool { return len(end) == 1 && end[0] == 0 }
 
-// endsAfter reports whether w's range ends after key.
-func endsAfter(w *watcher, key []byte) bool {
-	return openEnd(w.end) || bytes.Compare(w.end, key) > 0
+// endsAfter reports whether a range ending at end ends after key.
+func endsAfter(end, key []byte) bool {
+	return openEnd(end) || bytes.Compare(end, key) > 0
 }
 
-// matching calls fn for each watcher whose range holds key, once. fn may
-// remove the watcher it is given, no other.
+// matching calls fn for each watcher whose range holds key, once, in the
+// order of their starts. fn may remove the watcher it is given, no other.
 func (r *rangeWatchers) matching(key []byte, fn func(*watcher)) {
-	r.walking = true
-	defer func() {
-		r.walking = false
-		r.maybeRebuild()
-	}()
-	// The watchers starting at or before key: sorted[:n].
-	n, _ := slices.BinarySearchFunc(r.sorted, key, func(w *watcher, k []byte) int {
-		if bytes.Compare(w.key, k) <= 0 {
-			return -1
-		}
-		return 1
-	})
-	if n > 0 {
-		r.visit(1, 0, len(r.maxEnd)/2, n, key, fn)
+	found := collect(r.found[:0], r.root, key)
+	r.found = nil // a lookup from fn collects into a slice of its own
+	for i, w := range found {
+		found[i] = nil // the next lookup's slice holds no watcher removed since
+		fn(w)
 	}
-	for w := range r.pending {
-		if w.matches(key) {
-			fn(w)
+	r.found = found[:0]
+}
+
+// collect appends to found the watchers of subtree t whose range holds
+// key, in order.
+func collect(found []*watcher, t *rangeNode, key []byte) []*watcher {
+	for t != nil && endsAfter(t.maxEnd, key) {
+		found = collect(found, t.left, key)
+		if bytes.Compare(t.key, key) > 0 {
+			break // t and everything after it start after key
+		}
+		if endsAfter(t.end, key) {
+			found = append(found, t.w)
+		}
+		t = t.right
+	}
+	return found
+}
+
+func (r *rangeWatchers) checkIfEnabled() {
+	if invariants.Enabled && len(r.live) <= 4096 {
+		// O(n) a change: checked while the group is small (the tests').
+		if err := r.check(); err != nil {
+			panic("mvcc: " + err.Error())
 		}
 	}
 }
 
-// visit looks in node, which covers sorted[lo:hi], for the watchers of
-// sorted[:n] whose range holds key.
-func (r *rangeWatchers) visit(node, lo, hi, n int, key []byte, fn func(*watcher)) {
-	if lo >= n || r.maxEnd[node] == nil || !endsAfter(r.maxEnd[node], key) {
-		return
-	}
-	if hi-lo == 1 {
-		w := r.sorted[lo]
-		if _, ok := r.live[w]; ok && w.matches(key) {
-			fn(w)
-		}
-		return
-	}
-	mid := (lo + hi) / 2
-	r.visit(2*node, lo, mid, n, key, fn)
-	r.visit(2*node+1, mid, hi, n, key, fn)
-}
-
-// check verifies the invariants above.
+// check verifies the invariants above: the tree's order, its priorities,
+// every node's maxEnd, and that it holds exactly the live watchers.
 func (r *rangeWatchers) check() error {
-	stale := 0
-	for _, w := range r.sorted {
-		if _, ok := r.live[w]; !ok {
-			stale++
+	n := 0
+	var prev *rangeNode
+	var walk func(t *rangeNode) error
+	walk = func(t *rangeNode) error {
+		if t == nil {
+			return nil
 		}
+		if err := walk(t.left); err != nil {
+			return err
+		}
+		n++
+		if prev != nil && !before(prev, t) {
+			return fmt.Errorf("range watcher of %q (#%d) after %q (#%d)", t.key, t.seq, prev.key, prev.seq)
+		}
+		prev = t
+		if r.live[t.w] != t || !bytes.Equal(t.key, t.w.key) || !bytes.Equal(t.end, t.w.end) {
+			return fmt.Errorf("range watcher of %q in the tree, not live", t.w.key)
+		}
+		m := t.end
+		for _, c := range []*rangeNode{t.left, t.right} {
+			if c != nil {
+				if c.prio > t.prio {
+					return fmt.Errorf("range watcher of %q: a child of higher priority", t.w.key)
+				}
+				m = laterEnd(m, c.maxEnd)
+			}
+		}
+		if !bytes.Equal(t.maxEnd, m) {
+			return fmt.Errorf("range watcher of %q: latest end %q, its subtree's is %q", t.key, t.maxEnd, m)
+		}
+		return walk(t.right)
 	}
-	inPending := 0
-	for w := range r.live {
-		_, s := r.inSorted[w]
-		_, p := r.pending[w]
-		if s == p {
-			return fmt.Errorf("range watcher of %q: in the sorted list %v, pending %v", w.key, s, p)
-		}
-		if p {
-			inPending++
-		}
+	if err := walk(r.root); err != nil {
+		return err
 	}
-	if stale != r.stale || inPending != len(r.pending) || len(r.sorted) != len(r.inSorted) {
-		return fmt.Errorf("range watchers: %d stale counted %d, %d pending of %d, %d sorted of %d",
-			stale, r.stale, inPending, len(r.pending), len(r.sorted), len(r.inSorted))
+	if n != len(r.live) {
+		return fmt.Errorf("range watchers: %d in the tree, %d live", n, len(r.live))
 	}
 	return nil
 }
