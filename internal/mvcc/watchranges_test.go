@@ -3,8 +3,10 @@ package mvcc
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
+	"weak"
 )
 
 // TestRangeWatchersMatchAList runs seeded adds, removes (some of watchers
@@ -129,4 +131,87 @@ func TestRangeWatchersLetRemovedGo(t *testing.T) {
 			t.Fatalf("a lookup's slice still holds a removed watcher at %d", i)
 		}
 	}
+}
+
+// A lookup finds exactly the watchers span.contains says hold the key, in
+// the order of their starts (then of their adding): open ends, keys equal
+// to a start (in) or to an end (out), empty ranges, equal starts, the
+// empty key.
+func TestRangeWatchersEdges(t *testing.T) {
+	r := newRangeWatchers()
+	mk := func(k, e string) *watcher { return &watcher{key: []byte(k), end: []byte(e)} }
+	ws := []*watcher{
+		mk("b", "d"), mk("b", "\x00"), mk("\x00", "\x00"), mk("", "\x00"), mk("", "b"),
+		mk("c", "c"), mk("d", "b"), mk("b", "b\x00"), mk("a", "\x00\x01"), mk("b", "d"),
+		mk("\x00", "\x00\x00"), mk("zz", "\x00"),
+	}
+	for _, w := range ws {
+		r.add(w)
+	}
+	for _, k := range []string{"", "\x00", "\x00\x00", "a", "b", "b\x00", "c", "d", "e", "zz", "zzz"} {
+		var want, got []*watcher
+		for _, w := range ws {
+			if w.matches([]byte(k)) {
+				want = append(want, w)
+			}
+		}
+		slices.SortStableFunc(want, func(a, b *watcher) int { return slices.Compare(a.key, b.key) })
+		r.matching([]byte(k), func(w *watcher) { got = append(got, w) })
+		if !slices.Equal(got, want) {
+			t.Errorf("key %q: %d watchers found, want %d, or not in order", k, len(got), len(want))
+		}
+	}
+}
+
+// fn may remove the watcher it is given and look up again: the outer
+// lookup goes on with what it found.
+func TestRangeWatchersLookupFromLookup(t *testing.T) {
+	r := newRangeWatchers()
+	for i := range 50 {
+		r.add(&watcher{key: fmt.Appendf(nil, "k%02d", i), end: []byte{0}})
+	}
+	r.matching([]byte("k99"), func(*watcher) {}) // the slice lookups reuse, grown
+	outer, inner := 0, 0
+	r.matching([]byte("k99"), func(w *watcher) {
+		outer++
+		r.remove(w)
+		r.matching([]byte("k99"), func(*watcher) { inner++ })
+	})
+	if outer != 50 || inner != 49*50/2 || len(r.live) != 0 || r.root != nil {
+		t.Fatalf("outer lookup found %d, inner ones %d; %d left live", outer, inner, len(r.live))
+	}
+}
+
+// A removed watcher (and so its stream) can be collected once the index
+// has let it go; the live ones are kept.
+func TestRangeWatchersRemovedCollectable(t *testing.T) {
+	r := newRangeWatchers()
+	var weaks []weak.Pointer[watcher]
+	func() {
+		var ws []*watcher
+		for i := range 2000 {
+			w := &watcher{key: fmt.Appendf(nil, "/p/%04d", i), end: fmt.Appendf(nil, "/p/%04d\xff", i%7+i)}
+			if i%5 == 0 {
+				w.end = []byte{0}
+			}
+			ws = append(ws, w)
+			weaks = append(weaks, weak.Make(w))
+			r.add(w)
+		}
+		r.matching([]byte("/p/1999"), func(*watcher) {})
+		for i, w := range ws {
+			if i%2 == 0 {
+				r.remove(w)
+			}
+		}
+		r.matching([]byte("/p/1999"), func(*watcher) {})
+	}()
+	runtime.GC()
+	runtime.GC()
+	for i, wp := range weaks {
+		if (wp.Value() == nil) != (i%2 == 0) {
+			t.Fatalf("watcher %d (removed %v): collected %v", i, i%2 == 0, wp.Value() == nil)
+		}
+	}
+	runtime.KeepAlive(&r)
 }
