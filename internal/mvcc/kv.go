@@ -491,6 +491,7 @@ func (s *Store) Write() *TxnWrite {
 		tw TxnWrite
 	}{}
 	s.startGroup(&solo.g)
+	solo.g.solo = true
 	solo.g.startTxn(&solo.tw)
 	solo.tw.alone = true
 	return &solo.tw
@@ -535,9 +536,11 @@ type WriteGroup struct {
 	ended       []endedTxn
 	changedFrom int64
 	changed     [][]*mvccpb.KeyValue
-	// A group of one (Store.Write) allocates nothing more for them.
+	// A group of one allocates nothing more for them.
 	endedFirst   [1]endedTxn
 	changedFirst [1][]*mvccpb.KeyValue
+	// solo: the group is Store.Write's, one transaction's.
+	solo bool
 }
 
 // endedTxn is what Commit needs of an ended transaction.
@@ -650,12 +653,13 @@ func (g *WriteGroup) release() {
 	if g.view != nil {
 		g.view.Close()
 	}
-	s := g.s
+	s, solo := g.s, g.solo
 	clear(g.ended)
 	clear(g.changed)
 	*g = WriteGroup{ended: g.ended[:0], changed: g.changed[:0]}
-	if len(g.ended) == 0 && cap(g.ended) > 1 && s.spareGroup == nil {
-		// A group of many, not Store.Write's: its slices are kept for the next.
+	if !solo && s.spareGroup == nil {
+		// Kept for the next Group, with its slices (not Store.Write's,
+		// which shares its allocation with the transaction).
 		s.spareGroup = g
 	}
 	s.writeMu.Unlock()
