@@ -100,13 +100,11 @@ type Applier struct {
 	// and restore); it has its own lock, and only Apply changes it.
 	auth *auth.Store
 
-	// group is the write group ApplyEntries has open, nil if none; its
-	// entries up to (groupIndex, groupTerm) are applied in it (0: none
-	// yet). applied is ApplyEntries' result, reused. Only the applying
+	// group is the write group ApplyEntries has open, nil if none;
+	// applied is ApplyEntries' result, reused. Only the applying
 	// goroutine uses them.
-	group                 *mvcc.WriteGroup
-	groupIndex, groupTerm uint64
-	applied               []Applied
+	group   *mvcc.WriteGroup
+	applied []Applied
 }
 
 // Metrics are what the store and the lessor count into; they outlive the
@@ -465,18 +463,30 @@ func (a *Applier) ApplyEntries(es []raftpb.Entry, proposed func(raftpb.Entry) *p
 		out = nil
 	}
 	defer func() { a.applied = out }()
-	// grouped: how many of out's last entries wait for the group's commit.
+	// grouped: how many of out's last entries wait for the group's
+	// commit; the last of them applied (not held already) is at
+	// (index, term), 0 if none.
 	grouped, groupBytes := 0, 0
+	var index, term uint64
+	// commit commits the open group, if any, at (index, term).
 	commit := func() error {
+		g := a.group
+		if g == nil {
+			return nil
+		}
+		a.group = nil
+		defer func() { grouped, groupBytes, index, term = 0, 0, 0, 0 }()
+		if index == 0 {
+			// Every entry of it was held already.
+			g.Abort()
+			return nil
+		}
 		start := time.Now()
-		if err := a.commitGroup(); err != nil {
+		if err := g.Commit(index, term); err != nil {
 			out = out[:len(out)-grouped]
-			return err
+			return fmt.Errorf("apply: committing entries to %d: %w", index, err)
 		}
-		if grouped > 0 {
-			out[len(out)-1].Took += time.Since(start)
-		}
-		grouped, groupBytes = 0, 0
+		out[len(out)-1].Took += time.Since(start)
 		return nil
 	}
 	for _, e := range es {
@@ -499,7 +509,7 @@ func (a *Applier) ApplyEntries(es []raftpb.Entry, proposed func(raftpb.Entry) *p
 		if err != nil {
 			if a.group != nil {
 				a.group.Abort()
-				a.group, a.groupIndex, a.groupTerm = nil, 0, 0
+				a.group = nil
 				out = out[:len(out)-grouped]
 			}
 			return out, err
@@ -508,7 +518,7 @@ func (a *Applier) ApplyEntries(es []raftpb.Entry, proposed func(raftpb.Entry) *p
 		if a.group != nil {
 			grouped++
 			if applied {
-				a.groupIndex, a.groupTerm = e.Index, e.Term
+				index, term = e.Index, e.Term
 				groupBytes += len(e.Data)
 			}
 			if a.group.Len() >= maxGroupEntries || groupBytes >= maxGroupBytes {
@@ -519,27 +529,6 @@ func (a *Applier) ApplyEntries(es []raftpb.Entry, proposed func(raftpb.Entry) *p
 		}
 	}
 	return out, commit()
-}
-
-// commitGroup commits the open group of writes, if any, at the index of
-// its last entry applied.
-func (a *Applier) commitGroup() error {
-	g := a.group
-	if g == nil {
-		return nil
-	}
-	a.group = nil
-	index, term := a.groupIndex, a.groupTerm
-	a.groupIndex, a.groupTerm = 0, 0
-	if index == 0 {
-		// Every entry of it was held already.
-		g.Abort()
-		return nil
-	}
-	if err := g.Commit(index, term); err != nil {
-		return fmt.Errorf("apply: committing entries to %d: %w", index, err)
-	}
-	return nil
 }
 
 // commitEmpty records that the entry e is applied, changing nothing else:

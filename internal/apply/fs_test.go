@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/mvcc"
@@ -121,9 +120,7 @@ func TestPowerLoss(t *testing.T) {
 						var run []raftpb.Entry
 						for ; len(run) == 0 || i < end && rng.IntN(8) != 0; i++ {
 							k, v := putAt(i)
-							e := normalEntry(t, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(k), Value: []byte(v)}})
-							e.Index = i
-							run = append(run, e)
+							run = append(run, putEntry(t, i, k, v))
 						}
 						i--
 						if _, err := a.ApplyEntries(run, nil); err != nil {

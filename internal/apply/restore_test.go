@@ -29,13 +29,17 @@ func openApplier(t *testing.T) *Applier {
 // applyPut applies a put of key=value as the entry at index.
 func applyPut(t *testing.T, a *Applier, index uint64, key, value string) {
 	t.Helper()
-	data, err := proto.Marshal(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(key), Value: []byte(value)}})
-	if err != nil {
+	if _, _, err := a.Apply(putEntry(t, index, key, value)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := a.Apply(raftpb.Entry{Index: index, Term: 1, Type: raftpb.EntryNormal, Data: data}); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// putEntry is the entry at index putting key=value.
+func putEntry(t *testing.T, index uint64, key, value string) raftpb.Entry {
+	t.Helper()
+	e := normalEntry(t, &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte(key), Value: []byte(value)}})
+	e.Index = index
+	return e
 }
 
 // restoreFrom restores to an image of from's backend, as a lagging member

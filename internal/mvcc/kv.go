@@ -448,10 +448,8 @@ type TxnWrite struct {
 	s     *Store
 	batch *backend.Batch
 	// g is the group the transaction belongs to (nil for a read
-	// transaction, which has no batch). alone: the group is the
-	// transaction's own, and End commits it.
-	g     *WriteGroup
-	alone bool
+	// transaction, which has no batch).
+	g *WriteGroup
 	// view is what the transaction reads beside the changes of its group,
 	// the group's (see WriteGroup.readView), or a read transaction's.
 	view *backend.ReadView
@@ -493,7 +491,6 @@ func (s *Store) Write() *TxnWrite {
 	s.startGroup(&solo.g)
 	solo.g.solo = true
 	solo.g.startTxn(&solo.tw)
-	solo.tw.alone = true
 	return &solo.tw
 }
 
@@ -524,22 +521,22 @@ type WriteGroup struct {
 	// (writeMu), and compaction removes only revisions that no read at or
 	// after the compaction revision needs.
 	view *backend.ReadView
-	// rev is the store's revision as of the transactions ended so far;
-	// compact the compaction revision (no compaction runs in a group).
-	rev     int64
+	// compact is the compaction revision (no compaction runs in a group).
 	compact int64
 	// open is the transaction not yet ended, if any.
 	open *TxnWrite
 	// ended are the transactions ended, in order, and changed the
 	// KeyValues of those that changed something: changed[i] those at
-	// main revision changedFrom+i (one main revision per transaction).
+	// main revision changedFrom+i (one main revision per transaction), so
+	// the next transaction writes at changedFrom+len(changed).
 	ended       []endedTxn
 	changedFrom int64
 	changed     [][]*mvccpb.KeyValue
 	// A group of one allocates nothing more for them.
 	endedFirst   [1]endedTxn
 	changedFirst [1][]*mvccpb.KeyValue
-	// solo: the group is Store.Write's, one transaction's.
+	// solo: the group is Store.Write's, one transaction's, which End
+	// commits.
 	solo bool
 }
 
@@ -572,10 +569,9 @@ func (s *Store) startGroup(g *WriteGroup) {
 
 func (s *Store) initGroup(g *WriteGroup) {
 	s.mu.RLock()
-	g.rev, g.compact = s.mu.currentRev, s.mu.compactRev
+	g.changedFrom, g.compact = s.mu.currentRev+1, s.mu.compactRev
 	s.mu.RUnlock()
 	g.s, g.batch = s, s.b.NewBatch()
-	g.changedFrom = g.rev + 1
 	if cap(g.ended) == 0 {
 		g.ended, g.changed = g.endedFirst[:0], g.changedFirst[:0]
 	}
@@ -594,7 +590,8 @@ func (g *WriteGroup) startTxn(tw *TxnWrite) {
 		panic("mvcc: a write transaction started in a group with one open, or committed")
 	}
 	g.open = tw
-	*tw = TxnWrite{s: g.s, batch: g.batch, g: g, rev: g.rev + 1, compact: g.compact}
+	rev := g.changedFrom + int64(len(g.changed))
+	*tw = TxnWrite{s: g.s, batch: g.batch, g: g, rev: rev, compact: g.compact}
 	tw.changes = pendingKVs{main: tw.rev, kvs: tw.first[:0], earlier: g}
 }
 
@@ -815,15 +812,10 @@ func (tw *TxnWrite) End(index, term uint64) (int64, error) {
 	g.open = nil
 	g.ended = append(g.ended, endedTxn{rev: tw.rev, subs: tw.subs, events: tw.events, ops: tw.ops})
 	if tw.subs > 0 {
-		if invariants.Enabled && tw.rev != g.changedFrom+int64(len(g.changed)) {
-			panic(fmt.Sprintf("mvcc: transaction at %d ended in a group whose next revision is %d",
-				tw.rev, g.changedFrom+int64(len(g.changed))))
-		}
-		g.rev = tw.rev
 		g.changed = append(g.changed, tw.changes.kvs)
 	}
 	rev := tw.Rev()
-	if tw.alone {
+	if g.solo {
 		return rev, g.Commit(index, term)
 	}
 	return rev, nil
