@@ -31,12 +31,50 @@ var (
 	ErrCorrupt = errors.New("backend: corrupt")
 )
 
-// The backend's own records sort after every other key (see the package
-// doc, Keys: every batch writes them). Databases written before 2026-12
-// hold them under 0x00; Open reads those and the next commit moves them.
+// The consistent index's record (see the package doc, Keys): under 'r',
+// after every revision key of its position, so that the batches' keys grow
+// together and pebble moves flushed tables down without rewriting them.
+const (
+	recordPrefix   = 'r'
+	recordKeyBytes = 1 + 8 + 8 + 8
+	recordMark     = "\xff\xff\xff\xff\xff\xff\xff\xff"
+)
+
+// recordKey is the key of the record of raft index index at position
+// main: 'r' | main | 0xff x 8 | index, all big-endian.
+func recordKey(main, index uint64) []byte {
+	k := make([]byte, 0, recordKeyBytes)
+	k = append(k, recordPrefix)
+	k = binary.BigEndian.AppendUint64(k, main)
+	k = append(k, recordMark...)
+	return binary.BigEndian.AppendUint64(k, index)
+}
+
+// IsRecord reports whether key is one of the backend's consistent-index
+// records, which no scan shows but ScanWithRecords.
+func IsRecord(key []byte) bool {
+	return len(key) == recordKeyBytes && key[0] == recordPrefix && string(key[9:17]) == recordMark
+}
+
+// RecordPosition returns the position (the MVCC store's revision) of a
+// record key, for a key IsRecord accepts.
+func RecordPosition(key []byte) uint64 { return binary.BigEndian.Uint64(key[1:9]) }
+
+// position returns the position a key under 'r' starts with (0 for other
+// keys).
+func position(key []byte) uint64 {
+	if len(key) < 9 || key[0] != recordPrefix {
+		return 0
+	}
+	return binary.BigEndian.Uint64(key[1:9])
+}
+
+// Databases written before 2026-12-06 keep the consistent index under
+// single keys: after every other key (0xff), or, before 2026-12, before
+// them (0x00). Open reads those, and the next commit deletes them.
 var (
-	consistentIndexKey = []byte("\xffconsistent_index")
-	consistentTermKey  = []byte("\xffconsistent_term")
+	oldIndexKey = []byte("\xffconsistent_index")
+	oldTermKey  = []byte("\xffconsistent_term")
 
 	legacyIndexKey = []byte("\x00consistent_index")
 	legacyTermKey  = []byte("\x00consistent_term")
@@ -88,9 +126,15 @@ type Backend struct {
 		// committed. Invariant: they never decrease.
 		consistentIndex uint64
 		consistentTerm  uint64
+		// position is the highest position (see the package doc,
+		// Keys) any batch wrote a key at, where the next record goes.
+		// Invariant: it never decreases, and the latest record is at
+		// recordKey(position, consistentIndex) once a batch committed
+		// since Open, or if Open found a record.
+		position uint64
 		// legacyMeta: the database still holds the consistent index
-		// under its old keys (legacyIndexKey), which the next commit
-		// deletes.
+		// under its old keys (oldIndexKey, legacyIndexKey), which the
+		// next commit deletes.
 		legacyMeta bool
 		closed     bool
 		// sizes are the database's sizes as pebble last reported them
@@ -199,21 +243,57 @@ func Open(dir string, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// loadConsistentIndex reads the consistent index and term into mu, from
-// their old keys in a database that has only those.
+// loadConsistentIndex reads the consistent index and term into mu: from
+// the last key under 'r', the latest record, or else from the old keys of
+// a database that has only those.
 func (b *Backend) loadConsistentIndex() error {
-	termKey := consistentTermKey
-	index, found, err := b.getUint64(consistentIndexKey)
-	if err == nil && !found {
-		termKey = legacyTermKey
-		index, b.mu.legacyMeta, err = b.getUint64(legacyIndexKey)
-	}
+	it, err := b.db.NewIter(&pebble.IterOptions{LowerBound: []byte{recordPrefix}, UpperBound: []byte{recordPrefix + 1}})
 	if err != nil {
 		return err
 	}
-	term, _, err := b.getUint64(termKey)
-	b.mu.consistentIndex, b.mu.consistentTerm = index, term
-	return err
+	var found bool
+	if it.Last() {
+		k := it.Key()
+		b.mu.position = position(k)
+		if IsRecord(k) {
+			v, err := it.ValueAndErr()
+			if err == nil && len(v) != 8 {
+				err = fmt.Errorf("backend: record %x holds %d bytes, not 8", k, len(v))
+			}
+			if err != nil {
+				it.Close()
+				return err
+			}
+			found = true
+			b.mu.consistentIndex = binary.BigEndian.Uint64(k[17:])
+			b.mu.consistentTerm = binary.BigEndian.Uint64(v)
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	for _, old := range [][2][]byte{{oldIndexKey, oldTermKey}, {legacyIndexKey, legacyTermKey}} {
+		index, ok, err := b.getUint64(old[0])
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		b.mu.legacyMeta = true
+		if found {
+			// A commit deletes the old keys as it writes the first
+			// record: both are there only if something else wrote.
+			return fmt.Errorf("%w: the consistent index is both in record %d and under %q", ErrCorrupt, b.mu.consistentIndex, old[0][1:])
+		}
+		term, _, err := b.getUint64(old[1])
+		if err != nil {
+			return err
+		}
+		b.mu.consistentIndex, b.mu.consistentTerm = index, term
+		found = true
+	}
+	return nil
 }
 
 // getUint64 reads an 8-byte big-endian value; found is false (and the
@@ -406,6 +486,10 @@ type Batch struct {
 	b     *Backend
 	batch *pebble.Batch
 	err   error
+	// position is the highest position of a key the batch wrote, and
+	// lastDeleted the greatest record it deletes (nil: none).
+	position    uint64
+	lastDeleted []byte
 }
 
 // NewBatch starts a batch.
@@ -418,8 +502,11 @@ func (b *Backend) NewBatch() *Batch {
 // for the backend's own records (under 0x00 and 0xff), which is recorded
 // as the batch's error.
 func (wb *Batch) writable(key []byte) bool {
-	if wb.err == nil && (len(key) == 0 || key[0] == 0 || key[0] == 0xff) {
+	if wb.err == nil && (len(key) == 0 || key[0] == 0 || key[0] == 0xff || IsRecord(key)) {
 		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
+	}
+	if p := position(key); p > wb.position {
+		wb.position = p
 	}
 	return wb.err == nil
 }
@@ -462,6 +549,41 @@ func (wb *Batch) DeleteRange(start, end []byte) {
 	}
 }
 
+// DeleteRecord deletes a record (a key IsRecord accepts) older than the
+// latest: what a compaction of the positions before it leaves to remove.
+// Commit fails for a batch that would delete the latest.
+func (wb *Batch) DeleteRecord(key []byte) {
+	if wb.err == nil && !IsRecord(key) {
+		wb.err = fmt.Errorf("backend: deleting %x, not a record", key)
+	}
+	if wb.err != nil {
+		return
+	}
+	if bytes.Compare(key, wb.lastDeleted) > 0 {
+		wb.lastDeleted = slices.Clone(key)
+	}
+	wb.err = wb.batch.Delete(key, nil)
+}
+
+// commitLocked commits the batch's writes, recording in mu the position
+// they reach; mu is held.
+func (wb *Batch) commitLocked(what string) error {
+	b := wb.b
+	if wb.lastDeleted != nil && bytes.Compare(wb.lastDeleted, recordKey(b.mu.position, b.mu.consistentIndex)) >= 0 {
+		return fmt.Errorf("backend: %s deletes record %x, the latest or later", what, wb.lastDeleted)
+	}
+	start := time.Now()
+	if err := wb.batch.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("backend: %s: %w", what, err)
+	}
+	if b.commitSeconds != nil {
+		b.commitSeconds.Observe(time.Since(start).Seconds())
+	}
+	b.mu.position = max(b.mu.position, wb.position)
+	b.addSizeLocked(wb.batch.Len())
+	return nil
+}
+
 // reservedEnd is where the reserved 0xff prefix starts.
 var reservedEnd = []byte{0xff}
 
@@ -487,30 +609,25 @@ func (wb *Batch) Commit(index, term uint64) error {
 		}
 		return fmt.Errorf("backend: committing index %d after %d", index, b.mu.consistentIndex)
 	}
-	var buf [8]byte
-	binary.BigEndian.PutUint64(buf[:], index)
-	if err := wb.batch.Set(consistentIndexKey, buf[:], nil); err != nil {
-		return err
-	}
-	binary.BigEndian.PutUint64(buf[:], term)
-	if err := wb.batch.Set(consistentTermKey, buf[:], nil); err != nil {
+	// The record goes after every key the batch writes, and after the
+	// last record: see the package doc, Keys.
+	pos := max(b.mu.position, wb.position)
+	if err := wb.batch.Set(recordKey(pos, index), binary.BigEndian.AppendUint64(nil, term), nil); err != nil {
 		return err
 	}
 	if b.mu.legacyMeta {
-		if err := errors.Join(wb.batch.Delete(legacyIndexKey, nil), wb.batch.Delete(legacyTermKey, nil)); err != nil {
-			return err
+		for _, k := range [][]byte{oldIndexKey, oldTermKey, legacyIndexKey, legacyTermKey} {
+			if err := wb.batch.Delete(k, nil); err != nil {
+				return err
+			}
 		}
 	}
-	start := time.Now()
-	if err := wb.batch.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("backend: committing index %d: %w", index, err)
-	}
-	if b.commitSeconds != nil {
-		b.commitSeconds.Observe(time.Since(start).Seconds())
+	wb.position = pos
+	if err := wb.commitLocked(fmt.Sprintf("committing index %d", index)); err != nil {
+		return err
 	}
 	b.mu.consistentIndex, b.mu.consistentTerm = index, term
 	b.mu.legacyMeta = false
-	b.addSizeLocked(wb.batch.Len())
 	return nil
 }
 
@@ -528,11 +645,7 @@ func (wb *Batch) CommitMaintenance() error {
 	if wb.b.mu.closed {
 		return ErrClosed
 	}
-	if err := wb.batch.Commit(pebble.NoSync); err != nil {
-		return err
-	}
-	wb.b.addSizeLocked(wb.batch.Len())
-	return nil
+	return wb.commitLocked("committing maintenance")
 }
 
 // Close discards a batch that was not committed.
@@ -620,15 +733,21 @@ func (g *Getter) Close() error { return g.it.Close() }
 // from start on), until fn returns false; the backend's own keys never
 // show. key and value are valid only during the call.
 func (r *ReadView) Scan(start, end []byte, fn func(key, value []byte) bool) error {
-	return scan(r.snap.NewIter, start, end, false, fn)
+	return scan(r.snap.NewIter, start, end, false, false, fn)
+}
+
+// ScanWithRecords is Scan showing the consistent index's records too
+// (IsRecord), for a compaction that deletes the old ones.
+func (r *ReadView) ScanWithRecords(start, end []byte, fn func(key, value []byte) bool) error {
+	return scan(r.snap.NewIter, start, end, false, true, fn)
 }
 
 // ScanReverse is Scan in descending key order.
 func (r *ReadView) ScanReverse(start, end []byte, fn func(key, value []byte) bool) error {
-	return scan(r.snap.NewIter, start, end, true, fn)
+	return scan(r.snap.NewIter, start, end, true, false, fn)
 }
 
-func scan(newIter func(*pebble.IterOptions) (*pebble.Iterator, error), start, end []byte, reverse bool,
+func scan(newIter func(*pebble.IterOptions) (*pebble.Iterator, error), start, end []byte, reverse, records bool,
 	fn func(key, value []byte) bool) error {
 	// Never show the backend's own keys.
 	if len(start) == 0 || start[0] == 0 {
@@ -648,13 +767,15 @@ func scan(newIter func(*pebble.IterOptions) (*pebble.Iterator, error), start, en
 		valid = it.First()
 	}
 	for valid {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			it.Close()
-			return err
-		}
-		if !fn(it.Key(), v) {
-			break
+		if k := it.Key(); records || !IsRecord(k) {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				it.Close()
+				return err
+			}
+			if !fn(k, v) {
+				break
+			}
 		}
 		if reverse {
 			valid = it.Prev()

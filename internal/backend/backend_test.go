@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,6 +86,8 @@ func TestBatchesCarryTheConsistentIndex(t *testing.T) {
 		func(wb *Batch) { wb.Set([]byte("\xffconsistent_index"), []byte("boom")) },
 		func(wb *Batch) { wb.Delete([]byte("\xffconsistent_term")) },
 		func(wb *Batch) { wb.DeleteRange([]byte("a"), []byte("\xffz")) },
+		func(wb *Batch) { wb.Set(recordKey(9, 9), []byte("boom")) },
+		func(wb *Batch) { wb.Delete(recordKey(0, 6)) },
 	} {
 		wb := b.NewBatch()
 		write(wb)
@@ -109,56 +112,181 @@ func TestBatchesCarryTheConsistentIndex(t *testing.T) {
 	if got := strings.Join(scanAll(t, r, true), " "); got != "c=3 b=2" {
 		t.Fatalf("reverse scan: %s", got)
 	}
-	// The metadata sorts after every key (see the package doc, Keys).
-	if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, consistentTermKey) {
-		t.Fatalf("last key %q (%v), want %q", last, err, consistentTermKey)
+	// The record sorts after every key at its position (0 for keys
+	// outside 'r'; see the package doc, Keys).
+	if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(0, 6)) {
+		t.Fatalf("last key %q (%v), want %q", last, err, recordKey(0, 6))
 	}
 }
 
-// A database an older Cairn wrote keeps its consistent index under 0x00:
-// it opens at that index, and the next commit moves the index to its keys
-// under 0xff and deletes the old ones.
+// A database an older Cairn wrote keeps its consistent index under single
+// keys, 0x00's (before 2026-12) or 0xff's (before 2026-12-06): it opens at
+// that index, and the next commit writes a record and deletes the old keys.
 func TestMovesTheConsistentIndexOfAnOlderDatabase(t *testing.T) {
+	for _, old := range [][2][]byte{{legacyIndexKey, legacyTermKey}, {oldIndexKey, oldTermKey}} {
+		t.Run(fmt.Sprintf("%x", old[0][:1]), func(t *testing.T) {
+			dir := t.TempDir()
+			b := mustOpen(t, dir)
+			wb := b.NewBatch()
+			wb.Set([]byte("a"), []byte("1"))
+			wb.Set([]byte("r\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x00"), []byte("rev7"))
+			var buf [8]byte
+			binary.BigEndian.PutUint64(buf[:], 41)
+			wb.batch.Set(old[0], buf[:], nil)
+			binary.BigEndian.PutUint64(buf[:], 3)
+			wb.batch.Set(old[1], buf[:], nil)
+			if err := wb.batch.Commit(pebble.NoSync); err != nil { // as an older Cairn did: no record
+				t.Fatal(err)
+			}
+			wb.Close()
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			b = mustOpen(t, dir)
+			if i, term := b.ConsistentIndex(); i != 41 || term != 3 {
+				t.Fatalf("an older database opens at %d/%d, want 41/3", i, term)
+			}
+			commit(t, b, 42, "b", "2")
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			b = mustOpen(t, dir)
+			defer b.Close()
+			if i, term := b.ConsistentIndex(); i != 42 || term != 1 {
+				t.Fatalf("consistent index %d/%d after the move, want 42/1", i, term)
+			}
+			for _, k := range [][]byte{legacyIndexKey, legacyTermKey, oldIndexKey, oldTermKey} {
+				if _, found, err := b.getUint64(k); found || err != nil {
+					t.Fatalf("the old key %q is still there (%v)", k, err)
+				}
+			}
+			// The record went after the revision already there.
+			if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(7, 42)) {
+				t.Fatalf("last key %x (%v), want the record %x", last, err, recordKey(7, 42))
+			}
+			r := b.NewReadView()
+			defer r.Close()
+			if got := strings.Join(scanAll(t, r, false), " "); got != "a=1 b=2 r\x00\x00\x00\x00\x00\x00\x00\a\x00\x00\x00\x00\x00\x00\x00\x00=rev7" {
+				t.Fatalf("scan: %q", got)
+			}
+		})
+	}
+}
+
+// revKey is a key under 'r' at position pos, as the MVCC store's
+// revision keys are.
+func revKey(pos, sub uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte{'r'}, pos), sub)
+}
+
+// Each commit's record goes after every key it and the batches before it
+// wrote under 'r', so the keys of successive batches never interleave: a
+// flushed table's keys all come after the tables flushed before it, and
+// none of them overlap (which is what lets pebble move a flushed table
+// down the levels instead of rewriting it). Records never show in a scan,
+// only the latest one counts at a restart, and old ones can be deleted but
+// not the latest.
+func TestRecordsFollowTheirBatches(t *testing.T) {
 	dir := t.TempDir()
 	b := mustOpen(t, dir)
-	wb := b.NewBatch()
-	wb.Set([]byte("a"), []byte("1"))
-	var buf [8]byte
-	binary.BigEndian.PutUint64(buf[:], 41)
-	wb.batch.Set(legacyIndexKey, buf[:], nil)
-	binary.BigEndian.PutUint64(buf[:], 3)
-	wb.batch.Set(legacyTermKey, buf[:], nil)
-	if err := wb.batch.Commit(pebble.NoSync); err != nil { // as an older Cairn did: no new keys
-		t.Fatal(err)
-	}
-	wb.Close()
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
+	value := bytes.Repeat([]byte("v"), 1000)
+	index, pos := uint64(0), uint64(1)
+	for flush := 0; flush < 6; flush++ {
+		for i := 0; i < 200; i++ {
+			index++
+			wb := b.NewBatch()
+			if i%10 != 9 { // else an entry that writes nothing: its record stays at the last position
 
-	b = mustOpen(t, dir)
-	if i, term := b.ConsistentIndex(); i != 41 || term != 3 {
-		t.Fatalf("an older database opens at %d/%d, want 41/3", i, term)
-	}
-	commit(t, b, 42, "b", "2")
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	b = mustOpen(t, dir)
-	defer b.Close()
-	if i, term := b.ConsistentIndex(); i != 42 || term != 1 {
-		t.Fatalf("consistent index %d/%d after the move, want 42/1", i, term)
-	}
-	for _, k := range [][]byte{legacyIndexKey, legacyTermKey} {
-		if _, found, err := b.getUint64(k); found || err != nil {
-			t.Fatalf("the old key %q is still there (%v)", k, err)
+				pos++
+				for sub := uint64(0); sub < 3; sub++ {
+					wb.Set(revKey(pos, sub), value)
+				}
+			}
+			if err := wb.Commit(index, 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Sync(); err != nil {
+			t.Fatal(err)
 		}
 	}
-	r := b.NewReadView()
-	defer r.Close()
-	if got := strings.Join(scanAll(t, r, false), " "); got != "a=1 b=2" {
-		t.Fatalf("scan: %s", got)
+	tables, err := b.db.SSTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct{ lo, hi []byte }
+	var spans []span
+	for _, level := range tables {
+		for _, tbl := range level {
+			spans = append(spans, span{tbl.Smallest.UserKey, tbl.Largest.UserKey})
+		}
+	}
+	if len(spans) < 6 {
+		t.Fatalf("%d tables after 6 flushes", len(spans))
+	}
+	slices.SortFunc(spans, func(a, c span) int { return bytes.Compare(a.lo, c.lo) })
+	for i := 1; i < len(spans); i++ {
+		if bytes.Compare(spans[i].lo, spans[i-1].hi) <= 0 {
+			t.Fatalf("tables %x-%x and %x-%x overlap", spans[i-1].lo, spans[i-1].hi, spans[i].lo, spans[i].hi)
+		}
+	}
+
+	view := b.NewReadView()
+	n := 0
+	err = view.Scan([]byte{'r'}, []byte{'s'}, func(k, _ []byte) bool {
+		if IsRecord(k) {
+			t.Fatalf("a scan shows record %x", k)
+		}
+		n++
+		return true
+	})
+	view.Close()
+	if err != nil || n != 6*180*3 {
+		t.Fatalf("scan: %d revisions (%v), want %d", n, err, 6*180*3)
+	}
+
+	// Old records go; the latest cannot.
+	var records [][]byte
+	view = b.NewReadView()
+	err = view.ScanWithRecords(nil, nil, func(k, _ []byte) bool {
+		if IsRecord(k) {
+			records = append(records, bytes.Clone(k))
+		}
+		return true
+	})
+	view.Close()
+	if err != nil || len(records) != int(index) {
+		t.Fatalf("%d records (%v), want one a batch, %d", len(records), err, index)
+	}
+	latest := records[len(records)-1]
+	if !bytes.Equal(latest, recordKey(pos, index)) {
+		t.Fatalf("latest record %x, want %x", latest, recordKey(pos, index))
+	}
+	wb := b.NewBatch()
+	wb.DeleteRecord(latest)
+	if err := wb.CommitMaintenance(); err == nil {
+		t.Fatal("deleting the latest record succeeded")
+	}
+	wb = b.NewBatch()
+	for _, k := range records[:len(records)-1] {
+		wb.DeleteRecord(k)
+	}
+	if err := wb.CommitMaintenance(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = mustOpen(t, dir)
+	defer b.Close()
+	if i, term := b.ConsistentIndex(); i != index || term != 2 {
+		t.Fatalf("reopened at %d/%d, want %d/2", i, term, index)
+	}
+	commit(t, b, index+1, "l-lease", "y")
+	if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(pos, index+1)) {
+		t.Fatalf("after a reopen the record went to %x (%v), want %x", last, err, recordKey(pos, index+1))
 	}
 }
 

@@ -19,6 +19,24 @@ func countRevisions(t *testing.T, b *backend.Backend) int {
 	return n
 }
 
+// records returns the positions of the backend's consistent-index records
+// (one a committed batch; see the backend's package doc, Keys).
+func records(t *testing.T, b *backend.Backend) []uint64 {
+	t.Helper()
+	view := b.NewReadView()
+	defer view.Close()
+	var out []uint64
+	if err := view.ScanWithRecords(nil, nil, func(k, _ []byte) bool {
+		if backend.IsRecord(k) {
+			out = append(out, backend.RecordPosition(k))
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // Compaction removes superseded revisions from the backend, keeps the
 // latest of every live key, and an interrupted removal finishes after a
 // restart; versions and creation revisions survive it all.
@@ -75,6 +93,15 @@ func TestCompactionRemovesHistory(t *testing.T) {
 			// watchers starting there until the next compaction.
 			if n := countRevisions(t, b); n != 10 {
 				t.Fatalf("%d revisions after compaction, want 10", n)
+			}
+			// And the consistent index's records before the compaction
+			// revision (52): left are the last write's and the
+			// compaction's own, both at 52.
+			if got := fmt.Sprint(records(t, b)); got != "[52 52]" {
+				t.Fatalf("records at %s after compaction, want [52 52]", got)
+			}
+			if i, _ := b.ConsistentIndex(); i != index+1 {
+				t.Fatalf("consistent index %d after compaction, want %d", i, index+1)
 			}
 			res, err := s.Range([]byte("key"), []byte("kez"), RangeOptions{})
 			if err != nil {
