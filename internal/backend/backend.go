@@ -132,6 +132,9 @@ type Backend struct {
 		// recordKey(position, consistentIndex) once a batch committed
 		// since Open, or if Open found a record.
 		position uint64
+		// hasRecord: a record is at recordKey(position,
+		// consistentIndex) (Open found one, or a batch committed).
+		hasRecord bool
 		// legacyMeta: the database still holds the consistent index
 		// under its old keys (oldIndexKey, legacyIndexKey), which the
 		// next commit deletes.
@@ -264,7 +267,7 @@ func (b *Backend) loadConsistentIndex() error {
 				it.Close()
 				return err
 			}
-			found = true
+			found, b.mu.hasRecord = true, true
 			b.mu.consistentIndex = binary.BigEndian.Uint64(k[17:])
 			b.mu.consistentTerm = binary.BigEndian.Uint64(v)
 		}
@@ -487,9 +490,9 @@ type Batch struct {
 	batch *pebble.Batch
 	err   error
 	// position is the highest position of a key the batch wrote, and
-	// lastDeleted the greatest record it deletes (nil: none).
-	position    uint64
-	lastDeleted []byte
+	// oldRecords the records it deletes unless one is the latest.
+	position   uint64
+	oldRecords [][]byte
 }
 
 // NewBatch starts a batch.
@@ -539,38 +542,45 @@ func (wb *Batch) Delete(key []byte) {
 }
 
 // DeleteRange removes every key in [start, end). The range must end at or
-// before the reserved 0xff prefix.
+// before the reserved 0xff prefix, and stay clear of 'r', where the
+// consistent index's records are.
 func (wb *Batch) DeleteRange(start, end []byte) {
-	if wb.err == nil && bytes.Compare(end, reservedEnd) > 0 {
-		wb.err = fmt.Errorf("%w: a range to %q", ErrReservedKey, end)
+	if wb.err == nil && (bytes.Compare(end, reservedEnd) > 0 ||
+		bytes.Compare(start, []byte{recordPrefix + 1}) < 0 && bytes.Compare(end, []byte{recordPrefix}) > 0) {
+		wb.err = fmt.Errorf("%w: a range from %q to %q", ErrReservedKey, start, end)
 	}
 	if wb.writable(start) {
 		wb.err = wb.batch.DeleteRange(start, end, nil)
 	}
 }
 
-// DeleteRecord deletes a record (a key IsRecord accepts) older than the
-// latest: what a compaction of the positions before it leaves to remove.
-// Commit fails for a batch that would delete the latest.
+// DeleteRecord deletes a record (a key IsRecord accepts) if it is not the
+// latest when the batch commits: what a compaction of the positions
+// before it leaves to remove. The latest stays, whatever its position:
+// a store's revision can be above the position of every key written (a
+// new store, at revision 1, has no revision key).
 func (wb *Batch) DeleteRecord(key []byte) {
 	if wb.err == nil && !IsRecord(key) {
 		wb.err = fmt.Errorf("backend: deleting %x, not a record", key)
 	}
-	if wb.err != nil {
-		return
+	if wb.err == nil {
+		wb.oldRecords = append(wb.oldRecords, slices.Clone(key))
 	}
-	if bytes.Compare(key, wb.lastDeleted) > 0 {
-		wb.lastDeleted = slices.Clone(key)
-	}
-	wb.err = wb.batch.Delete(key, nil)
 }
 
 // commitLocked commits the batch's writes, recording in mu the position
 // they reach; mu is held.
 func (wb *Batch) commitLocked(what string) error {
 	b := wb.b
-	if wb.lastDeleted != nil && bytes.Compare(wb.lastDeleted, recordKey(b.mu.position, b.mu.consistentIndex)) >= 0 {
-		return fmt.Errorf("backend: %s deletes record %x, the latest or later", what, wb.lastDeleted)
+	if len(wb.oldRecords) > 0 {
+		latest := recordKey(b.mu.position, b.mu.consistentIndex)
+		for _, k := range wb.oldRecords {
+			if bytes.Compare(k, latest) < 0 || !b.mu.hasRecord {
+				if err := wb.batch.Delete(k, nil); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	start := time.Now()
 	if err := wb.batch.Commit(pebble.NoSync); err != nil {
@@ -610,8 +620,15 @@ func (wb *Batch) Commit(index, term uint64) error {
 		return fmt.Errorf("backend: committing index %d after %d", index, b.mu.consistentIndex)
 	}
 	// The record goes after every key the batch writes, and after the
-	// last record: see the package doc, Keys.
+	// last record: see the package doc, Keys. One at the same position
+	// (no revision written since) replaces it: records pile up only as
+	// revisions do.
 	pos := max(b.mu.position, wb.position)
+	if pos == b.mu.position && b.mu.hasRecord {
+		if err := wb.batch.Delete(recordKey(pos, b.mu.consistentIndex), nil); err != nil {
+			return err
+		}
+	}
 	if err := wb.batch.Set(recordKey(pos, index), binary.BigEndian.AppendUint64(nil, term), nil); err != nil {
 		return err
 	}
@@ -627,7 +644,7 @@ func (wb *Batch) Commit(index, term uint64) error {
 		return err
 	}
 	b.mu.consistentIndex, b.mu.consistentTerm = index, term
-	b.mu.legacyMeta = false
+	b.mu.hasRecord, b.mu.legacyMeta = true, false
 	return nil
 }
 

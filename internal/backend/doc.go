@@ -36,14 +36,19 @@
 // are what is left); in three alternating pairs of 150,000 such puts the members took 0.528-0.565 CPU-s per 10k puts against
 // 0.593-0.658 and wrote 282-292 MiB to the disk against 354-368.
 //
-// The cost: one record (25 bytes of key, 8 of value) for every batch
-// committed, and the records are not overwritten. The MVCC store's
-// compaction deletes those below the compaction revision (DeleteRecord; a
-// commit refuses to delete the latest), so a store compacted now and then
-// keeps few; one never compacted keeps one a batch, against the revisions'
-// own key and value for every write in it. A write that touches other
-// keys (a lease's, a member's) still makes its table's range reach back to
-// them; such writes are rare beside puts.
+// The cost: a record (25 bytes of key, 8 of value) for every position a
+// batch reached, that is for every batch that wrote a revision; a batch
+// that wrote none (a lease's, an empty entry's) replaces the record at its
+// position, in the same atomic write. Records of earlier positions are
+// not overwritten, which would make each batch's keys reach back to the
+// last one's: the MVCC store's compaction deletes those below its
+// revision (DeleteRecord), and the latest always stays, whatever its
+// position (a new store is at revision 1 with no revision key). A store
+// compacted now and then keeps few; one never compacted keeps one a batch
+// of writes, beside the revisions' own key and value for every write in
+// it. A write that touches other keys (a lease's, a member's) still makes
+// its table's range reach back to them; such writes are rare beside puts.
+// DeleteRange refuses ranges over 'r'.
 //
 // # Durability
 //

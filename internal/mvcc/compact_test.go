@@ -95,10 +95,10 @@ func TestCompactionRemovesHistory(t *testing.T) {
 				t.Fatalf("%d revisions after compaction, want 10", n)
 			}
 			// And the consistent index's records before the compaction
-			// revision (52): left are the last write's and the
-			// compaction's own, both at 52.
-			if got := fmt.Sprint(records(t, b)); got != "[52 52]" {
-				t.Fatalf("records at %s after compaction, want [52 52]", got)
+			// revision (52): left is the compaction's own, at 52 (it
+			// replaced the last write's there).
+			if got := fmt.Sprint(records(t, b)); got != "[52]" {
+				t.Fatalf("records at %s after compaction, want [52]", got)
 			}
 			if i, _ := b.ConsistentIndex(); i != index+1 {
 				t.Fatalf("consistent index %d after compaction, want %d", i, index+1)
@@ -124,5 +124,39 @@ func TestCompactionRemovesHistory(t *testing.T) {
 				t.Fatalf("%d revisions after the second compaction, want 6", n)
 			}
 		})
+	}
+}
+
+// A new store is at revision 1 with no revision key, so the backend's
+// records are below the revision a first compaction asks for: the
+// compaction removes the older ones, keeps the latest, and finishes (its
+// hash stored), as the next one does.
+func TestCompactionOfANewStoreFinishes(t *testing.T) {
+	s, b := newTestStore(t)
+	index := uint64(0)
+	for range 3 {
+		index++
+		if err := b.NewBatch().Commit(index, 1); err != nil { // entries that write no revision
+			t.Fatal(err)
+		}
+	}
+	index++
+	compactWait(t, s, 1, index)
+	tw := s.Write()
+	tw.Put([]byte("a"), []byte("1"), 0)
+	index++
+	if _, err := tw.End(index, 1); err != nil {
+		t.Fatal(err)
+	}
+	index++
+	compactWait(t, s, 2, index)
+	if got := len(s.CompactionHashes()); got != 2 {
+		t.Fatalf("%d compaction hashes stored, want 2: a removal did not finish", got)
+	}
+	if got := fmt.Sprint(records(t, b)); got != "[2]" {
+		t.Fatalf("records at %s, want [2]", got)
+	}
+	if i, _ := b.ConsistentIndex(); i != index {
+		t.Fatalf("consistent index %d, want %d", i, index)
 	}
 }
