@@ -181,6 +181,23 @@ func revKey(pos, sub uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte{'r'}, pos), sub)
 }
 
+// recordsIn returns the record keys b holds, in order.
+func recordsIn(t *testing.T, b *Backend) [][]byte {
+	t.Helper()
+	view := b.NewReadView()
+	defer view.Close()
+	var records [][]byte
+	if err := view.ScanWithRecords(nil, nil, func(k, _ []byte) bool {
+		if IsRecord(k) {
+			records = append(records, bytes.Clone(k))
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return records
+}
+
 // Each commit's record goes after every key it and the batches before it
 // wrote under 'r', so the keys of successive batches never interleave: a
 // flushed table's keys all come after the tables flushed before it, and
@@ -249,17 +266,9 @@ func TestRecordsFollowTheirBatches(t *testing.T) {
 
 	// One record a position: an empty entry's replaces the one before
 	// it. Old records go; the latest stays, asked to go or not.
-	var records [][]byte
-	view = b.NewReadView()
-	err = view.ScanWithRecords(nil, nil, func(k, _ []byte) bool {
-		if IsRecord(k) {
-			records = append(records, bytes.Clone(k))
-		}
-		return true
-	})
-	view.Close()
-	if err != nil || len(records) != 6*180 {
-		t.Fatalf("%d records (%v), want one a position, %d", len(records), err, 6*180)
+	records := recordsIn(t, b)
+	if len(records) != 6*180 {
+		t.Fatalf("%d records, want one a position, %d", len(records), 6*180)
 	}
 	latest := records[len(records)-1]
 	if !bytes.Equal(latest, recordKey(pos, index)) {
@@ -272,17 +281,8 @@ func TestRecordsFollowTheirBatches(t *testing.T) {
 	if err := wb.CommitMaintenance(); err != nil {
 		t.Fatal(err)
 	}
-	view = b.NewReadView()
-	records = records[:0]
-	err = view.ScanWithRecords(nil, nil, func(k, _ []byte) bool {
-		if IsRecord(k) {
-			records = append(records, bytes.Clone(k))
-		}
-		return true
-	})
-	view.Close()
-	if err != nil || len(records) != 1 || !bytes.Equal(records[0], latest) {
-		t.Fatalf("records %x (%v) left, want the latest only", records, err)
+	if records = recordsIn(t, b); len(records) != 1 || !bytes.Equal(records[0], latest) {
+		t.Fatalf("records %x left, want the latest only", records)
 	}
 	wb = b.NewBatch()
 	wb.DeleteRange([]byte("a"), []byte("s"))
