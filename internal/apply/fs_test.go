@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-db/cairn/internal/backend"
 	"github.com/cairn-db/cairn/internal/mvcc"
@@ -108,8 +109,9 @@ func listDir(t *testing.T, fs vfs.FS, dir string) string {
 
 // TestPowerLoss cuts the power of a member applying entries (one by one,
 // and in runs committed as one group; every fifth entry empty, whose
-// backend record replaces the one before it at the same revision) and
-// syncing now and then, five times over: after each crash the consistent index is
+// backend record replaces the one before it at the same revision, and
+// every thirteenth a compaction, whose removal deletes the records below
+// it too) and syncing now and then, five times over: after each crash the consistent index is
 // at least the last one synced and at most the last one applied, and the
 // store (keys, values, revisions) is exactly that of the entries up to it.
 // The crashes keep none, some or all of what was written but not synced;
@@ -118,13 +120,34 @@ func TestPowerLoss(t *testing.T) {
 	for _, unsyncedPercent := range []int{0, 30, 100} {
 		t.Run(fmt.Sprintf("unsynced-kept-%d%%", unsyncedPercent), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(2, uint64(unsyncedPercent)))
-			empty := func(i uint64) bool { return i%5 == 0 }
+			compaction := func(i uint64) bool { return i%13 == 0 }
+			empty := func(i uint64) bool { return i%5 == 0 || compaction(i) } // no revision
 			entryAt := func(i uint64) raftpb.Entry {
-				if empty(i) {
+				switch {
+				case compaction(i):
+					// Two revisions below the store's (refused if
+					// not above the last compaction).
+					rev := int64(1)
+					for j := uint64(1); j < i; j++ {
+						if !empty(j) {
+							rev++
+						}
+					}
+					e := normalEntry(t, &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: rev - 2}})
+					e.Index = i
+					return e
+				case empty(i):
 					return raftpb.Entry{Term: 1, Index: i, Type: raftpb.EntryNormal}
 				}
 				k, v := putAt(i)
 				return putEntry(t, i, k, v)
+			}
+			// A removal runs in the background: each is waited for,
+			// so that what a crash keeps depends on the seed alone.
+			waitRemoval := func(r Result) {
+				if r.Compacted != nil {
+					<-r.Compacted
+				}
 			}
 			fs := vfs.NewCrashableMem()
 			const dir = "/member/db"
@@ -133,9 +156,11 @@ func TestPowerLoss(t *testing.T) {
 			for round := range 5 {
 				for i, end := applied+1, applied+20+rng.Uint64N(80); i <= end; i++ {
 					if rng.IntN(2) == 0 {
-						if _, _, err := a.Apply(entryAt(i)); err != nil {
+						r, _, err := a.Apply(entryAt(i))
+						if err != nil {
 							t.Fatal(err)
 						}
+						waitRemoval(r)
 					} else {
 						// A run of entries, committed as one group.
 						var run []raftpb.Entry
@@ -143,8 +168,12 @@ func TestPowerLoss(t *testing.T) {
 							run = append(run, entryAt(i))
 						}
 						i--
-						if _, err := a.ApplyEntries(run, nil); err != nil {
+						results, err := a.ApplyEntries(run, nil)
+						if err != nil {
 							t.Fatal(err)
+						}
+						for _, r := range results {
+							waitRemoval(r.Result)
 						}
 					}
 					applied = i

@@ -36,18 +36,18 @@ var (
 // together and pebble moves flushed tables down without rewriting them.
 const (
 	recordPrefix   = 'r'
-	recordKeyBytes = 1 + 8 + 8 + 8
+	recordKeyBytes = 1 + 8 + 8
 	recordMark     = "\xff\xff\xff\xff\xff\xff\xff\xff"
 )
 
-// recordKey is the key of the record of raft index index at position
-// main: 'r' | main | 0xff x 8 | index, all big-endian.
-func recordKey(main, index uint64) []byte {
+// recordKey is the key of the record at position main: 'r' | main
+// (big-endian) | 0xff x 8. Its value is the raft index and term, each u64
+// big-endian.
+func recordKey(main uint64) []byte {
 	k := make([]byte, 0, recordKeyBytes)
 	k = append(k, recordPrefix)
 	k = binary.BigEndian.AppendUint64(k, main)
-	k = append(k, recordMark...)
-	return binary.BigEndian.AppendUint64(k, index)
+	return append(k, recordMark...)
 }
 
 // IsRecord reports whether key is one of the backend's consistent-index
@@ -129,12 +129,9 @@ type Backend struct {
 		// position is the highest position (see the package doc,
 		// Keys) any batch wrote a key at, where the next record goes.
 		// Invariant: it never decreases, and the latest record is at
-		// recordKey(position, consistentIndex) once a batch committed
-		// since Open, or if Open found a record.
+		// recordKey(position), holding consistentIndex, once a batch
+		// committed since Open, or if Open found a record.
 		position uint64
-		// hasRecord: a record is at recordKey(position,
-		// consistentIndex) (Open found one, or a batch committed).
-		hasRecord bool
 		// legacyMeta: the database still holds the consistent index
 		// under its old keys (oldIndexKey, legacyIndexKey), which the
 		// next commit deletes.
@@ -260,16 +257,16 @@ func (b *Backend) loadConsistentIndex() error {
 		b.mu.position = position(k)
 		if IsRecord(k) {
 			v, err := it.ValueAndErr()
-			if err == nil && len(v) != 8 {
-				err = fmt.Errorf("backend: record %x holds %d bytes, not 8", k, len(v))
+			if err == nil && len(v) != 16 {
+				err = fmt.Errorf("%w: record %x holds %d bytes, not 16", ErrCorrupt, k, len(v))
 			}
 			if err != nil {
 				it.Close()
 				return err
 			}
-			found, b.mu.hasRecord = true, true
-			b.mu.consistentIndex = binary.BigEndian.Uint64(k[17:])
-			b.mu.consistentTerm = binary.BigEndian.Uint64(v)
+			found = true
+			b.mu.consistentIndex = binary.BigEndian.Uint64(v)
+			b.mu.consistentTerm = binary.BigEndian.Uint64(v[8:])
 		}
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
@@ -573,9 +570,9 @@ func (wb *Batch) DeleteRecord(key []byte) {
 func (wb *Batch) commitLocked(what string) error {
 	b := wb.b
 	if len(wb.oldRecords) > 0 {
-		latest := recordKey(b.mu.position, b.mu.consistentIndex)
+		latest := recordKey(b.mu.position)
 		for _, k := range wb.oldRecords {
-			if bytes.Compare(k, latest) < 0 || !b.mu.hasRecord {
+			if bytes.Compare(k, latest) < 0 {
 				if err := wb.batch.Delete(k, nil); err != nil {
 					return err
 				}
@@ -620,16 +617,12 @@ func (wb *Batch) Commit(index, term uint64) error {
 		return fmt.Errorf("backend: committing index %d after %d", index, b.mu.consistentIndex)
 	}
 	// The record goes after every key the batch writes, and after the
-	// last record: see the package doc, Keys. One at the same position
-	// (no revision written since) replaces it: records pile up only as
-	// revisions do.
+	// last record: see the package doc, Keys. At the same position (no
+	// revision written since) it overwrites the one there: records pile
+	// up only as revisions do.
 	pos := max(b.mu.position, wb.position)
-	if pos == b.mu.position && b.mu.hasRecord {
-		if err := wb.batch.Delete(recordKey(pos, b.mu.consistentIndex), nil); err != nil {
-			return err
-		}
-	}
-	if err := wb.batch.Set(recordKey(pos, index), binary.BigEndian.AppendUint64(nil, term), nil); err != nil {
+	v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), index), term)
+	if err := wb.batch.Set(recordKey(pos), v, nil); err != nil {
 		return err
 	}
 	if b.mu.legacyMeta {
@@ -644,7 +637,7 @@ func (wb *Batch) Commit(index, term uint64) error {
 		return err
 	}
 	b.mu.consistentIndex, b.mu.consistentTerm = index, term
-	b.mu.hasRecord, b.mu.legacyMeta = true, false
+	b.mu.legacyMeta = false
 	return nil
 }
 

@@ -86,8 +86,8 @@ func TestBatchesCarryTheConsistentIndex(t *testing.T) {
 		func(wb *Batch) { wb.Set([]byte("\xffconsistent_index"), []byte("boom")) },
 		func(wb *Batch) { wb.Delete([]byte("\xffconsistent_term")) },
 		func(wb *Batch) { wb.DeleteRange([]byte("a"), []byte("\xffz")) },
-		func(wb *Batch) { wb.Set(recordKey(9, 9), []byte("boom")) },
-		func(wb *Batch) { wb.Delete(recordKey(0, 6)) },
+		func(wb *Batch) { wb.Set(recordKey(9), []byte("boom")) },
+		func(wb *Batch) { wb.Delete(recordKey(0)) },
 	} {
 		wb := b.NewBatch()
 		write(wb)
@@ -114,8 +114,8 @@ func TestBatchesCarryTheConsistentIndex(t *testing.T) {
 	}
 	// The record sorts after every key at its position (0 for keys
 	// outside 'r'; see the package doc, Keys).
-	if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(0, 6)) {
-		t.Fatalf("last key %q (%v), want %q", last, err, recordKey(0, 6))
+	if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(0)) {
+		t.Fatalf("last key %q (%v), want %q", last, err, recordKey(0))
 	}
 }
 
@@ -163,8 +163,8 @@ func TestMovesTheConsistentIndexOfAnOlderDatabase(t *testing.T) {
 				}
 			}
 			// The record went after the revision already there.
-			if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(7, 42)) {
-				t.Fatalf("last key %x (%v), want the record %x", last, err, recordKey(7, 42))
+			if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(7)) {
+				t.Fatalf("last key %x (%v), want the record %x", last, err, recordKey(7))
 			}
 			r := b.NewReadView()
 			defer r.Close()
@@ -264,15 +264,15 @@ func TestRecordsFollowTheirBatches(t *testing.T) {
 		t.Fatalf("scan: %d revisions (%v), want %d", n, err, 6*180*3)
 	}
 
-	// One record a position: an empty entry's replaces the one before
+	// One record a position: an empty entry's overwrites the one before
 	// it. Old records go; the latest stays, asked to go or not.
 	records := recordsIn(t, b)
 	if len(records) != 6*180 {
 		t.Fatalf("%d records, want one a position, %d", len(records), 6*180)
 	}
 	latest := records[len(records)-1]
-	if !bytes.Equal(latest, recordKey(pos, index)) {
-		t.Fatalf("latest record %x, want %x", latest, recordKey(pos, index))
+	if !bytes.Equal(latest, recordKey(pos)) {
+		t.Fatalf("latest record %x, want %x", latest, recordKey(pos))
 	}
 	wb := b.NewBatch()
 	for _, k := range records {
@@ -293,13 +293,24 @@ func TestRecordsFollowTheirBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	b = mustOpen(t, dir)
-	defer b.Close()
 	if i, term := b.ConsistentIndex(); i != index || term != 2 {
 		t.Fatalf("reopened at %d/%d, want %d/2", i, term, index)
 	}
+	// A write of no revision overwrites the record at its position.
 	commit(t, b, index+1, "l-lease", "y")
-	if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(pos, index+1)) {
-		t.Fatalf("after a reopen the record went to %x (%v), want %x", last, err, recordKey(pos, index+1))
+	if _, last, err := b.keyBounds(); err != nil || !bytes.Equal(last, recordKey(pos)) {
+		t.Fatalf("after a reopen the record went to %x (%v), want %x", last, err, recordKey(pos))
+	}
+	if records := recordsIn(t, b); len(records) != 1 {
+		t.Fatalf("%d records, want 1", len(records))
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = mustOpen(t, dir)
+	defer b.Close()
+	if i, term := b.ConsistentIndex(); i != index+1 || term != 1 {
+		t.Fatalf("reopened at %d/%d, want %d/1", i, term, index+1)
 	}
 }
 

@@ -12,7 +12,7 @@
 // consistent index's records, which live among the MVCC store's revision
 // keys, under 'r':
 //
-//	'r' | position u64 BE | 0xff x 8 | index u64 BE   -> term u64 BE
+//	'r' | position u64 BE | 0xff x 8   -> index u64 BE | term u64 BE
 //
 // A key under 'r' starts with its position (the MVCC store's revision, see
 // its doc.go), and every commit writes one record: at the highest position
@@ -36,12 +36,12 @@
 // are what is left); in three alternating pairs of 150,000 such puts the members took 0.528-0.565 CPU-s per 10k puts against
 // 0.593-0.658 and wrote 282-292 MiB to the disk against 354-368.
 //
-// The cost: a record (25 bytes of key, 8 of value) for every position a
+// The cost: a record (17 bytes of key, 16 of value) for every position a
 // batch reached, that is for every batch that wrote a revision; a batch
-// that wrote none (a lease's, an empty entry's) replaces the record at its
-// position, in the same atomic write. Records of earlier positions are
-// not overwritten, which would make each batch's keys reach back to the
-// last one's: the MVCC store's compaction deletes those below its
+// that wrote none (a lease's, an empty entry's) overwrites the record at
+// its position. Records of earlier positions are not deleted by the batch
+// that moves past them, which would make each batch's keys reach back to
+// the last one's: the MVCC store's compaction deletes those below its
 // revision (DeleteRecord), and the latest always stays, whatever its
 // position (a new store is at revision 1 with no revision key). A store
 // compacted now and then keeps few; one never compacted keeps one a batch

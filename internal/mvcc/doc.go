@@ -31,8 +31,8 @@
 // the store consistent with the raft log across crashes); a WriteGroup
 // puts the transactions of consecutive entries in one batch, committed
 // with the last one's index. The backend records that index under 'r'
-// too, after the batch's revisions ('r' | main | 0xff x 8 | index: no
-// revision's sub is that high), so that the keys of successive batches
+// too, after the batch's revisions ('r' | main | 0xff x 8: no revision's
+// sub is that high), so that the keys of successive batches
 // never interleave; scans do not show those records, and a compaction
 // deletes the ones below its revision with the history it removes.
 //
