@@ -272,6 +272,7 @@ func (b *Backend) loadConsistentIndex() error {
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err
 	}
+	fromRecord := found
 	for _, old := range [][2][]byte{{oldIndexKey, oldTermKey}, {legacyIndexKey, legacyTermKey}} {
 		index, ok, err := b.getUint64(old[0])
 		if err != nil {
@@ -281,10 +282,13 @@ func (b *Backend) loadConsistentIndex() error {
 			continue
 		}
 		b.mu.legacyMeta = true
-		if found {
+		switch {
+		case fromRecord:
 			// A commit deletes the old keys as it writes the first
 			// record: both are there only if something else wrote.
-			return fmt.Errorf("%w: the consistent index is both in record %d and under %q", ErrCorrupt, b.mu.consistentIndex, old[0][1:])
+			return fmt.Errorf("%w: the consistent index is both in a record (%d) and under %q", ErrCorrupt, b.mu.consistentIndex, old[0][1:])
+		case found:
+			continue // the 0xff keys, read first, are the newer
 		}
 		term, _, err := b.getUint64(old[1])
 		if err != nil {

@@ -175,6 +175,30 @@ func TestMovesTheConsistentIndexOfAnOlderDatabase(t *testing.T) {
 	}
 }
 
+// A database holding its index both in a record and under an old key was
+// written by something other than a backend (a commit moves the old keys
+// atomically): Open refuses it rather than pick one.
+func TestRefusesTheConsistentIndexInTwoPlaces(t *testing.T) {
+	dir := t.TempDir()
+	b := mustOpen(t, dir)
+	commit(t, b, 5, "a", "1")
+	wb := b.NewBatch()
+	wb.batch.Set(oldIndexKey, binary.BigEndian.AppendUint64(nil, 9), nil)
+	if err := wb.batch.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	wb.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := Open(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+		if err == nil {
+			b.Close()
+		}
+		t.Fatalf("opening: got %v, want ErrCorrupt", err)
+	}
+}
+
 // revKey is a key under 'r' at position pos, as the MVCC store's
 // revision keys are.
 func revKey(pos, sub uint64) []byte {
