@@ -109,11 +109,12 @@ func listDir(t *testing.T, fs vfs.FS, dir string) string {
 
 // TestPowerLoss cuts the power of a member applying entries (one by one,
 // and in runs committed as one group; every fifth entry empty, whose
-// backend record replaces the one before it at the same revision, and
+// backend record overwrites the one before it at the same revision, and
 // every thirteenth a compaction, whose removal deletes the records below
-// it too) and syncing now and then, five times over: after each crash the consistent index is
-// at least the last one synced and at most the last one applied, and the
-// store (keys, values, revisions) is exactly that of the entries up to it.
+// it too) and syncing now and then, five times over: after each crash the
+// consistent index is at least the last one synced and at most the last
+// one applied, and the store (keys, values, revisions) is exactly that of
+// the entries up to it.
 // The crashes keep none, some or all of what was written but not synced;
 // each case is one seed, and fails the same way every run.
 func TestPowerLoss(t *testing.T) {

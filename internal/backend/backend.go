@@ -56,13 +56,9 @@ func IsRecord(key []byte) bool {
 	return len(key) == recordKeyBytes && key[0] == recordPrefix && string(key[9:17]) == recordMark
 }
 
-// RecordPosition returns the position (the MVCC store's revision) of a
-// record key, for a key IsRecord accepts.
-func RecordPosition(key []byte) uint64 { return binary.BigEndian.Uint64(key[1:9]) }
-
-// position returns the position a key under 'r' starts with (0 for other
-// keys).
-func position(key []byte) uint64 {
+// Position returns the position (the MVCC store's revision) a key under
+// 'r' starts with, a record's included; 0 for other keys.
+func Position(key []byte) uint64 {
 	if len(key) < 9 || key[0] != recordPrefix {
 		return 0
 	}
@@ -254,7 +250,7 @@ func (b *Backend) loadConsistentIndex() error {
 	var found bool
 	if it.Last() {
 		k := it.Key()
-		b.mu.position = position(k)
+		b.mu.position = Position(k)
 		if IsRecord(k) {
 			v, err := it.ValueAndErr()
 			if err == nil && len(v) != 16 {
@@ -509,7 +505,7 @@ func (wb *Batch) writable(key []byte) bool {
 	if wb.err == nil && (len(key) == 0 || key[0] == 0 || key[0] == 0xff || IsRecord(key)) {
 		wb.err = fmt.Errorf("%w: %q", ErrReservedKey, key)
 	}
-	if p := position(key); p > wb.position {
+	if p := Position(key); p > wb.position {
 		wb.position = p
 	}
 	return wb.err == nil

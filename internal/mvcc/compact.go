@@ -209,21 +209,20 @@ func (c *compactor) remove(s *Store, rev int64, keep map[Revision]struct{}, hash
 				// The backend's records of the consistent index
 				// before rev: newer ones (the compaction's own
 				// at least) stay. Not history: not hashed.
-				if backend.RecordPosition(k) < uint64(rev) {
+				if backend.Position(k) < uint64(rev) {
 					records = append(records, bytes.Clone(k))
 				}
-				from = append(bytes.Clone(k), 0)
-				return len(doomed)+len(records) < c.batchKeys
-			}
-			r, _, err := parseRevisionKey(k)
-			if err != nil {
-				return true // Open reported it; leave it
-			}
-			if err := hasher.write(k, v); err != nil {
-				panic(err) // parsed above
-			}
-			if _, ok := keep[r]; !ok {
-				doomed = append(doomed, bytes.Clone(k))
+			} else {
+				r, _, err := parseRevisionKey(k)
+				if err != nil {
+					return true // Open reported it; leave it
+				}
+				if err := hasher.write(k, v); err != nil {
+					panic(err) // parsed above
+				}
+				if _, ok := keep[r]; !ok {
+					doomed = append(doomed, bytes.Clone(k))
+				}
 			}
 			from = append(bytes.Clone(k), 0)
 			return len(doomed)+len(records) < c.batchKeys

@@ -28,7 +28,7 @@ func records(t *testing.T, b *backend.Backend) []uint64 {
 	var out []uint64
 	if err := view.ScanWithRecords(nil, nil, func(k, _ []byte) bool {
 		if backend.IsRecord(k) {
-			out = append(out, backend.RecordPosition(k))
+			out = append(out, backend.Position(k))
 		}
 		return true
 	}); err != nil {
@@ -96,7 +96,7 @@ func TestCompactionRemovesHistory(t *testing.T) {
 			}
 			// And the consistent index's records before the compaction
 			// revision (52): left is the compaction's own, at 52 (it
-			// replaced the last write's there).
+			// overwrote the last write's there).
 			if got := fmt.Sprint(records(t, b)); got != "[52]" {
 				t.Fatalf("records at %s after compaction, want [52]", got)
 			}
