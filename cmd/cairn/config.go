@@ -422,6 +422,14 @@ func (c *config) validate() error {
 	if (c.DiscoveryToken != "") != (len(c.DiscoveryEndpoints) > 0) {
 		return errors.New("both --discovery-token and --discovery-endpoints must be set")
 	}
+	for _, ep := range c.DiscoveryEndpoints {
+		if strings.TrimSpace(ep) == "" {
+			return errors.New("--discovery-endpoints must not contain empty endpoints")
+		}
+	}
+	if len(c.DiscoveryEndpoints) > 0 && c.InitialClusterState == "existing" {
+		return errors.New("discovery URL should not be set when joining existing initial cluster")
+	}
 	if c.HeartbeatIntervalMs == 0 {
 		return fmt.Errorf("--heartbeat-interval must be >0 (set to %dms)", c.HeartbeatIntervalMs)
 	}

@@ -28,8 +28,10 @@ func TestEffects(t *testing.T) {
 		// are read when the member starts).
 		{args: []string{"--cert-file", "/s.crt", "--key-file", "/s.key", "--peer-client-cert-auth", "--tls-max-version", "TLS1.3",
 			"--auto-tls", "--peer-cert-allowed-cn", "etcd-peer", "--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}},
-		{args: []string{"--discovery-srv", "example.com"}, fail: "--discovery-srv: discovery is not built yet"},
-		{args: []string{"--discovery-endpoints", "http://d:2379", "--discovery-token", "t"}, fail: "discovery is not built yet"},
+		{args: []string{"--discovery-srv", "example.com"}, fail: "--discovery-srv: DNS SRV discovery is not built yet"},
+		// v3 discovery is built: its flags neither fail nor warn.
+		{args: []string{"--discovery-endpoints", "http://d:2379", "--discovery-token", "t", "--discovery-cacert", "/ca.crt",
+			"--discovery-user", "u:p", "--discovery-insecure-transport=false"}},
 		{args: []string{"--enable-distributed-tracing"}, fail: "--enable-distributed-tracing: distributed tracing is not built yet"},
 		{args: []string{"--corrupt-check-time", "5m", "--compact-hash-check-time", "10s"}},
 		{args: []string{"--feature-gates", "CompactHashCheck=true"}},

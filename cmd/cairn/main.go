@@ -18,10 +18,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 
+	"github.com/cairn-db/cairn/internal/discovery"
 	"github.com/cairn-db/cairn/internal/gateway"
 	"github.com/cairn-db/cairn/internal/gctune"
 	"github.com/cairn-db/cairn/internal/h2grpc"
@@ -128,6 +130,17 @@ func serve(c config, logger *zap.Logger) error {
 	if c.InitialCluster == "" {
 		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
 	}
+	dcfg, err := discoveryConfig(c, logger)
+	if err != nil {
+		return err
+	}
+	if dcfg != nil {
+		// As etcd: the member starts from its own entries alone, and the
+		// discovery token serves as the cluster token, for the member
+		// and cluster IDs.
+		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
+		c.InitialClusterToken = c.DiscoveryToken
+	}
 	if c.MemoryMlock {
 		if err := mlockAll(); err != nil {
 			return fmt.Errorf("--memory-mlock: %w", err)
@@ -142,6 +155,7 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	scfg := serverConfig(c, retention, keepRevs, compactionInterval, logger, reg)
 	scfg.PeerTLS = tlsSet.peerDial
+	scfg.Discovery = dcfg
 	logStarting(logger, scfg, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
 	srv, err := server.New(scfg)
 	if err != nil {
@@ -418,6 +432,33 @@ func maxLearners(n int) int {
 		return -1
 	}
 	return n
+}
+
+// discoveryConfig is the v3 discovery service the --discovery-* flags
+// name; nil without --discovery-endpoints. --discovery-user may carry the
+// password too, as "user:password", as its help says.
+func discoveryConfig(c config, logger *zap.Logger) (*discovery.Config, error) {
+	if len(c.DiscoveryEndpoints) == 0 {
+		return nil, nil
+	}
+	user, password := c.DiscoveryUser, c.DiscoveryPassword
+	if password == "" {
+		user, password, _ = strings.Cut(user, ":")
+	}
+	cc, err := clientv3.NewClientConfig(&clientv3.ConfigSpec{
+		Endpoints:        c.DiscoveryEndpoints,
+		DialTimeout:      c.DiscoveryDialTimeout,
+		KeepAliveTime:    c.DiscoveryKeepAliveTime,
+		KeepAliveTimeout: c.DiscoveryKeepAliveTimeout,
+		Secure: &clientv3.SecureConfig{Cert: c.DiscoveryCert, Key: c.DiscoveryKey, Cacert: c.DiscoveryCACert,
+			InsecureTransport: c.DiscoveryInsecureTransport, InsecureSkipVerify: c.DiscoveryInsecureSkipTLSVerify},
+		Auth: &clientv3.AuthConfig{Username: user, Password: password},
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("--discovery-cert, --discovery-key, --discovery-cacert: %w", err)
+	}
+	cc.Logger = logger.Named("discovery-client")
+	return &discovery.Config{Token: c.DiscoveryToken, Client: *cc, RequestTimeout: c.DiscoveryRequestTimeout, Logger: logger}, nil
 }
 
 // defaultInitialCluster is etcd's: name=URL for each advertised peer URL.

@@ -36,7 +36,14 @@ type Config struct {
 	// Join, for InitialClusterState "existing", asks the cluster's
 	// members who this member is (see JoinInfo). It is called on a first
 	// start, and on a restart whose WAL holds nothing yet.
-	Join              func() (JoinInfo, error)
+	Join func() (JoinInfo, error)
+	// Discover, if set, learns the founding members of a new cluster from
+	// a discovery service (package discovery), given this member's ID and
+	// its own --initial-cluster entries; it answers the whole
+	// --initial-cluster, which replaces InitialCluster (then only this
+	// member's entries). It is called on a first start, and on a restart
+	// whose first start stopped before its founding write.
+	Discover          func(memberID uint64, self string) (string, error)
 	AdvertisePeerURLs []string
 	// MinLeaseTTL is the shortest lease TTL granted, in seconds.
 	MinLeaseTTL int64
@@ -199,6 +206,10 @@ func Open(cfg Config) (_ *Storage, err error) {
 	}
 	st.Raft = raft.NewMemoryStorage()
 	if exists {
+		if cfg.Discover != nil {
+			cfg.Logger.Warn("discovery token is ignored since cluster already initialized; valid logs are found",
+				zap.String("wal-dir", cfg.WALDir()))
+		}
 		err = restart(cfg, fs, st)
 	} else {
 		err = bootstrapNew(cfg, fs, st)
@@ -228,6 +239,9 @@ func bootstrapNew(cfg Config, fs vfs.FS, st *Storage) error {
 	}
 	if cfg.InitialClusterState == "existing" {
 		return joinExisting(cfg, fs, st)
+	}
+	if err := discover(&cfg); err != nil {
+		return err
 	}
 	members, self, err := foundingMembers(cfg)
 	if err != nil {
@@ -323,6 +337,29 @@ func foundingMembers(cfg Config) ([]membership.Member, membership.Member, error)
 			cfg.Name, strings.Join(self.PeerURLs, ","), strings.Join(cfg.AdvertisePeerURLs, ","))
 	}
 	return members, self, nil
+}
+
+// discover replaces cfg.InitialCluster, this member's entries alone, with
+// the founding members cfg.Discover learns, when it is set.
+func discover(cfg *Config) error {
+	if cfg.Discover == nil {
+		return nil
+	}
+	_, self, err := foundingMembers(*cfg)
+	if err != nil {
+		return err
+	}
+	entries := make([]string, len(self.PeerURLs))
+	for i, u := range self.PeerURLs {
+		entries[i] = self.Name + "=" + u
+	}
+	cfg.Logger.Info("Bootstrapping cluster using v3 discovery.")
+	cluster, err := cfg.Discover(self.ID, strings.Join(entries, ","))
+	if err != nil {
+		return fmt.Errorf("failed to join discovery cluster (%w)", err)
+	}
+	cfg.InitialCluster = cluster
+	return nil
 }
 
 func memberIDs(ms []membership.Member) []uint64 {
@@ -427,6 +464,9 @@ func restart(cfg Config, fs vfs.FS, st *Storage) error {
 		// founding entries again, over whatever prefix is there.
 		cfg.Logger.Warn("the WAL holds no complete founding write (the first start stopped part way); bootstrapping again",
 			zap.Int("entries-found", len(state.Entries)))
+		if err := discover(&cfg); err != nil {
+			return err
+		}
 		return writeFounding(cfg, st)
 	}
 	if !s.IsEmpty() {

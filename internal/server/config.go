@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/cairn-db/cairn/internal/discovery"
 	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/raftnode"
 )
@@ -144,6 +145,11 @@ type Config struct {
 	// PeerTLS is what this member dials https:// peer URLs with (peer
 	// CA, peer client certificate); nil if it has no peer TLS.
 	PeerTLS *tls.Config
+	// Discovery, if set, is the discovery service a new cluster's first
+	// start learns its founding members from (etcd's --discovery-token
+	// and --discovery-endpoints); InitialCluster then names only this
+	// member, and InitialClusterToken is the discovery token.
+	Discovery *discovery.Config
 }
 
 // snapshotBytes makes a snapshot due once the entries applied since the

@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/auth"
 	"github.com/cairn-db/cairn/internal/backend"
+	"github.com/cairn-db/cairn/internal/discovery"
 	"github.com/cairn-db/cairn/internal/lograte"
 	"github.com/cairn-db/cairn/internal/member"
 	"github.com/cairn-db/cairn/internal/membership"
@@ -198,7 +199,23 @@ func bootstrap(cfg *Config, m *metrics) (*member.Storage, error) {
 		DedicatedWALDir: cfg.WALDir, MaxWALs: cfg.MaxWALs, WALSegmentBytes: cfg.WALSegmentBytes, UnsafeNoFsync: cfg.UnsafeNoFsync,
 		ForceNewCluster: cfg.ForceNewCluster,
 		Join:            func() (member.JoinInfo, error) { return joinInfo(*cfg) },
+		Discover:        discoverFunc(cfg),
 	})
+}
+
+// discoverFunc is member.Config.Discover for cfg: nil without a discovery
+// service. The wait for the other members has no deadline, as etcd's.
+func discoverFunc(cfg *Config) func(uint64, string) (string, error) {
+	if cfg.Discovery == nil {
+		return nil
+	}
+	dc := *cfg.Discovery
+	if dc.Logger == nil {
+		dc.Logger = cfg.Logger
+	}
+	return func(id uint64, self string) (string, error) {
+		return discovery.Join(context.Background(), dc, id, self)
+	}
 }
 
 // ID is the member's ID.

@@ -169,13 +169,20 @@ func (m *member) start() {
 	defer log.Close()
 	cmd := exec.Command(cairnBinary, m.args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	// CAIRN_ and ETCD_ variables would be read as flags.
+	cmd.Env = childEnv()
+	m.proc = startChild(m.t, cmd)
+}
+
+// childEnv is the test's environment without CAIRN_ and ETCD_ variables,
+// which a child would read as flags.
+func childEnv() []string {
+	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "ETCD_") {
-			cmd.Env = append(cmd.Env, kv)
+			env = append(env, kv)
 		}
 	}
-	m.proc = startChild(m.t, cmd)
+	return env
 }
 
 // kill SIGKILLs the member (if running) and waits for it to exit.
