@@ -305,6 +305,38 @@ func (c *config) loadFile(path string, defs []flagDef) error {
 		}
 		c.given[d.name] = true
 	}
+	return c.DiscoveryFile.load(doc, path)
+}
+
+// discoveryFileKeys are the discovery client's settings that etcd's config
+// file has, under discovery-config.client, and its flags have not.
+type discoveryFileKeys struct {
+	ServerName                    string // secure.server-name: the name checked in the service's certificate
+	Token                         string // auth.token: a token to sign requests with instead of a user
+	MaxRequestBytes, MaxRecvBytes int    // max-request-bytes, max-recv-bytes: the client's message limits
+}
+
+func (k *discoveryFileKeys) load(doc map[string]any, path string) error {
+	const client = "discovery-config.client."
+	for key, dst := range map[string]*string{"secure.server-name": &k.ServerName, "auth.token": &k.Token} {
+		if v, ok := lookupPath(doc, client+key); ok && v != nil {
+			s, ok := v.(string)
+			if !ok {
+				return fmt.Errorf("config file %s: %s: not a string", path, client+key)
+			}
+			*dst = s
+		}
+	}
+	for key, dst := range map[string]*int{"max-request-bytes": &k.MaxRequestBytes, "max-recv-bytes": &k.MaxRecvBytes} {
+		if v, ok := lookupPath(doc, client+key); ok && v != nil {
+			n, ok := v.(json.Number)
+			i, err := n.Int64()
+			if !ok || err != nil || i < 0 || i > math.MaxInt32 {
+				return fmt.Errorf("config file %s: %s: not a byte count: %v", path, client+key, v)
+			}
+			*dst = int(i)
+		}
+	}
 	return nil
 }
 
@@ -426,9 +458,6 @@ func (c *config) validate() error {
 		if strings.TrimSpace(ep) == "" {
 			return errors.New("--discovery-endpoints must not contain empty endpoints")
 		}
-	}
-	if len(c.DiscoveryEndpoints) > 0 && c.InitialClusterState == "existing" {
-		return errors.New("discovery URL should not be set when joining existing initial cluster")
 	}
 	if c.HeartbeatIntervalMs == 0 {
 		return fmt.Errorf("--heartbeat-interval must be >0 (set to %dms)", c.HeartbeatIntervalMs)

@@ -288,11 +288,19 @@ peer-transport-security:
 discovery-config:
   client:
     dial-timeout: 1000000000
+    max-request-bytes: 1048576
+    secure:
+      server-name: discovery.example
+    auth:
+      token: tok
 unknown-key: 1
 `), 0o600)
 	c, err := parse(t, []string{"--config-file", path, "--name", "flag"}, []string{"CAIRN_DATA_DIR=/x"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := (discoveryFileKeys{ServerName: "discovery.example", Token: "tok", MaxRequestBytes: 1 << 20}); c.DiscoveryFile != want {
+		t.Errorf("discovery-config.client's file-only keys read as %+v, want %+v", c.DiscoveryFile, want)
 	}
 	if c.Name != "fromfile" || c.HeartbeatIntervalMs != 50 || c.AutoCompactionRetention != "2h" || c.DataDir != "" ||
 		strings.Join(c.ListenClientURLs, " ") != "http://127.0.0.1:1 http://127.0.0.1:2" || c.ListenMetricsURLs[0] != "http://127.0.0.1:3" ||

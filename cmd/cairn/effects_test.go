@@ -35,12 +35,11 @@ func TestEffects(t *testing.T) {
 		{args: []string{"--enable-distributed-tracing"}, fail: "--enable-distributed-tracing: distributed tracing is not built yet"},
 		{args: []string{"--corrupt-check-time", "5m", "--compact-hash-check-time", "10s"}},
 		{args: []string{"--feature-gates", "CompactHashCheck=true"}},
-		{args: []string{"--feature-gates", "AllAlpha=true"}, fail: "SetMemberLocalAddr=true"},
-		{args: []string{"--feature-gates", "AllAlpha=true,SetMemberLocalAddr=false"},
+		{args: []string{"--feature-gates", "AllAlpha=true"},
 			noEffect: []string{"LeaseCheckpoint=true", "LeaseCheckpointPersist=true", "PriorityRequest=true", "StopGRPCServiceOnDefrag=true"}},
 		{args: []string{"--feature-gates", "TxnModeWriteWithSharedBuffer=false,FastLeaseKeepAlive=false"},
 			noEffect: []string{"TxnModeWriteWithSharedBuffer=false", "FastLeaseKeepAlive=false"}},
-		{args: []string{"--feature-gates", "SetMemberLocalAddr=true"}, fail: "choosing the local address of peer connections is not built yet"},
+		{args: []string{"--feature-gates", "SetMemberLocalAddr=true"}},
 		// kubeadm's.
 		{args: []string{"--feature-gates", "InitialCorruptCheck=true"}},
 	} {
@@ -174,5 +173,36 @@ func TestSocketReusePort(t *testing.T) {
 	if l3, err := listen(net.ListenConfig{}, u); err == nil {
 		l3.Close()
 		t.Fatal("a plain listener bound a port in use")
+	}
+}
+
+// With SetMemberLocalAddr the member dials its peers from the first
+// advertised peer URL's address that is neither loopback nor unspecified,
+// as etcd; without a suitable one, or without the gate, from the kernel's
+// choice.
+func TestPeerLocalAddr(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" for none
+	}{
+		{[]string{"--initial-advertise-peer-urls", "http://10.0.0.4:2380"}, ""},
+		{[]string{"--feature-gates", "SetMemberLocalAddr=true", "--initial-advertise-peer-urls",
+			"http://127.0.0.1:2380,https://localhost:2381,http://0.0.0.0:2382,https://10.0.0.4:2380,http://10.0.0.5:2380"}, "10.0.0.4"},
+		{[]string{"--feature-gates", "SetMemberLocalAddr=true", "--initial-advertise-peer-urls", "http://[fd00::4]:2380"}, "fd00::4"},
+		{[]string{"--feature-gates", "SetMemberLocalAddr=true", "--initial-advertise-peer-urls", "http://127.0.0.1:2380,http://node4:2380"}, ""},
+	} {
+		c, err := parse(t, tc.args, nil)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		logger, logs := observedLogger()
+		got := peerLocalAddr(c, logger)
+		if tc.want == "" && got != nil || tc.want != "" && !got.Equal(net.ParseIP(tc.want)) {
+			t.Errorf("%v: local address %v, want %q", tc.args, got, tc.want)
+		}
+		warned := logs.FilterMessageSnippet("unable to set a member local address").Len() > 0
+		if gated := len(tc.args) > 2; warned != (gated && tc.want == "") {
+			t.Errorf("%v: warned %v", tc.args, warned)
+		}
 	}
 }

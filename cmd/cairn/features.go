@@ -29,7 +29,7 @@ var gates = []gate{
 	{name: "LeaseCheckpoint", cairn: "no effect in Cairn: lease remaining TTLs are always checkpointed (see --lease-checkpoint-interval)"},
 	{name: "LeaseCheckpointPersist", cairn: "no effect in Cairn: lease checkpoints are always persisted"},
 	{name: "PriorityRequest", cairn: "no effect in Cairn: requests are applied in log order, with no priority for lease revocations"},
-	{name: "SetMemberLocalAddr", cairn: "choosing the local address of peer connections is not built yet", notBuilt: true},
+	{name: "SetMemberLocalAddr"},
 	{name: "StopGRPCServiceOnDefrag", cairn: "no effect in Cairn: its pebble backend needs no stop-the-world defragmentation"},
 	{name: "TxnModeWriteWithSharedBuffer", beta: true, deflt: true, cairn: "no effect in Cairn: the gate tunes bbolt's read buffer, and Cairn's backend is pebble"},
 }

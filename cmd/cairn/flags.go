@@ -308,6 +308,7 @@ type config struct {
 	DiscoveryFallback              string
 	DiscoverySRV                   string
 	DiscoverySRVName               string
+	DiscoveryFile                  discoveryFileKeys
 	StrictReconfigCheck            bool
 	PreVote                        bool
 	AutoCompactionRetention        string

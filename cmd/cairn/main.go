@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -130,10 +131,7 @@ func serve(c config, logger *zap.Logger) error {
 	if c.InitialCluster == "" {
 		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
 	}
-	dcfg, err := discoveryConfig(c, logger)
-	if err != nil {
-		return err
-	}
+	dcfg := discoveryConfig(c, logger)
 	if dcfg != nil {
 		// As etcd: the member starts from its own entries alone, and the
 		// discovery token serves as the cluster token, for the member
@@ -156,12 +154,11 @@ func serve(c config, logger *zap.Logger) error {
 	scfg := serverConfig(c, retention, keepRevs, compactionInterval, logger, reg)
 	scfg.PeerTLS = tlsSet.peerDial
 	scfg.Discovery = dcfg
+	scfg.PeerLocalAddr = peerLocalAddr(c, logger)
 	logStarting(logger, scfg, c.ListenPeerURLs, c.ListenClientURLs, c.ListenMetricsURLs)
-	srv, err := server.New(scfg)
-	if err != nil {
-		return err
-	}
-	// Listen before starting, so that a port in use fails the start.
+	// Listen before opening the member, as etcd: a port in use fails the
+	// start before a first start registers with a discovery service, or
+	// writes its WAL (connections wait in the listeners' backlogs).
 	lc := listenConfig(c.SocketReusePort, c.SocketReuseAddress)
 	var all []net.Listener
 	closeAll := func() {
@@ -210,11 +207,15 @@ func serve(c config, logger *zap.Logger) error {
 	}
 	if err != nil {
 		closeAll()
-		srv.Stop()
 		return err
 	}
 	if gw != nil {
 		defer gw.Close() // after clientGRPC.Stop
+	}
+	srv, err := server.New(scfg)
+	if err != nil {
+		closeAll()
+		return err
 	}
 	if err := srv.Start(); err != nil {
 		closeAll()
@@ -434,31 +435,57 @@ func maxLearners(n int) int {
 	return n
 }
 
+// peerLocalAddr is the source address of the member's connections to its
+// peers: with --feature-gates=SetMemberLocalAddr=true, as etcd, the host
+// of the first --initial-advertise-peer-urls that is an IP address, not a
+// loopback or unspecified one; nil (the kernel's choice) otherwise.
+func peerLocalAddr(c config, logger *zap.Logger) net.IP {
+	if !gateOn(c, "SetMemberLocalAddr") {
+		return nil
+	}
+	logger.Info("searching for a suitable member local address in AdvertisePeerURLs",
+		zap.Strings("advertise-peer-urls", c.InitialAdvertisePeerURLs))
+	for _, raw := range c.InitialAdvertisePeerURLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(u.Hostname()); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+			logger.Info("setting member local address", zap.String("LocalAddr", ip.String()))
+			return ip
+		}
+	}
+	logger.Warn("unable to set a member local address due to lack of suitable local addresses",
+		zap.Strings("advertise-peer-urls", c.InitialAdvertisePeerURLs))
+	return nil
+}
+
 // discoveryConfig is the v3 discovery service the --discovery-* flags
-// name; nil without --discovery-endpoints. --discovery-user may carry the
-// password too, as "user:password", as its help says.
-func discoveryConfig(c config, logger *zap.Logger) (*discovery.Config, error) {
+// (and discovery-config's keys in a config file) name; nil without
+// --discovery-endpoints. --discovery-user may carry the password too, as
+// "user:password", as its help says. The certificate files are read only
+// if the member asks the service (a first start).
+func discoveryConfig(c config, logger *zap.Logger) *discovery.Config {
 	if len(c.DiscoveryEndpoints) == 0 {
-		return nil, nil
+		return nil
 	}
 	user, password := c.DiscoveryUser, c.DiscoveryPassword
 	if password == "" {
 		user, password, _ = strings.Cut(user, ":")
 	}
-	cc, err := clientv3.NewClientConfig(&clientv3.ConfigSpec{
-		Endpoints:        c.DiscoveryEndpoints,
-		DialTimeout:      c.DiscoveryDialTimeout,
-		KeepAliveTime:    c.DiscoveryKeepAliveTime,
-		KeepAliveTimeout: c.DiscoveryKeepAliveTimeout,
+	spec := clientv3.ConfigSpec{
+		Endpoints:          c.DiscoveryEndpoints,
+		DialTimeout:        c.DiscoveryDialTimeout,
+		KeepAliveTime:      c.DiscoveryKeepAliveTime,
+		KeepAliveTimeout:   c.DiscoveryKeepAliveTimeout,
+		MaxCallSendMsgSize: c.DiscoveryFile.MaxRequestBytes,
+		MaxCallRecvMsgSize: c.DiscoveryFile.MaxRecvBytes,
 		Secure: &clientv3.SecureConfig{Cert: c.DiscoveryCert, Key: c.DiscoveryKey, Cacert: c.DiscoveryCACert,
-			InsecureTransport: c.DiscoveryInsecureTransport, InsecureSkipVerify: c.DiscoveryInsecureSkipTLSVerify},
-		Auth: &clientv3.AuthConfig{Username: user, Password: password},
-	}, logger)
-	if err != nil {
-		return nil, fmt.Errorf("--discovery-cert, --discovery-key, --discovery-cacert: %w", err)
+			ServerName: c.DiscoveryFile.ServerName, InsecureTransport: c.DiscoveryInsecureTransport,
+			InsecureSkipVerify: c.DiscoveryInsecureSkipTLSVerify},
+		Auth: &clientv3.AuthConfig{Username: user, Password: password, Token: c.DiscoveryFile.Token},
 	}
-	cc.Logger = logger.Named("discovery-client")
-	return &discovery.Config{Token: c.DiscoveryToken, Client: *cc, RequestTimeout: c.DiscoveryRequestTimeout, Logger: logger}, nil
+	return &discovery.Config{Token: c.DiscoveryToken, Client: spec, RequestTimeout: c.DiscoveryRequestTimeout, Logger: logger}
 }
 
 // defaultInitialCluster is etcd's: name=URL for each advertised peer URL.

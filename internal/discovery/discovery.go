@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -28,8 +30,10 @@ type Config struct {
 	// Token names the cluster being bootstrapped (--discovery-token).
 	Token string
 	// Client reaches the discovery cluster: its endpoints, TLS, user and
-	// timeouts (the --discovery-* flags).
-	Client clientv3.Config
+	// timeouts (the --discovery-* flags). Its files are read by Join, so
+	// that a member that never asks the service (a restart) needs none of
+	// them.
+	Client clientv3.ConfigSpec
 	// RequestTimeout bounds each read and write (not the wait for the
 	// other members). Default 5s.
 	RequestTimeout time.Duration
@@ -40,8 +44,10 @@ type Config struct {
 }
 
 // sizeKey and membersPrefix are the token's keys (see the package doc).
-func sizeKey(token string) string       { return registry + "/" + token + "/_config/size" }
-func membersPrefix(token string) string { return registry + "/" + token + "/members/" }
+// As etcd's, they are cleaned paths ("a/../b" is "b"), so that etcd's
+// members and Cairn's agree on any token.
+func sizeKey(token string) string       { return path.Join(registry, token, "_config/size") }
+func membersPrefix(token string) string { return path.Join(registry, token, "members") + "/" }
 
 // registration is one member's key in the discovery service.
 type registration struct {
@@ -67,12 +73,23 @@ func Join(ctx context.Context, cfg Config, memberID uint64, self string) (string
 	}
 	cfg.Logger = cfg.Logger.With(zap.String("discovery-token", cfg.Token),
 		zap.String("discovery-endpoints", strings.Join(cfg.Client.Endpoints, ",")))
-	c, err := clientv3.New(cfg.Client)
+	cc, err := clientv3.NewClientConfig(&cfg.Client, cfg.Logger)
 	if err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
+		return "", fmt.Errorf("discovery: --discovery-cert, --discovery-key, --discovery-cacert: %w", err)
+	}
+	cc.Logger = cfg.Logger.Named("discovery-client")
+	d := &discoverer{cfg: cfg, key: membersPrefix(cfg.Token) + strconv.FormatUint(memberID, 16)}
+	// With a user, New signs in, and fails when the service is not up
+	// yet: it is retried as any other request.
+	var c *clientv3.Client
+	if err := d.retry(ctx, "connect to the discovery service", func(context.Context) error {
+		c, err = clientv3.New(*cc)
+		return err
+	}); err != nil {
+		return "", err
 	}
 	defer c.Close()
-	d := &discoverer{cfg: cfg, c: c, key: membersPrefix(cfg.Token) + strconv.FormatUint(memberID, 16)}
+	d.c = c
 
 	size, regs, _, err := d.read(ctx)
 	if err != nil {
@@ -206,15 +223,28 @@ func (d *discoverer) add(regs []registration, key, value string, created int64) 
 	return regs
 }
 
+// final reports whether err is one that asking again cannot mend: a
+// missing or malformed size, or the discovery cluster refusing the user
+// (a wrong password, a role without access to the token's keys).
+func final(err error) bool {
+	for _, f := range []error{ErrSizeNotFound, ErrBadSizeKey, rpctypes.ErrAuthFailed, rpctypes.ErrPermissionDenied,
+		rpctypes.ErrGRPCAuthFailed, rpctypes.ErrGRPCPermissionDenied} {
+		if errors.Is(err, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // retry runs op, each call bounded by the request timeout, until it
-// succeeds, fails with ErrSizeNotFound or ErrBadSizeKey, or ctx ends;
-// between calls it waits cfg.Backoff.
+// succeeds, fails with a final error, or ctx ends; between calls it waits
+// cfg.Backoff.
 func (d *discoverer) retry(ctx context.Context, step string, op func(context.Context) error) error {
 	for n := 1; ; n++ {
 		opCtx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 		err := op(opCtx)
 		cancel()
-		if err == nil || errors.Is(err, ErrSizeNotFound) || errors.Is(err, ErrBadSizeKey) {
+		if err == nil || final(err) {
 			return err
 		}
 		if ctx.Err() != nil {

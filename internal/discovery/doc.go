@@ -24,9 +24,11 @@
 // same member and cluster IDs from it (the discovery token serves as the
 // initial cluster token). Members registered beyond the size (several
 // registering at once) are not founders; such a member gets
-// ErrFullCluster. A transient failure of the discovery service is retried
-// with backoff, for as long as etcd retries (without end); a missing or
-// malformed size key is not.
+// ErrFullCluster. A transient failure of the discovery service (down, no
+// leader) is retried with backoff, for as long as etcd retries (without
+// end), the first sign-in of --discovery-user included (etcd's fails at
+// once); a missing or malformed size key, a wrong password or a role
+// without access to the token's keys is not.
 //
 // The keys and their meaning are etcd's, so that a cluster of Cairn and one
 // of etcd can use the same discovery service, and either can be it.

@@ -206,10 +206,6 @@ func Open(cfg Config) (_ *Storage, err error) {
 	}
 	st.Raft = raft.NewMemoryStorage()
 	if exists {
-		if cfg.Discover != nil {
-			cfg.Logger.Warn("discovery token is ignored since cluster already initialized; valid logs are found",
-				zap.String("wal-dir", cfg.WALDir()))
-		}
 		err = restart(cfg, fs, st)
 	} else {
 		err = bootstrapNew(cfg, fs, st)
@@ -238,6 +234,9 @@ func bootstrapNew(cfg Config, fs vfs.FS, st *Storage) error {
 			"refusing to start a new member over it", cfg.Dir, ci)
 	}
 	if cfg.InitialClusterState == "existing" {
+		if cfg.Discover != nil {
+			return errDiscoverExisting
+		}
 		return joinExisting(cfg, fs, st)
 	}
 	if err := discover(&cfg); err != nil {
@@ -338,6 +337,10 @@ func foundingMembers(cfg Config) ([]membership.Member, membership.Member, error)
 	}
 	return members, self, nil
 }
+
+// errDiscoverExisting is a first start told both to join a running
+// cluster and to found one through discovery, in etcd's words.
+var errDiscoverExisting = errors.New("discovery URL should not be set when joining existing initial cluster")
 
 // discover replaces cfg.InitialCluster, this member's entries alone, with
 // the founding members cfg.Discover learns, when it is set.
@@ -454,6 +457,9 @@ func restart(cfg Config, fs vfs.FS, st *Storage) error {
 	if s.IsEmpty() && state.HardState.IsEmpty() && ci == 0 && len(state.Entries) == 0 && cfg.InitialClusterState == "existing" {
 		// A joining member that stopped before the leader sent it
 		// anything (a founding write is never empty).
+		if cfg.Discover != nil {
+			return errDiscoverExisting
+		}
 		return rejoin(cfg, st)
 	}
 	if s.IsEmpty() && state.HardState.IsEmpty() && ci == 0 {
@@ -468,6 +474,11 @@ func restart(cfg Config, fs vfs.FS, st *Storage) error {
 			return err
 		}
 		return writeFounding(cfg, st)
+	}
+	if cfg.Discover != nil {
+		// etcd's words.
+		cfg.Logger.Warn("discovery token is ignored since cluster already initialized; valid logs are found",
+			zap.String("wal-dir", cfg.WALDir()))
 	}
 	if !s.IsEmpty() {
 		if err := st.Raft.ApplySnapshot(s); err != nil {

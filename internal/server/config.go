@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"math"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -145,6 +146,9 @@ type Config struct {
 	// PeerTLS is what this member dials https:// peer URLs with (peer
 	// CA, peer client certificate); nil if it has no peer TLS.
 	PeerTLS *tls.Config
+	// PeerLocalAddr, if set, is the source address of this member's
+	// connections to peers (etcd's --feature-gates=SetMemberLocalAddr=true).
+	PeerLocalAddr net.IP
 	// Discovery, if set, is the discovery service a new cluster's first
 	// start learns its founding members from (etcd's --discovery-token
 	// and --discovery-endpoints); InitialCluster then names only this

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -76,7 +77,7 @@ func joinInfo(cfg Config) (member.JoinInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
 	defer cancel()
 	for {
-		descs, errs := fetchClusters(ctx, urls, cfg.PeerTLS)
+		descs, errs := fetchClusters(ctx, urls, cfg.PeerTLS, cfg.PeerLocalAddr)
 		var checkErr error
 		if len(descs) > 0 {
 			freshest := slices.MaxFunc(descs, func(a, b clusterDescription) int { return cmp.Compare(a.Index, b.Index) })
@@ -101,7 +102,7 @@ func joinInfo(cfg Config) (member.JoinInfo, error) {
 // fetchClusters asks each of urls at once for its description of the
 // cluster and returns the answers, and the errors of those that gave
 // none. It returns when every call has ended.
-func fetchClusters(ctx context.Context, urls []string, tlsConfig *tls.Config) ([]clusterDescription, []error) {
+func fetchClusters(ctx context.Context, urls []string, tlsConfig *tls.Config, local net.IP) ([]clusterDescription, []error) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex // guards descs and errs
@@ -112,7 +113,7 @@ func fetchClusters(ctx context.Context, urls []string, tlsConfig *tls.Config) ([
 		wg.Go(func() {
 			callCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
 			defer cancel()
-			data, err := transport.FetchCluster(callCtx, u, tlsConfig)
+			data, err := transport.FetchCluster(callCtx, u, tlsConfig, local)
 			var desc clusterDescription
 			if err == nil {
 				err = json.Unmarshal(data, &desc)

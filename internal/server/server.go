@@ -252,6 +252,7 @@ func (s *Server) Start() error {
 		LocalID: s.st.MemberID, ClusterID: s.st.ClusterID,
 		Raft: (*raftAdapter)(s), Snapshots: s.images, Calls: s, Logger: s.logger, Metrics: s.metrics.transport,
 		Removed: s.isRemoved, OnRemoved: s.removedByPeer, Cluster: s.describeCluster, TLS: s.cfg.PeerTLS,
+		LocalAddr: s.cfg.PeerLocalAddr,
 	})
 	tick := s.cfg.HeartbeatInterval
 	rn, err := raftnode.New(raftnode.Config{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -65,7 +66,7 @@ func (t *Transport) callConn(to uint64) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("transport: no peer %s", idString(to))
 	}
 	if p.callConn == nil {
-		conn, err := dial(p.urls[p.callURL%len(p.urls)], t.cfg.TLS)
+		conn, err := dial(p.urls[p.callURL%len(p.urls)], t.cfg.TLS, t.cfg.LocalAddr)
 		if err != nil {
 			return nil, err
 		}
@@ -116,9 +117,10 @@ func (t *Transport) handleCluster(_ any, _ context.Context, dec func(any) error,
 
 // FetchCluster asks the member at peer URL rawURL to describe its
 // cluster (its Config.Cluster), for a member joining it; tlsConfig is
-// what https:// URLs are dialled with (Config.TLS).
-func FetchCluster(ctx context.Context, rawURL string, tlsConfig *tls.Config) ([]byte, error) {
-	conn, err := dial(rawURL, tlsConfig)
+// what https:// URLs are dialled with (Config.TLS), and local, if set, the
+// address to dial from (Config.LocalAddr).
+func FetchCluster(ctx context.Context, rawURL string, tlsConfig *tls.Config, local net.IP) ([]byte, error) {
+	conn, err := dial(rawURL, tlsConfig, local)
 	if err != nil {
 		return nil, err
 	}

@@ -99,7 +99,7 @@ func (p *peer) run() {
 		peerURL := p.urls[urlIndex%len(p.urls)]
 		if useGRPC {
 			if conn == nil {
-				if conn, err = dial(peerURL, p.t.cfg.TLS); err != nil {
+				if conn, err = dial(peerURL, p.t.cfg.TLS, p.t.cfg.LocalAddr); err != nil {
 					logger.Error("peer URL unusable", zap.Error(err))
 					urlIndex++
 					if !p.sleep(maxBackoff) {
@@ -171,7 +171,7 @@ func (p *peer) run() {
 func (p *peer) dialAndSend(peerURL string) error {
 	ctx, cancel := cancelOn(context.Background(), p.stopc)
 	ctx, cancelDial := context.WithTimeout(ctx, p.t.cfg.DialTimeout)
-	conn, err := dialRaw(ctx, peerURL, p.t.cfg.TLS)
+	conn, err := dialRaw(ctx, peerURL, p.t.cfg.TLS, p.t.cfg.LocalAddr)
 	cancelDial()
 	cancel()
 	if err != nil {

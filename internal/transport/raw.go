@@ -122,14 +122,17 @@ var errUnusableURL = errors.New("transport: unusable peer URL")
 
 // dialRaw opens a raw message connection's socket to a peer URL
 // (parsePeerURL), with TCP keep-alives that notice a vanished peer in
-// seconds, as gRPC's keep-alive pings did.
-func dialRaw(ctx context.Context, rawURL string, tlsConfig *tls.Config) (net.Conn, error) {
-	pt, err := parsePeerURL(rawURL, tlsConfig)
+// seconds, as gRPC's keep-alive pings did; from local, if set.
+func dialRaw(ctx context.Context, rawURL string, tlsConfig *tls.Config, local net.IP) (net.Conn, error) {
+	pt, err := parsePeerURL(rawURL, tlsConfig, local)
 	if err != nil {
 		return nil, err
 	}
 	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepaliveTime, Interval: time.Second, Count: 3},
 		Control: setUserTimeout}
+	if pt.local != nil {
+		d.LocalAddr = pt.local
+	}
 	conn, err := d.DialContext(ctx, pt.network, pt.address)
 	if err != nil || pt.tls == nil {
 		return conn, err

@@ -55,10 +55,10 @@ func TestTLSPeers(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	if got, err := FetchCluster(ctx, a.url(), ccfg); err != nil || string(got) != "cluster" {
+	if got, err := FetchCluster(ctx, a.url(), ccfg, nil); err != nil || string(got) != "cluster" {
 		t.Fatalf("FetchCluster over TLS: %q, %v", got, err)
 	}
-	if _, err := FetchCluster(ctx, a.url(), nil); err == nil {
+	if _, err := FetchCluster(ctx, a.url(), nil, nil); err == nil {
 		t.Fatal("FetchCluster dialled an https:// URL without TLS")
 	}
 
@@ -73,5 +73,64 @@ func TestTLSPeers(t *testing.T) {
 	waitFor(t, "the intruder's message reported unreachable", func() bool { return intruder.raft.unreachableCount(1) > 0 })
 	if got := a.raft.received(3); len(got) != 0 {
 		t.Fatalf("a member with another CA's certificate delivered %d messages", len(got))
+	}
+}
+
+// A member whose peer certificate names only one of its host's addresses
+// reaches peers that check the certificate's addresses against the
+// connection's source (--peer-client-cert-auth) only when it dials from
+// that address (Config.LocalAddr, etcd's SetMemberLocalAddr): messages,
+// and FetchCluster as a joining member asks it. Without it the kernel
+// picks 127.0.0.1 to reach 127.0.0.1, and the peer refuses the
+// certificate. (Linux routes all of 127/8 to the loopback device.)
+func TestPeerLocalAddr(t *testing.T) {
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, dir, "peer")
+	spec := certtest.Localhost
+	spec.Name, spec.CN = "peer", "peer"
+	pair := ca.Issue(t, spec)
+	info := tlsutil.Info{CertFile: pair.CertFile, KeyFile: pair.KeyFile, TrustedCAFile: ca.CertFile, ClientCertAuth: true}
+	spec2 := certtest.Spec{Name: "second-address", CN: "peer", IPs: []net.IP{net.ParseIP("127.0.0.2")}}
+	pair2 := ca.Issue(t, spec2)
+	info2 := tlsutil.Info{CertFile: pair2.CertFile, KeyFile: pair2.KeyFile, TrustedCAFile: ca.CertFile, ClientCertAuth: true}
+	ccfg2, err := info2.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a := serveTLSNode(t, 1, info, info)
+	for _, tc := range []struct {
+		id    uint64
+		local net.IP
+		want  bool
+	}{{2, nil, false}, {3, net.ParseIP("127.0.0.2"), true}} {
+		raw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis, err := tlsutil.NewListener(raw, info, tlsutil.ListenerOptions{CheckSAN: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := serveNodeWith(t, newNode(tc.id, testCluster, nil, Config{TLS: ccfg2, LocalAddr: tc.local}), lis, "https://"+raw.Addr().String())
+		b.tr.SetPeer(1, []string{a.url()})
+		b.tr.Send([]raftpb.Message{app(tc.id, 1, 1)})
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		_, ferr := FetchCluster(ctx, a.url(), ccfg2, tc.local)
+		cancel()
+		if !tc.want {
+			waitFor(t, "the message from 127.0.0.1 reported unreachable", func() bool { return b.raft.unreachableCount(1) > 0 })
+			if got := a.raft.received(tc.id); len(got) != 0 {
+				t.Fatalf("a member dialling from 127.0.0.1 with a certificate for 127.0.0.2 delivered %d messages", len(got))
+			}
+			if ferr == nil {
+				t.Fatal("FetchCluster from 127.0.0.1 with a certificate for 127.0.0.2 was answered")
+			}
+			continue
+		}
+		waitFor(t, "the message from 127.0.0.2 delivered", func() bool { return len(a.raft.received(tc.id)) == 1 })
+		if ferr != nil {
+			t.Fatalf("FetchCluster from 127.0.0.2: %v", ferr)
+		}
 	}
 }

@@ -106,6 +106,11 @@ type Config struct {
 	// (the peer CA, and the peer client certificate presented when
 	// asked). Nil: such URLs cannot be dialled.
 	TLS *tls.Config
+	// LocalAddr, if set, is the source address of this member's TCP
+	// connections to peers (etcd's --feature-gates=SetMemberLocalAddr=true:
+	// a peer that checks the IP addresses in this member's certificate
+	// sees the address the certificate names). Nil: the kernel's choice.
+	LocalAddr net.IP
 }
 
 // ErrMemberRemoved is a peer's answer to a member removed from the
@@ -587,7 +592,7 @@ func (t *Transport) sendSnapshot(urls []string, m raftpb.Message) error {
 	sn := *m.Snapshot
 	sn.Metadata = md
 	m.Snapshot = &sn
-	conn, err := dial(urls[0], t.cfg.TLS)
+	conn, err := dial(urls[0], t.cfg.TLS, t.cfg.LocalAddr)
 	if err != nil {
 		return err
 	}
@@ -678,15 +683,19 @@ type peerTarget struct {
 	host string
 	// tls is the configuration to dial with, nil for a plain socket.
 	tls *tls.Config
+	// local is the address to dial from (TCP only), nil for the kernel's
+	// choice.
+	local *net.TCPAddr
 }
 
 // parsePeerURL reads a peer URL: http://host:port, or unix://path, a Unix
 // socket at host+path as the member listening on it reads the URL (etcd's
 // reading; "unix://localhost:2380" is a file named "localhost:2380" in the
 // working directory); https:// and unixs:// are the same over TLS with
-// tlsConfig, the server's name checked against the URL's host. Its errors
-// are errUnusableURL.
-func parsePeerURL(rawURL string, tlsConfig *tls.Config) (peerTarget, error) {
+// tlsConfig, the server's name checked against the URL's host. TCP
+// connections are dialled from local, if set. Its errors are
+// errUnusableURL.
+func parsePeerURL(rawURL string, tlsConfig *tls.Config, local net.IP) (peerTarget, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return peerTarget{}, fmt.Errorf("%w: %w", errUnusableURL, err)
@@ -694,6 +703,9 @@ func parsePeerURL(rawURL string, tlsConfig *tls.Config) (peerTarget, error) {
 	pt := peerTarget{network: "tcp", address: u.Host, host: u.Host}
 	switch u.Scheme {
 	case "http", "https":
+		if local != nil {
+			pt.local = &net.TCPAddr{IP: local}
+		}
 	case "unix", "unixs":
 		pt.network, pt.address = "unix", u.Host+u.Path
 	default:
@@ -713,12 +725,12 @@ func parsePeerURL(rawURL string, tlsConfig *tls.Config) (peerTarget, error) {
 }
 
 // dial returns a gRPC client connection to a peer URL (parsePeerURL).
-func dial(rawURL string, tlsConfig *tls.Config) (*grpc.ClientConn, error) {
+func dial(rawURL string, tlsConfig *tls.Config, local net.IP) (*grpc.ClientConn, error) {
 	var intercept []grpc.DialOption
 	if testStreamInterceptor != nil {
 		intercept = append(intercept, grpc.WithStreamInterceptor(testStreamInterceptor))
 	}
-	pt, err := parsePeerURL(rawURL, tlsConfig)
+	pt, err := parsePeerURL(rawURL, tlsConfig, local)
 	if err != nil {
 		return nil, err
 	}
@@ -726,14 +738,17 @@ func dial(rawURL string, tlsConfig *tls.Config) (*grpc.ClientConn, error) {
 	if pt.tls != nil {
 		creds = credentials.NewTLS(pt.tls)
 	}
-	var unixSocket []grpc.DialOption
-	if pt.network == "unix" {
-		unixSocket = append(unixSocket, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", pt.address)
+	var dialer []grpc.DialOption
+	if pt.network == "unix" || pt.local != nil {
+		dialer = append(dialer, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			d := net.Dialer{}
+			if pt.local != nil {
+				d.LocalAddr = pt.local
+			}
+			return d.DialContext(ctx, pt.network, pt.address)
 		}))
 	}
-	return grpc.NewClient("passthrough:///"+pt.host, append(append(unixSocket, intercept...),
+	return grpc.NewClient("passthrough:///"+pt.host, append(append(dialer, intercept...),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MaxFrameBytes), grpc.MaxCallRecvMsgSize(MaxFrameBytes)),
 		// A peer whose host vanished is noticed in seconds, not after

@@ -604,7 +604,7 @@ func TestOtherClusterRefused(t *testing.T) {
 // another by hand, as members before the raw connection send.
 func openMessagesStream(t *testing.T, from, to *node) grpc.ClientStream {
 	t.Helper()
-	conn, err := dial(to.url(), nil)
+	conn, err := dial(to.url(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/cairn-db/cairn/internal/membership"
 	"github.com/cairn-db/cairn/internal/porttest"
 )
 
@@ -49,13 +50,46 @@ func registrations(t *testing.T, cli *clientv3.Client, token string) map[string]
 	return regs
 }
 
+// discoveryService starts a one-member cluster with auth enabled: root
+// (password "pw") and a user "disc" (password "dpw") that may read and
+// write the discovery registry and nothing else. It returns the cluster
+// and a client signed in as root.
+func discoveryService(t *testing.T) (*cluster, *clientv3.Client) {
+	t.Helper()
+	ds := newCluster(t, 1)
+	cli := ds.client()
+	ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
+	defer cancel()
+	for i, step := range []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", "pw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "registry"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "registry", "/_etcd/registry/", clientv3.GetPrefixRangeEnd("/_etcd/registry/"),
+				clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "disc", "dpw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "disc", "registry"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("discovery service's auth, step %d: %v", i, err)
+		}
+	}
+	ds.signIn()
+	return ds, userClient(t, ds.endpoints(), "root", "pw")
+}
+
 // Three members started with only a discovery service in common find
 // each other through it and form one cluster, with the member IDs they
-// registered; a fourth member is refused ("cluster is full"), and a
-// founding member restarts without asking the service again.
+// registered, derived from the discovery token as etcd derives them; a
+// fourth member is refused ("cluster is full"), and a founding member
+// restarts without asking the service again. The members sign in to the
+// service as a user allowed only the registry (--discovery-user
+// user:password).
 func TestDiscoveryBootstrapsACluster(t *testing.T) {
-	ds := newCluster(t, 1)
-	dcli := ds.client()
+	ds, dcli := discoveryService(t)
 	const token = "8A591FAB-1D72-41FA-BDF2-A27162FDA1E0"
 	ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
 	defer cancel()
@@ -63,7 +97,7 @@ func TestDiscoveryBootstrapsACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := newUnstartedCluster(t, 4)
+	c := newUnstartedCluster(t, 4, "--discovery-user", "disc:dpw")
 	c.withDiscovery(ds.endpoints(), token)
 	extra := c.members[3]
 	c.members = c.members[:3]
@@ -81,6 +115,9 @@ func TestDiscoveryBootstrapsACluster(t *testing.T) {
 		i := slices.IndexFunc(ml.Members, func(x *pb.Member) bool { return x.Name == m.name })
 		if i < 0 {
 			t.Fatalf("member %s is not in the member list %v", m.name, ml.Members)
+		}
+		if want := membership.ComputeMemberID([]string{m.peerURL}, token, 0); ml.Members[i].ID != want {
+			t.Errorf("member %s has ID %x, want %x (from its peer URL and the discovery token)", m.name, ml.Members[i].ID, want)
 		}
 		key := "/_etcd/registry/" + token + "/members/" + strconv.FormatUint(ml.Members[i].ID, 16)
 		if got, want := regs[key], m.name+"="+m.peerURL; got != want {
@@ -120,16 +157,21 @@ func TestDiscoveryBootstrapsACluster(t *testing.T) {
 }
 
 // A discovery token whose size key is missing, or not a positive number,
-// fails the start at once, naming the cause, and registers nothing.
-func TestDiscoveryRefusesABadSize(t *testing.T) {
-	ds := newCluster(t, 1)
-	dcli := ds.client()
+// fails the start at once, naming the cause, and registers nothing; so
+// does a wrong password, or a user without access to the registry.
+func TestDiscoveryRefusals(t *testing.T) {
+	ds, dcli := discoveryService(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
 	defer cancel()
-	for _, tc := range []struct{ token, size, want string }{
-		{"no-size", "", "discovery: size key not found"},
-		{"bad-size", "three", "discovery: size key is bad"},
-		{"zero-size", "0", "discovery: size key is bad"},
+	if _, err := dcli.UserAdd(ctx, "nobody", "npw"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ token, size, user, want string }{
+		{"no-size", "", "disc:dpw", "discovery: size key not found"},
+		{"bad-size", "three", "disc:dpw", "discovery: size key is bad"},
+		{"zero-size", "0", "disc:dpw", "discovery: size key is bad"},
+		{"wrong-password", "3", "disc:nope", "authentication failed"},
+		{"no-access", "3", "nobody:npw", "permission denied"},
 	} {
 		if tc.size != "" {
 			if _, err := dcli.Put(ctx, "/_etcd/registry/"+tc.token+"/_config/size", tc.size); err != nil {
@@ -142,7 +184,7 @@ func TestDiscoveryRefusesABadSize(t *testing.T) {
 		cmd := exec.Command(cairnBinary, "--name", "m", "--data-dir", filepath.Join(t.TempDir(), "m"),
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-			"--discovery-endpoints", strings.Join(ds.endpoints(), ","), "--discovery-token", tc.token)
+			"--discovery-endpoints", strings.Join(ds.endpoints(), ","), "--discovery-token", tc.token, "--discovery-user", tc.user)
 		cmd.Env = childEnv()
 		_, stderr, code := runChild(t, cmd, waitDeadline)
 		if code != 1 || !strings.Contains(stderr, tc.want) {
