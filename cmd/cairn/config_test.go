@@ -127,8 +127,8 @@ func TestEveryEtcdFlag(t *testing.T) {
 }
 
 // Under the name etcd, --help is etcd 3.7.3's, but for what Cairn does
-// differently: no gateway or grpc-proxy commands, its data-dir default and
-// its own flags.
+// differently: no grpc-proxy command, its data-dir default and its own
+// flags.
 func TestHelpLayout(t *testing.T) {
 	want, err := os.ReadFile("testdata/etcd-3.7.3-help.txt")
 	if err != nil {
@@ -140,7 +140,6 @@ func TestHelpLayout(t *testing.T) {
 	}
 	expected := string(want)
 	for _, cut := range []string{
-		"  etcd gateway\n    Run the stateless pass-through etcd TCP connection forwarding proxy.\n\n",
 		"  etcd grpc-proxy\n    Run the stateless etcd v3 gRPC L7 reverse proxy.\n\n",
 	} {
 		expected = strings.Replace(expected, cut, "", 1)

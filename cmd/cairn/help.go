@@ -20,7 +20,7 @@ func programName(argv0 string) string {
 
 // usageText is the head of --help (etcd prints it to stderr, and alone
 // after a bad flag). Under the name etcd it is etcd 3.7.3's, less the
-// gateway and grpc-proxy commands, which Cairn does not have.
+// grpc-proxy command, which Cairn does not have.
 func usageText(prog string) string {
 	start, about := "Start an etcd server.", "Show the version of etcd."
 	help := "Show the help information about etcd."
@@ -46,6 +46,9 @@ func usageText(prog string) string {
     --watch-progress-notify-interval) must be specified as integer nanoseconds
     in the JSON/YAML file (e.g. 600000000000 for 10m); human-readable strings
     such as "10m" are only accepted on the command line.
+
+  %[1]s gateway
+    Run the stateless pass-through etcd TCP connection forwarding proxy.
 
 `, prog, start, about, help)
 }

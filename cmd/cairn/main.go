@@ -50,6 +50,9 @@ const gcTuneEvery = 250 * time.Millisecond
 // etcd) with args; it returns the exit status: 0, 1 for a configuration
 // refused or a failed start, 2 for a usage error.
 func run(argv0 string, args []string, environ []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "gateway" {
+		return runGateway(programName(filepath.Base(argv0)), args[1:], stdout, stderr)
+	}
 	c, err := parseConfig(programName(filepath.Base(argv0)), args, environ, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/cairn-db/cairn/internal/tcpproxy"
+)
+
+// gatewayFlags are `gateway start`'s flags, etcd's.
+type gatewayFlags struct {
+	listenAddr       string
+	endpoints        []string
+	discoverySRV     string
+	discoverySRVName string
+	insecureDisc     bool
+	trustedCA        string
+	retryDelay       time.Duration
+}
+
+// runGateway is `cairn gateway ...` (etcd's `etcd gateway`): `start` runs
+// the TCP proxy (package tcpproxy) until SIGINT or SIGTERM. It returns the
+// exit status.
+func runGateway(prog string, args []string, stdout, stderr io.Writer) int {
+	var f gatewayFlags
+	status := 0
+	root := &cobra.Command{Use: prog, Short: prog + " server", SilenceUsage: true, SilenceErrors: true}
+	gw := &cobra.Command{Use: "gateway <subcommand>", Short: "gateway related command"}
+	start := &cobra.Command{
+		Use:   "start",
+		Short: "start the gateway",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			status = startGateway(f, append([]string{prog, "gateway"}, args...), stdout, stderr)
+		},
+	}
+	fs := start.Flags()
+	fs.StringVar(&f.listenAddr, "listen-addr", "127.0.0.1:23790", "listen address")
+	fs.StringVar(&f.discoverySRV, "discovery-srv", "", "DNS domain used to bootstrap initial cluster")
+	fs.StringVar(&f.discoverySRVName, "discovery-srv-name", "", "service name to query when using DNS discovery")
+	fs.BoolVar(&f.insecureDisc, "insecure-discovery", false, "accept insecure SRV records")
+	fs.StringVar(&f.trustedCA, "trusted-ca-file", "", "path to the client server TLS CA file for verifying the discovered endpoints when discovery-srv is provided.")
+	fs.StringSliceVar(&f.endpoints, "endpoints", []string{"127.0.0.1:2379"}, "comma separated etcd cluster endpoints")
+	fs.DurationVar(&f.retryDelay, "retry-delay", time.Minute, "duration of delay before retrying failed endpoints")
+	gw.AddCommand(start)
+	root.AddCommand(gw)
+	root.SetArgs(append([]string{"gateway"}, args...))
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 2
+	}
+	return status
+}
+
+// startGateway checks f, listens and proxies; its log is etcd's default
+// (JSON on stderr).
+func startGateway(f gatewayFlags, argv []string, stdout, stderr io.Writer) int {
+	logger, err := newLogger(logConfig{Logger: "zap", Outputs: []string{"default"}, Level: "info", Format: "json"}, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer logger.Sync()
+	logger.Info("Running: ", zap.Strings("args", argv))
+	if f.discoverySRV != "" {
+		logger.Error("cairn gateway stopped", zap.String("error", "--discovery-srv: "+srvMissing))
+		return 1
+	}
+	endpoints, err := gatewayEndpoints(f.endpoints, f.listenAddr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", f.listenAddr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	p := &tcpproxy.Proxy{Endpoints: endpoints, RetryDelay: f.retryDelay, Logger: logger}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ln) }()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+	select {
+	case sig := <-sigc:
+		logger.Info("received signal; shutting down", zap.String("signal", sig.String()))
+		p.Close()
+		<-served
+		return 0
+	case err := <-served:
+		p.Close()
+		if !errors.Is(err, tcpproxy.ErrClosed) {
+			logger.Error("cairn gateway stopped", zap.String("error", err.Error()))
+			return 1
+		}
+		return 0
+	}
+}
+
+// gatewayEndpoints are --endpoints as host:port (a URL's scheme dropped:
+// the gateway proxies TCP), refused, as etcd refuses them, when one does
+// not parse or resolves to the gateway's own listen address.
+func gatewayEndpoints(raw []string, listenAddr string) ([]string, error) {
+	lhost, lport, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("failed to validate listen address: %s", listenAddr)
+	}
+	laddrs, err := net.LookupHost(lhost)
+	if err != nil {
+		return nil, fmt.Errorf("failed to resolve listen host: %s", lhost)
+	}
+	var eps []string
+	for _, ep := range raw {
+		if u, err := url.Parse(ep); err == nil && u.Host != "" {
+			ep = u.Host
+		}
+		h, p, err := net.SplitHostPort(ep)
+		if _, perr := strconv.ParseUint(p, 10, 16); err != nil || perr != nil {
+			return nil, fmt.Errorf("error parsing endpoint %q", ep)
+		}
+		if p == lport {
+			addrs, err := net.LookupHost(h)
+			if err != nil {
+				return nil, fmt.Errorf("failed to resolve endpoint host: %s", h)
+			}
+			for _, a := range addrs {
+				if slices.Contains(laddrs, a) {
+					return nil, fmt.Errorf("SRV or endpoint (%s:%s->%s:%s) should not resolve to the gateway listen addr (%s)", h, p, a, p, listenAddr)
+				}
+			}
+		}
+		eps = append(eps, ep)
+	}
+	if len(eps) == 0 {
+		return nil, errors.New("no endpoints found")
+	}
+	return eps, nil
+}
