@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
@@ -32,18 +33,19 @@ type gatewayFlags struct {
 
 // runGateway is `cairn gateway ...` (etcd's `etcd gateway`): `start` runs
 // the TCP proxy (package tcpproxy) until SIGINT or SIGTERM. It returns the
-// exit status.
-func runGateway(prog string, args []string, stdout, stderr io.Writer) int {
+// exit status: as etcd's, 1 for a bad flag (after cobra's error and usage)
+// or a refused configuration.
+func runGateway(argv0 string, args []string, stdout, stderr io.Writer) int {
+	prog := programName(filepath.Base(argv0))
 	var f gatewayFlags
 	status := 0
-	root := &cobra.Command{Use: prog, Short: prog + " server", SilenceUsage: true, SilenceErrors: true}
+	root := &cobra.Command{Use: prog, Short: prog + " server"}
 	gw := &cobra.Command{Use: "gateway <subcommand>", Short: "gateway related command"}
 	start := &cobra.Command{
 		Use:   "start",
 		Short: "start the gateway",
-		Args:  cobra.NoArgs,
 		Run: func(*cobra.Command, []string) {
-			status = startGateway(f, append([]string{prog, "gateway"}, args...), stdout, stderr)
+			status = startGateway(f, append([]string{argv0, "gateway"}, args...), stdout, stderr)
 		},
 	}
 	fs := start.Flags()
@@ -60,14 +62,15 @@ func runGateway(prog string, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintf(stderr, "Error: %v\n", err)
-		return 2
+		fmt.Fprint(stderr, err)
+		return 1
 	}
 	return status
 }
 
 // startGateway checks f, listens and proxies; its log is etcd's default
-// (JSON on stderr).
+// (JSON on stderr), and a refused configuration is said on stdout, as
+// etcd's gateway says it.
 func startGateway(f gatewayFlags, argv []string, stdout, stderr io.Writer) int {
 	logger, err := newLogger(logConfig{Logger: "zap", Outputs: []string{"default"}, Level: "info", Format: "json"}, stdout, stderr)
 	if err != nil {
@@ -82,8 +85,11 @@ func startGateway(f gatewayFlags, argv []string, stdout, stderr io.Writer) int {
 	}
 	endpoints, err := gatewayEndpoints(f.endpoints, f.listenAddr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stdout, err)
 		return 1
+	}
+	if f.retryDelay == 0 {
+		f.retryDelay = 5 * time.Minute // etcd's proxy's default for 0
 	}
 	ln, err := net.Listen("tcp", f.listenAddr)
 	if err != nil {
@@ -114,7 +120,8 @@ func startGateway(f gatewayFlags, argv []string, stdout, stderr io.Writer) int {
 
 // gatewayEndpoints are --endpoints as host:port (a URL's scheme dropped:
 // the gateway proxies TCP), refused, as etcd refuses them, when one does
-// not parse or resolves to the gateway's own listen address.
+// not parse, does not resolve, or resolves to the gateway's own listen
+// address.
 func gatewayEndpoints(raw []string, listenAddr string) ([]string, error) {
 	lhost, lport, err := net.SplitHostPort(listenAddr)
 	if err != nil {
@@ -133,11 +140,11 @@ func gatewayEndpoints(raw []string, listenAddr string) ([]string, error) {
 		if _, perr := strconv.ParseUint(p, 10, 16); err != nil || perr != nil {
 			return nil, fmt.Errorf("error parsing endpoint %q", ep)
 		}
+		addrs, err := net.LookupHost(h)
+		if err != nil {
+			return nil, fmt.Errorf("failed to resolve endpoint host: %s", h)
+		}
 		if p == lport {
-			addrs, err := net.LookupHost(h)
-			if err != nil {
-				return nil, fmt.Errorf("failed to resolve endpoint host: %s", h)
-			}
 			for _, a := range addrs {
 				if slices.Contains(laddrs, a) {
 					return nil, fmt.Errorf("SRV or endpoint (%s:%s->%s:%s) should not resolve to the gateway listen addr (%s)", h, p, a, p, listenAddr)

@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -184,7 +186,13 @@ func listen(lc net.ListenConfig, rawURL string) (net.Listener, error) {
 	switch u.Scheme {
 	case "http", "https":
 	case "unix", "unixs":
-		return lc.Listen(context.Background(), "unix", u.Host+u.Path)
+		// As etcd: a socket file left by a member that died is removed
+		// (else the bind fails with "address already in use").
+		path := u.Host + u.Path
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return lc.Listen(context.Background(), "unix", path)
 	default:
 		return nil, fmt.Errorf("unsupported URL scheme %q", u.Scheme)
 	}

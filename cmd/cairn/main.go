@@ -51,7 +51,7 @@ const gcTuneEvery = 250 * time.Millisecond
 // refused or a failed start, 2 for a usage error.
 func run(argv0 string, args []string, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "gateway" {
-		return runGateway(programName(filepath.Base(argv0)), args[1:], stdout, stderr)
+		return runGateway(argv0, args[1:], stdout, stderr)
 	}
 	c, err := parseConfig(programName(filepath.Base(argv0)), args, environ, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {

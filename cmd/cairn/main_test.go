@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,4 +50,24 @@ func TestBadLoggingConfig(t *testing.T) {
 	if code != 1 || last.Level != "warn" || last.Msg != "failed to verify flags" || !strings.Contains(stderr.String(), `--log-level: \"loud\"`) {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and a warning: failed to verify flags, naming --log-level", code, stderr.String())
 	}
+}
+
+// A unix socket file left by a member that died does not keep the next
+// start from listening there (etcd removes it too).
+func TestListenOverStaleUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the stale socket file is not there: %v", err)
+	}
+	l, err = listen(net.ListenConfig{}, "unix://"+path)
+	if err != nil {
+		t.Fatalf("listening over a stale socket file: %v", err)
+	}
+	l.Close()
 }

@@ -50,8 +50,12 @@ func (s *Server) advanceTicks() {
 	deadline := time.Now().Add(advanceWait)
 	for time.Now().Before(deadline) {
 		reachable := 0
+		d := net.Dialer{Timeout: advanceProbe}
+		if s.cfg.PeerLocalAddr != nil {
+			d.LocalAddr = &net.TCPAddr{IP: s.cfg.PeerLocalAddr}
+		}
 		for _, addr := range addrs {
-			if c, err := net.DialTimeout("tcp", addr, advanceProbe); err == nil {
+			if c, err := d.Dial("tcp", addr); err == nil {
 				c.Close()
 				reachable++
 			}

@@ -24,9 +24,13 @@ type Proxy struct {
 	// Now is the clock the retry delays are read from; nil is time.Now.
 	Now func() time.Time
 
-	// wg counts Serve's connection goroutines; Close waits for them.
+	// wg counts Serve's connection goroutines (added under mu, so that
+	// none starts after Close); Close waits for them.
 	wg sync.WaitGroup
-	mu struct {
+	// ctx ends with Close: dials in flight give up.
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     struct {
 		sync.Mutex
 		// next is the endpoint the next connection tries first.
 		next int
@@ -67,6 +71,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		return ErrClosed
 	}
 	p.mu.ln = ln
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.mu.passUntil = make([]time.Time, len(p.Endpoints))
 	p.mu.conns = map[net.Conn]struct{}{}
 	p.mu.Unlock()
@@ -82,11 +87,10 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		if !p.track(in) {
+		if !p.track(in, true) {
 			in.Close()
 			return ErrClosed
 		}
-		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
 			p.serve(in)
@@ -101,6 +105,7 @@ func (p *Proxy) Close() error {
 	p.mu.closed = true
 	if p.mu.ln != nil {
 		p.mu.ln.Close()
+		p.cancel()
 	}
 	for c := range p.mu.conns {
 		c.Close()
@@ -110,14 +115,18 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
-// track records c among the open connections; false once closed.
-func (p *Proxy) track(c net.Conn) bool {
+// track records c among the open connections, and with goroutine a
+// goroutine about to start for it; false once closed.
+func (p *Proxy) track(c net.Conn, goroutine bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
 		return false
 	}
 	p.mu.conns[c] = struct{}{}
+	if goroutine {
+		p.wg.Add(1)
+	}
 	return true
 }
 
@@ -135,7 +144,7 @@ func (p *Proxy) serve(in net.Conn) {
 	if out == nil {
 		return
 	}
-	if !p.track(out) {
+	if !p.track(out, false) {
 		out.Close()
 		return
 	}
@@ -156,25 +165,38 @@ func (p *Proxy) serve(in net.Conn) {
 
 // dial connects to the endpoints in turn from the next one, those passed
 // over last, and returns the first connection made (nil if none answers).
+// It logs an endpoint's changes, as etcd's gateway: "deactivated" when
+// one starts being passed over, "activated" when one passed over answers
+// again; not each connection's dials, which an outage repeats for every
+// client reconnecting.
 func (p *Proxy) dial() net.Conn {
 	for _, i := range p.order() {
 		addr := p.Endpoints[i]
-		ctx, cancel := context.WithTimeout(context.Background(), p.DialTimeout)
+		ctx, cancel := context.WithTimeout(p.ctx, p.DialTimeout)
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		cancel()
-		if err == nil {
-			p.mu.Lock()
-			p.mu.passUntil[i] = time.Time{}
-			p.mu.Unlock()
-			return c
+		if err != nil && p.ctx.Err() != nil {
+			return nil // Close, not the endpoint
 		}
 		p.mu.Lock()
-		p.mu.passUntil[i] = p.Now().Add(p.RetryDelay)
+		wasPassed := !p.mu.passUntil[i].IsZero()
+		if err == nil {
+			p.mu.passUntil[i] = time.Time{}
+		} else {
+			p.mu.passUntil[i] = p.Now().Add(p.RetryDelay)
+		}
 		p.mu.Unlock()
-		p.Logger.Warn("deactivated endpoint", zap.String("address", addr), zap.Duration("interval", p.RetryDelay), zap.Error(err))
+		switch {
+		case err == nil && wasPassed:
+			p.Logger.Info("activated", zap.String("address", addr))
+		case err != nil && !wasPassed:
+			p.Logger.Warn("deactivated endpoint", zap.String("address", addr), zap.Duration("interval", p.RetryDelay), zap.Error(err))
+		}
+		if err == nil {
+			return c
+		}
 	}
-	p.Logger.Warn("no endpoint answered; closing the client's connection", zap.Strings("endpoints", p.Endpoints))
 	return nil
 }
 

@@ -7,6 +7,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // backend is an endpoint on loopback that greets each connection with
@@ -97,13 +101,14 @@ func (c *fakeClock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func startProxy(t *testing.T, clock *fakeClock, endpoints ...string) (*Proxy, string) {
+func startProxy(t *testing.T, clock *fakeClock, endpoints ...string) (*Proxy, string, *observer.ObservedLogs) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Endpoints: endpoints, RetryDelay: time.Minute, Now: clock.Now}
+	core, logs := observer.New(zapcore.InfoLevel)
+	p := &Proxy{Endpoints: endpoints, RetryDelay: time.Minute, Now: clock.Now, Logger: zap.New(core)}
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln) }()
 	t.Cleanup(func() {
@@ -112,19 +117,32 @@ func startProxy(t *testing.T, clock *fakeClock, endpoints ...string) (*Proxy, st
 			t.Errorf("Serve returned %v, want ErrClosed", err)
 		}
 	})
-	return p, ln.Addr().String()
+	return p, ln.Addr().String(), logs
+}
+
+// logged counts the log lines with message msg about address addr.
+func logged(logs *observer.ObservedLogs, msg, addr string) int {
+	n := 0
+	for _, e := range logs.FilterMessage(msg).All() {
+		if e.ContextMap()["address"] == addr {
+			n++
+		}
+	}
+	return n
 }
 
 // Connections are spread over the endpoints in turn; one that refuses is
 // passed over until the retry delay has passed, then tried again; when
 // every endpoint refused, a new connection tries them all again rather
-// than being closed, and is served by the first back.
+// than being closed, and is served by the first back. An endpoint's
+// changes are logged once each ("deactivated endpoint", "activated"), not
+// every dial.
 func TestProxy(t *testing.T) {
 	a := startBackend(t, "a", "127.0.0.1:0")
 	b := startBackend(t, "b", "127.0.0.1:0")
 	c := startBackend(t, "c", "127.0.0.1:0")
 	clock := &fakeClock{now: time.Unix(1e9, 0)}
-	_, proxy := startProxy(t, clock, a.addr, b.addr, c.addr)
+	_, proxy, logs := startProxy(t, clock, a.addr, b.addr, c.addr)
 
 	var got string
 	for range 6 {
@@ -165,13 +183,21 @@ func TestProxy(t *testing.T) {
 	if !seen['b'] {
 		t.Fatalf("b was not tried again after its retry delay: saw %v", seen)
 	}
+	if d, a := logged(logs, "deactivated endpoint", b.addr), logged(logs, "activated", b.addr); d != 1 || a != 1 {
+		t.Fatalf("b's changes logged %d deactivations and %d activations, want 1 and 1", d, a)
+	}
 
 	// Everything down: the connection is closed.
 	a.stop()
 	b2.stop()
 	c.stop()
-	if name := via(t, proxy); name != "" {
-		t.Fatalf("with every endpoint down, a connection reached %q", name)
+	for range 5 {
+		if name := via(t, proxy); name != "" {
+			t.Fatalf("with every endpoint down, a connection reached %q", name)
+		}
+	}
+	if d := logged(logs, "deactivated endpoint", a.addr); d != 1 {
+		t.Fatalf("a, down for five connections, logged %d deactivations, want 1", d)
 	}
 	// All passed over now; c comes back: the next connection is served,
 	// without waiting for a retry delay.
@@ -185,7 +211,7 @@ func TestProxy(t *testing.T) {
 func TestProxyClose(t *testing.T) {
 	a := startBackend(t, "a", "127.0.0.1:0")
 	clock := &fakeClock{now: time.Unix(1e9, 0)}
-	p, proxy := startProxy(t, clock, a.addr)
+	p, proxy, _ := startProxy(t, clock, a.addr)
 	conn, err := net.Dial("tcp", proxy)
 	if err != nil {
 		t.Fatal(err)

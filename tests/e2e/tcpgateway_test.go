@@ -56,6 +56,12 @@ func TestTCPGateway(t *testing.T) {
 	for i := range 3 {
 		viaGateway(fmt.Sprintf("after-kill-%d", i))
 	}
+	// Three connections in turn: one tried the killed member first, and
+	// went on to another.
+	dead := strings.TrimPrefix(c.members[0].clientURL, "http://")
+	if !strings.Contains(gw.stderr.String(), `"msg":"deactivated endpoint","address":"`+dead+`"`) {
+		t.Fatalf("the gateway did not log the killed member's endpoint as deactivated\n%s", gw.output())
+	}
 	gw.interrupt(t)
 	if code := gw.exitCode(t); code != 0 {
 		t.Fatalf("the gateway exited %d on SIGINT\n%s", code, gw.output())
