@@ -15,6 +15,18 @@ import (
 // its peers with client.
 func serveTLSNode(t *testing.T, id uint64, server, client tlsutil.Info) *node {
 	t.Helper()
+	ccfg, err := client.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveTLSNodeWith(t, id, server, Config{TLS: ccfg})
+}
+
+// serveTLSNodeWith is serveTLSNode with the member's transport
+// configured by cfg (its IDs and hooks set by newNode; Cluster answers
+// "cluster").
+func serveTLSNodeWith(t *testing.T, id uint64, server tlsutil.Info, cfg Config) *node {
+	t.Helper()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -23,24 +35,26 @@ func serveTLSNode(t *testing.T, id uint64, server, client tlsutil.Info) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ccfg, err := client.ClientConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := newNode(id, testCluster, nil, Config{TLS: ccfg, Cluster: func() ([]byte, error) { return []byte("cluster"), nil }})
-	return serveNodeWith(t, n, lis, "https://"+raw.Addr().String())
+	cfg.Cluster = func() ([]byte, error) { return []byte("cluster"), nil }
+	return serveNodeWith(t, newNode(id, testCluster, nil, cfg), lis, "https://"+raw.Addr().String())
+}
+
+// peerPKI is a peer CA in a temporary directory, and the TLS of a
+// certificate for localhost it issued, with client certificates required.
+func peerPKI(t *testing.T) (*certtest.CA, tlsutil.Info) {
+	t.Helper()
+	ca := certtest.NewCA(t, t.TempDir(), "peer")
+	spec := certtest.Localhost
+	spec.Name, spec.CN = "peer", "peer"
+	pair := ca.Issue(t, spec)
+	return ca, tlsutil.Info{CertFile: pair.CertFile, KeyFile: pair.KeyFile, TrustedCAFile: ca.CertFile, ClientCertAuth: true}
 }
 
 // Members on https:// peer URLs with --peer-client-cert-auth reach each
 // other with certificates of the peer CA (messages, FetchCluster), and a
 // member whose certificate another CA signed reaches nobody.
 func TestTLSPeers(t *testing.T) {
-	dir := t.TempDir()
-	ca := certtest.NewCA(t, dir, "peer")
-	spec := certtest.Localhost
-	spec.Name, spec.CN = "peer", "peer"
-	pair := ca.Issue(t, spec)
-	info := tlsutil.Info{CertFile: pair.CertFile, KeyFile: pair.KeyFile, TrustedCAFile: ca.CertFile, ClientCertAuth: true}
+	ca, info := peerPKI(t)
 	a := serveTLSNode(t, 1, info, info)
 	b := serveTLSNode(t, 2, info, info)
 	connect(a, b)
@@ -62,8 +76,9 @@ func TestTLSPeers(t *testing.T) {
 		t.Fatal("FetchCluster dialled an https:// URL without TLS")
 	}
 
-	other := certtest.NewCA(t, dir, "other")
-	spec.Name = "intruder"
+	other := certtest.NewCA(t, t.TempDir(), "other")
+	spec := certtest.Localhost
+	spec.Name, spec.CN = "intruder", "peer"
 	bad := other.Issue(t, spec)
 	// The intruder trusts the cluster's CA, so only its own certificate
 	// is at fault.
@@ -84,12 +99,7 @@ func TestTLSPeers(t *testing.T) {
 // picks 127.0.0.1 to reach 127.0.0.1, and the peer refuses the
 // certificate. (Linux routes all of 127/8 to the loopback device.)
 func TestPeerLocalAddr(t *testing.T) {
-	dir := t.TempDir()
-	ca := certtest.NewCA(t, dir, "peer")
-	spec := certtest.Localhost
-	spec.Name, spec.CN = "peer", "peer"
-	pair := ca.Issue(t, spec)
-	info := tlsutil.Info{CertFile: pair.CertFile, KeyFile: pair.KeyFile, TrustedCAFile: ca.CertFile, ClientCertAuth: true}
+	ca, info := peerPKI(t)
 	spec2 := certtest.Spec{Name: "second-address", CN: "peer", IPs: []net.IP{net.ParseIP("127.0.0.2")}}
 	pair2 := ca.Issue(t, spec2)
 	info2 := tlsutil.Info{CertFile: pair2.CertFile, KeyFile: pair2.KeyFile, TrustedCAFile: ca.CertFile, ClientCertAuth: true}
@@ -104,15 +114,7 @@ func TestPeerLocalAddr(t *testing.T) {
 		local net.IP
 		want  bool
 	}{{2, nil, false}, {3, net.ParseIP("127.0.0.2"), true}} {
-		raw, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lis, err := tlsutil.NewListener(raw, info, tlsutil.ListenerOptions{CheckSAN: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := serveNodeWith(t, newNode(tc.id, testCluster, nil, Config{TLS: ccfg2, LocalAddr: tc.local}), lis, "https://"+raw.Addr().String())
+		b := serveTLSNodeWith(t, tc.id, info, Config{TLS: ccfg2, LocalAddr: tc.local})
 		b.tr.SetPeer(1, []string{a.url()})
 		b.tr.Send([]raftpb.Message{app(tc.id, 1, 1)})
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
