@@ -454,11 +454,6 @@ func (c *config) validate() error {
 	if (c.DiscoveryToken != "") != (len(c.DiscoveryEndpoints) > 0) {
 		return errors.New("both --discovery-token and --discovery-endpoints must be set")
 	}
-	for _, ep := range c.DiscoveryEndpoints {
-		if strings.TrimSpace(ep) == "" {
-			return errors.New("--discovery-endpoints must not contain empty endpoints")
-		}
-	}
 	if c.HeartbeatIntervalMs == 0 {
 		return fmt.Errorf("--heartbeat-interval must be >0 (set to %dms)", c.HeartbeatIntervalMs)
 	}

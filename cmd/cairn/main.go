@@ -131,15 +131,14 @@ func serve(c config, logger *zap.Logger) error {
 	if c.AutoCompactionInterval != "" {
 		compactionInterval, _ = time.ParseDuration(c.AutoCompactionInterval) // checked by validate
 	}
-	if c.InitialCluster == "" {
+	dcfg := discoveryConfig(c, logger)
+	if c.InitialCluster == "" || dcfg != nil {
+		// With discovery, as etcd: the member starts from its own entries
+		// alone, and the discovery token serves as the cluster token, for
+		// the member and cluster IDs.
 		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
 	}
-	dcfg := discoveryConfig(c, logger)
 	if dcfg != nil {
-		// As etcd: the member starts from its own entries alone, and the
-		// discovery token serves as the cluster token, for the member
-		// and cluster IDs.
-		c.InitialCluster = defaultInitialCluster(c.Name, c.InitialAdvertisePeerURLs)
 		c.InitialClusterToken = c.DiscoveryToken
 	}
 	if c.MemoryMlock {

@@ -206,8 +206,8 @@ func (d *discoverer) wait(ctx context.Context, size int, regs []registration, re
 }
 
 // add adds a registration to regs, kept in the order of registering, and
-// returns regs. A malformed value, or a key already there (a member that
-// registered again), is logged and left out.
+// returns regs. A malformed value is logged and left out; a key already
+// there (a member that registered again) is left out.
 func (d *discoverer) add(regs []registration, key, value string, created int64) []registration {
 	key, value = strings.TrimSpace(key), strings.TrimSpace(value)
 	if !strings.ContainsRune(value, '=') {

@@ -47,13 +47,13 @@ func (s *Server) advanceTicks() {
 		return
 	}
 	s.logger.Info("starting initial election tick advance", zap.Int("election-ticks", electionTicks))
+	d := net.Dialer{Timeout: advanceProbe}
+	if s.cfg.PeerLocalAddr != nil {
+		d.LocalAddr = &net.TCPAddr{IP: s.cfg.PeerLocalAddr}
+	}
 	deadline := time.Now().Add(advanceWait)
 	for time.Now().Before(deadline) {
 		reachable := 0
-		d := net.Dialer{Timeout: advanceProbe}
-		if s.cfg.PeerLocalAddr != nil {
-			d.LocalAddr = &net.TCPAddr{IP: s.cfg.PeerLocalAddr}
-		}
 		for _, addr := range addrs {
 			if c, err := d.Dial("tcp", addr); err == nil {
 				c.Close()

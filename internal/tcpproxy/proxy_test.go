@@ -61,22 +61,35 @@ func (b *backend) stop() {
 	b.ln.Close()
 }
 
-// via connects to the proxy and returns the backend's name, after an echo
-// round trip; "" if the proxy closed the connection.
-func via(t *testing.T, proxy string) string {
+// greet connects to the proxy and reads the backend's greeting: the open
+// connection, which the caller closes, and the backend's name ("" if the
+// proxy closed the connection).
+func greet(t *testing.T, proxy string) (net.Conn, string) {
 	t.Helper()
 	c, err := net.Dial("tcp", proxy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute))
 	name := make([]byte, 1)
 	if _, err := io.ReadFull(c, name); err != nil {
 		if errors.Is(err, io.EOF) {
-			return ""
+			return c, ""
 		}
+		c.Close()
 		t.Fatal(err)
+	}
+	return c, string(name)
+}
+
+// via connects to the proxy and returns the backend's name, after an echo
+// round trip; "" if the proxy closed the connection.
+func via(t *testing.T, proxy string) string {
+	t.Helper()
+	c, name := greet(t, proxy)
+	defer c.Close()
+	if name == "" {
+		return ""
 	}
 	if _, err := c.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
@@ -85,7 +98,7 @@ func via(t *testing.T, proxy string) string {
 	if _, err := io.ReadFull(c, echo); err != nil || string(echo) != "ping" {
 		t.Fatalf("echo through the proxy: %q, %v", echo, err)
 	}
-	return string(name)
+	return name
 }
 
 // fakeClock is the proxy's clock, moved by the test.
@@ -212,18 +225,13 @@ func TestProxyClose(t *testing.T) {
 	a := startBackend(t, "a", "127.0.0.1:0")
 	clock := &fakeClock{now: time.Unix(1e9, 0)}
 	p, proxy, _ := startProxy(t, clock, a.addr)
-	conn, err := net.Dial("tcp", proxy)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, name := greet(t, proxy)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Minute))
-	name := make([]byte, 1)
-	if _, err := io.ReadFull(conn, name); err != nil || string(name) != "a" {
-		t.Fatalf("through the proxy: %q, %v", name, err)
+	if name != "a" {
+		t.Fatalf("through the proxy: %q, want a", name)
 	}
 	p.Close()
-	if _, err := conn.Read(name); err == nil {
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
 		t.Fatal("a forwarded connection stayed open after Close")
 	}
 }

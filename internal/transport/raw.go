@@ -129,10 +129,7 @@ func dialRaw(ctx context.Context, rawURL string, tlsConfig *tls.Config, local ne
 		return nil, err
 	}
 	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepaliveTime, Interval: time.Second, Count: 3},
-		Control: setUserTimeout}
-	if pt.local != nil {
-		d.LocalAddr = pt.local
-	}
+		Control: setUserTimeout, LocalAddr: pt.local}
 	conn, err := d.DialContext(ctx, pt.network, pt.address)
 	if err != nil || pt.tls == nil {
 		return conn, err

@@ -684,8 +684,8 @@ type peerTarget struct {
 	// tls is the configuration to dial with, nil for a plain socket.
 	tls *tls.Config
 	// local is the address to dial from (TCP only), nil for the kernel's
-	// choice.
-	local *net.TCPAddr
+	// choice: a net.Dialer's LocalAddr as it is.
+	local net.Addr
 }
 
 // parsePeerURL reads a peer URL: http://host:port, or unix://path, a Unix
@@ -741,10 +741,7 @@ func dial(rawURL string, tlsConfig *tls.Config, local net.IP) (*grpc.ClientConn,
 	var dialer []grpc.DialOption
 	if pt.network == "unix" || pt.local != nil {
 		dialer = append(dialer, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			d := net.Dialer{}
-			if pt.local != nil {
-				d.LocalAddr = pt.local
-			}
+			d := net.Dialer{LocalAddr: pt.local}
 			return d.DialContext(ctx, pt.network, pt.address)
 		}))
 	}
