@@ -373,7 +373,7 @@ func PurgeSnapshots(w *wal.WAL, snaps *snap.Snapshotter, keep int) error {
 
 // ProposeAsLeader proposes data only if this member leads in term, so the
 // entry is appended in that term; else it fails with ErrNotLeader. See
-// Node.ProposeUntil.
+// Node.ProposeTagged.
 func (d *Driver) ProposeAsLeader(data []byte, term uint64) error {
 	if st := d.raft.BasicStatus(); st.RaftState != raft.StateLeader || st.Term != term {
 		return ErrNotLeader

@@ -22,7 +22,7 @@ import (
 var ErrStopped = errors.New("raftnode: stopped")
 
 // ErrNotLeader is a leader-only proposal made on a member that is not the
-// leader (see ProposeUntil with a term).
+// leader (see ProposeTagged with a term).
 var ErrNotLeader = errors.New("raftnode: not the leader")
 
 // Transport is what the loop sends through.
@@ -52,6 +52,10 @@ type Config struct {
 	CampaignOnStart bool
 	// DisablePreVote turns raft's pre-vote off (see DriverConfig).
 	DisablePreVote bool
+	// Refused, if set, is called from the loop with the tag of a
+	// proposal made with ProposeTagged that raft refused, and why (a
+	// dropped proposal, ErrNotLeader). It must not block.
+	Refused func(tag uint64, err error)
 	// Limits are the loop's size bounds; zero fields are DefaultLimits'.
 	// Limits.MaxApplyBytes bounds the entry bytes handed to the applier
 	// and not yet applied (see ApplyDone): past it, the loop waits for
@@ -67,7 +71,10 @@ type proposal struct {
 	// in a later term.
 	leaderOnly bool
 	term       uint64
-	errc       chan error
+	// errc gets raft's answer; nil for ProposeTagged's proposals, whose
+	// refusals go to Config.Refused with tag.
+	errc chan error
+	tag  uint64
 }
 
 type readRequest struct {
@@ -228,7 +235,7 @@ func (n *Node) Stop() {
 // Propose proposes data; nil means raft accepted it (it may still be lost
 // to a leader change: wait for it to be applied).
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	return n.ProposeUntil(ctx, nil, data, 0)
+	return n.propose(ctx, proposal{data: data, errc: make(chan error, 1)})
 }
 
 // ProposeConfChange proposes a membership change.
@@ -238,38 +245,49 @@ func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChange) erro
 
 // ProposeConfChangeAsLeader proposes a membership change only if this
 // member is the leader of term when the loop takes it (see
-// ProposeUntil): the server validates a change against the leader's
+// ProposeTagged): the server validates a change against the leader's
 // applied membership, so the change must not be carried out elsewhere.
 func (n *Node) ProposeConfChangeAsLeader(ctx context.Context, cc raftpb.ConfChange, term uint64) error {
 	return n.propose(ctx, proposal{cc: &cc, leaderOnly: true, term: term, errc: make(chan error, 1)})
 }
 
-// ProposeUntil is Propose that also gives up (with
-// context.DeadlineExceeded) once expired delivers (never, if nil), as a
-// timer's channel does. With term not 0 it proposes data only if this
-// member is the leader of term when the loop takes it, so the entry is
-// appended in that term; else it fails with ErrNotLeader. Decisions only a
-// leader may take (lease expiry) give the term they were taken in: a
-// member that stepped down never has them forwarded, nor carried out after
-// it leads again.
+// ProposeTagged hands data to the loop without waiting for raft's
+// answer: a refusal is reported, with tag, to Config.Refused instead, and
+// acceptance not at all (the proposer waits for the entry to be applied
+// anyway). It fails only if the proposal was not handed over: ctx ended,
+// expired delivered (nil: never; a pooled timer's channel, cheaper than a
+// context with a deadline), or the loop stopped.
 //
-// The server's request path uses the timer for its request timeout: a
-// context with a deadline per request (its timer, its registration with
-// the parent, its done channel: seven allocations) cost a few percent of a
-// busy leader's CPU. The answer channel is reused across proposals that
-// were answered.
-func (n *Node) ProposeUntil(ctx context.Context, expired <-chan time.Time, data []byte, term uint64) error {
-	errc := errcPool.Get().(chan error)
-	answered, err := callUntil(ctx, expired, n, n.propc, proposal{data: data, leaderOnly: term != 0, term: term, errc: errc}, errc)
-	if answered {
-		// The loop answers once: errc is empty and nothing else holds it.
-		errcPool.Put(errc)
+// With term not 0 it proposes data only if this member is the leader of
+// term when the loop takes it, so the entry is appended in that term;
+// else it is refused with ErrNotLeader. Decisions only a leader may take
+// (lease expiry) give the term they were taken in: a member that stepped
+// down never has them forwarded, nor carried out after it leads again.
+//
+// The server's request path used to wait for raft's answer: each
+// request's goroutine parked once more, for the answer, before it parked
+// again for its entry to be applied.
+func (n *Node) ProposeTagged(ctx context.Context, expired <-chan time.Time, data []byte, term, tag uint64) error {
+	if n.cfg.Refused == nil {
+		return errors.New("raftnode: ProposeTagged needs Config.Refused")
 	}
-	return err
+	p := proposal{data: data, leaderOnly: term != 0, term: term, tag: tag}
+	select {
+	case n.propc <- p:
+		return nil
+	default: // the loop is behind: wait for room
+	}
+	select {
+	case n.propc <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-expired:
+		return context.DeadlineExceeded
+	case <-n.done:
+		return ErrStopped
+	}
 }
-
-// errcPool holds answer channels (capacity 1, empty) for ProposeUntil.
-var errcPool = sync.Pool{New: func() any { return make(chan error, 1) }}
 
 func (n *Node) propose(ctx context.Context, p proposal) error {
 	return call(ctx, n, n.propc, p, p.errc)
@@ -285,37 +303,30 @@ func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
 // call hands req to the loop on c and waits for its answer on errc (which
 // the loop never blocks on: it is buffered).
 func call[T any](ctx context.Context, n *Node, c chan<- T, req T, errc <-chan error) error {
-	_, err := callUntil(ctx, nil, n, c, req, errc)
-	return err
-}
-
-// callUntil is call that also gives up, with context.DeadlineExceeded,
-// once expired delivers (never, if nil). answered says whether the error
-// is errc's answer (the loop sends one, so errc is empty again).
-func callUntil[T any](ctx context.Context, expired <-chan time.Time, n *Node, c chan<- T, req T, errc <-chan error) (answered bool, err error) {
 	select {
 	case c <- req:
 	case <-ctx.Done():
-		return false, ctx.Err()
-	case <-expired:
-		return false, context.DeadlineExceeded
+		return ctx.Err()
 	case <-n.done:
-		return false, ErrStopped
+		return ErrStopped
 	}
 	select {
 	case err := <-errc:
-		return true, err
+		return err
 	case <-ctx.Done():
-		return false, ctx.Err()
-	case <-expired:
-		return false, context.DeadlineExceeded
+		return ctx.Err()
 	case <-n.done:
-		return false, ErrStopped
+		return ErrStopped
 	}
 }
 
 // Process hands the loop a message from a peer.
 func (n *Node) Process(ctx context.Context, m raftpb.Message) error {
+	select {
+	case n.recvc <- m: // room: no need to lock the other channels
+		return nil
+	default:
+	}
 	select {
 	case n.recvc <- m:
 		return nil
@@ -465,37 +476,75 @@ func (n *Node) publish() {
 	n.commit.Store(n.d.Commit())
 }
 
+// drain takes what is already waiting, up to 1024 items: peers'
+// messages, proposals, read requests and reports, each channel in turn.
+// One non-blocking receive per item (which locks one channel) rather than
+// a select over four (which locks them all, sorted) cost a busy leader
+// less.
 func (n *Node) drain() {
-	for range 1024 {
-		select {
-		case m := <-n.recvc:
-			n.d.Step(m)
-		case p := <-n.propc:
-			n.handleProposal(p)
-		case r := <-n.readc:
-			n.handleRead(r)
-		case r := <-n.reportc:
-			n.handleReport(r)
-		default:
-			return
+	budget := 1024
+	for budget > 0 {
+		took := budget
+		for ; budget > 0; budget-- {
+			select {
+			case m := <-n.recvc:
+				n.d.Step(m)
+				continue
+			default:
+			}
+			break
+		}
+		for ; budget > 0; budget-- {
+			select {
+			case p := <-n.propc:
+				n.handleProposal(p)
+				continue
+			default:
+			}
+			break
+		}
+		for ; budget > 0; budget-- {
+			select {
+			case r := <-n.readc:
+				n.handleRead(r)
+				continue
+			default:
+			}
+			break
+		}
+		for ; budget > 0; budget-- {
+			select {
+			case r := <-n.reportc:
+				n.handleReport(r)
+				continue
+			default:
+			}
+			break
+		}
+		if took == budget {
+			return // nothing was waiting
 		}
 	}
 }
 
 func (n *Node) handleProposal(p proposal) {
-	if p.cc != nil && p.leaderOnly {
-		p.errc <- n.d.ProposeConfChangeAsLeader(*p.cc, p.term)
-		return
+	var err error
+	switch {
+	case p.cc != nil && p.leaderOnly:
+		err = n.d.ProposeConfChangeAsLeader(*p.cc, p.term)
+	case p.cc != nil:
+		err = n.d.Raft().ProposeConfChange(*p.cc)
+	case p.leaderOnly:
+		err = n.d.ProposeAsLeader(p.data, p.term)
+	default:
+		err = n.d.Raft().Propose(p.data)
 	}
-	if p.cc != nil {
-		p.errc <- n.d.Raft().ProposeConfChange(*p.cc)
-		return
+	switch {
+	case p.errc != nil:
+		p.errc <- err
+	case err != nil && n.cfg.Refused != nil:
+		n.cfg.Refused(p.tag, err)
 	}
-	if p.leaderOnly {
-		p.errc <- n.d.ProposeAsLeader(p.data, p.term)
-		return
-	}
-	p.errc <- n.d.Raft().Propose(p.data)
 }
 
 func (n *Node) handleRead(r readRequest) { r.errc <- n.d.Raft().ReadIndex(r.ctx) }
@@ -577,6 +626,11 @@ func (a *nodeApplier) Apply(ta ToApply) error {
 }
 
 func (n *Node) sendApply(ta ToApply) error {
+	select {
+	case n.applyc <- ta: // room: no need to lock the other channels
+		return nil
+	default:
+	}
 	for {
 		select {
 		case n.applyc <- ta:

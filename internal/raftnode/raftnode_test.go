@@ -38,6 +38,12 @@ func startOneWith(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
 // newOne is startOneWith without starting the loop.
 func newOne(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
 	t.Helper()
+	return newOneRefusing(t, fs, maxApplyBytes, nil)
+}
+
+// newOneRefusing is newOne with Config.Refused.
+func newOneRefusing(t *testing.T, fs vfs.FS, maxApplyBytes int64, refused func(tag uint64, err error)) *Node {
+	t.Helper()
 	storage := raft.NewMemoryStorage()
 	if err := raft.Bootstrap(storage, []uint64{1}); err != nil {
 		t.Fatal(err)
@@ -58,7 +64,7 @@ func newOne(t *testing.T, fs vfs.FS, maxApplyBytes int64) *Node {
 	n, err := New(Config{
 		ID: 1, ElectionTicks: 10, HeartbeatTicks: 1, TickInterval: time.Millisecond,
 		Storage: storage, WAL: w, Snap: sn, Transport: nopTransport{},
-		CampaignOnStart: true, Limits: Limits{MaxApplyBytes: maxApplyBytes},
+		CampaignOnStart: true, Limits: Limits{MaxApplyBytes: maxApplyBytes}, Refused: refused,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -264,19 +270,46 @@ func TestCatchUpEntriesBoundedInBytes(t *testing.T) {
 	}
 }
 
-// ProposeUntil, the server's request path: a proposal the loop never
-// answers gives up with context.DeadlineExceeded once its timer fires,
-// and answered proposals, which reuse their answer channels, each get
-// their own answer and are applied.
-func TestProposeUntil(t *testing.T) {
-	idle := newOne(t, vfs.NewMem(), 0) // its loop never runs
+// ProposeTagged, the server's request path: a proposal that finds the
+// loop's queue full gives up with context.DeadlineExceeded once its timer
+// fires; accepted proposals are applied and never reported; a refused
+// one is reported to Config.Refused with its own tag and raft's reason.
+func TestProposeTagged(t *testing.T) {
+	type refusal struct {
+		tag uint64
+		err error
+	}
+	refusals := make(chan refusal, 1)
+	refused := func(tag uint64, err error) {
+		select {
+		case refusals <- refusal{tag, err}:
+		default:
+			t.Errorf("a second refusal: %d, %v", tag, err)
+		}
+	}
+	idle := newOneRefusing(t, vfs.NewMem(), 0, refused) // its loop never runs
 	expired := make(chan time.Time)
 	close(expired)
-	if err := idle.ProposeUntil(context.Background(), expired, []byte("x"), 0); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("ProposeUntil on a loop that never answers: %v, want context.DeadlineExceeded", err)
+	queued := 0
+	for ; ; queued++ {
+		err := idle.ProposeTagged(context.Background(), expired, []byte("x"), 0, uint64(queued))
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil || queued > 1<<20 {
+			t.Fatalf("proposal %d to a loop that never runs: %v", queued, err)
+		}
+	}
+	if queued != cap(idle.propc) {
+		t.Fatalf("%d proposals queued before one timed out, want the queue's %d", queued, cap(idle.propc))
+	}
+	if err := newOne(t, vfs.NewMem(), 0).ProposeTagged(context.Background(), nil, []byte("x"), 0, 1); err == nil {
+		t.Fatal("ProposeTagged without Config.Refused: no error")
 	}
 
-	n := startOne(t, vfs.NewMem())
+	n := newOneRefusing(t, vfs.NewMem(), 0, refused)
+	n.Start()
+	t.Cleanup(n.Stop)
 	proposeUntilApplied(t, n, "warm-up")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -305,14 +338,21 @@ func TestProposeUntil(t *testing.T) {
 		}
 	}()
 	for i := range proposals {
-		if err := n.ProposeUntil(ctx, nil, fmt.Appendf(nil, "p%03d", i), 0); err != nil {
+		if err := n.ProposeTagged(ctx, nil, fmt.Appendf(nil, "p%03d", i), 0, uint64(i)); err != nil {
 			t.Fatalf("proposal %d: %v", i, err)
 		}
 	}
-	// A leader-only proposal in another term is refused, and the answer
-	// is that refusal, not an earlier proposal's.
-	if err := n.ProposeUntil(ctx, nil, []byte("stale"), n.Term()+1); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("a proposal as leader of term %d: %v, want ErrNotLeader", n.Term()+1, err)
+	// A leader-only proposal in another term is refused, with its tag.
+	if err := n.ProposeTagged(ctx, nil, []byte("stale"), n.Term()+1, 9999); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-refusals:
+		if r.tag != 9999 || !errors.Is(r.err, ErrNotLeader) {
+			t.Fatalf("refusal %d, %v; want 9999, ErrNotLeader", r.tag, r.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the stale proposal was never refused")
 	}
 	if got := <-applied; got != proposals {
 		t.Fatalf("%d of %d proposals applied (loop error: %v)", got, proposals, n.Err())

@@ -271,6 +271,7 @@ func (s *Server) Start() error {
 			ConfState:     s.onConfState,
 			LeaderChanged: s.leaderChanged,
 		},
+		Refused:         s.wait.refuse,
 		CampaignOnStart: s.soleVoter(),
 		DisablePreVote:  s.cfg.DisablePreVote,
 		// The other limits are raftnode.DefaultLimits, checked against
@@ -674,25 +675,24 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 	}
 	ch := s.wait.register(id, req, len(data))
 	// The request timeout, as a pooled timer rather than a context with
-	// a deadline (see raftnode.Node.ProposeUntil).
+	// a deadline (see raftnode.Node.ProposeTagged).
 	timeout := requestTimers.get(s.cfg.RequestTimeout)
 	defer requestTimers.put(timeout)
 	s.inflight.add(len(data))
 	defer s.inflight.done(len(data))
-	if err := s.rn.ProposeUntil(ctx, timeout.C, data, leaderTerm); err != nil {
-		s.metrics.proposalsFailed.Inc()
+	// raft's refusal, if any, comes back on ch (wait.refuse).
+	if err := s.rn.ProposeTagged(ctx, timeout.C, data, leaderTerm, id); err != nil {
 		s.wait.cancel(id)
-		stage := stageNotProposed
-		if errors.Is(err, raft.ErrProposalDropped) {
-			stage = stageDropped
-		}
-		err = s.proposalError(err)
-		if err == ErrTimeout {
-			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stage)
-		}
-		return apply.Result{}, err
+		return apply.Result{}, s.notProposed(req, len(data), start, err, stageNotProposed)
 	}
 	r, err := s.awaitApplied(ctx, timeout.C, id, ch)
+	if ref, ok := r.Err.(refused); ok && err == nil {
+		stage := stageNotProposed
+		if errors.Is(ref.err, raft.ErrProposalDropped) {
+			stage = stageDropped
+		}
+		return apply.Result{}, s.notProposed(req, len(data), start, ref.err, stage)
+	}
 	if err != nil {
 		if !errors.Is(err, ErrStopped) {
 			s.metrics.proposalsFailed.Inc()
@@ -703,6 +703,17 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 		return apply.Result{}, err
 	}
 	return r, r.Err
+}
+
+// notProposed counts and returns the error of a request that never made
+// it into the raft log (err: why), with a timeout's warning.
+func (s *Server) notProposed(req *pb.InternalRaftRequest, size int, start time.Time, err error, stage string) error {
+	s.metrics.proposalsFailed.Inc()
+	err = s.proposalError(err)
+	if err == ErrTimeout {
+		s.warnTimeout(apply.RequestType(req), size, time.Since(start), stage)
+	}
+	return err
 }
 
 // awaitApplied waits for the result of request id, registered as ch, until

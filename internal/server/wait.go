@@ -78,6 +78,19 @@ func (w *waitRegistry) trigger(id uint64, r apply.Result) {
 	}
 }
 
+// refused is the Err of a result that refuse delivers: raft refused the
+// proposal (err), so it was never appended.
+type refused struct{ err error }
+
+func (r refused) Error() string { return "proposal refused: " + r.err.Error() }
+
+// refuse delivers id's result as refused by raft, if anyone waits for it
+// here. Called from the raft loop: it never blocks (ch is buffered and
+// gets one result: a refused proposal is never applied).
+func (w *waitRegistry) refuse(id uint64, err error) {
+	w.trigger(id, apply.Result{ID: id, Err: refused{err}})
+}
+
 // release keeps ch, registered and then received from, for a later
 // register: trigger, which sent the one result, no longer holds it. A
 // channel whose id was cancelled instead is never released: a trigger may

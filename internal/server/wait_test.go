@@ -1,13 +1,17 @@
 package server
 
 import (
+	"errors"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-db/cairn/internal/apply"
 	"github.com/cairn-db/cairn/internal/raft/raftpb"
+	"github.com/cairn-db/cairn/internal/raftnode"
 )
 
 // The applier gets a proposer's request once, only for the entry it was
@@ -68,4 +72,30 @@ func TestWaitRegistryClaim(t *testing.T) {
 	if n := w.len(); n != 0 {
 		t.Fatalf("%d waiters left", n)
 	}
+}
+
+// A proposal raft refuses comes back to its proposer as that refusal, at
+// once, not as a timeout, and counts as a failed proposal: a lease
+// revoke proposed as the leader of a term this member does not lead.
+func TestRefusedProposal(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	c.waitLeader(0)
+	s := c.members[0].s
+	failed := testutil.ToFloat64(s.metrics.proposalsFailed)
+	req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: 1}}
+	start := time.Now()
+	_, err := s.proposeAs(withRoot(ctxTimeout(t)), req, s.rn.Term()+1)
+	if !errors.Is(err, raftnode.ErrNotLeader) {
+		t.Fatalf("a proposal as the leader of the next term: %v, want %v", err, raftnode.ErrNotLeader)
+	}
+	if waited := time.Since(start); waited >= s.cfg.RequestTimeout {
+		t.Fatalf("refused after %v, the request timeout (%v)", waited, s.cfg.RequestTimeout)
+	}
+	if got := testutil.ToFloat64(s.metrics.proposalsFailed); got != failed+1 {
+		t.Fatalf("proposals failed %v, want %v", got, failed+1)
+	}
+	if n := s.wait.len(); n != 0 {
+		t.Fatalf("%d waiters left behind", n)
+	}
+	mustPut(t, s, "after", "v") // the next proposal is applied as usual
 }
