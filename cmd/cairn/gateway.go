@@ -40,6 +40,15 @@ func (c *config) dashboardOn() bool {
 	return true
 }
 
+// addPprof serves Go's profiles under /debug/pprof/.
+func addPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
 // clientHTTPMux is what the client URLs (or --listen-client-http-urls)
 // serve over HTTP, as etcd's createMux: pprof with --enable-pprof, the
 // gateway (if on) under /v3/, the dashboard (if on) under /ui/, and the
@@ -47,11 +56,7 @@ func (c *config) dashboardOn() bool {
 func clientHTTPMux(endpoints http.Handler, gw *gateway.Gateway, enablePprof, dashboardOn bool) http.Handler {
 	mux := http.NewServeMux()
 	if enablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		addPprof(mux)
 	}
 	if gw != nil {
 		mux.Handle("/v3/", gw.Handler())

@@ -19,8 +19,7 @@ func programName(argv0 string) string {
 }
 
 // usageText is the head of --help (etcd prints it to stderr, and alone
-// after a bad flag). Under the name etcd it is etcd 3.7.3's, less the
-// grpc-proxy command, which Cairn does not have.
+// after a bad flag). Under the name etcd it is etcd 3.7.3's.
 func usageText(prog string) string {
 	start, about := "Start an etcd server.", "Show the version of etcd."
 	help := "Show the help information about etcd."
@@ -49,6 +48,9 @@ func usageText(prog string) string {
 
   %[1]s gateway
     Run the stateless pass-through etcd TCP connection forwarding proxy.
+
+  %[1]s grpc-proxy
+    Run the stateless etcd v3 gRPC L7 reverse proxy.
 
 `, prog, start, about, help)
 }

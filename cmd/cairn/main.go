@@ -53,6 +53,9 @@ func run(argv0 string, args []string, environ []string, stdout, stderr io.Writer
 	if len(args) > 0 && args[0] == "gateway" {
 		return runGateway(argv0, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "grpc-proxy" {
+		return runGRPCProxy(argv0, args[1:], stdout, stderr)
+	}
 	c, err := parseConfig(programName(filepath.Base(argv0)), args, environ, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

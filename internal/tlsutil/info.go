@@ -230,3 +230,21 @@ func certPool(file string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// CertCommonName is the common name of the first certificate of a PEM
+// file (etcd's grpc-proxy refuses a client certificate that has one).
+func CertCommonName(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return "", fmt.Errorf("no certificate in %s", file)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", err
+	}
+	return cert.Subject.CommonName, nil
+}
