@@ -35,6 +35,9 @@
 #   ETCD_E2E_OUT=/dir        keep the test2json streams, stderr and a results.txt (one
 #                            'PASS|FAIL|SKIP package test seconds' line per leaf test) there
 #   ETCD_E2E_NICE=10         run the tests under nice (a shared machine)
+#   ETCD_E2E_PROXY=1         build the tests with etcd's cluster_proxy tag: every member the
+#                            framework starts is fronted by `etcd grpc-proxy start`, and the
+#                            clients speak to the proxies (how etcd tests its proxy; not CI)
 #   ETCD_E2E_VERSION, ETCD_E2E_CACHE   the etcd release and the cache folder
 set -euo pipefail
 
@@ -101,8 +104,13 @@ build() {
   mv "$bin/$name.partial" "$bin/$name"
   step "built $name in $(seconds_since "$start")s"
 }
-build e2e.test test -c -tags e2e go.etcd.io/etcd/tests/v3/e2e
-build common.test test -c -tags e2e go.etcd.io/etcd/tests/v3/common
+# sfx: the test binaries' suffix; -proxy ones are built with cluster_proxy.
+sfx='' tags=e2e
+if [[ -n ${ETCD_E2E_PROXY:-} ]]; then
+  sfx=-proxy tags=e2e,cluster_proxy
+fi
+build "e2e$sfx.test" test -c -tags "$tags" go.etcd.io/etcd/tests/v3/e2e
+build "common$sfx.test" test -c -tags "$tags" go.etcd.io/etcd/tests/v3/common
 build etcdctl build go.etcd.io/etcd/etcdctl/v3
 build etcdutl build go.etcd.io/etcd/etcdutl/v3
 tests_dir=$(cd "$mod" && go list -m -f '{{.Dir}}' go.etcd.io/etcd/tests/v3)
@@ -215,7 +223,7 @@ for pkg in common e2e; do
     fi
     skip=$( (entries "$waiting_file" "$pkg" && entries "$differences_file" "$pkg") | alternatives)
   fi
-  mapfile -t tests < <(cd "$tree/tests/$pkg" && "$bin/$pkg.test" -test.list "$run" -bin-dir="$work/bin" | grep '^Test')
+  mapfile -t tests < <(cd "$tree/tests/$pkg" && "$bin/$pkg$sfx.test" -test.list "$run" -bin-dir="$work/bin" | grep '^Test')
   step "running ${#tests[@]} tests of $pkg against $label"
   start=$(date +%s)
   for t in "${tests[@]}"; do
@@ -225,7 +233,7 @@ for pkg in common e2e; do
     fi
     (cd "$tree/tests/$pkg" &&
       timeout -k 1m "$test_timeout" nice -n "$nice" go tool test2json -t -p "$pkg" \
-        "$bin/$pkg.test" -test.v=test2json -test.count=1 -test.timeout="$test_timeout" \
+        "$bin/$pkg$sfx.test" -test.v=test2json -test.count=1 -test.timeout="$test_timeout" \
         -test.run="^$t\$" ${skip:+-test.skip="$skip"} -bin-dir="$work/bin" \
         >"$out/$pkg/$t.json" 2>"$out/$pkg/$t.stderr") || {
       # A failed package is the summary's to judge (etcd's leak check can

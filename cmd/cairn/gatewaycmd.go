@@ -36,11 +36,8 @@ type gatewayFlags struct {
 // exit status: as etcd's, 1 for a bad flag (after cobra's error and usage)
 // or a refused configuration.
 func runGateway(argv0 string, args []string, stdout, stderr io.Writer) int {
-	prog := programName(filepath.Base(argv0))
 	var f gatewayFlags
 	status := 0
-	root := &cobra.Command{Use: prog, Short: prog + " server"}
-	gw := &cobra.Command{Use: "gateway <subcommand>", Short: "gateway related command"}
 	start := &cobra.Command{
 		Use:   "start",
 		Short: "start the gateway",
@@ -56,16 +53,29 @@ func runGateway(argv0 string, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.trustedCA, "trusted-ca-file", "", "path to the client server TLS CA file for verifying the discovered endpoints when discovery-srv is provided.")
 	fs.StringSliceVar(&f.endpoints, "endpoints", []string{"127.0.0.1:2379"}, "comma separated etcd cluster endpoints")
 	fs.DurationVar(&f.retryDelay, "retry-delay", time.Minute, "duration of delay before retrying failed endpoints")
-	gw.AddCommand(start)
-	root.AddCommand(gw)
-	root.SetArgs(append([]string{"gateway"}, args...))
+	if !runStart(argv0, "gateway", "gateway related command", start, args, stdout, stderr) {
+		return 1
+	}
+	return status
+}
+
+// runStart runs `<prog> name start ...` (etcd's gateway and grpc-proxy
+// commands) with cobra, as etcd does: it reports false after a bad flag
+// or subcommand, said on stderr with the usage.
+func runStart(argv0, name, short string, start *cobra.Command, args []string, stdout, stderr io.Writer) bool {
+	prog := programName(filepath.Base(argv0))
+	root := &cobra.Command{Use: prog, Short: prog + " server"}
+	sub := &cobra.Command{Use: name + " <subcommand>", Short: short}
+	sub.AddCommand(start)
+	root.AddCommand(sub)
+	root.SetArgs(append([]string{name}, args...))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
 		fmt.Fprint(stderr, err)
-		return 1
+		return false
 	}
-	return status
+	return true
 }
 
 // startGateway checks f, listens and proxies; its log is etcd's default

@@ -68,11 +68,8 @@ type grpcProxyFlags struct {
 // (package grpcproxy) until SIGINT or SIGTERM. It returns the exit
 // status: 1 for a bad flag or a refused configuration, as etcd's.
 func runGRPCProxy(argv0 string, args []string, stdout, stderr io.Writer) int {
-	prog := programName(filepath.Base(argv0))
 	var f grpcProxyFlags
 	status := 0
-	root := &cobra.Command{Use: prog, Short: prog + " server"}
-	gp := &cobra.Command{Use: "grpc-proxy <subcommand>", Short: "grpc-proxy related command"}
 	start := &cobra.Command{
 		Use:   "start",
 		Short: "start the grpc proxy",
@@ -120,13 +117,7 @@ func runGRPCProxy(argv0 string, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.grpcLogging, "experimental-enable-grpc-logging", false, "logging all grpc requests and responses")
 	fs.BoolVar(&f.debug, "debug", false, "Enable debug-level logging for grpc-proxy.")
 	fs.Uint32Var(&f.maxConcurrentStreams, "max-concurrent-streams", math.MaxUint32, "Maximum concurrent streams that each client can open at a time.")
-	gp.AddCommand(start)
-	root.AddCommand(gp)
-	root.SetArgs(append([]string{"grpc-proxy"}, args...))
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	if err := root.Execute(); err != nil {
-		fmt.Fprint(stderr, err)
+	if !runStart(argv0, "grpc-proxy", "grpc-proxy related command", start, args, stdout, stderr) {
 		return 1
 	}
 	return status

@@ -23,13 +23,7 @@ func TestTCPGateway(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", porttest.Free(t, 1)[0])
 	gw := startChild(t, exec.Command(cairnBinary, "gateway", "start", "--endpoints="+strings.Join(c.endpoints(), ","),
 		"--listen-addr="+addr))
-	deadline := time.Now().Add(waitDeadline)
-	for !strings.Contains(gw.stderr.String(), "ready to proxy client requests") {
-		if gw.done() || time.Now().After(deadline) {
-			t.Fatalf("the gateway did not log that it is ready\n%s", gw.output())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real process's output
-	}
+	waitLogged(t, gw, "ready to proxy client requests")
 
 	viaGateway := func(key string) {
 		t.Helper()
