@@ -168,16 +168,26 @@ func (f grpcProxyFlags) check() error {
 }
 
 // listenTLS is the TLS the proxy serves its clients with (Empty: none).
+// As etcd's: any of --cert-file, --key-file and --trusted-ca-file asks
+// for TLS with those files (a CA without a certificate is refused, not
+// served in the clear), and --auto-tls applies only without them. A
+// revocation list without TLS is refused too (etcd ignores it).
 func (f grpcProxyFlags) listenTLS(lg *zap.Logger) (tlsutil.Info, error) {
 	info := tlsutil.Info{CertFile: f.certFile, KeyFile: f.keyFile, TrustedCAFile: f.trustedCAFile, CRLFile: f.crlFile, Logger: lg}
-	if info.Empty() && f.autoTLS {
+	switch {
+	case f.certFile != "" || f.keyFile != "" || f.trustedCAFile != "":
+		if f.certFile == "" || f.keyFile == "" {
+			return info, fmt.Errorf("cannot listen on TLS for %s: KeyFile and CertFile are not presented", f.listenAddr)
+		}
+	case f.autoTLS:
 		var err error
 		if info, err = tlsutil.SelfCert(lg, filepath.Join(f.dataDir, "fixtures", "proxy"), []string{f.listenAddr}, f.selfSignedCertValidity); err != nil {
 			return info, err
 		}
 		info.CRLFile, info.Logger = f.crlFile, lg
-	}
-	if info.Empty() {
+	case f.crlFile != "":
+		return info, errors.New("--client-crl-file needs TLS: --cert-file and --key-file, or --auto-tls")
+	default:
 		return info, nil
 	}
 	var err error
@@ -279,8 +289,12 @@ func startGRPCProxy(f grpcProxyFlags, stdout, stderr io.Writer) int {
 	defer d.Close()
 
 	p := grpcproxy.New(grpcproxy.Config{Client: client, AdvertiseClientURL: f.advertiseClientURL,
-		ResolverPrefix: f.resolverPrefix, Logger: lg})
-	opts := append(p.ServerOptions(), grpc.MaxConcurrentStreams(f.maxConcurrentStreams))
+		ResolverPrefix: f.resolverPrefix, MaxCallSendMsgSize: f.maxSendBytes, MaxCallRecvMsgSize: f.maxRecvBytes, Logger: lg})
+	// As etcd's: no bound on a connection's streams (clientv3 sends every
+	// call on one connection). --max-concurrent-streams is taken and, as
+	// in etcd, bounds only HTTP/2 served by the HTTP server, which here
+	// gets no HTTP/2 (the demux hands it to gRPC).
+	opts := append(p.ServerOptions(), grpc.MaxConcurrentStreams(math.MaxUint32))
 	if f.keepAliveMinTime > 0 {
 		opts = append(opts, grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: f.keepAliveMinTime}))
 	}

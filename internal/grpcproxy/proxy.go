@@ -44,7 +44,11 @@ type Config struct {
 	AdvertiseClientURL string
 	// ResolverPrefix is where proxies register (Register).
 	ResolverPrefix string
-	Logger         *zap.Logger
+	// MaxCallSendMsgSize and MaxCallRecvMsgSize bound the messages sent
+	// to and received from the cluster (--max-send-bytes,
+	// --max-recv-bytes); 0 is gRPC's default.
+	MaxCallSendMsgSize, MaxCallRecvMsgSize int
+	Logger                                 *zap.Logger
 }
 
 // Proxy forwards gRPC calls to the cluster. Serve it with a gRPC server
@@ -52,6 +56,8 @@ type Config struct {
 type Proxy struct {
 	cfg  Config
 	conn *grpc.ClientConn
+	// callOpts go with every call to the cluster.
+	callOpts []grpc.CallOption
 
 	mu sync.Mutex
 	// registered are the proxies under ResolverPrefix, by key
@@ -64,7 +70,14 @@ func New(cfg Config) *Proxy {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Proxy{cfg: cfg, conn: cfg.Client.ActiveConnection(), registered: map[string]endpoints.Endpoint{}}
+	opts := []grpc.CallOption{grpc.ForceCodecV2(rawCodec{}), grpc.WaitForReady(true)}
+	if cfg.MaxCallSendMsgSize > 0 {
+		opts = append(opts, grpc.MaxCallSendMsgSize(cfg.MaxCallSendMsgSize))
+	}
+	if cfg.MaxCallRecvMsgSize > 0 {
+		opts = append(opts, grpc.MaxCallRecvMsgSize(cfg.MaxCallRecvMsgSize))
+	}
+	return &Proxy{cfg: cfg, conn: cfg.Client.ActiveConnection(), callOpts: opts, registered: map[string]endpoints.Endpoint{}}
 }
 
 // ServerOptions are what the proxy's gRPC server needs: every method it
@@ -93,15 +106,32 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 }
 
 // forwardUnary forwards one request and its answer, headers and trailers
-// included, through the client's unary path.
+// included, through the client's unary path, which retries a call no
+// member received. A call that only reads (readOnly) is also retried on
+// Unavailable (a member stopping, a leader changing), as clientv3 retries
+// its own reads, while ctx lasts.
 func (p *Proxy) forwardUnary(ctx context.Context, method string, ss grpc.ServerStream) error {
 	var req, resp []byte
 	if err := ss.RecvMsg(&req); err != nil {
 		return err
 	}
 	var header, trailer metadata.MD
-	err := p.conn.Invoke(ctx, method, &req, &resp, grpc.ForceCodecV2(rawCodec{}), grpc.WaitForReady(true),
-		grpc.Header(&header), grpc.Trailer(&trailer))
+	opts := append([]grpc.CallOption{grpc.Header(&header), grpc.Trailer(&trailer)}, p.callOpts...)
+	err := p.conn.Invoke(ctx, method, &req, &resp, opts...)
+	retry := func(err error) bool {
+		return err != nil && readOnly[method] && status.Code(err) == codes.Unavailable && ctx.Err() == nil
+	}
+	// At most 100 attempts, as clientv3's unary calls.
+	for attempt, backoff := 1, 25*time.Millisecond; attempt < 100 && retry(err); attempt, backoff = attempt+1, min(2*backoff, time.Second) {
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop() // the loop ends with the last error
+		case <-t.C:
+			header, trailer = nil, nil
+			err = p.conn.Invoke(ctx, method, &req, &resp, opts...)
+		}
+	}
 	if len(header) > 0 {
 		if herr := ss.SetHeader(header); herr != nil {
 			return herr
@@ -120,8 +150,7 @@ func (p *Proxy) forwardUnary(ctx context.Context, method string, ss grpc.ServerS
 func (p *Proxy) forwardStream(ctx context.Context, method string, ss grpc.ServerStream) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cs, err := p.conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, method,
-		grpc.ForceCodecV2(rawCodec{}), grpc.WaitForReady(true))
+	cs, err := p.conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, method, p.callOpts...)
 	if err != nil {
 		return err
 	}
@@ -159,6 +188,24 @@ func (p *Proxy) forwardStream(ctx context.Context, method string, ss grpc.Server
 			return err
 		}
 	}
+}
+
+// readOnly are the unary methods that change nothing, which clientv3
+// retries on Unavailable (its "repeatable" calls).
+var readOnly = map[string]bool{
+	"/etcdserverpb.KV/Range":              true,
+	"/etcdserverpb.Lease/LeaseTimeToLive": true,
+	"/etcdserverpb.Lease/LeaseLeases":     true,
+	"/etcdserverpb.Cluster/MemberList":    true,
+	"/etcdserverpb.Maintenance/Status":    true,
+	"/etcdserverpb.Maintenance/Hash":      true,
+	"/etcdserverpb.Maintenance/HashKV":    true,
+	"/etcdserverpb.Auth/AuthStatus":       true,
+	"/etcdserverpb.Auth/UserGet":          true,
+	"/etcdserverpb.Auth/UserList":         true,
+	"/etcdserverpb.Auth/RoleGet":          true,
+	"/etcdserverpb.Auth/RoleList":         true,
+	"/v3electionpb.Election/Leader":       true,
 }
 
 // streaming says whether a method streams from the client and from the

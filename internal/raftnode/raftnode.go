@@ -136,7 +136,10 @@ type Node struct {
 	// commit is the commit index last written to the WAL (a commit
 	// index that moved alone is written without an fsync).
 	commit atomic.Uint64
-	err    atomic.Pointer[error]
+	// takenTag is the highest tag of a ProposeTagged proposal the loop
+	// has taken (see Taken).
+	takenTag atomic.Uint64
+	err      atomic.Pointer[error]
 }
 
 // New returns a node whose loop is not running yet (see Start).
@@ -216,6 +219,14 @@ func (n *Node) Err() error {
 // Lead is the leader last known (0 for none).
 func (n *Node) Lead() uint64 { return n.lead.Load() }
 
+// Taken reports whether the loop has taken a tagged proposal with tag or
+// a later one: with tags that grow (the server's request IDs), whether a
+// proposal still waits in the loop's queue (for a timeout's log line:
+// a stalled loop or a slow commit). Proposals handed over at the same
+// time may be taken in another order than their tags, so it may say yes
+// for one of them a moment early.
+func (n *Node) Taken(tag uint64) bool { return n.takenTag.Load() >= tag }
+
 // Term is the current term.
 func (n *Node) Term() uint64 { return n.term.Load() }
 
@@ -270,6 +281,11 @@ func (n *Node) ProposeConfChangeAsLeader(ctx context.Context, cc raftpb.ConfChan
 func (n *Node) ProposeTagged(ctx context.Context, expired <-chan time.Time, data []byte, term, tag uint64) error {
 	if n.cfg.Refused == nil {
 		return errors.New("raftnode: ProposeTagged needs Config.Refused")
+	}
+	select {
+	case <-n.done:
+		return ErrStopped // nothing would take it
+	default:
 	}
 	p := proposal{data: data, leaderOnly: term != 0, term: term, tag: tag}
 	select {
@@ -477,53 +493,60 @@ func (n *Node) publish() {
 }
 
 // drain takes what is already waiting, up to 1024 items: peers'
-// messages, proposals, read requests and reports, each channel in turn.
-// One non-blocking receive per item (which locks one channel) rather than
-// a select over four (which locks them all, sorted) cost a busy leader
+// messages, proposals, read requests and reports, at most 64 of each kind
+// a pass, passes until nothing is left or the budget is spent. One
+// non-blocking receive per item (which locks one channel) rather than a
+// select over four (which locks them all, sorted) cost a busy leader
 // less.
 func (n *Node) drain() {
+	const perPass = 64
 	budget := 1024
 	for budget > 0 {
-		took := budget
-		for ; budget > 0; budget-- {
+		took := 0
+		for range min(perPass, budget-took) {
 			select {
 			case m := <-n.recvc:
 				n.d.Step(m)
+				took++
 				continue
 			default:
 			}
 			break
 		}
-		for ; budget > 0; budget-- {
+		for range min(perPass, budget-took) {
 			select {
 			case p := <-n.propc:
 				n.handleProposal(p)
+				took++
 				continue
 			default:
 			}
 			break
 		}
-		for ; budget > 0; budget-- {
+		for range min(perPass, budget-took) {
 			select {
 			case r := <-n.readc:
 				n.handleRead(r)
+				took++
 				continue
 			default:
 			}
 			break
 		}
-		for ; budget > 0; budget-- {
+		for range min(perPass, budget-took) {
 			select {
 			case r := <-n.reportc:
 				n.handleReport(r)
+				took++
 				continue
 			default:
 			}
 			break
 		}
-		if took == budget {
+		if took == 0 {
 			return // nothing was waiting
 		}
+		budget -= took
 	}
 }
 
@@ -539,10 +562,14 @@ func (n *Node) handleProposal(p proposal) {
 	default:
 		err = n.d.Raft().Propose(p.data)
 	}
-	switch {
-	case p.errc != nil:
+	if p.errc != nil {
 		p.errc <- err
-	case err != nil && n.cfg.Refused != nil:
+		return
+	}
+	if p.tag > n.takenTag.Load() {
+		n.takenTag.Store(p.tag) // only this goroutine stores it
+	}
+	if err != nil && n.cfg.Refused != nil {
 		n.cfg.Refused(p.tag, err)
 	}
 }

@@ -303,6 +303,9 @@ func TestProposeTagged(t *testing.T) {
 	if queued != cap(idle.propc) {
 		t.Fatalf("%d proposals queued before one timed out, want the queue's %d", queued, cap(idle.propc))
 	}
+	if idle.Taken(1) {
+		t.Fatal("a loop that never ran took a proposal")
+	}
 	if err := newOne(t, vfs.NewMem(), 0).ProposeTagged(context.Background(), nil, []byte("x"), 0, 1); err == nil {
 		t.Fatal("ProposeTagged without Config.Refused: no error")
 	}
@@ -356,5 +359,12 @@ func TestProposeTagged(t *testing.T) {
 	}
 	if got := <-applied; got != proposals {
 		t.Fatalf("%d of %d proposals applied (loop error: %v)", got, proposals, n.Err())
+	}
+	if !n.Taken(proposals - 1) {
+		t.Fatalf("proposals applied but not taken (Taken(%d) false)", proposals-1)
+	}
+	n.Stop()
+	if err := n.ProposeTagged(context.Background(), nil, []byte("late"), 0, 10000); !errors.Is(err, ErrStopped) {
+		t.Fatalf("a proposal to a stopped loop: %v, want %v", err, ErrStopped)
 	}
 }

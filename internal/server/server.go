@@ -698,7 +698,11 @@ func (s *Server) proposeAs(ctx context.Context, req *pb.InternalRaftRequest, lea
 			s.metrics.proposalsFailed.Inc()
 		}
 		if err == ErrTimeout {
-			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stageProposed)
+			stage := stageProposed
+			if !s.rn.Taken(id) {
+				stage = stageNotProposed // still in the raft loop's queue
+			}
+			s.warnTimeout(apply.RequestType(req), len(data), time.Since(start), stage)
 		}
 		return apply.Result{}, err
 	}

@@ -105,6 +105,17 @@ func TestGRPCProxy(t *testing.T) {
 	if _, err := cli.Get(ctx, "k1", clientv3.WithRev(put.Header.Revision)); !errors.Is(err, rpctypes.ErrCompacted) {
 		t.Fatalf("a read at a compacted revision through the proxy: %v, want %v", err, rpctypes.ErrCompacted)
 	}
+	// An answer larger than gRPC's default 4 MiB comes through
+	// (--max-recv-bytes' default is etcd's, 2 GiB).
+	big := strings.Repeat("x", 1<<20)
+	for i := range 5 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("big/%d", i), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, err := cli.Get(ctx, "big/", clientv3.WithPrefix()); err != nil || len(resp.Kvs) != 5 {
+		t.Fatalf("5 MiB of values through the proxy: %v", err)
+	}
 	// Leases and their keep-alive stream.
 	lease, err := cli.Grant(ctx, 60)
 	if err != nil {
@@ -188,6 +199,10 @@ func TestGRPCProxyRefusals(t *testing.T) {
 		{[]string{"--cert=" + named.CertFile, "--key=" + named.KeyFile, "--cacert=" + ca.CertFile},
 			"cert has non empty Common Name (someone): " + named.CertFile},
 		{[]string{"--namespace=/tenant/"}, "--namespace is not supported by Cairn's grpc-proxy"},
+		// TLS asked for without a certificate: refused, not served in the clear.
+		{[]string{"--trusted-ca-file=" + ca.CertFile}, "KeyFile and CertFile are not presented"},
+		{[]string{"--auto-tls", "--trusted-ca-file=" + ca.CertFile}, "KeyFile and CertFile are not presented"},
+		{[]string{"--client-crl-file=" + ca.CertFile}, "--client-crl-file needs TLS"},
 	} {
 		cmd := exec.Command(cairnBinary, append([]string{"grpc-proxy", "start", "--listen-addr=127.0.0.1:0"}, tc.args...)...)
 		out, err := cmd.CombinedOutput()
