@@ -380,7 +380,7 @@ func fileValue(fv flag.Value, v any) (string, error) {
 			return "", fmt.Errorf("want a number, not %q", fmt.Sprint(v))
 		}
 		return n.String(), nil
-	case listValue, urlsValue:
+	case listValue, urlsValue, endpointsValue:
 		if list, ok := v.([]any); ok {
 			var ss []string
 			for _, e := range list {
@@ -453,6 +453,9 @@ func (c *config) validate() error {
 	}
 	if (c.DiscoveryToken != "") != (len(c.DiscoveryEndpoints) > 0) {
 		return errors.New("both --discovery-token and --discovery-endpoints must be set")
+	}
+	if slices.Contains(c.DiscoveryEndpoints, "") {
+		return errors.New("--discovery-endpoints must not contain empty endpoints")
 	}
 	if c.HeartbeatIntervalMs == 0 {
 		return fmt.Errorf("--heartbeat-interval must be >0 (set to %dms)", c.HeartbeatIntervalMs)

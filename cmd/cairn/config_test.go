@@ -365,6 +365,8 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"--listen-client-urls", "http://127.0.0.1:2379"}, 1, "--advertise-client-urls is required"},
 		{[]string{"--discovery-fallback", "proxy"}, 1, "v2 proxy is deprecated"},
 		{[]string{"--discovery-token", "t"}, 1, "both --discovery-token and --discovery-endpoints must be set"},
+		{[]string{"--discovery-token", "t", "--discovery-endpoints", "http://a:2379,,http://b:2379"}, 1, "--discovery-endpoints must not contain empty endpoints"},
+		{[]string{"--discovery-token", "t", "--discovery-endpoints", "http://a:2379, "}, 1, "--discovery-endpoints must not contain empty endpoints"},
 		{[]string{"--compact-hash-check-time", "0s"}, 1, "--compact-hash-check-time must be >0"},
 		{[]string{"--feature-gates", "LeaseCheckpointPersist=true"}, 1, "requires enabling feature gate LeaseCheckpoint"},
 		{[]string{"--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"}, 1, "min version (TLS1.3) is greater than max version (TLS1.2)"},

@@ -141,6 +141,29 @@ func (v listValue) String() string {
 	return strings.Join(*v.p, ",")
 }
 
+// endpointsValue is a comma-separated list that keeps empty items (each
+// other item trimmed; duplicates dropped), as etcd's UniqueStringsValue
+// keeps them for --discovery-endpoints, so that validate can refuse them.
+// An empty value is no list (etcd reads it as one empty item, and so
+// refuses its own default).
+type endpointsValue struct{ p *[]string }
+
+func (v endpointsValue) Set(s string) error {
+	if s == "" {
+		*v.p = nil
+		return nil
+	}
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); !isOneOf(part, out) {
+			out = append(out, part)
+		}
+	}
+	*v.p = out
+	return nil
+}
+func (v endpointsValue) String() string { return listValue(v).String() }
+
 // urlsValue is a comma-separated list of URLs, checked as etcd checks
 // them (types.NewURLs): a scheme of http, https, unix or unixs, a
 // host:port for http(s), no path. exceptions (such as "*" for --cors) are
