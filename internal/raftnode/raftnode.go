@@ -500,54 +500,30 @@ func (n *Node) publish() {
 // less.
 func (n *Node) drain() {
 	const perPass = 64
-	budget := 1024
-	for budget > 0 {
-		took := 0
-		for range min(perPass, budget-took) {
-			select {
-			case m := <-n.recvc:
-				n.d.Step(m)
-				took++
-				continue
-			default:
-			}
-			break
-		}
-		for range min(perPass, budget-took) {
-			select {
-			case p := <-n.propc:
-				n.handleProposal(p)
-				took++
-				continue
-			default:
-			}
-			break
-		}
-		for range min(perPass, budget-took) {
-			select {
-			case r := <-n.readc:
-				n.handleRead(r)
-				took++
-				continue
-			default:
-			}
-			break
-		}
-		for range min(perPass, budget-took) {
-			select {
-			case r := <-n.reportc:
-				n.handleReport(r)
-				took++
-				continue
-			default:
-			}
-			break
-		}
+	for budget := 1024; budget > 0; {
+		took := take(n.recvc, min(perPass, budget), n.d.Step)
+		took += take(n.propc, min(perPass, budget-took), n.handleProposal)
+		took += take(n.readc, min(perPass, budget-took), n.handleRead)
+		took += take(n.reportc, min(perPass, budget-took), n.handleReport)
 		if took == 0 {
 			return // nothing was waiting
 		}
 		budget -= took
 	}
+}
+
+// take hands handle what c holds, up to limit items, without blocking,
+// and says how many it took.
+func take[T any](c <-chan T, limit int, handle func(T)) int {
+	for i := range limit {
+		select {
+		case v := <-c:
+			handle(v)
+		default:
+			return i
+		}
+	}
+	return max(limit, 0)
 }
 
 func (n *Node) handleProposal(p proposal) {
