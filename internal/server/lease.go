@@ -95,7 +95,7 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 		return 0, auth.ErrAuthOldRevision
 	}
 	resp, err := s.toLeader(ctx, callRenew, &pb.LeaseKeepAliveRequest{ID: id}, func() (marshaler, error) {
-		return s.renewAnswer(id)
+		return s.renewAnswer(ctx, id)
 	}, &pb.LeaseKeepAliveResponse{})
 	if err != nil {
 		return 0, err
@@ -122,7 +122,7 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveReq
 		}
 	}
 	resp, err := s.toLeader(ctx, callTimeToLive, req, func() (marshaler, error) {
-		return s.timeToLiveLocal(req)
+		return s.timeToLiveLocal(ctx, req)
 	}, &pb.LeaseTimeToLiveResponse{})
 	if err != nil {
 		return nil, err
@@ -203,16 +203,25 @@ func (s *Server) renewLocal(id int64) (int64, error) {
 
 // renewAnswer renews lease id here, the leader, and answers as a keep-alive
 // response: TTL -1 if the lease is gone.
-func (s *Server) renewAnswer(id int64) (marshaler, error) {
-	ttl, err := s.renewLocal(id)
+func (s *Server) renewAnswer(ctx context.Context, id int64) (marshaler, error) {
+	var ttl int64
+	err := s.leaseSettled(ctx, func() (err error) {
+		ttl, err = s.renewLocal(id)
+		return err
+	})
 	if errors.Is(err, lease.ErrNotFound) {
 		return &pb.LeaseKeepAliveResponse{ID: id, TTL: -1}, nil
 	}
 	return &pb.LeaseKeepAliveResponse{ID: id, TTL: ttl}, err
 }
 
-func (s *Server) timeToLiveLocal(req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	granted, remaining, keys, err := s.applier.Lessor().TimeToLive(req.ID, req.Keys)
+func (s *Server) timeToLiveLocal(ctx context.Context, req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	var granted, remaining int64
+	var keys []string
+	err := s.leaseSettled(ctx, func() (err error) {
+		granted, remaining, keys, err = s.applier.Lessor().TimeToLive(req.ID, req.Keys)
+		return err
+	})
 	if errors.Is(err, lease.ErrNotFound) {
 		// As etcd: not an error, a TTL of -1.
 		return &pb.LeaseTimeToLiveResponse{ID: req.ID, TTL: -1}, nil
@@ -225,6 +234,24 @@ func (s *Server) timeToLiveLocal(req *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeT
 		resp.Keys = append(resp.Keys, []byte(k))
 	}
 	return resp, nil
+}
+
+// leaseSettled runs lookup on the leader; if it does not find the lease,
+// the lease may have been granted by an entry committed but not applied
+// here yet: a follower that applied it answered its client, whose
+// keep-alive or TTL query then came here, between the leader sending the
+// commit and recording it (CommitIndex, which readyToLead waited for, is
+// the commit last persisted). It looks again after a read index round,
+// which waits for everything committed. Not found then, it is gone.
+func (s *Server) leaseSettled(ctx context.Context, lookup func() error) error {
+	err := lookup()
+	if errors.Is(err, lease.ErrNotFound) {
+		if werr := s.linearizableReadWait(ctx); werr != nil {
+			return werr
+		}
+		err = lookup()
+	}
+	return err
 }
 
 type marshaler = proto.Message
@@ -291,13 +318,13 @@ func (s *Server) HandleCall(ctx context.Context, method string, data []byte) ([]
 		if err := proto.Unmarshal(data, req); err != nil {
 			return nil, err
 		}
-		local = func() (marshaler, error) { return s.renewAnswer(req.ID) }
+		local = func() (marshaler, error) { return s.renewAnswer(ctx, req.ID) }
 	case callTimeToLive:
 		req := &pb.LeaseTimeToLiveRequest{}
 		if err := proto.Unmarshal(data, req); err != nil {
 			return nil, err
 		}
-		local = func() (marshaler, error) { return s.timeToLiveLocal(req) }
+		local = func() (marshaler, error) { return s.timeToLiveLocal(ctx, req) }
 	default:
 		return nil, fmt.Errorf("unknown call %q", method)
 	}
