@@ -21,6 +21,7 @@ import (
 
 	"github.com/cairn-db/cairn/internal/raftnode"
 	"github.com/cairn-db/cairn/internal/server"
+	"github.com/cairn-db/cairn/internal/tlsutil"
 )
 
 // defaultConfig is etcd 3.7.3's defaults (embed.NewConfig), but for the
@@ -484,16 +485,16 @@ func (c *config) validate() error {
 	default:
 		return fmt.Errorf("unknown auto-compaction-mode %q", c.AutoCompactionMode)
 	}
-	for _, v := range []string{c.TLSMinVersion, c.TLSMaxVersion} {
-		if v != "" && v != "TLS1.2" && v != "TLS1.3" {
-			return fmt.Errorf("unexpected TLS version %q (must be one of: TLS1.2, TLS1.3)", v)
-		}
+	minV, err := tlsutil.Version(c.TLSMinVersion)
+	if err != nil {
+		return err
 	}
-	if c.TLSMinVersion == "TLS1.3" && c.TLSMaxVersion == "TLS1.2" {
-		return fmt.Errorf("min version (%s) is greater than max version (%s)", c.TLSMinVersion, c.TLSMaxVersion)
+	maxV, err := tlsutil.Version(c.TLSMaxVersion)
+	if err != nil {
+		return err
 	}
-	if c.TLSMinVersion == "TLS1.3" && len(c.CipherSuites) > 0 {
-		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	if err := tlsutil.CheckVersions(minV, maxV, len(c.CipherSuites)); err != nil {
+		return err
 	}
 	if c.EnableDistributedTracing && (c.DistributedTracingSamplingRate < 0 || c.DistributedTracingSamplingRate > 1000000) {
 		return errors.New("distributed tracing configurition is not valid: (tracing sampling rate must be between 0 and 1000000)")

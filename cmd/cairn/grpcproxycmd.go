@@ -144,11 +144,8 @@ func (f grpcProxyFlags) check() error {
 	if err != nil {
 		return fmt.Errorf("tls-max-version is invalid: %w", err)
 	}
-	if maxV != 0 && minV > maxV {
-		return fmt.Errorf("min version (%s) is greater than max version (%s)", f.tlsMinVersion, f.tlsMaxVersion)
-	}
-	if minV == tls.VersionTLS13 && len(f.cipherSuites) > 0 {
-		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	if err := tlsutil.CheckVersions(minV, maxV, len(f.cipherSuites)); err != nil {
+		return err
 	}
 	for _, nb := range []struct {
 		set  bool

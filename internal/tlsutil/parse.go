@@ -2,6 +2,7 @@ package tlsutil
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 )
 
@@ -48,4 +49,28 @@ func Version(s string) (uint16, error) {
 		return tls.VersionTLS13, nil
 	}
 	return 0, fmt.Errorf("unexpected TLS version %q (must be one of: TLS1.2, TLS1.3)", s)
+}
+
+// CheckVersions refuses, in etcd's words, a minimum version (Version's)
+// above the maximum, and cipher suites (nSuites of them) with TLS 1.3
+// only, whose suites Go does not let be chosen.
+func CheckVersions(minV, maxV uint16, nSuites int) error {
+	if maxV != 0 && minV > maxV {
+		return fmt.Errorf("min version (%s) is greater than max version (%s)", versionName(minV), versionName(maxV))
+	}
+	if minV == tls.VersionTLS13 && nSuites > 0 {
+		return errors.New("cipher suites cannot be configured when only TLS1.3 is enabled")
+	}
+	return nil
+}
+
+// versionName is the flag value Version reads as v.
+func versionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	}
+	return ""
 }
