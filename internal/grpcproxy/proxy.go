@@ -290,31 +290,20 @@ type meta struct {
 // proxy does. done is closed when it stops.
 func (p *Proxy) Register(ttl int) (done <-chan struct{}) {
 	c, lg := p.cfg.Client, p.cfg.Logger
-	d := make(chan struct{})
-	go func() {
-		defer close(d)
-		for {
-			ss, err := p.registerSession(ttl)
-			if err != nil {
-				lg.Warn("failed to create a session", zap.Error(err))
-			} else {
-				select {
-				case <-c.Ctx().Done():
-					ss.Close()
-					return
-				case <-ss.Done():
-					lg.Warn("session expired; possible network partition or server restart")
-					lg.Warn("creating a new session to rejoin")
-				}
-			}
-			select {
-			case <-c.Ctx().Done():
-				return
-			case <-time.After(time.Second):
-			}
+	return p.untilClosed(func() {
+		ss, err := p.registerSession(ttl)
+		if err != nil {
+			lg.Warn("failed to create a session", zap.Error(err))
+			return
 		}
-	}()
-	return d
+		select {
+		case <-c.Ctx().Done():
+			ss.Close()
+		case <-ss.Done():
+			lg.Warn("session expired; possible network partition or server restart")
+			lg.Warn("creating a new session to rejoin")
+		}
+	})
 }
 
 func (p *Proxy) registerSession(ttl int) (*concurrency.Session, error) {
@@ -345,33 +334,43 @@ func (p *Proxy) registerSession(ttl int) (*concurrency.Session, error) {
 // stops.
 func (p *Proxy) WatchRegistered() (done <-chan struct{}) {
 	c, prefix, lg := p.cfg.Client, p.cfg.ResolverPrefix, p.cfg.Logger
+	return p.untilClosed(func() {
+		em, err := endpoints.NewManager(c, prefix)
+		var wc endpoints.WatchChannel
+		if err == nil {
+			wc, err = em.NewWatchChannel(c.Ctx())
+		}
+		if err != nil {
+			lg.Warn("failed to establish endpoint watch", zap.String("prefix", prefix), zap.Error(err))
+			return
+		}
+		for ups := range wc {
+			p.mu.Lock()
+			for _, up := range ups {
+				switch up.Op {
+				case endpoints.Add:
+					p.registered[up.Key] = up.Endpoint
+				case endpoints.Delete:
+					delete(p.registered, up.Key)
+				}
+			}
+			p.mu.Unlock()
+		}
+	})
+}
+
+// untilClosed runs attempt in a goroutine of its own, again a second
+// after each return, until the client closes; done is closed when it
+// stops.
+func (p *Proxy) untilClosed(attempt func()) (done <-chan struct{}) {
+	ctx := p.cfg.Client.Ctx()
 	d := make(chan struct{})
 	go func() {
 		defer close(d)
 		for {
-			em, err := endpoints.NewManager(c, prefix)
-			var wc endpoints.WatchChannel
-			if err == nil {
-				wc, err = em.NewWatchChannel(c.Ctx())
-			}
-			if err != nil {
-				lg.Warn("failed to establish endpoint watch", zap.String("prefix", prefix), zap.Error(err))
-			} else {
-				for ups := range wc {
-					p.mu.Lock()
-					for _, up := range ups {
-						switch up.Op {
-						case endpoints.Add:
-							p.registered[up.Key] = up.Endpoint
-						case endpoints.Delete:
-							delete(p.registered, up.Key)
-						}
-					}
-					p.mu.Unlock()
-				}
-			}
+			attempt()
 			select {
-			case <-c.Ctx().Done():
+			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):
 			}

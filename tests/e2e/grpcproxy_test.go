@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,53 @@ func TestGRPCProxyRefusals(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
 			t.Errorf("grpc-proxy start %q: %v, %s; want exit 1 and %q", tc.args, err, out, tc.want)
 		}
+	}
+}
+
+// Proxies started with --resolver-prefix register their advertised URLs
+// on a lease, and MemberList through any of them lists them all, as
+// etcd's proxies do; a proxy that stops leaves the list when its lease
+// expires.
+func TestGRPCProxyResolverPrefix(t *testing.T) {
+	c := newCluster(t, 1)
+	c.waitLeader()
+	args := []string{"--endpoints=" + c.members[0].clientURL, "--resolver-prefix=/proxies", "--resolver-ttl=2"}
+	a, addrA := startGRPCProxy(t, args...)
+	b, addrB := startGRPCProxy(t, args...)
+	waitLogged(t, a, `"msg":"registered session with lease"`)
+	waitLogged(t, b, `"msg":"registered session with lease"`)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addrA}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	listed := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ml, err := cli.MemberList(ctx)
+		if err != nil {
+			t.Fatalf("member list through the proxy: %v", err)
+		}
+		var urls []string
+		for _, m := range ml.Members {
+			urls = append(urls, m.ClientURLs...)
+		}
+		slices.Sort(urls)
+		return strings.Join(urls, ",")
+	}
+	both := strings.Join(slices.Sorted(slices.Values([]string{addrA, addrB})), ",")
+	deadline := time.Now().Add(waitDeadline)
+	for listed() != both {
+		if time.Now().After(deadline) {
+			t.Fatalf("member list through a proxy: %s, want %s", listed(), both)
+		}
+		time.Sleep(50 * time.Millisecond) // polling what the proxies registered
+	}
+	b.interrupt(t)
+	for listed() != addrA {
+		if time.Now().After(deadline) {
+			t.Fatalf("member list once the other proxy stopped: %s, want %s", listed(), addrA)
+		}
+		time.Sleep(50 * time.Millisecond) // polling for the lease's expiry
 	}
 }
