@@ -153,13 +153,7 @@ func (v endpointsValue) Set(s string) error {
 		*v.p = nil
 		return nil
 	}
-	var out []string
-	for part := range strings.SplitSeq(s, ",") {
-		if part = strings.TrimSpace(part); !isOneOf(part, out) {
-			out = append(out, part)
-		}
-	}
-	*v.p = out
+	*v.p = splitItems(s, true)
 	return nil
 }
 func (v endpointsValue) String() string { return listValue(v).String() }
@@ -208,10 +202,16 @@ func checkURL(s string) error {
 	return nil
 }
 
-func splitList(s string) []string {
+// splitList is a flag's comma-separated list: trimmed items, no empty
+// ones, no duplicates.
+func splitList(s string) []string { return splitItems(s, false) }
+
+// splitItems splits a comma-separated list into its items, trimmed,
+// duplicates dropped, and empty ones too unless keepEmpty.
+func splitItems(s string, keepEmpty bool) []string {
 	var out []string
 	for part := range strings.SplitSeq(s, ",") {
-		if part = strings.TrimSpace(part); part != "" && !isOneOf(part, out) {
+		if part = strings.TrimSpace(part); (part != "" || keepEmpty) && !isOneOf(part, out) {
 			out = append(out, part)
 		}
 	}
